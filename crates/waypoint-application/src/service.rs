@@ -1,0 +1,432 @@
+//! `PlanResumeService`: the use cases library users call, over any [`PlanStore`].
+
+use std::sync::Arc;
+
+use eventually::aggregate::Aggregate;
+use eventually::store::{Expected, Select};
+use futures::TryStreamExt;
+use uuid::Uuid;
+use waypoint_domain::{
+    evaluate_eligibility, Actor, Artifact, Checkpoint, CheckpointId, DecisionId, EligibilityInputs,
+    EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName,
+    ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
+};
+
+use crate::error::ServiceError;
+use crate::ports::{Clock, NoRunLocks, NoSnapshotProbe, RunLockProbe, SnapshotProbe, SystemClock};
+use crate::store::{PlanStore, PlanView, RecordedEvent, StoredEvent};
+
+/// What to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewPlan {
+    /// A caller-chosen id; a random one when absent.
+    pub id: Option<PlanId>,
+    pub name: Option<PlanName>,
+    pub total_steps: Option<TotalSteps>,
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// One step's completion, as the caller reports it.
+#[derive(Debug, Clone)]
+pub struct StepCheckpoint {
+    pub step: StepNumber,
+    pub decision_id: DecisionId,
+    pub snapshot_id: Option<SnapshotId>,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// The checkpoint a `record_step_checkpoint` call stands on, and whether it wrote anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRecorded {
+    pub checkpoint: Checkpoint,
+    /// `false` for an idempotent retry: the existing checkpoint is returned and nothing appended.
+    pub appended: bool,
+}
+
+/// How to resume.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeRequest {
+    /// Preview only: evaluate and summarise, write nothing.
+    pub dry_run: bool,
+    /// The caller's fingerprint of the plan definition, checked against the recorded one.
+    pub fingerprint: Option<Fingerprint>,
+    /// The runner that holds the plan's run lock and will do the work, if any.
+    pub runner: Option<RunnerId>,
+}
+
+/// Where work picks up after a resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The step to run next. Completed steps are never run again.
+    pub from_step: StepNumber,
+    /// Set when `from_step` had started but not completed before the interruption: it runs again.
+    pub rerun_uncertain: bool,
+    /// The plan-stream version of the `Resumed` event.
+    pub version: u32,
+}
+
+/// The result of `resume_plan`: the summary, and for a real resume the point to continue from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeOutcome {
+    pub summary: ResumeSummary,
+    pub resumed: Option<ResumePoint>,
+}
+
+/// The application service. Cheap to clone; every clone shares the store and the ports.
+#[derive(Debug, Clone)]
+pub struct PlanResumeService<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    run_locks: Arc<dyn RunLockProbe>,
+    snapshots: Arc<dyn SnapshotProbe>,
+    actor: Actor,
+}
+
+impl<S: PlanStore> PlanResumeService<S> {
+    /// A service with the system clock, no run locks and no snapshot probe.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+            run_locks: Arc::new(NoRunLocks),
+            snapshots: Arc::new(NoSnapshotProbe),
+            actor: Actor::parse("library").expect("static actor is valid"),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub fn with_run_locks(mut self, run_locks: impl RunLockProbe + 'static) -> Self {
+        self.run_locks = Arc::new(run_locks);
+        self
+    }
+
+    pub fn with_snapshot_probe(mut self, probe: impl SnapshotProbe + 'static) -> Self {
+        self.snapshots = Arc::new(probe);
+        self
+    }
+
+    /// Who is named in `Resumed` events this service records.
+    pub fn with_actor(mut self, actor: Actor) -> Self {
+        self.actor = actor;
+        self
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub async fn create_plan(&self, new: NewPlan) -> Result<PlanView, ServiceError> {
+        let plan_id = new.id.unwrap_or_else(|| PlanId::from_uuid(Uuid::new_v4()));
+        let command = PlanCommand::Create {
+            name: new.name,
+            total_steps: new.total_steps,
+            fingerprint: new.fingerprint,
+            at: self.clock.now(),
+        };
+        let (view, _) = self.execute_on(&plan_id, None, command).await?;
+        Ok(view)
+    }
+
+    /// Enters `phase` (advance or revert). Pass the runner if the caller holds the run lock.
+    pub async fn start_phase(
+        &self,
+        plan_id: &PlanId,
+        phase: Phase,
+        runner: Option<RunnerId>,
+    ) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::StartPhase { phase, runner })
+            .await
+    }
+
+    pub async fn set_total_steps(
+        &self,
+        plan_id: &PlanId,
+        total: TotalSteps,
+    ) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::SetTotalSteps { total })
+            .await
+    }
+
+    /// Records the intent to run `step`: until its checkpoint lands it is the uncertain step.
+    pub async fn record_step_started(
+        &self,
+        plan_id: &PlanId,
+        step: StepNumber,
+        decision_id: DecisionId,
+    ) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::StartStep { step, decision_id })
+            .await
+    }
+
+    /// Records that a step completed. An exact retry returns the existing checkpoint and writes
+    /// nothing; the same step with a different payload is a conflict.
+    pub async fn record_step_checkpoint(
+        &self,
+        plan_id: &PlanId,
+        checkpoint: StepCheckpoint,
+    ) -> Result<CheckpointRecorded, ServiceError> {
+        let step = checkpoint.step;
+        let command = PlanCommand::RecordCheckpoint {
+            checkpoint_id: CheckpointId::from_uuid(Uuid::new_v4()),
+            step,
+            decision_id: checkpoint.decision_id,
+            snapshot_id: checkpoint.snapshot_id,
+            artifacts: checkpoint.artifacts,
+        };
+        let (view, appended) = self.execute_appending(plan_id, command).await?;
+        let checkpoint = view
+            .state
+            .resume
+            .checkpoint(step)
+            .cloned()
+            .expect("an accepted checkpoint is in the folded state");
+        Ok(CheckpointRecorded {
+            checkpoint,
+            appended,
+        })
+    }
+
+    /// Records a graceful shutdown. Returns `false` when it was already recorded (idempotent).
+    pub async fn record_shutdown(
+        &self,
+        plan_id: &PlanId,
+        reason: Message,
+    ) -> Result<bool, ServiceError> {
+        let command = PlanCommand::RecordShutdown {
+            reason,
+            at: self.clock.now(),
+        };
+        let (_, appended) = self.execute_appending(plan_id, command).await?;
+        Ok(appended)
+    }
+
+    pub async fn fail(&self, plan_id: &PlanId, message: Message) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::Fail { message }).await
+    }
+
+    pub async fn constrain(
+        &self,
+        plan_id: &PlanId,
+        message: Message,
+    ) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::Constrain { message })
+            .await
+    }
+
+    pub async fn complete_phase(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::CompletePhase).await
+    }
+
+    pub async fn apply(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::Apply).await
+    }
+
+    pub async fn cancel(
+        &self,
+        plan_id: &PlanId,
+        reason: Option<Message>,
+    ) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::Cancel { reason }).await
+    }
+
+    /// The plan's current view.
+    pub async fn load(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
+        self.store
+            .load_view(plan_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(plan_id.clone()))
+    }
+
+    /// Whether the plan can resume, with every reason it cannot.
+    pub async fn validate_eligibility(
+        &self,
+        plan_id: &PlanId,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<ResumeEligibility, ServiceError> {
+        let view = self.load(plan_id).await?;
+        Ok(evaluate_eligibility(
+            &view.state,
+            &self.eligibility_inputs(&view, fingerprint),
+        ))
+    }
+
+    pub async fn build_resume_summary(
+        &self,
+        plan_id: &PlanId,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<ResumeSummary, ServiceError> {
+        let view = self.load(plan_id).await?;
+        Ok(self.summarize(&view, fingerprint))
+    }
+
+    /// Previews (`dry_run`) or performs a resume. A real resume appends `Resumed` with an
+    /// expected-version check: of two racing resumes exactly one wins, the other gets a conflict.
+    pub async fn resume_plan(
+        &self,
+        plan_id: &PlanId,
+        request: ResumeRequest,
+    ) -> Result<ResumeOutcome, ServiceError> {
+        let view = self.load(plan_id).await?;
+        let inputs = self.eligibility_inputs(&view, request.fingerprint);
+        if request.dry_run {
+            let verdict = evaluate_eligibility(&view.state, &inputs);
+            let summary =
+                ResumeSummary::build(plan_id, &view.state, &verdict, Some(view.last_activity_at));
+            return Ok(ResumeOutcome {
+                summary,
+                resumed: None,
+            });
+        }
+        let uncertain = view.state.resume.uncertain_step;
+        let command = PlanCommand::Resume {
+            by: self.actor.clone(),
+            runner: request.runner,
+            at: self.clock.now(),
+            inputs,
+        };
+        let (after, _) = self.execute_on(plan_id, Some(view), command).await?;
+        let from_step = after
+            .state
+            .resume
+            .next_step()
+            .expect("an eligible plan has a next step");
+        let summary = self.summarize(&after, None);
+        let resumed = ResumePoint {
+            from_step,
+            rerun_uncertain: uncertain == Some(from_step),
+            version: after.version,
+        };
+        Ok(ResumeOutcome {
+            summary,
+            resumed: Some(resumed),
+        })
+    }
+
+    /// Every plan with its summary, newest activity first.
+    pub async fn list_plans(&self) -> Result<Vec<ResumeSummary>, ServiceError> {
+        let mut views = self.store.catalog().await?;
+        views.sort_by(|a, b| {
+            b.last_activity_at
+                .cmp(&a.last_activity_at)
+                .then_with(|| a.plan_id.cmp(&b.plan_id))
+        });
+        Ok(views.iter().map(|v| self.summarize(v, None)).collect())
+    }
+
+    /// Every plan that can resume now, newest activity first.
+    pub async fn list_resumable(&self) -> Result<Vec<ResumeSummary>, ServiceError> {
+        Ok(self
+            .list_plans()
+            .await?
+            .into_iter()
+            .filter(|s| s.eligible)
+            .collect())
+    }
+
+    /// The plan's events in version order.
+    pub async fn history(&self, plan_id: &PlanId) -> Result<Vec<StoredEvent>, ServiceError> {
+        let events: Vec<StoredEvent> = self
+            .store
+            .stream(plan_id.clone(), Select::All)
+            .await?
+            .try_collect()
+            .await?;
+        if events.is_empty() {
+            return Err(ServiceError::NotFound(plan_id.clone()));
+        }
+        Ok(events)
+    }
+
+    fn summarize(&self, view: &PlanView, fingerprint: Option<Fingerprint>) -> ResumeSummary {
+        let verdict =
+            evaluate_eligibility(&view.state, &self.eligibility_inputs(view, fingerprint));
+        ResumeSummary::build(
+            &view.plan_id,
+            &view.state,
+            &verdict,
+            Some(view.last_activity_at),
+        )
+    }
+
+    fn eligibility_inputs(
+        &self,
+        view: &PlanView,
+        fingerprint: Option<Fingerprint>,
+    ) -> EligibilityInputs {
+        let snapshot = match view.state.resume.last_checkpoint() {
+            Some(checkpoint) => self.snapshots.check(&view.plan_id, checkpoint),
+            None => SnapshotCheck::NotChecked,
+        };
+        EligibilityInputs {
+            runner_alive: self.run_locks.is_held(&view.plan_id),
+            fingerprint,
+            snapshot,
+        }
+    }
+
+    async fn execute(
+        &self,
+        plan_id: &PlanId,
+        command: PlanCommand,
+    ) -> Result<PlanView, ServiceError> {
+        Ok(self.execute_appending(plan_id, command).await?.0)
+    }
+
+    async fn execute_appending(
+        &self,
+        plan_id: &PlanId,
+        command: PlanCommand,
+    ) -> Result<(PlanView, bool), ServiceError> {
+        let view = self.load(plan_id).await?;
+        self.execute_on(plan_id, Some(view), command).await
+    }
+
+    /// Decides `command` against `view` and appends the result with an expected-version check.
+    /// Returns the view after the command and whether anything was appended.
+    async fn execute_on(
+        &self,
+        plan_id: &PlanId,
+        view: Option<PlanView>,
+        command: PlanCommand,
+    ) -> Result<(PlanView, bool), ServiceError> {
+        let plan_error = |source: PlanError| ServiceError::Plan {
+            plan_id: plan_id.clone(),
+            source,
+        };
+        let state = view.as_ref().map(|v| v.state.clone());
+        let decided = Plan
+            .handle(plan_id, &state, command)
+            .await
+            .map_err(plan_error)?;
+        let Some(events) = decided else {
+            let view = view.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))?;
+            return Ok((view, false));
+        };
+        let expected = view.as_ref().map_or(0, |v| v.version);
+        let now = self.clock.now();
+        let recorded: Vec<RecordedEvent> = events
+            .into_iter()
+            .map(|event| RecordedEvent {
+                event_id: EventId::from_uuid(Uuid::new_v4()),
+                recorded_at: now,
+                event,
+            })
+            .collect();
+        let mut store = self.store.clone();
+        store
+            .append(plan_id.clone(), Expected::Exact(expected), recorded.clone())
+            .await?;
+        let after = recorded
+            .iter()
+            .zip(expected + 1..)
+            .fold(view, |view, (event, version)| {
+                PlanView::fold_parts(view, plan_id, version, event)
+            })
+            .expect("a decided event applies to the plan");
+        Ok((after, true))
+    }
+}

@@ -1,0 +1,187 @@
+//! The event-store port: `eventually::EventStore` over [`RecordedEvent`]s, plus the cheap reads a
+//! store may serve from its own projections (one plan's view, the catalog of every plan).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use eventually::store::{EventStore, Persisted, Select};
+use futures::future::BoxFuture;
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use waypoint_domain::{DecodeError, EventId, PlanEvent, PlanId, PlanState};
+
+/// What the application hands to a store: the domain event plus the envelope fields that the
+/// application decides (id and time). The store adds the plan id, the version and the global
+/// position (`Persisted::sequence_number`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub event_id: EventId,
+    pub recorded_at: DateTime<Utc>,
+    pub event: PlanEvent,
+}
+
+/// A stored event with its full envelope.
+pub type StoredEvent = Persisted<PlanId, RecordedEvent>;
+
+/// The store port's error. Each adapter has its own error that converts into this one.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("plan {plan_id} changed concurrently: expected version {expected}, found {actual}; reload and try again")]
+    Conflict {
+        plan_id: PlanId,
+        expected: u32,
+        actual: u32,
+    },
+    #[error("the store is corrupt at {location}: {detail}; run `waypoint store repair` after taking a copy")]
+    Corrupt { location: String, detail: String },
+    #[error("cannot decode the record at {location}: {source}")]
+    Decode {
+        location: String,
+        source: DecodeError,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("the store is locked by another process in an incompatible way: {0}")]
+    Locked(String),
+    #[error("the store refuses writes until it is reopened: {0}")]
+    Poisoned(String),
+    #[error("the store does not support this: {0}")]
+    Unsupported(&'static str),
+    #[error("input too large: {0}")]
+    TooLarge(String),
+}
+
+impl eventually::store::AppendError for StoreError {
+    fn is_conflict_error(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
+impl StoreError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// One plan's projection with the envelope facts that listings need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanView {
+    pub plan_id: PlanId,
+    /// The plan-stream version of the last event folded in.
+    pub version: u32,
+    pub last_activity_at: DateTime<Utc>,
+    pub state: PlanState,
+}
+
+impl PlanView {
+    /// Folds one stored event into an optional view: the single fold every reader uses.
+    pub fn fold(view: Option<PlanView>, stored: &StoredEvent) -> Option<PlanView> {
+        Self::fold_parts(
+            view,
+            stored.source_id(),
+            eventually::versioning::Versioned::version(stored),
+            stored,
+        )
+    }
+
+    pub fn fold_parts(
+        view: Option<PlanView>,
+        plan_id: &PlanId,
+        version: u32,
+        recorded: &RecordedEvent,
+    ) -> Option<PlanView> {
+        match view {
+            Some(mut view) => {
+                view.state.apply(&recorded.event);
+                view.version = version;
+                view.last_activity_at = recorded.recorded_at;
+                Some(view)
+            }
+            None => PlanState::fold(None, &recorded.event).map(|state| PlanView {
+                plan_id: plan_id.clone(),
+                version,
+                last_activity_at: recorded.recorded_at,
+                state,
+            }),
+        }
+    }
+
+    /// Rebuilds a view from a plan's events in version order.
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Option<PlanView> {
+        events.into_iter().fold(None, PlanView::fold)
+    }
+}
+
+/// Every plan's view, keyed by id: the catalog projection. Stores may checkpoint it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub plans: HashMap<PlanId, PlanView>,
+    /// Global position of the last event folded in (0: none).
+    pub position: u32,
+}
+
+impl Catalog {
+    pub fn apply(&mut self, stored: &StoredEvent) {
+        let id = stored.source_id();
+        let previous = self.plans.remove(id);
+        if let Some(view) = PlanView::fold(previous, stored) {
+            self.plans.insert(id.clone(), view);
+        }
+        self.position = self.position.max(stored.sequence_number());
+    }
+}
+
+impl eventually::projection::Projection for Catalog {
+    type SourceId = PlanId;
+    type Event = RecordedEvent;
+    type Error = std::convert::Infallible;
+
+    fn project(&mut self, event: StoredEvent) -> BoxFuture<'_, Result<(), Self::Error>> {
+        self.apply(&event);
+        Box::pin(futures::future::ready(Ok(())))
+    }
+}
+
+/// The store port the service needs. `append` takes `&mut self` in `eventually`, so handles are
+/// cheap clones that share one store.
+pub trait PlanStore:
+    EventStore<SourceId = PlanId, Event = RecordedEvent, Error = StoreError>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    /// One plan's current view, or `None` if it has no events. Stores override this to serve it
+    /// from a snapshot so the cost does not grow with the plan's history.
+    fn load_view<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+    ) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
+        Box::pin(async move {
+            let events: Vec<StoredEvent> = self
+                .stream(plan_id.clone(), Select::All)
+                .await?
+                .try_collect()
+                .await?;
+            Ok(PlanView::replay(&events))
+        })
+    }
+
+    /// Every plan's view. Stores override this to serve it from a checkpointed catalog.
+    fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(async move {
+            let mut catalog = Catalog::default();
+            let mut stream = self.stream_all(Select::All).await?;
+            while let Some(stored) = stream.try_next().await? {
+                catalog.apply(&stored);
+            }
+            Ok(catalog.plans.into_values().collect())
+        })
+    }
+}

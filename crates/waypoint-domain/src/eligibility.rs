@@ -1,0 +1,132 @@
+//! The one eligibility function. Every surface (resume, dry run, listing, the library) calls it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Fingerprint;
+use crate::lifecycle::{Phase, ProcessingState};
+use crate::state::PlanState;
+
+/// Why a plan cannot resume. The serde form is the stable snake_case code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeIneligibleReason {
+    TerminalState,
+    ActionPhase,
+    StillRunning,
+    NothingToResume,
+    DefinitionChanged,
+    SnapshotMissing,
+}
+
+impl ResumeIneligibleReason {
+    pub const ALL: [ResumeIneligibleReason; 6] = [
+        ResumeIneligibleReason::TerminalState,
+        ResumeIneligibleReason::ActionPhase,
+        ResumeIneligibleReason::StillRunning,
+        ResumeIneligibleReason::NothingToResume,
+        ResumeIneligibleReason::DefinitionChanged,
+        ResumeIneligibleReason::SnapshotMissing,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            ResumeIneligibleReason::TerminalState => "terminal_state",
+            ResumeIneligibleReason::ActionPhase => "action_phase",
+            ResumeIneligibleReason::StillRunning => "still_running",
+            ResumeIneligibleReason::NothingToResume => "nothing_to_resume",
+            ResumeIneligibleReason::DefinitionChanged => "definition_changed",
+            ResumeIneligibleReason::SnapshotMissing => "snapshot_missing",
+        }
+    }
+
+    /// One sentence a person can act on.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            ResumeIneligibleReason::TerminalState => "the plan was applied or cancelled; start a new plan",
+            ResumeIneligibleReason::ActionPhase => "nothing has run yet; start a phase instead",
+            ResumeIneligibleReason::StillRunning => {
+                "a runner is still working on the plan; wait for it or record its interruption"
+            }
+            ResumeIneligibleReason::NothingToResume => "every step has completed; start the next phase",
+            ResumeIneligibleReason::DefinitionChanged => {
+                "the plan definition changed since the plan was created; create a new plan"
+            }
+            ResumeIneligibleReason::SnapshotMissing => {
+                "the last checkpoint's snapshot or artifacts are gone or changed; restore them or start over"
+            }
+        }
+    }
+}
+
+impl fmt::Display for ResumeIneligibleReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// What the snapshot probe found for the last checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotCheck {
+    /// No probe is configured, or the last checkpoint names nothing to check.
+    #[default]
+    NotChecked,
+    Present,
+    Missing,
+}
+
+/// The facts from outside the log that eligibility depends on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EligibilityInputs {
+    /// Someone holds the plan's run lock right now.
+    pub runner_alive: bool,
+    /// The caller's fingerprint of the plan definition, to compare with the recorded one.
+    pub fingerprint: Option<Fingerprint>,
+    pub snapshot: SnapshotCheck,
+}
+
+/// The verdict: eligible, or every reason that applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeEligibility {
+    pub eligible: bool,
+    pub reasons: Vec<ResumeIneligibleReason>,
+    /// The plan is `processing` but its runner is gone without recording an interruption.
+    pub crash_inferred: bool,
+}
+
+/// Decides whether `plan` can resume, listing every reason it cannot, in a stable order.
+pub fn evaluate_eligibility(plan: &PlanState, inputs: &EligibilityInputs) -> ResumeEligibility {
+    use ResumeIneligibleReason::*;
+    let meta = &plan.resume;
+    let processing_uninterrupted = plan.state == ProcessingState::Processing && !meta.interrupted;
+    let mut reasons = Vec::new();
+    if plan.state.is_terminal() {
+        reasons.push(TerminalState);
+    }
+    if plan.phase == Phase::Action {
+        reasons.push(ActionPhase);
+    }
+    // A lockless worker moved it to processing: we cannot tell whether it lives, so it must
+    // record its own interruption before anyone else may resume.
+    if processing_uninterrupted && (inputs.runner_alive || plan.runner.is_none()) {
+        reasons.push(StillRunning);
+    }
+    if plan.state == ProcessingState::Complete || meta.all_steps_completed() {
+        reasons.push(NothingToResume);
+    }
+    if let (Some(given), Some(recorded)) = (&inputs.fingerprint, &plan.fingerprint) {
+        if given != recorded {
+            reasons.push(DefinitionChanged);
+        }
+    }
+    if inputs.snapshot == SnapshotCheck::Missing {
+        reasons.push(SnapshotMissing);
+    }
+    let crash_inferred = processing_uninterrupted && plan.runner.is_some() && !inputs.runner_alive;
+    ResumeEligibility {
+        eligible: reasons.is_empty(),
+        reasons,
+        crash_inferred,
+    }
+}

@@ -1,0 +1,293 @@
+//! Every plan lifecycle event, its schema version, and the stable wire form with upcasting.
+//!
+//! The event log is Waypoint's IPC boundary: type names and field names here are a promise to
+//! every stored log. Change a payload only by adding a schema version and an upcaster.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{
+    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId,
+    SnapshotId, StepNumber, TotalSteps,
+};
+use crate::lifecycle::Phase;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCreated {
+    pub name: Option<PlanName>,
+    pub total_steps: Option<TotalSteps>,
+    pub fingerprint: Option<Fingerprint>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseStarted {
+    pub phase: Phase,
+    /// The runner that holds the plan's run lock, if the caller took one.
+    pub runner: Option<RunnerId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotalStepsSet {
+    pub total_steps: TotalSteps,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStarted {
+    pub step: StepNumber,
+    pub decision_id: DecisionId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepCompleted {
+    pub checkpoint_id: CheckpointId,
+    pub step: StepNumber,
+    pub decision_id: DecisionId,
+    pub snapshot_id: Option<SnapshotId>,
+    /// Added in schema version 2; version 1 records are upcast with an empty list.
+    pub artifacts: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interrupted {
+    pub reason: Message,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumed {
+    pub from_step: StepNumber,
+    pub by: Actor,
+    pub runner: Option<RunnerId>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanErrored {
+    pub message: Message,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanConstrained {
+    pub message: Message,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseCompleted {
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanApplied {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCancelled {
+    pub reason: Option<Message>,
+}
+
+/// One fact in a plan's life. The serde form is the adjacently tagged `{"type", "data"}` pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum PlanEvent {
+    PlanCreated(PlanCreated),
+    PhaseStarted(PhaseStarted),
+    TotalStepsSet(TotalStepsSet),
+    StepStarted(StepStarted),
+    StepCompleted(StepCompleted),
+    Interrupted(Interrupted),
+    Resumed(Resumed),
+    PlanErrored(PlanErrored),
+    PlanConstrained(PlanConstrained),
+    PhaseCompleted(PhaseCompleted),
+    PlanApplied(PlanApplied),
+    PlanCancelled(PlanCancelled),
+}
+
+/// The stable name of each event type, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    PlanCreated,
+    PhaseStarted,
+    TotalStepsSet,
+    StepStarted,
+    StepCompleted,
+    Interrupted,
+    Resumed,
+    PlanErrored,
+    PlanConstrained,
+    PhaseCompleted,
+    PlanApplied,
+    PlanCancelled,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 12] = [
+        EventType::PlanCreated,
+        EventType::PhaseStarted,
+        EventType::TotalStepsSet,
+        EventType::StepStarted,
+        EventType::StepCompleted,
+        EventType::Interrupted,
+        EventType::Resumed,
+        EventType::PlanErrored,
+        EventType::PlanConstrained,
+        EventType::PhaseCompleted,
+        EventType::PlanApplied,
+        EventType::PlanCancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::PlanCreated => "plan_created",
+            EventType::PhaseStarted => "phase_started",
+            EventType::TotalStepsSet => "total_steps_set",
+            EventType::StepStarted => "step_started",
+            EventType::StepCompleted => "step_completed",
+            EventType::Interrupted => "interrupted",
+            EventType::Resumed => "resumed",
+            EventType::PlanErrored => "plan_errored",
+            EventType::PlanConstrained => "plan_constrained",
+            EventType::PhaseCompleted => "phase_completed",
+            EventType::PlanApplied => "plan_applied",
+            EventType::PlanCancelled => "plan_cancelled",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// The schema version written today. Older versions are upcast on read.
+    pub fn current_schema_version(self) -> u16 {
+        match self {
+            EventType::StepCompleted => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why stored bytes could not become a [`PlanEvent`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0:?}; this log was written by a newer Waypoint or is damaged")]
+    UnknownType(String),
+    #[error("{event_type} has schema version {found}, but this Waypoint knows versions 1 to {known}; upgrade Waypoint to read this log")]
+    UnknownSchemaVersion {
+        event_type: EventType,
+        found: u16,
+        known: u16,
+    },
+    #[error("{event_type} v{schema_version} data is malformed: {detail}")]
+    MalformedData {
+        event_type: EventType,
+        schema_version: u16,
+        detail: String,
+    },
+}
+
+impl PlanEvent {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            PlanEvent::PlanCreated(_) => EventType::PlanCreated,
+            PlanEvent::PhaseStarted(_) => EventType::PhaseStarted,
+            PlanEvent::TotalStepsSet(_) => EventType::TotalStepsSet,
+            PlanEvent::StepStarted(_) => EventType::StepStarted,
+            PlanEvent::StepCompleted(_) => EventType::StepCompleted,
+            PlanEvent::Interrupted(_) => EventType::Interrupted,
+            PlanEvent::Resumed(_) => EventType::Resumed,
+            PlanEvent::PlanErrored(_) => EventType::PlanErrored,
+            PlanEvent::PlanConstrained(_) => EventType::PlanConstrained,
+            PlanEvent::PhaseCompleted(_) => EventType::PhaseCompleted,
+            PlanEvent::PlanApplied(_) => EventType::PlanApplied,
+            PlanEvent::PlanCancelled(_) => EventType::PlanCancelled,
+        }
+    }
+
+    pub fn schema_version(&self) -> u16 {
+        self.event_type().current_schema_version()
+    }
+
+    /// The event's data as JSON bytes, in the current schema version.
+    pub fn encode_data(&self) -> Vec<u8> {
+        fn to_vec<T: Serialize>(data: &T) -> Vec<u8> {
+            // Our payloads are plain structs of strings and numbers: serialization cannot fail.
+            serde_json::to_vec(data).expect("event data serializes")
+        }
+        match self {
+            PlanEvent::PlanCreated(d) => to_vec(d),
+            PlanEvent::PhaseStarted(d) => to_vec(d),
+            PlanEvent::TotalStepsSet(d) => to_vec(d),
+            PlanEvent::StepStarted(d) => to_vec(d),
+            PlanEvent::StepCompleted(d) => to_vec(d),
+            PlanEvent::Interrupted(d) => to_vec(d),
+            PlanEvent::Resumed(d) => to_vec(d),
+            PlanEvent::PlanErrored(d) => to_vec(d),
+            PlanEvent::PlanConstrained(d) => to_vec(d),
+            PlanEvent::PhaseCompleted(d) => to_vec(d),
+            PlanEvent::PlanApplied(d) => to_vec(d),
+            PlanEvent::PlanCancelled(d) => to_vec(d),
+        }
+    }
+
+    /// Decodes stored data of `event_type` at `schema_version`, upcasting older versions.
+    pub fn decode(event_type: &str, schema_version: u16, data: &[u8]) -> Result<Self, DecodeError> {
+        let ty = EventType::parse(event_type)
+            .ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
+        let known = ty.current_schema_version();
+        if schema_version == 0 || schema_version > known {
+            return Err(DecodeError::UnknownSchemaVersion {
+                event_type: ty,
+                found: schema_version,
+                known,
+            });
+        }
+        let malformed = |e: serde_json::Error| DecodeError::MalformedData {
+            event_type: ty,
+            schema_version,
+            detail: e.to_string(),
+        };
+        if schema_version < known {
+            let mut value: serde_json::Value = serde_json::from_slice(data).map_err(malformed)?;
+            for from in schema_version..known {
+                upcast(ty, from, &mut value);
+            }
+            let bytes = serde_json::to_vec(&value).map_err(malformed)?;
+            return Self::decode_current(ty, &bytes).map_err(malformed);
+        }
+        Self::decode_current(ty, data).map_err(malformed)
+    }
+
+    fn decode_current(ty: EventType, data: &[u8]) -> Result<Self, serde_json::Error> {
+        use serde_json::from_slice as parse;
+        Ok(match ty {
+            EventType::PlanCreated => PlanEvent::PlanCreated(parse(data)?),
+            EventType::PhaseStarted => PlanEvent::PhaseStarted(parse(data)?),
+            EventType::TotalStepsSet => PlanEvent::TotalStepsSet(parse(data)?),
+            EventType::StepStarted => PlanEvent::StepStarted(parse(data)?),
+            EventType::StepCompleted => PlanEvent::StepCompleted(parse(data)?),
+            EventType::Interrupted => PlanEvent::Interrupted(parse(data)?),
+            EventType::Resumed => PlanEvent::Resumed(parse(data)?),
+            EventType::PlanErrored => PlanEvent::PlanErrored(parse(data)?),
+            EventType::PlanConstrained => PlanEvent::PlanConstrained(parse(data)?),
+            EventType::PhaseCompleted => PlanEvent::PhaseCompleted(parse(data)?),
+            EventType::PlanApplied => PlanEvent::PlanApplied(parse(data)?),
+            EventType::PlanCancelled => PlanEvent::PlanCancelled(parse(data)?),
+        })
+    }
+}
+
+/// Rewrites `value` from schema version `from` of `ty` to `from + 1`. The one place old shapes live.
+fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
+    // step_completed v1 -> v2: artifacts were added; v1 checkpoints had none.
+    if let (EventType::StepCompleted, 1, serde_json::Value::Object(map)) = (ty, from, value) {
+        map.entry("artifacts")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    }
+}

@@ -1,0 +1,336 @@
+//! Validated value types: an invalid id, step or fingerprint cannot be constructed.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+/// Why a textual value was refused. Carries the field name so messages can say which one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidValue {
+    #[error("{kind} is empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} is {len} characters long; the limit is {max}")]
+    TooLong {
+        kind: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("{kind} {shown:?} contains {bad:?}; allowed characters are {allowed}")]
+    BadCharacter {
+        kind: &'static str,
+        shown: String,
+        bad: char,
+        allowed: &'static str,
+    },
+    #[error("step number must be 1 or greater (steps are numbered from 1)")]
+    ZeroStep,
+    #[error("total steps must be 1 or greater")]
+    ZeroTotal,
+}
+
+/// Checks `value` against an allow-list. Shared by every textual id so the rules cannot drift.
+fn check_allow_list(
+    kind: &'static str,
+    value: &str,
+    max: usize,
+    allowed_desc: &'static str,
+    allowed: impl Fn(char) -> bool,
+) -> Result<(), InvalidValue> {
+    if value.is_empty() {
+        return Err(InvalidValue::Empty { kind });
+    }
+    let len = value.chars().count();
+    if len > max {
+        return Err(InvalidValue::TooLong { kind, len, max });
+    }
+    if let Some(bad) = value.chars().find(|c| !allowed(*c)) {
+        // Never echo a control character back into a terminal.
+        let shown: String = value
+            .chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect();
+        return Err(InvalidValue::BadCharacter {
+            kind,
+            shown,
+            bad,
+            allowed: allowed_desc,
+        });
+    }
+    Ok(())
+}
+
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+fn is_token_char(c: char) -> bool {
+    is_id_char(c) || c == '.' || c == ':'
+}
+
+macro_rules! validated_string {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $desc:literal, $pred:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Longest accepted value, in characters.
+            pub const MAX_LEN: usize = $max;
+
+            /// Validates `value` against the allow-list.
+            pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+                check_allow_list($kind, value, $max, $desc, $pred)?;
+                Ok(Self(value.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+validated_string!(
+    /// Identifies a plan. It reaches file names and queries, so it is held to `[A-Za-z0-9_-]{1,64}`.
+    PlanId, "plan id", 64, "A-Z a-z 0-9 _ -", is_id_char
+);
+validated_string!(
+    /// The decision that produced a step's work (an agent's decision, a pipeline job id).
+    DecisionId, "decision id", 128, "A-Z a-z 0-9 _ - . :", is_token_char
+);
+validated_string!(
+    /// A reference to the workspace state after a step, such as `sha256:…`.
+    SnapshotId, "snapshot id", 128, "A-Z a-z 0-9 _ - . :", is_token_char
+);
+validated_string!(
+    /// Names the process that holds a plan's run lock while it works on it.
+    RunnerId, "runner id", 128, "A-Z a-z 0-9 _ - . :", is_token_char
+);
+validated_string!(
+    /// A digest of the plan definition, recorded at creation and compared on resume.
+    Fingerprint, "fingerprint", 128, "hexadecimal digits", |c: char| c.is_ascii_hexdigit()
+);
+
+impl PlanId {
+    /// A fresh random plan id (a UUID without dashes' ambiguity: it keeps them, they are allowed).
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid.hyphenated().to_string())
+    }
+}
+
+/// A path or name of something a step produced. Free text, but bounded and free of NUL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Artifact(String);
+
+impl Artifact {
+    pub const MAX_LEN: usize = 4096;
+
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        check_allow_list(
+            "artifact",
+            value,
+            Self::MAX_LEN,
+            "any character but NUL and control characters",
+            |c| !c.is_control(),
+        )?;
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Artifact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Artifact {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Artifact {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A step number within the current phase. Steps count from 1; "no step yet" is `None`, never 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StepNumber(NonZeroU32);
+
+impl StepNumber {
+    pub const FIRST: StepNumber = StepNumber(NonZeroU32::MIN);
+
+    pub fn new(n: u32) -> Result<Self, InvalidValue> {
+        NonZeroU32::new(n).map(Self).ok_or(InvalidValue::ZeroStep)
+    }
+
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The step after this one, or `None` past `u32::MAX`.
+    pub fn next(self) -> Option<Self> {
+        self.0.checked_add(1).map(Self)
+    }
+}
+
+impl fmt::Display for StepNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How many steps the current phase has. At least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TotalSteps(NonZeroU32);
+
+impl TotalSteps {
+    pub fn new(n: u32) -> Result<Self, InvalidValue> {
+        NonZeroU32::new(n).map(Self).ok_or(InvalidValue::ZeroTotal)
+    }
+
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+}
+
+impl fmt::Display for TotalSteps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+macro_rules! uuid_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// Identifies one checkpoint (one `StepCompleted`).
+    CheckpointId
+);
+uuid_id!(
+    /// Identifies one stored event, unique across the store.
+    EventId
+);
+
+macro_rules! bounded_text {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_LEN: usize = $max;
+
+            /// Accepts any non-empty text up to the limit; control characters other than
+            /// newline and tab are refused so stored text is safe to print.
+            pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+                check_allow_list($kind, value, $max, "printable text", |c| {
+                    !c.is_control() || c == '\n' || c == '\t'
+                })?;
+                Ok(Self(value.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+bounded_text!(
+    /// A human name for a plan.
+    PlanName, "plan name", 256
+);
+bounded_text!(
+    /// A reason or error message: why a plan stopped, failed or was constrained.
+    Message, "message", 8192
+);
+bounded_text!(
+    /// Who did something: a user, a host and process, a service.
+    Actor, "actor", 256
+);

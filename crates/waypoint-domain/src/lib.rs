@@ -1,0 +1,33 @@
+//! Waypoint's domain: plan lifecycle events, validated value types, lifecycle rules, and the pure
+//! projections (state, `ResumeMetadata`, eligibility, summary). No I/O, no clock, no runtime.
+
+mod eligibility;
+mod error;
+mod events;
+mod ids;
+mod lifecycle;
+mod plan;
+mod state;
+mod summary;
+
+pub use eligibility::{
+    evaluate_eligibility, EligibilityInputs, ResumeEligibility, ResumeIneligibleReason,
+    SnapshotCheck,
+};
+pub use error::PlanError;
+pub use events::{
+    DecodeError, EventType, Interrupted, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled,
+    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, Resumed, StepCompleted, StepStarted,
+    TotalStepsSet,
+};
+pub use ids::{
+    Actor, Artifact, CheckpointId, DecisionId, EventId, Fingerprint, InvalidValue, Message, PlanId,
+    PlanName, RunnerId, SnapshotId, StepNumber, TotalSteps,
+};
+pub use lifecycle::{check_phase_transition, Phase, ProcessingState, TransitionKind};
+pub use plan::{decide, Plan, PlanCommand};
+pub use state::{Checkpoint, Interruption, PlanState, ResumeMetadata};
+pub use summary::{InterruptionSummary, ResumeSummary, CRASH_REASON};
+
+#[cfg(test)]
+mod tests;

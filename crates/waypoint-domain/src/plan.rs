@@ -1,0 +1,318 @@
+//! The `Plan` aggregate: commands are decided against state and become events or a typed error.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+
+use crate::eligibility::{evaluate_eligibility, EligibilityInputs, ResumeIneligibleReason};
+use crate::error::PlanError;
+use crate::events::*;
+use crate::ids::{
+    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId,
+    SnapshotId, StepNumber, TotalSteps,
+};
+use crate::lifecycle::{check_phase_transition, Phase, ProcessingState};
+use crate::state::PlanState;
+
+/// Everything a plan can be asked to do. Times and ids come in from outside: the domain has no
+/// clock and no randomness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanCommand {
+    Create {
+        name: Option<PlanName>,
+        total_steps: Option<TotalSteps>,
+        fingerprint: Option<Fingerprint>,
+        at: DateTime<Utc>,
+    },
+    StartPhase {
+        phase: Phase,
+        runner: Option<RunnerId>,
+    },
+    SetTotalSteps {
+        total: TotalSteps,
+    },
+    StartStep {
+        step: StepNumber,
+        decision_id: DecisionId,
+    },
+    RecordCheckpoint {
+        checkpoint_id: CheckpointId,
+        step: StepNumber,
+        decision_id: DecisionId,
+        snapshot_id: Option<SnapshotId>,
+        artifacts: Vec<Artifact>,
+    },
+    RecordShutdown {
+        reason: Message,
+        at: DateTime<Utc>,
+    },
+    Fail {
+        message: Message,
+    },
+    Constrain {
+        message: Message,
+    },
+    CompletePhase,
+    Apply,
+    Cancel {
+        reason: Option<Message>,
+    },
+    Resume {
+        by: Actor,
+        runner: Option<RunnerId>,
+        at: DateTime<Utc>,
+        inputs: EligibilityInputs,
+    },
+}
+
+impl PlanCommand {
+    /// The verb used in error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PlanCommand::Create { .. } => "create the plan",
+            PlanCommand::StartPhase { .. } => "start a phase",
+            PlanCommand::SetTotalSteps { .. } => "set total steps",
+            PlanCommand::StartStep { .. } => "start a step",
+            PlanCommand::RecordCheckpoint { .. } => "record a checkpoint",
+            PlanCommand::RecordShutdown { .. } => "record a shutdown",
+            PlanCommand::Fail { .. } => "fail the plan",
+            PlanCommand::Constrain { .. } => "constrain the plan",
+            PlanCommand::CompletePhase => "complete the phase",
+            PlanCommand::Apply => "apply the plan",
+            PlanCommand::Cancel { .. } => "cancel the plan",
+            PlanCommand::Resume { .. } => "resume the plan",
+        }
+    }
+}
+
+/// Decides `command` against `state`. An empty list means the command was an idempotent retry.
+pub fn decide(
+    state: Option<&PlanState>,
+    command: PlanCommand,
+) -> Result<Vec<PlanEvent>, PlanError> {
+    let plan = match (state, &command) {
+        (Some(_), PlanCommand::Create { .. }) => return Err(PlanError::AlreadyExists),
+        (None, PlanCommand::Create { .. }) => {
+            let PlanCommand::Create {
+                name,
+                total_steps,
+                fingerprint,
+                at,
+            } = command
+            else {
+                unreachable!()
+            };
+            return Ok(vec![PlanEvent::PlanCreated(PlanCreated {
+                name,
+                total_steps,
+                fingerprint,
+                created_at: at,
+            })]);
+        }
+        (None, _) => return Err(PlanError::NotCreated),
+        (Some(plan), _) => plan,
+    };
+    if plan.state.is_terminal() {
+        if let PlanCommand::Resume { .. } = command {
+            return Err(PlanError::NotEligible {
+                reasons: vec![ResumeIneligibleReason::TerminalState],
+            });
+        }
+        return Err(PlanError::Terminal { state: plan.state });
+    }
+    let meta = &plan.resume;
+    let require = |ok: bool, required: &'static str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(PlanError::InvalidState {
+                command: command.name(),
+                phase: plan.phase,
+                state: plan.state,
+                required,
+            })
+        }
+    };
+    let processing = plan.state == ProcessingState::Processing;
+    let event = match command {
+        PlanCommand::Create { .. } => unreachable!("handled above"),
+        PlanCommand::StartPhase { phase, ref runner } => {
+            check_phase_transition(plan.phase, plan.state, phase)?;
+            PlanEvent::PhaseStarted(PhaseStarted {
+                phase,
+                runner: runner.clone(),
+            })
+        }
+        PlanCommand::SetTotalSteps { total } => {
+            if let Some(last) = meta.last_completed_step {
+                if total.get() < last.get() {
+                    return Err(PlanError::TotalBelowCompleted {
+                        total,
+                        last_completed: last,
+                    });
+                }
+            }
+            PlanEvent::TotalStepsSet(TotalStepsSet { total_steps: total })
+        }
+        PlanCommand::StartStep {
+            step,
+            ref decision_id,
+        } => {
+            require(processing, "processing")?;
+            check_next_step(plan, step)?;
+            PlanEvent::StepStarted(StepStarted {
+                step,
+                decision_id: decision_id.clone(),
+            })
+        }
+        PlanCommand::RecordCheckpoint {
+            checkpoint_id,
+            step,
+            ref decision_id,
+            ref snapshot_id,
+            ref artifacts,
+        } => {
+            require(processing, "processing")?;
+            if let Some(existing) = meta.checkpoint(step) {
+                return if existing.same_payload(decision_id, snapshot_id.as_ref(), artifacts) {
+                    Ok(Vec::new())
+                } else {
+                    Err(PlanError::ConflictingCheckpoint {
+                        step,
+                        existing: existing.checkpoint_id,
+                    })
+                };
+            }
+            check_next_step(plan, step)?;
+            PlanEvent::StepCompleted(StepCompleted {
+                checkpoint_id,
+                step,
+                decision_id: decision_id.clone(),
+                snapshot_id: snapshot_id.clone(),
+                artifacts: artifacts.clone(),
+            })
+        }
+        PlanCommand::RecordShutdown { ref reason, at } => {
+            require(
+                matches!(
+                    plan.state,
+                    ProcessingState::Processing | ProcessingState::Queued
+                ),
+                "processing or queued",
+            )?;
+            if plan.state == ProcessingState::Queued && meta.interrupted {
+                return Ok(Vec::new());
+            }
+            PlanEvent::Interrupted(Interrupted {
+                reason: reason.clone(),
+                at,
+            })
+        }
+        PlanCommand::Fail { ref message } => {
+            require(processing, "processing")?;
+            PlanEvent::PlanErrored(PlanErrored {
+                message: message.clone(),
+            })
+        }
+        PlanCommand::Constrain { ref message } => {
+            require(processing && plan.phase == Phase::Apply, "apply/processing")?;
+            PlanEvent::PlanConstrained(PlanConstrained {
+                message: message.clone(),
+            })
+        }
+        PlanCommand::CompletePhase => {
+            require(
+                processing && matches!(plan.phase, Phase::Strategize | Phase::Execute),
+                "strategize/processing or execute/processing (the apply phase ends with apply)",
+            )?;
+            PlanEvent::PhaseCompleted(PhaseCompleted { phase: plan.phase })
+        }
+        PlanCommand::Apply => {
+            require(processing && plan.phase == Phase::Apply, "apply/processing")?;
+            PlanEvent::PlanApplied(PlanApplied {})
+        }
+        PlanCommand::Cancel { ref reason } => {
+            // `action` has only the `queued` state: there is nothing running to cancel yet.
+            require(
+                plan.phase != Phase::Action,
+                "in strategize, execute or apply",
+            )?;
+            PlanEvent::PlanCancelled(PlanCancelled {
+                reason: reason.clone(),
+            })
+        }
+        PlanCommand::Resume {
+            ref by,
+            ref runner,
+            at,
+            ref inputs,
+        } => {
+            let verdict = evaluate_eligibility(plan, inputs);
+            let from_step = match (verdict.eligible, meta.next_step()) {
+                (true, Some(step)) => step,
+                _ => {
+                    return Err(PlanError::NotEligible {
+                        reasons: verdict.reasons,
+                    })
+                }
+            };
+            PlanEvent::Resumed(Resumed {
+                from_step,
+                by: by.clone(),
+                runner: runner.clone(),
+                at,
+            })
+        }
+    };
+    Ok(vec![event])
+}
+
+/// Step `step` is the one after the last completed step and within the known total.
+fn check_next_step(plan: &PlanState, step: StepNumber) -> Result<(), PlanError> {
+    let meta = &plan.resume;
+    if let Some(total) = meta.total_steps {
+        if step.get() > total.get() {
+            return Err(PlanError::StepBeyondTotal { step, total });
+        }
+    }
+    match meta.following_step() {
+        Some(expected) if expected == step => Ok(()),
+        Some(expected) => Err(PlanError::StepOutOfOrder { step, expected }),
+        // Past u32::MAX steps: no step can follow.
+        None => Err(PlanError::StepOutOfOrder {
+            step,
+            expected: step,
+        }),
+    }
+}
+
+/// The aggregate, as `eventually` sees it. It holds no data: state lives in `Option<PlanState>`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plan;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+impl eventually::aggregate::Aggregate for Plan {
+    type Id = PlanId;
+    type State = Option<PlanState>;
+    type Event = PlanEvent;
+    type Command = PlanCommand;
+    type Error = PlanError;
+
+    /// Infallible in practice: the fold never refuses a recorded fact.
+    fn apply(state: Self::State, event: Self::Event) -> Result<Self::State, Self::Error> {
+        Ok(PlanState::fold(state, &event))
+    }
+
+    fn handle<'a, 's: 'a>(
+        &'a self,
+        _id: &'s Self::Id,
+        state: &'s Self::State,
+        command: Self::Command,
+    ) -> BoxFuture<'a, Result<Option<Vec<Self::Event>>, Self::Error>> {
+        let decided =
+            decide(state.as_ref(), command).map(|events| Some(events).filter(|e| !e.is_empty()));
+        Box::pin(std::future::ready(decided))
+    }
+}

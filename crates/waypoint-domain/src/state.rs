@@ -1,0 +1,239 @@
+//! The plan-state projection and `ResumeMetadata`: a pure, infallible fold over plan events.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::events::{PlanCreated, PlanEvent};
+use crate::ids::{
+    Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId,
+    StepNumber, TotalSteps,
+};
+use crate::lifecycle::{Phase, ProcessingState};
+
+/// The durable record that a step completed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub checkpoint_id: CheckpointId,
+    pub step: StepNumber,
+    pub decision_id: DecisionId,
+    pub snapshot_id: Option<SnapshotId>,
+    pub artifacts: Vec<Artifact>,
+}
+
+impl Checkpoint {
+    /// Same step, decision, snapshot and artifacts: a retry of this checkpoint, not a new fact.
+    pub fn same_payload(
+        &self,
+        decision_id: &DecisionId,
+        snapshot_id: Option<&SnapshotId>,
+        artifacts: &[Artifact],
+    ) -> bool {
+        &self.decision_id == decision_id
+            && self.snapshot_id.as_ref() == snapshot_id
+            && self.artifacts == artifacts
+    }
+}
+
+/// The last recorded interruption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interruption {
+    pub reason: Message,
+    pub at: DateTime<Utc>,
+}
+
+/// What a resume needs to know, rebuilt from events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeMetadata {
+    pub last_completed_step: Option<StepNumber>,
+    pub last_checkpoint_id: Option<CheckpointId>,
+    /// The current phase's checkpoints, in step order.
+    pub checkpoints: Vec<Checkpoint>,
+    pub total_steps: Option<TotalSteps>,
+    pub interrupted: bool,
+    pub interruption: Option<Interruption>,
+    pub resume_count: u32,
+    /// A step that has `StepStarted` but no `StepCompleted`: its outcome is unknown; it runs again.
+    pub uncertain_step: Option<StepNumber>,
+}
+
+impl ResumeMetadata {
+    pub fn last_checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoints.last()
+    }
+
+    pub fn checkpoint(&self, step: StepNumber) -> Option<&Checkpoint> {
+        // Checkpoints are contiguous from step 1, so the index is the step number minus one.
+        self.checkpoints
+            .get(step.get() as usize - 1)
+            .filter(|c| c.step == step)
+    }
+
+    /// The step that would be recorded next, ignoring the total.
+    pub fn following_step(&self) -> Option<StepNumber> {
+        match self.last_completed_step {
+            None => Some(StepNumber::FIRST),
+            Some(step) => step.next(),
+        }
+    }
+
+    /// Every known step has completed.
+    pub fn all_steps_completed(&self) -> bool {
+        match (self.total_steps, self.last_completed_step) {
+            (Some(total), Some(last)) => last.get() >= total.get(),
+            _ => false,
+        }
+    }
+
+    /// The step to run next, absent when every known step has completed.
+    pub fn next_step(&self) -> Option<StepNumber> {
+        if self.all_steps_completed() {
+            None
+        } else {
+            self.following_step()
+        }
+    }
+
+    pub fn completed_count(&self) -> u32 {
+        self.last_completed_step.map_or(0, StepNumber::get)
+    }
+
+    pub fn remaining_steps(&self) -> Option<u32> {
+        self.total_steps
+            .map(|t| t.get().saturating_sub(self.completed_count()))
+    }
+
+    pub fn progress_percent(&self) -> Option<u8> {
+        self.total_steps.map(|t| {
+            let pct = u64::from(self.completed_count().min(t.get())) * 100 / u64::from(t.get());
+            pct as u8
+        })
+    }
+}
+
+/// A plan as its events describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanState {
+    pub name: Option<PlanName>,
+    pub fingerprint: Option<Fingerprint>,
+    pub created_at: DateTime<Utc>,
+    pub phase: Phase,
+    pub state: ProcessingState,
+    /// The runner named by the event that last moved the plan to `processing`; `None` when the
+    /// caller held no run lock (an external worker) or the plan is not processing.
+    pub runner: Option<RunnerId>,
+    pub resume: ResumeMetadata,
+    pub last_error: Option<Message>,
+}
+
+impl PlanState {
+    pub fn created(event: &PlanCreated) -> Self {
+        PlanState {
+            name: event.name.clone(),
+            fingerprint: event.fingerprint.clone(),
+            created_at: event.created_at,
+            phase: Phase::Action,
+            state: ProcessingState::Queued,
+            runner: None,
+            resume: ResumeMetadata {
+                total_steps: event.total_steps,
+                ..ResumeMetadata::default()
+            },
+            last_error: None,
+        }
+    }
+
+    /// Folds one event into an optional state. The fold never fails: events are facts, already
+    /// decided; an event that cannot apply to the state (which the decider never produces) is
+    /// left without effect rather than invented around.
+    pub fn fold(state: Option<PlanState>, event: &PlanEvent) -> Option<PlanState> {
+        match (state, event) {
+            (None, PlanEvent::PlanCreated(created)) => Some(PlanState::created(created)),
+            (None, _) => None,
+            (Some(mut state), event) => {
+                state.apply(event);
+                Some(state)
+            }
+        }
+    }
+
+    pub fn apply(&mut self, event: &PlanEvent) {
+        let meta = &mut self.resume;
+        match event {
+            PlanEvent::PlanCreated(_) => {}
+            PlanEvent::PhaseStarted(e) => {
+                // A new phase counts its steps afresh. The total given at creation belongs to
+                // the first phase started after `action`; later phases set their own.
+                let total = if self.phase == Phase::Action {
+                    meta.total_steps
+                } else {
+                    None
+                };
+                *meta = ResumeMetadata {
+                    total_steps: total,
+                    resume_count: meta.resume_count,
+                    interruption: meta.interruption.take(),
+                    ..ResumeMetadata::default()
+                };
+                self.phase = e.phase;
+                self.state = ProcessingState::Processing;
+                self.runner = e.runner.clone();
+                self.last_error = None;
+            }
+            PlanEvent::TotalStepsSet(e) => meta.total_steps = Some(e.total_steps),
+            PlanEvent::StepStarted(e) => meta.uncertain_step = Some(e.step),
+            PlanEvent::StepCompleted(e) => {
+                meta.checkpoints.push(Checkpoint {
+                    checkpoint_id: e.checkpoint_id,
+                    step: e.step,
+                    decision_id: e.decision_id.clone(),
+                    snapshot_id: e.snapshot_id.clone(),
+                    artifacts: e.artifacts.clone(),
+                });
+                meta.last_completed_step = Some(e.step);
+                meta.last_checkpoint_id = Some(e.checkpoint_id);
+                if meta.uncertain_step == Some(e.step) {
+                    meta.uncertain_step = None;
+                }
+            }
+            PlanEvent::Interrupted(e) => {
+                meta.interrupted = true;
+                meta.interruption = Some(Interruption {
+                    reason: e.reason.clone(),
+                    at: e.at,
+                });
+                if self.state == ProcessingState::Processing {
+                    self.state = ProcessingState::Queued;
+                }
+                self.runner = None;
+            }
+            PlanEvent::Resumed(e) => {
+                meta.interrupted = false;
+                meta.resume_count += 1;
+                self.state = ProcessingState::Processing;
+                self.runner = e.runner.clone();
+            }
+            PlanEvent::PlanErrored(e) => {
+                self.state = ProcessingState::Errored;
+                self.last_error = Some(e.message.clone());
+                self.runner = None;
+            }
+            PlanEvent::PlanConstrained(e) => {
+                self.state = ProcessingState::Constrained;
+                self.last_error = Some(e.message.clone());
+                self.runner = None;
+            }
+            PlanEvent::PhaseCompleted(_) => {
+                self.state = ProcessingState::Complete;
+                self.runner = None;
+            }
+            PlanEvent::PlanApplied(_) => {
+                self.state = ProcessingState::Applied;
+                self.runner = None;
+            }
+            PlanEvent::PlanCancelled(_) => {
+                self.state = ProcessingState::Cancelled;
+                self.runner = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Placeholder until the cucumber harness lands.
+fn main() {}
