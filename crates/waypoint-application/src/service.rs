@@ -24,6 +24,8 @@ pub struct NewPlan {
     pub name: Option<PlanName>,
     pub total_steps: Option<TotalSteps>,
     pub fingerprint: Option<Fingerprint>,
+    /// Where the plan definition lives, such as a plan file path.
+    pub source: Option<Artifact>,
 }
 
 /// One step's completion, as the caller reports it.
@@ -125,6 +127,7 @@ impl<S: PlanStore> PlanResumeService<S> {
             name: new.name,
             total_steps: new.total_steps,
             fingerprint: new.fingerprint,
+            source: new.source,
             at: self.clock.now(),
         };
         let (view, _) = self.execute_on(&plan_id, None, command).await?;

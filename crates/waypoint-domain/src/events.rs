@@ -17,6 +17,8 @@ pub struct PlanCreated {
     pub name: Option<PlanName>,
     pub total_steps: Option<TotalSteps>,
     pub fingerprint: Option<Fingerprint>,
+    /// Where the plan's definition lives (a plan file path), so a resume can find it again.
+    pub source: Option<Artifact>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -115,6 +115,7 @@ impl ResumeMetadata {
 pub struct PlanState {
     pub name: Option<PlanName>,
     pub fingerprint: Option<Fingerprint>,
+    pub source: Option<Artifact>,
     pub created_at: DateTime<Utc>,
     pub phase: Phase,
     pub state: ProcessingState,
@@ -130,6 +131,7 @@ impl PlanState {
         PlanState {
             name: event.name.clone(),
             fingerprint: event.fingerprint.clone(),
+            source: event.source.clone(),
             created_at: event.created_at,
             phase: Phase::Action,
             state: ProcessingState::Queued,
