@@ -3,9 +3,7 @@
 //! Run with `cargo run -p waypoint-application --example library_tour`.
 
 use waypoint_application::domain::{DecisionId, Message, Phase, StepNumber, TotalSteps};
-use waypoint_application::{
-    InMemoryStore, NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint,
-};
+use waypoint_application::{InMemoryStore, NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     futures::executor::block_on(tour())
@@ -13,84 +11,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn tour() -> Result<(), Box<dyn std::error::Error>> {
     let service = PlanResumeService::new(InMemoryStore::new());
-    let plan = service
-        .create_plan(NewPlan {
-            total_steps: Some(TotalSteps::new(4)?),
-            ..NewPlan::default()
-        })
-        .await?;
+    let plan = service.create_plan(NewPlan { total_steps: Some(TotalSteps::new(4)?), ..NewPlan::default() }).await?;
     let id = plan.plan_id;
     service.start_phase(&id, Phase::Strategize, None).await?;
     for n in 1..=2 {
         let step = StepNumber::new(n)?;
         let decision_id = DecisionId::parse(&format!("decision-{n}"))?;
+        service.record_step_started(&id, step, decision_id.clone()).await?;
         service
-            .record_step_started(&id, step, decision_id.clone())
-            .await?;
-        service
-            .record_step_checkpoint(
-                &id,
-                StepCheckpoint {
-                    step,
-                    decision_id,
-                    snapshot_id: None,
-                    artifacts: vec![],
-                },
-            )
+            .record_step_checkpoint(&id, StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![] })
             .await?;
         println!("step {n} completed");
     }
-    service
-        .record_step_started(&id, StepNumber::new(3)?, DecisionId::parse("decision-3")?)
-        .await?;
-    service
-        .record_shutdown(&id, Message::parse("Ctrl-C")?)
-        .await?;
+    service.record_step_started(&id, StepNumber::new(3)?, DecisionId::parse("decision-3")?).await?;
+    service.record_shutdown(&id, Message::parse("Ctrl-C")?).await?;
     println!("interrupted during step 3");
 
-    let preview = service
-        .resume_plan(
-            &id,
-            ResumeRequest {
-                dry_run: true,
-                ..ResumeRequest::default()
-            },
-        )
-        .await?;
-    println!(
-        "preview: {}",
-        serde_json::to_string_pretty(&preview.summary)?
-    );
+    let preview = service.resume_plan(&id, ResumeRequest { dry_run: true, ..ResumeRequest::default() }).await?;
+    println!("preview: {}", serde_json::to_string_pretty(&preview.summary)?);
 
     let outcome = service.resume_plan(&id, ResumeRequest::default()).await?;
-    let point = outcome
-        .resumed
-        .expect("a real resume returns its resume point");
-    println!(
-        "resumed from step {} (re-running an uncertain step: {})",
-        point.from_step, point.rerun_uncertain
-    );
+    let point = outcome.resumed.expect("a real resume returns its resume point");
+    println!("resumed from step {} (re-running an uncertain step: {})", point.from_step, point.rerun_uncertain);
     for n in point.from_step.get()..=4 {
         let step = StepNumber::new(n)?;
         let decision_id = DecisionId::parse(&format!("decision-{n}"))?;
         service
-            .record_step_checkpoint(
-                &id,
-                StepCheckpoint {
-                    step,
-                    decision_id,
-                    snapshot_id: None,
-                    artifacts: vec![],
-                },
-            )
+            .record_step_checkpoint(&id, StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![] })
             .await?;
         println!("step {n} completed");
     }
     let summary = service.build_resume_summary(&id, None).await?;
-    println!(
-        "progress {}%, eligible to resume again: {}",
-        summary.progress_percent.unwrap_or(0),
-        summary.eligible
-    );
+    println!("progress {}%, eligible to resume again: {}", summary.progress_percent.unwrap_or(0), summary.eligible);
     Ok(())
 }

@@ -29,29 +29,14 @@ impl ServiceError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ServiceError::NotFound(_) => ErrorKind::NotFound,
-            ServiceError::Plan {
-                source: PlanError::NotEligible { .. },
-                ..
-            } => ErrorKind::NotEligible,
-            ServiceError::Plan {
-                source: PlanError::ConflictingCheckpoint { .. },
-                ..
-            } => ErrorKind::Conflict,
-            ServiceError::Plan {
-                source: PlanError::NotCreated,
-                ..
-            } => ErrorKind::NotFound,
-            ServiceError::Plan {
-                source: PlanError::AlreadyExists,
-                ..
-            } => ErrorKind::Conflict,
+            ServiceError::Plan { source: PlanError::NotEligible { .. }, .. } => ErrorKind::NotEligible,
+            ServiceError::Plan { source: PlanError::ConflictingCheckpoint { .. }, .. } => ErrorKind::Conflict,
+            ServiceError::Plan { source: PlanError::NotCreated, .. } => ErrorKind::NotFound,
+            ServiceError::Plan { source: PlanError::AlreadyExists, .. } => ErrorKind::Conflict,
             ServiceError::Plan { .. } => ErrorKind::InvalidCommand,
             ServiceError::Store(StoreError::Conflict { .. }) => ErrorKind::Conflict,
             ServiceError::Store(
-                StoreError::Corrupt { .. }
-                | StoreError::Decode { .. }
-                | StoreError::Io { .. }
-                | StoreError::Locked(_),
+                StoreError::Corrupt { .. } | StoreError::Decode { .. } | StoreError::Io { .. } | StoreError::Locked(_),
             ) => ErrorKind::StoreUnreadable,
             ServiceError::Store(StoreError::TooLarge(_)) => ErrorKind::InvalidCommand,
             ServiceError::Store(_) => ErrorKind::Unexpected,
@@ -77,10 +62,7 @@ impl ServiceError {
     /// The reasons a resume was refused, if that is what this error is.
     pub fn reasons(&self) -> Option<&[ResumeIneligibleReason]> {
         match self {
-            ServiceError::Plan {
-                source: PlanError::NotEligible { reasons },
-                ..
-            } => Some(reasons),
+            ServiceError::Plan { source: PlanError::NotEligible { reasons }, .. } => Some(reasons),
             _ => None,
         }
     }

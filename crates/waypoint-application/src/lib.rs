@@ -10,12 +10,11 @@ mod store;
 pub use error::{ErrorKind, ServiceError};
 pub use memory::InMemoryStore;
 pub use ports::{
-    Clock, InMemoryRunLocks, InMemorySnapshots, ManualClock, NoRunLocks, NoSnapshotProbe,
-    RunLockProbe, SnapshotProbe, SystemClock,
+    Clock, InMemoryRunLocks, InMemorySnapshots, ManualClock, NoRunLocks, NoSnapshotProbe, RunLockProbe, SnapshotProbe,
+    SystemClock,
 };
 pub use service::{
-    CheckpointRecorded, NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest,
-    StepCheckpoint,
+    CheckpointRecorded, NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint,
 };
 pub use store::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 pub use waypoint_domain as domain;

@@ -31,9 +31,7 @@ impl InMemoryStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied append: we push only after
         // every check, so the data is consistent even if poisoned.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every event in global order (for tests and replay tooling).
@@ -41,21 +39,12 @@ impl InMemoryStore {
         self.lock().log.clone()
     }
 
-    fn append_now(
-        &self,
-        plan_id: PlanId,
-        expected: Expected,
-        events: Vec<RecordedEvent>,
-    ) -> Result<u32, StoreError> {
+    fn append_now(&self, plan_id: PlanId, expected: Expected, events: Vec<RecordedEvent>) -> Result<u32, StoreError> {
         let mut inner = self.lock();
         let current = inner.streams.get(&plan_id).map_or(0, Vec::len) as u32;
         if let Expected::Exact(expected) = expected {
             if expected != current {
-                return Err(StoreError::Conflict {
-                    plan_id,
-                    expected,
-                    actual: current,
-                });
+                return Err(StoreError::Conflict { plan_id, expected, actual: current });
             }
         }
         let mut version = current;
@@ -63,16 +52,10 @@ impl InMemoryStore {
             version += 1;
             let position = u32::try_from(inner.log.len() + 1)
                 .map_err(|_| StoreError::TooLarge("the store holds u32::MAX events".into()))?;
-            let stored = Persisted::from(plan_id.clone(), event)
-                .version(version)
-                .sequence_number(position);
+            let stored = Persisted::from(plan_id.clone(), event).version(version).sequence_number(position);
             let index = inner.log.len();
             inner.log.push(stored);
-            inner
-                .streams
-                .entry(plan_id.clone())
-                .or_default()
-                .push(index);
+            inner.streams.entry(plan_id.clone()).or_default().push(index);
         }
         Ok(version)
     }
@@ -89,16 +72,10 @@ impl EventStore for InMemoryStore {
         version: Expected,
         events: Vec<RecordedEvent>,
     ) -> BoxFuture<'_, Result<u32, StoreError>> {
-        Box::pin(futures::future::ready(
-            self.append_now(source_id, version, events),
-        ))
+        Box::pin(futures::future::ready(self.append_now(source_id, version, events)))
     }
 
-    fn stream(
-        &self,
-        source_id: PlanId,
-        select: Select,
-    ) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
+    fn stream(&self, source_id: PlanId, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
         let from = match select {
             Select::All => 1,
             Select::From(v) => v,
@@ -112,28 +89,18 @@ impl EventStore for InMemoryStore {
             .map(|&i| inner.log[i].clone())
             .filter(|e| eventually::versioning::Versioned::version(e) >= from)
             .collect();
-        let stream: EventStream<'_, Self> =
-            Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
+        let stream: EventStream<'_, Self> = Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
         Box::pin(futures::future::ready(Ok(stream)))
     }
 
-    fn stream_all(
-        &self,
-        select: Select,
-    ) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
+    fn stream_all(&self, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
         let from = match select {
             Select::All => 1,
             Select::From(p) => p,
         };
-        let events: Vec<StoredEvent> = self
-            .lock()
-            .log
-            .iter()
-            .filter(|e| e.sequence_number() >= from)
-            .cloned()
-            .collect();
-        let stream: EventStream<'_, Self> =
-            Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
+        let events: Vec<StoredEvent> =
+            self.lock().log.iter().filter(|e| e.sequence_number() >= from).cloned().collect();
+        let stream: EventStream<'_, Self> = Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
         Box::pin(futures::future::ready(Ok(stream)))
     }
 

@@ -64,26 +64,17 @@ pub struct InMemoryRunLocks(Arc<Mutex<HashSet<PlanId>>>);
 impl InMemoryRunLocks {
     /// Takes the lock; `false` if someone holds it already.
     pub fn acquire(&self, plan_id: &PlanId) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(plan_id.clone())
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(plan_id.clone())
     }
 
     pub fn release(&self, plan_id: &PlanId) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(plan_id);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(plan_id);
     }
 }
 
 impl RunLockProbe for InMemoryRunLocks {
     fn is_held(&self, plan_id: &PlanId) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(plan_id)
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains(plan_id)
     }
 }
 
@@ -108,10 +99,7 @@ pub struct InMemorySnapshots(Arc<Mutex<HashMap<String, bool>>>);
 
 impl InMemorySnapshots {
     pub fn set_present(&self, snapshot_id: &str, present: bool) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(snapshot_id.to_owned(), present);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(snapshot_id.to_owned(), present);
     }
 }
 
@@ -120,12 +108,7 @@ impl SnapshotProbe for InMemorySnapshots {
         let Some(snapshot) = &checkpoint.snapshot_id else {
             return SnapshotCheck::NotChecked;
         };
-        match self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(snapshot.as_str())
-        {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).get(snapshot.as_str()) {
             Some(false) | None => SnapshotCheck::Missing,
             Some(true) => SnapshotCheck::Present,
         }

@@ -7,9 +7,9 @@ use eventually::store::{Expected, Select};
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    evaluate_eligibility, Actor, Artifact, Checkpoint, CheckpointId, DecisionId, EligibilityInputs,
-    EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName,
-    ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
+    evaluate_eligibility, Actor, Artifact, Checkpoint, CheckpointId, DecisionId, EligibilityInputs, EventId,
+    Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, ResumeEligibility, ResumeSummary,
+    RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
 };
 
 use crate::error::ServiceError;
@@ -141,17 +141,11 @@ impl<S: PlanStore> PlanResumeService<S> {
         phase: Phase,
         runner: Option<RunnerId>,
     ) -> Result<PlanView, ServiceError> {
-        self.execute(plan_id, PlanCommand::StartPhase { phase, runner })
-            .await
+        self.execute(plan_id, PlanCommand::StartPhase { phase, runner }).await
     }
 
-    pub async fn set_total_steps(
-        &self,
-        plan_id: &PlanId,
-        total: TotalSteps,
-    ) -> Result<PlanView, ServiceError> {
-        self.execute(plan_id, PlanCommand::SetTotalSteps { total })
-            .await
+    pub async fn set_total_steps(&self, plan_id: &PlanId, total: TotalSteps) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::SetTotalSteps { total }).await
     }
 
     /// Records the intent to run `step`: until its checkpoint lands it is the uncertain step.
@@ -161,8 +155,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         step: StepNumber,
         decision_id: DecisionId,
     ) -> Result<PlanView, ServiceError> {
-        self.execute(plan_id, PlanCommand::StartStep { step, decision_id })
-            .await
+        self.execute(plan_id, PlanCommand::StartStep { step, decision_id }).await
     }
 
     /// Records that a step completed. An exact retry returns the existing checkpoint and writes
@@ -181,28 +174,14 @@ impl<S: PlanStore> PlanResumeService<S> {
             artifacts: checkpoint.artifacts,
         };
         let (view, appended) = self.execute_appending(plan_id, command).await?;
-        let checkpoint = view
-            .state
-            .resume
-            .checkpoint(step)
-            .cloned()
-            .expect("an accepted checkpoint is in the folded state");
-        Ok(CheckpointRecorded {
-            checkpoint,
-            appended,
-        })
+        let checkpoint =
+            view.state.resume.checkpoint(step).cloned().expect("an accepted checkpoint is in the folded state");
+        Ok(CheckpointRecorded { checkpoint, appended })
     }
 
     /// Records a graceful shutdown. Returns `false` when it was already recorded (idempotent).
-    pub async fn record_shutdown(
-        &self,
-        plan_id: &PlanId,
-        reason: Message,
-    ) -> Result<bool, ServiceError> {
-        let command = PlanCommand::RecordShutdown {
-            reason,
-            at: self.clock.now(),
-        };
+    pub async fn record_shutdown(&self, plan_id: &PlanId, reason: Message) -> Result<bool, ServiceError> {
+        let command = PlanCommand::RecordShutdown { reason, at: self.clock.now() };
         let (_, appended) = self.execute_appending(plan_id, command).await?;
         Ok(appended)
     }
@@ -211,13 +190,8 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.execute(plan_id, PlanCommand::Fail { message }).await
     }
 
-    pub async fn constrain(
-        &self,
-        plan_id: &PlanId,
-        message: Message,
-    ) -> Result<PlanView, ServiceError> {
-        self.execute(plan_id, PlanCommand::Constrain { message })
-            .await
+    pub async fn constrain(&self, plan_id: &PlanId, message: Message) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::Constrain { message }).await
     }
 
     pub async fn complete_phase(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
@@ -228,20 +202,13 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.execute(plan_id, PlanCommand::Apply).await
     }
 
-    pub async fn cancel(
-        &self,
-        plan_id: &PlanId,
-        reason: Option<Message>,
-    ) -> Result<PlanView, ServiceError> {
+    pub async fn cancel(&self, plan_id: &PlanId, reason: Option<Message>) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Cancel { reason }).await
     }
 
     /// The plan's current view.
     pub async fn load(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
-        self.store
-            .load_view(plan_id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(plan_id.clone()))
+        self.store.load_view(plan_id).await?.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))
     }
 
     /// Whether the plan can resume, with every reason it cannot.
@@ -251,10 +218,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         fingerprint: Option<Fingerprint>,
     ) -> Result<ResumeEligibility, ServiceError> {
         let view = self.load(plan_id).await?;
-        Ok(evaluate_eligibility(
-            &view.state,
-            &self.eligibility_inputs(&view, fingerprint),
-        ))
+        Ok(evaluate_eligibility(&view.state, &self.eligibility_inputs(&view, fingerprint)))
     }
 
     pub async fn build_resume_summary(
@@ -268,76 +232,39 @@ impl<S: PlanStore> PlanResumeService<S> {
 
     /// Previews (`dry_run`) or performs a resume. A real resume appends `Resumed` with an
     /// expected-version check: of two racing resumes exactly one wins, the other gets a conflict.
-    pub async fn resume_plan(
-        &self,
-        plan_id: &PlanId,
-        request: ResumeRequest,
-    ) -> Result<ResumeOutcome, ServiceError> {
+    pub async fn resume_plan(&self, plan_id: &PlanId, request: ResumeRequest) -> Result<ResumeOutcome, ServiceError> {
         let view = self.load(plan_id).await?;
         let inputs = self.eligibility_inputs(&view, request.fingerprint);
         if request.dry_run {
             let verdict = evaluate_eligibility(&view.state, &inputs);
-            let summary =
-                ResumeSummary::build(plan_id, &view.state, &verdict, Some(view.last_activity_at));
-            return Ok(ResumeOutcome {
-                summary,
-                resumed: None,
-            });
+            let summary = ResumeSummary::build(plan_id, &view.state, &verdict, Some(view.last_activity_at));
+            return Ok(ResumeOutcome { summary, resumed: None });
         }
         let uncertain = view.state.resume.uncertain_step;
-        let command = PlanCommand::Resume {
-            by: self.actor.clone(),
-            runner: request.runner,
-            at: self.clock.now(),
-            inputs,
-        };
+        let command =
+            PlanCommand::Resume { by: self.actor.clone(), runner: request.runner, at: self.clock.now(), inputs };
         let (after, _) = self.execute_on(plan_id, Some(view), command).await?;
-        let from_step = after
-            .state
-            .resume
-            .next_step()
-            .expect("an eligible plan has a next step");
+        let from_step = after.state.resume.next_step().expect("an eligible plan has a next step");
         let summary = self.summarize(&after, None);
-        let resumed = ResumePoint {
-            from_step,
-            rerun_uncertain: uncertain == Some(from_step),
-            version: after.version,
-        };
-        Ok(ResumeOutcome {
-            summary,
-            resumed: Some(resumed),
-        })
+        let resumed = ResumePoint { from_step, rerun_uncertain: uncertain == Some(from_step), version: after.version };
+        Ok(ResumeOutcome { summary, resumed: Some(resumed) })
     }
 
     /// Every plan with its summary, newest activity first.
     pub async fn list_plans(&self) -> Result<Vec<ResumeSummary>, ServiceError> {
         let mut views = self.store.catalog().await?;
-        views.sort_by(|a, b| {
-            b.last_activity_at
-                .cmp(&a.last_activity_at)
-                .then_with(|| a.plan_id.cmp(&b.plan_id))
-        });
+        views.sort_by(|a, b| b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id)));
         Ok(views.iter().map(|v| self.summarize(v, None)).collect())
     }
 
     /// Every plan that can resume now, newest activity first.
     pub async fn list_resumable(&self) -> Result<Vec<ResumeSummary>, ServiceError> {
-        Ok(self
-            .list_plans()
-            .await?
-            .into_iter()
-            .filter(|s| s.eligible)
-            .collect())
+        Ok(self.list_plans().await?.into_iter().filter(|s| s.eligible).collect())
     }
 
     /// The plan's events in version order.
     pub async fn history(&self, plan_id: &PlanId) -> Result<Vec<StoredEvent>, ServiceError> {
-        let events: Vec<StoredEvent> = self
-            .store
-            .stream(plan_id.clone(), Select::All)
-            .await?
-            .try_collect()
-            .await?;
+        let events: Vec<StoredEvent> = self.store.stream(plan_id.clone(), Select::All).await?.try_collect().await?;
         if events.is_empty() {
             return Err(ServiceError::NotFound(plan_id.clone()));
         }
@@ -345,37 +272,19 @@ impl<S: PlanStore> PlanResumeService<S> {
     }
 
     fn summarize(&self, view: &PlanView, fingerprint: Option<Fingerprint>) -> ResumeSummary {
-        let verdict =
-            evaluate_eligibility(&view.state, &self.eligibility_inputs(view, fingerprint));
-        ResumeSummary::build(
-            &view.plan_id,
-            &view.state,
-            &verdict,
-            Some(view.last_activity_at),
-        )
+        let verdict = evaluate_eligibility(&view.state, &self.eligibility_inputs(view, fingerprint));
+        ResumeSummary::build(&view.plan_id, &view.state, &verdict, Some(view.last_activity_at))
     }
 
-    fn eligibility_inputs(
-        &self,
-        view: &PlanView,
-        fingerprint: Option<Fingerprint>,
-    ) -> EligibilityInputs {
+    fn eligibility_inputs(&self, view: &PlanView, fingerprint: Option<Fingerprint>) -> EligibilityInputs {
         let snapshot = match view.state.resume.last_checkpoint() {
             Some(checkpoint) => self.snapshots.check(&view.plan_id, checkpoint),
             None => SnapshotCheck::NotChecked,
         };
-        EligibilityInputs {
-            runner_alive: self.run_locks.is_held(&view.plan_id),
-            fingerprint,
-            snapshot,
-        }
+        EligibilityInputs { runner_alive: self.run_locks.is_held(&view.plan_id), fingerprint, snapshot }
     }
 
-    async fn execute(
-        &self,
-        plan_id: &PlanId,
-        command: PlanCommand,
-    ) -> Result<PlanView, ServiceError> {
+    async fn execute(&self, plan_id: &PlanId, command: PlanCommand) -> Result<PlanView, ServiceError> {
         Ok(self.execute_appending(plan_id, command).await?.0)
     }
 
@@ -396,15 +305,9 @@ impl<S: PlanStore> PlanResumeService<S> {
         view: Option<PlanView>,
         command: PlanCommand,
     ) -> Result<(PlanView, bool), ServiceError> {
-        let plan_error = |source: PlanError| ServiceError::Plan {
-            plan_id: plan_id.clone(),
-            source,
-        };
+        let plan_error = |source: PlanError| ServiceError::Plan { plan_id: plan_id.clone(), source };
         let state = view.as_ref().map(|v| v.state.clone());
-        let decided = Plan
-            .handle(plan_id, &state, command)
-            .await
-            .map_err(plan_error)?;
+        let decided = Plan.handle(plan_id, &state, command).await.map_err(plan_error)?;
         let Some(events) = decided else {
             let view = view.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))?;
             return Ok((view, false));
@@ -413,22 +316,14 @@ impl<S: PlanStore> PlanResumeService<S> {
         let now = self.clock.now();
         let recorded: Vec<RecordedEvent> = events
             .into_iter()
-            .map(|event| RecordedEvent {
-                event_id: EventId::from_uuid(Uuid::new_v4()),
-                recorded_at: now,
-                event,
-            })
+            .map(|event| RecordedEvent { event_id: EventId::from_uuid(Uuid::new_v4()), recorded_at: now, event })
             .collect();
         let mut store = self.store.clone();
-        store
-            .append(plan_id.clone(), Expected::Exact(expected), recorded.clone())
-            .await?;
+        store.append(plan_id.clone(), Expected::Exact(expected), recorded.clone()).await?;
         let after = recorded
             .iter()
             .zip(expected + 1..)
-            .fold(view, |view, (event, version)| {
-                PlanView::fold_parts(view, plan_id, version, event)
-            })
+            .fold(view, |view, (event, version)| PlanView::fold_parts(view, plan_id, version, event))
             .expect("a decided event applies to the plan");
         Ok((after, true))
     }

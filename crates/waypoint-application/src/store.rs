@@ -27,23 +27,13 @@ pub type StoredEvent = Persisted<PlanId, RecordedEvent>;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("plan {plan_id} changed concurrently: expected version {expected}, found {actual}; reload and try again")]
-    Conflict {
-        plan_id: PlanId,
-        expected: u32,
-        actual: u32,
-    },
+    Conflict { plan_id: PlanId, expected: u32, actual: u32 },
     #[error("the store is corrupt at {location}: {detail}; run `waypoint store repair` after taking a copy")]
     Corrupt { location: String, detail: String },
     #[error("cannot decode the record at {location}: {source}")]
-    Decode {
-        location: String,
-        source: DecodeError,
-    },
+    Decode { location: String, source: DecodeError },
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     #[error("the store is locked by another process in an incompatible way: {0}")]
     Locked(String),
     #[error("the store refuses writes until it is reopened: {0}")]
@@ -62,10 +52,7 @@ impl eventually::store::AppendError for StoreError {
 
 impl StoreError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        StoreError::Io {
-            context: context.into(),
-            source,
-        }
+        StoreError::Io { context: context.into(), source }
     }
 }
 
@@ -82,12 +69,7 @@ pub struct PlanView {
 impl PlanView {
     /// Folds one stored event into an optional view: the single fold every reader uses.
     pub fn fold(view: Option<PlanView>, stored: &StoredEvent) -> Option<PlanView> {
-        Self::fold_parts(
-            view,
-            stored.source_id(),
-            eventually::versioning::Versioned::version(stored),
-            stored,
-        )
+        Self::fold_parts(view, stored.source_id(), eventually::versioning::Versioned::version(stored), stored)
     }
 
     pub fn fold_parts(
@@ -151,24 +133,13 @@ impl eventually::projection::Projection for Catalog {
 /// The store port the service needs. `append` takes `&mut self` in `eventually`, so handles are
 /// cheap clones that share one store.
 pub trait PlanStore:
-    EventStore<SourceId = PlanId, Event = RecordedEvent, Error = StoreError>
-    + Clone
-    + Send
-    + Sync
-    + 'static
+    EventStore<SourceId = PlanId, Event = RecordedEvent, Error = StoreError> + Clone + Send + Sync + 'static
 {
     /// One plan's current view, or `None` if it has no events. Stores override this to serve it
     /// from a snapshot so the cost does not grow with the plan's history.
-    fn load_view<'a>(
-        &'a self,
-        plan_id: &'a PlanId,
-    ) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
+    fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
         Box::pin(async move {
-            let events: Vec<StoredEvent> = self
-                .stream(plan_id.clone(), Select::All)
-                .await?
-                .try_collect()
-                .await?;
+            let events: Vec<StoredEvent> = self.stream(plan_id.clone(), Select::All).await?.try_collect().await?;
             Ok(PlanView::replay(&events))
         })
     }

@@ -124,9 +124,5 @@ pub fn evaluate_eligibility(plan: &PlanState, inputs: &EligibilityInputs) -> Res
         reasons.push(SnapshotMissing);
     }
     let crash_inferred = processing_uninterrupted && plan.runner.is_some() && !inputs.runner_alive;
-    ResumeEligibility {
-        eligible: reasons.is_empty(),
-        reasons,
-        crash_inferred,
-    }
+    ResumeEligibility { eligible: reasons.is_empty(), reasons, crash_inferred }
 }

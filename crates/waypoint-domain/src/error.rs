@@ -16,51 +16,27 @@ pub enum PlanError {
     #[error("there is no transition from {from} to {to}; allowed: action→strategize, strategize→execute, execute→apply, execute→strategize, apply→strategize")]
     InvalidPhaseTransition { from: Phase, to: Phase },
     #[error("{from}→{to} is not allowed while {from} is {state}")]
-    TransitionNotAllowedInState {
-        from: Phase,
-        to: Phase,
-        state: ProcessingState,
-    },
+    TransitionNotAllowedInState { from: Phase, to: Phase, state: ProcessingState },
     #[error("cannot {command} while the plan is {phase}/{state}; it must be {required}")]
-    InvalidState {
-        command: &'static str,
-        phase: Phase,
-        state: ProcessingState,
-        required: &'static str,
-    },
+    InvalidState { command: &'static str, phase: Phase, state: ProcessingState, required: &'static str },
     #[error("step {step} is out of order: the next step to record is {expected}")]
-    StepOutOfOrder {
-        step: StepNumber,
-        expected: StepNumber,
-    },
+    StepOutOfOrder { step: StepNumber, expected: StepNumber },
     #[error("step {step} is beyond the plan's total of {total} steps")]
     StepBeyondTotal { step: StepNumber, total: TotalSteps },
-    #[error("step {step} was already recorded as checkpoint {existing} with a different decision, snapshot or artifacts")]
-    ConflictingCheckpoint {
-        step: StepNumber,
-        existing: CheckpointId,
-    },
-    #[error("total steps {total} is below the last completed step {last_completed}")]
-    TotalBelowCompleted {
-        total: TotalSteps,
-        last_completed: StepNumber,
-    },
     #[error(
-        "every step of the phase has completed ({total} of {total}); complete the phase instead"
+        "step {step} was already recorded as checkpoint {existing} with a different decision, snapshot or artifacts"
     )]
+    ConflictingCheckpoint { step: StepNumber, existing: CheckpointId },
+    #[error("total steps {total} is below the last completed step {last_completed}")]
+    TotalBelowCompleted { total: TotalSteps, last_completed: StepNumber },
+    #[error("every step of the phase has completed ({total} of {total}); complete the phase instead")]
     AllStepsCompleted { total: TotalSteps },
     #[error("the plan cannot resume: {}", reasons_text(.reasons))]
-    NotEligible {
-        reasons: Vec<ResumeIneligibleReason>,
-    },
+    NotEligible { reasons: Vec<ResumeIneligibleReason> },
 }
 
 fn reasons_text(reasons: &[ResumeIneligibleReason]) -> String {
-    reasons
-        .iter()
-        .map(|r| format!("{} ({})", r.code(), r.explanation()))
-        .collect::<Vec<_>>()
-        .join("; ")
+    reasons.iter().map(|r| format!("{} ({})", r.code(), r.explanation())).collect::<Vec<_>>().join("; ")
 }
 
 impl PlanError {

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId,
-    SnapshotId, StepNumber, TotalSteps,
+    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepNumber,
+    TotalSteps,
 };
 use crate::lifecycle::Phase;
 
@@ -181,17 +181,9 @@ pub enum DecodeError {
     #[error("unknown event type {0:?}; this log was written by a newer Waypoint or is damaged")]
     UnknownType(String),
     #[error("{event_type} has schema version {found}, but this Waypoint knows versions 1 to {known}; upgrade Waypoint to read this log")]
-    UnknownSchemaVersion {
-        event_type: EventType,
-        found: u16,
-        known: u16,
-    },
+    UnknownSchemaVersion { event_type: EventType, found: u16, known: u16 },
     #[error("{event_type} v{schema_version} data is malformed: {detail}")]
-    MalformedData {
-        event_type: EventType,
-        schema_version: u16,
-        detail: String,
-    },
+    MalformedData { event_type: EventType, schema_version: u16, detail: String },
 }
 
 impl PlanEvent {
@@ -240,21 +232,13 @@ impl PlanEvent {
 
     /// Decodes stored data of `event_type` at `schema_version`, upcasting older versions.
     pub fn decode(event_type: &str, schema_version: u16, data: &[u8]) -> Result<Self, DecodeError> {
-        let ty = EventType::parse(event_type)
-            .ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
+        let ty = EventType::parse(event_type).ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
         let known = ty.current_schema_version();
         if schema_version == 0 || schema_version > known {
-            return Err(DecodeError::UnknownSchemaVersion {
-                event_type: ty,
-                found: schema_version,
-                known,
-            });
+            return Err(DecodeError::UnknownSchemaVersion { event_type: ty, found: schema_version, known });
         }
-        let malformed = |e: serde_json::Error| DecodeError::MalformedData {
-            event_type: ty,
-            schema_version,
-            detail: e.to_string(),
-        };
+        let malformed =
+            |e: serde_json::Error| DecodeError::MalformedData { event_type: ty, schema_version, detail: e.to_string() };
         if schema_version < known {
             let mut value: serde_json::Value = serde_json::from_slice(data).map_err(malformed)?;
             for from in schema_version..known {
@@ -289,7 +273,6 @@ impl PlanEvent {
 fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
     // step_completed v1 -> v2: artifacts were added; v1 checkpoints had none.
     if let (EventType::StepCompleted, 1, serde_json::Value::Object(map)) = (ty, from, value) {
-        map.entry("artifacts")
-            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        map.entry("artifacts").or_insert_with(|| serde_json::Value::Array(Vec::new()));
     }
 }

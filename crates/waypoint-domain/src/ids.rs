@@ -13,18 +13,9 @@ pub enum InvalidValue {
     #[error("{kind} is empty")]
     Empty { kind: &'static str },
     #[error("{kind} is {len} characters long; the limit is {max}")]
-    TooLong {
-        kind: &'static str,
-        len: usize,
-        max: usize,
-    },
+    TooLong { kind: &'static str, len: usize, max: usize },
     #[error("{kind} {shown:?} contains {bad:?}; allowed characters are {allowed}")]
-    BadCharacter {
-        kind: &'static str,
-        shown: String,
-        bad: char,
-        allowed: &'static str,
-    },
+    BadCharacter { kind: &'static str, shown: String, bad: char, allowed: &'static str },
     #[error("step number must be 1 or greater (steps are numbered from 1)")]
     ZeroStep,
     #[error("total steps must be 1 or greater")]
@@ -48,16 +39,8 @@ fn check_allow_list(
     }
     if let Some(bad) = value.chars().find(|c| !allowed(*c)) {
         // Never echo a control character back into a terminal.
-        let shown: String = value
-            .chars()
-            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-            .collect();
-        return Err(InvalidValue::BadCharacter {
-            kind,
-            shown,
-            bad,
-            allowed: allowed_desc,
-        });
+        let shown: String = value.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect();
+        return Err(InvalidValue::BadCharacter { kind, shown, bad, allowed: allowed_desc });
     }
     Ok(())
 }
@@ -161,13 +144,9 @@ impl Artifact {
     pub const MAX_LEN: usize = 4096;
 
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-        check_allow_list(
-            "artifact",
-            value,
-            Self::MAX_LEN,
-            "any character but NUL and control characters",
-            |c| !c.is_control(),
-        )?;
+        check_allow_list("artifact", value, Self::MAX_LEN, "any character but NUL and control characters", |c| {
+            !c.is_control()
+        })?;
         Ok(Self(value.to_owned()))
     }
 

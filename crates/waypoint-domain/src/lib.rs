@@ -11,18 +11,16 @@ mod state;
 mod summary;
 
 pub use eligibility::{
-    evaluate_eligibility, EligibilityInputs, ResumeEligibility, ResumeIneligibleReason,
-    SnapshotCheck,
+    evaluate_eligibility, EligibilityInputs, ResumeEligibility, ResumeIneligibleReason, SnapshotCheck,
 };
 pub use error::PlanError;
 pub use events::{
-    DecodeError, EventType, Interrupted, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled,
-    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, Resumed, StepCompleted, StepStarted,
-    TotalStepsSet,
+    DecodeError, EventType, Interrupted, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanConstrained,
+    PlanCreated, PlanErrored, PlanEvent, Resumed, StepCompleted, StepStarted, TotalStepsSet,
 };
 pub use ids::{
-    Actor, Artifact, CheckpointId, DecisionId, EventId, Fingerprint, InvalidValue, Message, PlanId,
-    PlanName, RunnerId, SnapshotId, StepNumber, TotalSteps,
+    Actor, Artifact, CheckpointId, DecisionId, EventId, Fingerprint, InvalidValue, Message, PlanId, PlanName, RunnerId,
+    SnapshotId, StepNumber, TotalSteps,
 };
 pub use lifecycle::{check_phase_transition, Phase, ProcessingState, TransitionKind};
 pub use plan::{decide, Plan, PlanCommand};

@@ -31,12 +31,7 @@ pub enum ProcessingState {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [
-        Phase::Action,
-        Phase::Strategize,
-        Phase::Execute,
-        Phase::Apply,
-    ];
+    pub const ALL: [Phase; 4] = [Phase::Action, Phase::Strategize, Phase::Execute, Phase::Apply];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,10 +50,7 @@ impl Phase {
             Phase::Strategize | Phase::Execute => {
                 matches!(state, Queued | Processing | Complete | Errored | Cancelled)
             }
-            Phase::Apply => matches!(
-                state,
-                Queued | Processing | Applied | Constrained | Errored | Cancelled
-            ),
+            Phase::Apply => matches!(state, Queued | Processing | Applied | Constrained | Errored | Cancelled),
         }
     }
 
@@ -66,9 +58,7 @@ impl Phase {
     pub fn transition_to(self, to: Phase) -> Option<TransitionKind> {
         use Phase::*;
         match (self, to) {
-            (Action, Strategize) | (Strategize, Execute) | (Execute, Apply) => {
-                Some(TransitionKind::Advance)
-            }
+            (Action, Strategize) | (Strategize, Execute) | (Execute, Apply) => Some(TransitionKind::Advance),
             (Execute, Strategize) | (Apply, Strategize) => Some(TransitionKind::Revert),
             _ => None,
         }
@@ -83,15 +73,9 @@ pub enum TransitionKind {
 }
 
 /// Decides whether a plan in `(from, state)` may enter phase `to`.
-pub fn check_phase_transition(
-    from: Phase,
-    state: ProcessingState,
-    to: Phase,
-) -> Result<TransitionKind, PlanError> {
+pub fn check_phase_transition(from: Phase, state: ProcessingState, to: Phase) -> Result<TransitionKind, PlanError> {
     use ProcessingState::*;
-    let kind = from
-        .transition_to(to)
-        .ok_or(PlanError::InvalidPhaseTransition { from, to })?;
+    let kind = from.transition_to(to).ok_or(PlanError::InvalidPhaseTransition { from, to })?;
     let allowed = match (kind, from) {
         (TransitionKind::Advance, Phase::Action) => state == Queued,
         (TransitionKind::Advance, _) => state == Complete,
@@ -145,17 +129,10 @@ macro_rules! display_from_str {
         impl FromStr for $ty {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL
-                    .into_iter()
-                    .find(|v| v.as_str() == s)
-                    .ok_or_else(|| {
-                        let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
-                        format!(
-                            "unknown {} {s:?}; expected one of {}",
-                            $what,
-                            names.join(", ")
-                        )
-                    })
+                Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
+                    let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("unknown {} {s:?}; expected one of {}", $what, names.join(", "))
+                })
             }
         }
     };

@@ -9,8 +9,8 @@ use crate::eligibility::{evaluate_eligibility, EligibilityInputs, ResumeIneligib
 use crate::error::PlanError;
 use crate::events::*;
 use crate::ids::{
-    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId,
-    SnapshotId, StepNumber, TotalSteps,
+    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId, SnapshotId,
+    StepNumber, TotalSteps,
 };
 use crate::lifecycle::{check_phase_transition, Phase, ProcessingState};
 use crate::state::PlanState;
@@ -23,6 +23,7 @@ pub enum PlanCommand {
         name: Option<PlanName>,
         total_steps: Option<TotalSteps>,
         fingerprint: Option<Fingerprint>,
+        source: Option<Artifact>,
         at: DateTime<Utc>,
     },
     StartPhase {
@@ -87,26 +88,16 @@ impl PlanCommand {
 }
 
 /// Decides `command` against `state`. An empty list means the command was an idempotent retry.
-pub fn decide(
-    state: Option<&PlanState>,
-    command: PlanCommand,
-) -> Result<Vec<PlanEvent>, PlanError> {
+pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<PlanEvent>, PlanError> {
     let plan = match (state, &command) {
         (Some(_), PlanCommand::Create { .. }) => return Err(PlanError::AlreadyExists),
         (None, PlanCommand::Create { .. }) => {
-            let PlanCommand::Create {
-                name,
-                total_steps,
-                fingerprint,
-                at,
-            } = command
-            else {
-                unreachable!()
-            };
+            let PlanCommand::Create { name, total_steps, fingerprint, source, at } = command else { unreachable!() };
             return Ok(vec![PlanEvent::PlanCreated(PlanCreated {
                 name,
                 total_steps,
                 fingerprint,
+                source,
                 created_at: at,
             })]);
         }
@@ -115,9 +106,7 @@ pub fn decide(
     };
     if plan.state.is_terminal() {
         if let PlanCommand::Resume { .. } = command {
-            return Err(PlanError::NotEligible {
-                reasons: vec![ResumeIneligibleReason::TerminalState],
-            });
+            return Err(PlanError::NotEligible { reasons: vec![ResumeIneligibleReason::TerminalState] });
         }
         return Err(PlanError::Terminal { state: plan.state });
     }
@@ -126,12 +115,7 @@ pub fn decide(
         if ok {
             Ok(())
         } else {
-            Err(PlanError::InvalidState {
-                command: command.name(),
-                phase: plan.phase,
-                state: plan.state,
-                required,
-            })
+            Err(PlanError::InvalidState { command: command.name(), phase: plan.phase, state: plan.state, required })
         }
     };
     let processing = plan.state == ProcessingState::Processing;
@@ -139,49 +123,28 @@ pub fn decide(
         PlanCommand::Create { .. } => unreachable!("handled above"),
         PlanCommand::StartPhase { phase, ref runner } => {
             check_phase_transition(plan.phase, plan.state, phase)?;
-            PlanEvent::PhaseStarted(PhaseStarted {
-                phase,
-                runner: runner.clone(),
-            })
+            PlanEvent::PhaseStarted(PhaseStarted { phase, runner: runner.clone() })
         }
         PlanCommand::SetTotalSteps { total } => {
             if let Some(last) = meta.last_completed_step {
                 if total.get() < last.get() {
-                    return Err(PlanError::TotalBelowCompleted {
-                        total,
-                        last_completed: last,
-                    });
+                    return Err(PlanError::TotalBelowCompleted { total, last_completed: last });
                 }
             }
             PlanEvent::TotalStepsSet(TotalStepsSet { total_steps: total })
         }
-        PlanCommand::StartStep {
-            step,
-            ref decision_id,
-        } => {
+        PlanCommand::StartStep { step, ref decision_id } => {
             require(processing, "processing")?;
             check_next_step(plan, step)?;
-            PlanEvent::StepStarted(StepStarted {
-                step,
-                decision_id: decision_id.clone(),
-            })
+            PlanEvent::StepStarted(StepStarted { step, decision_id: decision_id.clone() })
         }
-        PlanCommand::RecordCheckpoint {
-            checkpoint_id,
-            step,
-            ref decision_id,
-            ref snapshot_id,
-            ref artifacts,
-        } => {
+        PlanCommand::RecordCheckpoint { checkpoint_id, step, ref decision_id, ref snapshot_id, ref artifacts } => {
             require(processing, "processing")?;
             if let Some(existing) = meta.checkpoint(step) {
                 return if existing.same_payload(decision_id, snapshot_id.as_ref(), artifacts) {
                     Ok(Vec::new())
                 } else {
-                    Err(PlanError::ConflictingCheckpoint {
-                        step,
-                        existing: existing.checkpoint_id,
-                    })
+                    Err(PlanError::ConflictingCheckpoint { step, existing: existing.checkpoint_id })
                 };
             }
             check_next_step(plan, step)?;
@@ -195,31 +158,21 @@ pub fn decide(
         }
         PlanCommand::RecordShutdown { ref reason, at } => {
             require(
-                matches!(
-                    plan.state,
-                    ProcessingState::Processing | ProcessingState::Queued
-                ),
+                matches!(plan.state, ProcessingState::Processing | ProcessingState::Queued),
                 "processing or queued",
             )?;
             if plan.state == ProcessingState::Queued && meta.interrupted {
                 return Ok(Vec::new());
             }
-            PlanEvent::Interrupted(Interrupted {
-                reason: reason.clone(),
-                at,
-            })
+            PlanEvent::Interrupted(Interrupted { reason: reason.clone(), at })
         }
         PlanCommand::Fail { ref message } => {
             require(processing, "processing")?;
-            PlanEvent::PlanErrored(PlanErrored {
-                message: message.clone(),
-            })
+            PlanEvent::PlanErrored(PlanErrored { message: message.clone() })
         }
         PlanCommand::Constrain { ref message } => {
             require(processing && plan.phase == Phase::Apply, "apply/processing")?;
-            PlanEvent::PlanConstrained(PlanConstrained {
-                message: message.clone(),
-            })
+            PlanEvent::PlanConstrained(PlanConstrained { message: message.clone() })
         }
         PlanCommand::CompletePhase => {
             require(
@@ -234,35 +187,16 @@ pub fn decide(
         }
         PlanCommand::Cancel { ref reason } => {
             // `action` has only the `queued` state: there is nothing running to cancel yet.
-            require(
-                plan.phase != Phase::Action,
-                "in strategize, execute or apply",
-            )?;
-            PlanEvent::PlanCancelled(PlanCancelled {
-                reason: reason.clone(),
-            })
+            require(plan.phase != Phase::Action, "in strategize, execute or apply")?;
+            PlanEvent::PlanCancelled(PlanCancelled { reason: reason.clone() })
         }
-        PlanCommand::Resume {
-            ref by,
-            ref runner,
-            at,
-            ref inputs,
-        } => {
+        PlanCommand::Resume { ref by, ref runner, at, ref inputs } => {
             let verdict = evaluate_eligibility(plan, inputs);
             let from_step = match (verdict.eligible, meta.next_step()) {
                 (true, Some(step)) => step,
-                _ => {
-                    return Err(PlanError::NotEligible {
-                        reasons: verdict.reasons,
-                    })
-                }
+                _ => return Err(PlanError::NotEligible { reasons: verdict.reasons }),
             };
-            PlanEvent::Resumed(Resumed {
-                from_step,
-                by: by.clone(),
-                runner: runner.clone(),
-                at,
-            })
+            PlanEvent::Resumed(Resumed { from_step, by: by.clone(), runner: runner.clone(), at })
         }
     };
     Ok(vec![event])
@@ -280,10 +214,7 @@ fn check_next_step(plan: &PlanState, step: StepNumber) -> Result<(), PlanError> 
         Some(expected) if expected == step => Ok(()),
         Some(expected) => Err(PlanError::StepOutOfOrder { step, expected }),
         // Past u32::MAX steps: no step can follow.
-        None => Err(PlanError::StepOutOfOrder {
-            step,
-            expected: step,
-        }),
+        None => Err(PlanError::StepOutOfOrder { step, expected: step }),
     }
 }
 
@@ -311,8 +242,7 @@ impl eventually::aggregate::Aggregate for Plan {
         state: &'s Self::State,
         command: Self::Command,
     ) -> BoxFuture<'a, Result<Option<Vec<Self::Event>>, Self::Error>> {
-        let decided =
-            decide(state.as_ref(), command).map(|events| Some(events).filter(|e| !e.is_empty()));
+        let decided = decide(state.as_ref(), command).map(|events| Some(events).filter(|e| !e.is_empty()));
         Box::pin(std::future::ready(decided))
     }
 }

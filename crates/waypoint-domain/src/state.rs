@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{PlanCreated, PlanEvent};
 use crate::ids::{
-    Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId,
-    StepNumber, TotalSteps,
+    Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepNumber, TotalSteps,
 };
 use crate::lifecycle::{Phase, ProcessingState};
 
@@ -28,9 +27,7 @@ impl Checkpoint {
         snapshot_id: Option<&SnapshotId>,
         artifacts: &[Artifact],
     ) -> bool {
-        &self.decision_id == decision_id
-            && self.snapshot_id.as_ref() == snapshot_id
-            && self.artifacts == artifacts
+        &self.decision_id == decision_id && self.snapshot_id.as_ref() == snapshot_id && self.artifacts == artifacts
     }
 }
 
@@ -63,9 +60,7 @@ impl ResumeMetadata {
 
     pub fn checkpoint(&self, step: StepNumber) -> Option<&Checkpoint> {
         // Checkpoints are contiguous from step 1, so the index is the step number minus one.
-        self.checkpoints
-            .get(step.get() as usize - 1)
-            .filter(|c| c.step == step)
+        self.checkpoints.get(step.get() as usize - 1).filter(|c| c.step == step)
     }
 
     /// The step that would be recorded next, ignoring the total.
@@ -98,8 +93,7 @@ impl ResumeMetadata {
     }
 
     pub fn remaining_steps(&self) -> Option<u32> {
-        self.total_steps
-            .map(|t| t.get().saturating_sub(self.completed_count()))
+        self.total_steps.map(|t| t.get().saturating_sub(self.completed_count()))
     }
 
     pub fn progress_percent(&self) -> Option<u8> {
@@ -136,10 +130,7 @@ impl PlanState {
             phase: Phase::Action,
             state: ProcessingState::Queued,
             runner: None,
-            resume: ResumeMetadata {
-                total_steps: event.total_steps,
-                ..ResumeMetadata::default()
-            },
+            resume: ResumeMetadata { total_steps: event.total_steps, ..ResumeMetadata::default() },
             last_error: None,
         }
     }
@@ -165,11 +156,7 @@ impl PlanState {
             PlanEvent::PhaseStarted(e) => {
                 // A new phase counts its steps afresh. The total given at creation belongs to
                 // the first phase started after `action`; later phases set their own.
-                let total = if self.phase == Phase::Action {
-                    meta.total_steps
-                } else {
-                    None
-                };
+                let total = if self.phase == Phase::Action { meta.total_steps } else { None };
                 *meta = ResumeMetadata {
                     total_steps: total,
                     resume_count: meta.resume_count,
@@ -199,10 +186,7 @@ impl PlanState {
             }
             PlanEvent::Interrupted(e) => {
                 meta.interrupted = true;
-                meta.interruption = Some(Interruption {
-                    reason: e.reason.clone(),
-                    at: e.at,
-                });
+                meta.interruption = Some(Interruption { reason: e.reason.clone(), at: e.at });
                 if self.state == ProcessingState::Processing {
                     self.state = ProcessingState::Queued;
                 }

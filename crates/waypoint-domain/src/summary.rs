@@ -54,11 +54,7 @@ impl ResumeSummary {
         let meta = &plan.resume;
         let last = meta.last_checkpoint();
         let interruption = if eligibility.crash_inferred {
-            Some(InterruptionSummary {
-                reason: CRASH_REASON.to_owned(),
-                at: last_activity_at,
-                inferred: true,
-            })
+            Some(InterruptionSummary { reason: CRASH_REASON.to_owned(), at: last_activity_at, inferred: true })
         } else {
             meta.interruption.as_ref().map(|i| InterruptionSummary {
                 reason: i.reason.to_string(),

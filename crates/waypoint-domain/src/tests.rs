@@ -27,10 +27,7 @@ fn every_event_type_round_trips_by_name() {
 
 #[test]
 fn unknown_type_and_version_are_typed_errors() {
-    assert_eq!(
-        PlanEvent::decode("plan_exploded", 1, b"{}"),
-        Err(DecodeError::UnknownType("plan_exploded".into()))
-    );
+    assert_eq!(PlanEvent::decode("plan_exploded", 1, b"{}"), Err(DecodeError::UnknownType("plan_exploded".into())));
     assert!(matches!(
         PlanEvent::decode("plan_applied", 9, b"{}"),
         Err(DecodeError::UnknownSchemaVersion { found: 9, .. })
@@ -39,18 +36,14 @@ fn unknown_type_and_version_are_typed_errors() {
         PlanEvent::decode("plan_applied", 0, b"{}"),
         Err(DecodeError::UnknownSchemaVersion { found: 0, .. })
     ));
-    assert!(matches!(
-        PlanEvent::decode("total_steps_set", 1, b"{}"),
-        Err(DecodeError::MalformedData { .. })
-    ));
+    assert!(matches!(PlanEvent::decode("total_steps_set", 1, b"{}"), Err(DecodeError::MalformedData { .. })));
 }
 
 #[test]
 fn step_completed_v1_upcasts_with_empty_artifacts() {
-    let v1 = br#"{"checkpoint_id":"7d6c2d2e-1a4f-4b59-9a55-8f0f6c1f3b11","step":1,"decision_id":"d1","snapshot_id":null}"#;
-    let PlanEvent::StepCompleted(e) = PlanEvent::decode("step_completed", 1, v1).unwrap() else {
-        panic!("wrong type")
-    };
+    let v1 =
+        br#"{"checkpoint_id":"7d6c2d2e-1a4f-4b59-9a55-8f0f6c1f3b11","step":1,"decision_id":"d1","snapshot_id":null}"#;
+    let PlanEvent::StepCompleted(e) = PlanEvent::decode("step_completed", 1, v1).unwrap() else { panic!("wrong type") };
     assert!(e.artifacts.is_empty());
 }
 
