@@ -245,7 +245,10 @@ impl<S: PlanStore> PlanResumeService<S> {
             PlanCommand::Resume { by: self.actor.clone(), runner: request.runner, at: self.clock.now(), inputs };
         let (after, _) = self.execute_on(plan_id, Some(view), command).await?;
         let from_step = after.state.resume.next_step().expect("an eligible plan has a next step");
-        let summary = self.summarize(&after, None);
+        // The caller now works on the plan: describe it as running, not as a crashed runner.
+        let running = EligibilityInputs { runner_alive: true, ..EligibilityInputs::default() };
+        let verdict = evaluate_eligibility(&after.state, &running);
+        let summary = ResumeSummary::build(plan_id, &after.state, &verdict, Some(after.last_activity_at));
         let resumed = ResumePoint { from_step, rerun_uncertain: uncertain == Some(from_step), version: after.version };
         Ok(ResumeOutcome { summary, resumed: Some(resumed) })
     }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
-use crate::eligibility::{evaluate_eligibility, EligibilityInputs, ResumeIneligibleReason};
+use crate::eligibility::{evaluate_eligibility, EligibilityInputs};
 use crate::error::PlanError;
 use crate::events::*;
 use crate::ids::{
@@ -104,10 +104,8 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
         (None, _) => return Err(PlanError::NotCreated),
         (Some(plan), _) => plan,
     };
-    if plan.state.is_terminal() {
-        if let PlanCommand::Resume { .. } = command {
-            return Err(PlanError::NotEligible { reasons: vec![ResumeIneligibleReason::TerminalState] });
-        }
+    // A resume answers with every reason that applies, terminal or not.
+    if plan.state.is_terminal() && !matches!(command, PlanCommand::Resume { .. }) {
         return Err(PlanError::Terminal { state: plan.state });
     }
     let meta = &plan.resume;
