@@ -211,13 +211,18 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.store.load_view(plan_id).await?.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))
     }
 
+    /// The plan's compact view: enough for summaries and eligibility, cheap to load.
+    async fn load_summary(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
+        self.store.load_summary_view(plan_id).await?.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))
+    }
+
     /// Whether the plan can resume, with every reason it cannot.
     pub async fn validate_eligibility(
         &self,
         plan_id: &PlanId,
         fingerprint: Option<Fingerprint>,
     ) -> Result<ResumeEligibility, ServiceError> {
-        let view = self.load(plan_id).await?;
+        let view = self.load_summary(plan_id).await?;
         Ok(evaluate_eligibility(&view.state, &self.eligibility_inputs(&view, fingerprint)))
     }
 
@@ -226,14 +231,15 @@ impl<S: PlanStore> PlanResumeService<S> {
         plan_id: &PlanId,
         fingerprint: Option<Fingerprint>,
     ) -> Result<ResumeSummary, ServiceError> {
-        let view = self.load(plan_id).await?;
+        let view = self.load_summary(plan_id).await?;
         Ok(self.summarize(&view, fingerprint))
     }
 
     /// Previews (`dry_run`) or performs a resume. A real resume appends `Resumed` with an
     /// expected-version check: of two racing resumes exactly one wins, the other gets a conflict.
     pub async fn resume_plan(&self, plan_id: &PlanId, request: ResumeRequest) -> Result<ResumeOutcome, ServiceError> {
-        let view = self.load(plan_id).await?;
+        // A preview needs only the compact view; a real resume decides on the full one.
+        let view = if request.dry_run { self.load_summary(plan_id).await? } else { self.load(plan_id).await? };
         let inputs = self.eligibility_inputs(&view, request.fingerprint);
         if request.dry_run {
             let verdict = evaluate_eligibility(&view.state, &inputs);

@@ -94,13 +94,25 @@ impl PlanView {
         }
     }
 
+    /// The same view with only the last checkpoint kept. Summaries, eligibility and listings
+    /// read nothing else, so a compact view answers them identically while staying small no
+    /// matter how long the plan's history is. Commands need the full view (a retry of an older
+    /// step is matched against its checkpoint), so only read paths use compact views.
+    pub fn compact(&mut self) {
+        let checkpoints = &mut self.state.resume.checkpoints;
+        if checkpoints.len() > 1 {
+            checkpoints.drain(..checkpoints.len() - 1);
+        }
+    }
+
     /// Rebuilds a view from a plan's events in version order.
     pub fn replay<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Option<PlanView> {
         events.into_iter().fold(None, PlanView::fold)
     }
 }
 
-/// Every plan's view, keyed by id: the catalog projection. Stores may checkpoint it.
+/// Every plan's compact view (see [`PlanView::compact`]), keyed by id: the catalog projection.
+/// Stores may checkpoint it and catch up from `position`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
     pub plans: HashMap<PlanId, PlanView>,
@@ -112,7 +124,8 @@ impl Catalog {
     pub fn apply(&mut self, stored: &StoredEvent) {
         let id = stored.source_id();
         let previous = self.plans.remove(id);
-        if let Some(view) = PlanView::fold(previous, stored) {
+        if let Some(mut view) = PlanView::fold(previous, stored) {
+            view.compact();
             self.plans.insert(id.clone(), view);
         }
         self.position = self.position.max(stored.sequence_number());
@@ -144,7 +157,20 @@ pub trait PlanStore:
         })
     }
 
-    /// Every plan's view. Stores override this to serve it from a checkpointed catalog.
+    /// One plan's compact view (see [`PlanView::compact`]) for summaries and eligibility. Stores
+    /// override this to serve it from their catalog, so a preview costs the same for a plan of
+    /// ten events as for one of a hundred thousand.
+    fn load_summary_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
+        Box::pin(async move {
+            let mut view = self.load_view(plan_id).await?;
+            if let Some(view) = view.as_mut() {
+                view.compact();
+            }
+            Ok(view)
+        })
+    }
+
+    /// Every plan's compact view. Stores override this to serve it from a checkpointed catalog.
     fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
         Box::pin(async move {
             let mut catalog = Catalog::default();

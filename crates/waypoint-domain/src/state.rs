@@ -60,7 +60,9 @@ impl ResumeMetadata {
 
     pub fn checkpoint(&self, step: StepNumber) -> Option<&Checkpoint> {
         // Checkpoints are contiguous from step 1, so the index is the step number minus one.
-        self.checkpoints.get(step.get() as usize - 1).filter(|c| c.step == step)
+        // A compacted list (only the last checkpoint kept) falls back to a search.
+        let by_index = self.checkpoints.get(step.get() as usize - 1).filter(|c| c.step == step);
+        by_index.or_else(|| self.checkpoints.iter().rev().find(|c| c.step == step))
     }
 
     /// The step that would be recorded next, ignoring the total.
