@@ -1,0 +1,72 @@
+//! The file store's error, and how it maps onto the store port's `StoreError`.
+
+use std::path::PathBuf;
+
+use waypoint_application::StoreError;
+use waypoint_domain::{DecodeError, PlanId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileStoreError {
+    #[error("no store at {path}; check the path, or run a command that writes to create it")]
+    NotFound { path: PathBuf },
+    #[error("{context} ({path}): {source}")]
+    Io { context: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path} is corrupt at byte offset {offset}: {detail}; copy the store aside, then run `waypoint store repair`"
+    )]
+    Corrupt { path: PathBuf, offset: u64, detail: String },
+    #[error("cannot decode the record of plan {plan_id} version {version} at {path} byte offset {offset}: {source}")]
+    Decode { path: PathBuf, offset: u64, plan_id: String, version: u32, source: DecodeError },
+    #[error("the store at {path} is {detail}; wait for that to finish and try again")]
+    Locked { path: PathBuf, detail: &'static str },
+    #[error("plan {plan_id} is being run by another process; wait for it to stop, or resume it once it has")]
+    RunLockBusy { plan_id: PlanId },
+    #[error("an earlier write to {path} could not be made durable ({detail}); reopen the store before writing again")]
+    Poisoned { path: PathBuf, detail: String },
+    #[error("plan {plan_id} changed concurrently: expected version {expected}, found {actual}; reload and try again")]
+    Conflict { plan_id: PlanId, expected: u32, actual: u32 },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("the store at {path} was opened read-only; open it for writing to append")]
+    ReadOnly { path: PathBuf },
+}
+
+impl FileStoreError {
+    pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FileStoreError::Io { context, path: path.into(), source }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, detail: impl Into<String>) -> Self {
+        FileStoreError::Corrupt { path: path.into(), offset, detail: detail.into() }
+    }
+}
+
+impl From<FileStoreError> for StoreError {
+    fn from(error: FileStoreError) -> Self {
+        match error {
+            FileStoreError::NotFound { path } => StoreError::io(
+                format!("no store at {}", path.display()),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "store directory not found"),
+            ),
+            FileStoreError::Io { context, path, source } => {
+                StoreError::io(format!("{context} ({})", path.display()), source)
+            }
+            FileStoreError::Corrupt { path, offset, detail } => {
+                StoreError::Corrupt { location: format!("{} byte offset {offset}", path.display()), detail }
+            }
+            FileStoreError::Decode { path, offset, plan_id, version, source } => StoreError::Decode {
+                location: format!("{} byte offset {offset} (plan {plan_id} version {version})", path.display()),
+                source,
+            },
+            e @ (FileStoreError::Locked { .. } | FileStoreError::RunLockBusy { .. }) => {
+                StoreError::Locked(e.to_string())
+            }
+            e @ FileStoreError::Poisoned { .. } => StoreError::Poisoned(e.to_string()),
+            FileStoreError::Conflict { plan_id, expected, actual } => {
+                StoreError::Conflict { plan_id, expected, actual }
+            }
+            FileStoreError::TooLarge(detail) => StoreError::TooLarge(detail),
+            FileStoreError::ReadOnly { .. } => StoreError::Unsupported("the store was opened read-only"),
+        }
+    }
+}

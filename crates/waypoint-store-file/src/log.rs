@@ -1,0 +1,172 @@
+//! Reading the log: random access to one record, a flat-memory sequential reader, and the scan
+//! that tells a torn tail (cut back) from damage in the middle (a typed error).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::FileStoreError;
+use crate::record::{self, RawRecord, RecordError, FILE_HEADER, HEADER_LEN, MAGIC};
+
+/// Where the first record starts.
+pub const FIRST_RECORD: u64 = FILE_HEADER.len() as u64;
+const CHUNK: usize = 1 << 20;
+
+pub fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<(), FileStoreError> {
+    file.read_exact_at(buf, offset).map_err(|e| FileStoreError::io("cannot read the log", path, e))
+}
+
+/// Reads and checks the record at `offset`, which must end at or before `end`.
+pub fn read_record_at(file: &File, path: &Path, offset: u64, end: u64) -> Result<(RawRecord, u64), FileStoreError> {
+    let corrupt = |e: RecordError| FileStoreError::corrupt(path, offset, e.to_string());
+    let available = end.saturating_sub(offset);
+    let mut header = [0u8; HEADER_LEN];
+    if available < HEADER_LEN as u64 {
+        return Err(corrupt(RecordError::Incomplete { needed: HEADER_LEN, available: available as usize }));
+    }
+    read_exact_at(file, path, &mut header, offset)?;
+    let total = record::frame_len(&header).map_err(corrupt)?;
+    if available < total as u64 {
+        return Err(corrupt(RecordError::Incomplete { needed: total, available: available as usize }));
+    }
+    let mut bytes = vec![0u8; total];
+    read_exact_at(file, path, &mut bytes, offset)?;
+    let (raw, len) = record::decode(&bytes).map_err(corrupt)?;
+    Ok((raw, len as u64))
+}
+
+/// Reads records one after another from `offset` up to `end`, holding at most about one chunk
+/// (or one record, if larger) in memory whatever the log's size.
+#[derive(Debug)]
+pub struct RecordReader {
+    file: Arc<File>,
+    path: PathBuf,
+    offset: u64,
+    end: u64,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    buf_start: u64,
+    failed: bool,
+}
+
+/// A record the reader could not take whole, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    pub offset: u64,
+    pub error: RecordError,
+}
+
+impl RecordReader {
+    pub fn new(file: Arc<File>, path: PathBuf, offset: u64, end: u64) -> Self {
+        Self { file, path, offset, end, buf: Vec::new(), buf_start: offset, failed: false }
+    }
+
+    /// The offset of the next record (after the last one returned).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Makes `buf` hold `[offset, offset + n)`, or as much of it as lies before `end`.
+    fn fill(&mut self, n: usize) -> Result<&[u8], FileStoreError> {
+        let have_from = (self.offset - self.buf_start) as usize;
+        if self.buf.len() - have_from < n {
+            self.buf.drain(..have_from);
+            self.buf_start = self.offset;
+            let want = (n.max(CHUNK) as u64).min(self.end - self.offset) as usize;
+            if self.buf.len() < want {
+                let old = self.buf.len();
+                self.buf.resize(want, 0);
+                let at = self.buf_start + old as u64;
+                read_exact_at(&self.file, &self.path, &mut self.buf[old..], at)?;
+            }
+        }
+        let from = (self.offset - self.buf_start) as usize;
+        let upto = (from + n).min(self.buf.len());
+        Ok(&self.buf[from..upto])
+    }
+
+    fn next_record(&mut self) -> Option<ReadItem> {
+        if self.failed || self.offset >= self.end {
+            return None;
+        }
+        let offset = self.offset;
+        let bad = |error| Some(Ok(Err(BadRecord { offset, error })));
+        let header = match self.fill(HEADER_LEN) {
+            Ok(header) => header,
+            Err(e) => return Some(Err(e)),
+        };
+        let total = match record::frame_len(header) {
+            Ok(total) => total,
+            Err(error) => return bad(error),
+        };
+        let bytes = match self.fill(total) {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Err(e)),
+        };
+        match record::decode(bytes) {
+            Ok((raw, len)) => {
+                self.offset += len as u64;
+                Some(Ok(Ok((offset, raw))))
+            }
+            Err(error) => bad(error),
+        }
+    }
+}
+
+/// A whole record and its offset, or the bad record where reading stopped.
+pub type ReadItem = Result<Result<(u64, RawRecord), BadRecord>, FileStoreError>;
+
+impl Iterator for RecordReader {
+    /// A bad record ends the iteration after it is reported.
+    type Item = ReadItem;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.next_record();
+        if matches!(item, Some(Err(_)) | Some(Ok(Err(_)))) {
+            self.failed = true;
+        }
+        item
+    }
+}
+
+/// The offset of the first intact record after `from`, if any lies before `end`. A bad record
+/// with an intact one after it is damage; with none after it, it is a torn tail.
+pub fn next_intact_record(file: &File, path: &Path, from: u64, end: u64) -> Result<Option<u64>, FileStoreError> {
+    let mut start = from;
+    let mut buf = vec![0u8; CHUNK];
+    while start + HEADER_LEN as u64 <= end {
+        let len = ((end - start) as usize).min(CHUNK);
+        read_exact_at(file, path, &mut buf[..len], start)?;
+        for i in 0..len.saturating_sub(MAGIC.len() - 1) {
+            if buf[i..i + MAGIC.len()] == MAGIC {
+                let at = start + i as u64;
+                if read_record_at(file, path, at, end).is_ok() {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        // Overlap by the magic's length so a magic split across chunks is still seen.
+        start += (len - (MAGIC.len() - 1)) as u64;
+        if len < CHUNK {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+/// Checks the file header at the start of the log. A log shorter than the header whose bytes
+/// are a prefix of it (or zeros) was torn while being created: `Ok(false)`, write it again.
+pub fn check_file_header(file: &File, path: &Path, len: u64) -> Result<bool, FileStoreError> {
+    let n = (len as usize).min(FILE_HEADER.len());
+    let mut bytes = vec![0u8; n];
+    read_exact_at(file, path, &mut bytes, 0)?;
+    if len < FIRST_RECORD {
+        if bytes.iter().zip(FILE_HEADER).all(|(&b, h)| b == h || b == 0) {
+            return Ok(false);
+        }
+    } else if bytes == FILE_HEADER {
+        return Ok(true);
+    }
+    Err(FileStoreError::corrupt(path, 0, "this is not a Waypoint event log (bad file header)"))
+}

@@ -1,0 +1,189 @@
+//! The on-disk record: framing (magic, length, CRC32C) around the event envelope, and its codec.
+//!
+//! Layout, little-endian (docs/adr/0004-file-store-format.md is the reference):
+//! `magic[4] | payload_len u32 | crc32c(payload_len ++ payload) u32 | payload`, where the payload is
+//! `format u8 | position u32 | version u32 | event_id [16] | secs i64 | nanos u32 |
+//! plan_id_len u8 | plan_id | type_len u8 | type | schema_version u16 | data_len u32 | data`.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::crc;
+
+/// Starts every record. `0xFF` never occurs in UTF-8, so JSON data cannot imitate it.
+pub const MAGIC: [u8; 4] = [0xFF, b'W', b'P', b'R'];
+/// The bytes before the payload.
+pub const HEADER_LEN: usize = 12;
+/// The largest payload a record may carry; a larger length field is damage, not data.
+pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
+/// The payload layout this code writes.
+pub const RECORD_FORMAT: u8 = 1;
+/// Opens every log file, so a stray file is not mistaken for a store.
+pub const FILE_HEADER: [u8; 8] = *b"WPTLOG01";
+
+/// One record's envelope and data, exactly as stored. The event data is still in its stored
+/// schema version: [`crate::FileStore`] upcasts it when it builds a `RecordedEvent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub position: u32,
+    pub version: u32,
+    pub event_id: Uuid,
+    pub recorded_at: DateTime<Utc>,
+    /// Checked against the plan id allow-list when the record becomes an event.
+    pub plan_id: String,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub data: Vec<u8>,
+}
+
+/// Why bytes are not a whole, intact record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("the record is cut short: {needed} bytes needed, {available} available")]
+    Incomplete { needed: usize, available: usize },
+    #[error("no record starts here (bad magic bytes)")]
+    BadMagic,
+    #[error("the length field says {0} bytes, more than any record may hold")]
+    TooLarge(usize),
+    #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("the envelope is malformed: {0}")]
+    Malformed(&'static str),
+}
+
+impl RawRecord {
+    /// Frames this record: header and payload, ready to write.
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
+        let plan_id = self.plan_id.as_bytes();
+        let event_type = self.event_type.as_bytes();
+        if plan_id.len() > usize::from(u8::MAX) || event_type.len() > usize::from(u8::MAX) {
+            return Err(RecordError::Malformed("plan id or event type longer than 255 bytes"));
+        }
+        let payload_len = 1 + 4 + 4 + 16 + 8 + 4 + 1 + plan_id.len() + 1 + event_type.len() + 2 + 4 + self.data.len();
+        if payload_len > MAX_PAYLOAD {
+            return Err(RecordError::TooLarge(payload_len));
+        }
+        let mut out = Vec::with_capacity(HEADER_LEN + payload_len);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.push(RECORD_FORMAT);
+        out.extend_from_slice(&self.position.to_le_bytes());
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(self.event_id.as_bytes());
+        out.extend_from_slice(&self.recorded_at.timestamp().to_le_bytes());
+        out.extend_from_slice(&self.recorded_at.timestamp_subsec_nanos().to_le_bytes());
+        out.push(plan_id.len() as u8);
+        out.extend_from_slice(plan_id);
+        out.push(event_type.len() as u8);
+        out.extend_from_slice(event_type);
+        out.extend_from_slice(&self.schema_version.to_le_bytes());
+        out.extend_from_slice(&(self.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.data);
+        let crc = crc::extend(crc::checksum(&out[4..8]), &out[HEADER_LEN..]);
+        out[8..12].copy_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+}
+
+/// Reads the header at the start of `bytes`: the whole record's length if the magic is right
+/// and the length is plausible. Lets a reader learn how much more to read.
+pub fn frame_len(header: &[u8]) -> Result<usize, RecordError> {
+    if header.len() < HEADER_LEN {
+        return Err(RecordError::Incomplete { needed: HEADER_LEN, available: header.len() });
+    }
+    if header[..4] != MAGIC {
+        return Err(RecordError::BadMagic);
+    }
+    let payload_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if payload_len > MAX_PAYLOAD {
+        return Err(RecordError::TooLarge(payload_len));
+    }
+    Ok(HEADER_LEN + payload_len)
+}
+
+/// Decodes the record at the start of `bytes`, returning it and its framed length. Never
+/// panics, whatever the bytes: this is the fuzz target's subject.
+pub fn decode(bytes: &[u8]) -> Result<(RawRecord, usize), RecordError> {
+    let total = frame_len(bytes)?;
+    if bytes.len() < total {
+        return Err(RecordError::Incomplete { needed: total, available: bytes.len() });
+    }
+    let stored = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let computed = crc::extend(crc::checksum(&bytes[4..8]), &bytes[HEADER_LEN..total]);
+    if stored != computed {
+        return Err(RecordError::Checksum { stored, computed });
+    }
+    let record = decode_payload(&bytes[HEADER_LEN..total])?;
+    Ok((record, total))
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if self.bytes.len() < n {
+            return Err(RecordError::Malformed("a field runs past the end of the payload"));
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, RecordError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, RecordError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, RecordError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, RecordError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    fn text(&mut self, len: usize) -> Result<String, RecordError> {
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| RecordError::Malformed("a text field is not UTF-8"))
+    }
+}
+
+fn decode_payload(payload: &[u8]) -> Result<RawRecord, RecordError> {
+    let mut cursor = Cursor { bytes: payload };
+    if cursor.u8()? != RECORD_FORMAT {
+        return Err(RecordError::Malformed("unknown record format"));
+    }
+    let position = cursor.u32()?;
+    let version = cursor.u32()?;
+    if position == 0 || version == 0 {
+        return Err(RecordError::Malformed("positions and versions count from 1"));
+    }
+    let event_id = Uuid::from_bytes(cursor.array()?);
+    let secs = cursor.i64()?;
+    let nanos = cursor.u32()?;
+    let recorded_at =
+        DateTime::<Utc>::from_timestamp(secs, nanos).ok_or(RecordError::Malformed("the timestamp is out of range"))?;
+    let plan_len = usize::from(cursor.u8()?);
+    let plan_id = cursor.text(plan_len)?;
+    let type_len = usize::from(cursor.u8()?);
+    let event_type = cursor.text(type_len)?;
+    let schema_version = cursor.u16()?;
+    let data_len = cursor.u32()? as usize;
+    let data = cursor.take(data_len)?.to_vec();
+    if !cursor.bytes.is_empty() {
+        return Err(RecordError::Malformed("bytes left over after the data"));
+    }
+    Ok(RawRecord { position, version, event_id, recorded_at, plan_id, event_type, schema_version, data })
+}
