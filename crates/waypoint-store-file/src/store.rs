@@ -51,7 +51,10 @@ struct State {
     /// Offset just past the last whole record this process has read.
     end: u64,
     position: u32,
+    /// Every plan's compact view: for listings and summaries.
     catalog: Catalog,
+    /// Every plan's full view: commands decide on it (a retry is matched against any checkpoint).
+    views: HashMap<PlanId, PlanView>,
     /// Each plan's current version (a plan without `PlanCreated` has no catalog view).
     versions: HashMap<PlanId, u32>,
     /// Record offsets per plan, in version order.
@@ -194,6 +197,13 @@ impl FileStore {
 
     /// One plan's current view, or `None` if it has no events.
     pub fn plan_view(&self, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
+        let mut state = self.shared.lock_state();
+        self.shared.catch_up_locked(&mut state)?;
+        Ok(state.views.get(plan_id).cloned())
+    }
+
+    /// One plan's compact view (see `PlanView::compact`), or `None` if it has no events.
+    pub fn summary_view(&self, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_locked(&mut state)?;
         Ok(state.catalog.plans.get(plan_id).cloned())
@@ -451,6 +461,10 @@ impl State {
         self.versions.insert(plan_id.clone(), stored.version());
         self.offsets.entry(plan_id.clone()).or_default().push(offset);
         self.positions.push(offset);
+        let previous = self.views.remove(plan_id);
+        if let Some(view) = PlanView::fold(previous, stored) {
+            self.views.insert(plan_id.clone(), view);
+        }
         self.catalog.apply(stored);
         self.position = position;
         Ok(())
@@ -507,6 +521,10 @@ impl EventStore for FileStore {
 impl PlanStore for FileStore {
     fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
         Box::pin(futures::future::ready(self.plan_view(plan_id).map_err(StoreError::from)))
+    }
+
+    fn load_summary_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
+        Box::pin(futures::future::ready(self.summary_view(plan_id).map_err(StoreError::from)))
     }
 
     fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {

@@ -142,3 +142,28 @@ fn run_locks_are_exclusive_and_released_on_drop() {
     drop(guard);
     let _again = locks.acquire(&id).unwrap();
 }
+
+#[test]
+fn load_view_keeps_every_checkpoint_so_a_retry_of_an_older_step_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = PlanResumeService::new(FileStore::open(dir.path()).unwrap());
+    block_on(async {
+        let id = service.create_plan(NewPlan::default()).await.unwrap().plan_id;
+        service.start_phase(&id, Phase::Strategize, None).await.unwrap();
+        let checkpoint = |n: u32| StepCheckpoint {
+            step: StepNumber::new(n).unwrap(),
+            decision_id: DecisionId::parse(&format!("d-{n}")).unwrap(),
+            snapshot_id: None,
+            artifacts: vec![],
+        };
+        for n in 1..=3 {
+            service.record_step_checkpoint(&id, checkpoint(n)).await.unwrap();
+        }
+        let retry = service.record_step_checkpoint(&id, checkpoint(1)).await.unwrap();
+        assert!(!retry.appended);
+        let full = service.store().load_view(&id).await.unwrap().unwrap();
+        assert_eq!(full.state.resume.checkpoints.len(), 3);
+        let summary = service.store().load_summary_view(&id).await.unwrap().unwrap();
+        assert_eq!(summary.state.resume.checkpoints.len(), 1);
+    });
+}
