@@ -1,0 +1,4 @@
+//! Step definitions: commands (`Given`/`When`) and checks (`Then`).
+
+mod checks;
+mod commands;

@@ -1,0 +1,150 @@
+//! The stores the suite runs against. Adding a store is one line in `stores!` below.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+
+use futures::future::BoxFuture;
+use waypoint_application::domain::PlanId;
+use eventually::store::{EventStore, EventStream, Expected, Select};
+use waypoint_application::{InMemoryStore, PlanStore, PlanView, RecordedEvent, StoreError};
+
+/// Declares every store once: its name in the output, its variant, and how to open one in a
+/// scratch directory. The enum, the list of kinds and the delegation are generated from it.
+macro_rules! stores {
+    ($($name:literal => $variant:ident($store:ty) = $open:expr),+ $(,)?) => {
+        /// One of the stores under test.
+        #[derive(Debug, Clone)]
+        pub enum Backend {
+            $($variant($store)),+
+        }
+
+        /// Which store a run uses.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum StoreKind {
+            $($variant),+
+        }
+
+        impl StoreKind {
+            pub const ALL: &'static [StoreKind] = &[$(StoreKind::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(StoreKind::$variant => $name),+
+                }
+            }
+
+            /// Opens a fresh, empty store of this kind inside `dir`.
+            pub fn open(self, dir: &Path) -> Backend {
+                match self {
+                    $(StoreKind::$variant => Backend::$variant(($open)(dir))),+
+                }
+            }
+        }
+
+        macro_rules! delegate {
+            ($backend:expr, $s:ident => $call:expr) => {
+                match $backend {
+                    $(Backend::$variant($s) => $call),+
+                }
+            };
+        }
+    };
+}
+
+stores! {
+    "memory" => Memory(InMemoryStore) = |_dir: &Path| InMemoryStore::new(),
+}
+
+/// The store handed to the service: a backend plus a gate that can hold plan loads until a
+/// given number of callers have loaded, so a race is a real race and not a lucky schedule.
+#[derive(Debug, Clone)]
+pub struct TestStore {
+    backend: Backend,
+    load_gate: Arc<Mutex<Option<Arc<Barrier>>>>,
+}
+
+impl TestStore {
+    pub fn new(backend: Backend) -> Self {
+        Self { backend, load_gate: Arc::default() }
+    }
+
+    /// Until `close_gate`, every plan load waits until `callers` loads are waiting.
+    pub fn open_gate(&self, callers: usize) {
+        *self.gate() = Some(Arc::new(Barrier::new(callers)));
+    }
+
+    pub fn close_gate(&self) {
+        *self.gate() = None;
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Option<Arc<Barrier>>> {
+        self.load_gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl EventStore for TestStore {
+    type SourceId = PlanId;
+    type Event = RecordedEvent;
+    type Error = StoreError;
+
+    fn append(
+        &mut self,
+        source_id: PlanId,
+        version: Expected,
+        events: Vec<RecordedEvent>,
+    ) -> BoxFuture<'_, Result<u32, StoreError>> {
+        delegate!(&mut self.backend, s => s.append(source_id, version, events))
+    }
+
+    fn stream(&self, source_id: PlanId, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
+        delegate!(&self.backend, s => s.stream(source_id, select))
+    }
+
+    fn stream_all(&self, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
+        delegate!(&self.backend, s => s.stream_all(select))
+    }
+
+    fn remove(&mut self, source_id: PlanId) -> BoxFuture<'_, Result<(), StoreError>> {
+        delegate!(&mut self.backend, s => s.remove(source_id))
+    }
+}
+
+impl PlanStore for TestStore {
+    fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
+        let gate = self.gate().clone();
+        if let Some(barrier) = gate {
+            barrier.wait();
+        }
+        delegate!(&self.backend, s => s.load_view(plan_id))
+    }
+
+    fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
+        delegate!(&self.backend, s => s.catalog())
+    }
+}
+
+/// A directory of its own for one scenario's store, removed when the scenario ends.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("waypoint-cucumber-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create the scenario's scratch directory");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        // Best effort: a leftover directory in the temp dir harms nothing.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

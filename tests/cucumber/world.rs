@@ -1,0 +1,405 @@
+//! The scenario's world: one service over one store, a manual clock, run locks and a snapshot
+//! probe, the plan the scenario works on, and what the last `When` step returned.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use chrono::{TimeZone, Utc};
+use cucumber::gherkin::{Step, StepType};
+use eventually::store::{EventStore, Select};
+use futures::TryStreamExt;
+use waypoint_application::domain::{
+    Fingerprint, InvalidValue, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary,
+};
+use waypoint_application::{
+    CheckpointRecorded, InMemoryRunLocks, InMemorySnapshots, ManualClock, PlanResumeService, PlanView,
+    ResumeOutcome, ResumeRequest, ServiceError, StoreError, StoredEvent,
+};
+
+use crate::stores::{ScratchDir, StoreKind, TestStore};
+
+pub type Service = PlanResumeService<TestStore>;
+
+/// Every scenario starts at this instant; each accepted command moves the clock one second on,
+/// so every event has a distinct, predictable time.
+pub fn epoch() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("a valid instant")
+}
+
+#[derive(Debug, cucumber::World)]
+#[world(init = Self::new)]
+pub struct PlanWorld {
+    /// Opened by the `before` hook, which knows which store this run uses.
+    harness: Option<Harness>,
+    plan: Option<PlanId>,
+    /// The caller's fingerprint of the plan definition, handed to every eligibility check and resume.
+    pub fingerprint: Option<Fingerprint>,
+    outcome: Option<Result<Done, Failure>>,
+    /// The store's events just before the last `When` step ran.
+    before: Vec<StoredEvent>,
+}
+
+#[derive(Debug)]
+pub struct Harness {
+    pub service: Service,
+    pub clock: ManualClock,
+    pub locks: InMemoryRunLocks,
+    pub snapshots: InMemorySnapshots,
+    // Dropped last: the store may live in it.
+    _scratch: ScratchDir,
+}
+
+/// What an accepted command returned.
+#[derive(Debug)]
+pub enum Done {
+    View(Box<PlanView>),
+    Checkpoint(CheckpointRecorded),
+    /// `false` when the shutdown had already been recorded.
+    Shutdown(bool),
+    Resume(Box<ResumeOutcome>),
+    /// Each racer's result: the version it appended, or its refusal.
+    Race(Vec<Result<u32, Failure>>),
+}
+
+impl From<PlanView> for Done {
+    fn from(view: PlanView) -> Self {
+        Done::View(Box::new(view))
+    }
+}
+
+impl From<CheckpointRecorded> for Done {
+    fn from(recorded: CheckpointRecorded) -> Self {
+        Done::Checkpoint(recorded)
+    }
+}
+
+impl From<bool> for Done {
+    fn from(appended: bool) -> Self {
+        Done::Shutdown(appended)
+    }
+}
+
+impl From<ResumeOutcome> for Done {
+    fn from(outcome: ResumeOutcome) -> Self {
+        Done::Resume(Box::new(outcome))
+    }
+}
+
+/// Why a command was refused: by the service, by the store, or before it ran (an invalid value).
+#[derive(Debug)]
+pub enum Failure {
+    Service(ServiceError),
+    Store(StoreError),
+    Value(InvalidValue),
+}
+
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Self {
+        Failure::Service(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<InvalidValue> for Failure {
+    fn from(e: InvalidValue) -> Self {
+        Failure::Value(e)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Service(e) => e.fmt(f),
+            Failure::Store(e) => e.fmt(f),
+            Failure::Value(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The name of an enum value's variant, from its `Debug` form: `StepOutOfOrder { .. }` → `StepOutOfOrder`.
+fn variant_name(debug: String) -> String {
+    debug.split(|c: char| !c.is_alphanumeric()).next().unwrap_or_default().to_owned()
+}
+
+impl Failure {
+    /// The typed error's variant: a `PlanError` variant, `PlanNotFound`, `Store…` or an invalid value.
+    pub fn name(&self) -> String {
+        match self {
+            Failure::Service(ServiceError::Plan { source, .. }) => variant_name(format!("{source:?}")),
+            Failure::Service(ServiceError::NotFound(_)) => "PlanNotFound".to_owned(),
+            Failure::Service(ServiceError::Store(e)) | Failure::Store(e) => format!("Store{}", variant_name(format!("{e:?}"))),
+            Failure::Value(e) => variant_name(format!("{e:?}")),
+        }
+    }
+
+    pub fn reasons(&self) -> Option<&[ResumeIneligibleReason]> {
+        match self {
+            Failure::Service(e) => e.reasons(),
+            _ => None,
+        }
+    }
+}
+
+/// Which typed errors and reason codes the suite has reached, reported at the end of a run.
+pub static REACHED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+pub fn note_reached(name: impl Into<String>) {
+    REACHED.lock().unwrap_or_else(|p| p.into_inner()).insert(name.into());
+}
+
+impl PlanWorld {
+    fn new() -> Self {
+        Self { harness: None, plan: None, fingerprint: None, outcome: None, before: Vec::new() }
+    }
+
+    /// Gives the scenario a fresh, empty store of `kind`.
+    pub fn open(&mut self, kind: StoreKind) {
+        let scratch = ScratchDir::new();
+        let clock = ManualClock::new(epoch());
+        let locks = InMemoryRunLocks::default();
+        let snapshots = InMemorySnapshots::default();
+        let service = PlanResumeService::new(TestStore::new(kind.open(scratch.path())))
+            .with_clock(clock.clone())
+            .with_run_locks(locks.clone())
+            .with_snapshot_probe(snapshots.clone());
+        self.harness = Some(Harness { service, clock, locks, snapshots, _scratch: scratch });
+    }
+
+    pub fn harness(&self) -> &Harness {
+        self.harness.as_ref().expect("the before hook opens a store for every scenario")
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.harness().service
+    }
+
+    /// The plan the scenario works on: the last one created or selected.
+    pub fn plan_id(&self) -> PlanId {
+        self.plan.clone().expect("a step must create or select a plan first")
+    }
+
+    pub fn select(&mut self, plan: &str) -> PlanId {
+        let id = PlanId::parse(plan).expect("scenario plan ids are valid");
+        self.plan = Some(id.clone());
+        id
+    }
+
+    /// Every event in the store, in global order.
+    pub async fn events(&self) -> Vec<StoredEvent> {
+        let stream = self.service().store().stream_all(Select::All).await.expect("the store streams its events");
+        stream.try_collect().await.expect("every stored event reads back")
+    }
+
+    pub async fn view(&self) -> PlanView {
+        self.service().load(&self.plan_id()).await.expect("the plan loads")
+    }
+
+    /// Runs a command against the current plan. A `Given` step must be accepted; a `When` step's
+    /// result, accepted or refused, is kept for the `Then` steps.
+    pub async fn act<T, E>(&mut self, step: &Step, action: impl AsyncFnOnce(Service, PlanId) -> Result<T, E>)
+    where
+        T: Into<Done>,
+        E: Into<Failure>,
+    {
+        let when = step.ty == StepType::When;
+        if when {
+            self.before = self.events().await;
+        }
+        let result = action(self.service().clone(), self.plan_id()).await.map(Into::into).map_err(Into::into);
+        match &result {
+            Ok(_) => self.after_accepted().await,
+            Err(failure) if !when => panic!("`{}` was refused: {failure}", step.value),
+            Err(failure) => note_reached(failure.name()),
+        }
+        if let Err(Failure::Service(e)) = &result {
+            e.reasons().into_iter().flatten().for_each(|r| note_reached(r.code()));
+        }
+        self.outcome = Some(result);
+    }
+
+    /// Keeps event times distinct and checks the one invariant every command must keep.
+    async fn after_accepted(&self) {
+        self.harness().clock.advance(chrono::Duration::seconds(1));
+        if let Ok(view) = self.service().load(&self.plan_id()).await {
+            let (phase, state) = (view.state.phase, view.state.state);
+            assert!(phase.allows(state), "the plan reached {phase}/{state}, which is not a valid pair");
+        }
+    }
+
+    pub fn outcome(&self) -> &Result<Done, Failure> {
+        self.outcome.as_ref().expect("a When step must run a command first")
+    }
+
+    /// The events the last `When` step appended, after checking it rewrote none.
+    pub async fn appended(&self) -> Vec<StoredEvent> {
+        let now = self.events().await;
+        assert!(now.len() >= self.before.len(), "events disappeared from the store");
+        assert_eq!(now[..self.before.len()], self.before[..], "stored events were rewritten");
+        now[self.before.len()..].to_vec()
+    }
+
+    fn request(&self, dry_run: bool) -> ResumeRequest {
+        ResumeRequest { dry_run, fingerprint: self.fingerprint.clone(), runner: None }
+    }
+
+    /// The eligibility verdict, asked of every surface at once: they must all agree.
+    pub async fn reasons(&self) -> Vec<ResumeIneligibleReason> {
+        let (service, id) = (self.service(), self.plan_id());
+        let verdict = service.validate_eligibility(&id, self.fingerprint.clone()).await.expect("eligibility");
+        let summary = service.build_resume_summary(&id, self.fingerprint.clone()).await.expect("summary");
+        let dry_run = service.resume_plan(&id, self.request(true)).await.expect("dry run").summary;
+        assert_eq!((summary.eligible, &summary.reasons), (verdict.eligible, &verdict.reasons));
+        assert_eq!(dry_run, summary, "a dry run shows the summary");
+        assert_eq!(verdict.eligible, verdict.reasons.is_empty());
+        if self.fingerprint.is_none() {
+            let listed = service.list_resumable().await.expect("listing").iter().any(|s| s.plan_id == id);
+            assert_eq!(listed, verdict.eligible, "list_resumable agrees with the verdict");
+        }
+        verdict.reasons.iter().for_each(|r| note_reached(r.code()));
+        verdict.reasons
+    }
+
+    /// The summary a `Then` step inspects: the one the last resume returned, or a fresh one.
+    pub async fn summary(&self, returned: bool) -> ResumeSummary {
+        if returned {
+            match self.outcome() {
+                Ok(Done::Resume(outcome)) => outcome.summary.clone(),
+                other => panic!("the last command returned no summary: {other:?}"),
+            }
+        } else {
+            self.service().build_resume_summary(&self.plan_id(), self.fingerprint.clone()).await.expect("summary")
+        }
+    }
+
+    pub fn resume_request(&self, dry_run: bool) -> ResumeRequest {
+        self.request(dry_run)
+    }
+}
+
+/// A value a step may leave out: an absent optional capture parses as `None`.
+#[derive(Debug, Clone)]
+pub struct Maybe<T>(pub Option<T>);
+
+impl<T: FromStr> FromStr for Maybe<T> {
+    type Err = T::Err;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            Ok(Maybe(None))
+        } else {
+            s.parse().map(|v| Maybe(Some(v)))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, cucumber::Parameter)]
+#[param(name = "phase", regex = "action|strategize|execute|apply")]
+pub struct PhaseArg(pub Phase);
+
+impl FromStr for PhaseArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(PhaseArg)
+    }
+}
+
+#[derive(Debug, Clone, Copy, cucumber::Parameter)]
+#[param(name = "state", regex = "queued|processing|complete|errored|cancelled|applied|constrained")]
+pub struct StateArg(pub ProcessingState);
+
+impl FromStr for StateArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(StateArg)
+    }
+}
+
+/// A lifecycle command, as a scenario phrases it after "the plan".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, cucumber::Parameter)]
+#[param(
+    name = "move",
+    regex = "starts (?:action|strategize|execute|apply)|completes the phase|fails|is constrained|is applied|is cancelled|shuts down"
+)]
+pub enum Move {
+    Start(Phase),
+    CompletePhase,
+    Fail,
+    Constrain,
+    Apply,
+    Cancel,
+    Shutdown,
+}
+
+impl FromStr for Move {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "completes the phase" => Move::CompletePhase,
+            "fails" => Move::Fail,
+            "is constrained" => Move::Constrain,
+            "is applied" => Move::Apply,
+            "is cancelled" => Move::Cancel,
+            "shuts down" => Move::Shutdown,
+            other => Move::Start(other.strip_prefix("starts ").ok_or(format!("unknown move {other:?}"))?.parse()?),
+        })
+    }
+}
+
+impl Move {
+    /// Performs the move through the service, with no runner (an external worker).
+    pub async fn perform(self, service: &Service, id: &PlanId) -> Result<Done, ServiceError> {
+        let message = |text: &str| Message::parse(text).expect("a valid message");
+        Ok(match self {
+            Move::Start(phase) => service.start_phase(id, phase, None).await?.into(),
+            Move::CompletePhase => service.complete_phase(id).await?.into(),
+            Move::Fail => service.fail(id, message("the build failed")).await?.into(),
+            Move::Constrain => service.constrain(id, message("the change window is closed")).await?.into(),
+            Move::Apply => service.apply(id).await?.into(),
+            Move::Cancel => service.cancel(id, Some(message("the operator cancelled"))).await?.into(),
+            Move::Shutdown => service.record_shutdown(id, message("SIGTERM")).await?.into(),
+        })
+    }
+
+    /// The moves that take a new plan to `(phase, state)`, which must be a valid pair.
+    pub fn path_to(phase: Phase, state: ProcessingState) -> Vec<Move> {
+        use ProcessingState::*;
+        assert!(phase.allows(state), "{phase}/{state} is not a valid pair");
+        let mut moves = match phase {
+            Phase::Action => vec![],
+            Phase::Strategize => vec![Move::Start(Phase::Strategize)],
+            Phase::Execute => vec![Move::Start(Phase::Strategize), Move::CompletePhase, Move::Start(Phase::Execute)],
+            Phase::Apply => vec![
+                Move::Start(Phase::Strategize),
+                Move::CompletePhase,
+                Move::Start(Phase::Execute),
+                Move::CompletePhase,
+                Move::Start(Phase::Apply),
+            ],
+        };
+        moves.extend(match (phase, state) {
+            (_, Processing) | (Phase::Action, Queued) => None,
+            (_, Queued) => Some(Move::Shutdown),
+            (_, Complete) => Some(Move::CompletePhase),
+            (_, Errored) => Some(Move::Fail),
+            (_, Cancelled) => Some(Move::Cancel),
+            (_, Applied) => Some(Move::Apply),
+            (_, Constrained) => Some(Move::Constrain),
+        });
+        moves
+    }
+}
+
+/// Splits a scenario's comma-separated list, where an empty string is an empty list.
+pub fn list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
