@@ -57,7 +57,8 @@ impl RunLockProbe for NoRunLocks {
     }
 }
 
-/// Run locks held in this process's memory: for tests and single-process embedding.
+/// Run locks held in memory, standing in for *other* runners: a plan acquired here reads as
+/// held by someone else. For tests and single-process embedding.
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryRunLocks(Arc<Mutex<HashSet<PlanId>>>);
 

@@ -29,8 +29,6 @@ pub enum PlanError {
     ConflictingCheckpoint { step: StepNumber, existing: CheckpointId },
     #[error("total steps {total} is below the last completed step {last_completed}")]
     TotalBelowCompleted { total: TotalSteps, last_completed: StepNumber },
-    #[error("every step of the phase has completed ({total} of {total}); complete the phase instead")]
-    AllStepsCompleted { total: TotalSteps },
     #[error("the plan cannot resume: {}", reasons_text(.reasons))]
     NotEligible { reasons: Vec<ResumeIneligibleReason> },
 }
@@ -53,7 +51,6 @@ impl PlanError {
             PlanError::StepBeyondTotal { .. } => "step_beyond_total",
             PlanError::ConflictingCheckpoint { .. } => "conflicting_checkpoint",
             PlanError::TotalBelowCompleted { .. } => "total_below_completed",
-            PlanError::AllStepsCompleted { .. } => "all_steps_completed",
             PlanError::NotEligible { .. } => "not_eligible",
         }
     }

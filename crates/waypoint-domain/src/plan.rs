@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
-use crate::eligibility::{evaluate_eligibility, EligibilityInputs};
+use crate::eligibility::{evaluate_eligibility, EligibilityInputs, ResumeIneligibleReason};
 use crate::error::PlanError;
 use crate::events::*;
 use crate::ids::{
@@ -192,7 +192,10 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
             let verdict = evaluate_eligibility(plan, inputs);
             let from_step = match (verdict.eligible, meta.next_step()) {
                 (true, Some(step)) => step,
-                _ => return Err(PlanError::NotEligible { reasons: verdict.reasons }),
+                (true, None) => {
+                    return Err(PlanError::NotEligible { reasons: vec![ResumeIneligibleReason::NothingToResume] })
+                }
+                (false, _) => return Err(PlanError::NotEligible { reasons: verdict.reasons }),
             };
             PlanEvent::Resumed(Resumed { from_step, by: by.clone(), runner: runner.clone(), at })
         }
