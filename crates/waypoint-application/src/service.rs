@@ -130,7 +130,10 @@ impl<S: PlanStore> PlanResumeService<S> {
             source: new.source,
             at: self.clock.now(),
         };
-        let (view, _) = self.execute_on(&plan_id, None, command).await?;
+        // Decide against what is stored, so a taken id is `AlreadyExists`, not a version conflict;
+        // only a create racing another create for the same id still meets the store's conflict.
+        let existing = self.store.load_view(&plan_id).await?;
+        let (view, _) = self.execute_on(&plan_id, existing, command).await?;
         Ok(view)
     }
 
