@@ -113,10 +113,19 @@ impl EventStore for TestStore {
 impl PlanStore for TestStore {
     fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
         let gate = self.gate().clone();
-        if let Some(barrier) = gate {
-            barrier.wait();
-        }
-        delegate!(&self.backend, s => s.load_view(plan_id))
+        let load = delegate!(&self.backend, s => s.load_view(plan_id));
+        Box::pin(async move {
+            let view = load.await;
+            // Wait after reading, so every racer has read the same version before any appends.
+            if let Some(barrier) = gate {
+                barrier.wait();
+            }
+            view
+        })
+    }
+
+    fn load_summary_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
+        delegate!(&self.backend, s => s.load_summary_view(plan_id))
     }
 
     fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
