@@ -120,3 +120,9 @@ async fn listing(world: &mut PlanWorld, which: String, plans: String) {
 fn codes(reasons: &[ResumeIneligibleReason]) -> Vec<String> {
     reasons.iter().map(|r| r.code().to_owned()).collect()
 }
+
+#[then(regex = r#"^the error message is "([^"]*)"$"#)]
+fn error_message(world: &mut PlanWorld, message: String) {
+    let failure = world.outcome().as_ref().err().expect("the command was refused");
+    assert_eq!(failure.to_string(), message);
+}
