@@ -1,0 +1,327 @@
+//! The command line, as clap sees it: every command, flag and help text of the `waypoint` contract.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use waypoint_domain::{
+    Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, SnapshotId, StepNumber, TotalSteps,
+};
+
+const ABOUT: &str = "Resumable multi-step work: every completed step is recorded, so an interrupted plan resumes \
+                     from its last completed step";
+
+const LONG_ABOUT: &str = "\
+Waypoint records every completed step of long multi-step work in an append-only log, so an interrupted plan \
+resumes from its last completed step, safely.
+
+Start with `waypoint run PLAN.toml`: it runs a plan file step by step and records each step. Press Ctrl-C, then \
+`waypoint plan list --resumable` and `waypoint plan resume ID` to carry on where it stopped.";
+
+const EXAMPLES: &str = "\
+Examples:
+  waypoint run examples/demo.toml             run a plan file, step by step
+  waypoint plan list --resumable              plans that can resume now
+  waypoint plan resume ID --dry-run           which steps would be skipped and which would run
+  waypoint plan resume ID                     record the resume and run the remaining steps
+  waypoint --format json plan show ID         one JSON document on stdout, for scripts
+
+Exit codes:
+  0    success
+  1    unexpected failure, or a step of a plan file failed
+  2    usage error (bad arguments, malformed id, unreadable or invalid plan file)
+  3    plan not found
+  4    not eligible to resume (every reason is printed)
+  5    conflict: a concurrent change, a conflicting checkpoint, or the plan is being run
+  6    store unreadable or corrupt
+  7    invalid transition or invalid input for the plan's state
+  130  interrupted by SIGINT (143: by SIGTERM) during `run` or a resumed run
+
+With --format json, an error prints {\"error\": {\"code\", \"message\", …}} on stdout and one line on stderr.";
+
+const RUN_LONG_ABOUT: &str = "\
+Creates a plan from a plan file and runs its steps in order, recording `step_started` before each step and a \
+checkpoint after it. It prints the plan id first, then progress while it runs.
+
+A plan file is TOML:
+
+  name = \"demo\"
+  dir = \".\"                 # optional: where steps run, relative to the plan file (default: its folder)
+  [env]                     # optional: extra environment for every step
+  GREETING = \"hello\"
+
+  [[steps]]
+  name = \"fetch\"
+  run = \"sleep 2 && echo data > out/fetch.txt\"   # run with `sh -c`
+  outputs = [\"out/fetch.txt\"]                    # optional: files whose digest becomes the snapshot
+
+The steps run as the plan's strategize phase (the first phase after action): when the last step completes, the \
+phase completes. A step that exits non-zero fails the plan (exit 1, with its exit code and the tail of its \
+stderr); fix the cause, then `waypoint plan resume ID` runs it again.
+
+Ctrl-C (SIGINT) or SIGTERM while a step runs is passed to the step's process group; Waypoint waits for the \
+step, records the interruption, starts no further step and exits 130 (SIGINT) or 143 (SIGTERM). A second \
+Ctrl-C kills the step and stops waiting. The interrupted step runs again on resume; completed steps never do.
+
+Each step sees WAYPOINT_PLAN_ID, WAYPOINT_STEP, WAYPOINT_STEP_NAME and WAYPOINT_DECISION_ID.";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  waypoint run examples/demo.toml
+  waypoint --store /tmp/wp run build.toml
+  waypoint --format json run build.toml > result.json";
+
+const RESUME_LONG_ABOUT: &str = "\
+Checks whether the plan can resume and prints every reason it cannot (exit 4). If it can, records the resume \
+and prints where work picks up.
+
+For a plan created by `waypoint run`, the plan file is read again: if it changed since the run began the plan \
+is not eligible (definition_changed), and if a recorded output is gone or changed it is not eligible \
+(snapshot_missing). Otherwise the remaining steps run in the foreground, as in `waypoint run`; completed steps \
+never run again and the step that was interrupted runs again. Only one process may run a plan at a time: a \
+second resume while one is running exits 5.
+
+With --dry-run nothing is written: it shows the summary, and for a plan file which steps would be skipped and \
+which would run. A dry run exits 0 whether or not the plan is eligible; read `eligible` and `reasons`.";
+
+#[derive(Debug, Parser)]
+#[command(name = "waypoint", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Where plans are stored: a directory (created on first write, mode 0700)
+    #[arg(
+        long,
+        global = true,
+        env = "WAYPOINT_STORE",
+        default_value = "./.waypoint",
+        value_name = "LOCATION",
+        hide_env_values = true
+    )]
+    pub store: String,
+
+    /// Output format: `rich` for people, `json` for scripts (one JSON document on stdout)
+    #[arg(long, global = true, value_enum, default_value_t = Format::Rich)]
+    pub format: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Rich,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a plan file step by step, recording each step so it can resume after an interruption
+    #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_EXAMPLES)]
+    Run {
+        /// The plan file (TOML)
+        file: PathBuf,
+    },
+    /// Create, record, inspect and resume plans
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Create a plan and print its id
+    #[command(after_help = "Example:\n  id=$(waypoint plan create --name nightly --total-steps 3)")]
+    Create(CreateArgs),
+    /// Enter a phase: action → strategize → execute → apply (or revert to strategize)
+    #[command(after_help = "Example:\n  waypoint plan start ID --phase strategize")]
+    Start {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+        /// The phase to enter
+        #[arg(long, value_enum)]
+        phase: StartablePhase,
+    },
+    /// Set how many steps the current phase has
+    TotalSteps {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+        /// The number of steps, 1 or more
+        #[arg(value_parser = total_steps)]
+        n: TotalSteps,
+    },
+    /// Record that a step is about to run (until its checkpoint it is the uncertain step)
+    #[command(after_help = "Example:\n  waypoint plan step-started ID --step 1 --decision job-42")]
+    StepStarted {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+        /// The step number, from 1
+        #[arg(long, value_parser = step_number)]
+        step: StepNumber,
+        /// The decision that produced the step's work
+        #[arg(long, value_parser = decision_id)]
+        decision: DecisionId,
+    },
+    /// Record that a step completed (a retry with the same payload records nothing)
+    #[command(
+        after_help = "Example:\n  waypoint plan checkpoint ID --step 1 --decision job-42 --snapshot snap-1 --artifact out/a.txt"
+    )]
+    Checkpoint(CheckpointArgs),
+    /// Record a graceful shutdown: the plan stops and can resume later
+    Interrupt {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+        /// Why it stopped
+        #[arg(long, value_parser = message, default_value = "interrupted by operator")]
+        reason: Message,
+    },
+    /// Record that the current phase failed
+    Fail {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+        /// What went wrong
+        #[arg(long, value_parser = message)]
+        message: Message,
+    },
+    /// Complete the current strategize or execute phase
+    CompletePhase {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+    },
+    /// Record that the apply phase applied the plan (terminal)
+    Apply {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+    },
+    /// Record that the apply phase hit a constraint
+    Constrain {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+        /// The constraint that stopped it
+        #[arg(long, value_parser = message)]
+        message: Message,
+    },
+    /// Cancel the plan (terminal)
+    Cancel {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+        /// Why it was cancelled
+        #[arg(long, value_parser = message)]
+        reason: Option<Message>,
+    },
+    /// List plans, newest activity first
+    #[command(after_help = "Example:\n  waypoint plan list --resumable")]
+    List {
+        /// Only plans that can resume now
+        #[arg(long)]
+        resumable: bool,
+    },
+    /// Show one plan's summary: phase, state, progress, and whether it can resume
+    Show {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+    },
+    /// Show every event recorded for a plan, oldest first
+    History {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+    },
+    /// Resume an interrupted, failed or crashed plan from its last completed step
+    #[command(long_about = RESUME_LONG_ABOUT, after_help = "Examples:\n  waypoint plan resume ID --dry-run\n  waypoint plan resume ID")]
+    Resume {
+        #[arg(value_parser = plan_id)]
+        id: PlanId,
+        /// Only show what a resume would do; write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The plan definition's fingerprint (hex), compared with the one recorded at creation
+        #[arg(long, value_parser = fingerprint)]
+        fingerprint: Option<Fingerprint>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The plan id, `[A-Za-z0-9_-]{1,64}` (default: a random UUID)
+    #[arg(long, value_parser = plan_id)]
+    pub id: Option<PlanId>,
+    /// A human name
+    #[arg(long, value_parser = plan_name)]
+    pub name: Option<PlanName>,
+    /// How many steps the first phase has
+    #[arg(long, value_parser = total_steps)]
+    pub total_steps: Option<TotalSteps>,
+    /// A digest (hex) of the plan definition, compared on resume
+    #[arg(long, value_parser = fingerprint)]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[arg(value_parser = plan_id)]
+    pub id: PlanId,
+    /// The step number, from 1
+    #[arg(long, value_parser = step_number)]
+    pub step: StepNumber,
+    /// The decision that produced the step's work
+    #[arg(long, value_parser = decision_id)]
+    pub decision: DecisionId,
+    /// A reference to the workspace state after the step
+    #[arg(long, value_parser = snapshot_id)]
+    pub snapshot: Option<SnapshotId>,
+    /// Something the step produced (repeatable)
+    #[arg(long = "artifact", value_parser = artifact)]
+    pub artifacts: Vec<Artifact>,
+}
+
+/// The phases a plan can be asked to enter (`action` is where a plan starts, never entered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartablePhase {
+    Strategize,
+    Execute,
+    Apply,
+}
+
+impl From<StartablePhase> for Phase {
+    fn from(phase: StartablePhase) -> Self {
+        match phase {
+            StartablePhase::Strategize => Phase::Strategize,
+            StartablePhase::Execute => Phase::Execute,
+            StartablePhase::Apply => Phase::Apply,
+        }
+    }
+}
+
+fn plan_id(s: &str) -> Result<PlanId, String> {
+    PlanId::parse(s).map_err(|e| e.to_string())
+}
+
+fn plan_name(s: &str) -> Result<PlanName, String> {
+    PlanName::parse(s).map_err(|e| e.to_string())
+}
+
+fn decision_id(s: &str) -> Result<DecisionId, String> {
+    DecisionId::parse(s).map_err(|e| e.to_string())
+}
+
+fn snapshot_id(s: &str) -> Result<SnapshotId, String> {
+    SnapshotId::parse(s).map_err(|e| e.to_string())
+}
+
+fn fingerprint(s: &str) -> Result<Fingerprint, String> {
+    Fingerprint::parse(s).map_err(|e| e.to_string())
+}
+
+fn message(s: &str) -> Result<Message, String> {
+    Message::parse(s).map_err(|e| e.to_string())
+}
+
+fn artifact(s: &str) -> Result<Artifact, String> {
+    Artifact::parse(s).map_err(|e| e.to_string())
+}
+
+fn step_number(s: &str) -> Result<StepNumber, String> {
+    let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a step number; steps are numbered from 1"))?;
+    StepNumber::new(n).map_err(|e| e.to_string())
+}
+
+fn total_steps(s: &str) -> Result<TotalSteps, String> {
+    let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a number of steps"))?;
+    TotalSteps::new(n).map_err(|e| e.to_string())
+}

@@ -1,0 +1,93 @@
+//! The CLI's one error type: a stable code, a message, and the exit code of the contract.
+
+use serde_json::{json, Map, Value};
+use waypoint_application::{ErrorKind, ServiceError};
+use waypoint_domain::ResumeIneligibleReason;
+
+/// Exit codes, as `waypoint --help` and the contract list them.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const UNEXPECTED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const NOT_FOUND: u8 = 3;
+    pub const NOT_ELIGIBLE: u8 = 4;
+    pub const CONFLICT: u8 = 5;
+    pub const STORE_UNREADABLE: u8 = 6;
+    pub const INVALID_COMMAND: u8 = 7;
+    pub const SIGINT: u8 = 130;
+    pub const SIGTERM: u8 = 143;
+}
+
+/// A failure that ends the command: printed once (a line on stderr, and in JSON mode an error
+/// object on stdout) and turned into the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: u8,
+    pub code: &'static str,
+    pub message: String,
+    pub reasons: Vec<ResumeIneligibleReason>,
+    /// Extra keys for the JSON error object, such as `plan_id` or `step`.
+    pub details: Map<String, Value>,
+}
+
+impl CliError {
+    pub fn new(exit: u8, code: &'static str, message: impl Into<String>) -> Self {
+        Self { exit, code, message: message.into(), reasons: Vec::new(), details: Map::new() }
+    }
+
+    pub fn usage(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(exit::USAGE, code, message)
+    }
+
+    pub fn unexpected(message: impl Into<String>) -> Self {
+        Self::new(exit::UNEXPECTED, "unexpected", message)
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn with_reasons(mut self, reasons: Vec<ResumeIneligibleReason>) -> Self {
+        self.reasons = reasons;
+        self
+    }
+
+    /// `{"error": {"code", "message", "reasons"?, …details}}`.
+    pub fn to_json(&self) -> Value {
+        let mut error = Map::new();
+        error.insert("code".into(), json!(self.code));
+        error.insert("message".into(), json!(self.message));
+        if self.exit == exit::NOT_ELIGIBLE || !self.reasons.is_empty() {
+            error.insert("reasons".into(), json!(self.reasons));
+        }
+        for (key, value) in &self.details {
+            error.insert(key.clone(), value.clone());
+        }
+        json!({ "error": error })
+    }
+}
+
+impl From<ServiceError> for CliError {
+    fn from(err: ServiceError) -> Self {
+        let exit = match err.kind() {
+            ErrorKind::NotFound => exit::NOT_FOUND,
+            ErrorKind::NotEligible => exit::NOT_ELIGIBLE,
+            ErrorKind::Conflict => exit::CONFLICT,
+            ErrorKind::StoreUnreadable => exit::STORE_UNREADABLE,
+            ErrorKind::InvalidCommand => exit::INVALID_COMMAND,
+            ErrorKind::Unexpected => exit::UNEXPECTED,
+        };
+        let reasons = err.reasons().map(<[_]>::to_vec).unwrap_or_default();
+        let mut cli = CliError::new(exit, err.code(), one_line(&err.to_string())).with_reasons(reasons);
+        if let ServiceError::NotFound(id) | ServiceError::Plan { plan_id: id, .. } = &err {
+            cli = cli.with("plan_id", id.as_str());
+        }
+        cli
+    }
+}
+
+/// Messages go on one line of stderr: fold any embedded newlines.
+pub fn one_line(text: &str) -> String {
+    text.split('\n').map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,72 @@
+//! `waypoint`: the command line of Waypoint. Parses arguments, runs one command, prints its result,
+//! and turns any failure into the contract's exit code (see `waypoint --help`).
+
+mod cli;
+mod commands;
+mod error;
+mod outputs;
+mod plan_file;
+mod progress;
+mod render;
+mod runner;
+mod store;
+mod ui;
+
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind as ClapErrorKind;
+use clap::Parser;
+
+use crate::cli::{Cli, Format};
+use crate::error::{exit, CliError};
+use crate::ui::Ui;
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err, json_requested(&args)),
+    };
+    let ui = Ui::new(cli.format);
+    match commands::execute(cli, &ui) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(err) => {
+            ui.error(&err);
+            ExitCode::from(err.exit)
+        }
+    }
+}
+
+/// Help and version go to stdout with exit 0; every other parse failure is a usage error (exit 2),
+/// in JSON mode with an error object on stdout too.
+fn usage_error(err: &clap::Error, json: bool) -> ExitCode {
+    if matches!(err.kind(), ClapErrorKind::DisplayHelp | ClapErrorKind::DisplayVersion) {
+        let _ = err.print();
+        return ExitCode::from(exit::OK);
+    }
+    let rendered = err.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned();
+    let ui = Ui::new(if json { Format::Json } else { Format::Rich });
+    let bad_value = matches!(err.kind(), ClapErrorKind::ValueValidation | ClapErrorKind::InvalidValue);
+    if json {
+        let code = if bad_value { "invalid_value" } else { "usage" };
+        ui.json_document(&CliError::usage(code, first.clone()).to_json());
+    }
+    // A bad value says all there is to say in one line; other mistakes deserve clap's usage text.
+    if bad_value {
+        ui.note(&format!("{} {first}", ui.err.red(&ui.err.bold("error:"))));
+    } else {
+        let _ = err.print();
+    }
+    ExitCode::from(exit::USAGE)
+}
+
+/// Whether the arguments ask for JSON, read without clap (which has just refused them).
+fn json_requested(args: &[OsString]) -> bool {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    args.contains(&"--format=json") || args.windows(2).any(|w| w[0] == "--format" && w[1] == "json")
+}

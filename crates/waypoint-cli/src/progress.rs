@@ -1,0 +1,144 @@
+//! Progress while a plan file runs, on stderr: a live bar on a terminal, plain lines otherwise.
+//! Step output passes through here too, so it never tears the bar.
+
+use std::io::Write;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::render::bar;
+use crate::ui::Style;
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+#[derive(Debug)]
+pub struct Progress {
+    style: Style,
+    live: bool,
+    total: u32,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    current: Option<Current>,
+    completed: u32,
+    bar_drawn: bool,
+}
+
+#[derive(Debug)]
+struct Current {
+    step: u32,
+    name: String,
+    started: Instant,
+}
+
+/// How a step ended, for its progress line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    Completed,
+    Failed,
+    Interrupted,
+}
+
+impl Progress {
+    /// `live`: draw a bar (stderr is a terminal); otherwise print plain lines.
+    pub fn new(style: Style, live: bool, total: u32) -> Self {
+        Self { style, live, total, state: Mutex::new(State::default()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, state: &mut State, line: Option<&str>) {
+        let mut err = std::io::stderr().lock();
+        if state.bar_drawn {
+            let _ = write!(err, "\r\x1b[2K");
+            state.bar_drawn = false;
+        }
+        if let Some(line) = line {
+            let _ = writeln!(err, "{line}");
+        }
+        if self.live {
+            if let Some(current) = &state.current {
+                let elapsed = current.started.elapsed();
+                let frame = SPINNER[(elapsed.as_millis() / 100) as usize % SPINNER.len()];
+                let _ = write!(
+                    err,
+                    "  {} {} {}/{}  {}  {}",
+                    self.style.cyan(frame),
+                    self.style.green(&bar(state.completed, self.total, 20)),
+                    current.step,
+                    self.total,
+                    self.style.bold(&current.name),
+                    self.style.dim(&seconds(elapsed)),
+                );
+                state.bar_drawn = true;
+            }
+        }
+        let _ = err.flush();
+    }
+
+    fn label(&self, step: u32, name: &str) -> String {
+        format!("{step}/{}  {name}", self.total)
+    }
+
+    pub fn skipped(&self, step: u32, name: &str) {
+        let mut state = self.lock();
+        state.completed = state.completed.max(step);
+        let line = format!(
+            "  {} {}  {}",
+            self.style.dim("↷"),
+            self.label(step, name),
+            self.style.dim("skipped: completed before")
+        );
+        self.write(&mut state, Some(&line));
+    }
+
+    pub fn started(&self, step: u32, name: &str) {
+        let mut state = self.lock();
+        state.current = Some(Current { step, name: name.to_owned(), started: Instant::now() });
+        let line = (!self.live).then(|| format!("  ▶ {}  started", self.label(step, name)));
+        self.write(&mut state, line.as_deref());
+    }
+
+    /// A line the step printed.
+    pub fn output(&self, line: &str) {
+        let mut state = self.lock();
+        let line = format!("    {} {line}", self.style.dim("│"));
+        self.write(&mut state, Some(&line));
+    }
+
+    /// A message from Waypoint itself while a step runs.
+    pub fn note(&self, text: &str) {
+        let mut state = self.lock();
+        self.write(&mut state, Some(&format!("  {text}")));
+    }
+
+    pub fn finished(&self, step: u32, name: &str, end: StepEnd) {
+        let mut state = self.lock();
+        let elapsed = state.current.take().map(|c| c.started.elapsed()).unwrap_or_default();
+        let (mark, word) = match end {
+            StepEnd::Completed => {
+                state.completed = state.completed.max(step);
+                (self.style.green("✓"), "done")
+            }
+            StepEnd::Failed => (self.style.red("✗"), "failed"),
+            StepEnd::Interrupted => (self.style.yellow("■"), "interrupted"),
+        };
+        let line = format!("  {mark} {}  {word} {}", self.label(step, name), self.style.dim(&seconds(elapsed)));
+        self.write(&mut state, Some(&line));
+    }
+
+    /// Redraws the bar (its clock and spinner move).
+    pub fn tick(&self) {
+        if self.live {
+            let mut state = self.lock();
+            self.write(&mut state, None);
+        }
+    }
+}
+
+fn seconds(elapsed: Duration) -> String {
+    format!("{:.1}s", elapsed.as_secs_f64())
+}

@@ -1,0 +1,357 @@
+//! Rich output for people (a summary block, a table of plans, a timeline of events) and the JSON
+//! shapes for scripts.
+
+use chrono::{DateTime, Utc};
+use eventually::versioning::Versioned;
+use serde::Serialize;
+use serde_json::Value;
+use waypoint_application::{PlanView, RecordedEvent, ResumePoint, StoredEvent};
+use waypoint_domain::{EventId, PlanEvent, PlanId, ProcessingState, ResumeSummary, StepNumber};
+
+use crate::runner::StepReport;
+
+use crate::ui::Style;
+
+/// `{"plans": [summary, …]}`. Documents are structs, not `Value`s, so keys keep the contract's order.
+#[derive(Debug, Serialize)]
+pub struct PlansDoc<'a> {
+    pub plans: &'a [ResumeSummary],
+}
+
+/// A dry run: the summary object, plus for a plan file what a resume would do with each step.
+#[derive(Debug, Serialize)]
+pub struct PreviewDoc<'a> {
+    #[serde(flatten)]
+    pub summary: &'a ResumeSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<&'a [PlannedStep]>,
+}
+
+/// One step of a plan file in a dry run: `skip` (completed), `rerun` (the uncertain step) or `run`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub step: u32,
+    pub name: String,
+    pub action: &'static str,
+}
+
+/// A real resume: where work picked up, what ran (plan files), and the summary after it.
+#[derive(Debug, Serialize)]
+pub struct ResumedDoc<'a> {
+    pub resumed: PointDoc,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<&'a [StepReport]>,
+    pub summary: &'a ResumeSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PointDoc {
+    pub from_step: StepNumber,
+    pub rerun_uncertain: bool,
+    pub version: u32,
+}
+
+impl From<&ResumePoint> for PointDoc {
+    fn from(point: &ResumePoint) -> Self {
+        Self { from_step: point.from_step, rerun_uncertain: point.rerun_uncertain, version: point.version }
+    }
+}
+
+/// `waypoint run`: the plan, each step's outcome, and the summary at the end.
+#[derive(Debug, Serialize)]
+pub struct RunDoc<'a> {
+    pub plan_id: &'a PlanId,
+    pub steps: &'a [StepReport],
+    pub summary: &'a ResumeSummary,
+}
+
+/// `{"events": [{"version", "position", "type", "schema_version", "at", "data", "event_id"}]}`.
+#[derive(Debug, Serialize)]
+pub struct HistoryDoc {
+    pub events: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryEntry {
+    pub version: u32,
+    pub position: u32,
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    pub schema_version: u16,
+    pub at: DateTime<Utc>,
+    pub data: Value,
+    pub event_id: EventId,
+}
+
+pub fn history_doc(events: &[StoredEvent]) -> HistoryDoc {
+    let events = events
+        .iter()
+        .map(|stored| {
+            let recorded: &RecordedEvent = stored;
+            HistoryEntry {
+                version: stored.version(),
+                position: stored.sequence_number(),
+                event_type: recorded.event.event_type().as_str(),
+                schema_version: recorded.event.schema_version(),
+                at: recorded.recorded_at,
+                data: serde_json::from_slice(&recorded.event.encode_data()).expect("encoded event data is JSON"),
+                event_id: recorded.event_id,
+            }
+        })
+        .collect();
+    HistoryDoc { events }
+}
+
+/// A filled bar of `width` cells for `done` of `total`.
+pub fn bar(done: u32, total: u32, width: usize) -> String {
+    let filled = if total == 0 { 0 } else { (done.min(total) as usize * width) / total as usize };
+    format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+fn short(text: &str, max: usize) -> String {
+    let first_line = text.lines().next().unwrap_or("");
+    if first_line.chars().count() > max || text.contains('\n') {
+        let cut: String = first_line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        first_line.to_owned()
+    }
+}
+
+pub fn clock_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// "12s ago", "5m ago", "3h ago", or a date for anything older than two days.
+pub fn ago(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - at).num_seconds().max(0);
+    match secs {
+        0..=59 => format!("{secs}s ago"),
+        60..=3599 => format!("{}m ago", secs / 60),
+        3600..=172_799 => format!("{}h ago", secs / 3600),
+        _ => at.format("%Y-%m-%d").to_string(),
+    }
+}
+
+fn state_text(style: Style, state: ProcessingState) -> String {
+    let text = state.as_str();
+    match state {
+        ProcessingState::Complete | ProcessingState::Applied => style.green(text),
+        ProcessingState::Errored | ProcessingState::Constrained => style.red(text),
+        ProcessingState::Processing => style.cyan(text),
+        ProcessingState::Queued => style.yellow(text),
+        ProcessingState::Cancelled => style.dim(text),
+    }
+}
+
+fn progress_text(summary: &ResumeSummary) -> String {
+    let done = summary.last_completed_step.map_or(0, |s| s.get());
+    match (summary.total_steps, summary.progress_percent) {
+        (Some(total), Some(pct)) => format!("{done}/{total} {pct:>3}%"),
+        _ if done > 0 => format!("{done} done"),
+        _ => "-".to_owned(),
+    }
+}
+
+/// The summary block for one plan.
+pub fn summary_block(style: Style, summary: &ResumeSummary, view: Option<&PlanView>) -> String {
+    let mut out = String::new();
+    let name = view.and_then(|v| v.state.name.as_ref()).map(|n| n.to_string());
+    let title = match &name {
+        Some(name) => format!("{}  {}", style.bold(name), style.dim(summary.plan_id.as_str())),
+        None => format!("plan {}", style.bold(summary.plan_id.as_str())),
+    };
+    out.push_str(&title);
+    out.push('\n');
+    let mut row = |label: &str, value: String| {
+        out.push_str(&format!("  {}  {value}\n", style.dim(&format!("{label:<10}"))));
+    };
+    let mut state = state_text(style, summary.state);
+    if summary.interrupted {
+        state.push_str(&style.yellow(" (interrupted)"));
+    }
+    row("phase", format!("{} · {state}", summary.phase));
+    let done = summary.last_completed_step.map_or(0, |s| s.get());
+    let progress = match (summary.total_steps, summary.progress_percent) {
+        (Some(total), Some(pct)) => {
+            format!("{} {done} of {total} steps · {pct}%", style.green(&bar(done, total.get(), 24)))
+        }
+        _ => format!("{done} steps completed · total unknown"),
+    };
+    row("progress", progress);
+    if let Some(next) = summary.next_step {
+        let mut text = format!("step {next}");
+        if summary.uncertain_step == Some(next) {
+            text.push_str(&style.yellow(" · uncertain: it started but did not finish, so it runs again"));
+        }
+        row("next", text);
+    }
+    if let Some(interruption) = &summary.interruption {
+        let mut text = interruption.reason.clone();
+        if let Some(at) = interruption.at {
+            text.push_str(&format!(" · {}", clock_time(at)));
+        }
+        if interruption.inferred {
+            text.push_str(" · inferred: the runner is gone without recording why");
+        }
+        row("stopped", text);
+    }
+    if let Some(error) = view.and_then(|v| v.state.last_error.as_ref()) {
+        row("error", style.red(&short(error.as_str(), 100)));
+    }
+    if let Some(checkpoint) = summary.last_checkpoint_id {
+        let mut text = checkpoint.to_string();
+        if let Some(decision) = &summary.decision_id {
+            text.push_str(&format!(" · decision {decision}"));
+        }
+        if let Some(snapshot) = &summary.snapshot_id {
+            text.push_str(&format!(" · snapshot {}", short(snapshot.as_str(), 19)));
+        }
+        row("checkpoint", text);
+    }
+    if let Some(source) = view.and_then(|v| v.state.source.as_ref()) {
+        row("plan file", source.to_string());
+    }
+    if summary.resume_count > 0 {
+        let times = if summary.resume_count == 1 { "time" } else { "times" };
+        row("resumed", format!("{} {times}", summary.resume_count));
+    }
+    if summary.eligible {
+        row("resumable", format!("{} · waypoint plan resume {}", style.green("yes"), summary.plan_id));
+    } else {
+        let mut first = true;
+        for reason in &summary.reasons {
+            let label = if first { "resumable" } else { "" };
+            let prefix = if first { "no: " } else { "    " };
+            row(label, format!("{prefix}{} · {}", style.yellow(reason.code()), reason.explanation()));
+            first = false;
+        }
+    }
+    out
+}
+
+/// One row per plan, newest activity first.
+pub fn plans_table(style: Style, rows: &[(ResumeSummary, Option<&PlanView>)], now: DateTime<Utc>) -> String {
+    if rows.is_empty() {
+        return "No plans here yet. Start one with `waypoint run PLAN.toml`.".to_owned();
+    }
+    let headers = ["PLAN", "NAME", "PHASE", "STATE", "PROGRESS", "RESUMABLE", "LAST ACTIVITY"];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|(summary, view)| {
+            let mut state = summary.state.as_str().to_owned();
+            if summary.interrupted {
+                state.push('*');
+            }
+            let resumable = if summary.eligible {
+                "yes".to_owned()
+            } else {
+                summary.reasons.iter().map(|r| r.code()).collect::<Vec<_>>().join(",")
+            };
+            [
+                summary.plan_id.to_string(),
+                view.and_then(|v| v.state.name.as_ref()).map_or("-".to_owned(), |n| short(n.as_str(), 24)),
+                summary.phase.to_string(),
+                state,
+                progress_text(summary),
+                resumable,
+                view.map_or("-".to_owned(), |v| ago(v.last_activity_at, now)),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| cells.iter().map(|row| row[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0))
+        .collect();
+    let pad = |text: &str, width: usize| format!("{text}{}", " ".repeat(width - text.chars().count()));
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().zip(&widths).map(|(h, w)| pad(h, *w)).collect();
+    out.push_str(&style.bold(header.join("  ").trim_end()));
+    out.push('\n');
+    for ((summary, _), row) in rows.iter().zip(&cells) {
+        let painted: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, width))| {
+                let padded = pad(cell, *width);
+                match i {
+                    3 => state_text(style, summary.state).replace(summary.state.as_str(), &padded),
+                    5 if summary.eligible => style.green(&padded),
+                    5 => style.yellow(&padded),
+                    6 => style.dim(&padded),
+                    _ => padded,
+                }
+            })
+            .collect();
+        out.push_str(painted.join("  ").trim_end());
+        out.push('\n');
+    }
+    if rows.iter().any(|(s, _)| s.interrupted) {
+        out.push_str(&style.dim("* interrupted"));
+        out.push('\n');
+    }
+    out
+}
+
+/// One line per event: version, time, type, what it says.
+pub fn timeline(style: Style, events: &[StoredEvent]) -> String {
+    let mut out = String::new();
+    let width = events.iter().map(|e| e.event.event_type().as_str().len()).max().unwrap_or(0);
+    for stored in events {
+        let event = &stored.event;
+        let kind = format!("{:<width$}", event.event_type().as_str());
+        let kind = match event {
+            PlanEvent::StepCompleted(_) | PlanEvent::PhaseCompleted(_) | PlanEvent::PlanApplied(_) => {
+                style.green(&kind)
+            }
+            PlanEvent::Interrupted(_) | PlanEvent::Resumed(_) => style.yellow(&kind),
+            PlanEvent::PlanErrored(_) | PlanEvent::PlanConstrained(_) | PlanEvent::PlanCancelled(_) => style.red(&kind),
+            _ => style.cyan(&kind),
+        };
+        out.push_str(&format!(
+            "{} {}  {kind}  {}\n",
+            style.dim(&format!("{:>4}", format!("v{}", stored.version()))),
+            style.dim(&stored.recorded_at.format("%Y-%m-%d %H:%M:%S").to_string()),
+            describe(event)
+        ));
+    }
+    out
+}
+
+fn describe(event: &PlanEvent) -> String {
+    match event {
+        PlanEvent::PlanCreated(e) => {
+            let mut parts = Vec::new();
+            if let Some(name) = &e.name {
+                parts.push(format!("{:?}", name.as_str()));
+            }
+            if let Some(total) = e.total_steps {
+                parts.push(format!("{total} steps"));
+            }
+            if let Some(source) = &e.source {
+                parts.push(format!("from {source}"));
+            }
+            parts.join(" · ")
+        }
+        PlanEvent::PhaseStarted(e) => match &e.runner {
+            Some(runner) => format!("{} · runner {runner}", e.phase),
+            None => e.phase.to_string(),
+        },
+        PlanEvent::TotalStepsSet(e) => format!("{} steps", e.total_steps),
+        PlanEvent::StepStarted(e) => format!("step {} · decision {}", e.step, e.decision_id),
+        PlanEvent::StepCompleted(e) => {
+            let mut text = format!("step {} · decision {}", e.step, e.decision_id);
+            if let Some(snapshot) = &e.snapshot_id {
+                text.push_str(&format!(" · snapshot {}", short(snapshot.as_str(), 19)));
+            }
+            text
+        }
+        PlanEvent::Interrupted(e) => short(e.reason.as_str(), 100),
+        PlanEvent::Resumed(e) => format!("from step {} · by {}", e.from_step, e.by),
+        PlanEvent::PlanErrored(e) => short(e.message.as_str(), 100),
+        PlanEvent::PlanConstrained(e) => short(e.message.as_str(), 100),
+        PlanEvent::PhaseCompleted(e) => e.phase.to_string(),
+        PlanEvent::PlanApplied(_) => String::new(),
+        PlanEvent::PlanCancelled(e) => e.reason.as_ref().map_or(String::new(), |r| short(r.as_str(), 100)),
+    }
+}

@@ -1,0 +1,362 @@
+//! The plan-file runner: runs steps in order as `sh -c`, each in its own process group, recording
+//! `StepStarted` before and a checkpoint after each one; passes SIGINT/SIGTERM on to the step.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::executor::block_on;
+use rustix::process::{kill_process_group, Pid, Signal};
+use serde_json::{json, Value};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use waypoint_application::StepCheckpoint;
+use waypoint_domain::{Artifact, DecisionId, Message, PlanId, StepNumber};
+
+use crate::error::{exit, one_line, CliError};
+use crate::outputs::digest_outputs;
+use crate::plan_file::{PlanFile, Step};
+use crate::progress::{Progress, StepEnd};
+use crate::store::Service;
+
+/// How often the runner looks at its step and at pending signals.
+const POLL: Duration = Duration::from_millis(50);
+/// How long to wait, after a step exits, for output still buffered in its pipes. Output held open
+/// by a process the step left behind must not keep the runner forever.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+/// How much of a failed step's stderr goes into the plan's error.
+const TAIL_LINES: usize = 20;
+const TAIL_CHARS: usize = 2000;
+
+/// Signals the runner handles itself instead of dying: registered before the plan is touched.
+pub fn watch_signals() -> Result<Signals, CliError> {
+    Signals::new([SIGINT, SIGTERM]).map_err(|e| CliError::unexpected(format!("cannot watch for signals: {e}")))
+}
+
+/// What became of one step of the plan file in this run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepReport {
+    pub step: u32,
+    pub name: String,
+    pub status: &'static str,
+    pub decision_id: Option<DecisionId>,
+    pub snapshot_id: Option<String>,
+}
+
+pub struct Runner<'a> {
+    pub service: &'a Service,
+    pub plan_id: &'a PlanId,
+    pub file: &'a PlanFile,
+    pub progress: Arc<Progress>,
+    pub signals: &'a mut Signals,
+}
+
+/// How waiting for a step's process ended.
+struct Waited {
+    /// `None` when a second signal stopped the wait.
+    status: Option<ExitStatus>,
+    /// The first signal received while the step ran.
+    signal: Option<i32>,
+}
+
+impl Runner<'_> {
+    /// Runs the steps from `from` to the end and completes the phase. Steps before `from` are
+    /// reported as skipped. The caller holds the run lock and has moved the plan to processing.
+    pub fn run_from(&mut self, from: StepNumber) -> Result<Vec<StepReport>, CliError> {
+        let mut reports = Vec::with_capacity(self.file.steps.len());
+        for (index, step) in self.file.steps.iter().enumerate() {
+            let n = index as u32 + 1;
+            if n < from.get() {
+                self.progress.skipped(n, &step.name);
+                reports.push(StepReport {
+                    step: n,
+                    name: step.name.clone(),
+                    status: "skipped",
+                    decision_id: None,
+                    snapshot_id: None,
+                });
+                continue;
+            }
+            if let Some(signal) = self.signals.pending().next() {
+                return Err(self.interrupted(signal, n, &format!("{} received before step {n}", signal_name(signal))));
+            }
+            reports.push(self.run_step(n, step)?);
+        }
+        block_on(self.service.complete_phase(self.plan_id))?;
+        Ok(reports)
+    }
+
+    fn run_step(&mut self, n: u32, step: &Step) -> Result<StepReport, CliError> {
+        let number = StepNumber::new(n).expect("steps count from 1");
+        let decision_id = new_decision_id(n);
+        block_on(self.service.record_step_started(self.plan_id, number, decision_id.clone()))?;
+        self.progress.started(n, &step.name);
+
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(&step.run)
+            .current_dir(&self.file.workdir)
+            .envs(&self.file.env)
+            .env("WAYPOINT_PLAN_ID", self.plan_id.as_str())
+            .env("WAYPOINT_STEP", n.to_string())
+            .env("WAYPOINT_STEP_NAME", &step.name)
+            .env("WAYPOINT_DECISION_ID", decision_id.as_str())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Its own process group: a terminal's Ctrl-C reaches only Waypoint, which passes it on to
+        // the whole step (the shell and everything it started) and then records what happened.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let detail = format!("could not be started in {}: {e}", self.file.workdir.display());
+                return Err(self.fail(n, step, &detail, None, json!(null)));
+            }
+        };
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let drained = self.forward_output(&mut child, &tail);
+        let waited = self.wait(&mut child, n)?;
+        if waited.status.is_some() {
+            let deadline = Instant::now() + OUTPUT_DRAIN;
+            for _ in 0..2 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if drained.recv_timeout(left).is_err() {
+                    break;
+                }
+            }
+        }
+
+        let succeeded = waited.status.is_some_and(|s| s.success());
+        let mut report = None;
+        if succeeded {
+            report = Some(self.checkpoint(n, step, number, decision_id)?);
+        }
+        if let Some(signal) = waited.signal {
+            let end = if succeeded { StepEnd::Completed } else { StepEnd::Interrupted };
+            self.progress.finished(n, &step.name, end);
+            let reason = format!("{} received during step {n}", signal_name(signal));
+            let next = if succeeded { n + 1 } else { n };
+            return Err(self.interrupted(signal, next, &reason));
+        }
+        match (report, waited.status) {
+            (Some(report), _) => {
+                self.progress.finished(n, &step.name, StepEnd::Completed);
+                Ok(report)
+            }
+            (None, status) => {
+                let tail = tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect::<Vec<_>>();
+                let (detail, code) = match status.and_then(|s| s.code()) {
+                    Some(code) => (format!("exited with code {code}"), json!(code)),
+                    None => {
+                        let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
+                        (format!("was killed by signal {}", signal.map_or("?".into(), signal_name)), json!(null))
+                    }
+                };
+                Err(self.fail(n, step, &detail, Some(&tail), code))
+            }
+        }
+    }
+
+    /// Records the checkpoint of a step that exited 0. Its declared outputs must exist.
+    fn checkpoint(
+        &mut self,
+        n: u32,
+        step: &Step,
+        number: StepNumber,
+        decision_id: DecisionId,
+    ) -> Result<StepReport, CliError> {
+        let snapshot_id = if step.outputs.is_empty() {
+            None
+        } else {
+            match digest_outputs(&step.outputs) {
+                Ok(digest) => Some(digest),
+                Err(e) => {
+                    let detail = format!("exited 0 but its declared {e}");
+                    return Err(self.fail(n, step, &detail, None, json!(0)));
+                }
+            }
+        };
+        let artifacts = step
+            .outputs
+            .iter()
+            .map(|p| Artifact::parse(&p.display().to_string()).expect("checked when the plan file was parsed"))
+            .collect();
+        let checkpoint = StepCheckpoint {
+            step: number,
+            decision_id: decision_id.clone(),
+            snapshot_id: snapshot_id.clone(),
+            artifacts,
+        };
+        block_on(self.service.record_step_checkpoint(self.plan_id, checkpoint))?;
+        Ok(StepReport {
+            step: n,
+            name: step.name.clone(),
+            status: "completed",
+            decision_id: Some(decision_id),
+            snapshot_id: snapshot_id.map(|s| s.to_string()),
+        })
+    }
+
+    /// Waits for the step, passing the first SIGINT/SIGTERM on to its process group. A second
+    /// signal kills the group and stops waiting.
+    fn wait(&mut self, child: &mut Child, n: u32) -> Result<Waited, CliError> {
+        let group = Pid::from_child(child);
+        let mut first = None;
+        loop {
+            for signal in self.signals.pending() {
+                if first.is_none() {
+                    first = Some(signal);
+                    let _ = kill_process_group(group, rustix_signal(signal));
+                    self.progress.note(&format!(
+                        "{} received: waiting for step {n} to stop (press Ctrl-C again to stop waiting)",
+                        signal_name(signal)
+                    ));
+                } else {
+                    let _ = kill_process_group(group, Signal::KILL);
+                    let _ = child.try_wait();
+                    return Ok(Waited { status: None, signal: first });
+                }
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => return Ok(Waited { status: Some(status), signal: first }),
+                Ok(None) => {}
+                Err(e) => return Err(CliError::unexpected(format!("cannot wait for step {n}: {e}"))),
+            }
+            self.progress.tick();
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Passes the step's stdout and stderr through the progress display, keeping stderr's tail.
+    /// The receiver gets one message per stream when it closes.
+    fn forward_output(&self, child: &mut Child, tail: &Arc<Mutex<VecDeque<String>>>) -> Receiver<()> {
+        let (done, drained) = mpsc::channel();
+        let streams: [(Option<Box<dyn Read + Send>>, bool); 2] = [
+            (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), false),
+            (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), true),
+        ];
+        for (stream, keep_tail) in streams {
+            let Some(stream) = stream else {
+                let _ = done.send(());
+                continue;
+            };
+            let progress = Arc::clone(&self.progress);
+            let tail = Arc::clone(tail);
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while let Ok(n) = reader.read_until(b'\n', &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
+                    progress.output(&line);
+                    if keep_tail {
+                        let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                        tail.push_back(line);
+                        if tail.len() > TAIL_LINES {
+                            tail.pop_front();
+                        }
+                    }
+                    buf.clear();
+                }
+                let _ = done.send(());
+            });
+        }
+        drained
+    }
+
+    /// Fails the plan for step `n` and returns the error that ends the run (exit 1).
+    fn fail(&mut self, n: u32, step: &Step, detail: &str, tail: Option<&[String]>, exit_code: Value) -> CliError {
+        self.progress.finished(n, &step.name, StepEnd::Failed);
+        let tail_text = tail.map(stderr_tail).unwrap_or_default();
+        let mut recorded = format!("step {n} ({}) {detail}", step.name);
+        if !tail_text.is_empty() {
+            recorded.push_str(&format!("; stderr ends with:\n{tail_text}"));
+        }
+        let message = Message::parse(&recorded)
+            .or_else(|_| Message::parse(&format!("step {n} {detail}")))
+            .expect("a short message is valid");
+        let mut error = match block_on(self.service.fail(self.plan_id, message)) {
+            Ok(_) => CliError::new(
+                exit::UNEXPECTED,
+                "step_failed",
+                format!(
+                    "step {n} ({}) {detail}{}; fix the cause, then run `waypoint plan resume {}`",
+                    step.name,
+                    last_line(&tail_text).map_or(String::new(), |l| format!(": {l}")),
+                    self.plan_id
+                ),
+            ),
+            Err(e) => CliError::from(e),
+        };
+        error = error
+            .with("plan_id", self.plan_id.as_str())
+            .with("step", n)
+            .with("step_name", step.name.as_str())
+            .with("exit_code", exit_code)
+            .with("stderr_tail", tail_text);
+        error
+    }
+
+    /// Records the interruption and returns the error that ends the run (exit 130 or 143).
+    fn interrupted(&mut self, signal: i32, step: u32, reason: &str) -> CliError {
+        let message = Message::parse(reason).expect("a short reason is valid");
+        if let Err(e) = block_on(self.service.record_shutdown(self.plan_id, message)) {
+            return CliError::from(e);
+        }
+        let code = if signal == SIGTERM { exit::SIGTERM } else { exit::SIGINT };
+        CliError::new(
+            code,
+            "interrupted",
+            format!("{reason}; plan {id} stopped; resume it with `waypoint plan resume {id}`", id = self.plan_id),
+        )
+        .with("plan_id", self.plan_id.as_str())
+        .with("step", step)
+        .with("signal", signal_name(signal))
+    }
+}
+
+/// A decision id unique to this execution of step `n`: a re-run records a new one.
+fn new_decision_id(n: u32) -> DecisionId {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    DecisionId::parse(&format!("step-{n}-{}", &random[..8])).expect("a generated decision id is valid")
+}
+
+fn stderr_tail(lines: &[String]) -> String {
+    let text = lines.join("\n");
+    let text = text.trim();
+    let chars = text.chars().count();
+    if chars > TAIL_CHARS {
+        text.chars().skip(chars - TAIL_CHARS).collect()
+    } else {
+        text.to_owned()
+    }
+}
+
+fn last_line(text: &str) -> Option<String> {
+    text.lines().rev().find(|l| !l.trim().is_empty()).map(one_line)
+}
+
+fn rustix_signal(signal: i32) -> Signal {
+    if signal == SIGTERM {
+        Signal::TERM
+    } else {
+        Signal::INT
+    }
+}
+
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        SIGINT => "SIGINT".into(),
+        SIGTERM => "SIGTERM".into(),
+        9 => "SIGKILL".into(),
+        other => format!("signal {other}"),
+    }
+}

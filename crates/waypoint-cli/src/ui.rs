@@ -1,0 +1,108 @@
+//! Where output goes: stdout for the result (rich text or one JSON document), stderr for messages
+//! and progress; colour only on a terminal and never with `NO_COLOR`.
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+
+use crate::cli::Format;
+use crate::error::CliError;
+
+/// ANSI styling that is a no-op when colour is off.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    enabled: bool,
+}
+
+impl Style {
+    /// Colour for a stream that is (or is not) a terminal, honouring `NO_COLOR` and `TERM=dumb`.
+    pub fn for_terminal(is_terminal: bool) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        Self { enabled: is_terminal && !no_color && !dumb }
+    }
+
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.enabled {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    pub fn bold(self, text: &str) -> String {
+        self.paint("1", text)
+    }
+    pub fn dim(self, text: &str) -> String {
+        self.paint("2", text)
+    }
+    pub fn red(self, text: &str) -> String {
+        self.paint("31", text)
+    }
+    pub fn green(self, text: &str) -> String {
+        self.paint("32", text)
+    }
+    pub fn yellow(self, text: &str) -> String {
+        self.paint("33", text)
+    }
+    pub fn cyan(self, text: &str) -> String {
+        self.paint("36", text)
+    }
+}
+
+/// The output side of one command.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    pub format: Format,
+    /// Styling for stdout.
+    pub out: Style,
+    /// Styling for stderr.
+    pub err: Style,
+    pub stderr_is_terminal: bool,
+}
+
+impl Ui {
+    pub fn new(format: Format) -> Self {
+        let stderr_is_terminal = std::io::stderr().is_terminal();
+        Self {
+            format,
+            out: Style::for_terminal(std::io::stdout().is_terminal()),
+            err: Style::for_terminal(stderr_is_terminal),
+            stderr_is_terminal,
+        }
+    }
+
+    pub fn json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// Writes the command's result. A closed pipe (`| head`) is not an error worth a panic.
+    pub fn stdout(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = out.write_all(b"\n");
+        }
+        let _ = out.flush();
+    }
+
+    /// The one JSON document of a `--format json` command.
+    pub fn json_document(&self, value: &impl Serialize) {
+        let text = serde_json::to_string_pretty(value).expect("a JSON value serializes");
+        self.stdout(&text);
+    }
+
+    /// A message for the person at the terminal (stderr in every format).
+    pub fn note(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{text}");
+    }
+
+    /// Prints an error: one line on stderr, and in JSON mode the error object on stdout.
+    pub fn error(&self, error: &CliError) {
+        if self.json() {
+            self.json_document(&error.to_json());
+        }
+        self.note(&format!("{} {}", self.err.red(&self.err.bold("error:")), error.message));
+    }
+}
