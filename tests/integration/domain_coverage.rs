@@ -1,0 +1,142 @@
+//! Every `PlanError` variant and every `ResumeIneligibleReason` is reached by a given history and
+//! a command; the test lists what it reached, so a new variant without a test shows up here.
+
+use std::collections::BTreeSet;
+
+use waypoint_domain::{
+    decide, evaluate_eligibility, EligibilityInputs, Fingerprint, Phase, PlanCommand, PlanError,
+    ResumeIneligibleReason, SnapshotCheck, TotalSteps,
+};
+
+use crate::domain_history::{epoch, message, History};
+
+/// The variant's name. The match is exhaustive: a new variant does not compile until it is
+/// named here and added to `EVERY_VARIANT`.
+fn variant(error: &PlanError) -> &'static str {
+    match error {
+        PlanError::NotCreated => "NotCreated",
+        PlanError::AlreadyExists => "AlreadyExists",
+        PlanError::Terminal { .. } => "Terminal",
+        PlanError::InvalidPhaseTransition { .. } => "InvalidPhaseTransition",
+        PlanError::TransitionNotAllowedInState { .. } => "TransitionNotAllowedInState",
+        PlanError::InvalidState { .. } => "InvalidState",
+        PlanError::StepOutOfOrder { .. } => "StepOutOfOrder",
+        PlanError::StepBeyondTotal { .. } => "StepBeyondTotal",
+        PlanError::ConflictingCheckpoint { .. } => "ConflictingCheckpoint",
+        PlanError::TotalBelowCompleted { .. } => "TotalBelowCompleted",
+        PlanError::NotEligible { .. } => "NotEligible",
+    }
+}
+
+const EVERY_VARIANT: [&str; 11] = [
+    "NotCreated",
+    "AlreadyExists",
+    "Terminal",
+    "InvalidPhaseTransition",
+    "TransitionNotAllowedInState",
+    "InvalidState",
+    "StepOutOfOrder",
+    "StepBeyondTotal",
+    "ConflictingCheckpoint",
+    "TotalBelowCompleted",
+    "NotEligible",
+];
+
+fn in_strategize(total: Option<u32>) -> History {
+    History::new().created(total).started(Phase::Strategize, None)
+}
+
+fn applied() -> History {
+    in_strategize(None)
+        .run(PlanCommand::CompletePhase)
+        .started(Phase::Execute, None)
+        .run(PlanCommand::CompletePhase)
+        .started(Phase::Apply, None)
+        .run(PlanCommand::Apply)
+}
+
+fn total(n: u32) -> TotalSteps {
+    TotalSteps::new(n).expect("a valid total")
+}
+
+fn resume() -> PlanCommand {
+    History::new().created(None).resumed_command()
+}
+
+impl History {
+    fn resumed_command(&self) -> PlanCommand {
+        PlanCommand::Resume {
+            by: waypoint_domain::Actor::parse("operator").expect("a valid actor"),
+            runner: None,
+            at: self.now(),
+            inputs: EligibilityInputs::default(),
+        }
+    }
+}
+
+/// Given a history, when a command is decided, then it is refused with `expected`.
+fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
+    let mut with_checkpoint = in_strategize(Some(3)).steps_completed(1..=1);
+    let conflicting = with_checkpoint.checkpoint_command(1, Some("sha256:other"));
+    let mut beyond = in_strategize(Some(1)).steps_completed(1..=1);
+    let beyond_total = beyond.checkpoint_command(2, None);
+    let mut fresh_phase = in_strategize(None);
+    let skipping = fresh_phase.checkpoint_command(2, None);
+    let create = PlanCommand::Create { name: None, total_steps: None, fingerprint: None, source: None, at: epoch() };
+    vec![
+        ("AlreadyExists", History::new().created(None), create),
+        ("Terminal", applied(), PlanCommand::Fail { message: message("too late") }),
+        ("InvalidPhaseTransition", History::new().created(None), PlanCommand::StartPhase { phase: Phase::Execute, runner: None }),
+        ("TransitionNotAllowedInState", in_strategize(None), PlanCommand::StartPhase { phase: Phase::Execute, runner: None }),
+        ("InvalidState", History::new().created(None), PlanCommand::Fail { message: message("nothing runs") }),
+        ("StepOutOfOrder", fresh_phase, skipping),
+        ("StepBeyondTotal", beyond, beyond_total),
+        ("ConflictingCheckpoint", with_checkpoint, conflicting),
+        ("TotalBelowCompleted", in_strategize(None).steps_completed(1..=2), PlanCommand::SetTotalSteps { total: total(1) }),
+        ("NotEligible", History::new().created(None), resume()),
+    ]
+}
+
+#[test]
+fn every_plan_error_variant_is_reached() {
+    let mut reached = BTreeSet::new();
+    let not_created = decide(None, PlanCommand::CompletePhase).expect_err("no plan, no command");
+    reached.insert(variant(&not_created));
+    for (expected, mut given, when) in refusals() {
+        let before = given.events.len();
+        let error = given.try_run(when).expect_err(expected);
+        assert_eq!(variant(&error), expected, "{error}");
+        assert_eq!(given.events.len(), before, "a refused command records nothing");
+        reached.insert(variant(&error));
+    }
+    assert_eq!(reached, BTreeSet::from(EVERY_VARIANT), "PlanError variants reached");
+}
+
+#[test]
+fn every_ineligibility_reason_is_reached() {
+    use ResumeIneligibleReason::*;
+    let changed = EligibilityInputs {
+        fingerprint: Some(Fingerprint::parse("ffff").expect("a valid fingerprint")),
+        ..EligibilityInputs::default()
+    };
+    let lost = EligibilityInputs { snapshot: SnapshotCheck::Missing, ..EligibilityInputs::default() };
+    let alive = EligibilityInputs { runner_alive: true, ..EligibilityInputs::default() };
+    let cases = [
+        (applied(), EligibilityInputs::default(), vec![TerminalState]),
+        (History::new().created(None), EligibilityInputs::default(), vec![ActionPhase]),
+        (in_strategize(None), EligibilityInputs::default(), vec![StillRunning]),
+        (History::new().created(None).started(Phase::Strategize, Some("runner-1")), alive, vec![StillRunning]),
+        (in_strategize(Some(1)).steps_completed(1..=1).shut_down("SIGTERM"), EligibilityInputs::default(), vec![NothingToResume]),
+        (in_strategize(None).run(PlanCommand::CompletePhase), EligibilityInputs::default(), vec![NothingToResume]),
+        (in_strategize(None).shut_down("SIGTERM"), changed, vec![DefinitionChanged]),
+        (in_strategize(None).steps_completed(1..=1).shut_down("SIGTERM"), lost, vec![SnapshotMissing]),
+    ];
+    let mut reached = BTreeSet::new();
+    for (given, inputs, expected) in cases {
+        let verdict = evaluate_eligibility(given.state(), &inputs);
+        assert_eq!(verdict.reasons, expected, "given {:?}", given.events);
+        assert!(!verdict.eligible);
+        reached.extend(verdict.reasons);
+    }
+    assert_eq!(reached, BTreeSet::from(ResumeIneligibleReason::ALL), "reasons reached");
+}

@@ -1,0 +1,168 @@
+//! Golden files: the resume summary of representative histories, the stored wire form of every
+//! event type, and an old schema version read back through its upcaster.
+//!
+//! A changed snapshot is a changed contract (the CLI's JSON, the event log): review it as one.
+
+use chrono::Duration;
+use serde_json::{json, Value};
+use uuid::Uuid;
+use waypoint_domain::{
+    Actor, Artifact, CheckpointId, EligibilityInputs, EventType, Fingerprint, Interrupted, Phase, PhaseCompleted,
+    PhaseStarted, PlanApplied, PlanCancelled, PlanCommand, PlanConstrained, PlanCreated, PlanErrored, PlanEvent,
+    PlanName, Resumed, SnapshotCheck, SnapshotId, StepCompleted, StepStarted, TotalSteps, TotalStepsSet,
+};
+
+use crate::domain_history::{decision, epoch, message, runner_id, step, History};
+
+fn runner_gone() -> EligibilityInputs {
+    EligibilityInputs::default()
+}
+
+fn runner_alive() -> EligibilityInputs {
+    EligibilityInputs { runner_alive: true, ..EligibilityInputs::default() }
+}
+
+#[test]
+fn summary_of_a_fresh_plan() {
+    let given = History::new().created(Some(4));
+    insta::assert_json_snapshot!("summary_fresh_plan", given.summary(&runner_gone()));
+}
+
+#[test]
+fn summary_of_a_plan_interrupted_mid_step() {
+    let given = History::new()
+        .created(Some(4))
+        .started(Phase::Strategize, Some("runner-1"))
+        .steps_completed(1..=2)
+        .step_started(3)
+        .shut_down("SIGTERM");
+    insta::assert_json_snapshot!("summary_interrupted_with_uncertain_step", given.summary(&runner_gone()));
+}
+
+#[test]
+fn summary_of_a_crashed_runner() {
+    let given =
+        History::new().created(Some(4)).started(Phase::Strategize, Some("runner-1")).steps_completed(1..=2).step_started(3);
+    insta::assert_json_snapshot!("summary_crash_inferred", given.summary(&runner_gone()));
+}
+
+#[test]
+fn summary_of_a_resumed_plan_whose_runner_works() {
+    let given = History::new()
+        .created(Some(4))
+        .started(Phase::Strategize, Some("runner-1"))
+        .steps_completed(1..=1)
+        .shut_down("SIGTERM")
+        .resumed(Some("runner-2"));
+    insta::assert_json_snapshot!("summary_resumed_still_running", given.summary(&runner_alive()));
+}
+
+#[test]
+fn summary_of_an_errored_plan() {
+    let given = History::new()
+        .created(Some(4))
+        .started(Phase::Strategize, None)
+        .steps_completed(1..=1)
+        .run(PlanCommand::Fail { message: message("the build failed") });
+    insta::assert_json_snapshot!("summary_errored", given.summary(&runner_gone()));
+}
+
+#[test]
+fn summary_of_a_complete_phase_with_a_changed_definition_and_a_lost_snapshot() {
+    let given = History::new()
+        .created(Some(2))
+        .started(Phase::Strategize, None)
+        .steps_completed(1..=2)
+        .run(PlanCommand::CompletePhase);
+    let inputs = EligibilityInputs {
+        fingerprint: Some(Fingerprint::parse("ffff").expect("a valid fingerprint")),
+        snapshot: SnapshotCheck::Missing,
+        ..EligibilityInputs::default()
+    };
+    insta::assert_json_snapshot!("summary_complete", given.summary(&inputs));
+}
+
+#[test]
+fn summary_of_an_applied_plan() {
+    let given = History::new()
+        .created(Some(1))
+        .started(Phase::Strategize, None)
+        .steps_completed(1..=1)
+        .run(PlanCommand::CompletePhase)
+        .started(Phase::Execute, None)
+        .run(PlanCommand::CompletePhase)
+        .started(Phase::Apply, None)
+        .run(PlanCommand::Apply);
+    insta::assert_json_snapshot!("summary_applied", given.summary(&runner_gone()));
+}
+
+/// One event of every type, with every optional field filled so the golden file shows it.
+fn one_of_each_event() -> Vec<PlanEvent> {
+    let at = epoch() + Duration::minutes(5);
+    vec![
+        PlanEvent::PlanCreated(PlanCreated {
+            name: Some(PlanName::parse("Release 1.4").expect("a valid name")),
+            total_steps: Some(TotalSteps::new(4).expect("a valid total")),
+            fingerprint: Some(Fingerprint::parse("a1b2c3").expect("a valid fingerprint")),
+            source: Some(Artifact::parse("plans/release.toml").expect("a valid artifact")),
+            created_at: epoch(),
+        }),
+        PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: Some(runner_id("runner-1")) }),
+        PlanEvent::TotalStepsSet(TotalStepsSet { total_steps: TotalSteps::new(5).expect("a valid total") }),
+        PlanEvent::StepStarted(StepStarted { step: step(3), decision_id: decision(3) }),
+        PlanEvent::StepCompleted(StepCompleted {
+            checkpoint_id: CheckpointId::from_uuid(Uuid::from_u128(2)),
+            step: step(2),
+            decision_id: decision(2),
+            snapshot_id: Some(SnapshotId::parse("sha256:0002").expect("a valid snapshot id")),
+            artifacts: vec![Artifact::parse("out/report.txt").expect("a valid artifact")],
+        }),
+        PlanEvent::Interrupted(Interrupted { reason: message("SIGTERM"), at }),
+        PlanEvent::Resumed(Resumed {
+            from_step: step(3),
+            by: Actor::parse("operator@host").expect("a valid actor"),
+            runner: Some(runner_id("runner-2")),
+            at,
+        }),
+        PlanEvent::PlanErrored(PlanErrored { message: message("the build failed") }),
+        PlanEvent::PlanConstrained(PlanConstrained { message: message("the change window is closed") }),
+        PlanEvent::PhaseCompleted(PhaseCompleted { phase: Phase::Execute }),
+        PlanEvent::PlanApplied(PlanApplied {}),
+        PlanEvent::PlanCancelled(PlanCancelled { reason: Some(message("the operator cancelled")) }),
+    ]
+}
+
+/// The stored record of `event`: its type name, schema version and data.
+fn wire_form(event: &PlanEvent) -> Value {
+    let data: Value = serde_json::from_slice(&event.encode_data()).expect("event data is JSON");
+    json!({"type": event.event_type().as_str(), "schema_version": event.schema_version(), "data": data})
+}
+
+#[test]
+fn every_event_type_has_a_golden_wire_form() {
+    let events = one_of_each_event();
+    let types: Vec<EventType> = events.iter().map(PlanEvent::event_type).collect();
+    assert_eq!(types, EventType::ALL, "one sample per event type, in declaration order");
+    for event in &events {
+        let ty = event.event_type();
+        insta::assert_json_snapshot!(format!("wire_{}", ty.as_str()), wire_form(event));
+        let decoded = PlanEvent::decode(ty.as_str(), event.schema_version(), &event.encode_data());
+        assert_eq!(decoded.as_ref(), Ok(event), "{ty} reads back as written");
+    }
+}
+
+/// A `step_completed` record as Waypoint wrote it at schema version 1, before artifacts existed.
+const STEP_COMPLETED_V1: &str = r#"{"type":"step_completed","schema_version":1,"data":{"checkpoint_id":"7d6c2d2e-1a4f-4b59-9a55-8f0f6c1f3b11","step":2,"decision_id":"decision-2","snapshot_id":"sha256:0002"}}"#;
+
+#[test]
+fn a_v1_step_completed_record_is_upcast_on_read() {
+    let record: Value = serde_json::from_str(STEP_COMPLETED_V1).expect("the fixture is JSON");
+    let data = serde_json::to_vec(&record["data"]).expect("data serializes");
+    let version = u16::try_from(record["schema_version"].as_u64().expect("a version")).expect("a small version");
+    let event = PlanEvent::decode(record["type"].as_str().expect("a type"), version, &data).expect("v1 decodes");
+    let PlanEvent::StepCompleted(completed) = &event else { panic!("decoded as {event:?}") };
+    assert_eq!(completed.checkpoint_id.to_string(), "7d6c2d2e-1a4f-4b59-9a55-8f0f6c1f3b11");
+    assert_eq!((completed.step, &completed.decision_id), (step(2), &decision(2)));
+    assert!(completed.artifacts.is_empty(), "v1 checkpoints had no artifacts");
+    insta::assert_json_snapshot!("upcast_step_completed_v1", wire_form(&event));
+}
