@@ -85,6 +85,8 @@ which would run. A dry run exits 0 whether or not the plan is eligible; read `el
 
 #[derive(Debug, Parser)]
 #[command(name = "waypoint", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+// A later --store or --format wins, so scripts can append to a base command line.
+#[command(args_override_self = true)]
 pub struct Cli {
     /// Where plans are stored: a directory (created on first write, mode 0700)
     #[arg(
