@@ -29,11 +29,48 @@ pub enum FileStoreError {
     TooLarge(String),
     #[error("the store at {path} was opened read-only; open it for writing to append")]
     ReadOnly { path: PathBuf },
+    #[error("cannot repair the store at {path}: {detail}")]
+    Repair { path: PathBuf, detail: String },
 }
 
 impl FileStoreError {
     pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         FileStoreError::Io { context, path: path.into(), source }
+    }
+
+    /// The same error again, for each caller of a group commit that failed as a whole.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            FileStoreError::NotFound { path } => FileStoreError::NotFound { path: path.clone() },
+            FileStoreError::Io { context, path, source } => FileStoreError::Io {
+                context,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            FileStoreError::Corrupt { path, offset, detail } => {
+                FileStoreError::Corrupt { path: path.clone(), offset: *offset, detail: detail.clone() }
+            }
+            FileStoreError::Decode { path, offset, plan_id, version, source } => FileStoreError::Decode {
+                path: path.clone(),
+                offset: *offset,
+                plan_id: plan_id.clone(),
+                version: *version,
+                source: source.clone(),
+            },
+            FileStoreError::Locked { path, detail } => FileStoreError::Locked { path: path.clone(), detail },
+            FileStoreError::RunLockBusy { plan_id } => FileStoreError::RunLockBusy { plan_id: plan_id.clone() },
+            FileStoreError::Poisoned { path, detail } => {
+                FileStoreError::Poisoned { path: path.clone(), detail: detail.clone() }
+            }
+            FileStoreError::Conflict { plan_id, expected, actual } => {
+                FileStoreError::Conflict { plan_id: plan_id.clone(), expected: *expected, actual: *actual }
+            }
+            FileStoreError::TooLarge(detail) => FileStoreError::TooLarge(detail.clone()),
+            FileStoreError::ReadOnly { path } => FileStoreError::ReadOnly { path: path.clone() },
+            FileStoreError::Repair { path, detail } => {
+                FileStoreError::Repair { path: path.clone(), detail: detail.clone() }
+            }
+        }
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, detail: impl Into<String>) -> Self {
@@ -67,6 +104,9 @@ impl From<FileStoreError> for StoreError {
             }
             FileStoreError::TooLarge(detail) => StoreError::TooLarge(detail),
             FileStoreError::ReadOnly { .. } => StoreError::Unsupported("the store was opened read-only"),
+            FileStoreError::Repair { path, detail } => {
+                StoreError::Corrupt { location: path.display().to_string(), detail }
+            }
         }
     }
 }

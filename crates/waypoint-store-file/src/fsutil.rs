@@ -78,7 +78,11 @@ pub fn open_existing_read_only(path: &Path) -> Result<Option<File>, FileStoreErr
 /// Writes `bytes` to `path` atomically: a 0600 temporary file, fsync, rename, directory fsync.
 pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), FileStoreError> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    // One temporary name per process: two processes may checkpoint at once, and the last
+    // rename wins with a whole file either way.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)

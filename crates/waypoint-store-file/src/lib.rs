@@ -6,20 +6,30 @@
 //! <store>/store.lock     held shared by every open store, exclusively by `repair`
 //! <store>/write.lock     held exclusively while appending, shared while catching up
 //! <store>/locks/<plan>.lock  run locks, one per plan
+//! <store>/catalog.ckpt   the checkpointed catalog: every plan's compact view at a log position
+//! <store>/index/<plan>.idx   each plan's record offsets, by version
+//! <store>/views/<plan>.view  a snapshot of one plan's full view, to resume without replay
 //! <store>/torn/          bytes of torn last records cut off on open, kept for inspection
+//! <store>/backup/        copies of the log taken by `repair` before it changes anything
 //! ```
 
 mod crc;
 mod error;
+mod frame;
 mod fsutil;
+mod index;
+pub mod inspect;
 mod log;
 pub mod record;
+mod repair;
 mod runlock;
+pub mod storage;
 mod store;
 
 pub use error::FileStoreError;
+pub use repair::{repair, RepairReport};
 pub use runlock::{FileRunLocks, RunLockGuard};
-pub use store::FileStore;
+pub use store::{AppendRequest, FileStore, StoreOptions, StoredCatalog};
 
 #[cfg(test)]
 mod tests;

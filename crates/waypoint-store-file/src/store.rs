@@ -1,28 +1,79 @@
 //! `FileStore`: the event-store port over an append-only log file in a directory, safe for many
 //! processes at once (OS file locks) and for crashes (fdatasync before an append returns).
+//!
+//! Cost model: opening loads the checkpointed catalog and folds only the records after it;
+//! reading a plan follows its offset index; loading a plan's full view starts from its view
+//! snapshot. Concurrent appends in one process share one write and one fdatasync (group commit).
 
 use std::collections::HashMap;
 use std::fs::{File, TryLockError};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
+use eventually::versioning::Versioned;
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use waypoint_application::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 use waypoint_domain::{EventId, PlanEvent, PlanId};
 
 use crate::error::FileStoreError;
-use crate::fsutil;
+use crate::index::{self, IndexEntry, IndexWriter};
 use crate::log::{self, RecordReader, FIRST_RECORD};
 use crate::record::{RawRecord, FILE_HEADER};
 use crate::runlock::FileRunLocks;
+use crate::storage::{OsStorage, Storage};
+use crate::{frame, fsutil};
 
 pub(crate) const LOG_FILE: &str = "events.log";
 pub(crate) const STORE_LOCK: &str = "store.lock";
 pub(crate) const WRITE_LOCK: &str = "write.lock";
 pub(crate) const TORN_DIR: &str = "torn";
+pub(crate) const CHECKPOINT_FILE: &str = "catalog.ckpt";
+pub(crate) const VIEWS_DIR: &str = "views";
+pub(crate) const CHECKPOINT_MAGIC: [u8; 4] = *b"WPCK";
+pub(crate) const VIEW_MAGIC: [u8; 4] = *b"WPVW";
+/// Full views kept in memory at once; past this the cache starts over.
+const MAX_CACHED_VIEWS: usize = 1024;
+
+/// Tuning and test hooks for [`FileStore::open_with`]. `Default` is what `open` uses.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Records folded since the last catalog checkpoint before this process writes a new one.
+    /// Bounds both the catch-up work of the next open and this process's tail memory.
+    pub checkpoint_every: u32,
+    /// Events folded on top of a plan's view snapshot before a fresh snapshot is written.
+    pub view_snapshot_every: u32,
+    /// How the log's bytes reach the disk; tests inject failures here.
+    pub storage: Arc<dyn Storage>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { checkpoint_every: 1024, view_snapshot_every: 64, storage: Arc::new(OsStorage) }
+    }
+}
+
+/// The catalog checkpoint as stored in `catalog.ckpt`: the catalog folded up to `position`,
+/// whose record starts at `last_offset` and ends at `end`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCatalog {
+    pub format: u32,
+    pub position: u32,
+    pub end: u64,
+    pub last_offset: u64,
+    pub catalog: Catalog,
+    /// Every plan's version at `position` (a plan without `PlanCreated` has no catalog view).
+    pub versions: HashMap<PlanId, u32>,
+}
+
+/// One append: `events` go to `plan_id` if its version is `expected`.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub plan_id: PlanId,
+    pub expected: Expected,
+    pub events: Vec<RecordedEvent>,
+}
 
 /// The embedded durable store. Cheap to clone: clones share one open store.
 #[derive(Debug, Clone)]
@@ -35,32 +86,53 @@ struct Shared {
     dir: PathBuf,
     log_path: PathBuf,
     read_only: bool,
+    options: StoreOptions,
     /// `None` only for a read-only store opened before any event was written.
     log: Option<Arc<File>>,
     /// Held shared for the store's lifetime: `repair` needs it exclusively.
     _store_lock: Option<File>,
-    /// Exclusive while appending (or cutting a torn tail), shared while catching up.
+    /// Exclusive while appending (or cutting a torn tail), shared while catching up. Every
+    /// flock call on it happens under the state mutex, so one thread never converts another's.
     write_lock: Option<File>,
-    poisoned: AtomicBool,
     state: Mutex<State>,
+    queue: Mutex<Queue>,
+    queue_ready: Condvar,
 }
 
 /// What this process knows of the log, up to `end`.
 #[derive(Debug, Default)]
 struct State {
-    /// Offset just past the last whole record this process has read.
+    /// Offset just past the last whole record folded in.
     end: u64,
     position: u32,
-    /// Every plan's compact view: for listings and summaries.
+    /// Where record `position` starts (the checkpoint checks it on open).
+    last_offset: u64,
+    /// Every plan's compact view: listings and summaries.
     catalog: Catalog,
-    /// Every plan's full view: commands decide on it (a retry is matched against any checkpoint).
-    views: HashMap<PlanId, PlanView>,
-    /// Each plan's current version (a plan without `PlanCreated` has no catalog view).
     versions: HashMap<PlanId, u32>,
-    /// Record offsets per plan, in version order.
-    offsets: HashMap<PlanId, Vec<u64>>,
-    /// Record offsets by global position - 1.
-    positions: Vec<u64>,
+    /// Offsets of the records folded since the last checkpoint: not yet in the index files.
+    tail: HashMap<PlanId, Tail>,
+    tail_len: u32,
+    /// Full views of recently loaded plans: commands decide on them.
+    views: HashMap<PlanId, PlanView>,
+    index: IndexWriter,
+    /// Why appends are refused, after a failed fsync or a failed rollback.
+    poisoned: Option<String>,
+}
+
+#[derive(Debug)]
+struct Tail {
+    first_version: u32,
+    /// (global position, byte offset) of versions `first_version..`.
+    records: Vec<(u32, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    pending: Vec<(u64, AppendRequest)>,
+    leader: bool,
+    done: HashMap<u64, Result<u32, FileStoreError>>,
+    next_ticket: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,64 +143,56 @@ enum Access {
     Shared,
 }
 
+/// Where one version of a plan lies in the log.
+#[derive(Debug, Clone, Copy)]
+struct Location {
+    version: u32,
+    position: u32,
+    offset: u64,
+}
+
 impl FileStore {
     /// Opens the store in `dir` for reading and writing, creating it (mode 0700) if missing and
     /// cutting back a torn last record left by a crash.
     pub fn open(dir: impl AsRef<Path>) -> Result<FileStore, FileStoreError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    /// [`FileStore::open`] with explicit options.
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<FileStore, FileStoreError> {
         let dir = dir.as_ref().to_path_buf();
         fsutil::ensure_dir(&dir)?;
         let store_lock = open_lock_file(&dir, STORE_LOCK)?;
-        match store_lock.try_lock_shared() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(FileStoreError::Locked { path: dir, detail: "being repaired by another process" })
-            }
-            Err(TryLockError::Error(e)) => return Err(FileStoreError::io("cannot lock the store", &dir, e)),
-        }
+        lock_store_shared(&store_lock, &dir)?;
         let write_lock = open_lock_file(&dir, WRITE_LOCK)?;
         let log_path = dir.join(LOG_FILE);
         write_lock.lock().map_err(|e| FileStoreError::io("cannot lock the store for writing", &log_path, e))?;
-        let log = (|| {
-            let (file, created) = fsutil::open_or_create(&log_path)?;
-            let len =
-                file.metadata().map_err(|e| FileStoreError::io("cannot read the log's size", &log_path, e))?.len();
-            if !log::check_file_header(&file, &log_path, len)? {
-                file.set_len(0).map_err(|e| FileStoreError::io("cannot reset a torn log header", &log_path, e))?;
-                file.write_all_at(&FILE_HEADER, 0)
-                    .map_err(|e| FileStoreError::io("cannot write the log header", &log_path, e))?;
-                file.sync_all().map_err(|e| FileStoreError::io("cannot sync the log", &log_path, e))?;
-            }
-            if created {
-                fsutil::sync_dir(&dir)?;
-            }
-            Ok::<_, FileStoreError>(file)
-        })();
-        let shared = log.map(|log| Shared {
-            log_path: log_path.clone(),
-            read_only: false,
-            log: Some(Arc::new(log)),
-            _store_lock: None,
-            write_lock: None,
-            poisoned: AtomicBool::new(false),
-            state: Mutex::new(State { end: FIRST_RECORD, ..State::default() }),
-            dir: dir.clone(),
-        });
-        let loaded = shared.and_then(|shared| {
-            {
-                let mut state = shared.lock_state();
-                shared.catch_up(&mut state, Access::Exclusive)?;
-            }
-            Ok(shared)
-        });
-        let _ = write_lock.unlock();
-        let mut shared = loaded?;
-        shared._store_lock = Some(store_lock);
-        shared.write_lock = Some(write_lock);
+        let guard = FlockGuard(&write_lock);
+        let (file, created) = fsutil::open_or_create(&log_path)?;
+        let len = file_len(&file, &log_path)?;
+        if !log::check_file_header(&file, &log_path, len)? {
+            options
+                .storage
+                .truncate(&file, 0)
+                .and_then(|()| options.storage.write_all_at(&file, &FILE_HEADER, 0))
+                .and_then(|()| options.storage.sync_data(&file))
+                .map_err(|e| FileStoreError::io("cannot write the log header", &log_path, e))?;
+        }
+        if created {
+            fsutil::sync_dir(&dir)?;
+        }
+        let shared = Shared::new(dir, log_path, false, options, Some(file), Some(store_lock), None);
+        {
+            let mut state = shared.lock_state();
+            shared.load(&mut state, Access::Exclusive)?;
+        }
+        drop(guard);
+        let shared = Shared { write_lock: Some(write_lock), ..shared };
         Ok(FileStore { shared: Arc::new(shared) })
     }
 
     /// Opens the store in `dir` without writing a byte or creating anything. A torn last record
-    /// is read up to, not cut.
+    /// is read up to, not cut; stale projections are rebuilt in memory only.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<FileStore, FileStoreError> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
@@ -136,33 +200,20 @@ impl FileStore {
         }
         let store_lock = fsutil::open_existing_read_only(&dir.join(STORE_LOCK))?;
         if let Some(lock) = &store_lock {
-            match lock.try_lock_shared() {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => {
-                    return Err(FileStoreError::Locked { path: dir, detail: "being repaired by another process" })
-                }
-                Err(TryLockError::Error(e)) => return Err(FileStoreError::io("cannot lock the store", &dir, e)),
-            }
+            lock_store_shared(lock, &dir)?;
         }
         let write_lock = fsutil::open_existing_read_only(&dir.join(WRITE_LOCK))?;
         let log_path = dir.join(LOG_FILE);
         let log = fsutil::open_existing_read_only(&log_path)?;
-        let shared = Shared {
-            dir,
-            log_path,
-            read_only: true,
-            log: log.map(Arc::new),
-            _store_lock: store_lock,
-            write_lock,
-            poisoned: AtomicBool::new(false),
-            state: Mutex::new(State { end: FIRST_RECORD, ..State::default() }),
-        };
-        if let Some(log) = &shared.log {
-            let len =
-                log.metadata().map_err(|e| FileStoreError::io("cannot read the log's size", &shared.log_path, e))?;
-            log::check_file_header(log, &shared.log_path, len.len())?;
+        if let Some(file) = &log {
+            log::check_file_header(file, &log_path, file_len(file, &log_path)?)?;
         }
-        shared.refresh()?;
+        let shared = Shared::new(dir, log_path, true, StoreOptions::default(), log, store_lock, write_lock);
+        {
+            let mut state = shared.lock_state();
+            let _guard = shared.lock_shared_flock()?;
+            shared.load(&mut state, Access::Shared)?;
+        }
         Ok(FileStore { shared: Arc::new(shared) })
     }
 
@@ -187,59 +238,95 @@ impl FileStore {
         expected: Expected,
         events: Vec<RecordedEvent>,
     ) -> Result<u32, FileStoreError> {
-        self.shared.append(plan_id, expected, events)
+        let request = AppendRequest { plan_id: plan_id.clone(), expected, events };
+        self.shared.submit(vec![request]).pop().expect("one result per request")
+    }
+
+    /// Appends several requests under one write and one fdatasync; each succeeds or fails on its
+    /// own (a conflict in one does not stop the others). For bulk loads and benchmarks.
+    pub fn append_many(&self, requests: Vec<AppendRequest>) -> Vec<Result<u32, FileStoreError>> {
+        self.shared.submit(requests)
     }
 
     /// One plan's events from version `from` (1: all), in version order.
     pub fn read_plan(&self, plan_id: &PlanId, from: u32) -> Result<Vec<StoredEvent>, FileStoreError> {
-        self.shared.read_plan(plan_id, from)
+        let mut state = self.shared.lock_state();
+        self.shared.catch_up_shared(&mut state)?;
+        let to = state.versions.get(plan_id).copied().unwrap_or(0);
+        self.shared.read_range(&mut state, plan_id, from.max(1), to)
     }
 
-    /// One plan's current view, or `None` if it has no events.
+    /// One plan's full view, or `None` if it has no events.
     pub fn plan_view(&self, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
         let mut state = self.shared.lock_state();
-        self.shared.catch_up_locked(&mut state)?;
-        Ok(state.views.get(plan_id).cloned())
+        self.shared.catch_up_shared(&mut state)?;
+        self.shared.full_view(&mut state, plan_id)
     }
 
     /// One plan's compact view (see `PlanView::compact`), or `None` if it has no events.
     pub fn summary_view(&self, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
         let mut state = self.shared.lock_state();
-        self.shared.catch_up_locked(&mut state)?;
+        self.shared.catch_up_shared(&mut state)?;
         Ok(state.catalog.plans.get(plan_id).cloned())
     }
 
-    /// Every plan's view, caught up with the log.
+    /// Every plan's compact view, caught up with the log.
     pub fn catalog_snapshot(&self) -> Result<Catalog, FileStoreError> {
         let mut state = self.shared.lock_state();
-        self.shared.catch_up_locked(&mut state)?;
+        self.shared.catch_up_shared(&mut state)?;
         Ok(state.catalog.clone())
     }
 
-    /// Every event from global position `from` (1: all), read lazily in flat memory.
+    /// Every event from global position `from` (1: all), read lazily in flat memory up to the
+    /// end of the log as it is now.
     pub fn read_all(
         &self,
         from: u32,
     ) -> Result<impl Iterator<Item = Result<StoredEvent, FileStoreError>> + Send + 'static, FileStoreError> {
-        let (start, end) = {
+        let end = {
             let mut state = self.shared.lock_state();
-            self.shared.catch_up_locked(&mut state)?;
-            let start = match from {
-                0 | 1 => FIRST_RECORD,
-                p => state.positions.get(p as usize - 1).copied().unwrap_or(state.end),
-            };
-            (start, state.end)
+            self.shared.catch_up_shared(&mut state)?;
+            state.end
         };
         let path = self.shared.log_path.clone();
-        let reader = self.shared.log.clone().map(|file| RecordReader::new(file, path.clone(), start, end));
-        Ok(reader.into_iter().flatten().map(move |item| match item? {
-            Ok((offset, raw)) => to_stored(&path, offset, raw),
-            Err(bad) => Err(FileStoreError::corrupt(&path, bad.offset, bad.error.to_string())),
+        let reader = self.shared.log.clone().map(|file| RecordReader::new(file, path.clone(), FIRST_RECORD, end));
+        Ok(reader.into_iter().flatten().filter_map(move |item| {
+            let result = match item {
+                Err(e) => Err(e),
+                Ok(Err(bad)) => Err(FileStoreError::corrupt(&path, bad.offset, bad.error.to_string())),
+                Ok(Ok((_, raw))) if raw.position < from => return None,
+                Ok(Ok((offset, raw))) => to_stored(&path, offset, raw),
+            };
+            Some(result)
         }))
+    }
+
+    /// Writes the catalog checkpoint now (it is also written every `checkpoint_every` records).
+    pub fn checkpoint(&self) -> Result<(), FileStoreError> {
+        if self.shared.read_only {
+            return Err(FileStoreError::ReadOnly { path: self.shared.dir.clone() });
+        }
+        let mut state = self.shared.lock_state();
+        self.shared.catch_up_shared(&mut state)?;
+        self.shared.checkpoint(&mut state)
     }
 }
 
-fn open_lock_file(dir: &Path, name: &str) -> Result<File, FileStoreError> {
+fn lock_store_shared(lock: &File, dir: &Path) -> Result<(), FileStoreError> {
+    match lock.try_lock_shared() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => {
+            Err(FileStoreError::Locked { path: dir.to_path_buf(), detail: "being repaired by another process" })
+        }
+        Err(TryLockError::Error(e)) => Err(FileStoreError::io("cannot lock the store", dir, e)),
+    }
+}
+
+fn file_len(file: &File, path: &Path) -> Result<u64, FileStoreError> {
+    Ok(file.metadata().map_err(|e| FileStoreError::io("cannot read the log's size", path, e))?.len())
+}
+
+pub(crate) fn open_lock_file(dir: &Path, name: &str) -> Result<File, FileStoreError> {
     let path = dir.join(name);
     let (file, created) = fsutil::open_or_create(&path)?;
     if created {
@@ -264,6 +351,21 @@ pub(crate) fn to_stored(path: &Path, offset: u64, raw: RawRecord) -> Result<Stor
     Ok(Persisted::from(plan_id, recorded).version(raw.version).sequence_number(raw.position))
 }
 
+/// Reads and checks a catalog checkpoint file; `None` if missing or damaged.
+pub(crate) fn read_checkpoint(dir: &Path) -> Result<Option<StoredCatalog>, FileStoreError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(frame::decode(CHECKPOINT_MAGIC, &bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FileStoreError::io("cannot read the catalog checkpoint", &path, e)),
+    }
+}
+
+fn view_path(dir: &Path, plan_id: &PlanId) -> PathBuf {
+    // `PlanId` admits only `[A-Za-z0-9_-]{1,64}`, so this path cannot leave `views/`.
+    dir.join(VIEWS_DIR).join(format!("{}.view", plan_id.as_str()))
+}
+
 /// Releases an OS lock when dropped, so an early return cannot leave it held.
 struct FlockGuard<'a>(&'a File);
 
@@ -274,36 +376,88 @@ impl Drop for FlockGuard<'_> {
 }
 
 impl Shared {
+    fn new(
+        dir: PathBuf,
+        log_path: PathBuf,
+        read_only: bool,
+        options: StoreOptions,
+        log: Option<File>,
+        store_lock: Option<File>,
+        write_lock: Option<File>,
+    ) -> Self {
+        Shared {
+            dir,
+            log_path,
+            read_only,
+            options,
+            log: log.map(Arc::new),
+            _store_lock: store_lock,
+            write_lock,
+            state: Mutex::new(State { end: FIRST_RECORD, ..State::default() }),
+            queue: Mutex::new(Queue::default()),
+            queue_ready: Condvar::new(),
+        }
+    }
+
     fn lock_state(&self) -> MutexGuard<'_, State> {
-        // A panic mid-update leaves `end` behind the applied records at worst; the next catch-up
-        // would then report damage rather than silently double-apply, so the data stays safe.
+        // Every update of `State` checks before it changes anything, and `end` moves last, so
+        // a panic mid-update cannot make a later catch-up skip or double-apply a record.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn refresh(&self) -> Result<(), FileStoreError> {
-        let mut state = self.lock_state();
-        self.catch_up_locked(&mut state)
-    }
-
-    /// Catches up with other processes' appends under a shared write lock. All flock calls on
-    /// `write_lock` happen under the state mutex, so one thread's lock is never converted by another's.
-    fn catch_up_locked(&self, state: &mut State) -> Result<(), FileStoreError> {
-        let _guard = match &self.write_lock {
+    fn lock_shared_flock(&self) -> Result<Option<FlockGuard<'_>>, FileStoreError> {
+        match &self.write_lock {
             Some(lock) => {
                 lock.lock_shared()
                     .map_err(|e| FileStoreError::io("cannot lock the store for reading", &self.log_path, e))?;
-                Some(FlockGuard(lock))
+                Ok(Some(FlockGuard(lock)))
             }
-            None => None,
-        };
+            None => Ok(None),
+        }
+    }
+
+    /// Starts from the catalog checkpoint if it matches the log, else from the log's start, and
+    /// folds every record after it.
+    fn load(&self, state: &mut State, access: Access) -> Result<(), FileStoreError> {
+        if let (Some(checkpoint), Some(file)) = (read_checkpoint(&self.dir)?, &self.log) {
+            if self.checkpoint_matches(file, &checkpoint)? {
+                state.end = checkpoint.end;
+                state.position = checkpoint.position;
+                state.last_offset = checkpoint.last_offset;
+                state.catalog = checkpoint.catalog;
+                state.versions = checkpoint.versions;
+            }
+        }
+        self.catch_up(state, access)?;
+        if !self.read_only && state.tail_len >= self.options.checkpoint_every {
+            self.checkpoint(state)?;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint is used only if its last record is where it says, with the position it says.
+    fn checkpoint_matches(&self, file: &File, checkpoint: &StoredCatalog) -> Result<bool, FileStoreError> {
+        if checkpoint.format != 1 || checkpoint.end > file_len(file, &self.log_path)? {
+            return Ok(false);
+        }
+        if checkpoint.position == 0 {
+            return Ok(checkpoint.end == FIRST_RECORD);
+        }
+        Ok(match log::read_record_at(file, &self.log_path, checkpoint.last_offset, checkpoint.end) {
+            Ok((raw, len)) => raw.position == checkpoint.position && checkpoint.last_offset + len == checkpoint.end,
+            Err(_) => false,
+        })
+    }
+
+    fn catch_up_shared(&self, state: &mut State) -> Result<(), FileStoreError> {
+        let _guard = self.lock_shared_flock()?;
         self.catch_up(state, Access::Shared)
     }
 
-    /// Reads every whole record past `state.end` into `state`.
+    /// Folds every whole record past `state.end` into `state`.
     fn catch_up(&self, state: &mut State, access: Access) -> Result<(), FileStoreError> {
         let Some(file) = &self.log else { return Ok(()) };
-        let len =
-            file.metadata().map_err(|e| FileStoreError::io("cannot read the log's size", &self.log_path, e))?.len();
+        let len = file_len(file, &self.log_path)?;
         if len <= state.end {
             return Ok(());
         }
@@ -314,6 +468,10 @@ impl Shared {
                     let stored = to_stored(&self.log_path, offset, raw)?;
                     state.apply(&self.log_path, offset, &stored)?;
                     state.end = reader.offset();
+                    if !self.read_only && state.tail_len >= self.options.checkpoint_every.max(1) * 4 {
+                        // A long catch-up (a lost checkpoint) flushes as it goes: flat memory.
+                        self.checkpoint(state)?;
+                    }
                 }
                 Err(bad) => {
                     if let Some(intact) = log::next_intact_record(file, &self.log_path, bad.offset + 1, len)? {
@@ -342,102 +500,345 @@ impl Shared {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ");
         let aside = torn_dir.join(format!("{LOG_FILE}.at-{offset}.{stamp}.torn"));
         fsutil::write_atomically(&torn_dir, &aside, &bytes)?;
-        file.set_len(offset).map_err(|e| FileStoreError::io("cannot cut the torn tail", &self.log_path, e))?;
-        file.sync_all().map_err(|e| FileStoreError::io("cannot sync the log after cutting its tail", &self.log_path, e))
+        self.options
+            .storage
+            .truncate(file, offset)
+            .map_err(|e| FileStoreError::io("cannot cut the torn tail", &self.log_path, e))
     }
 
-    fn append(&self, plan_id: &PlanId, expected: Expected, events: Vec<RecordedEvent>) -> Result<u32, FileStoreError> {
-        if self.read_only {
-            return Err(FileStoreError::ReadOnly { path: self.dir.clone() });
+    /// Writes the tail's index entries, syncs them, then the catalog checkpoint that vouches
+    /// for them. Derived data only: a failure here loses no event.
+    fn checkpoint(&self, state: &mut State) -> Result<(), FileStoreError> {
+        let State { tail, index, .. } = state;
+        for (plan_id, plan_tail) in tail.iter() {
+            for (i, &(position, offset)) in plan_tail.records.iter().enumerate() {
+                let entry = IndexEntry { version: plan_tail.first_version + i as u32, position, offset };
+                index.write(&self.dir, plan_id, entry)?;
+            }
         }
-        let mut state = self.lock_state();
-        if self.poisoned.load(Ordering::SeqCst) {
-            return Err(FileStoreError::Poisoned { path: self.log_path.clone(), detail: "an fsync failed".into() });
-        }
-        let (Some(file), Some(lock)) = (&self.log, &self.write_lock) else {
-            return Err(FileStoreError::ReadOnly { path: self.dir.clone() });
+        index.sync()?;
+        let stored = StoredCatalog {
+            format: 1,
+            position: state.position,
+            end: state.end,
+            last_offset: state.last_offset,
+            catalog: state.catalog.clone(),
+            versions: state.versions.clone(),
         };
-        lock.lock().map_err(|e| FileStoreError::io("cannot lock the store for writing", &self.log_path, e))?;
+        let path = self.dir.join(CHECKPOINT_FILE);
+        fsutil::write_atomically(&self.dir, &path, &frame::encode(CHECKPOINT_MAGIC, &stored))?;
+        state.tail.clear();
+        state.tail_len = 0;
+        Ok(())
+    }
+
+    /// Queues `requests` and waits for them; whoever finds no commit running leads the next
+    /// one, taking every queued request into one write and one fdatasync.
+    fn submit(&self, requests: Vec<AppendRequest>) -> Vec<Result<u32, FileStoreError>> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tickets = Vec::with_capacity(requests.len());
+        for request in requests {
+            let ticket = queue.next_ticket;
+            queue.next_ticket += 1;
+            queue.pending.push((ticket, request));
+            tickets.push(ticket);
+        }
+        loop {
+            if tickets.iter().all(|t| queue.done.contains_key(t)) {
+                return tickets.iter().map(|t| queue.done.remove(t).expect("checked above")).collect();
+            }
+            if queue.leader {
+                queue = self.queue_ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            queue.leader = true;
+            let batch = std::mem::take(&mut queue.pending);
+            drop(queue);
+            let ticket_list: Vec<u64> = batch.iter().map(|(t, _)| *t).collect();
+            let results =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(batch))).unwrap_or_else(|_| {
+                    ticket_list
+                        .iter()
+                        .map(|&t| {
+                            let detail = "an append panicked".to_owned();
+                            (t, Err(FileStoreError::Poisoned { path: self.log_path.clone(), detail }))
+                        })
+                        .collect()
+                });
+            queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.done.extend(results);
+            queue.leader = false;
+            self.queue_ready.notify_all();
+        }
+    }
+
+    /// One group commit: check every request against the log as it is now, write the accepted
+    /// ones together, fdatasync once, then fold them in.
+    fn commit(&self, batch: Vec<(u64, AppendRequest)>) -> Vec<(u64, Result<u32, FileStoreError>)> {
+        let fail_all = |batch: &[(u64, AppendRequest)], error: &FileStoreError| {
+            batch.iter().map(|(t, _)| (*t, Err(error.duplicate()))).collect::<Vec<_>>()
+        };
+        let (Some(file), Some(lock), false) = (&self.log, &self.write_lock, self.read_only) else {
+            return fail_all(&batch, &FileStoreError::ReadOnly { path: self.dir.clone() });
+        };
+        let mut state = self.lock_state();
+        if let Some(detail) = &state.poisoned {
+            return fail_all(&batch, &FileStoreError::Poisoned { path: self.log_path.clone(), detail: detail.clone() });
+        }
+        if let Err(e) = lock.lock() {
+            return fail_all(&batch, &FileStoreError::io("cannot lock the store for writing", &self.log_path, e));
+        }
         let _guard = FlockGuard(lock);
-        self.catch_up(&mut state, Access::Exclusive)?;
-        let current = state.versions.get(plan_id).copied().unwrap_or(0);
-        if let Expected::Exact(expected) = expected {
-            if expected != current {
-                return Err(FileStoreError::Conflict { plan_id: plan_id.clone(), expected, actual: current });
-            }
+        if let Err(e) = self.catch_up(&mut state, Access::Exclusive) {
+            return fail_all(&batch, &e);
         }
-        if events.is_empty() {
-            return Ok(current);
-        }
+        let mut results = Vec::with_capacity(batch.len());
+        let mut accepted: Vec<(u64, Vec<(StoredEvent, u64)>)> = Vec::new();
         let mut bytes = Vec::new();
-        let mut stored = Vec::with_capacity(events.len());
-        let mut offsets = Vec::with_capacity(events.len());
-        for (i, event) in events.into_iter().enumerate() {
-            let position = state
-                .position
-                .checked_add(i as u32 + 1)
-                .ok_or_else(|| FileStoreError::TooLarge("the store holds u32::MAX events; start a new store".into()))?;
-            let version = current + i as u32 + 1;
-            let raw = RawRecord {
-                position,
-                version,
-                event_id: event.event_id.as_uuid(),
-                recorded_at: event.recorded_at,
-                plan_id: plan_id.as_str().to_owned(),
-                event_type: event.event.event_type().as_str().to_owned(),
-                schema_version: event.event.schema_version(),
-                data: event.event.encode_data(),
-            };
-            offsets.push(state.end + bytes.len() as u64);
-            bytes.extend(raw.encode().map_err(|e| FileStoreError::TooLarge(format!("event too large to store: {e}")))?);
-            stored.push(Persisted::from(plan_id.clone(), event).version(version).sequence_number(position));
-        }
-        if let Err(e) = file.write_all_at(&bytes, state.end) {
-            // Take back whatever part reached the file, so no half record outlives the error.
-            if file.set_len(state.end).is_err() {
-                self.poisoned.store(true, Ordering::SeqCst);
+        let mut batch_versions: HashMap<PlanId, u32> = HashMap::new();
+        let mut position = state.position;
+        for (ticket, request) in batch {
+            let plan_id = request.plan_id;
+            let current = batch_versions.get(&plan_id).or(state.versions.get(&plan_id)).copied().unwrap_or(0);
+            if let Expected::Exact(expected) = request.expected {
+                if expected != current {
+                    results.push((ticket, Err(FileStoreError::Conflict { plan_id, expected, actual: current })));
+                    continue;
+                }
             }
-            return Err(FileStoreError::io("cannot append to the log", &self.log_path, e));
+            if request.events.is_empty() {
+                results.push((ticket, Ok(current)));
+                continue;
+            }
+            let rollback = bytes.len();
+            let mut records = Vec::with_capacity(request.events.len());
+            let mut refused = None;
+            for (i, event) in request.events.into_iter().enumerate() {
+                let Some(next_position) = position.checked_add(records.len() as u32 + 1) else {
+                    refused =
+                        Some(FileStoreError::TooLarge("the store holds u32::MAX events; start a new store".into()));
+                    break;
+                };
+                let version = current + i as u32 + 1;
+                let raw = RawRecord {
+                    position: next_position,
+                    version,
+                    event_id: event.event_id.as_uuid(),
+                    recorded_at: event.recorded_at,
+                    plan_id: plan_id.as_str().to_owned(),
+                    event_type: event.event.event_type().as_str().to_owned(),
+                    schema_version: event.event.schema_version(),
+                    data: event.event.encode_data(),
+                };
+                match raw.encode() {
+                    Ok(encoded) => {
+                        let offset = state.end + bytes.len() as u64;
+                        bytes.extend_from_slice(&encoded);
+                        let stored =
+                            Persisted::from(plan_id.clone(), event).version(version).sequence_number(next_position);
+                        records.push((stored, offset));
+                    }
+                    Err(e) => {
+                        refused = Some(FileStoreError::TooLarge(format!(
+                            "event {} of plan {plan_id} is too large to store ({e}); store large data elsewhere and record a reference",
+                            i + 1
+                        )));
+                        break;
+                    }
+                }
+            }
+            if let Some(error) = refused {
+                bytes.truncate(rollback);
+                results.push((ticket, Err(error)));
+                continue;
+            }
+            position += records.len() as u32;
+            batch_versions.insert(plan_id, current + records.len() as u32);
+            accepted.push((ticket, records));
         }
-        if let Err(e) = file.sync_data() {
+        if accepted.is_empty() {
+            return results;
+        }
+        let storage = &self.options.storage;
+        if let Err(e) = storage.write_all_at(file, &bytes, state.end) {
+            // Take back whatever part reached the file, so no half record outlives the error.
+            if let Err(undo) = storage.truncate(file, state.end) {
+                state.poisoned = Some(format!("a failed append could not be taken back: {undo}"));
+            }
+            let error = FileStoreError::io("cannot append to the log", &self.log_path, e);
+            results.extend(accepted.iter().map(|(t, _)| (*t, Err(error.duplicate()))));
+            return results;
+        }
+        if let Err(e) = storage.sync_data(file) {
             // After a failed fsync the kernel may have dropped the dirty pages: what is on disk
             // is unknown, so refuse further writes until a reopen reads the log again.
-            self.poisoned.store(true, Ordering::SeqCst);
-            let _ = file.set_len(state.end);
-            return Err(FileStoreError::io("cannot make the append durable (fsync failed)", &self.log_path, e));
+            state.poisoned = Some(format!("fsync failed: {e}"));
+            let _ = storage.truncate(file, state.end);
+            let error = FileStoreError::io("cannot make the append durable (fsync failed)", &self.log_path, e);
+            results.extend(accepted.iter().map(|(t, _)| (*t, Err(error.duplicate()))));
+            return results;
         }
-        for (event, offset) in stored.iter().zip(offsets) {
-            state.apply(&self.log_path, offset, event)?;
+        let new_end = state.end + bytes.len() as u64;
+        for (ticket, records) in accepted {
+            let mut version = 0;
+            for (stored, offset) in &records {
+                // These records passed the same checks a moment ago under the same lock.
+                if let Err(e) = state.apply(&self.log_path, *offset, stored) {
+                    state.poisoned = Some(format!("the in-memory state diverged from the log: {e}"));
+                }
+                version = stored.version();
+            }
+            results.push((ticket, Ok(version)));
         }
-        state.end += bytes.len() as u64;
-        Ok(current + stored.len() as u32)
+        state.end = new_end;
+        if state.tail_len >= self.options.checkpoint_every {
+            // The events are durable already; a failed checkpoint only means a longer catch-up
+            // next time, and it is retried on the next append.
+            let _ = self.checkpoint(&mut state);
+        }
+        results
     }
 
-    fn read_plan(&self, plan_id: &PlanId, from: u32) -> Result<Vec<StoredEvent>, FileStoreError> {
-        let (offsets, end) = {
-            let mut state = self.lock_state();
-            self.catch_up_locked(&mut state)?;
-            let offsets = state.offsets.get(plan_id).map(|o| o[(from.max(1) as usize - 1).min(o.len())..].to_vec());
-            (offsets.unwrap_or_default(), state.end)
-        };
-        let Some(file) = &self.log else { return Ok(Vec::new()) };
-        offsets
-            .into_iter()
-            .map(|offset| {
-                let (raw, _) = log::read_record_at(file, &self.log_path, offset, end)?;
-                if raw.plan_id != plan_id.as_str() {
-                    return Err(FileStoreError::corrupt(&self.log_path, offset, "the record belongs to another plan"));
+    /// Where versions `from..=to` of `plan_id` lie: the tail in memory, older ones from the
+    /// index file. `None` if an index entry is missing.
+    fn locate(
+        &self,
+        state: &State,
+        plan_id: &PlanId,
+        from: u32,
+        to: u32,
+    ) -> Result<Option<Vec<Location>>, FileStoreError> {
+        if from > to {
+            return Ok(Some(Vec::new()));
+        }
+        let tail = state.tail.get(plan_id);
+        let tail_first = tail.map_or(to + 1, |t| t.first_version.clamp(from, to + 1));
+        let mut out = Vec::with_capacity((to - from + 1) as usize);
+        if from < tail_first {
+            for (i, entry) in index::read_entries(&self.dir, plan_id, from, tail_first - 1)?.into_iter().enumerate() {
+                match entry {
+                    Some(entry) => {
+                        out.push(Location { version: from + i as u32, position: entry.position, offset: entry.offset })
+                    }
+                    None => return Ok(None),
                 }
-                to_stored(&self.log_path, offset, raw)
-            })
-            .collect()
+            }
+        }
+        if let Some(tail) = tail {
+            for version in tail_first..=to {
+                let (position, offset) = tail.records[(version - tail.first_version) as usize];
+                out.push(Location { version, position, offset });
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Reads the records at `locations`; `None` if one is not the record the index promised.
+    fn read_located(
+        &self,
+        plan_id: &PlanId,
+        locations: &[Location],
+        end: u64,
+    ) -> Result<Option<Vec<StoredEvent>>, FileStoreError> {
+        let Some(file) = &self.log else { return Ok(Some(Vec::new())) };
+        let mut out = Vec::with_capacity(locations.len());
+        for location in locations {
+            let Ok((raw, _)) = log::read_record_at(file, &self.log_path, location.offset, end) else { return Ok(None) };
+            if raw.plan_id != plan_id.as_str() || raw.version != location.version || raw.position != location.position {
+                return Ok(None);
+            }
+            out.push(to_stored(&self.log_path, location.offset, raw)?);
+        }
+        Ok(Some(out))
+    }
+
+    /// Versions `from..=to` of `plan_id`, through the index; a stale index is rebuilt from the log.
+    fn read_range(
+        &self,
+        state: &mut State,
+        plan_id: &PlanId,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<StoredEvent>, FileStoreError> {
+        if let Some(locations) = self.locate(state, plan_id, from, to)? {
+            if let Some(events) = self.read_located(plan_id, &locations, state.end)? {
+                return Ok(events);
+            }
+        }
+        let locations = self.rescan(state, plan_id, from, to)?;
+        match self.read_located(plan_id, &locations, state.end)? {
+            Some(events) => Ok(events),
+            None => Err(FileStoreError::corrupt(
+                &self.log_path,
+                0,
+                format!("plan {plan_id}'s records changed while being read; try again"),
+            )),
+        }
+    }
+
+    /// Scans the log for `plan_id`'s records, rewriting every plan's index entries on the way
+    /// (unless read-only). Reports damage anywhere before `state.end` with its offset.
+    fn rescan(&self, state: &mut State, plan_id: &PlanId, from: u32, to: u32) -> Result<Vec<Location>, FileStoreError> {
+        let Some(file) = &self.log else { return Ok(Vec::new()) };
+        let mut found = Vec::new();
+        for item in RecordReader::new(file.clone(), self.log_path.clone(), FIRST_RECORD, state.end) {
+            let (offset, raw) = match item? {
+                Ok(record) => record,
+                Err(bad) => return Err(FileStoreError::corrupt(&self.log_path, bad.offset, bad.error.to_string())),
+            };
+            if !self.read_only {
+                if let Ok(id) = PlanId::parse(&raw.plan_id) {
+                    let entry = IndexEntry { version: raw.version, position: raw.position, offset };
+                    state.index.write(&self.dir, &id, entry)?;
+                }
+            }
+            if raw.plan_id == plan_id.as_str() && (from..=to).contains(&raw.version) {
+                found.push(Location { version: raw.version, position: raw.position, offset });
+            }
+        }
+        Ok(found)
+    }
+
+    /// The full view: the cached one, or the plan's view snapshot plus only the events after it.
+    fn full_view(&self, state: &mut State, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
+        let Some(&version) = state.versions.get(plan_id) else { return Ok(None) };
+        if let Some(view) = state.views.get(plan_id).filter(|v| v.version == version) {
+            return Ok(Some(view.clone()));
+        }
+        let base = state.views.remove(plan_id).or_else(|| self.read_view_snapshot(plan_id, version));
+        let from = base.as_ref().map_or(1, |v| v.version + 1);
+        let events = self.read_range(state, plan_id, from, version)?;
+        let folded = events.len();
+        let view = events.iter().fold(base, PlanView::fold);
+        if let Some(view) = &view {
+            if !self.read_only && folded as u32 >= self.options.view_snapshot_every {
+                // A snapshot only saves work later; failing to write one loses nothing.
+                let _ = self.write_view_snapshot(view);
+            }
+            if state.views.len() >= MAX_CACHED_VIEWS {
+                state.views.clear();
+            }
+            state.views.insert(plan_id.clone(), view.clone());
+        }
+        Ok(view)
+    }
+
+    fn read_view_snapshot(&self, plan_id: &PlanId, version: u32) -> Option<PlanView> {
+        let bytes = std::fs::read(view_path(&self.dir, plan_id)).ok()?;
+        let view: PlanView = frame::decode(VIEW_MAGIC, &bytes)?;
+        (view.plan_id == *plan_id && view.version <= version).then_some(view)
+    }
+
+    fn write_view_snapshot(&self, view: &PlanView) -> Result<(), FileStoreError> {
+        let views = self.dir.join(VIEWS_DIR);
+        fsutil::ensure_dir(&views)?;
+        fsutil::write_atomically(&views, &view_path(&self.dir, &view.plan_id), &frame::encode(VIEW_MAGIC, view))
     }
 }
 
 impl State {
-    /// Folds one whole record into this process's view, checking the log's invariants.
+    /// Folds one whole record into this process's view, checking the log's invariants first.
     fn apply(&mut self, path: &Path, offset: u64, stored: &StoredEvent) -> Result<(), FileStoreError> {
-        use eventually::versioning::Versioned;
         let position = stored.sequence_number();
         if position != self.position + 1 {
             return Err(FileStoreError::corrupt(
@@ -447,26 +848,32 @@ impl State {
             ));
         }
         let plan_id = stored.source_id();
+        let version = stored.version();
         let current = self.versions.get(plan_id).copied().unwrap_or(0);
-        if stored.version() != current + 1 {
+        if version != current + 1 {
             return Err(FileStoreError::corrupt(
                 path,
                 offset,
-                format!(
-                    "plan {plan_id} version {} follows {current}; the stream has a gap or a duplicate",
-                    stored.version()
-                ),
+                format!("plan {plan_id} version {version} follows {current}; the stream has a gap or a duplicate"),
             ));
         }
-        self.versions.insert(plan_id.clone(), stored.version());
-        self.offsets.entry(plan_id.clone()).or_default().push(offset);
-        self.positions.push(offset);
-        let previous = self.views.remove(plan_id);
-        if let Some(view) = PlanView::fold(previous, stored) {
-            self.views.insert(plan_id.clone(), view);
+        self.versions.insert(plan_id.clone(), version);
+        self.tail
+            .entry(plan_id.clone())
+            .or_insert_with(|| Tail { first_version: version, records: Vec::new() })
+            .records
+            .push((position, offset));
+        self.tail_len += 1;
+        if let Some(view) = self.views.remove(plan_id) {
+            if view.version + 1 == version {
+                if let Some(view) = PlanView::fold(Some(view), stored) {
+                    self.views.insert(plan_id.clone(), view);
+                }
+            }
         }
         self.catalog.apply(stored);
         self.position = position;
+        self.last_offset = offset;
         Ok(())
     }
 }

@@ -167,3 +167,340 @@ fn load_view_keeps_every_checkpoint_so_a_retry_of_an_older_step_is_idempotent() 
         assert_eq!(summary.state.resume.checkpoints.len(), 1);
     });
 }
+
+mod support {
+    //! Helpers shared by the unit tests: building stores, copying and snapshotting their bytes.
+
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    pub fn step_completed(n: u32) -> RecordedEvent {
+        RecordedEvent {
+            event_id: EventId::from_uuid(uuid::Uuid::new_v4()),
+            recorded_at: chrono::Utc::now(),
+            event: PlanEvent::StepCompleted(waypoint_domain::StepCompleted {
+                checkpoint_id: waypoint_domain::CheckpointId::from_uuid(uuid::Uuid::new_v4()),
+                step: StepNumber::new(n).unwrap(),
+                decision_id: DecisionId::parse(&format!("decision-{n}")).unwrap(),
+                snapshot_id: None,
+                artifacts: vec![],
+            }),
+        }
+    }
+
+    /// Appends `per_plan` events to each of `plans`, one append each, interleaved.
+    pub fn fill(store: &FileStore, plans: &[PlanId], per_plan: u32) {
+        for n in 1..=per_plan {
+            for id in plans {
+                let event = if n == 1 { created() } else { step_completed(n - 1) };
+                store.append_events(id, Expected::Exact(n - 1), vec![event]).unwrap();
+            }
+        }
+    }
+
+    /// Every file under `dir` with its bytes: a store's complete on-disk state.
+    pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for path in walk(dir) {
+            if path.is_file() {
+                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
+            }
+        }
+        out
+    }
+
+    /// A fresh copy of a store directory's log (and nothing derived) in a new temp dir.
+    pub fn copy_log(from: &Path) -> tempfile::TempDir {
+        let to = tempfile::tempdir().unwrap();
+        std::fs::copy(from.join("events.log"), to.path().join("events.log")).unwrap();
+        to
+    }
+
+    /// (offset, length) of every record, in log order.
+    pub fn records(dir: &Path) -> Vec<(u64, u64)> {
+        let bytes = std::fs::read(dir.join("events.log")).unwrap();
+        let mut at = crate::log::FIRST_RECORD as usize;
+        let mut out = Vec::new();
+        while at < bytes.len() {
+            let (_, len) = crate::record::decode(&bytes[at..]).unwrap();
+            out.push((at as u64, len as u64));
+            at += len;
+        }
+        out
+    }
+
+    pub fn event_ids(store: &FileStore) -> Vec<EventId> {
+        store.read_all(1).unwrap().map(|e| e.unwrap().event_id).collect()
+    }
+}
+
+use support::*;
+
+#[test]
+fn a_reopened_store_serves_plans_from_the_checkpoint_index_and_view_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = crate::StoreOptions { checkpoint_every: 7, view_snapshot_every: 5, ..Default::default() };
+    let plans: Vec<PlanId> = (0..3).map(|i| plan(&format!("plan-{i}"))).collect();
+    let store = FileStore::open_with(dir.path(), options.clone()).unwrap();
+    fill(&store, &plans, 20);
+    let expected: Vec<_> = plans.iter().map(|id| store.read_plan(id, 1).unwrap()).collect();
+    for id in &plans {
+        assert_eq!(
+            store.plan_view(id).unwrap(),
+            waypoint_application::PlanView::replay(&store.read_plan(id, 1).unwrap())
+        );
+    }
+    drop(store);
+
+    let stored = crate::inspect::stored_catalog(dir.path()).unwrap().expect("a checkpoint was written");
+    assert!(stored.position >= 7 && stored.position <= 60, "{}", stored.position);
+    let index = crate::inspect::plan_index(dir.path(), &plans[0]).unwrap();
+    assert!(index.len() >= 2 && index.iter().all(Option::is_some));
+    assert!(crate::inspect::plan_view_snapshot(dir.path(), &plans[0]).unwrap().is_some());
+
+    let reopened = FileStore::open_with(dir.path(), options).unwrap();
+    for (id, events) in plans.iter().zip(&expected) {
+        assert_eq!(&reopened.read_plan(id, 1).unwrap(), events);
+        assert_eq!(reopened.read_plan(id, 15).unwrap(), events[14..].to_vec());
+        assert_eq!(reopened.plan_view(id).unwrap(), waypoint_application::PlanView::replay(events));
+        assert_eq!(reopened.summary_view(id).unwrap().unwrap().version, 20);
+    }
+    assert_eq!(reopened.catalog_snapshot().unwrap().plans.len(), 3);
+    let replayed: Vec<_> = crate::inspect::events(dir.path()).unwrap().map(|e| e.unwrap().event).collect();
+    assert_eq!(replayed.len(), 60);
+    assert_eq!(reopened.read_all(1).unwrap().map(Result::unwrap).collect::<Vec<_>>(), replayed);
+    assert_eq!(reopened.read_all(59).unwrap().count(), 2);
+}
+
+#[test]
+fn missing_or_damaged_derived_files_are_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = crate::StoreOptions { checkpoint_every: 5, view_snapshot_every: 3, ..Default::default() };
+    let plans: Vec<PlanId> = (0..2).map(|i| plan(&format!("p{i}"))).collect();
+    let store = FileStore::open_with(dir.path(), options.clone()).unwrap();
+    fill(&store, &plans, 12);
+    let expected: Vec<_> = plans.iter().map(|id| store.read_plan(id, 1).unwrap()).collect();
+    let views: Vec<_> = plans.iter().map(|id| store.plan_view(id).unwrap()).collect();
+    drop(store);
+
+    // Damage every kind of derived file: a flipped checkpoint byte, a lost index, a bad view.
+    let ckpt = dir.path().join("catalog.ckpt");
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x40;
+    std::fs::write(&ckpt, bytes).unwrap();
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    std::fs::write(dir.path().join("views").join("p0.view"), b"garbage").unwrap();
+
+    let before = snapshot(dir.path());
+    let read_only = FileStore::open_read_only(dir.path()).unwrap();
+    for ((id, events), view) in plans.iter().zip(&expected).zip(&views) {
+        assert_eq!(&read_only.read_plan(id, 1).unwrap(), events);
+        assert_eq!(&read_only.plan_view(id).unwrap(), view);
+    }
+    drop(read_only);
+    assert_eq!(snapshot(dir.path()), before, "a read-only open changed the store's bytes");
+
+    let store = FileStore::open_with(dir.path(), options).unwrap();
+    for ((id, events), view) in plans.iter().zip(&expected).zip(&views) {
+        assert_eq!(&store.read_plan(id, 1).unwrap(), events);
+        assert_eq!(&store.plan_view(id).unwrap(), view);
+    }
+    assert!(crate::inspect::plan_index(dir.path(), &plans[1]).unwrap().iter().all(Option::is_some));
+}
+
+#[test]
+fn read_only_commands_leave_the_store_bytes_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let plans = [plan("a"), plan("b")];
+    fill(&store, &plans, 5);
+    let _runner = store.run_locks().acquire(&plans[0]).unwrap();
+    let before = snapshot(dir.path());
+    let read_only = FileStore::open_read_only(dir.path()).unwrap();
+    let service = PlanResumeService::new(read_only.clone()).with_run_locks(read_only.run_locks());
+    block_on(async {
+        service.list_plans().await.unwrap();
+        service.history(&plans[1]).await.unwrap();
+        service.resume_plan(&plans[1], ResumeRequest { dry_run: true, ..ResumeRequest::default() }).await.unwrap();
+    });
+    assert!(!read_only.run_locks().is_held(&plans[0]), "held by this very process");
+    assert!(read_only.run_locks().acquire(&plans[1]).is_err());
+    drop(read_only);
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn a_torn_tail_is_cut_back_to_the_last_whole_record_at_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    fill(&store, &[plan("torn")], 6);
+    let ids = event_ids(&store);
+    drop(store);
+    let records = records(dir.path());
+    let len = std::fs::metadata(dir.path().join("events.log")).unwrap().len();
+    let (second_last, _) = records[records.len() - 2];
+    for cut in second_last..len {
+        let whole = records.iter().filter(|(offset, rec_len)| offset + rec_len <= cut).count();
+        for zero_fill in [false, true] {
+            let copy = copy_log(dir.path());
+            let log = copy.path().join("events.log");
+            let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+            file.set_len(cut).unwrap();
+            if zero_fill {
+                // A crash on some file systems leaves the tail allocated but zeroed.
+                file.set_len(len + 64).unwrap();
+            }
+            drop(file);
+            let before = std::fs::read(&log).unwrap();
+            let read_only = FileStore::open_read_only(copy.path()).unwrap();
+            assert_eq!(event_ids(&read_only), ids[..whole], "read-only, cut at {cut}, zeros {zero_fill}");
+            drop(read_only);
+            assert_eq!(std::fs::read(&log).unwrap(), before, "a read-only open cut the log");
+
+            let store = FileStore::open(copy.path()).unwrap();
+            assert_eq!(event_ids(&store), ids[..whole], "cut at {cut}, zeros {zero_fill}");
+            let kept = records.get(whole).map_or(len, |(offset, _)| *offset);
+            assert_eq!(std::fs::metadata(&log).unwrap().len(), kept);
+            let torn: Vec<_> = std::fs::read_dir(copy.path().join("torn")).map(|d| d.count()).into_iter().collect();
+            assert!(torn == [1] || (cut == kept && !zero_fill), "the cut bytes are kept aside");
+            // The recovered log takes appends again.
+            let version = whole as u32;
+            store.append_events(&plan("torn"), Expected::Exact(version), vec![step_completed(version)]).unwrap();
+        }
+    }
+}
+
+#[test]
+fn damage_before_the_last_record_is_a_typed_error_naming_the_offset_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    fill(&store, &[plan("c1"), plan("c2")], 3);
+    drop(store);
+    let records = records(dir.path());
+    for &(offset, len) in &records[..records.len() - 1] {
+        for at in [0, 3, 5, 9, 12, 20, len / 2, len - 1] {
+            let copy = copy_log(dir.path());
+            let log = copy.path().join("events.log");
+            let mut bytes = std::fs::read(&log).unwrap();
+            bytes[(offset + at) as usize] ^= 0x5A;
+            std::fs::write(&log, &bytes).unwrap();
+            match FileStore::open(copy.path()) {
+                Err(FileStoreError::Corrupt { offset: reported, path, .. }) => {
+                    assert_eq!(reported, offset, "byte {at} of the record at {offset}");
+                    assert_eq!(path, log);
+                }
+                other => panic!("byte {at} of the record at {offset}: expected Corrupt, got {other:?}"),
+            }
+            assert!(matches!(FileStore::open_read_only(copy.path()), Err(FileStoreError::Corrupt { .. })));
+            assert_eq!(std::fs::read(&log).unwrap(), bytes, "a failed open changed the log");
+        }
+    }
+}
+
+#[test]
+fn damage_behind_a_checkpoint_is_reported_when_read_and_repair_cuts_it_with_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = crate::StoreOptions { checkpoint_every: 2, ..Default::default() };
+    let store = FileStore::open_with(dir.path(), options).unwrap();
+    fill(&store, &[plan("r1")], 6);
+    drop(store);
+    let records = records(dir.path());
+    let (offset, _) = records[2];
+    let log = dir.path().join("events.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[offset as usize + 30] ^= 0xFF;
+    std::fs::write(&log, &bytes).unwrap();
+
+    let store = FileStore::open(dir.path()).unwrap();
+    let error = store.read_all(1).unwrap().find_map(Result::err).expect("the damage is reported");
+    assert!(matches!(error, FileStoreError::Corrupt { offset: o, .. } if o == offset), "{error}");
+    let error = store.read_plan(&plan("r1"), 1).unwrap_err();
+    assert!(matches!(error, FileStoreError::Corrupt { offset: o, .. } if o == offset), "{error}");
+    assert!(matches!(crate::repair(dir.path()), Err(FileStoreError::Locked { .. })), "repair needs the store closed");
+    drop(store);
+
+    let report = crate::repair(dir.path()).unwrap();
+    assert_eq!(report.damage_at, Some(offset));
+    assert_eq!(report.records_kept, 2);
+    assert_eq!(report.intact_records_removed, 3);
+    assert_eq!(std::fs::read(report.backup.unwrap()).unwrap(), bytes, "the backup is the log as it was");
+    assert_eq!(std::fs::read(report.quarantined.unwrap()).unwrap(), bytes[offset as usize..]);
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.read_plan(&plan("r1"), 1).unwrap().len(), 2);
+    assert_eq!(store.summary_view(&plan("r1")).unwrap().unwrap().version, 2);
+
+    let clean = crate::repair(tempfile::tempdir().unwrap().path()).unwrap();
+    assert_eq!(clean.damage_at, None);
+}
+
+/// Appends a hand-made record to the end of a store's log.
+fn append_raw(dir: &std::path::Path, raw: crate::record::RawRecord) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(dir.join("events.log")).unwrap();
+    file.write_all(&raw.encode().unwrap()).unwrap();
+}
+
+fn raw(position: u32, plan_id: &str, event_type: &str, schema_version: u16, data: &[u8]) -> crate::record::RawRecord {
+    crate::record::RawRecord {
+        position,
+        version: 1,
+        event_id: uuid::Uuid::new_v4(),
+        recorded_at: chrono::Utc::now(),
+        plan_id: plan_id.into(),
+        event_type: event_type.into(),
+        schema_version,
+        data: data.to_vec(),
+    }
+}
+
+#[test]
+fn an_unknown_event_type_is_a_typed_error_naming_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(FileStore::open(dir.path()).unwrap());
+    append_raw(dir.path(), raw(1, "future", "plan_teleported", 1, b"{}"));
+    match FileStore::open(dir.path()) {
+        Err(FileStoreError::Decode { offset, plan_id, version, source, .. }) => {
+            assert_eq!((offset, plan_id.as_str(), version), (crate::log::FIRST_RECORD, "future", 1));
+            assert!(matches!(source, waypoint_domain::DecodeError::UnknownType(t) if t == "plan_teleported"));
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_old_schema_version_is_upcast_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    store.append_events(&plan("old"), Expected::Exact(0), vec![created()]).unwrap();
+    drop(store);
+    let v1 =
+        br#"{"checkpoint_id":"6f1c1d4e-8f7a-4a55-9b43-2d1f0f4c8a11","step":1,"decision_id":"d-1","snapshot_id":null}"#;
+    append_raw(dir.path(), crate::record::RawRecord { version: 2, ..raw(2, "old", "step_completed", 1, v1) });
+    let store = FileStore::open(dir.path()).unwrap();
+    let events = store.read_plan(&plan("old"), 1).unwrap();
+    match &events[1].event {
+        PlanEvent::StepCompleted(step) => assert!(step.artifacts.is_empty()),
+        other => panic!("expected a step_completed, got {other:?}"),
+    }
+}
+
+#[test]
+fn ids_that_would_escape_the_directory_are_refused_before_any_path_is_built() {
+    for bad in ["../x", "/etc/passwd", "a/b", "nul\0byte", "..", ".", "", &"x".repeat(65), "tab\t"] {
+        assert!(PlanId::parse(bad).is_err(), "{bad:?} must not be a plan id");
+    }
+    // A record whose plan id would escape (written by hand, checksum intact) is damage: it never
+    // becomes a PlanId, so no index, view or lock path is ever built from it.
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("store");
+    drop(FileStore::open(&dir).unwrap());
+    append_raw(&dir, raw(1, "../escaped", "plan_created", 1, b"{}"));
+    let before: Vec<_> = std::fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(matches!(FileStore::open(&dir), Err(FileStoreError::Corrupt { .. })));
+    assert!(matches!(FileStore::open_read_only(&dir), Err(FileStoreError::Corrupt { .. })));
+    let after: Vec<_> = std::fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after);
+}

@@ -1,0 +1,123 @@
+//! Read-only access to the store's files as they are on disk, for replay and verification
+//! tooling (`cargo xtask replay --verify`): rebuild projections from the log and compare them
+//! with the stored ones. Nothing here writes a byte.
+//!
+//! - [`events`]: every stored event in log order with its file and byte offset, streamed in flat
+//!   memory (one read buffer, whatever the log's size).
+//! - [`stored_catalog`]: the checkpointed catalog as stored (it may lag the log: compare it with
+//!   a replay of the events up to its `position`).
+//! - [`plan_index`]: a plan's stored offset index, entry per version.
+//! - [`plan_view_snapshot`]: a plan's stored full-view snapshot, if one was written.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use waypoint_application::{PlanView, StoredEvent};
+use waypoint_domain::PlanId;
+
+use crate::error::FileStoreError;
+pub use crate::index::IndexEntry;
+use crate::index::{self as plan_index_file, ENTRY_LEN};
+use crate::log::{self, RecordReader, FIRST_RECORD};
+pub use crate::store::StoredCatalog;
+use crate::store::{self, LOG_FILE, STORE_LOCK, VIEWS_DIR, VIEW_MAGIC};
+use crate::{frame, fsutil};
+
+/// One stored event and where it lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocatedEvent {
+    pub file: PathBuf,
+    pub offset: u64,
+    pub event: StoredEvent,
+}
+
+/// Streams the events of a store in log order. Holds the store lock shared, so `repair` cannot
+/// change the log underneath; reads up to the log's end as it was when created.
+#[derive(Debug)]
+pub struct Events {
+    path: PathBuf,
+    reader: Option<RecordReader>,
+    _store_lock: Option<File>,
+}
+
+impl Iterator for Events {
+    /// A damaged record (or a torn last record) is reported once, as an error, and ends the
+    /// iteration; so is an event whose type or schema version this build cannot decode.
+    type Item = Result<LocatedEvent, FileStoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.reader.as_mut()?.next()?;
+        let result = match item {
+            Err(e) => Err(e),
+            Ok(Err(bad)) => Err(FileStoreError::corrupt(&self.path, bad.offset, bad.error.to_string())),
+            Ok(Ok((offset, raw))) => store::to_stored(&self.path, offset, raw).map(|event| LocatedEvent {
+                file: self.path.clone(),
+                offset,
+                event,
+            }),
+        };
+        if result.is_err() {
+            self.reader = None;
+        }
+        Some(result)
+    }
+}
+
+/// Every event in the store at `dir`, in log order, with its location.
+pub fn events(dir: impl AsRef<Path>) -> Result<Events, FileStoreError> {
+    let dir = dir.as_ref();
+    if !dir.is_dir() {
+        return Err(FileStoreError::NotFound { path: dir.to_path_buf() });
+    }
+    let store_lock = fsutil::open_existing_read_only(&dir.join(STORE_LOCK))?;
+    if let Some(lock) = &store_lock {
+        lock.try_lock_shared().map_err(|_| FileStoreError::Locked {
+            path: dir.to_path_buf(),
+            detail: "being repaired by another process",
+        })?;
+    }
+    let path = dir.join(LOG_FILE);
+    let reader = match fsutil::open_existing_read_only(&path)? {
+        Some(file) => {
+            let len = file.metadata().map_err(|e| FileStoreError::io("cannot read the log's size", &path, e))?.len();
+            log::check_file_header(&file, &path, len)?;
+            Some(RecordReader::new(Arc::new(file), path.clone(), FIRST_RECORD, len))
+        }
+        None => None,
+    };
+    Ok(Events { path, reader, _store_lock: store_lock })
+}
+
+/// The catalog checkpoint as stored, or `None` if there is none (or it is damaged: the store
+/// ignores a damaged one and rebuilds from the log).
+pub fn stored_catalog(dir: impl AsRef<Path>) -> Result<Option<StoredCatalog>, FileStoreError> {
+    store::read_checkpoint(dir.as_ref())
+}
+
+/// `plan_id`'s stored index: element `v - 1` is the entry for version `v`, `None` where the
+/// entry is missing. The store checks every entry against the log before trusting it.
+pub fn plan_index(dir: impl AsRef<Path>, plan_id: &PlanId) -> Result<Vec<Option<IndexEntry>>, FileStoreError> {
+    let dir = dir.as_ref();
+    let path = plan_index_file::index_path(dir, plan_id);
+    let len = match std::fs::metadata(&path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FileStoreError::io("cannot read a plan index", &path, e)),
+    };
+    let count = (len / ENTRY_LEN) as u32;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    plan_index_file::read_entries(dir, plan_id, 1, count)
+}
+
+/// `plan_id`'s stored full-view snapshot, if one was written and is intact.
+pub fn plan_view_snapshot(dir: impl AsRef<Path>, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
+    let path = dir.as_ref().join(VIEWS_DIR).join(format!("{}.view", plan_id.as_str()));
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(frame::decode(VIEW_MAGIC, &bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FileStoreError::io("cannot read a plan view snapshot", &path, e)),
+    }
+}
