@@ -33,3 +33,13 @@ pub use store::{AppendRequest, FileStore, StoreOptions, StoredCatalog};
 
 #[cfg(test)]
 mod tests;
+
+/// The fuzz target's body (crates/waypoint-store-file/fuzz): decode arbitrary bytes as a record
+/// and, when they decode, check that encoding gives the same bytes back. Must never panic
+/// except on a real round-trip bug.
+pub fn fuzz_decode(bytes: &[u8]) {
+    if let Ok((record, len)) = record::decode(bytes) {
+        let again = record.encode().expect("a decoded record encodes");
+        assert_eq!(again, bytes[..len], "a decoded record re-encodes to the same bytes");
+    }
+}

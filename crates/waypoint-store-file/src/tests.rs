@@ -504,3 +504,201 @@ fn ids_that_would_escape_the_directory_are_refused_before_any_path_is_built() {
     let after: Vec<_> = std::fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(before, after);
 }
+
+/// Storage that fails on command: ENOSPC on write, a short write, or a failing fsync.
+#[derive(Debug, Default)]
+struct FaultyStorage {
+    fault: std::sync::Mutex<Option<Fault>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    NoSpace,
+    ShortWrite,
+    SyncFails,
+    SyncAndTruncateFail,
+}
+
+impl FaultyStorage {
+    fn set(&self, fault: Option<Fault>) {
+        *self.fault.lock().unwrap() = fault;
+    }
+
+    fn get(&self) -> Option<Fault> {
+        *self.fault.lock().unwrap()
+    }
+}
+
+const ENOSPC: i32 = 28;
+const EIO: i32 = 5;
+
+impl crate::storage::Storage for FaultyStorage {
+    fn write_all_at(&self, file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        match self.get() {
+            Some(Fault::NoSpace) => Err(std::io::Error::from_raw_os_error(ENOSPC)),
+            Some(Fault::ShortWrite) => {
+                crate::storage::OsStorage.write_all_at(file, &bytes[..bytes.len() / 2], offset)?;
+                Err(std::io::Error::from(std::io::ErrorKind::WriteZero))
+            }
+            _ => crate::storage::OsStorage.write_all_at(file, bytes, offset),
+        }
+    }
+
+    fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
+        match self.get() {
+            Some(Fault::SyncFails | Fault::SyncAndTruncateFail) => Err(std::io::Error::from_raw_os_error(EIO)),
+            _ => crate::storage::OsStorage.sync_data(file),
+        }
+    }
+
+    fn truncate(&self, file: &std::fs::File, len: u64) -> std::io::Result<()> {
+        match self.get() {
+            Some(Fault::SyncAndTruncateFail) => Err(std::io::Error::from_raw_os_error(EIO)),
+            _ => crate::storage::OsStorage.truncate(file, len),
+        }
+    }
+}
+
+#[test]
+fn injected_io_errors_reach_the_caller_and_lose_no_acknowledged_event() {
+    for fault in [Fault::NoSpace, Fault::ShortWrite, Fault::SyncFails, Fault::SyncAndTruncateFail] {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = std::sync::Arc::new(FaultyStorage::default());
+        let options = crate::StoreOptions { storage: storage.clone(), ..Default::default() };
+        let store = FileStore::open_with(dir.path(), options).unwrap();
+        let id = plan("faulty");
+        fill(&store, std::slice::from_ref(&id), 3);
+        let acknowledged = event_ids(&store);
+
+        storage.set(Some(fault));
+        let error = store.append_events(&id, Expected::Exact(3), vec![step_completed(3)]).unwrap_err();
+        assert!(matches!(error, FileStoreError::Io { .. }), "{fault:?}: {error}");
+        storage.set(None);
+        let next = store.append_events(&id, Expected::Exact(3), vec![step_completed(3)]);
+        let poisoned = matches!(fault, Fault::SyncFails | Fault::SyncAndTruncateFail);
+        match (&next, poisoned) {
+            (Err(FileStoreError::Poisoned { .. }), true) | (Ok(4), false) => {}
+            _ => panic!("{fault:?}: unexpected {next:?}"),
+        }
+        let mut expected = acknowledged.clone();
+        if next.is_ok() {
+            expected = event_ids(&store);
+        }
+        drop(store);
+
+        // Reopening clears the poison; every acknowledged event is there exactly once.
+        let store = FileStore::open(dir.path()).unwrap();
+        let ids = event_ids(&store);
+        for id in &expected {
+            assert_eq!(ids.iter().filter(|x| *x == id).count(), 1, "{fault:?}");
+        }
+        let version = store.summary_view(&id).unwrap().unwrap().version;
+        store.append_events(&id, Expected::Exact(version), vec![step_completed(version)]).unwrap();
+    }
+}
+
+#[test]
+fn concurrent_appends_in_one_process_share_commits_and_keep_one_winner_per_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let contested = plan("contested");
+    store.append_events(&contested, Expected::Exact(0), vec![created()]).unwrap();
+    let wins = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let store = store.clone();
+            let contested = contested.clone();
+            let wins = &wins;
+            scope.spawn(move || {
+                let own = plan(&format!("own-{t}"));
+                store.append_events(&own, Expected::Exact(0), vec![created()]).unwrap();
+                for n in 1..=25 {
+                    store.append_events(&own, Expected::Exact(n), vec![step_completed(n)]).unwrap();
+                    // Everyone races for the contested plan's next version: one wins each.
+                    let version = store.summary_view(&contested).unwrap().unwrap().version;
+                    match store.append_events(&contested, Expected::Exact(version), vec![step_completed(version)]) {
+                        Ok(_) => {
+                            wins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Err(FileStoreError::Conflict { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            });
+        }
+    });
+    let reopened = FileStore::open(dir.path()).unwrap();
+    let events = reopened.read_plan(&contested, 1).unwrap();
+    assert_eq!(events.len() as u32, 1 + wins.load(std::sync::atomic::Ordering::SeqCst));
+    for t in 0..8 {
+        assert_eq!(reopened.read_plan(&plan(&format!("own-{t}")), 1).unwrap().len(), 26);
+    }
+    let positions: Vec<u32> = reopened.read_all(1).unwrap().map(|e| e.unwrap().sequence_number()).collect();
+    assert_eq!(positions, (1..=positions.len() as u32).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_batch_with_a_conflict_still_commits_its_other_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let request = |id: &str, expected| crate::AppendRequest {
+        plan_id: plan(id),
+        expected: Expected::Exact(expected),
+        events: vec![created()],
+    };
+    let results = store.append_many(vec![request("a", 0), request("a", 0), request("b", 0)]);
+    assert!(matches!(results[..], [Ok(1), Err(FileStoreError::Conflict { expected: 0, actual: 1, .. }), Ok(1)]));
+    assert_eq!(event_ids(&FileStore::open(dir.path()).unwrap()).len(), 2);
+}
+
+mod properties {
+    //! decode(encode(x)) == x for every record, and decoding arbitrary bytes never panics.
+
+    use proptest::prelude::*;
+
+    use crate::record::{self, RawRecord};
+
+    fn any_record() -> impl Strategy<Value = RawRecord> {
+        (
+            (1u32.., 1u32.., any::<[u8; 16]>()),
+            (-62_135_596_800i64..253_402_300_799i64, 0u32..1_000_000_000),
+            ("[A-Za-z0-9_-]{1,64}", "[a-z_]{1,40}", any::<u16>()),
+            proptest::collection::vec(any::<u8>(), 0..512),
+        )
+            .prop_map(
+                |((position, version, id), (secs, nanos), (plan_id, event_type, schema_version), data)| RawRecord {
+                    position,
+                    version,
+                    event_id: uuid::Uuid::from_bytes(id),
+                    recorded_at: chrono::DateTime::from_timestamp(secs, nanos).unwrap(),
+                    plan_id,
+                    event_type,
+                    schema_version,
+                    data,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn decode_inverts_encode(record in any_record()) {
+            let bytes = record.encode().unwrap();
+            let (decoded, len) = record::decode(&bytes).unwrap();
+            prop_assert_eq!(len, bytes.len());
+            prop_assert_eq!(decoded, record);
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            crate::fuzz_decode(&bytes);
+        }
+
+        #[test]
+        fn any_single_flipped_bit_is_detected(record in any_record(), bit in any::<prop::sample::Index>()) {
+            let mut bytes = record.encode().unwrap();
+            let bit = bit.index(bytes.len() * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(record::decode(&bytes).is_err());
+        }
+    }
+}
