@@ -6,3 +6,7 @@ mod domain_snapshots;
 mod replay_property;
 mod cli_harness;
 mod cli_plumbing;
+mod store_child;
+mod store_concurrency;
+mod store_kill_loop;
+mod store_locks;
