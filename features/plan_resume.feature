@@ -289,6 +289,7 @@ Feature: Resuming an interrupted plan
       And the plan shuts down
       When the plan shuts down
       Then the command is accepted
+      And the shutdown was already recorded
       And no events were appended
 
     Scenario Outline: a shutdown is refused unless the plan is processing or queued

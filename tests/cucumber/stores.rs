@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
+use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::future::BoxFuture;
 use waypoint_application::domain::PlanId;
-use eventually::store::{EventStore, EventStream, Expected, Select};
 use waypoint_application::{InMemoryStore, PlanStore, PlanView, RecordedEvent, StoreError};
 
 /// Declares every store once: its name in the output, its variant, and how to open one in a

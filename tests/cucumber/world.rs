@@ -14,8 +14,8 @@ use waypoint_application::domain::{
     Fingerprint, InvalidValue, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary,
 };
 use waypoint_application::{
-    CheckpointRecorded, InMemoryRunLocks, InMemorySnapshots, ManualClock, PlanResumeService, PlanView,
-    ResumeOutcome, ResumeRequest, ServiceError, StoreError, StoredEvent,
+    CheckpointRecorded, InMemoryRunLocks, InMemorySnapshots, ManualClock, PlanResumeService, PlanView, ResumeOutcome,
+    ResumeRequest, ServiceError, StoreError, StoredEvent,
 };
 
 use crate::stores::{ScratchDir, StoreKind, TestStore};
@@ -134,7 +134,9 @@ impl Failure {
         match self {
             Failure::Service(ServiceError::Plan { source, .. }) => variant_name(format!("{source:?}")),
             Failure::Service(ServiceError::NotFound(_)) => "PlanNotFound".to_owned(),
-            Failure::Service(ServiceError::Store(e)) | Failure::Store(e) => format!("Store{}", variant_name(format!("{e:?}"))),
+            Failure::Service(ServiceError::Store(e)) | Failure::Store(e) => {
+                format!("Store{}", variant_name(format!("{e:?}")))
+            }
             Failure::Value(e) => variant_name(format!("{e:?}")),
         }
     }
@@ -214,7 +216,7 @@ impl PlanWorld {
         }
         let result = action(self.service().clone(), self.plan_id()).await.map(Into::into).map_err(Into::into);
         match &result {
-            Ok(_) => self.after_accepted().await,
+            Ok(done) => self.after_accepted(done).await,
             Err(failure) if !when => panic!("`{}` was refused: {failure}", step.value),
             Err(failure) => note_reached(failure.name()),
         }
@@ -224,12 +226,23 @@ impl PlanWorld {
         self.outcome = Some(result);
     }
 
-    /// Keeps event times distinct and checks the one invariant every command must keep.
-    async fn after_accepted(&self) {
+    /// Keeps event times distinct, and checks what every accepted command must keep: a valid
+    /// (phase, state) pair, and a returned view equal to the one the store loads.
+    async fn after_accepted(&self, done: &Done) {
         self.harness().clock.advance(chrono::Duration::seconds(1));
         if let Ok(view) = self.service().load(&self.plan_id()).await {
             let (phase, state) = (view.state.phase, view.state.state);
             assert!(phase.allows(state), "the plan reached {phase}/{state}, which is not a valid pair");
+            if let Done::View(returned) = done {
+                assert_eq!(**returned, view, "the view a command returns is the view the store loads");
+            }
+        }
+    }
+
+    /// A runner whose command was accepted now works on the plan, holding its run lock.
+    pub fn runner_holds_lock_if_accepted(&self) {
+        if self.outcome().is_ok() {
+            self.harness().locks.acquire(&self.plan_id());
         }
     }
 
@@ -245,7 +258,8 @@ impl PlanWorld {
         now[self.before.len()..].to_vec()
     }
 
-    fn request(&self, dry_run: bool) -> ResumeRequest {
+    /// A resume as this scenario's caller asks for it: with its fingerprint, without a runner.
+    pub fn resume_request(&self, dry_run: bool) -> ResumeRequest {
         ResumeRequest { dry_run, fingerprint: self.fingerprint.clone(), runner: None }
     }
 
@@ -254,7 +268,7 @@ impl PlanWorld {
         let (service, id) = (self.service(), self.plan_id());
         let verdict = service.validate_eligibility(&id, self.fingerprint.clone()).await.expect("eligibility");
         let summary = service.build_resume_summary(&id, self.fingerprint.clone()).await.expect("summary");
-        let dry_run = service.resume_plan(&id, self.request(true)).await.expect("dry run").summary;
+        let dry_run = service.resume_plan(&id, self.resume_request(true)).await.expect("dry run").summary;
         assert_eq!((summary.eligible, &summary.reasons), (verdict.eligible, &verdict.reasons));
         assert_eq!(dry_run, summary, "a dry run shows the summary");
         assert_eq!(verdict.eligible, verdict.reasons.is_empty());
@@ -276,10 +290,6 @@ impl PlanWorld {
         } else {
             self.service().build_resume_summary(&self.plan_id(), self.fingerprint.clone()).await.expect("summary")
         }
-    }
-
-    pub fn resume_request(&self, dry_run: bool) -> ResumeRequest {
-        self.request(dry_run)
     }
 }
 

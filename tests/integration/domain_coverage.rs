@@ -86,13 +86,25 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
     vec![
         ("AlreadyExists", History::new().created(None), create),
         ("Terminal", applied(), PlanCommand::Fail { message: message("too late") }),
-        ("InvalidPhaseTransition", History::new().created(None), PlanCommand::StartPhase { phase: Phase::Execute, runner: None }),
-        ("TransitionNotAllowedInState", in_strategize(None), PlanCommand::StartPhase { phase: Phase::Execute, runner: None }),
+        (
+            "InvalidPhaseTransition",
+            History::new().created(None),
+            PlanCommand::StartPhase { phase: Phase::Execute, runner: None },
+        ),
+        (
+            "TransitionNotAllowedInState",
+            in_strategize(None),
+            PlanCommand::StartPhase { phase: Phase::Execute, runner: None },
+        ),
         ("InvalidState", History::new().created(None), PlanCommand::Fail { message: message("nothing runs") }),
         ("StepOutOfOrder", fresh_phase, skipping),
         ("StepBeyondTotal", beyond, beyond_total),
         ("ConflictingCheckpoint", with_checkpoint, conflicting),
-        ("TotalBelowCompleted", in_strategize(None).steps_completed(1..=2), PlanCommand::SetTotalSteps { total: total(1) }),
+        (
+            "TotalBelowCompleted",
+            in_strategize(None).steps_completed(1..=2),
+            PlanCommand::SetTotalSteps { total: total(1) },
+        ),
         ("NotEligible", History::new().created(None), resume()),
     ]
 }
@@ -126,7 +138,11 @@ fn every_ineligibility_reason_is_reached() {
         (History::new().created(None), EligibilityInputs::default(), vec![ActionPhase]),
         (in_strategize(None), EligibilityInputs::default(), vec![StillRunning]),
         (History::new().created(None).started(Phase::Strategize, Some("runner-1")), alive, vec![StillRunning]),
-        (in_strategize(Some(1)).steps_completed(1..=1).shut_down("SIGTERM"), EligibilityInputs::default(), vec![NothingToResume]),
+        (
+            in_strategize(Some(1)).steps_completed(1..=1).shut_down("SIGTERM"),
+            EligibilityInputs::default(),
+            vec![NothingToResume],
+        ),
         (in_strategize(None).run(PlanCommand::CompletePhase), EligibilityInputs::default(), vec![NothingToResume]),
         (in_strategize(None).shut_down("SIGTERM"), changed, vec![DefinitionChanged]),
         (in_strategize(None).steps_completed(1..=1).shut_down("SIGTERM"), lost, vec![SnapshotMissing]),

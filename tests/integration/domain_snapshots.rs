@@ -41,8 +41,11 @@ fn summary_of_a_plan_interrupted_mid_step() {
 
 #[test]
 fn summary_of_a_crashed_runner() {
-    let given =
-        History::new().created(Some(4)).started(Phase::Strategize, Some("runner-1")).steps_completed(1..=2).step_started(3);
+    let given = History::new()
+        .created(Some(4))
+        .started(Phase::Strategize, Some("runner-1"))
+        .steps_completed(1..=2)
+        .step_started(3);
     insta::assert_json_snapshot!("summary_crash_inferred", given.summary(&runner_gone()));
 }
 

@@ -22,11 +22,18 @@ use crate::domain_history::{epoch, message, plan_id, runner_id};
 /// histories grow long; the rest are refused, which records nothing.
 #[derive(Debug, Clone)]
 enum Op {
-    Start { phase: PhaseChoice, with_runner: bool },
+    Start {
+        phase: PhaseChoice,
+        with_runner: bool,
+    },
     SetTotal(u32),
     /// The step `offset` after the next one (0: the next, -1: the last completed, 1: a skip).
     StartStep(i64),
-    Checkpoint { offset: i64, decision: u8, snapshot: Option<u8> },
+    Checkpoint {
+        offset: i64,
+        decision: u8,
+        snapshot: Option<u8>,
+    },
     Shutdown,
     Fail,
     Constrain,
@@ -152,7 +159,8 @@ fn check_invariants(state: &PlanState) -> Result<(), TestCaseError> {
 proptest! {
     #[test]
     fn domain_state_built_event_by_event_equals_a_replay(ops in vec(op(), 1..64)) {
-        let create = PlanCommand::Create { name: None, total_steps: None, fingerprint: None, source: None, at: epoch() };
+        let create =
+            PlanCommand::Create { name: None, total_steps: None, fingerprint: None, source: None, at: epoch() };
         let mut events = decide(None, create).expect("a new plan is created");
         let mut state = replay(&events);
         let mut runner_alive = false;

@@ -19,7 +19,7 @@ fn command_result(world: &mut PlanWorld, refusal: Maybe<String>) {
 
 #[then(regex = r#"^the refusal lists the reasons "([^"]*)"$"#)]
 fn refusal_reasons(world: &mut PlanWorld, reasons: String) {
-    let failure = world.outcome().as_ref().err().expect("the command was refused");
+    let failure = world.outcome().as_ref().expect_err("the command was refused");
     assert_eq!(codes(failure.reasons().expect("a resume refusal carries its reasons")), list(&reasons));
 }
 
@@ -67,10 +67,17 @@ async fn appended_types(world: &mut PlanWorld, types: String) {
     assert_eq!(appended, list(&types));
 }
 
+#[then("the shutdown was already recorded")]
+fn shutdown_already_recorded(world: &mut PlanWorld) {
+    assert!(matches!(world.outcome(), Ok(Done::Shutdown(false))), "got {:?}", world.outcome());
+}
+
 #[then(regex = r"^the existing checkpoint of step (\d+) is returned$")]
 async fn existing_checkpoint(world: &mut PlanWorld, n: u32) {
     let view = world.view().await;
-    let Ok(Done::Checkpoint(recorded)) = world.outcome() else { panic!("expected a checkpoint: {:?}", world.outcome()) };
+    let Ok(Done::Checkpoint(recorded)) = world.outcome() else {
+        panic!("expected a checkpoint: {:?}", world.outcome())
+    };
     let stored = view.state.resume.checkpoints.iter().find(|c| c.step.get() == n).expect("step's checkpoint");
     assert_eq!((&recorded.checkpoint, recorded.appended), (stored, false));
 }
@@ -123,6 +130,6 @@ fn codes(reasons: &[ResumeIneligibleReason]) -> Vec<String> {
 
 #[then(regex = r#"^the error message is "([^"]*)"$"#)]
 fn error_message(world: &mut PlanWorld, message: String) {
-    let failure = world.outcome().as_ref().err().expect("the command was refused");
+    let failure = world.outcome().as_ref().expect_err("the command was refused");
     assert_eq!(failure.to_string(), message);
 }

@@ -61,10 +61,10 @@ async fn lifecycle_move(world: &mut PlanWorld, step: &Step, next: Move) {
 command! {(regex = r#"^the plan starts (\w+) as runner "([^"]+)"$"#)
 async fn start_as_runner(world: &mut PlanWorld, step: &Step, phase: PhaseArg, runner: String) {
     let runner = RunnerId::parse(&runner).expect("a valid runner id");
-    world.act(step, async move |service: Service, id: PlanId| service.start_phase(&id, phase.0, Some(runner)).await).await;
-    if world.outcome().is_ok() {
-        world.harness().locks.acquire(&world.plan_id());
-    }
+    world
+        .act(step, async move |service: Service, id: PlanId| service.start_phase(&id, phase.0, Some(runner)).await)
+        .await;
+    world.runner_holds_lock_if_accepted();
 }}
 
 command! {(regex = r"^the total is set to (\d+)$")
@@ -117,8 +117,8 @@ async fn steps_complete(world: &mut PlanWorld, step: &Step, first: u32, last: u3
         .act(step, async move |service: Service, id: PlanId| {
             let mut last_recorded = None;
             for n in first..=last {
-                let checkpoint =
-                    StepCheckpoint { step: StepNumber::new(n)?, decision_id: decision(n, None), snapshot_id: None, artifacts: vec![] };
+                let (step, decision_id) = (StepNumber::new(n)?, decision(n, None));
+                let checkpoint = StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![] };
                 last_recorded = Some(service.record_step_checkpoint(&id, checkpoint).await?);
             }
             Ok::<_, Failure>(last_recorded.expect("the range names at least one step"))
@@ -131,8 +131,8 @@ async fn resumes(world: &mut PlanWorld, step: &Step, runner: Maybe<String>) {
     let runner = runner.0.as_deref().map(|r| RunnerId::parse(r).expect("a valid runner id"));
     let request = waypoint_application::ResumeRequest { runner: runner.clone(), ..world.resume_request(false) };
     world.act(step, async move |service: Service, id: PlanId| service.resume_plan(&id, request).await).await;
-    if runner.is_some() && world.outcome().is_ok() {
-        world.harness().locks.acquire(&world.plan_id());
+    if runner.is_some() {
+        world.runner_holds_lock_if_accepted();
     }
 }}
 
@@ -181,10 +181,16 @@ async fn racing_decisions(world: &mut PlanWorld, step: &Step) {
                 let events = decide(Some(&view.state), command).expect("the plan is eligible");
                 let recorded = events
                     .into_iter()
-                    .map(|event| RecordedEvent { event_id: EventId::from_uuid(Uuid::new_v4()), recorded_at: crate::world::epoch(), event })
+                    .map(|event| RecordedEvent {
+                        event_id: EventId::from_uuid(Uuid::new_v4()),
+                        recorded_at: crate::world::epoch(),
+                        event,
+                    })
                     .collect();
                 let mut store = service.store().clone();
-                results.push(store.append(id.clone(), Expected::Exact(view.version), recorded).await.map_err(Failure::from));
+                results.push(
+                    store.append(id.clone(), Expected::Exact(view.version), recorded).await.map_err(Failure::from),
+                );
             }
             Ok::<_, ServiceError>(Done::Race(results))
         })
