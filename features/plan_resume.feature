@@ -317,6 +317,7 @@ Feature: Resuming an interrupted plan
       When a dry run of the resume is requested
       Then the command is accepted
       And no events were appended
+      And the store's bytes are unchanged
       And the plan is strategize queued
       And the returned summary shows:
         | eligible            | true  |
@@ -331,6 +332,7 @@ Feature: Resuming an interrupted plan
       When a dry run of the resume is requested
       Then the command is accepted
       And no events were appended
+      And the store's bytes are unchanged
       And the returned summary shows:
         | eligible | false                 |
         | reasons  | ["nothing_to_resume"] |

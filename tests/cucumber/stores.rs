@@ -8,6 +8,7 @@ use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::future::BoxFuture;
 use waypoint_application::domain::PlanId;
 use waypoint_application::{InMemoryStore, PlanStore, PlanView, RecordedEvent, StoreError};
+use waypoint_store_file::FileStore;
 
 /// Declares every store once: its name in the output, its variant, and how to open one in a
 /// scratch directory. The enum, the list of kinds and the delegation are generated from it.
@@ -54,6 +55,7 @@ macro_rules! stores {
 
 stores! {
     "memory" => Memory(InMemoryStore) = |_dir: &Path| InMemoryStore::new(),
+    "file" => File(FileStore) = |dir: &Path| FileStore::open(dir).expect("open a file store in the scratch directory"),
 }
 
 /// The store handed to the service: a backend plus a gate that can hold plan loads until a

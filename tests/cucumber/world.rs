@@ -1,8 +1,9 @@
 //! The scenario's world: one service over one store, a manual clock, run locks and a snapshot
 //! probe, the plan the scenario works on, and what the last `When` step returned.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Mutex;
 
@@ -39,6 +40,8 @@ pub struct PlanWorld {
     outcome: Option<Result<Done, Failure>>,
     /// The store's events just before the last `When` step ran.
     before: Vec<StoredEvent>,
+    /// Every file of the store, by path, just before the last `When` step ran.
+    before_bytes: BTreeMap<PathBuf, Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -48,7 +51,7 @@ pub struct Harness {
     pub locks: InMemoryRunLocks,
     pub snapshots: InMemorySnapshots,
     // Dropped last: the store may live in it.
-    _scratch: ScratchDir,
+    scratch: ScratchDir,
 }
 
 /// What an accepted command returned.
@@ -158,7 +161,14 @@ pub fn note_reached(name: impl Into<String>) {
 
 impl PlanWorld {
     fn new() -> Self {
-        Self { harness: None, plan: None, fingerprint: None, outcome: None, before: Vec::new() }
+        Self {
+            harness: None,
+            plan: None,
+            fingerprint: None,
+            outcome: None,
+            before: Vec::new(),
+            before_bytes: BTreeMap::new(),
+        }
     }
 
     /// Gives the scenario a fresh, empty store of `kind`.
@@ -171,7 +181,7 @@ impl PlanWorld {
             .with_clock(clock.clone())
             .with_run_locks(locks.clone())
             .with_snapshot_probe(snapshots.clone());
-        self.harness = Some(Harness { service, clock, locks, snapshots, _scratch: scratch });
+        self.harness = Some(Harness { service, clock, locks, snapshots, scratch });
     }
 
     pub fn harness(&self) -> &Harness {
@@ -213,6 +223,7 @@ impl PlanWorld {
         let when = step.ty == StepType::When;
         if when {
             self.before = self.events().await;
+            self.before_bytes = self.store_bytes();
         }
         let result = action(self.service().clone(), self.plan_id()).await.map(Into::into).map_err(Into::into);
         match &result {
@@ -248,6 +259,28 @@ impl PlanWorld {
 
     pub fn outcome(&self) -> &Result<Done, Failure> {
         self.outcome.as_ref().expect("a When step must run a command first")
+    }
+
+    /// Every file in the store's directory with its bytes (none for the in-memory store).
+    pub fn store_bytes(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, files: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for entry in std::fs::read_dir(dir).expect("the store directory lists").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, files);
+                } else {
+                    files.insert(path.clone(), std::fs::read(&path).expect("a store file reads"));
+                }
+            }
+        }
+        let mut files = BTreeMap::new();
+        walk(self.harness().scratch.path(), &mut files);
+        files
+    }
+
+    /// The store's files just before the last `When` step.
+    pub fn bytes_before(&self) -> &BTreeMap<PathBuf, Vec<u8>> {
+        &self.before_bytes
     }
 
     /// The events the last `When` step appended, after checking it rewrote none.

@@ -61,6 +61,14 @@ async fn appended_count(world: &mut PlanWorld, count: String) {
     assert_eq!(world.appended().await.len(), expected);
 }
 
+#[then("the store's bytes are unchanged")]
+fn bytes_unchanged(world: &mut PlanWorld) {
+    let now = world.store_bytes();
+    let before = world.bytes_before();
+    assert_eq!(now.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>(), "the store's files");
+    assert!(now == *before, "a store file changed");
+}
+
 #[then(regex = r#"^the appended events? (?:is|are) "([^"]*)"$"#)]
 async fn appended_types(world: &mut PlanWorld, types: String) {
     let appended: Vec<String> = world.appended().await.iter().map(|e| e.event.event_type().to_string()).collect();
