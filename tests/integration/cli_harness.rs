@@ -60,8 +60,9 @@ impl Run {
 
     /// stdout as the one JSON document it must be.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
+        })
     }
 
     /// Asserts the exit code, showing everything printed when it differs.
@@ -78,7 +79,10 @@ impl Run {
         let json = self.json();
         assert_eq!(json["error"]["code"], code, "error code in {json}");
         assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "a message in {json}");
-        assert_eq!(self.stderr.trim_end().lines().count(), 1, "one line on stderr, got:\n{}", self.stderr);
+        // The message is one line, the last; a run's progress lines may come before it.
+        let error_lines: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(error_lines.len(), 1, "one error line on stderr, got:\n{}", self.stderr);
+        assert!(self.stderr.trim_end().ends_with(error_lines[0]), "the error line comes last:\n{}", self.stderr);
         json
     }
 }
@@ -192,12 +196,8 @@ pub fn finish(child: Child) -> Run {
 /// Sends `signal` (a name `kill` understands, such as INT) to a process, or with a negative
 /// id, to a process group.
 pub fn send_signal(pid: i64, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg("--")
-        .arg(pid.to_string())
-        .status()
-        .expect("kill runs");
+    let status =
+        Command::new("kill").arg(format!("-{signal}")).arg("--").arg(pid.to_string()).status().expect("kill runs");
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
 

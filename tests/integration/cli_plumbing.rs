@@ -30,8 +30,10 @@ fn create_prints_the_id_in_rich_mode_and_the_summary_in_json() {
     assert_eq!(id.len(), 36, "a UUID: {id}");
     ok(&sandbox, &["plan", "show", id]);
 
-    let created =
-        ok(&sandbox, &["plan", "create", "--id", "json-1", "--name", "nightly", "--total-steps", "3", "--fingerprint", "abc123"]);
+    let created = ok(
+        &sandbox,
+        &["plan", "create", "--id", "json-1", "--name", "nightly", "--total-steps", "3", "--fingerprint", "abc123"],
+    );
     assert_json_redacted("plumbing_create", &created, &summary_selectors(""));
 }
 
@@ -47,7 +49,8 @@ fn a_plan_walks_through_every_phase_with_plumbing_commands() {
 
     let step = ok(&sandbox, &["plan", "step-started", "p1", "--step", "1", "--decision", "d1"]);
     assert_eq!(step["uncertain_step"], 1);
-    let checkpoint = ["plan", "checkpoint", "p1", "--step", "1", "--decision", "d1", "--snapshot", "snap-1", "--artifact", "a.txt"];
+    let checkpoint =
+        ["plan", "checkpoint", "p1", "--step", "1", "--decision", "d1", "--snapshot", "snap-1", "--artifact", "a.txt"];
     let recorded = ok(&sandbox, &checkpoint);
     assert_eq!((recorded["last_completed_step"].as_u64(), recorded["uncertain_step"].as_u64()), (Some(1), None));
     assert_json_redacted("plumbing_checkpoint", &recorded, &summary_selectors(""));
@@ -111,10 +114,16 @@ fn a_plan_walks_through_every_phase_with_plumbing_commands() {
     assert!(refused["error"]["reasons"].as_array().unwrap().contains(&"terminal_state".into()));
 
     let history = ok(&sandbox, &["plan", "history", "p1"]);
-    let selectors: Vec<String> =
-        [".events[].at", ".events[].event_id", ".events[].data.created_at", ".events[].data.checkpoint_id", ".events[].data.at", ".events[].data.by"]
-            .map(String::from)
-            .to_vec();
+    let selectors: Vec<String> = [
+        ".events[].at",
+        ".events[].event_id",
+        ".events[].data.created_at",
+        ".events[].data.checkpoint_id",
+        ".events[].data.at",
+        ".events[].data.by",
+    ]
+    .map(String::from)
+    .to_vec();
     assert_json_redacted("plumbing_history_walk", &history, &selectors);
 }
 

@@ -10,3 +10,6 @@ mod store_child;
 mod store_concurrency;
 mod store_kill_loop;
 mod store_locks;
+mod cli_runner;
+mod cli_reads;
+mod cli_bad_input;

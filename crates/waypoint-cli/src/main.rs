@@ -65,8 +65,17 @@ fn usage_error(err: &clap::Error, json: bool) -> ExitCode {
     ExitCode::from(exit::USAGE)
 }
 
-/// Whether the arguments ask for JSON, read without clap (which has just refused them).
+/// Whether the arguments ask for JSON, read without clap (which has just refused them). As in
+/// clap, the last `--format` wins.
 fn json_requested(args: &[OsString]) -> bool {
     let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
-    args.contains(&"--format=json") || args.windows(2).any(|w| w[0] == "--format" && w[1] == "json")
+    let mut json = false;
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(value) = arg.strip_prefix("--format=") {
+            json = value == "json";
+        } else if *arg == "--format" {
+            json = args.get(i + 1) == Some(&"json");
+        }
+    }
+    json
 }

@@ -57,7 +57,14 @@ impl StoreLocation {
     pub fn open_read_only(&self) -> Result<Option<Service>, CliError> {
         match FileStore::open_read_only(&self.dir) {
             Ok(store) => Ok(Some(compose(store))),
-            Err(FileStoreError::NotFound { .. }) => Ok(None),
+            // Nothing there: no plans. Something that is not a directory: not a store.
+            Err(FileStoreError::NotFound { .. }) if !self.dir.exists() => Ok(None),
+            Err(FileStoreError::NotFound { .. }) => Err(CliError::new(
+                exit::STORE_UNREADABLE,
+                "store_unreadable",
+                format!("cannot open the store at {}: it is not a directory; check --store", self.dir.display()),
+            )
+            .with("store", self.dir.display().to_string())),
             Err(e) => Err(store_error(&self.dir, e)),
         }
     }

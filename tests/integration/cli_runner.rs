@@ -1,0 +1,329 @@
+//! `waypoint run` and the resume of a plan file, through the real binary: completion, a failing
+//! step, SIGINT / SIGTERM / kill -9 mid-step then resume (each completed step's side effect
+//! exactly once), a changed plan file, a missing output, and two resumes racing.
+//!
+//! Nothing here is timed: steps announce themselves by writing marker files, and the tests wait
+//! on those files.
+
+use serde_json::{json, Value};
+
+use crate::cli_harness::{
+    assert_json_redacted, finish, first_to_finish, send_signal, summary_selectors, wait_for_file, Sandbox,
+};
+
+/// Step 2 appends to `effects.log`, touches `two.started` and waits until `release` exists
+/// (at most two minutes, so a test gone wrong still ends).
+const INTERRUPTIBLE: &str = r#"
+name = "interruptible"
+
+[env]
+MARK = "done"
+
+[[steps]]
+name = "one"
+run = "echo one >> effects.log && echo $MARK > one.out"
+outputs = ["one.out"]
+
+[[steps]]
+name = "two"
+run = """
+echo two-start >> effects.log
+echo $$ > two.pid
+touch two.started
+i=0; while [ ! -f release ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+echo two >> effects.log
+"""
+
+[[steps]]
+name = "three"
+run = "echo three >> effects.log && echo $WAYPOINT_STEP:$WAYPOINT_STEP_NAME > three.out"
+outputs = ["three.out"]
+"#;
+
+fn effects(sandbox: &Sandbox) -> Vec<String> {
+    sandbox.read("effects.log").lines().map(str::to_owned).collect()
+}
+
+fn show(sandbox: &Sandbox, id: &str) -> Value {
+    let run = sandbox.run(&["plan", "show", id]);
+    run.expect_code(0);
+    run.json()
+}
+
+/// Starts `run` on the interruptible plan and waits until step 2 is running.
+fn start_and_reach_step_two(sandbox: &Sandbox) -> std::process::Child {
+    let plan = sandbox.write("plan.toml", INTERRUPTIBLE);
+    let child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+    wait_for_file(&sandbox.path("two.started"), "step 2 to start");
+    child
+}
+
+/// Resumes the interrupted plan with step 2 released and checks the contract: completed steps
+/// never ran again, the interrupted step ran again, the plan completed.
+fn resume_and_check_exactly_once(sandbox: &Sandbox, id: &str) {
+    sandbox.write("release", "");
+    let preview = sandbox.run(&["plan", "resume", id, "--dry-run"]);
+    preview.expect_code(0);
+    let preview = preview.json();
+    assert_eq!(preview["eligible"], true, "{preview}");
+    assert_eq!(
+        preview["steps"],
+        json!([
+            {"step": 1, "name": "one", "action": "skip"},
+            {"step": 2, "name": "two", "action": "rerun"},
+            {"step": 3, "name": "three", "action": "run"},
+        ])
+    );
+
+    let resumed = sandbox.run(&["plan", "resume", id]);
+    resumed.expect_code(0);
+    let resumed = resumed.json();
+    assert_eq!(resumed["resumed"]["from_step"], 2);
+    assert_eq!(resumed["resumed"]["rerun_uncertain"], true);
+    let statuses: Vec<&str> =
+        resumed["steps"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["skipped", "completed", "completed"]);
+    assert_eq!(resumed["summary"]["state"], "complete");
+    assert_eq!(resumed["summary"]["resume_count"], 1);
+
+    assert_eq!(effects(sandbox), ["one", "two-start", "two-start", "two", "three"]);
+    assert_eq!(sandbox.read("three.out"), "3:three\n");
+}
+
+#[test]
+fn run_completes_every_step_and_records_each_one() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        r#"
+name = "three steps"
+dir = "work"
+[env]
+GREETING = "hello"
+[[steps]]
+name = "greet"
+run = "echo $GREETING > greeting.txt && echo said hello"
+outputs = ["greeting.txt"]
+[[steps]]
+name = "count"
+run = "wc -c < greeting.txt > count.txt"
+outputs = ["count.txt"]
+[[steps]]
+name = "no outputs"
+run = "true"
+"#,
+    );
+    std::fs::create_dir(sandbox.path("work")).unwrap();
+    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
+    run.expect_code(0);
+    let doc = run.json();
+    assert!(run.stderr.starts_with(&format!("plan {}\n", doc["plan_id"].as_str().unwrap())), "{}", run.stderr);
+    assert!(run.stderr.contains("said hello"), "step output is passed on to stderr: {}", run.stderr);
+    assert_eq!(sandbox.read("work/greeting.txt"), "hello\n");
+    let mut selectors = vec![".plan_id".to_owned(), ".steps[].decision_id".into(), ".steps[].snapshot_id".into()];
+    selectors.extend(summary_selectors(".summary"));
+    assert_json_redacted("runner_run_complete", &doc, &selectors);
+
+    // Each checkpoint names its outputs, absolute, and a digest of them; each decision is unique.
+    let id = doc["plan_id"].as_str().unwrap();
+    let history = sandbox.run(&["plan", "history", id]).json();
+    let completed: Vec<&Value> =
+        history["events"].as_array().unwrap().iter().filter(|e| e["type"] == "step_completed").collect();
+    assert_eq!(completed.len(), 3);
+    let greeting = sandbox.path("work/greeting.txt").canonicalize().unwrap();
+    assert_eq!(completed[0]["data"]["artifacts"], json!([greeting.to_str().unwrap()]));
+    assert!(completed[0]["data"]["snapshot_id"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(completed[2]["data"]["snapshot_id"], Value::Null);
+    assert_ne!(completed[0]["data"]["decision_id"], completed[1]["data"]["decision_id"]);
+    let created = &history["events"][0];
+    assert_eq!(created["data"]["source"], plan.canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(created["data"]["fingerprint"].as_str().unwrap().len(), 64);
+    assert_eq!(history["events"][1]["data"]["phase"], "strategize");
+    assert!(history["events"][1]["data"]["runner"].as_str().unwrap().starts_with("waypoint-"));
+}
+
+#[test]
+fn a_failing_step_fails_the_plan_with_its_exit_code_and_stderr_and_resumes_once_fixed() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        r#"
+name = "flaky"
+[[steps]]
+name = "first"
+run = "echo first >> effects.log"
+[[steps]]
+name = "check"
+run = "echo check >> effects.log; if [ ! -f fixed ]; then echo 'the disk is full' >&2; exit 3; fi"
+[[steps]]
+name = "last"
+run = "echo last >> effects.log"
+"#,
+    );
+    let failed = sandbox.run(&["run", plan.to_str().unwrap()]);
+    let error = failed.expect_error(1, "step_failed");
+    assert_eq!(error["error"]["step"], 2);
+    assert_eq!(error["error"]["exit_code"], 3);
+    assert_eq!(error["error"]["stderr_tail"], "the disk is full");
+    assert!(failed.stderr.contains("exited with code 3: the disk is full"), "{}", failed.stderr);
+    let id = error["error"]["plan_id"].as_str().unwrap().to_owned();
+    let summary = show(&sandbox, &id);
+    assert_eq!((summary["state"].as_str(), summary["uncertain_step"].as_u64()), (Some("errored"), Some(2)));
+    let rich = sandbox.run_rich(&["plan", "show", &id]);
+    assert!(rich.stdout.contains("step 2 (check) exited with code 3"), "{}", rich.stdout);
+
+    sandbox.write("fixed", "");
+    let resumed = sandbox.run(&["plan", "resume", &id]);
+    resumed.expect_code(0);
+    assert_eq!(resumed.json()["summary"]["state"], "complete");
+    assert_eq!(effects(&sandbox), ["first", "check", "check", "last"]);
+}
+
+#[test]
+fn a_step_without_its_declared_output_fails() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox
+        .write("plan.toml", "name = \"x\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\noutputs = [\"never.txt\"]\n");
+    let failed = sandbox.run(&["run", plan.to_str().unwrap()]);
+    let error = failed.expect_error(1, "step_failed");
+    assert!(error["error"]["message"].as_str().unwrap().contains("never.txt"), "{error}");
+}
+
+#[test]
+fn sigint_mid_step_interrupts_and_the_resume_runs_the_rest_exactly_once() {
+    let sandbox = Sandbox::new();
+    let child = start_and_reach_step_two(&sandbox);
+    send_signal(i64::from(child.id()), "INT");
+    let run = finish(child);
+    let error = run.expect_error(130, "interrupted");
+    assert_eq!((error["error"]["signal"].as_str(), error["error"]["step"].as_u64()), (Some("SIGINT"), Some(2)));
+
+    let id = sandbox.only_plan_id();
+    let summary = show(&sandbox, &id);
+    assert_eq!(summary["state"], "queued");
+    assert_eq!(summary["interrupted"], true);
+    assert_eq!(summary["interruption"]["reason"], "SIGINT received during step 2");
+    assert_eq!(summary["uncertain_step"], 2);
+    assert_eq!(summary["last_completed_step"], 1);
+    assert_eq!(effects(&sandbox), ["one", "two-start"], "step 2 stopped; step 3 never started");
+    let resumable = sandbox.run(&["plan", "list", "--resumable"]).json();
+    assert_eq!(resumable["plans"][0]["plan_id"], id.as_str());
+    assert_json_redacted("runner_interrupted_summary", &summary, &summary_selectors(""));
+
+    resume_and_check_exactly_once(&sandbox, &id);
+}
+
+#[test]
+fn sigterm_mid_step_interrupts_and_exits_143() {
+    let sandbox = Sandbox::new();
+    let child = start_and_reach_step_two(&sandbox);
+    send_signal(i64::from(child.id()), "TERM");
+    let run = finish(child);
+    let error = run.expect_error(143, "interrupted");
+    assert_eq!(error["error"]["signal"], "SIGTERM");
+    let id = sandbox.only_plan_id();
+    assert_eq!(show(&sandbox, &id)["interruption"]["reason"], "SIGTERM received during step 2");
+    resume_and_check_exactly_once(&sandbox, &id);
+}
+
+#[test]
+fn a_killed_runner_leaves_a_crashed_plan_that_resumes() {
+    let sandbox = Sandbox::new();
+    let mut child = start_and_reach_step_two(&sandbox);
+    child.kill().expect("SIGKILL reaches the runner");
+    let run = finish(child);
+    assert_eq!(run.code, None, "killed by a signal");
+    // The step's process group outlives its runner: end it, as an operator would.
+    let step_group: i64 = sandbox.read("two.pid").trim().parse().expect("step 2 wrote its pid");
+    send_signal(-step_group, "KILL");
+
+    let id = sandbox.only_plan_id();
+    let summary = show(&sandbox, &id);
+    assert_eq!(summary["state"], "processing");
+    assert_eq!(summary["eligible"], true, "the runner's lock died with it: {summary}");
+    assert_eq!(summary["interruption"]["reason"], "crash");
+    assert_eq!(summary["interruption"]["inferred"], true);
+    assert_json_redacted("runner_crashed_summary", &summary, &summary_selectors(""));
+
+    resume_and_check_exactly_once(&sandbox, &id);
+}
+
+#[test]
+fn two_resumes_at_once_one_runs_the_other_exits_5() {
+    let sandbox = Sandbox::new();
+    let child = start_and_reach_step_two(&sandbox);
+    send_signal(i64::from(child.id()), "INT");
+    finish(child).expect_code(130);
+    let id = sandbox.only_plan_id();
+
+    // Step 2 waits for `release` again, so the winner holds the plan until the loser is done.
+    let mut racers = vec![sandbox.spawn(&["plan", "resume", &id]), sandbox.spawn(&["plan", "resume", &id])];
+    let first = first_to_finish(&mut racers);
+    let loser = finish(racers.remove(first));
+    let winner = racers.remove(0);
+    loser.expect_code(5);
+    let code = loser.json()["error"]["code"].as_str().unwrap_or_default().to_owned();
+    assert!(["run_lock_busy", "conflict"].contains(&code.as_str()), "{}", loser.stdout);
+    loser.expect_error(5, &code);
+
+    sandbox.write("release", "");
+    let winner = finish(winner);
+    winner.expect_code(0);
+    assert_eq!(winner.json()["summary"]["resume_count"], 1);
+    assert_eq!(effects(&sandbox), ["one", "two-start", "two-start", "two", "three"]);
+}
+
+#[test]
+fn a_changed_plan_file_or_a_missing_output_refuses_the_resume_and_writes_nothing() {
+    let sandbox = Sandbox::new();
+    let child = start_and_reach_step_two(&sandbox);
+    send_signal(i64::from(child.id()), "INT");
+    finish(child).expect_code(130);
+    let id = sandbox.only_plan_id();
+    sandbox.write("release", "");
+
+    // The output step 1 recorded is gone.
+    std::fs::rename(sandbox.path("one.out"), sandbox.path("one.out.moved")).unwrap();
+    let preview = sandbox.run(&["plan", "resume", &id, "--dry-run"]).json();
+    assert_eq!((preview["eligible"].as_bool(), &preview["reasons"]), (Some(false), &json!(["snapshot_missing"])));
+    let before = sandbox.store_bytes();
+    let refused = sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
+    assert_eq!(refused["error"]["reasons"], json!(["snapshot_missing"]));
+    // Changed content is as good as gone.
+    sandbox.write("one.out", "something else\n");
+    sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
+    std::fs::rename(sandbox.path("one.out.moved"), sandbox.path("one.out")).unwrap();
+
+    // The plan file changed since the run began.
+    let plan = sandbox.path("plan.toml");
+    sandbox.write("plan.toml", &format!("{INTERRUPTIBLE}\n# an edit\n"));
+    let refused = sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
+    assert_eq!(refused["error"]["reasons"], json!(["definition_changed"]));
+    let preview = sandbox.run(&["plan", "resume", &id, "--dry-run"]).json();
+    assert_eq!(preview["reasons"], json!(["definition_changed"]));
+    // A plan file that is gone cannot be resumed either.
+    std::fs::remove_file(&plan).unwrap();
+    let refused = sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
+    assert_eq!(refused["error"]["reasons"], json!(["definition_changed"]));
+    assert_eq!(sandbox.store_bytes(), before, "refused resumes write nothing");
+    assert_eq!(effects(&sandbox), ["one", "two-start"], "no step ran");
+
+    // Put back, it resumes.
+    sandbox.write("plan.toml", INTERRUPTIBLE);
+    resume_and_check_exactly_once(&sandbox, &id);
+}
+
+#[test]
+fn rich_run_prints_the_plan_id_first_and_plain_progress_lines_off_a_terminal() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write("plan.toml", "name = \"tiny\"\n[[steps]]\nname = \"only\"\nrun = \"echo hi\"\n");
+    let run = sandbox.run_rich(&["run", plan.to_str().unwrap()]);
+    run.expect_code(0);
+    let first = run.stdout.lines().next().unwrap();
+    assert!(first.starts_with("▶ tiny · plan "), "{first}");
+    assert!(run.stdout.contains("phase       strategize · complete"), "{}", run.stdout);
+    assert!(run.stderr.contains("▶ 1/1  only  started"), "{}", run.stderr);
+    assert!(run.stderr.contains("│ hi"), "{}", run.stderr);
+    assert!(run.stderr.contains("✓ 1/1  only  done"), "{}", run.stderr);
+    assert!(!run.stderr.contains('\x1b') && !run.stdout.contains('\x1b'), "no colour or bar off a terminal");
+}
