@@ -191,6 +191,15 @@ Feature: Resuming an interrupted plan
       Then the existing checkpoint of step 1 is returned
       And no events were appended
 
+    Scenario: a retry after the plan was interrupted is refused, because the plan is not processing
+      Given a plan "alpha" with 4 steps
+      And the plan starts strategize
+      And step 1 completes
+      And the plan shuts down
+      When step 1 completes
+      Then the command is refused with InvalidState
+      And no events were appended
+
     Scenario Outline: the same step with a different payload is a conflict
       Given a plan "alpha" with 4 steps
       And the plan starts strategize

@@ -45,7 +45,14 @@ where
     R: cucumber::cli::Args + Default,
     W: cucumber::cli::Args + Default,
 {
-    Opts::try_parse().unwrap_or_default()
+    Opts::try_parse().unwrap_or_else(|error| {
+        // Help and version are not errors: clap prints them on stdout and exits.
+        if !error.use_stderr() {
+            error.exit();
+        }
+        eprintln!("ignoring arguments meant for another test binary; run every scenario");
+        Opts::default()
+    })
 }
 
 /// Lists the typed refusals and ineligibility reasons the scenarios reached, and the reasons
