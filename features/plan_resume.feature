@@ -2,6 +2,7 @@ Feature: Resuming an interrupted plan
   Waypoint records every completed step of a plan, so an interrupted plan picks up at the step
   after its last checkpoint. One eligibility function decides whether a plan can resume and
   lists every reason it cannot; every surface (resume, dry run, listing) agrees with it.
+  The clock starts at 2026-01-01T00:00:00Z and every accepted command takes one second.
 
   Rule: a plan that cannot resume says every reason why
 
@@ -386,14 +387,29 @@ Feature: Resuming an interrupted plan
       And the runner "runner-1" dies
       Then the plan is eligible to resume
       And the resume summary shows:
-        | state                 | processing |
-        | interrupted           | true       |
-        | interruption.reason   | crash      |
-        | interruption.inferred | true       |
-        | interruption.at       | present    |
+        | state                 | processing           |
+        | interrupted           | true                 |
+        | interruption.reason   | crash                |
+        | interruption.inferred | true                 |
+        | interruption.at       | 2026-01-01T00:00:02Z |
       When the plan resumes as runner "runner-2"
       Then the resume point is step 3
       And the plan is not eligible to resume because "still_running"
+
+    Scenario: a runner that resumed the plan and then died is a crash too
+      Given a plan "alpha" with 4 steps
+      And the plan starts strategize
+      And step 1 completes
+      And the plan shuts down
+      And the plan resumes as runner "runner-2"
+      And step 2 completes
+      And the runner "runner-2" dies
+      Then the plan is eligible to resume
+      And the resume summary shows:
+        | interruption.reason   | crash                |
+        | interruption.at       | 2026-01-01T00:00:05Z |
+        | resume_count          | 1                    |
+        | next_step             | 3                    |
 
     Scenario: a resumed plan whose runner holds no lock is still running
       Given a plan "alpha" with 4 steps
