@@ -161,3 +161,31 @@ fn history_is_a_timeline_in_rich_and_the_event_envelope_in_json() {
     assert!(lines[4].contains("step_started") && lines[4].contains("step 2 · decision d2"), "{rich}");
     assert!(lines[5].contains("interrupted") && lines[5].contains("deploy freeze"), "{rich}");
 }
+
+/// Runs `waypoint ARGS` on a pseudo-terminal (util-linux `script`) and returns what it printed.
+fn on_a_terminal(sandbox: &Sandbox, args: &str, no_color: bool) -> String {
+    let command =
+        format!("{} --store {} {args}", crate::cli_harness::waypoint_bin().display(), sandbox.store.display());
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &command, "/dev/null"]).env("TERM", "xterm-256color").env_remove("NO_COLOR");
+    if no_color {
+        script.env("NO_COLOR", "1");
+    }
+    let output = script.output().expect("util-linux `script` runs (it gives the command a terminal)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let sandbox = populated();
+    let coloured = on_a_terminal(&sandbox, "plan show paused", false);
+    assert!(coloured.contains("\x1b[33mqueued\x1b[0m"), "{coloured:?}");
+    let plain = on_a_terminal(&sandbox, "plan show paused", true);
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    assert!(plain.contains("strategize · queued (interrupted)"));
+    let piped = sandbox.run_rich(&["plan", "list"]);
+    assert!(!piped.stdout.contains('\x1b'));
+    let table = on_a_terminal(&sandbox, "plan list", false);
+    assert!(table.contains("\x1b[1mPLAN"), "{table:?}");
+}

@@ -327,3 +327,52 @@ fn rich_run_prints_the_plan_id_first_and_plain_progress_lines_off_a_terminal() {
     assert!(run.stderr.contains("✓ 1/1  only  done"), "{}", run.stderr);
     assert!(!run.stderr.contains('\x1b') && !run.stdout.contains('\x1b'), "no colour or bar off a terminal");
 }
+
+#[test]
+fn a_second_sigint_stops_waiting_for_a_step_that_ignores_the_first() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        r#"
+name = "stubborn"
+[[steps]]
+name = "ignores ctrl-c"
+run = """
+trap 'touch got.int' INT
+touch one.started
+i=0; while [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+"""
+[[steps]]
+name = "never"
+run = "touch never.ran"
+"#,
+    );
+    let child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+    wait_for_file(&sandbox.path("one.started"), "step 1 to start");
+    send_signal(i64::from(child.id()), "INT");
+    wait_for_file(&sandbox.path("got.int"), "the step to receive the first SIGINT");
+    send_signal(i64::from(child.id()), "INT");
+    let run = finish(child);
+    let error = run.expect_error(130, "interrupted");
+    assert_eq!(error["error"]["step"], 1);
+    assert!(run.stderr.contains("press Ctrl-C again to stop waiting"), "{}", run.stderr);
+    let summary = show(&sandbox, &sandbox.only_plan_id());
+    assert_eq!((summary["state"].as_str(), summary["uncertain_step"].as_u64()), (Some("queued"), Some(1)));
+    assert!(!sandbox.path("never.ran").exists(), "no further step started");
+}
+
+#[test]
+fn a_plan_being_run_is_not_resumable_elsewhere() {
+    let sandbox = Sandbox::new();
+    let child = start_and_reach_step_two(&sandbox);
+    let id = sandbox.only_plan_id();
+    let preview = sandbox.run(&["plan", "resume", &id, "--dry-run"]).json();
+    assert_eq!((preview["eligible"].as_bool(), &preview["reasons"]), (Some(false), &json!(["still_running"])));
+    assert_eq!(sandbox.run(&["plan", "list", "--resumable"]).json(), json!({"plans": []}));
+    let refused = sandbox.run(&["plan", "resume", &id]).expect_error(5, "run_lock_busy");
+    assert_eq!(refused["error"]["reasons"], json!(["still_running"]));
+
+    sandbox.write("release", "");
+    finish(child).expect_code(0);
+    assert_eq!(effects(&sandbox), ["one", "two-start", "two", "three"]);
+}

@@ -197,7 +197,7 @@ fn read_plan_file(path: &Path) -> Result<CurrentPlanFile, std::io::Error> {
 }
 
 /// The fingerprint a resume checks: a changed plan file always counts; otherwise the caller's.
-fn fingerprint_to_check(
+pub fn fingerprint_to_check(
     recorded: Option<&Fingerprint>,
     current: Option<&Fingerprint>,
     given: Option<Fingerprint>,

@@ -1,1 +1,154 @@
-//! Unit tests of the binary's pure parts.
+//! Unit tests of the binary's pure parts: plan files, output digests and the snapshot probe,
+//! which fingerprint a resume checks, and the small formatting helpers.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use chrono::{Duration, TimeZone, Utc};
+use uuid::Uuid;
+use waypoint_application::SnapshotProbe;
+use waypoint_domain::{Artifact, Checkpoint, CheckpointId, DecisionId, Fingerprint, PlanId, SnapshotCheck, SnapshotId};
+
+use crate::commands::fingerprint_to_check;
+use crate::error::exit;
+use crate::outputs::{digest_outputs, OutputsProbe};
+use crate::plan_file::{fingerprint_of, PlanFile};
+use crate::render::{ago, bar};
+
+const PLAN: &str = r#"
+name = "build"
+dir = "work"
+[env]
+MODE = "fast"
+[[steps]]
+name = "compile"
+run = "make"
+outputs = ["bin/app", "bin/lib.so"]
+[[steps]]
+name = "test"
+run = "make test"
+"#;
+
+#[test]
+fn a_plan_file_resolves_its_directory_and_outputs_against_its_own_folder() {
+    let file = PlanFile::parse(Path::new("/plans/build.toml"), PLAN.as_bytes()).expect("a valid plan file");
+    assert_eq!(file.name.as_str(), "build");
+    assert_eq!(file.workdir, Path::new("/plans/work"));
+    assert_eq!(file.env.get("MODE").map(String::as_str), Some("fast"));
+    assert_eq!(file.total_steps().get(), 2);
+    assert_eq!(file.steps[0].outputs, [Path::new("/plans/work/bin/app"), Path::new("/plans/work/bin/lib.so")]);
+    assert!(file.steps[1].outputs.is_empty());
+    assert_eq!(file.source().unwrap().as_str(), "/plans/build.toml");
+    assert_eq!(file.fingerprint, fingerprint_of(PLAN.as_bytes()));
+}
+
+#[test]
+fn a_plan_file_without_dir_runs_in_its_folder() {
+    let file = PlanFile::parse(Path::new("/plans/p.toml"), b"name = \"p\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\n")
+        .expect("a valid plan file");
+    assert_eq!(file.workdir, Path::new("/plans"));
+}
+
+#[test]
+fn bad_plan_files_are_usage_errors_that_say_what_is_wrong() {
+    for (text, expected) in [
+        ("name = \"x\"", "no steps"),
+        ("name = \"x\"\nsteps = []", "no steps"),
+        ("[[steps]]\nname = \"a\"\nrun = \"b\"", "missing field `name`"),
+        ("name = \"\"\n[[steps]]\nname = \"a\"\nrun = \"b\"", "plan name is empty"),
+        ("name = \"x\"\n[[steps]]\nname = \" \"\nrun = \"b\"", "step 1 has an empty name"),
+        ("name = \"x\"\n[[steps]]\nname = \"a\"\nrun = \"\"", "empty `run`"),
+        ("name = \"x\"\n[[steps]]\nname = \"a\"\nrun = \"b\"\nouts = []", "unknown field `outs`"),
+        ("name = \"x\"\n[[steps]]\nname = \"a\"\nrun = \"b\"\noutputs = [\"\"]", "unusable output path"),
+        ("name = [", "invalid"),
+    ] {
+        let error = PlanFile::parse(Path::new("/p.toml"), text.as_bytes()).expect_err(text);
+        assert_eq!(error.exit, exit::USAGE, "{text}");
+        assert!(error.message.contains(expected), "{text}: {}", error.message);
+        assert!(!error.message.contains('\n'), "one line: {}", error.message);
+    }
+    let error = PlanFile::parse(Path::new("/p.toml"), &[0xff, 0xfe]).expect_err("not UTF-8");
+    assert!(error.message.contains("not UTF-8"));
+}
+
+#[test]
+fn fingerprints_follow_the_bytes() {
+    assert_eq!(fingerprint_of(b"a"), fingerprint_of(b"a"));
+    assert_ne!(fingerprint_of(b"a"), fingerprint_of(b"a "));
+    assert_eq!(fingerprint_of(b"").as_str(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+fn checkpoint(snapshot: Option<&str>, artifacts: &[&Path]) -> Checkpoint {
+    Checkpoint {
+        checkpoint_id: CheckpointId::from_uuid(Uuid::nil()),
+        step: waypoint_domain::StepNumber::FIRST,
+        decision_id: DecisionId::parse("d").unwrap(),
+        snapshot_id: snapshot.map(|s| SnapshotId::parse(s).unwrap()),
+        artifacts: artifacts.iter().map(|p| Artifact::parse(p.to_str().unwrap()).unwrap()).collect(),
+    }
+}
+
+#[test]
+fn output_digests_cover_paths_and_contents_and_the_probe_rechecks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    std::fs::write(&a, "one").unwrap();
+    std::fs::write(&b, "two").unwrap();
+    let digest = digest_outputs(&[a.clone(), b.clone()]).unwrap();
+    assert!(digest.as_str().starts_with("sha256:") && digest.as_str().len() == 71);
+    assert_eq!(digest, digest_outputs(&[a.clone(), b.clone()]).unwrap());
+    assert_ne!(digest, digest_outputs(&[b.clone(), a.clone()]).unwrap(), "order and names count");
+
+    let plan = PlanId::parse("p").unwrap();
+    let recorded = checkpoint(Some(digest.as_str()), &[&a, &b]);
+    assert_eq!(OutputsProbe.check(&plan, &recorded), SnapshotCheck::Present);
+    std::fs::write(&b, "changed").unwrap();
+    assert_eq!(OutputsProbe.check(&plan, &recorded), SnapshotCheck::Missing);
+    std::fs::remove_file(&b).unwrap();
+    assert_eq!(OutputsProbe.check(&plan, &recorded), SnapshotCheck::Missing);
+    assert!(digest_outputs(std::slice::from_ref(&b)).unwrap_err().to_string().contains("cannot be read"));
+    assert!(digest_outputs(&[dir.path().to_path_buf()]).unwrap_err().to_string().contains("not a regular file"));
+
+    // Snapshot ids Waypoint did not compute, or checkpoints without artifacts, are not its to check.
+    assert_eq!(OutputsProbe.check(&plan, &checkpoint(Some("snap-1"), &[&b])), SnapshotCheck::NotChecked);
+    assert_eq!(OutputsProbe.check(&plan, &checkpoint(Some(digest.as_str()), &[])), SnapshotCheck::NotChecked);
+    assert_eq!(OutputsProbe.check(&plan, &checkpoint(None, &[&a])), SnapshotCheck::NotChecked);
+}
+
+#[test]
+fn a_changed_plan_file_is_always_what_a_resume_checks() {
+    let fp = |s: &str| Fingerprint::parse(s).unwrap();
+    let (recorded, other) = (fp("aa"), fp("bb"));
+    // The file changed: its fingerprint is checked, whatever the caller passed.
+    assert_eq!(fingerprint_to_check(Some(&recorded), Some(&other), Some(recorded.clone())), Some(other.clone()));
+    // The file is unchanged: the caller's fingerprint, if any, is checked too.
+    assert_eq!(fingerprint_to_check(Some(&recorded), Some(&recorded), Some(other.clone())), Some(other.clone()));
+    assert_eq!(fingerprint_to_check(Some(&recorded), Some(&recorded), None), Some(recorded.clone()));
+    // A plan without a plan file: only the caller's.
+    assert_eq!(fingerprint_to_check(Some(&recorded), None, Some(other.clone())), Some(other));
+    assert_eq!(fingerprint_to_check(None, None, None), None);
+}
+
+#[test]
+fn the_last_format_flag_decides_whether_a_usage_error_is_json() {
+    let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+    assert!(crate::json_requested(&args(&["waypoint", "--format", "json", "plan"])));
+    assert!(crate::json_requested(&args(&["waypoint", "--format=json"])));
+    assert!(!crate::json_requested(&args(&["waypoint", "--format", "json", "--format", "rich"])));
+    assert!(!crate::json_requested(&args(&["waypoint", "--format"])));
+    assert!(!crate::json_requested(&args(&["waypoint", "plan", "list"])));
+}
+
+#[test]
+fn bars_and_ages_read_well() {
+    assert_eq!(bar(0, 4, 8), "░░░░░░░░");
+    assert_eq!(bar(1, 4, 8), "██░░░░░░");
+    assert_eq!(bar(4, 4, 8), "████████");
+    assert_eq!(bar(9, 4, 8), "████████", "never past full");
+    let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
+    assert_eq!(ago(now - Duration::seconds(5), now), "5s ago");
+    assert_eq!(ago(now - Duration::minutes(5), now), "5m ago");
+    assert_eq!(ago(now - Duration::hours(5), now), "5h ago");
+    assert_eq!(ago(now - Duration::days(5), now), "2026-11-16");
+    assert_eq!(ago(now + Duration::seconds(5), now), "0s ago", "a clock slightly ahead is now");
+}
