@@ -21,23 +21,27 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// The `waypoint` binary, built on first use.
 pub fn waypoint_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // <target>/<profile>/deps/integration-<hash>
-        let exe = std::env::current_exe().expect("the test binary knows its path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("tests run from <target>/<profile>/deps");
-        let target_dir = profile_dir.parent().expect("a profile directory sits in the target directory");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "waypoint-cli", "--bin", "waypoint"]).env("CARGO_TARGET_DIR", target_dir);
-        if profile_dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "`cargo build -p waypoint-cli` failed: {status}");
-        let bin = profile_dir.join("waypoint");
-        assert!(bin.is_file(), "cargo built waypoint-cli but {} is missing", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| built_binary("waypoint-cli", "waypoint"))
+}
+
+/// Builds `bin` of `package` with the `cargo` that runs these tests (same target directory and
+/// profile) and returns its path. Incremental: a moment when nothing changed, never stale.
+pub fn built_binary(package: &str, bin: &str) -> PathBuf {
+    // <target>/<profile>/deps/integration-<hash>
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("tests run from <target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("a profile directory sits in the target directory");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", package, "--bin", bin]).env("CARGO_TARGET_DIR", target_dir);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "`cargo build -p {package}` failed: {status}");
+    let path = profile_dir.join(bin);
+    assert!(path.is_file(), "cargo built {package} but {} is missing", path.display());
+    path
 }
 
 /// What a finished command printed and how it exited.
