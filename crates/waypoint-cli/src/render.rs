@@ -133,8 +133,8 @@ pub fn ago(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
-fn state_text(style: Style, state: ProcessingState) -> String {
-    let text = state.as_str();
+/// `text` (the state, possibly padded or marked) in the state's colour.
+fn paint_state(style: Style, state: ProcessingState, text: &str) -> String {
     match state {
         ProcessingState::Complete | ProcessingState::Applied => style.green(text),
         ProcessingState::Errored | ProcessingState::Constrained => style.red(text),
@@ -166,7 +166,7 @@ pub fn summary_block(style: Style, summary: &ResumeSummary, view: Option<&PlanVi
     let mut row = |label: &str, value: String| {
         out.push_str(&format!("  {}  {value}\n", style.dim(&format!("{label:<10}"))));
     };
-    let mut state = state_text(style, summary.state);
+    let mut state = paint_state(style, summary.state, summary.state.as_str());
     if summary.interrupted {
         state.push_str(&style.yellow(" (interrupted)"));
     }
@@ -275,7 +275,7 @@ pub fn plans_table(style: Style, rows: &[(ResumeSummary, Option<&PlanView>)], no
             .map(|(i, (cell, width))| {
                 let padded = pad(cell, *width);
                 match i {
-                    3 => state_text(style, summary.state).replace(summary.state.as_str(), &padded),
+                    3 => paint_state(style, summary.state, &padded),
                     5 if summary.eligible => style.green(&padded),
                     5 => style.yellow(&padded),
                     6 => style.dim(&padded),
