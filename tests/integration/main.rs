@@ -8,6 +8,7 @@ mod cli_runner;
 mod domain_coverage;
 mod domain_history;
 mod domain_snapshots;
+mod replay_cli;
 mod replay_property;
 mod store_child;
 mod store_concurrency;

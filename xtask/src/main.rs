@@ -1,16 +1,19 @@
 //! Project automation, run as `cargo xtask <command>`: checks and tools that need no install step.
 //!
 //! Each command is one arm of the `match` in `main` and one row of `COMMANDS`, which the usage
-//! message is built from. Keep dependencies to std so `cargo xtask` builds in seconds.
+//! message is built from. `tidy` needs std only; `replay` and `bench` use the workspace's own crates.
 
+mod replay;
 mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Every command, with the one line the usage message shows for it.
-const COMMANDS: &[(&str, &str)] =
-    &[("tidy", "check .rs file headers, forbidden test attributes and crate dependency direction")];
+const COMMANDS: &[(&str, &str)] = &[
+    ("tidy", "check .rs file headers, forbidden test attributes and crate dependency direction"),
+    ("replay", "rebuild every projection from the log; --verify compares them with the stored ones"),
+];
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -18,6 +21,7 @@ fn main() -> ExitCode {
     let rest: Vec<String> = args.collect();
     match command.as_deref() {
         Some("tidy") => tidy::main(&workspace_root(), &rest),
+        Some("replay") => replay::main(&rest),
         Some("help" | "-h" | "--help") => {
             print!("{}", usage());
             ExitCode::SUCCESS

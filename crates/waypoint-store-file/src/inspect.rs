@@ -29,6 +29,8 @@ use crate::{frame, fsutil};
 pub struct LocatedEvent {
     pub file: PathBuf,
     pub offset: u64,
+    /// The schema version as stored, before upcasting: replay statistics count old versions.
+    pub schema_version: u16,
     pub event: StoredEvent,
 }
 
@@ -51,11 +53,15 @@ impl Iterator for Events {
         let result = match item {
             Err(e) => Err(e),
             Ok(Err(bad)) => Err(FileStoreError::corrupt(&self.path, bad.offset, bad.error.to_string())),
-            Ok(Ok((offset, raw))) => store::to_stored(&self.path, offset, raw).map(|event| LocatedEvent {
-                file: self.path.clone(),
-                offset,
-                event,
-            }),
+            Ok(Ok((offset, raw))) => {
+                let schema_version = raw.schema_version;
+                store::to_stored(&self.path, offset, raw).map(|event| LocatedEvent {
+                    file: self.path.clone(),
+                    offset,
+                    schema_version,
+                    event,
+                })
+            }
         };
         if result.is_err() {
             self.reader = None;
@@ -89,6 +95,16 @@ pub fn events(dir: impl AsRef<Path>) -> Result<Events, FileStoreError> {
     Ok(Events { path, reader, _store_lock: store_lock })
 }
 
+/// Where the catalog checkpoint lives, whether or not it exists.
+pub fn catalog_file(dir: impl AsRef<Path>) -> PathBuf {
+    dir.as_ref().join(store::CHECKPOINT_FILE)
+}
+
+/// Where `plan_id`'s view snapshot lives, whether or not it exists.
+pub fn view_file(dir: impl AsRef<Path>, plan_id: &PlanId) -> PathBuf {
+    dir.as_ref().join(VIEWS_DIR).join(format!("{}.view", plan_id.as_str()))
+}
+
 /// The catalog checkpoint as stored, or `None` if there is none (or it is damaged: the store
 /// ignores a damaged one and rebuilds from the log).
 pub fn stored_catalog(dir: impl AsRef<Path>) -> Result<Option<StoredCatalog>, FileStoreError> {
@@ -114,7 +130,7 @@ pub fn plan_index(dir: impl AsRef<Path>, plan_id: &PlanId) -> Result<Vec<Option<
 
 /// `plan_id`'s stored full-view snapshot, if one was written and is intact.
 pub fn plan_view_snapshot(dir: impl AsRef<Path>, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
-    let path = dir.as_ref().join(VIEWS_DIR).join(format!("{}.view", plan_id.as_str()));
+    let path = view_file(dir, plan_id);
     match std::fs::read(&path) {
         Ok(bytes) => Ok(frame::decode(VIEW_MAGIC, &bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

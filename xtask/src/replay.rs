@@ -1,0 +1,620 @@
+//! `cargo xtask replay`: rebuild every projection from the log, from scratch, in flat memory;
+//! compare with what the store checkpointed (`--verify`); show a plan as it was (`--until`,
+//! `--at`); and print statistics about the log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use eventually::versioning::Versioned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use waypoint_application::{Catalog, PlanView, RunLockProbe, StoredEvent};
+use waypoint_domain::{
+    evaluate_eligibility, EligibilityInputs, PlanId, ResumeEligibility, ResumeSummary, SnapshotCheck,
+};
+use waypoint_store_file::{inspect, FileStore, FileStoreError};
+
+const USAGE: &str =
+    "usage: cargo xtask replay [--store DIR] [--plan ID] [--until VERSION | --at TIME] [--verify] [--format rich|json]
+
+Streams the store's log and rebuilds every projection from scratch: plan state, ResumeMetadata,
+eligibility, summaries and the catalog. Nothing is written.
+
+  --store DIR       the store directory (default: $WAYPOINT_STORE, else ./.waypoint)
+  --plan ID         only this plan; prints its summary and eligibility
+  --until VERSION   the plan as it was at this version (needs --plan)
+  --at TIME         every plan as it was at this instant (RFC 3339, e.g. 2026-11-21T10:00:00Z)
+  --verify          compare the rebuilt projections with the store's checkpointed catalog,
+                    plan indexes and view snapshots, and with the store's incremental fold;
+                    exit 1 naming every difference
+  --format FORMAT   rich (default) or json
+
+Exit codes: 0 ok, 1 differences found, 2 usage error, 6 store unreadable or corrupt";
+
+/// Exit code for an unreadable or corrupt store, as in the CLI contract.
+const EXIT_STORE: u8 = 6;
+const EXIT_DIFFERENCES: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Rich,
+    Json,
+}
+
+/// Where the replay stops: the present, a plan's version, or an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Now,
+    Version(u32),
+    At(DateTime<Utc>),
+}
+
+impl Cut {
+    fn includes(self, event: &StoredEvent) -> bool {
+        match self {
+            Cut::Now => true,
+            Cut::Version(v) => event.version() <= v,
+            Cut::At(t) => event.recorded_at <= t,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Args {
+    store: PathBuf,
+    plan: Option<PlanId>,
+    cut: Cut,
+    verify: bool,
+    format: Format,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut store = None;
+    let mut plan = None;
+    let mut until = None;
+    let mut at = None;
+    let mut verify = false;
+    let mut format = Format::Rich;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--store" => store = Some(PathBuf::from(value("--store")?)),
+            "--plan" => {
+                let raw = value("--plan")?;
+                plan = Some(PlanId::parse(&raw).map_err(|e| format!("--plan: {e}"))?);
+            }
+            "--until" => {
+                let raw = value("--until")?;
+                let v: u32 = raw.parse().map_err(|_| format!("--until takes a version number, not {raw:?}"))?;
+                if v == 0 {
+                    return Err("--until takes a version of 1 or more".into());
+                }
+                until = Some(v);
+            }
+            "--at" => {
+                let raw = value("--at")?;
+                let t = DateTime::parse_from_rfc3339(&raw)
+                    .map_err(|e| format!("--at takes an RFC 3339 time such as 2026-11-21T10:00:00Z: {e}"))?;
+                at = Some(t.with_timezone(&Utc));
+            }
+            "--verify" => verify = true,
+            "--format" => {
+                format = match value("--format")?.as_str() {
+                    "rich" => Format::Rich,
+                    "json" => Format::Json,
+                    other => return Err(format!("--format takes rich or json, not {other:?}")),
+                }
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    let cut = match (until, at) {
+        (Some(_), Some(_)) => return Err("--until and --at exclude each other".into()),
+        (Some(_), None) if plan.is_none() => return Err("--until needs --plan: versions count per plan".into()),
+        (Some(v), None) => Cut::Version(v),
+        (None, Some(t)) => Cut::At(t),
+        (None, None) => Cut::Now,
+    };
+    if verify && cut != Cut::Now {
+        return Err("--verify checks the present: drop --until/--at".into());
+    }
+    let store = store
+        .or_else(|| std::env::var_os("WAYPOINT_STORE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(".waypoint"));
+    Ok(Args { store, plan, cut, verify, format })
+}
+
+pub fn main(args: &[String]) -> ExitCode {
+    let args = match parse_args(args) {
+        Ok(args) => args,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("error: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(report) => {
+            let differences = report.verify.as_ref().map_or(0, |v| v.differences.len());
+            match args.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report).expect("report serializes")),
+                Format::Rich => print_rich(&report),
+            }
+            if differences > 0 {
+                ExitCode::from(EXIT_DIFFERENCES)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            if args.format == Format::Json {
+                let doc = json!({"error": {"code": error_code(&error), "message": error.to_string()}});
+                println!("{doc}");
+            }
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_STORE)
+        }
+    }
+}
+
+fn error_code(error: &FileStoreError) -> &'static str {
+    match error {
+        FileStoreError::NotFound { .. } => "store_not_found",
+        FileStoreError::Corrupt { .. } => "store_corrupt",
+        FileStoreError::Decode { .. } => "store_undecodable",
+        FileStoreError::Locked { .. } => "store_locked",
+        _ => "store_io",
+    }
+}
+
+/// Everything a replay reports. Serialized as the `--format json` document.
+#[derive(Debug, Serialize)]
+struct Report {
+    store: PathBuf,
+    events: u64,
+    plans: usize,
+    log_bytes: u64,
+    elapsed_ms: u64,
+    events_per_second: u64,
+    events_by_type: Vec<TypeCount>,
+    plans_by_phase_state: Vec<PhaseStateCount>,
+    slowest_plans: Vec<SlowPlan>,
+    /// With `--plan`: the plan's summary and eligibility, as of the cut.
+    plan: Option<PlanReport>,
+    verify: Option<VerifyReport>,
+    /// Peak resident memory of this process, from /proc (Linux only).
+    peak_rss_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct TypeCount {
+    #[serde(rename = "type")]
+    event_type: String,
+    schema_version: u16,
+    count: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct PhaseStateCount {
+    phase: String,
+    state: String,
+    count: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct SlowPlan {
+    plan_id: PlanId,
+    events: u64,
+    rebuild_micros: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct PlanReport {
+    version: u32,
+    summary: ResumeSummary,
+    eligibility: ResumeEligibility,
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyReport {
+    ok: bool,
+    checked: VerifyCounts,
+    differences: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct VerifyCounts {
+    catalog_plans: usize,
+    index_entries: u64,
+    view_snapshots: usize,
+    incremental_views: usize,
+}
+
+/// Where one version of a plan lies in the log, as the replay saw it.
+#[derive(Debug, Clone, Copy)]
+struct Located {
+    version: u32,
+    position: u32,
+    offset: u64,
+}
+
+/// Per-plan replay facts kept while streaming: small and fixed-size, so memory stays flat.
+#[derive(Debug, Default)]
+struct PlanCost {
+    events: u64,
+    rebuild: Duration,
+}
+
+fn run(args: &Args) -> Result<Report, FileStoreError> {
+    let started = Instant::now();
+    let log_bytes = std::fs::metadata(args.store.join("events.log")).map(|m| m.len()).unwrap_or(0);
+    let stored_catalog = if args.verify { inspect::stored_catalog(&args.store)? } else { None };
+    let mut progress = Progress::new(log_bytes);
+
+    let mut catalog = Catalog::default();
+    let mut catalog_at_checkpoint: Option<Catalog> = None;
+    let mut by_type: BTreeMap<(String, u16), u64> = BTreeMap::new();
+    let mut costs: HashMap<PlanId, PlanCost> = HashMap::new();
+    // Only with --verify: where each plan's versions lie, to check the stored indexes.
+    let mut offsets: HashMap<PlanId, Vec<Located>> = HashMap::new();
+    let mut events = 0u64;
+
+    for located in inspect::events(&args.store)? {
+        let located = located?;
+        let stored = &located.event;
+        progress.update(located.offset);
+        let wanted = args.plan.as_ref().is_none_or(|p| p == stored.source_id());
+        if wanted && args.cut.includes(stored) {
+            events += 1;
+            fold(stored, located.schema_version, &mut catalog, &mut by_type, &mut costs);
+            if args.verify {
+                offsets.entry(stored.source_id().clone()).or_default().push(Located {
+                    version: stored.version(),
+                    position: stored.sequence_number(),
+                    offset: located.offset,
+                });
+            }
+        }
+        // The checkpoint is compared with the rebuild as of its own log position.
+        if stored_catalog.as_ref().is_some_and(|c| c.position == stored.sequence_number()) {
+            catalog_at_checkpoint = Some(catalog.clone());
+        }
+    }
+    progress.finish();
+
+    let mut plans_by_phase_state: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for view in catalog.plans.values() {
+        let key = (view.state.phase.as_str().to_owned(), view.state.state.as_str().to_owned());
+        *plans_by_phase_state.entry(key).or_default() += 1;
+    }
+    let mut slowest: Vec<(PlanId, PlanCost)> = costs.into_iter().collect();
+    slowest.sort_by(|a, b| b.1.rebuild.cmp(&a.1.rebuild).then_with(|| a.0.cmp(&b.0)));
+    slowest.truncate(5);
+
+    let live = FileStore::open_read_only(&args.store)?;
+    let plan = match &args.plan {
+        Some(plan_id) => catalog.plans.get(plan_id).map(|view| plan_report(&live, view, args.cut)),
+        None => None,
+    };
+    let verify = if args.verify {
+        let stored = stored_catalog.as_ref();
+        let checkpoint_found = catalog_at_checkpoint.is_some();
+        let at_checkpoint = catalog_at_checkpoint.unwrap_or_default();
+        Some(verify(&live, args.plan.as_ref(), &catalog, stored, (checkpoint_found, &at_checkpoint), &offsets)?)
+    } else {
+        None
+    };
+    let elapsed = started.elapsed();
+    Ok(Report {
+        store: args.store.clone(),
+        events,
+        plans: catalog.plans.len(),
+        log_bytes,
+        elapsed_ms: elapsed.as_millis() as u64,
+        events_per_second: (events as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
+        events_by_type: by_type
+            .into_iter()
+            .map(|((event_type, schema_version), count)| TypeCount { event_type, schema_version, count })
+            .collect(),
+        plans_by_phase_state: plans_by_phase_state
+            .into_iter()
+            .map(|((phase, state), count)| PhaseStateCount { phase, state, count })
+            .collect(),
+        slowest_plans: slowest
+            .into_iter()
+            .map(|(plan_id, cost)| SlowPlan {
+                plan_id,
+                events: cost.events,
+                rebuild_micros: cost.rebuild.as_micros() as u64,
+            })
+            .collect(),
+        plan,
+        verify,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+/// Folds one event into the rebuilt catalog and the statistics.
+fn fold(
+    stored: &StoredEvent,
+    schema_version: u16,
+    catalog: &mut Catalog,
+    by_type: &mut BTreeMap<(String, u16), u64>,
+    costs: &mut HashMap<PlanId, PlanCost>,
+) {
+    *by_type.entry((stored.event.event_type().as_str().to_owned(), schema_version)).or_default() += 1;
+    let started = Instant::now();
+    catalog.apply(stored);
+    let cost = costs.entry(stored.source_id().clone()).or_default();
+    cost.events += 1;
+    cost.rebuild += started.elapsed();
+}
+
+/// A plan's summary and eligibility. In the present, the live run locks say whether a runner is
+/// alive; in the past a plan that was processing is shown as running then.
+fn plan_report(live: &FileStore, view: &PlanView, cut: Cut) -> PlanReport {
+    let runner_alive = match cut {
+        Cut::Now => live.run_locks().is_held(&view.plan_id),
+        Cut::Version(_) | Cut::At(_) => true,
+    };
+    let inputs = EligibilityInputs { runner_alive, fingerprint: None, snapshot: SnapshotCheck::NotChecked };
+    let eligibility = evaluate_eligibility(&view.state, &inputs);
+    let summary = ResumeSummary::build(&view.plan_id, &view.state, &eligibility, Some(view.last_activity_at));
+    PlanReport { version: view.version, summary, eligibility }
+}
+
+/// Compares the rebuilt projections with every stored one and with the store's own fold.
+fn verify(
+    live: &FileStore,
+    only: Option<&PlanId>,
+    rebuilt: &Catalog,
+    stored: Option<&waypoint_store_file::StoredCatalog>,
+    (checkpoint_found, rebuilt_at_checkpoint): (bool, &Catalog),
+    offsets: &HashMap<PlanId, Vec<Located>>,
+) -> Result<VerifyReport, FileStoreError> {
+    let mut differences = Vec::new();
+    let mut checked = VerifyCounts::default();
+    let store = live.dir();
+    let selected = |id: &PlanId| only.is_none_or(|p| p == id);
+
+    // 1. The checkpointed catalog equals a replay up to its position. The store quietly
+    //    rebuilds past a damaged checkpoint; replay names it.
+    if stored.is_none() && inspect::catalog_file(store).exists() {
+        differences.push(format!(
+            "catalog checkpoint {} is damaged (bad frame or checksum); the store ignores it and rebuilds from the log",
+            inspect::catalog_file(store).display()
+        ));
+    }
+    if let Some(stored) = stored {
+        if stored.position > 0 && !checkpoint_found {
+            differences.push(format!(
+                "catalog checkpoint claims log position {}, which no record of this log has",
+                stored.position
+            ));
+        }
+        let ids: std::collections::BTreeSet<&PlanId> =
+            stored.catalog.plans.keys().chain(rebuilt_at_checkpoint.plans.keys()).filter(|id| selected(id)).collect();
+        for id in ids {
+            checked.catalog_plans += 1;
+            let context = format!("catalog checkpoint (position {}): plan {id}", stored.position);
+            compare_views(
+                &context,
+                stored.catalog.plans.get(id),
+                rebuilt_at_checkpoint.plans.get(id),
+                &mut differences,
+            );
+            let rebuilt_version = rebuilt_at_checkpoint.plans.get(id).map(|v| v.version);
+            let stored_version = stored.versions.get(id).copied();
+            if stored_version != rebuilt_version && !(stored_version.is_some() && rebuilt_version.is_none()) {
+                differences.push(format!(
+                    "{context}: stored version {} but the log says {}",
+                    show(stored_version),
+                    show(rebuilt_version)
+                ));
+            }
+        }
+    }
+
+    // 2. Every stored index entry points where the log says that version lies.
+    for (id, located) in offsets.iter().filter(|(id, _)| selected(id)) {
+        let index = inspect::plan_index(store, id)?;
+        for (i, entry) in index.iter().enumerate() {
+            let version = i as u32 + 1;
+            checked.index_entries += 1;
+            let Some(entry) = entry else {
+                differences.push(format!("index of plan {id}: the entry for version {version} is damaged or missing"));
+                continue;
+            };
+            match located.get(i) {
+                Some(at) if at.version == version && entry.position == at.position && entry.offset == at.offset => {}
+                Some(at) => differences.push(format!(
+                    "index of plan {id}: version {version} is position {} at byte offset {} in the log, the index says position {} at {}",
+                    at.position, at.offset, entry.position, entry.offset
+                )),
+                None => differences.push(format!(
+                    "index of plan {id}: has an entry for version {version}, but the log holds only {} versions",
+                    located.len()
+                )),
+            }
+        }
+    }
+
+    // 3. The store's own incremental fold (catalog plus catch-up, view snapshots plus tail)
+    //    equals the rebuilt view, and each view snapshot equals a replay up to its version.
+    for (id, view) in rebuilt.plans.iter().filter(|(id, _)| selected(id)) {
+        checked.incremental_views += 1;
+        let incremental = live.summary_view(id)?;
+        compare_views(
+            &format!("incremental summary view of plan {id}"),
+            incremental.as_ref(),
+            Some(view),
+            &mut differences,
+        );
+        let snapshot = inspect::plan_view_snapshot(store, id)?;
+        if snapshot.is_none() && inspect::view_file(store, id).exists() {
+            differences.push(format!("view snapshot of plan {id} is damaged (bad frame or checksum)"));
+        }
+        if let Some(snapshot) = snapshot {
+            checked.view_snapshots += 1;
+            let events: Vec<StoredEvent> =
+                live.read_plan(id, 1)?.into_iter().take_while(|e| e.version() <= snapshot.version).collect();
+            let replayed = PlanView::replay(&events);
+            compare_views(&format!("view snapshot of plan {id}"), Some(&snapshot), replayed.as_ref(), &mut differences);
+        }
+    }
+    Ok(VerifyReport { ok: differences.is_empty(), checked, differences })
+}
+
+fn show(version: Option<u32>) -> String {
+    version.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
+/// Names each differing field of two views, as JSON paths.
+fn compare_views(context: &str, stored: Option<&PlanView>, rebuilt: Option<&PlanView>, out: &mut Vec<String>) {
+    match (stored, rebuilt) {
+        (None, None) => {}
+        (Some(_), None) => out.push(format!("{context}: stored, but the log has no such plan")),
+        (None, Some(_)) => out.push(format!("{context}: missing, but the log has this plan")),
+        (Some(a), Some(b)) if a == b => {}
+        (Some(a), Some(b)) => {
+            let (a, b) =
+                (serde_json::to_value(a).expect("views serialize"), serde_json::to_value(b).expect("views serialize"));
+            let mut paths = Vec::new();
+            diff_json("", &a, &b, &mut paths);
+            for (path, stored, rebuilt) in paths {
+                out.push(format!("{context}: {path} is {stored} in the store, {rebuilt} in the rebuild"));
+            }
+        }
+    }
+}
+
+fn diff_json(path: &str, a: &Value, b: &Value, out: &mut Vec<(String, String, String)>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for key in keys {
+                let null = Value::Null;
+                diff_json(&format!("{path}.{key}"), x.get(key).unwrap_or(&null), y.get(key).unwrap_or(&null), out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (a, b)) in x.iter().zip(y).enumerate() {
+                diff_json(&format!("{path}[{i}]"), a, b, out);
+            }
+        }
+        _ if a != b => out.push((path.trim_start_matches('.').to_owned(), a.to_string(), b.to_string())),
+        _ => {}
+    }
+}
+
+/// Peak resident set size from /proc/self/status (`VmHWM`), where the OS offers it.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A progress bar on stderr for long logs: redrawn in place on a terminal, a line per tenth
+/// otherwise, silent for small logs.
+struct Progress {
+    total: u64,
+    tty: bool,
+    shown: bool,
+    last_draw: Instant,
+    last_tenth: u64,
+}
+
+impl Progress {
+    const WORTH_SHOWING: u64 = 32 * 1024 * 1024;
+
+    fn new(total: u64) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let shown = total >= Self::WORTH_SHOWING || (tty && total >= Self::WORTH_SHOWING / 8);
+        Progress { total, tty, shown, last_draw: Instant::now(), last_tenth: 0 }
+    }
+
+    fn update(&mut self, offset: u64) {
+        if !self.shown {
+            return;
+        }
+        let percent = offset.saturating_mul(100) / self.total.max(1);
+        if self.tty {
+            if self.last_draw.elapsed() >= Duration::from_millis(100) {
+                self.last_draw = Instant::now();
+                let filled = (percent / 4) as usize;
+                eprint!("\rreplaying [{:<25}] {percent:>3}%", "#".repeat(filled));
+                let _ = std::io::stderr().flush();
+            }
+        } else if percent / 10 > self.last_tenth {
+            self.last_tenth = percent / 10;
+            eprintln!("replaying: {}%", self.last_tenth * 10);
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.shown && self.tty {
+            eprintln!("\rreplaying [{}] 100%", "#".repeat(25));
+        }
+    }
+}
+
+fn print_rich(report: &Report) {
+    println!(
+        "Replayed {} events of {} plans from {} ({:.1} MiB) in {} ms ({} events/s)",
+        report.events,
+        report.plans,
+        report.store.display(),
+        report.log_bytes as f64 / (1024.0 * 1024.0),
+        report.elapsed_ms,
+        report.events_per_second
+    );
+    if let Some(rss) = report.peak_rss_bytes {
+        println!("Peak memory: {:.1} MiB", rss as f64 / (1024.0 * 1024.0));
+    }
+    println!("\nEvents by type");
+    for t in &report.events_by_type {
+        println!("  {:<18} v{:<3} {:>10}", t.event_type, t.schema_version, t.count);
+    }
+    println!("\nPlans by phase and state");
+    for p in &report.plans_by_phase_state {
+        println!("  {:<24} {:>10}", format!("{}/{}", p.phase, p.state), p.count);
+    }
+    println!("\nSlowest plans to rebuild");
+    for s in &report.slowest_plans {
+        println!("  {:<40} {:>8} events {:>10} µs", s.plan_id.as_str(), s.events, s.rebuild_micros);
+    }
+    if let Some(plan) = &report.plan {
+        println!("\nPlan {} at version {}", plan.summary.plan_id, plan.version);
+        let value = serde_json::to_value(&plan.summary).expect("summary serializes");
+        if let Value::Object(fields) = value {
+            for (key, value) in fields {
+                println!("  {key:<20} {value}");
+            }
+        }
+    }
+    if let Some(verify) = &report.verify {
+        let c = &verify.checked;
+        println!(
+            "\nVerify: {} catalog views, {} index entries, {} view snapshots, {} incremental views checked",
+            c.catalog_plans, c.index_entries, c.view_snapshots, c.incremental_views
+        );
+        if verify.ok {
+            println!("Verify: OK, the rebuilt projections match the stored ones");
+        } else {
+            println!("Verify: {} differences", verify.differences.len());
+            for d in &verify.differences {
+                println!("  - {d}");
+            }
+        }
+    }
+}
