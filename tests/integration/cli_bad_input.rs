@@ -147,6 +147,8 @@ fn store_locations_and_arguments() {
         .output()
         .unwrap();
     assert_eq!(from_env.status.code(), Some(0), "{}", String::from_utf8_lossy(&from_env.stderr));
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sandbox.store).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "the store is created private to its user");
     sandbox.run(&["plan", "show", "via-env"]).expect_code(0);
 
     // `./.waypoint` when neither is given.

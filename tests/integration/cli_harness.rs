@@ -250,3 +250,21 @@ fn redact_present(
         "[redacted]".into()
     }
 }
+
+/// Runs `waypoint ARGS` (rich) on a pseudo-terminal, through util-linux `script`, in the
+/// sandbox's directory, and returns what it printed (stdout and stderr both reach the terminal).
+pub fn on_a_terminal(sandbox: &Sandbox, args: &str, no_color: bool) -> String {
+    let command = format!("{} --store {} {args}", waypoint_bin().display(), sandbox.store.display());
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(sandbox.dir.path())
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR");
+    if no_color {
+        script.env("NO_COLOR", "1");
+    }
+    let output = script.output().expect("util-linux `script` runs (it gives the command a terminal)");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -156,3 +156,21 @@ fn rich_plumbing_output_confirms_in_one_line() {
     assert!(refused.stdout.is_empty(), "rich errors go to stderr only");
     assert!(refused.stderr.starts_with("error: plan r1: cannot apply the plan"), "{}", refused.stderr);
 }
+
+#[test]
+fn a_fingerprint_given_on_resume_is_compared_with_the_recorded_one() {
+    let sandbox = Sandbox::new();
+    ok(&sandbox, &["plan", "create", "--id", "f1", "--fingerprint", "abc123"]);
+    ok(&sandbox, &["plan", "start", "f1", "--phase", "strategize"]);
+    ok(&sandbox, &["plan", "interrupt", "f1"]);
+    let preview = ok(&sandbox, &["plan", "resume", "f1", "--dry-run", "--fingerprint", "def456"]);
+    assert_eq!(
+        (preview["eligible"].as_bool(), &preview["reasons"]),
+        (Some(false), &serde_json::json!(["definition_changed"]))
+    );
+    let refused = sandbox.run(&["plan", "resume", "f1", "--fingerprint", "def456"]).expect_error(4, "not_eligible");
+    assert_eq!(refused["error"]["reasons"], serde_json::json!(["definition_changed"]));
+    sandbox.run(&["plan", "resume", "f1", "--fingerprint", "xyz"]).expect_error(2, "invalid_value");
+    let resumed = ok(&sandbox, &["plan", "resume", "f1", "--fingerprint", "abc123"]);
+    assert_eq!(resumed["resumed"]["from_step"], 1);
+}

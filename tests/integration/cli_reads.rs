@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::cli_harness::{assert_json_redacted, finish, send_signal, summary_selectors, wait_for_file, Sandbox};
+use crate::cli_harness::{
+    assert_json_redacted, finish, on_a_terminal, send_signal, summary_selectors, wait_for_file, Sandbox,
+};
 
 /// A store holding plans in several states: fresh, interrupted mid-phase, errored, and an
 /// interrupted plan-file run.
@@ -160,20 +162,6 @@ fn history_is_a_timeline_in_rich_and_the_event_envelope_in_json() {
     assert!(lines[0].trim_start().starts_with("v1 ") && lines[0].contains("plan_created"), "{rich}");
     assert!(lines[4].contains("step_started") && lines[4].contains("step 2 · decision d2"), "{rich}");
     assert!(lines[5].contains("interrupted") && lines[5].contains("deploy freeze"), "{rich}");
-}
-
-/// Runs `waypoint ARGS` on a pseudo-terminal (util-linux `script`) and returns what it printed.
-fn on_a_terminal(sandbox: &Sandbox, args: &str, no_color: bool) -> String {
-    let command =
-        format!("{} --store {} {args}", crate::cli_harness::waypoint_bin().display(), sandbox.store.display());
-    let mut script = std::process::Command::new("script");
-    script.args(["-qec", &command, "/dev/null"]).env("TERM", "xterm-256color").env_remove("NO_COLOR");
-    if no_color {
-        script.env("NO_COLOR", "1");
-    }
-    let output = script.output().expect("util-linux `script` runs (it gives the command a terminal)");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[test]

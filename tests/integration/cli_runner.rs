@@ -8,7 +8,8 @@
 use serde_json::{json, Value};
 
 use crate::cli_harness::{
-    assert_json_redacted, finish, first_to_finish, send_signal, summary_selectors, wait_for_file, Sandbox,
+    assert_json_redacted, finish, first_to_finish, on_a_terminal, send_signal, summary_selectors, wait_for_file,
+    Sandbox,
 };
 
 /// Step 2 appends to `effects.log`, touches `two.started` and waits until `release` exists
@@ -375,4 +376,19 @@ fn a_plan_being_run_is_not_resumable_elsewhere() {
     sandbox.write("release", "");
     finish(child).expect_code(0);
     assert_eq!(effects(&sandbox), ["one", "two-start", "two", "three"]);
+}
+
+#[test]
+fn on_a_terminal_progress_is_a_live_bar_in_colour() {
+    let sandbox = Sandbox::new();
+    sandbox.write("plan.toml", "name = \"tiny\"\n[[steps]]\nname = \"only\"\nrun = \"echo hi\"\n");
+    let screen = on_a_terminal(&sandbox, "run plan.toml", false);
+    assert!(screen.contains("\r\x1b[2K"), "the bar is redrawn in place: {screen:?}");
+    assert!(!screen.contains("started"), "no plain progress lines on a terminal: {screen:?}");
+    assert!(screen.contains("\x1b[32m✓\x1b[0m 1/1  only  done"), "{screen:?}");
+    let plain = on_a_terminal(&sandbox, "run plan.toml", true);
+    assert!(
+        plain.contains("\r\x1b[2K") && !plain.contains("\x1b[32m"),
+        "NO_COLOR keeps the bar, drops colour: {plain:?}"
+    );
 }
