@@ -157,13 +157,19 @@ fn print_list(ui: &Ui, summaries: &[ResumeSummary], views: &[PlanView]) -> Resul
 
 fn show(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliError> {
     let service = location.open_read_only_for(id)?;
-    let view = block_on(service.load(id))?;
     let summary = block_on(service.build_resume_summary(id, None))?;
     if ui.json() {
         ui.json_document(&summary);
+        Ok(())
     } else {
-        ui.stdout(&render::summary_block(ui.out, &summary, Some(&view)));
+        print_summary_block(&service, ui, id, &summary)
     }
+}
+
+/// The summary block of a plan whose summary is at hand (the view adds its name, source, error).
+fn print_summary_block(service: &Service, ui: &Ui, id: &PlanId, summary: &ResumeSummary) -> Result<(), CliError> {
+    let view = block_on(service.load(id))?;
+    ui.stdout(&render::summary_block(ui.out, summary, &view));
     Ok(())
 }
 
@@ -232,7 +238,7 @@ fn resume_preview(
     if ui.json() {
         ui.json_document(&render::PreviewDoc { summary: &summary, steps: steps.as_deref() });
     } else {
-        let mut text = render::summary_block(ui.out, &summary, Some(&view));
+        let mut text = render::summary_block(ui.out, &summary, &view);
         if let Some(Err(e)) = &current {
             text.push_str(&format!("\n{} cannot read the plan file: {e}\n", ui.out.yellow("!")));
         }
@@ -289,7 +295,7 @@ fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fi
         } else {
             let again = if point.rerun_uncertain { " (it was interrupted, so it runs again)" } else { "" };
             ui.stdout(&format!("{} resumed from step {}{again}", ui.out.green("↻"), point.from_step));
-            ui.stdout(&render::summary_block(ui.out, &outcome.summary, Some(&view)));
+            ui.stdout(&render::summary_block(ui.out, &outcome.summary, &view));
         }
         return Ok(());
     };
@@ -306,21 +312,18 @@ fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fi
         .with("plan_id", id.as_str())
     })?;
     let fingerprint = fingerprint_to_check(view.state.fingerprint.as_ref(), Some(&current.fingerprint), fingerprint);
+    // Only the file the plan was created from may run; a changed one is refused by the resume.
     let unchanged = view.state.fingerprint.as_ref() == Some(&current.fingerprint);
-    let file = match current.file {
-        Some(file) => Some(file),
-        None if unchanged => {
-            return Err(CliError::unexpected(format!("the plan file {} no longer parses", path.display())));
-        }
-        None => None,
-    };
+    if unchanged && current.file.is_none() {
+        return Err(CliError::unexpected(format!("the plan file {} no longer parses", path.display())));
+    }
 
     let mut signals = watch_signals()?;
     let _lock = acquire_run_lock(&service, id)?;
     let request = ResumeRequest { dry_run: false, fingerprint, runner: Some(runner_id()) };
     let outcome = block_on(service.resume_plan(id, request))?;
     let point = outcome.resumed.expect("a real resume returns its resume point");
-    let Some(file) = file else {
+    let Some(file) = current.file.filter(|_| unchanged) else {
         return Err(CliError::unexpected("the plan file changed, yet the plan was found eligible; report this"));
     };
     if !ui.json() {
@@ -341,11 +344,10 @@ fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fi
     let summary = block_on(service.build_resume_summary(id, None))?;
     if ui.json() {
         ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: Some(&reports), summary: &summary });
+        Ok(())
     } else {
-        let view = block_on(service.load(id))?;
-        ui.stdout(&render::summary_block(ui.out, &summary, Some(&view)));
+        print_summary_block(&service, ui, id, &summary)
     }
-    Ok(())
 }
 
 fn run(location: &StoreLocation, ui: &Ui, path: &Path) -> Result<(), CliError> {
@@ -380,11 +382,10 @@ fn run(location: &StoreLocation, ui: &Ui, path: &Path) -> Result<(), CliError> {
     let summary = block_on(service.build_resume_summary(&id, None))?;
     if ui.json() {
         ui.json_document(&RunDoc { plan_id: &id, steps: &reports, summary: &summary });
+        Ok(())
     } else {
-        let view = block_on(service.load(&id))?;
-        ui.stdout(&render::summary_block(ui.out, &summary, Some(&view)));
+        print_summary_block(&service, ui, &id, &summary)
     }
-    Ok(())
 }
 
 fn run_plan_file(

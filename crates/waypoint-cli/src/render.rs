@@ -154,11 +154,10 @@ fn progress_text(summary: &ResumeSummary) -> String {
 }
 
 /// The summary block for one plan.
-pub fn summary_block(style: Style, summary: &ResumeSummary, view: Option<&PlanView>) -> String {
+pub fn summary_block(style: Style, summary: &ResumeSummary, view: &PlanView) -> String {
     let mut out = String::new();
-    let name = view.and_then(|v| v.state.name.as_ref()).map(|n| n.to_string());
-    let title = match &name {
-        Some(name) => format!("{}  {}", style.bold(name), style.dim(summary.plan_id.as_str())),
+    let title = match &view.state.name {
+        Some(name) => format!("{}  {}", style.bold(name.as_str()), style.dim(summary.plan_id.as_str())),
         None => format!("plan {}", style.bold(summary.plan_id.as_str())),
     };
     out.push_str(&title);
@@ -196,7 +195,7 @@ pub fn summary_block(style: Style, summary: &ResumeSummary, view: Option<&PlanVi
         }
         row("stopped", text);
     }
-    if let Some(error) = view.and_then(|v| v.state.last_error.as_ref()) {
+    if let Some(error) = &view.state.last_error {
         row("error", style.red(&short(error.as_str(), 100)));
     }
     if let Some(checkpoint) = summary.last_checkpoint_id {
@@ -209,7 +208,7 @@ pub fn summary_block(style: Style, summary: &ResumeSummary, view: Option<&PlanVi
         }
         row("checkpoint", text);
     }
-    if let Some(source) = view.and_then(|v| v.state.source.as_ref()) {
+    if let Some(source) = &view.state.source {
         row("plan file", source.to_string());
     }
     if summary.resume_count > 0 {
