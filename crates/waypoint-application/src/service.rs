@@ -214,8 +214,10 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.store.load_view(plan_id).await?.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))
     }
 
-    /// The plan's compact view: enough for summaries and eligibility, cheap to load.
-    async fn load_summary(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
+    /// The plan's compact view (only its last checkpoint kept): everything but the list of
+    /// earlier checkpoints, at a cost that does not grow with the plan's history. Use it to show
+    /// a plan; use [`Self::load`] when every checkpoint is needed.
+    pub async fn load_summary(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
         self.store.load_summary_view(plan_id).await?.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))
     }
 
