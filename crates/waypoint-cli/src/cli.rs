@@ -70,6 +70,16 @@ Examples:
   waypoint --store /tmp/wp run build.toml
   waypoint --format json run build.toml > result.json";
 
+const PLAN_EXAMPLES: &str = "\
+Example: a script or orchestrator that records its own steps
+  id=$(waypoint plan create --name nightly --total-steps 2)
+  waypoint plan start \"$id\" --phase strategize
+  waypoint plan step-started \"$id\" --step 1 --decision job-1
+  ./do-step-1 && waypoint plan checkpoint \"$id\" --step 1 --decision job-1
+  waypoint plan interrupt \"$id\" --reason \"deploy freeze\"   # stop for now
+  waypoint plan resume \"$id\" --dry-run                       # later: where does it pick up?
+  waypoint plan resume \"$id\"                                 # record the resume, go on";
+
 const RESUME_LONG_ABOUT: &str = "\
 Checks whether the plan can resume and prints every reason it cannot (exit 4). If it can, records the resume \
 and prints where work picks up.
@@ -92,6 +102,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        display_order = 100,
         env = "WAYPOINT_STORE",
         default_value = "./.waypoint",
         value_name = "LOCATION",
@@ -100,7 +111,7 @@ pub struct Cli {
     pub store: String,
 
     /// Output format: `rich` for people, `json` for scripts (one JSON document on stdout)
-    #[arg(long, global = true, value_enum, default_value_t = Format::Rich)]
+    #[arg(long, global = true, display_order = 101, value_enum, default_value_t = Format::Rich)]
     pub format: Format,
 
     #[command(subcommand)]
@@ -122,7 +133,7 @@ pub enum Command {
         file: PathBuf,
     },
     /// Create, record, inspect and resume plans
-    #[command(subcommand)]
+    #[command(subcommand, after_help = PLAN_EXAMPLES)]
     Plan(PlanCommand),
 }
 
@@ -134,6 +145,7 @@ pub enum PlanCommand {
     /// Enter a phase: action → strategize → execute → apply (or revert to strategize)
     #[command(after_help = "Example:\n  waypoint plan start ID --phase strategize")]
     Start {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
         /// The phase to enter
@@ -142,6 +154,7 @@ pub enum PlanCommand {
     },
     /// Set how many steps the current phase has
     TotalSteps {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
         /// The number of steps, 1 or more
@@ -151,6 +164,7 @@ pub enum PlanCommand {
     /// Record that a step is about to run (until its checkpoint it is the uncertain step)
     #[command(after_help = "Example:\n  waypoint plan step-started ID --step 1 --decision job-42")]
     StepStarted {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
         /// The step number, from 1
@@ -167,6 +181,7 @@ pub enum PlanCommand {
     Checkpoint(CheckpointArgs),
     /// Record a graceful shutdown: the plan stops and can resume later
     Interrupt {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
         /// Why it stopped
@@ -175,6 +190,7 @@ pub enum PlanCommand {
     },
     /// Record that the current phase failed
     Fail {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
         /// What went wrong
@@ -183,16 +199,19 @@ pub enum PlanCommand {
     },
     /// Complete the current strategize or execute phase
     CompletePhase {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
     },
     /// Record that the apply phase applied the plan (terminal)
     Apply {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
     },
     /// Record that the apply phase hit a constraint
     Constrain {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
         /// The constraint that stopped it
@@ -201,6 +220,7 @@ pub enum PlanCommand {
     },
     /// Cancel the plan (terminal)
     Cancel {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
         /// Why it was cancelled
@@ -216,17 +236,20 @@ pub enum PlanCommand {
     },
     /// Show one plan's summary: phase, state, progress, and whether it can resume
     Show {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
     },
     /// Show every event recorded for a plan, oldest first
     History {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
     },
     /// Resume an interrupted, failed or crashed plan from its last completed step
     #[command(long_about = RESUME_LONG_ABOUT, after_help = "Examples:\n  waypoint plan resume ID --dry-run\n  waypoint plan resume ID")]
     Resume {
+        /// The plan id
         #[arg(value_parser = plan_id)]
         id: PlanId,
         /// Only show what a resume would do; write nothing
@@ -256,6 +279,7 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckpointArgs {
+    /// The plan id
     #[arg(value_parser = plan_id)]
     pub id: PlanId,
     /// The step number, from 1
