@@ -1,5 +1,6 @@
 //! One integration-test binary: each module is a capability under test.
 
+mod bench_smoke;
 mod cli_bad_input;
 mod cli_harness;
 mod cli_plumbing;

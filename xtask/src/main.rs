@@ -3,6 +3,7 @@
 //! Each command is one arm of the `match` in `main` and one row of `COMMANDS`, which the usage
 //! message is built from. `tidy` needs std only; `replay` and `bench` use the workspace's own crates.
 
+mod bench;
 mod replay;
 mod tidy;
 
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 const COMMANDS: &[(&str, &str)] = &[
     ("tidy", "check .rs file headers, forbidden test attributes and crate dependency direction"),
     ("replay", "rebuild every projection from the log; --verify compares them with the stored ones"),
+    ("bench", "measure speed and memory against same-run baselines; --quick for a smoke run"),
 ];
 
 fn main() -> ExitCode {
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
     match command.as_deref() {
         Some("tidy") => tidy::main(&workspace_root(), &rest),
         Some("replay") => replay::main(&rest),
+        Some("bench") => bench::main(&workspace_root(), &rest),
         Some("help" | "-h" | "--help") => {
             print!("{}", usage());
             ExitCode::SUCCESS

@@ -1,0 +1,49 @@
+//! `cargo xtask bench --quick` as a smoke test: every figure is produced, with a baseline where
+//! the figure is a ratio. Nothing here asserts a speed; the full run reports those.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::cli_harness::{built_binary, Run};
+
+#[test]
+fn quick_bench_produces_every_figure() {
+    let xtask = built_binary("xtask", "xtask");
+    let output = Command::new(xtask)
+        .args(["bench", "--quick", "--format", "json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("xtask runs");
+    let run = Run::from_output(output);
+    run.expect_code(0);
+    let report = run.json();
+    assert_eq!(report["quick"], true);
+    let figures = report["figures"].as_array().expect("a list of figures");
+    let names: Vec<&str> = figures.iter().map(|f| f["name"].as_str().expect("a name")).collect();
+    assert_eq!(
+        names,
+        [
+            "replay throughput",
+            "replay peak memory",
+            "resume --dry-run, long vs short plan",
+            "list --resumable, absolute",
+            "list --resumable, growth",
+            "durable append latency",
+        ]
+    );
+    for figure in figures {
+        for key in ["measured", "value"] {
+            let n = figure[key].as_f64().unwrap_or(f64::NAN);
+            assert!(n.is_finite() && n > 0.0, "{key} of {figure}");
+        }
+        assert!(figure["goal"].as_str().is_some_and(|g| !g.is_empty()), "{figure}");
+        assert!(figure["met"].is_boolean(), "{figure}");
+        let ratio = figure["baseline"] != Value::Null;
+        assert_eq!(
+            ratio,
+            !figure["goal"].as_str().unwrap().contains("MiB") && !figure["goal"].as_str().unwrap().contains("ms"),
+            "{figure}"
+        );
+    }
+}
