@@ -13,7 +13,7 @@ use crate::error::{exit, CliError};
 use crate::plan_file::{fingerprint_of, PlanFile};
 use crate::progress::Progress;
 use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
-use crate::runner::{watch_signals, Runner, StepReport};
+use crate::runner::{watch_signals, Events, Runner, StepReport};
 use crate::store::{acquire_run_lock, runner_id, Service, StoreLocation};
 use crate::ui::Ui;
 
@@ -318,7 +318,7 @@ fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fi
         return Err(CliError::unexpected(format!("the plan file {} no longer parses", path.display())));
     }
 
-    let mut signals = watch_signals()?;
+    let events = watch_signals()?;
     let _lock = acquire_run_lock(&service, id)?;
     let request = ResumeRequest { dry_run: false, fingerprint, runner: Some(runner_id()) };
     let outcome = block_on(service.resume_plan(id, request))?;
@@ -340,7 +340,7 @@ fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fi
             file.steps.len()
         ));
     }
-    let reports = run_plan_file(&service, ui, id, &file, point.from_step, &mut signals)?;
+    let reports = run_plan_file(&service, ui, id, &file, point.from_step, &events)?;
     let summary = block_on(service.build_resume_summary(id, None))?;
     if ui.json() {
         ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: Some(&reports), summary: &summary });
@@ -354,7 +354,7 @@ fn run(location: &StoreLocation, ui: &Ui, path: &Path) -> Result<(), CliError> {
     // Everything that can be refused is checked before the store is touched.
     let file = PlanFile::load(path)?;
     let source = file.source()?;
-    let mut signals = watch_signals()?;
+    let events = watch_signals()?;
     let service = location.open_for_write()?;
     let new = NewPlan {
         id: None,
@@ -378,7 +378,7 @@ fn run(location: &StoreLocation, ui: &Ui, path: &Path) -> Result<(), CliError> {
     }
     let _lock = acquire_run_lock(&service, &id)?;
     block_on(service.start_phase(&id, Phase::Strategize, Some(runner_id())))?;
-    let reports = run_plan_file(&service, ui, &id, &file, StepNumber::FIRST, &mut signals)?;
+    let reports = run_plan_file(&service, ui, &id, &file, StepNumber::FIRST, &events)?;
     let summary = block_on(service.build_resume_summary(&id, None))?;
     if ui.json() {
         ui.json_document(&RunDoc { plan_id: &id, steps: &reports, summary: &summary });
@@ -394,10 +394,10 @@ fn run_plan_file(
     id: &PlanId,
     file: &PlanFile,
     from: StepNumber,
-    signals: &mut signal_hook::iterator::Signals,
+    events: &Events,
 ) -> Result<Vec<StepReport>, CliError> {
     let total = u32::try_from(file.steps.len()).expect("checked when parsed");
     let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total));
-    let mut runner = Runner { service, plan_id: id, file, progress, signals };
+    let mut runner = Runner { service, plan_id: id, file, progress, events };
     runner.run_from(from)
 }

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,8 @@ use crate::plan_file::{PlanFile, Step};
 use crate::progress::{Progress, StepEnd};
 use crate::store::Service;
 
-/// How often the runner looks at its step and at pending signals.
-const POLL: Duration = Duration::from_millis(50);
+/// How often the progress display redraws while a step runs (its clock and spinner move).
+const TICK: Duration = Duration::from_millis(100);
 /// How long to wait, after a step exits, for output still buffered in its pipes. Output held open
 /// by a process the step left behind must not keep the runner forever.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
@@ -31,9 +31,36 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 const TAIL_LINES: usize = 20;
 const TAIL_CHARS: usize = 2000;
 
-/// Signals the runner handles itself instead of dying: registered before the plan is touched.
-pub fn watch_signals() -> Result<Signals, CliError> {
-    Signals::new([SIGINT, SIGTERM]).map_err(|e| CliError::unexpected(format!("cannot watch for signals: {e}")))
+/// What the runner waits for while a step runs: a signal, or a step's process exiting.
+#[derive(Debug)]
+enum Event {
+    Signal(i32),
+    Exited { step: u32, status: std::io::Result<ExitStatus> },
+}
+
+/// SIGINT and SIGTERM, handled by the runner instead of ending it, arrive here as events, next to
+/// the exits of the steps' processes: the runner reacts to either at once, without polling.
+#[derive(Debug)]
+pub struct Events {
+    sender: Sender<Event>,
+    receiver: Receiver<Event>,
+}
+
+/// Starts watching for SIGINT and SIGTERM. Call it before the plan is touched, so that a signal
+/// never finds the plan half-recorded.
+pub fn watch_signals() -> Result<Events, CliError> {
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM]).map_err(|e| CliError::unexpected(format!("cannot watch for signals: {e}")))?;
+    let (sender, receiver) = mpsc::channel();
+    let signal_sender = sender.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal_sender.send(Event::Signal(signal)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Events { sender, receiver })
 }
 
 /// What became of one step of the plan file in this run.
@@ -51,7 +78,7 @@ pub struct Runner<'a> {
     pub plan_id: &'a PlanId,
     pub file: &'a PlanFile,
     pub progress: Arc<Progress>,
-    pub signals: &'a mut Signals,
+    pub events: &'a Events,
 }
 
 /// How waiting for a step's process ended.
@@ -80,7 +107,7 @@ impl Runner<'_> {
                 });
                 continue;
             }
-            if let Some(signal) = self.signals.pending().next() {
+            if let Some(signal) = self.signal_received() {
                 return Err(self.interrupted(signal, n, &format!("{} received before step {n}", signal_name(signal))));
             }
             reports.push(self.run_step(n, step)?);
@@ -120,7 +147,12 @@ impl Runner<'_> {
         };
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let drained = self.forward_output(&mut child, &tail);
-        let waited = self.wait(&mut child, n)?;
+        let group = Pid::from_child(&child);
+        let exited = self.events.sender.clone();
+        std::thread::spawn(move || {
+            let _ = exited.send(Event::Exited { step: n, status: child.wait() });
+        });
+        let waited = self.wait(group, n)?;
         if waited.status.is_some() {
             let deadline = Instant::now() + OUTPUT_DRAIN;
             for _ in 0..2 {
@@ -202,33 +234,41 @@ impl Runner<'_> {
         })
     }
 
-    /// Waits for the step, passing the first SIGINT/SIGTERM on to its process group. A second
-    /// signal kills the group and stops waiting.
-    fn wait(&mut self, child: &mut Child, n: u32) -> Result<Waited, CliError> {
-        let group = Pid::from_child(child);
+    /// A signal that arrived while no step was running, if any.
+    fn signal_received(&self) -> Option<i32> {
+        self.events.receiver.try_iter().find_map(|event| match event {
+            Event::Signal(signal) => Some(signal),
+            Event::Exited { .. } => None,
+        })
+    }
+
+    /// Waits for step `n`'s process, passing the first SIGINT/SIGTERM on to its process group. A
+    /// second signal kills the group and stops waiting.
+    fn wait(&mut self, group: Pid, n: u32) -> Result<Waited, CliError> {
         let mut first = None;
         loop {
-            for signal in self.signals.pending() {
-                if first.is_none() {
+            match self.events.receiver.recv_timeout(TICK) {
+                Ok(Event::Exited { step, status }) if step == n => {
+                    let status = status.map_err(|e| CliError::unexpected(format!("cannot wait for step {n}: {e}")))?;
+                    return Ok(Waited { status: Some(status), signal: first });
+                }
+                // A step that a second signal stopped waiting for, exiting late.
+                Ok(Event::Exited { .. }) => {}
+                Ok(Event::Signal(signal)) if first.is_none() => {
                     first = Some(signal);
                     let _ = kill_process_group(group, rustix_signal(signal));
                     self.progress.note(&format!(
                         "{} received: waiting for step {n} to stop (press Ctrl-C again to stop waiting)",
                         signal_name(signal)
                     ));
-                } else {
+                }
+                Ok(Event::Signal(_)) => {
                     let _ = kill_process_group(group, Signal::KILL);
-                    let _ = child.try_wait();
                     return Ok(Waited { status: None, signal: first });
                 }
+                Err(RecvTimeoutError::Timeout) => self.progress.tick(),
+                Err(RecvTimeoutError::Disconnected) => unreachable!("the runner holds a sender"),
             }
-            match child.try_wait() {
-                Ok(Some(status)) => return Ok(Waited { status: Some(status), signal: first }),
-                Ok(None) => {}
-                Err(e) => return Err(CliError::unexpected(format!("cannot wait for step {n}: {e}"))),
-            }
-            self.progress.tick();
-            std::thread::sleep(POLL);
         }
     }
 
