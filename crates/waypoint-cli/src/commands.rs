@@ -168,7 +168,7 @@ fn show(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliError> 
 
 /// The summary block of a plan whose summary is at hand (the view adds its name, source, error).
 fn print_summary_block(service: &Service, ui: &Ui, id: &PlanId, summary: &ResumeSummary) -> Result<(), CliError> {
-    let view = block_on(service.load(id))?;
+    let view = block_on(service.load_summary(id))?;
     ui.stdout(&render::summary_block(ui.out, summary, &view));
     Ok(())
 }
@@ -221,7 +221,7 @@ fn resume_preview(
     fingerprint: Option<Fingerprint>,
 ) -> Result<(), CliError> {
     let service = location.open_read_only_for(id)?;
-    let view = block_on(service.load(id))?;
+    let view = block_on(service.load_summary(id))?;
     let current = plan_file_source(&view).map(read_plan_file);
     let current_fp = current.as_ref().and_then(|c| c.as_ref().ok()).map(|c| &c.fingerprint);
     let fingerprint = fingerprint_to_check(view.state.fingerprint.as_ref(), current_fp, fingerprint);
@@ -285,7 +285,7 @@ fn planned_steps(file: &PlanFile, summary: &ResumeSummary) -> Vec<PlannedStep> {
 
 fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fingerprint>) -> Result<(), CliError> {
     let service = location.open_existing_for_write(id)?;
-    let view = block_on(service.load(id))?;
+    let view = block_on(service.load_summary(id))?;
     let Some(path) = plan_file_source(&view).map(Path::to_path_buf) else {
         let request = ResumeRequest { dry_run: false, fingerprint, runner: None };
         let outcome = block_on(service.resume_plan(id, request))?;
