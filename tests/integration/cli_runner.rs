@@ -392,3 +392,44 @@ fn on_a_terminal_progress_is_a_live_bar_in_colour() {
         "NO_COLOR keeps the bar, drops colour: {plain:?}"
     );
 }
+
+#[test]
+fn a_step_that_finishes_cleanly_after_the_signal_is_recorded_as_completed() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        r#"
+name = "graceful"
+[[steps]]
+name = "finishes on ctrl-c"
+run = """
+trap 'echo wrapped-up > one.out; exit 0' INT
+touch one.started
+i=0; while [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+"""
+outputs = ["one.out"]
+[[steps]]
+name = "never"
+run = "touch never.ran"
+"#,
+    );
+    let child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+    wait_for_file(&sandbox.path("one.started"), "step 1 to start");
+    send_signal(i64::from(child.id()), "INT");
+    let error = finish(child).expect_error(130, "interrupted");
+    assert_eq!(error["error"]["step"], 1);
+    let summary = show(&sandbox, &sandbox.only_plan_id());
+    assert_eq!(summary["last_completed_step"], 1, "its checkpoint was recorded: {summary}");
+    assert_eq!((summary["uncertain_step"].clone(), summary["next_step"].clone()), (Value::Null, json!(2)));
+    assert_eq!(summary["interruption"]["reason"], "SIGINT received during step 1");
+    assert!(!sandbox.path("never.ran").exists());
+}
+
+#[test]
+fn a_step_killed_by_a_signal_of_its_own_fails_the_plan() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write("plan.toml", "name = \"x\"\n[[steps]]\nname = \"dies\"\nrun = \"kill -KILL $$\"\n");
+    let error = sandbox.run(&["run", plan.to_str().unwrap()]).expect_error(1, "step_failed");
+    assert_eq!(error["error"]["exit_code"], Value::Null);
+    assert!(error["error"]["message"].as_str().unwrap().contains("was killed by SIGKILL"), "{error}");
+}

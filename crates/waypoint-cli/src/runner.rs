@@ -154,41 +154,33 @@ impl Runner<'_> {
         });
         let waited = self.wait(group, n)?;
         if waited.status.is_some() {
+            // Let the output still in the pipes reach the display (and the stderr tail).
             let deadline = Instant::now() + OUTPUT_DRAIN;
             for _ in 0..2 {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if drained.recv_timeout(left).is_err() {
+                if drained.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
                     break;
                 }
             }
         }
 
-        let succeeded = waited.status.is_some_and(|s| s.success());
-        let mut report = None;
-        if succeeded {
-            report = Some(self.checkpoint(n, step, number, decision_id)?);
-        }
-        if let Some(signal) = waited.signal {
-            let end = if succeeded { StepEnd::Completed } else { StepEnd::Interrupted };
-            self.progress.finished(n, &step.name, end);
-            let reason = format!("{} received during step {n}", signal_name(signal));
-            let next = if succeeded { n + 1 } else { n };
-            return Err(self.interrupted(signal, next, &reason));
-        }
-        match (report, waited.status) {
-            (Some(report), _) => {
+        // A step that exited 0 did its work, even if a signal came meanwhile: record it.
+        let report = match waited.status {
+            Some(status) if status.success() => Some(self.checkpoint(n, step, number, decision_id)?),
+            _ => None,
+        };
+        match (waited.signal, report) {
+            (Some(signal), report) => {
+                let end = if report.is_some() { StepEnd::Completed } else { StepEnd::Interrupted };
+                self.progress.finished(n, &step.name, end);
+                Err(self.interrupted(signal, n, &format!("{} received during step {n}", signal_name(signal))))
+            }
+            (None, Some(report)) => {
                 self.progress.finished(n, &step.name, StepEnd::Completed);
                 Ok(report)
             }
-            (None, status) => {
-                let tail = tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect::<Vec<_>>();
-                let (detail, code) = match status.and_then(|s| s.code()) {
-                    Some(code) => (format!("exited with code {code}"), json!(code)),
-                    None => {
-                        let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
-                        (format!("was killed by signal {}", signal.map_or("?".into(), signal_name)), json!(null))
-                    }
-                };
+            (None, None) => {
+                let tail: Vec<String> = tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+                let (detail, code) = exit_detail(waited.status);
                 Err(self.fail(n, step, &detail, Some(&tail), code))
             }
         }
@@ -363,6 +355,16 @@ impl Runner<'_> {
     }
 }
 
+/// How a step that did not succeed ended, in words and as its exit code (`null` when a signal
+/// ended it).
+fn exit_detail(status: Option<ExitStatus>) -> (String, Value) {
+    match status.map(|s| (s.code(), std::os::unix::process::ExitStatusExt::signal(&s))) {
+        Some((Some(code), _)) => (format!("exited with code {code}"), json!(code)),
+        Some((None, Some(signal))) => (format!("was killed by {}", signal_name(signal)), Value::Null),
+        _ => ("ended in an unknown way".to_owned(), Value::Null),
+    }
+}
+
 /// A decision id unique to this execution of step `n`: a re-run records a new one.
 fn new_decision_id(n: u32) -> DecisionId {
     let random = uuid::Uuid::new_v4().simple().to_string();
@@ -396,7 +398,7 @@ pub fn signal_name(signal: i32) -> String {
     match signal {
         SIGINT => "SIGINT".into(),
         SIGTERM => "SIGTERM".into(),
-        9 => "SIGKILL".into(),
+        signal_hook::consts::SIGKILL => "SIGKILL".into(),
         other => format!("signal {other}"),
     }
 }
