@@ -272,7 +272,8 @@ pub fn plans_table(style: Style, rows: &[(ResumeSummary, Option<&PlanView>)], no
             .zip(&widths)
             .enumerate()
             .map(|(i, (cell, width))| {
-                let padded = pad(cell, *width);
+                // The last column is not padded: trailing blanks would sit inside its colour.
+                let padded = if i + 1 == headers.len() { cell.clone() } else { pad(cell, *width) };
                 match i {
                     3 => paint_state(style, summary.state, &padded),
                     5 if summary.eligible => style.green(&padded),
