@@ -371,8 +371,10 @@ fn new_decision_id(n: u32) -> DecisionId {
     DecisionId::parse(&format!("step-{n}-{}", &random[..8])).expect("a generated decision id is valid")
 }
 
-fn stderr_tail(lines: &[String]) -> String {
-    let text = lines.join("\n");
+/// The end of a step's stderr, made safe to record and print: colour sequences dropped, other
+/// control characters (but newline and tab) replaced, at most `TAIL_CHARS` characters.
+pub fn stderr_tail(lines: &[String]) -> String {
+    let text = strip_control(&lines.join("\n"));
     let text = text.trim();
     let chars = text.chars().count();
     if chars > TAIL_CHARS {
@@ -380,6 +382,28 @@ fn stderr_tail(lines: &[String]) -> String {
     } else {
         text.to_owned()
     }
+}
+
+fn strip_control(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // CSI sequences (`ESC [ … final byte`), such as colours: dropped whole.
+            '\x1b' if chars.peek() == Some(&'[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn last_line(text: &str) -> Option<String> {

@@ -152,3 +152,12 @@ fn bars_and_ages_read_well() {
     assert_eq!(ago(now - Duration::days(5), now), "2026-11-16");
     assert_eq!(ago(now + Duration::seconds(5), now), "0s ago", "a clock slightly ahead is now");
 }
+
+#[test]
+fn a_stderr_tail_is_printable_and_bounded() {
+    let lines: Vec<String> = ["\x1b[31merror\x1b[0m: disk full\r", "bell\x07 tab\tend"].map(String::from).to_vec();
+    assert_eq!(crate::runner::stderr_tail(&lines), "error: disk full\u{fffd}\nbell\u{fffd} tab\tend");
+    let long = vec!["x".repeat(5000)];
+    assert_eq!(crate::runner::stderr_tail(&long).chars().count(), 2000);
+    assert!(waypoint_domain::Message::parse(&crate::runner::stderr_tail(&lines)).is_ok());
+}
