@@ -33,6 +33,8 @@ pub(crate) const CHECKPOINT_FILE: &str = "catalog.ckpt";
 pub(crate) const VIEWS_DIR: &str = "views";
 pub(crate) const CHECKPOINT_MAGIC: [u8; 4] = *b"WPCK";
 pub(crate) const VIEW_MAGIC: [u8; 4] = *b"WPVW";
+/// Batches one leader commits before handing leadership on.
+const MAX_LEADER_ROUNDS: usize = 4;
 /// Full views kept in memory at once; past this the cache starts over.
 const MAX_CACHED_VIEWS: usize = 1024;
 
@@ -96,7 +98,6 @@ struct Shared {
     write_lock: Option<File>,
     state: Mutex<State>,
     queue: Mutex<Queue>,
-    queue_ready: Condvar,
 }
 
 /// What this process knows of the log, up to `end`.
@@ -118,6 +119,8 @@ struct State {
     index: IndexWriter,
     /// Why appends are refused, after a failed fsync or a failed rollback.
     poisoned: Option<String>,
+    /// A commit of this process holds `write.lock` exclusively and is writing past `end`.
+    committing: bool,
 }
 
 #[derive(Debug)]
@@ -127,12 +130,49 @@ struct Tail {
     records: Vec<(u32, u64)>,
 }
 
+/// A batch checked and encoded, ready to write.
+struct Planned {
+    results: Vec<(u64, Result<u32, FileStoreError>)>,
+    accepted: Vec<(u64, Vec<(StoredEvent, u64)>)>,
+    bytes: Vec<u8>,
+}
+
+/// Appends waiting for a commit, and whether some thread is leading one.
 #[derive(Debug, Default)]
 struct Queue {
-    pending: Vec<(u64, AppendRequest)>,
+    pending: Vec<Waiter>,
     leader: bool,
-    done: HashMap<u64, Result<u32, FileStoreError>>,
-    next_ticket: u64,
+}
+
+/// One caller's requests and the slot its results (or the lead) are handed over in.
+#[derive(Debug)]
+struct Waiter {
+    requests: Vec<AppendRequest>,
+    slot: Arc<Slot>,
+}
+
+/// Each caller waits on its own condition variable, so a finished commit wakes exactly the
+/// callers it served (and at most one new leader), not every thread in the queue.
+#[derive(Debug, Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+enum SlotState {
+    #[default]
+    Waiting,
+    /// The previous leader handed over: this caller leads the next commit.
+    Lead,
+    Done(Vec<Result<u32, FileStoreError>>),
+}
+
+impl Slot {
+    fn set(&self, state: SlotState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        self.ready.notify_one();
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,7 +435,6 @@ impl Shared {
             write_lock,
             state: Mutex::new(State { end: FIRST_RECORD, ..State::default() }),
             queue: Mutex::new(Queue::default()),
-            queue_ready: Condvar::new(),
         }
     }
 
@@ -450,6 +489,11 @@ impl Shared {
     }
 
     fn catch_up_shared(&self, state: &mut State) -> Result<(), FileStoreError> {
+        if state.committing {
+            // This process's own commit holds the write lock and caught up a moment ago; a
+            // shared flock on the same descriptor would silently downgrade its exclusive one.
+            return Ok(());
+        }
         let _guard = self.lock_shared_flock()?;
         self.catch_up(state, Access::Shared)
     }
@@ -532,49 +576,96 @@ impl Shared {
         Ok(())
     }
 
-    /// Queues `requests` and waits for them; whoever finds no commit running leads the next
-    /// one, taking every queued request into one write and one fdatasync.
+    /// Queues `requests` and waits for them. Whoever finds no commit running leads the next one,
+    /// taking every queued caller's requests into one write and one fdatasync.
     fn submit(&self, requests: Vec<AppendRequest>) -> Vec<Result<u32, FileStoreError>> {
+        let slot = Arc::new(Slot::default());
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let mut tickets = Vec::with_capacity(requests.len());
-        for request in requests {
-            let ticket = queue.next_ticket;
-            queue.next_ticket += 1;
-            queue.pending.push((ticket, request));
-            tickets.push(ticket);
-        }
-        loop {
-            if tickets.iter().all(|t| queue.done.contains_key(t)) {
-                return tickets.iter().map(|t| queue.done.remove(t).expect("checked above")).collect();
-            }
-            if queue.leader {
-                queue = self.queue_ready.wait(queue).unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            queue.leader = true;
-            let batch = std::mem::take(&mut queue.pending);
+        queue.pending.push(Waiter { requests, slot: slot.clone() });
+        if queue.leader {
             drop(queue);
-            let ticket_list: Vec<u64> = batch.iter().map(|(t, _)| *t).collect();
-            let results =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(batch))).unwrap_or_else(|_| {
-                    ticket_list
-                        .iter()
-                        .map(|&t| {
-                            let detail = "an append panicked".to_owned();
-                            (t, Err(FileStoreError::Poisoned { path: self.log_path.clone(), detail }))
-                        })
-                        .collect()
-                });
+            let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                match std::mem::take(&mut *state) {
+                    SlotState::Done(results) => return results,
+                    SlotState::Lead => break,
+                    SlotState::Waiting => state = slot.ready.wait(state).unwrap_or_else(|p| p.into_inner()),
+                }
+            }
+            drop(state);
             queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            queue.done.extend(results);
-            queue.leader = false;
-            self.queue_ready.notify_all();
+        } else {
+            queue.leader = true;
         }
+        // Leading. Keep leading while callers queued up during the commit (a few rounds at most,
+        // so this caller is not kept waiting long): a caller that comes back with its next
+        // append then joins a full batch instead of starting a batch of one.
+        let mut own = None;
+        for _round in 0..MAX_LEADER_ROUNDS {
+            let waiters = std::mem::take(&mut queue.pending);
+            if waiters.is_empty() {
+                break;
+            }
+            drop(queue);
+            let mut batch = Vec::new();
+            let mut owners = Vec::with_capacity(waiters.len());
+            for waiter in waiters {
+                owners.push((waiter.slot, waiter.requests.len()));
+                batch.extend(waiter.requests);
+            }
+            let mut results = self.commit_catching_panics(batch).into_iter();
+            for (owner, count) in owners {
+                let mine: Vec<_> = results.by_ref().take(count).collect();
+                if Arc::ptr_eq(&owner, &slot) {
+                    own = Some(mine);
+                } else {
+                    owner.set(SlotState::Done(mine));
+                }
+            }
+            queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if own.is_some() && queue.pending.len() < 2 {
+                break;
+            }
+        }
+        match queue.pending.first() {
+            Some(next) => next.slot.set(SlotState::Lead),
+            None => queue.leader = false,
+        }
+        drop(queue);
+        own.expect("a leader commits its own requests in its first round")
+    }
+
+    /// Commits `batch`; a panic inside fails its requests and poisons the store instead of
+    /// leaving the queue without a leader and the write lock held.
+    fn commit_catching_panics(&self, batch: Vec<AppendRequest>) -> Vec<Result<u32, FileStoreError>> {
+        let count = batch.len();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(batch))).unwrap_or_else(|_| {
+            let mut state = self.lock_state();
+            state.poisoned = Some("an append panicked".into());
+            if state.committing {
+                if let Some(lock) = &self.write_lock {
+                    let _ = lock.unlock();
+                }
+                state.committing = false;
+            }
+            drop(state);
+            let error = FileStoreError::Poisoned { path: self.log_path.clone(), detail: "an append panicked".into() };
+            (0..count).map(|_| Err(error.duplicate())).collect()
+        })
     }
 
     /// One group commit: check every request against the log as it is now, write the accepted
-    /// ones together, fdatasync once, then fold them in.
-    fn commit(&self, batch: Vec<(u64, AppendRequest)>) -> Vec<(u64, Result<u32, FileStoreError>)> {
+    /// ones together, fdatasync once, then fold them in. The state mutex is released during the
+    /// write and the fdatasync, so this process's readers are not held up by the disk; they see
+    /// `committing` and read the state as it is rather than touching `write.lock`.
+    fn commit(&self, batch: Vec<AppendRequest>) -> Vec<Result<u32, FileStoreError>> {
+        let numbered = batch.into_iter().enumerate().map(|(i, request)| (i as u64, request)).collect();
+        let mut results = self.commit_numbered(numbered);
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, result)| result).collect()
+    }
+
+    fn commit_numbered(&self, batch: Vec<(u64, AppendRequest)>) -> Vec<(u64, Result<u32, FileStoreError>)> {
         let fail_all = |batch: &[(u64, AppendRequest)], error: &FileStoreError| {
             batch.iter().map(|(t, _)| (*t, Err(error.duplicate()))).collect::<Vec<_>>()
         };
@@ -588,10 +679,75 @@ impl Shared {
         if let Err(e) = lock.lock() {
             return fail_all(&batch, &FileStoreError::io("cannot lock the store for writing", &self.log_path, e));
         }
-        let _guard = FlockGuard(lock);
-        if let Err(e) = self.catch_up(&mut state, Access::Exclusive) {
-            return fail_all(&batch, &e);
+        state.committing = true;
+        let planned = match self.catch_up(&mut state, Access::Exclusive) {
+            Ok(()) => Ok(Self::plan_batch(&state, batch)),
+            Err(e) => Err(fail_all(&batch, &e)),
+        };
+        let (mut results, accepted, bytes) = match planned {
+            Ok(Planned { results, accepted, bytes }) if !accepted.is_empty() => (results, accepted, bytes),
+            Ok(Planned { results, .. }) | Err(results) => {
+                let _ = lock.unlock();
+                state.committing = false;
+                return results;
+            }
+        };
+        let start = state.end;
+        drop(state);
+
+        let storage = &self.options.storage;
+        let written = storage
+            .write_all_at(file, &bytes, start)
+            .map_err(|e| (FileStoreError::io("cannot append to the log", &self.log_path, e), false))
+            .and_then(|()| {
+                storage.sync_data(file).map_err(|e| {
+                    let error = FileStoreError::io("cannot make the append durable (fsync failed)", &self.log_path, e);
+                    (error, true)
+                })
+            });
+
+        let mut state = self.lock_state();
+        match written {
+            Ok(()) => {
+                for (ticket, records) in accepted {
+                    let mut version = 0;
+                    for (stored, offset) in &records {
+                        // These records passed the same checks a moment ago under the same lock.
+                        if let Err(e) = state.apply(&self.log_path, *offset, stored) {
+                            state.poisoned = Some(format!("the in-memory state diverged from the log: {e}"));
+                        }
+                        version = stored.version();
+                    }
+                    results.push((ticket, Ok(version)));
+                }
+                state.end = start + bytes.len() as u64;
+            }
+            Err((error, sync_failed)) => {
+                // Take back whatever part reached the file, so no half record outlives the error.
+                // After a failed fsync the kernel may have dropped the dirty pages: what is on
+                // disk is unknown, so refuse further writes until a reopen reads the log again.
+                let undone = storage.truncate(file, start);
+                if sync_failed {
+                    state.poisoned = Some(format!("fsync failed: {error}"));
+                } else if let Err(undo) = undone {
+                    state.poisoned = Some(format!("a failed append could not be taken back: {undo}"));
+                }
+                results.extend(accepted.iter().map(|(t, _)| (*t, Err(error.duplicate()))));
+            }
         }
+        let _ = lock.unlock();
+        state.committing = false;
+        if state.tail_len >= self.options.checkpoint_every {
+            // The events are durable already; a failed checkpoint only means a longer catch-up
+            // next time, and it is retried on the next append.
+            let _ = self.checkpoint(&mut state);
+        }
+        results
+    }
+
+    /// Checks each request against the current versions (and the batch's earlier requests) and
+    /// encodes the accepted ones. A refused request does not stop the others.
+    fn plan_batch(state: &State, batch: Vec<(u64, AppendRequest)>) -> Planned {
         let mut results = Vec::with_capacity(batch.len());
         let mut accepted: Vec<(u64, Vec<(StoredEvent, u64)>)> = Vec::new();
         let mut bytes = Vec::new();
@@ -656,47 +812,7 @@ impl Shared {
             batch_versions.insert(plan_id, current + records.len() as u32);
             accepted.push((ticket, records));
         }
-        if accepted.is_empty() {
-            return results;
-        }
-        let storage = &self.options.storage;
-        if let Err(e) = storage.write_all_at(file, &bytes, state.end) {
-            // Take back whatever part reached the file, so no half record outlives the error.
-            if let Err(undo) = storage.truncate(file, state.end) {
-                state.poisoned = Some(format!("a failed append could not be taken back: {undo}"));
-            }
-            let error = FileStoreError::io("cannot append to the log", &self.log_path, e);
-            results.extend(accepted.iter().map(|(t, _)| (*t, Err(error.duplicate()))));
-            return results;
-        }
-        if let Err(e) = storage.sync_data(file) {
-            // After a failed fsync the kernel may have dropped the dirty pages: what is on disk
-            // is unknown, so refuse further writes until a reopen reads the log again.
-            state.poisoned = Some(format!("fsync failed: {e}"));
-            let _ = storage.truncate(file, state.end);
-            let error = FileStoreError::io("cannot make the append durable (fsync failed)", &self.log_path, e);
-            results.extend(accepted.iter().map(|(t, _)| (*t, Err(error.duplicate()))));
-            return results;
-        }
-        let new_end = state.end + bytes.len() as u64;
-        for (ticket, records) in accepted {
-            let mut version = 0;
-            for (stored, offset) in &records {
-                // These records passed the same checks a moment ago under the same lock.
-                if let Err(e) = state.apply(&self.log_path, *offset, stored) {
-                    state.poisoned = Some(format!("the in-memory state diverged from the log: {e}"));
-                }
-                version = stored.version();
-            }
-            results.push((ticket, Ok(version)));
-        }
-        state.end = new_end;
-        if state.tail_len >= self.options.checkpoint_every {
-            // The events are durable already; a failed checkpoint only means a longer catch-up
-            // next time, and it is retried on the next append.
-            let _ = self.checkpoint(&mut state);
-        }
-        results
+        Planned { results, accepted, bytes }
     }
 
     /// Where versions `from..=to` of `plan_id` lie: the tail in memory, older ones from the

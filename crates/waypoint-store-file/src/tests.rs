@@ -702,3 +702,46 @@ mod properties {
         }
     }
 }
+
+/// Counts fdatasync calls, to see group commit at work.
+#[derive(Debug, Default)]
+struct CountingStorage(std::sync::atomic::AtomicU64);
+
+impl crate::storage::Storage for CountingStorage {
+    fn write_all_at(&self, file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        crate::storage::OsStorage.write_all_at(file, bytes, offset)
+    }
+
+    fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        crate::storage::OsStorage.sync_data(file)
+    }
+
+    fn truncate(&self, file: &std::fs::File, len: u64) -> std::io::Result<()> {
+        crate::storage::OsStorage.truncate(file, len)
+    }
+}
+
+#[test]
+fn sixteen_concurrent_appenders_share_fdatasyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let counting = std::sync::Arc::new(CountingStorage::default());
+    let options = crate::StoreOptions { storage: counting.clone(), ..Default::default() };
+    let store = FileStore::open_with(dir.path(), options).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..16 {
+            let store = store.clone();
+            scope.spawn(move || {
+                let id = plan(&format!("w{t}"));
+                for v in 0..100u32 {
+                    let event = if v == 0 { created() } else { step_completed(v) };
+                    assert_eq!(store.append_events(&id, Expected::Exact(v), vec![event]).unwrap(), v + 1);
+                }
+            });
+        }
+    });
+    let syncs = counting.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(syncs < 1600, "1,600 appends took {syncs} fdatasyncs: no two were ever committed together");
+    let reopened = FileStore::open(dir.path()).unwrap();
+    assert_eq!(reopened.read_all(1).unwrap().count(), 1600);
+}
