@@ -216,6 +216,90 @@ fn scale_benches(c: &mut Criterion) {
     group.finish();
 }
 
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+/// The ratios the claims are about, from paired samples taken alternately in this run, so a
+/// disk or a neighbour that speeds up or slows down affects both sides alike.
+fn paired_ratios() {
+    let dir = bench_dir();
+    let store = FileStore::open(dir.path()).unwrap();
+    let plan = PlanId::parse("paired").unwrap();
+    let mut version = store.append_events(&plan, Expected::Exact(0), plan_events(1, 2)).unwrap();
+    let raw_dir = bench_dir();
+    let raw = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(raw_dir.path().join("raw"))
+        .unwrap();
+    let record_len = std::fs::metadata(dir.path().join("events.log")).unwrap().len() / 2;
+    let bytes = vec![0x5Au8; record_len as usize];
+    let (mut durable, mut baseline) = (Vec::new(), Vec::new());
+    let mut offset = 0;
+    for _ in 0..400 {
+        let event = step_completed(version - 1);
+        let start = Instant::now();
+        version = store.append_events(&plan, Expected::Exact(version), vec![event]).unwrap();
+        durable.push(start.elapsed());
+        let start = Instant::now();
+        raw.write_all_at(&bytes, offset).unwrap();
+        raw.sync_data().unwrap();
+        baseline.push(start.elapsed());
+        offset += record_len;
+    }
+    let (durable, baseline) = (median(durable), median(baseline));
+    eprintln!(
+        "paired: durable append {durable:?} vs raw write + fdatasync of {record_len} bytes {baseline:?}: ratio {:.2}",
+        durable.as_secs_f64() / baseline.as_secs_f64()
+    );
+
+    let writers = 16;
+    let concurrent_dir = bench_dir();
+    let concurrent = FileStore::open(concurrent_dir.path()).unwrap();
+    let plans: Vec<PlanId> = (0..writers).map(|i| PlanId::parse(&format!("writer-{i}")).unwrap()).collect();
+    for id in &plans {
+        concurrent.append_events(id, Expected::Exact(0), plan_events(1, 2)).unwrap();
+    }
+    let (mut single, mut sixteen) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let events: Vec<_> = (0..64).map(|i| step_completed(version - 1 + i)).collect();
+        let start = Instant::now();
+        for event in events {
+            version = store.append_events(&plan, Expected::Exact(version), vec![event]).unwrap();
+        }
+        single.push(start.elapsed() / 64);
+        let per_writer = 64;
+        let work: Vec<(PlanId, u32, Vec<RecordedEvent>)> = plans
+            .iter()
+            .map(|id| {
+                let v = concurrent.summary_view(id).unwrap().unwrap().version;
+                (id.clone(), v, (0..per_writer).map(|i| step_completed(v - 1 + i)).collect())
+            })
+            .collect();
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for (id, mut v, events) in work {
+                let store = concurrent.clone();
+                scope.spawn(move || {
+                    for event in events {
+                        v = store.append_events(&id, Expected::Exact(v), vec![event]).unwrap();
+                    }
+                });
+            }
+        });
+        sixteen.push(start.elapsed() / (per_writer * writers));
+    }
+    let (single, sixteen) = (median(single), median(sixteen));
+    eprintln!(
+        "paired: single writer {single:?} per append vs 16 writers {sixteen:?} per append: throughput ratio {:.2}",
+        single.as_secs_f64() / sixteen.as_secs_f64()
+    );
+}
+
 fn main() {
     if let Some(dir) = std::env::var_os(PEAK_ENV) {
         let store = FileStore::open(&dir).unwrap();
@@ -223,6 +307,7 @@ fn main() {
         println!("{}", vm_hwm_kib());
         return;
     }
+    paired_ratios();
     let mut criterion = Criterion::default().configure_from_args();
     append_benches(&mut criterion);
     scale_benches(&mut criterion);

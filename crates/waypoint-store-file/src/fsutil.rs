@@ -11,8 +11,14 @@ use crate::error::FileStoreError;
 pub const FILE_MODE: u32 = 0o600;
 pub const DIR_MODE: u32 = 0o700;
 
-/// Makes `path` a directory with mode 0700, syncing its parent when it was created.
+/// Makes `path` (and any missing parent) a directory with mode 0700, syncing each parent in
+/// which a directory was created.
 pub fn ensure_dir(path: &Path) -> Result<(), FileStoreError> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            ensure_dir(parent)?;
+        }
+    }
     match fs::create_dir(path) {
         Ok(()) => {
             fs::set_permissions(path, Permissions::from_mode(DIR_MODE))

@@ -87,11 +87,11 @@ fn an_append_at_a_stale_version_is_a_conflict() {
 #[test]
 fn files_and_directories_are_private_whatever_the_umask() {
     let parent = tempfile::tempdir().unwrap();
-    let dir = parent.path().join("store");
+    let dir = parent.path().join("missing-parent").join("store");
     let mut store = FileStore::open(&dir).unwrap();
     block_on(store.append(plan("p1"), Expected::Exact(0), vec![created()])).unwrap();
     let _guard = store.run_locks().acquire(&plan("p1")).unwrap();
-    for entry in walk(&dir) {
+    for entry in walk(&parent.path().join("missing-parent")) {
         let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
         let want = if entry.is_dir() { 0o700 } else { 0o600 };
         assert_eq!(mode, want, "{}", entry.display());
