@@ -132,7 +132,10 @@ fn append_benches(c: &mut Criterion) {
     });
 
     // The same bytes, written and fdatasync'd with nothing else: the floor for a durable append.
-    let record_len = std::fs::metadata(dir.path().join("events.log")).unwrap().len() / u64::from(version.get());
+    let log_len = || std::fs::metadata(dir.path().join("events.log")).unwrap().len();
+    let before = log_len();
+    version.set(store.append_events(&plan, Expected::Exact(version.get()), vec![step_completed(1)]).unwrap());
+    let record_len = log_len() - before;
     let raw_dir = bench_dir();
     let raw = std::fs::OpenOptions::new()
         .create(true)
@@ -236,7 +239,10 @@ fn paired_ratios() {
         .write(true)
         .open(raw_dir.path().join("raw"))
         .unwrap();
-    let record_len = std::fs::metadata(dir.path().join("events.log")).unwrap().len() / 2;
+    let log_len = || std::fs::metadata(dir.path().join("events.log")).unwrap().len();
+    let before = log_len();
+    version = store.append_events(&plan, Expected::Exact(version), vec![step_completed(version - 1)]).unwrap();
+    let record_len = log_len() - before;
     let bytes = vec![0x5Au8; record_len as usize];
     let (mut durable, mut baseline) = (Vec::new(), Vec::new());
     let mut offset = 0;
@@ -265,7 +271,7 @@ fn paired_ratios() {
         concurrent.append_events(id, Expected::Exact(0), plan_events(1, 2)).unwrap();
     }
     let (mut single, mut sixteen) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
+    for _ in 0..9 {
         let events: Vec<_> = (0..64).map(|i| step_completed(version - 1 + i)).collect();
         let start = Instant::now();
         for event in events {

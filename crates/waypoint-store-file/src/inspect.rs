@@ -21,7 +21,7 @@ pub use crate::index::IndexEntry;
 use crate::index::{self as plan_index_file, ENTRY_LEN};
 use crate::log::{self, RecordReader, FIRST_RECORD};
 pub use crate::store::StoredCatalog;
-use crate::store::{self, LOG_FILE, STORE_LOCK, VIEWS_DIR, VIEW_MAGIC};
+use crate::store::{self, LOG_FILE, STORE_LOCK, VIEWS_DIR, VIEW_MAGIC, WRITE_LOCK};
 use crate::{frame, fsutil};
 
 /// One stored event and where it lies.
@@ -84,9 +84,21 @@ pub fn events(dir: impl AsRef<Path>) -> Result<Events, FileStoreError> {
         })?;
     }
     let path = dir.join(LOG_FILE);
-    let reader = match fsutil::open_existing_read_only(&path)? {
-        Some(file) => {
-            let len = file.metadata().map_err(|e| FileStoreError::io("cannot read the log's size", &path, e))?.len();
+    // Writers hold write.lock from write to fdatasync: under it shared, the log ends on a whole,
+    // durable record (unless a crash left a torn tail, which is then reported).
+    let write_lock = fsutil::open_existing_read_only(&dir.join(WRITE_LOCK))?;
+    if let Some(lock) = &write_lock {
+        lock.lock_shared().map_err(|e| FileStoreError::io("cannot lock the store for reading", dir, e))?;
+    }
+    let len = fsutil::open_existing_read_only(&path)?
+        .map(|file| file.metadata().map(|m| (file, m.len())))
+        .transpose()
+        .map_err(|e| FileStoreError::io("cannot read the log's size", &path, e));
+    if let Some(lock) = &write_lock {
+        let _ = lock.unlock();
+    }
+    let reader = match len? {
+        Some((file, len)) => {
             log::check_file_header(&file, &path, len)?;
             Some(RecordReader::new(Arc::new(file), path.clone(), FIRST_RECORD, len))
         }

@@ -601,11 +601,20 @@ impl Shared {
         // so this caller is not kept waiting long): a caller that comes back with its next
         // append then joins a full batch instead of starting a batch of one.
         let mut own = None;
+        let mut last_batch = 0;
         for _round in 0..MAX_LEADER_ROUNDS {
+            if last_batch > 1 && queue.pending.len() < last_batch / 2 {
+                // The callers just served are still waking up to append again: let them reach
+                // the queue so the next fdatasync serves them all, not one or two.
+                drop(queue);
+                std::thread::yield_now();
+                queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            }
             let waiters = std::mem::take(&mut queue.pending);
             if waiters.is_empty() {
                 break;
             }
+            last_batch = waiters.len();
             drop(queue);
             let mut batch = Vec::new();
             let mut owners = Vec::with_capacity(waiters.len());
@@ -622,6 +631,7 @@ impl Shared {
                     owner.set(SlotState::Done(mine));
                 }
             }
+            self.checkpoint_if_due();
             queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             if own.is_some() && queue.pending.len() < 2 {
                 break;
@@ -737,12 +747,18 @@ impl Shared {
         }
         let _ = lock.unlock();
         state.committing = false;
-        if state.tail_len >= self.options.checkpoint_every {
+        results
+    }
+
+    /// Writes a checkpoint if enough records were folded since the last one. The leader calls it
+    /// after handing out a commit's results, so callers do not wait for it.
+    fn checkpoint_if_due(&self) {
+        let mut state = self.lock_state();
+        if state.tail_len >= self.options.checkpoint_every && state.poisoned.is_none() {
             // The events are durable already; a failed checkpoint only means a longer catch-up
-            // next time, and it is retried on the next append.
+            // next time, and it is retried after the next commit.
             let _ = self.checkpoint(&mut state);
         }
-        results
     }
 
     /// Checks each request against the current versions (and the batch's earlier requests) and
