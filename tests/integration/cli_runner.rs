@@ -329,27 +329,37 @@ fn rich_run_prints_the_plan_id_first_and_plain_progress_lines_off_a_terminal() {
     assert!(!run.stderr.contains('\x1b') && !run.stdout.contains('\x1b'), "no colour or bar off a terminal");
 }
 
-#[test]
-fn a_second_sigint_stops_waiting_for_a_step_that_ignores_the_first() {
-    let sandbox = Sandbox::new();
+/// Runs a plan whose step 1 sets `trap` for SIGINT, then waits (two minutes at most); step 2
+/// would touch `never.ran`. Returns once step 1 is running.
+fn start_trapping_step(sandbox: &Sandbox, trap: &str, outputs: &str) -> std::process::Child {
     let plan = sandbox.write(
         "plan.toml",
-        r#"
-name = "stubborn"
+        &format!(
+            r#"
+name = "trapping"
 [[steps]]
-name = "ignores ctrl-c"
+name = "traps ctrl-c"
 run = """
-trap 'touch got.int' INT
+trap '{trap}' INT
 touch one.started
 i=0; while [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
 """
+outputs = [{outputs}]
 [[steps]]
 name = "never"
 run = "touch never.ran"
-"#,
+"#
+        ),
     );
     let child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
     wait_for_file(&sandbox.path("one.started"), "step 1 to start");
+    child
+}
+
+#[test]
+fn a_second_sigint_stops_waiting_for_a_step_that_ignores_the_first() {
+    let sandbox = Sandbox::new();
+    let child = start_trapping_step(&sandbox, "touch got.int", "");
     send_signal(i64::from(child.id()), "INT");
     wait_for_file(&sandbox.path("got.int"), "the step to receive the first SIGINT");
     send_signal(i64::from(child.id()), "INT");
@@ -396,25 +406,7 @@ fn on_a_terminal_progress_is_a_live_bar_in_colour() {
 #[test]
 fn a_step_that_finishes_cleanly_after_the_signal_is_recorded_as_completed() {
     let sandbox = Sandbox::new();
-    let plan = sandbox.write(
-        "plan.toml",
-        r#"
-name = "graceful"
-[[steps]]
-name = "finishes on ctrl-c"
-run = """
-trap 'echo wrapped-up > one.out; exit 0' INT
-touch one.started
-i=0; while [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
-"""
-outputs = ["one.out"]
-[[steps]]
-name = "never"
-run = "touch never.ran"
-"#,
-    );
-    let child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
-    wait_for_file(&sandbox.path("one.started"), "step 1 to start");
+    let child = start_trapping_step(&sandbox, "echo wrapped-up > one.out; exit 0", "\"one.out\"");
     send_signal(i64::from(child.id()), "INT");
     let error = finish(child).expect_error(130, "interrupted");
     assert_eq!(error["error"]["step"], 1);

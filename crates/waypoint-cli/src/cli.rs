@@ -146,7 +146,7 @@ pub enum PlanCommand {
     #[command(after_help = "Example:\n  waypoint plan start ID --phase strategize")]
     Start {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
         /// The phase to enter
         #[arg(long, value_enum)]
@@ -155,7 +155,7 @@ pub enum PlanCommand {
     /// Set how many steps the current phase has
     TotalSteps {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
         /// The number of steps, 1 or more
         #[arg(value_parser = total_steps)]
@@ -165,13 +165,13 @@ pub enum PlanCommand {
     #[command(after_help = "Example:\n  waypoint plan step-started ID --step 1 --decision job-42")]
     StepStarted {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
         /// The step number, from 1
         #[arg(long, value_parser = step_number)]
         step: StepNumber,
         /// The decision that produced the step's work
-        #[arg(long, value_parser = decision_id)]
+        #[arg(long, value_parser = DecisionId::parse)]
         decision: DecisionId,
     },
     /// Record that a step completed (a retry with the same payload records nothing)
@@ -182,49 +182,49 @@ pub enum PlanCommand {
     /// Record a graceful shutdown: the plan stops and can resume later
     Interrupt {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
         /// Why it stopped
-        #[arg(long, value_parser = message, default_value = "interrupted by operator")]
+        #[arg(long, value_parser = Message::parse, default_value = "interrupted by operator")]
         reason: Message,
     },
     /// Record that the current phase failed
     Fail {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
         /// What went wrong
-        #[arg(long, value_parser = message)]
+        #[arg(long, value_parser = Message::parse)]
         message: Message,
     },
     /// Complete the current strategize or execute phase
     CompletePhase {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
     },
     /// Record that the apply phase applied the plan (terminal)
     Apply {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
     },
     /// Record that the apply phase hit a constraint
     Constrain {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
         /// The constraint that stopped it
-        #[arg(long, value_parser = message)]
+        #[arg(long, value_parser = Message::parse)]
         message: Message,
     },
     /// Cancel the plan (terminal)
     Cancel {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
         /// Why it was cancelled
-        #[arg(long, value_parser = message)]
+        #[arg(long, value_parser = Message::parse)]
         reason: Option<Message>,
     },
     /// List plans, newest activity first
@@ -237,26 +237,26 @@ pub enum PlanCommand {
     /// Show one plan's summary: phase, state, progress, and whether it can resume
     Show {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
     },
     /// Show every event recorded for a plan, oldest first
     History {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
     },
     /// Resume an interrupted, failed or crashed plan from its last completed step
     #[command(long_about = RESUME_LONG_ABOUT, after_help = "Examples:\n  waypoint plan resume ID --dry-run\n  waypoint plan resume ID")]
     Resume {
         /// The plan id
-        #[arg(value_parser = plan_id)]
+        #[arg(value_parser = PlanId::parse)]
         id: PlanId,
         /// Only show what a resume would do; write nothing
         #[arg(long)]
         dry_run: bool,
         /// The plan definition's fingerprint (hex), compared with the one recorded at creation
-        #[arg(long, value_parser = fingerprint)]
+        #[arg(long, value_parser = Fingerprint::parse)]
         fingerprint: Option<Fingerprint>,
     },
 }
@@ -264,35 +264,35 @@ pub enum PlanCommand {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// The plan id, `[A-Za-z0-9_-]{1,64}` (default: a random UUID)
-    #[arg(long, value_parser = plan_id)]
+    #[arg(long, value_parser = PlanId::parse)]
     pub id: Option<PlanId>,
     /// A human name
-    #[arg(long, value_parser = plan_name)]
+    #[arg(long, value_parser = PlanName::parse)]
     pub name: Option<PlanName>,
     /// How many steps the first phase has
     #[arg(long, value_parser = total_steps)]
     pub total_steps: Option<TotalSteps>,
     /// A digest (hex) of the plan definition, compared on resume
-    #[arg(long, value_parser = fingerprint)]
+    #[arg(long, value_parser = Fingerprint::parse)]
     pub fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckpointArgs {
     /// The plan id
-    #[arg(value_parser = plan_id)]
+    #[arg(value_parser = PlanId::parse)]
     pub id: PlanId,
     /// The step number, from 1
     #[arg(long, value_parser = step_number)]
     pub step: StepNumber,
     /// The decision that produced the step's work
-    #[arg(long, value_parser = decision_id)]
+    #[arg(long, value_parser = DecisionId::parse)]
     pub decision: DecisionId,
     /// A reference to the workspace state after the step
-    #[arg(long, value_parser = snapshot_id)]
+    #[arg(long, value_parser = SnapshotId::parse)]
     pub snapshot: Option<SnapshotId>,
     /// Something the step produced (repeatable)
-    #[arg(long = "artifact", value_parser = artifact)]
+    #[arg(long = "artifact", value_parser = Artifact::parse)]
     pub artifacts: Vec<Artifact>,
 }
 
@@ -314,34 +314,7 @@ impl From<StartablePhase> for Phase {
     }
 }
 
-fn plan_id(s: &str) -> Result<PlanId, String> {
-    PlanId::parse(s).map_err(|e| e.to_string())
-}
-
-fn plan_name(s: &str) -> Result<PlanName, String> {
-    PlanName::parse(s).map_err(|e| e.to_string())
-}
-
-fn decision_id(s: &str) -> Result<DecisionId, String> {
-    DecisionId::parse(s).map_err(|e| e.to_string())
-}
-
-fn snapshot_id(s: &str) -> Result<SnapshotId, String> {
-    SnapshotId::parse(s).map_err(|e| e.to_string())
-}
-
-fn fingerprint(s: &str) -> Result<Fingerprint, String> {
-    Fingerprint::parse(s).map_err(|e| e.to_string())
-}
-
-fn message(s: &str) -> Result<Message, String> {
-    Message::parse(s).map_err(|e| e.to_string())
-}
-
-fn artifact(s: &str) -> Result<Artifact, String> {
-    Artifact::parse(s).map_err(|e| e.to_string())
-}
-
+// Numbers parse as u32 first, so a word or a negative number gets a message of its own.
 fn step_number(s: &str) -> Result<StepNumber, String> {
     let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a step number; steps are numbered from 1"))?;
     StepNumber::new(n).map_err(|e| e.to_string())
