@@ -53,6 +53,25 @@ fn is_token_char(c: char) -> bool {
     is_id_char(c) || c == '.' || c == ':'
 }
 
+/// Serializes a validated string newtype as its string; deserializing re-validates it, so a
+/// stored value that breaks the rules is an error, never a silently accepted id.
+macro_rules! string_serde {
+    ($name:ident) => {
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 macro_rules! validated_string {
     ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $desc:literal, $pred:expr) => {
         $(#[$meta])*
@@ -93,18 +112,7 @@ macro_rules! validated_string {
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let raw = String::deserialize(d)?;
-                Self::parse(&raw).map_err(serde::de::Error::custom)
-            }
-        }
+        string_serde!($name);
     };
 }
 
@@ -161,18 +169,7 @@ impl fmt::Display for Artifact {
     }
 }
 
-impl Serialize for Artifact {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Artifact {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
+string_serde!(Artifact);
 
 /// A step number within the current phase. Steps count from 1; "no step yet" is `None`, never 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -286,18 +283,7 @@ macro_rules! bounded_text {
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let raw = String::deserialize(d)?;
-                Self::parse(&raw).map_err(serde::de::Error::custom)
-            }
-        }
+        string_serde!($name);
     };
 }
 
