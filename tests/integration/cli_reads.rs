@@ -141,7 +141,7 @@ fn show_and_the_dry_run_pin_the_summary_and_what_a_resume_would_do() {
     let rich = sandbox.run_rich(&["plan", "resume", &file_plan, "--dry-run"]).stdout;
     assert!(rich.contains("If resumed now:"), "{rich}");
     assert!(rich.contains("↷ 1  a  skipped: completed"), "{rich}");
-    assert!(rich.contains("↻ 2  b  runs again"), "{rich}");
+    assert!(rich.contains("↻ 2  b  runs again: it started but did not complete"), "{rich}");
 }
 
 #[test]

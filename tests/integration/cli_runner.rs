@@ -174,9 +174,15 @@ run = "echo last >> effects.log"
     assert!(rich.stdout.contains("step 2 (check) exited with code 3"), "{}", rich.stdout);
 
     sandbox.write("fixed", "");
-    let resumed = sandbox.run(&["plan", "resume", &id]);
+    let resumed = sandbox.run_rich(&["plan", "resume", &id]);
     resumed.expect_code(0);
-    assert_eq!(resumed.json()["summary"]["state"], "complete");
+    let first = resumed.stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        format!("↻ resuming flaky · plan {id} from step 2 of 3; step 2 started but did not complete, so it runs again")
+    );
+    assert!(resumed.stdout.contains("phase       strategize · complete"), "{}", resumed.stdout);
+    assert!(resumed.stderr.contains("↷ 1/3  first  skipped: completed before"), "{}", resumed.stderr);
     assert_eq!(effects(&sandbox), ["first", "check", "check", "last"]);
 }
 

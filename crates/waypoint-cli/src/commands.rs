@@ -250,7 +250,7 @@ fn resume_preview(
                     "rerun" => format!(
                         "  {} {n}  {name}  {}",
                         ui.out.yellow("↻"),
-                        ui.out.yellow("runs again: it was interrupted, its outcome is unknown")
+                        ui.out.yellow("runs again: it started but did not complete")
                     ),
                     _ => format!("  {} {n}  {name}  runs", ui.out.cyan("▶")),
                 };
@@ -293,7 +293,7 @@ fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fi
         if ui.json() {
             ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: None, summary: &outcome.summary });
         } else {
-            let again = if point.rerun_uncertain { " (it was interrupted, so it runs again)" } else { "" };
+            let again = if point.rerun_uncertain { " (it started but did not complete, so it runs again)" } else { "" };
             ui.stdout(&format!("{} resumed from step {}{again}", ui.out.green("↻"), point.from_step));
             ui.stdout(&render::summary_block(ui.out, &outcome.summary, &view));
         }
@@ -328,7 +328,7 @@ fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fi
     };
     if !ui.json() {
         let again = if point.rerun_uncertain {
-            format!("; step {} was interrupted and runs again", point.from_step)
+            format!("; step {} started but did not complete, so it runs again", point.from_step)
         } else {
             String::new()
         };
