@@ -86,6 +86,20 @@ impl RawRecord {
     }
 }
 
+/// Where the position and version fields sit in a framed record.
+const POSITION_AT: usize = HEADER_LEN + 1;
+const VERSION_AT: usize = HEADER_LEN + 5;
+
+/// Sets the position and version of a framed record (as [`RawRecord::encode`] made it) and
+/// recomputes its checksum. Lets an appender encode outside the store's critical section and
+/// number the record inside it.
+pub fn seal(frame: &mut [u8], position: u32, version: u32) {
+    frame[POSITION_AT..POSITION_AT + 4].copy_from_slice(&position.to_le_bytes());
+    frame[VERSION_AT..VERSION_AT + 4].copy_from_slice(&version.to_le_bytes());
+    let crc = crc::extend(crc::checksum(&frame[4..8]), &frame[HEADER_LEN..]);
+    frame[8..12].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Reads the header at the start of `bytes`: the whole record's length if the magic is right
 /// and the length is plausible. Lets a reader learn how much more to read.
 pub fn frame_len(header: &[u8]) -> Result<usize, RecordError> {

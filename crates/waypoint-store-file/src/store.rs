@@ -20,7 +20,7 @@ use waypoint_domain::{EventId, PlanEvent, PlanId};
 use crate::error::FileStoreError;
 use crate::index::{self, IndexEntry, IndexWriter};
 use crate::log::{self, RecordReader, FIRST_RECORD};
-use crate::record::{RawRecord, FILE_HEADER};
+use crate::record::{self, RawRecord, FILE_HEADER};
 use crate::runlock::FileRunLocks;
 use crate::storage::{OsStorage, Storage};
 use crate::{frame, fsutil};
@@ -147,8 +147,46 @@ struct Queue {
 /// One caller's requests and the slot its results (or the lead) are handed over in.
 #[derive(Debug)]
 struct Waiter {
-    requests: Vec<AppendRequest>,
+    requests: Vec<Prepared>,
     slot: Arc<Slot>,
+}
+
+/// A request with its records already framed (numbered 0 until the commit seals them), so the
+/// encoding happens in the caller's thread, outside the commit's critical section.
+#[derive(Debug)]
+struct Prepared {
+    request: AppendRequest,
+    frames: Result<Vec<Vec<u8>>, FileStoreError>,
+}
+
+impl Prepared {
+    fn new(request: AppendRequest) -> Self {
+        let frames = request
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let raw = RawRecord {
+                    position: 0,
+                    version: 0,
+                    event_id: event.event_id.as_uuid(),
+                    recorded_at: event.recorded_at,
+                    plan_id: request.plan_id.as_str().to_owned(),
+                    event_type: event.event.event_type().as_str().to_owned(),
+                    schema_version: event.event.schema_version(),
+                    data: event.event.encode_data(),
+                };
+                raw.encode().map_err(|e| {
+                    FileStoreError::TooLarge(format!(
+                        "event {} of plan {} is too large to store ({e}); store large data elsewhere and record a reference",
+                        i + 1,
+                        request.plan_id
+                    ))
+                })
+            })
+            .collect();
+        Prepared { request, frames }
+    }
 }
 
 /// Each caller waits on its own condition variable, so a finished commit wakes exactly the
@@ -579,6 +617,7 @@ impl Shared {
     /// Queues `requests` and waits for them. Whoever finds no commit running leads the next one,
     /// taking every queued caller's requests into one write and one fdatasync.
     fn submit(&self, requests: Vec<AppendRequest>) -> Vec<Result<u32, FileStoreError>> {
+        let requests: Vec<Prepared> = requests.into_iter().map(Prepared::new).collect();
         let slot = Arc::new(Slot::default());
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         queue.pending.push(Waiter { requests, slot: slot.clone() });
@@ -647,7 +686,7 @@ impl Shared {
 
     /// Commits `batch`; a panic inside fails its requests and poisons the store instead of
     /// leaving the queue without a leader and the write lock held.
-    fn commit_catching_panics(&self, batch: Vec<AppendRequest>) -> Vec<Result<u32, FileStoreError>> {
+    fn commit_catching_panics(&self, batch: Vec<Prepared>) -> Vec<Result<u32, FileStoreError>> {
         let count = batch.len();
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(batch))).unwrap_or_else(|_| {
             let mut state = self.lock_state();
@@ -668,15 +707,15 @@ impl Shared {
     /// ones together, fdatasync once, then fold them in. The state mutex is released during the
     /// write and the fdatasync, so this process's readers are not held up by the disk; they see
     /// `committing` and read the state as it is rather than touching `write.lock`.
-    fn commit(&self, batch: Vec<AppendRequest>) -> Vec<Result<u32, FileStoreError>> {
+    fn commit(&self, batch: Vec<Prepared>) -> Vec<Result<u32, FileStoreError>> {
         let numbered = batch.into_iter().enumerate().map(|(i, request)| (i as u64, request)).collect();
         let mut results = self.commit_numbered(numbered);
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, result)| result).collect()
     }
 
-    fn commit_numbered(&self, batch: Vec<(u64, AppendRequest)>) -> Vec<(u64, Result<u32, FileStoreError>)> {
-        let fail_all = |batch: &[(u64, AppendRequest)], error: &FileStoreError| {
+    fn commit_numbered(&self, batch: Vec<(u64, Prepared)>) -> Vec<(u64, Result<u32, FileStoreError>)> {
+        let fail_all = |batch: &[(u64, Prepared)], error: &FileStoreError| {
             batch.iter().map(|(t, _)| (*t, Err(error.duplicate()))).collect::<Vec<_>>()
         };
         let (Some(file), Some(lock), false) = (&self.log, &self.write_lock, self.read_only) else {
@@ -763,13 +802,13 @@ impl Shared {
 
     /// Checks each request against the current versions (and the batch's earlier requests) and
     /// encodes the accepted ones. A refused request does not stop the others.
-    fn plan_batch(state: &State, batch: Vec<(u64, AppendRequest)>) -> Planned {
+    fn plan_batch(state: &State, batch: Vec<(u64, Prepared)>) -> Planned {
         let mut results = Vec::with_capacity(batch.len());
         let mut accepted: Vec<(u64, Vec<(StoredEvent, u64)>)> = Vec::new();
         let mut bytes = Vec::new();
         let mut batch_versions: HashMap<PlanId, u32> = HashMap::new();
         let mut position = state.position;
-        for (ticket, request) in batch {
+        for (ticket, Prepared { request, frames }) in batch {
             let plan_id = request.plan_id;
             let current = batch_versions.get(&plan_id).or(state.versions.get(&plan_id)).copied().unwrap_or(0);
             if let Expected::Exact(expected) = request.expected {
@@ -782,50 +821,32 @@ impl Shared {
                 results.push((ticket, Ok(current)));
                 continue;
             }
-            let rollback = bytes.len();
-            let mut records = Vec::with_capacity(request.events.len());
-            let mut refused = None;
-            for (i, event) in request.events.into_iter().enumerate() {
-                let Some(next_position) = position.checked_add(records.len() as u32 + 1) else {
-                    refused =
-                        Some(FileStoreError::TooLarge("the store holds u32::MAX events; start a new store".into()));
-                    break;
-                };
-                let version = current + i as u32 + 1;
-                let raw = RawRecord {
-                    position: next_position,
-                    version,
-                    event_id: event.event_id.as_uuid(),
-                    recorded_at: event.recorded_at,
-                    plan_id: plan_id.as_str().to_owned(),
-                    event_type: event.event.event_type().as_str().to_owned(),
-                    schema_version: event.event.schema_version(),
-                    data: event.event.encode_data(),
-                };
-                match raw.encode() {
-                    Ok(encoded) => {
-                        let offset = state.end + bytes.len() as u64;
-                        bytes.extend_from_slice(&encoded);
-                        let stored =
-                            Persisted::from(plan_id.clone(), event).version(version).sequence_number(next_position);
-                        records.push((stored, offset));
-                    }
-                    Err(e) => {
-                        refused = Some(FileStoreError::TooLarge(format!(
-                            "event {} of plan {plan_id} is too large to store ({e}); store large data elsewhere and record a reference",
-                            i + 1
-                        )));
-                        break;
-                    }
+            let frames = match frames {
+                Ok(frames) => frames,
+                Err(error) => {
+                    results.push((ticket, Err(error)));
+                    continue;
                 }
-            }
-            if let Some(error) = refused {
-                bytes.truncate(rollback);
+            };
+            let count = frames.len() as u32;
+            if position.checked_add(count).is_none() || current.checked_add(count).is_none() {
+                let error = FileStoreError::TooLarge("the store holds u32::MAX events; start a new store".into());
                 results.push((ticket, Err(error)));
                 continue;
             }
-            position += records.len() as u32;
-            batch_versions.insert(plan_id, current + records.len() as u32);
+            let mut records = Vec::with_capacity(frames.len());
+            for (i, (event, mut frame)) in request.events.into_iter().zip(frames).enumerate() {
+                let (next_position, version) = (position + i as u32 + 1, current + i as u32 + 1);
+                record::seal(&mut frame, next_position, version);
+                let offset = state.end + bytes.len() as u64;
+                bytes.extend_from_slice(&frame);
+                records.push((
+                    Persisted::from(plan_id.clone(), event).version(version).sequence_number(next_position),
+                    offset,
+                ));
+            }
+            position += count;
+            batch_versions.insert(plan_id, current + count);
             accepted.push((ticket, records));
         }
         Planned { results, accepted, bytes }

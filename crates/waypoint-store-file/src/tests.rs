@@ -689,6 +689,13 @@ mod properties {
         }
 
         #[test]
+        fn a_sealed_frame_decodes_to_its_numbers(record in any_record()) {
+            let mut bytes = RawRecord { position: 0, version: 0, ..record.clone() }.encode().unwrap();
+            record::seal(&mut bytes, record.position, record.version);
+            prop_assert_eq!(record::decode(&bytes).unwrap().0, record);
+        }
+
+        #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             crate::fuzz_decode(&bytes);
         }
@@ -744,4 +751,21 @@ fn sixteen_concurrent_appenders_share_fdatasyncs() {
     assert!(syncs < 1600, "1,600 appends took {syncs} fdatasyncs: no two were ever committed together");
     let reopened = FileStore::open(dir.path()).unwrap();
     assert_eq!(reopened.read_all(1).unwrap().count(), 1600);
+}
+
+#[test]
+fn an_oversized_event_is_refused_and_the_store_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let id = plan("big");
+    store.append_events(&id, Expected::Exact(0), vec![created()]).unwrap();
+    let mut event = step_completed(1);
+    if let PlanEvent::StepCompleted(step) = &mut event.event {
+        let artifact = waypoint_domain::Artifact::parse(&"a".repeat(4000)).unwrap();
+        step.artifacts = vec![artifact; 4500];
+    }
+    let error = store.append_events(&id, Expected::Exact(1), vec![event]).unwrap_err();
+    assert!(matches!(error, FileStoreError::TooLarge(_)), "{error}");
+    assert_eq!(store.append_events(&id, Expected::Exact(1), vec![step_completed(1)]).unwrap(), 2);
+    assert_eq!(event_ids(&FileStore::open(dir.path()).unwrap()).len(), 2);
 }
