@@ -73,7 +73,9 @@ impl ResumeSummary {
             last_completed_step: meta.last_completed_step,
             total_steps: meta.total_steps,
             // A finished phase or plan has no step to run next: its next move is a new phase.
-            next_step: meta.next_step().filter(|_| !plan.state.is_terminal() && plan.state != ProcessingState::Complete),
+            next_step: meta
+                .next_step()
+                .filter(|_| !plan.state.is_terminal() && plan.state != ProcessingState::Complete),
             remaining_steps: meta.remaining_steps(),
             progress_percent: meta.progress_percent(),
             last_checkpoint_id: meta.last_checkpoint_id,
