@@ -19,11 +19,12 @@ use waypoint_application::{Catalog, RecordedEvent};
 use waypoint_store_file::record::{self, FILE_HEADER};
 use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--format rich|json]
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--keep] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
-minutes; --quick uses small sizes (a smoke test: it proves every figure is produced).";
+minutes; --quick uses small sizes (a smoke test: it proves every figure is produced); --keep leaves
+the synthetic stores in place for a look with `waypoint` or `cargo xtask replay`.";
 
 /// How big the synthetic stores are.
 #[derive(Debug, Clone, Copy)]
@@ -82,10 +83,12 @@ struct SizesReport {
 pub fn main(root: &Path, args: &[String]) -> ExitCode {
     let mut quick = false;
     let mut json = false;
+    let mut keep = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--keep" => keep = true,
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
                 Some("rich") => json = false,
@@ -115,7 +118,7 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
             }
         };
     }
-    match run(root, if quick { QUICK } else { FULL }, quick) {
+    match run(root, if quick { QUICK } else { FULL }, quick, keep) {
         Ok(report) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
@@ -136,18 +139,22 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Removes the scratch directory however the bench ends.
-struct Scratch(PathBuf);
+/// Removes the scratch directory however the bench ends, unless asked to keep it.
+struct Scratch(PathBuf, bool);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if self.1 {
+            eprintln!("bench: kept the stores in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
-fn run(root: &Path, sizes: Sizes, quick: bool) -> Result<Report, String> {
+fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool) -> Result<Report, String> {
     // Under target/: the same disk as the build, unlike a tmpfs /tmp, so fsync costs are real.
-    let scratch = Scratch(root.join("target").join(format!("xtask-bench-{}", std::process::id())));
+    let scratch = Scratch(root.join("target").join(format!("xtask-bench-{}", std::process::id())), keep);
     std::fs::create_dir_all(&scratch.0).map_err(|e| format!("cannot create {}: {e}", scratch.0.display()))?;
     let waypoint = build_waypoint(root, quick)?;
     let mut figures = Vec::new();
@@ -310,10 +317,21 @@ fn build_list_store(dir: &Path, plans: u32) -> Result<(), String> {
     for batch in (0..plans).collect::<Vec<_>>().chunks(1_000) {
         let requests = batch
             .iter()
-            .map(|i| AppendRequest {
-                plan_id: PlanId::parse(&format!("plan-{i}")).expect("valid"),
-                expected: Expected::Exact(0),
-                events: plan_events(1, LIST_PLAN_EVENTS, Some(steps), true),
+            .map(|i| {
+                let mut events = plan_events(1, LIST_PLAN_EVENTS, Some(steps), true);
+                // The CLI re-checks `sha256:` snapshots of recorded outputs, which do not exist
+                // here: these checkpoints name none, so every plan is resumable and listed.
+                for recorded in &mut events {
+                    if let PlanEvent::StepCompleted(checkpoint) = &mut recorded.event {
+                        checkpoint.snapshot_id = None;
+                        checkpoint.artifacts.clear();
+                    }
+                }
+                AppendRequest {
+                    plan_id: PlanId::parse(&format!("plan-{i}")).expect("valid"),
+                    expected: Expected::Exact(0),
+                    events,
+                }
             })
             .collect();
         append_all(&store, requests)?;
@@ -473,6 +491,12 @@ fn list_resumable(
     };
     let small_args = args(small);
     let large_args = args(large);
+    for (store_args, plans) in [(&small_args, few), (&large_args, many)] {
+        let listed = count_listed(waypoint, store_args)?;
+        if listed != plans as usize {
+            return Err(format!("`waypoint plan list --resumable` listed {listed} plans, expected {plans}"));
+        }
+    }
     let few_time = time_process(waypoint, &small_args.iter().map(String::as_str).collect::<Vec<_>>(), runs)?;
     let many_time = time_process(waypoint, &large_args.iter().map(String::as_str).collect::<Vec<_>>(), runs)?;
     let growth = many_time.as_secs_f64() / few_time.as_secs_f64();
@@ -501,6 +525,13 @@ fn list_resumable(
             how: format!("{many} plans vs {few} plans ({scale:.0}x the plans)"),
         },
     ])
+}
+
+/// How many plans `waypoint ARGS` (a JSON listing) printed: the timed runs must list them all.
+fn count_listed(waypoint: &Path, args: &[String]) -> Result<usize, String> {
+    let output = Command::new(waypoint).args(args).stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    Ok(doc["plans"].as_array().map_or(0, Vec::len))
 }
 
 /// Durable append of a typical `StepCompleted` vs a raw `write` + `fdatasync` of a record of

@@ -8,8 +8,8 @@ use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
     evaluate_eligibility, Actor, Artifact, Checkpoint, CheckpointId, DecisionId, EligibilityInputs, EventId,
-    Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, ResumeEligibility, ResumeSummary,
-    RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
+    Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, ProcessingState, ResumeEligibility,
+    ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
 };
 
 use crate::error::ServiceError;
@@ -264,16 +264,29 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(ResumeOutcome { summary, resumed: Some(resumed) })
     }
 
-    /// Every plan with its summary, newest activity first.
-    pub async fn list_plans(&self) -> Result<Vec<ResumeSummary>, ServiceError> {
+    /// Every plan's compact view with its summary, newest activity first; only the eligible ones
+    /// when `resumable_only`. Costs time in the number of plans, not of events.
+    pub async fn list(&self, resumable_only: bool) -> Result<Vec<(PlanView, ResumeSummary)>, ServiceError> {
         let mut views = self.store.catalog().await?;
         views.sort_by(|a, b| b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id)));
-        Ok(views.iter().map(|v| self.summarize(v, None)).collect())
+        Ok(views
+            .into_iter()
+            .map(|view| {
+                let summary = self.summarize(&view, None);
+                (view, summary)
+            })
+            .filter(|(_, summary)| summary.eligible || !resumable_only)
+            .collect())
+    }
+
+    /// Every plan with its summary, newest activity first.
+    pub async fn list_plans(&self) -> Result<Vec<ResumeSummary>, ServiceError> {
+        Ok(self.list(false).await?.into_iter().map(|(_, summary)| summary).collect())
     }
 
     /// Every plan that can resume now, newest activity first.
     pub async fn list_resumable(&self) -> Result<Vec<ResumeSummary>, ServiceError> {
-        Ok(self.list_plans().await?.into_iter().filter(|s| s.eligible).collect())
+        Ok(self.list(true).await?.into_iter().map(|(_, summary)| summary).collect())
     }
 
     /// The plan's events in version order.
@@ -295,7 +308,13 @@ impl<S: PlanStore> PlanResumeService<S> {
             Some(checkpoint) => self.snapshots.check(&view.plan_id, checkpoint),
             None => SnapshotCheck::NotChecked,
         };
-        EligibilityInputs { runner_alive: self.run_locks.is_held(&view.plan_id), fingerprint, snapshot }
+        // Only an uninterrupted `processing` plan's verdict depends on a live runner: ask the
+        // run-lock port (a file probe in the file store) for those alone, so a listing of
+        // thousands of interrupted plans touches no lock file.
+        let state = &view.state;
+        let running = state.state == ProcessingState::Processing && !state.resume.interrupted;
+        let runner_alive = running && self.run_locks.is_held(&view.plan_id);
+        EligibilityInputs { runner_alive, fingerprint, snapshot }
     }
 
     async fn execute(&self, plan_id: &PlanId, command: PlanCommand) -> Result<PlanView, ServiceError> {

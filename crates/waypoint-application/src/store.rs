@@ -80,9 +80,7 @@ impl PlanView {
     ) -> Option<PlanView> {
         match view {
             Some(mut view) => {
-                view.state.apply(&recorded.event);
-                view.version = version;
-                view.last_activity_at = recorded.recorded_at;
+                view.apply(version, recorded);
                 Some(view)
             }
             None => PlanState::fold(None, &recorded.event).map(|state| PlanView {
@@ -92,6 +90,13 @@ impl PlanView {
                 state,
             }),
         }
+    }
+
+    /// Folds the event at `version` of this plan into the view.
+    pub fn apply(&mut self, version: u32, recorded: &RecordedEvent) {
+        self.state.apply(&recorded.event);
+        self.version = version;
+        self.last_activity_at = recorded.recorded_at;
     }
 
     /// The same view with only the last checkpoint kept. Summaries, eligibility and listings
@@ -123,10 +128,18 @@ pub struct Catalog {
 impl Catalog {
     pub fn apply(&mut self, stored: &StoredEvent) {
         let id = stored.source_id();
-        let previous = self.plans.remove(id);
-        if let Some(mut view) = PlanView::fold(previous, stored) {
-            view.compact();
-            self.plans.insert(id.clone(), view);
+        // The hot path of replay: fold in place; only a plan's first event allocates its key.
+        match self.plans.get_mut(id) {
+            Some(view) => {
+                view.apply(eventually::versioning::Versioned::version(stored), stored);
+                view.compact();
+            }
+            None => {
+                if let Some(mut view) = PlanView::fold(None, stored) {
+                    view.compact();
+                    self.plans.insert(id.clone(), view);
+                }
+            }
         }
         self.position = self.position.max(stored.sequence_number());
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use futures::executor::block_on;
-use waypoint_application::{NewPlan, PlanStore, PlanView, ResumeRequest, StepCheckpoint};
+use waypoint_application::{NewPlan, PlanView, ResumeRequest, StepCheckpoint};
 use waypoint_domain::{Fingerprint, Phase, PlanId, ResumeIneligibleReason, ResumeSummary, StepNumber};
 
 use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand};
@@ -132,25 +132,14 @@ fn checkpoint(location: &StoreLocation, ui: &Ui, args: CheckpointArgs) -> Result
 }
 
 fn list(location: &StoreLocation, ui: &Ui, resumable: bool) -> Result<(), CliError> {
-    let Some(service) = location.open_read_only()? else {
-        return print_list(ui, &[], &[]);
+    let plans = match location.open_read_only()? {
+        Some(service) => block_on(service.list(resumable))?,
+        None => Vec::new(),
     };
-    let summaries = if resumable { block_on(service.list_resumable())? } else { block_on(service.list_plans())? };
-    let views = if ui.json() {
-        Vec::new()
-    } else {
-        block_on(service.store().catalog()).map_err(waypoint_application::ServiceError::from)?
-    };
-    print_list(ui, &summaries, &views)
-}
-
-fn print_list(ui: &Ui, summaries: &[ResumeSummary], views: &[PlanView]) -> Result<(), CliError> {
     if ui.json() {
-        ui.json_document(&render::PlansDoc { plans: summaries });
+        ui.json_document(&render::PlansDoc { plans: plans.iter().map(|(_, summary)| summary).collect() });
     } else {
-        let rows: Vec<(ResumeSummary, Option<&PlanView>)> =
-            summaries.iter().map(|s| (s.clone(), views.iter().find(|v| v.plan_id == s.plan_id))).collect();
-        ui.stdout(&render::plans_table(ui.out, &rows, Utc::now()));
+        ui.stdout(&render::plans_table(ui.out, &plans, Utc::now()));
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::ui::Style;
 /// `{"plans": [summary, …]}`. Documents are structs, not `Value`s, so keys keep the contract's order.
 #[derive(Debug, Serialize)]
 pub struct PlansDoc<'a> {
-    pub plans: &'a [ResumeSummary],
+    pub plans: Vec<&'a ResumeSummary>,
 }
 
 /// A dry run: the summary object, plus for a plan file what a resume would do with each step.
@@ -230,14 +230,14 @@ pub fn summary_block(style: Style, summary: &ResumeSummary, view: &PlanView) -> 
 }
 
 /// One row per plan, newest activity first.
-pub fn plans_table(style: Style, rows: &[(ResumeSummary, Option<&PlanView>)], now: DateTime<Utc>) -> String {
+pub fn plans_table(style: Style, rows: &[(PlanView, ResumeSummary)], now: DateTime<Utc>) -> String {
     if rows.is_empty() {
         return "No plans here yet. Start one with `waypoint run PLAN.toml`.".to_owned();
     }
     let headers = ["PLAN", "NAME", "PHASE", "STATE", "PROGRESS", "RESUMABLE", "LAST ACTIVITY"];
     let cells: Vec<[String; 7]> = rows
         .iter()
-        .map(|(summary, view)| {
+        .map(|(view, summary)| {
             let mut state = summary.state.as_str().to_owned();
             if summary.interrupted {
                 state.push('*');
@@ -249,12 +249,12 @@ pub fn plans_table(style: Style, rows: &[(ResumeSummary, Option<&PlanView>)], no
             };
             [
                 summary.plan_id.to_string(),
-                view.and_then(|v| v.state.name.as_ref()).map_or("-".to_owned(), |n| short(n.as_str(), 24)),
+                view.state.name.as_ref().map_or("-".to_owned(), |n| short(n.as_str(), 24)),
                 summary.phase.to_string(),
                 state,
                 progress_text(summary),
                 resumable,
-                view.map_or("-".to_owned(), |v| ago(v.last_activity_at, now)),
+                ago(view.last_activity_at, now),
             ]
         })
         .collect();
@@ -266,7 +266,7 @@ pub fn plans_table(style: Style, rows: &[(ResumeSummary, Option<&PlanView>)], no
     let header: Vec<String> = headers.iter().zip(&widths).map(|(h, w)| pad(h, *w)).collect();
     out.push_str(&style.bold(header.join("  ").trim_end()));
     out.push('\n');
-    for ((summary, _), row) in rows.iter().zip(&cells) {
+    for ((_, summary), row) in rows.iter().zip(&cells) {
         let painted: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -286,7 +286,7 @@ pub fn plans_table(style: Style, rows: &[(ResumeSummary, Option<&PlanView>)], no
         out.push_str(painted.join("  ").trim_end());
         out.push('\n');
     }
-    if rows.iter().any(|(s, _)| s.interrupted) {
+    if rows.iter().any(|(_, s)| s.interrupted) {
         out.push_str(&style.dim("* interrupted"));
         out.push('\n');
     }
