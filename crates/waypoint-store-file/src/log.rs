@@ -130,10 +130,20 @@ impl Iterator for RecordReader {
     }
 }
 
-/// The offset of the first intact record after `from`, if any lies before `end`. A bad record
-/// with an intact one after it is damage; with none after it, it is a torn tail.
-pub fn next_intact_record(file: &File, path: &Path, from: u64, end: u64) -> Result<Option<u64>, FileStoreError> {
-    let mut start = from;
+/// Whether a bad record at `from` (which should have held position `expected`) is damage: an
+/// intact record after it that was written by a *later* write than the one `expected` belongs
+/// to. Then the bad record's write was acknowledged before that later one began, and losing it
+/// would lose acknowledged events. If every intact record after it comes from the same write
+/// (pages of an unsynced write reach the disk in any order), or none follows, it is a torn last
+/// write. Returns the offset of the later write's record.
+pub fn later_write_follows(
+    file: &File,
+    path: &Path,
+    from: u64,
+    end: u64,
+    expected: u32,
+) -> Result<Option<u64>, FileStoreError> {
+    let mut start = from + 1;
     let mut buf = vec![0u8; CHUNK];
     while start + HEADER_LEN as u64 <= end {
         let len = ((end - start) as usize).min(CHUNK);
@@ -141,8 +151,10 @@ pub fn next_intact_record(file: &File, path: &Path, from: u64, end: u64) -> Resu
         for i in 0..len.saturating_sub(MAGIC.len() - 1) {
             if buf[i..i + MAGIC.len()] == MAGIC {
                 let at = start + i as u64;
-                if read_record_at(file, path, at, end).is_ok() {
-                    return Ok(Some(at));
+                if let Ok((raw, _)) = read_record_at(file, path, at, end) {
+                    if raw.batch_start > expected {
+                        return Ok(Some(at));
+                    }
                 }
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! Layout, little-endian (docs/adr/0004-file-store-format.md is the reference):
 //! `magic[4] | payload_len u32 | crc32c(payload_len ++ payload) u32 | payload`, where the payload is
-//! `format u8 | position u32 | version u32 | event_id [16] | secs i64 | nanos u32 |
+//! `format u8 | position u32 | version u32 | batch_start u32 | event_id [16] | secs i64 | nanos u32 |
 //! plan_id_len u8 | plan_id | type_len u8 | type | schema_version u16 | data_len u32 | data`.
 
 use chrono::{DateTime, Utc};
@@ -27,6 +27,10 @@ pub const FILE_HEADER: [u8; 8] = *b"WPTLOG01";
 pub struct RawRecord {
     pub position: u32,
     pub version: u32,
+    /// The position of the first record written by the same write (and fdatasync). Recovery
+    /// uses it to tell a torn last write, whose pages may reach the disk in any order, from
+    /// damage to a write that was acknowledged.
+    pub batch_start: u32,
     pub event_id: Uuid,
     pub recorded_at: DateTime<Utc>,
     /// Checked against the plan id allow-list when the record becomes an event.
@@ -59,7 +63,8 @@ impl RawRecord {
         if plan_id.len() > usize::from(u8::MAX) || event_type.len() > usize::from(u8::MAX) {
             return Err(RecordError::Malformed("plan id or event type longer than 255 bytes"));
         }
-        let payload_len = 1 + 4 + 4 + 16 + 8 + 4 + 1 + plan_id.len() + 1 + event_type.len() + 2 + 4 + self.data.len();
+        let payload_len =
+            1 + 4 + 4 + 4 + 16 + 8 + 4 + 1 + plan_id.len() + 1 + event_type.len() + 2 + 4 + self.data.len();
         if payload_len > MAX_PAYLOAD {
             return Err(RecordError::TooLarge(payload_len));
         }
@@ -70,6 +75,7 @@ impl RawRecord {
         out.push(RECORD_FORMAT);
         out.extend_from_slice(&self.position.to_le_bytes());
         out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.batch_start.to_le_bytes());
         out.extend_from_slice(self.event_id.as_bytes());
         out.extend_from_slice(&self.recorded_at.timestamp().to_le_bytes());
         out.extend_from_slice(&self.recorded_at.timestamp_subsec_nanos().to_le_bytes());
@@ -86,16 +92,18 @@ impl RawRecord {
     }
 }
 
-/// Where the position and version fields sit in a framed record.
+/// Where the position, version and batch start fields sit in a framed record.
 const POSITION_AT: usize = HEADER_LEN + 1;
 const VERSION_AT: usize = HEADER_LEN + 5;
+const BATCH_START_AT: usize = HEADER_LEN + 9;
 
-/// Sets the position and version of a framed record (as [`RawRecord::encode`] made it) and
-/// recomputes its checksum. Lets an appender encode outside the store's critical section and
-/// number the record inside it.
-pub fn seal(frame: &mut [u8], position: u32, version: u32) {
+/// Sets the position, version and batch start of a framed record (as [`RawRecord::encode`]
+/// made it) and recomputes its checksum. Lets an appender encode outside the store's critical
+/// section and number the record inside it.
+pub fn seal(frame: &mut [u8], position: u32, version: u32, batch_start: u32) {
     frame[POSITION_AT..POSITION_AT + 4].copy_from_slice(&position.to_le_bytes());
     frame[VERSION_AT..VERSION_AT + 4].copy_from_slice(&version.to_le_bytes());
+    frame[BATCH_START_AT..BATCH_START_AT + 4].copy_from_slice(&batch_start.to_le_bytes());
     let crc = crc::extend(crc::checksum(&frame[4..8]), &frame[HEADER_LEN..]);
     frame[8..12].copy_from_slice(&crc.to_le_bytes());
 }
@@ -181,8 +189,11 @@ fn decode_payload(payload: &[u8]) -> Result<RawRecord, RecordError> {
     }
     let position = cursor.u32()?;
     let version = cursor.u32()?;
-    if position == 0 || version == 0 {
-        return Err(RecordError::Malformed("positions and versions count from 1"));
+    let batch_start = cursor.u32()?;
+    if position == 0 || version == 0 || batch_start == 0 || batch_start > position {
+        return Err(RecordError::Malformed(
+            "positions and versions count from 1; a batch starts at or before its records",
+        ));
     }
     let event_id = Uuid::from_bytes(cursor.array()?);
     let secs = cursor.i64()?;
@@ -199,5 +210,5 @@ fn decode_payload(payload: &[u8]) -> Result<RawRecord, RecordError> {
     if !cursor.bytes.is_empty() {
         return Err(RecordError::Malformed("bytes left over after the data"));
     }
-    Ok(RawRecord { position, version, event_id, recorded_at, plan_id, event_type, schema_version, data })
+    Ok(RawRecord { position, version, batch_start, event_id, recorded_at, plan_id, event_type, schema_version, data })
 }

@@ -169,6 +169,7 @@ impl Prepared {
                 let raw = RawRecord {
                     position: 0,
                     version: 0,
+                    batch_start: 0,
                     event_id: event.event_id.as_uuid(),
                     recorded_at: event.recorded_at,
                     plan_id: request.plan_id.as_str().to_owned(),
@@ -556,11 +557,12 @@ impl Shared {
                     }
                 }
                 Err(bad) => {
-                    if let Some(intact) = log::next_intact_record(file, &self.log_path, bad.offset + 1, len)? {
+                    let expected = state.position + 1;
+                    if let Some(later) = log::later_write_follows(file, &self.log_path, bad.offset, len, expected)? {
                         return Err(FileStoreError::corrupt(
                             &self.log_path,
                             bad.offset,
-                            format!("{}; an intact record follows at byte offset {intact}", bad.error),
+                            format!("{}; a record written after it follows at byte offset {later}", bad.error),
                         ));
                     }
                     if access == Access::Exclusive && !self.read_only {
@@ -837,7 +839,7 @@ impl Shared {
             let mut records = Vec::with_capacity(frames.len());
             for (i, (event, mut frame)) in request.events.into_iter().zip(frames).enumerate() {
                 let (next_position, version) = (position + i as u32 + 1, current + i as u32 + 1);
-                record::seal(&mut frame, next_position, version);
+                record::seal(&mut frame, next_position, version, state.position + 1);
                 let offset = state.end + bytes.len() as u64;
                 bytes.extend_from_slice(&frame);
                 records.push((

@@ -447,6 +447,7 @@ fn raw(position: u32, plan_id: &str, event_type: &str, schema_version: u16, data
     crate::record::RawRecord {
         position,
         version: 1,
+        batch_start: position,
         event_id: uuid::Uuid::new_v4(),
         recorded_at: chrono::Utc::now(),
         plan_id: plan_id.into(),
@@ -660,21 +661,24 @@ mod properties {
 
     fn any_record() -> impl Strategy<Value = RawRecord> {
         (
-            (1u32.., 1u32.., any::<[u8; 16]>()),
+            (1u32.., 1u32.., any::<[u8; 16]>(), any::<prop::sample::Index>()),
             (-62_135_596_800i64..253_402_300_799i64, 0u32..1_000_000_000),
             ("[A-Za-z0-9_-]{1,64}", "[a-z_]{1,40}", any::<u16>()),
             proptest::collection::vec(any::<u8>(), 0..512),
         )
             .prop_map(
-                |((position, version, id), (secs, nanos), (plan_id, event_type, schema_version), data)| RawRecord {
-                    position,
-                    version,
-                    event_id: uuid::Uuid::from_bytes(id),
-                    recorded_at: chrono::DateTime::from_timestamp(secs, nanos).unwrap(),
-                    plan_id,
-                    event_type,
-                    schema_version,
-                    data,
+                |((position, version, id, batch), (secs, nanos), (plan_id, event_type, schema_version), data)| {
+                    RawRecord {
+                        position,
+                        version,
+                        batch_start: 1 + batch.index(position as usize) as u32,
+                        event_id: uuid::Uuid::from_bytes(id),
+                        recorded_at: chrono::DateTime::from_timestamp(secs, nanos).unwrap(),
+                        plan_id,
+                        event_type,
+                        schema_version,
+                        data,
+                    }
                 },
             )
     }
@@ -690,8 +694,8 @@ mod properties {
 
         #[test]
         fn a_sealed_frame_decodes_to_its_numbers(record in any_record()) {
-            let mut bytes = RawRecord { position: 0, version: 0, ..record.clone() }.encode().unwrap();
-            record::seal(&mut bytes, record.position, record.version);
+            let mut bytes = RawRecord { position: 0, version: 0, batch_start: 0, ..record.clone() }.encode().unwrap();
+            record::seal(&mut bytes, record.position, record.version, record.batch_start);
             prop_assert_eq!(record::decode(&bytes).unwrap().0, record);
         }
 
@@ -768,4 +772,46 @@ fn an_oversized_event_is_refused_and_the_store_stays_usable() {
     assert!(matches!(error, FileStoreError::TooLarge(_)), "{error}");
     assert_eq!(store.append_events(&id, Expected::Exact(1), vec![step_completed(1)]).unwrap(), 2);
     assert_eq!(event_ids(&FileStore::open(dir.path()).unwrap()).len(), 2);
+}
+
+#[test]
+fn a_last_write_torn_out_of_order_is_cut_back_whole_but_damage_before_it_is_not() {
+    // A power cut during an unsynced multi-record write can persist its later pages and lose
+    // an earlier one: the write was never acknowledged, so it is a torn tail, cut as a whole.
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    fill(&store, &[plan("before")], 3);
+    let acknowledged = event_ids(&store);
+    let batch = (0..3)
+        .map(|i| crate::AppendRequest {
+            plan_id: plan(&format!("batch-{i}")),
+            expected: Expected::Exact(0),
+            events: vec![created(), step_completed(1)],
+        })
+        .collect();
+    assert!(store.append_many(batch).iter().all(Result::is_ok));
+    drop(store);
+    let records = records(dir.path());
+    let (first_of_batch, len) = records[3];
+    let (last_of_acknowledged, _) = records[2];
+    let log = dir.path().join("events.log");
+    let original = std::fs::read(&log).unwrap();
+
+    let mut lost_page = original.clone();
+    lost_page[first_of_batch as usize..(first_of_batch + len) as usize].fill(0);
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::write(copy.path().join("events.log"), &lost_page).unwrap();
+    let store = FileStore::open(copy.path()).unwrap();
+    assert_eq!(event_ids(&store), acknowledged);
+    assert_eq!(std::fs::metadata(copy.path().join("events.log")).unwrap().len(), first_of_batch);
+
+    // The same damage one write earlier has a later write after it: that is damage.
+    let mut damaged = original.clone();
+    damaged[last_of_acknowledged as usize + 20] ^= 0x01;
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::write(copy.path().join("events.log"), &damaged).unwrap();
+    match FileStore::open(copy.path()) {
+        Err(FileStoreError::Corrupt { offset, .. }) => assert_eq!(offset, last_of_acknowledged),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
 }
