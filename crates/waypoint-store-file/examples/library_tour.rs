@@ -1,16 +1,29 @@
-//! A library user's tour: record steps, interrupt, preview the resume, resume, finish.
+//! A library user's tour on the embedded file store: record steps, interrupt, preview the
+//! resume, resume, finish.
 //!
-//! Run with `cargo run -p waypoint-application --example library_tour`.
+//! Run with `cargo run -p waypoint-store-file --example library_tour [STORE_DIR]`; without a
+//! directory it uses a fresh one under the system's temporary directory.
+
+use std::path::PathBuf;
 
 use waypoint_application::domain::{DecisionId, Message, Phase, StepNumber, TotalSteps};
-use waypoint_application::{InMemoryStore, NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint};
+use waypoint_application::{NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint};
+use waypoint_store_file::FileStore;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    futures::executor::block_on(tour())
+    let dir = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("waypoint-library-tour-{}", std::process::id())));
+    println!("store: {}", dir.display());
+    futures::executor::block_on(tour(dir))
 }
 
-async fn tour() -> Result<(), Box<dyn std::error::Error>> {
-    let service = PlanResumeService::new(InMemoryStore::new());
+async fn tour(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+    // Every append is on disk before it returns; the run locks tell a crashed runner from a
+    // live one.
+    let store = FileStore::open(&dir)?;
+    let service = PlanResumeService::new(store.clone()).with_run_locks(store.run_locks());
     let plan = service.create_plan(NewPlan { total_steps: Some(TotalSteps::new(4)?), ..NewPlan::default() }).await?;
     let id = plan.plan_id;
     service.start_phase(&id, Phase::Strategize, None).await?;
