@@ -240,6 +240,7 @@ fn an_unknown_event_type_stops_the_replay_naming_the_record() {
     let record = |position: u32, event_type: &str, data: &str| RawRecord {
         position,
         version: position,
+        batch_start: position,
         event_id: uuid::Uuid::from_u128(u128::from(position)),
         recorded_at: chrono::DateTime::UNIX_EPOCH,
         plan_id: "future-plan".into(),
@@ -274,4 +275,21 @@ fn bad_arguments_are_usage_errors() {
     let missing = replay(&sandbox.path("nowhere"), &[]);
     missing.expect_code(6);
     assert!(missing.stderr.contains("no store"), "{}", missing.stderr);
+}
+
+#[test]
+fn verify_passes_on_a_store_written_by_waypoint_run() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"two steps\"\n\n[[steps]]\nname = \"one\"\nrun = \"echo 1 > one.txt\"\noutputs = [\"one.txt\"]\n\n\
+         [[steps]]\nname = \"two\"\nrun = \"echo 2 > two.txt\"\noutputs = [\"two.txt\"]\n",
+    );
+    sandbox.run(&["run", plan.to_str().unwrap()]).expect_code(0);
+
+    let (run, report) = replay_json(&sandbox.store, &["--verify"]);
+    run.expect_code(0);
+    assert_eq!(report["verify"]["ok"], true, "{report}");
+    assert_eq!(count_of(&report, "step_completed", 2), 2);
+    assert_eq!(report["plans_by_phase_state"][0]["state"], "complete");
 }
