@@ -51,8 +51,20 @@ pub enum RecordError {
     TooLarge(usize),
     #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     Checksum { stored: u32, computed: u32 },
+    #[error(
+        "the record is whole but in format {0}, which this Waypoint cannot read; upgrade Waypoint to read this log"
+    )]
+    UnknownFormat(u8),
     #[error("the envelope is malformed: {0}")]
     Malformed(&'static str),
+}
+
+impl RecordError {
+    /// Whether the record's checksum matched: its bytes are exactly what a writer wrote, so it
+    /// cannot be a torn write, whatever else is wrong with it.
+    pub fn is_whole(&self) -> bool {
+        matches!(self, RecordError::UnknownFormat(_) | RecordError::Malformed(_))
+    }
 }
 
 impl RawRecord {
@@ -184,8 +196,9 @@ impl<'a> Cursor<'a> {
 
 fn decode_payload(payload: &[u8]) -> Result<RawRecord, RecordError> {
     let mut cursor = Cursor { bytes: payload };
-    if cursor.u8()? != RECORD_FORMAT {
-        return Err(RecordError::Malformed("unknown record format"));
+    let format = cursor.u8()?;
+    if format != RECORD_FORMAT {
+        return Err(RecordError::UnknownFormat(format));
     }
     let position = cursor.u32()?;
     let version = cursor.u32()?;

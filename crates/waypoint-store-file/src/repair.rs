@@ -116,6 +116,15 @@ fn scan(
     for item in RecordReader::new(file.clone(), path.to_path_buf(), FIRST_RECORD, len) {
         let (offset, raw) = match item? {
             Ok(record) => record,
+            Err(bad) if bad.error.is_whole() => {
+                return Err(FileStoreError::Repair {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "the record at byte offset {} is whole but unreadable here ({}); nothing was changed",
+                        bad.offset, bad.error
+                    ),
+                })
+            }
             Err(bad) => return Ok(Some((bad.offset, bad.error.to_string()))),
         };
         if raw.position != position + 1 {

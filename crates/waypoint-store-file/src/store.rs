@@ -557,6 +557,11 @@ impl Shared {
                     }
                 }
                 Err(bad) => {
+                    if bad.error.is_whole() {
+                        // Written whole by some writer (a newer Waypoint, say): never a torn
+                        // write, so never cut.
+                        return Err(FileStoreError::corrupt(&self.log_path, bad.offset, bad.error.to_string()));
+                    }
                     let expected = state.position + 1;
                     if let Some(later) = log::later_write_follows(file, &self.log_path, bad.offset, len, expected)? {
                         return Err(FileStoreError::corrupt(

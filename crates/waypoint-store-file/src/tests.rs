@@ -815,3 +815,31 @@ fn a_last_write_torn_out_of_order_is_cut_back_whole_but_damage_before_it_is_not(
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+#[test]
+fn a_whole_record_this_build_cannot_read_is_reported_never_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    fill(&store, &[plan("old")], 2);
+    drop(store);
+    // A record from a newer writer: whole and checksummed, in a payload format we do not know.
+    let mut frame = raw(3, "newer", "plan_created", 1, b"{}").encode().unwrap();
+    frame[crate::record::HEADER_LEN] = 9;
+    let crc = crate::crc::extend(crate::crc::checksum(&frame[4..8]), &frame[crate::record::HEADER_LEN..]);
+    frame[8..12].copy_from_slice(&crc.to_le_bytes());
+    let log = dir.path().join("events.log");
+    let offset = std::fs::metadata(&log).unwrap().len();
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(&frame);
+    std::fs::write(&log, &bytes).unwrap();
+    match FileStore::open(dir.path()) {
+        Err(FileStoreError::Corrupt { offset: at, detail, .. }) => {
+            assert_eq!(at, offset);
+            assert!(detail.contains("upgrade Waypoint"), "{detail}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&log).unwrap(), bytes, "the record was not cut");
+    assert!(matches!(crate::repair(dir.path()), Err(FileStoreError::Repair { .. })));
+    assert_eq!(std::fs::read(&log).unwrap(), bytes, "repair did not cut it either");
+}
