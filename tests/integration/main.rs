@@ -11,6 +11,7 @@ mod domain_history;
 mod domain_snapshots;
 mod replay_cli;
 mod replay_property;
+mod service_create;
 mod store_child;
 mod store_concurrency;
 mod store_kill_loop;

@@ -8,8 +8,8 @@ use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
     evaluate_eligibility, Actor, Artifact, Checkpoint, CheckpointId, DecisionId, EligibilityInputs, EventId,
-    Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, ProcessingState, ResumeEligibility,
-    ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
+    Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState, ProcessingState,
+    ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
 };
 
 use crate::error::ServiceError;
@@ -26,6 +26,9 @@ pub struct NewPlan {
     pub fingerprint: Option<Fingerprint>,
     /// Where the plan definition lives, such as a plan file path.
     pub source: Option<Artifact>,
+    /// Enter this phase (from `action`: `strategize`) in the same append as the creation, so no
+    /// crash can leave a plan created but never started. `runner` names the caller's run lock.
+    pub start: Option<(Phase, Option<RunnerId>)>,
 }
 
 /// One step's completion, as the caller reports it.
@@ -130,10 +133,14 @@ impl<S: PlanStore> PlanResumeService<S> {
             source: new.source,
             at: self.clock.now(),
         };
+        let mut commands = vec![command];
+        if let Some((phase, runner)) = new.start {
+            commands.push(PlanCommand::StartPhase { phase, runner });
+        }
         // Decide against what is stored, so a taken id is `AlreadyExists`, not a version conflict;
         // only a create racing another create for the same id still meets the store's conflict.
         let existing = self.store.load_view(&plan_id).await?;
-        let (view, _) = self.execute_on(&plan_id, existing, command).await?;
+        let (view, _) = self.execute_on(&plan_id, existing, commands).await?;
         Ok(view)
     }
 
@@ -254,7 +261,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         let uncertain = view.state.resume.uncertain_step;
         let command =
             PlanCommand::Resume { by: self.actor.clone(), runner: request.runner, at: self.clock.now(), inputs };
-        let (after, _) = self.execute_on(plan_id, Some(view), command).await?;
+        let (after, _) = self.execute_on(plan_id, Some(view), vec![command]).await?;
         let from_step = after.state.resume.next_step().expect("an eligible plan has a next step");
         // The caller now works on the plan: describe it as running, not as a crashed runner.
         let running = EligibilityInputs { runner_alive: true, ..EligibilityInputs::default() };
@@ -327,7 +334,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         command: PlanCommand,
     ) -> Result<(PlanView, bool), ServiceError> {
         let view = self.load(plan_id).await?;
-        self.execute_on(plan_id, Some(view), command).await
+        self.execute_on(plan_id, Some(view), vec![command]).await
     }
 
     /// Decides `command` against `view` and appends the result with an expected-version check.
@@ -336,15 +343,23 @@ impl<S: PlanStore> PlanResumeService<S> {
         &self,
         plan_id: &PlanId,
         view: Option<PlanView>,
-        command: PlanCommand,
+        commands: Vec<PlanCommand>,
     ) -> Result<(PlanView, bool), ServiceError> {
         let plan_error = |source: PlanError| ServiceError::Plan { plan_id: plan_id.clone(), source };
-        let state = view.as_ref().map(|v| v.state.clone());
-        let decided = Plan.handle(plan_id, &state, command).await.map_err(plan_error)?;
-        let Some(events) = decided else {
+        // Each command is decided against the state its predecessors leave; all their events go
+        // in one append, so they land together or not at all.
+        let mut state = view.as_ref().map(|v| v.state.clone());
+        let mut events = Vec::new();
+        for command in commands {
+            for event in Plan.handle(plan_id, &state, command).await.map_err(plan_error)?.into_iter().flatten() {
+                state = PlanState::fold(state, &event);
+                events.push(event);
+            }
+        }
+        if events.is_empty() {
             let view = view.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))?;
             return Ok((view, false));
-        };
+        }
         let expected = view.as_ref().map_or(0, |v| v.version);
         let now = self.clock.now();
         let recorded: Vec<RecordedEvent> = events

@@ -76,6 +76,7 @@ fn create(location: &StoreLocation, ui: &Ui, args: CreateArgs) -> Result<(), Cli
         total_steps: args.total_steps,
         fingerprint: args.fingerprint,
         source: None,
+        start: None,
     };
     let view = block_on(service.create_plan(new))?;
     if ui.json() {
@@ -345,15 +346,19 @@ fn run(location: &StoreLocation, ui: &Ui, path: &Path) -> Result<(), CliError> {
     let source = file.source()?;
     let events = watch_signals()?;
     let service = location.open_for_write()?;
+    // The run lock first, then the plan created and started in one append: a crash at any moment
+    // leaves either no plan or one that is processing under a runner, which a resume can infer.
+    let id = PlanId::from_uuid(uuid::Uuid::new_v4());
+    let _lock = acquire_run_lock(&service, &id)?;
     let new = NewPlan {
-        id: None,
+        id: Some(id.clone()),
         name: Some(file.name.clone()),
         total_steps: Some(file.total_steps()),
         fingerprint: Some(file.fingerprint.clone()),
         source: Some(source),
+        start: Some((Phase::Strategize, Some(runner_id()))),
     };
-    let view = block_on(service.create_plan(new))?;
-    let id = view.plan_id;
+    block_on(service.create_plan(new))?;
     if ui.json() {
         ui.note(&format!("plan {id}"));
     } else {
@@ -365,8 +370,6 @@ fn run(location: &StoreLocation, ui: &Ui, path: &Path) -> Result<(), CliError> {
             file.steps.len()
         ));
     }
-    let _lock = acquire_run_lock(&service, &id)?;
-    block_on(service.start_phase(&id, Phase::Strategize, Some(runner_id())))?;
     let reports = run_plan_file(&service, ui, &id, &file, StepNumber::FIRST, &events)?;
     let summary = block_on(service.build_resume_summary(&id, None))?;
     if ui.json() {
