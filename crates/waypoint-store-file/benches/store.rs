@@ -98,6 +98,11 @@ fn build_store(dir: &Path, total: u32) {
     store.checkpoint().unwrap();
 }
 
+/// The baseline's file: raw writes and fdatasyncs on the same disk as the store.
+fn raw_log(dir: &tempfile::TempDir) -> std::fs::File {
+    std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(dir.path().join("raw")).unwrap()
+}
+
 fn vm_hwm_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -140,13 +145,7 @@ fn append_benches(c: &mut Criterion) {
     version.set(store.append_events(&plan, Expected::Exact(version.get()), vec![step_completed(1)]).unwrap());
     let record_len = log_len() - before;
     let raw_dir = bench_dir();
-    let raw = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(raw_dir.path().join("raw"))
-        .unwrap();
+    let raw = raw_log(&raw_dir);
     let bytes = vec![0x5Au8; record_len as usize];
     let mut offset = 0u64;
     group.bench_function("raw_write_fdatasync", |b| {
@@ -235,13 +234,7 @@ fn paired_ratios() {
     let plan = PlanId::parse("paired").unwrap();
     let mut version = store.append_events(&plan, Expected::Exact(0), plan_events(1, 2)).unwrap();
     let raw_dir = bench_dir();
-    let raw = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(raw_dir.path().join("raw"))
-        .unwrap();
+    let raw = raw_log(&raw_dir);
     let log_len = || std::fs::metadata(dir.path().join("events.log")).unwrap().len();
     let before = log_len();
     version = store.append_events(&plan, Expected::Exact(version), vec![step_completed(version - 1)]).unwrap();
