@@ -181,3 +181,29 @@ fn store_locations_and_arguments() {
     let run_help = sandbox.run_rich(&["run", "--help"]);
     assert!(run_help.stdout.contains("[[steps]]") && run_help.stdout.contains("strategize phase"));
 }
+
+#[test]
+fn oversized_input_is_refused_with_its_limit_and_writes_nothing() {
+    let sandbox = Sandbox::new();
+    let id = sandbox.run(&["plan", "create", "--total-steps", "2"]).json()["plan_id"].as_str().unwrap().to_owned();
+    sandbox.run(&["plan", "start", &id, "--phase", "strategize"]).expect_code(0);
+    let before = sandbox.store_bytes();
+
+    let huge_reason = "r".repeat(8193);
+    let run = sandbox.run(&["plan", "interrupt", &id, "--reason", &huge_reason]);
+    let error = run.expect_error(2, "invalid_value");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("8193 characters long; the limit is 8192"), "{message}");
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+
+    let huge_artifact = "a".repeat(4097);
+    let run = sandbox.run(&["plan", "checkpoint", &id, "--step", "1", "--decision", "d", "--artifact", &huge_artifact]);
+    run.expect_error(2, "invalid_value");
+
+    let plan_file = sandbox.write("huge.toml", &format!("name = \"huge\"\n# {}\n", "x".repeat(1024 * 1024)));
+    let run = sandbox.run(&["run", plan_file.to_str().unwrap()]);
+    let error = run.expect_error(2, "plan_file_unreadable");
+    assert!(error["error"]["message"].as_str().unwrap().contains("larger than"), "{error}");
+
+    assert_eq!(sandbox.store_bytes(), before, "refused input writes nothing");
+}
