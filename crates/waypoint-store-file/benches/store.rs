@@ -121,6 +121,50 @@ fn open_peak_kib(dir: &Path) -> u64 {
     String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0)
 }
 
+/// Concurrent writers in one process, each appending to its own plan of one shared store.
+struct Writers {
+    _dir: tempfile::TempDir,
+    store: FileStore,
+    plans: Vec<PlanId>,
+}
+
+impl Writers {
+    fn new(count: usize) -> Self {
+        let dir = bench_dir();
+        let store = FileStore::open(dir.path()).unwrap();
+        let plans: Vec<PlanId> = (0..count).map(|i| PlanId::parse(&format!("writer-{i}")).unwrap()).collect();
+        for id in &plans {
+            store.append_events(id, Expected::Exact(0), plan_events(1, 2)).unwrap();
+        }
+        Writers { _dir: dir, store, plans }
+    }
+
+    /// Every writer appends `per_writer` checkpoints at once; returns the wall time per append.
+    /// Events are built before the clock starts, as in the single-writer case.
+    fn time_per_append(&self, per_writer: u32) -> Duration {
+        let work: Vec<(PlanId, u32, Vec<RecordedEvent>)> = self
+            .plans
+            .iter()
+            .map(|id| {
+                let version = self.store.summary_view(id).unwrap().unwrap().version;
+                (id.clone(), version, (0..per_writer).map(|i| step_completed(version - 1 + i)).collect())
+            })
+            .collect();
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for (id, mut version, events) in work {
+                let store = self.store.clone();
+                scope.spawn(move || {
+                    for event in events {
+                        version = store.append_events(&id, Expected::Exact(version), vec![event]).unwrap();
+                    }
+                });
+            }
+        });
+        start.elapsed() / (per_writer * self.plans.len() as u32)
+    }
+}
+
 fn append_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
     group.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
@@ -156,39 +200,14 @@ fn append_benches(c: &mut Criterion) {
         })
     });
 
-    let writers = 16;
-    let concurrent_dir = bench_dir();
-    let concurrent = FileStore::open(concurrent_dir.path()).unwrap();
-    let plans: Vec<PlanId> = (0..writers).map(|i| PlanId::parse(&format!("writer-{i}")).unwrap()).collect();
-    for id in &plans {
-        concurrent.append_events(id, Expected::Exact(0), plan_events(1, 2)).unwrap();
-    }
+    let writers = Writers::new(16);
     group.throughput(Throughput::Elements(1));
     group.bench_function("16_writers_per_append", |b| {
         b.iter_custom(|iters| {
-            let per_writer = iters.div_ceil(writers as u64).max(1);
-            // Events are built before the clock starts, as in the single-writer case.
-            let work: Vec<(PlanId, u32, Vec<RecordedEvent>)> = plans
-                .iter()
-                .map(|id| {
-                    let version = concurrent.summary_view(id).unwrap().unwrap().version;
-                    let events = (0..per_writer as u32).map(|i| step_completed(version - 1 + i)).collect();
-                    (id.clone(), version, events)
-                })
-                .collect();
-            let start = Instant::now();
-            std::thread::scope(|scope| {
-                for (id, mut version, events) in work {
-                    let store = concurrent.clone();
-                    scope.spawn(move || {
-                        for event in events {
-                            version = store.append_events(&id, Expected::Exact(version), vec![event]).unwrap();
-                        }
-                    });
-                }
-            });
-            // Time per append, so the figure compares directly with the single writer's.
-            start.elapsed().mul_f64(iters as f64 / (per_writer * writers as u64) as f64)
+            let per_writer = iters.div_ceil(writers.plans.len() as u64).max(1);
+            // `iters` appends at the measured time per append, so the figure compares directly
+            // with the single writer's.
+            writers.time_per_append(per_writer as u32).mul_f64(iters as f64)
         })
     });
     group.finish();
@@ -259,13 +278,7 @@ fn paired_ratios() {
         durable.as_secs_f64() / baseline.as_secs_f64()
     );
 
-    let writers = 16;
-    let concurrent_dir = bench_dir();
-    let concurrent = FileStore::open(concurrent_dir.path()).unwrap();
-    let plans: Vec<PlanId> = (0..writers).map(|i| PlanId::parse(&format!("writer-{i}")).unwrap()).collect();
-    for id in &plans {
-        concurrent.append_events(id, Expected::Exact(0), plan_events(1, 2)).unwrap();
-    }
+    let writers = Writers::new(16);
     let (mut single, mut sixteen) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         let events: Vec<_> = (0..PAIRED_APPENDS).map(|i| step_completed(version - 1 + i)).collect();
@@ -274,26 +287,7 @@ fn paired_ratios() {
             version = store.append_events(&plan, Expected::Exact(version), vec![event]).unwrap();
         }
         single.push(start.elapsed() / PAIRED_APPENDS);
-        let per_writer = PAIRED_APPENDS;
-        let work: Vec<(PlanId, u32, Vec<RecordedEvent>)> = plans
-            .iter()
-            .map(|id| {
-                let v = concurrent.summary_view(id).unwrap().unwrap().version;
-                (id.clone(), v, (0..per_writer).map(|i| step_completed(v - 1 + i)).collect())
-            })
-            .collect();
-        let start = Instant::now();
-        std::thread::scope(|scope| {
-            for (id, mut v, events) in work {
-                let store = concurrent.clone();
-                scope.spawn(move || {
-                    for event in events {
-                        v = store.append_events(&id, Expected::Exact(v), vec![event]).unwrap();
-                    }
-                });
-            }
-        });
-        sixteen.push(start.elapsed() / (per_writer * writers));
+        sixteen.push(writers.time_per_append(PAIRED_APPENDS));
     }
     let (single, sixteen) = (median(single), median(sixteen));
     eprintln!(
