@@ -337,7 +337,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.execute_on(plan_id, Some(view), vec![command]).await
     }
 
-    /// Decides `command` against `view` and appends the result with an expected-version check.
+    /// Decides `commands` against `view` and appends the result with an expected-version check.
     /// Returns the view after the command and whether anything was appended.
     async fn execute_on(
         &self,
@@ -346,33 +346,34 @@ impl<S: PlanStore> PlanResumeService<S> {
         commands: Vec<PlanCommand>,
     ) -> Result<(PlanView, bool), ServiceError> {
         let plan_error = |source: PlanError| ServiceError::Plan { plan_id: plan_id.clone(), source };
+        // The state moves out of the view: a plan's state holds every checkpoint of its phase, and
+        // copying it on each append would make appends cost more as the history grows.
+        let (mut state, mut version, mut last_activity_at) = match view {
+            Some(view) => (Some(view.state), view.version, Some(view.last_activity_at)),
+            None => (None, 0, None),
+        };
         // Each command is decided against the state its predecessors leave; all their events go
         // in one append, so they land together or not at all.
-        let mut state = view.as_ref().map(|v| v.state.clone());
-        let mut events = Vec::new();
+        let now = self.clock.now();
+        let mut recorded = Vec::new();
         for command in commands {
             for event in Plan.handle(plan_id, &state, command).await.map_err(plan_error)?.into_iter().flatten() {
                 state = PlanState::fold(state, &event);
-                events.push(event);
+                recorded.push(RecordedEvent { event_id: EventId::from_uuid(Uuid::new_v4()), recorded_at: now, event });
             }
         }
-        if events.is_empty() {
-            let view = view.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))?;
-            return Ok((view, false));
+        let appended = !recorded.is_empty();
+        if appended {
+            let count = recorded.len() as u32;
+            self.store.clone().append(plan_id.clone(), Expected::Exact(version), recorded).await?;
+            version += count;
+            last_activity_at = Some(now);
         }
-        let expected = view.as_ref().map_or(0, |v| v.version);
-        let now = self.clock.now();
-        let recorded: Vec<RecordedEvent> = events
-            .into_iter()
-            .map(|event| RecordedEvent { event_id: EventId::from_uuid(Uuid::new_v4()), recorded_at: now, event })
-            .collect();
-        let mut store = self.store.clone();
-        store.append(plan_id.clone(), Expected::Exact(expected), recorded.clone()).await?;
-        let after = recorded
-            .iter()
-            .zip(expected + 1..)
-            .fold(view, |view, (event, version)| PlanView::fold_parts(view, plan_id, version, event))
-            .expect("a decided event applies to the plan");
-        Ok((after, true))
+        match (state, last_activity_at) {
+            (Some(state), Some(last_activity_at)) => {
+                Ok((PlanView { plan_id: plan_id.clone(), version, last_activity_at, state }, appended))
+            }
+            _ => Err(ServiceError::NotFound(plan_id.clone())),
+        }
     }
 }

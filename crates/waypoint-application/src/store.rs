@@ -72,7 +72,7 @@ impl PlanView {
         Self::fold_parts(view, stored.source_id(), eventually::versioning::Versioned::version(stored), stored)
     }
 
-    pub fn fold_parts(
+    fn fold_parts(
         view: Option<PlanView>,
         plan_id: &PlanId,
         version: u32,
