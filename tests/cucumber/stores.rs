@@ -113,6 +113,22 @@ impl EventStore for TestStore {
 }
 
 impl PlanStore for TestStore {
+    fn run_locks(&self) -> std::sync::Arc<dyn waypoint_application::RunLocks> {
+        delegate!(&self.backend, s => PlanStore::run_locks(s))
+    }
+
+    fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+        delegate!(&self.backend, s => s.content_fingerprint())
+    }
+
+    fn verify(&self) -> BoxFuture<'_, Result<waypoint_application::VerifyReport, StoreError>> {
+        delegate!(&self.backend, s => s.verify())
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<waypoint_application::StoreStats, StoreError>> {
+        delegate!(&self.backend, s => s.stats())
+    }
+
     fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
         let gate = self.gate().clone();
         let load = delegate!(&self.backend, s => s.load_view(plan_id));

@@ -15,6 +15,7 @@
 
 mod crc;
 mod error;
+mod fingerprint;
 mod frame;
 mod fsutil;
 mod index;
@@ -25,12 +26,15 @@ mod repair;
 mod runlock;
 pub mod storage;
 mod store;
+pub mod verify;
 
 pub use error::FileStoreError;
 pub use repair::{repair, RepairReport};
-pub use runlock::{FileRunLocks, RunLockGuard};
+pub use runlock::FileRunLocks;
 pub use store::{AppendRequest, FileStore, StoreOptions, StoredCatalog};
 
+#[cfg(test)]
+mod conformance;
 #[cfg(test)]
 mod tests;
 

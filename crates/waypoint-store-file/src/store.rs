@@ -14,7 +14,9 @@ use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
 use eventually::versioning::Versioned;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use waypoint_application::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
+use waypoint_application::{
+    Catalog, PlanStore, PlanView, RecordedEvent, RunLocks, StoreError, StoreStats, StoredEvent, VerifyReport,
+};
 use waypoint_domain::{EventId, PlanEvent, PlanId};
 
 use crate::error::FileStoreError;
@@ -1086,6 +1088,31 @@ impl EventStore for FileStore {
 }
 
 impl PlanStore for FileStore {
+    fn run_locks(&self) -> Arc<dyn RunLocks> {
+        Arc::new(self.run_locks())
+    }
+
+    fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+        Box::pin(futures::future::ready(crate::fingerprint::of_dir(self.dir()).map_err(StoreError::from)))
+    }
+
+    fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {
+        Box::pin(async move {
+            // The file store's own projections first, then the checks every store shares.
+            let mut report = crate::verify::verify_store(self)?;
+            report.merge(waypoint_application::verify::verify_folds(self).await?);
+            Ok(report.finish())
+        })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
+        let result = (|| {
+            let views: Vec<PlanView> = self.catalog_snapshot()?.plans.into_values().collect();
+            let bytes = crate::fingerprint::disk_usage(self.dir())?;
+            Ok::<_, FileStoreError>(StoreStats::from_views(&views, Some(bytes)))
+        })();
+        Box::pin(futures::future::ready(result.map_err(StoreError::from)))
+    }
     fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
         Box::pin(futures::future::ready(self.plan_view(plan_id).map_err(StoreError::from)))
     }

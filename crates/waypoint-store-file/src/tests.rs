@@ -8,8 +8,8 @@ use futures::executor::block_on;
 use futures::TryStreamExt;
 use waypoint_application::domain::{DecisionId, Message, Phase, StepNumber, TotalSteps};
 use waypoint_application::{
-    NewPlan, PlanResumeService, PlanStore, RecordedEvent, ResumeRequest, RunLockProbe, StepCheckpoint, StoreError,
-    StoredEvent,
+    NewPlan, PlanResumeService, PlanStore, RecordedEvent, ResumeRequest, RunLockError, RunLocks, StepCheckpoint,
+    StoreError, StoredEvent,
 };
 use waypoint_domain::{EventId, PlanCreated, PlanEvent, PlanId};
 
@@ -17,6 +17,10 @@ use crate::{FileStore, FileStoreError};
 
 pub(crate) fn plan(id: &str) -> PlanId {
     PlanId::parse(id).expect("valid plan id")
+}
+
+pub(crate) fn runner() -> waypoint_domain::RunnerId {
+    waypoint_domain::RunnerId::parse("test-runner").expect("valid runner id")
 }
 
 pub(crate) fn created() -> RecordedEvent {
@@ -90,7 +94,7 @@ fn files_and_directories_are_private_whatever_the_umask() {
     let dir = parent.path().join("missing-parent").join("store");
     let mut store = FileStore::open(&dir).unwrap();
     block_on(store.append(plan("p1"), Expected::Exact(0), vec![created()])).unwrap();
-    let _guard = store.run_locks().acquire(&plan("p1")).unwrap();
+    let _guard = store.run_locks().acquire(&plan("p1"), &runner()).unwrap();
     for entry in walk(&parent.path().join("missing-parent")) {
         let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
         let want = if entry.is_dir() { 0o700 } else { 0o600 };
@@ -135,12 +139,12 @@ fn run_locks_are_exclusive_and_released_on_drop() {
     let locks = store.run_locks();
     let id = plan("p1");
     assert!(!locks.is_held(&id));
-    let guard = locks.acquire(&id).unwrap();
-    // Held by this process: not "someone else".
-    assert!(!locks.is_held(&id));
-    assert!(matches!(locks.acquire(&id), Err(FileStoreError::RunLockBusy { .. })));
+    let guard = locks.acquire(&id, &runner()).unwrap();
+    // An OS lock belongs to its open file: this process's own probe sees it held too.
+    assert!(locks.is_held(&id));
+    assert!(matches!(locks.acquire(&id, &runner()), Err(RunLockError::Busy { .. })));
     drop(guard);
-    let _again = locks.acquire(&id).unwrap();
+    let _again = locks.acquire(&id, &runner()).unwrap();
 }
 
 #[test]
@@ -317,17 +321,17 @@ fn read_only_commands_leave_the_store_bytes_identical() {
     let store = FileStore::open(dir.path()).unwrap();
     let plans = [plan("a"), plan("b")];
     fill(&store, &plans, 5);
-    let _runner = store.run_locks().acquire(&plans[0]).unwrap();
+    let _runner = store.run_locks().acquire(&plans[0], &runner()).unwrap();
     let before = snapshot(dir.path());
     let read_only = FileStore::open_read_only(dir.path()).unwrap();
-    let service = PlanResumeService::new(read_only.clone()).with_run_locks(read_only.run_locks());
+    let service = PlanResumeService::new(read_only.clone());
     block_on(async {
         service.list_plans().await.unwrap();
         service.history(&plans[1]).await.unwrap();
         service.resume_plan(&plans[1], ResumeRequest { dry_run: true, ..ResumeRequest::default() }).await.unwrap();
     });
-    assert!(!read_only.run_locks().is_held(&plans[0]), "held by this very process");
-    assert!(read_only.run_locks().acquire(&plans[1]).is_err());
+    assert!(read_only.run_locks().is_held(&plans[0]), "held by a runner of this very process");
+    assert!(read_only.run_locks().acquire(&plans[1], &runner()).is_err());
     drop(read_only);
     assert_eq!(snapshot(dir.path()), before);
 }

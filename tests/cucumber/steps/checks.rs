@@ -62,11 +62,9 @@ async fn appended_count(world: &mut PlanWorld, count: String) {
 }
 
 #[then("the store's bytes are unchanged")]
-fn bytes_unchanged(world: &mut PlanWorld) {
-    let now = world.store_bytes();
-    let before = world.bytes_before();
-    assert_eq!(now.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>(), "the store's files");
-    assert!(now == *before, "a store file changed");
+async fn bytes_unchanged(world: &mut PlanWorld) {
+    let now = world.store_fingerprint().await;
+    assert_eq!(now, world.fingerprint_before(), "the store's content changed");
 }
 
 #[then(regex = r#"^the appended events? (?:is|are) "([^"]*)"$"#)]

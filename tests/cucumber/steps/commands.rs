@@ -199,12 +199,12 @@ async fn racing_decisions(world: &mut PlanWorld, step: &Step) {
 
 #[given(regex = r#"^the runner "([^"]+)" dies$"#)]
 fn runner_dies(world: &mut PlanWorld, _runner: String) {
-    world.harness().locks.release(&world.plan_id());
+    world.runners_die();
 }
 
 #[given("another runner holds the plan's run lock")]
 fn lock_held(world: &mut PlanWorld) {
-    world.harness().locks.acquire(&world.plan_id());
+    world.another_runner_takes_the_lock();
 }
 
 #[given(regex = r#"^the snapshot "([^"]+)" is lost$"#)]

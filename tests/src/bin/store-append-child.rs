@@ -86,7 +86,8 @@ fn wait_forever() -> ! {
 
 fn hold_lock(dir: &str, plan: &str) -> Result<(), Box<dyn std::error::Error>> {
     let store = FileStore::open(dir)?;
-    let _guard = store.run_locks().acquire(&PlanId::parse(plan)?)?;
+    let runner = waypoint_application::domain::RunnerId::parse("child-runner")?;
+    let _guard = store.run_locks().try_acquire(&PlanId::parse(plan)?, &runner)?;
     println!("ready");
     std::io::stdout().flush()?;
     wait_forever()
