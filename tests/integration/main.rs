@@ -12,6 +12,7 @@ mod domain_history;
 mod domain_snapshots;
 mod replay_cli;
 mod replay_property;
+mod service_async;
 mod service_create;
 mod store_child;
 mod store_concurrency;

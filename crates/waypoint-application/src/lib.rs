@@ -3,6 +3,7 @@
 
 mod error;
 mod memory;
+mod offload;
 mod ports;
 mod service;
 mod store;
@@ -15,6 +16,7 @@ mod tests;
 
 pub use error::{ErrorKind, ServiceError};
 pub use memory::InMemoryStore;
+pub use offload::OffThreadStore;
 pub use ports::{
     Clock, HeldRunLock, InMemoryRunLocks, InMemorySnapshots, ManualClock, NoSnapshotProbe, RunLockError, RunLockGuard,
     RunLocks, SnapshotProbe, SystemClock,
