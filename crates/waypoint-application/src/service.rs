@@ -14,7 +14,7 @@ use waypoint_domain::{
 
 use crate::error::ServiceError;
 use crate::ports::{Clock, NoSnapshotProbe, RunLockGuard, RunLocks, SnapshotProbe, SystemClock};
-use crate::store::{PlanStore, PlanView, RecordedEvent, StoredEvent};
+use crate::store::{PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 
 /// What to create.
 #[derive(Debug, Clone, Default)]
@@ -344,7 +344,23 @@ impl<S: PlanStore> PlanResumeService<S> {
         command: PlanCommand,
     ) -> Result<(PlanView, bool), ServiceError> {
         let view = self.load(plan_id).await?;
-        self.execute_on(plan_id, Some(view), vec![command]).await
+        // Only commands with an idempotent form are worth deciding twice.
+        let retry = matches!(command, PlanCommand::RecordCheckpoint { .. } | PlanCommand::RecordShutdown { .. })
+            .then(|| command.clone());
+        match self.execute_on(plan_id, Some(view), vec![command]).await {
+            // An identical command that lost a race to its twin is the idempotent case: decided
+            // again against what the winner wrote, it appends nothing and succeeds. Anything
+            // else that changed meanwhile keeps the conflict.
+            Err(conflict @ ServiceError::Store(StoreError::Conflict { .. })) => {
+                let Some(command) = retry else { return Err(conflict) };
+                let fresh = self.load(plan_id).await?;
+                match Plan.handle(plan_id, &Some(fresh.state.clone()), command).await {
+                    Ok(None) => Ok((fresh, false)),
+                    _ => Err(conflict),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Decides `commands` against `view` and appends the result with an expected-version check.
