@@ -256,7 +256,7 @@ struct PlanCost {
 
 fn run(args: &Args) -> Result<Report, FileStoreError> {
     let started = Instant::now();
-    let log_bytes = std::fs::metadata(args.store.join("events.log")).map(|m| m.len()).unwrap_or(0);
+    let log_bytes = std::fs::metadata(inspect::log_file(&args.store)).map(|m| m.len()).unwrap_or(0);
     let stored_catalog = if args.verify { inspect::stored_catalog(&args.store)? } else { None };
     let mut progress = Progress::new(log_bytes);
 

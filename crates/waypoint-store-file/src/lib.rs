@@ -18,6 +18,7 @@ mod error;
 mod frame;
 mod fsutil;
 mod index;
+mod layout;
 pub mod inspect;
 mod log;
 pub mod record;

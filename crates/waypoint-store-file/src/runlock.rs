@@ -12,8 +12,7 @@ use waypoint_domain::PlanId;
 
 use crate::error::FileStoreError;
 use crate::fsutil;
-
-pub(crate) const LOCKS_DIR: &str = "locks";
+use crate::layout::Layout;
 
 /// The run locks this process holds, by (store directory, plan). An OS lock cannot tell its own
 /// holder from another (flock conflicts between two descriptors of one process too), so the
@@ -29,7 +28,7 @@ fn held() -> std::sync::MutexGuard<'static, BTreeSet<(PathBuf, String)>> {
 pub struct FileRunLocks {
     /// The store directory as the registry keys it.
     key: PathBuf,
-    locks_dir: PathBuf,
+    layout: Layout,
     read_only: bool,
 }
 
@@ -57,12 +56,7 @@ impl Drop for RunLockGuard {
 impl FileRunLocks {
     pub(crate) fn new(dir: &Path, read_only: bool) -> Self {
         let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        Self { locks_dir: dir.join(LOCKS_DIR), key, read_only }
-    }
-
-    /// `PlanId` admits only `[A-Za-z0-9_-]{1,64}`, so this path cannot leave `locks/`.
-    fn path(&self, plan_id: &PlanId) -> PathBuf {
-        self.locks_dir.join(format!("{}.lock", plan_id.as_str()))
+        Self { layout: Layout::new(dir), key, read_only }
     }
 
     /// Takes `plan_id`'s run lock without waiting. Fails with `RunLockBusy` when another
@@ -75,11 +69,12 @@ impl FileRunLocks {
         if held().contains(&key) {
             return Err(FileStoreError::RunLockBusy { plan_id: plan_id.clone() });
         }
-        fsutil::ensure_dir(&self.locks_dir)?;
-        let path = self.path(plan_id);
+        let locks_dir = self.layout.locks_dir();
+        fsutil::ensure_dir(&locks_dir)?;
+        let path = self.layout.run_lock(plan_id);
         let (file, created) = fsutil::open_or_create(&path)?;
         if created {
-            fsutil::sync_dir(&self.locks_dir)?;
+            fsutil::sync_dir(&locks_dir)?;
         }
         // A probe in another process holds the lock shared for a moment: retry briefly before
         // calling the plan busy. A real runner holds it far longer than these retries last.
@@ -106,7 +101,7 @@ impl FileRunLocks {
         if held().contains(&(self.key.clone(), plan_id.as_str().to_owned())) {
             return Ok(false);
         }
-        let path = self.path(plan_id);
+        let path = self.layout.run_lock(plan_id);
         let Some(file) = fsutil::open_existing_read_only(&path)? else { return Ok(false) };
         match file.try_lock_shared() {
             Ok(()) => {

@@ -19,18 +19,13 @@ use waypoint_domain::{EventId, PlanEvent, PlanId};
 
 use crate::error::FileStoreError;
 use crate::index::{self, IndexEntry, IndexWriter};
+use crate::layout::{self, Layout};
 use crate::log::{self, RecordReader, FIRST_RECORD};
 use crate::record::{self, RawRecord, FILE_HEADER};
 use crate::runlock::FileRunLocks;
 use crate::storage::{OsStorage, Storage};
 use crate::{frame, fsutil};
 
-pub(crate) const LOG_FILE: &str = "events.log";
-pub(crate) const STORE_LOCK: &str = "store.lock";
-pub(crate) const WRITE_LOCK: &str = "write.lock";
-pub(crate) const TORN_DIR: &str = "torn";
-pub(crate) const CHECKPOINT_FILE: &str = "catalog.ckpt";
-pub(crate) const VIEWS_DIR: &str = "views";
 pub(crate) const CHECKPOINT_MAGIC: [u8; 4] = *b"WPCK";
 pub(crate) const VIEW_MAGIC: [u8; 4] = *b"WPVW";
 /// Batches one leader commits before handing leadership on.
@@ -85,7 +80,7 @@ pub struct FileStore {
 
 #[derive(Debug)]
 struct Shared {
-    dir: PathBuf,
+    layout: Layout,
     log_path: PathBuf,
     read_only: bool,
     options: StoreOptions,
@@ -239,12 +234,12 @@ impl FileStore {
 
     /// [`FileStore::open`] with explicit options.
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<FileStore, FileStoreError> {
-        let dir = dir.as_ref().to_path_buf();
-        fsutil::ensure_dir(&dir)?;
-        let store_lock = open_lock_file(&dir, STORE_LOCK)?;
-        lock_store_shared(&store_lock, &dir)?;
-        let write_lock = open_lock_file(&dir, WRITE_LOCK)?;
-        let log_path = dir.join(LOG_FILE);
+        let layout = Layout::new(dir.as_ref());
+        fsutil::ensure_dir(layout.dir())?;
+        let store_lock = fsutil::open_lock_file(&layout.store_lock())?;
+        lock_store_shared(&store_lock, layout.dir())?;
+        let write_lock = fsutil::open_lock_file(&layout.write_lock())?;
+        let log_path = layout.log();
         write_lock.lock().map_err(|e| FileStoreError::io("cannot lock the store for writing", &log_path, e))?;
         let guard = FlockGuard(&write_lock);
         let (file, created) = fsutil::open_or_create(&log_path)?;
@@ -258,9 +253,9 @@ impl FileStore {
                 .map_err(|e| FileStoreError::io("cannot write the log header", &log_path, e))?;
         }
         if created {
-            fsutil::sync_dir(&dir)?;
+            fsutil::sync_dir(layout.dir())?;
         }
-        let shared = Shared::new(dir, log_path, false, options, Some(file), Some(store_lock), None);
+        let shared = Shared::new(layout, log_path, false, options, Some(file), Some(store_lock), None);
         {
             let mut state = shared.lock_state();
             shared.load(&mut state, Access::Exclusive)?;
@@ -273,21 +268,21 @@ impl FileStore {
     /// Opens the store in `dir` without writing a byte or creating anything. A torn last record
     /// is read up to, not cut; stale projections are rebuilt in memory only.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<FileStore, FileStoreError> {
-        let dir = dir.as_ref().to_path_buf();
-        if !dir.is_dir() {
-            return Err(FileStoreError::NotFound { path: dir });
+        let layout = Layout::new(dir.as_ref());
+        if !layout.dir().is_dir() {
+            return Err(FileStoreError::NotFound { path: layout.dir().to_path_buf() });
         }
-        let store_lock = fsutil::open_existing_read_only(&dir.join(STORE_LOCK))?;
+        let store_lock = fsutil::open_existing_read_only(&layout.store_lock())?;
         if let Some(lock) = &store_lock {
-            lock_store_shared(lock, &dir)?;
+            lock_store_shared(lock, layout.dir())?;
         }
-        let write_lock = fsutil::open_existing_read_only(&dir.join(WRITE_LOCK))?;
-        let log_path = dir.join(LOG_FILE);
+        let write_lock = fsutil::open_existing_read_only(&layout.write_lock())?;
+        let log_path = layout.log();
         let log = fsutil::open_existing_read_only(&log_path)?;
         if let Some(file) = &log {
             log::check_file_header(file, &log_path, file_len(file, &log_path)?)?;
         }
-        let shared = Shared::new(dir, log_path, true, StoreOptions::default(), log, store_lock, write_lock);
+        let shared = Shared::new(layout, log_path, true, StoreOptions::default(), log, store_lock, write_lock);
         {
             let mut state = shared.lock_state();
             let _guard = shared.lock_shared_flock()?;
@@ -298,11 +293,11 @@ impl FileStore {
 
     /// The run locks of the plans in this store.
     pub fn run_locks(&self) -> FileRunLocks {
-        FileRunLocks::new(&self.shared.dir, self.shared.read_only)
+        FileRunLocks::new(self.shared.layout.dir(), self.shared.read_only)
     }
 
     pub fn dir(&self) -> &Path {
-        &self.shared.dir
+        self.shared.layout.dir()
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -383,7 +378,7 @@ impl FileStore {
     /// Writes the catalog checkpoint now (it is also written every `checkpoint_every` records).
     pub fn checkpoint(&self) -> Result<(), FileStoreError> {
         if self.shared.read_only {
-            return Err(FileStoreError::ReadOnly { path: self.shared.dir.clone() });
+            return Err(FileStoreError::ReadOnly { path: self.shared.layout.dir().to_path_buf() });
         }
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
@@ -405,15 +400,6 @@ fn file_len(file: &File, path: &Path) -> Result<u64, FileStoreError> {
     Ok(file.metadata().map_err(|e| FileStoreError::io("cannot read the log's size", path, e))?.len())
 }
 
-pub(crate) fn open_lock_file(dir: &Path, name: &str) -> Result<File, FileStoreError> {
-    let path = dir.join(name);
-    let (file, created) = fsutil::open_or_create(&path)?;
-    if created {
-        fsutil::sync_dir(dir)?;
-    }
-    Ok(file)
-}
-
 /// Turns a stored record into the port's event, upcasting old schema versions.
 pub(crate) fn to_stored(path: &Path, offset: u64, raw: RawRecord) -> Result<StoredEvent, FileStoreError> {
     let plan_id = PlanId::parse(&raw.plan_id)
@@ -431,18 +417,13 @@ pub(crate) fn to_stored(path: &Path, offset: u64, raw: RawRecord) -> Result<Stor
 }
 
 /// Reads and checks a catalog checkpoint file; `None` if missing or damaged.
-pub(crate) fn read_checkpoint(dir: &Path) -> Result<Option<StoredCatalog>, FileStoreError> {
-    let path = dir.join(CHECKPOINT_FILE);
+pub(crate) fn read_checkpoint(layout: &Layout) -> Result<Option<StoredCatalog>, FileStoreError> {
+    let path = layout.checkpoint();
     match std::fs::read(&path) {
         Ok(bytes) => Ok(frame::decode(CHECKPOINT_MAGIC, &bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(FileStoreError::io("cannot read the catalog checkpoint", &path, e)),
     }
-}
-
-fn view_path(dir: &Path, plan_id: &PlanId) -> PathBuf {
-    // `PlanId` admits only `[A-Za-z0-9_-]{1,64}`, so this path cannot leave `views/`.
-    dir.join(VIEWS_DIR).join(format!("{}.view", plan_id.as_str()))
 }
 
 /// Releases an OS lock when dropped, so an early return cannot leave it held.
@@ -456,7 +437,7 @@ impl Drop for FlockGuard<'_> {
 
 impl Shared {
     fn new(
-        dir: PathBuf,
+        layout: Layout,
         log_path: PathBuf,
         read_only: bool,
         options: StoreOptions,
@@ -465,7 +446,7 @@ impl Shared {
         write_lock: Option<File>,
     ) -> Self {
         Shared {
-            dir,
+            layout,
             log_path,
             read_only,
             options,
@@ -497,7 +478,7 @@ impl Shared {
     /// Starts from the catalog checkpoint if it matches the log, else from the log's start, and
     /// folds every record after it.
     fn load(&self, state: &mut State, access: Access) -> Result<(), FileStoreError> {
-        if let (Some(checkpoint), Some(file)) = (read_checkpoint(&self.dir)?, &self.log) {
+        if let (Some(checkpoint), Some(file)) = (read_checkpoint(&self.layout)?, &self.log) {
             if self.checkpoint_matches(file, &checkpoint)? {
                 state.end = checkpoint.end;
                 state.position = checkpoint.position;
@@ -584,10 +565,9 @@ impl Shared {
     fn cut_torn_tail(&self, file: &File, offset: u64, len: u64) -> Result<(), FileStoreError> {
         let mut bytes = vec![0u8; (len - offset) as usize];
         log::read_exact_at(file, &self.log_path, &mut bytes, offset)?;
-        let torn_dir = self.dir.join(TORN_DIR);
+        let torn_dir = self.layout.torn_dir();
         fsutil::ensure_dir(&torn_dir)?;
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ");
-        let aside = torn_dir.join(format!("{LOG_FILE}.at-{offset}.{stamp}.torn"));
+        let aside = self.layout.torn_tail(offset, &layout::stamp_now());
         fsutil::write_atomically(&torn_dir, &aside, &bytes)?;
         self.options
             .storage
@@ -602,7 +582,7 @@ impl Shared {
         for (plan_id, plan_tail) in tail.iter() {
             for (i, &(position, offset)) in plan_tail.records.iter().enumerate() {
                 let entry = IndexEntry { version: plan_tail.first_version + i as u32, position, offset };
-                index.write(&self.dir, plan_id, entry)?;
+                index.write(&self.layout, plan_id, entry)?;
             }
         }
         index.sync()?;
@@ -614,8 +594,8 @@ impl Shared {
             catalog: state.catalog.clone(),
             versions: state.versions.clone(),
         };
-        let path = self.dir.join(CHECKPOINT_FILE);
-        fsutil::write_atomically(&self.dir, &path, &frame::encode(CHECKPOINT_MAGIC, &stored))?;
+        let path = self.layout.checkpoint();
+        fsutil::write_atomically(self.layout.dir(), &path, &frame::encode(CHECKPOINT_MAGIC, &stored))?;
         state.tail.clear();
         state.tail_len = 0;
         Ok(())
@@ -726,7 +706,7 @@ impl Shared {
             batch.iter().map(|(t, _)| (*t, Err(error.duplicate()))).collect::<Vec<_>>()
         };
         let (Some(file), Some(lock), false) = (&self.log, &self.write_lock, self.read_only) else {
-            return fail_all(&batch, &FileStoreError::ReadOnly { path: self.dir.clone() });
+            return fail_all(&batch, &FileStoreError::ReadOnly { path: self.layout.dir().to_path_buf() });
         };
         let mut state = self.lock_state();
         if let Some(detail) = &state.poisoned {
@@ -875,7 +855,7 @@ impl Shared {
         let tail_first = tail.map_or(to + 1, |t| t.first_version.clamp(from, to + 1));
         let mut out = Vec::with_capacity((to - from + 1) as usize);
         if from < tail_first {
-            for (i, entry) in index::read_entries(&self.dir, plan_id, from, tail_first - 1)?.into_iter().enumerate() {
+            for (i, entry) in index::read_entries(&self.layout, plan_id, from, tail_first - 1)?.into_iter().enumerate() {
                 match entry {
                     Some(entry) => {
                         out.push(Location { version: from + i as u32, position: entry.position, offset: entry.offset })
@@ -949,7 +929,7 @@ impl Shared {
             if !self.read_only {
                 if let Ok(id) = PlanId::parse(&raw.plan_id) {
                     let entry = IndexEntry { version: raw.version, position: raw.position, offset };
-                    state.index.write(&self.dir, &id, entry)?;
+                    state.index.write(&self.layout, &id, entry)?;
                 }
             }
             if raw.plan_id == plan_id.as_str() && (from..=to).contains(&raw.version) {
@@ -984,15 +964,15 @@ impl Shared {
     }
 
     fn read_view_snapshot(&self, plan_id: &PlanId, version: u32) -> Option<PlanView> {
-        let bytes = std::fs::read(view_path(&self.dir, plan_id)).ok()?;
+        let bytes = std::fs::read(self.layout.view(plan_id)).ok()?;
         let view: PlanView = frame::decode(VIEW_MAGIC, &bytes)?;
         (view.plan_id == *plan_id && view.version <= version).then_some(view)
     }
 
     fn write_view_snapshot(&self, view: &PlanView) -> Result<(), FileStoreError> {
-        let views = self.dir.join(VIEWS_DIR);
+        let views = self.layout.views_dir();
         fsutil::ensure_dir(&views)?;
-        fsutil::write_atomically(&views, &view_path(&self.dir, &view.plan_id), &frame::encode(VIEW_MAGIC, view))
+        fsutil::write_atomically(&views, &self.layout.view(&view.plan_id), &frame::encode(VIEW_MAGIC, view))
     }
 }
 
