@@ -21,9 +21,8 @@ pub use crate::index::IndexEntry;
 use crate::index::{self as plan_index_file, ENTRY_LEN};
 use crate::layout::Layout;
 use crate::log::{self, RecordReader, FIRST_RECORD};
-pub use crate::store::StoredCatalog;
-use crate::store::{self, VIEW_MAGIC};
-use crate::{frame, fsutil};
+pub use crate::projections::StoredCatalog;
+use crate::{fsutil, projections};
 
 /// One stored event and where it lies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +55,7 @@ impl Iterator for Events {
             Ok(Err(bad)) => Err(FileStoreError::corrupt(&self.path, bad.offset, bad.error.to_string())),
             Ok(Ok((offset, raw))) => {
                 let schema_version = raw.schema_version;
-                store::to_stored(&self.path, offset, raw).map(|event| LocatedEvent {
+                log::to_stored(&self.path, offset, raw).map(|event| LocatedEvent {
                     file: self.path.clone(),
                     offset,
                     schema_version,
@@ -127,7 +126,7 @@ pub fn view_file(dir: impl AsRef<Path>, plan_id: &PlanId) -> PathBuf {
 /// The catalog checkpoint as stored, or `None` if there is none (or it is damaged: the store
 /// ignores a damaged one and rebuilds from the log).
 pub fn stored_catalog(dir: impl AsRef<Path>) -> Result<Option<StoredCatalog>, FileStoreError> {
-    store::read_checkpoint(&Layout::new(dir.as_ref()))
+    projections::read_checkpoint(&Layout::new(dir.as_ref()))
 }
 
 /// `plan_id`'s stored index: element `v - 1` is the entry for version `v`, `None` where the
@@ -149,10 +148,5 @@ pub fn plan_index(dir: impl AsRef<Path>, plan_id: &PlanId) -> Result<Vec<Option<
 
 /// `plan_id`'s stored full-view snapshot, if one was written and is intact.
 pub fn plan_view_snapshot(dir: impl AsRef<Path>, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
-    let path = view_file(dir, plan_id);
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(frame::decode(VIEW_MAGIC, &bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(FileStoreError::io("cannot read a plan view snapshot", &path, e)),
-    }
+    projections::read_view_file(&Layout::new(dir.as_ref()), plan_id)
 }

@@ -13,24 +13,30 @@
 //! <store>/backup/        copies of the log taken by `repair` before it changes anything
 //! ```
 
+mod commit;
 mod crc;
 mod error;
 mod frame;
 mod fsutil;
+mod group_commit;
 mod index;
-mod layout;
 pub mod inspect;
+mod layout;
 mod log;
+mod projections;
 pub mod record;
+mod recovery;
 mod repair;
 mod runlock;
+mod state;
 pub mod storage;
 mod store;
 
 pub use error::FileStoreError;
+pub use projections::StoredCatalog;
 pub use repair::{repair, RepairReport};
 pub use runlock::{FileRunLocks, RunLockGuard};
-pub use store::{AppendRequest, FileStore, StoreOptions, StoredCatalog};
+pub use store::{AppendRequest, FileStore, StoreOptions};
 
 #[cfg(test)]
 mod tests;
