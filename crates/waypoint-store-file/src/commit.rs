@@ -238,3 +238,6 @@ impl Shared {
         Planned { results, accepted, bytes }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,7 +39,7 @@ pub use runlock::{FileRunLocks, RunLockGuard};
 pub use store::{AppendRequest, FileStore, StoreOptions};
 
 #[cfg(test)]
-mod tests;
+mod test_support;
 
 /// The fuzz target's body (crates/waypoint-store-file/fuzz): decode arbitrary bytes as a record
 /// and, when they decode, check that encoding gives the same bytes back. Must never panic

@@ -202,3 +202,6 @@ pub(crate) fn to_stored(path: &Path, offset: u64, raw: RawRecord) -> Result<Stor
     let recorded = RecordedEvent { event_id: EventId::from_uuid(raw.event_id), recorded_at: raw.recorded_at, event };
     Ok(Persisted::from(plan_id, recorded).version(raw.version).sequence_number(raw.position))
 }
+
+#[cfg(test)]
+mod tests;

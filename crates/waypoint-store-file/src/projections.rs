@@ -224,3 +224,6 @@ impl Shared {
         fsutil::write_atomically(&views, &self.layout.view(&view.plan_id), &frame::encode(VIEW_MAGIC, view))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -191,3 +191,6 @@ fn lock_store_shared(lock: &File, dir: &Path) -> Result<(), FileStoreError> {
         Err(TryLockError::Error(e)) => Err(FileStoreError::io("cannot lock the store", dir, e)),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -189,3 +189,6 @@ fn reset_projections(layout: &Layout) -> Result<(), FileStoreError> {
     remove(layout.views_dir(), true)?;
     fsutil::sync_dir(layout.dir())
 }
+
+#[cfg(test)]
+mod tests;

@@ -121,3 +121,6 @@ impl RunLockProbe for FileRunLocks {
         self.is_held_by_another(plan_id).unwrap_or(true)
     }
 }
+
+#[cfg(test)]
+mod tests;

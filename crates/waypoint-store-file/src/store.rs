@@ -230,3 +230,6 @@ impl PlanStore for FileStore {
         Box::pin(futures::future::ready(result))
     }
 }
+
+#[cfg(test)]
+mod tests;
