@@ -11,7 +11,10 @@
 //! <store>/views/<plan>.view  a snapshot of one plan's full view, to resume without replay
 //! <store>/torn/          bytes of torn last records cut off on open, kept for inspection
 //! <store>/backup/        copies of the log taken by `repair` before it changes anything
+//! <name>.<pid>.tmp       a checkpoint, view snapshot or cut-off file being written atomically
 //! ```
+//!
+//! Every one of these names is built in `layout.rs` and nowhere else.
 
 mod commit;
 mod crc;
