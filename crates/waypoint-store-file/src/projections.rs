@@ -35,7 +35,7 @@ pub struct StoredCatalog {
 
 /// Where one version of a plan lies in the log.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Location {
+struct Location {
     version: u32,
     position: u32,
     offset: u64,
