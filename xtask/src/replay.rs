@@ -234,7 +234,7 @@ struct PlanCost {
 
 fn run(args: &Args) -> Result<Report, FileStoreError> {
     let started = Instant::now();
-    let log_bytes = std::fs::metadata(args.store.join("events.log")).map(|m| m.len()).unwrap_or(0);
+    let log_bytes = std::fs::metadata(inspect::log_file(&args.store)).map(|m| m.len()).unwrap_or(0);
     let mut verifier = if args.verify { Some(Verifier::new(&args.store, args.plan.clone())?) } else { None };
     let mut progress = Progress::new(log_bytes);
 
