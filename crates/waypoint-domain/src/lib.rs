@@ -19,8 +19,8 @@ pub use events::{
     PlanCreated, PlanErrored, PlanEvent, Resumed, StepCompleted, StepStarted, TotalStepsSet,
 };
 pub use ids::{
-    Actor, Artifact, CheckpointId, DecisionId, EventId, Fingerprint, InvalidValue, Message, PlanId, PlanName, RunnerId,
-    SnapshotId, StepNumber, TotalSteps,
+    Actor, Artifact, Attempt, CheckpointId, DecisionId, EventId, Fingerprint, InvalidValue, Message, PlanId, PlanName,
+    RunnerId, SnapshotId, StepName, StepNumber, StepOutput, TotalSteps,
 };
 pub use lifecycle::{check_phase_transition, Phase, ProcessingState, TransitionKind};
 pub use plan::{decide, Plan, PlanCommand};
