@@ -108,7 +108,7 @@ fn replay_counts_every_event_of_a_cli_store_and_writes_nothing() {
     run.expect_code(0);
     assert_eq!(report["events"], 5);
     assert_eq!(report["plans"], 1);
-    assert_eq!(count_of(&report, "step_completed", 2), 1);
+    assert_eq!(count_of(&report, "step_completed", 3), 1);
     assert_eq!(count_of(&report, "interrupted", 1), 1);
     assert_eq!(report["plans_by_phase_state"][0]["state"], "queued");
     assert_eq!(report["verify"]["ok"], true, "{report}");

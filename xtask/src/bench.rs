@@ -230,6 +230,8 @@ fn plan_event(v: u32, total: Option<u32>) -> RecordedEvent {
         v if v % 2 == 1 => PlanEvent::StepStarted(StepStarted {
             step: step((v - 1) / 2),
             decision_id: DecisionId::parse(&format!("decision-{}", (v - 1) / 2)).expect("valid"),
+            name: None,
+            attempt: None,
         }),
         v => PlanEvent::StepCompleted(StepCompleted {
             checkpoint_id: CheckpointId::from_uuid(uuid::Uuid::new_v4()),
@@ -240,6 +242,9 @@ fn plan_event(v: u32, total: Option<u32>) -> RecordedEvent {
                     .expect("valid"),
             ),
             artifacts: vec![Artifact::parse("build/output/report.json").expect("valid")],
+            name: None,
+            output: None,
+            fingerprint: None,
         }),
     })
 }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepNumber,
-    TotalSteps,
+    Actor, Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepName,
+    StepNumber, StepOutput, TotalSteps,
 };
 use crate::lifecycle::Phase;
 
@@ -38,6 +38,10 @@ pub struct TotalStepsSet {
 pub struct StepStarted {
     pub step: StepNumber,
     pub decision_id: DecisionId,
+    /// Added in schema version 2 (with `attempt`); version 1 records are upcast with none.
+    pub name: Option<StepName>,
+    /// Which attempt at the step this is, when the caller counts attempts.
+    pub attempt: Option<Attempt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +52,13 @@ pub struct StepCompleted {
     pub snapshot_id: Option<SnapshotId>,
     /// Added in schema version 2; version 1 records are upcast with an empty list.
     pub artifacts: Vec<Artifact>,
+    /// Added in schema version 3 (with `output` and `fingerprint`); older records are upcast
+    /// with none of the three.
+    pub name: Option<StepName>,
+    /// What the step produced. A JSON `null` output reads back as no output.
+    pub output: Option<StepOutput>,
+    /// The fingerprint of the step's definition when it ran, compared on resume to detect drift.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,7 +174,8 @@ impl EventType {
     /// The schema version written today. Older versions are upcast on read.
     pub fn current_schema_version(self) -> u16 {
         match self {
-            EventType::StepCompleted => 2,
+            EventType::StepCompleted => 3,
+            EventType::StepStarted => 2,
             _ => 1,
         }
     }
@@ -271,8 +283,24 @@ impl PlanEvent {
 
 /// Rewrites `value` from schema version `from` of `ty` to `from + 1`. The one place old shapes live.
 fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
-    // step_completed v1 -> v2: artifacts were added; v1 checkpoints had none.
-    if let (EventType::StepCompleted, 1, serde_json::Value::Object(map)) = (ty, from, value) {
-        map.entry("artifacts").or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    use serde_json::Value;
+    let Value::Object(map) = value else {
+        // Not an object: leave it for decoding to report as malformed.
+        return;
+    };
+    // Each added field with the value older records implicitly had.
+    let added: &[(&str, fn() -> Value)] = match (ty, from) {
+        // step_completed v1 -> v2: artifacts were added; v1 checkpoints had none.
+        (EventType::StepCompleted, 1) => &[("artifacts", || Value::Array(Vec::new()))],
+        // step_completed v2 -> v3: the step's name, output and definition fingerprint were added.
+        (EventType::StepCompleted, 2) => {
+            &[("name", || Value::Null), ("output", || Value::Null), ("fingerprint", || Value::Null)]
+        }
+        // step_started v1 -> v2: the step's name and attempt number were added.
+        (EventType::StepStarted, 1) => &[("name", || Value::Null), ("attempt", || Value::Null)],
+        _ => &[],
+    };
+    for (key, value) in added {
+        map.entry(*key).or_insert_with(value);
     }
 }

@@ -24,7 +24,7 @@ pub use ids::{
 };
 pub use lifecycle::{check_phase_transition, Phase, ProcessingState, TransitionKind};
 pub use plan::{decide, Plan, PlanCommand};
-pub use state::{Checkpoint, Interruption, PlanState, ResumeMetadata};
+pub use state::{Checkpoint, CheckpointPayload, Interruption, PlanState, ResumeMetadata};
 pub use summary::{InterruptionSummary, ResumeSummary, CRASH_REASON};
 
 #[cfg(test)]

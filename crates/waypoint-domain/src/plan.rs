@@ -13,7 +13,7 @@ use crate::ids::{
     StepNumber, TotalSteps,
 };
 use crate::lifecycle::{check_phase_transition, Phase, ProcessingState};
-use crate::state::PlanState;
+use crate::state::{CheckpointPayload, PlanState};
 
 /// Everything a plan can be asked to do. Times and ids come in from outside: the domain has no
 /// clock and no randomness.
@@ -134,12 +134,19 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
         PlanCommand::StartStep { step, ref decision_id } => {
             require(processing, "processing")?;
             check_next_step(plan, step)?;
-            PlanEvent::StepStarted(StepStarted { step, decision_id: decision_id.clone() })
+            PlanEvent::StepStarted(StepStarted { step, decision_id: decision_id.clone(), name: None, attempt: None })
         }
         PlanCommand::RecordCheckpoint { checkpoint_id, step, ref decision_id, ref snapshot_id, ref artifacts } => {
             require(processing, "processing")?;
             if let Some(existing) = meta.checkpoint(step) {
-                return if existing.same_payload(decision_id, snapshot_id.as_ref(), artifacts) {
+                let payload = CheckpointPayload {
+                    decision_id,
+                    snapshot_id: snapshot_id.as_ref(),
+                    artifacts,
+                    name: None,
+                    output: None,
+                };
+                return if existing.same_payload(payload) {
                     Ok(Vec::new())
                 } else {
                     Err(PlanError::ConflictingCheckpoint { step, existing: existing.checkpoint_id })
@@ -152,6 +159,9 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
                 decision_id: decision_id.clone(),
                 snapshot_id: snapshot_id.clone(),
                 artifacts: artifacts.clone(),
+                name: None,
+                output: None,
+                fingerprint: None,
             })
         }
         PlanCommand::RecordShutdown { ref reason, at } => {

@@ -186,6 +186,9 @@ mod support {
                 decision_id: DecisionId::parse(&format!("decision-{n}")).unwrap(),
                 snapshot_id: None,
                 artifacts: vec![],
+                name: None,
+                output: None,
+                fingerprint: None,
             }),
         }
     }
