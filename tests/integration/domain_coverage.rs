@@ -23,12 +23,13 @@ fn variant(error: &PlanError) -> &'static str {
         PlanError::StepOutOfOrder { .. } => "StepOutOfOrder",
         PlanError::StepBeyondTotal { .. } => "StepBeyondTotal",
         PlanError::ConflictingCheckpoint { .. } => "ConflictingCheckpoint",
+        PlanError::StepMismatch { .. } => "StepMismatch",
         PlanError::TotalBelowCompleted { .. } => "TotalBelowCompleted",
         PlanError::NotEligible { .. } => "NotEligible",
     }
 }
 
-const EVERY_VARIANT: [&str; 11] = [
+const EVERY_VARIANT: [&str; 12] = [
     "NotCreated",
     "AlreadyExists",
     "Terminal",
@@ -38,6 +39,7 @@ const EVERY_VARIANT: [&str; 11] = [
     "StepOutOfOrder",
     "StepBeyondTotal",
     "ConflictingCheckpoint",
+    "StepMismatch",
     "TotalBelowCompleted",
     "NotEligible",
 ];
@@ -82,6 +84,9 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
     let beyond_total = beyond.checkpoint_command(2, None);
     let mut fresh_phase = in_strategize(None);
     let skipping = fresh_phase.checkpoint_command(2, None);
+    let mut named = in_strategize(Some(3)).named_step_completed(1, "build", None);
+    let renamed = named.named_checkpoint_command(2, "test", None, None);
+    let named = named.named_step_started(2, "deploy", 1);
     let create = PlanCommand::Create { name: None, total_steps: None, fingerprint: None, source: None, at: epoch() };
     vec![
         ("AlreadyExists", History::new().created(None), create),
@@ -100,6 +105,7 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
         ("StepOutOfOrder", fresh_phase, skipping),
         ("StepBeyondTotal", beyond, beyond_total),
         ("ConflictingCheckpoint", with_checkpoint, conflicting),
+        ("StepMismatch", named, renamed),
         (
             "TotalBelowCompleted",
             in_strategize(None).steps_completed(1..=2),

@@ -9,6 +9,7 @@ mod cli_runner;
 mod domain_coverage;
 mod domain_history;
 mod domain_snapshots;
+mod domain_steps;
 mod replay_cli;
 mod replay_property;
 mod service_create;

@@ -15,6 +15,7 @@ pub use ports::{
 };
 pub use service::{
     CheckpointRecorded, NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint,
+    StepStart,
 };
 pub use store::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 pub use waypoint_domain as domain;

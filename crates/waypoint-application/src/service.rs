@@ -7,9 +7,10 @@ use eventually::store::{Expected, Select};
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    evaluate_eligibility, Actor, Artifact, Checkpoint, CheckpointId, DecisionId, EligibilityInputs, EventId,
+    evaluate_eligibility, Actor, Artifact, Attempt, Checkpoint, CheckpointId, DecisionId, EligibilityInputs, EventId,
     Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState, ProcessingState,
-    ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
+    ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepName, StepNumber, StepOutput,
+    TotalSteps,
 };
 
 use crate::error::ServiceError;
@@ -31,6 +32,25 @@ pub struct NewPlan {
     pub start: Option<(Phase, Option<RunnerId>)>,
 }
 
+/// The intent to run one step, as the caller reports it before running it.
+#[derive(Debug, Clone)]
+pub struct StepStart {
+    pub step: StepNumber,
+    pub decision_id: DecisionId,
+    /// The step's name in the plan definition; a different name than the one already recorded
+    /// for this step is refused (`step_mismatch`).
+    pub name: Option<StepName>,
+    /// Which attempt at the step this is, when the caller retries steps.
+    pub attempt: Option<Attempt>,
+}
+
+impl StepStart {
+    /// A start with no name and no attempt number.
+    pub fn new(step: StepNumber, decision_id: DecisionId) -> Self {
+        Self { step, decision_id, name: None, attempt: None }
+    }
+}
+
 /// One step's completion, as the caller reports it.
 #[derive(Debug, Clone)]
 pub struct StepCheckpoint {
@@ -38,6 +58,12 @@ pub struct StepCheckpoint {
     pub decision_id: DecisionId,
     pub snapshot_id: Option<SnapshotId>,
     pub artifacts: Vec<Artifact>,
+    /// The step's name in the plan definition; checked against the name already recorded.
+    pub name: Option<StepName>,
+    /// What the step produced, given back to every later run from the log.
+    pub output: Option<StepOutput>,
+    /// The fingerprint of the step's definition as it ran, compared on resume.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// The checkpoint a `record_step_checkpoint` call stands on, and whether it wrote anything.
@@ -158,14 +184,10 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.execute(plan_id, PlanCommand::SetTotalSteps { total }).await
     }
 
-    /// Records the intent to run `step`: until its checkpoint lands it is the uncertain step.
-    pub async fn record_step_started(
-        &self,
-        plan_id: &PlanId,
-        step: StepNumber,
-        decision_id: DecisionId,
-    ) -> Result<PlanView, ServiceError> {
-        self.execute(plan_id, PlanCommand::StartStep { step, decision_id }).await
+    /// Records the intent to run a step: until its checkpoint lands it is the uncertain step.
+    pub async fn record_step_started(&self, plan_id: &PlanId, start: StepStart) -> Result<PlanView, ServiceError> {
+        let StepStart { step, decision_id, name, attempt } = start;
+        self.execute(plan_id, PlanCommand::StartStep { step, decision_id, name, attempt }).await
     }
 
     /// Records that a step completed. An exact retry returns the existing checkpoint and writes
@@ -182,6 +204,9 @@ impl<S: PlanStore> PlanResumeService<S> {
             decision_id: checkpoint.decision_id,
             snapshot_id: checkpoint.snapshot_id,
             artifacts: checkpoint.artifacts,
+            name: checkpoint.name,
+            output: checkpoint.output,
+            fingerprint: checkpoint.fingerprint,
         };
         let (view, appended) = self.execute_appending(plan_id, command).await?;
         let checkpoint =

@@ -1,7 +1,7 @@
 //! Every refusal a plan can give, as one typed error.
 
 use crate::eligibility::ResumeIneligibleReason;
-use crate::ids::{CheckpointId, StepNumber, TotalSteps};
+use crate::ids::{CheckpointId, StepName, StepNumber, TotalSteps};
 use crate::lifecycle::{Phase, ProcessingState};
 
 /// A command the plan refused. Nothing was recorded.
@@ -27,6 +27,10 @@ pub enum PlanError {
         "step {step} was already recorded as checkpoint {existing} with a different decision, snapshot or artifacts"
     )]
     ConflictingCheckpoint { step: StepNumber, existing: CheckpointId },
+    #[error(
+        "step {step} is recorded as {recorded:?} but was given as {given:?}; the plan's steps changed since it ran, so continue it with the definition it was started with or start a new plan"
+    )]
+    StepMismatch { step: StepNumber, recorded: StepName, given: StepName },
     #[error("total steps {total} is below the last completed step {last_completed}")]
     TotalBelowCompleted { total: TotalSteps, last_completed: StepNumber },
     #[error("the plan cannot resume: {}", reasons_text(.reasons))]
@@ -50,6 +54,7 @@ impl PlanError {
             PlanError::StepOutOfOrder { .. } => "step_out_of_order",
             PlanError::StepBeyondTotal { .. } => "step_beyond_total",
             PlanError::ConflictingCheckpoint { .. } => "conflicting_checkpoint",
+            PlanError::StepMismatch { .. } => "step_mismatch",
             PlanError::TotalBelowCompleted { .. } => "total_below_completed",
             PlanError::NotEligible { .. } => "not_eligible",
         }

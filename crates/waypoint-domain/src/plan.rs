@@ -9,8 +9,8 @@ use crate::eligibility::{evaluate_eligibility, EligibilityInputs, ResumeIneligib
 use crate::error::PlanError;
 use crate::events::*;
 use crate::ids::{
-    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId, SnapshotId,
-    StepNumber, TotalSteps,
+    Actor, Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId, SnapshotId,
+    StepName, StepNumber, StepOutput, TotalSteps,
 };
 use crate::lifecycle::{check_phase_transition, Phase, ProcessingState};
 use crate::state::{CheckpointPayload, PlanState};
@@ -36,6 +36,8 @@ pub enum PlanCommand {
     StartStep {
         step: StepNumber,
         decision_id: DecisionId,
+        name: Option<StepName>,
+        attempt: Option<Attempt>,
     },
     RecordCheckpoint {
         checkpoint_id: CheckpointId,
@@ -43,6 +45,11 @@ pub enum PlanCommand {
         decision_id: DecisionId,
         snapshot_id: Option<SnapshotId>,
         artifacts: Vec<Artifact>,
+        name: Option<StepName>,
+        /// A JSON `null` output is recorded as no output.
+        output: Option<StepOutput>,
+        /// The fingerprint of the step's definition as it ran.
+        fingerprint: Option<Fingerprint>,
     },
     RecordShutdown {
         reason: Message,
@@ -109,11 +116,12 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
         return Err(PlanError::Terminal { state: plan.state });
     }
     let meta = &plan.resume;
+    let command_name = command.name();
     let require = |ok: bool, required: &'static str| {
         if ok {
             Ok(())
         } else {
-            Err(PlanError::InvalidState { command: command.name(), phase: plan.phase, state: plan.state, required })
+            Err(PlanError::InvalidState { command: command_name, phase: plan.phase, state: plan.state, required })
         }
     };
     let processing = plan.state == ProcessingState::Processing;
@@ -131,20 +139,38 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
             }
             PlanEvent::TotalStepsSet(TotalStepsSet { total_steps: total })
         }
-        PlanCommand::StartStep { step, ref decision_id } => {
+        PlanCommand::StartStep { step, decision_id, name, attempt } => {
             require(processing, "processing")?;
+            if meta.uncertain_step == Some(step) {
+                check_same_name(step, meta.uncertain_name.as_ref(), name.as_ref())?;
+            }
             check_next_step(plan, step)?;
-            PlanEvent::StepStarted(StepStarted { step, decision_id: decision_id.clone(), name: None, attempt: None })
+            PlanEvent::StepStarted(StepStarted { step, decision_id, name, attempt })
         }
-        PlanCommand::RecordCheckpoint { checkpoint_id, step, ref decision_id, ref snapshot_id, ref artifacts } => {
+        PlanCommand::RecordCheckpoint {
+            checkpoint_id,
+            step,
+            decision_id,
+            snapshot_id,
+            artifacts,
+            name,
+            output,
+            fingerprint,
+        } => {
             require(processing, "processing")?;
+            // `null` and no output are one thing on the wire; deciding on the wire form keeps a
+            // retry of a `null` output a retry.
+            let output = output.filter(|o| !o.as_value().is_null());
             if let Some(existing) = meta.checkpoint(step) {
+                // A different name is a different step at this position: say so before
+                // comparing the rest of the payload.
+                check_same_name(step, existing.name.as_ref(), name.as_ref())?;
                 let payload = CheckpointPayload {
-                    decision_id,
+                    decision_id: &decision_id,
                     snapshot_id: snapshot_id.as_ref(),
-                    artifacts,
-                    name: None,
-                    output: None,
+                    artifacts: &artifacts,
+                    name: name.as_ref(),
+                    output: output.as_ref(),
                 };
                 return if existing.same_payload(payload) {
                     Ok(Vec::new())
@@ -152,16 +178,19 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
                     Err(PlanError::ConflictingCheckpoint { step, existing: existing.checkpoint_id })
                 };
             }
+            if meta.uncertain_step == Some(step) {
+                check_same_name(step, meta.uncertain_name.as_ref(), name.as_ref())?;
+            }
             check_next_step(plan, step)?;
             PlanEvent::StepCompleted(StepCompleted {
                 checkpoint_id,
                 step,
-                decision_id: decision_id.clone(),
-                snapshot_id: snapshot_id.clone(),
-                artifacts: artifacts.clone(),
-                name: None,
-                output: None,
-                fingerprint: None,
+                decision_id,
+                snapshot_id,
+                artifacts,
+                name,
+                output,
+                fingerprint,
             })
         }
         PlanCommand::RecordShutdown { ref reason, at } => {
@@ -211,6 +240,16 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
         }
     };
     Ok(vec![event])
+}
+
+/// The name given for `step` is the one already recorded for it, when both are known.
+fn check_same_name(step: StepNumber, recorded: Option<&StepName>, given: Option<&StepName>) -> Result<(), PlanError> {
+    match (recorded, given) {
+        (Some(recorded), Some(given)) if recorded != given => {
+            Err(PlanError::StepMismatch { step, recorded: recorded.clone(), given: given.clone() })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Step `step` is the one after the last completed step and within the known total.

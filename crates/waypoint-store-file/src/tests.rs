@@ -53,7 +53,18 @@ fn a_plan_lives_through_interruption_and_resume_across_reopens() {
             let step = StepNumber::new(1).unwrap();
             let decision_id = DecisionId::parse("d-1").unwrap();
             service
-                .record_step_checkpoint(&id, StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![] })
+                .record_step_checkpoint(
+                    &id,
+                    StepCheckpoint {
+                        step,
+                        decision_id,
+                        snapshot_id: None,
+                        artifacts: vec![],
+                        name: None,
+                        output: None,
+                        fingerprint: None,
+                    },
+                )
                 .await
                 .unwrap();
             service.record_shutdown(&id, Message::parse("Ctrl-C").unwrap()).await.unwrap();
@@ -155,6 +166,9 @@ fn load_view_keeps_every_checkpoint_so_a_retry_of_an_older_step_is_idempotent() 
             decision_id: DecisionId::parse(&format!("d-{n}")).unwrap(),
             snapshot_id: None,
             artifacts: vec![],
+            name: None,
+            output: None,
+            fingerprint: None,
         };
         for n in 1..=3 {
             service.record_step_checkpoint(&id, checkpoint(n)).await.unwrap();
