@@ -24,12 +24,13 @@ fn variant(error: &PlanError) -> &'static str {
         PlanError::StepBeyondTotal { .. } => "StepBeyondTotal",
         PlanError::ConflictingCheckpoint { .. } => "ConflictingCheckpoint",
         PlanError::StepMismatch { .. } => "StepMismatch",
+        PlanError::AttemptNotRunning { .. } => "AttemptNotRunning",
         PlanError::TotalBelowCompleted { .. } => "TotalBelowCompleted",
         PlanError::NotEligible { .. } => "NotEligible",
     }
 }
 
-const EVERY_VARIANT: [&str; 12] = [
+const EVERY_VARIANT: [&str; 13] = [
     "NotCreated",
     "AlreadyExists",
     "Terminal",
@@ -40,6 +41,7 @@ const EVERY_VARIANT: [&str; 12] = [
     "StepBeyondTotal",
     "ConflictingCheckpoint",
     "StepMismatch",
+    "AttemptNotRunning",
     "TotalBelowCompleted",
     "NotEligible",
 ];
@@ -55,6 +57,15 @@ fn applied() -> History {
         .run(PlanCommand::CompletePhase)
         .started(Phase::Apply, None)
         .run(PlanCommand::Apply)
+}
+
+fn attempt_failed(n: u32, attempt: u32) -> PlanCommand {
+    PlanCommand::RecordAttemptFailed {
+        step: waypoint_domain::StepNumber::new(n).expect("a valid step"),
+        attempt: waypoint_domain::Attempt::new(attempt).expect("a valid attempt"),
+        reason: waypoint_domain::AttemptFailure::Timeout,
+        retry_at: None,
+    }
 }
 
 fn total(n: u32) -> TotalSteps {
@@ -106,6 +117,7 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
         ("StepBeyondTotal", beyond, beyond_total),
         ("ConflictingCheckpoint", with_checkpoint, conflicting),
         ("StepMismatch", named, renamed),
+        ("AttemptNotRunning", in_strategize(Some(3)), attempt_failed(1, 1)),
         (
             "TotalBelowCompleted",
             in_strategize(None).steps_completed(1..=2),

@@ -7,10 +7,10 @@ use chrono::Duration;
 use serde_json::{json, Value};
 use uuid::Uuid;
 use waypoint_domain::{
-    Actor, Artifact, Attempt, CheckpointId, EligibilityInputs, EventType, Fingerprint, Interrupted, Phase,
-    PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanCommand, PlanConstrained, PlanCreated, PlanErrored,
-    PlanEvent, PlanName, Resumed, SnapshotCheck, SnapshotId, StepCompleted, StepName, StepOutput, StepStarted,
-    TotalSteps, TotalStepsSet,
+    Actor, Artifact, Attempt, AttemptFailure, CheckpointId, EligibilityInputs, EventType, Fingerprint, Interrupted,
+    Phase, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanCommand, PlanConstrained, PlanCreated,
+    PlanErrored, PlanEvent, PlanName, Resumed, SnapshotCheck, SnapshotId, StepAttemptFailed, StepCompleted, StepName,
+    StepOutput, StepStarted, TotalSteps, TotalStepsSet,
 };
 
 use crate::domain_history::{decision, epoch, message, runner_id, step, History};
@@ -145,6 +145,12 @@ fn one_of_each_event() -> Vec<PlanEvent> {
         PlanEvent::PhaseCompleted(PhaseCompleted { phase: Phase::Execute }),
         PlanEvent::PlanApplied(PlanApplied {}),
         PlanEvent::PlanCancelled(PlanCancelled { reason: Some(message("the operator cancelled")) }),
+        PlanEvent::StepAttemptFailed(StepAttemptFailed {
+            step: step(3),
+            attempt: Attempt::new(1).expect("a valid attempt"),
+            reason: AttemptFailure::Exit { code: 3 },
+            retry_at: Some(at + Duration::seconds(2)),
+        }),
     ]
 }
 
@@ -152,6 +158,26 @@ fn one_of_each_event() -> Vec<PlanEvent> {
 fn wire_form(event: &PlanEvent) -> Value {
     let data: Value = serde_json::from_slice(&event.encode_data()).expect("event data is JSON");
     json!({"type": event.event_type().as_str(), "schema_version": event.schema_version(), "data": data})
+}
+
+#[test]
+fn every_attempt_failure_kind_has_a_stable_wire_form() {
+    let kinds = [
+        AttemptFailure::Exit { code: 3 },
+        AttemptFailure::Signal { signal: 9 },
+        AttemptFailure::Timeout,
+        AttemptFailure::Error { message: message("sh: not found") },
+    ];
+    let wire: Vec<Value> = kinds.iter().map(|k| serde_json::to_value(k).expect("serializes")).collect();
+    assert_eq!(
+        wire,
+        [
+            json!({"kind": "exit", "code": 3}),
+            json!({"kind": "signal", "signal": 9}),
+            json!({"kind": "timeout"}),
+            json!({"kind": "error", "message": "sh: not found"}),
+        ]
+    );
 }
 
 #[test]

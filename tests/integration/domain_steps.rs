@@ -1,16 +1,17 @@
 //! Named steps, outputs and attempts, as given(events) / when(command) / then(events or error).
 
+use chrono::Duration;
 use serde_json::json;
-use waypoint_domain::{Phase, PlanError, PlanEvent, StepName};
+use waypoint_domain::{Attempt, AttemptFailure, Phase, PlanCommand, PlanError, PlanEvent, ProcessingState, StepName};
 
-use crate::domain_history::{start_command, step, step_name, History};
+use crate::domain_history::{epoch, start_command, step, step_name, History};
 
 fn working(total: u32) -> History {
     History::new().created(Some(total)).started(Phase::Strategize, Some("runner-1"))
 }
 
 /// Runs `when` against `given` and checks that it was refused with nothing recorded.
-fn refused(mut given: History, when: waypoint_domain::PlanCommand) -> PlanError {
+fn refused(mut given: History, when: PlanCommand) -> PlanError {
     let before = given.events.len();
     let error = given.try_run(when).expect_err("the command is refused");
     assert_eq!(given.events.len(), before, "a refused command records nothing");
@@ -92,4 +93,55 @@ fn a_step_without_a_name_matches_any_name() {
     let mut given = working(3).step_started(1);
     let when = given.named_checkpoint_command(1, "build", None, None);
     assert!(given.try_run(when).is_ok());
+}
+
+fn attempt_failed(n: u32, attempt: u32, reason: AttemptFailure) -> PlanCommand {
+    PlanCommand::RecordAttemptFailed {
+        step: step(n),
+        attempt: Attempt::new(attempt).expect("a valid attempt"),
+        reason,
+        retry_at: Some(epoch() + Duration::hours(1)),
+    }
+}
+
+#[test]
+fn a_failed_attempt_keeps_the_plan_processing_and_the_next_attempt_starts_afresh() {
+    let mut given = working(3).named_step_started(1, "build", 1);
+    let then = given.try_run(attempt_failed(1, 1, AttemptFailure::Exit { code: 3 })).expect("accepted");
+    let [PlanEvent::StepAttemptFailed(failed)] = then.as_slice() else { panic!("got {then:?}") };
+    assert_eq!((failed.step, failed.attempt.get(), &failed.reason), (step(1), 1, &AttemptFailure::Exit { code: 3 }));
+    assert_eq!(given.state().state, ProcessingState::Processing);
+    assert_eq!(given.state().resume.uncertain_step, None, "the attempt's outcome is known");
+    let given = given.named_step_started(1, "build", 2);
+    assert_eq!(given.state().resume.uncertain_attempt.map(Attempt::get), Some(2));
+    let mut given = given;
+    let when = given.named_checkpoint_command(1, "build", None, None);
+    assert!(given.try_run(when).is_ok(), "the second attempt completes the step");
+}
+
+#[test]
+fn only_the_running_attempt_can_fail() {
+    let not_started = working(3);
+    assert!(matches!(
+        refused(not_started, attempt_failed(1, 1, AttemptFailure::Timeout)),
+        PlanError::AttemptNotRunning { uncertain: None, .. }
+    ));
+    let other_attempt = working(3).named_step_started(1, "build", 2);
+    let error = refused(other_attempt, attempt_failed(1, 1, AttemptFailure::Signal { signal: 9 }));
+    assert_eq!(error.code(), "attempt_not_running");
+    let already_failed =
+        working(3).named_step_started(1, "build", 1).run(attempt_failed(1, 1, AttemptFailure::Timeout));
+    assert!(matches!(
+        refused(already_failed, attempt_failed(1, 1, AttemptFailure::Timeout)),
+        PlanError::AttemptNotRunning { .. }
+    ));
+}
+
+#[test]
+fn a_failed_attempt_needs_a_processing_plan() {
+    let interrupted = working(3).named_step_started(1, "build", 1).shut_down("SIGTERM");
+    assert!(matches!(
+        refused(interrupted, attempt_failed(1, 1, AttemptFailure::Timeout)),
+        PlanError::InvalidState { .. }
+    ));
 }

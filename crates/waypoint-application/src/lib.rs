@@ -14,8 +14,8 @@ pub use ports::{
     SystemClock,
 };
 pub use service::{
-    CheckpointRecorded, NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint,
-    StepStart,
+    CheckpointRecorded, FailedAttempt, NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest,
+    StepCheckpoint, StepStart,
 };
 pub use store::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 pub use waypoint_domain as domain;

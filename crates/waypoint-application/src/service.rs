@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use eventually::aggregate::Aggregate;
 use eventually::store::{Expected, Select};
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    evaluate_eligibility, Actor, Artifact, Attempt, Checkpoint, CheckpointId, DecisionId, EligibilityInputs, EventId,
-    Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState, ProcessingState,
-    ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepName, StepNumber, StepOutput,
-    TotalSteps,
+    evaluate_eligibility, Actor, Artifact, Attempt, AttemptFailure, Checkpoint, CheckpointId, DecisionId,
+    EligibilityInputs, EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState,
+    ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepName, StepNumber,
+    StepOutput, TotalSteps,
 };
 
 use crate::error::ServiceError;
@@ -49,6 +50,16 @@ impl StepStart {
     pub fn new(step: StepNumber, decision_id: DecisionId) -> Self {
         Self { step, decision_id, name: None, attempt: None }
     }
+}
+
+/// A failed attempt at the running step that will be retried, as the caller reports it.
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    pub step: StepNumber,
+    pub attempt: Attempt,
+    pub reason: AttemptFailure,
+    /// When the next attempt is due, if the caller schedules one.
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// One step's completion, as the caller reports it.
@@ -188,6 +199,18 @@ impl<S: PlanStore> PlanResumeService<S> {
     pub async fn record_step_started(&self, plan_id: &PlanId, start: StepStart) -> Result<PlanView, ServiceError> {
         let StepStart { step, decision_id, name, attempt } = start;
         self.execute(plan_id, PlanCommand::StartStep { step, decision_id, name, attempt }).await
+    }
+
+    /// Records that an attempt at the running step failed and will be retried: the plan stays
+    /// `processing` and the step is no longer uncertain; the next attempt records its own start.
+    /// The last failed attempt is recorded with [`Self::fail`] instead.
+    pub async fn record_attempt_failed(
+        &self,
+        plan_id: &PlanId,
+        failed: FailedAttempt,
+    ) -> Result<PlanView, ServiceError> {
+        let FailedAttempt { step, attempt, reason, retry_at } = failed;
+        self.execute(plan_id, PlanCommand::RecordAttemptFailed { step, attempt, reason, retry_at }).await
     }
 
     /// Records that a step completed. An exact retry returns the existing checkpoint and writes

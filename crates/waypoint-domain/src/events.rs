@@ -98,6 +98,44 @@ pub struct PlanCancelled {
     pub reason: Option<Message>,
 }
 
+/// Why one attempt at a step failed. The serde form is tagged by `kind`:
+/// `{"kind":"exit","code":3}`, `{"kind":"signal","signal":9}`, `{"kind":"timeout"}`,
+/// `{"kind":"error","message":"…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttemptFailure {
+    /// The step's process exited with a non-zero code.
+    Exit { code: i32 },
+    /// The step's process was killed by a signal.
+    Signal { signal: i32 },
+    /// The step ran past its timeout and was stopped.
+    Timeout,
+    /// The step could not run or failed in some other way.
+    Error { message: Message },
+}
+
+impl std::fmt::Display for AttemptFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptFailure::Exit { code } => write!(f, "exit code {code}"),
+            AttemptFailure::Signal { signal } => write!(f, "signal {signal}"),
+            AttemptFailure::Timeout => f.write_str("timeout"),
+            AttemptFailure::Error { message } => write!(f, "error: {message}"),
+        }
+    }
+}
+
+/// An attempt at the uncertain step failed and the step will be tried again; the plan stays
+/// `processing`. The last failed attempt is recorded as `PlanErrored` instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepAttemptFailed {
+    pub step: StepNumber,
+    pub attempt: Attempt,
+    pub reason: AttemptFailure,
+    /// When the next attempt is due, if the caller schedules one.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
 /// One fact in a plan's life. The serde form is the adjacently tagged `{"type", "data"}` pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
@@ -114,6 +152,7 @@ pub enum PlanEvent {
     PhaseCompleted(PhaseCompleted),
     PlanApplied(PlanApplied),
     PlanCancelled(PlanCancelled),
+    StepAttemptFailed(StepAttemptFailed),
 }
 
 /// The stable name of each event type, as stored.
@@ -132,10 +171,11 @@ pub enum EventType {
     PhaseCompleted,
     PlanApplied,
     PlanCancelled,
+    StepAttemptFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 13] = [
         EventType::PlanCreated,
         EventType::PhaseStarted,
         EventType::TotalStepsSet,
@@ -148,6 +188,7 @@ impl EventType {
         EventType::PhaseCompleted,
         EventType::PlanApplied,
         EventType::PlanCancelled,
+        EventType::StepAttemptFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -164,6 +205,7 @@ impl EventType {
             EventType::PhaseCompleted => "phase_completed",
             EventType::PlanApplied => "plan_applied",
             EventType::PlanCancelled => "plan_cancelled",
+            EventType::StepAttemptFailed => "step_attempt_failed",
         }
     }
 
@@ -213,6 +255,7 @@ impl PlanEvent {
             PlanEvent::PhaseCompleted(_) => EventType::PhaseCompleted,
             PlanEvent::PlanApplied(_) => EventType::PlanApplied,
             PlanEvent::PlanCancelled(_) => EventType::PlanCancelled,
+            PlanEvent::StepAttemptFailed(_) => EventType::StepAttemptFailed,
         }
     }
 
@@ -239,6 +282,7 @@ impl PlanEvent {
             PlanEvent::PhaseCompleted(d) => to_vec(d),
             PlanEvent::PlanApplied(d) => to_vec(d),
             PlanEvent::PlanCancelled(d) => to_vec(d),
+            PlanEvent::StepAttemptFailed(d) => to_vec(d),
         }
     }
 
@@ -277,6 +321,7 @@ impl PlanEvent {
             EventType::PhaseCompleted => PlanEvent::PhaseCompleted(parse(data)?),
             EventType::PlanApplied => PlanEvent::PlanApplied(parse(data)?),
             EventType::PlanCancelled => PlanEvent::PlanCancelled(parse(data)?),
+            EventType::StepAttemptFailed => PlanEvent::StepAttemptFailed(parse(data)?),
         })
     }
 }

@@ -15,8 +15,9 @@ pub use eligibility::{
 };
 pub use error::PlanError;
 pub use events::{
-    DecodeError, EventType, Interrupted, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanConstrained,
-    PlanCreated, PlanErrored, PlanEvent, Resumed, StepCompleted, StepStarted, TotalStepsSet,
+    AttemptFailure, DecodeError, EventType, Interrupted, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled,
+    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, Resumed, StepAttemptFailed, StepCompleted, StepStarted,
+    TotalStepsSet,
 };
 pub use ids::{
     Actor, Artifact, Attempt, CheckpointId, DecisionId, EventId, Fingerprint, InvalidValue, Message, PlanId, PlanName,

@@ -51,6 +51,13 @@ pub enum PlanCommand {
         /// The fingerprint of the step's definition as it ran.
         fingerprint: Option<Fingerprint>,
     },
+    /// An attempt at the uncertain step failed and will be retried.
+    RecordAttemptFailed {
+        step: StepNumber,
+        attempt: Attempt,
+        reason: AttemptFailure,
+        retry_at: Option<DateTime<Utc>>,
+    },
     RecordShutdown {
         reason: Message,
         at: DateTime<Utc>,
@@ -83,6 +90,7 @@ impl PlanCommand {
             PlanCommand::SetTotalSteps { .. } => "set total steps",
             PlanCommand::StartStep { .. } => "start a step",
             PlanCommand::RecordCheckpoint { .. } => "record a checkpoint",
+            PlanCommand::RecordAttemptFailed { .. } => "record a failed attempt",
             PlanCommand::RecordShutdown { .. } => "record a shutdown",
             PlanCommand::Fail { .. } => "fail the plan",
             PlanCommand::Constrain { .. } => "constrain the plan",
@@ -192,6 +200,16 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
                 output,
                 fingerprint,
             })
+        }
+        PlanCommand::RecordAttemptFailed { step, attempt, reason, retry_at } => {
+            require(processing, "processing")?;
+            // Only the attempt that is running can fail; when its start named an attempt
+            // number, the failure must name the same one.
+            let running = meta.uncertain_step == Some(step) && meta.uncertain_attempt.is_none_or(|a| a == attempt);
+            if !running {
+                return Err(PlanError::AttemptNotRunning { step, attempt, uncertain: meta.uncertain_step });
+            }
+            PlanEvent::StepAttemptFailed(StepAttemptFailed { step, attempt, reason, retry_at })
         }
         PlanCommand::RecordShutdown { ref reason, at } => {
             require(

@@ -257,6 +257,13 @@ impl PlanState {
                 self.state = ProcessingState::Applied;
                 self.runner = None;
             }
+            // The attempt's outcome is known now: the step is no longer uncertain. Its next
+            // attempt records its own `StepStarted`.
+            PlanEvent::StepAttemptFailed(e) => {
+                if meta.uncertain_step == Some(e.step) {
+                    meta.clear_uncertain();
+                }
+            }
             PlanEvent::PlanCancelled(_) => {
                 self.state = ProcessingState::Cancelled;
                 self.runner = None;
