@@ -98,7 +98,14 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
     let mut named = in_strategize(Some(3)).named_step_completed(1, "build", None);
     let renamed = named.named_checkpoint_command(2, "test", None, None);
     let named = named.named_step_started(2, "deploy", 1);
-    let create = PlanCommand::Create { name: None, total_steps: None, fingerprint: None, source: None, at: epoch() };
+    let create = PlanCommand::Create {
+        name: None,
+        total_steps: None,
+        fingerprint: None,
+        source: None,
+        steps: vec![],
+        at: epoch(),
+    };
     vec![
         ("AlreadyExists", History::new().created(None), create),
         ("Terminal", applied(), PlanCommand::Fail { message: message("too late") }),

@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use uuid::Uuid;
 use waypoint_domain::{
     decide, evaluate_eligibility, Actor, Attempt, CheckpointId, DecisionId, EligibilityInputs, Fingerprint, Message,
-    Phase, PlanCommand, PlanError, PlanEvent, PlanId, PlanState, ResumeSummary, RunnerId, SnapshotId, StepName,
-    StepNumber, StepOutput, TotalSteps,
+    Phase, PlanCommand, PlanError, PlanEvent, PlanId, PlanState, ResumeSummary, RunnerId, SnapshotId, StepDefinition,
+    StepName, StepNumber, StepOutput, TotalSteps,
 };
 
 /// The instant every history starts at.
@@ -65,6 +65,20 @@ impl History {
             total_steps: total.map(|t| TotalSteps::new(t).expect("a valid total")),
             fingerprint: Some(Fingerprint::parse("a1b2c3").expect("a valid fingerprint")),
             source: None,
+            steps: vec![],
+            at,
+        })
+    }
+
+    /// Created with a per-step definition: each step's name and fingerprint, in order.
+    pub fn created_with_steps(self, steps: &[(&str, &str)]) -> Self {
+        let at = self.now();
+        self.run(PlanCommand::Create {
+            name: None,
+            total_steps: Some(TotalSteps::new(steps.len() as u32).expect("at least one step")),
+            fingerprint: Some(Fingerprint::parse("a1b2c3").expect("a valid fingerprint")),
+            source: None,
+            steps: definition(steps),
             at,
         })
     }
@@ -172,6 +186,17 @@ pub fn start_command(n: u32, name: &str, attempt: u32) -> PlanCommand {
         name: Some(step_name(name)),
         attempt: Some(Attempt::new(attempt).expect("a valid attempt")),
     }
+}
+
+/// A per-step definition from `(name, fingerprint)` pairs.
+pub fn definition(steps: &[(&str, &str)]) -> Vec<StepDefinition> {
+    steps
+        .iter()
+        .map(|(name, fingerprint)| StepDefinition {
+            name: step_name(name),
+            fingerprint: Fingerprint::parse(fingerprint).expect("a valid fingerprint"),
+        })
+        .collect()
 }
 
 pub fn step_name(name: &str) -> StepName {

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use waypoint_domain::{
     Actor, Artifact, Attempt, AttemptFailure, CheckpointId, EligibilityInputs, EventType, Fingerprint, Interrupted,
     Phase, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanCommand, PlanConstrained, PlanCreated,
-    PlanErrored, PlanEvent, PlanName, Resumed, SnapshotCheck, SnapshotId, StepAttemptFailed, StepCompleted, StepName,
-    StepOutput, StepStarted, TotalSteps, TotalStepsSet,
+    PlanErrored, PlanEvent, PlanName, Resumed, SnapshotCheck, SnapshotId, StepAttemptFailed, StepCompleted,
+    StepDefinition, StepName, StepOutput, StepStarted, TotalSteps, TotalStepsSet,
 };
 
 use crate::domain_history::{decision, epoch, message, runner_id, step, History};
@@ -114,6 +114,10 @@ fn one_of_each_event() -> Vec<PlanEvent> {
             fingerprint: Some(Fingerprint::parse("a1b2c3").expect("a valid fingerprint")),
             source: Some(Artifact::parse("plans/release.toml").expect("a valid artifact")),
             created_at: epoch(),
+            steps: vec![
+                StepDefinition { name: step_name("build"), fingerprint: Fingerprint::parse("b1").expect("valid") },
+                StepDefinition { name: step_name("test"), fingerprint: Fingerprint::parse("c1").expect("valid") },
+            ],
         }),
         PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: Some(runner_id("runner-1")) }),
         PlanEvent::TotalStepsSet(TotalStepsSet { total_steps: TotalSteps::new(5).expect("a valid total") }),
@@ -229,6 +233,18 @@ fn a_v2_step_completed_record_is_upcast_with_no_name_output_or_fingerprint() {
     assert_eq!(completed.artifacts.len(), 1, "v2 artifacts are kept");
     assert_eq!((&completed.name, &completed.output, &completed.fingerprint), (&None, &None, &None));
     insta::assert_json_snapshot!("upcast_step_completed_v2", wire_form(&event));
+}
+
+/// A `plan_created` record at schema version 1, before per-step definitions.
+const PLAN_CREATED_V1: &str = r#"{"type":"plan_created","schema_version":1,"data":{"name":"Release 1.4","total_steps":4,"fingerprint":"a1b2c3","source":"plans/release.toml","created_at":"2026-01-01T09:00:00Z"}}"#;
+
+#[test]
+fn a_v1_plan_created_record_is_upcast_with_no_steps() {
+    let event = read_record(PLAN_CREATED_V1);
+    let PlanEvent::PlanCreated(created) = &event else { panic!("decoded as {event:?}") };
+    assert!(created.steps.is_empty(), "v1 plans recorded no per-step definition");
+    assert_eq!(created.fingerprint.as_ref().map(Fingerprint::as_str), Some("a1b2c3"));
+    insta::assert_json_snapshot!("upcast_plan_created_v1", wire_form(&event));
 }
 
 #[test]

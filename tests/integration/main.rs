@@ -7,6 +7,7 @@ mod cli_plumbing;
 mod cli_reads;
 mod cli_runner;
 mod domain_coverage;
+mod domain_definition;
 mod domain_history;
 mod domain_snapshots;
 mod domain_steps;

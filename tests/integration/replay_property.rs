@@ -169,7 +169,14 @@ proptest! {
     #[test]
     fn domain_state_built_event_by_event_equals_a_replay(ops in vec(op(), 1..64)) {
         let create =
-            PlanCommand::Create { name: None, total_steps: None, fingerprint: None, source: None, at: epoch() };
+            PlanCommand::Create {
+        name: None,
+        total_steps: None,
+        fingerprint: None,
+        source: None,
+        steps: vec![],
+        at: epoch(),
+    };
         let mut events = decide(None, create).expect("a new plan is created");
         let mut state = replay(&events);
         let mut runner_alive = false;

@@ -225,6 +225,7 @@ fn plan_event(v: u32, total: Option<u32>) -> RecordedEvent {
             fingerprint: None,
             source: None,
             created_at: Utc::now(),
+            steps: vec![],
         }),
         2 => PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None }),
         v if v % 2 == 1 => PlanEvent::StepStarted(StepStarted {

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use waypoint_domain::{
     evaluate_eligibility, Actor, Artifact, Attempt, AttemptFailure, Checkpoint, CheckpointId, DecisionId,
     EligibilityInputs, EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState,
-    ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepName, StepNumber,
-    StepOutput, TotalSteps,
+    ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepDefinition, StepName,
+    StepNumber, StepOutput, TotalSteps,
 };
 
 use crate::error::ServiceError;
@@ -28,6 +28,9 @@ pub struct NewPlan {
     pub fingerprint: Option<Fingerprint>,
     /// Where the plan definition lives, such as a plan file path.
     pub source: Option<Artifact>,
+    /// The definition's steps with their fingerprints, for the per-step definition check on
+    /// resume; empty when the caller has no per-step definition.
+    pub steps: Vec<StepDefinition>,
     /// Enter this phase (from `action`: `strategize`) in the same append as the creation, so no
     /// crash can leave a plan created but never started. `runner` names the caller's run lock.
     pub start: Option<(Phase, Option<RunnerId>)>,
@@ -168,6 +171,7 @@ impl<S: PlanStore> PlanResumeService<S> {
             total_steps: new.total_steps,
             fingerprint: new.fingerprint,
             source: new.source,
+            steps: new.steps,
             at: self.clock.now(),
         };
         let mut commands = vec![command];
@@ -369,7 +373,8 @@ impl<S: PlanStore> PlanResumeService<S> {
         let state = &view.state;
         let running = state.state == ProcessingState::Processing && !state.resume.interrupted;
         let runner_alive = running && self.run_locks.is_held(&view.plan_id);
-        EligibilityInputs { runner_alive, fingerprint, snapshot }
+        // No definition probe yet: the whole-plan fingerprint rule applies.
+        EligibilityInputs { runner_alive, fingerprint, snapshot, definition: None }
     }
 
     async fn execute(&self, plan_id: &PlanId, command: PlanCommand) -> Result<PlanView, ServiceError> {

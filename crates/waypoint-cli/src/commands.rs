@@ -76,6 +76,7 @@ fn create(location: &StoreLocation, ui: &Ui, args: CreateArgs) -> Result<(), Cli
         total_steps: args.total_steps,
         fingerprint: args.fingerprint,
         source: None,
+        steps: Vec::new(),
         start: None,
     };
     let view = block_on(service.create_plan(new))?;
@@ -364,6 +365,7 @@ fn run(location: &StoreLocation, ui: &Ui, path: &Path) -> Result<(), CliError> {
         total_steps: Some(file.total_steps()),
         fingerprint: Some(file.fingerprint.clone()),
         source: Some(source),
+        steps: Vec::new(),
         start: Some((Phase::Strategize, Some(runner_id()))),
     };
     block_on(service.create_plan(new))?;

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::definition::StepDefinition;
 use crate::ids::{
     Actor, Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepName,
     StepNumber, StepOutput, TotalSteps,
@@ -20,6 +21,9 @@ pub struct PlanCreated {
     /// Where the plan's definition lives (a plan file path), so a resume can find it again.
     pub source: Option<Artifact>,
     pub created_at: DateTime<Utc>,
+    /// The definition's steps in order, each with its fingerprint; empty when the caller has no
+    /// per-step definition. Added in schema version 2; version 1 records are upcast with none.
+    pub steps: Vec<StepDefinition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +222,7 @@ impl EventType {
         match self {
             EventType::StepCompleted => 3,
             EventType::StepStarted => 2,
+            EventType::PlanCreated => 2,
             _ => 1,
         }
     }
@@ -343,6 +348,8 @@ fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
         }
         // step_started v1 -> v2: the step's name and attempt number were added.
         (EventType::StepStarted, 1) => &[("name", || Value::Null), ("attempt", || Value::Null)],
+        // plan_created v1 -> v2: the definition's steps were added; v1 plans recorded none.
+        (EventType::PlanCreated, 1) => &[("steps", || Value::Array(Vec::new()))],
         _ => &[],
     };
     for (key, value) in added {

@@ -1,6 +1,7 @@
 //! Waypoint's domain: plan lifecycle events, validated value types, lifecycle rules, and the pure
 //! projections (state, `ResumeMetadata`, eligibility, summary). No I/O, no clock, no runtime.
 
+mod definition;
 mod eligibility;
 mod error;
 mod events;
@@ -10,6 +11,9 @@ mod plan;
 mod state;
 mod summary;
 
+pub use definition::{
+    check_definition, ChangedStep, CurrentDefinition, DefinitionCheck, StepChange, StepDefinition, StepDigest,
+};
 pub use eligibility::{
     evaluate_eligibility, EligibilityInputs, ResumeEligibility, ResumeIneligibleReason, SnapshotCheck,
 };

@@ -5,6 +5,7 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
+use crate::definition::StepDefinition;
 use crate::eligibility::{evaluate_eligibility, EligibilityInputs, ResumeIneligibleReason};
 use crate::error::PlanError;
 use crate::events::*;
@@ -24,6 +25,8 @@ pub enum PlanCommand {
         total_steps: Option<TotalSteps>,
         fingerprint: Option<Fingerprint>,
         source: Option<Artifact>,
+        /// The definition's steps with their fingerprints; empty without a per-step definition.
+        steps: Vec<StepDefinition>,
         at: DateTime<Utc>,
     },
     StartPhase {
@@ -107,13 +110,16 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
     let plan = match (state, &command) {
         (Some(_), PlanCommand::Create { .. }) => return Err(PlanError::AlreadyExists),
         (None, PlanCommand::Create { .. }) => {
-            let PlanCommand::Create { name, total_steps, fingerprint, source, at } = command else { unreachable!() };
+            let PlanCommand::Create { name, total_steps, fingerprint, source, steps, at } = command else {
+                unreachable!()
+            };
             return Ok(vec![PlanEvent::PlanCreated(PlanCreated {
                 name,
                 total_steps,
                 fingerprint,
                 source,
                 created_at: at,
+                steps,
             })]);
         }
         (None, _) => return Err(PlanError::NotCreated),

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::definition::{StepDefinition, StepDigest};
 use crate::events::{PlanCreated, PlanEvent};
 use crate::ids::{
     Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepName,
@@ -66,6 +67,11 @@ pub struct ResumeMetadata {
     pub last_checkpoint_id: Option<CheckpointId>,
     /// The current phase's checkpoints, in step order.
     pub checkpoints: Vec<Checkpoint>,
+    /// The name and definition fingerprint of every completed step of the current phase, in
+    /// step order. Unlike `checkpoints`, kept whole in a compact view: the definition check
+    /// needs every completed step.
+    #[serde(default)]
+    pub completed_steps: Vec<StepDigest>,
     pub total_steps: Option<TotalSteps>,
     pub interrupted: bool,
     pub interruption: Option<Interruption>,
@@ -145,6 +151,9 @@ pub struct PlanState {
     pub fingerprint: Option<Fingerprint>,
     pub source: Option<Artifact>,
     pub created_at: DateTime<Utc>,
+    /// The definition's steps as recorded at creation; empty without a per-step definition.
+    #[serde(default)]
+    pub definition: Vec<StepDefinition>,
     pub phase: Phase,
     pub state: ProcessingState,
     /// The runner named by the event that last moved the plan to `processing`; `None` when the
@@ -161,6 +170,7 @@ impl PlanState {
             fingerprint: event.fingerprint.clone(),
             source: event.source.clone(),
             created_at: event.created_at,
+            definition: event.steps.clone(),
             phase: Phase::Action,
             state: ProcessingState::Queued,
             runner: None,
@@ -219,6 +229,7 @@ impl PlanState {
                     output: e.output.clone(),
                     fingerprint: e.fingerprint.clone(),
                 });
+                meta.completed_steps.push(StepDigest { name: e.name.clone(), fingerprint: e.fingerprint.clone() });
                 meta.last_completed_step = Some(e.step);
                 meta.last_checkpoint_id = Some(e.checkpoint_id);
                 if meta.uncertain_step == Some(e.step) {

@@ -29,6 +29,7 @@ fn created() -> RecordedEvent {
         fingerprint: None,
         source: None,
         created_at: now,
+        steps: vec![],
     });
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: now, event }
 }

@@ -30,6 +30,7 @@ pub(crate) fn created() -> RecordedEvent {
             fingerprint: None,
             source: None,
             created_at: at,
+            steps: vec![],
         }),
     }
 }

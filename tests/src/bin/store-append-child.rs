@@ -44,6 +44,7 @@ fn event_for(version: u32) -> RecordedEvent {
             fingerprint: None,
             source: None,
             created_at: now,
+            steps: vec![],
         }),
         n => PlanEvent::StepCompleted(StepCompleted {
             checkpoint_id: CheckpointId::from_uuid(uuid::Uuid::new_v4()),
