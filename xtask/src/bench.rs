@@ -225,11 +225,14 @@ fn plan_event(v: u32, total: Option<u32>) -> RecordedEvent {
             fingerprint: None,
             source: None,
             created_at: Utc::now(),
+            steps: vec![],
         }),
         2 => PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None }),
         v if v % 2 == 1 => PlanEvent::StepStarted(StepStarted {
             step: step((v - 1) / 2),
             decision_id: DecisionId::parse(&format!("decision-{}", (v - 1) / 2)).expect("valid"),
+            name: None,
+            attempt: None,
         }),
         v => PlanEvent::StepCompleted(StepCompleted {
             checkpoint_id: CheckpointId::from_uuid(uuid::Uuid::new_v4()),
@@ -240,6 +243,9 @@ fn plan_event(v: u32, total: Option<u32>) -> RecordedEvent {
                     .expect("valid"),
             ),
             artifacts: vec![Artifact::parse("build/output/report.json").expect("valid")],
+            name: None,
+            output: None,
+            fingerprint: None,
         }),
     })
 }

@@ -22,7 +22,8 @@ pub use ports::{
     RunLocks, SnapshotProbe, SystemClock,
 };
 pub use service::{
-    CheckpointRecorded, NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint,
+    CheckpointRecorded, FailedAttempt, NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest,
+    StepCheckpoint, StepStart,
 };
 pub use store::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 pub use verify::{StoreStats, VerifyReport};

@@ -2,14 +2,16 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use eventually::aggregate::Aggregate;
 use eventually::store::{Expected, Select};
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    evaluate_eligibility, Actor, Artifact, Checkpoint, CheckpointId, DecisionId, EligibilityInputs, EventId,
-    Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState, ProcessingState,
-    ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
+    evaluate_eligibility, Actor, Artifact, Attempt, AttemptFailure, Checkpoint, CheckpointId, DecisionId,
+    EligibilityInputs, EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState,
+    ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepDefinition, StepName,
+    StepNumber, StepOutput, TotalSteps,
 };
 
 use crate::error::ServiceError;
@@ -26,9 +28,41 @@ pub struct NewPlan {
     pub fingerprint: Option<Fingerprint>,
     /// Where the plan definition lives, such as a plan file path.
     pub source: Option<Artifact>,
+    /// The definition's steps with their fingerprints, for the per-step definition check on
+    /// resume; empty when the caller has no per-step definition.
+    pub steps: Vec<StepDefinition>,
     /// Enter this phase (from `action`: `strategize`) in the same append as the creation, so no
     /// crash can leave a plan created but never started. `runner` names the caller's run lock.
     pub start: Option<(Phase, Option<RunnerId>)>,
+}
+
+/// The intent to run one step, as the caller reports it before running it.
+#[derive(Debug, Clone)]
+pub struct StepStart {
+    pub step: StepNumber,
+    pub decision_id: DecisionId,
+    /// The step's name in the plan definition; a different name than the one already recorded
+    /// for this step is refused (`step_mismatch`).
+    pub name: Option<StepName>,
+    /// Which attempt at the step this is, when the caller retries steps.
+    pub attempt: Option<Attempt>,
+}
+
+impl StepStart {
+    /// A start with no name and no attempt number.
+    pub fn new(step: StepNumber, decision_id: DecisionId) -> Self {
+        Self { step, decision_id, name: None, attempt: None }
+    }
+}
+
+/// A failed attempt at the running step that will be retried, as the caller reports it.
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    pub step: StepNumber,
+    pub attempt: Attempt,
+    pub reason: AttemptFailure,
+    /// When the next attempt is due, if the caller schedules one.
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// One step's completion, as the caller reports it.
@@ -38,6 +72,28 @@ pub struct StepCheckpoint {
     pub decision_id: DecisionId,
     pub snapshot_id: Option<SnapshotId>,
     pub artifacts: Vec<Artifact>,
+    /// The step's name in the plan definition; checked against the name already recorded.
+    pub name: Option<StepName>,
+    /// What the step produced, given back to every later run from the log.
+    pub output: Option<StepOutput>,
+    /// The fingerprint of the step's definition as it ran, compared on resume.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl StepCheckpoint {
+    /// A checkpoint of `step` under `decision_id`, with no snapshot, artifacts, name, output or
+    /// fingerprint; set the fields that apply.
+    pub fn new(step: StepNumber, decision_id: DecisionId) -> Self {
+        Self {
+            step,
+            decision_id,
+            snapshot_id: None,
+            artifacts: Vec::new(),
+            name: None,
+            output: None,
+            fingerprint: None,
+        }
+    }
 }
 
 /// The checkpoint a `record_step_checkpoint` call stands on, and whether it wrote anything.
@@ -134,6 +190,7 @@ impl<S: PlanStore> PlanResumeService<S> {
             total_steps: new.total_steps,
             fingerprint: new.fingerprint,
             source: new.source,
+            steps: new.steps,
             at: self.clock.now(),
         };
         let mut commands = vec![command];
@@ -161,14 +218,22 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.execute(plan_id, PlanCommand::SetTotalSteps { total }).await
     }
 
-    /// Records the intent to run `step`: until its checkpoint lands it is the uncertain step.
-    pub async fn record_step_started(
+    /// Records the intent to run a step: until its checkpoint lands it is the uncertain step.
+    pub async fn record_step_started(&self, plan_id: &PlanId, start: StepStart) -> Result<PlanView, ServiceError> {
+        let StepStart { step, decision_id, name, attempt } = start;
+        self.execute(plan_id, PlanCommand::StartStep { step, decision_id, name, attempt }).await
+    }
+
+    /// Records that an attempt at the running step failed and will be retried: the plan stays
+    /// `processing` and the step is no longer uncertain; the next attempt records its own start.
+    /// The last failed attempt is recorded with [`Self::fail`] instead.
+    pub async fn record_attempt_failed(
         &self,
         plan_id: &PlanId,
-        step: StepNumber,
-        decision_id: DecisionId,
+        failed: FailedAttempt,
     ) -> Result<PlanView, ServiceError> {
-        self.execute(plan_id, PlanCommand::StartStep { step, decision_id }).await
+        let FailedAttempt { step, attempt, reason, retry_at } = failed;
+        self.execute(plan_id, PlanCommand::RecordAttemptFailed { step, attempt, reason, retry_at }).await
     }
 
     /// Records that a step completed. An exact retry returns the existing checkpoint and writes
@@ -185,6 +250,9 @@ impl<S: PlanStore> PlanResumeService<S> {
             decision_id: checkpoint.decision_id,
             snapshot_id: checkpoint.snapshot_id,
             artifacts: checkpoint.artifacts,
+            name: checkpoint.name,
+            output: checkpoint.output,
+            fingerprint: checkpoint.fingerprint,
         };
         let (view, appended) = self.execute_appending(plan_id, command).await?;
         let checkpoint =
@@ -331,7 +399,8 @@ impl<S: PlanStore> PlanResumeService<S> {
         let state = &view.state;
         let running = state.state == ProcessingState::Processing && !state.resume.interrupted;
         let runner_alive = running && !caller_holds_lock && self.run_locks.is_held(&view.plan_id);
-        EligibilityInputs { runner_alive, fingerprint, snapshot }
+        // No definition probe yet: the whole-plan fingerprint rule applies.
+        EligibilityInputs { runner_alive, fingerprint, snapshot, definition: None }
     }
 
     async fn execute(&self, plan_id: &PlanId, command: PlanCommand) -> Result<PlanView, ServiceError> {
