@@ -20,3 +20,4 @@ mod store_child;
 mod store_concurrency;
 mod store_kill_loop;
 mod store_locks;
+mod workflow_example;

@@ -10,6 +10,7 @@ mod store;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod verify;
+mod workflow;
 
 #[cfg(test)]
 mod tests;
@@ -28,3 +29,4 @@ pub use service::{
 pub use store::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 pub use verify::{StoreStats, VerifyReport};
 pub use waypoint_domain as domain;
+pub use workflow::{ShutdownToken, StepContext, StepOptions, Workflow, WorkflowError};

@@ -331,6 +331,9 @@ impl PlanEvent {
     }
 }
 
+/// Fields a schema version added, each with the value older records implicitly had.
+type AddedFields = &'static [(&'static str, fn() -> serde_json::Value)];
+
 /// Rewrites `value` from schema version `from` of `ty` to `from + 1`. The one place old shapes live.
 fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
     use serde_json::Value;
@@ -339,7 +342,7 @@ fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
         return;
     };
     // Each added field with the value older records implicitly had.
-    let added: &[(&str, fn() -> Value)] = match (ty, from) {
+    let added: AddedFields = match (ty, from) {
         // step_completed v1 -> v2: artifacts were added; v1 checkpoints had none.
         (EventType::StepCompleted, 1) => &[("artifacts", || Value::Array(Vec::new()))],
         // step_completed v2 -> v3: the step's name, output and definition fingerprint were added.
