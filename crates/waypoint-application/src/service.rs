@@ -23,8 +23,11 @@ use crate::store::{PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 pub struct NewPlan {
     /// A caller-chosen id; a random one when absent.
     pub id: Option<PlanId>,
+    /// A human name.
     pub name: Option<PlanName>,
+    /// How many steps the first phase has, when known.
     pub total_steps: Option<TotalSteps>,
+    /// A digest of the whole plan definition, compared on resume.
     pub fingerprint: Option<Fingerprint>,
     /// Where the plan definition lives, such as a plan file path.
     pub source: Option<Artifact>,
@@ -39,7 +42,9 @@ pub struct NewPlan {
 /// The intent to run one step, as the caller reports it before running it.
 #[derive(Debug, Clone)]
 pub struct StepStart {
+    /// The step about to run.
     pub step: StepNumber,
+    /// The decision that produced its work.
     pub decision_id: DecisionId,
     /// The step's name in the plan definition; a different name than the one already recorded
     /// for this step is refused (`step_mismatch`).
@@ -58,8 +63,11 @@ impl StepStart {
 /// A failed attempt at the running step that will be retried, as the caller reports it.
 #[derive(Debug, Clone)]
 pub struct FailedAttempt {
+    /// The step whose attempt failed.
     pub step: StepNumber,
+    /// Which attempt it was.
     pub attempt: Attempt,
+    /// How it failed: exit code, signal, timeout or error.
     pub reason: AttemptFailure,
     /// When the next attempt is due, if the caller schedules one.
     pub retry_at: Option<DateTime<Utc>>,
@@ -68,9 +76,13 @@ pub struct FailedAttempt {
 /// One step's completion, as the caller reports it.
 #[derive(Debug, Clone)]
 pub struct StepCheckpoint {
+    /// The step that completed.
     pub step: StepNumber,
+    /// The decision that produced its work.
     pub decision_id: DecisionId,
+    /// A reference to the workspace state after the step.
     pub snapshot_id: Option<SnapshotId>,
+    /// What the step produced, as paths or references.
     pub artifacts: Vec<Artifact>,
     /// The step's name in the plan definition; checked against the name already recorded.
     pub name: Option<StepName>,
@@ -99,6 +111,7 @@ impl StepCheckpoint {
 /// The checkpoint a `record_step_checkpoint` call stands on, and whether it wrote anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointRecorded {
+    /// The checkpoint as recorded (the existing one for a retry).
     pub checkpoint: Checkpoint,
     /// `false` for an idempotent retry: the existing checkpoint is returned and nothing appended.
     pub appended: bool,
@@ -130,7 +143,9 @@ pub struct ResumePoint {
 /// The result of `resume_plan`: the summary, and for a real resume the point to continue from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumeOutcome {
+    /// The plan's summary: before the resume for a preview, after it for a real one.
     pub summary: ResumeSummary,
+    /// Where work continues; `None` for a preview.
     pub resumed: Option<ResumePoint>,
 }
 
@@ -156,11 +171,13 @@ impl<S: PlanStore> PlanResumeService<S> {
         }
     }
 
+    /// The same service with another clock (tests use [`crate::ManualClock`]).
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
+    /// The same service checking checkpoints' snapshots with `probe`.
     pub fn with_snapshot_probe(mut self, probe: impl SnapshotProbe + 'static) -> Self {
         self.snapshots = Arc::new(probe);
         self
@@ -172,6 +189,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         self
     }
 
+    /// The store this service works on.
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -183,6 +201,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(self.run_locks.acquire(plan_id, runner)?)
     }
 
+    /// Creates a plan (in `action`, or already started when [`NewPlan::start`] says so).
     pub async fn create_plan(&self, new: NewPlan) -> Result<PlanView, ServiceError> {
         let plan_id = new.id.unwrap_or_else(|| PlanId::from_uuid(Uuid::new_v4()));
         let command = PlanCommand::Create {
@@ -214,6 +233,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.execute(plan_id, PlanCommand::StartPhase { phase, runner }).await
     }
 
+    /// Sets how many steps the current phase has.
     pub async fn set_total_steps(&self, plan_id: &PlanId, total: TotalSteps) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::SetTotalSteps { total }).await
     }
@@ -267,22 +287,27 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(appended)
     }
 
+    /// Records that the current phase failed: the plan is `errored`, and can resume.
     pub async fn fail(&self, plan_id: &PlanId, message: Message) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Fail { message }).await
     }
 
+    /// Records that the apply phase hit a constraint.
     pub async fn constrain(&self, plan_id: &PlanId, message: Message) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Constrain { message }).await
     }
 
+    /// Completes the current strategize or execute phase.
     pub async fn complete_phase(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::CompletePhase).await
     }
 
+    /// Records that the apply phase applied the plan (terminal).
     pub async fn apply(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Apply).await
     }
 
+    /// Cancels the plan (terminal).
     pub async fn cancel(&self, plan_id: &PlanId, reason: Option<Message>) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Cancel { reason }).await
     }
@@ -309,6 +334,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(evaluate_eligibility(&view.state, &self.eligibility_inputs(&view, fingerprint, false)))
     }
 
+    /// The plan's summary: state, progress, and whether and from where it can resume.
     pub async fn build_resume_summary(
         &self,
         plan_id: &PlanId,
