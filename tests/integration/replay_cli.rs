@@ -301,6 +301,6 @@ fn verify_passes_on_a_store_written_by_waypoint_run() {
     let (run, report) = replay_json(&sandbox.store, &["--verify"]);
     run.expect_code(0);
     assert_eq!(report["verify"]["ok"], true, "{report}");
-    assert_eq!(count_of(&report, "step_completed", 2), 2);
+    assert_eq!(count_of(&report, "step_completed", 3), 2);
     assert_eq!(report["plans_by_phase_state"][0]["state"], "complete");
 }
