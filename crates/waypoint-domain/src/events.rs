@@ -331,9 +331,6 @@ impl PlanEvent {
     }
 }
 
-/// Fields a schema version added, each with the value older records implicitly had.
-type AddedFields = &'static [(&'static str, fn() -> serde_json::Value)];
-
 /// Rewrites `value` from schema version `from` of `ty` to `from + 1`. The one place old shapes live.
 fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
     use serde_json::Value;
@@ -341,21 +338,20 @@ fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
         // Not an object: leave it for decoding to report as malformed.
         return;
     };
-    // Each added field with the value older records implicitly had.
-    let added: AddedFields = match (ty, from) {
+    // The fields each version added, and whether older records implicitly had an empty list of
+    // them (rather than none).
+    let (added, empty_list): (&[&str], bool) = match (ty, from) {
         // step_completed v1 -> v2: artifacts were added; v1 checkpoints had none.
-        (EventType::StepCompleted, 1) => &[("artifacts", || Value::Array(Vec::new()))],
+        (EventType::StepCompleted, 1) => (&["artifacts"], true),
         // step_completed v2 -> v3: the step's name, output and definition fingerprint were added.
-        (EventType::StepCompleted, 2) => {
-            &[("name", || Value::Null), ("output", || Value::Null), ("fingerprint", || Value::Null)]
-        }
+        (EventType::StepCompleted, 2) => (&["name", "output", "fingerprint"], false),
         // step_started v1 -> v2: the step's name and attempt number were added.
-        (EventType::StepStarted, 1) => &[("name", || Value::Null), ("attempt", || Value::Null)],
+        (EventType::StepStarted, 1) => (&["name", "attempt"], false),
         // plan_created v1 -> v2: the definition's steps were added; v1 plans recorded none.
-        (EventType::PlanCreated, 1) => &[("steps", || Value::Array(Vec::new()))],
-        _ => &[],
+        (EventType::PlanCreated, 1) => (&["steps"], true),
+        _ => (&[], false),
     };
-    for (key, value) in added {
-        map.entry(*key).or_insert_with(value);
+    for key in added {
+        map.entry(*key).or_insert_with(|| if empty_list { Value::Array(Vec::new()) } else { Value::Null });
     }
 }

@@ -1,4 +1,5 @@
-//! Step definitions: commands (`Given`/`When`) and checks (`Then`).
+//! Step definitions: commands (`Given`/`When`), checks (`Then`), and named steps (outputs, attempts, drift).
 
 mod checks;
 mod commands;
+mod outputs;
