@@ -68,6 +68,8 @@ pub enum Done {
     Resume(Box<ResumeOutcome>),
     /// Each racer's result: the version it appended, or its refusal.
     Race(Vec<Result<u32, Failure>>),
+    /// A new plan forked from the scenario's plan.
+    Fork(Box<PlanView>),
 }
 
 impl From<PlanView> for Done {
@@ -279,6 +281,10 @@ impl PlanWorld {
             if let Done::View(returned) = done {
                 assert_eq!(**returned, view, "the view a command returns is the view the store loads");
             }
+        }
+        if let Done::Fork(fork) = done {
+            let stored = self.service().load(&fork.plan_id).await.expect("the fork loads");
+            assert_eq!(**fork, stored, "the fork a command returns is the fork the store loads");
         }
     }
 
