@@ -72,6 +72,13 @@ impl PgRunLocks {
         Ok(PgRunLockGuard { plan_id: plan_id.clone(), key, client: Mutex::new(Some(client)), held: self.held.clone() })
     }
 
+    /// The probe: whether another runner holds `plan_id`'s run lock. When the lock cannot be
+    /// probed it says "held": a false "gone" would let two runners work on one plan, a false
+    /// "held" only delays a resume.
+    pub fn is_held(&self, plan_id: &PlanId) -> bool {
+        self.is_held_by_another(plan_id).unwrap_or(true)
+    }
+
     /// Whether a session other than this process's own run-lock sessions holds `plan_id`'s run
     /// lock. Reads `pg_locks`, so probing never takes the lock, even for a moment.
     pub fn is_held_by_another(&self, plan_id: &PlanId) -> Result<bool, PgStoreError> {
@@ -94,9 +101,7 @@ impl PgRunLocks {
 
 impl RunLockProbe for PgRunLocks {
     fn is_held(&self, plan_id: &PlanId) -> bool {
-        // When the lock cannot be probed, say "held": a false "gone" would let two runners work
-        // on one plan, a false "held" only delays a resume.
-        self.is_held_by_another(plan_id).unwrap_or(true)
+        PgRunLocks::is_held(self, plan_id)
     }
 }
 

@@ -12,8 +12,8 @@ use futures::executor::block_on;
 use futures::TryStreamExt;
 use waypoint_application::domain::{DecisionId, Message, Phase, StepNumber, TotalSteps};
 use waypoint_application::{
-    Catalog, NewPlan, PlanResumeService, PlanStore, RecordedEvent, ResumeRequest, RunLockProbe, StepCheckpoint,
-    StoreError, StoredEvent,
+    Catalog, NewPlan, PlanResumeService, PlanStore, RecordedEvent, ResumeRequest, StepCheckpoint, StoreError,
+    StoredEvent,
 };
 use waypoint_domain::{EventId, PlanCreated, PlanEvent, PlanId};
 
