@@ -1,9 +1,8 @@
 //! The scenario's world: one service over one store, a manual clock, run locks and a snapshot
 //! probe, the plan the scenario works on, and what the last `When` step returned.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Mutex;
 
@@ -11,12 +10,13 @@ use chrono::{TimeZone, Utc};
 use cucumber::gherkin::{Step, StepType};
 use eventually::store::{EventStore, Select};
 use futures::TryStreamExt;
+use waypoint_application::domain::RunnerId;
 use waypoint_application::domain::{
     Fingerprint, InvalidValue, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary,
 };
 use waypoint_application::{
-    CheckpointRecorded, InMemoryRunLocks, InMemorySnapshots, ManualClock, PlanResumeService, PlanView, ResumeOutcome,
-    ResumeRequest, ServiceError, StoreError, StoredEvent,
+    CheckpointRecorded, InMemorySnapshots, ManualClock, PlanResumeService, PlanStore, PlanView, ResumeOutcome,
+    ResumeRequest, RunLockGuard, ServiceError, StoreError, StoredEvent,
 };
 
 use crate::stores::{ScratchDir, StoreKind, TestStore};
@@ -40,18 +40,19 @@ pub struct PlanWorld {
     outcome: Option<Result<Done, Failure>>,
     /// The store's events just before the last `When` step ran.
     before: Vec<StoredEvent>,
-    /// Every file of the store, by path, just before the last `When` step ran.
-    before_bytes: BTreeMap<PathBuf, Vec<u8>>,
+    /// The store's content fingerprint just before the last `When` step ran.
+    before_fingerprint: Option<String>,
 }
 
 #[derive(Debug)]
 pub struct Harness {
     pub service: Service,
     pub clock: ManualClock,
-    pub locks: InMemoryRunLocks,
+    /// Run locks taken through the store's own run-lock port, standing for live runners.
+    held: Mutex<Vec<RunLockGuard>>,
     pub snapshots: InMemorySnapshots,
     // Dropped last: the store may live in it.
-    scratch: ScratchDir,
+    _scratch: ScratchDir,
 }
 
 /// What an accepted command returned.
@@ -140,6 +141,7 @@ impl Failure {
             Failure::Service(ServiceError::Store(e)) | Failure::Store(e) => {
                 format!("Store{}", variant_name(format!("{e:?}")))
             }
+            Failure::Service(e) => variant_name(format!("{e:?}")),
             Failure::Value(e) => variant_name(format!("{e:?}")),
         }
     }
@@ -167,7 +169,7 @@ impl PlanWorld {
             fingerprint: None,
             outcome: None,
             before: Vec::new(),
-            before_bytes: BTreeMap::new(),
+            before_fingerprint: None,
         }
     }
 
@@ -175,13 +177,11 @@ impl PlanWorld {
     pub fn open(&mut self, kind: StoreKind) {
         let scratch = ScratchDir::new();
         let clock = ManualClock::new(epoch());
-        let locks = InMemoryRunLocks::default();
         let snapshots = InMemorySnapshots::default();
         let service = PlanResumeService::new(TestStore::new(kind.open(scratch.path())))
             .with_clock(clock.clone())
-            .with_run_locks(locks.clone())
             .with_snapshot_probe(snapshots.clone());
-        self.harness = Some(Harness { service, clock, locks, snapshots, scratch });
+        self.harness = Some(Harness { service, clock, held: Mutex::default(), snapshots, _scratch: scratch });
     }
 
     pub fn harness(&self) -> &Harness {
@@ -223,7 +223,7 @@ impl PlanWorld {
         let when = step.ty == StepType::When;
         if when {
             self.before = self.events().await;
-            self.before_bytes = self.store_bytes();
+            self.before_fingerprint = Some(self.store_fingerprint().await);
         }
         let result = action(self.service().clone(), self.plan_id()).await.map(Into::into).map_err(Into::into);
         match &result {
@@ -253,34 +253,34 @@ impl PlanWorld {
     /// A runner whose command was accepted now works on the plan, holding its run lock.
     pub fn runner_holds_lock_if_accepted(&self) {
         if self.outcome().is_ok() {
-            self.harness().locks.acquire(&self.plan_id());
+            self.another_runner_takes_the_lock();
         }
+    }
+
+    /// Another runner takes the plan's run lock through the store's own run-lock port.
+    pub fn another_runner_takes_the_lock(&self) {
+        let runner = RunnerId::parse("scenario-runner").expect("a valid runner id");
+        let guard = self.service().acquire_run_lock(&self.plan_id(), &runner).expect("the run lock is free");
+        self.harness().held.lock().unwrap_or_else(|p| p.into_inner()).push(guard);
+    }
+
+    /// Every runner this scenario started dies: the store releases their run locks.
+    pub fn runners_die(&self) {
+        self.harness().held.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     pub fn outcome(&self) -> &Result<Done, Failure> {
         self.outcome.as_ref().expect("a When step must run a command first")
     }
 
-    /// Every file in the store's directory with its bytes (none for the in-memory store).
-    pub fn store_bytes(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        fn walk(dir: &Path, files: &mut BTreeMap<PathBuf, Vec<u8>>) {
-            for entry in std::fs::read_dir(dir).expect("the store directory lists").flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, files);
-                } else {
-                    files.insert(path.clone(), std::fs::read(&path).expect("a store file reads"));
-                }
-            }
-        }
-        let mut files = BTreeMap::new();
-        walk(self.harness().scratch.path(), &mut files);
-        files
+    /// The store's own digest of everything it holds.
+    pub async fn store_fingerprint(&self) -> String {
+        self.service().store().content_fingerprint().await.expect("the store fingerprints its content")
     }
 
-    /// The store's files just before the last `When` step.
-    pub fn bytes_before(&self) -> &BTreeMap<PathBuf, Vec<u8>> {
-        &self.before_bytes
+    /// The store's fingerprint just before the last `When` step.
+    pub fn fingerprint_before(&self) -> &str {
+        self.before_fingerprint.as_deref().expect("a When step ran")
     }
 
     /// The events the last `When` step appended, after checking it rewrote none.

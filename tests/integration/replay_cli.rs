@@ -52,7 +52,7 @@ fn count_of(report: &Value, event_type: &str, schema_version: u64) -> u64 {
 /// A store written through the library with a catalog checkpoint and index after every record
 /// and view snapshots, so `--verify` has every stored projection to compare. Three plans of
 /// four steps: two steps done each, the last plan interrupted.
-fn checkpointed_store(dir: &Path) -> Vec<PlanId> {
+pub(crate) fn checkpointed_store(dir: &Path) -> Vec<PlanId> {
     let options = StoreOptions { checkpoint_every: 1, view_snapshot_every: 1, ..StoreOptions::default() };
     let service = PlanResumeService::new(FileStore::open_with(dir, options).expect("the store opens"));
     futures::executor::block_on(async {

@@ -8,12 +8,12 @@ use futures::TryStreamExt;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use waypoint_application::{
-    InMemoryRunLocks, InMemoryStore, ManualClock, NewPlan, PlanResumeService, PlanView, ResumeRequest, RunLockProbe,
-    StepCheckpoint, StoredEvent,
+    InMemoryStore, ManualClock, NewPlan, PlanResumeService, PlanView, ResumeRequest, RunLockGuard, StepCheckpoint,
+    StoredEvent,
 };
 use waypoint_domain::{
     decide, evaluate_eligibility, Actor, CheckpointId, DecisionId, EligibilityInputs, Phase, PlanCommand, PlanEvent,
-    PlanState, ResumeSummary, SnapshotId, StepNumber, TotalSteps,
+    PlanState, ResumeSummary, RunnerId, SnapshotId, StepNumber, TotalSteps,
 };
 
 use crate::domain_history::{epoch, message, plan_id, runner_id};
@@ -201,7 +201,7 @@ async fn stored(service: &Service) -> Vec<StoredEvent> {
 }
 
 /// Runs `op` through the service; `Some(view)` when the call returns the plan's view.
-async fn perform(service: &Service, locks: &InMemoryRunLocks, op: &Op) -> Result<Option<PlanView>, ()> {
+async fn perform(service: &Service, held: &mut Option<RunLockGuard>, op: &Op) -> Result<Option<PlanView>, ()> {
     let id = plan_id();
     let state = service.load(&id).await.expect("the plan loads").state;
     let runner = |with: bool| with.then(|| runner_id("runner-1"));
@@ -229,11 +229,12 @@ async fn perform(service: &Service, locks: &InMemoryRunLocks, op: &Op) -> Result
         Op::Apply => service.apply(&id).await.map(Some),
         Op::Cancel => service.cancel(&id, None).await.map(Some),
         Op::Resume => service.resume_plan(&id, ResumeRequest::default()).await.map(|_| None),
-        Op::Lock(held) => {
-            if held {
-                locks.acquire(&id);
+        Op::Lock(take) => {
+            if take {
+                let runner = RunnerId::parse("other-runner").expect("a valid runner id");
+                *held = held.take().or_else(|| service.acquire_run_lock(&id, &runner).ok());
             } else {
-                locks.release(&id);
+                *held = None;
             }
             return Ok(None);
         }
@@ -243,15 +244,15 @@ async fn perform(service: &Service, locks: &InMemoryRunLocks, op: &Op) -> Result
 
 async fn service_run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(epoch());
-    let locks = InMemoryRunLocks::default();
-    let service = PlanResumeService::new(InMemoryStore::new()).with_clock(clock.clone()).with_run_locks(locks.clone());
+    let mut held = None;
+    let service = PlanResumeService::new(InMemoryStore::new()).with_clock(clock.clone());
     let id = plan_id();
     let created = service.create_plan(NewPlan { id: Some(id.clone()), ..NewPlan::default() }).await.expect("created");
     prop_assert_eq!(Some(created), PlanView::replay(&stored(&service).await));
     for op in &ops {
         clock.advance(Duration::seconds(1));
         let before = stored(&service).await;
-        let result = perform(&service, &locks, op).await;
+        let result = perform(&service, &mut held, op).await;
         let after = stored(&service).await;
         match result {
             Err(()) => prop_assert_eq!(&after, &before, "a refused command appends nothing"),
@@ -263,7 +264,7 @@ async fn service_run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let replayed = PlanView::replay(&stored(&service).await).expect("the plan replays");
     prop_assert_eq!(&service.load(&id).await.expect("the plan loads"), &replayed);
     // Read paths use the compact, incrementally maintained catalog: they must agree with a replay.
-    let inputs = EligibilityInputs { runner_alive: locks.is_held(&id), ..EligibilityInputs::default() };
+    let inputs = EligibilityInputs { runner_alive: held.is_some(), ..EligibilityInputs::default() };
     let verdict = evaluate_eligibility(&replayed.state, &inputs);
     let expected = ResumeSummary::build(&id, &replayed.state, &verdict, Some(replayed.last_activity_at));
     prop_assert_eq!(&service.build_resume_summary(&id, None).await.expect("a summary"), &expected);

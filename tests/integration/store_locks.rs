@@ -2,7 +2,8 @@
 //! once that process dies; `repair` refuses a store another process has open.
 
 use waypoint_application::domain::PlanId;
-use waypoint_application::RunLockProbe;
+use waypoint_application::domain::RunnerId;
+use waypoint_application::{RunLockError, RunLocks};
 use waypoint_store_file::{FileStore, FileStoreError};
 
 use super::store_child::spawn;
@@ -17,10 +18,11 @@ fn store_run_lock_is_held_by_a_live_runner_and_released_by_its_death() {
     runner.wait_ready();
     assert!(locks.is_held(&plan));
     assert!(FileStore::open_read_only(dir.path()).unwrap().run_locks().is_held(&plan));
-    assert!(matches!(locks.acquire(&plan), Err(FileStoreError::RunLockBusy { .. })));
+    let me = RunnerId::parse("test-runner").unwrap();
+    assert!(matches!(locks.acquire(&plan, &me), Err(RunLockError::Busy { .. })));
     runner.kill_and_collect();
     assert!(!locks.is_held(&plan), "the OS released the dead runner's lock");
-    let _guard = locks.acquire(&plan).unwrap();
+    let _guard = locks.acquire(&plan, &me).unwrap();
 }
 
 #[test]

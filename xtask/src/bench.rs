@@ -391,7 +391,7 @@ fn replay_throughput(store: &Path) -> Result<Figure, String> {
 
 /// Every record's data bytes, read outside any timing.
 fn record_data(store: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let bytes = std::fs::read(store.join("events.log")).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(inspect::log_file(store)).map_err(|e| e.to_string())?;
     let mut rest = &bytes[FILE_HEADER.len()..];
     let mut data = Vec::new();
     while !rest.is_empty() {
@@ -550,7 +550,7 @@ fn append_latency(dir: &Path, appends: usize) -> Result<Figure, String> {
         store_samples.push(started.elapsed());
     }
     // The baseline writes records of the size the store wrote for these events.
-    let log_len = std::fs::metadata(dir.join("store").join("events.log")).map_err(|e| e.to_string())?.len();
+    let log_len = std::fs::metadata(inspect::log_file(dir.join("store"))).map_err(|e| e.to_string())?.len();
     let record_len = (log_len as usize - FILE_HEADER.len()) / version as usize;
     let mut raw: File =
         OpenOptions::new().create(true).append(true).open(dir.join("raw.log")).map_err(|e| e.to_string())?;

@@ -12,10 +12,11 @@ use chrono::{DateTime, Utc};
 use eventually::versioning::Versioned;
 use serde::Serialize;
 use serde_json::{json, Value};
-use waypoint_application::{Catalog, PlanView, RunLockProbe, StoredEvent};
+use waypoint_application::{Catalog, PlanView, RunLocks, StoredEvent, VerifyReport};
 use waypoint_domain::{
     evaluate_eligibility, EligibilityInputs, PlanId, ResumeEligibility, ResumeSummary, SnapshotCheck,
 };
+use waypoint_store_file::verify::Verifier;
 use waypoint_store_file::{inspect, FileStore, FileStoreError};
 
 const USAGE: &str =
@@ -224,29 +225,6 @@ struct PlanReport {
     eligibility: ResumeEligibility,
 }
 
-#[derive(Debug, Serialize)]
-struct VerifyReport {
-    ok: bool,
-    checked: VerifyCounts,
-    differences: Vec<String>,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct VerifyCounts {
-    catalog_plans: usize,
-    index_entries: u64,
-    view_snapshots: usize,
-    incremental_views: usize,
-}
-
-/// Where one version of a plan lies in the log, as the replay saw it.
-#[derive(Debug, Clone, Copy)]
-struct Located {
-    version: u32,
-    position: u32,
-    offset: u64,
-}
-
 /// Per-plan replay facts kept while streaming: small and fixed-size, so memory stays flat.
 #[derive(Debug, Default)]
 struct PlanCost {
@@ -256,16 +234,13 @@ struct PlanCost {
 
 fn run(args: &Args) -> Result<Report, FileStoreError> {
     let started = Instant::now();
-    let log_bytes = std::fs::metadata(args.store.join("events.log")).map(|m| m.len()).unwrap_or(0);
-    let stored_catalog = if args.verify { inspect::stored_catalog(&args.store)? } else { None };
+    let log_bytes = std::fs::metadata(inspect::log_file(&args.store)).map(|m| m.len()).unwrap_or(0);
+    let mut verifier = if args.verify { Some(Verifier::new(&args.store, args.plan.clone())?) } else { None };
     let mut progress = Progress::new(log_bytes);
 
     let mut catalog = Catalog::default();
-    let mut catalog_at_checkpoint: Option<Catalog> = None;
     let mut by_type: BTreeMap<(String, u16), u64> = BTreeMap::new();
     let mut costs: HashMap<PlanId, PlanCost> = HashMap::new();
-    // Only with --verify: where each plan's versions lie, to check the stored indexes.
-    let mut offsets: HashMap<PlanId, Vec<Located>> = HashMap::new();
     let mut events = 0u64;
 
     for located in inspect::events(&args.store)? {
@@ -276,17 +251,9 @@ fn run(args: &Args) -> Result<Report, FileStoreError> {
         if wanted && args.cut.includes(stored) {
             events += 1;
             fold(stored, located.schema_version, &mut catalog, &mut by_type, &mut costs);
-            if args.verify {
-                offsets.entry(stored.source_id().clone()).or_default().push(Located {
-                    version: stored.version(),
-                    position: stored.sequence_number(),
-                    offset: located.offset,
-                });
-            }
         }
-        // The checkpoint is compared with the rebuild as of its own log position.
-        if stored_catalog.as_ref().is_some_and(|c| c.position == stored.sequence_number()) {
-            catalog_at_checkpoint = Some(catalog.clone());
+        if let Some(verifier) = verifier.as_mut() {
+            verifier.observe(&located);
         }
     }
     progress.finish();
@@ -305,14 +272,7 @@ fn run(args: &Args) -> Result<Report, FileStoreError> {
         Some(plan_id) => catalog.plans.get(plan_id).map(|view| plan_report(&live, view, args.cut)),
         None => None,
     };
-    let verify = if args.verify {
-        let stored = stored_catalog.as_ref();
-        let checkpoint_found = catalog_at_checkpoint.is_some();
-        let at_checkpoint = catalog_at_checkpoint.unwrap_or_default();
-        Some(verify(&live, args.plan.as_ref(), &catalog, stored, (checkpoint_found, &at_checkpoint), &offsets)?)
-    } else {
-        None
-    };
+    let verify = verifier.map(|verifier| verifier.finish(&live)).transpose()?;
     let elapsed = started.elapsed();
     Ok(Report {
         store: args.store.clone(),
@@ -363,157 +323,13 @@ fn fold(
 /// alive; in the past a plan that was processing is shown as running then.
 fn plan_report(live: &FileStore, view: &PlanView, cut: Cut) -> PlanReport {
     let runner_alive = match cut {
-        Cut::Now => live.run_locks().is_held(&view.plan_id),
+        Cut::Now => RunLocks::is_held(&live.run_locks(), &view.plan_id),
         Cut::Version(_) | Cut::At(_) => true,
     };
     let inputs = EligibilityInputs { runner_alive, fingerprint: None, snapshot: SnapshotCheck::NotChecked };
     let eligibility = evaluate_eligibility(&view.state, &inputs);
     let summary = ResumeSummary::build(&view.plan_id, &view.state, &eligibility, Some(view.last_activity_at));
     PlanReport { version: view.version, summary, eligibility }
-}
-
-/// Compares the rebuilt projections with every stored one and with the store's own fold.
-fn verify(
-    live: &FileStore,
-    only: Option<&PlanId>,
-    rebuilt: &Catalog,
-    stored: Option<&waypoint_store_file::StoredCatalog>,
-    (checkpoint_found, rebuilt_at_checkpoint): (bool, &Catalog),
-    offsets: &HashMap<PlanId, Vec<Located>>,
-) -> Result<VerifyReport, FileStoreError> {
-    let mut differences = Vec::new();
-    let mut checked = VerifyCounts::default();
-    let store = live.dir();
-    let selected = |id: &PlanId| only.is_none_or(|p| p == id);
-
-    // 1. The checkpointed catalog equals a replay up to its position. The store quietly
-    //    rebuilds past a damaged checkpoint; replay names it.
-    if stored.is_none() && inspect::catalog_file(store).exists() {
-        differences.push(format!(
-            "catalog checkpoint {} is damaged (bad frame or checksum); the store ignores it and rebuilds from the log",
-            inspect::catalog_file(store).display()
-        ));
-    }
-    if let Some(stored) = stored {
-        if stored.position > 0 && !checkpoint_found {
-            differences.push(format!(
-                "catalog checkpoint claims log position {}, which no record of this log has",
-                stored.position
-            ));
-        }
-        let ids: std::collections::BTreeSet<&PlanId> =
-            stored.catalog.plans.keys().chain(rebuilt_at_checkpoint.plans.keys()).filter(|id| selected(id)).collect();
-        for id in ids {
-            checked.catalog_plans += 1;
-            let context = format!("catalog checkpoint (position {}): plan {id}", stored.position);
-            compare_views(
-                &context,
-                stored.catalog.plans.get(id),
-                rebuilt_at_checkpoint.plans.get(id),
-                &mut differences,
-            );
-            let rebuilt_version = rebuilt_at_checkpoint.plans.get(id).map(|v| v.version);
-            let stored_version = stored.versions.get(id).copied();
-            if stored_version != rebuilt_version && !(stored_version.is_some() && rebuilt_version.is_none()) {
-                differences.push(format!(
-                    "{context}: stored version {} but the log says {}",
-                    show(stored_version),
-                    show(rebuilt_version)
-                ));
-            }
-        }
-    }
-
-    // 2. Every stored index entry points where the log says that version lies.
-    for (id, located) in offsets.iter().filter(|(id, _)| selected(id)) {
-        let index = inspect::plan_index(store, id)?;
-        for (i, entry) in index.iter().enumerate() {
-            let version = i as u32 + 1;
-            checked.index_entries += 1;
-            let Some(entry) = entry else {
-                differences.push(format!("index of plan {id}: the entry for version {version} is damaged or missing"));
-                continue;
-            };
-            match located.get(i) {
-                Some(at) if at.version == version && entry.position == at.position && entry.offset == at.offset => {}
-                Some(at) => differences.push(format!(
-                    "index of plan {id}: version {version} is position {} at byte offset {} in the log, the index says position {} at {}",
-                    at.position, at.offset, entry.position, entry.offset
-                )),
-                None => differences.push(format!(
-                    "index of plan {id}: has an entry for version {version}, but the log holds only {} versions",
-                    located.len()
-                )),
-            }
-        }
-    }
-
-    // 3. The store's own incremental fold (catalog plus catch-up, view snapshots plus tail)
-    //    equals the rebuilt view, and each view snapshot equals a replay up to its version.
-    for (id, view) in rebuilt.plans.iter().filter(|(id, _)| selected(id)) {
-        checked.incremental_views += 1;
-        let incremental = live.summary_view(id)?;
-        compare_views(
-            &format!("incremental summary view of plan {id}"),
-            incremental.as_ref(),
-            Some(view),
-            &mut differences,
-        );
-        let snapshot = inspect::plan_view_snapshot(store, id)?;
-        if snapshot.is_none() && inspect::view_file(store, id).exists() {
-            differences.push(format!("view snapshot of plan {id} is damaged (bad frame or checksum)"));
-        }
-        if let Some(snapshot) = snapshot {
-            checked.view_snapshots += 1;
-            let events: Vec<StoredEvent> =
-                live.read_plan(id, 1)?.into_iter().take_while(|e| e.version() <= snapshot.version).collect();
-            let replayed = PlanView::replay(&events);
-            compare_views(&format!("view snapshot of plan {id}"), Some(&snapshot), replayed.as_ref(), &mut differences);
-        }
-    }
-    Ok(VerifyReport { ok: differences.is_empty(), checked, differences })
-}
-
-fn show(version: Option<u32>) -> String {
-    version.map_or_else(|| "none".to_owned(), |v| v.to_string())
-}
-
-/// Names each differing field of two views, as JSON paths.
-fn compare_views(context: &str, stored: Option<&PlanView>, rebuilt: Option<&PlanView>, out: &mut Vec<String>) {
-    match (stored, rebuilt) {
-        (None, None) => {}
-        (Some(_), None) => out.push(format!("{context}: stored, but the log has no such plan")),
-        (None, Some(_)) => out.push(format!("{context}: missing, but the log has this plan")),
-        (Some(a), Some(b)) if a == b => {}
-        (Some(a), Some(b)) => {
-            let (a, b) =
-                (serde_json::to_value(a).expect("views serialize"), serde_json::to_value(b).expect("views serialize"));
-            let mut paths = Vec::new();
-            diff_json("", &a, &b, &mut paths);
-            for (path, stored, rebuilt) in paths {
-                out.push(format!("{context}: {path} is {stored} in the store, {rebuilt} in the rebuild"));
-            }
-        }
-    }
-}
-
-fn diff_json(path: &str, a: &Value, b: &Value, out: &mut Vec<(String, String, String)>) {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            for key in keys {
-                let null = Value::Null;
-                diff_json(&format!("{path}.{key}"), x.get(key).unwrap_or(&null), y.get(key).unwrap_or(&null), out);
-            }
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            for (i, (a, b)) in x.iter().zip(y).enumerate() {
-                diff_json(&format!("{path}[{i}]"), a, b, out);
-            }
-        }
-        _ if a != b => out.push((path.trim_start_matches('.').to_owned(), a.to_string(), b.to_string())),
-        _ => {}
-    }
 }
 
 /// Peak resident set size from /proc/self/status (`VmHWM`), where the OS offers it.
@@ -603,18 +419,6 @@ fn print_rich(report: &Report) {
         }
     }
     if let Some(verify) = &report.verify {
-        let c = &verify.checked;
-        println!(
-            "\nVerify: {} catalog views, {} index entries, {} view snapshots, {} incremental views checked",
-            c.catalog_plans, c.index_entries, c.view_snapshots, c.incremental_views
-        );
-        if verify.ok {
-            println!("Verify: OK, the rebuilt projections match the stored ones");
-        } else {
-            println!("Verify: {} differences", verify.differences.len());
-            for d in &verify.differences {
-                println!("  - {d}");
-            }
-        }
+        println!("\n{verify}");
     }
 }

@@ -4,6 +4,9 @@
 //! 2. No test is switched off or inverted with the `ignore` or `should_panic` attributes.
 //! 3. Crate dependencies point one way: domain ← application ← store-* ← cli, and nothing
 //!    depends on the cli.
+//! 4. Every store crate (`crates/waypoint-store-*`) runs the conformance kit
+//!    (`waypoint_application::testkit::run`) from a test, and only dev-dependencies switch the
+//!    kit's `testkit` feature on, so it never ships in a binary.
 //!
 //! The checks read files as text on purpose: no TOML or Rust parser, so xtask stays std-only.
 //! A violation prints as `file: problem` (with `:line` where there is one).
@@ -71,6 +74,7 @@ pub fn check_workspace(root: &Path) -> io::Result<Vec<Violation>> {
         check_test_attributes(&file, &text, &mut violations);
     }
     check_dependency_direction(root, &mut violations)?;
+    check_conformance_kit(root, &mut violations)?;
     Ok(violations)
 }
 
@@ -220,6 +224,67 @@ fn check_dependency_direction(root: &Path, out: &mut Vec<Violation>) -> io::Resu
         }
     }
     Ok(())
+}
+
+fn check_conformance_kit(root: &Path, out: &mut Vec<Violation>) -> io::Result<()> {
+    for manifest in manifests(root)? {
+        let text = read(&root.join(&manifest))?;
+        let mut section = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = strip_comment(line);
+            if let Some(header) = section_header(line) {
+                section = header.to_owned();
+            } else if line.contains("\"testkit\"")
+                && line.starts_with("waypoint-application")
+                && !section.contains("dev-dependencies")
+            {
+                out.push(Violation {
+                    file: manifest.clone(),
+                    line: Some(i + 1),
+                    problem: "the `testkit` feature belongs in [dev-dependencies]: the conformance kit is for tests"
+                        .to_owned(),
+                });
+            }
+        }
+        let Some(package) = package_name(&text).filter(|p| p.starts_with("waypoint-store-")) else { continue };
+        let src = manifest.parent().unwrap_or(Path::new(".")).join("src");
+        let runs_kit = rust_files_under(&root.join(&src))?
+            .iter()
+            .map(|file| read(file))
+            .collect::<io::Result<Vec<_>>>()?
+            .iter()
+            .any(|text| text.contains("testkit::run("));
+        if !runs_kit {
+            out.push(Violation {
+                file: manifest.clone(),
+                line: None,
+                problem: format!(
+                    "`{package}` is a store but no test under {} calls `testkit::run`: a store that does not pass \
+                     the conformance kit is not a store",
+                    src.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&current) else { continue };
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// `crates/*/Cargo.toml` plus the tests and xtask packages, relative to `root`.

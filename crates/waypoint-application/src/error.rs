@@ -2,16 +2,39 @@
 
 use waypoint_domain::{PlanError, PlanId, ResumeIneligibleReason};
 
+use crate::ports::RunLockError;
 use crate::store::StoreError;
 
+/// Why a use case failed. Nothing was recorded unless the variant says otherwise.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServiceError {
-    #[error("plan {0} not found; `waypoint plan list` shows the plans in this store")]
+    /// The store holds no plan with this id.
+    #[error("plan {0} not found")]
     NotFound(PlanId),
+    /// The plan refused the command.
     #[error("plan {plan_id}: {source}")]
-    Plan { plan_id: PlanId, source: PlanError },
+    Plan {
+        /// The plan that refused.
+        plan_id: PlanId,
+        /// Why.
+        source: PlanError,
+    },
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The plan's run lock could not be taken or was lost.
+    #[error(transparent)]
+    RunLock(RunLockError),
+}
+
+impl From<RunLockError> for ServiceError {
+    fn from(error: RunLockError) -> Self {
+        match error {
+            RunLockError::Store(store) => ServiceError::Store(store),
+            other => ServiceError::RunLock(other),
+        }
+    }
 }
 
 /// Broad classes of failure, one per exit code of the CLI contract.
@@ -36,8 +59,13 @@ impl ServiceError {
             ServiceError::Plan { .. } => ErrorKind::InvalidCommand,
             ServiceError::Store(StoreError::Conflict { .. }) => ErrorKind::Conflict,
             ServiceError::Store(
-                StoreError::Corrupt { .. } | StoreError::Decode { .. } | StoreError::Io { .. } | StoreError::Locked(_),
+                StoreError::Corrupt { .. }
+                | StoreError::Decode { .. }
+                | StoreError::Io { .. }
+                | StoreError::Locked(_)
+                | StoreError::Unavailable { .. },
             ) => ErrorKind::StoreUnreadable,
+            ServiceError::RunLock(_) => ErrorKind::Conflict,
             ServiceError::Store(StoreError::TooLarge(_)) => ErrorKind::InvalidCommand,
             ServiceError::Store(_) => ErrorKind::Unexpected,
         }
@@ -52,10 +80,13 @@ impl ServiceError {
             ServiceError::Store(StoreError::Corrupt { .. }) => "store_corrupt",
             ServiceError::Store(StoreError::Decode { .. }) => "store_undecodable",
             ServiceError::Store(StoreError::Io { .. }) => "store_io",
+            ServiceError::Store(StoreError::Unavailable { .. }) => "store_unavailable",
             ServiceError::Store(StoreError::Locked(_)) => "store_locked",
             ServiceError::Store(StoreError::Poisoned(_)) => "store_poisoned",
             ServiceError::Store(StoreError::Unsupported(_)) => "unsupported",
             ServiceError::Store(StoreError::TooLarge(_)) => "too_large",
+            ServiceError::RunLock(RunLockError::Busy { .. }) => "run_lock_busy",
+            ServiceError::RunLock(_) => "run_lock_lost",
         }
     }
 

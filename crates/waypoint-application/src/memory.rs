@@ -7,6 +7,7 @@ use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
 use futures::future::BoxFuture;
 use waypoint_domain::PlanId;
 
+use crate::ports::{InMemoryRunLocks, RunLocks};
 use crate::store::{PlanStore, RecordedEvent, StoreError, StoredEvent};
 
 /// Every append takes one lock, checks the expected version and assigns versions and global
@@ -14,6 +15,7 @@ use crate::store::{PlanStore, RecordedEvent, StoreError, StoredEvent};
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryStore {
     inner: Arc<Mutex<Inner>>,
+    locks: InMemoryRunLocks,
 }
 
 #[derive(Debug, Default)]
@@ -111,4 +113,20 @@ impl EventStore for InMemoryStore {
     }
 }
 
-impl PlanStore for InMemoryStore {}
+impl PlanStore for InMemoryStore {
+    fn run_locks(&self) -> Arc<dyn RunLocks> {
+        Arc::new(self.locks.clone())
+    }
+
+    fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+        use std::hash::{Hash, Hasher};
+        // The log is all this store holds; its debug form covers every envelope field.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let inner = self.lock();
+        inner.log.len().hash(&mut hasher);
+        for stored in &inner.log {
+            format!("{stored:?}").hash(&mut hasher);
+        }
+        Box::pin(futures::future::ready(Ok(format!("memory:{}:{:016x}", inner.log.len(), hasher.finish()))))
+    }
+}

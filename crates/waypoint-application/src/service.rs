@@ -13,8 +13,8 @@ use waypoint_domain::{
 };
 
 use crate::error::ServiceError;
-use crate::ports::{Clock, NoRunLocks, NoSnapshotProbe, RunLockProbe, SnapshotProbe, SystemClock};
-use crate::store::{PlanStore, PlanView, RecordedEvent, StoredEvent};
+use crate::ports::{Clock, NoSnapshotProbe, RunLockGuard, RunLocks, SnapshotProbe, SystemClock};
+use crate::store::{PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 
 /// What to create.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +55,8 @@ pub struct ResumeRequest {
     pub dry_run: bool,
     /// The caller's fingerprint of the plan definition, checked against the recorded one.
     pub fingerprint: Option<Fingerprint>,
-    /// The runner that holds the plan's run lock and will do the work, if any.
+    /// The runner that will do the work, when the caller holds the plan's run lock
+    /// ([`RunLockGuard::runner`]): its own lock then does not count as a live runner.
     pub runner: Option<RunnerId>,
 }
 
@@ -82,18 +83,18 @@ pub struct ResumeOutcome {
 pub struct PlanResumeService<S> {
     store: S,
     clock: Arc<dyn Clock>,
-    run_locks: Arc<dyn RunLockProbe>,
+    run_locks: Arc<dyn RunLocks>,
     snapshots: Arc<dyn SnapshotProbe>,
     actor: Actor,
 }
 
 impl<S: PlanStore> PlanResumeService<S> {
-    /// A service with the system clock, no run locks and no snapshot probe.
+    /// A service with the system clock, the store's own run locks and no snapshot probe.
     pub fn new(store: S) -> Self {
         Self {
+            run_locks: store.run_locks(),
             store,
             clock: Arc::new(SystemClock),
-            run_locks: Arc::new(NoRunLocks),
             snapshots: Arc::new(NoSnapshotProbe),
             actor: Actor::parse("library").expect("static actor is valid"),
         }
@@ -101,11 +102,6 @@ impl<S: PlanStore> PlanResumeService<S> {
 
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
-        self
-    }
-
-    pub fn with_run_locks(mut self, run_locks: impl RunLockProbe + 'static) -> Self {
-        self.run_locks = Arc::new(run_locks);
         self
     }
 
@@ -122,6 +118,13 @@ impl<S: PlanStore> PlanResumeService<S> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Takes `plan_id`'s run lock for `runner` without waiting. Hold the guard while working on
+    /// the plan, name its runner in [`ResumeRequest::runner`] and [`NewPlan::start`], and check it
+    /// ([`RunLockGuard::check`]) before each step.
+    pub fn acquire_run_lock(&self, plan_id: &PlanId, runner: &RunnerId) -> Result<RunLockGuard, ServiceError> {
+        Ok(self.run_locks.acquire(plan_id, runner)?)
     }
 
     pub async fn create_plan(&self, new: NewPlan) -> Result<PlanView, ServiceError> {
@@ -235,7 +238,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         fingerprint: Option<Fingerprint>,
     ) -> Result<ResumeEligibility, ServiceError> {
         let view = self.load_summary(plan_id).await?;
-        Ok(evaluate_eligibility(&view.state, &self.eligibility_inputs(&view, fingerprint)))
+        Ok(evaluate_eligibility(&view.state, &self.eligibility_inputs(&view, fingerprint, false)))
     }
 
     pub async fn build_resume_summary(
@@ -252,7 +255,7 @@ impl<S: PlanStore> PlanResumeService<S> {
     pub async fn resume_plan(&self, plan_id: &PlanId, request: ResumeRequest) -> Result<ResumeOutcome, ServiceError> {
         // A preview needs only the compact view; a real resume decides on the full one.
         let view = if request.dry_run { self.load_summary(plan_id).await? } else { self.load(plan_id).await? };
-        let inputs = self.eligibility_inputs(&view, request.fingerprint);
+        let inputs = self.eligibility_inputs(&view, request.fingerprint, request.runner.is_some());
         if request.dry_run {
             let verdict = evaluate_eligibility(&view.state, &inputs);
             let summary = ResumeSummary::build(plan_id, &view.state, &verdict, Some(view.last_activity_at));
@@ -306,11 +309,18 @@ impl<S: PlanStore> PlanResumeService<S> {
     }
 
     fn summarize(&self, view: &PlanView, fingerprint: Option<Fingerprint>) -> ResumeSummary {
-        let verdict = evaluate_eligibility(&view.state, &self.eligibility_inputs(view, fingerprint));
+        let verdict = evaluate_eligibility(&view.state, &self.eligibility_inputs(view, fingerprint, false));
         ResumeSummary::build(&view.plan_id, &view.state, &verdict, Some(view.last_activity_at))
     }
 
-    fn eligibility_inputs(&self, view: &PlanView, fingerprint: Option<Fingerprint>) -> EligibilityInputs {
+    /// The facts from outside the log. `caller_holds_lock`: the caller took the plan's run lock,
+    /// so a held lock is its own and says nothing about another runner.
+    fn eligibility_inputs(
+        &self,
+        view: &PlanView,
+        fingerprint: Option<Fingerprint>,
+        caller_holds_lock: bool,
+    ) -> EligibilityInputs {
         let snapshot = match view.state.resume.last_checkpoint() {
             Some(checkpoint) => self.snapshots.check(&view.plan_id, checkpoint),
             None => SnapshotCheck::NotChecked,
@@ -320,7 +330,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         // thousands of interrupted plans touches no lock file.
         let state = &view.state;
         let running = state.state == ProcessingState::Processing && !state.resume.interrupted;
-        let runner_alive = running && self.run_locks.is_held(&view.plan_id);
+        let runner_alive = running && !caller_holds_lock && self.run_locks.is_held(&view.plan_id);
         EligibilityInputs { runner_alive, fingerprint, snapshot }
     }
 
@@ -334,7 +344,23 @@ impl<S: PlanStore> PlanResumeService<S> {
         command: PlanCommand,
     ) -> Result<(PlanView, bool), ServiceError> {
         let view = self.load(plan_id).await?;
-        self.execute_on(plan_id, Some(view), vec![command]).await
+        // Only commands with an idempotent form are worth deciding twice.
+        let retry = matches!(command, PlanCommand::RecordCheckpoint { .. } | PlanCommand::RecordShutdown { .. })
+            .then(|| command.clone());
+        match self.execute_on(plan_id, Some(view), vec![command]).await {
+            // An identical command that lost a race to its twin is the idempotent case: decided
+            // again against what the winner wrote, it appends nothing and succeeds. Anything
+            // else that changed meanwhile keeps the conflict.
+            Err(conflict @ ServiceError::Store(StoreError::Conflict { .. })) => {
+                let Some(command) = retry else { return Err(conflict) };
+                let fresh = self.load(plan_id).await?;
+                match Plan.handle(plan_id, &Some(fresh.state.clone()), command).await {
+                    Ok(None) => Ok((fresh, false)),
+                    _ => Err(conflict),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Decides `commands` against `view` and appends the result with an expected-version check.

@@ -2,6 +2,7 @@
 //! store may serve from its own projections (one plan's view, the catalog of every plan).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, Persisted, Select};
@@ -9,6 +10,9 @@ use futures::future::BoxFuture;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use waypoint_domain::{DecodeError, EventId, PlanEvent, PlanId, PlanState};
+
+use crate::ports::RunLocks;
+use crate::verify::{self, StoreStats, VerifyReport};
 
 /// What the application hands to a store: the domain event plus the envelope fields that the
 /// application decides (id and time). The store adds the plan id, the version and the global
@@ -23,23 +27,66 @@ pub struct RecordedEvent {
 /// A stored event with its full envelope.
 pub type StoredEvent = Persisted<PlanId, RecordedEvent>;
 
-/// The store port's error. Each adapter has its own error that converts into this one.
+/// The store port's error, the same for every store. Each adapter has its own error that converts
+/// into this one. Messages say what happened, not what to run: remedies belong to the surface
+/// (the CLI names its own commands).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
+    /// Another writer appended to the plan first: the expected version no longer holds.
     #[error("plan {plan_id} changed concurrently: expected version {expected}, found {actual}; reload and try again")]
-    Conflict { plan_id: PlanId, expected: u32, actual: u32 },
-    #[error("the store is corrupt at {location}: {detail}; run `waypoint store repair` after taking a copy")]
-    Corrupt { location: String, detail: String },
+    Conflict {
+        /// The plan appended to.
+        plan_id: PlanId,
+        /// The version the caller decided on.
+        expected: u32,
+        /// The version the store holds.
+        actual: u32,
+    },
+    /// Stored bytes are damaged. Nothing was skipped or rewritten.
+    #[error("the store is corrupt at {location}: {detail}")]
+    Corrupt {
+        /// Where: a file and byte offset, or a table and row.
+        location: String,
+        /// What is wrong there.
+        detail: String,
+    },
+    /// A stored record is intact but this build cannot read it (unknown type or schema version).
     #[error("cannot decode the record at {location}: {source}")]
-    Decode { location: String, source: DecodeError },
+    Decode {
+        /// Where the record lies.
+        location: String,
+        /// Why it cannot be decoded.
+        source: DecodeError,
+    },
+    /// The store cannot be reached: a server that does not answer, a connection that broke.
+    /// Nothing acknowledged was lost; the same call may succeed later.
+    #[error("the store at {location} cannot be reached: {detail}")]
+    Unavailable {
+        /// Where the store is (never with a password).
+        location: String,
+        /// What failed.
+        detail: String,
+    },
+    /// An I/O failure.
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Another process holds the store in a way that excludes this operation.
     #[error("the store is locked by another process in an incompatible way: {0}")]
     Locked(String),
+    /// An earlier write failed in a way that leaves its outcome unknown; the handle refuses
+    /// further writes until the store is opened again.
     #[error("the store refuses writes until it is reopened: {0}")]
     Poisoned(String),
+    /// The operation is not something this store does.
     #[error("the store does not support this: {0}")]
     Unsupported(&'static str),
+    /// The input exceeds a limit of the store.
     #[error("input too large: {0}")]
     TooLarge(String),
 }
@@ -156,11 +203,22 @@ impl eventually::projection::Projection for Catalog {
     }
 }
 
-/// The store port the service needs. `append` takes `&mut self` in `eventually`, so handles are
-/// cheap clones that share one store.
+/// The store port the service needs: `eventually`'s event store over [`RecordedEvent`]s, the
+/// plan's run locks, and the cheap reads a store may serve from its own projections. `append`
+/// takes `&mut self` in `eventually`, so handles are cheap clones that share one store.
+///
+/// Every store passes the conformance kit (`waypoint_application::testkit`, feature `testkit`):
+/// the same scenarios, the same errors, the same answers.
 pub trait PlanStore:
     EventStore<SourceId = PlanId, Event = RecordedEvent, Error = StoreError> + Clone + Send + Sync + 'static
 {
+    /// The run locks of this store: OS file locks for a directory, session locks for a server.
+    fn run_locks(&self) -> Arc<dyn RunLocks>;
+
+    /// A digest of everything the store holds, log and projections alike. Equal before and
+    /// after an operation exactly when it wrote nothing: read-only commands are checked with it.
+    fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>>;
+
     /// One plan's current view, or `None` if it has no events. Stores override this to serve it
     /// from a snapshot so the cost does not grow with the plan's history.
     fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
@@ -193,5 +251,17 @@ pub trait PlanStore:
             }
             Ok(catalog.plans.into_values().collect())
         })
+    }
+
+    /// Rebuilds every projection from the log and compares it with what the store serves,
+    /// naming each difference. Stores with projections of their own (checkpoints, indexes,
+    /// snapshots) override this to check those too, and may start from [`verify::verify_folds`].
+    fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {
+        Box::pin(verify::verify_folds(self))
+    }
+
+    /// How much the store holds. Stores override this to add their size in bytes.
+    fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
+        Box::pin(async move { Ok(StoreStats::from_views(&self.catalog().await?, None)) })
     }
 }

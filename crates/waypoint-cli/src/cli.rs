@@ -135,6 +135,21 @@ pub enum Command {
     /// Create, record, inspect and resume plans
     #[command(subcommand, after_help = PLAN_EXAMPLES)]
     Plan(PlanCommand),
+    /// Check, repair and measure the store itself (for operators)
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Rebuild every projection from the log and compare it with the stored ones (exit 6 naming every difference)
+    #[command(after_help = "Example:\n  waypoint --store /var/lib/waypoint store verify")]
+    Verify,
+    /// Cut a damaged log back to its last good record, after taking a backup (file store only; stop every other waypoint process first)
+    #[command(after_help = "Example:\n  cp -a .waypoint /tmp/waypoint-copy && waypoint store repair")]
+    Repair,
+    /// Plans by state, events, bytes, oldest and newest activity
+    Stats,
 }
 
 #[derive(Debug, Subcommand)]

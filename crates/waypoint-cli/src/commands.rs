@@ -22,6 +22,7 @@ pub fn execute(cli: Cli, ui: &Ui) -> Result<(), CliError> {
     match cli.command {
         Command::Run { file } => run(&location, ui, &file),
         Command::Plan(command) => plan(&location, ui, command),
+        Command::Store(command) => crate::operate::store(&location, ui, command),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The CLI's one error type: a stable code, a message, and the exit code of the contract.
 
 use serde_json::{json, Map, Value};
-use waypoint_application::{ErrorKind, ServiceError};
+use waypoint_application::{ErrorKind, ServiceError, StoreError};
 use waypoint_domain::ResumeIneligibleReason;
 
 /// Exit codes, as `waypoint --help` and the contract list them.
@@ -79,11 +79,29 @@ impl From<ServiceError> for CliError {
             ErrorKind::Unexpected => exit::UNEXPECTED,
         };
         let reasons = err.reasons().map(<[_]>::to_vec).unwrap_or_default();
-        let mut cli = CliError::new(exit, err.code(), one_line(&err.to_string())).with_reasons(reasons);
+        let message = format!("{}{}", one_line(&err.to_string()), remedy(&err));
+        let mut cli = CliError::new(exit, err.code(), message).with_reasons(reasons);
         if let ServiceError::NotFound(id) | ServiceError::Plan { plan_id: id, .. } = &err {
             cli = cli.with("plan_id", id.as_str());
         }
         cli
+    }
+}
+
+/// What to do next, in this binary's own commands. Library errors say what happened; the remedy
+/// belongs here, where the commands it names exist.
+fn remedy(err: &ServiceError) -> &'static str {
+    match err {
+        ServiceError::NotFound(_) => "; `waypoint plan list` shows the plans in this store",
+        ServiceError::Store(StoreError::Corrupt { .. }) => {
+            "; copy the store aside, then run `waypoint store repair` (it keeps a backup)"
+        }
+        ServiceError::Store(StoreError::Decode { .. }) => {
+            "; upgrade Waypoint, or run `waypoint store verify` to see the damage"
+        }
+        ServiceError::Store(StoreError::Unavailable { .. }) => "; check that the server is running and reachable",
+        ServiceError::Store(StoreError::Poisoned(_)) => "; run the command again, which reopens the store",
+        _ => "",
     }
 }
 

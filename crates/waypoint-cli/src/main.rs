@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod error;
+mod operate;
 mod outputs;
 mod plan_file;
 mod progress;

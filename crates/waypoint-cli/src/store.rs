@@ -1,21 +1,102 @@
 //! The composition root: which store a `--store` value names, how it is opened, and the service
-//! built over it with the run locks, the snapshot probe and the actor.
+//! built over it with the snapshot probe and the actor. Nothing above this module knows which
+//! store it has: commands see one [`AnyStore`] behind the port.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use waypoint_application::{PlanResumeService, StoreError};
-use waypoint_domain::{Actor, PlanId, RunnerId};
-use waypoint_store_file::{FileStore, FileStoreError, RunLockGuard};
+use eventually::store::{EventStore, EventStream, Expected, Select};
+use futures::future::BoxFuture;
+use waypoint_application::{
+    PlanResumeService, PlanStore, PlanView, RecordedEvent, RunLockError, RunLockGuard, RunLocks, ServiceError,
+    StoreError, StoreStats, VerifyReport,
+};
+use waypoint_domain::{Actor, PlanId, ResumeIneligibleReason, RunnerId};
+use waypoint_store_file::{FileStore, FileStoreError};
 
 use crate::error::{exit, CliError};
 use crate::outputs::OutputsProbe;
 
-pub type Service = PlanResumeService<FileStore>;
-
-/// A parsed `--store` value.
+/// Every store the binary can open, behind the one port. Adding a store is a variant here, a
+/// line in `delegate!` and a case in [`StoreLocation::parse`].
 #[derive(Debug, Clone)]
-pub struct StoreLocation {
-    dir: PathBuf,
+pub enum AnyStore {
+    /// The embedded file log in a directory.
+    File(FileStore),
+}
+
+macro_rules! delegate {
+    ($store:expr, $s:ident => $call:expr) => {
+        match $store {
+            AnyStore::File($s) => $call,
+        }
+    };
+}
+
+impl EventStore for AnyStore {
+    type SourceId = PlanId;
+    type Event = RecordedEvent;
+    type Error = StoreError;
+
+    fn append(
+        &mut self,
+        source_id: PlanId,
+        version: Expected,
+        events: Vec<RecordedEvent>,
+    ) -> BoxFuture<'_, Result<u32, StoreError>> {
+        delegate!(self, s => s.append(source_id, version, events))
+    }
+
+    fn stream(&self, source_id: PlanId, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
+        delegate!(self, s => s.stream(source_id, select))
+    }
+
+    fn stream_all(&self, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
+        delegate!(self, s => s.stream_all(select))
+    }
+
+    fn remove(&mut self, source_id: PlanId) -> BoxFuture<'_, Result<(), StoreError>> {
+        delegate!(self, s => s.remove(source_id))
+    }
+}
+
+impl PlanStore for AnyStore {
+    fn run_locks(&self) -> Arc<dyn RunLocks> {
+        delegate!(self, s => PlanStore::run_locks(s))
+    }
+
+    fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+        delegate!(self, s => s.content_fingerprint())
+    }
+
+    fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
+        delegate!(self, s => s.load_view(plan_id))
+    }
+
+    fn load_summary_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
+        delegate!(self, s => s.load_summary_view(plan_id))
+    }
+
+    fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
+        delegate!(self, s => s.catalog())
+    }
+
+    fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {
+        delegate!(self, s => s.verify())
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
+        delegate!(self, s => s.stats())
+    }
+}
+
+pub type Service = PlanResumeService<AnyStore>;
+
+/// A parsed `--store` value: a directory, or (once its adapter exists) a server URL.
+#[derive(Debug, Clone)]
+pub enum StoreLocation {
+    /// The embedded file store in this directory.
+    Dir(PathBuf),
 }
 
 impl StoreLocation {
@@ -32,40 +113,53 @@ impl StoreLocation {
         if let Some((scheme, _)) = value.split_once("://") {
             return Err(CliError::usage(
                 "unsupported_store",
-                format!("{scheme}:// stores are not supported; give a directory path to --store"),
+                format!("{scheme}:// stores are not supported; give a directory path or a postgres:// URL to --store"),
             ));
         }
-        Ok(Self { dir: PathBuf::from(value) })
+        Ok(Self::Dir(PathBuf::from(value)))
     }
 
-    /// Opens for writing, creating the directory if needed. For `create` and `run`.
+    /// The location as messages show it (never with a password).
+    pub fn display(&self) -> String {
+        match self {
+            StoreLocation::Dir(dir) => dir.display().to_string(),
+        }
+    }
+
+    /// Opens for writing, creating the store if needed. For `create` and `run`.
     pub fn open_for_write(&self) -> Result<Service, CliError> {
-        let store = FileStore::open(&self.dir).map_err(|e| store_error(&self.dir, e))?;
-        Ok(compose(store))
+        match self {
+            StoreLocation::Dir(dir) => {
+                let store = FileStore::open(dir).map_err(|e| file_store_error(dir, e))?;
+                Ok(compose(AnyStore::File(store)))
+            }
+        }
     }
 
     /// Opens for writing a plan that must already exist: a store that does not exist yet cannot
     /// hold it, and is not created just to say so.
     pub fn open_existing_for_write(&self, plan_id: &PlanId) -> Result<Service, CliError> {
-        if !self.dir.exists() {
-            return Err(plan_not_found(plan_id));
+        match self {
+            StoreLocation::Dir(dir) if !dir.exists() => Err(plan_not_found(plan_id)),
+            _ => self.open_for_write(),
         }
-        self.open_for_write()
     }
 
     /// Opens without writing a byte; `None` when there is no store yet (it holds no plans).
     pub fn open_read_only(&self) -> Result<Option<Service>, CliError> {
-        match FileStore::open_read_only(&self.dir) {
-            Ok(store) => Ok(Some(compose(store))),
-            // Nothing there: no plans. Something that is not a directory: not a store.
-            Err(FileStoreError::NotFound { .. }) if !self.dir.exists() => Ok(None),
-            Err(FileStoreError::NotFound { .. }) => Err(CliError::new(
-                exit::STORE_UNREADABLE,
-                "store_unreadable",
-                format!("cannot open the store at {}: it is not a directory; check --store", self.dir.display()),
-            )
-            .with("store", self.dir.display().to_string())),
-            Err(e) => Err(store_error(&self.dir, e)),
+        match self {
+            StoreLocation::Dir(dir) => match FileStore::open_read_only(dir) {
+                Ok(store) => Ok(Some(compose(AnyStore::File(store)))),
+                // Nothing there: no plans. Something that is not a directory: not a store.
+                Err(FileStoreError::NotFound { .. }) if !dir.exists() => Ok(None),
+                Err(FileStoreError::NotFound { .. }) => Err(CliError::new(
+                    exit::STORE_UNREADABLE,
+                    "store_unreadable",
+                    format!("cannot open the store at {}: it is not a directory; check --store", dir.display()),
+                )
+                .with("store", dir.display().to_string())),
+                Err(e) => Err(file_store_error(dir, e)),
+            },
         }
     }
 
@@ -75,32 +169,33 @@ impl StoreLocation {
     }
 }
 
-fn compose(store: FileStore) -> Service {
-    let locks = store.run_locks();
-    PlanResumeService::new(store).with_run_locks(locks).with_snapshot_probe(OutputsProbe).with_actor(actor())
+fn compose(store: AnyStore) -> Service {
+    PlanResumeService::new(store).with_snapshot_probe(OutputsProbe).with_actor(actor())
 }
 
-/// Takes the plan's run lock without waiting; someone else holding it is a conflict.
+/// Takes the plan's run lock without waiting, as this process's runner; someone else holding it
+/// is a conflict.
 pub fn acquire_run_lock(service: &Service, plan_id: &PlanId) -> Result<RunLockGuard, CliError> {
-    match service.store().run_locks().acquire(plan_id) {
+    match service.acquire_run_lock(plan_id, &runner_id()) {
         Ok(guard) => Ok(guard),
-        Err(FileStoreError::RunLockBusy { .. }) => Err(CliError::new(
+        Err(ServiceError::RunLock(RunLockError::Busy { .. })) => Err(CliError::new(
             exit::CONFLICT,
             "run_lock_busy",
             format!("plan {plan_id} is being run by another process; wait for it to stop, then try again"),
         )
         .with("plan_id", plan_id.as_str())
-        .with_reasons(vec![waypoint_domain::ResumeIneligibleReason::StillRunning])),
-        Err(e) => Err(CliError::from(waypoint_application::ServiceError::from(StoreError::from(e)))),
+        .with_reasons(vec![ResumeIneligibleReason::StillRunning])),
+        Err(e) => Err(CliError::from(e)),
     }
 }
 
 fn plan_not_found(plan_id: &PlanId) -> CliError {
-    CliError::from(waypoint_application::ServiceError::NotFound(plan_id.clone()))
+    CliError::from(ServiceError::NotFound(plan_id.clone()))
 }
 
-fn store_error(dir: &Path, error: FileStoreError) -> CliError {
-    let message = format!("cannot open the store at {}: {error}", dir.display());
+fn file_store_error(dir: &Path, error: FileStoreError) -> CliError {
+    let cli = CliError::from(ServiceError::Store(StoreError::from(error)));
+    let message = format!("cannot open the store at {}: {}", dir.display(), cli.message);
     CliError::new(exit::STORE_UNREADABLE, "store_unreadable", message).with("store", dir.display().to_string())
 }
 

@@ -23,7 +23,7 @@ async fn tour(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     // Every append is on disk before it returns; the run locks tell a crashed runner from a
     // live one.
     let store = FileStore::open(&dir)?;
-    let service = PlanResumeService::new(store.clone()).with_run_locks(store.run_locks());
+    let service = PlanResumeService::new(store);
     let plan = service.create_plan(NewPlan { total_steps: Some(TotalSteps::new(4)?), ..NewPlan::default() }).await?;
     let id = plan.plan_id;
     service.start_phase(&id, Phase::Strategize, None).await?;

@@ -11,9 +11,7 @@ pub enum FileStoreError {
     NotFound { path: PathBuf },
     #[error("{context} ({path}): {source}")]
     Io { context: &'static str, path: PathBuf, source: std::io::Error },
-    #[error(
-        "{path} is corrupt at byte offset {offset}: {detail}; copy the store aside, then run `waypoint store repair`"
-    )]
+    #[error("{path} is corrupt at byte offset {offset}: {detail}")]
     Corrupt { path: PathBuf, offset: u64, detail: String },
     #[error("cannot decode the record of plan {plan_id} version {version} at {path} byte offset {offset}: {source}")]
     Decode { path: PathBuf, offset: u64, plan_id: String, version: u32, source: DecodeError },

@@ -85,9 +85,8 @@ impl From<PgStoreError> for StoreError {
             e @ (PgStoreError::RunLockBusy { .. } | PgStoreError::RunLockLost { .. }) => {
                 StoreError::Locked(e.to_string())
             }
-            e @ PgStoreError::Unavailable { .. } => {
-                let kind = std::io::ErrorKind::NotConnected;
-                StoreError::io("the PostgreSQL store is unavailable", std::io::Error::new(kind, e.to_string()))
+            PgStoreError::Unavailable { target, context, source } => {
+                StoreError::Unavailable { location: target, detail: format!("{context}: {source}") }
             }
             e @ (PgStoreError::InvalidUrl { .. } | PgStoreError::Query { .. } | PgStoreError::SchemaTooNew { .. }) => {
                 StoreError::io("the PostgreSQL store failed", std::io::Error::other(e.to_string()))

@@ -28,4 +28,6 @@ pub use schema::SCHEMA_VERSION;
 pub use store::{LogCursor, PostgresStore};
 
 #[cfg(test)]
+mod conformance;
+#[cfg(test)]
 mod tests;

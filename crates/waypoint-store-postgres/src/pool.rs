@@ -68,6 +68,11 @@ impl Pool {
         Ok(Pool { config, target, idle: Mutex::new(Vec::new()) })
     }
 
+    /// Another pool on the same server and database, with no connection shared.
+    pub(crate) fn independent(&self) -> Pool {
+        Pool { config: self.config.clone(), target: self.target.clone(), idle: Mutex::new(Vec::new()) }
+    }
+
     /// A new connection of its own (not from the pool): for migrations and run locks.
     pub(crate) fn connect_client(&self) -> Result<Client, PgStoreError> {
         self.config.connect(NoTls).map_err(|e| PgStoreError::from_driver(&self.target, "connect", e))
@@ -166,7 +171,7 @@ impl Conn {
             read_all_page: prepare(
                 "SELECT position, plan_id, version, event_id, recorded_at, event_type, schema_version, data, \
                    transaction_id::text \
-                 FROM waypoint_events WHERE position > $1 ORDER BY position LIMIT $2",
+                 FROM waypoint_events WHERE position > $1 AND position <= $3 ORDER BY position LIMIT $2",
             )?,
             // Only transactions below the snapshot's xmin are certainly finished: nothing can
             // commit behind this cursor later. See the ADR for why a position cursor is not enough.

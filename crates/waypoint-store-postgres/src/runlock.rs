@@ -2,27 +2,25 @@
 //! its own. PostgreSQL releases a session lock when its session ends, so a runner whose process
 //! dies or whose connection breaks never leaves its plan looking busy.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::Client;
-use waypoint_application::RunLockProbe;
-use waypoint_domain::PlanId;
+use waypoint_application::{HeldRunLock, RunLockError, RunLockGuard, RunLocks, StoreError};
+use waypoint_domain::{PlanId, RunnerId};
 
 use crate::error::PgStoreError;
 use crate::pool::Pool;
 
-/// How long [`PgRunLockGuard::check`] waits for the server to answer.
+/// How long a guard's check waits for the server to answer.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The run-lock port over PostgreSQL advisory locks. Clones share the record of which locks this
-/// process holds, so the probe can tell "held by us" from "held by another runner".
+/// The run-lock port over PostgreSQL advisory locks. Two acquires conflict even inside one
+/// process (each lock has a session of its own), and a probe sees every holder, this process
+/// included.
 #[derive(Debug, Clone)]
 pub struct PgRunLocks {
     pool: Arc<Pool>,
-    /// Backend process ids of the sessions holding this process's run locks, by plan.
-    held: Arc<Mutex<HashMap<PlanId, i32>>>,
 }
 
 /// Proof that this process holds a plan's run lock, and the session that holds it. Dropping it
@@ -30,9 +28,13 @@ pub struct PgRunLocks {
 pub struct PgRunLockGuard {
     plan_id: PlanId,
     key: i64,
-    /// `None` once dropped.
-    client: Mutex<Option<Client>>,
-    held: Arc<Mutex<HashMap<PlanId, i32>>>,
+    client: Mutex<Client>,
+}
+
+impl std::fmt::Debug for PgRunLockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgRunLockGuard").field("plan_id", &self.plan_id).field("key", &self.key).finish_non_exhaustive()
+    }
 }
 
 /// The lock's key in the one-key advisory space: FNV-1a (64 bit) of a prefix and the plan id.
@@ -48,66 +50,56 @@ pub(crate) fn lock_key(plan_id: &PlanId) -> i64 {
 
 impl PgRunLocks {
     pub(crate) fn new(pool: Arc<Pool>) -> Self {
-        Self { pool, held: Arc::default() }
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<PlanId, i32>> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
+        Self { pool }
     }
 
     /// Takes `plan_id`'s run lock without waiting, on a new connection that then holds it.
     /// Fails with `RunLockBusy` when any other session, in this process or another, holds it.
-    pub fn acquire(&self, plan_id: &PlanId) -> Result<PgRunLockGuard, PgStoreError> {
+    pub fn try_acquire(&self, plan_id: &PlanId) -> Result<PgRunLockGuard, PgStoreError> {
         let key = lock_key(plan_id);
         let mut client = self.pool.connect_client()?;
-        let fail = |context| move |e| PgStoreError::from_driver(&self.pool.target, context, e);
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&key])
-            .map_err(fail("take a run lock"))?;
-        let (locked, pid): (bool, i32) = (row.get(0), row.get(1));
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .map_err(|e| PgStoreError::from_driver(&self.pool.target, "take a run lock", e))?
+            .get(0);
         if !locked {
             return Err(PgStoreError::RunLockBusy { plan_id: plan_id.clone() });
         }
-        self.held().insert(plan_id.clone(), pid);
-        Ok(PgRunLockGuard { plan_id: plan_id.clone(), key, client: Mutex::new(Some(client)), held: self.held.clone() })
+        Ok(PgRunLockGuard { plan_id: plan_id.clone(), key, client: Mutex::new(client) })
     }
 
-    /// The probe: whether another runner holds `plan_id`'s run lock. When the lock cannot be
-    /// probed it says "held": a false "gone" would let two runners work on one plan, a false
-    /// "held" only delays a resume.
-    pub fn is_held(&self, plan_id: &PlanId) -> bool {
-        self.is_held_by_another(plan_id).unwrap_or(true)
-    }
-
-    /// Whether a session other than this process's own run-lock sessions holds `plan_id`'s run
-    /// lock. Reads `pg_locks`, so probing never takes the lock, even for a moment.
-    pub fn is_held_by_another(&self, plan_id: &PlanId) -> Result<bool, PgStoreError> {
+    /// Whether any session holds `plan_id`'s run lock. Reads `pg_locks`, so probing never takes
+    /// the lock, even for a moment.
+    pub fn is_held_by_anyone(&self, plan_id: &PlanId) -> Result<bool, PgStoreError> {
         let key = lock_key(plan_id) as u64;
         let (high, low) = ((key >> 32) as i64, (key & 0xffff_ffff) as i64);
-        let own: Vec<i32> = self.held().values().copied().collect();
-        let mut client = self.pool.connect_client()?;
-        let row = client
+        let mut pooled = self.pool.get()?;
+        let row = pooled
+            .conn()
+            .client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_locks \
                    WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
                      AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                     AND classid::bigint = $1 AND objid::bigint = $2 AND NOT (pid = ANY($3)))",
-                &[&high, &low, &own],
+                     AND classid::bigint = $1 AND objid::bigint = $2)",
+                &[&high, &low],
             )
             .map_err(|e| PgStoreError::from_driver(&self.pool.target, "probe a run lock", e))?;
         Ok(row.get(0))
     }
 }
 
-impl RunLockProbe for PgRunLocks {
-    fn is_held(&self, plan_id: &PlanId) -> bool {
-        PgRunLocks::is_held(self, plan_id)
+impl RunLocks for PgRunLocks {
+    fn acquire(&self, plan_id: &PlanId, runner: &RunnerId) -> Result<RunLockGuard, RunLockError> {
+        match self.try_acquire(plan_id) {
+            Ok(guard) => Ok(RunLockGuard::new(plan_id.clone(), runner.clone(), guard)),
+            Err(PgStoreError::RunLockBusy { plan_id }) => Err(RunLockError::Busy { plan_id }),
+            Err(other) => Err(RunLockError::Store(StoreError::from(other))),
+        }
     }
-}
 
-impl std::fmt::Debug for PgRunLockGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgRunLockGuard").field("plan_id", &self.plan_id).field("key", &self.key).finish_non_exhaustive()
+    fn probe(&self, plan_id: &PlanId) -> Result<bool, StoreError> {
+        Ok(self.is_held_by_anyone(plan_id)?)
     }
 }
 
@@ -121,11 +113,7 @@ impl PgRunLockGuard {
     /// refused anyway, because another runner's events moved the plan's version.
     pub fn check(&self) -> Result<(), PgStoreError> {
         let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        let alive = match client.as_mut() {
-            Some(client) => !client.is_closed() && client.is_valid(CHECK_TIMEOUT).is_ok(),
-            None => false,
-        };
-        if alive {
+        if !client.is_closed() && client.is_valid(CHECK_TIMEOUT).is_ok() {
             Ok(())
         } else {
             Err(PgStoreError::RunLockLost { plan_id: self.plan_id.clone() })
@@ -133,14 +121,17 @@ impl PgRunLockGuard {
     }
 }
 
+impl HeldRunLock for PgRunLockGuard {
+    fn check(&self) -> Result<(), String> {
+        PgRunLockGuard::check(self).map_err(|_| "its PostgreSQL session ended".to_owned())
+    }
+}
+
 impl Drop for PgRunLockGuard {
     fn drop(&mut self) {
-        let client = self.client.get_mut().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(mut client) = client {
-            // Unlock before closing: closing alone also releases the lock, but the server may
-            // notice the closed socket a moment later than a waiting runner retries.
-            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
-        }
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.plan_id);
+        let client = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
+        // Unlock before closing: closing alone also releases the lock, but the server may
+        // notice the closed socket a moment after a waiting runner retries.
+        let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
     }
 }

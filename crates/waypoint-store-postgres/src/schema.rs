@@ -17,7 +17,7 @@ const MIGRATION_LOCK: (i32, i32) = (0x5750_4d47, 1);
 const MIGRATIONS: &[&str] = &[
     // 1: the log, the catalog and view snapshots.
     "CREATE TABLE waypoint_events (
-        position bigint GENERATED ALWAYS AS IDENTITY (MAXVALUE 4294967295) PRIMARY KEY,
+        position bigint GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME waypoint_events_position_seq MAXVALUE 4294967295) PRIMARY KEY,
         transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
         plan_id text NOT NULL,
         version bigint NOT NULL CHECK (version BETWEEN 1 AND 4294967295),

@@ -12,7 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
 use futures::future::BoxFuture;
 use postgres::Row;
-use waypoint_application::{PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
+use waypoint_application::{PlanStore, PlanView, RecordedEvent, RunLocks, StoreError, StoredEvent};
 use waypoint_domain::{EventId, PlanEvent, PlanId};
 
 use crate::error::PgStoreError;
@@ -88,6 +88,14 @@ impl PostgresStore {
         // Prepares the statements now, so a broken schema fails the open rather than a read.
         drop(pool.get()?);
         Ok(PostgresStore { shared: Arc::new(Shared { pool, _attachment: attachment }) })
+    }
+
+    /// Another handle on the same database with a pool of its own, as a second process would
+    /// open it.
+    pub fn reconnect(&self) -> Result<PostgresStore, PgStoreError> {
+        let pool = Arc::new(self.shared.pool.independent());
+        drop(pool.get()?);
+        Ok(PostgresStore { shared: Arc::new(Shared { pool, _attachment: None }) })
     }
 
     /// The connection string, password masked.
@@ -168,17 +176,17 @@ impl PostgresStore {
             let target = &self.shared.pool.target;
             move |e| Failed(PgStoreError::from_driver(target, context, e))
         };
-        let st = &conn.statements;
-        let mut tx = conn
-            .client
-            .transaction()
+        let Conn { client, statements: st } = conn;
+        client
+            .batch_execute(BEGIN_APPEND)
             .map_err(|e| BeginFailed(PgStoreError::from_driver(&self.shared.pool.target, "begin an append", e)))?;
-        let mut row = tx.query_opt(&st.lock_plan, &[&plan_id.as_str()]).map_err(fail("lock the plan"))?;
+        let mut tx = OpenTransaction { client, committed: false };
+        let mut row = tx.client.query_opt(&st.lock_plan, &[&plan_id.as_str()]).map_err(fail("lock the plan"))?;
         if row.is_none() && !events.is_empty() {
-            row = tx.query_opt(&st.insert_plan, &[&plan_id.as_str()]).map_err(fail("add the plan"))?;
+            row = tx.client.query_opt(&st.insert_plan, &[&plan_id.as_str()]).map_err(fail("add the plan"))?;
             if row.is_none() {
                 // Another append created the plan and committed meanwhile: lock its row.
-                row = tx.query_opt(&st.lock_plan, &[&plan_id.as_str()]).map_err(fail("lock the plan"))?;
+                row = tx.client.query_opt(&st.lock_plan, &[&plan_id.as_str()]).map_err(fail("lock the plan"))?;
             }
         }
         let (current, mut view) = match &row {
@@ -210,6 +218,7 @@ impl PostgresStore {
         let state = view.as_ref().map(|v| v.state.state.as_str());
         let last_activity = view.as_ref().map(|v| timestamp(v.last_activity_at));
         let updated = tx
+            .client
             .execute(
                 &st.write_events,
                 &[
@@ -241,8 +250,31 @@ impl PostgresStore {
         if updated == 0 {
             return Ok(Attempt::Again);
         }
-        tx.commit().map_err(fail("commit an append (it may or may not have been stored)"))?;
+        tx.client.batch_execute("COMMIT").map_err(fail("commit an append (it may or may not have been stored)"))?;
+        tx.committed = true;
         Ok(Attempt::Done(new_version))
+    }
+
+    /// A digest of every table the store keeps (log, catalog, view snapshots), computed by the
+    /// server in one snapshot: equal exactly when nothing was written.
+    pub fn fingerprint(&self) -> Result<String, PgStoreError> {
+        self.read(|conn| {
+            let row = conn
+                .client
+                .query_one(
+                    "SELECT (SELECT count(*) FROM waypoint_events)::text || ':' \
+                       || coalesce((SELECT md5(string_agg(concat_ws('|', position, transaction_id, plan_id, version, \
+                            event_id, recorded_at, event_type, schema_version, encode(data, 'hex')), ',' \
+                            ORDER BY position)) FROM waypoint_events), '') || ':' \
+                       || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, version, view, phase, state, \
+                            last_activity_at), ',' ORDER BY plan_id)) FROM waypoint_plans), '') || ':' \
+                       || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, version, format, view), ',' \
+                            ORDER BY plan_id)) FROM waypoint_view_snapshots), '')",
+                    &[],
+                )
+                .map_err(self.fail("fingerprint the store"))?;
+            Ok(format!("postgres:{}", row.get::<_, &str>(0)))
+        })
     }
 
     /// One plan's events from version `from` (1: all), in version order.
@@ -330,29 +362,30 @@ impl PostgresStore {
     }
 
     /// Every event from global position `from` (1: all) in position order, as one consistent
-    /// snapshot of the log, read page by page on one connection. For one-shot reads (replay,
-    /// verification); a follower that comes back for more uses [`PostgresStore::read_after`].
+    /// snapshot of the log, read page by page on one connection. It first waits for the appends
+    /// in flight (the settle lock) and stops at the highest position drawn before that, so no
+    /// event can later commit below what it returned: a follower may resume from the last
+    /// position it saw plus one. [`PostgresStore::read_after`] follows without ever making an
+    /// append wait.
     pub fn read_all(&self, from: u32) -> Result<LogReader, PgStoreError> {
+        let mut pooled = self.pool().get()?;
+        let settled = match settle_and_begin(pooled.conn(), &self.shared.pool.target) {
+            Err(error) if error.is_unavailable() && pooled.reused => {
+                pooled.discard();
+                self.pool().clear();
+                pooled = self.pool().get_fresh()?;
+                settle_and_begin(pooled.conn(), &self.shared.pool.target)?
+            }
+            result => result?,
+        };
         let mut reader = LogReader {
-            pooled: None,
+            pooled: Some(pooled),
             target: self.shared.pool.target.clone(),
             after: i64::from(from.max(1)) - 1,
+            settled,
             buffer: VecDeque::new(),
             done: false,
         };
-        let mut pooled = self.pool().get()?;
-        let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-        if let Err(e) = pooled.conn().client.batch_execute(begin) {
-            let error = PgStoreError::from_driver(&self.shared.pool.target, "begin a read of the log", e);
-            if !(error.is_unavailable() && pooled.reused) {
-                return Err(error);
-            }
-            pooled.discard();
-            self.pool().clear();
-            pooled = self.pool().get_fresh()?;
-            pooled.conn().client.batch_execute(begin).map_err(self.fail("begin a read of the log"))?;
-        }
-        reader.pooled = Some(pooled);
         reader.fill()?;
         Ok(reader)
     }
@@ -385,6 +418,35 @@ impl PostgresStore {
     }
 }
 
+/// Opens an append's transaction and takes the settle lock shared, in one round trip. Every
+/// append holds it from before its positions are drawn until it commits; a reader that takes it
+/// exclusively waits for every append in flight, after which no position below the sequence's
+/// value can still commit (see [`PostgresStore::read_all`]).
+const BEGIN_APPEND: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(1465011527, 2)";
+
+/// Waits until every position drawn so far is settled (committed or rolled back), then opens the
+/// snapshot the whole-log read pages through. One round trip; its rows: the sequence's value.
+const SETTLE_AND_BEGIN_READ: &str = "BEGIN; \
+    SELECT last_value, is_called FROM waypoint_events_position_seq; \
+    SELECT pg_advisory_xact_lock(1465011527, 2); \
+    COMMIT; \
+    BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// An append's open transaction: rolled back when dropped before its commit.
+struct OpenTransaction<'a> {
+    client: &'a mut postgres::Client,
+    committed: bool,
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            // A failure here means the connection is gone, which ends the transaction anyway.
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
 /// Why an append attempt failed: at BEGIN (nothing was sent; a dead idle connection may be
 /// replaced) or later (the outcome is the caller's to handle).
 enum AppendFailure {
@@ -399,6 +461,8 @@ pub struct LogReader {
     target: String,
     /// Position of the last event fetched.
     after: i64,
+    /// Every position up to this one was settled when the read began: the read stops there.
+    settled: i64,
     buffer: VecDeque<StoredEvent>,
     done: bool,
 }
@@ -418,7 +482,7 @@ impl LogReader {
         let conn = pooled.conn();
         let rows = conn
             .client
-            .query(&conn.statements.read_all_page, &[&self.after, &PAGE])
+            .query(&conn.statements.read_all_page, &[&self.after, &PAGE, &self.settled])
             .map_err(|e| PgStoreError::from_driver(&self.target, "read the log", e))?;
         for row in &rows {
             let (_, stored) = to_stored(row)?;
@@ -463,6 +527,28 @@ impl Drop for LogReader {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// Runs [`SETTLE_AND_BEGIN_READ`]: returns the highest settled position, inside the read's open
+/// snapshot.
+fn settle_and_begin(conn: &mut Conn, target: &str) -> Result<i64, PgStoreError> {
+    let messages = conn
+        .client
+        .simple_query(SETTLE_AND_BEGIN_READ)
+        .map_err(|e| PgStoreError::from_driver(target, "settle and begin a read of the log", e))?;
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .ok_or_else(|| PgStoreError::Corrupt {
+            location: "waypoint_events_position_seq".into(),
+            detail: "the sequence returned no row".into(),
+        })?;
+    let last: i64 = row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // Before the first draw the sequence holds its start value without having handed it out.
+    Ok(if row.get(1) == Some("t") { last } else { last - 1 })
 }
 
 fn encode(events: &[RecordedEvent]) -> Encoded {
@@ -612,6 +698,14 @@ impl EventStore for PostgresStore {
 }
 
 impl PlanStore for PostgresStore {
+    fn run_locks(&self) -> Arc<dyn RunLocks> {
+        Arc::new(PostgresStore::run_locks(self))
+    }
+
+    fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+        Box::pin(futures::future::ready(self.fingerprint().map_err(StoreError::from)))
+    }
+
     fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
         Box::pin(futures::future::ready(self.plan_view(plan_id).map_err(StoreError::from)))
     }

@@ -62,11 +62,9 @@ async fn appended_count(world: &mut PlanWorld, count: String) {
 }
 
 #[then("the store's bytes are unchanged")]
-fn bytes_unchanged(world: &mut PlanWorld) {
-    let now = world.store_bytes();
-    let before = world.bytes_before();
-    assert_eq!(now.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>(), "the store's files");
-    assert!(now == *before, "a store file changed");
+async fn bytes_unchanged(world: &mut PlanWorld) {
+    let now = world.store_fingerprint().await;
+    assert_eq!(now, world.fingerprint_before(), "the store's content changed");
 }
 
 #[then(regex = r#"^the appended events? (?:is|are) "([^"]*)"$"#)]
@@ -105,6 +103,14 @@ async fn one_winner(world: &mut PlanWorld) {
     assert_eq!((winners, conflicts), (1, vec!["StoreConflict".to_owned()]));
     crate::world::note_reached("StoreConflict");
     assert_eq!(world.appended().await.len(), 1, "only the winner's event is stored");
+}
+
+#[then("both are accepted and one of them appended")]
+fn both_accepted_one_appended(world: &mut PlanWorld) {
+    let Ok(Done::Race(results)) = world.outcome() else { panic!("expected a race: {:?}", world.outcome()) };
+    let appended: Vec<u32> =
+        results.iter().map(|r| *r.as_ref().expect("every identical checkpoint is accepted")).collect();
+    assert_eq!(appended.iter().sum::<u32>(), 1, "exactly one racer appended: {appended:?}");
 }
 
 /// The plan's events in order, each with a full envelope: versions 1, 2, 3… without gaps,

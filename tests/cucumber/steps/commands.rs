@@ -165,6 +165,35 @@ async fn racing_runners(world: &mut PlanWorld, step: &Step) {
         .await;
 }
 
+#[when(regex = r"^two runners record step (\d+) with the same payload at the same moment$")]
+async fn racing_identical_checkpoints(world: &mut PlanWorld, step: &Step, n: u32) {
+    world
+        .act(step, async move |service: Service, id: PlanId| {
+            let checkpoint = StepCheckpoint {
+                step: StepNumber::new(n)?,
+                decision_id: decision(n, None),
+                snapshot_id: None,
+                artifacts: vec![],
+            };
+            // Both loads wait for each other, so both decide against the same version.
+            service.store().open_gate(2);
+            let results = std::thread::scope(|scope| {
+                let racers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let (service, id, checkpoint) = (&service, &id, checkpoint.clone());
+                        scope.spawn(move || futures::executor::block_on(service.record_step_checkpoint(id, checkpoint)))
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().expect("a racer panicked")).collect::<Vec<_>>()
+            });
+            service.store().close_gate();
+            let results =
+                results.into_iter().map(|r| r.map(|c| u32::from(c.appended)).map_err(Failure::from)).collect();
+            Ok::<_, Failure>(Done::Race(results))
+        })
+        .await;
+}
+
 #[when("two resumes are decided from the same loaded state")]
 async fn racing_decisions(world: &mut PlanWorld, step: &Step) {
     world
@@ -199,12 +228,12 @@ async fn racing_decisions(world: &mut PlanWorld, step: &Step) {
 
 #[given(regex = r#"^the runner "([^"]+)" dies$"#)]
 fn runner_dies(world: &mut PlanWorld, _runner: String) {
-    world.harness().locks.release(&world.plan_id());
+    world.runners_die();
 }
 
 #[given("another runner holds the plan's run lock")]
 fn lock_held(world: &mut PlanWorld) {
-    world.harness().locks.acquire(&world.plan_id());
+    world.another_runner_takes_the_lock();
 }
 
 #[given(regex = r#"^the snapshot "([^"]+)" is lost$"#)]

@@ -106,7 +106,7 @@ fn pg_append(url: &str, plan: &str, count: u32) -> Result<(), Box<dyn std::error
 
 fn pg_hold_lock(url: &str, plan: &str) -> Result<(), Box<dyn std::error::Error>> {
     let store = PostgresStore::connect(url)?;
-    let _guard = store.run_locks().acquire(&PlanId::parse(plan)?)?;
+    let _guard = store.run_locks().try_acquire(&PlanId::parse(plan)?)?;
     println!("ready");
     std::io::stdout().flush()?;
     wait_forever()
@@ -120,7 +120,8 @@ fn wait_forever() -> ! {
 
 fn hold_lock(dir: &str, plan: &str) -> Result<(), Box<dyn std::error::Error>> {
     let store = FileStore::open(dir)?;
-    let _guard = store.run_locks().acquire(&PlanId::parse(plan)?)?;
+    let runner = waypoint_application::domain::RunnerId::parse("child-runner")?;
+    let _guard = store.run_locks().try_acquire(&PlanId::parse(plan)?, &runner)?;
     println!("ready");
     std::io::stdout().flush()?;
     wait_forever()

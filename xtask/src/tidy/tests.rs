@@ -188,6 +188,32 @@ struct Scratch {
     root: PathBuf,
 }
 
+/// A store crate's call of the conformance kit, as tidy looks for it.
+const CONFORMANCE: &str = "//! The kit.\n#[test]\nfn conforms() {\n    testkit::run(\"file\", &Files);\n}\n";
+
+#[test]
+fn a_store_that_does_not_run_the_conformance_kit_is_flagged() {
+    let scratch = Scratch::tidy_workspace("kit-missing");
+    fs::remove_file(scratch.root.join("crates/waypoint-store-file/src/conformance.rs")).unwrap();
+    let violations = scratch.check();
+    assert_eq!(files(&violations), [PathBuf::from("crates/waypoint-store-file/Cargo.toml")]);
+    assert!(violations[0].problem.contains("testkit::run"), "{violations:?}");
+}
+
+#[test]
+fn the_testkit_feature_is_for_dev_dependencies_only() {
+    let scratch = Scratch::tidy_workspace("kit-feature");
+    scratch.manifest(
+        "waypoint-store-file",
+        "[dependencies]\nwaypoint-application = { workspace = true, features = [\"testkit\"] }\n\n\
+         [dev-dependencies]\nwaypoint-application = { workspace = true, features = [\"testkit\"] }\n",
+    );
+    let violations = scratch.check();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].line, Some(6), "the normal dependency, not the dev one: {violations:?}");
+    assert!(violations[0].problem.contains("dev-dependencies"), "{violations:?}");
+}
+
 impl Scratch {
     /// A small workspace with every layer wired the allowed way.
     fn tidy_workspace(name: &str) -> Self {
@@ -221,6 +247,9 @@ impl Scratch {
         let manifest = format!("[package]\nname = \"{package}\"\nversion = \"0.0.0\"\n\n{dependencies}");
         self.write(&format!("crates/{package}/Cargo.toml"), &manifest);
         self.write(&format!("crates/{package}/src/lib.rs"), "//! A crate.\n");
+        if package.starts_with("waypoint-store-") {
+            self.write(&format!("crates/{package}/src/conformance.rs"), CONFORMANCE);
+        }
     }
 
     fn write(&self, relative: &str, text: &str) {

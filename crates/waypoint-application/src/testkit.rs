@@ -1,0 +1,508 @@
+//! The store conformance kit: the port contract every store must pass, written once. A store
+//! crate calls [`run`] from one test with a [`StoreFixture`] that opens fresh stores; a store that
+//! fails it is not a store. Enabled by the `testkit` feature.
+//!
+//! The kit covers what every store shares. What only a store can stage (a holder's process or
+//! connection dying, torn writes, a server going away) is tested by that store's own tests.
+
+use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Barrier;
+
+use chrono::{TimeZone, Utc};
+use eventually::store::{AppendError, Expected, Select};
+use eventually::versioning::Versioned;
+use futures::executor::block_on;
+use futures::TryStreamExt;
+use uuid::Uuid;
+use waypoint_domain::{
+    DecisionId, EventId, Message, Phase, PlanEvent, PlanId, ResumeIneligibleReason, RunnerId, StepNumber,
+};
+
+use crate::error::ServiceError;
+use crate::ports::RunLockError;
+use crate::service::{NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint};
+use crate::store::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
+
+/// How the kit gets stores to test.
+pub trait StoreFixture: Sync {
+    /// The store under test.
+    type Store: PlanStore;
+
+    /// A fresh, empty store of its own.
+    fn fresh(&self) -> Self::Store;
+
+    /// Another handle on the same store, opened as a second process would open it.
+    fn reopen(&self, store: &Self::Store) -> Self::Store;
+}
+
+type Case<F> = (&'static str, fn(&F));
+
+/// Every case of the kit, by name.
+pub fn cases<F: StoreFixture>() -> Vec<Case<F>> {
+    vec![
+        ("appends_assign_gapless_versions", appends_assign_gapless_versions::<F>),
+        ("a_stale_expected_version_is_a_conflict", a_stale_expected_version_is_a_conflict::<F>),
+        ("a_batch_lands_whole_or_not_at_all", a_batch_lands_whole_or_not_at_all::<F>),
+        ("plan_reads_see_only_their_plan", plan_reads_see_only_their_plan::<F>),
+        ("global_order_is_strictly_increasing", global_order_is_strictly_increasing::<F>),
+        ("a_follower_of_the_log_never_skips_an_event", a_follower_of_the_log_never_skips_an_event::<F>),
+        ("views_and_catalog_equal_a_replay", views_and_catalog_equal_a_replay::<F>),
+        ("another_handle_sees_every_acknowledged_event", another_handle_sees_every_acknowledged_event::<F>),
+        ("reads_change_nothing", reads_change_nothing::<F>),
+        ("run_locks_exclude_and_release", run_locks_exclude_and_release::<F>),
+        ("a_live_run_lock_makes_a_plan_still_running", a_live_run_lock_makes_a_plan_still_running::<F>),
+        ("racing_resumes_have_one_winner", racing_resumes_have_one_winner::<F>),
+        ("unknown_plans_are_not_found", unknown_plans_are_not_found::<F>),
+        ("large_events_round_trip", large_events_round_trip::<F>),
+        ("stats_count_the_log", stats_count_the_log::<F>),
+    ]
+}
+
+/// Runs every case against `fixture`, printing each, and panics naming every case that failed.
+pub fn run<F: StoreFixture>(store_name: &str, fixture: &F) {
+    let mut failed = Vec::new();
+    let cases = cases::<F>();
+    for (name, case) in &cases {
+        match catch_unwind(AssertUnwindSafe(|| case(fixture))) {
+            Ok(()) => println!("conformance [{store_name}] {name} ... ok"),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                println!("conformance [{store_name}] {name} ... FAILED: {message}");
+                failed.push(*name);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "the {store_name} store fails the conformance kit: {}", failed.join(", "));
+    println!("conformance [{store_name}]: {} cases passed", cases.len());
+}
+
+fn plan(id: &str) -> PlanId {
+    PlanId::parse(id).expect("kit plan ids are valid")
+}
+
+fn runner(name: &str) -> RunnerId {
+    RunnerId::parse(name).expect("kit runner ids are valid")
+}
+
+/// An event decoded from its schema-1 wire form, so the kit keeps compiling as payloads grow new
+/// schema versions (the upcaster fills in what is new).
+fn event(event_type: &str, data: serde_json::Value) -> RecordedEvent {
+    let bytes = serde_json::to_vec(&data).expect("json encodes");
+    let event = PlanEvent::decode(event_type, 1, &bytes).expect("kit events decode");
+    RecordedEvent { event_id: EventId::from_uuid(Uuid::new_v4()), recorded_at: at(0), event }
+}
+
+fn at(seconds: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + seconds, 0).single().expect("a valid time")
+}
+
+fn created(name: &str) -> RecordedEvent {
+    event(
+        "plan_created",
+        serde_json::json!({"name": name, "total_steps": null, "fingerprint": null, "source": null, "created_at": at(0)}),
+    )
+}
+
+fn errored(message: &str) -> RecordedEvent {
+    event("plan_errored", serde_json::json!({ "message": message }))
+}
+
+fn phase_started() -> RecordedEvent {
+    event("phase_started", serde_json::json!({"phase": "strategize", "runner": null}))
+}
+
+fn append(store: &impl PlanStore, id: &PlanId, expected: u32, events: Vec<RecordedEvent>) -> Result<u32, StoreError> {
+    block_on(store.clone().append(id.clone(), Expected::Exact(expected), events))
+}
+
+fn read(store: &impl PlanStore, id: &PlanId, select: Select) -> Vec<StoredEvent> {
+    block_on(async { store.stream(id.clone(), select).await?.try_collect::<Vec<_>>().await }).expect("read a plan")
+}
+
+fn read_all(store: &impl PlanStore, select: Select) -> Vec<StoredEvent> {
+    block_on(async { store.stream_all(select).await?.try_collect::<Vec<_>>().await }).expect("read the log")
+}
+
+fn ids(events: &[StoredEvent]) -> Vec<EventId> {
+    events.iter().map(|e| e.event_id).collect()
+}
+
+fn appends_assign_gapless_versions<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let id = plan("gapless");
+    let first = vec![created("p"), phase_started(), errored("one")];
+    let second = vec![errored("two"), errored("three")];
+    let expected_ids: Vec<EventId> = first.iter().chain(&second).map(|e| e.event_id).collect();
+    assert_eq!(append(&store, &id, 0, first).expect("first append"), 3, "append returns the new version");
+    assert_eq!(append(&store, &id, 3, second).expect("second append"), 5);
+    let events = read(&store, &id, Select::All);
+    assert_eq!(events.iter().map(|e| e.version()).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(ids(&events), expected_ids, "events come back in the order appended");
+    assert!(events.iter().all(|e| e.source_id() == &id));
+}
+
+fn a_stale_expected_version_is_a_conflict<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let id = plan("stale");
+    append(&store, &id, 0, vec![created("p"), phase_started()]).expect("create");
+    for stale in [0, 1, 3] {
+        match append(&store, &id, stale, vec![errored("late")]) {
+            Err(error @ StoreError::Conflict { .. }) => {
+                assert!(error.is_conflict_error());
+                let StoreError::Conflict { plan_id, expected, actual } = error else { unreachable!() };
+                assert_eq!((plan_id, expected, actual), (id.clone(), stale, 2));
+            }
+            other => panic!("expected version {stale} against version 2 must be a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(read(&store, &id, Select::All).len(), 2, "a refused append leaves nothing behind");
+}
+
+fn a_batch_lands_whole_or_not_at_all<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let id = plan("batch");
+    let handles: Vec<F::Store> = (0..4).map(|_| fixture.reopen(&store)).collect();
+    let barrier = Barrier::new(handles.len());
+    let batches: Vec<Vec<RecordedEvent>> =
+        (0..handles.len()).map(|i| vec![created(&format!("racer {i}")), phase_started(), errored("x")]).collect();
+    let results: Vec<Result<u32, StoreError>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = handles
+            .iter()
+            .zip(batches.clone())
+            .map(|(handle, batch)| {
+                let (barrier, id) = (&barrier, &id);
+                scope.spawn(move || {
+                    barrier.wait();
+                    append(handle, id, 0, batch)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("racer thread")).collect()
+    });
+    let winners: Vec<usize> = results.iter().enumerate().filter(|(_, r)| r.is_ok()).map(|(i, _)| i).collect();
+    assert_eq!(winners.len(), 1, "exactly one racing batch wins: {results:?}");
+    for result in &results {
+        if let Err(e) = result {
+            assert!(e.is_conflict_error(), "a losing batch is a conflict, got {e:?}");
+        }
+    }
+    let stored = read(&store, &id, Select::All);
+    let winner: Vec<EventId> = batches[winners[0]].iter().map(|e| e.event_id).collect();
+    assert_eq!(ids(&stored), winner, "the plan holds the winner's whole batch and nothing of the others");
+}
+
+fn plan_reads_see_only_their_plan<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let (a, b) = (plan("reads-a"), plan("reads-b"));
+    append(&store, &a, 0, vec![created("a")]).expect("a1");
+    append(&store, &b, 0, vec![created("b")]).expect("b1");
+    append(&store, &a, 1, vec![phase_started(), errored("a3")]).expect("a2-3");
+    append(&store, &b, 1, vec![phase_started()]).expect("b2");
+    let all_a = read(&store, &a, Select::All);
+    assert_eq!(all_a.iter().map(|e| e.version()).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(all_a.iter().all(|e| e.source_id() == &a));
+    let from_2 = read(&store, &a, Select::From(2));
+    assert_eq!(from_2.iter().map(|e| e.version()).collect::<Vec<_>>(), vec![2, 3], "Select::From(v) starts at v");
+    assert!(read(&store, &a, Select::From(4)).is_empty());
+    assert!(read(&store, &plan("reads-none"), Select::All).is_empty(), "an unknown plan has no events");
+    assert_eq!(read(&store, &b, Select::All).len(), 2);
+}
+
+fn global_order_is_strictly_increasing<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let mut appended = Vec::new();
+    for i in 0..5 {
+        let id = plan(&format!("order-{i}"));
+        let batch = vec![created("p"), phase_started()];
+        appended.extend(batch.iter().map(|e| e.event_id));
+        append(&store, &id, 0, batch).expect("append");
+    }
+    let all = read_all(&store, Select::All);
+    assert_eq!(ids(&all), appended, "the log reads back in the order it was acknowledged");
+    let positions: Vec<u32> = all.iter().map(|e| e.sequence_number()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "positions strictly increase: {positions:?}");
+    assert!(positions[0] >= 1, "positions start at 1 or later");
+    let from = positions[4];
+    let suffix = read_all(&store, Select::From(from));
+    assert_eq!(ids(&suffix), appended[4..].to_vec(), "Select::From(position) starts at that position");
+}
+
+fn a_follower_of_the_log_never_skips_an_event<F: StoreFixture>(fixture: &F) {
+    const WRITERS: usize = 4;
+    const APPENDS: usize = 25;
+    let store = fixture.fresh();
+    let handles: Vec<F::Store> = (0..WRITERS).map(|_| fixture.reopen(&store)).collect();
+    let reader = fixture.reopen(&store);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let mut seen: Vec<StoredEvent> = Vec::new();
+    std::thread::scope(|scope| {
+        for (w, handle) in handles.iter().enumerate() {
+            let done = &done;
+            scope.spawn(move || {
+                let id = plan(&format!("follow-{w}"));
+                append(handle, &id, 0, vec![created("p")]).expect("create");
+                for i in 1..APPENDS {
+                    append(handle, &id, i as u32, vec![errored("tick")]).expect("append");
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        // Follow the log as a catch-up reader does: from the position after the last one seen.
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst) == WRITERS;
+            let from = seen.last().map_or(1, |e| e.sequence_number() + 1);
+            let batch = read_all(&reader, Select::From(from));
+            seen.extend(batch);
+            if finished {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    });
+    let positions: Vec<u32> = seen.iter().map(|e| e.sequence_number()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "the follower saw positions in order");
+    let followed: BTreeSet<EventId> = seen.iter().map(|e| e.event_id).collect();
+    let everything: BTreeSet<EventId> = ids(&read_all(&store, Select::All)).into_iter().collect();
+    assert_eq!(everything.len(), WRITERS * APPENDS);
+    let missed = everything.difference(&followed).count();
+    assert_eq!(missed, 0, "a follower of the log missed {missed} events that became visible later");
+    assert_eq!(seen.len(), followed.len(), "the follower saw no event twice");
+}
+
+/// A service over `store` with a fixed clock, so views compare equal.
+fn service<S: PlanStore>(store: S) -> PlanResumeService<S> {
+    PlanResumeService::new(store).with_clock(crate::ports::ManualClock::new(at(100)))
+}
+
+fn step(n: u32) -> StepNumber {
+    StepNumber::new(n).expect("kit steps are valid")
+}
+
+fn decision(n: u32) -> DecisionId {
+    DecisionId::parse(&format!("d-{n}")).expect("kit decisions are valid")
+}
+
+/// Drives three plans through a lifecycle: one interrupted mid-way, one resumed, one completed.
+fn populate<S: PlanStore>(store: &S) -> Vec<PlanId> {
+    let service = service(store.clone());
+    let ids: Vec<PlanId> = ["life-a", "life-b", "life-c"].into_iter().map(plan).collect();
+    block_on(async {
+        for id in &ids {
+            let new = NewPlan { id: Some(id.clone()), start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+            service.create_plan(new).await?;
+            service.set_total_steps(id, waypoint_domain::TotalSteps::new(3).expect("valid")).await?;
+            for n in 1..=2 {
+                service.record_step_started(id, step(n), decision(n)).await?;
+                let checkpoint = StepCheckpoint {
+                    step: step(n),
+                    decision_id: decision(n),
+                    snapshot_id: None,
+                    artifacts: Vec::new(),
+                };
+                service.record_step_checkpoint(id, checkpoint).await?;
+            }
+        }
+        service.record_shutdown(&ids[0], Message::parse("deploy").expect("valid")).await?;
+        service.record_shutdown(&ids[1], Message::parse("signal").expect("valid")).await?;
+        service.resume_plan(&ids[1], ResumeRequest::default()).await?;
+        let checkpoint =
+            StepCheckpoint { step: step(3), decision_id: decision(3), snapshot_id: None, artifacts: Vec::new() };
+        service.record_step_checkpoint(&ids[2], checkpoint).await?;
+        service.complete_phase(&ids[2]).await?;
+        Ok::<_, ServiceError>(())
+    })
+    .expect("the kit's lifecycle is accepted");
+    ids
+}
+
+fn views_and_catalog_equal_a_replay<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let ids = populate(&store);
+    let mut rebuilt = Catalog::default();
+    for stored in read_all(&store, Select::All) {
+        rebuilt.apply(&stored);
+    }
+    let mut served = block_on(store.catalog()).expect("catalog");
+    served.sort_by(|a, b| a.plan_id.cmp(&b.plan_id));
+    let mut expected: Vec<PlanView> = rebuilt.plans.into_values().collect();
+    expected.sort_by(|a, b| a.plan_id.cmp(&b.plan_id));
+    assert_eq!(served, expected, "the catalog equals a fold of the log");
+    for id in &ids {
+        let replayed = PlanView::replay(&read(&store, id, Select::All));
+        assert_eq!(block_on(store.load_view(id)).expect("load"), replayed, "full view of {id}");
+        let mut compact = replayed.clone().expect("the plan exists");
+        compact.compact();
+        assert_eq!(block_on(store.load_summary_view(id)).expect("load"), Some(compact), "summary view of {id}");
+    }
+    let report = block_on(store.verify()).expect("verify");
+    assert!(report.ok, "verify finds no difference on a healthy store: {:?}", report.differences);
+    assert!(report.checked.get("events").copied().unwrap_or(0) > 0, "verify read the log: {:?}", report.checked);
+}
+
+fn another_handle_sees_every_acknowledged_event<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let ids = populate(&store);
+    let other = fixture.reopen(&store);
+    for id in &ids {
+        assert_eq!(ids_of(&other, id), ids_of(&store, id), "plan {id} through another handle");
+        assert_eq!(block_on(other.load_view(id)).expect("load"), block_on(store.load_view(id)).expect("load"));
+    }
+    // And back: what the second handle writes, the first sees.
+    let service = service(other.clone());
+    block_on(service.cancel(&ids[0], None)).expect("cancel through the second handle");
+    let view = block_on(store.load_view(&ids[0])).expect("load").expect("exists");
+    assert_eq!(view.state.state, waypoint_domain::ProcessingState::Cancelled);
+}
+
+fn ids_of<S: PlanStore>(store: &S, id: &PlanId) -> Vec<EventId> {
+    ids(&read(store, id, Select::All))
+}
+
+fn reads_change_nothing<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let ids = populate(&store);
+    let service = service(store.clone());
+    let before = block_on(store.content_fingerprint()).expect("fingerprint");
+    block_on(async {
+        service.list_plans().await?;
+        service.list_resumable().await?;
+        for id in &ids {
+            service.build_resume_summary(id, None).await?;
+            service.load(id).await?;
+            service.history(id).await?;
+            let preview = ResumeRequest { dry_run: true, ..ResumeRequest::default() };
+            service.resume_plan(id, preview).await?;
+            service.validate_eligibility(id, None).await?;
+        }
+        store.verify().await?;
+        store.stats().await?;
+        Ok::<_, ServiceError>(())
+    })
+    .expect("reads succeed");
+    let after = block_on(store.content_fingerprint()).expect("fingerprint");
+    assert_eq!(before, after, "reads, previews, verify and stats wrote nothing");
+    block_on(service.cancel(&ids[0], None)).expect("a write");
+    let written = block_on(store.content_fingerprint()).expect("fingerprint");
+    assert_ne!(after, written, "the fingerprint changes when something is written");
+}
+
+fn run_locks_exclude_and_release<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let other = fixture.reopen(&store);
+    let id = plan("locked");
+    let (locks, other_locks) = (store.run_locks(), other.run_locks());
+    assert!(!locks.probe(&id).expect("probe"), "nobody holds a fresh plan's lock");
+    let guard = locks.acquire(&id, &runner("runner-1")).expect("acquire");
+    assert_eq!(guard.plan_id(), &id);
+    assert_eq!(guard.runner(), &runner("runner-1"));
+    guard.check().expect("a held lock checks out");
+    assert!(locks.probe(&id).expect("probe"), "the holder's own probe sees it held");
+    assert!(other_locks.probe(&id).expect("probe"), "another handle sees it held");
+    for (name, locks) in [("the same handle", &locks), ("another handle", &other_locks)] {
+        match locks.acquire(&id, &runner("runner-2")) {
+            Err(RunLockError::Busy { plan_id }) => assert_eq!(plan_id, id),
+            other => panic!("a second acquire through {name} must be busy, got {other:?}"),
+        }
+    }
+    assert!(!other_locks.probe(&plan("unlocked")).expect("probe"), "locks are per plan");
+    let unrelated = other_locks.acquire(&plan("unlocked"), &runner("runner-3")).expect("another plan's lock");
+    drop(guard);
+    assert!(!locks.probe(&id).expect("probe"), "dropping the guard releases the lock");
+    assert!(!other_locks.probe(&id).expect("probe"));
+    let again = other_locks.acquire(&id, &runner("runner-2")).expect("the released lock can be taken");
+    drop((again, unrelated));
+}
+
+fn a_live_run_lock_makes_a_plan_still_running<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let runner_service = service(store.clone());
+    let id = plan("live");
+    let guard = runner_service.acquire_run_lock(&id, &runner("runner-1")).expect("acquire");
+    let new = NewPlan {
+        id: Some(id.clone()),
+        start: Some((Phase::Strategize, Some(guard.runner().clone()))),
+        ..NewPlan::default()
+    };
+    block_on(runner_service.create_plan(new)).expect("create and start under the lock");
+    let other = service(fixture.reopen(&store));
+    let verdict = block_on(other.validate_eligibility(&id, None)).expect("eligibility");
+    assert_eq!(verdict.reasons, vec![ResumeIneligibleReason::StillRunning], "a live runner holds the plan");
+    drop(guard);
+    let verdict = block_on(other.validate_eligibility(&id, None)).expect("eligibility");
+    assert!(verdict.eligible && verdict.crash_inferred, "a runner gone without a word is a crash: {verdict:?}");
+}
+
+fn racing_resumes_have_one_winner<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let ids = populate(&store);
+    let id = &ids[0];
+    let services: Vec<_> = (0..4).map(|_| service(fixture.reopen(&store))).collect();
+    let barrier = Barrier::new(services.len());
+    let results: Vec<Result<(), ServiceError>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = services
+            .iter()
+            .map(|service| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    block_on(service.resume_plan(id, ResumeRequest::default())).map(|_| ())
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("resumer thread")).collect()
+    });
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "exactly one resume wins: {results:?}");
+    for error in results.iter().filter_map(|r| r.as_ref().err()) {
+        let lost_race = matches!(error, ServiceError::Store(StoreError::Conflict { .. }))
+            || error.reasons() == Some(&[ResumeIneligibleReason::StillRunning][..]);
+        assert!(lost_race, "a losing resume is a conflict or still_running, got {error:?}");
+    }
+    let resumed = read(&store, id, Select::All).iter().filter(|e| matches!(e.event, PlanEvent::Resumed(_))).count();
+    assert_eq!(resumed, 1, "one Resumed event");
+}
+
+fn unknown_plans_are_not_found<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let service = service(store.clone());
+    let id = plan("nobody");
+    assert!(block_on(store.load_view(&id)).expect("load").is_none());
+    assert!(block_on(store.load_summary_view(&id)).expect("load").is_none());
+    assert!(matches!(block_on(service.history(&id)), Err(ServiceError::NotFound(_))));
+    assert!(matches!(block_on(service.build_resume_summary(&id, None)), Err(ServiceError::NotFound(_))));
+    let started = block_on(service.record_step_started(&id, step(1), decision(1)));
+    assert!(matches!(started, Err(ServiceError::NotFound(_))), "a command on an unknown plan: {started:?}");
+    assert!(read_all(&store, Select::All).is_empty(), "nothing was written for an unknown plan");
+}
+
+fn large_events_round_trip<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let id = plan("large");
+    // The longest message a plan accepts, with characters that need escaping and more than one byte.
+    let long: String = "é\"\\\t✓ line\n".chars().cycle().take(Message::MAX_LEN).collect();
+    let message = Message::parse(&long).expect("the longest valid message");
+    let event = RecordedEvent {
+        event_id: EventId::from_uuid(Uuid::new_v4()),
+        recorded_at: at(1),
+        event: PlanEvent::PlanErrored(waypoint_domain::PlanErrored { message }),
+    };
+    append(&store, &id, 0, vec![created("large"), event.clone()]).expect("append");
+    let stored = read(&store, &id, Select::All);
+    assert_eq!(stored[1].event, event.event, "the payload comes back exactly");
+    assert_eq!(stored[1].recorded_at, event.recorded_at, "the recording time comes back exactly");
+    assert_eq!(stored[1].event_id, event.event_id);
+}
+
+fn stats_count_the_log<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let ids = populate(&store);
+    let stats = block_on(store.stats()).expect("stats");
+    assert_eq!(stats.plans, ids.len() as u64);
+    assert_eq!(stats.events, read_all(&store, Select::All).len() as u64);
+    assert_eq!(stats.plans_by_state.values().sum::<u64>(), ids.len() as u64);
+    assert!(stats.oldest_activity <= stats.newest_activity && stats.newest_activity.is_some());
+}
