@@ -1,5 +1,5 @@
 //! Waypoint's shared store: the event log, the catalog and the run locks in PostgreSQL, for
-//! teams that outgrow one machine. See docs/adr/0006-postgres-store.md.
+//! teams that outgrow one machine. See docs/adr/0007-postgres-store.md.
 //!
 //! ```text
 //! waypoint_schema          one row per applied migration (the schema version)
