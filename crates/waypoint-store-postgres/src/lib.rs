@@ -25,7 +25,7 @@ pub use error::PgStoreError;
 pub use redact::redact;
 pub use runlock::{PgRunLockGuard, PgRunLocks};
 pub use schema::SCHEMA_VERSION;
-pub use store::{LogCursor, PostgresStore};
+pub use store::{LogReader, PostgresStore};
 
 #[cfg(test)]
 mod conformance;

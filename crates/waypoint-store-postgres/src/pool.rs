@@ -44,7 +44,6 @@ pub(crate) struct Statements {
     pub(crate) plan_version: Statement,
     pub(crate) read_plan: Statement,
     pub(crate) read_all_page: Statement,
-    pub(crate) read_after: Statement,
     pub(crate) summary_view: Statement,
     pub(crate) catalog: Statement,
     pub(crate) view_snapshot: Statement,
@@ -172,16 +171,6 @@ impl Conn {
                 "SELECT position, plan_id, version, event_id, recorded_at, event_type, schema_version, data, \
                    transaction_id::text \
                  FROM waypoint_events WHERE position > $1 AND position <= $3 ORDER BY position LIMIT $2",
-            )?,
-            // Only transactions below the snapshot's xmin are certainly finished: nothing can
-            // commit behind this cursor later. See the ADR for why a position cursor is not enough.
-            read_after: prepare(
-                "SELECT position, plan_id, version, event_id, recorded_at, event_type, schema_version, data, \
-                   transaction_id::text \
-                 FROM waypoint_events \
-                 WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY transaction_id, position LIMIT $3",
             )?,
             summary_view: prepare("SELECT view FROM waypoint_plans WHERE plan_id = $1")?,
             catalog: prepare("SELECT view FROM waypoint_plans WHERE view IS NOT NULL")?,

@@ -42,19 +42,6 @@ struct Shared {
     _attachment: Option<Box<dyn std::fmt::Debug + Send + Sync>>,
 }
 
-/// Where a follower of the whole log stands: the transaction id and position of the last event
-/// it has read. Positions alone are not a safe cursor (see [`PostgresStore::read_after`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct LogCursor {
-    pub transaction_id: u64,
-    pub position: u32,
-}
-
-impl LogCursor {
-    /// Before the first event.
-    pub const START: LogCursor = LogCursor { transaction_id: 0, position: 0 };
-}
-
 /// An append's events, encoded for the arrays of the insert statement.
 struct Encoded {
     event_ids: Vec<uuid::Uuid>,
@@ -365,8 +352,7 @@ impl PostgresStore {
     /// snapshot of the log, read page by page on one connection. It first waits for the appends
     /// in flight (the settle lock) and stops at the highest position drawn before that, so no
     /// event can later commit below what it returned: a follower may resume from the last
-    /// position it saw plus one. [`PostgresStore::read_after`] follows without ever making an
-    /// append wait.
+    /// position it saw plus one.
     pub fn read_all(&self, from: u32) -> Result<LogReader, PgStoreError> {
         let mut pooled = self.pool().get()?;
         let settled = match settle_and_begin(pooled.conn(), &self.shared.pool.target) {
@@ -388,33 +374,6 @@ impl PostgresStore {
         };
         reader.fill()?;
         Ok(reader)
-    }
-
-    /// Up to `limit` events after `cursor`, in the order followers must read them: by the id of
-    /// the transaction that wrote them, then by position. Only events of transactions older
-    /// than every transaction still running are returned, so an event that commits later can
-    /// never land behind a cursor already handed out. Returns the events and the new cursor.
-    ///
-    /// Positions order the log only once every writer has committed; a plain `position > n`
-    /// reader would skip an event whose transaction took a lower position but committed later.
-    pub fn read_after(&self, cursor: LogCursor, limit: u32) -> Result<(Vec<StoredEvent>, LogCursor), PgStoreError> {
-        self.read(|conn| {
-            let rows = conn
-                .client
-                .query(
-                    &conn.statements.read_after,
-                    &[&cursor.transaction_id.to_string(), &i64::from(cursor.position), &i64::from(limit)],
-                )
-                .map_err(self.fail("follow the log"))?;
-            let mut next = cursor;
-            let mut events = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let (transaction_id, stored) = to_stored(row)?;
-                next = LogCursor { transaction_id, position: stored.sequence_number() };
-                events.push(stored);
-            }
-            Ok((events, next))
-        })
     }
 }
 

@@ -18,7 +18,7 @@ use waypoint_application::{
 use waypoint_domain::{EventId, PlanCreated, PlanEvent, PlanId};
 
 use crate::testing::{fresh_store, TestDatabase};
-use crate::{redact, LogCursor, PgStoreError, PostgresStore, SCHEMA_VERSION};
+use crate::{redact, PgStoreError, PostgresStore, SCHEMA_VERSION};
 
 fn plan(id: &str) -> PlanId {
     PlanId::parse(id).expect("valid plan id")
@@ -245,20 +245,24 @@ fn current_database(store: &PostgresStore) -> String {
     target.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned()
 }
 
-/// The follower scheme under a writer that commits out of order: a transaction takes a lower
-/// position than another but commits after it. A `position > n` reader would skip its event.
+/// A writer that commits out of order: an append in flight has drawn a lower position than one
+/// that commits first. A whole-log read waits for it (the settle lock), so a follower resuming
+/// from "last position seen + 1" never skips it.
 #[test]
 fn a_follower_never_skips_an_event_committed_out_of_order() {
     let database = TestDatabase::create("follow");
     let url = database.url().to_owned();
     let store = database.into_store().unwrap();
     store.append_events(&plan("first"), Expected::Exact(0), vec![created()]).unwrap();
-    let (events, cursor) = follow_until(&store, LogCursor::START, 1);
-    assert_eq!(events.len(), 1);
+    let seen: Vec<StoredEvent> = store.read_all(1).unwrap().map(Result::unwrap).collect();
+    assert_eq!(seen.len(), 1);
+    let cursor = seen[0].sequence_number() + 1;
 
-    // A slow writer: takes its position, then waits before committing.
+    // A slow append: holds the settle lock shared as every append does, draws its position,
+    // then waits before committing.
     let mut slow = raw_client(&url);
     let mut slow_tx = slow.transaction().unwrap();
+    slow_tx.execute("SELECT pg_advisory_xact_lock_shared(1465011527, 2)", &[]).unwrap();
     let slow_position: i64 = slow_tx
         .query_one(
             "INSERT INTO waypoint_events (plan_id, version, event_id, recorded_at, event_type, schema_version, data) \
@@ -274,93 +278,57 @@ fn a_follower_never_skips_an_event_committed_out_of_order() {
         )
         .unwrap()
         .get(0);
-    // A fast writer takes a higher position and commits first.
+    // A fast append draws a higher position and commits first.
     store.append_events(&plan("fast"), Expected::Exact(0), vec![created()]).unwrap();
     let fast_position = store.read_plan(&plan("fast"), 1).unwrap()[0].sequence_number();
     assert!(i64::from(fast_position) > slow_position);
-    let naive: Vec<u32> = all_events(&store).iter().map(|e| e.sequence_number()).collect();
-    assert!(naive.contains(&fast_position), "a position reader already sees the fast event");
 
-    // The follower must not move past the slow writer while it is still running.
-    let (events, held) = store.read_after(cursor, 100).unwrap();
-    assert!(events.is_empty(), "nothing is safe to hand out while an older writer runs: {events:?}");
-    assert_eq!(held, cursor);
-
+    let follower = {
+        let store = store.clone();
+        std::thread::spawn(move || store.read_all(cursor).unwrap().map(Result::unwrap).collect::<Vec<_>>())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!follower.is_finished(), "the read waits for the append in flight");
     slow_tx.commit().unwrap();
-    let (events, _) = follow_until(&store, cursor, 2);
-    let seen: Vec<(String, u32)> = events.iter().map(|e| (e.source_id().to_string(), e.sequence_number())).collect();
-    assert_eq!(seen, vec![("slow".to_owned(), slow_position as u32), ("fast".to_owned(), fast_position)]);
+    let read: Vec<(String, u32)> =
+        follower.join().unwrap().iter().map(|e| (e.source_id().to_string(), e.sequence_number())).collect();
+    assert_eq!(read, vec![("slow".to_owned(), slow_position as u32), ("fast".to_owned(), fast_position)]);
 }
 
-/// Follows the log from `cursor` until `count` events arrived. The horizon is the whole
-/// server's oldest running transaction, so other tests' transactions may hold events back for a
-/// moment: a follower polls.
-fn follow_until(store: &PostgresStore, mut cursor: LogCursor, count: usize) -> (Vec<StoredEvent>, LogCursor) {
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while seen.len() < count {
-        assert!(Instant::now() < deadline, "only {} of {count} events arrived", seen.len());
-        let (events, next) = store.read_after(cursor, 100).unwrap();
-        assert!(next >= cursor, "the cursor only moves forward");
-        if events.is_empty() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        seen.extend(events);
-        cursor = next;
-    }
-    (seen, cursor)
-}
-
-/// Many writers, some committing out of position order, and a follower polling all along: it
-/// reads every event exactly once, each plan's versions in order.
+/// Many writers racing on shared plans and a follower polling by position all along: it reads
+/// every event exactly once, each plan's versions in order.
 #[test]
 fn a_follower_reading_while_writers_race_sees_every_event_once_in_plan_order() {
     let store = fresh_store("followrace");
     let writers = 8;
     let per_writer = 60u32;
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let followed = std::thread::scope(|scope| {
-        let follower = {
-            let (store, done) = (store.clone(), done.clone());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut followed: Vec<StoredEvent> = Vec::new();
+    std::thread::scope(|scope| {
+        for w in 0..writers {
+            let (store, done) = (store.clone(), &done);
             scope.spawn(move || {
-                let mut cursor = LogCursor::START;
-                let mut seen: Vec<StoredEvent> = Vec::new();
-                while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                    let (events, next) = store.read_after(cursor, 50).unwrap();
-                    assert!(next >= cursor, "the cursor only moves forward");
-                    cursor = next;
-                    seen.extend(events);
-                }
-                // The writers are done: read on until every event they wrote has arrived.
-                let total = (writers * per_writer) as usize;
-                let (rest, _) = follow_until(&store, cursor, total.saturating_sub(seen.len()));
-                seen.extend(rest);
-                seen
-            })
-        };
-        let handles: Vec<_> = (0..writers)
-            .map(|w| {
-                let store = store.clone();
-                scope.spawn(move || {
-                    // Two writers per plan, so appends also race on versions.
-                    let id = plan(&format!("f{}", w / 2));
-                    let mut written = 0;
-                    while written < per_writer {
-                        let version = store.plan_version(&id).unwrap();
-                        match store.append_events(&id, Expected::Exact(version), vec![created()]) {
-                            Ok(_) => written += 1,
-                            Err(PgStoreError::Conflict { .. }) => {}
-                            Err(e) => panic!("{e}"),
-                        }
+                // Two writers per plan, so appends also race on versions.
+                let id = plan(&format!("f{}", w / 2));
+                let mut written = 0;
+                while written < per_writer {
+                    let version = store.plan_version(&id).unwrap();
+                    match store.append_events(&id, Expected::Exact(version), vec![created()]) {
+                        Ok(_) => written += 1,
+                        Err(PgStoreError::Conflict { .. }) => {}
+                        Err(e) => panic!("{e}"),
                     }
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.join().unwrap();
+                }
+                let _ = done;
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while followed.len() < (writers * per_writer) as usize {
+            assert!(Instant::now() < deadline, "only {} events arrived", followed.len());
+            let from = followed.last().map_or(1, |e| e.sequence_number() + 1);
+            followed.extend(store.read_all(from).unwrap().map(Result::unwrap));
         }
         done.store(true, std::sync::atomic::Ordering::SeqCst);
-        follower.join().unwrap()
     });
     let all = all_events(&store);
     assert_eq!(all.len(), (writers * per_writer) as usize);
