@@ -20,4 +20,5 @@ mod store_child;
 mod store_concurrency;
 mod store_kill_loop;
 mod store_locks;
+mod store_postgres_faults;
 mod workflow_example;
