@@ -105,6 +105,13 @@ impl<S: PlanStore> PlanResumeService<S> {
         self
     }
 
+    /// Replaces the store's run locks, for a caller that knows more about who is still working
+    /// on a plan (the CLI adds the lock its step supervisors hold).
+    pub fn with_run_locks(mut self, run_locks: impl RunLocks + 'static) -> Self {
+        self.run_locks = Arc::new(run_locks);
+        self
+    }
+
     pub fn with_snapshot_probe(mut self, probe: impl SnapshotProbe + 'static) -> Self {
         self.snapshots = Arc::new(probe);
         self

@@ -128,10 +128,7 @@ pub enum Format {
 pub enum Command {
     /// Run a plan file step by step, recording each step so it can resume after an interruption
     #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_EXAMPLES)]
-    Run {
-        /// The plan file (TOML)
-        file: PathBuf,
-    },
+    Run(RunArgs),
     /// Create, record, inspect and resume plans
     #[command(subcommand, after_help = PLAN_EXAMPLES)]
     Plan(PlanCommand),
@@ -274,6 +271,15 @@ pub enum PlanCommand {
         #[arg(long, value_parser = Fingerprint::parse)]
         fingerprint: Option<Fingerprint>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plan file (TOML)
+    pub file: PathBuf,
+    /// Start a fresh plan even if the store holds one for this file that could continue
+    #[arg(long)]
+    pub new: bool,
 }
 
 #[derive(Debug, Args)]

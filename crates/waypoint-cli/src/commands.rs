@@ -5,22 +5,23 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use futures::executor::block_on;
-use waypoint_application::{NewPlan, PlanView, ResumeRequest, StepCheckpoint};
-use waypoint_domain::{Fingerprint, Phase, PlanId, ResumeIneligibleReason, ResumeSummary, StepNumber};
+use waypoint_application::{NewPlan, PlanView, ResumePoint, ResumeRequest, RunLockGuard, ServiceError, StepCheckpoint};
+use waypoint_domain::{Fingerprint, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber};
 
-use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand};
+use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand, RunArgs};
 use crate::error::{exit, CliError};
+use crate::keys::{keyed_id, newest_generation};
 use crate::plan_file::{fingerprint_of, PlanFile};
 use crate::progress::Progress;
 use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
 use crate::runner::{watch_signals, Events, Runner, StepReport};
 use crate::store::{acquire_run_lock, runner_id, Service, StoreLocation};
-use crate::ui::Ui;
+use crate::ui::{shown_path, Ui};
 
 pub fn execute(cli: Cli, ui: &Ui) -> Result<(), CliError> {
     let location = StoreLocation::parse(&cli.store)?;
     match cli.command {
-        Command::Run { file } => run(&location, ui, &file),
+        Command::Run(args) => run(&location, ui, args),
         Command::Plan(command) => plan(&location, ui, command),
         Command::Store(command) => crate::operate::store(&location, ui, command),
     }
@@ -290,48 +291,9 @@ fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fi
         }
         return Ok(());
     };
-    let current = read_plan_file(&path).map_err(|e| {
-        CliError::new(
-            exit::NOT_ELIGIBLE,
-            "not_eligible",
-            format!(
-                "plan {id} cannot resume: its plan file {} cannot be read ({e}); restore it, or start over with `waypoint run`",
-                path.display()
-            ),
-        )
-        .with_reasons(vec![ResumeIneligibleReason::DefinitionChanged])
-        .with("plan_id", id.as_str())
-    })?;
-    let fingerprint = fingerprint_to_check(view.state.fingerprint.as_ref(), Some(&current.fingerprint), fingerprint);
-    // Only the file the plan was created from may run; a changed one is refused by the resume.
-    let unchanged = view.state.fingerprint.as_ref() == Some(&current.fingerprint);
-    if unchanged && current.file.is_none() {
-        return Err(CliError::unexpected(format!("the plan file {} no longer parses", path.display())));
-    }
-
     let events = watch_signals()?;
-    let _lock = acquire_run_lock(&service, id)?;
-    let request = ResumeRequest { dry_run: false, fingerprint, runner: Some(runner_id()) };
-    let outcome = block_on(service.resume_plan(id, request))?;
-    let point = outcome.resumed.expect("a real resume returns its resume point");
-    let Some(file) = current.file.filter(|_| unchanged) else {
-        return Err(CliError::unexpected("the plan file changed, yet the plan was found eligible; report this"));
-    };
-    if !ui.json() {
-        let again = if point.rerun_uncertain {
-            format!("; step {} started but did not complete, so it runs again", point.from_step)
-        } else {
-            String::new()
-        };
-        ui.stdout(&format!(
-            "{} resuming {} · plan {id} from step {} of {}{again}",
-            ui.out.green("↻"),
-            ui.out.bold(file.name.as_str()),
-            point.from_step,
-            file.steps.len()
-        ));
-    }
-    let reports = run_plan_file(&service, ui, id, &file, point.from_step, &events)?;
+    let lock = acquire_run_lock(&service, id)?;
+    let (point, reports) = resume_plan_file(location, &service, ui, &view, &path, fingerprint, &events, lock, None)?;
     let summary = block_on(service.build_resume_summary(id, None))?;
     if ui.json() {
         ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: Some(&reports), summary: &summary });
@@ -341,15 +303,105 @@ fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fi
     }
 }
 
-fn run(location: &StoreLocation, ui: &Ui, path: &Path) -> Result<(), CliError> {
+/// Resumes a plan made from the plan file at `path`: the file is read again and checked, the run
+/// lock taken, `Resumed` recorded, then the remaining steps run. `why` is what `run FILE` says
+/// about why it continues this plan.
+#[allow(clippy::too_many_arguments)]
+fn resume_plan_file(
+    location: &StoreLocation,
+    service: &Service,
+    ui: &Ui,
+    view: &PlanView,
+    path: &Path,
+    fingerprint: Option<Fingerprint>,
+    events: &Events,
+    lock: RunLockGuard,
+    why: Option<&str>,
+) -> Result<(ResumePoint, Vec<StepReport>), CliError> {
+    let id = &view.plan_id;
+    let current = read_plan_file(path).map_err(|e| {
+        CliError::new(
+            exit::NOT_ELIGIBLE,
+            "not_eligible",
+            format!(
+                "plan {id} cannot resume: its plan file {} cannot be read ({e}); restore it, or start over with `waypoint run --new`",
+                shown_path(path)
+            ),
+        )
+        .with_reasons(vec![ResumeIneligibleReason::DefinitionChanged])
+        .with("plan_id", id.as_str())
+    })?;
+    let fingerprint = fingerprint_to_check(view.state.fingerprint.as_ref(), Some(&current.fingerprint), fingerprint);
+    // Only the file the plan was created from may run; a changed one is refused by the resume.
+    let unchanged = view.state.fingerprint.as_ref() == Some(&current.fingerprint);
+    if unchanged && current.file.is_none() {
+        return Err(CliError::unexpected(format!("the plan file {} no longer parses", shown_path(path))));
+    }
+
+    let request = ResumeRequest { dry_run: false, fingerprint, runner: Some(lock.runner().clone()) };
+    let outcome = block_on(service.resume_plan(id, request))?;
+    let point = outcome.resumed.expect("a real resume returns its resume point");
+    let Some(file) = current.file.filter(|_| unchanged) else {
+        return Err(CliError::unexpected("the plan file changed, yet the plan was found eligible; report this"));
+    };
+    let again = if point.rerun_uncertain {
+        format!("; step {} started but did not complete, so it runs again", point.from_step)
+    } else {
+        String::new()
+    };
+    let line = format!(
+        "{} plan {id} · {} · from step {} of {}{}{again}",
+        if why.is_some() { "continuing" } else { "resuming" },
+        file.name.as_str(),
+        point.from_step,
+        file.steps.len(),
+        why.map_or(String::new(), |w| format!(": {w}")),
+    );
+    if ui.json() {
+        ui.note(&line);
+    } else {
+        ui.stdout(&format!("{} {line}", ui.out.green("↻")));
+    }
+    let reports = run_plan_file(location, service, ui, id, &file, point.from_step, events)?;
+    drop(lock);
+    Ok((point, reports))
+}
+
+/// Why a plan file's plan is continued, in words: how it stopped.
+fn why_continue(view: &PlanView, summary: &ResumeSummary) -> String {
+    match (&summary.interruption, view.state.state) {
+        (Some(i), _) if i.inferred => "its runner stopped without recording why (a crash)".to_owned(),
+        (Some(i), ProcessingState::Queued) => format!("it was interrupted ({})", i.reason),
+        (_, ProcessingState::Errored) => match &view.state.last_error {
+            Some(message) => format!("it failed ({})", crate::error::one_line(message.as_str())),
+            None => "it failed".to_owned(),
+        },
+        _ => format!("it is {}", summary.state),
+    }
+}
+
+/// Whether a plan with this id is in the store.
+fn plan_exists(service: &Service, id: &PlanId) -> Result<bool, CliError> {
+    match block_on(service.load_summary(id)) {
+        Ok(_) => Ok(true),
+        Err(ServiceError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError> {
     // Everything that can be refused is checked before the store is touched.
-    let file = PlanFile::load(path)?;
+    let file = PlanFile::load(&args.file)?;
     let source = file.source()?;
     let events = watch_signals()?;
     let service = location.open_for_write()?;
+    let newest = newest_generation(|g| plan_exists(&service, &keyed_id(&file.path, g)))?;
+    if let (Some(generation), false) = (newest, args.new) {
+        return continue_run(location, &service, ui, &keyed_id(&file.path, generation), &file, &events);
+    }
     // The run lock first, then the plan created and started in one append: a crash at any moment
     // leaves either no plan or one that is processing under a runner, which a resume can infer.
-    let id = PlanId::from_uuid(uuid::Uuid::new_v4());
+    let id = keyed_id(&file.path, newest.map_or(1, |g| g + 1));
     let _lock = acquire_run_lock(&service, &id)?;
     let new = NewPlan {
         id: Some(id.clone()),
@@ -364,24 +416,95 @@ fn run(location: &StoreLocation, ui: &Ui, path: &Path) -> Result<(), CliError> {
         ui.note(&format!("plan {id}"));
     } else {
         ui.stdout(&format!(
-            "{} {} · plan {} · {} steps",
+            "{} {} · plan {} · {}",
             ui.out.cyan("▶"),
             ui.out.bold(file.name.as_str()),
             id,
-            file.steps.len()
+            render::count(file.steps.len(), "step")
         ));
     }
-    let reports = run_plan_file(&service, ui, &id, &file, StepNumber::FIRST, &events)?;
+    let reports = run_plan_file(location, &service, ui, &id, &file, StepNumber::FIRST, &events)?;
     let summary = block_on(service.build_resume_summary(&id, None))?;
     if ui.json() {
-        ui.json_document(&RunDoc { plan_id: &id, steps: &reports, summary: &summary });
+        ui.json_document(&RunDoc {
+            plan_id: &id,
+            outcome: "created",
+            resumed: None,
+            steps: &reports,
+            summary: &summary,
+        });
         Ok(())
     } else {
         print_summary_block(&service, ui, &id, &summary)
     }
 }
 
+/// `run FILE` when the store already holds the file's newest plan `id`: resume it, refuse while
+/// it runs, or say it has completed.
+fn continue_run(
+    location: &StoreLocation,
+    service: &Service,
+    ui: &Ui,
+    id: &PlanId,
+    file: &PlanFile,
+    events: &Events,
+) -> Result<(), CliError> {
+    // The run lock first: a live runner is refused at once; a step left by a runner that died is
+    // waited for while its supervisor stops it.
+    let lock = acquire_run_lock(service, id).map_err(|e| match e.code {
+        "run_lock_busy" => CliError::new(
+            exit::CONFLICT,
+            "run_lock_busy",
+            format!("plan {id} of this plan file is running in another process; wait for it, or start a separate plan with `waypoint run --new`"),
+        )
+        .with("plan_id", id.as_str())
+        .with_reasons(vec![ResumeIneligibleReason::StillRunning]),
+        _ => e,
+    })?;
+    let view = block_on(service.load_summary(id))?;
+    let preview = ResumeRequest { dry_run: true, fingerprint: None, runner: Some(lock.runner().clone()) };
+    let summary = block_on(service.resume_plan(id, preview))?.summary;
+    let finished = summary.state == ProcessingState::Complete
+        || (summary.reasons.contains(&ResumeIneligibleReason::NothingToResume) && summary.next_step.is_none());
+    if finished || plan_file_source(&view).is_none() {
+        if ui.json() {
+            ui.json_document(&RunDoc {
+                plan_id: id,
+                outcome: "already_completed",
+                resumed: None,
+                steps: &[],
+                summary: &summary,
+            });
+        } else {
+            ui.stdout(&format!(
+                "{} plan {id} · {} · already completed {}; nothing to run (`waypoint run --new {}` starts a fresh plan)",
+                ui.out.green("✓"),
+                file.name.as_str(),
+                render::count(file.steps.len(), "step"),
+                shown_path(&file.path),
+            ));
+        }
+        return Ok(());
+    }
+    let why = why_continue(&view, &summary);
+    let (point, reports) = resume_plan_file(location, service, ui, &view, &file.path, None, events, lock, Some(&why))?;
+    let summary = block_on(service.build_resume_summary(id, None))?;
+    if ui.json() {
+        ui.json_document(&RunDoc {
+            plan_id: id,
+            outcome: "resumed",
+            resumed: Some((&point).into()),
+            steps: &reports,
+            summary: &summary,
+        });
+        Ok(())
+    } else {
+        print_summary_block(service, ui, id, &summary)
+    }
+}
+
 fn run_plan_file(
+    location: &StoreLocation,
     service: &Service,
     ui: &Ui,
     id: &PlanId,
@@ -391,6 +514,7 @@ fn run_plan_file(
 ) -> Result<Vec<StepReport>, CliError> {
     let total = u32::try_from(file.steps.len()).expect("checked when parsed");
     let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total));
-    let mut runner = Runner { service, plan_id: id, file, progress, events };
+    let sidecar = location.sidecar();
+    let mut runner = Runner { service, sidecar: &sidecar, plan_id: id, file, progress, events };
     runner.run_from(from)
 }

@@ -4,13 +4,16 @@
 mod cli;
 mod commands;
 mod error;
+mod keys;
 mod operate;
 mod outputs;
 mod plan_file;
 mod progress;
 mod render;
 mod runner;
+mod sidecar;
 mod store;
+mod supervise;
 mod ui;
 
 #[cfg(test)]
@@ -28,6 +31,9 @@ use crate::ui::Ui;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == supervise::ARG) {
+        return supervise::main(&args[2..]);
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err, json_requested(&args)),

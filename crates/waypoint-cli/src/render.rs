@@ -61,6 +61,10 @@ impl From<&ResumePoint> for PointDoc {
 #[derive(Debug, Serialize)]
 pub struct RunDoc<'a> {
     pub plan_id: &'a PlanId,
+    /// `created` (a new plan), `resumed` (the file's plan continued) or `already_completed`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<PointDoc>,
     pub steps: &'a [StepReport],
     pub summary: &'a ResumeSummary,
 }
@@ -353,5 +357,14 @@ fn describe(event: &PlanEvent) -> String {
         PlanEvent::PhaseCompleted(e) => e.phase.to_string(),
         PlanEvent::PlanApplied(_) => String::new(),
         PlanEvent::PlanCancelled(e) => e.reason.as_ref().map_or(String::new(), |r| short(r.as_str(), 100)),
+    }
+}
+
+/// `1 step`, `3 steps`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }

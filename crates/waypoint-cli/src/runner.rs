@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,9 @@ use crate::error::{exit, one_line, CliError};
 use crate::outputs::digest_outputs;
 use crate::plan_file::{PlanFile, Step};
 use crate::progress::{Progress, StepEnd};
+use crate::sidecar::Sidecar;
 use crate::store::Service;
+use crate::supervise::{self, read_report, ShellEnd};
 
 /// How often the progress display redraws while a step runs (its clock and spinner move).
 const TICK: Duration = Duration::from_millis(100);
@@ -35,7 +39,35 @@ const TAIL_CHARS: usize = 2000;
 #[derive(Debug)]
 enum Event {
     Signal(i32),
-    Exited { step: u32, status: std::io::Result<ExitStatus> },
+    Exited { step: u32, end: StepExit },
+}
+
+/// How a step's shell ended, once its supervisor is gone (and with it every process of the step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepExit {
+    Code(i32),
+    Signal(i32),
+    /// The step could not be run or watched: the text says why.
+    Lost(String),
+}
+
+impl StepExit {
+    fn success(&self) -> bool {
+        *self == StepExit::Code(0)
+    }
+
+    fn from_supervisor(report: Option<ShellEnd>, status: std::io::Result<ExitStatus>) -> Self {
+        match report {
+            Some(ShellEnd::Exited(code)) => StepExit::Code(code),
+            Some(ShellEnd::Signalled(signal)) => StepExit::Signal(signal),
+            Some(ShellEnd::Failed(text)) => StepExit::Lost(text),
+            // Killed with its step (a second Ctrl-C, a timeout's SIGKILL) before it could report.
+            None => match status.ok().and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)) {
+                Some(signal) => StepExit::Signal(signal),
+                None => StepExit::Lost("its supervisor ended without saying how the step ended".into()),
+            },
+        }
+    }
 }
 
 /// SIGINT and SIGTERM, handled by the runner instead of ending it, arrive here as events, next to
@@ -75,6 +107,7 @@ pub struct StepReport {
 
 pub struct Runner<'a> {
     pub service: &'a Service,
+    pub sidecar: &'a Sidecar,
     pub plan_id: &'a PlanId,
     pub file: &'a PlanFile,
     pub progress: Arc<Progress>,
@@ -84,7 +117,7 @@ pub struct Runner<'a> {
 /// How waiting for a step's process ended.
 struct Waited {
     /// `None` when a second signal stopped the wait.
-    status: Option<ExitStatus>,
+    status: Option<StepExit>,
     /// The first signal received while the step ran.
     signal: Option<i32>,
 }
@@ -122,8 +155,25 @@ impl Runner<'_> {
         block_on(self.service.record_step_started(self.plan_id, number, decision_id.clone()))?;
         self.progress.started(n, &step.name);
 
-        let mut command = Command::new("sh");
+        let lock = self.sidecar.attempt_lock(self.plan_id);
+        let supervisor = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => {
+                return Err(CliError::unexpected(format!("cannot find the waypoint binary to supervise steps: {e}")))
+            }
+        };
+        self.sidecar
+            .prepare(self.plan_id)
+            .map_err(|e| CliError::unexpected(format!("cannot create the plan's run folder beside the store: {e}")))?;
+        // The lifeline: the supervisor stops the step when the runner's end of it closes.
+        let (lifeline, supervisor_end) = UnixStream::pair()
+            .map_err(|e| CliError::unexpected(format!("cannot create the step supervisor's socket: {e}")))?;
+        let mut command = Command::new(supervisor);
         command
+            .arg(supervise::ARG)
+            .arg(&lock)
+            .arg("--")
+            .arg("sh")
             .arg("-c")
             .arg(&step.run)
             .current_dir(&self.file.workdir)
@@ -132,13 +182,18 @@ impl Runner<'_> {
             .env("WAYPOINT_STEP", n.to_string())
             .env("WAYPOINT_STEP_NAME", &step.name)
             .env("WAYPOINT_DECISION_ID", decision_id.as_str())
-            .stdin(Stdio::null())
+            .stdin(Stdio::from(OwnedFd::from(supervisor_end)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // Its own process group: a terminal's Ctrl-C reaches only Waypoint, which passes it on to
-        // the whole step (the shell and everything it started) and then records what happened.
+        // the whole step (the supervisor, the shell and everything it started) and then records
+        // what happened.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = match command.spawn() {
+        let spawned = command.spawn();
+        // The command holds the supervisor's end of the lifeline: close it here, so that the
+        // supervisor's exit is seen as the end of the socket.
+        drop(command);
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 let detail = format!("could not be started in {}: {e}", self.file.workdir.display());
@@ -150,7 +205,9 @@ impl Runner<'_> {
         let group = Pid::from_child(&child);
         let exited = self.events.sender.clone();
         std::thread::spawn(move || {
-            let _ = exited.send(Event::Exited { step: n, status: child.wait() });
+            let report = read_report(lifeline);
+            let end = StepExit::from_supervisor(report, child.wait());
+            let _ = exited.send(Event::Exited { step: n, end });
         });
         let waited = self.wait(group, n)?;
         if waited.status.is_some() {
@@ -164,7 +221,7 @@ impl Runner<'_> {
         }
 
         // A step that exited 0 did its work, even if a signal came meanwhile: record it.
-        let report = match waited.status {
+        let report = match &waited.status {
             Some(status) if status.success() => Some(self.checkpoint(n, step, number, decision_id)?),
             _ => None,
         };
@@ -180,7 +237,7 @@ impl Runner<'_> {
             }
             (None, None) => {
                 let tail: Vec<String> = tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
-                let (detail, code) = exit_detail(waited.status);
+                let (detail, code) = exit_detail(waited.status.as_ref());
                 Err(self.fail(n, step, &detail, Some(&tail), code))
             }
         }
@@ -240,9 +297,8 @@ impl Runner<'_> {
         let mut first = None;
         loop {
             match self.events.receiver.recv_timeout(TICK) {
-                Ok(Event::Exited { step, status }) if step == n => {
-                    let status = status.map_err(|e| CliError::unexpected(format!("cannot wait for step {n}: {e}")))?;
-                    return Ok(Waited { status: Some(status), signal: first });
+                Ok(Event::Exited { step, end }) if step == n => {
+                    return Ok(Waited { status: Some(end), signal: first });
                 }
                 // A step that a second signal stopped waiting for, exiting late.
                 Ok(Event::Exited { .. }) => {}
@@ -357,11 +413,12 @@ impl Runner<'_> {
 
 /// How a step that did not succeed ended, in words and as its exit code (`null` when a signal
 /// ended it).
-fn exit_detail(status: Option<ExitStatus>) -> (String, Value) {
-    match status.map(|s| (s.code(), std::os::unix::process::ExitStatusExt::signal(&s))) {
-        Some((Some(code), _)) => (format!("exited with code {code}"), json!(code)),
-        Some((None, Some(signal))) => (format!("was killed by {}", signal_name(signal)), Value::Null),
-        _ => ("ended in an unknown way".to_owned(), Value::Null),
+fn exit_detail(status: Option<&StepExit>) -> (String, Value) {
+    match status {
+        Some(StepExit::Code(code)) => (format!("exited with code {code}"), json!(code)),
+        Some(StepExit::Signal(signal)) => (format!("was killed by {}", signal_name(*signal)), Value::Null),
+        Some(StepExit::Lost(text)) => (format!("could not be run: {text}"), Value::Null),
+        None => ("ended in an unknown way".to_owned(), Value::Null),
     }
 }
 

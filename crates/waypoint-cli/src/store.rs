@@ -16,6 +16,7 @@ use waypoint_store_file::{FileStore, FileStoreError};
 
 use crate::error::{exit, CliError};
 use crate::outputs::OutputsProbe;
+use crate::sidecar::{Sidecar, StepAwareRunLocks};
 
 /// Every store the binary can open, behind the one port. Adding a store is a variant here, a
 /// line in `delegate!` and a case in [`StoreLocation::parse`].
@@ -126,12 +127,19 @@ impl StoreLocation {
         }
     }
 
+    /// What is kept beside this store for plan-file runs (attempt locks, step outputs, logs).
+    pub fn sidecar(&self) -> Sidecar {
+        match self {
+            StoreLocation::Dir(dir) => crate::sidecar::beside_dir(dir),
+        }
+    }
+
     /// Opens for writing, creating the store if needed. For `create` and `run`.
     pub fn open_for_write(&self) -> Result<Service, CliError> {
         match self {
             StoreLocation::Dir(dir) => {
                 let store = FileStore::open(dir).map_err(|e| file_store_error(dir, e))?;
-                Ok(compose(AnyStore::File(store)))
+                Ok(compose(AnyStore::File(store), self.sidecar()))
             }
         }
     }
@@ -149,7 +157,7 @@ impl StoreLocation {
     pub fn open_read_only(&self) -> Result<Option<Service>, CliError> {
         match self {
             StoreLocation::Dir(dir) => match FileStore::open_read_only(dir) {
-                Ok(store) => Ok(Some(compose(AnyStore::File(store)))),
+                Ok(store) => Ok(Some(compose(AnyStore::File(store), self.sidecar()))),
                 // Nothing there: no plans. Something that is not a directory: not a store.
                 Err(FileStoreError::NotFound { .. }) if !dir.exists() => Ok(None),
                 Err(FileStoreError::NotFound { .. }) => Err(CliError::new(
@@ -169,8 +177,9 @@ impl StoreLocation {
     }
 }
 
-fn compose(store: AnyStore) -> Service {
-    PlanResumeService::new(store).with_snapshot_probe(OutputsProbe).with_actor(actor())
+fn compose(store: AnyStore, sidecar: Sidecar) -> Service {
+    let run_locks = StepAwareRunLocks::new(store.run_locks(), sidecar);
+    PlanResumeService::new(store).with_run_locks(run_locks).with_snapshot_probe(OutputsProbe).with_actor(actor())
 }
 
 /// Takes the plan's run lock without waiting, as this process's runner; someone else holding it

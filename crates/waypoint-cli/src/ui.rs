@@ -106,3 +106,17 @@ impl Ui {
         self.note(&format!("{} {}", self.err.red(&self.err.bold("error:")), error.message));
     }
 }
+
+/// A path as messages show it: control characters (an ESC, a BEL, a newline in a file name)
+/// escaped, so that printing a path can never drive the terminal.
+pub fn shown_path(path: &std::path::Path) -> String {
+    escape_controls(&path.display().to_string())
+}
+
+/// `text` with every control character written as an escape (`\n`, `\t`, `\u{1b}`).
+pub fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
