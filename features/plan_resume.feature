@@ -192,6 +192,14 @@ Feature: Resuming an interrupted plan
       Then the existing checkpoint of step 1 is returned
       And no events were appended
 
+    Scenario: two identical checkpoints racing are both accepted, and recorded once
+      Given a plan "alpha" with 4 steps
+      And the plan starts strategize
+      And step 1 completes
+      When two runners record step 2 with the same payload at the same moment
+      Then both are accepted and one of them appended
+      And 1 event was appended
+
     Scenario: a retry after the plan was interrupted is refused, because the plan is not processing
       Given a plan "alpha" with 4 steps
       And the plan starts strategize

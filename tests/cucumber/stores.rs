@@ -63,7 +63,15 @@ stores! {
 #[derive(Debug, Clone)]
 pub struct TestStore {
     backend: Backend,
-    load_gate: Arc<Mutex<Option<Arc<Barrier>>>>,
+    load_gate: Arc<Mutex<Option<Gate>>>,
+}
+
+/// The first `callers` loads meet at the barrier; later loads (a loser reloading after its
+/// conflict) pass straight through.
+#[derive(Debug, Clone)]
+struct Gate {
+    barrier: Arc<Barrier>,
+    waiting: Arc<AtomicUsize>,
 }
 
 impl TestStore {
@@ -73,14 +81,15 @@ impl TestStore {
 
     /// Until `close_gate`, every plan load waits until `callers` loads are waiting.
     pub fn open_gate(&self, callers: usize) {
-        *self.gate() = Some(Arc::new(Barrier::new(callers)));
+        *self.gate() =
+            Some(Gate { barrier: Arc::new(Barrier::new(callers)), waiting: Arc::new(AtomicUsize::new(callers)) });
     }
 
     pub fn close_gate(&self) {
         *self.gate() = None;
     }
 
-    fn gate(&self) -> std::sync::MutexGuard<'_, Option<Arc<Barrier>>> {
+    fn gate(&self) -> std::sync::MutexGuard<'_, Option<Gate>> {
         self.load_gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -135,8 +144,11 @@ impl PlanStore for TestStore {
         Box::pin(async move {
             let view = load.await;
             // Wait after reading, so every racer has read the same version before any appends.
-            if let Some(barrier) = gate {
-                barrier.wait();
+            if let Some(gate) = gate {
+                let first = gate.waiting.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                if first {
+                    gate.barrier.wait();
+                }
             }
             view
         })

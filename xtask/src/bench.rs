@@ -225,11 +225,14 @@ fn plan_event(v: u32, total: Option<u32>) -> RecordedEvent {
             fingerprint: None,
             source: None,
             created_at: Utc::now(),
+            steps: vec![],
         }),
         2 => PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None }),
         v if v % 2 == 1 => PlanEvent::StepStarted(StepStarted {
             step: step((v - 1) / 2),
             decision_id: DecisionId::parse(&format!("decision-{}", (v - 1) / 2)).expect("valid"),
+            name: None,
+            attempt: None,
         }),
         v => PlanEvent::StepCompleted(StepCompleted {
             checkpoint_id: CheckpointId::from_uuid(uuid::Uuid::new_v4()),
@@ -240,6 +243,9 @@ fn plan_event(v: u32, total: Option<u32>) -> RecordedEvent {
                     .expect("valid"),
             ),
             artifacts: vec![Artifact::parse("build/output/report.json").expect("valid")],
+            name: None,
+            output: None,
+            fingerprint: None,
         }),
     })
 }
@@ -391,7 +397,7 @@ fn replay_throughput(store: &Path) -> Result<Figure, String> {
 
 /// Every record's data bytes, read outside any timing.
 fn record_data(store: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let bytes = std::fs::read(store.join("events.log")).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(inspect::log_file(store)).map_err(|e| e.to_string())?;
     let mut rest = &bytes[FILE_HEADER.len()..];
     let mut data = Vec::new();
     while !rest.is_empty() {
@@ -550,7 +556,7 @@ fn append_latency(dir: &Path, appends: usize) -> Result<Figure, String> {
         store_samples.push(started.elapsed());
     }
     // The baseline writes records of the size the store wrote for these events.
-    let log_len = std::fs::metadata(dir.join("store").join("events.log")).map_err(|e| e.to_string())?.len();
+    let log_len = std::fs::metadata(inspect::log_file(dir.join("store"))).map_err(|e| e.to_string())?.len();
     let record_len = (log_len as usize - FILE_HEADER.len()) / version as usize;
     let mut raw: File =
         OpenOptions::new().create(true).append(true).open(dir.join("raw.log")).map_err(|e| e.to_string())?;

@@ -234,7 +234,7 @@ struct PlanCost {
 
 fn run(args: &Args) -> Result<Report, FileStoreError> {
     let started = Instant::now();
-    let log_bytes = std::fs::metadata(args.store.join("events.log")).map(|m| m.len()).unwrap_or(0);
+    let log_bytes = std::fs::metadata(inspect::log_file(&args.store)).map(|m| m.len()).unwrap_or(0);
     let mut verifier = if args.verify { Some(Verifier::new(&args.store, args.plan.clone())?) } else { None };
     let mut progress = Progress::new(log_bytes);
 
@@ -326,7 +326,8 @@ fn plan_report(live: &FileStore, view: &PlanView, cut: Cut) -> PlanReport {
         Cut::Now => RunLocks::is_held(&live.run_locks(), &view.plan_id),
         Cut::Version(_) | Cut::At(_) => true,
     };
-    let inputs = EligibilityInputs { runner_alive, fingerprint: None, snapshot: SnapshotCheck::NotChecked };
+    let inputs =
+        EligibilityInputs { runner_alive, fingerprint: None, snapshot: SnapshotCheck::NotChecked, definition: None };
     let eligibility = evaluate_eligibility(&view.state, &inputs);
     let summary = ResumeSummary::build(&view.plan_id, &view.state, &eligibility, Some(view.last_activity_at));
     PlanReport { version: view.version, summary, eligibility }

@@ -2,47 +2,116 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use eventually::aggregate::Aggregate;
 use eventually::store::{Expected, Select};
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    evaluate_eligibility, Actor, Artifact, Checkpoint, CheckpointId, DecisionId, EligibilityInputs, EventId,
-    Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState, ProcessingState,
-    ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
+    evaluate_eligibility, Actor, Artifact, Attempt, AttemptFailure, Checkpoint, CheckpointId, DecisionId,
+    EligibilityInputs, EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState,
+    ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepDefinition, StepName,
+    StepNumber, StepOutput, TotalSteps,
 };
 
 use crate::error::ServiceError;
 use crate::ports::{Clock, NoSnapshotProbe, RunLockGuard, RunLocks, SnapshotProbe, SystemClock};
-use crate::store::{PlanStore, PlanView, RecordedEvent, StoredEvent};
+use crate::store::{PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 
 /// What to create.
 #[derive(Debug, Clone, Default)]
 pub struct NewPlan {
     /// A caller-chosen id; a random one when absent.
     pub id: Option<PlanId>,
+    /// A human name.
     pub name: Option<PlanName>,
+    /// How many steps the first phase has, when known.
     pub total_steps: Option<TotalSteps>,
+    /// A digest of the whole plan definition, compared on resume.
     pub fingerprint: Option<Fingerprint>,
     /// Where the plan definition lives, such as a plan file path.
     pub source: Option<Artifact>,
+    /// The definition's steps with their fingerprints, for the per-step definition check on
+    /// resume; empty when the caller has no per-step definition.
+    pub steps: Vec<StepDefinition>,
     /// Enter this phase (from `action`: `strategize`) in the same append as the creation, so no
     /// crash can leave a plan created but never started. `runner` names the caller's run lock.
     pub start: Option<(Phase, Option<RunnerId>)>,
 }
 
+/// The intent to run one step, as the caller reports it before running it.
+#[derive(Debug, Clone)]
+pub struct StepStart {
+    /// The step about to run.
+    pub step: StepNumber,
+    /// The decision that produced its work.
+    pub decision_id: DecisionId,
+    /// The step's name in the plan definition; a different name than the one already recorded
+    /// for this step is refused (`step_mismatch`).
+    pub name: Option<StepName>,
+    /// Which attempt at the step this is, when the caller retries steps.
+    pub attempt: Option<Attempt>,
+}
+
+impl StepStart {
+    /// A start with no name and no attempt number.
+    pub fn new(step: StepNumber, decision_id: DecisionId) -> Self {
+        Self { step, decision_id, name: None, attempt: None }
+    }
+}
+
+/// A failed attempt at the running step that will be retried, as the caller reports it.
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    /// The step whose attempt failed.
+    pub step: StepNumber,
+    /// Which attempt it was.
+    pub attempt: Attempt,
+    /// How it failed: exit code, signal, timeout or error.
+    pub reason: AttemptFailure,
+    /// When the next attempt is due, if the caller schedules one.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
 /// One step's completion, as the caller reports it.
 #[derive(Debug, Clone)]
 pub struct StepCheckpoint {
+    /// The step that completed.
     pub step: StepNumber,
+    /// The decision that produced its work.
     pub decision_id: DecisionId,
+    /// A reference to the workspace state after the step.
     pub snapshot_id: Option<SnapshotId>,
+    /// What the step produced, as paths or references.
     pub artifacts: Vec<Artifact>,
+    /// The step's name in the plan definition; checked against the name already recorded.
+    pub name: Option<StepName>,
+    /// What the step produced, given back to every later run from the log.
+    pub output: Option<StepOutput>,
+    /// The fingerprint of the step's definition as it ran, compared on resume.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl StepCheckpoint {
+    /// A checkpoint of `step` under `decision_id`, with no snapshot, artifacts, name, output or
+    /// fingerprint; set the fields that apply.
+    pub fn new(step: StepNumber, decision_id: DecisionId) -> Self {
+        Self {
+            step,
+            decision_id,
+            snapshot_id: None,
+            artifacts: Vec::new(),
+            name: None,
+            output: None,
+            fingerprint: None,
+        }
+    }
 }
 
 /// The checkpoint a `record_step_checkpoint` call stands on, and whether it wrote anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointRecorded {
+    /// The checkpoint as recorded (the existing one for a retry).
     pub checkpoint: Checkpoint,
     /// `false` for an idempotent retry: the existing checkpoint is returned and nothing appended.
     pub appended: bool,
@@ -74,7 +143,9 @@ pub struct ResumePoint {
 /// The result of `resume_plan`: the summary, and for a real resume the point to continue from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumeOutcome {
+    /// The plan's summary: before the resume for a preview, after it for a real one.
     pub summary: ResumeSummary,
+    /// Where work continues; `None` for a preview.
     pub resumed: Option<ResumePoint>,
 }
 
@@ -100,6 +171,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         }
     }
 
+    /// The same service with another clock (tests use [`crate::ManualClock`]).
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
@@ -112,6 +184,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         self
     }
 
+    /// The same service checking checkpoints' snapshots with `probe`.
     pub fn with_snapshot_probe(mut self, probe: impl SnapshotProbe + 'static) -> Self {
         self.snapshots = Arc::new(probe);
         self
@@ -123,6 +196,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         self
     }
 
+    /// The store this service works on.
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -134,6 +208,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(self.run_locks.acquire(plan_id, runner)?)
     }
 
+    /// Creates a plan (in `action`, or already started when [`NewPlan::start`] says so).
     pub async fn create_plan(&self, new: NewPlan) -> Result<PlanView, ServiceError> {
         let plan_id = new.id.unwrap_or_else(|| PlanId::from_uuid(Uuid::new_v4()));
         let command = PlanCommand::Create {
@@ -141,6 +216,7 @@ impl<S: PlanStore> PlanResumeService<S> {
             total_steps: new.total_steps,
             fingerprint: new.fingerprint,
             source: new.source,
+            steps: new.steps,
             at: self.clock.now(),
         };
         let mut commands = vec![command];
@@ -164,18 +240,27 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.execute(plan_id, PlanCommand::StartPhase { phase, runner }).await
     }
 
+    /// Sets how many steps the current phase has.
     pub async fn set_total_steps(&self, plan_id: &PlanId, total: TotalSteps) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::SetTotalSteps { total }).await
     }
 
-    /// Records the intent to run `step`: until its checkpoint lands it is the uncertain step.
-    pub async fn record_step_started(
+    /// Records the intent to run a step: until its checkpoint lands it is the uncertain step.
+    pub async fn record_step_started(&self, plan_id: &PlanId, start: StepStart) -> Result<PlanView, ServiceError> {
+        let StepStart { step, decision_id, name, attempt } = start;
+        self.execute(plan_id, PlanCommand::StartStep { step, decision_id, name, attempt }).await
+    }
+
+    /// Records that an attempt at the running step failed and will be retried: the plan stays
+    /// `processing` and the step is no longer uncertain; the next attempt records its own start.
+    /// The last failed attempt is recorded with [`Self::fail`] instead.
+    pub async fn record_attempt_failed(
         &self,
         plan_id: &PlanId,
-        step: StepNumber,
-        decision_id: DecisionId,
+        failed: FailedAttempt,
     ) -> Result<PlanView, ServiceError> {
-        self.execute(plan_id, PlanCommand::StartStep { step, decision_id }).await
+        let FailedAttempt { step, attempt, reason, retry_at } = failed;
+        self.execute(plan_id, PlanCommand::RecordAttemptFailed { step, attempt, reason, retry_at }).await
     }
 
     /// Records that a step completed. An exact retry returns the existing checkpoint and writes
@@ -192,6 +277,9 @@ impl<S: PlanStore> PlanResumeService<S> {
             decision_id: checkpoint.decision_id,
             snapshot_id: checkpoint.snapshot_id,
             artifacts: checkpoint.artifacts,
+            name: checkpoint.name,
+            output: checkpoint.output,
+            fingerprint: checkpoint.fingerprint,
         };
         let (view, appended) = self.execute_appending(plan_id, command).await?;
         let checkpoint =
@@ -206,22 +294,27 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(appended)
     }
 
+    /// Records that the current phase failed: the plan is `errored`, and can resume.
     pub async fn fail(&self, plan_id: &PlanId, message: Message) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Fail { message }).await
     }
 
+    /// Records that the apply phase hit a constraint.
     pub async fn constrain(&self, plan_id: &PlanId, message: Message) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Constrain { message }).await
     }
 
+    /// Completes the current strategize or execute phase.
     pub async fn complete_phase(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::CompletePhase).await
     }
 
+    /// Records that the apply phase applied the plan (terminal).
     pub async fn apply(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Apply).await
     }
 
+    /// Cancels the plan (terminal).
     pub async fn cancel(&self, plan_id: &PlanId, reason: Option<Message>) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Cancel { reason }).await
     }
@@ -248,6 +341,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(evaluate_eligibility(&view.state, &self.eligibility_inputs(&view, fingerprint, false)))
     }
 
+    /// The plan's summary: state, progress, and whether and from where it can resume.
     pub async fn build_resume_summary(
         &self,
         plan_id: &PlanId,
@@ -338,7 +432,8 @@ impl<S: PlanStore> PlanResumeService<S> {
         let state = &view.state;
         let running = state.state == ProcessingState::Processing && !state.resume.interrupted;
         let runner_alive = running && !caller_holds_lock && self.run_locks.is_held(&view.plan_id);
-        EligibilityInputs { runner_alive, fingerprint, snapshot }
+        // No definition probe yet: the whole-plan fingerprint rule applies.
+        EligibilityInputs { runner_alive, fingerprint, snapshot, definition: None }
     }
 
     async fn execute(&self, plan_id: &PlanId, command: PlanCommand) -> Result<PlanView, ServiceError> {
@@ -351,7 +446,23 @@ impl<S: PlanStore> PlanResumeService<S> {
         command: PlanCommand,
     ) -> Result<(PlanView, bool), ServiceError> {
         let view = self.load(plan_id).await?;
-        self.execute_on(plan_id, Some(view), vec![command]).await
+        // Only commands with an idempotent form are worth deciding twice.
+        let retry = matches!(command, PlanCommand::RecordCheckpoint { .. } | PlanCommand::RecordShutdown { .. })
+            .then(|| command.clone());
+        match self.execute_on(plan_id, Some(view), vec![command]).await {
+            // An identical command that lost a race to its twin is the idempotent case: decided
+            // again against what the winner wrote, it appends nothing and succeeds. Anything
+            // else that changed meanwhile keeps the conflict.
+            Err(conflict @ ServiceError::Store(StoreError::Conflict { .. })) => {
+                let Some(command) = retry else { return Err(conflict) };
+                let fresh = self.load(plan_id).await?;
+                match Plan.handle(plan_id, &Some(fresh.state.clone()), command).await {
+                    Ok(None) => Ok((fresh, false)),
+                    _ => Err(conflict),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Decides `commands` against `view` and appends the result with an expected-version check.

@@ -22,3 +22,22 @@ impl StoreFixture for Memory {
 fn the_in_memory_store_passes_the_conformance_kit() {
     testkit::run("memory", &Memory);
 }
+
+struct OffThreadMemory;
+
+impl StoreFixture for OffThreadMemory {
+    type Store = crate::OffThreadStore<InMemoryStore>;
+
+    fn fresh(&self) -> Self::Store {
+        crate::OffThreadStore::new(InMemoryStore::new(), 2)
+    }
+
+    fn reopen(&self, store: &Self::Store) -> Self::Store {
+        store.clone()
+    }
+}
+
+#[test]
+fn the_off_thread_face_of_a_store_passes_the_conformance_kit() {
+    testkit::run("off-thread memory", &OffThreadMemory);
+}

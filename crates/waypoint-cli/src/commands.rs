@@ -5,8 +5,12 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use futures::executor::block_on;
-use waypoint_application::{NewPlan, PlanView, ResumePoint, ResumeRequest, RunLockGuard, ServiceError, StepCheckpoint};
-use waypoint_domain::{Fingerprint, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber};
+use waypoint_application::{
+    NewPlan, PlanView, ResumePoint, ResumeRequest, RunLockGuard, ServiceError, StepCheckpoint, StepStart,
+};
+use waypoint_domain::{
+    Fingerprint, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,
+};
 
 use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand, RunArgs};
 use crate::error::{exit, CliError};
@@ -39,7 +43,7 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
         }
         PlanCommand::StepStarted { id, step, decision } => {
             write(location, ui, &id, &format!("step {step} started"), |s| {
-                block_on(s.record_step_started(&id, step, decision))
+                block_on(s.record_step_started(&id, StepStart::new(step, decision)))
             })
         }
         PlanCommand::Checkpoint(args) => checkpoint(location, ui, args),
@@ -78,6 +82,7 @@ fn create(location: &StoreLocation, ui: &Ui, args: CreateArgs) -> Result<(), Cli
         total_steps: args.total_steps,
         fingerprint: args.fingerprint,
         source: None,
+        steps: Vec::new(),
         start: None,
     };
     let view = block_on(service.create_plan(new))?;
@@ -124,7 +129,15 @@ fn checkpoint(location: &StoreLocation, ui: &Ui, args: CheckpointArgs) -> Result
     let step = args.step;
     let recorded = block_on(service.record_step_checkpoint(
         &args.id,
-        StepCheckpoint { step, decision_id: args.decision, snapshot_id: args.snapshot, artifacts: args.artifacts },
+        StepCheckpoint {
+            step,
+            decision_id: args.decision,
+            snapshot_id: args.snapshot,
+            artifacts: args.artifacts,
+            name: None,
+            output: None,
+            fingerprint: None,
+        },
     ))?;
     let done = if recorded.appended {
         format!("step {step} checkpoint {} recorded", recorded.checkpoint.checkpoint_id)
@@ -409,6 +422,7 @@ fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError>
         total_steps: Some(file.total_steps()),
         fingerprint: Some(file.fingerprint.clone()),
         source: Some(source),
+        steps: Vec::new(),
         start: Some((Phase::Strategize, Some(runner_id()))),
     };
     block_on(service.create_plan(new))?;

@@ -308,7 +308,7 @@ pub fn timeline(style: Style, events: &[StoredEvent]) -> String {
             PlanEvent::StepCompleted(_) | PlanEvent::PhaseCompleted(_) | PlanEvent::PlanApplied(_) => {
                 style.green(&kind)
             }
-            PlanEvent::Interrupted(_) | PlanEvent::Resumed(_) => style.yellow(&kind),
+            PlanEvent::Interrupted(_) | PlanEvent::Resumed(_) | PlanEvent::StepAttemptFailed(_) => style.yellow(&kind),
             PlanEvent::PlanErrored(_) | PlanEvent::PlanConstrained(_) | PlanEvent::PlanCancelled(_) => style.red(&kind),
             _ => style.cyan(&kind),
         };
@@ -357,6 +357,7 @@ fn describe(event: &PlanEvent) -> String {
         PlanEvent::PhaseCompleted(e) => e.phase.to_string(),
         PlanEvent::PlanApplied(_) => String::new(),
         PlanEvent::PlanCancelled(e) => e.reason.as_ref().map_or(String::new(), |r| short(r.as_str(), 100)),
+        PlanEvent::StepAttemptFailed(e) => format!("step {} · attempt {} · {}", e.step, e.attempt, e.reason),
     }
 }
 

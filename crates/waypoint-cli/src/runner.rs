@@ -15,7 +15,7 @@ use rustix::process::{kill_process_group, Pid, Signal};
 use serde_json::{json, Value};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use waypoint_application::StepCheckpoint;
+use waypoint_application::{StepCheckpoint, StepStart};
 use waypoint_domain::{Artifact, DecisionId, Message, PlanId, StepNumber};
 
 use crate::error::{exit, one_line, CliError};
@@ -152,7 +152,7 @@ impl Runner<'_> {
     fn run_step(&mut self, n: u32, step: &Step) -> Result<StepReport, CliError> {
         let number = StepNumber::new(n).expect("steps count from 1");
         let decision_id = new_decision_id(n);
-        block_on(self.service.record_step_started(self.plan_id, number, decision_id.clone()))?;
+        block_on(self.service.record_step_started(self.plan_id, StepStart::new(number, decision_id.clone())))?;
         self.progress.started(n, &step.name);
 
         let lock = self.sidecar.attempt_lock(self.plan_id);
@@ -272,6 +272,9 @@ impl Runner<'_> {
             decision_id: decision_id.clone(),
             snapshot_id: snapshot_id.clone(),
             artifacts,
+            name: None,
+            output: None,
+            fingerprint: None,
         };
         block_on(self.service.record_step_checkpoint(self.plan_id, checkpoint))?;
         Ok(StepReport {

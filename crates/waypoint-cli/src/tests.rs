@@ -85,6 +85,9 @@ fn checkpoint(snapshot: Option<&str>, artifacts: &[&Path]) -> Checkpoint {
         decision_id: DecisionId::parse("d").unwrap(),
         snapshot_id: snapshot.map(|s| SnapshotId::parse(s).unwrap()),
         artifacts: artifacts.iter().map(|p| Artifact::parse(p.to_str().unwrap()).unwrap()).collect(),
+        name: None,
+        output: None,
+        fingerprint: None,
     }
 }
 

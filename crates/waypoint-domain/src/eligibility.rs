@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::definition::{check_definition, ChangedStep, CurrentDefinition};
 use crate::ids::Fingerprint;
 use crate::lifecycle::{Phase, ProcessingState};
 use crate::state::PlanState;
@@ -51,7 +52,7 @@ impl ResumeIneligibleReason {
             }
             ResumeIneligibleReason::NothingToResume => "every step has completed; start the next phase",
             ResumeIneligibleReason::DefinitionChanged => {
-                "the plan definition changed since the plan was created; create a new plan"
+                "the plan definition changed where it already ran, or cannot be read; restore it or start a new plan"
             }
             ResumeIneligibleReason::SnapshotMissing => {
                 "the last checkpoint's snapshot or artifacts are gone or changed; restore them or start over"
@@ -81,9 +82,12 @@ pub enum SnapshotCheck {
 pub struct EligibilityInputs {
     /// Someone holds the plan's run lock right now.
     pub runner_alive: bool,
-    /// The caller's fingerprint of the plan definition, to compare with the recorded one.
+    /// The caller's fingerprint of the whole plan definition, to compare with the recorded one.
+    /// Ignored when `definition` is given: the definition check decides then.
     pub fingerprint: Option<Fingerprint>,
     pub snapshot: SnapshotCheck,
+    /// The plan definition as a probe found it now, for the per-step definition check.
+    pub definition: Option<CurrentDefinition>,
 }
 
 /// The verdict: eligible, or every reason that applies.
@@ -93,6 +97,10 @@ pub struct ResumeEligibility {
     pub reasons: Vec<ResumeIneligibleReason>,
     /// The plan is `processing` but its runner is gone without recording an interruption.
     pub crash_inferred: bool,
+    /// Every step whose definition differs from the recorded one, in step order. Completed ones
+    /// make the plan `definition_changed`; pending ones do not block.
+    #[serde(default)]
+    pub changed_steps: Vec<ChangedStep>,
 }
 
 /// Decides whether `plan` can resume, listing every reason it cannot, in a stable order.
@@ -115,14 +123,21 @@ pub fn evaluate_eligibility(plan: &PlanState, inputs: &EligibilityInputs) -> Res
     if plan.state == ProcessingState::Complete || meta.all_steps_completed() {
         reasons.push(NothingToResume);
     }
-    if let (Some(given), Some(recorded)) = (&inputs.fingerprint, &plan.fingerprint) {
-        if given != recorded {
-            reasons.push(DefinitionChanged);
+    let mut changed_steps = Vec::new();
+    let definition_changed = match &inputs.definition {
+        Some(current) => {
+            let check = check_definition(plan, current);
+            changed_steps = check.changed_steps;
+            check.definition_changed
         }
+        None => matches!((&inputs.fingerprint, &plan.fingerprint), (Some(given), Some(recorded)) if given != recorded),
+    };
+    if definition_changed {
+        reasons.push(DefinitionChanged);
     }
     if inputs.snapshot == SnapshotCheck::Missing {
         reasons.push(SnapshotMissing);
     }
     let crash_inferred = processing_uninterrupted && plan.runner.is_some() && !inputs.runner_alive;
-    ResumeEligibility { eligible: reasons.is_empty(), reasons, crash_inferred }
+    ResumeEligibility { eligible: reasons.is_empty(), reasons, crash_inferred, changed_steps }
 }

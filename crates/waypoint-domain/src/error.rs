@@ -1,7 +1,7 @@
 //! Every refusal a plan can give, as one typed error.
 
 use crate::eligibility::ResumeIneligibleReason;
-use crate::ids::{CheckpointId, StepNumber, TotalSteps};
+use crate::ids::{Attempt, CheckpointId, StepName, StepNumber, TotalSteps};
 use crate::lifecycle::{Phase, ProcessingState};
 
 /// A command the plan refused. Nothing was recorded.
@@ -27,10 +27,23 @@ pub enum PlanError {
         "step {step} was already recorded as checkpoint {existing} with a different decision, snapshot or artifacts"
     )]
     ConflictingCheckpoint { step: StepNumber, existing: CheckpointId },
+    #[error(
+        "step {step} is recorded as {recorded:?} but was given as {given:?}; the plan's steps changed since it ran, so continue it with the definition it was started with or start a new plan"
+    )]
+    StepMismatch { step: StepNumber, recorded: StepName, given: StepName },
+    #[error("attempt {attempt} of step {step} is not running{}; record a failed attempt after its step started and before it completed", running_text(.uncertain))]
+    AttemptNotRunning { step: StepNumber, attempt: Attempt, uncertain: Option<StepNumber> },
     #[error("total steps {total} is below the last completed step {last_completed}")]
     TotalBelowCompleted { total: TotalSteps, last_completed: StepNumber },
     #[error("the plan cannot resume: {}", reasons_text(.reasons))]
     NotEligible { reasons: Vec<ResumeIneligibleReason> },
+}
+
+fn running_text(uncertain: &Option<StepNumber>) -> String {
+    match uncertain {
+        Some(step) => format!(" (step {step} is running)"),
+        None => " (no step is running)".to_owned(),
+    }
 }
 
 fn reasons_text(reasons: &[ResumeIneligibleReason]) -> String {
@@ -50,6 +63,8 @@ impl PlanError {
             PlanError::StepOutOfOrder { .. } => "step_out_of_order",
             PlanError::StepBeyondTotal { .. } => "step_beyond_total",
             PlanError::ConflictingCheckpoint { .. } => "conflicting_checkpoint",
+            PlanError::StepMismatch { .. } => "step_mismatch",
+            PlanError::AttemptNotRunning { .. } => "attempt_not_running",
             PlanError::TotalBelowCompleted { .. } => "total_below_completed",
             PlanError::NotEligible { .. } => "not_eligible",
         }

@@ -6,9 +6,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::definition::StepDefinition;
 use crate::ids::{
-    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepNumber,
-    TotalSteps,
+    Actor, Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepName,
+    StepNumber, StepOutput, TotalSteps,
 };
 use crate::lifecycle::Phase;
 
@@ -20,6 +21,9 @@ pub struct PlanCreated {
     /// Where the plan's definition lives (a plan file path), so a resume can find it again.
     pub source: Option<Artifact>,
     pub created_at: DateTime<Utc>,
+    /// The definition's steps in order, each with its fingerprint; empty when the caller has no
+    /// per-step definition. Added in schema version 2; version 1 records are upcast with none.
+    pub steps: Vec<StepDefinition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +42,10 @@ pub struct TotalStepsSet {
 pub struct StepStarted {
     pub step: StepNumber,
     pub decision_id: DecisionId,
+    /// Added in schema version 2 (with `attempt`); version 1 records are upcast with none.
+    pub name: Option<StepName>,
+    /// Which attempt at the step this is, when the caller counts attempts.
+    pub attempt: Option<Attempt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +56,13 @@ pub struct StepCompleted {
     pub snapshot_id: Option<SnapshotId>,
     /// Added in schema version 2; version 1 records are upcast with an empty list.
     pub artifacts: Vec<Artifact>,
+    /// Added in schema version 3 (with `output` and `fingerprint`); older records are upcast
+    /// with none of the three.
+    pub name: Option<StepName>,
+    /// What the step produced. A JSON `null` output reads back as no output.
+    pub output: Option<StepOutput>,
+    /// The fingerprint of the step's definition when it ran, compared on resume to detect drift.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +102,44 @@ pub struct PlanCancelled {
     pub reason: Option<Message>,
 }
 
+/// Why one attempt at a step failed. The serde form is tagged by `kind`:
+/// `{"kind":"exit","code":3}`, `{"kind":"signal","signal":9}`, `{"kind":"timeout"}`,
+/// `{"kind":"error","message":"…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttemptFailure {
+    /// The step's process exited with a non-zero code.
+    Exit { code: i32 },
+    /// The step's process was killed by a signal.
+    Signal { signal: i32 },
+    /// The step ran past its timeout and was stopped.
+    Timeout,
+    /// The step could not run or failed in some other way.
+    Error { message: Message },
+}
+
+impl std::fmt::Display for AttemptFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptFailure::Exit { code } => write!(f, "exit code {code}"),
+            AttemptFailure::Signal { signal } => write!(f, "signal {signal}"),
+            AttemptFailure::Timeout => f.write_str("timeout"),
+            AttemptFailure::Error { message } => write!(f, "error: {message}"),
+        }
+    }
+}
+
+/// An attempt at the uncertain step failed and the step will be tried again; the plan stays
+/// `processing`. The last failed attempt is recorded as `PlanErrored` instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepAttemptFailed {
+    pub step: StepNumber,
+    pub attempt: Attempt,
+    pub reason: AttemptFailure,
+    /// When the next attempt is due, if the caller schedules one.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
 /// One fact in a plan's life. The serde form is the adjacently tagged `{"type", "data"}` pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
@@ -103,6 +156,7 @@ pub enum PlanEvent {
     PhaseCompleted(PhaseCompleted),
     PlanApplied(PlanApplied),
     PlanCancelled(PlanCancelled),
+    StepAttemptFailed(StepAttemptFailed),
 }
 
 /// The stable name of each event type, as stored.
@@ -121,10 +175,11 @@ pub enum EventType {
     PhaseCompleted,
     PlanApplied,
     PlanCancelled,
+    StepAttemptFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 13] = [
         EventType::PlanCreated,
         EventType::PhaseStarted,
         EventType::TotalStepsSet,
@@ -137,6 +192,7 @@ impl EventType {
         EventType::PhaseCompleted,
         EventType::PlanApplied,
         EventType::PlanCancelled,
+        EventType::StepAttemptFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -153,6 +209,7 @@ impl EventType {
             EventType::PhaseCompleted => "phase_completed",
             EventType::PlanApplied => "plan_applied",
             EventType::PlanCancelled => "plan_cancelled",
+            EventType::StepAttemptFailed => "step_attempt_failed",
         }
     }
 
@@ -163,7 +220,9 @@ impl EventType {
     /// The schema version written today. Older versions are upcast on read.
     pub fn current_schema_version(self) -> u16 {
         match self {
-            EventType::StepCompleted => 2,
+            EventType::StepCompleted => 3,
+            EventType::StepStarted => 2,
+            EventType::PlanCreated => 2,
             _ => 1,
         }
     }
@@ -201,6 +260,7 @@ impl PlanEvent {
             PlanEvent::PhaseCompleted(_) => EventType::PhaseCompleted,
             PlanEvent::PlanApplied(_) => EventType::PlanApplied,
             PlanEvent::PlanCancelled(_) => EventType::PlanCancelled,
+            PlanEvent::StepAttemptFailed(_) => EventType::StepAttemptFailed,
         }
     }
 
@@ -227,6 +287,7 @@ impl PlanEvent {
             PlanEvent::PhaseCompleted(d) => to_vec(d),
             PlanEvent::PlanApplied(d) => to_vec(d),
             PlanEvent::PlanCancelled(d) => to_vec(d),
+            PlanEvent::StepAttemptFailed(d) => to_vec(d),
         }
     }
 
@@ -265,14 +326,36 @@ impl PlanEvent {
             EventType::PhaseCompleted => PlanEvent::PhaseCompleted(parse(data)?),
             EventType::PlanApplied => PlanEvent::PlanApplied(parse(data)?),
             EventType::PlanCancelled => PlanEvent::PlanCancelled(parse(data)?),
+            EventType::StepAttemptFailed => PlanEvent::StepAttemptFailed(parse(data)?),
         })
     }
 }
 
+/// Fields a schema version added, each with the value older records implicitly had.
+type AddedFields = &'static [(&'static str, fn() -> serde_json::Value)];
+
 /// Rewrites `value` from schema version `from` of `ty` to `from + 1`. The one place old shapes live.
 fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
-    // step_completed v1 -> v2: artifacts were added; v1 checkpoints had none.
-    if let (EventType::StepCompleted, 1, serde_json::Value::Object(map)) = (ty, from, value) {
-        map.entry("artifacts").or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    use serde_json::Value;
+    let Value::Object(map) = value else {
+        // Not an object: leave it for decoding to report as malformed.
+        return;
+    };
+    // Each added field with the value older records implicitly had.
+    let added: AddedFields = match (ty, from) {
+        // step_completed v1 -> v2: artifacts were added; v1 checkpoints had none.
+        (EventType::StepCompleted, 1) => &[("artifacts", || Value::Array(Vec::new()))],
+        // step_completed v2 -> v3: the step's name, output and definition fingerprint were added.
+        (EventType::StepCompleted, 2) => {
+            &[("name", || Value::Null), ("output", || Value::Null), ("fingerprint", || Value::Null)]
+        }
+        // step_started v1 -> v2: the step's name and attempt number were added.
+        (EventType::StepStarted, 1) => &[("name", || Value::Null), ("attempt", || Value::Null)],
+        // plan_created v1 -> v2: the definition's steps were added; v1 plans recorded none.
+        (EventType::PlanCreated, 1) => &[("steps", || Value::Array(Vec::new()))],
+        _ => &[],
+    };
+    for (key, value) in added {
+        map.entry(*key).or_insert_with(value);
     }
 }

@@ -20,6 +20,25 @@ pub enum InvalidValue {
     ZeroStep,
     #[error("total steps must be 1 or greater")]
     ZeroTotal,
+    #[error("attempt number must be 1 or greater (attempts are numbered from 1)")]
+    ZeroAttempt,
+    #[error("the step output is {size} bytes when encoded as JSON; the limit is {limit} bytes; store large data elsewhere and record a reference")]
+    OutputTooLarge { size: usize, limit: usize },
+}
+
+impl InvalidValue {
+    /// A stable snake_case code for scripts and JSON error objects.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InvalidValue::OutputTooLarge { .. } => "output_too_large",
+            InvalidValue::Empty { .. }
+            | InvalidValue::TooLong { .. }
+            | InvalidValue::BadCharacter { .. }
+            | InvalidValue::ZeroStep
+            | InvalidValue::ZeroTotal
+            | InvalidValue::ZeroAttempt => "invalid_value",
+        }
+    }
 }
 
 /// Checks `value` against an allow-list. Shared by every textual id so the rules cannot drift.
@@ -137,6 +156,11 @@ validated_string!(
     Fingerprint, "fingerprint", 128, "hexadecimal digits", |c: char| c.is_ascii_hexdigit()
 );
 
+validated_string!(
+    /// A step's name within its plan definition, such as a plan file's `name = "build"`.
+    StepName, "step name", 200, "any character but control characters", |c: char| !c.is_control()
+);
+
 impl PlanId {
     /// A fresh random plan id (a UUID without dashes' ambiguity: it keeps them, they are allowed).
     pub fn from_uuid(uuid: Uuid) -> Self {
@@ -217,6 +241,98 @@ impl TotalSteps {
 impl fmt::Display for TotalSteps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// Which attempt at a step this is. Attempts count from 1; a retry is attempt 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Attempt(NonZeroU32);
+
+impl Attempt {
+    pub const FIRST: Attempt = Attempt(NonZeroU32::MIN);
+
+    pub fn new(n: u32) -> Result<Self, InvalidValue> {
+        NonZeroU32::new(n).map(Self).ok_or(InvalidValue::ZeroAttempt)
+    }
+
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The attempt after this one, or `None` past `u32::MAX`.
+    pub fn next(self) -> Option<Self> {
+        self.0.checked_add(1).map(Self)
+    }
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a step produced, as a JSON value, journalled with its checkpoint so a resumed run gets
+/// it back without running the step again. Bounded so one step cannot bloat the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutput(serde_json::Value);
+
+impl StepOutput {
+    /// The largest output, in bytes of its compact JSON encoding: 1 MiB.
+    pub const MAX_ENCODED_LEN: usize = 1024 * 1024;
+
+    /// Accepts `value` if its compact JSON encoding is at most [`Self::MAX_ENCODED_LEN`] bytes.
+    pub fn new(value: serde_json::Value) -> Result<Self, InvalidValue> {
+        let size = encoded_len(&value);
+        if size > Self::MAX_ENCODED_LEN {
+            return Err(InvalidValue::OutputTooLarge { size, limit: Self::MAX_ENCODED_LEN });
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_value(&self) -> &serde_json::Value {
+        &self.0
+    }
+
+    pub fn into_value(self) -> serde_json::Value {
+        self.0
+    }
+
+    /// Bytes of the compact JSON encoding, as stored.
+    pub fn encoded_len(&self) -> usize {
+        encoded_len(&self.0)
+    }
+}
+
+/// Counts the bytes of `value`'s compact JSON encoding without building it. Counting stops
+/// being exact only past `usize::MAX`, which no value in memory reaches.
+fn encoded_len(value: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // A `Value` always serializes (its map keys are strings) and the counter never fails.
+    serde_json::to_writer(&mut counter, value).expect("a JSON value serializes");
+    counter.0
+}
+
+impl Serialize for StepOutput {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StepOutput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Self::new(value).map_err(serde::de::Error::custom)
     }
 }
 

@@ -5,15 +5,16 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
+use crate::definition::StepDefinition;
 use crate::eligibility::{evaluate_eligibility, EligibilityInputs, ResumeIneligibleReason};
 use crate::error::PlanError;
 use crate::events::*;
 use crate::ids::{
-    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId, SnapshotId,
-    StepNumber, TotalSteps,
+    Actor, Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId, SnapshotId,
+    StepName, StepNumber, StepOutput, TotalSteps,
 };
 use crate::lifecycle::{check_phase_transition, Phase, ProcessingState};
-use crate::state::PlanState;
+use crate::state::{CheckpointPayload, PlanState};
 
 /// Everything a plan can be asked to do. Times and ids come in from outside: the domain has no
 /// clock and no randomness.
@@ -24,6 +25,8 @@ pub enum PlanCommand {
         total_steps: Option<TotalSteps>,
         fingerprint: Option<Fingerprint>,
         source: Option<Artifact>,
+        /// The definition's steps with their fingerprints; empty without a per-step definition.
+        steps: Vec<StepDefinition>,
         at: DateTime<Utc>,
     },
     StartPhase {
@@ -36,6 +39,8 @@ pub enum PlanCommand {
     StartStep {
         step: StepNumber,
         decision_id: DecisionId,
+        name: Option<StepName>,
+        attempt: Option<Attempt>,
     },
     RecordCheckpoint {
         checkpoint_id: CheckpointId,
@@ -43,6 +48,18 @@ pub enum PlanCommand {
         decision_id: DecisionId,
         snapshot_id: Option<SnapshotId>,
         artifacts: Vec<Artifact>,
+        name: Option<StepName>,
+        /// A JSON `null` output is recorded as no output.
+        output: Option<StepOutput>,
+        /// The fingerprint of the step's definition as it ran.
+        fingerprint: Option<Fingerprint>,
+    },
+    /// An attempt at the uncertain step failed and will be retried.
+    RecordAttemptFailed {
+        step: StepNumber,
+        attempt: Attempt,
+        reason: AttemptFailure,
+        retry_at: Option<DateTime<Utc>>,
     },
     RecordShutdown {
         reason: Message,
@@ -76,6 +93,7 @@ impl PlanCommand {
             PlanCommand::SetTotalSteps { .. } => "set total steps",
             PlanCommand::StartStep { .. } => "start a step",
             PlanCommand::RecordCheckpoint { .. } => "record a checkpoint",
+            PlanCommand::RecordAttemptFailed { .. } => "record a failed attempt",
             PlanCommand::RecordShutdown { .. } => "record a shutdown",
             PlanCommand::Fail { .. } => "fail the plan",
             PlanCommand::Constrain { .. } => "constrain the plan",
@@ -92,13 +110,16 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
     let plan = match (state, &command) {
         (Some(_), PlanCommand::Create { .. }) => return Err(PlanError::AlreadyExists),
         (None, PlanCommand::Create { .. }) => {
-            let PlanCommand::Create { name, total_steps, fingerprint, source, at } = command else { unreachable!() };
+            let PlanCommand::Create { name, total_steps, fingerprint, source, steps, at } = command else {
+                unreachable!()
+            };
             return Ok(vec![PlanEvent::PlanCreated(PlanCreated {
                 name,
                 total_steps,
                 fingerprint,
                 source,
                 created_at: at,
+                steps,
             })]);
         }
         (None, _) => return Err(PlanError::NotCreated),
@@ -109,11 +130,12 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
         return Err(PlanError::Terminal { state: plan.state });
     }
     let meta = &plan.resume;
+    let command_name = command.name();
     let require = |ok: bool, required: &'static str| {
         if ok {
             Ok(())
         } else {
-            Err(PlanError::InvalidState { command: command.name(), phase: plan.phase, state: plan.state, required })
+            Err(PlanError::InvalidState { command: command_name, phase: plan.phase, state: plan.state, required })
         }
     };
     let processing = plan.state == ProcessingState::Processing;
@@ -131,28 +153,69 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
             }
             PlanEvent::TotalStepsSet(TotalStepsSet { total_steps: total })
         }
-        PlanCommand::StartStep { step, ref decision_id } => {
+        PlanCommand::StartStep { step, decision_id, name, attempt } => {
             require(processing, "processing")?;
+            if meta.uncertain_step == Some(step) {
+                check_same_name(step, meta.uncertain_name.as_ref(), name.as_ref())?;
+            }
             check_next_step(plan, step)?;
-            PlanEvent::StepStarted(StepStarted { step, decision_id: decision_id.clone() })
+            PlanEvent::StepStarted(StepStarted { step, decision_id, name, attempt })
         }
-        PlanCommand::RecordCheckpoint { checkpoint_id, step, ref decision_id, ref snapshot_id, ref artifacts } => {
+        PlanCommand::RecordCheckpoint {
+            checkpoint_id,
+            step,
+            decision_id,
+            snapshot_id,
+            artifacts,
+            name,
+            output,
+            fingerprint,
+        } => {
             require(processing, "processing")?;
+            // `null` and no output are one thing on the wire; deciding on the wire form keeps a
+            // retry of a `null` output a retry.
+            let output = output.filter(|o| !o.as_value().is_null());
             if let Some(existing) = meta.checkpoint(step) {
-                return if existing.same_payload(decision_id, snapshot_id.as_ref(), artifacts) {
+                // A different name is a different step at this position: say so before
+                // comparing the rest of the payload.
+                check_same_name(step, existing.name.as_ref(), name.as_ref())?;
+                let payload = CheckpointPayload {
+                    decision_id: &decision_id,
+                    snapshot_id: snapshot_id.as_ref(),
+                    artifacts: &artifacts,
+                    name: name.as_ref(),
+                    output: output.as_ref(),
+                };
+                return if existing.same_payload(payload) {
                     Ok(Vec::new())
                 } else {
                     Err(PlanError::ConflictingCheckpoint { step, existing: existing.checkpoint_id })
                 };
             }
+            if meta.uncertain_step == Some(step) {
+                check_same_name(step, meta.uncertain_name.as_ref(), name.as_ref())?;
+            }
             check_next_step(plan, step)?;
             PlanEvent::StepCompleted(StepCompleted {
                 checkpoint_id,
                 step,
-                decision_id: decision_id.clone(),
-                snapshot_id: snapshot_id.clone(),
-                artifacts: artifacts.clone(),
+                decision_id,
+                snapshot_id,
+                artifacts,
+                name,
+                output,
+                fingerprint,
             })
+        }
+        PlanCommand::RecordAttemptFailed { step, attempt, reason, retry_at } => {
+            require(processing, "processing")?;
+            // Only the attempt that is running can fail; when its start named an attempt
+            // number, the failure must name the same one.
+            let running = meta.uncertain_step == Some(step) && meta.uncertain_attempt.is_none_or(|a| a == attempt);
+            if !running {
+                return Err(PlanError::AttemptNotRunning { step, attempt, uncertain: meta.uncertain_step });
+            }
+            PlanEvent::StepAttemptFailed(StepAttemptFailed { step, attempt, reason, retry_at })
         }
         PlanCommand::RecordShutdown { ref reason, at } => {
             require(
@@ -201,6 +264,16 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
         }
     };
     Ok(vec![event])
+}
+
+/// The name given for `step` is the one already recorded for it, when both are known.
+fn check_same_name(step: StepNumber, recorded: Option<&StepName>, given: Option<&StepName>) -> Result<(), PlanError> {
+    match (recorded, given) {
+        (Some(recorded), Some(given)) if recorded != given => {
+            Err(PlanError::StepMismatch { step, recorded: recorded.clone(), given: given.clone() })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Step `step` is the one after the last completed step and within the known total.

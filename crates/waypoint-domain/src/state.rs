@@ -3,9 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::definition::{StepDefinition, StepDigest};
 use crate::events::{PlanCreated, PlanEvent};
 use crate::ids::{
-    Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepNumber, TotalSteps,
+    Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepName,
+    StepNumber, StepOutput, TotalSteps,
 };
 use crate::lifecycle::{Phase, ProcessingState};
 
@@ -17,17 +19,37 @@ pub struct Checkpoint {
     pub decision_id: DecisionId,
     pub snapshot_id: Option<SnapshotId>,
     pub artifacts: Vec<Artifact>,
+    // Absent from views stored before step names existed.
+    #[serde(default)]
+    pub name: Option<StepName>,
+    #[serde(default)]
+    pub output: Option<StepOutput>,
+    /// The fingerprint of the step's definition when it ran.
+    #[serde(default)]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// What a caller reports about a step's completion, compared with a recorded checkpoint to tell
+/// a retry from a conflict.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointPayload<'a> {
+    pub decision_id: &'a DecisionId,
+    pub snapshot_id: Option<&'a SnapshotId>,
+    pub artifacts: &'a [Artifact],
+    pub name: Option<&'a StepName>,
+    pub output: Option<&'a StepOutput>,
 }
 
 impl Checkpoint {
-    /// Same step, decision, snapshot and artifacts: a retry of this checkpoint, not a new fact.
-    pub fn same_payload(
-        &self,
-        decision_id: &DecisionId,
-        snapshot_id: Option<&SnapshotId>,
-        artifacts: &[Artifact],
-    ) -> bool {
-        &self.decision_id == decision_id && self.snapshot_id.as_ref() == snapshot_id && self.artifacts == artifacts
+    /// Same decision, snapshot, artifacts, name and output: a retry of this checkpoint, not a
+    /// new fact. The definition fingerprint is not compared: a retry after the definition changed
+    /// still reports the same completed work.
+    pub fn same_payload(&self, payload: CheckpointPayload<'_>) -> bool {
+        &self.decision_id == payload.decision_id
+            && self.snapshot_id.as_ref() == payload.snapshot_id
+            && self.artifacts == payload.artifacts
+            && self.name.as_ref() == payload.name
+            && self.output.as_ref() == payload.output
     }
 }
 
@@ -45,15 +67,31 @@ pub struct ResumeMetadata {
     pub last_checkpoint_id: Option<CheckpointId>,
     /// The current phase's checkpoints, in step order.
     pub checkpoints: Vec<Checkpoint>,
+    /// The name and definition fingerprint of every completed step of the current phase, in
+    /// step order. Unlike `checkpoints`, kept whole in a compact view: the definition check
+    /// needs every completed step.
+    #[serde(default)]
+    pub completed_steps: Vec<StepDigest>,
     pub total_steps: Option<TotalSteps>,
     pub interrupted: bool,
     pub interruption: Option<Interruption>,
     pub resume_count: u32,
     /// A step that has `StepStarted` but no `StepCompleted`: its outcome is unknown; it runs again.
     pub uncertain_step: Option<StepNumber>,
+    /// The name and attempt the uncertain step's `StepStarted` gave, if any.
+    #[serde(default)]
+    pub uncertain_name: Option<StepName>,
+    #[serde(default)]
+    pub uncertain_attempt: Option<Attempt>,
 }
 
 impl ResumeMetadata {
+    fn clear_uncertain(&mut self) {
+        self.uncertain_step = None;
+        self.uncertain_name = None;
+        self.uncertain_attempt = None;
+    }
+
     pub fn last_checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoints.last()
     }
@@ -113,6 +151,9 @@ pub struct PlanState {
     pub fingerprint: Option<Fingerprint>,
     pub source: Option<Artifact>,
     pub created_at: DateTime<Utc>,
+    /// The definition's steps as recorded at creation; empty without a per-step definition.
+    #[serde(default)]
+    pub definition: Vec<StepDefinition>,
     pub phase: Phase,
     pub state: ProcessingState,
     /// The runner named by the event that last moved the plan to `processing`; `None` when the
@@ -129,6 +170,7 @@ impl PlanState {
             fingerprint: event.fingerprint.clone(),
             source: event.source.clone(),
             created_at: event.created_at,
+            definition: event.steps.clone(),
             phase: Phase::Action,
             state: ProcessingState::Queued,
             runner: None,
@@ -171,7 +213,11 @@ impl PlanState {
                 self.last_error = None;
             }
             PlanEvent::TotalStepsSet(e) => meta.total_steps = Some(e.total_steps),
-            PlanEvent::StepStarted(e) => meta.uncertain_step = Some(e.step),
+            PlanEvent::StepStarted(e) => {
+                meta.uncertain_step = Some(e.step);
+                meta.uncertain_name = e.name.clone();
+                meta.uncertain_attempt = e.attempt;
+            }
             PlanEvent::StepCompleted(e) => {
                 meta.checkpoints.push(Checkpoint {
                     checkpoint_id: e.checkpoint_id,
@@ -179,11 +225,15 @@ impl PlanState {
                     decision_id: e.decision_id.clone(),
                     snapshot_id: e.snapshot_id.clone(),
                     artifacts: e.artifacts.clone(),
+                    name: e.name.clone(),
+                    output: e.output.clone(),
+                    fingerprint: e.fingerprint.clone(),
                 });
+                meta.completed_steps.push(StepDigest { name: e.name.clone(), fingerprint: e.fingerprint.clone() });
                 meta.last_completed_step = Some(e.step);
                 meta.last_checkpoint_id = Some(e.checkpoint_id);
                 if meta.uncertain_step == Some(e.step) {
-                    meta.uncertain_step = None;
+                    meta.clear_uncertain();
                 }
             }
             PlanEvent::Interrupted(e) => {
@@ -217,6 +267,13 @@ impl PlanState {
             PlanEvent::PlanApplied(_) => {
                 self.state = ProcessingState::Applied;
                 self.runner = None;
+            }
+            // The attempt's outcome is known now: the step is no longer uncertain. Its next
+            // attempt records its own `StepStarted`.
+            PlanEvent::StepAttemptFailed(e) => {
+                if meta.uncertain_step == Some(e.step) {
+                    meta.clear_uncertain();
+                }
             }
             PlanEvent::PlanCancelled(_) => {
                 self.state = ProcessingState::Cancelled;

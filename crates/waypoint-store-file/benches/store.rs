@@ -14,7 +14,7 @@ use waypoint_application::domain::{
     StepCompleted, StepNumber,
 };
 use waypoint_application::RecordedEvent;
-use waypoint_store_file::{AppendRequest, FileStore, StoreOptions};
+use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
 const PEAK_ENV: &str = "WAYPOINT_BENCH_OPEN_PEAK";
 /// Appends per writer in each paired round: long enough that start-up and the last stragglers
@@ -29,6 +29,7 @@ fn created() -> RecordedEvent {
         fingerprint: None,
         source: None,
         created_at: now,
+        steps: vec![],
     });
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: now, event }
 }
@@ -48,6 +49,9 @@ fn step_completed(step: u32) -> RecordedEvent {
             SnapshotId::parse("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08").unwrap(),
         ),
         artifacts: vec![Artifact::parse("build/output/report.json").unwrap()],
+        name: None,
+        output: None,
+        fingerprint: None,
     });
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: chrono::Utc::now(), event }
 }
@@ -184,7 +188,7 @@ fn append_benches(c: &mut Criterion) {
     });
 
     // The same bytes, written and fdatasync'd with nothing else: the floor for a durable append.
-    let log_len = || std::fs::metadata(dir.path().join("events.log")).unwrap().len();
+    let log_len = || std::fs::metadata(inspect::log_file(dir.path())).unwrap().len();
     let before = log_len();
     version.set(store.append_events(&plan, Expected::Exact(version.get()), vec![step_completed(1)]).unwrap());
     let record_len = log_len() - before;
@@ -254,7 +258,7 @@ fn paired_ratios() {
     let mut version = store.append_events(&plan, Expected::Exact(0), plan_events(1, 2)).unwrap();
     let raw_dir = bench_dir();
     let raw = raw_log(&raw_dir);
-    let log_len = || std::fs::metadata(dir.path().join("events.log")).unwrap().len();
+    let log_len = || std::fs::metadata(inspect::log_file(dir.path())).unwrap().len();
     let before = log_len();
     version = store.append_events(&plan, Expected::Exact(version), vec![step_completed(version - 1)]).unwrap();
     let record_len = log_len() - before;

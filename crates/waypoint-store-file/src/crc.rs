@@ -55,3 +55,6 @@ pub fn extend(crc: u32, bytes: &[u8]) -> u32 {
 pub fn checksum(bytes: &[u8]) -> u32 {
     extend(0, bytes)
 }
+
+#[cfg(test)]
+mod tests;

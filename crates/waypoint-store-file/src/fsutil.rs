@@ -7,6 +7,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::FileStoreError;
+use crate::layout;
 
 pub const FILE_MODE: u32 = 0o600;
 pub const DIR_MODE: u32 = 0o700;
@@ -84,11 +85,7 @@ pub fn open_existing_read_only(path: &Path) -> Result<Option<File>, FileStoreErr
 /// Writes `bytes` to `path` atomically: a 0600 temporary file, fsync, rename, directory fsync.
 pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), FileStoreError> {
     use std::io::Write;
-    // One temporary name per process: two processes may checkpoint at once, and the last
-    // rename wins with a whole file either way.
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
+    let tmp = layout::temp_for(path);
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -102,4 +99,15 @@ pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Fil
     file.sync_all().map_err(|e| FileStoreError::io("cannot sync a temporary file", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| FileStoreError::io("cannot rename a temporary file into place", path, e))?;
     sync_dir(dir)
+}
+
+/// Opens (creating if missing) a lock file, syncing its directory when it was created.
+pub fn open_lock_file(path: &Path) -> Result<File, FileStoreError> {
+    let (file, created) = open_or_create(path)?;
+    if created {
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    Ok(file)
 }

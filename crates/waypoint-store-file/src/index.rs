@@ -6,14 +6,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 
 use waypoint_domain::PlanId;
 
 use crate::error::FileStoreError;
 use crate::fsutil;
+use crate::layout::Layout;
 
-pub(crate) const INDEX_DIR: &str = "index";
 pub const ENTRY_LEN: u64 = 16;
 /// Open index files kept at once; past this the cache starts over (file handles are finite).
 const MAX_OPEN: usize = 256;
@@ -44,20 +43,15 @@ impl IndexEntry {
     }
 }
 
-/// `PlanId` admits only `[A-Za-z0-9_-]{1,64}`, so this path cannot leave `index/`.
-pub fn index_path(dir: &Path, plan_id: &PlanId) -> PathBuf {
-    dir.join(INDEX_DIR).join(format!("{}.idx", plan_id.as_str()))
-}
-
 /// Reads the entries for versions `from..=to`; a missing file or entry reads as `None`.
 pub fn read_entries(
-    dir: &Path,
+    layout: &Layout,
     plan_id: &PlanId,
     from: u32,
     to: u32,
 ) -> Result<Vec<Option<IndexEntry>>, FileStoreError> {
     let count = (to + 1).saturating_sub(from) as usize;
-    let path = index_path(dir, plan_id);
+    let path = layout.plan_index(plan_id);
     let Some(file) = fsutil::open_existing_read_only(&path)? else { return Ok(vec![None; count]) };
     let mut bytes = vec![0u8; count * ENTRY_LEN as usize];
     let start = u64::from(from - 1) * ENTRY_LEN;
@@ -89,14 +83,14 @@ pub struct IndexWriter {
 }
 
 impl IndexWriter {
-    pub fn write(&mut self, dir: &Path, plan_id: &PlanId, entry: IndexEntry) -> Result<(), FileStoreError> {
-        let path = index_path(dir, plan_id);
+    pub fn write(&mut self, layout: &Layout, plan_id: &PlanId, entry: IndexEntry) -> Result<(), FileStoreError> {
+        let path = layout.plan_index(plan_id);
         if !self.open.contains_key(plan_id) {
             if self.open.len() >= MAX_OPEN {
                 self.sync()?;
                 self.open.clear();
             }
-            let index_dir = dir.join(INDEX_DIR);
+            let index_dir = layout.index_dir();
             fsutil::ensure_dir(&index_dir)?;
             let (file, created) = fsutil::open_or_create(&path)?;
             if created {

@@ -19,10 +19,10 @@ use waypoint_domain::PlanId;
 use crate::error::FileStoreError;
 pub use crate::index::IndexEntry;
 use crate::index::{self as plan_index_file, ENTRY_LEN};
+use crate::layout::Layout;
 use crate::log::{self, RecordReader, FIRST_RECORD};
-pub use crate::store::StoredCatalog;
-use crate::store::{self, LOG_FILE, STORE_LOCK, VIEWS_DIR, VIEW_MAGIC, WRITE_LOCK};
-use crate::{frame, fsutil};
+pub use crate::projections::StoredCatalog;
+use crate::{fsutil, projections};
 
 /// One stored event and where it lies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ impl Iterator for Events {
             Ok(Err(bad)) => Err(FileStoreError::corrupt(&self.path, bad.offset, bad.error.to_string())),
             Ok(Ok((offset, raw))) => {
                 let schema_version = raw.schema_version;
-                store::to_stored(&self.path, offset, raw).map(|event| LocatedEvent {
+                log::to_stored(&self.path, offset, raw).map(|event| LocatedEvent {
                     file: self.path.clone(),
                     offset,
                     schema_version,
@@ -72,21 +72,22 @@ impl Iterator for Events {
 
 /// Every event in the store at `dir`, in log order, with its location.
 pub fn events(dir: impl AsRef<Path>) -> Result<Events, FileStoreError> {
-    let dir = dir.as_ref();
+    let layout = Layout::new(dir.as_ref());
+    let dir = layout.dir();
     if !dir.is_dir() {
         return Err(FileStoreError::NotFound { path: dir.to_path_buf() });
     }
-    let store_lock = fsutil::open_existing_read_only(&dir.join(STORE_LOCK))?;
+    let store_lock = fsutil::open_existing_read_only(&layout.store_lock())?;
     if let Some(lock) = &store_lock {
         lock.try_lock_shared().map_err(|_| FileStoreError::Locked {
             path: dir.to_path_buf(),
             detail: "being repaired by another process",
         })?;
     }
-    let path = dir.join(LOG_FILE);
+    let path = layout.log();
     // Writers hold write.lock from write to fdatasync: under it shared, the log ends on a whole,
     // durable record (unless a crash left a torn tail, which is then reported).
-    let write_lock = fsutil::open_existing_read_only(&dir.join(WRITE_LOCK))?;
+    let write_lock = fsutil::open_existing_read_only(&layout.write_lock())?;
     if let Some(lock) = &write_lock {
         lock.lock_shared().map_err(|e| FileStoreError::io("cannot lock the store for reading", dir, e))?;
     }
@@ -107,27 +108,32 @@ pub fn events(dir: impl AsRef<Path>) -> Result<Events, FileStoreError> {
     Ok(Events { path, reader, _store_lock: store_lock })
 }
 
+/// Where the log lives, whether or not it exists.
+pub fn log_file(dir: impl AsRef<Path>) -> PathBuf {
+    Layout::new(dir.as_ref()).log()
+}
+
 /// Where the catalog checkpoint lives, whether or not it exists.
 pub fn catalog_file(dir: impl AsRef<Path>) -> PathBuf {
-    dir.as_ref().join(store::CHECKPOINT_FILE)
+    Layout::new(dir.as_ref()).checkpoint()
 }
 
 /// Where `plan_id`'s view snapshot lives, whether or not it exists.
 pub fn view_file(dir: impl AsRef<Path>, plan_id: &PlanId) -> PathBuf {
-    dir.as_ref().join(VIEWS_DIR).join(format!("{}.view", plan_id.as_str()))
+    Layout::new(dir.as_ref()).view(plan_id)
 }
 
 /// The catalog checkpoint as stored, or `None` if there is none (or it is damaged: the store
 /// ignores a damaged one and rebuilds from the log).
 pub fn stored_catalog(dir: impl AsRef<Path>) -> Result<Option<StoredCatalog>, FileStoreError> {
-    store::read_checkpoint(dir.as_ref())
+    projections::read_checkpoint(&Layout::new(dir.as_ref()))
 }
 
 /// `plan_id`'s stored index: element `v - 1` is the entry for version `v`, `None` where the
 /// entry is missing. The store checks every entry against the log before trusting it.
 pub fn plan_index(dir: impl AsRef<Path>, plan_id: &PlanId) -> Result<Vec<Option<IndexEntry>>, FileStoreError> {
-    let dir = dir.as_ref();
-    let path = plan_index_file::index_path(dir, plan_id);
+    let layout = Layout::new(dir.as_ref());
+    let path = layout.plan_index(plan_id);
     let len = match std::fs::metadata(&path) {
         Ok(meta) => meta.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -137,15 +143,10 @@ pub fn plan_index(dir: impl AsRef<Path>, plan_id: &PlanId) -> Result<Vec<Option<
     if count == 0 {
         return Ok(Vec::new());
     }
-    plan_index_file::read_entries(dir, plan_id, 1, count)
+    plan_index_file::read_entries(&layout, plan_id, 1, count)
 }
 
 /// `plan_id`'s stored full-view snapshot, if one was written and is intact.
 pub fn plan_view_snapshot(dir: impl AsRef<Path>, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
-    let path = view_file(dir, plan_id);
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(frame::decode(VIEW_MAGIC, &bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(FileStoreError::io("cannot read a plan view snapshot", &path, e)),
-    }
+    projections::read_view_file(&Layout::new(dir.as_ref()), plan_id)
 }

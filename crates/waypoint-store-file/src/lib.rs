@@ -11,32 +11,42 @@
 //! <store>/views/<plan>.view  a snapshot of one plan's full view, to resume without replay
 //! <store>/torn/          bytes of torn last records cut off on open, kept for inspection
 //! <store>/backup/        copies of the log taken by `repair` before it changes anything
+//! <name>.<pid>.tmp       a checkpoint, view snapshot or cut-off file being written atomically
 //! ```
+//!
+//! Every one of these names is built in `layout.rs` and nowhere else.
 
+mod commit;
 mod crc;
 mod error;
 mod fingerprint;
 mod frame;
 mod fsutil;
+mod group_commit;
 mod index;
 pub mod inspect;
+mod layout;
 mod log;
+mod projections;
 pub mod record;
+mod recovery;
 mod repair;
 mod runlock;
+mod state;
 pub mod storage;
 mod store;
 pub mod verify;
 
 pub use error::FileStoreError;
+pub use projections::StoredCatalog;
 pub use repair::{repair, RepairReport};
 pub use runlock::FileRunLocks;
-pub use store::{AppendRequest, FileStore, StoreOptions, StoredCatalog};
+pub use store::{AppendRequest, FileStore, StoreOptions};
 
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
-mod tests;
+mod test_support;
 
 /// The fuzz target's body (crates/waypoint-store-file/fuzz): decode arbitrary bytes as a record
 /// and, when they decode, check that encoding gives the same bytes back. Must never panic

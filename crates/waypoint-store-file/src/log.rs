@@ -6,6 +6,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use eventually::store::Persisted;
+use waypoint_application::{RecordedEvent, StoredEvent};
+use waypoint_domain::{EventId, PlanEvent, PlanId};
+
 use crate::error::FileStoreError;
 use crate::record::{self, RawRecord, RecordError, FILE_HEADER, HEADER_LEN, MAGIC};
 
@@ -182,3 +186,22 @@ pub fn check_file_header(file: &File, path: &Path, len: u64) -> Result<bool, Fil
     }
     Err(FileStoreError::corrupt(path, 0, "this is not a Waypoint event log (bad file header)"))
 }
+
+/// Turns a stored record into the port's event, upcasting old schema versions.
+pub(crate) fn to_stored(path: &Path, offset: u64, raw: RawRecord) -> Result<StoredEvent, FileStoreError> {
+    let plan_id = PlanId::parse(&raw.plan_id)
+        .map_err(|e| FileStoreError::corrupt(path, offset, format!("the record's plan id is invalid: {e}")))?;
+    let event =
+        PlanEvent::decode(&raw.event_type, raw.schema_version, &raw.data).map_err(|source| FileStoreError::Decode {
+            path: path.to_path_buf(),
+            offset,
+            plan_id: raw.plan_id.clone(),
+            version: raw.version,
+            source,
+        })?;
+    let recorded = RecordedEvent { event_id: EventId::from_uuid(raw.event_id), recorded_at: raw.recorded_at, event };
+    Ok(Persisted::from(plan_id, recorded).version(raw.version).sequence_number(raw.position))
+}
+
+#[cfg(test)]
+mod tests;

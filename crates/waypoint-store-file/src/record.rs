@@ -225,3 +225,6 @@ fn decode_payload(payload: &[u8]) -> Result<RawRecord, RecordError> {
     }
     Ok(RawRecord { position, version, batch_start, event_id, recorded_at, plan_id, event_type, schema_version, data })
 }
+
+#[cfg(test)]
+mod tests;

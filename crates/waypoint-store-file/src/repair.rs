@@ -9,11 +9,8 @@ use std::sync::Arc;
 
 use crate::error::FileStoreError;
 use crate::fsutil;
-use crate::index::INDEX_DIR;
+use crate::layout::{self, Layout};
 use crate::log::{self, RecordReader, FIRST_RECORD};
-use crate::store::{open_lock_file, CHECKPOINT_FILE, LOG_FILE, STORE_LOCK, TORN_DIR, VIEWS_DIR, WRITE_LOCK};
-
-pub(crate) const BACKUP_DIR: &str = "backup";
 
 /// What `repair` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +40,8 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
     if !dir.is_dir() {
         return Err(FileStoreError::NotFound { path: dir });
     }
-    let store_lock = open_lock_file(&dir, STORE_LOCK)?;
+    let layout = Layout::new(&dir);
+    let store_lock = fsutil::open_lock_file(&layout.store_lock())?;
     match store_lock.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -54,9 +52,9 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
         }
         Err(TryLockError::Error(e)) => return Err(FileStoreError::io("cannot lock the store", &dir, e)),
     }
-    let write_lock = open_lock_file(&dir, WRITE_LOCK)?;
+    let write_lock = fsutil::open_lock_file(&layout.write_lock())?;
     write_lock.lock().map_err(|e| FileStoreError::io("cannot lock the store for writing", &dir, e))?;
-    let log_path = dir.join(LOG_FILE);
+    let log_path = layout.log();
     let mut report = RepairReport {
         log: log_path.clone(),
         backup: None,
@@ -83,15 +81,15 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
         });
     }
     let damage = scan(&file, &log_path, len, &mut report)?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ").to_string();
-    report.backup = Some(backup(&dir, &log_path, &stamp)?);
+    let stamp = layout::stamp_now();
+    report.backup = Some(backup(&layout, &stamp)?);
     if let Some((offset, detail)) = damage {
         let mut bytes = vec![0u8; (len - offset) as usize];
         log::read_exact_at(&file, &log_path, &mut bytes, offset)?;
         report.intact_records_removed = count_intact(&bytes);
-        let torn_dir = dir.join(TORN_DIR);
+        let torn_dir = layout.torn_dir();
         fsutil::ensure_dir(&torn_dir)?;
-        let aside = torn_dir.join(format!("{LOG_FILE}.repair-at-{offset}.{stamp}.cut"));
+        let aside = layout.repair_cut(offset, &stamp);
         fsutil::write_atomically(&torn_dir, &aside, &bytes)?;
         file.set_len(offset).map_err(|e| FileStoreError::io("cannot cut the log back", &log_path, e))?;
         file.sync_all().map_err(|e| FileStoreError::io("cannot sync the log", &log_path, e))?;
@@ -100,7 +98,7 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
         report.bytes_removed = len - offset;
         report.quarantined = Some(aside);
     }
-    reset_projections(&dir)?;
+    reset_projections(&layout)?;
     Ok(report)
 }
 
@@ -160,11 +158,11 @@ fn count_intact(bytes: &[u8]) -> u64 {
     count
 }
 
-fn backup(dir: &Path, log_path: &Path, stamp: &str) -> Result<PathBuf, FileStoreError> {
-    let backup_dir = dir.join(BACKUP_DIR);
+fn backup(layout: &Layout, stamp: &str) -> Result<PathBuf, FileStoreError> {
+    let backup_dir = layout.backup_dir();
     fsutil::ensure_dir(&backup_dir)?;
-    let target = backup_dir.join(format!("{LOG_FILE}.{stamp}.bak"));
-    std::fs::copy(log_path, &target).map_err(|e| FileStoreError::io("cannot back the log up", &target, e))?;
+    let target = layout.backup(stamp);
+    std::fs::copy(layout.log(), &target).map_err(|e| FileStoreError::io("cannot back the log up", &target, e))?;
     let copy = OpenOptions::new()
         .write(true)
         .open(&target)
@@ -177,7 +175,7 @@ fn backup(dir: &Path, log_path: &Path, stamp: &str) -> Result<PathBuf, FileStore
 }
 
 /// Removes the derived files; the next open rebuilds them from the log.
-fn reset_projections(dir: &Path) -> Result<(), FileStoreError> {
+fn reset_projections(layout: &Layout) -> Result<(), FileStoreError> {
     let remove = |path: PathBuf, is_dir: bool| {
         let result = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         match result {
@@ -186,8 +184,11 @@ fn reset_projections(dir: &Path) -> Result<(), FileStoreError> {
             Err(e) => Err(FileStoreError::io("cannot reset a derived file", path, e)),
         }
     };
-    remove(dir.join(CHECKPOINT_FILE), false)?;
-    remove(dir.join(INDEX_DIR), true)?;
-    remove(dir.join(VIEWS_DIR), true)?;
-    fsutil::sync_dir(dir)
+    remove(layout.checkpoint(), false)?;
+    remove(layout.index_dir(), true)?;
+    remove(layout.views_dir(), true)?;
+    fsutil::sync_dir(layout.dir())
 }
+
+#[cfg(test)]
+mod tests;

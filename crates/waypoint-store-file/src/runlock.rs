@@ -2,7 +2,7 @@
 //! when the process dies, so a crashed runner never leaves a plan looking busy.
 
 use std::fs::{File, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use waypoint_application::{HeldRunLock, RunLockError, RunLockGuard, RunLocks, StoreError};
@@ -10,15 +10,14 @@ use waypoint_domain::{PlanId, RunnerId};
 
 use crate::error::FileStoreError;
 use crate::fsutil;
-
-pub(crate) const LOCKS_DIR: &str = "locks";
+use crate::layout::Layout;
 
 /// The run-lock port over OS file locks in `<store>/locks/<plan id>.lock`. An OS file lock
 /// belongs to an open file description, so two acquires conflict even inside one process, and a
 /// probe from the holder's own process sees the lock held.
 #[derive(Debug, Clone)]
 pub struct FileRunLocks {
-    locks_dir: PathBuf,
+    layout: Layout,
     read_only: bool,
 }
 
@@ -36,25 +35,21 @@ impl Drop for HeldFileLock {
 
 impl FileRunLocks {
     pub(crate) fn new(dir: &Path, read_only: bool) -> Self {
-        Self { locks_dir: dir.join(LOCKS_DIR), read_only }
-    }
-
-    /// `PlanId` admits only `[A-Za-z0-9_-]{1,64}`, so this path cannot leave `locks/`.
-    fn path(&self, plan_id: &PlanId) -> PathBuf {
-        self.locks_dir.join(format!("{}.lock", plan_id.as_str()))
+        Self { layout: Layout::new(dir), read_only }
     }
 
     /// Takes `plan_id`'s run lock without waiting. Fails with `RunLockBusy` when anyone, this
     /// process included, holds it.
     pub fn try_acquire(&self, plan_id: &PlanId, runner: &RunnerId) -> Result<RunLockGuard, FileStoreError> {
         if self.read_only {
-            return Err(FileStoreError::ReadOnly { path: self.locks_dir.clone() });
+            return Err(FileStoreError::ReadOnly { path: self.layout.locks_dir() });
         }
-        fsutil::ensure_dir(&self.locks_dir)?;
-        let path = self.path(plan_id);
+        let locks_dir = self.layout.locks_dir();
+        fsutil::ensure_dir(&locks_dir)?;
+        let path = self.layout.run_lock(plan_id);
         let (file, created) = fsutil::open_or_create(&path)?;
         if created {
-            fsutil::sync_dir(&self.locks_dir)?;
+            fsutil::sync_dir(&locks_dir)?;
         }
         // A probe holds the lock shared for a moment: retry briefly before calling the plan
         // busy. A real runner holds it far longer than these retries last.
@@ -71,7 +66,7 @@ impl FileRunLocks {
 
     /// Whether anyone holds `plan_id`'s run lock. Creates nothing.
     pub fn is_held_by_anyone(&self, plan_id: &PlanId) -> Result<bool, FileStoreError> {
-        let path = self.path(plan_id);
+        let path = self.layout.run_lock(plan_id);
         let Some(file) = fsutil::open_existing_read_only(&path)? else { return Ok(false) };
         match file.try_lock_shared() {
             Ok(()) => {
@@ -96,3 +91,6 @@ impl RunLocks for FileRunLocks {
         Ok(self.is_held_by_anyone(plan_id)?)
     }
 }
+
+#[cfg(test)]
+mod tests;

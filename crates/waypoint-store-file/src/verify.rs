@@ -13,7 +13,8 @@ use waypoint_domain::PlanId;
 
 use crate::error::FileStoreError;
 use crate::inspect::{self, LocatedEvent};
-use crate::store::{FileStore, StoredCatalog};
+use crate::projections::StoredCatalog;
+use crate::store::FileStore;
 
 /// Where one version of a plan lies in the log, as the replay saw it.
 #[derive(Debug, Clone, Copy)]

@@ -105,6 +105,14 @@ async fn one_winner(world: &mut PlanWorld) {
     assert_eq!(world.appended().await.len(), 1, "only the winner's event is stored");
 }
 
+#[then("both are accepted and one of them appended")]
+fn both_accepted_one_appended(world: &mut PlanWorld) {
+    let Ok(Done::Race(results)) = world.outcome() else { panic!("expected a race: {:?}", world.outcome()) };
+    let appended: Vec<u32> =
+        results.iter().map(|r| *r.as_ref().expect("every identical checkpoint is accepted")).collect();
+    assert_eq!(appended.iter().sum::<u32>(), 1, "exactly one racer appended: {appended:?}");
+}
+
 /// The plan's events in order, each with a full envelope: versions 1, 2, 3… without gaps,
 /// rising global positions, distinct event ids and times that never go back.
 #[then(regex = r#"^the history reads "([^"]*)"$"#)]

@@ -44,6 +44,7 @@ fn event_for(version: u32) -> RecordedEvent {
             fingerprint: None,
             source: None,
             created_at: now,
+            steps: vec![],
         }),
         n => PlanEvent::StepCompleted(StepCompleted {
             checkpoint_id: CheckpointId::from_uuid(uuid::Uuid::new_v4()),
@@ -51,6 +52,9 @@ fn event_for(version: u32) -> RecordedEvent {
             decision_id: DecisionId::parse(&format!("decision-{}", n - 1)).expect("valid decision id"),
             snapshot_id: None,
             artifacts: vec![],
+            name: None,
+            output: None,
+            fingerprint: None,
         }),
     };
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: now, event }

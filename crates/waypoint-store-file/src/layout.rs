@@ -1,0 +1,126 @@
+//! The store's directory layout: every file and directory name is built here and nowhere else,
+//! so the on-disk names (listed in lib.rs) cannot drift apart between modules.
+
+use std::path::{Path, PathBuf};
+
+use waypoint_domain::PlanId;
+
+const LOG_FILE: &str = "events.log";
+const STORE_LOCK: &str = "store.lock";
+const WRITE_LOCK: &str = "write.lock";
+const LOCKS_DIR: &str = "locks";
+const CHECKPOINT_FILE: &str = "catalog.ckpt";
+const INDEX_DIR: &str = "index";
+const VIEWS_DIR: &str = "views";
+const TORN_DIR: &str = "torn";
+const BACKUP_DIR: &str = "backup";
+
+/// The paths of one store directory. Per-plan names use the plan id as is: `PlanId` admits only
+/// `[A-Za-z0-9_-]{1,64}`, so no such path can leave its directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The store directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `events.log`: the log.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join(LOG_FILE)
+    }
+
+    /// `store.lock`: held shared by every open store, exclusively by `repair`.
+    pub fn store_lock(&self) -> PathBuf {
+        self.dir.join(STORE_LOCK)
+    }
+
+    /// `write.lock`: held exclusively while appending, shared while catching up.
+    pub fn write_lock(&self) -> PathBuf {
+        self.dir.join(WRITE_LOCK)
+    }
+
+    /// `locks/`: the run locks' directory.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.dir.join(LOCKS_DIR)
+    }
+
+    /// `locks/<plan>.lock`: `plan_id`'s run lock.
+    pub fn run_lock(&self, plan_id: &PlanId) -> PathBuf {
+        self.locks_dir().join(format!("{}.lock", plan_id.as_str()))
+    }
+
+    /// `catalog.ckpt`: the catalog checkpoint.
+    pub fn checkpoint(&self) -> PathBuf {
+        self.dir.join(CHECKPOINT_FILE)
+    }
+
+    /// `index/`: the per-plan offset indexes' directory.
+    pub fn index_dir(&self) -> PathBuf {
+        self.dir.join(INDEX_DIR)
+    }
+
+    /// `index/<plan>.idx`: `plan_id`'s offset index.
+    pub fn plan_index(&self, plan_id: &PlanId) -> PathBuf {
+        self.index_dir().join(format!("{}.idx", plan_id.as_str()))
+    }
+
+    /// `views/`: the view snapshots' directory.
+    pub fn views_dir(&self) -> PathBuf {
+        self.dir.join(VIEWS_DIR)
+    }
+
+    /// `views/<plan>.view`: `plan_id`'s full-view snapshot.
+    pub fn view(&self, plan_id: &PlanId) -> PathBuf {
+        self.views_dir().join(format!("{}.view", plan_id.as_str()))
+    }
+
+    /// `torn/`: bytes cut off the log, kept for inspection.
+    pub fn torn_dir(&self) -> PathBuf {
+        self.dir.join(TORN_DIR)
+    }
+
+    /// `torn/events.log.at-<offset>.<stamp>.torn`: a torn last record cut off on open.
+    pub fn torn_tail(&self, offset: u64, stamp: &str) -> PathBuf {
+        self.torn_dir().join(format!("{LOG_FILE}.at-{offset}.{stamp}.torn"))
+    }
+
+    /// `torn/events.log.repair-at-<offset>.<stamp>.cut`: the bytes `repair` cut off.
+    pub fn repair_cut(&self, offset: u64, stamp: &str) -> PathBuf {
+        self.torn_dir().join(format!("{LOG_FILE}.repair-at-{offset}.{stamp}.cut"))
+    }
+
+    /// `backup/`: copies of the log taken by `repair`.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.dir.join(BACKUP_DIR)
+    }
+
+    /// `backup/events.log.<stamp>.bak`: the log as it was before a repair.
+    pub fn backup(&self, stamp: &str) -> PathBuf {
+        self.backup_dir().join(format!("{LOG_FILE}.{stamp}.bak"))
+    }
+}
+
+/// The UTC time stamp in the names of cut-off and backup files; sorts by time as text.
+pub fn stamp_now() -> String {
+    chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ").to_string()
+}
+
+/// `<name>.<pid>.tmp` next to `path`: the temporary file an atomic write renames into place. One
+/// name per process: two processes may checkpoint at once, and the last rename wins with a whole
+/// file either way.
+pub fn temp_for(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests;

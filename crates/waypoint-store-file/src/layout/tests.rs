@@ -1,0 +1,74 @@
+//! The layout's names are part of the on-disk format: pinned here, so a rename is a test
+//! failure. Every file and directory is private, and no plan id can build a path outside.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use eventually::store::{EventStore, Expected};
+use futures::executor::block_on;
+use waypoint_domain::PlanId;
+
+use super::{temp_for, Layout};
+use crate::test_support::*;
+use crate::{FileStore, FileStoreError};
+
+#[test]
+fn every_name_is_the_documented_one() {
+    let layout = Layout::new("/s");
+    let plan = PlanId::parse("p-1").unwrap();
+    let cases = [
+        (layout.log(), "/s/events.log"),
+        (layout.store_lock(), "/s/store.lock"),
+        (layout.write_lock(), "/s/write.lock"),
+        (layout.locks_dir(), "/s/locks"),
+        (layout.run_lock(&plan), "/s/locks/p-1.lock"),
+        (layout.checkpoint(), "/s/catalog.ckpt"),
+        (layout.index_dir(), "/s/index"),
+        (layout.plan_index(&plan), "/s/index/p-1.idx"),
+        (layout.views_dir(), "/s/views"),
+        (layout.view(&plan), "/s/views/p-1.view"),
+        (layout.torn_dir(), "/s/torn"),
+        (layout.torn_tail(42, "T"), "/s/torn/events.log.at-42.T.torn"),
+        (layout.repair_cut(42, "T"), "/s/torn/events.log.repair-at-42.T.cut"),
+        (layout.backup_dir(), "/s/backup"),
+        (layout.backup("T"), "/s/backup/events.log.T.bak"),
+    ];
+    for (built, documented) in cases {
+        assert_eq!(built, Path::new(documented));
+    }
+    assert_eq!(layout.dir(), Path::new("/s"));
+    let temp = format!("/s/catalog.ckpt.{}.tmp", std::process::id());
+    assert_eq!(temp_for(&layout.checkpoint()), Path::new(&temp));
+}
+
+#[test]
+fn files_and_directories_are_private_whatever_the_umask() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("missing-parent").join("store");
+    let mut store = FileStore::open(&dir).unwrap();
+    block_on(store.append(plan("p1"), Expected::Exact(0), vec![created()])).unwrap();
+    let _guard = waypoint_application::RunLocks::acquire(&store.run_locks(), &plan("p1"), &runner()).unwrap();
+    for entry in walk(&parent.path().join("missing-parent")) {
+        let mode = std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777;
+        let want = if entry.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{}", entry.display());
+    }
+}
+
+#[test]
+fn ids_that_would_escape_the_directory_are_refused_before_any_path_is_built() {
+    for bad in ["../x", "/etc/passwd", "a/b", "nul\0byte", "..", ".", "", &"x".repeat(65), "tab\t"] {
+        assert!(PlanId::parse(bad).is_err(), "{bad:?} must not be a plan id");
+    }
+    // A record whose plan id would escape (written by hand, checksum intact) is damage: it never
+    // becomes a PlanId, so no index, view or lock path is ever built from it.
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("store");
+    drop(FileStore::open(&dir).unwrap());
+    append_raw(&dir, raw(1, "../escaped", "plan_created", 1, b"{}"));
+    let before: Vec<_> = std::fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(matches!(FileStore::open(&dir), Err(FileStoreError::Corrupt { .. })));
+    assert!(matches!(FileStore::open_read_only(&dir), Err(FileStoreError::Corrupt { .. })));
+    let after: Vec<_> = std::fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after);
+}

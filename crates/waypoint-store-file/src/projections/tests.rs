@@ -1,0 +1,159 @@
+//! Derived data: a reopened store serves plans from its checkpoint, indexes and view snapshots,
+//! and every kind of damaged or missing derived file is rebuilt from the log.
+
+use futures::executor::block_on;
+use waypoint_application::domain::{DecisionId, Phase, StepNumber};
+use waypoint_application::{NewPlan, PlanResumeService, PlanStore, StepCheckpoint};
+use waypoint_domain::PlanId;
+
+use crate::index::ENTRY_LEN;
+use crate::layout::Layout;
+use crate::test_support::*;
+use crate::{FileStore, StoreOptions};
+
+#[test]
+fn load_view_keeps_every_checkpoint_so_a_retry_of_an_older_step_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = PlanResumeService::new(FileStore::open(dir.path()).unwrap());
+    block_on(async {
+        let id = service.create_plan(NewPlan::default()).await.unwrap().plan_id;
+        service.start_phase(&id, Phase::Strategize, None).await.unwrap();
+        let checkpoint =
+            |n: u32| StepCheckpoint::new(StepNumber::new(n).unwrap(), DecisionId::parse(&format!("d-{n}")).unwrap());
+        for n in 1..=3 {
+            service.record_step_checkpoint(&id, checkpoint(n)).await.unwrap();
+        }
+        let retry = service.record_step_checkpoint(&id, checkpoint(1)).await.unwrap();
+        assert!(!retry.appended);
+        let full = service.store().load_view(&id).await.unwrap().unwrap();
+        assert_eq!(full.state.resume.checkpoints.len(), 3);
+        let summary = service.store().load_summary_view(&id).await.unwrap().unwrap();
+        assert_eq!(summary.state.resume.checkpoints.len(), 1);
+    });
+}
+
+#[test]
+fn a_reopened_store_serves_plans_from_the_checkpoint_index_and_view_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { checkpoint_every: 7, view_snapshot_every: 5, ..Default::default() };
+    let plans: Vec<PlanId> = (0..3).map(|i| plan(&format!("plan-{i}"))).collect();
+    let store = FileStore::open_with(dir.path(), options.clone()).unwrap();
+    fill(&store, &plans, 20);
+    let expected: Vec<_> = plans.iter().map(|id| store.read_plan(id, 1).unwrap()).collect();
+    for id in &plans {
+        assert_eq!(
+            store.plan_view(id).unwrap(),
+            waypoint_application::PlanView::replay(&store.read_plan(id, 1).unwrap())
+        );
+    }
+    drop(store);
+
+    let stored = crate::inspect::stored_catalog(dir.path()).unwrap().expect("a checkpoint was written");
+    assert!(stored.position >= 7 && stored.position <= 60, "{}", stored.position);
+    let index = crate::inspect::plan_index(dir.path(), &plans[0]).unwrap();
+    assert!(index.len() >= 2 && index.iter().all(Option::is_some));
+    assert!(crate::inspect::plan_view_snapshot(dir.path(), &plans[0]).unwrap().is_some());
+
+    let reopened = FileStore::open_with(dir.path(), options).unwrap();
+    for (id, events) in plans.iter().zip(&expected) {
+        assert_eq!(&reopened.read_plan(id, 1).unwrap(), events);
+        assert_eq!(reopened.read_plan(id, 15).unwrap(), events[14..].to_vec());
+        assert_eq!(reopened.plan_view(id).unwrap(), waypoint_application::PlanView::replay(events));
+        assert_eq!(reopened.summary_view(id).unwrap().unwrap().version, 20);
+    }
+    assert_eq!(reopened.catalog_snapshot().unwrap().plans.len(), 3);
+    let replayed: Vec<_> = crate::inspect::events(dir.path()).unwrap().map(|e| e.unwrap().event).collect();
+    assert_eq!(replayed.len(), 60);
+    assert_eq!(reopened.read_all(1).unwrap().map(Result::unwrap).collect::<Vec<_>>(), replayed);
+    assert_eq!(reopened.read_all(59).unwrap().count(), 2);
+}
+
+/// One kind of damage to the derived files of a store holding plans `p0` and `p1`.
+type Damage = fn(&Layout);
+
+fn flip_a_checkpoint_byte(layout: &Layout) {
+    let mut bytes = std::fs::read(layout.checkpoint()).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x40;
+    std::fs::write(layout.checkpoint(), bytes).unwrap();
+}
+
+fn tear_the_checkpoint(layout: &Layout) {
+    let bytes = std::fs::read(layout.checkpoint()).unwrap();
+    std::fs::write(layout.checkpoint(), &bytes[..bytes.len() / 2]).unwrap();
+}
+
+fn lose_every_index(layout: &Layout) {
+    std::fs::remove_dir_all(layout.index_dir()).unwrap();
+}
+
+/// Version 3's entry keeps its version but points at version 5's record.
+fn point_an_index_entry_at_another_record(layout: &Layout) {
+    let path = layout.plan_index(&plan("p0"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (third, fifth) = (2 * ENTRY_LEN as usize, 4 * ENTRY_LEN as usize);
+    let offset_of_fifth: [u8; 8] = bytes[fifth..fifth + 8].try_into().unwrap();
+    bytes[third..third + 8].copy_from_slice(&offset_of_fifth);
+    std::fs::write(&path, bytes).unwrap();
+}
+
+fn garble_a_view_snapshot(layout: &Layout) {
+    std::fs::write(layout.view(&plan("p0")), b"garbage").unwrap();
+}
+
+fn swap_in_another_plans_view_snapshot(layout: &Layout) {
+    std::fs::copy(layout.view(&plan("p1")), layout.view(&plan("p0"))).unwrap();
+}
+
+fn damage_every_kind_at_once(layout: &Layout) {
+    flip_a_checkpoint_byte(layout);
+    lose_every_index(layout);
+    garble_a_view_snapshot(layout);
+}
+
+#[test]
+fn missing_or_damaged_derived_files_are_rebuilt_from_the_log() {
+    let damages: [(&str, Damage); 7] = [
+        ("a flipped checkpoint byte", flip_a_checkpoint_byte),
+        ("a torn checkpoint", tear_the_checkpoint),
+        ("lost indexes", lose_every_index),
+        ("an index entry pointing at another record", point_an_index_entry_at_another_record),
+        ("a garbled view snapshot", garble_a_view_snapshot),
+        ("another plan's view snapshot", swap_in_another_plans_view_snapshot),
+        ("every kind at once", damage_every_kind_at_once),
+    ];
+    for (name, damage) in damages {
+        rebuilds_after(name, damage);
+    }
+}
+
+/// The driver: fill a store, damage its derived files, then check that a read-only open serves
+/// the same events and views without changing a byte, and a writable open rebuilds.
+fn rebuilds_after(name: &str, damage: Damage) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { checkpoint_every: 5, view_snapshot_every: 3, ..Default::default() };
+    let plans: Vec<PlanId> = (0..2).map(|i| plan(&format!("p{i}"))).collect();
+    let store = FileStore::open_with(dir.path(), options.clone()).unwrap();
+    fill(&store, &plans, 12);
+    let expected: Vec<_> = plans.iter().map(|id| store.read_plan(id, 1).unwrap()).collect();
+    let views: Vec<_> = plans.iter().map(|id| store.plan_view(id).unwrap()).collect();
+    drop(store);
+
+    damage(&Layout::new(dir.path()));
+
+    let before = snapshot(dir.path());
+    let read_only = FileStore::open_read_only(dir.path()).unwrap();
+    for ((id, events), view) in plans.iter().zip(&expected).zip(&views) {
+        assert_eq!(&read_only.read_plan(id, 1).unwrap(), events, "{name}");
+        assert_eq!(&read_only.plan_view(id).unwrap(), view, "{name}");
+    }
+    drop(read_only);
+    assert_eq!(snapshot(dir.path()), before, "{name}: a read-only open changed the store's bytes");
+
+    let store = FileStore::open_with(dir.path(), options).unwrap();
+    for ((id, events), view) in plans.iter().zip(&expected).zip(&views) {
+        assert_eq!(&store.read_plan(id, 1).unwrap(), events, "{name}");
+        assert_eq!(&store.plan_view(id).unwrap(), view, "{name}");
+    }
+    assert!(crate::inspect::plan_index(dir.path(), &plans[1]).unwrap().iter().all(Option::is_some), "{name}");
+}

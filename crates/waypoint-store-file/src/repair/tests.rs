@@ -1,0 +1,40 @@
+//! `repair`: it refuses an open store, backs the log up, and cuts damage with what follows it.
+
+use crate::test_support::*;
+use crate::{FileStore, FileStoreError, StoreOptions};
+
+#[test]
+fn damage_behind_a_checkpoint_is_reported_when_read_and_repair_cuts_it_with_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { checkpoint_every: 2, ..Default::default() };
+    let store = FileStore::open_with(dir.path(), options).unwrap();
+    fill(&store, &[plan("r1")], 6);
+    drop(store);
+    let records = records(dir.path());
+    let (offset, _) = records[2];
+    let log = log_of(dir.path());
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[offset as usize + 30] ^= 0xFF;
+    std::fs::write(&log, &bytes).unwrap();
+
+    let store = FileStore::open(dir.path()).unwrap();
+    let error = store.read_all(1).unwrap().find_map(Result::err).expect("the damage is reported");
+    assert!(matches!(error, FileStoreError::Corrupt { offset: o, .. } if o == offset), "{error}");
+    let error = store.read_plan(&plan("r1"), 1).unwrap_err();
+    assert!(matches!(error, FileStoreError::Corrupt { offset: o, .. } if o == offset), "{error}");
+    assert!(matches!(crate::repair(dir.path()), Err(FileStoreError::Locked { .. })), "repair needs the store closed");
+    drop(store);
+
+    let report = crate::repair(dir.path()).unwrap();
+    assert_eq!(report.damage_at, Some(offset));
+    assert_eq!(report.records_kept, 2);
+    assert_eq!(report.intact_records_removed, 3);
+    assert_eq!(std::fs::read(report.backup.unwrap()).unwrap(), bytes, "the backup is the log as it was");
+    assert_eq!(std::fs::read(report.quarantined.unwrap()).unwrap(), bytes[offset as usize..]);
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.read_plan(&plan("r1"), 1).unwrap().len(), 2);
+    assert_eq!(store.summary_view(&plan("r1")).unwrap().unwrap().version, 2);
+
+    let clean = crate::repair(tempfile::tempdir().unwrap().path()).unwrap();
+    assert_eq!(clean.damage_at, None);
+}
