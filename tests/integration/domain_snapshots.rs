@@ -7,13 +7,13 @@ use chrono::Duration;
 use serde_json::{json, Value};
 use uuid::Uuid;
 use waypoint_domain::{
-    Actor, Artifact, Attempt, AttemptFailure, CheckpointId, EligibilityInputs, EventType, Fingerprint, Interrupted,
-    Phase, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanCommand, PlanConstrained, PlanCreated,
-    PlanErrored, PlanEvent, PlanName, Resumed, SnapshotCheck, SnapshotId, StepAttemptFailed, StepCompleted,
-    StepDefinition, StepName, StepOutput, StepStarted, TotalSteps, TotalStepsSet,
+    Actor, Artifact, Attempt, AttemptFailure, CheckpointId, CurrentDefinition, EligibilityInputs, EventType,
+    Fingerprint, Interrupted, Phase, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanCommand,
+    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, PlanName, Resumed, SnapshotCheck, SnapshotId,
+    StepAttemptFailed, StepCompleted, StepDefinition, StepName, StepOutput, StepStarted, TotalSteps, TotalStepsSet,
 };
 
-use crate::domain_history::{decision, epoch, message, runner_id, step, History};
+use crate::domain_history::{decision, definition, epoch, message, runner_id, step, History};
 
 fn step_name(name: &str) -> StepName {
     StepName::parse(name).expect("a valid step name")
@@ -253,4 +253,61 @@ fn a_v1_step_started_record_is_upcast_with_no_name_or_attempt() {
     let PlanEvent::StepStarted(started) = &event else { panic!("decoded as {event:?}") };
     assert_eq!((started.step, &started.name, started.attempt), (step(3), &None, None));
     insta::assert_json_snapshot!("upcast_step_started_v1", wire_form(&event));
+}
+
+#[test]
+fn summary_of_a_failed_plan_whose_failed_step_was_fixed() {
+    let given = History::new()
+        .created_with_steps(&[("build", "b1"), ("test", "c1"), ("deploy", "d1")])
+        .started(Phase::Strategize, Some("runner-1"))
+        .named_step_completed(1, "build", Some("b1"))
+        .named_step_started(2, "test", 1)
+        .run(PlanCommand::Fail { message: message("step 2 \"test\" exited with code 1") });
+    let current = CurrentDefinition::Known {
+        fingerprint: Some(Fingerprint::parse("ffff").expect("a valid fingerprint")),
+        steps: definition(&[("build", "b1"), ("test", "c2"), ("deploy", "d1"), ("notify", "e1")]),
+    };
+    let inputs = EligibilityInputs { definition: Some(current), ..EligibilityInputs::default() };
+    insta::assert_json_snapshot!("summary_failed_with_changed_steps", given.summary(&inputs));
+}
+
+#[test]
+fn every_status_is_one_plain_word_for_a_typical_history() {
+    use waypoint_domain::PlanStatus::*;
+    let started = || History::new().created(Some(2)).started(Phase::Strategize, Some("runner-1"));
+    let cases = [
+        (History::new().created(Some(2)), runner_gone(), NotStarted),
+        (started(), runner_alive(), Running),
+        (started(), runner_gone(), Crashed),
+        (History::new().created(Some(2)).started(Phase::Strategize, None), runner_gone(), Running),
+        (started().shut_down("SIGTERM"), runner_gone(), Interrupted),
+        (started().run(PlanCommand::Fail { message: message("boom") }), runner_gone(), Failed),
+        (started().steps_completed(1..=2), runner_alive(), Completed),
+        (started().run(PlanCommand::CompletePhase), runner_gone(), Completed),
+        (started().run(PlanCommand::Cancel { reason: None }), runner_gone(), Cancelled),
+    ];
+    let mut seen = Vec::new();
+    for (given, inputs, expected) in cases {
+        let summary = given.summary(&inputs);
+        assert_eq!(summary.status, expected, "given {:?}", given.events);
+        assert_eq!(summary.error.is_some(), expected == Failed, "error only for a failed plan");
+        seen.push(expected);
+    }
+    let applied = History::new()
+        .created(Some(1))
+        .started(Phase::Strategize, None)
+        .run(PlanCommand::CompletePhase)
+        .started(Phase::Execute, None)
+        .run(PlanCommand::CompletePhase)
+        .started(Phase::Apply, None)
+        .run(PlanCommand::Apply);
+    assert_eq!(applied.summary(&runner_gone()).status, Applied);
+    seen.push(Applied);
+    assert!(waypoint_domain::PlanStatus::ALL.iter().all(|s| seen.contains(s)), "every status is reached");
+    let words: Vec<String> =
+        waypoint_domain::PlanStatus::ALL.iter().map(|s| serde_json::to_value(s).unwrap().to_string()).collect();
+    assert_eq!(
+        words.join(" "),
+        r#""running" "interrupted" "crashed" "failed" "completed" "cancelled" "applied" "not_started""#
+    );
 }

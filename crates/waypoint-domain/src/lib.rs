@@ -30,7 +30,7 @@ pub use ids::{
 pub use lifecycle::{check_phase_transition, Phase, ProcessingState, TransitionKind};
 pub use plan::{decide, Plan, PlanCommand};
 pub use state::{Checkpoint, CheckpointPayload, Interruption, PlanState, ResumeMetadata};
-pub use summary::{InterruptionSummary, ResumeSummary, CRASH_REASON};
+pub use summary::{ForkedFrom, InterruptionSummary, PlanStatus, ResumeSummary, CRASH_REASON};
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::definition::ChangedStep;
 use crate::eligibility::{ResumeEligibility, ResumeIneligibleReason};
 use crate::ids::{CheckpointId, DecisionId, PlanId, SnapshotId, StepNumber, TotalSteps};
 use crate::lifecycle::{Phase, ProcessingState};
@@ -20,7 +21,94 @@ pub struct InterruptionSummary {
 /// The reason given for an interruption that was inferred rather than recorded.
 pub const CRASH_REASON: &str = "crash";
 
-/// Field order and names are part of the CLI's JSON contract.
+/// Where a plan state stands, in one plain word for people. Decided from the state and the
+/// eligibility verdict, first match wins:
+///
+/// - `applied`, `cancelled`: the plan is in that terminal state.
+/// - `not_started`: the plan is still in `action` (no phase has started).
+/// - `failed`: the phase is `errored` or `constrained`; the summary's `error` says why.
+/// - `completed`: the phase is `complete`, or every known step has completed.
+/// - `crashed`: `processing`, but the runner that took the run lock is gone and no interruption
+///   was recorded (the interruption is inferred).
+/// - `running`: `processing` otherwise: its runner holds the run lock, or a lockless external
+///   worker moved it there.
+/// - `interrupted`: `queued` after a recorded interruption.
+/// - `not_started`: `queued` without an interruption (a phase that never ran).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    Running,
+    Interrupted,
+    Crashed,
+    Failed,
+    Completed,
+    Cancelled,
+    Applied,
+    NotStarted,
+}
+
+impl PlanStatus {
+    pub const ALL: [PlanStatus; 8] = [
+        PlanStatus::Running,
+        PlanStatus::Interrupted,
+        PlanStatus::Crashed,
+        PlanStatus::Failed,
+        PlanStatus::Completed,
+        PlanStatus::Cancelled,
+        PlanStatus::Applied,
+        PlanStatus::NotStarted,
+    ];
+
+    /// The status of `plan` given its eligibility verdict (which knows whether a crash is inferred).
+    pub fn of(plan: &PlanState, eligibility: &ResumeEligibility) -> Self {
+        use ProcessingState::*;
+        match plan.state {
+            Applied => return PlanStatus::Applied,
+            Cancelled => return PlanStatus::Cancelled,
+            _ => {}
+        }
+        if plan.phase == Phase::Action {
+            return PlanStatus::NotStarted;
+        }
+        match plan.state {
+            Errored | Constrained => PlanStatus::Failed,
+            _ if plan.state == Complete || plan.resume.all_steps_completed() => PlanStatus::Completed,
+            Processing if eligibility.crash_inferred => PlanStatus::Crashed,
+            Processing => PlanStatus::Running,
+            _ if plan.resume.interrupted => PlanStatus::Interrupted,
+            _ => PlanStatus::NotStarted,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Running => "running",
+            PlanStatus::Interrupted => "interrupted",
+            PlanStatus::Crashed => "crashed",
+            PlanStatus::Failed => "failed",
+            PlanStatus::Completed => "completed",
+            PlanStatus::Cancelled => "cancelled",
+            PlanStatus::Applied => "applied",
+            PlanStatus::NotStarted => "not_started",
+        }
+    }
+}
+
+impl std::fmt::Display for PlanStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The plan and step a forked plan was copied from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkedFrom {
+    pub plan_id: PlanId,
+    /// The last source step the fork copied; the fork resumes at the step after it.
+    pub step: StepNumber,
+}
+
+/// Field order and names are part of the CLI's JSON contract; new fields go at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeSummary {
     pub plan_id: PlanId,
@@ -40,6 +128,15 @@ pub struct ResumeSummary {
     pub snapshot_id: Option<SnapshotId>,
     pub uncertain_step: Option<StepNumber>,
     pub resume_count: u32,
+    /// One plain word for people; see [`PlanStatus`].
+    pub status: PlanStatus,
+    /// The plan this one was forked from, if it is a fork.
+    pub forked_from: Option<ForkedFrom>,
+    /// Steps whose definition differs from the recorded one (see [`ChangedStep`]); empty when the
+    /// definition was not checked or nothing changed.
+    pub changed_steps: Vec<ChangedStep>,
+    /// The last error's message, when the plan failed (`errored` or `constrained`).
+    pub error: Option<String>,
 }
 
 impl ResumeSummary {
@@ -53,6 +150,7 @@ impl ResumeSummary {
     ) -> Self {
         let meta = &plan.resume;
         let last = meta.last_checkpoint();
+        let status = PlanStatus::of(plan, eligibility);
         let interruption = if eligibility.crash_inferred {
             Some(InterruptionSummary { reason: CRASH_REASON.to_owned(), at: last_activity_at, inferred: true })
         } else {
@@ -83,6 +181,11 @@ impl ResumeSummary {
             snapshot_id: last.and_then(|c| c.snapshot_id.clone()),
             uncertain_step: meta.uncertain_step,
             resume_count: meta.resume_count,
+            status,
+            // No event forks a plan yet.
+            forked_from: None,
+            changed_steps: eligibility.changed_steps.clone(),
+            error: plan.last_error.as_ref().filter(|_| status == PlanStatus::Failed).map(|m| m.to_string()),
         }
     }
 }
