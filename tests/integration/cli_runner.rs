@@ -370,13 +370,15 @@ fn a_changed_plan_file_or_a_missing_output_refuses_the_resume_and_writes_nothing
     sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
     std::fs::rename(sandbox.path("one.out.moved"), sandbox.path("one.out")).unwrap();
 
-    // The plan file changed since the run began.
+    // The completed step 1 changed since the run began (an edit elsewhere, such as a comment,
+    // would not count).
     let plan = sandbox.path("plan.toml");
-    sandbox.write("plan.toml", &format!("{INTERRUPTIBLE}\n# an edit\n"));
+    sandbox.write("plan.toml", &INTERRUPTIBLE.replace("echo one >>", "echo uno >>"));
     let refused = sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
     assert_eq!(refused["error"]["reasons"], json!(["definition_changed"]));
     let preview = sandbox.run(&["plan", "resume", &id, "--dry-run"]).json();
     assert_eq!(preview["reasons"], json!(["definition_changed"]));
+    assert_eq!(preview["changed_steps"], json!([{"step": 1, "name": "one", "completed": true, "change": "changed"}]));
     // A plan file that is gone cannot be resumed either.
     std::fs::remove_file(&plan).unwrap();
     let refused = sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");

@@ -132,6 +132,9 @@ pub enum Command {
     /// Create, record, inspect and resume plans
     #[command(subcommand, after_help = PLAN_EXAMPLES)]
     Plan(PlanCommand),
+    /// Resume a plan: the same as `waypoint plan resume`
+    #[command(long_about = RESUME_LONG_ABOUT, after_help = "Examples:\n  waypoint resume ID --dry-run\n  waypoint resume ID")]
+    Resume(ResumeArgs),
     /// Check, repair and measure the store itself (for operators)
     #[command(subcommand)]
     Store(StoreCommand),
@@ -251,6 +254,22 @@ pub enum PlanCommand {
         /// The plan id
         #[arg(value_parser = PlanId::parse)]
         id: PlanId,
+        /// Print the completed steps' recorded outputs instead (`{"step name": {"key": "value"}}`)
+        #[arg(long)]
+        outputs: bool,
+    },
+    /// Show the stored stdout and stderr of a plan file's steps (the last 1 MiB of each stream, per attempt)
+    #[command(after_help = "Examples:\n  waypoint plan logs ID\n  waypoint plan logs ID --step 2 --attempt 1")]
+    Logs {
+        /// The plan id
+        #[arg(value_parser = PlanId::parse)]
+        id: PlanId,
+        /// Only this step
+        #[arg(long, value_parser = step_number)]
+        step: Option<StepNumber>,
+        /// Only this attempt (from 1)
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        attempt: Option<u32>,
     },
     /// Show every event recorded for a plan, oldest first
     History {
@@ -260,17 +279,44 @@ pub enum PlanCommand {
     },
     /// Resume an interrupted, failed or crashed plan from its last completed step
     #[command(long_about = RESUME_LONG_ABOUT, after_help = "Examples:\n  waypoint plan resume ID --dry-run\n  waypoint plan resume ID")]
-    Resume {
-        /// The plan id
-        #[arg(value_parser = PlanId::parse)]
-        id: PlanId,
-        /// Only show what a resume would do; write nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// The plan definition's fingerprint (hex), compared with the one recorded at creation
-        #[arg(long, value_parser = Fingerprint::parse)]
-        fingerprint: Option<Fingerprint>,
-    },
+    Resume(ResumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The plan id (or a unique prefix of at least 4 characters)
+    #[arg(value_parser = PlanId::parse)]
+    pub id: PlanId,
+    /// Only show what a resume would do; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The plan definition's fingerprint (hex), compared with the one recorded at creation
+    #[arg(long, value_parser = Fingerprint::parse)]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl PlanCommand {
+    /// The id of the existing plan this command is about, to resolve a prefix; `None` for the
+    /// commands that name no existing plan.
+    pub fn plan_id_mut(&mut self) -> Option<&mut PlanId> {
+        match self {
+            PlanCommand::Create(_) | PlanCommand::List { .. } => None,
+            PlanCommand::Checkpoint(args) => Some(&mut args.id),
+            PlanCommand::Resume(args) => Some(&mut args.id),
+            PlanCommand::Start { id, .. }
+            | PlanCommand::TotalSteps { id, .. }
+            | PlanCommand::StepStarted { id, .. }
+            | PlanCommand::Interrupt { id, .. }
+            | PlanCommand::Fail { id, .. }
+            | PlanCommand::CompletePhase { id }
+            | PlanCommand::Apply { id }
+            | PlanCommand::Constrain { id, .. }
+            | PlanCommand::Cancel { id, .. }
+            | PlanCommand::Show { id, .. }
+            | PlanCommand::Logs { id, .. }
+            | PlanCommand::History { id } => Some(id),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +326,9 @@ pub struct RunArgs {
     /// Start a fresh plan even if the store holds one for this file that could continue
     #[arg(long)]
     pub new: bool,
+    /// Run again from step N: a fresh plan that keeps the checkpoints (and outputs) of steps 1 to N-1 of the file's plan, then runs from step N with the file as it is now
+    #[arg(long, value_parser = step_number, value_name = "N")]
+    pub from_step: Option<StepNumber>,
 }
 
 #[derive(Debug, Args)]

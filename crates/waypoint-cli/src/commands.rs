@@ -6,27 +6,37 @@ use std::sync::Arc;
 use chrono::Utc;
 use futures::executor::block_on;
 use waypoint_application::{
-    NewPlan, PlanView, ResumePoint, ResumeRequest, RunLockGuard, ServiceError, StepCheckpoint, StepStart,
+    NewPlan, PlanStore, PlanView, ResumePoint, ResumeRequest, RunLockGuard, ServiceError, StepCheckpoint, StepStart,
 };
 use waypoint_domain::{
-    Fingerprint, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,
+    Fingerprint, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,
 };
 
-use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand, RunArgs};
+use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand, ResumeArgs, RunArgs};
+use crate::definition::{plan_file_path, read_plan_file};
 use crate::error::{exit, CliError};
 use crate::keys::{keyed_id, newest_generation};
-use crate::plan_file::{fingerprint_of, PlanFile};
+use crate::plan_file::PlanFile;
 use crate::progress::Progress;
 use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
 use crate::runner::{watch_signals, Events, Runner, StepReport};
 use crate::store::{acquire_run_lock, runner_id, Service, StoreLocation};
-use crate::ui::{shown_path, Ui};
+use crate::ui::{escape_controls, shown_path, Ui};
 
 pub fn execute(cli: Cli, ui: &Ui) -> Result<(), CliError> {
     let location = StoreLocation::parse(&cli.store)?;
     match cli.command {
         Command::Run(args) => run(&location, ui, args),
-        Command::Plan(command) => plan(&location, ui, command),
+        Command::Plan(mut command) => {
+            if let Some(id) = command.plan_id_mut() {
+                *id = resolve_id(&location, id)?;
+            }
+            plan(&location, ui, command)
+        }
+        Command::Resume(mut args) => {
+            args.id = resolve_id(&location, &args.id)?;
+            plan(&location, ui, PlanCommand::Resume(args))
+        }
         Command::Store(command) => crate::operate::store(&location, ui, command),
     }
 }
@@ -47,12 +57,7 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
             })
         }
         PlanCommand::Checkpoint(args) => checkpoint(location, ui, args),
-        PlanCommand::Interrupt { id, reason } => {
-            let service = location.open_existing_for_write(&id)?;
-            let appended = block_on(service.record_shutdown(&id, reason))?;
-            let done = if appended { "interruption recorded" } else { "already interrupted; nothing written" };
-            print_after_write(&service, ui, &id, done)
-        }
+        PlanCommand::Interrupt { id, reason } => interrupt(location, ui, &id, reason),
         PlanCommand::Fail { id, message } => {
             write(location, ui, &id, "failure recorded", |s| block_on(s.fail(&id, message)))
         }
@@ -67,10 +72,14 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
             write(location, ui, &id, "cancelled", |s| block_on(s.cancel(&id, reason)))
         }
         PlanCommand::List { resumable } => list(location, ui, resumable),
-        PlanCommand::Show { id } => show(location, ui, &id),
+        PlanCommand::Show { id, outputs: false } => show(location, ui, &id),
+        PlanCommand::Show { id, outputs: true } => show_outputs(location, ui, &id),
+        PlanCommand::Logs { id, step, attempt } => logs(location, ui, &id, step, attempt),
         PlanCommand::History { id } => history(location, ui, &id),
-        PlanCommand::Resume { id, dry_run: true, fingerprint } => resume_preview(location, ui, &id, fingerprint),
-        PlanCommand::Resume { id, dry_run: false, fingerprint } => resume(location, ui, &id, fingerprint),
+        PlanCommand::Resume(ResumeArgs { id, dry_run: true, fingerprint }) => {
+            resume_preview(location, ui, &id, fingerprint)
+        }
+        PlanCommand::Resume(ResumeArgs { id, dry_run: false, fingerprint }) => resume(location, ui, &id, fingerprint),
     }
 }
 
@@ -189,34 +198,9 @@ fn history(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliErro
     Ok(())
 }
 
-/// A plan created by `waypoint run`: its plan file, recorded when it was created. Its steps are
-/// the strategize phase; a plan moved on to another phase by hand resumes as a plain plan.
+/// A plan created by `waypoint run`: its plan file, recorded when it was created.
 fn plan_file_source(view: &PlanView) -> Option<&Path> {
-    let source = view.state.source.as_ref()?;
-    (view.state.phase == Phase::Strategize).then(|| Path::new(source.as_str()))
-}
-
-/// The plan file as it is now: its bytes' fingerprint and, when it still parses, the file.
-struct CurrentPlanFile {
-    fingerprint: Fingerprint,
-    file: Option<PlanFile>,
-}
-
-fn read_plan_file(path: &Path) -> Result<CurrentPlanFile, std::io::Error> {
-    let bytes = std::fs::read(path)?;
-    Ok(CurrentPlanFile { fingerprint: fingerprint_of(&bytes), file: PlanFile::parse(path, &bytes).ok() })
-}
-
-/// The fingerprint a resume checks: a changed plan file always counts; otherwise the caller's.
-pub fn fingerprint_to_check(
-    recorded: Option<&Fingerprint>,
-    current: Option<&Fingerprint>,
-    given: Option<Fingerprint>,
-) -> Option<Fingerprint> {
-    match current {
-        Some(current) if Some(current) != recorded => Some(current.clone()),
-        _ => given.or_else(|| current.cloned()),
-    }
+    plan_file_path(&view.state)
 }
 
 fn resume_preview(
@@ -225,19 +209,15 @@ fn resume_preview(
     id: &PlanId,
     fingerprint: Option<Fingerprint>,
 ) -> Result<(), CliError> {
-    let service = location.open_read_only_for(id)?;
+    let service = location.open_read_only_for_preview(id)?;
     let view = block_on(service.load_summary(id))?;
-    let current = plan_file_source(&view).map(read_plan_file);
-    let current_fp = current.as_ref().and_then(|c| c.as_ref().ok()).map(|c| &c.fingerprint);
-    let fingerprint = fingerprint_to_check(view.state.fingerprint.as_ref(), current_fp, fingerprint);
+    // The verdict, definition drift included, is the service's; the file is read here only to
+    // name the steps a resume would skip and run.
     let outcome = block_on(service.resume_plan(id, ResumeRequest { dry_run: true, fingerprint, runner: None }))?;
-    let mut summary = outcome.summary;
-    if matches!(current, Some(Err(_))) && !summary.reasons.contains(&ResumeIneligibleReason::DefinitionChanged) {
-        summary.reasons.push(ResumeIneligibleReason::DefinitionChanged);
-        summary.eligible = false;
-    }
+    let summary = outcome.summary;
+    let current = plan_file_source(&view).map(read_plan_file);
     let steps = match &current {
-        Some(Ok(CurrentPlanFile { file: Some(file), .. })) => Some(planned_steps(file, &summary)),
+        Some(Ok(file)) => Some(planned_steps(file, &summary)),
         _ => None,
     };
     if ui.json() {
@@ -245,11 +225,12 @@ fn resume_preview(
     } else {
         let mut text = render::summary_block(ui.out, &summary, &view);
         if let Some(Err(e)) = &current {
-            text.push_str(&format!("\n{} cannot read the plan file: {e}\n", ui.out.yellow("!")));
+            text.push_str(&format!("\n{} {}\n", ui.out.yellow("!"), escape_controls(e)));
         }
         if let Some(steps) = &steps {
             text.push_str(&format!("\n{}\n", ui.out.bold("If resumed now:")));
             for PlannedStep { step: n, name, action } in steps {
+                let name = escape_controls(name);
                 let line = match *action {
                     "skip" => format!("  {} {n}  {name}  {}", ui.out.dim("↷"), ui.out.dim("skipped: completed")),
                     "rerun" => format!(
@@ -332,30 +313,21 @@ fn resume_plan_file(
     why: Option<&str>,
 ) -> Result<(ResumePoint, Vec<StepReport>), CliError> {
     let id = &view.plan_id;
-    let current = read_plan_file(path).map_err(|e| {
-        CliError::new(
-            exit::NOT_ELIGIBLE,
-            "not_eligible",
-            format!(
-                "plan {id} cannot resume: its plan file {} cannot be read ({e}); restore it, or start over with `waypoint run --new`",
-                shown_path(path)
-            ),
-        )
-        .with_reasons(vec![ResumeIneligibleReason::DefinitionChanged])
-        .with("plan_id", id.as_str())
-    })?;
-    let fingerprint = fingerprint_to_check(view.state.fingerprint.as_ref(), Some(&current.fingerprint), fingerprint);
-    // Only the file the plan was created from may run; a changed one is refused by the resume.
-    let unchanged = view.state.fingerprint.as_ref() == Some(&current.fingerprint);
-    if unchanged && current.file.is_none() {
-        return Err(CliError::unexpected(format!("the plan file {} no longer parses", shown_path(path))));
-    }
-
+    // The resume decides, through the definition probe, whether the file as it is now may run:
+    // a changed completed step is `definition_changed`; a fixed pending step is fine.
     let request = ResumeRequest { dry_run: false, fingerprint, runner: Some(lock.runner().clone()) };
+    let file = match read_plan_file(path) {
+        Ok(file) => {
+            // What only the file system can tell is checked before `Resumed` is written.
+            file.check_runnable()?;
+            Some(file)
+        }
+        Err(_) => None,
+    };
     let outcome = block_on(service.resume_plan(id, request))?;
     let point = outcome.resumed.expect("a real resume returns its resume point");
-    let Some(file) = current.file.filter(|_| unchanged) else {
-        return Err(CliError::unexpected("the plan file changed, yet the plan was found eligible; report this"));
+    let Some(file) = file else {
+        return Err(CliError::unexpected("the plan file cannot be read, yet the plan was found eligible; report this"));
     };
     let again = if point.rerun_uncertain {
         format!("; step {} started but did not complete, so it runs again", point.from_step)
@@ -409,7 +381,25 @@ fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError>
     let events = watch_signals()?;
     let service = location.open_for_write()?;
     let newest = newest_generation(|g| plan_exists(&service, &keyed_id(&file.path, g)))?;
-    if let (Some(generation), false) = (newest, args.new) {
+    // `--from-step N`: until plans can be forked, a fresh plan that copies the checkpoints of
+    // steps 1..N-1 from the file's newest plan, then runs from step N.
+    let kept = match (args.from_step, newest) {
+        (Some(from), _) if from == StepNumber::FIRST => None,
+        (Some(from), Some(generation)) => {
+            Some(kept_checkpoints(&service, &keyed_id(&file.path, generation), &file, from)?)
+        }
+        (Some(_), None) => {
+            return Err(CliError::usage(
+                "invalid_value",
+                format!(
+                    "--from-step: the store holds no plan of {} to run again from; run it without --from-step",
+                    shown_path(&file.path)
+                ),
+            ))
+        }
+        (None, _) => None,
+    };
+    if let (Some(generation), false, None) = (newest, args.new, args.from_step) {
         return continue_run(location, &service, ui, &keyed_id(&file.path, generation), &file, &events);
     }
     // The run lock first, then the plan created and started in one append: a crash at any moment
@@ -422,22 +412,48 @@ fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError>
         total_steps: Some(file.total_steps()),
         fingerprint: Some(file.fingerprint.clone()),
         source: Some(source),
-        steps: Vec::new(),
+        steps: file.step_definitions(),
         start: Some((Phase::Strategize, Some(runner_id()))),
     };
     block_on(service.create_plan(new))?;
+    let mut from = StepNumber::FIRST;
+    let mut kept_note = String::new();
+    if let Some((source_id, checkpoints)) = kept {
+        for checkpoint in &checkpoints {
+            let start = StepStart {
+                step: checkpoint.step,
+                decision_id: checkpoint.decision_id.clone(),
+                name: checkpoint.name.clone(),
+                attempt: None,
+            };
+            block_on(service.record_step_started(&id, start))?;
+            let copy = StepCheckpoint {
+                step: checkpoint.step,
+                decision_id: checkpoint.decision_id.clone(),
+                snapshot_id: checkpoint.snapshot_id.clone(),
+                artifacts: checkpoint.artifacts.clone(),
+                name: checkpoint.name.clone(),
+                output: checkpoint.output.clone(),
+                fingerprint: checkpoint.fingerprint.clone(),
+            };
+            block_on(service.record_step_checkpoint(&id, copy))?;
+        }
+        let count = checkpoints.len() as u32;
+        from = StepNumber::new(count + 1).expect("one more than a count is a step");
+        kept_note = format!(" · from step {from}, steps 1-{count} kept from plan {source_id}");
+    }
     if ui.json() {
-        ui.note(&format!("plan {id}"));
+        ui.note(&format!("plan {id}{kept_note}"));
     } else {
         ui.stdout(&format!(
-            "{} {} · plan {} · {}",
+            "{} {} · plan {} · {}{kept_note}",
             ui.out.cyan("▶"),
             ui.out.bold(file.name.as_str()),
             id,
             render::count(file.steps.len(), "step")
         ));
     }
-    let reports = run_plan_file(location, &service, ui, &id, &file, StepNumber::FIRST, &events)?;
+    let reports = run_plan_file(location, &service, ui, &id, &file, from, &events)?;
     let summary = block_on(service.build_resume_summary(&id, None))?;
     if ui.json() {
         ui.json_document(&RunDoc {
@@ -451,6 +467,53 @@ fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError>
     } else {
         print_summary_block(&service, ui, &id, &summary)
     }
+}
+
+/// The checkpoints of steps 1..`from`-1 of plan `source`, to be kept by `run --from-step`: they
+/// must have completed, and their definitions in the file must not have changed since.
+fn kept_checkpoints(
+    service: &Service,
+    source: &PlanId,
+    file: &PlanFile,
+    from: StepNumber,
+) -> Result<(PlanId, Vec<waypoint_domain::Checkpoint>), CliError> {
+    let view = block_on(service.load(source))?;
+    let keep = from.get() - 1;
+    let done = view.state.resume.last_completed_step.map_or(0, StepNumber::get);
+    if done < keep || view.state.phase != Phase::Strategize {
+        return Err(CliError::new(
+            exit::INVALID_COMMAND,
+            "step_not_completed",
+            format!(
+                "--from-step {from}: step {keep} of plan {source} has not completed; run from step {} at most",
+                done + 1
+            ),
+        )
+        .with("plan_id", source.as_str()));
+    }
+    let checkpoints: Vec<_> = view.state.resume.checkpoints.iter().take(keep as usize).cloned().collect();
+    let changed: Vec<String> = checkpoints
+        .iter()
+        .zip(&file.steps)
+        .filter(|(c, s)| {
+            c.fingerprint.as_ref().is_some_and(|f| *f != s.fingerprint)
+                || c.name.as_ref().is_some_and(|n| *n != s.step_name)
+        })
+        .map(|(c, s)| format!("{} ({})", c.step, escape_controls(&s.name)))
+        .collect();
+    if !changed.is_empty() {
+        return Err(CliError::new(
+            exit::NOT_ELIGIBLE,
+            "not_eligible",
+            format!(
+                "--from-step {from}: step {} changed since it completed; run from the first changed step",
+                changed.join(", ")
+            ),
+        )
+        .with_reasons(vec![ResumeIneligibleReason::DefinitionChanged])
+        .with("plan_id", source.as_str()));
+    }
+    Ok((source.clone(), checkpoints))
 }
 
 /// `run FILE` when the store already holds the file's newest plan `id`: resume it, refuse while
@@ -529,6 +592,172 @@ fn run_plan_file(
     let total = u32::try_from(file.steps.len()).expect("checked when parsed");
     let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total));
     let sidecar = location.sidecar();
-    let mut runner = Runner { service, sidecar: &sidecar, plan_id: id, file, progress, events };
+    let mut runner =
+        Runner { service, sidecar: &sidecar, plan_id: id, file, progress, events, outputs: Default::default() };
     runner.run_from(from)
+}
+
+/// The full id of the plan `given` names: itself when a plan has that id, otherwise the one plan
+/// whose id starts with it (at least [`MIN_PREFIX`] characters, as git abbreviates). Only a
+/// given id that is not a full id costs a read of the catalog.
+fn resolve_id(location: &StoreLocation, given: &PlanId) -> Result<PlanId, CliError> {
+    let Some(service) = location.open_read_only()? else { return Ok(given.clone()) };
+    match block_on(service.load_summary(given)) {
+        Ok(_) => return Ok(given.clone()),
+        Err(ServiceError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if given.as_str().len() < MIN_PREFIX {
+        return Ok(given.clone());
+    }
+    let mut candidates: Vec<PlanId> = block_on(service.store().catalog())
+        .map_err(|e| CliError::from(ServiceError::from(e)))?
+        .into_iter()
+        .map(|view| view.plan_id)
+        .filter(|id| id.as_str().starts_with(given.as_str()))
+        .collect();
+    candidates.sort();
+    match candidates.len() {
+        0 => Ok(given.clone()),
+        1 => Ok(candidates.remove(0)),
+        _ => {
+            let listed: Vec<&str> = candidates.iter().map(PlanId::as_str).collect();
+            Err(CliError::usage(
+                "ambiguous_id",
+                format!(
+                    "{given} is the start of {} plan ids: {}; give more of the id",
+                    listed.len(),
+                    listed.join(", ")
+                ),
+            )
+            .with("candidates", listed))
+        }
+    }
+}
+
+/// The shortest id prefix git would accept here.
+const MIN_PREFIX: usize = 4;
+
+/// `plan interrupt`: takes the plan's run lock first, so that a plan being run by `waypoint
+/// run` is never marked interrupted under its runner's feet (its next checkpoint would be
+/// refused and the completed work lost): stop a runner with a signal instead.
+fn interrupt(location: &StoreLocation, ui: &Ui, id: &PlanId, reason: Message) -> Result<(), CliError> {
+    let service = location.open_existing_for_write(id)?;
+    block_on(service.load_summary(id))?;
+    let _lock = acquire_run_lock(&service, id).map_err(|e| match e.code {
+        "run_lock_busy" => CliError::new(
+            exit::CONFLICT,
+            "run_lock_busy",
+            format!("plan {id} is being run by a waypoint process; stop it with Ctrl-C (or `kill -INT` its pid), which records the interruption"),
+        )
+        .with("plan_id", id.as_str())
+        .with_reasons(vec![ResumeIneligibleReason::StillRunning]),
+        _ => e,
+    })?;
+    let appended = block_on(service.record_shutdown(id, reason))?;
+    let done = if appended { "interruption recorded" } else { "already interrupted; nothing written" };
+    print_after_write(&service, ui, id, done)
+}
+
+/// `plan show ID --outputs`: every completed step's recorded output, by step name (or number,
+/// for a step recorded without a name).
+fn show_outputs(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliError> {
+    let service = location.open_read_only_for(id)?;
+    let view = block_on(service.load(id))?;
+    let mut outputs = serde_json::Map::new();
+    for checkpoint in &view.state.resume.checkpoints {
+        let key = checkpoint.name.as_ref().map_or_else(|| checkpoint.step.to_string(), |n| n.as_str().to_owned());
+        let value =
+            checkpoint.output.as_ref().map_or(serde_json::Value::Object(Default::default()), |o| o.as_value().clone());
+        outputs.insert(key, value);
+    }
+    if ui.json() {
+        ui.json_document(&serde_json::json!({ "plan_id": id, "outputs": outputs }));
+    } else if outputs.is_empty() {
+        ui.stdout(&format!("plan {id} has no completed step in its current phase"));
+    } else {
+        let mut text = String::new();
+        for (step, values) in &outputs {
+            text.push_str(&format!("{}\n", ui.out.bold(&escape_controls(step))));
+            match values.as_object() {
+                Some(map) if map.is_empty() => text.push_str(&format!("  {}\n", ui.out.dim("(no outputs)"))),
+                Some(map) => {
+                    for (key, value) in map {
+                        let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                        text.push_str(&format!("  {} = {}\n", escape_controls(key), escape_controls(&value)));
+                    }
+                }
+                None => text.push_str(&format!("  {}\n", escape_controls(&values.to_string()))),
+            }
+        }
+        ui.stdout(&text);
+    }
+    Ok(())
+}
+
+/// `plan logs`: the stored stdout and stderr of each attempt of each step.
+fn logs(
+    location: &StoreLocation,
+    ui: &Ui,
+    id: &PlanId,
+    step: Option<StepNumber>,
+    attempt: Option<u32>,
+) -> Result<(), CliError> {
+    let service = location.open_read_only_for(id)?;
+    block_on(service.load_summary(id))?;
+    let dir = location.sidecar().logs_dir(id);
+    let found: Vec<crate::logs::AttemptLogs> = crate::logs::list(&dir)
+        .map_err(|e| CliError::unexpected(format!("cannot list the logs in {}: {e}", shown_path(&dir))))?
+        .into_iter()
+        .filter(|l| step.is_none_or(|s| s.get() == l.step) && attempt.is_none_or(|a| a == l.attempt))
+        .collect();
+    let read = |path: &Option<std::path::PathBuf>| {
+        path.as_ref()
+            .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned())
+            .unwrap_or_default()
+    };
+    if ui.json() {
+        let entries: Vec<serde_json::Value> = found
+            .iter()
+            .map(|l| serde_json::json!({"step": l.step, "attempt": l.attempt, "stdout": read(&l.stdout), "stderr": read(&l.stderr)}))
+            .collect();
+        ui.json_document(&serde_json::json!({"plan_id": id, "cap_bytes": crate::logs::LOG_CAP, "logs": entries}));
+        return Ok(());
+    }
+    if found.is_empty() {
+        ui.stdout(&format!(
+            "no logs for plan {id}{}; logs are kept for steps run by `waypoint run` (the last 1 MiB of each stream)",
+            step.map_or(String::new(), |s| format!(" step {s}"))
+        ));
+        return Ok(());
+    }
+    let mut text = String::new();
+    for l in &found {
+        for (stream, path) in [("stdout", &l.stdout), ("stderr", &l.stderr)] {
+            let body = read(path);
+            text.push_str(&format!(
+                "{}\n",
+                ui.out.bold(&format!("── step {} · attempt {} · {stream}", l.step, l.attempt))
+            ));
+            if body.is_empty() {
+                text.push_str(&format!("{}\n", ui.out.dim("(empty)")));
+            } else {
+                text.push_str(&escape_terminal(&body));
+                if !body.ends_with('\n') {
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    ui.stdout(&text);
+    Ok(())
+}
+
+/// A step's output as it may reach a terminal: control characters other than newline and tab
+/// escaped (colour sequences included).
+fn escape_terminal(text: &str) -> String {
+    text.split('\n')
+        .map(|line| line.split('\t').map(escape_controls).collect::<Vec<_>>().join("\t"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

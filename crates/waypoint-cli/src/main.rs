@@ -3,8 +3,10 @@
 
 mod cli;
 mod commands;
+mod definition;
 mod error;
 mod keys;
+mod logs;
 mod operate;
 mod outputs;
 mod plan_file;
@@ -39,7 +41,7 @@ fn main() -> ExitCode {
         Err(err) => return usage_error(&err, json_requested(&args)),
     };
     let ui = Ui::new(cli.format);
-    match commands::execute(cli, &ui) {
+    match commands::execute(cli, &ui).and_then(|()| ui::stdout_failure().map_or(Ok(()), Err)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
             ui.error(&err);

@@ -42,6 +42,21 @@ impl Sidecar {
         self.run_dir(plan_id).join("attempt.lock")
     }
 
+    /// The log of one attempt of one step: `stream` is `out` or `err`.
+    pub fn log_file(&self, plan_id: &PlanId, step: u32, attempt: u32, stream: &str) -> PathBuf {
+        self.logs_dir(plan_id).join(format!("{step}-{attempt}.{stream}"))
+    }
+
+    /// The file a step appends its outputs to (`$WAYPOINT_OUTPUT`).
+    pub fn output_file(&self, plan_id: &PlanId, step: u32, attempt: u32) -> PathBuf {
+        self.run_dir(plan_id).join(format!("{step}-{attempt}.output"))
+    }
+
+    /// The completed steps' outputs, as JSON, for the next step (`$WAYPOINT_OUTPUTS`).
+    pub fn outputs_file(&self, plan_id: &PlanId) -> PathBuf {
+        self.run_dir(plan_id).join("outputs.json")
+    }
+
     /// Creates a plan's folders (mode 0700, like the store). Only runs write here.
     pub fn prepare(&self, plan_id: &PlanId) -> std::io::Result<()> {
         let mut builder = DirBuilder::new();

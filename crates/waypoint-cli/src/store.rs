@@ -14,6 +14,7 @@ use waypoint_application::{
 use waypoint_domain::{Actor, PlanId, ResumeIneligibleReason, RunnerId};
 use waypoint_store_file::{FileStore, FileStoreError};
 
+use crate::definition::PlanFileProbe;
 use crate::error::{exit, CliError};
 use crate::outputs::OutputsProbe;
 use crate::sidecar::{Sidecar, StepAwareRunLocks};
@@ -139,7 +140,7 @@ impl StoreLocation {
         match self {
             StoreLocation::Dir(dir) => {
                 let store = FileStore::open(dir).map_err(|e| file_store_error(dir, e))?;
-                Ok(compose(AnyStore::File(store), self.sidecar()))
+                Ok(compose(AnyStore::File(store), self.sidecar(), OutputsProbe::Digest))
             }
         }
     }
@@ -154,10 +155,22 @@ impl StoreLocation {
     }
 
     /// Opens without writing a byte; `None` when there is no store yet (it holds no plans).
+    /// Recorded outputs are only checked for presence: reading every plan's outputs again on
+    /// each listing would cost what the outputs weigh.
     pub fn open_read_only(&self) -> Result<Option<Service>, CliError> {
+        self.open_read_only_with(OutputsProbe::Presence)
+    }
+
+    /// Opens read-only a store that must hold `plan_id`, checking recorded outputs' digests: for
+    /// a resume's preview, which must say what the resume would.
+    pub fn open_read_only_for_preview(&self, plan_id: &PlanId) -> Result<Service, CliError> {
+        self.open_read_only_with(OutputsProbe::Digest)?.ok_or_else(|| plan_not_found(plan_id))
+    }
+
+    fn open_read_only_with(&self, outputs: OutputsProbe) -> Result<Option<Service>, CliError> {
         match self {
             StoreLocation::Dir(dir) => match FileStore::open_read_only(dir) {
-                Ok(store) => Ok(Some(compose(AnyStore::File(store), self.sidecar()))),
+                Ok(store) => Ok(Some(compose(AnyStore::File(store), self.sidecar(), outputs))),
                 // Nothing there: no plans. Something that is not a directory: not a store.
                 Err(FileStoreError::NotFound { .. }) if !dir.exists() => Ok(None),
                 Err(FileStoreError::NotFound { .. }) => Err(CliError::new(
@@ -177,9 +190,13 @@ impl StoreLocation {
     }
 }
 
-fn compose(store: AnyStore, sidecar: Sidecar) -> Service {
+fn compose(store: AnyStore, sidecar: Sidecar, outputs: OutputsProbe) -> Service {
     let run_locks = StepAwareRunLocks::new(store.run_locks(), sidecar);
-    PlanResumeService::new(store).with_run_locks(run_locks).with_snapshot_probe(OutputsProbe).with_actor(actor())
+    PlanResumeService::new(store)
+        .with_run_locks(run_locks)
+        .with_snapshot_probe(outputs)
+        .with_definition_probe(PlanFileProbe::default())
+        .with_actor(actor())
 }
 
 /// Takes the plan's run lock without waiting, as this process's runner; someone else holding it
