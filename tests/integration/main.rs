@@ -6,6 +6,7 @@ mod cli_harness;
 mod cli_plumbing;
 mod cli_reads;
 mod cli_runner;
+mod cli_steps;
 mod cli_store;
 mod domain_coverage;
 mod domain_definition;
