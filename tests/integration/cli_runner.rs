@@ -183,7 +183,7 @@ run = "echo last >> effects.log"
             "↻ resuming plan {id} · flaky · from step 2 of 3; step 2 started but did not complete, so it runs again"
         )
     );
-    assert!(resumed.stdout.contains("phase       strategize · complete"), "{}", resumed.stdout);
+    assert!(resumed.stdout.contains("status      completed · strategize/complete"), "{}", resumed.stdout);
     assert!(resumed.stderr.contains("↷ 1/3  first  skipped: completed before"), "{}", resumed.stderr);
     assert_eq!(effects(&sandbox), ["first", "check", "check", "last"]);
 }
@@ -399,7 +399,7 @@ fn rich_run_prints_the_plan_id_first_and_plain_progress_lines_off_a_terminal() {
     run.expect_code(0);
     let first = run.stdout.lines().next().unwrap();
     assert!(first.starts_with("▶ tiny · plan "), "{first}");
-    assert!(run.stdout.contains("phase       strategize · complete"), "{}", run.stdout);
+    assert!(run.stdout.contains("status      completed · strategize/complete"), "{}", run.stdout);
     assert!(run.stderr.contains("▶ 1/1  only  started"), "{}", run.stderr);
     assert!(run.stderr.contains("│ hi"), "{}", run.stderr);
     assert!(run.stderr.contains("✓ 1/1  only  done"), "{}", run.stderr);

@@ -124,11 +124,19 @@ fn print_after_write(service: &Service, ui: &Ui, id: &PlanId, done: &str) -> Res
     } else {
         let style = ui.out;
         let progress = match (summary.total_steps, summary.last_completed_step) {
-            (Some(total), last) => format!(" · {} of {total} steps", last.map_or(0, |s| s.get())),
-            (None, Some(last)) => format!(" · {last} steps completed"),
+            (Some(total), last) => {
+                format!(" · {} of {}", last.map_or(0, |s| s.get()), render::count(total.get() as usize, "step"))
+            }
+            (None, Some(last)) => format!(" · {} completed", render::count(last.get() as usize, "step")),
             (None, None) => String::new(),
         };
-        ui.stdout(&format!("{} {done} · plan {id}: {}/{}{progress}", style.green("✓"), summary.phase, summary.state));
+        ui.stdout(&format!(
+            "{} {done} · plan {id}: {} ({}/{}){progress}",
+            style.green("✓"),
+            summary.status,
+            summary.phase,
+            summary.state
+        ));
     }
     Ok(())
 }
@@ -157,14 +165,18 @@ fn checkpoint(location: &StoreLocation, ui: &Ui, args: CheckpointArgs) -> Result
 }
 
 fn list(location: &StoreLocation, ui: &Ui, resumable: bool) -> Result<(), CliError> {
-    let plans = match location.open_read_only()? {
-        Some(service) => block_on(service.list(resumable))?,
+    // Every plan's summary is built either way: filtering here costs nothing more, and lets an
+    // empty listing say how many plans there are.
+    let all = match location.open_read_only()? {
+        Some(service) => block_on(service.list(false))?,
         None => Vec::new(),
     };
+    let total = all.len();
+    let plans: Vec<_> = all.into_iter().filter(|(_, summary)| summary.eligible || !resumable).collect();
     if ui.json() {
         ui.json_document(&render::PlansDoc { plans: plans.iter().map(|(_, summary)| summary).collect() });
     } else {
-        ui.stdout(&render::plans_table(ui.out, &plans, Utc::now()));
+        ui.stdout(&render::plans_table(ui.out, &plans, Utc::now(), total, resumable));
     }
     Ok(())
 }
