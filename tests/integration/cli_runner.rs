@@ -176,12 +176,13 @@ run = "echo last >> effects.log"
     sandbox.write("fixed", "");
     let resumed = sandbox.run_rich(&["plan", "resume", &id]);
     resumed.expect_code(0);
-    let first = resumed.stdout.lines().next().unwrap();
+    let lines: Vec<&str> = resumed.stdout.lines().take(2).collect();
     assert_eq!(
-        first,
-        format!(
-            "↻ resuming plan {id} · flaky · from step 2 of 3; step 2 started but did not complete, so it runs again"
-        )
+        lines,
+        [
+            format!("↻ resuming plan {id} · flaky · from step 2 of 3").as_str(),
+            "  step 2 started but did not complete: it runs again"
+        ]
     );
     assert!(resumed.stdout.contains("status      completed · strategize/complete"), "{}", resumed.stdout);
     assert!(resumed.stderr.contains("↷ 1/3  first  skipped: completed before"), "{}", resumed.stderr);
@@ -518,7 +519,9 @@ fn run_again_after_ctrl_c_continues_the_same_plan_and_every_step_runs_once() {
     assert_eq!((doc["outcome"].as_str(), doc["plan_id"].as_str()), (Some("resumed"), Some(id.as_str())));
     assert_eq!(doc["resumed"]["from_step"], 2);
     assert!(
-        again.stderr.contains(&format!("continuing plan {id} · interruptible · from step 2 of 3: it was interrupted (SIGINT received during step 2)")),
+        again.stderr.contains(&format!(
+            "continuing plan {id} · interruptible · from step 2 of 3\n  because it was interrupted (SIGINT received during step 2)"
+        )),
         "{}",
         again.stderr
     );

@@ -341,23 +341,25 @@ fn resume_plan_file(
     let Some(file) = file else {
         return Err(CliError::unexpected("the plan file cannot be read, yet the plan was found eligible; report this"));
     };
-    let again = if point.rerun_uncertain {
-        format!("; step {} started but did not complete, so it runs again", point.from_step)
-    } else {
-        String::new()
-    };
-    let line = format!(
-        "{} plan {id} · {} · from step {} of {}{}{again}",
+    // One short line each, so that they fit a terminal of 80 columns.
+    let mut lines = vec![format!(
+        "{} plan {id} · {} · from step {} of {}",
         if why.is_some() { "continuing" } else { "resuming" },
-        file.name.as_str(),
+        escape_controls(file.name.as_str()),
         point.from_step,
         file.steps.len(),
-        why.map_or(String::new(), |w| format!(": {w}")),
-    );
+    )];
+    if let Some(why) = why {
+        lines.push(format!("  because {why}"));
+    }
+    if point.rerun_uncertain {
+        lines.push(format!("  step {} started but did not complete: it runs again", point.from_step));
+    }
     if ui.json() {
-        ui.note(&line);
+        ui.note(&lines.join("\n"));
     } else {
-        ui.stdout(&format!("{} {line}", ui.out.green("↻")));
+        lines[0] = format!("{} {}", ui.out.green("↻"), lines[0]);
+        ui.stdout(&lines.join("\n"));
     }
     let reports = run_plan_file(location, service, ui, id, &file, point.from_step, events)?;
     drop(lock);

@@ -613,7 +613,7 @@ impl Runner<'_> {
                 exit::UNEXPECTED,
                 "step_failed",
                 format!(
-                    "step {n} ({}) {detail}{}; fix the cause, then run `waypoint plan resume {}`",
+                    "step {n} ({}) {detail}{}; fix the cause, then run the plan file again (or `waypoint resume {}`)",
                     step.name,
                     last_line(&tail_text).map_or(String::new(), |l| format!(": {l}")),
                     self.plan_id
@@ -662,7 +662,10 @@ impl Runner<'_> {
         CliError::new(
             code,
             "interrupted",
-            format!("{reason}; plan {id} stopped; resume it with `waypoint plan resume {id}`", id = self.plan_id),
+            format!(
+                "{reason}; plan {id} stopped; run the plan file again to continue (or `waypoint resume {id}`)",
+                id = self.plan_id
+            ),
         )
         .with("plan_id", self.plan_id.as_str())
         .with("step", step)
