@@ -533,7 +533,7 @@ fn run_again_after_ctrl_c_continues_the_same_plan_and_every_step_runs_once() {
     let done = sandbox.run_rich(&["run", "plan.toml"]);
     done.expect_code(0);
     assert!(
-        done.stdout.contains(&format!("plan {id} · interruptible · already completed 3 steps; nothing to run")),
+        done.stdout.contains(&format!("plan {id} · interruptible · already completed 3 steps; nothing to run\n")),
         "{}",
         done.stdout
     );

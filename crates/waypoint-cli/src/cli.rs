@@ -39,8 +39,13 @@ Exit codes:
 With --format json, an error prints {\"error\": {\"code\", \"message\", …}} on stdout and one line on stderr.";
 
 const RUN_LONG_ABOUT: &str = "\
-Creates a plan from a plan file and runs its steps in order, recording `step_started` before each step and a \
-checkpoint after it. It prints the plan id first, then progress while it runs.
+Runs a plan file's steps in order, recording `step_started` before each step and a checkpoint after it. \
+It prints the plan id first, then progress while it runs.
+
+Run the same file again and it continues the file's plan: an interrupted, crashed or failed plan resumes \
+from where it stopped (saying which plan, from which step and why); a completed one is left alone (exit 0); \
+a plan still being run is refused (exit 5). `--new` starts a fresh plan; `--from-step N` starts a fresh plan \
+that keeps steps 1 to N-1 of the last one and runs from step N.
 
 A plan file is TOML:
 
@@ -53,16 +58,25 @@ A plan file is TOML:
   name = \"fetch\"
   run = \"sleep 2 && echo data > out/fetch.txt\"   # run with `sh -c`
   outputs = [\"out/fetch.txt\"]                    # optional: files whose digest becomes the snapshot
+  timeout = \"90s\"                               # optional: stop it after this long
+  retries = 3                                     # optional: try a failed attempt again
+  retry_delay = \"2s\"                            # optional: doubled after each failed attempt
+  env = { MODE = \"fast\" }                       # optional: this step's own environment
+  dir = \"sub\"                                   # optional: this step's folder
 
 The steps run as the plan's strategize phase (the first phase after action): when the last step completes, the \
-phase completes. A step that exits non-zero fails the plan (exit 1, with its exit code and the tail of its \
-stderr); fix the cause, then `waypoint plan resume ID` runs it again.
+phase completes. A step that still fails after its retries fails the plan (exit 1, with its exit code and the \
+tail of its stderr); fix the cause and run the file again.
 
 Ctrl-C (SIGINT) or SIGTERM while a step runs is passed to the step's process group; Waypoint waits for the \
 step, records the interruption, starts no further step and exits 130 (SIGINT) or 143 (SIGTERM). A second \
-Ctrl-C kills the step and stops waiting. The interrupted step runs again on resume; completed steps never do.
+Ctrl-C kills the step and stops waiting. The interrupted step runs again on resume; completed steps never do. \
+If Waypoint itself is killed, its step is stopped with it.
 
-Each step sees WAYPOINT_PLAN_ID, WAYPOINT_STEP, WAYPOINT_STEP_NAME and WAYPOINT_DECISION_ID.";
+Each step sees WAYPOINT_PLAN_ID, WAYPOINT_STEP, WAYPOINT_STEP_NAME, WAYPOINT_DECISION_ID and WAYPOINT_ATTEMPT. \
+It may append `key=value` lines to the file named by WAYPOINT_OUTPUT; every later step finds the completed \
+steps' outputs as JSON in the file named by WAYPOINT_OUTPUTS. Its stdout and stderr are kept: see \
+`waypoint plan logs`.";
 
 const RUN_EXAMPLES: &str = "\
 Examples:

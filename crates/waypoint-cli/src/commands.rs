@@ -568,9 +568,9 @@ fn continue_run(
             });
         } else {
             ui.stdout(&format!(
-                "{} plan {id} · {} · already completed {}; nothing to run (`waypoint run --new {}` starts a fresh plan)",
+                "{} plan {id} · {} · already completed {}; nothing to run\n  `waypoint run --new {}` starts a fresh plan",
                 ui.out.green("✓"),
-                file.name.as_str(),
+                escape_controls(file.name.as_str()),
                 render::count(file.steps.len(), "step"),
                 shown_path(&file.path),
             ));
@@ -678,20 +678,29 @@ fn interrupt(location: &StoreLocation, ui: &Ui, id: &PlanId, reason: Message) ->
 fn show_outputs(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliError> {
     let service = location.open_read_only_for(id)?;
     let view = block_on(service.load(id))?;
-    let mut outputs = serde_json::Map::new();
-    for checkpoint in &view.state.resume.checkpoints {
-        let key = checkpoint.name.as_ref().map_or_else(|| checkpoint.step.to_string(), |n| n.as_str().to_owned());
-        let value =
-            checkpoint.output.as_ref().map_or(serde_json::Value::Object(Default::default()), |o| o.as_value().clone());
-        outputs.insert(key, value);
-    }
+    // In step order, for people; the JSON object is keyed by step name.
+    let ordered: Vec<(String, serde_json::Value)> = view
+        .state
+        .resume
+        .checkpoints
+        .iter()
+        .map(|checkpoint| {
+            let key = checkpoint.name.as_ref().map_or_else(|| checkpoint.step.to_string(), |n| n.as_str().to_owned());
+            let value = checkpoint
+                .output
+                .as_ref()
+                .map_or(serde_json::Value::Object(Default::default()), |o| o.as_value().clone());
+            (key, value)
+        })
+        .collect();
+    let outputs: serde_json::Map<String, serde_json::Value> = ordered.iter().cloned().collect();
     if ui.json() {
         ui.json_document(&serde_json::json!({ "plan_id": id, "outputs": outputs }));
     } else if outputs.is_empty() {
         ui.stdout(&format!("plan {id} has no completed step in its current phase"));
     } else {
         let mut text = String::new();
-        for (step, values) in &outputs {
+        for (step, values) in &ordered {
             text.push_str(&format!("{}\n", ui.out.bold(&escape_controls(step))));
             match values.as_object() {
                 Some(map) if map.is_empty() => text.push_str(&format!("  {}\n", ui.out.dim("(no outputs)"))),
