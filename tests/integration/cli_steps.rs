@@ -171,6 +171,8 @@ fn every_surface_gives_the_same_verdict_on_a_changed_completed_step() {
     assert_eq!((preview["eligible"].as_bool(), &preview["changed_steps"]), (Some(false), &changed));
     let refused = sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
     assert_eq!(refused["error"]["reasons"], json!(["definition_changed"]));
+    let again = sandbox.run(&["run", "plan.toml"]).expect_error(4, "not_eligible");
+    assert!(again["error"]["message"].as_str().unwrap().contains("waypoint run --from-step 1 "), "{again}");
 }
 
 #[test]
@@ -352,4 +354,57 @@ fn plan_interrupt_is_refused_while_a_runner_holds_the_plan() {
     let run = finish(child);
     run.expect_code(0);
     assert_eq!(sandbox.run(&["plan", "show", &id]).json()["status"], "completed");
+}
+
+#[test]
+fn run_from_step_keeps_the_earlier_checkpoints_and_runs_the_changed_step_again() {
+    let sandbox = Sandbox::new();
+    sandbox.write("plan.toml", DRIFT);
+    sandbox.write("fixed", "");
+    let first = sandbox.run(&["run", "plan.toml"]);
+    first.expect_code(0);
+    let old_id = first.json()["plan_id"].as_str().unwrap().to_owned();
+    // Step 2 changes after it completed: the plain run refuses and says what to do.
+    sandbox.write("plan.toml", &DRIFT.replace("echo two >>", "echo TWO >>"));
+    let done = sandbox.run(&["run", "plan.toml"]);
+    assert_eq!(done.json()["outcome"], "already_completed", "a completed plan is left alone");
+
+    let again = sandbox.run(&["run", "--from-step", "2", "plan.toml"]);
+    again.expect_code(0);
+    let doc = again.json();
+    assert_ne!(doc["plan_id"].as_str().unwrap(), old_id);
+    let statuses: Vec<&str> = doc["steps"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["skipped", "completed", "completed"]);
+    assert_eq!(sandbox.read("effects.log"), "one\ntwo\nthree\nTWO\nthree\n", "step 1 did not run again");
+    let history = sandbox.run(&["plan", "history", doc["plan_id"].as_str().unwrap()]).json();
+    let completed: Vec<&Value> =
+        history["events"].as_array().unwrap().iter().filter(|e| e["type"] == "step_completed").collect();
+    let old = sandbox.run(&["plan", "history", &old_id]).json();
+    let old_first = old["events"].as_array().unwrap().iter().find(|e| e["type"] == "step_completed").unwrap();
+    assert_eq!(completed[0]["data"]["decision_id"], old_first["data"]["decision_id"], "step 1's checkpoint is kept");
+
+    // Beyond what completed: refused, nothing written.
+    sandbox.write("plan.toml", DRIFT.replace("[ -f fixed ] || exit 3", "exit 3").as_str());
+    let failing = sandbox.run(&["run", "--new", "plan.toml"]).expect_error(1, "step_failed");
+    let before = sandbox.store_bytes();
+    let refused = sandbox.run(&["run", "--from-step", "3", "plan.toml"]).expect_error(7, "step_not_completed");
+    assert_eq!(refused["error"]["plan_id"], failing["error"]["plan_id"]);
+    assert_eq!(sandbox.store_bytes(), before);
+}
+
+#[test]
+fn a_listing_checks_outputs_by_presence_and_a_resume_by_digest() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "plan.toml",
+        "name = \"o\"\n[[steps]]\nname = \"write\"\nrun = \"echo a > out.txt\"\noutputs = [\"out.txt\"]\n[[steps]]\nname = \"stop\"\nrun = \"exit 1\"\n",
+    );
+    let error = sandbox.run(&["run", "plan.toml"]).expect_error(1, "step_failed");
+    let id = error["error"]["plan_id"].as_str().unwrap().to_owned();
+    sandbox.write("out.txt", "changed\n");
+    assert_eq!(sandbox.run(&["plan", "list", "--resumable"]).json()["plans"][0]["plan_id"], id.as_str());
+    let preview = sandbox.run(&["plan", "resume", &id, "--dry-run"]).json();
+    assert_eq!(preview["reasons"], json!(["snapshot_missing"]), "the digest is checked before a resume");
+    std::fs::remove_file(sandbox.path("out.txt")).unwrap();
+    assert_eq!(sandbox.run(&["plan", "list", "--resumable"]).json()["plans"], json!([]), "a missing output is seen");
 }

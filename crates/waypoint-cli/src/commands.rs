@@ -578,7 +578,21 @@ fn continue_run(
         return Ok(());
     }
     let why = why_continue(&view, &summary);
-    let (point, reports) = resume_plan_file(location, service, ui, &view, &file.path, None, events, lock, Some(&why))?;
+    let (point, reports) = resume_plan_file(location, service, ui, &view, &file.path, None, events, lock, Some(&why))
+        .map_err(|mut e| {
+        if e.exit == exit::NOT_ELIGIBLE {
+            let hint = match summary.changed_steps.iter().find(|c| c.completed) {
+                Some(changed) => format!(
+                    "; `waypoint run --from-step {} {}` runs again from the changed step, `--new` starts over",
+                    changed.step,
+                    shown_path(&file.path)
+                ),
+                None => format!("; `waypoint run --new {}` starts over", shown_path(&file.path)),
+            };
+            e.message.push_str(&hint);
+        }
+        e
+    })?;
     let summary = block_on(service.build_resume_summary(id, None))?;
     if ui.json() {
         ui.json_document(&RunDoc {
