@@ -408,3 +408,26 @@ fn a_listing_checks_outputs_by_presence_and_a_resume_by_digest() {
     std::fs::remove_file(sandbox.path("out.txt")).unwrap();
     assert_eq!(sandbox.run(&["plan", "list", "--resumable"]).json()["plans"], json!([]), "a missing output is seen");
 }
+
+#[test]
+fn paths_with_control_characters_are_printed_escaped() {
+    let sandbox = Sandbox::new();
+    let name = "plan\u{1b}[31m\u{7}.toml";
+    let path = sandbox.write(name, "name = \"x\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\noutputs = [\"missing\"]\n");
+    let run = sandbox.run_rich(&["run", path.to_str().unwrap()]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("\\u{1b}"), "{:?}", run.stderr);
+    assert!(!run.stdout.contains('\u{1b}') && !run.stderr.contains('\u{1b}'), "{:?}\n{:?}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains('\u{7}') && !run.stderr.contains('\u{7}'));
+    let store = sandbox.path("store\u{1b}x");
+    std::fs::write(&store, "").unwrap();
+    let output = std::process::Command::new(crate::cli_harness::waypoint_bin())
+        .arg("--store")
+        .arg(&store)
+        .args(["plan", "list"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6));
+    assert!(!output.stderr.contains(&0x1b), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -64,12 +64,12 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
     if ui.json() {
         ui.json_document(&json!({
             "store": location.display(),
-            "log": report.log.display().to_string(),
-            "backup": report.backup.as_ref().map(|p| p.display().to_string()),
+            "log": crate::ui::shown_path(&report.log),
+            "backup": report.backup.as_ref().map(|p| crate::ui::shown_path(p)),
             "damage_at": report.damage_at,
             "damage": report.damage,
             "bytes_removed": report.bytes_removed,
-            "quarantined": report.quarantined.as_ref().map(|p| p.display().to_string()),
+            "quarantined": report.quarantined.as_ref().map(|p| crate::ui::shown_path(p)),
             "intact_records_removed": report.intact_records_removed,
             "records_kept": report.records_kept,
         }));
@@ -79,14 +79,14 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
         (Some(at), Some(damage)) => format!(
             "{} repaired {}: damage at byte offset {at} ({damage}); {} bytes removed, {} records kept",
             ui.out.green("✓"),
-            report.log.display(),
+            crate::ui::shown_path(&report.log),
             report.bytes_removed,
             report.records_kept
         ),
         _ => format!(
             "{} {} is whole: {} records, nothing cut; derived files will be rebuilt on next open",
             ui.out.green("✓"),
-            report.log.display(),
+            crate::ui::shown_path(&report.log),
             report.records_kept
         ),
     };
@@ -98,10 +98,10 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
         ));
     }
     if let Some(backup) = &report.backup {
-        text.push_str(&format!("\n  backup: {}", backup.display()));
+        text.push_str(&format!("\n  backup: {}", crate::ui::shown_path(backup)));
     }
     if let Some(quarantined) = &report.quarantined {
-        text.push_str(&format!("\n  removed bytes kept in: {}", quarantined.display()));
+        text.push_str(&format!("\n  removed bytes kept in: {}", crate::ui::shown_path(quarantined)));
     }
     ui.stdout(&text);
     Ok(())

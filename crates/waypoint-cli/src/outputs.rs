@@ -20,7 +20,7 @@ pub struct OutputError {
 
 impl std::fmt::Display for OutputError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "output {} {}", self.path.display(), self.detail)
+        write!(f, "output {} {}", crate::ui::shown_path(&self.path), self.detail)
     }
 }
 

@@ -268,8 +268,14 @@ impl PlanFile {
 
     /// The plan file's path as the plan's recorded source.
     pub fn source(&self) -> Result<Artifact, CliError> {
-        Artifact::parse(&self.path.display().to_string()).map_err(|e| {
-            CliError::usage("plan_file_unreadable", format!("the plan file's path cannot be recorded: {e}"))
+        Artifact::parse(&self.path.display().to_string()).map_err(|_| {
+            CliError::usage(
+                "plan_file_unreadable",
+                format!(
+                    "the plan file's path {} cannot be recorded: a path with control characters or NUL cannot be; rename the file",
+                    shown_path(&self.path)
+                ),
+            )
         })
     }
 }

@@ -414,7 +414,7 @@ fn describe(event: &PlanEvent) -> String {
                 parts.push(format!("{total} steps"));
             }
             if let Some(source) = &e.source {
-                parts.push(format!("from {source}"));
+                parts.push(format!("from {}", escape_controls(source.as_str())));
             }
             parts.join(" · ")
         }

@@ -18,6 +18,7 @@ use crate::definition::PlanFileProbe;
 use crate::error::{exit, CliError};
 use crate::outputs::OutputsProbe;
 use crate::sidecar::{Sidecar, StepAwareRunLocks};
+use crate::ui::shown_path;
 
 /// Every store the binary can open, behind the one port. Adding a store is a variant here, a
 /// line in `delegate!` and a case in [`StoreLocation::parse`].
@@ -124,7 +125,7 @@ impl StoreLocation {
     /// The location as messages show it (never with a password).
     pub fn display(&self) -> String {
         match self {
-            StoreLocation::Dir(dir) => dir.display().to_string(),
+            StoreLocation::Dir(dir) => crate::ui::shown_path(dir),
         }
     }
 
@@ -176,9 +177,9 @@ impl StoreLocation {
                 Err(FileStoreError::NotFound { .. }) => Err(CliError::new(
                     exit::STORE_UNREADABLE,
                     "store_unreadable",
-                    format!("cannot open the store at {}: it is not a directory; check --store", dir.display()),
+                    format!("cannot open the store at {}: it is not a directory; check --store", shown_path(dir)),
                 )
-                .with("store", dir.display().to_string())),
+                .with("store", shown_path(dir))),
                 Err(e) => Err(file_store_error(dir, e)),
             },
         }
@@ -221,8 +222,8 @@ fn plan_not_found(plan_id: &PlanId) -> CliError {
 
 fn file_store_error(dir: &Path, error: FileStoreError) -> CliError {
     let cli = CliError::from(ServiceError::Store(StoreError::from(error)));
-    let message = format!("cannot open the store at {}: {}", dir.display(), cli.message);
-    CliError::new(exit::STORE_UNREADABLE, "store_unreadable", message).with("store", dir.display().to_string())
+    let message = format!("cannot open the store at {}: {}", shown_path(dir), cli.message);
+    CliError::new(exit::STORE_UNREADABLE, "store_unreadable", message).with("store", shown_path(dir))
 }
 
 /// Who this process is, as `Resumed` events name it: `cli:<user>@<host>:<pid>`.

@@ -125,7 +125,8 @@ impl Ui {
         if let Some(context) = &error.context {
             self.note(context.trim_end());
         }
-        self.note(&format!("{} {}", self.err.red(&self.err.bold("error:")), error.message));
+        // Whatever a message quotes (a path, a name, a value), it never drives the terminal.
+        self.note(&format!("{} {}", self.err.red(&self.err.bold("error:")), escape_controls(&error.message)));
     }
 }
 
