@@ -109,6 +109,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         }
     };
     // Linux only; elsewhere, orphans of the step are stopped by the group signal alone.
+    #[cfg(target_os = "linux")]
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     // Signals for the step's group reach this process too: survive them, report, clean up.
     let survived = Arc::new(AtomicBool::new(false));
