@@ -376,12 +376,12 @@ fn run_from_step_keeps_the_earlier_checkpoints_and_runs_the_changed_step_again()
     let statuses: Vec<&str> = doc["steps"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["skipped", "completed", "completed"]);
     assert_eq!(sandbox.read("effects.log"), "one\ntwo\nthree\nTWO\nthree\n", "step 1 did not run again");
+    assert_eq!(doc["outcome"], "forked");
+    assert_eq!(doc["summary"]["forked_from"], json!({"plan_id": old_id, "step": 1}));
     let history = sandbox.run(&["plan", "history", doc["plan_id"].as_str().unwrap()]).json();
-    let completed: Vec<&Value> =
-        history["events"].as_array().unwrap().iter().filter(|e| e["type"] == "step_completed").collect();
-    let old = sandbox.run(&["plan", "history", &old_id]).json();
-    let old_first = old["events"].as_array().unwrap().iter().find(|e| e["type"] == "step_completed").unwrap();
-    assert_eq!(completed[0]["data"]["decision_id"], old_first["data"]["decision_id"], "step 1's checkpoint is kept");
+    assert_eq!(history["events"][0]["type"], "plan_forked", "{history}");
+    // The next plain run finds the fork, the file's newest plan.
+    assert_eq!(sandbox.run(&["run", "plan.toml"]).json()["plan_id"], doc["plan_id"]);
 
     // Beyond what completed: refused, nothing written.
     sandbox.write("plan.toml", DRIFT.replace("[ -f fixed ] || exit 3", "exit 3").as_str());

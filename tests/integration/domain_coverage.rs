@@ -25,12 +25,13 @@ fn variant(error: &PlanError) -> &'static str {
         PlanError::ConflictingCheckpoint { .. } => "ConflictingCheckpoint",
         PlanError::StepMismatch { .. } => "StepMismatch",
         PlanError::AttemptNotRunning { .. } => "AttemptNotRunning",
+        PlanError::StepNotCompleted { .. } => "StepNotCompleted",
         PlanError::TotalBelowCompleted { .. } => "TotalBelowCompleted",
         PlanError::NotEligible { .. } => "NotEligible",
     }
 }
 
-const EVERY_VARIANT: [&str; 13] = [
+const EVERY_VARIANT: [&str; 14] = [
     "NotCreated",
     "AlreadyExists",
     "Terminal",
@@ -42,6 +43,7 @@ const EVERY_VARIANT: [&str; 13] = [
     "ConflictingCheckpoint",
     "StepMismatch",
     "AttemptNotRunning",
+    "StepNotCompleted",
     "TotalBelowCompleted",
     "NotEligible",
 ];
@@ -65,6 +67,17 @@ fn attempt_failed(n: u32, attempt: u32) -> PlanCommand {
         attempt: waypoint_domain::Attempt::new(attempt).expect("a valid attempt"),
         reason: waypoint_domain::AttemptFailure::Timeout,
         retry_at: None,
+    }
+}
+
+/// A fork of `source` at `at`: decided against no plan, since a fork is a new one.
+fn fork_of(source: &History, at: u32) -> PlanCommand {
+    PlanCommand::Fork {
+        source_id: waypoint_domain::PlanId::parse("source").expect("a valid id"),
+        source: Box::new(source.state().clone()),
+        source_version: source.events.len() as u32,
+        at_step: Some(waypoint_domain::StepNumber::new(at).expect("a valid step")),
+        at: source.now(),
     }
 }
 
@@ -125,6 +138,7 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
         ("ConflictingCheckpoint", with_checkpoint, conflicting),
         ("StepMismatch", named, renamed),
         ("AttemptNotRunning", in_strategize(Some(3)), attempt_failed(1, 1)),
+        ("StepNotCompleted", History::new(), fork_of(&in_strategize(Some(3)).steps_completed(1..=1), 2)),
         (
             "TotalBelowCompleted",
             in_strategize(None).steps_completed(1..=2),

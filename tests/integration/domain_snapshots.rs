@@ -9,7 +9,7 @@ use uuid::Uuid;
 use waypoint_domain::{
     Actor, Artifact, Attempt, AttemptFailure, CheckpointId, CurrentDefinition, EligibilityInputs, EventType,
     Fingerprint, Interrupted, Phase, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanCommand,
-    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, PlanName, Resumed, SnapshotCheck, SnapshotId,
+    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, PlanForked, PlanName, Resumed, SnapshotCheck, SnapshotId,
     StepAttemptFailed, StepCompleted, StepDefinition, StepName, StepOutput, StepStarted, TotalSteps, TotalStepsSet,
 };
 
@@ -154,6 +154,31 @@ fn one_of_each_event() -> Vec<PlanEvent> {
             attempt: Attempt::new(1).expect("a valid attempt"),
             reason: AttemptFailure::Exit { code: 3 },
             retry_at: Some(at + Duration::seconds(2)),
+        }),
+        PlanEvent::PlanForked(PlanForked {
+            source: waypoint_domain::PlanId::parse("release-1-4").expect("a valid id"),
+            source_version: 9,
+            at_step: Some(step(1)),
+            name: Some(PlanName::parse("Release 1.4").expect("a valid name")),
+            total_steps: Some(TotalSteps::new(2).expect("a valid total")),
+            fingerprint: Some(Fingerprint::parse("a1b2c3").expect("a valid fingerprint")),
+            definition_source: Some(Artifact::parse("plans/release.toml").expect("a valid artifact")),
+            steps: vec![
+                StepDefinition { name: step_name("build"), fingerprint: Fingerprint::parse("b1").expect("valid") },
+                StepDefinition { name: step_name("test"), fingerprint: Fingerprint::parse("c1").expect("valid") },
+            ],
+            phase: Phase::Strategize,
+            checkpoints: vec![StepCompleted {
+                checkpoint_id: waypoint_domain::CheckpointId::from_uuid(uuid::Uuid::from_u128(0x1234)),
+                step: step(1),
+                decision_id: decision(1),
+                snapshot_id: None,
+                artifacts: vec![],
+                name: Some(step_name("build")),
+                output: Some(StepOutput::new(json!({"version": "1.4.0"})).expect("a small output")),
+                fingerprint: Some(Fingerprint::parse("b1").expect("valid")),
+            }],
+            created_at: at,
         }),
     ]
 }

@@ -241,6 +241,38 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(view)
     }
 
+    /// Creates a new plan (`new_id`, or a random id) as a fork of `source` at `at_step`: the new
+    /// plan holds copies of the source's checkpoints 1..=`at_step` of its current phase (outputs
+    /// included), its name, totals, fingerprints and definition source, starts `queued` in the
+    /// source's phase and resumes at the next step. The source is only read, and the fork never
+    /// reads it again. `at_step` `None` copies no checkpoint; a step that did not complete is
+    /// refused (`step_not_completed`).
+    pub async fn fork_plan(
+        &self,
+        source: &PlanId,
+        at_step: Option<StepNumber>,
+        new_id: Option<PlanId>,
+    ) -> Result<PlanView, ServiceError> {
+        let source_view = self.load(source).await?;
+        let plan_id = new_id.unwrap_or_else(|| PlanId::from_uuid(Uuid::new_v4()));
+        let existing = self.store.load_view(&plan_id).await?;
+        let command = PlanCommand::Fork {
+            source_id: source.clone(),
+            source: Box::new(source_view.state),
+            source_version: source_view.version,
+            at_step,
+            at: self.clock.now(),
+        };
+        match self.execute_on(&plan_id, existing, vec![command]).await {
+            // What the source lacks is the source's to answer for.
+            Err(ServiceError::Plan {
+                source: error @ (PlanError::StepNotCompleted { .. } | PlanError::InvalidState { .. }),
+                ..
+            }) => Err(ServiceError::Plan { plan_id: source.clone(), source: error }),
+            other => Ok(other?.0),
+        }
+    }
+
     /// Enters `phase` (advance or revert). Pass the runner if the caller holds the run lock.
     pub async fn start_phase(
         &self,

@@ -162,6 +162,11 @@ impl PlanView {
         if checkpoints.len() > 1 {
             checkpoints.drain(..checkpoints.len() - 1);
         }
+        // A step's output (up to 1 MiB) is for the runs that continue the plan, which load the
+        // full view; no summary reads it, and a catalog of many plans must stay small.
+        if let Some(last) = checkpoints.last_mut() {
+            last.output = None;
+        }
     }
 
     /// Rebuilds a view from a plan's events in version order.

@@ -44,8 +44,8 @@ It prints the plan id first, then progress while it runs.
 
 Run the same file again and it continues the file's plan: an interrupted, crashed or failed plan resumes \
 from where it stopped (saying which plan, from which step and why); a completed one is left alone (exit 0); \
-a plan still being run is refused (exit 5). `--new` starts a fresh plan; `--from-step N` starts a fresh plan \
-that keeps steps 1 to N-1 of the last one and runs from step N.
+a plan still being run is refused (exit 5). `--new` starts a fresh plan; `--from-step N` forks the last plan \
+at step N-1 (keeping steps 1 to N-1 and their outputs) and runs the fork from step N.
 
 A plan file is TOML:
 
@@ -340,7 +340,7 @@ pub struct RunArgs {
     /// Start a fresh plan even if the store holds one for this file that could continue
     #[arg(long)]
     pub new: bool,
-    /// Run again from step N: a fresh plan that keeps the checkpoints (and outputs) of steps 1 to N-1 of the file's plan, then runs from step N with the file as it is now
+    /// Run again from step N: a fork of the file's plan that keeps steps 1 to N-1 (and their outputs), run from step N with the file as it is now
     #[arg(long, value_parser = step_number, value_name = "N")]
     pub from_step: Option<StepNumber>,
 }

@@ -395,14 +395,14 @@ fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError>
     let events = watch_signals()?;
     let service = location.open_for_write()?;
     let newest = newest_generation(|g| plan_exists(&service, &keyed_id(&file.path, g)))?;
-    // `--from-step N`: until plans can be forked, a fresh plan that copies the checkpoints of
-    // steps 1..N-1 from the file's newest plan, then runs from step N.
-    let kept = match (args.from_step, newest) {
-        (Some(from), _) if from == StepNumber::FIRST => None,
-        (Some(from), Some(generation)) => {
-            Some(kept_checkpoints(&service, &keyed_id(&file.path, generation), &file, from)?)
+    // `--from-step N`: a fork of the file's newest plan at step N-1, as the file's next plan,
+    // resumed at step N with the file as it is now.
+    match (args.from_step, newest) {
+        (Some(from), Some(generation)) if from != StepNumber::FIRST => {
+            let source_id = keyed_id(&file.path, generation);
+            return fork_run(location, &service, ui, &source_id, generation + 1, &file, from, &events);
         }
-        (Some(_), None) => {
+        (Some(from), None) if from != StepNumber::FIRST => {
             return Err(CliError::usage(
                 "invalid_value",
                 format!(
@@ -411,8 +411,8 @@ fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError>
                 ),
             ))
         }
-        (None, _) => None,
-    };
+        _ => {}
+    }
     if let (Some(generation), false, None) = (newest, args.new, args.from_step) {
         return continue_run(location, &service, ui, &keyed_id(&file.path, generation), &file, &events);
     }
@@ -430,44 +430,18 @@ fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError>
         start: Some((Phase::Strategize, Some(runner_id()))),
     };
     block_on(service.create_plan(new))?;
-    let mut from = StepNumber::FIRST;
-    let mut kept_note = String::new();
-    if let Some((source_id, checkpoints)) = kept {
-        for checkpoint in &checkpoints {
-            let start = StepStart {
-                step: checkpoint.step,
-                decision_id: checkpoint.decision_id.clone(),
-                name: checkpoint.name.clone(),
-                attempt: None,
-            };
-            block_on(service.record_step_started(&id, start))?;
-            let copy = StepCheckpoint {
-                step: checkpoint.step,
-                decision_id: checkpoint.decision_id.clone(),
-                snapshot_id: checkpoint.snapshot_id.clone(),
-                artifacts: checkpoint.artifacts.clone(),
-                name: checkpoint.name.clone(),
-                output: checkpoint.output.clone(),
-                fingerprint: checkpoint.fingerprint.clone(),
-            };
-            block_on(service.record_step_checkpoint(&id, copy))?;
-        }
-        let count = checkpoints.len() as u32;
-        from = StepNumber::new(count + 1).expect("one more than a count is a step");
-        kept_note = format!(" · from step {from}, steps 1-{count} kept from plan {source_id}");
-    }
     if ui.json() {
-        ui.note(&format!("plan {id}{kept_note}"));
+        ui.note(&format!("plan {id}"));
     } else {
         ui.stdout(&format!(
-            "{} {} · plan {} · {}{kept_note}",
+            "{} {} · plan {} · {}",
             ui.out.cyan("▶"),
             ui.out.bold(file.name.as_str()),
             id,
             render::count(file.steps.len(), "step")
         ));
     }
-    let reports = run_plan_file(location, &service, ui, &id, &file, from, &events)?;
+    let reports = run_plan_file(location, &service, ui, &id, &file, StepNumber::FIRST, &events)?;
     let summary = block_on(service.build_resume_summary(&id, None))?;
     if ui.json() {
         ui.json_document(&RunDoc {
@@ -483,14 +457,46 @@ fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError>
     }
 }
 
-/// The checkpoints of steps 1..`from`-1 of plan `source`, to be kept by `run --from-step`: they
-/// must have completed, and their definitions in the file must not have changed since.
-fn kept_checkpoints(
+/// `run --from-step N`: forks plan `source` at step N-1 as the file's plan of `generation`, then
+/// resumes the fork at step N with the file as it is now. Steps 1..N-1 must have completed and be
+/// unchanged in the file; both are checked before anything is written.
+#[allow(clippy::too_many_arguments)]
+fn fork_run(
+    location: &StoreLocation,
     service: &Service,
+    ui: &Ui,
     source: &PlanId,
+    generation: u64,
     file: &PlanFile,
     from: StepNumber,
-) -> Result<(PlanId, Vec<waypoint_domain::Checkpoint>), CliError> {
+    events: &Events,
+) -> Result<(), CliError> {
+    check_kept_steps(service, source, file, from)?;
+    let id = keyed_id(&file.path, generation);
+    let lock = acquire_run_lock(service, &id)?;
+    let at_step = StepNumber::new(from.get() - 1).expect("from is past the first step");
+    block_on(service.fork_plan(source, Some(at_step), Some(id.clone())))?;
+    let view = block_on(service.load_summary(&id))?;
+    let why = format!("it is a fork of plan {source} at step {at_step}");
+    let (point, reports) = resume_plan_file(location, service, ui, &view, &file.path, None, events, lock, Some(&why))?;
+    let summary = block_on(service.build_resume_summary(&id, None))?;
+    if ui.json() {
+        ui.json_document(&RunDoc {
+            plan_id: &id,
+            outcome: "forked",
+            resumed: Some((&point).into()),
+            steps: &reports,
+            summary: &summary,
+        });
+        Ok(())
+    } else {
+        print_summary_block(service, ui, &id, &summary)
+    }
+}
+
+/// Steps 1..`from`-1 of plan `source`, kept by `run --from-step`, must have completed, and their
+/// definitions in the file must not have changed since.
+fn check_kept_steps(service: &Service, source: &PlanId, file: &PlanFile, from: StepNumber) -> Result<(), CliError> {
     let view = block_on(service.load(source))?;
     let keep = from.get() - 1;
     let done = view.state.resume.last_completed_step.map_or(0, StepNumber::get);
@@ -527,7 +533,7 @@ fn kept_checkpoints(
         .with_reasons(vec![ResumeIneligibleReason::DefinitionChanged])
         .with("plan_id", source.as_str()));
     }
-    Ok((source.clone(), checkpoints))
+    Ok(())
 }
 
 /// `run FILE` when the store already holds the file's newest plan `id`: resume it, refuse while

@@ -439,6 +439,10 @@ fn describe(event: &PlanEvent) -> String {
         PlanEvent::PlanApplied(_) => String::new(),
         PlanEvent::PlanCancelled(e) => e.reason.as_ref().map_or(String::new(), |r| short(r.as_str(), 100)),
         PlanEvent::StepAttemptFailed(e) => format!("step {} · attempt {} · {}", e.step, e.attempt, e.reason),
+        PlanEvent::PlanForked(e) => match e.at_step {
+            Some(step) => format!("from {} at step {step} · {} steps copied", e.source, e.checkpoints.len()),
+            None => format!("from {} before step 1", e.source),
+        },
     }
 }
 

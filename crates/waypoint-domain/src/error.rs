@@ -33,6 +33,8 @@ pub enum PlanError {
     StepMismatch { step: StepNumber, recorded: StepName, given: StepName },
     #[error("attempt {attempt} of step {step} is not running{}; record a failed attempt after its step started and before it completed", running_text(.uncertain))]
     AttemptNotRunning { step: StepNumber, attempt: Attempt, uncertain: Option<StepNumber> },
+    #[error("step {step} has not completed (last completed: {}); fork at a completed step", last_completed.map_or("none".to_owned(), |s| s.to_string()))]
+    StepNotCompleted { step: StepNumber, last_completed: Option<StepNumber> },
     #[error("total steps {total} is below the last completed step {last_completed}")]
     TotalBelowCompleted { total: TotalSteps, last_completed: StepNumber },
     #[error("the plan cannot resume: {}", reasons_text(.reasons))]
@@ -64,6 +66,7 @@ impl PlanError {
             PlanError::StepBeyondTotal { .. } => "step_beyond_total",
             PlanError::ConflictingCheckpoint { .. } => "conflicting_checkpoint",
             PlanError::StepMismatch { .. } => "step_mismatch",
+            PlanError::StepNotCompleted { .. } => "step_not_completed",
             PlanError::AttemptNotRunning { .. } => "attempt_not_running",
             PlanError::TotalBelowCompleted { .. } => "total_below_completed",
             PlanError::NotEligible { .. } => "not_eligible",

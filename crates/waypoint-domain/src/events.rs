@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::definition::StepDefinition;
 use crate::ids::{
-    Actor, Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepName,
-    StepNumber, StepOutput, TotalSteps,
+    Actor, Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId, SnapshotId,
+    StepName, StepNumber, StepOutput, TotalSteps,
 };
 use crate::lifecycle::Phase;
 
@@ -24,6 +24,31 @@ pub struct PlanCreated {
     /// The definition's steps in order, each with its fingerprint; empty when the caller has no
     /// per-step definition. Added in schema version 2; version 1 records are upcast with none.
     pub steps: Vec<StepDefinition>,
+}
+
+/// A plan's first event when it is a fork of another: everything the fork needs from its source,
+/// copied, so it never reads the source again (the source may later be removed by retention).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanForked {
+    /// The plan it was taken from.
+    pub source: PlanId,
+    /// The source's plan-stream version the copy was taken at.
+    pub source_version: u32,
+    /// The last source step copied; `None` when the fork starts before step 1.
+    pub at_step: Option<StepNumber>,
+    pub name: Option<PlanName>,
+    pub total_steps: Option<TotalSteps>,
+    pub fingerprint: Option<Fingerprint>,
+    /// Where the definition lives (a plan file path).
+    pub definition_source: Option<Artifact>,
+    /// The definition's steps as the source recorded them.
+    pub steps: Vec<StepDefinition>,
+    /// The source's phase, which the fork starts in (`queued`).
+    pub phase: Phase,
+    /// Copies of the source's checkpoints 1..=at_step of that phase, outputs included, in the
+    /// wire form of the `step_completed` events that recorded them.
+    pub checkpoints: Vec<StepCompleted>,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +182,7 @@ pub enum PlanEvent {
     PlanApplied(PlanApplied),
     PlanCancelled(PlanCancelled),
     StepAttemptFailed(StepAttemptFailed),
+    PlanForked(PlanForked),
 }
 
 /// The stable name of each event type, as stored.
@@ -176,10 +202,11 @@ pub enum EventType {
     PlanApplied,
     PlanCancelled,
     StepAttemptFailed,
+    PlanForked,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::PlanCreated,
         EventType::PhaseStarted,
         EventType::TotalStepsSet,
@@ -193,6 +220,7 @@ impl EventType {
         EventType::PlanApplied,
         EventType::PlanCancelled,
         EventType::StepAttemptFailed,
+        EventType::PlanForked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -210,6 +238,7 @@ impl EventType {
             EventType::PlanApplied => "plan_applied",
             EventType::PlanCancelled => "plan_cancelled",
             EventType::StepAttemptFailed => "step_attempt_failed",
+            EventType::PlanForked => "plan_forked",
         }
     }
 
@@ -261,6 +290,7 @@ impl PlanEvent {
             PlanEvent::PlanApplied(_) => EventType::PlanApplied,
             PlanEvent::PlanCancelled(_) => EventType::PlanCancelled,
             PlanEvent::StepAttemptFailed(_) => EventType::StepAttemptFailed,
+            PlanEvent::PlanForked(_) => EventType::PlanForked,
         }
     }
 
@@ -288,6 +318,7 @@ impl PlanEvent {
             PlanEvent::PlanApplied(d) => to_vec(d),
             PlanEvent::PlanCancelled(d) => to_vec(d),
             PlanEvent::StepAttemptFailed(d) => to_vec(d),
+            PlanEvent::PlanForked(d) => to_vec(d),
         }
     }
 
@@ -327,12 +358,10 @@ impl PlanEvent {
             EventType::PlanApplied => PlanEvent::PlanApplied(parse(data)?),
             EventType::PlanCancelled => PlanEvent::PlanCancelled(parse(data)?),
             EventType::StepAttemptFailed => PlanEvent::StepAttemptFailed(parse(data)?),
+            EventType::PlanForked => PlanEvent::PlanForked(parse(data)?),
         })
     }
 }
-
-/// Fields a schema version added, each with the value older records implicitly had.
-type AddedFields = &'static [(&'static str, fn() -> serde_json::Value)];
 
 /// Rewrites `value` from schema version `from` of `ty` to `from + 1`. The one place old shapes live.
 fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
@@ -341,21 +370,20 @@ fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
         // Not an object: leave it for decoding to report as malformed.
         return;
     };
-    // Each added field with the value older records implicitly had.
-    let added: AddedFields = match (ty, from) {
+    // The fields each version added, and whether older records implicitly had an empty list of
+    // them (rather than none).
+    let (added, empty_list): (&[&str], bool) = match (ty, from) {
         // step_completed v1 -> v2: artifacts were added; v1 checkpoints had none.
-        (EventType::StepCompleted, 1) => &[("artifacts", || Value::Array(Vec::new()))],
+        (EventType::StepCompleted, 1) => (&["artifacts"], true),
         // step_completed v2 -> v3: the step's name, output and definition fingerprint were added.
-        (EventType::StepCompleted, 2) => {
-            &[("name", || Value::Null), ("output", || Value::Null), ("fingerprint", || Value::Null)]
-        }
+        (EventType::StepCompleted, 2) => (&["name", "output", "fingerprint"], false),
         // step_started v1 -> v2: the step's name and attempt number were added.
-        (EventType::StepStarted, 1) => &[("name", || Value::Null), ("attempt", || Value::Null)],
+        (EventType::StepStarted, 1) => (&["name", "attempt"], false),
         // plan_created v1 -> v2: the definition's steps were added; v1 plans recorded none.
-        (EventType::PlanCreated, 1) => &[("steps", || Value::Array(Vec::new()))],
-        _ => &[],
+        (EventType::PlanCreated, 1) => (&["steps"], true),
+        _ => (&[], false),
     };
-    for (key, value) in added {
-        map.entry(*key).or_insert_with(value);
+    for key in added {
+        map.entry(*key).or_insert_with(|| if empty_list { Value::Array(Vec::new()) } else { Value::Null });
     }
 }

@@ -20,8 +20,8 @@ pub use eligibility::{
 pub use error::PlanError;
 pub use events::{
     AttemptFailure, DecodeError, EventType, Interrupted, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled,
-    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, Resumed, StepAttemptFailed, StepCompleted, StepStarted,
-    TotalStepsSet,
+    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, PlanForked, Resumed, StepAttemptFailed, StepCompleted,
+    StepStarted, TotalStepsSet,
 };
 pub use ids::{
     Actor, Artifact, Attempt, CheckpointId, DecisionId, EventId, Fingerprint, InvalidValue, Message, PlanId, PlanName,

@@ -29,6 +29,15 @@ pub enum PlanCommand {
         steps: Vec<StepDefinition>,
         at: DateTime<Utc>,
     },
+    /// Create this plan as a fork of `source` (its full state, at `source_version`), copying its
+    /// checkpoints 1..=`at_step` of its current phase.
+    Fork {
+        source_id: PlanId,
+        source: Box<PlanState>,
+        source_version: u32,
+        at_step: Option<StepNumber>,
+        at: DateTime<Utc>,
+    },
     StartPhase {
         phase: Phase,
         runner: Option<RunnerId>,
@@ -89,6 +98,7 @@ impl PlanCommand {
     pub fn name(&self) -> &'static str {
         match self {
             PlanCommand::Create { .. } => "create the plan",
+            PlanCommand::Fork { .. } => "fork the plan",
             PlanCommand::StartPhase { .. } => "start a phase",
             PlanCommand::SetTotalSteps { .. } => "set total steps",
             PlanCommand::StartStep { .. } => "start a step",
@@ -108,7 +118,11 @@ impl PlanCommand {
 /// Decides `command` against `state`. An empty list means the command was an idempotent retry.
 pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<PlanEvent>, PlanError> {
     let plan = match (state, &command) {
-        (Some(_), PlanCommand::Create { .. }) => return Err(PlanError::AlreadyExists),
+        (Some(_), PlanCommand::Create { .. } | PlanCommand::Fork { .. }) => return Err(PlanError::AlreadyExists),
+        (None, PlanCommand::Fork { .. }) => {
+            let PlanCommand::Fork { source_id, source, source_version, at_step, at } = command else { unreachable!() };
+            return fork(source_id, &source, source_version, at_step, at).map(|event| vec![event]);
+        }
         (None, PlanCommand::Create { .. }) => {
             let PlanCommand::Create { name, total_steps, fingerprint, source, steps, at } = command else {
                 unreachable!()
@@ -140,7 +154,7 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
     };
     let processing = plan.state == ProcessingState::Processing;
     let event = match command {
-        PlanCommand::Create { .. } => unreachable!("handled above"),
+        PlanCommand::Create { .. } | PlanCommand::Fork { .. } => unreachable!("handled above"),
         PlanCommand::StartPhase { phase, ref runner } => {
             check_phase_transition(plan.phase, plan.state, phase)?;
             PlanEvent::PhaseStarted(PhaseStarted { phase, runner: runner.clone() })
@@ -274,6 +288,58 @@ fn check_same_name(step: StepNumber, recorded: Option<&StepName>, given: Option<
         }
         _ => Ok(()),
     }
+}
+
+/// The `PlanForked` event of a fork of `source` at `at_step`: only completed steps of the
+/// source's current phase can be copied, and a plan that never left `action` has none.
+fn fork(
+    source_id: PlanId,
+    source: &PlanState,
+    source_version: u32,
+    at_step: Option<StepNumber>,
+    at: DateTime<Utc>,
+) -> Result<PlanEvent, PlanError> {
+    if source.phase == Phase::Action {
+        return Err(PlanError::InvalidState {
+            command: "fork the plan",
+            phase: source.phase,
+            state: source.state,
+            required: "in strategize, execute or apply",
+        });
+    }
+    let copied = at_step.map_or(0, StepNumber::get) as usize;
+    let checkpoints = &source.resume.checkpoints;
+    let complete =
+        checkpoints.len() >= copied && checkpoints.iter().take(copied).zip(1u32..).all(|(c, n)| c.step.get() == n);
+    if let (Some(step), false) = (at_step, complete) {
+        return Err(PlanError::StepNotCompleted { step, last_completed: source.resume.last_completed_step });
+    }
+    let checkpoints = checkpoints[..copied]
+        .iter()
+        .map(|c| StepCompleted {
+            checkpoint_id: c.checkpoint_id,
+            step: c.step,
+            decision_id: c.decision_id.clone(),
+            snapshot_id: c.snapshot_id.clone(),
+            artifacts: c.artifacts.clone(),
+            name: c.name.clone(),
+            output: c.output.clone(),
+            fingerprint: c.fingerprint.clone(),
+        })
+        .collect();
+    Ok(PlanEvent::PlanForked(PlanForked {
+        source: source_id,
+        source_version,
+        at_step,
+        name: source.name.clone(),
+        total_steps: source.resume.total_steps,
+        fingerprint: source.fingerprint.clone(),
+        definition_source: source.source.clone(),
+        steps: source.definition.clone(),
+        phase: source.phase,
+        checkpoints,
+        created_at: at,
+    }))
 }
 
 /// Step `step` is the one after the last completed step and within the known total.

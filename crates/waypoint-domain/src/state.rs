@@ -4,12 +4,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::definition::{StepDefinition, StepDigest};
-use crate::events::{PlanCreated, PlanEvent};
+use crate::events::{PlanCreated, PlanEvent, PlanForked};
 use crate::ids::{
     Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepName,
     StepNumber, StepOutput, TotalSteps,
 };
 use crate::lifecycle::{Phase, ProcessingState};
+use crate::summary::ForkedFrom;
 
 /// The durable record that a step completed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +162,9 @@ pub struct PlanState {
     pub runner: Option<RunnerId>,
     pub resume: ResumeMetadata,
     pub last_error: Option<Message>,
+    /// The plan and step this plan was forked from, when it is a fork.
+    #[serde(default)]
+    pub forked_from: Option<ForkedFrom>,
 }
 
 impl PlanState {
@@ -176,7 +180,30 @@ impl PlanState {
             runner: None,
             resume: ResumeMetadata { total_steps: event.total_steps, ..ResumeMetadata::default() },
             last_error: None,
+            forked_from: None,
         }
+    }
+
+    /// A fork as its `PlanForked` event describes it: `queued` in the source's phase, with the
+    /// copied checkpoints completed, ready to resume at the step after them.
+    pub fn forked(event: &PlanForked) -> Self {
+        let mut state = PlanState {
+            name: event.name.clone(),
+            fingerprint: event.fingerprint.clone(),
+            source: event.definition_source.clone(),
+            created_at: event.created_at,
+            definition: event.steps.clone(),
+            phase: event.phase,
+            state: ProcessingState::Queued,
+            runner: None,
+            resume: ResumeMetadata { total_steps: event.total_steps, ..ResumeMetadata::default() },
+            last_error: None,
+            forked_from: Some(ForkedFrom { plan_id: event.source.clone(), step: event.at_step }),
+        };
+        for checkpoint in &event.checkpoints {
+            state.apply(&PlanEvent::StepCompleted(checkpoint.clone()));
+        }
+        state
     }
 
     /// Folds one event into an optional state. The fold never fails: events are facts, already
@@ -185,6 +212,7 @@ impl PlanState {
     pub fn fold(state: Option<PlanState>, event: &PlanEvent) -> Option<PlanState> {
         match (state, event) {
             (None, PlanEvent::PlanCreated(created)) => Some(PlanState::created(created)),
+            (None, PlanEvent::PlanForked(forked)) => Some(PlanState::forked(forked)),
             (None, _) => None,
             (Some(mut state), event) => {
                 state.apply(event);
@@ -196,7 +224,8 @@ impl PlanState {
     pub fn apply(&mut self, event: &PlanEvent) {
         let meta = &mut self.resume;
         match event {
-            PlanEvent::PlanCreated(_) => {}
+            // A plan's first event only: nothing to fold into an existing plan.
+            PlanEvent::PlanCreated(_) | PlanEvent::PlanForked(_) => {}
             PlanEvent::PhaseStarted(e) => {
                 // A new phase counts its steps afresh. The total given at creation belongs to
                 // the first phase started after `action`; later phases set their own.

@@ -103,9 +103,11 @@ impl std::fmt::Display for PlanStatus {
 /// The plan and step a forked plan was copied from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForkedFrom {
+    /// The source plan.
     pub plan_id: PlanId,
-    /// The last source step the fork copied; the fork resumes at the step after it.
-    pub step: StepNumber,
+    /// The last source step the fork copied (`None`: it copied none); the fork resumes at the
+    /// step after it.
+    pub step: Option<StepNumber>,
 }
 
 /// Field order and names are part of the CLI's JSON contract; new fields go at the end.
@@ -182,8 +184,7 @@ impl ResumeSummary {
             uncertain_step: meta.uncertain_step,
             resume_count: meta.resume_count,
             status,
-            // No event forks a plan yet.
-            forked_from: None,
+            forked_from: plan.forked_from.clone(),
             changed_steps: eligibility.changed_steps.clone(),
             error: plan.last_error.as_ref().filter(|_| status == PlanStatus::Failed).map(|m| m.to_string()),
         }
