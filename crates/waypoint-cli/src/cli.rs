@@ -15,14 +15,15 @@ Waypoint records every completed step of long multi-step work in an append-only 
 resumes from its last completed step, safely.
 
 Start with `waypoint run PLAN.toml`: it runs a plan file step by step and records each step. Press Ctrl-C, then \
-`waypoint plan list --resumable` and `waypoint plan resume ID` to carry on where it stopped.";
+run the same command again to carry on where it stopped. Plan ids may be shortened to a unique prefix.";
 
 const EXAMPLES: &str = "\
 Examples:
-  waypoint run examples/demo.toml             run a plan file, step by step
+  waypoint run examples/demo.toml             run a plan file, step by step (again: it continues)
   waypoint plan list --resumable              plans that can resume now
-  waypoint plan resume ID --dry-run           which steps would be skipped and which would run
-  waypoint plan resume ID                     record the resume and run the remaining steps
+  waypoint resume ID --dry-run                which steps would be skipped and which would run
+  waypoint resume ID                          record the resume and run the remaining steps
+  waypoint plan logs ID --step 2              what step 2 printed
   waypoint --format json plan show ID         one JSON document on stdout, for scripts
 
 Exit codes:
