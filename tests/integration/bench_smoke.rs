@@ -30,6 +30,7 @@ fn quick_bench_produces_every_figure() {
             "list --resumable, absolute",
             "list --resumable, growth",
             "durable append latency",
+            "run, overhead per step",
         ]
     );
     for figure in figures {

@@ -50,8 +50,8 @@ pub use error::{ErrorKind, ServiceError};
 pub use memory::InMemoryStore;
 pub use offload::OffThreadStore;
 pub use ports::{
-    Clock, HeldRunLock, InMemoryRunLocks, InMemorySnapshots, ManualClock, NoSnapshotProbe, RunLockError, RunLockGuard,
-    RunLocks, SnapshotProbe, SystemClock,
+    Clock, DefinitionProbe, HeldRunLock, InMemoryRunLocks, InMemorySnapshots, ManualClock, NoDefinitionProbe,
+    NoSnapshotProbe, RunLockError, RunLockGuard, RunLocks, SnapshotProbe, SystemClock,
 };
 pub use service::{
     CheckpointRecorded, FailedAttempt, NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest,

@@ -15,7 +15,9 @@ use waypoint_domain::{
 };
 
 use crate::error::ServiceError;
-use crate::ports::{Clock, NoSnapshotProbe, RunLockGuard, RunLocks, SnapshotProbe, SystemClock};
+use crate::ports::{
+    Clock, DefinitionProbe, NoDefinitionProbe, NoSnapshotProbe, RunLockGuard, RunLocks, SnapshotProbe, SystemClock,
+};
 use crate::store::{PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 
 /// What to create.
@@ -156,6 +158,7 @@ pub struct PlanResumeService<S> {
     clock: Arc<dyn Clock>,
     run_locks: Arc<dyn RunLocks>,
     snapshots: Arc<dyn SnapshotProbe>,
+    definitions: Arc<dyn DefinitionProbe>,
     actor: Actor,
 }
 
@@ -167,6 +170,7 @@ impl<S: PlanStore> PlanResumeService<S> {
             store,
             clock: Arc::new(SystemClock),
             snapshots: Arc::new(NoSnapshotProbe),
+            definitions: Arc::new(NoDefinitionProbe),
             actor: Actor::parse("library").expect("static actor is valid"),
         }
     }
@@ -174,6 +178,20 @@ impl<S: PlanStore> PlanResumeService<S> {
     /// The same service with another clock (tests use [`crate::ManualClock`]).
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Replaces the store's run locks, for a caller that knows more about who is still working
+    /// on a plan (the CLI adds the lock its step supervisors hold).
+    pub fn with_run_locks(mut self, run_locks: impl RunLocks + 'static) -> Self {
+        self.run_locks = Arc::new(run_locks);
+        self
+    }
+
+    /// The same service finding plans' current definitions with `probe`: every eligibility
+    /// verdict (show, listings, a resume and its preview) then checks drift step by step.
+    pub fn with_definition_probe(mut self, probe: impl DefinitionProbe + 'static) -> Self {
+        self.definitions = Arc::new(probe);
         self
     }
 
@@ -457,8 +475,10 @@ impl<S: PlanStore> PlanResumeService<S> {
         let state = &view.state;
         let running = state.state == ProcessingState::Processing && !state.resume.interrupted;
         let runner_alive = running && !caller_holds_lock && self.run_locks.is_held(&view.plan_id);
-        // No definition probe yet: the whole-plan fingerprint rule applies.
-        EligibilityInputs { runner_alive, fingerprint, snapshot, definition: None }
+        // The probe's answer, when it knows the plan's definition, decides drift step by step;
+        // otherwise the caller's whole-plan fingerprint does.
+        let definition = self.definitions.current(&view.plan_id, &view.state);
+        EligibilityInputs { runner_alive, fingerprint, snapshot, definition }
     }
 
     async fn execute(&self, plan_id: &PlanId, command: PlanCommand) -> Result<PlanView, ServiceError> {
