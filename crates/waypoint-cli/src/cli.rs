@@ -286,6 +286,24 @@ pub enum PlanCommand {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         attempt: Option<u32>,
     },
+    /// Make a new plan from another's completed steps, to run again from step N
+    #[command(
+        long_about = "Makes a new plan that holds copies of the source plan's checkpoints 1 to N-1 of its current phase \
+                      (outputs included), starts queued in the same phase and resumes at step N. The source does not \
+                      change. For a plan file, `waypoint plan resume NEW` then runs steps N… with the file as it is now.",
+        after_help = "Examples:\n  waypoint plan fork ID --from-step 3\n  waypoint plan fork ID --from-step 1 --id retry-1"
+    )]
+    Fork {
+        /// The source plan id
+        #[arg(value_parser = PlanId::parse)]
+        id: PlanId,
+        /// The step the new plan runs first; steps before it are copied (1 copies none)
+        #[arg(long, value_parser = step_number, value_name = "N")]
+        from_step: StepNumber,
+        /// The new plan's id (default: a random UUID)
+        #[arg(long = "id", value_parser = PlanId::parse, value_name = "NEW")]
+        new_id: Option<PlanId>,
+    },
     /// Show every event recorded for a plan, oldest first
     History {
         /// The plan id
@@ -329,6 +347,7 @@ impl PlanCommand {
             | PlanCommand::Cancel { id, .. }
             | PlanCommand::Show { id, .. }
             | PlanCommand::Logs { id, .. }
+            | PlanCommand::Fork { id, .. }
             | PlanCommand::History { id } => Some(id),
         }
     }

@@ -76,6 +76,7 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
         PlanCommand::Show { id, outputs: true } => show_outputs(location, ui, &id),
         PlanCommand::Logs { id, step, attempt } => logs(location, ui, &id, step, attempt),
         PlanCommand::History { id } => history(location, ui, &id),
+        PlanCommand::Fork { id, from_step, new_id } => fork(location, ui, &id, from_step, new_id),
         PlanCommand::Resume(ResumeArgs { id, dry_run: true, fingerprint }) => {
             resume_preview(location, ui, &id, fingerprint)
         }
@@ -115,6 +116,22 @@ fn write<T>(
     let service = location.open_existing_for_write(id)?;
     command(&service)?;
     print_after_write(&service, ui, id, done)
+}
+
+/// `plan fork`: a new plan holding the source's steps before `from_step`.
+fn fork(
+    location: &StoreLocation,
+    ui: &Ui,
+    source: &PlanId,
+    from_step: StepNumber,
+    new_id: Option<PlanId>,
+) -> Result<(), CliError> {
+    let service = location.open_existing_for_write(source)?;
+    let at_step = StepNumber::new(from_step.get() - 1).ok();
+    let fork = block_on(service.fork_plan(source, at_step, new_id))?;
+    let copied = at_step.map_or("no step copied".to_owned(), |n| format!("steps 1 to {n} copied"));
+    let done = format!("forked from plan {source} ({copied}); `waypoint plan resume {}` runs it", fork.plan_id);
+    print_after_write(&service, ui, &fork.plan_id, &done)
 }
 
 fn print_after_write(service: &Service, ui: &Ui, id: &PlanId, done: &str) -> Result<(), CliError> {
