@@ -1,5 +1,11 @@
 //! The plan-file runner: runs steps in order as `sh -c`, each in its own process group, recording
 //! `StepStarted` before and a checkpoint after each one; passes SIGINT/SIGTERM on to the step.
+//!
+//! Why this file is long (about 780 lines): it is one state machine, an attempt of a step from
+//! its start to its recorded outcome (start, supervise, stream and cap its output, wait on exit,
+//! signal or timeout, retry or fail), and splitting it would spread one decision (what a step's
+//! end means) over several files. The supervisor, the sidecar paths and the output files are in
+//! modules of their own.
 
 use std::collections::VecDeque;
 use std::io::Read;

@@ -1,6 +1,10 @@
 //! `PostgresStore`: the event-store port over PostgreSQL. Every call runs synchronously on a
 //! pooled connection and returns a ready future, like the file store.
 //!
+//! Why this file is long (about 680 lines): the append, the reads and the whole-log reader share
+//! one invariant (a reader never passes an append in flight, see ADR 0007), and keeping the SQL
+//! that upholds it in one file keeps it reviewable as one piece.
+//!
 //! An append is one transaction: lock the plan's catalog row (which serialises appends to the
 //! plan), check the expected version, then insert the events and update the row in one
 //! statement. The log's `UNIQUE (plan_id, version)` is the last guard: a violation is a conflict.
