@@ -250,9 +250,12 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
             PlanEvent::PlanConstrained(PlanConstrained { message: message.clone() })
         }
         PlanCommand::CompletePhase => {
+            // A phase whose every known step completed can always be completed, also when it was
+            // stopped (queued) after its last step: otherwise only a cancel would be left to it.
+            let finished_steps = plan.state == ProcessingState::Queued && meta.all_steps_completed();
             require(
-                processing && matches!(plan.phase, Phase::Strategize | Phase::Execute),
-                "strategize/processing or execute/processing (the apply phase ends with apply)",
+                (processing || finished_steps) && matches!(plan.phase, Phase::Strategize | Phase::Execute),
+                "strategize or execute, processing (or queued with every step completed; the apply phase ends with apply)",
             )?;
             PlanEvent::PhaseCompleted(PhaseCompleted { phase: plan.phase })
         }
