@@ -427,7 +427,10 @@ impl Target {
         let checkpoint = StepCheckpoint {
             snapshot_id: Some(snapshot()),
             artifacts: vec![Artifact::parse("build/output/report.json").unwrap()],
-            ..StepCheckpoint::new(StepNumber::new(step).unwrap(), DecisionId::parse(&format!("decision-{step}")).unwrap())
+            ..StepCheckpoint::new(
+                StepNumber::new(step).unwrap(),
+                DecisionId::parse(&format!("decision-{step}")).unwrap(),
+            )
         };
         let start = Instant::now();
         let recorded = block_on(self.service.record_step_checkpoint(&self.id, checkpoint)).unwrap();
@@ -442,12 +445,7 @@ fn scale_benches(c: &mut Criterion, sizes: Sizes) {
     let started = Instant::now();
     let (_small_db, small_store) = build_database("bench_small", sizes.small_plans, true);
     let (_large_db, large_store) = build_database("bench_large", sizes.large_plans, true);
-    eprintln!(
-        "built the {} and {}-plan stores in {:.1?}",
-        sizes.small_plans,
-        sizes.large_plans,
-        started.elapsed()
-    );
+    eprintln!("built the {} and {}-plan stores in {:.1?}", sizes.small_plans, sizes.large_plans, started.elapsed());
     let mut small = Target::new(small_store);
     let mut large = Target::new(large_store);
     let (mut small_dry, mut large_dry, mut small_cp, mut large_cp) = (vec![], vec![], vec![], vec![]);
@@ -488,7 +486,29 @@ fn scale_benches(c: &mut Criterion, sizes: Sizes) {
 // ---- 4. listing resumable plans ----
 
 fn list_benches(c: &mut Criterion, sizes: Sizes) {
-    let (_db, store) = build_database("bench_list", sizes.list_plans, false);
+    let (database, store) = build_database("bench_list", sizes.list_plans, false);
+    // Where the time goes: the catalog query alone, then the store's read (query and decoding).
+    let mut raw = client(database.url());
+    let query: Vec<Duration> = (0..10)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(raw.query("SELECT view FROM waypoint_plans WHERE view IS NOT NULL", &[]).unwrap());
+            start.elapsed()
+        })
+        .collect();
+    let read: Vec<Duration> = (0..10)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(store.catalog_views().unwrap());
+            start.elapsed()
+        })
+        .collect();
+    let bytes: i64 = raw.query_one("SELECT sum(octet_length(view))::bigint FROM waypoint_plans", &[]).unwrap().get(0);
+    eprintln!(
+        "of which: the catalog query {:.1} ms ({bytes} bytes of views), the store's catalog read with decoding {:.1} ms",
+        median(query).as_secs_f64() * 1e3,
+        median(read).as_secs_f64() * 1e3
+    );
     let service = PlanResumeService::new(store);
     let list = || {
         let start = Instant::now();
