@@ -15,6 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
 use futures::future::BoxFuture;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::Row;
 use waypoint_application::{PlanStore, PlanView, RecordedEvent, RunLocks, StoreError, StoredEvent};
 use waypoint_domain::{EventId, PlanEvent, PlanId};
@@ -347,8 +348,17 @@ impl PostgresStore {
     /// Every plan's compact view, one catalog row each.
     pub fn catalog_views(&self) -> Result<Vec<PlanView>, PgStoreError> {
         self.read(|conn| {
-            let rows = conn.client.query(&conn.statements.catalog, &[]).map_err(self.fail("read the catalog"))?;
-            rows.iter().map(|row| decode_view(row.get(0)).map(|v| v.expect("the query skips empty views"))).collect()
+            // Each row is decoded as it arrives, while the server is still sending the rest:
+            // decoding the views is most of a listing's cost, and this overlaps it with the query.
+            let mut rows = conn
+                .client
+                .query_raw(&conn.statements.catalog, std::iter::empty::<&dyn postgres::types::ToSql>())
+                .map_err(self.fail("read the catalog"))?;
+            let mut views = Vec::with_capacity(rows.size_hint().0);
+            while let Some(row) = rows.next().map_err(self.fail("read the catalog"))? {
+                views.push(decode_view(row.get(0))?.expect("the query skips empty views"));
+            }
+            Ok(views)
         })
     }
 
