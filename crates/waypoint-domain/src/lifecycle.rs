@@ -19,7 +19,7 @@ pub enum Phase {
     Strategize,
     /// Doing it.
     Execute,
-    /// Making the result take effect; ends `applied` (terminal) or `constrained`.
+    /// Making the result take effect. It ends `applied` (terminal), never `complete`.
     Apply,
 }
 
@@ -28,20 +28,21 @@ pub enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessingState {
-    /// Waiting to run: a new plan, or one whose runner recorded an interruption.
+    /// Waiting to run: a new plan or fork, or one whose runner recorded an interruption.
     Queued,
     /// A runner is (or was, if it crashed) working on the phase's steps.
     Processing,
     /// The phase finished (`strategize` and `execute` only); the next move is a new phase.
     Complete,
-    /// The phase failed; the plan keeps the message and can resume or re-plan.
+    /// The phase failed; the plan keeps the message and can resume (or, from `execute` and
+    /// `apply`, revert to re-plan).
     Errored,
     /// Stopped for good by an operator. Terminal.
     Cancelled,
     /// The `apply` phase took effect. Terminal.
     Applied,
-    /// The `apply` phase was refused by a constraint; the plan keeps the message and can
-    /// resume or re-plan.
+    /// The `apply` phase was refused by a constraint; the plan keeps the message and can resume
+    /// or revert to re-plan.
     Constrained,
 }
 

@@ -78,8 +78,9 @@ pub struct Interruption {
     pub at: DateTime<Utc>,
 }
 
-/// What a resume needs to know about the current phase, rebuilt from events. Reset on every
-/// `phase_started`, except `resume_count` and the last `interruption`.
+/// What a resume needs to know about the current phase, rebuilt from events. Rebuilt empty on
+/// every `phase_started`; only `resume_count` and the last `interruption` survive (and, entering
+/// the first phase after `action`, the total given at creation).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeMetadata {
     /// The highest completed step of the current phase; `None` until one completes.
