@@ -9,7 +9,9 @@ use crate::state::PlanState;
 /// One step of a plan definition as recorded: its name and a digest of what it does.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StepDefinition {
+    /// The step's name in the definition.
     pub name: StepName,
+    /// A digest of what the step does; a change means the step is not the one that ran.
     pub fingerprint: Fingerprint,
 }
 
@@ -18,7 +20,9 @@ pub struct StepDefinition {
 /// keeps only the last checkpoint) still answers the definition check.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepDigest {
+    /// The name the step completed under, if its checkpoint gave one.
     pub name: Option<StepName>,
+    /// The step definition's fingerprint when it ran, if its checkpoint gave one.
     pub fingerprint: Option<Fingerprint>,
 }
 
@@ -27,7 +31,12 @@ pub struct StepDigest {
 pub enum CurrentDefinition {
     /// The whole-plan fingerprint and, when the definition has them, its steps in order (empty
     /// when the caller has no per-step definition).
-    Known { fingerprint: Option<Fingerprint>, steps: Vec<StepDefinition> },
+    Known {
+        /// The whole-plan fingerprint now, if the probe computes one.
+        fingerprint: Option<Fingerprint>,
+        /// The definition's steps now, in order.
+        steps: Vec<StepDefinition>,
+    },
     /// The definition could not be read (a plan file that is gone or no longer parses). Nothing
     /// can be compared, so the plan counts as changed.
     Unreadable(String),
@@ -50,6 +59,7 @@ pub enum StepChange {
 /// One step whose definition differs from the recorded one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChangedStep {
+    /// The step's position.
     pub step: StepNumber,
     /// For a completed step, the name it ran under; for a pending one, the name it will run
     /// under (or, if it was removed, the name it was recorded with). Absent only when neither is
@@ -57,6 +67,7 @@ pub struct ChangedStep {
     pub name: Option<StepName>,
     /// The step had completed: its change makes the plan `definition_changed`.
     pub completed: bool,
+    /// How it differs.
     pub change: StepChange,
 }
 

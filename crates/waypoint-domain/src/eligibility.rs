@@ -9,19 +9,32 @@ use crate::ids::Fingerprint;
 use crate::lifecycle::{Phase, ProcessingState};
 use crate::state::PlanState;
 
-/// Why a plan cannot resume. The serde form is the stable snake_case code.
+/// Why a plan cannot resume. The serde form is the stable snake_case code; the variant order is
+/// the order [`evaluate_eligibility`] reports them in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResumeIneligibleReason {
+    /// `terminal_state`: the plan is `applied` or `cancelled`.
     TerminalState,
+    /// `action_phase`: no phase has started, so nothing has run; start a phase instead.
     ActionPhase,
+    /// `still_running`: the plan is `processing`, not interrupted, and its run lock is held, or
+    /// the move to `processing` named no runner (a lockless worker must record its own
+    /// interruption).
     StillRunning,
+    /// `nothing_to_resume`: the phase is `complete`, or the total is known and reached.
     NothingToResume,
+    /// `definition_changed`: a completed step's definition changed, moved or was removed, the
+    /// definition cannot be read, or (without per-step definitions) the whole-plan fingerprints
+    /// differ.
     DefinitionChanged,
+    /// `snapshot_missing`: the snapshot probe found the last checkpoint's snapshot or artifacts
+    /// gone or changed.
     SnapshotMissing,
 }
 
 impl ResumeIneligibleReason {
+    /// Every reason, in reporting order.
     pub const ALL: [ResumeIneligibleReason; 6] = [
         ResumeIneligibleReason::TerminalState,
         ResumeIneligibleReason::ActionPhase,
@@ -31,6 +44,7 @@ impl ResumeIneligibleReason {
         ResumeIneligibleReason::SnapshotMissing,
     ];
 
+    /// The stable snake_case code scripts match on.
     pub fn code(self) -> &'static str {
         match self {
             ResumeIneligibleReason::TerminalState => "terminal_state",
@@ -73,7 +87,9 @@ pub enum SnapshotCheck {
     /// No probe is configured, or the last checkpoint names nothing to check.
     #[default]
     NotChecked,
+    /// The snapshot and artifacts are there, as recorded.
     Present,
+    /// The snapshot or an artifact is gone or changed: the plan is `snapshot_missing`.
     Missing,
 }
 
@@ -85,6 +101,7 @@ pub struct EligibilityInputs {
     /// The caller's fingerprint of the whole plan definition, to compare with the recorded one.
     /// Ignored when `definition` is given: the definition check decides then.
     pub fingerprint: Option<Fingerprint>,
+    /// What the snapshot probe found for the last checkpoint.
     pub snapshot: SnapshotCheck,
     /// The plan definition as a probe found it now, for the per-step definition check.
     pub definition: Option<CurrentDefinition>,
@@ -93,7 +110,9 @@ pub struct EligibilityInputs {
 /// The verdict: eligible, or every reason that applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeEligibility {
+    /// The plan may resume: exactly when `reasons` is empty.
     pub eligible: bool,
+    /// Every reason that applies, in the order of [`ResumeIneligibleReason::ALL`].
     pub reasons: Vec<ResumeIneligibleReason>,
     /// The plan is `processing` but its runner is gone without recording an interruption.
     pub crash_inferred: bool,
@@ -103,7 +122,23 @@ pub struct ResumeEligibility {
     pub changed_steps: Vec<ChangedStep>,
 }
 
-/// Decides whether `plan` can resume, listing every reason it cannot, in a stable order.
+/// Decides whether `plan` can resume, listing every reason it cannot, in a stable order. The one
+/// place this is decided: resume, its dry run, listings and library callers all ask here.
+///
+/// ```
+/// use waypoint_domain::{evaluate_eligibility, EligibilityInputs, PlanState, ResumeIneligibleReason};
+/// # use waypoint_domain::{PlanCreated, PlanEvent};
+/// # let created = PlanCreated {
+/// #     name: None, total_steps: None, fingerprint: None, source: None,
+/// #     created_at: chrono::DateTime::UNIX_EPOCH, steps: Vec::new(),
+/// # };
+/// # let plan = PlanState::fold(None, &PlanEvent::PlanCreated(created)).expect("created");
+///
+/// // A plan that was created but never started a phase has nothing to resume from.
+/// let verdict = evaluate_eligibility(&plan, &EligibilityInputs::default());
+/// assert!(!verdict.eligible);
+/// assert_eq!(verdict.reasons, [ResumeIneligibleReason::ActionPhase]);
+/// ```
 pub fn evaluate_eligibility(plan: &PlanState, inputs: &EligibilityInputs) -> ResumeEligibility {
     use ResumeIneligibleReason::*;
     let meta = &plan.resume;

@@ -16,47 +16,76 @@ use crate::ids::{
 use crate::lifecycle::{check_phase_transition, Phase, ProcessingState};
 use crate::state::{CheckpointPayload, PlanState};
 
-/// Everything a plan can be asked to do. Times and ids come in from outside: the domain has no
-/// clock and no randomness.
+/// Everything a plan can be asked to do; [`decide`] turns each into events or a [`PlanError`].
+/// Times and ids come in from outside: the domain has no clock and no randomness.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanCommand {
+    /// Create the plan, in `action`/`queued`. Only for an id with no events.
     Create {
+        /// A human name.
         name: Option<PlanName>,
+        /// The first phase's number of steps, when known.
         total_steps: Option<TotalSteps>,
+        /// A digest of the whole plan definition.
         fingerprint: Option<Fingerprint>,
+        /// Where the definition lives (a plan file path).
         source: Option<Artifact>,
         /// The definition's steps with their fingerprints; empty without a per-step definition.
         steps: Vec<StepDefinition>,
+        /// When the plan is created.
         at: DateTime<Utc>,
     },
     /// Create this plan as a fork of `source` (its full state, at `source_version`), copying its
     /// checkpoints 1..=`at_step` of its current phase.
     Fork {
+        /// The plan forked from.
         source_id: PlanId,
+        /// Its full state (not a compact view: every checkpoint to copy must be there).
         source: Box<PlanState>,
+        /// Its stream version that `source` was folded at.
         source_version: u32,
+        /// The last step to copy; `None` copies none. Must be a completed step.
         at_step: Option<StepNumber>,
+        /// When the fork is made.
         at: DateTime<Utc>,
     },
+    /// Enter `phase`, which must be an allowed move from the current phase and state.
     StartPhase {
+        /// The phase to enter.
         phase: Phase,
+        /// The runner that holds the plan's run lock, if the caller took one.
         runner: Option<RunnerId>,
     },
+    /// Set the current phase's number of steps. Not below the last completed step.
     SetTotalSteps {
+        /// The new total.
         total: TotalSteps,
     },
+    /// Say that the next step is about to run. Needs `processing`.
     StartStep {
+        /// The step: the one after the last completed step, within the total.
         step: StepNumber,
+        /// The decision that produced the step's work.
         decision_id: DecisionId,
+        /// The step's name in the definition; must match a name already recorded for it.
         name: Option<StepName>,
+        /// Which attempt at the step this is, when the caller counts attempts.
         attempt: Option<Attempt>,
     },
+    /// Record that a step completed. Needs `processing`. The same payload for a step already
+    /// recorded is an idempotent retry (no events); a different one is a conflict.
     RecordCheckpoint {
+        /// The id for the new checkpoint; unused on a retry.
         checkpoint_id: CheckpointId,
+        /// The step: the one after the last completed step, within the total.
         step: StepNumber,
+        /// The decision that produced the step's work.
         decision_id: DecisionId,
+        /// The workspace state after the step.
         snapshot_id: Option<SnapshotId>,
+        /// What the step produced, by path or name.
         artifacts: Vec<Artifact>,
+        /// The step's name in the definition; must match a name already recorded for it.
         name: Option<StepName>,
         /// A JSON `null` output is recorded as no output.
         output: Option<StepOutput>,
@@ -65,30 +94,52 @@ pub enum PlanCommand {
     },
     /// An attempt at the uncertain step failed and will be retried.
     RecordAttemptFailed {
+        /// The uncertain step.
         step: StepNumber,
+        /// The attempt that failed; the one its start named, when it named one.
         attempt: Attempt,
+        /// How it failed.
         reason: AttemptFailure,
+        /// When the next attempt is due, if scheduled.
         retry_at: Option<DateTime<Utc>>,
     },
+    /// Record that the plan stopped on purpose. Needs `processing` or `queued`; recorded again
+    /// while already interrupted, it appends nothing.
     RecordShutdown {
+        /// Why it stopped.
         reason: Message,
+        /// When it stopped.
         at: DateTime<Utc>,
     },
+    /// Fail the phase: `processing` becomes `errored`.
     Fail {
+        /// What went wrong.
         message: Message,
     },
+    /// Refuse the `apply` phase on a constraint: `apply`/`processing` becomes `constrained`.
     Constrain {
+        /// Which constraint refused it.
         message: Message,
     },
+    /// Finish a `strategize` or `execute` phase that is `processing`.
     CompletePhase,
+    /// Finish the `apply` phase: the plan becomes `applied`, which is terminal.
     Apply,
+    /// Stop the plan for good. Refused in `action`, where nothing runs yet.
     Cancel {
+        /// Why, if the operator says.
         reason: Option<Message>,
     },
+    /// Resume at the next step, if [`evaluate_eligibility`] allows it; otherwise
+    /// [`PlanError::NotEligible`] with every reason.
     Resume {
+        /// Who resumes it.
         by: Actor,
+        /// The runner that holds the plan's run lock, if the resume took one.
         runner: Option<RunnerId>,
+        /// When it resumes.
         at: DateTime<Utc>,
+        /// The facts from outside the log that eligibility depends on.
         inputs: EligibilityInputs,
     },
 }
@@ -115,7 +166,29 @@ impl PlanCommand {
     }
 }
 
-/// Decides `command` against `state`. An empty list means the command was an idempotent retry.
+/// Decides `command` against `state` (`None`: the plan has no events yet): the events to
+/// append, or why not. An empty list means the command was an idempotent retry. Pure: appending
+/// the events, with a check that nobody appended in between, is the caller's job.
+///
+/// ```
+/// use chrono::DateTime;
+/// use waypoint_domain::{decide, Phase, PlanCommand, PlanError, PlanEvent, PlanState};
+///
+/// let create = PlanCommand::Create {
+///     name: None, total_steps: None, fingerprint: None, source: None, steps: Vec::new(),
+///     at: DateTime::UNIX_EPOCH,
+/// };
+/// let events = decide(None, create)?;
+/// let plan = events.iter().fold(None, PlanState::fold).expect("created");
+///
+/// // Only advancing edges are allowed from action: straight to execute is refused.
+/// let refused = decide(Some(&plan), PlanCommand::StartPhase { phase: Phase::Execute, runner: None });
+/// assert!(matches!(refused, Err(PlanError::InvalidPhaseTransition { .. })));
+///
+/// let started = decide(Some(&plan), PlanCommand::StartPhase { phase: Phase::Strategize, runner: None })?;
+/// assert!(matches!(started[..], [PlanEvent::PhaseStarted(_)]));
+/// # Ok::<(), PlanError>(())
+/// ```
 pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<PlanEvent>, PlanError> {
     let plan = match (state, &command) {
         (Some(_), PlanCommand::Create { .. } | PlanCommand::Fork { .. }) => return Err(PlanError::AlreadyExists),
@@ -361,7 +434,9 @@ fn check_next_step(plan: &PlanState, step: StepNumber) -> Result<(), PlanError> 
     }
 }
 
-/// The aggregate, as `eventually` sees it. It holds no data: state lives in `Option<PlanState>`.
+/// The aggregate, as `eventually` sees it. It holds no data: state lives in `Option<PlanState>`,
+/// its `apply` is [`PlanState::fold`] and its `handle` is [`decide`] (an idempotent retry answers
+/// `None`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Plan;
 

@@ -12,17 +12,26 @@ use crate::ids::{
 use crate::lifecycle::{Phase, ProcessingState};
 use crate::summary::ForkedFrom;
 
-/// The durable record that a step completed.
+/// The durable record that a step completed, as the fold keeps it from its `step_completed`
+/// event: the step never runs again in this phase, and its output is handed back to a resumed
+/// run instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// Identifies this checkpoint.
     pub checkpoint_id: CheckpointId,
+    /// The step that completed.
     pub step: StepNumber,
+    /// The decision that produced the step's work.
     pub decision_id: DecisionId,
+    /// The workspace state after the step.
     pub snapshot_id: Option<SnapshotId>,
+    /// What the step produced, by path or name.
     pub artifacts: Vec<Artifact>,
     // Absent from views stored before step names existed.
+    /// The step's name in the plan definition, when the caller gave one.
     #[serde(default)]
     pub name: Option<StepName>,
+    /// The step's journalled output, if it had one.
     #[serde(default)]
     pub output: Option<StepOutput>,
     /// The fingerprint of the step's definition when it ran.
@@ -34,10 +43,15 @@ pub struct Checkpoint {
 /// a retry from a conflict.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckpointPayload<'a> {
+    /// The decision reported.
     pub decision_id: &'a DecisionId,
+    /// The snapshot reported.
     pub snapshot_id: Option<&'a SnapshotId>,
+    /// The artifacts reported.
     pub artifacts: &'a [Artifact],
+    /// The step name reported.
     pub name: Option<&'a StepName>,
+    /// The output reported; a JSON `null` must already be `None`, as the decider normalises it.
     pub output: Option<&'a StepOutput>,
 }
 
@@ -54,17 +68,24 @@ impl Checkpoint {
     }
 }
 
-/// The last recorded interruption.
+/// The last recorded interruption. It outlives a phase start (for display), unlike the
+/// `interrupted` flag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interruption {
+    /// Why the plan stopped.
     pub reason: Message,
+    /// When it stopped.
     pub at: DateTime<Utc>,
 }
 
-/// What a resume needs to know, rebuilt from events.
+/// What a resume needs to know about the current phase, rebuilt from events. Rebuilt empty on
+/// every `phase_started`; only `resume_count` and the last `interruption` survive (and, entering
+/// the first phase after `action`, the total given at creation).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeMetadata {
+    /// The highest completed step of the current phase; `None` until one completes.
     pub last_completed_step: Option<StepNumber>,
+    /// That step's checkpoint.
     pub last_checkpoint_id: Option<CheckpointId>,
     /// The current phase's checkpoints, in step order.
     pub checkpoints: Vec<Checkpoint>,
@@ -73,15 +94,21 @@ pub struct ResumeMetadata {
     /// needs every completed step.
     #[serde(default)]
     pub completed_steps: Vec<StepDigest>,
+    /// The current phase's number of steps; `None` while unknown.
     pub total_steps: Option<TotalSteps>,
+    /// An `interrupted` event was recorded and no resume or phase start followed it.
     pub interrupted: bool,
+    /// The reason and time of the last recorded interruption, kept across phases.
     pub interruption: Option<Interruption>,
+    /// How many `resumed` events the plan has, across every phase.
     pub resume_count: u32,
     /// A step that has `StepStarted` but no `StepCompleted`: its outcome is unknown; it runs again.
     pub uncertain_step: Option<StepNumber>,
     /// The name and attempt the uncertain step's `StepStarted` gave, if any.
     #[serde(default)]
     pub uncertain_name: Option<StepName>,
+    /// The attempt number the uncertain step's `StepStarted` gave, if any; a failed attempt
+    /// must name the same one.
     #[serde(default)]
     pub uncertain_attempt: Option<Attempt>,
 }
@@ -93,10 +120,13 @@ impl ResumeMetadata {
         self.uncertain_attempt = None;
     }
 
+    /// The current phase's last checkpoint, if a step has completed.
     pub fn last_checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoints.last()
     }
 
+    /// The checkpoint of `step` in the current phase, if it completed and this view keeps it
+    /// (a compact view keeps only the last one).
     pub fn checkpoint(&self, step: StepNumber) -> Option<&Checkpoint> {
         // Checkpoints are contiguous from step 1, so the index is the step number minus one.
         // A compacted list (only the last checkpoint kept) falls back to a search.
@@ -112,7 +142,8 @@ impl ResumeMetadata {
         }
     }
 
-    /// Every known step has completed.
+    /// Every known step has completed: the total is known and reached. With an unknown total
+    /// this is never true.
     pub fn all_steps_completed(&self) -> bool {
         match (self.total_steps, self.last_completed_step) {
             (Some(total), Some(last)) => last.get() >= total.get(),
@@ -129,14 +160,19 @@ impl ResumeMetadata {
         }
     }
 
+    /// How many steps of the current phase completed (steps complete in order, so this is the
+    /// last completed step's number).
     pub fn completed_count(&self) -> u32 {
         self.last_completed_step.map_or(0, StepNumber::get)
     }
 
+    /// Steps left to the total; `None` while the total is unknown.
     pub fn remaining_steps(&self) -> Option<u32> {
         self.total_steps.map(|t| t.get().saturating_sub(self.completed_count()))
     }
 
+    /// Completed steps as a whole percentage of the total, rounded down and at most 100; `None`
+    /// while the total is unknown.
     pub fn progress_percent(&self) -> Option<u8> {
         self.total_steps.map(|t| {
             let pct = u64::from(self.completed_count().min(t.get())) * 100 / u64::from(t.get());
@@ -145,22 +181,32 @@ impl ResumeMetadata {
     }
 }
 
-/// A plan as its events describe it.
+/// A plan as its events describe it: the projection every decision and every read starts from.
+/// It changes only by applying events ([`PlanState::fold`], [`PlanState::apply`]); folding the
+/// same events always gives the same state, whether incrementally or by replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanState {
+    /// The plan's human name.
     pub name: Option<PlanName>,
+    /// The whole-plan definition fingerprint recorded at creation.
     pub fingerprint: Option<Fingerprint>,
+    /// Where the plan's definition lives (a plan file path), so a resume can find it again.
     pub source: Option<Artifact>,
+    /// When the plan was created (or forked).
     pub created_at: DateTime<Utc>,
     /// The definition's steps as recorded at creation; empty without a per-step definition.
     #[serde(default)]
     pub definition: Vec<StepDefinition>,
+    /// The current phase.
     pub phase: Phase,
+    /// Where the plan stands within its phase; always a pair [`Phase::allows`].
     pub state: ProcessingState,
     /// The runner named by the event that last moved the plan to `processing`; `None` when the
     /// caller held no run lock (an external worker) or the plan is not processing.
     pub runner: Option<RunnerId>,
+    /// What a resume needs to know about the current phase.
     pub resume: ResumeMetadata,
+    /// The message of the last `plan_errored` or `plan_constrained`; cleared by a phase start.
     pub last_error: Option<Message>,
     /// The plan and step this plan was forked from, when it is a fork.
     #[serde(default)]
@@ -168,6 +214,7 @@ pub struct PlanState {
 }
 
 impl PlanState {
+    /// A new plan as its `PlanCreated` event describes it: `action`/`queued`, no step run.
     pub fn created(event: &PlanCreated) -> Self {
         PlanState {
             name: event.name.clone(),
@@ -221,6 +268,8 @@ impl PlanState {
         }
     }
 
+    /// Folds one event into an existing plan. Infallible, like [`PlanState::fold`]; a first
+    /// event (`PlanCreated`, `PlanForked`) has no effect on a plan that already exists.
     pub fn apply(&mut self, event: &PlanEvent) {
         let meta = &mut self.resume;
         match event {

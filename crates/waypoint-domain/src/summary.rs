@@ -13,8 +13,12 @@ use crate::state::PlanState;
 /// runner is gone: a crash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterruptionSummary {
+    /// The recorded reason, or [`CRASH_REASON`] when inferred.
     pub reason: String,
+    /// When it stopped: the recorded time, or for a crash the time of the plan's last event
+    /// (`None` when the caller does not know it).
     pub at: Option<DateTime<Utc>>,
+    /// No interruption was recorded: the runner is gone and a crash is assumed.
     pub inferred: bool,
 }
 
@@ -37,17 +41,26 @@ pub const CRASH_REASON: &str = "crash";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanStatus {
+    /// `running`: `processing`, with a live runner or a lockless worker.
     Running,
+    /// `interrupted`: `queued` after a recorded interruption; it can resume.
     Interrupted,
+    /// `crashed`: `processing`, but its runner is gone without recording an interruption.
     Crashed,
+    /// `failed`: `errored` or `constrained`.
     Failed,
+    /// `completed`: the phase is `complete`, or every known step has completed.
     Completed,
+    /// `cancelled`: stopped for good.
     Cancelled,
+    /// `applied`: took effect; nothing more to do.
     Applied,
+    /// `not_started`: in `action`, or `queued` in a phase that never ran.
     NotStarted,
 }
 
 impl PlanStatus {
+    /// Every status.
     pub const ALL: [PlanStatus; 8] = [
         PlanStatus::Running,
         PlanStatus::Interrupted,
@@ -80,6 +93,7 @@ impl PlanStatus {
         }
     }
 
+    /// The stable snake_case word, as printed and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             PlanStatus::Running => "running",
@@ -110,25 +124,48 @@ pub struct ForkedFrom {
     pub step: Option<StepNumber>,
 }
 
+/// Where a plan stands and whether, and from where, it can resume: what `resume --dry-run`,
+/// `show` and `list` print. Built by [`ResumeSummary::build`] from the state and the eligibility
+/// verdict, so every surface shows the same answer.
+///
 /// Field order and names are part of the CLI's JSON contract; new fields go at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeSummary {
+    /// The plan.
     pub plan_id: PlanId,
+    /// Its current phase.
     pub phase: Phase,
+    /// Its state within the phase.
     pub state: ProcessingState,
+    /// It may resume now.
     pub eligible: bool,
+    /// Every reason it may not, in the stable order.
     pub reasons: Vec<ResumeIneligibleReason>,
+    /// It stopped: an interruption was recorded, or a crash is inferred.
     pub interrupted: bool,
+    /// Why and when it stopped, recorded or inferred.
     pub interruption: Option<InterruptionSummary>,
+    /// The current phase's last completed step.
     pub last_completed_step: Option<StepNumber>,
+    /// The current phase's total, when known.
     pub total_steps: Option<TotalSteps>,
+    /// The step a resume runs first; `None` when the phase or plan is finished (its next move
+    /// is a new phase, or nothing).
     pub next_step: Option<StepNumber>,
+    /// Steps left to the total, when known.
     pub remaining_steps: Option<u32>,
+    /// Completed steps as a percentage of the total, rounded down, when known.
     pub progress_percent: Option<u8>,
+    /// The last checkpoint's id.
     pub last_checkpoint_id: Option<CheckpointId>,
+    /// The last checkpoint's decision.
     pub decision_id: Option<DecisionId>,
+    /// The last checkpoint's snapshot.
     pub snapshot_id: Option<SnapshotId>,
+    /// A step that started but did not complete: its outcome is unknown and a resume runs it
+    /// again.
     pub uncertain_step: Option<StepNumber>,
+    /// How many times the plan was resumed.
     pub resume_count: u32,
     /// One plain word for people; see [`PlanStatus`].
     pub status: PlanStatus,
@@ -142,6 +179,7 @@ pub struct ResumeSummary {
 }
 
 impl ResumeSummary {
+    /// The summary of `plan` (whose id is `plan_id`) under `eligibility`, its verdict.
     /// `last_activity_at` is when the plan's last event was recorded: the best guess of when a
     /// crashed runner stopped.
     pub fn build(

@@ -3,35 +3,100 @@
 use waypoint_application::StoreError;
 use waypoint_domain::{DecodeError, PlanId};
 
-/// Every failure of the PostgreSQL store. Connection strings in messages are redacted.
+/// Every failure of the PostgreSQL store. Connection strings in messages are redacted. Converts
+/// into the port's [`StoreError`], which is what callers of the service see.
 #[derive(Debug, thiserror::Error)]
 pub enum PgStoreError {
     /// The server could not be reached, or the connection broke: retrying later may succeed.
     #[error(
         "PostgreSQL at {target} is unavailable ({context}): {source}; check that the server is running and reachable"
     )]
-    Unavailable { target: String, context: &'static str, source: postgres::Error },
+    Unavailable {
+        /// The connection string, password masked.
+        target: String,
+        /// What the store was doing (`"connect"`, `"read the log"`).
+        context: &'static str,
+        /// The driver's error.
+        source: postgres::Error,
+    },
+    /// The connection string does not parse.
     #[error("invalid PostgreSQL connection string {target}: {detail}")]
-    InvalidUrl { target: String, detail: String },
+    InvalidUrl {
+        /// The connection string, password masked.
+        target: String,
+        /// What the parser said.
+        detail: String,
+    },
     /// The server answered with an error that is not about the connection.
     #[error("PostgreSQL at {target} refused to {context}: {source}")]
-    Query { target: String, context: &'static str, source: postgres::Error },
+    Query {
+        /// The connection string, password masked.
+        target: String,
+        /// What the store was doing.
+        context: &'static str,
+        /// The driver's error.
+        source: postgres::Error,
+    },
+    /// An append expected another version of the plan: someone appended in between. Nothing
+    /// was written.
     #[error("plan {plan_id} changed concurrently: expected version {expected}, found {actual}; reload and try again")]
-    Conflict { plan_id: PlanId, expected: u32, actual: u32 },
+    Conflict {
+        /// The plan appended to.
+        plan_id: PlanId,
+        /// The version the append expected.
+        expected: u32,
+        /// The plan's version in the database.
+        actual: u32,
+    },
+    /// The database was migrated by a newer Waypoint; this build neither reads nor writes it.
     #[error(
         "the database at {target} has Waypoint schema version {found}, newer than this build's {supported}; use a newer waypoint"
     )]
-    SchemaTooNew { target: String, found: i32, supported: i32 },
+    SchemaTooNew {
+        /// The connection string, password masked.
+        target: String,
+        /// The database's schema version.
+        found: i32,
+        /// This build's, [`SCHEMA_VERSION`](crate::SCHEMA_VERSION).
+        supported: i32,
+    },
+    /// Stored rows break an invariant the store keeps (a catalog row that disagrees with the
+    /// log, a value out of range).
     #[error("the database is inconsistent at {location}: {detail}")]
-    Corrupt { location: String, detail: String },
+    Corrupt {
+        /// Which table, plan or row.
+        location: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A stored event's data cannot be decoded (see [`DecodeError`]).
     #[error("cannot decode the event of plan {plan_id} version {version} at position {position}: {source}")]
-    Decode { plan_id: String, version: i64, position: i64, source: DecodeError },
+    Decode {
+        /// The event's plan id, as stored.
+        plan_id: String,
+        /// The event's version in its plan.
+        version: i64,
+        /// The event's global position.
+        position: i64,
+        /// Why it cannot be decoded.
+        source: DecodeError,
+    },
+    /// An append past a numbering limit: a plan's versions or the log's global positions would
+    /// pass `u32::MAX`. The message says which, and what to start afresh.
     #[error("{0}")]
     TooLarge(String),
+    /// Another session, in this process or another, holds the plan's run lock.
     #[error("plan {plan_id} is being run by another process; wait for it to stop, or resume it once it has")]
-    RunLockBusy { plan_id: PlanId },
+    RunLockBusy {
+        /// The plan whose lock is held.
+        plan_id: PlanId,
+    },
+    /// The session that held the plan's run lock is gone, and the lock with it.
     #[error("the run lock of plan {plan_id} was lost with its connection; stop working on the plan")]
-    RunLockLost { plan_id: PlanId },
+    RunLockLost {
+        /// The plan whose lock was lost.
+        plan_id: PlanId,
+    },
 }
 
 impl PgStoreError {

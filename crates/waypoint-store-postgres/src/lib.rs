@@ -12,6 +12,43 @@
 //!
 //! Run locks are session advisory locks, each on a connection of its own, so they vanish with the
 //! process or connection that held them.
+//!
+//! - [`PostgresStore`]: the store port ([`PlanStore`](waypoint_application::PlanStore)) over one
+//!   database, with a small pool of connections; it passes the same conformance kit as every
+//!   store. Its run locks are [`PgRunLocks`].
+//! - [`PgStoreError`]: every failure, mapped onto the port's
+//!   [`StoreError`](waypoint_application::StoreError); [`redact`] masks passwords in the
+//!   connection strings messages show.
+//! - [`testing`]: a throwaway server and a fresh database per test.
+//!
+//! Every call runs synchronously on a pooled connection and returns a ready future, like the
+//! file store. From an async runtime, wrap the store in
+//! [`OffThreadStore`](waypoint_application::OffThreadStore) so no call blocks the runtime's
+//! threads.
+//!
+//! Connect, then use the store as any other (this needs a running server):
+//!
+//! ```no_run
+//! # futures::executor::block_on(async {
+//! use waypoint_application::domain::{Message, Phase};
+//! use waypoint_application::{NewPlan, PlanResumeService, ResumeRequest};
+//! use waypoint_store_postgres::PostgresStore;
+//!
+//! // The database must exist; connecting brings its schema up to date.
+//! let store = PostgresStore::connect("postgres://waypoint:secret@db.internal:5432/waypoint")?;
+//! // The service takes its run locks from the store: advisory locks every machine sees.
+//! let service = PlanResumeService::new(store);
+//!
+//! let new = NewPlan { start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+//! let id = service.create_plan(new).await?.plan_id;
+//! service.record_shutdown(&id, Message::parse("deploy")?).await?;
+//! let preview = service.resume_plan(&id, ResumeRequest { dry_run: true, ..ResumeRequest::default() }).await?;
+//! assert!(preview.summary.eligible);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+#![warn(missing_docs)]
 
 mod error;
 mod pool;

@@ -104,6 +104,7 @@ impl RunLocks for PgRunLocks {
 }
 
 impl PgRunLockGuard {
+    /// The plan whose run lock this guard holds.
     pub fn plan_id(&self) -> &PlanId {
         &self.plan_id
     }

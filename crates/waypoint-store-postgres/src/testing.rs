@@ -57,10 +57,12 @@ impl TestDatabase {
         TestDatabase { server, name, url }
     }
 
+    /// The connection string of this database.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The database's name (`wp_<label>_…`).
     pub fn name(&self) -> &str {
         &self.name
     }

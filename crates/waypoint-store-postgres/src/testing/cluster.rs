@@ -21,7 +21,7 @@ pub struct TestCluster {
 }
 
 /// The directory holding `initdb`, `pg_ctl` and `postgres`: `$WAYPOINT_TEST_POSTGRES_BIN`, else the
-/// newest /usr/lib/postgresql/<version>/bin, else `pg_config --bindir`.
+/// newest `/usr/lib/postgresql/<version>/bin`, else `pg_config --bindir`.
 pub fn find_server_binaries() -> io::Result<PathBuf> {
     let has_server = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
     if let Some(dir) = std::env::var_os(BIN_VAR) {
@@ -131,10 +131,12 @@ impl TestCluster {
         format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The TCP port the server listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The cluster's temporary directory, which holds its data directory and its Unix socket.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
