@@ -16,5 +16,6 @@ mod service_async;
 mod service_create;
 mod store_child;
 mod store_concurrency;
+mod store_fixture_layout;
 mod store_kill_loop;
 mod store_locks;
