@@ -19,3 +19,4 @@ mod store_concurrency;
 mod store_fixture_layout;
 mod store_kill_loop;
 mod store_locks;
+mod store_scale;

@@ -82,6 +82,18 @@ pub fn open_existing_read_only(path: &Path) -> Result<Option<File>, FileStoreErr
     }
 }
 
+/// Reads a whole file; `None` when it does not exist.
+pub fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            crate::storage::count_read(bytes.len());
+            Ok(Some(bytes))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a 0600 temporary file, fsync, rename, directory fsync.
 pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), FileStoreError> {
     use std::io::Write;
@@ -99,6 +111,23 @@ pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Fil
     file.sync_all().map_err(|e| FileStoreError::io("cannot sync a temporary file", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| FileStoreError::io("cannot rename a temporary file into place", path, e))?;
     sync_dir(dir)
+}
+
+/// Replaces `path` with `bytes` through a temporary file and a rename, without any fsync: for
+/// derived files bound to a log record, which are checked when read, so a stale or torn one
+/// after a crash is refolded rather than trusted.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), FileStoreError> {
+    let tmp = layout::temp_for(path);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&tmp)
+        .map_err(|e| FileStoreError::io("cannot create a temporary file", &tmp, e))?;
+    use std::io::Write;
+    file.write_all(bytes).map_err(|e| FileStoreError::io("cannot write a temporary file", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| FileStoreError::io("cannot rename a temporary file into place", path, e))
 }
 
 /// Opens (creating if missing) a lock file, syncing its directory when it was created.

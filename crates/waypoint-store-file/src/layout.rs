@@ -8,10 +8,12 @@ use waypoint_domain::PlanId;
 const LOG_FILE: &str = "events.log";
 const STORE_LOCK: &str = "store.lock";
 const WRITE_LOCK: &str = "write.lock";
+const CHECKPOINT_LOCK: &str = "checkpoint.lock";
 const LOCKS_DIR: &str = "locks";
 const CHECKPOINT_FILE: &str = "catalog.ckpt";
 const INDEX_DIR: &str = "index";
 const VIEWS_DIR: &str = "views";
+const CATALOG_DIR: &str = "catalog";
 const TORN_DIR: &str = "torn";
 const BACKUP_DIR: &str = "backup";
 
@@ -45,6 +47,11 @@ impl Layout {
     /// `write.lock`: held exclusively while appending, shared while catching up.
     pub fn write_lock(&self) -> PathBuf {
         self.dir.join(WRITE_LOCK)
+    }
+
+    /// `checkpoint.lock`: held exclusively by the one process writing a checkpoint.
+    pub fn checkpoint_lock(&self) -> PathBuf {
+        self.dir.join(CHECKPOINT_LOCK)
     }
 
     /// `locks/`: the run locks' directory.
@@ -82,6 +89,25 @@ impl Layout {
         self.views_dir().join(format!("{}.view", plan_id.as_str()))
     }
 
+    /// `views/<plan>.sum`: `plan_id`'s compact-view snapshot, kept current by checkpoints.
+    pub fn summary(&self, plan_id: &PlanId) -> PathBuf {
+        self.views_dir().join(format!("{}.sum", plan_id.as_str()))
+    }
+
+    /// `catalog/`: the catalog's rows files.
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.dir.join(CATALOG_DIR)
+    }
+
+    /// `catalog/open-<generation>.rows` or `catalog/done-<generation>.rows`.
+    pub fn rows(&self, kind: RowsKind, generation: u64) -> PathBuf {
+        let class = match kind {
+            RowsKind::Open => "open",
+            RowsKind::Done => "done",
+        };
+        self.catalog_dir().join(format!("{class}-{generation}.rows"))
+    }
+
     /// `torn/`: bytes cut off the log, kept for inspection.
     pub fn torn_dir(&self) -> PathBuf {
         self.dir.join(TORN_DIR)
@@ -106,6 +132,13 @@ impl Layout {
     pub fn backup(&self, stamp: &str) -> PathBuf {
         self.backup_dir().join(format!("{LOG_FILE}.{stamp}.bak"))
     }
+}
+
+/// The two classes of catalog rows: plans that may still move, and finished (terminal) ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsKind {
+    Open,
+    Done,
 }
 
 /// The UTC time stamp in the names of cut-off and backup files; sorts by time as text.

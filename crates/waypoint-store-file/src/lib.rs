@@ -16,6 +16,8 @@
 //!
 //! Every one of these names is built in `layout.rs` and nowhere else.
 
+mod binding;
+mod catalog;
 mod commit;
 mod crc;
 mod error;

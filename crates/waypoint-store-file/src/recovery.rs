@@ -10,9 +10,12 @@ use crate::error::FileStoreError;
 use crate::fsutil;
 use crate::layout::{self, Layout};
 use crate::log::{self, RecordReader, FIRST_RECORD};
-use crate::projections::{read_checkpoint, StoredCatalog};
+use waypoint_domain::PlanId;
+
+use crate::binding::{self, Check, StoreId};
+use crate::catalog;
 use crate::record::FILE_HEADER;
-use crate::state::{file_len, FlockGuard, Shared, State};
+use crate::state::{file_len, FlockGuard, Folded, Shared, State};
 use crate::store::StoreOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,36 +84,55 @@ impl Shared {
         Ok(Arc::new(shared))
     }
 
-    /// Starts from the catalog checkpoint if it matches the log, else from the log's start, and
-    /// folds every record after it.
+    /// Starts from the checkpoint head if it belongs to this log, else from the log's start,
+    /// and folds every record after it. A head of this very store that vouches for a record the
+    /// log no longer holds is damage: the log lost acknowledged records.
     fn load(&self, state: &mut State, access: Access) -> Result<(), FileStoreError> {
-        if let (Some(checkpoint), Some(file)) = (read_checkpoint(&self.layout)?, &self.log) {
-            if self.checkpoint_matches(file, &checkpoint)? {
-                state.end = checkpoint.end;
-                state.position = checkpoint.position;
-                state.last_offset = checkpoint.last_offset;
-                state.catalog = checkpoint.catalog;
-                state.versions = checkpoint.versions;
+        let Some(file) = &self.log else { return Ok(()) };
+        let len = file_len(file, &self.log_path)?;
+        state.store = self.store_id(file, len)?;
+        if let (Some(head), Some(store)) = (catalog::read_head(&self.layout)?, state.store) {
+            if head.store == store && self.layout.index_dir().is_dir() {
+                let what = self.layout.checkpoint().display().to_string();
+                match binding::check(file, &self.log_path, &head.last, len, &what)? {
+                    Check::Holds => {
+                        state.end = head.end;
+                        state.position = head.position();
+                        state.last_offset = head.last.offset;
+                        state.last_crc = head.last.crc;
+                        state.base = Some(head);
+                    }
+                    Check::Differs | Check::Newer => {
+                        return Err(FileStoreError::corrupt(
+                            &self.log_path,
+                            head.last.offset,
+                            format!(
+                                "the record here is not position {} that {what} vouches for; the log was changed",
+                                head.position()
+                            ),
+                        ));
+                    }
+                }
             }
         }
+        // A checkpoint file that was not taken (an older layout, another store's, a damaged
+        // one) is replaced right away, so the next open does not fold the whole log again.
+        let replace = state.base.is_none() && self.layout.checkpoint().exists();
         self.catch_up(state, access)?;
-        if !self.read_only && state.tail_len >= self.options.checkpoint_every {
+        if !self.read_only && (state.tail_len >= self.options.checkpoint_every || (replace && state.tail_len > 0)) {
             self.checkpoint(state)?;
         }
         Ok(())
     }
 
-    /// A checkpoint is used only if its last record is where it says, with the position it says.
-    fn checkpoint_matches(&self, file: &File, checkpoint: &StoredCatalog) -> Result<bool, FileStoreError> {
-        if checkpoint.format != 1 || checkpoint.end > file_len(file, &self.log_path)? {
-            return Ok(false);
+    /// The store's id, from the log's first record; `None` while it has none (or only a torn one).
+    fn store_id(&self, file: &File, len: u64) -> Result<Option<StoreId>, FileStoreError> {
+        if len <= FIRST_RECORD {
+            return Ok(None);
         }
-        if checkpoint.position == 0 {
-            return Ok(checkpoint.end == FIRST_RECORD);
-        }
-        Ok(match log::read_record_at(file, &self.log_path, checkpoint.last_offset, checkpoint.end) {
-            Ok((raw, len)) => raw.position == checkpoint.position && checkpoint.last_offset + len == checkpoint.end,
-            Err(_) => false,
+        Ok(match log::read_record_with_crc(file, &self.log_path, FIRST_RECORD, len) {
+            Ok((raw, _, crc)) => Some(StoreId::new(*raw.event_id.as_bytes(), crc)),
+            Err(_) => None,
         })
     }
 
@@ -128,19 +150,52 @@ impl Shared {
     pub(crate) fn catch_up(&self, state: &mut State, access: Access) -> Result<(), FileStoreError> {
         let Some(file) = &self.log else { return Ok(()) };
         let len = file_len(file, &self.log_path)?;
-        if len <= state.end {
+        if len < state.end {
+            return Err(FileStoreError::corrupt(
+                &self.log_path,
+                len,
+                format!(
+                    "the log ends at byte {len}, before byte {} up to which this process read it; records were lost",
+                    state.end
+                ),
+            ));
+        }
+        if len == state.end {
             return Ok(());
         }
+        let flush_at = self.options.checkpoint_every.max(1).saturating_mul(4);
         let mut reader = RecordReader::new(file.clone(), self.log_path.clone(), state.end, len);
         while let Some(item) = reader.next() {
             match item? {
                 Ok((offset, raw)) => {
-                    let stored = log::to_stored(&self.log_path, offset, raw)?;
-                    state.apply(&self.log_path, offset, &stored)?;
+                    let plan_id = PlanId::parse(&raw.plan_id).map_err(|e| {
+                        FileStoreError::corrupt(&self.log_path, offset, format!("the record's plan id is invalid: {e}"))
+                    })?;
+                    let (position, version, event_id) = (raw.position, raw.version, *raw.event_id.as_bytes());
+                    // Decoded only for a plan whose view this process holds: opening costs
+                    // the records' envelopes, not their events.
+                    let cached = state.views.contains_key(&plan_id) || state.summaries.contains_key(&plan_id);
+                    let stored =
+                        if cached || version == 1 { Some(log::to_stored(&self.log_path, offset, raw)?) } else { None };
+                    let folded = Folded {
+                        offset,
+                        crc: reader.crc(),
+                        plan_id: &plan_id,
+                        position,
+                        version,
+                        event_id,
+                        event: stored.as_ref(),
+                    };
+                    state.apply(&self.log_path, folded)?;
                     state.end = reader.offset();
-                    if !self.read_only && state.tail_len >= self.options.checkpoint_every.max(1) * 4 {
-                        // A long catch-up (a lost checkpoint) flushes as it goes: flat memory.
-                        self.checkpoint(state)?;
+                    if state.tail_len >= flush_at {
+                        // A long catch-up (a lost checkpoint, a long-lived reader) flushes as it
+                        // goes, or starts over from a newer checkpoint: flat memory.
+                        if self.read_only {
+                            self.rebase_onto_disk(state)?;
+                        } else {
+                            self.checkpoint(state)?;
+                        }
                     }
                 }
                 Err(bad) => {
@@ -163,6 +218,18 @@ impl Shared {
                     break;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Starts over from the checkpoint on disk when it is newer than this process's base (a
+    /// read-only process cannot write its own).
+    fn rebase_onto_disk(&self, state: &mut State) -> Result<(), FileStoreError> {
+        let Some(store) = state.store else { return Ok(()) };
+        let Some(head) = catalog::read_head(&self.layout)?.filter(|h| h.store == store) else { return Ok(()) };
+        let newer = head.position() > state.base.as_ref().map_or(0, |b| b.position());
+        if newer && head.position() <= state.position {
+            self.rebase(state, head)?;
         }
         Ok(())
     }

@@ -187,6 +187,7 @@ fn reset_projections(layout: &Layout) -> Result<(), FileStoreError> {
     remove(layout.checkpoint(), false)?;
     remove(layout.index_dir(), true)?;
     remove(layout.views_dir(), true)?;
+    remove(layout.catalog_dir(), true)?;
     fsutil::sync_dir(layout.dir())
 }
 

@@ -111,7 +111,7 @@ impl FileStore {
     pub fn read_plan(&self, plan_id: &PlanId, from: u32) -> Result<Vec<StoredEvent>, FileStoreError> {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
-        let to = state.versions.get(plan_id).copied().unwrap_or(0);
+        let to = self.shared.current_version(&mut state, plan_id)?;
         self.shared.read_range(&mut state, plan_id, from.max(1), to)
     }
 
@@ -126,14 +126,23 @@ impl FileStore {
     pub fn summary_view(&self, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
-        Ok(state.catalog.plans.get(plan_id).cloned())
+        self.shared.summary(&mut state, plan_id)
     }
 
     /// Every plan's compact view, caught up with the log.
     pub fn catalog_snapshot(&self) -> Result<Catalog, FileStoreError> {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
-        Ok(state.catalog.clone())
+        let views = self.shared.list(&mut state, false)?;
+        Ok(Catalog { plans: views.into_iter().map(|v| (v.plan_id.clone(), v)).collect(), position: state.position })
+    }
+
+    /// The compact views of the plans that are not finished (applied or cancelled), without
+    /// reading the finished ones: cost in the plans returned.
+    pub fn open_plans(&self) -> Result<Vec<PlanView>, FileStoreError> {
+        let mut state = self.shared.lock_state();
+        self.shared.catch_up_shared(&mut state)?;
+        self.shared.list(&mut state, true)
     }
 
     /// Every event from global position `from` (1: all), read lazily in flat memory up to the
@@ -255,6 +264,10 @@ impl PlanStore for FileStore {
     fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
         let result = self.catalog_snapshot().map(|c| c.plans.into_values().collect()).map_err(StoreError::from);
         Box::pin(futures::future::ready(result))
+    }
+
+    fn open_catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(futures::future::ready(self.open_plans().map_err(StoreError::from)))
     }
 }
 
