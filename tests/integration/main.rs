@@ -17,6 +17,7 @@ mod service_create;
 mod store_child;
 mod store_concurrency;
 mod store_fixture_layout;
+mod store_hardening;
 mod store_kill_loop;
 mod store_locks;
 mod store_scale;

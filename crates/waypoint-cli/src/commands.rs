@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use waypoint_application::{NewPlan, PlanView, ResumeRequest, StepCheckpoint};
 use waypoint_domain::{Fingerprint, Phase, PlanId, ResumeIneligibleReason, ResumeSummary, StepNumber};
@@ -141,7 +141,7 @@ fn list(location: &StoreLocation, ui: &Ui, resumable: bool) -> Result<(), CliErr
     if ui.json() {
         ui.json_document(&render::PlansDoc { plans: plans.iter().map(|(_, summary)| summary).collect() });
     } else {
-        ui.stdout(&render::plans_table(ui.out, &plans, Utc::now()));
+        ui.stdout(&render::plans_table(ui.out, &plans, DateTime::<Utc>::from(std::time::SystemTime::now())));
     }
     Ok(())
 }

@@ -87,7 +87,7 @@ pub fn read_head(layout: &Layout) -> Result<Option<Head>, FileStoreError> {
 }
 
 pub fn write_head(layout: &Layout, head: &Head) -> Result<(), FileStoreError> {
-    fsutil::write_atomically(layout.dir(), &layout.checkpoint(), &frame::encode(HEAD_MAGIC, head))
+    fsutil::write_atomically(&layout.tmp_dir(), layout.dir(), &layout.checkpoint(), &frame::encode(HEAD_MAGIC, head))
 }
 
 /// Which class a plan's row belongs to.
@@ -225,7 +225,7 @@ pub fn append_rows(
         }
         let path = layout.rows(kind, generation);
         fsutil::ensure_dir(&layout.catalog_dir())?;
-        fsutil::write_atomically(&layout.catalog_dir(), &path, &out)?;
+        fsutil::write_atomically(&layout.tmp_dir(), &layout.catalog_dir(), &path, &out)?;
         *head.rows_mut(kind) = RowsFile { generation, len: out.len() as u64, rows: count, compacted_rows: count };
         return Ok(Some(layout.rows(kind, current.generation)));
     }

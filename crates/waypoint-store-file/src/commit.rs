@@ -11,6 +11,7 @@ use waypoint_application::StoredEvent;
 use waypoint_domain::PlanId;
 
 use crate::error::FileStoreError;
+use crate::fsutil;
 use crate::record::{self, RawRecord};
 use crate::recovery::Access;
 use crate::state::{Folded, Shared, State};
@@ -41,6 +42,9 @@ impl Prepared {
             .iter()
             .enumerate()
             .map(|(i, event)| {
+                if event.recorded_at < chrono::DateTime::UNIX_EPOCH {
+                    return Err(FileStoreError::ClockBeforeEpoch { at: event.recorded_at.to_rfc3339() });
+                }
                 let raw = RawRecord {
                     position: 0,
                     version: 0,
@@ -82,6 +86,7 @@ impl Shared {
             state.poisoned = Some("an append panicked".into());
             if state.committing {
                 if let Some(lock) = &self.write_lock {
+                    fsutil::record_holder(lock, false);
                     let _ = lock.unlock();
                 }
                 state.committing = false;
@@ -114,9 +119,10 @@ impl Shared {
         if let Some(detail) = &state.poisoned {
             return fail_all(&batch, &FileStoreError::Poisoned { path: self.log_path.clone(), detail: detail.clone() });
         }
-        if let Err(e) = lock.lock() {
-            return fail_all(&batch, &FileStoreError::io("cannot lock the store for writing", &self.log_path, e));
+        if let Err(e) = fsutil::lock_bounded(lock, &self.layout.write_lock(), true, self.options.lock_timeout) {
+            return fail_all(&batch, &e);
         }
+        fsutil::record_holder(lock, true);
         state.committing = true;
         let planned = match self.catch_up(&mut state, Access::Exclusive) {
             Ok(()) => {
@@ -141,6 +147,7 @@ impl Shared {
         let (mut results, accepted, bytes) = match planned {
             Ok(Planned { results, accepted, bytes }) if !accepted.is_empty() => (results, accepted, bytes),
             Ok(Planned { results, .. }) | Err(results) => {
+                fsutil::record_holder(lock, false);
                 let _ = lock.unlock();
                 state.committing = false;
                 return results;
@@ -198,6 +205,7 @@ impl Shared {
                 results.extend(accepted.iter().map(|(t, _)| (*t, Err(error.duplicate()))));
             }
         }
+        fsutil::record_holder(lock, false);
         let _ = lock.unlock();
         state.committing = false;
         results

@@ -166,6 +166,8 @@ pub struct IndexWriter {
     dirty: HashSet<PlanId>,
     /// Dirty files were closed before their sync: the next sync flushes the whole file system.
     evicted_dirty: bool,
+    /// An index file was created since the last sync: its directory entry needs a sync too.
+    created: bool,
 }
 
 impl IndexWriter {
@@ -183,7 +185,8 @@ impl IndexWriter {
             if self.open.len() >= MAX_OPEN {
                 self.evict();
             }
-            let file = open_for_write(layout, store, plan_id)?;
+            let (file, created) = open_for_write(layout, store, plan_id)?;
+            self.created |= created;
             self.open.insert(plan_id.clone(), file);
         }
         let file = &self.open[plan_id];
@@ -215,6 +218,7 @@ impl IndexWriter {
                 .map_err(|e| FileStoreError::io("cannot sync the plan indexes", &dir, std::io::Error::from(e)))?;
             self.dirty.clear();
             self.evicted_dirty = false;
+            self.created = false;
             return Ok(());
         }
         for plan_id in self.dirty.drain() {
@@ -222,13 +226,17 @@ impl IndexWriter {
                 file.sync_data().map_err(|e| FileStoreError::io("cannot sync a plan index", plan_id.as_str(), e))?;
             }
         }
+        if std::mem::take(&mut self.created) {
+            fsutil::sync_dir(&layout.index_dir())?;
+        }
         Ok(())
     }
 }
 
 /// Opens `plan_id`'s index for writing, (re)starting it when it is missing, of another store,
-/// or of an older layout.
-fn open_for_write(layout: &Layout, store: &StoreId, plan_id: &PlanId) -> Result<File, FileStoreError> {
+/// or of an older layout. Says whether it was created: the directory is synced once, at the
+/// next `sync`, not once per file.
+fn open_for_write(layout: &Layout, store: &StoreId, plan_id: &PlanId) -> Result<(File, bool), FileStoreError> {
     let path = layout.plan_index(plan_id);
     let index_dir = layout.index_dir();
     fsutil::ensure_dir(&index_dir)?;
@@ -240,8 +248,5 @@ fn open_for_write(layout: &Layout, store: &StoreId, plan_id: &PlanId) -> Result<
         file.write_all_at(&binding::file_header(MAGIC, FORMAT, store), 0)
             .map_err(|e| FileStoreError::io("cannot write a plan index", &path, e))?;
     }
-    if created {
-        fsutil::sync_dir(&index_dir)?;
-    }
-    Ok(file)
+    Ok((file, created))
 }

@@ -92,7 +92,7 @@ pub fn events(dir: impl AsRef<Path>) -> Result<Events, FileStoreError> {
     // durable record (unless a crash left a torn tail, which is then reported).
     let write_lock = fsutil::open_existing_read_only(&layout.write_lock())?;
     if let Some(lock) = &write_lock {
-        lock.lock_shared().map_err(|e| FileStoreError::io("cannot lock the store for reading", dir, e))?;
+        fsutil::lock_bounded(lock, &layout.write_lock(), false, crate::StoreOptions::default().lock_timeout)?;
     }
     let len = fsutil::open_existing_read_only(&path)?
         .map(|file| file.metadata().map(|m| (file, m.len())))

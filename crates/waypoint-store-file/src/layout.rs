@@ -14,6 +14,7 @@ const CHECKPOINT_FILE: &str = "catalog.ckpt";
 const INDEX_DIR: &str = "index";
 const VIEWS_DIR: &str = "views";
 const CATALOG_DIR: &str = "catalog";
+const TMP_DIR: &str = "tmp";
 const TORN_DIR: &str = "torn";
 const BACKUP_DIR: &str = "backup";
 
@@ -94,6 +95,20 @@ impl Layout {
         self.views_dir().join(format!("{}.sum", plan_id.as_str()))
     }
 
+    /// `tmp/`: files being written, renamed into place when whole.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join(TMP_DIR)
+    }
+
+    /// The entries of the store directory that the store opens: none may be a symbolic link.
+    pub fn own_entries(&self) -> Vec<PathBuf> {
+        [LOG_FILE, STORE_LOCK, WRITE_LOCK, CHECKPOINT_LOCK, CHECKPOINT_FILE, LOCKS_DIR, INDEX_DIR, VIEWS_DIR]
+            .iter()
+            .chain(&[CATALOG_DIR, TMP_DIR, TORN_DIR, BACKUP_DIR])
+            .map(|name| self.dir.join(name))
+            .collect()
+    }
+
     /// `catalog/`: the catalog's rows files.
     pub fn catalog_dir(&self) -> PathBuf {
         self.dir.join(CATALOG_DIR)
@@ -143,16 +158,24 @@ pub enum RowsKind {
 
 /// The UTC time stamp in the names of cut-off and backup files; sorts by time as text.
 pub fn stamp_now() -> String {
-    chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ").to_string()
+    // Not `Utc::now()`, which panics on a clock before 1970.
+    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).format("%Y%m%dT%H%M%S%.9fZ").to_string()
 }
 
-/// `<name>.<pid>.tmp` next to `path`: the temporary file an atomic write renames into place. One
-/// name per process: two processes may checkpoint at once, and the last rename wins with a whole
-/// file either way.
-pub fn temp_for(path: &Path) -> PathBuf {
+/// `tmp/<name>.<pid>.tmp`: the temporary file an atomic write of `path` renames into place. One
+/// name per process: two processes may write at once, and the last rename wins with a whole file
+/// either way. All temporaries live in `tmp/`, so removing those of dead writers reads one small
+/// directory, whatever the store's size.
+pub fn temp_for(tmp_dir: &Path, path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
+    tmp_dir.join(name)
+}
+
+/// The pid in a temporary file's name `<name>.<pid>.tmp`.
+pub fn temp_owner(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".tmp")?;
+    stem.rsplit_once('.')?.1.parse().ok()
 }
 
 #[cfg(test)]

@@ -439,9 +439,9 @@ impl Shared {
         let bytes = frame::encode(kind.magic(), &bound);
         let path = kind.path(&self.layout, &view.plan_id);
         if sync {
-            fsutil::write_atomically(&views, &path, &bytes)
+            fsutil::write_atomically(&self.layout.tmp_dir(), &views, &path, &bytes)
         } else {
-            fsutil::write_replacing(&path, &bytes)
+            fsutil::write_replacing(&self.layout.tmp_dir(), &path, &bytes)
         }
     }
 

@@ -15,7 +15,7 @@ use waypoint_domain::PlanId;
 use crate::binding::{self, Check, StoreId};
 use crate::catalog;
 use crate::record::FILE_HEADER;
-use crate::state::{file_len, FlockGuard, Folded, Shared, State};
+use crate::state::{file_len, Folded, Shared, State};
 use crate::store::StoreOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +30,25 @@ impl Shared {
     /// Opens the store in `layout` for reading and writing, creating it if missing and cutting
     /// back a torn last record left by a crash.
     pub(crate) fn open(layout: Layout, options: StoreOptions) -> Result<Arc<Shared>, FileStoreError> {
-        fsutil::ensure_dir(layout.dir())?;
+        let made = fsutil::ensure_dir_made(layout.dir())?;
+        let opened = Self::open_made(layout, options);
+        if let (Err(_), Some(made)) = (&opened, made) {
+            // A store this call began to create and could not finish leaves nothing behind.
+            let _ = std::fs::remove_dir_all(made);
+        }
+        opened
+    }
+
+    fn open_made(layout: Layout, options: StoreOptions) -> Result<Arc<Shared>, FileStoreError> {
+        fsutil::refuse_symlinks(&layout.own_entries())?;
         let store_lock = fsutil::open_lock_file(&layout.store_lock())?;
         lock_store_shared(&store_lock, layout.dir())?;
         let write_lock = fsutil::open_lock_file(&layout.write_lock())?;
         let log_path = layout.log();
-        write_lock.lock().map_err(|e| FileStoreError::io("cannot lock the store for writing", &log_path, e))?;
-        let guard = FlockGuard(&write_lock);
+        fsutil::lock_bounded(&write_lock, &layout.write_lock(), true, options.lock_timeout)?;
+        fsutil::record_holder(&write_lock, true);
+        let guard = HolderGuard(&write_lock);
+        fsutil::remove_stale_temporaries(&layout.tmp_dir());
         let (file, created) = fsutil::open_or_create(&log_path)?;
         let len = file_len(&file, &log_path)?;
         if !log::check_file_header(&file, &log_path, len)? {
@@ -61,10 +73,11 @@ impl Shared {
     }
 
     /// Opens the store in `layout` without writing a byte or creating anything.
-    pub(crate) fn open_read_only(layout: Layout) -> Result<Arc<Shared>, FileStoreError> {
+    pub(crate) fn open_read_only(layout: Layout, options: StoreOptions) -> Result<Arc<Shared>, FileStoreError> {
         if !layout.dir().is_dir() {
             return Err(FileStoreError::NotFound { path: layout.dir().to_path_buf() });
         }
+        fsutil::refuse_symlinks(&layout.own_entries())?;
         let store_lock = fsutil::open_existing_read_only(&layout.store_lock())?;
         if let Some(lock) = &store_lock {
             lock_store_shared(lock, layout.dir())?;
@@ -75,7 +88,7 @@ impl Shared {
         if let Some(file) = &log {
             log::check_file_header(file, &log_path, file_len(file, &log_path)?)?;
         }
-        let shared = Shared::new(layout, log_path, true, StoreOptions::default(), log, store_lock, write_lock);
+        let shared = Shared::new(layout, log_path, true, options, log, store_lock, write_lock);
         {
             let mut state = shared.lock_state();
             let _guard = shared.lock_shared_flock()?;
@@ -241,11 +254,21 @@ impl Shared {
         let torn_dir = self.layout.torn_dir();
         fsutil::ensure_dir(&torn_dir)?;
         let aside = self.layout.torn_tail(offset, &layout::stamp_now());
-        fsutil::write_atomically(&torn_dir, &aside, &bytes)?;
+        fsutil::write_atomically(&self.layout.tmp_dir(), &torn_dir, &aside, &bytes)?;
         self.options
             .storage
             .truncate(file, offset)
             .map_err(|e| FileStoreError::io("cannot cut the torn tail", &self.log_path, e))
+    }
+}
+
+/// Clears the holder's pid from `write.lock` and releases it when dropped.
+struct HolderGuard<'a>(&'a File);
+
+impl Drop for HolderGuard<'_> {
+    fn drop(&mut self) {
+        fsutil::record_holder(self.0, false);
+        let _ = self.0.unlock();
     }
 }
 

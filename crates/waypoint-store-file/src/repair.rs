@@ -53,7 +53,7 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
         Err(TryLockError::Error(e)) => return Err(FileStoreError::io("cannot lock the store", &dir, e)),
     }
     let write_lock = fsutil::open_lock_file(&layout.write_lock())?;
-    write_lock.lock().map_err(|e| FileStoreError::io("cannot lock the store for writing", &dir, e))?;
+    fsutil::lock_bounded(&write_lock, &layout.write_lock(), true, crate::StoreOptions::default().lock_timeout)?;
     let log_path = layout.log();
     let mut report = RepairReport {
         log: log_path.clone(),
@@ -90,7 +90,7 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
         let torn_dir = layout.torn_dir();
         fsutil::ensure_dir(&torn_dir)?;
         let aside = layout.repair_cut(offset, &stamp);
-        fsutil::write_atomically(&torn_dir, &aside, &bytes)?;
+        fsutil::write_atomically(&layout.tmp_dir(), &torn_dir, &aside, &bytes)?;
         file.set_len(offset).map_err(|e| FileStoreError::io("cannot cut the log back", &log_path, e))?;
         file.sync_all().map_err(|e| FileStoreError::io("cannot sync the log", &log_path, e))?;
         report.damage_at = Some(offset);

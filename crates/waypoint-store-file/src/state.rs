@@ -13,6 +13,7 @@ use crate::binding::StoreId;
 use crate::catalog::Head;
 use crate::commit::Prepared;
 use crate::error::FileStoreError;
+use crate::fsutil;
 use crate::group_commit::GroupCommit;
 use crate::index::IndexWriter;
 use crate::layout::Layout;
@@ -142,8 +143,7 @@ impl Shared {
     pub(crate) fn lock_shared_flock(&self) -> Result<Option<FlockGuard<'_>>, FileStoreError> {
         match &self.write_lock {
             Some(lock) => {
-                lock.lock_shared()
-                    .map_err(|e| FileStoreError::io("cannot lock the store for reading", &self.log_path, e))?;
+                fsutil::lock_bounded(lock, &self.layout.write_lock(), false, self.options.lock_timeout)?;
                 Ok(Some(FlockGuard(lock)))
             }
             None => Ok(None),

@@ -36,11 +36,19 @@ pub struct StoreOptions {
     pub view_snapshot_every: u32,
     /// How the log's bytes reach the disk; tests inject failures here.
     pub storage: Arc<dyn Storage>,
+    /// The longest wait for a store lock held by another process before a typed error names
+    /// the lock and its holder (a stopped or hung process must not block everyone silently).
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { checkpoint_every: 1024, view_snapshot_every: 64, storage: Arc::new(OsStorage) }
+        Self {
+            checkpoint_every: 1024,
+            view_snapshot_every: 64,
+            storage: Arc::new(OsStorage),
+            lock_timeout: std::time::Duration::from_secs(10),
+        }
     }
 }
 
@@ -55,7 +63,7 @@ pub struct AppendRequest {
 /// The embedded durable store. Cheap to clone: clones share one open store.
 #[derive(Debug, Clone)]
 pub struct FileStore {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl FileStore {
@@ -73,7 +81,13 @@ impl FileStore {
     /// Opens the store in `dir` without writing a byte or creating anything. A torn last record
     /// is read up to, not cut; stale projections are rebuilt in memory only.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<FileStore, FileStoreError> {
-        Ok(FileStore { shared: Shared::open_read_only(Layout::new(dir.as_ref()))? })
+        Self::open_read_only_with(dir, StoreOptions::default())
+    }
+
+    /// [`FileStore::open_read_only`] with explicit options (the lock timeout, the checkpoint
+    /// interval its catch-up bounds its memory by).
+    pub fn open_read_only_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<FileStore, FileStoreError> {
+        Ok(FileStore { shared: Shared::open_read_only(Layout::new(dir.as_ref()), options)? })
     }
 
     /// The run locks of the plans in this store.

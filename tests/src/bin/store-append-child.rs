@@ -4,6 +4,8 @@
 //! `store-append-child append <dir> <plan> <count>` (count 0: until killed) prints
 //! `ack <plan> <version> <event id>` after each append returns, retrying conflicts.
 //! `store-append-child hold-lock <dir> <plan>` and `hold-open <dir>` print `ready` and wait.
+//! `store-append-child many-plans <dir> <count>` creates `count` plans, one append each, then
+//! writes a checkpoint, and prints `ok` (run under a low open-file limit).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         ["append", dir, plan, count] => append(dir, plan, count.parse().unwrap_or(0)),
         ["hold-lock", dir, plan] => hold_lock(dir, plan),
         ["hold-open", dir] => hold_open(dir),
+        ["many-plans", dir, count] => many_plans(dir, count.parse().unwrap_or(0)),
         _ => {
             Err("usage: store-append-child append <dir> <plan> <count> | hold-lock <dir> <plan> | hold-open <dir>"
                 .into())
@@ -54,6 +57,16 @@ fn event_for(version: u32) -> RecordedEvent {
         }),
     };
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: now, event }
+}
+
+fn many_plans(dir: &str, count: u32) -> Result<(), Box<dyn std::error::Error>> {
+    let store = FileStore::open(dir)?;
+    for i in 0..count {
+        store.append_events(&PlanId::parse(&format!("plan-{i}"))?, Expected::Exact(0), vec![event_for(1)])?;
+    }
+    store.checkpoint()?;
+    println!("ok");
+    Ok(())
 }
 
 fn append(dir: &str, plan: &str, count: u32) -> Result<(), Box<dyn std::error::Error>> {
