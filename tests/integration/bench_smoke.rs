@@ -31,6 +31,7 @@ fn quick_bench_produces_every_figure() {
             "list --resumable, absolute",
             "list --resumable, growth",
             "list --resumable in the large store",
+            "list --resumable, large vs listing store",
             "list all, large store vs listing store",
             "plan create, large vs one-plan store",
             "plan step-started, large vs one-plan",

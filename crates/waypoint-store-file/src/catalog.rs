@@ -99,16 +99,22 @@ pub fn kind_of(view: &PlanView) -> RowsKind {
     }
 }
 
-/// The latest row of every plan in one rows file: `Some(view)`, or `None` for a tombstone.
-pub type Rows = HashMap<PlanId, (u32, Option<PlanView>)>;
+/// The latest row of every plan in one rows file, once each: its version and `Some(view)`, or
+/// `None` for a tombstone.
+pub type Rows = Vec<(PlanId, u32, Option<PlanView>)>;
+
+/// A row found by the walk: its plan, version, and where its view's JSON lies (none: tombstone).
+type Found = (PlanId, u32, Option<(usize, usize)>);
+
+/// Rows past which a listing parses its views on two threads.
+const PARALLEL_FROM: usize = 2048;
 
 /// Reads the rows the head vouches for in `kind`'s file. Damage inside vouched bytes is a typed
 /// error: the head of this very store promised them.
 pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, FileStoreError> {
     let file = head.rows(kind);
-    let mut out = Rows::new();
     if file.len == 0 {
-        return Ok(out);
+        return Ok(Rows::new());
     }
     let path = layout.rows(kind, file.generation);
     let bytes = read_vouched(&path, file.len)?;
@@ -138,14 +144,35 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
         latest.insert(plan_id, (version, view));
         at += 8 + len;
     }
-    for (plan_id, (version, span)) in latest {
-        let view = match span {
-            Some((from, to)) => Some(serde_json::from_slice::<PlanView>(&bytes[from..to]).map_err(|e| {
-                FileStoreError::corrupt(&path, from as u64, format!("a row's view is unreadable: {e}"))
-            })?),
-            None => None,
-        };
-        out.insert(plan_id, (version, view));
+    let latest: Vec<Found> = latest.into_iter().map(|(plan_id, (version, span))| (plan_id, version, span)).collect();
+    let parse = |rows: &[Found]| -> Result<Rows, FileStoreError> {
+        rows.iter()
+            .map(|(plan_id, version, span)| {
+                let view = match span {
+                    Some((from, to)) => Some(serde_json::from_slice::<PlanView>(&bytes[*from..*to]).map_err(|e| {
+                        FileStoreError::corrupt(&path, *from as u64, format!("a row's view is unreadable: {e}"))
+                    })?),
+                    None => None,
+                };
+                Ok((plan_id.clone(), *version, view))
+            })
+            .collect()
+    };
+    if latest.len() < PARALLEL_FROM {
+        return parse(&latest);
+    }
+    // Parsing the views is most of a listing's cost: split it over two threads.
+    let (first, second) = latest.split_at(latest.len() / 2);
+    let (mine, other) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| parse(second));
+        let mine = parse(first);
+        (mine, other.join())
+    });
+    let mut out = mine?;
+    match other {
+        Ok(rest) => out.extend(rest?),
+        // The other half's thread panicked: parse it here, which reports the same way.
+        Err(_) => out.extend(parse(second)?),
     }
     Ok(out)
 }
@@ -210,7 +237,8 @@ pub fn append_rows(
     if current.len > 0 && total > 2 * current.compacted_rows + COMPACTION_SLACK {
         // Rewrite with only each plan's latest row: cost in the live plans, paid once per
         // doubling, so a row costs O(1) amortized.
-        let mut live = read_rows(layout, head, kind)?;
+        let mut live: HashMap<PlanId, (u32, Option<PlanView>)> =
+            read_rows(layout, head, kind)?.into_iter().map(|(id, version, view)| (id, (version, view))).collect();
         for row in rows {
             live.insert(row.plan_id.clone(), (row.version, row.view.cloned()));
         }

@@ -86,7 +86,6 @@ impl Shared {
             state.poisoned = Some("an append panicked".into());
             if state.committing {
                 if let Some(lock) = &self.write_lock {
-                    fsutil::record_holder(lock, false);
                     let _ = lock.unlock();
                 }
                 state.committing = false;
@@ -122,7 +121,6 @@ impl Shared {
         if let Err(e) = fsutil::lock_bounded(lock, &self.layout.write_lock(), true, self.options.lock_timeout) {
             return fail_all(&batch, &e);
         }
-        fsutil::record_holder(lock, true);
         state.committing = true;
         let planned = match self.catch_up(&mut state, Access::Exclusive) {
             Ok(()) => {
@@ -147,7 +145,6 @@ impl Shared {
         let (mut results, accepted, bytes) = match planned {
             Ok(Planned { results, accepted, bytes }) if !accepted.is_empty() => (results, accepted, bytes),
             Ok(Planned { results, .. }) | Err(results) => {
-                fsutil::record_holder(lock, false);
                 let _ = lock.unlock();
                 state.committing = false;
                 return results;
@@ -205,7 +202,6 @@ impl Shared {
                 results.extend(accepted.iter().map(|(t, _)| (*t, Err(error.duplicate()))));
             }
         }
-        fsutil::record_holder(lock, false);
         let _ = lock.unlock();
         state.committing = false;
         results

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions, Permissions, TryLockError};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -231,23 +231,31 @@ pub fn lock_bounded(file: &File, path: &Path, exclusive: bool, timeout: Duration
     }
 }
 
-/// Who holds a lock, as its file says.
+/// Who holds a lock on `file`, as the kernel's lock table (`/proc/locks`) says: no holder has
+/// to write anything, so taking a lock costs nothing more on the append path.
 fn holder_of(file: &File) -> String {
-    let mut bytes = [0u8; 16];
-    let n = file.read_at(&mut bytes, 0).unwrap_or(0);
-    let pid = std::str::from_utf8(&bytes[..n])
-        .ok()
-        .and_then(|t| t.trim_matches(|c: char| c.is_whitespace() || c == '\0').parse::<u32>().ok());
-    match pid {
-        Some(pid) if process_alive(pid) => format!("process {pid}"),
-        _ => "another process (which records no pid: a reader, or one that has just let go)".to_owned(),
+    use std::os::unix::fs::MetadataExt;
+    let unknown = || "another process (the kernel's lock table does not say which)".to_owned();
+    let Ok(meta) = file.metadata() else { return unknown() };
+    let key = format!("{:02x}:{:02x}:{}", rustix::fs::major(meta.dev()), rustix::fs::minor(meta.dev()), meta.ino());
+    let table = fs::read_to_string("/proc/locks").unwrap_or_default();
+    let mut pids: Vec<u32> = table
+        .lines()
+        .filter(|line| !line.contains("->"))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&key.as_str()))
+                .then(|| fields.get(4)?.parse().ok())
+                .flatten()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    match &pids[..] {
+        [] => unknown(),
+        [pid] => format!("process {pid}"),
+        more => format!("processes {}", more.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")),
     }
-}
-
-/// Records this process as the exclusive holder of a lock file (or clears it on release).
-pub fn record_holder(file: &File, holding: bool) {
-    let text = if holding { format!("{:<15}\n", std::process::id()) } else { format!("{:<16}", "") };
-    let _ = file.write_all_at(text.as_bytes(), 0);
 }
 
 /// Opens (creating if missing) a lock file, syncing its directory when it was created.

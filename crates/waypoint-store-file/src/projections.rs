@@ -101,7 +101,7 @@ pub(crate) fn read_stored_catalog(
     let mut catalog = Catalog { plans: HashMap::new(), position: head.position() };
     let mut versions = HashMap::new();
     for kind in [RowsKind::Open, RowsKind::Done] {
-        for (plan_id, (version, view)) in catalog::read_rows(layout, &head, kind)? {
+        for (plan_id, version, view) in catalog::read_rows(layout, &head, kind)? {
             if let Some(view) = view {
                 if versions.get(&plan_id).is_none_or(|&v| v < version) {
                     versions.insert(plan_id.clone(), version);
@@ -537,14 +537,20 @@ impl Shared {
     pub(crate) fn list(&self, state: &mut State, open_only: bool) -> Result<Vec<PlanView>, FileStoreError> {
         let mut plans: HashMap<PlanId, PlanView> = HashMap::new();
         if let Some(head) = state.base.clone() {
-            let mut versions: HashMap<PlanId, u32> = HashMap::new();
             let kinds: &[RowsKind] = if open_only { &[RowsKind::Open] } else { &[RowsKind::Open, RowsKind::Done] };
-            for &kind in kinds {
-                for (plan_id, (version, view)) in catalog::read_rows(&self.layout, &head, kind)? {
-                    if versions.get(&plan_id).is_some_and(|&v| v >= version) {
-                        continue;
+            let mut versions: HashMap<PlanId, u32> = HashMap::new();
+            for (i, &kind) in kinds.iter().enumerate() {
+                let rows = catalog::read_rows(&self.layout, &head, kind)?;
+                plans.reserve(rows.len());
+                for (plan_id, version, view) in rows {
+                    // A plan in both files (it moved, or a crash left an older row): the later
+                    // version wins. Only needed once a second file is read.
+                    if i > 0 || kinds.len() > 1 {
+                        if versions.get(&plan_id).is_some_and(|&v| v >= version) {
+                            continue;
+                        }
+                        versions.insert(plan_id.clone(), version);
                     }
-                    versions.insert(plan_id.clone(), version);
                     match view {
                         Some(view) => plans.insert(plan_id, view),
                         None => plans.remove(&plan_id),

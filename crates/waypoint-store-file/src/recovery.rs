@@ -15,7 +15,7 @@ use waypoint_domain::PlanId;
 use crate::binding::{self, Check, StoreId};
 use crate::catalog;
 use crate::record::FILE_HEADER;
-use crate::state::{file_len, Folded, Shared, State};
+use crate::state::{file_len, FlockGuard, Folded, Shared, State};
 use crate::store::StoreOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +46,7 @@ impl Shared {
         let write_lock = fsutil::open_lock_file(&layout.write_lock())?;
         let log_path = layout.log();
         fsutil::lock_bounded(&write_lock, &layout.write_lock(), true, options.lock_timeout)?;
-        fsutil::record_holder(&write_lock, true);
-        let guard = HolderGuard(&write_lock);
+        let guard = FlockGuard(&write_lock);
         fsutil::remove_stale_temporaries(&layout.tmp_dir());
         let (file, created) = fsutil::open_or_create(&log_path)?;
         let len = file_len(&file, &log_path)?;
@@ -259,16 +258,6 @@ impl Shared {
             .storage
             .truncate(file, offset)
             .map_err(|e| FileStoreError::io("cannot cut the torn tail", &self.log_path, e))
-    }
-}
-
-/// Clears the holder's pid from `write.lock` and releases it when dropped.
-struct HolderGuard<'a>(&'a File);
-
-impl Drop for HolderGuard<'_> {
-    fn drop(&mut self) {
-        fsutil::record_holder(self.0, false);
-        let _ = self.0.unlock();
     }
 }
 
