@@ -19,12 +19,13 @@ use waypoint_application::{Catalog, RecordedEvent};
 use waypoint_store_file::record::{self, FILE_HEADER};
 use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--keep] [--format rich|json]
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
 minutes; --quick uses small sizes (a smoke test: it proves every figure is produced); --keep leaves
-the synthetic stores in place for a look with `waypoint` or `cargo xtask replay`.";
+the synthetic stores in place for a look with `waypoint` or `cargo xtask replay`; --plans and
+--events size the large store (100,000 plans and 10,000,000 events by default).";
 
 /// How big the synthetic stores are.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +106,8 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
     let mut quick = false;
     let mut json = false;
     let mut keep = false;
+    let mut plans = None;
+    let mut events = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -112,6 +115,14 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
             "--probe-memory" => return probe_memory(it.next(), it.next()),
             "--quick" => quick = true,
             "--keep" => keep = true,
+            "--plans" => match it.next().and_then(|n| n.parse::<u32>().ok()).filter(|&n| n >= 1_000) {
+                Some(n) => plans = Some(n),
+                None => return usage_error("--plans takes a number of at least 1000"),
+            },
+            "--events" => match it.next().and_then(|n| n.parse::<u32>().ok()) {
+                Some(n) => events = Some(n),
+                None => return usage_error("--events takes a number"),
+            },
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
                 Some("rich") => json = false,
@@ -141,7 +152,14 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
             }
         };
     }
-    match run(root, if quick { QUICK } else { FULL }, quick, keep) {
+    let mut sizes = if quick { QUICK } else { FULL };
+    sizes.large_plans = plans.unwrap_or(sizes.large_plans);
+    sizes.large_events = events.unwrap_or(sizes.large_events);
+    sizes.resumable_plans = sizes.resumable_plans.min((sizes.large_plans - 2) / 2);
+    if u64::from(sizes.large_events) < u64::from(sizes.long_plan_events) + 4 * u64::from(sizes.large_plans) {
+        return usage_error("--events must leave at least four events for each plan besides the long one");
+    }
+    match run(root, sizes, quick, keep) {
         Ok(report) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
@@ -516,12 +534,18 @@ fn time_process(waypoint: &Path, args: &[&str], runs: usize) -> Result<Duration,
 fn resume_dry_run(waypoint: &Path, store: &Path, runs: usize) -> Result<Figure, String> {
     progress("measuring resume --dry-run");
     let store = store.to_str().ok_or("the scratch path is not UTF-8")?;
-    let dry_run =
-        |plan: &str| ["--store", store, "--format", "json", "plan", "resume", plan, "--dry-run"].map(String::from);
-    let long_args = dry_run("long");
-    let short_args = dry_run("short");
-    let long = time_process(waypoint, &long_args.iter().map(String::as_str).collect::<Vec<_>>(), runs)?;
-    let short = time_process(waypoint, &short_args.iter().map(String::as_str).collect::<Vec<_>>(), runs)?;
+    let dry_run = |plan: &'static str| ["--store", store, "--format", "json", "plan", "resume", plan, "--dry-run"];
+    // Alternating, so a burst of disk writeback (the store was just written) hits both alike.
+    let (mut long_samples, mut short_samples) = (Vec::new(), Vec::new());
+    for run in 0..=runs {
+        let long = time_once(waypoint, &dry_run("long"))?;
+        let short = time_once(waypoint, &dry_run("short"))?;
+        if run > 0 {
+            long_samples.push(long);
+            short_samples.push(short);
+        }
+    }
+    let (long, short) = (median(long_samples), median(short_samples));
     let ratio = long.as_secs_f64() / short.as_secs_f64();
     Ok(Figure {
         name: "resume --dry-run, long vs short plan",

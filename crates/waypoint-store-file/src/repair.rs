@@ -41,6 +41,7 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
         return Err(FileStoreError::NotFound { path: dir });
     }
     let layout = Layout::new(&dir);
+    fsutil::refuse_symlinks(&layout.own_entries())?;
     let store_lock = fsutil::open_lock_file(&layout.store_lock())?;
     match store_lock.try_lock() {
         Ok(()) => {}
@@ -67,11 +68,7 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
     };
     let Some(file) = fsutil::open_existing_read_only(&log_path)? else { return Ok(report) };
     drop(file);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&log_path)
-        .map_err(|e| FileStoreError::io("cannot open the log", &log_path, e))?;
+    let (file, _) = fsutil::open_or_create(&log_path)?;
     let file = Arc::new(file);
     let len = file.metadata().map_err(|e| FileStoreError::io("cannot read the log's size", &log_path, e))?.len();
     if !log::check_file_header(&file, &log_path, len)? {
