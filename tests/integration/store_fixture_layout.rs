@@ -84,3 +84,17 @@ fn a_store_in_the_older_layout_takes_new_writes_and_keeps_every_old_event() {
     assert!(after.len() > before.len());
     sandbox.run(&["store", "verify"]).expect_code(0);
 }
+
+#[test]
+fn a_log_of_the_older_layout_cut_before_its_checkpoint_is_damage() {
+    let sandbox = sandbox_with_fixture();
+    let log = sandbox.store.join("events.log");
+    // The fixture's checkpoint vouches for the first 32 records; keep about half the log.
+    let len = std::fs::metadata(&log).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(len / 2).unwrap();
+
+    let list = sandbox.run(&["plan", "list"]);
+    list.expect_code(6);
+    assert!(list.stderr.contains("waypoint store repair"), "{}", list.stderr);
+    sandbox.run(&["plan", "create", "--id", "fresh"]).expect_code(6);
+}

@@ -86,6 +86,26 @@ pub fn read_head(layout: &Layout) -> Result<Option<Head>, FileStoreError> {
     }
 }
 
+/// What a checkpoint of the layout before ADR 0008 (magic `WPCK`, one JSON document) vouched
+/// for: the position of its last record, where that record starts, and where it ends.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct OlderHead {
+    pub position: u32,
+    pub last_offset: u64,
+    pub end: u64,
+}
+
+/// Reads a checkpoint of the older layout, if that is what `catalog.ckpt` holds. Its catalog is
+/// not used (the log is folded again), but what it vouched for still is.
+pub fn read_older_head(layout: &Layout) -> Result<Option<OlderHead>, FileStoreError> {
+    let path = layout.checkpoint();
+    match fsutil::read_file(&path) {
+        Ok(Some(bytes)) if bytes.starts_with(b"WPCK") => Ok(frame::decode::<OlderHead>(*b"WPCK", &bytes)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(FileStoreError::io("cannot read the catalog checkpoint", &path, e)),
+    }
+}
+
 pub fn write_head(layout: &Layout, head: &Head) -> Result<(), FileStoreError> {
     fsutil::write_atomically(&layout.tmp_dir(), layout.dir(), &layout.checkpoint(), &frame::encode(HEAD_MAGIC, head))
 }

@@ -127,12 +127,35 @@ impl Shared {
                 }
             }
         }
+        if state.base.is_none() {
+            self.check_older_head(file, len)?;
+        }
         // A checkpoint file that was not taken (an older layout, another store's, a damaged
         // one) is replaced right away, so the next open does not fold the whole log again.
         let replace = state.base.is_none() && self.layout.checkpoint().exists();
         self.catch_up(state, access)?;
         if !self.read_only && (state.tail_len >= self.options.checkpoint_every || (replace && state.tail_len > 0)) {
             self.checkpoint(state)?;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint of the older layout carries no store id, but it still vouched for a prefix
+    /// of this log: one that ends past the log's end means the log lost records. One whose last
+    /// record is not where it says is not this log's, and is ignored.
+    fn check_older_head(&self, file: &File, len: u64) -> Result<(), FileStoreError> {
+        let Some(older) = catalog::read_older_head(&self.layout)? else { return Ok(()) };
+        if older.end > len {
+            return Err(FileStoreError::corrupt(
+                &self.log_path,
+                len,
+                format!(
+                    "the log ends at byte {len}, before position {} (byte {}) that {} vouches for; records were lost",
+                    older.position,
+                    older.end,
+                    self.layout.checkpoint().display()
+                ),
+            ));
         }
         Ok(())
     }
