@@ -87,11 +87,10 @@ pub fn read_head(layout: &Layout) -> Result<Option<Head>, FileStoreError> {
 }
 
 /// What a checkpoint of the layout before ADR 0008 (magic `WPCK`, one JSON document) vouched
-/// for: the position of its last record, where that record starts, and where it ends.
+/// for: the position of its last record and where that record ends.
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct OlderHead {
     pub position: u32,
-    pub last_offset: u64,
     pub end: u64,
 }
 

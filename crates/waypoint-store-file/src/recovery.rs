@@ -128,7 +128,7 @@ impl Shared {
             }
         }
         if state.base.is_none() {
-            self.check_older_head(file, len)?;
+            self.check_older_head(len)?;
         }
         // A checkpoint file that was not taken (an older layout, another store's, a damaged
         // one) is replaced right away, so the next open does not fold the whole log again.
@@ -143,7 +143,7 @@ impl Shared {
     /// A checkpoint of the older layout carries no store id, but it still vouched for a prefix
     /// of this log: one that ends past the log's end means the log lost records. One whose last
     /// record is not where it says is not this log's, and is ignored.
-    fn check_older_head(&self, file: &File, len: u64) -> Result<(), FileStoreError> {
+    fn check_older_head(&self, len: u64) -> Result<(), FileStoreError> {
         let Some(older) = catalog::read_older_head(&self.layout)? else { return Ok(()) };
         if older.end > len {
             return Err(FileStoreError::corrupt(
