@@ -27,10 +27,23 @@ fn quick_bench_produces_every_figure() {
             "replay throughput",
             "replay peak memory",
             "resume --dry-run, long vs short plan",
+            "open + load one plan, peak memory",
             "list --resumable, absolute",
             "list --resumable, growth",
+            "list --resumable in the large store",
+            "list --resumable, large vs listing store",
+            "list all, large store vs listing store",
+            "plan create, large vs one-plan store",
+            "plan step-started, large vs one-plan",
+            "plan checkpoint, large vs one-plan",
+            "plan interrupt, large vs one-plan",
+            "plan show, large vs one-plan",
+            "plan resume --dry-run, large vs one",
+            "plan resume, large vs one-plan",
+            "plan history, large vs one-plan",
             "durable append latency",
             "run, overhead per step",
+            "16 writers vs one, throughput",
         ]
     );
     for figure in figures {
@@ -43,7 +56,7 @@ fn quick_bench_produces_every_figure() {
         let ratio = figure["baseline"] != Value::Null;
         assert_eq!(
             ratio,
-            !figure["goal"].as_str().unwrap().contains("MiB") && !figure["goal"].as_str().unwrap().contains("ms"),
+            !figure["goal"].as_str().unwrap().contains(" MiB") && !figure["goal"].as_str().unwrap().contains(" ms"),
             "{figure}"
         );
     }

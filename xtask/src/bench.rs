@@ -12,24 +12,29 @@ use chrono::Utc;
 use eventually::store::Expected;
 use serde::Serialize;
 use waypoint_application::domain::{
-    Artifact, CheckpointId, DecisionId, EventId, Interrupted, Message, Phase, PhaseStarted, PlanCreated, PlanEvent,
-    PlanId, SnapshotId, StepCompleted, StepNumber, StepStarted, TotalSteps,
+    Artifact, CheckpointId, DecisionId, EventId, Interrupted, Message, Phase, PhaseStarted, PlanCancelled, PlanCreated,
+    PlanEvent, PlanId, SnapshotId, StepCompleted, StepNumber, StepStarted, TotalSteps,
 };
 use waypoint_application::{Catalog, RecordedEvent};
 use waypoint_store_file::record::{self, FILE_HEADER};
 use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--keep] [--format rich|json]
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
 minutes; --quick uses small sizes (a smoke test: it proves every figure is produced); --keep leaves
-the synthetic stores in place for a look with `waypoint` or `cargo xtask replay`.";
+the synthetic stores in place for a look with `waypoint` or `cargo xtask replay`; --plans and
+--events size the large store (100,000 plans and 10,000,000 events by default).";
 
 /// How big the synthetic stores are.
 #[derive(Debug, Clone, Copy)]
 struct Sizes {
-    /// Events in the large store (the replay and memory figures).
+    /// Plans in the large store: the long and the short plan, resumable fillers, finished fillers.
+    large_plans: u32,
+    /// Resumable (interrupted) filler plans in the large store; the other fillers are finished.
+    resumable_plans: u32,
+    /// Events in the large store (the replay, memory and single-plan figures).
     large_events: u32,
     /// Events of the long plan in the large store (the resume figure).
     long_plan_events: u32,
@@ -41,30 +46,36 @@ struct Sizes {
     appends: usize,
     /// Steps of `true` in the plan file whose per-step overhead is measured.
     runner_steps: u32,
+    /// Appends of each writer in the 16-writer figure.
+    writer_appends: u32,
 }
 
 const FULL: Sizes = Sizes {
-    large_events: 1_000_000,
+    large_plans: 100_000,
+    resumable_plans: 10_000,
+    large_events: 10_000_000,
     long_plan_events: 100_000,
     list_plans: (1_000, 10_000),
     runs: 15,
     appends: 300,
     runner_steps: 1_000,
+    writer_appends: 200,
 };
 const QUICK: Sizes = Sizes {
-    large_events: 10_000,
+    large_plans: 300,
+    resumable_plans: 100,
+    large_events: 20_000,
     long_plan_events: 1_000,
     list_plans: (10, 100),
     runs: 3,
     appends: 20,
     runner_steps: 20,
+    writer_appends: 10,
 };
 /// Events of the short plan the long one is compared with.
 const SHORT_PLAN_EVENTS: u32 = 10;
 /// Events of each plan in the listing stores.
 const LIST_PLAN_EVENTS: u32 = 10;
-/// Events of each filler plan in the large store.
-const FILLER_PLAN_EVENTS: u32 = 100;
 
 /// One measured figure.
 #[derive(Debug, Serialize)]
@@ -89,6 +100,7 @@ struct Report {
 
 #[derive(Debug, Serialize)]
 struct SizesReport {
+    large_store_plans: u32,
     large_store_events: u64,
     long_plan_events: u32,
     list_plans: (u32, u32),
@@ -98,11 +110,23 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
     let mut quick = false;
     let mut json = false;
     let mut keep = false;
+    let mut plans = None;
+    let mut events = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
+            // Internal: the memory probe runs in a fresh process of this binary.
+            "--probe-memory" => return probe_memory(it.next(), it.next()),
             "--quick" => quick = true,
             "--keep" => keep = true,
+            "--plans" => match it.next().and_then(|n| n.parse::<u32>().ok()).filter(|&n| n >= 1_000) {
+                Some(n) => plans = Some(n),
+                None => return usage_error("--plans takes a number of at least 1000"),
+            },
+            "--events" => match it.next().and_then(|n| n.parse::<u32>().ok()) {
+                Some(n) => events = Some(n),
+                None => return usage_error("--events takes a number"),
+            },
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
                 Some("rich") => json = false,
@@ -132,7 +156,14 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
             }
         };
     }
-    match run(root, if quick { QUICK } else { FULL }, quick, keep) {
+    let mut sizes = if quick { QUICK } else { FULL };
+    sizes.large_plans = plans.unwrap_or(sizes.large_plans);
+    sizes.large_events = events.unwrap_or(sizes.large_events);
+    sizes.resumable_plans = sizes.resumable_plans.min((sizes.large_plans - 2) / 2);
+    if u64::from(sizes.large_events) < u64::from(sizes.long_plan_events) + 4 * u64::from(sizes.large_plans) {
+        return usage_error("--events must leave at least four events for each plan besides the long one");
+    }
+    match run(root, sizes, quick, keep) {
         Ok(report) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
@@ -175,10 +206,15 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool) -> Result<Report, Str
 
     progress("building the large store");
     let large = scratch.0.join("large");
+    let started = Instant::now();
     let large_events = build_large_store(&large, sizes)?;
+    progress(&format!("built {large_events} events in {:.1} s", started.elapsed().as_secs_f64()));
+    let one = scratch.0.join("one");
+    build_one_plan_store(&one)?;
     figures.push(replay_throughput(&large)?);
     figures.push(replay_peak_memory(&large)?);
     figures.push(resume_dry_run(&waypoint, &large, sizes.runs)?);
+    figures.push(open_peak_memory(&large, &one)?);
 
     progress("building the listing stores");
     let (few, many) = sizes.list_plans;
@@ -187,9 +223,12 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool) -> Result<Report, Str
     build_list_store(&small_list, few)?;
     build_list_store(&large_list, many)?;
     figures.extend(list_resumable(&waypoint, (&small_list, few), (&large_list, many), sizes.runs)?);
+    figures.extend(list_at_scale(&waypoint, &large, &large_list, sizes)?);
+    figures.extend(single_plan_commands(&waypoint, &large, &one, sizes)?);
 
     progress("measuring durable appends");
     figures.push(append_latency(&scratch.0.join("append"), sizes.appends)?);
+    figures.push(writers_throughput(&scratch.0.join("writers"), sizes.writer_appends)?);
 
     progress("measuring the runner's overhead per step");
     figures.push(runner_overhead(&waypoint, &scratch.0.join("runner"), sizes.runner_steps)?);
@@ -197,6 +236,7 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool) -> Result<Report, Str
     Ok(Report {
         quick,
         sizes: SizesReport {
+            large_store_plans: sizes.large_plans,
             large_store_events: large_events,
             long_plan_events: sizes.long_plan_events,
             list_plans: sizes.list_plans,
@@ -291,8 +331,9 @@ fn append_all(store: &FileStore, requests: Vec<AppendRequest>) -> Result<(), Str
     store.append_many(requests).into_iter().try_for_each(|r| r.map(drop).map_err(|e| e.to_string()))
 }
 
-/// The large store: a long plan, a short plan (both interrupted) and filler plans of 100
-/// events, in all `sizes.large_events` events, written in bulk.
+/// The large store: a long plan, a short plan (both interrupted), `resumable_plans` interrupted
+/// filler plans and finished (cancelled) ones up to `large_plans`, `large_events` events in all,
+/// written in bulk through `append_many`.
 fn build_large_store(dir: &Path, sizes: Sizes) -> Result<u64, String> {
     let store = bulk_store(dir)?;
     let long = PlanId::parse("long").expect("valid");
@@ -316,21 +357,53 @@ fn build_large_store(dir: &Path, sizes: Sizes) -> Result<u64, String> {
     };
     append_all(&store, vec![request])?;
     let mut total = u64::from(sizes.long_plan_events) + u64::from(SHORT_PLAN_EVENTS) + 2;
-    let fillers = (sizes.large_events - sizes.long_plan_events) / FILLER_PLAN_EVENTS;
+    let fillers = sizes.large_plans - 2;
+    let per_filler = ((u64::from(sizes.large_events) - total) / u64::from(fillers)).max(4) as u32;
     for batch in (0..fillers).collect::<Vec<_>>().chunks(1_000) {
         let requests = batch
             .iter()
-            .map(|i| AppendRequest {
-                plan_id: PlanId::parse(&format!("filler-{i}")).expect("valid"),
-                expected: Expected::Exact(0),
-                events: plan_events(1, FILLER_PLAN_EVENTS, None, false),
+            .map(|&i| {
+                let resumable = i < sizes.resumable_plans;
+                // Resumable fillers end interrupted; the others are cancelled: finished.
+                let mut events = plan_events(1, per_filler - 1, None, resumable);
+                if !resumable {
+                    events.push(recorded(PlanEvent::PlanCancelled(PlanCancelled { reason: None })));
+                }
+                without_snapshots(&mut events);
+                AppendRequest {
+                    plan_id: PlanId::parse(&format!("filler-{i}")).expect("valid"),
+                    expected: Expected::Exact(0),
+                    events,
+                }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        total += requests.iter().map(|r| r.events.len() as u64).sum::<u64>();
         append_all(&store, requests)?;
-        total += u64::from(FILLER_PLAN_EVENTS) * batch.len() as u64;
     }
     store.checkpoint().map_err(|e| e.to_string())?;
     Ok(total)
+}
+
+/// The CLI re-checks `sha256:` snapshots of recorded outputs, which do not exist here: these
+/// checkpoints name none, so interrupted plans are resumable and listed.
+fn without_snapshots(events: &mut [RecordedEvent]) {
+    for recorded in events {
+        if let PlanEvent::StepCompleted(checkpoint) = &mut recorded.event {
+            checkpoint.snapshot_id = None;
+            checkpoint.artifacts.clear();
+        }
+    }
+}
+
+/// The baseline of the single-plan figures: a store holding one plan of ten events.
+fn build_one_plan_store(dir: &Path) -> Result<(), String> {
+    let store = bulk_store(dir)?;
+    let request = AppendRequest {
+        plan_id: PlanId::parse("short").expect("valid"),
+        expected: Expected::Exact(0),
+        events: plan_events(1, SHORT_PLAN_EVENTS, None, true),
+    };
+    append_all(&store, vec![request])
 }
 
 /// `plans` interrupted plans of ten events each: every one of them is resumable.
@@ -342,14 +415,7 @@ fn build_list_store(dir: &Path, plans: u32) -> Result<(), String> {
             .iter()
             .map(|i| {
                 let mut events = plan_events(1, LIST_PLAN_EVENTS, Some(steps), true);
-                // The CLI re-checks `sha256:` snapshots of recorded outputs, which do not exist
-                // here: these checkpoints name none, so every plan is resumable and listed.
-                for recorded in &mut events {
-                    if let PlanEvent::StepCompleted(checkpoint) = &mut recorded.event {
-                        checkpoint.snapshot_id = None;
-                        checkpoint.artifacts.clear();
-                    }
-                }
+                without_snapshots(&mut events);
                 AppendRequest {
                     plan_id: PlanId::parse(&format!("plan-{i}")).expect("valid"),
                     expected: Expected::Exact(0),
@@ -481,12 +547,18 @@ fn time_process(waypoint: &Path, args: &[&str], runs: usize) -> Result<Duration,
 fn resume_dry_run(waypoint: &Path, store: &Path, runs: usize) -> Result<Figure, String> {
     progress("measuring resume --dry-run");
     let store = store.to_str().ok_or("the scratch path is not UTF-8")?;
-    let dry_run =
-        |plan: &str| ["--store", store, "--format", "json", "plan", "resume", plan, "--dry-run"].map(String::from);
-    let long_args = dry_run("long");
-    let short_args = dry_run("short");
-    let long = time_process(waypoint, &long_args.iter().map(String::as_str).collect::<Vec<_>>(), runs)?;
-    let short = time_process(waypoint, &short_args.iter().map(String::as_str).collect::<Vec<_>>(), runs)?;
+    let dry_run = |plan: &'static str| ["--store", store, "--format", "json", "plan", "resume", plan, "--dry-run"];
+    // Alternating, so a burst of disk writeback (the store was just written) hits both alike.
+    let (mut long_samples, mut short_samples) = (Vec::new(), Vec::new());
+    for run in 0..=runs {
+        let long = time_once(waypoint, &dry_run("long"))?;
+        let short = time_once(waypoint, &dry_run("short"))?;
+        if run > 0 {
+            long_samples.push(long);
+            short_samples.push(short);
+        }
+    }
+    let (long, short) = (median(long_samples), median(short_samples));
     let ratio = long.as_secs_f64() / short.as_secs_f64();
     Ok(Figure {
         name: "resume --dry-run, long vs short plan",
@@ -655,10 +727,283 @@ fn append_latency(dir: &Path, appends: usize) -> Result<Figure, String> {
     })
 }
 
+/// Peak memory of opening a store read-only and loading one plan (in a fresh process of this
+/// binary), in the large store vs the store of one plan.
+fn open_peak_memory(large: &Path, one: &Path) -> Result<Figure, String> {
+    progress("measuring the memory of an open");
+    let probe = |store: &Path| -> Result<u64, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let output = Command::new(exe)
+            .args(["bench", "--probe-memory"])
+            .arg(store)
+            .arg("short")
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.trim().parse::<u64>().map_err(|_| format!("the memory probe printed {text:?}"))
+    };
+    let (many, alone) = (probe(large)?, probe(one)?);
+    let ratio = many as f64 / alone as f64;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    Ok(Figure {
+        name: "open + load one plan, peak memory",
+        measured: mib(many),
+        baseline: Some(mib(alone)),
+        unit: "MiB",
+        value: ratio,
+        goal: "<= 1.5 (flat)",
+        met: ratio <= 1.5,
+        how: "VmHWM of a process that opens the store read-only and loads one plan's views and events, large store vs a store of one plan".into(),
+    })
+}
+
+/// The memory probe's body: open `store` read-only, load `plan` every way, print VmHWM.
+fn probe_memory(store: Option<&String>, plan: Option<&String>) -> ExitCode {
+    let (Some(store), Some(plan)) = (store, plan) else { return usage_error("--probe-memory takes STORE PLAN") };
+    let run = || -> Result<u64, String> {
+        let store = FileStore::open_read_only(store).map_err(|e| e.to_string())?;
+        let id = PlanId::parse(plan).map_err(|e| e.to_string())?;
+        store.summary_view(&id).map_err(|e| e.to_string())?;
+        store.plan_view(&id).map_err(|e| e.to_string())?;
+        store.read_plan(&id, 1).map_err(|e| e.to_string())?;
+        let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or("no VmHWM in /proc/self/status")?;
+        Ok(kib * 1024)
+    };
+    match run() {
+        Ok(bytes) => {
+            println!("{bytes}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `plan list --resumable` over the large store's resumable plans (the finished ones are most of
+/// the store), and `plan list` of every plan vs every plan of the 10,000-plan listing store.
+fn list_at_scale(waypoint: &Path, large: &Path, list_store: &Path, sizes: Sizes) -> Result<[Figure; 3], String> {
+    progress("measuring listings of the large store");
+    let args = |store: &Path, resumable: bool| -> Vec<String> {
+        let mut args: Vec<String> =
+            ["--store", &store.display().to_string(), "--format", "json", "plan", "list"].map(String::from).to_vec();
+        if resumable {
+            args.push("--resumable".into());
+        }
+        args
+    };
+    let resumable_args = args(large, true);
+    // The long and short plans name snapshots the CLI cannot find, so only the fillers list.
+    let expected = sizes.resumable_plans as usize;
+    let listed = count_listed(waypoint, &resumable_args)?;
+    if listed != expected {
+        return Err(format!(
+            "`waypoint plan list --resumable` listed {listed} plans of the large store, expected {expected}"
+        ));
+    }
+    let as_str = |v: &[String]| v.iter().map(String::clone).collect::<Vec<_>>();
+    let resumable_time =
+        time_process(waypoint, &as_str(&resumable_args).iter().map(String::as_str).collect::<Vec<_>>(), sizes.runs)?;
+    // The listing store holds as many resumable plans and nothing else: the same answer.
+    let same_answer =
+        time_process(waypoint, &args(list_store, true).iter().map(String::as_str).collect::<Vec<_>>(), sizes.runs)?;
+    let all_large = args(large, false);
+    let all_small = args(list_store, false);
+    let large_time =
+        time_process(waypoint, &all_large.iter().map(String::as_str).collect::<Vec<_>>(), sizes.runs.min(5))?;
+    let small_time =
+        time_process(waypoint, &all_small.iter().map(String::as_str).collect::<Vec<_>>(), sizes.runs.min(5))?;
+    let growth = large_time.as_secs_f64() / small_time.as_secs_f64();
+    let scale = f64::from(sizes.large_plans) / f64::from(sizes.list_plans.1);
+    Ok([
+        Figure {
+            name: "list --resumable in the large store",
+            measured: millis(resumable_time),
+            baseline: None,
+            unit: "ms",
+            value: millis(resumable_time),
+            goal: "<= 30 ms",
+            met: millis(resumable_time) <= 30.0,
+            how: format!(
+                "whole `waypoint plan list --resumable --format json` process listing {expected} resumable plans of {} (the rest finished, never read), median",
+                sizes.large_plans
+            ),
+        },
+        Figure {
+            name: "list --resumable, large vs listing store",
+            measured: millis(resumable_time),
+            baseline: Some(millis(same_answer)),
+            unit: "ms",
+            value: resumable_time.as_secs_f64() / same_answer.as_secs_f64(),
+            goal: "<= 1.5 (finished plans not read)",
+            met: resumable_time.as_secs_f64() / same_answer.as_secs_f64() <= 1.5,
+            how: format!(
+                "the same {expected} resumable plans listed from the large store ({} plans, the rest finished) vs from a store holding only them, median",
+                sizes.large_plans
+            ),
+        },
+        Figure {
+            name: "list all, large store vs listing store",
+            measured: millis(large_time),
+            baseline: Some(millis(small_time)),
+            unit: "ms",
+            value: growth,
+            goal: "<= plan ratio (linear or better)",
+            met: growth <= scale,
+            how: format!(
+                "whole `waypoint plan list --format json` over {} plans vs {} plans ({scale:.0}x the plans), median",
+                sizes.large_plans, sizes.list_plans.1
+            ),
+        },
+    ])
+}
+
+/// Every command about one plan, as whole `waypoint` processes, in the large store vs a store of
+/// one plan. Each run works on a fresh plan in both stores, alternating between them.
+fn single_plan_commands(waypoint: &Path, large: &Path, one: &Path, sizes: Sizes) -> Result<Vec<Figure>, String> {
+    progress("measuring single-plan commands");
+    const COMMANDS: [&str; 8] =
+        ["create", "step-started", "checkpoint", "interrupt", "show", "resume --dry-run", "resume", "history"];
+    let mut samples: Vec<[Vec<Duration>; 2]> = COMMANDS.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+    for run in 0..=sizes.runs {
+        let id = format!("probe-{run}");
+        for (s, store) in [large, one].iter().enumerate() {
+            let store = store.display().to_string();
+            let base = ["--store", store.as_str(), "--format", "json", "plan"];
+            let steps: [(Option<usize>, Vec<&str>); 9] = [
+                (Some(0), vec!["create", "--id", &id, "--total-steps", "5"]),
+                (None, vec!["start", &id, "--phase", "strategize"]),
+                (Some(1), vec!["step-started", &id, "--step", "1", "--decision", "d-1"]),
+                (Some(2), vec!["checkpoint", &id, "--step", "1", "--decision", "d-1"]),
+                (Some(3), vec!["interrupt", &id, "--reason", "pause"]),
+                (Some(4), vec!["show", &id]),
+                (Some(5), vec!["resume", &id, "--dry-run"]),
+                (Some(6), vec!["resume", &id]),
+                (Some(7), vec!["history", &id]),
+            ];
+            for (slot, args) in steps {
+                let all: Vec<&str> = base.iter().copied().chain(args).collect();
+                let elapsed = time_once(waypoint, &all)?;
+                if let (Some(slot), true) = (slot, run > 0) {
+                    samples[slot][s].push(elapsed);
+                }
+            }
+        }
+    }
+    Ok(COMMANDS
+        .iter()
+        .zip(samples)
+        .map(|(command, [many, alone])| {
+            let (many, alone) = (median(many), median(alone));
+            let ratio = many.as_secs_f64() / alone.as_secs_f64();
+            Figure {
+                name: match *command {
+                    "create" => "plan create, large vs one-plan store",
+                    "step-started" => "plan step-started, large vs one-plan",
+                    "checkpoint" => "plan checkpoint, large vs one-plan",
+                    "interrupt" => "plan interrupt, large vs one-plan",
+                    "show" => "plan show, large vs one-plan",
+                    "resume --dry-run" => "plan resume --dry-run, large vs one",
+                    "resume" => "plan resume, large vs one-plan",
+                    _ => "plan history, large vs one-plan",
+                },
+                measured: millis(many),
+                baseline: Some(millis(alone)),
+                unit: "ms",
+                value: ratio,
+                goal: "<= 1.5",
+                met: ratio <= 1.5,
+                how: format!(
+                    "whole `waypoint plan {command}` process on a fresh plan, median of {} runs, large store ({} plans, {} events) vs a store of one plan",
+                    sizes.runs, sizes.large_plans, sizes.large_events
+                ),
+            }
+        })
+        .collect())
+}
+
+/// Wall time of one `waypoint ARGS` process, which must succeed.
+fn time_once(waypoint: &Path, args: &[&str]) -> Result<Duration, String> {
+    let started = Instant::now();
+    let output = Command::new(waypoint)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        return Err(format!("waypoint {args:?} failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    Ok(elapsed)
+}
+
+/// Appends per second of 16 threads, each appending to its own plan of one store (group commit
+/// shares their writes and fdatasyncs), vs one thread.
+fn writers_throughput(dir: &Path, appends: u32) -> Result<Figure, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let store = FileStore::open(dir.join("store")).map_err(|e| e.to_string())?;
+    let rate = |writers: u32, round: u32| -> Result<f64, String> {
+        let started = Instant::now();
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let store = store.clone();
+                std::thread::spawn(move || -> Result<(), String> {
+                    let plan = PlanId::parse(&format!("w{writers}-{w}-{round}")).expect("valid");
+                    let mut version = 0;
+                    for _ in 0..appends {
+                        let event = plan_event(version + 1, None);
+                        version = store
+                            .append_events(&plan, Expected::Exact(version), vec![event])
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().map_err(|_| "a writer panicked".to_owned())??;
+        }
+        Ok(f64::from(writers * appends) / started.elapsed().as_secs_f64())
+    };
+    // Paired rounds, alternating, so drift in the disk's speed hits both alike.
+    let (mut single, mut sixteen) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        single.push(rate(1, round)?);
+        sixteen.push(rate(16, round)?);
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (one, many) = (med(single), med(sixteen));
+    let ratio = many / one;
+    Ok(Figure {
+        name: "16 writers vs one, throughput",
+        measured: many,
+        baseline: Some(one),
+        unit: "appends/s",
+        value: ratio,
+        goal: ">= 5",
+        met: ratio >= 5.0,
+        how: format!("16 threads appending {appends} single events each to their own plan vs one thread, median of 3 paired rounds"),
+    })
+}
+
 fn print_table(report: &Report) {
     println!(
-        "Waypoint benchmarks{} (large store: {} events, long plan: {} events, listing: {} and {} plans)\n",
+        "Waypoint benchmarks{} (large store: {} plans, {} events, long plan: {} events, listing: {} and {} plans)\n",
         if report.quick { " --quick" } else { "" },
+        report.sizes.large_store_plans,
         report.sizes.large_store_events,
         report.sizes.long_plan_events,
         report.sizes.list_plans.0,

@@ -200,6 +200,10 @@ impl<S: PlanStore> PlanStore for OffThreadStore<S> {
         self.offload(|store| ready(store.catalog()))
     }
 
+    fn open_catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
+        self.offload(|store| ready(store.open_catalog()))
+    }
+
     fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {
         self.offload(|store| ready(store.verify()))
     }

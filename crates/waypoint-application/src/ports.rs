@@ -20,7 +20,9 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        // Not `Utc::now()`, which panics when the clock reads before 1970; a store refuses
+        // to record at such a time with a typed error instead.
+        DateTime::<Utc>::from(std::time::SystemTime::now())
     }
 }
 

@@ -421,7 +421,8 @@ impl<S: PlanStore> PlanResumeService<S> {
     /// Every plan's compact view with its summary, newest activity first; only the eligible ones
     /// when `resumable_only`. Costs time in the number of plans, not of events.
     pub async fn list(&self, resumable_only: bool) -> Result<Vec<(PlanView, ResumeSummary)>, ServiceError> {
-        let mut views = self.store.catalog().await?;
+        // A finished plan is never resumable: the store need not read those at all.
+        let mut views = if resumable_only { self.store.open_catalog().await? } else { self.store.catalog().await? };
         views.sort_by(|a, b| b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id)));
         Ok(views
             .into_iter()

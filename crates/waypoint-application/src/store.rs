@@ -267,6 +267,17 @@ pub trait PlanStore:
         })
     }
 
+    /// The compact views of the plans that are not finished (not applied or cancelled): what a
+    /// listing of resumable plans starts from. Stores that keep finished plans apart override
+    /// this so the listing never reads them.
+    fn open_catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(async move {
+            let mut views = self.catalog().await?;
+            views.retain(|view| !view.state.state.is_terminal());
+            Ok(views)
+        })
+    }
+
     /// Rebuilds every projection from the log and compares it with what the store serves,
     /// naming each difference. Stores with projections of their own (checkpoints, indexes,
     /// snapshots) override this to check those too, and may start from [`verify::verify_folds`].

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use waypoint_application::{
     NewPlan, PlanStore, PlanView, ResumePoint, ResumeRequest, RunLockGuard, ServiceError, StepCheckpoint, StepStart,
@@ -197,7 +197,13 @@ fn list(location: &StoreLocation, ui: &Ui, resumable: bool) -> Result<(), CliErr
     if ui.json() {
         ui.json_document(&render::PlansDoc { plans: plans.iter().map(|(_, summary)| summary).collect() });
     } else {
-        ui.stdout(&render::plans_table(ui.out, &plans, Utc::now(), total, resumable));
+        ui.stdout(&render::plans_table(
+            ui.out,
+            &plans,
+            DateTime::<Utc>::from(std::time::SystemTime::now()),
+            total,
+            resumable,
+        ));
     }
     Ok(())
 }

@@ -109,6 +109,9 @@ fn remedy(err: &ServiceError) -> &'static str {
         }
         ServiceError::Store(StoreError::Unavailable { .. }) => "; check that the server is running and reachable",
         ServiceError::Store(StoreError::Poisoned(_)) => "; run the command again, which reopens the store",
+        ServiceError::Store(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::StorageFull => {
+            "; free space on the disk that holds the store (the copies in its backup/ and torn/ directories may go), then run the command again"
+        }
         _ => "",
     }
 }

@@ -88,6 +88,10 @@ impl PlanStore for AnyStore {
         delegate!(self, s => s.catalog())
     }
 
+    fn open_catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
+        delegate!(self, s => s.open_catalog())
+    }
+
     fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {
         delegate!(self, s => s.verify())
     }

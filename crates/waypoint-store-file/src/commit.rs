@@ -11,15 +11,19 @@ use waypoint_application::StoredEvent;
 use waypoint_domain::PlanId;
 
 use crate::error::FileStoreError;
+use crate::fsutil;
 use crate::record::{self, RawRecord};
 use crate::recovery::Access;
-use crate::state::{Shared, State};
+use crate::state::{Folded, Shared, State};
 use crate::store::AppendRequest;
+
+/// A record accepted into a commit: the event, its offset and its checksum.
+type Accepted = (StoredEvent, u64, u32);
 
 /// A batch checked and encoded, ready to write.
 struct Planned {
     results: Vec<(u64, Result<u32, FileStoreError>)>,
-    accepted: Vec<(u64, Vec<(StoredEvent, u64)>)>,
+    accepted: Vec<(u64, Vec<Accepted>)>,
     bytes: Vec<u8>,
 }
 
@@ -38,6 +42,9 @@ impl Prepared {
             .iter()
             .enumerate()
             .map(|(i, event)| {
+                if event.recorded_at < chrono::DateTime::UNIX_EPOCH {
+                    return Err(FileStoreError::ClockBeforeEpoch { at: event.recorded_at.to_rfc3339() });
+                }
                 let raw = RawRecord {
                     position: 0,
                     version: 0,
@@ -111,12 +118,28 @@ impl Shared {
         if let Some(detail) = &state.poisoned {
             return fail_all(&batch, &FileStoreError::Poisoned { path: self.log_path.clone(), detail: detail.clone() });
         }
-        if let Err(e) = lock.lock() {
-            return fail_all(&batch, &FileStoreError::io("cannot lock the store for writing", &self.log_path, e));
+        if let Err(e) = fsutil::lock_bounded(lock, &self.layout.write_lock(), true, self.options.lock_timeout) {
+            return fail_all(&batch, &e);
         }
         state.committing = true;
         let planned = match self.catch_up(&mut state, Access::Exclusive) {
-            Ok(()) => Ok(Self::plan_batch(&state, batch)),
+            Ok(()) => {
+                let mut versions = HashMap::new();
+                let mut failed = Vec::new();
+                for (ticket, prepared) in &batch {
+                    let plan_id = &prepared.request.plan_id;
+                    if versions.contains_key(plan_id) {
+                        continue;
+                    }
+                    match self.current_version(&mut state, plan_id) {
+                        Ok(version) => {
+                            versions.insert(plan_id.clone(), version);
+                        }
+                        Err(e) => failed.push((*ticket, e)),
+                    }
+                }
+                Ok(Self::plan_batch(&state, &versions, batch, failed))
+            }
             Err(e) => Err(fail_all(&batch, &e)),
         };
         let (mut results, accepted, bytes) = match planned {
@@ -146,9 +169,18 @@ impl Shared {
             Ok(()) => {
                 for (ticket, records) in accepted {
                     let mut version = 0;
-                    for (stored, offset) in &records {
+                    for (stored, offset, crc) in &records {
+                        let folded = Folded {
+                            offset: *offset,
+                            crc: *crc,
+                            plan_id: stored.source_id(),
+                            position: stored.sequence_number(),
+                            version: stored.version(),
+                            event_id: *stored.event_id.as_uuid().as_bytes(),
+                            event: Some(stored),
+                        };
                         // These records passed the same checks a moment ago under the same lock.
-                        if let Err(e) = state.apply(&self.log_path, *offset, stored) {
+                        if let Err(e) = state.apply(&self.log_path, folded) {
                             state.poisoned = Some(format!("the in-memory state diverged from the log: {e}"));
                         }
                         version = stored.version();
@@ -188,15 +220,25 @@ impl Shared {
 
     /// Checks each request against the current versions (and the batch's earlier requests) and
     /// encodes the accepted ones. A refused request does not stop the others.
-    fn plan_batch(state: &State, batch: Vec<(u64, Prepared)>) -> Planned {
+    fn plan_batch(
+        state: &State,
+        versions: &HashMap<PlanId, u32>,
+        batch: Vec<(u64, Prepared)>,
+        failed: Vec<(u64, FileStoreError)>,
+    ) -> Planned {
         let mut results = Vec::with_capacity(batch.len());
-        let mut accepted: Vec<(u64, Vec<(StoredEvent, u64)>)> = Vec::new();
+        let failed: HashMap<u64, FileStoreError> = failed.into_iter().collect();
+        let mut accepted: Vec<(u64, Vec<Accepted>)> = Vec::new();
         let mut bytes = Vec::new();
         let mut batch_versions: HashMap<PlanId, u32> = HashMap::new();
         let mut position = state.position;
         for (ticket, Prepared { request, frames }) in batch {
+            if let Some(error) = failed.get(&ticket) {
+                results.push((ticket, Err(error.duplicate())));
+                continue;
+            }
             let plan_id = request.plan_id;
-            let current = batch_versions.get(&plan_id).or(state.versions.get(&plan_id)).copied().unwrap_or(0);
+            let current = batch_versions.get(&plan_id).or(versions.get(&plan_id)).copied().unwrap_or(0);
             if let Expected::Exact(expected) = request.expected {
                 if expected != current {
                     results.push((ticket, Err(FileStoreError::Conflict { plan_id, expected, actual: current })));
@@ -225,10 +267,12 @@ impl Shared {
                 let (next_position, version) = (position + i as u32 + 1, current + i as u32 + 1);
                 record::seal(&mut frame, next_position, version, state.position + 1);
                 let offset = state.end + bytes.len() as u64;
+                let crc = u32::from_le_bytes([frame[8], frame[9], frame[10], frame[11]]);
                 bytes.extend_from_slice(&frame);
                 records.push((
                     Persisted::from(plan_id.clone(), event).version(version).sequence_number(next_position),
                     offset,
+                    crc,
                 ));
             }
             position += count;

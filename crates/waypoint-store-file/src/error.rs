@@ -29,11 +29,31 @@ pub enum FileStoreError {
     ReadOnly { path: PathBuf },
     #[error("cannot repair the store at {path}: {detail}")]
     Repair { path: PathBuf, detail: String },
+    #[error("{path} is a symbolic link; the store never creates one and does not follow one: put the real file or directory in its place")]
+    Symlink { path: PathBuf },
+    #[error("waited {waited_ms} ms for {lock}, held by {holder}; that process may be stopped or hung: let it finish, resume it, or end it, then try again")]
+    LockTimeout { lock: PathBuf, holder: String, waited_ms: u64 },
+    #[error(
+        "{context} ({path}): no space left on device; nothing acknowledged was lost (the failed write was taken back)"
+    )]
+    NoSpace { context: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(
+        "the system clock reads {at}, before 1970; events are not recorded at such a time: set the clock and try again"
+    )]
+    ClockBeforeEpoch { at: String },
 }
 
 impl FileStoreError {
     pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        FileStoreError::Io { context, path: path.into(), source }
+        let path = path.into();
+        if source.kind() == std::io::ErrorKind::StorageFull {
+            return FileStoreError::NoSpace { context, path, source };
+        }
+        // ELOOP from O_NOFOLLOW: the last component is a symbolic link.
+        if source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            return FileStoreError::Symlink { path };
+        }
+        FileStoreError::Io { context, path, source }
     }
 
     /// The same error again, for each caller of a group commit that failed as a whole.
@@ -68,6 +88,16 @@ impl FileStoreError {
             FileStoreError::Repair { path, detail } => {
                 FileStoreError::Repair { path: path.clone(), detail: detail.clone() }
             }
+            FileStoreError::Symlink { path } => FileStoreError::Symlink { path: path.clone() },
+            FileStoreError::LockTimeout { lock, holder, waited_ms } => {
+                FileStoreError::LockTimeout { lock: lock.clone(), holder: holder.clone(), waited_ms: *waited_ms }
+            }
+            FileStoreError::NoSpace { context, path, source } => FileStoreError::NoSpace {
+                context,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            FileStoreError::ClockBeforeEpoch { at } => FileStoreError::ClockBeforeEpoch { at: at.clone() },
         }
     }
 
@@ -104,6 +134,20 @@ impl From<FileStoreError> for StoreError {
             FileStoreError::ReadOnly { .. } => StoreError::Unsupported("the store was opened read-only"),
             FileStoreError::Repair { path, detail } => {
                 StoreError::Corrupt { location: path.display().to_string(), detail }
+            }
+            e @ FileStoreError::Symlink { .. } => {
+                StoreError::io(e.to_string(), std::io::Error::from(std::io::ErrorKind::InvalidInput))
+            }
+            e @ FileStoreError::LockTimeout { .. } => StoreError::Locked(e.to_string()),
+            FileStoreError::NoSpace { context, path, source } => StoreError::io(
+                format!(
+                    "{context} ({}); nothing acknowledged was lost (the failed write was taken back)",
+                    path.display()
+                ),
+                source,
+            ),
+            e @ FileStoreError::ClockBeforeEpoch { .. } => {
+                StoreError::io(e.to_string(), std::io::Error::from(std::io::ErrorKind::InvalidInput))
             }
         }
     }

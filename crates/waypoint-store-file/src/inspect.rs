@@ -16,9 +16,12 @@ use std::sync::Arc;
 use waypoint_application::{PlanView, StoredEvent};
 use waypoint_domain::PlanId;
 
+use crate::binding::{StoreId, FILE_HEADER_LEN};
 use crate::error::FileStoreError;
 pub use crate::index::IndexEntry;
 use crate::index::{self as plan_index_file, ENTRY_LEN};
+
+const INDEX_HEADER_LEN: u64 = FILE_HEADER_LEN as u64;
 use crate::layout::Layout;
 use crate::log::{self, RecordReader, FIRST_RECORD};
 pub use crate::projections::StoredCatalog;
@@ -89,7 +92,7 @@ pub fn events(dir: impl AsRef<Path>) -> Result<Events, FileStoreError> {
     // durable record (unless a crash left a torn tail, which is then reported).
     let write_lock = fsutil::open_existing_read_only(&layout.write_lock())?;
     if let Some(lock) = &write_lock {
-        lock.lock_shared().map_err(|e| FileStoreError::io("cannot lock the store for reading", dir, e))?;
+        fsutil::lock_bounded(lock, &layout.write_lock(), false, crate::StoreOptions::default().lock_timeout)?;
     }
     let len = fsutil::open_existing_read_only(&path)?
         .map(|file| file.metadata().map(|m| (file, m.len())))
@@ -118,32 +121,99 @@ pub fn catalog_file(dir: impl AsRef<Path>) -> PathBuf {
     Layout::new(dir.as_ref()).checkpoint()
 }
 
+/// Where `plan_id`'s index lives, whether or not it exists.
+pub fn index_file(dir: impl AsRef<Path>, plan_id: &PlanId) -> PathBuf {
+    Layout::new(dir.as_ref()).plan_index(plan_id)
+}
+
 /// Where `plan_id`'s view snapshot lives, whether or not it exists.
 pub fn view_file(dir: impl AsRef<Path>, plan_id: &PlanId) -> PathBuf {
     Layout::new(dir.as_ref()).view(plan_id)
 }
 
-/// The catalog checkpoint as stored, or `None` if there is none (or it is damaged: the store
-/// ignores a damaged one and rebuilds from the log).
+/// The store's id, from the first record of its log; `None` while it has none.
+fn store_id(layout: &Layout) -> Result<Option<StoreId>, FileStoreError> {
+    let path = layout.log();
+    let Some(file) = fsutil::open_existing_read_only(&path)? else { return Ok(None) };
+    let len = file.metadata().map_err(|e| FileStoreError::io("cannot read the log's size", &path, e))?.len();
+    if len <= FIRST_RECORD {
+        return Ok(None);
+    }
+    Ok(log::read_record_with_crc(&file, &path, FIRST_RECORD, len)
+        .ok()
+        .map(|(raw, _, crc)| StoreId::new(*raw.event_id.as_bytes(), crc)))
+}
+
+/// What lies in `catalog.ckpt`, as verification sees it.
+#[derive(Debug)]
+pub enum CatalogFile {
+    Missing,
+    /// A one-document catalog of the layout before ADR 0009: ignored, replaced on the next write.
+    OlderLayout,
+    /// A checkpoint head of another store: ignored, never trusted.
+    Foreign,
+    /// Not a whole checkpoint (bad frame or checksum).
+    Damaged,
+    Ours(Box<StoredCatalog>),
+}
+
+/// Reads `catalog.ckpt` and says what it is.
+pub fn catalog_file_state(dir: impl AsRef<Path>) -> Result<CatalogFile, FileStoreError> {
+    let layout = Layout::new(dir.as_ref());
+    let path = layout.checkpoint();
+    let bytes = match fsutil::read_file(&path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(CatalogFile::Missing),
+        Err(e) => return Err(FileStoreError::io("cannot read the catalog checkpoint", &path, e)),
+    };
+    if bytes.starts_with(b"WPCK") {
+        return Ok(CatalogFile::OlderLayout);
+    }
+    let store = store_id(&layout)?;
+    match crate::catalog::read_head(&layout)? {
+        None => Ok(CatalogFile::Damaged),
+        Some(head) if Some(head.store) != store => Ok(CatalogFile::Foreign),
+        Some(_) => match projections::read_stored_catalog(&layout, store)? {
+            Some(catalog) => Ok(CatalogFile::Ours(Box::new(catalog))),
+            None => Ok(CatalogFile::Damaged),
+        },
+    }
+}
+
+/// Whether a derived file is of the layout before ADR 0009 (an index without its header, a
+/// view snapshot without its binding): the store ignores it and replaces it on the next write.
+pub fn is_older_layout(path: &Path) -> bool {
+    let Ok(Some(bytes)) = fsutil::read_file(path) else { return false };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("idx") => !bytes.starts_with(b"WPIX") && bytes.len() % 16 == 0,
+        Some("view") => bytes.starts_with(b"WPVW"),
+        _ => false,
+    }
+}
+
+/// The catalog as stored at the checkpoint (head and rows), or `None` if there is none of this
+/// store (the store ignores a damaged or foreign one and folds the log instead).
 pub fn stored_catalog(dir: impl AsRef<Path>) -> Result<Option<StoredCatalog>, FileStoreError> {
-    projections::read_checkpoint(&Layout::new(dir.as_ref()))
+    let layout = Layout::new(dir.as_ref());
+    projections::read_stored_catalog(&layout, store_id(&layout)?)
 }
 
 /// `plan_id`'s stored index: element `v - 1` is the entry for version `v`, `None` where the
 /// entry is missing. The store checks every entry against the log before trusting it.
 pub fn plan_index(dir: impl AsRef<Path>, plan_id: &PlanId) -> Result<Vec<Option<IndexEntry>>, FileStoreError> {
     let layout = Layout::new(dir.as_ref());
+    let Some(store) = store_id(&layout)? else { return Ok(Vec::new()) };
     let path = layout.plan_index(plan_id);
     let len = match std::fs::metadata(&path) {
         Ok(meta) => meta.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(FileStoreError::io("cannot read a plan index", &path, e)),
     };
-    let count = (len / ENTRY_LEN) as u32;
+    let count = (len.saturating_sub(INDEX_HEADER_LEN) / ENTRY_LEN) as u32;
     if count == 0 {
         return Ok(Vec::new());
     }
-    plan_index_file::read_entries(&layout, plan_id, 1, count)
+    plan_index_file::read_entries(&layout, &store, plan_id, 1, count)
 }
 
 /// `plan_id`'s stored full-view snapshot, if one was written and is intact.

@@ -8,10 +8,13 @@ use waypoint_domain::PlanId;
 const LOG_FILE: &str = "events.log";
 const STORE_LOCK: &str = "store.lock";
 const WRITE_LOCK: &str = "write.lock";
+const CHECKPOINT_LOCK: &str = "checkpoint.lock";
 const LOCKS_DIR: &str = "locks";
 const CHECKPOINT_FILE: &str = "catalog.ckpt";
 const INDEX_DIR: &str = "index";
 const VIEWS_DIR: &str = "views";
+const CATALOG_DIR: &str = "catalog";
+const TMP_DIR: &str = "tmp";
 const TORN_DIR: &str = "torn";
 const BACKUP_DIR: &str = "backup";
 
@@ -45,6 +48,11 @@ impl Layout {
     /// `write.lock`: held exclusively while appending, shared while catching up.
     pub fn write_lock(&self) -> PathBuf {
         self.dir.join(WRITE_LOCK)
+    }
+
+    /// `checkpoint.lock`: held exclusively by the one process writing a checkpoint.
+    pub fn checkpoint_lock(&self) -> PathBuf {
+        self.dir.join(CHECKPOINT_LOCK)
     }
 
     /// `locks/`: the run locks' directory.
@@ -82,6 +90,39 @@ impl Layout {
         self.views_dir().join(format!("{}.view", plan_id.as_str()))
     }
 
+    /// `views/<plan>.sum`: `plan_id`'s compact-view snapshot, kept current by checkpoints.
+    pub fn summary(&self, plan_id: &PlanId) -> PathBuf {
+        self.views_dir().join(format!("{}.sum", plan_id.as_str()))
+    }
+
+    /// `tmp/`: files being written, renamed into place when whole.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join(TMP_DIR)
+    }
+
+    /// The entries of the store directory that the store opens: none may be a symbolic link.
+    pub fn own_entries(&self) -> Vec<PathBuf> {
+        [LOG_FILE, STORE_LOCK, WRITE_LOCK, CHECKPOINT_LOCK, CHECKPOINT_FILE, LOCKS_DIR, INDEX_DIR, VIEWS_DIR]
+            .iter()
+            .chain(&[CATALOG_DIR, TMP_DIR, TORN_DIR, BACKUP_DIR])
+            .map(|name| self.dir.join(name))
+            .collect()
+    }
+
+    /// `catalog/`: the catalog's rows files.
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.dir.join(CATALOG_DIR)
+    }
+
+    /// `catalog/open-<generation>.rows` or `catalog/done-<generation>.rows`.
+    pub fn rows(&self, kind: RowsKind, generation: u64) -> PathBuf {
+        let class = match kind {
+            RowsKind::Open => "open",
+            RowsKind::Done => "done",
+        };
+        self.catalog_dir().join(format!("{class}-{generation}.rows"))
+    }
+
     /// `torn/`: bytes cut off the log, kept for inspection.
     pub fn torn_dir(&self) -> PathBuf {
         self.dir.join(TORN_DIR)
@@ -108,18 +149,33 @@ impl Layout {
     }
 }
 
-/// The UTC time stamp in the names of cut-off and backup files; sorts by time as text.
-pub fn stamp_now() -> String {
-    chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ").to_string()
+/// The two classes of catalog rows: plans that may still move, and finished (terminal) ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsKind {
+    Open,
+    Done,
 }
 
-/// `<name>.<pid>.tmp` next to `path`: the temporary file an atomic write renames into place. One
-/// name per process: two processes may checkpoint at once, and the last rename wins with a whole
-/// file either way.
-pub fn temp_for(path: &Path) -> PathBuf {
+/// The UTC time stamp in the names of cut-off and backup files; sorts by time as text.
+pub fn stamp_now() -> String {
+    // Not `Utc::now()`, which panics on a clock before 1970.
+    chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()).format("%Y%m%dT%H%M%S%.9fZ").to_string()
+}
+
+/// `tmp/<name>.<pid>.tmp`: the temporary file an atomic write of `path` renames into place. One
+/// name per process: two processes may write at once, and the last rename wins with a whole file
+/// either way. All temporaries live in `tmp/`, so removing those of dead writers reads one small
+/// directory, whatever the store's size.
+pub fn temp_for(tmp_dir: &Path, path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
-    path.with_file_name(name)
+    tmp_dir.join(name)
+}
+
+/// The pid in a temporary file's name `<name>.<pid>.tmp`.
+pub fn temp_owner(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".tmp")?;
+    stem.rsplit_once('.')?.1.parse().ok()
 }
 
 #[cfg(test)]

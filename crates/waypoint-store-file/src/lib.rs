@@ -2,20 +2,27 @@
 //! directory, shared safely by many processes. See docs/adr/0004-file-store-format.md.
 //!
 //! ```text
-//! <store>/events.log     the log: a file header, then framed records (length, CRC32C, envelope)
-//! <store>/store.lock     held shared by every open store, exclusively by `repair`
-//! <store>/write.lock     held exclusively while appending, shared while catching up
+//! <store>/events.log       the log: a file header, then framed records (length, CRC32C, envelope)
+//! <store>/store.lock       held shared by every open store, exclusively by `repair`
+//! <store>/write.lock       held exclusively while appending, shared while catching up
+//! <store>/checkpoint.lock  held by the one process writing a checkpoint
 //! <store>/locks/<plan>.lock  run locks, one per plan
-//! <store>/catalog.ckpt   the checkpointed catalog: every plan's compact view at a log position
+//! <store>/catalog.ckpt     the checkpoint head: the last record folded, the rows files' lengths
+//! <store>/catalog/open-<g>.rows, done-<g>.rows  every plan's compact view, open and finished
 //! <store>/index/<plan>.idx   each plan's record offsets, by version
+//! <store>/views/<plan>.sum   a plan's compact view, kept current by checkpoints
 //! <store>/views/<plan>.view  a snapshot of one plan's full view, to resume without replay
-//! <store>/torn/          bytes of torn last records cut off on open, kept for inspection
-//! <store>/backup/        copies of the log taken by `repair` before it changes anything
-//! <name>.<pid>.tmp       a checkpoint, view snapshot or cut-off file being written atomically
+//! <store>/tmp/<name>.<pid>.tmp  a file being written atomically
+//! <store>/torn/            bytes of torn last records cut off on open, kept for inspection
+//! <store>/backup/          copies of the log taken by `repair` before it changes anything
 //! ```
 //!
-//! Every one of these names is built in `layout.rs` and nowhere else.
+//! Every derived file is bound to the store (its first record) and to the log record it vouches
+//! for (docs/adr/0009-file-store-at-scale.md). Every one of these names is built in `layout.rs`
+//! and nowhere else.
 
+mod binding;
+mod catalog;
 mod commit;
 mod crc;
 mod error;

@@ -18,11 +18,22 @@ pub const FIRST_RECORD: u64 = FILE_HEADER.len() as u64;
 const CHUNK: usize = 1 << 20;
 
 pub fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<(), FileStoreError> {
+    crate::storage::count_read(buf.len());
     file.read_exact_at(buf, offset).map_err(|e| FileStoreError::io("cannot read the log", path, e))
 }
 
 /// Reads and checks the record at `offset`, which must end at or before `end`.
 pub fn read_record_at(file: &File, path: &Path, offset: u64, end: u64) -> Result<(RawRecord, u64), FileStoreError> {
+    read_record_with_crc(file, path, offset, end).map(|(raw, len, _)| (raw, len))
+}
+
+/// [`read_record_at`], with the record's checksum.
+pub fn read_record_with_crc(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    end: u64,
+) -> Result<(RawRecord, u64, u32), FileStoreError> {
     let corrupt = |e: RecordError| FileStoreError::corrupt(path, offset, e.to_string());
     let available = end.saturating_sub(offset);
     let mut header = [0u8; HEADER_LEN];
@@ -37,7 +48,7 @@ pub fn read_record_at(file: &File, path: &Path, offset: u64, end: u64) -> Result
     let mut bytes = vec![0u8; total];
     read_exact_at(file, path, &mut bytes, offset)?;
     let (raw, len) = record::decode(&bytes).map_err(corrupt)?;
-    Ok((raw, len as u64))
+    Ok((raw, len as u64, u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]])))
 }
 
 /// Reads records one after another from `offset` up to `end`, holding at most about one chunk
@@ -52,6 +63,8 @@ pub struct RecordReader {
     /// File offset of `buf[0]`.
     buf_start: u64,
     failed: bool,
+    /// The checksum of the last record returned.
+    crc: u32,
 }
 
 /// A record the reader could not take whole, and where.
@@ -63,12 +76,17 @@ pub struct BadRecord {
 
 impl RecordReader {
     pub fn new(file: Arc<File>, path: PathBuf, offset: u64, end: u64) -> Self {
-        Self { file, path, offset, end, buf: Vec::new(), buf_start: offset, failed: false }
+        Self { file, path, offset, end, buf: Vec::new(), buf_start: offset, failed: false, crc: 0 }
     }
 
     /// The offset of the next record (after the last one returned).
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// The checksum of the last record returned.
+    pub fn crc(&self) -> u32 {
+        self.crc
     }
 
     /// Makes `buf` hold `[offset, offset + n)`, or as much of it as lies before `end`.
@@ -110,6 +128,7 @@ impl RecordReader {
         };
         match record::decode(bytes) {
             Ok((raw, len)) => {
+                self.crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
                 self.offset += len as u64;
                 Some(Ok(Ok((offset, raw))))
             }

@@ -1,36 +1,45 @@
 //! The derived data, each a cache checked against the log before it is trusted and rebuilt from
-//! it when stale: the catalog checkpoint (`catalog.ckpt` and the per-plan offset indexes it
-//! vouches for), reading a plan's records through its index, and per-plan full-view snapshots.
+//! it when stale (ADR 0009): the checkpoint (head, plan indexes, compact-view snapshots and the
+//! catalog's rows), a plan's version and records through its index, its full and compact views
+//! from their snapshots, and listings from the rows plus the records after the checkpoint.
 
 use std::collections::HashMap;
+use std::fs::TryLockError;
 
 use serde::{Deserialize, Serialize};
 use waypoint_application::{Catalog, PlanView, StoredEvent};
 use waypoint_domain::PlanId;
 
+use crate::binding::{self, Binding, Check, StoreId};
+use crate::catalog::{self, Head, NewRow};
 use crate::error::FileStoreError;
 use crate::index::{self, IndexEntry};
-use crate::layout::Layout;
+use crate::layout::{Layout, RowsKind};
 use crate::log::{self, RecordReader, FIRST_RECORD};
 use crate::state::{Shared, State};
 use crate::{frame, fsutil};
 
-const CHECKPOINT_MAGIC: [u8; 4] = *b"WPCK";
-const VIEW_MAGIC: [u8; 4] = *b"WPVW";
-/// Full views kept in memory at once; past this the cache starts over.
-const MAX_CACHED_VIEWS: usize = 1024;
+const VIEW_MAGIC: [u8; 4] = *b"WPV2";
+const SUMMARY_MAGIC: [u8; 4] = *b"WPS2";
 
-/// The catalog checkpoint as stored in `catalog.ckpt`: the catalog folded up to `position`,
-/// whose record starts at `last_offset` and ends at `end`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The catalog as stored at a checkpoint: the head's position and the latest row of every plan
+/// (for verification and inspection; the store itself never loads it whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCatalog {
-    pub format: u32,
     pub position: u32,
     pub end: u64,
     pub last_offset: u64,
     pub catalog: Catalog,
-    /// Every plan's version at `position` (a plan without `PlanCreated` has no catalog view).
+    /// Every plan's version at `position`, from its row.
     pub versions: HashMap<PlanId, u32>,
+}
+
+/// A view snapshot as stored: bound to its store and to the record of the version it is at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Bound<V> {
+    store: StoreId,
+    at: Binding,
+    view: V,
 }
 
 /// Where one version of a plan lies in the log.
@@ -39,52 +48,221 @@ struct Location {
     version: u32,
     position: u32,
     offset: u64,
+    crc: u32,
 }
 
-/// Reads and checks a catalog checkpoint file; `None` if missing or damaged.
-pub(crate) fn read_checkpoint(layout: &Layout) -> Result<Option<StoredCatalog>, FileStoreError> {
-    let path = layout.checkpoint();
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(frame::decode(CHECKPOINT_MAGIC, &bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(FileStoreError::io("cannot read the catalog checkpoint", &path, e)),
+impl Location {
+    fn binding(&self) -> Binding {
+        Binding { position: self.position, offset: self.offset, crc: self.crc }
     }
 }
 
-/// Reads and checks `plan_id`'s view snapshot; `None` if missing or damaged.
+/// Which snapshot of a plan's view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Snapshot {
+    /// `views/<plan>.view`: the full view, written when loading it folded many events.
+    Full,
+    /// `views/<plan>.sum`: the compact view, kept current by checkpoints.
+    Summary,
+}
+
+impl Snapshot {
+    fn path(self, layout: &Layout, plan_id: &PlanId) -> std::path::PathBuf {
+        match self {
+            Snapshot::Full => layout.view(plan_id),
+            Snapshot::Summary => layout.summary(plan_id),
+        }
+    }
+
+    fn magic(self) -> [u8; 4] {
+        match self {
+            Snapshot::Full => VIEW_MAGIC,
+            Snapshot::Summary => SUMMARY_MAGIC,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Snapshot::Full => "a view snapshot",
+            Snapshot::Summary => "a summary snapshot",
+        }
+    }
+}
+
+/// Reads the checkpoint head and every row it vouches for; `None` without a head of this store.
+pub(crate) fn read_stored_catalog(
+    layout: &Layout,
+    store: Option<StoreId>,
+) -> Result<Option<StoredCatalog>, FileStoreError> {
+    let Some(head) = catalog::read_head(layout)? else { return Ok(None) };
+    if Some(head.store) != store {
+        return Ok(None);
+    }
+    let mut catalog = Catalog { plans: HashMap::new(), position: head.position() };
+    let mut versions = HashMap::new();
+    for kind in [RowsKind::Open, RowsKind::Done] {
+        for (plan_id, version, view) in catalog::read_rows(layout, &head, kind)? {
+            if let Some(view) = view {
+                if versions.get(&plan_id).is_none_or(|&v| v < version) {
+                    versions.insert(plan_id.clone(), version);
+                    catalog.plans.insert(plan_id, view);
+                }
+            }
+        }
+    }
+    Ok(Some(StoredCatalog {
+        position: head.position(),
+        end: head.end,
+        last_offset: head.last.offset,
+        catalog,
+        versions,
+    }))
+}
+
+/// Reads a plan's full-view snapshot as stored, without checking its binding; `None` if
+/// missing or damaged.
 pub(crate) fn read_view_file(layout: &Layout, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
     let path = layout.view(plan_id);
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(frame::decode(VIEW_MAGIC, &bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+    match fsutil::read_file(&path) {
+        Ok(bytes) => Ok(bytes.and_then(|b| frame::decode::<Bound<PlanView>>(VIEW_MAGIC, &b)).map(|b| b.view)),
         Err(e) => Err(FileStoreError::io("cannot read a plan view snapshot", &path, e)),
     }
 }
 
 impl Shared {
-    /// Writes the tail's index entries, syncs them, then the catalog checkpoint that vouches
-    /// for them. Derived data only: a failure here loses no event.
-    pub(crate) fn checkpoint(&self, state: &mut State) -> Result<(), FileStoreError> {
-        let State { tail, index, .. } = state;
-        for (plan_id, plan_tail) in tail.iter() {
-            for (i, &(position, offset)) in plan_tail.records.iter().enumerate() {
-                let entry = IndexEntry { version: plan_tail.first_version + i as u32, position, offset };
-                index.write(&self.layout, plan_id, entry)?;
+    /// The plan's version as this process sees the log: from the tail, else from the end of its
+    /// index (the version at the checkpoint). An index that vouches for a record the log does
+    /// not hold is damage.
+    pub(crate) fn current_version(&self, state: &mut State, plan_id: &PlanId) -> Result<u32, FileStoreError> {
+        if let Some(tail) = state.tail.get(plan_id) {
+            return Ok(tail.last_version());
+        }
+        if let Some(&version) = state.known.get(plan_id) {
+            return Ok(version);
+        }
+        let Some(store) = state.store else { return Ok(0) };
+        let upto = state.base.as_ref().map_or(0, Head::position);
+        let (last, beyond) = index::last_entry(&self.layout, &store, plan_id, upto)?;
+        if let (Some(beyond), Some(file)) = (beyond, &self.log) {
+            let what = format!("index/{plan_id}.idx");
+            let vouched = Binding { position: beyond.position, offset: beyond.offset, crc: beyond.crc };
+            if binding::check(file, &self.log_path, &vouched, state.end, &what)? != Check::Newer {
+                return Err(FileStoreError::corrupt(
+                    self.layout.plan_index(plan_id),
+                    0,
+                    format!(
+                        "it vouches for plan {plan_id} version {} at log position {}, which the log does not hold there; records were lost",
+                        beyond.version, beyond.position
+                    ),
+                ));
             }
         }
-        index.sync()?;
-        let stored = StoredCatalog {
-            format: 1,
-            position: state.position,
-            end: state.end,
-            last_offset: state.last_offset,
-            catalog: state.catalog.clone(),
-            versions: state.versions.clone(),
-        };
-        let path = self.layout.checkpoint();
-        fsutil::write_atomically(self.layout.dir(), &path, &frame::encode(CHECKPOINT_MAGIC, &stored))?;
-        state.tail.clear();
+        let version = last.map_or(0, |e| e.version);
+        state.known.insert(plan_id.clone(), version);
+        state.trim_caches();
+        Ok(version)
+    }
+
+    /// Writes the tail's index entries and syncs them, the compact view of every plan in the
+    /// tail, the catalog rows, and then the head that vouches for all of them. Derived data
+    /// only: a failure here loses no event. One process checkpoints at a time
+    /// (`checkpoint.lock`); if another is at it, this one leaves it to that one.
+    pub(crate) fn checkpoint(&self, state: &mut State) -> Result<(), FileStoreError> {
+        let Some(store) = state.store else { return Ok(()) };
+        if state.tail_len == 0 {
+            return Ok(());
+        }
+        let lock = fsutil::open_lock_file(&self.layout.checkpoint_lock())?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(()),
+            Err(TryLockError::Error(e)) => {
+                return Err(FileStoreError::io("cannot lock the checkpoint", self.layout.checkpoint_lock(), e))
+            }
+        }
+        let _unlock = crate::state::FlockGuard(&lock);
+        let disk = catalog::read_head(&self.layout)?.filter(|h| h.store == store);
+        if let Some(disk) = disk.as_ref().filter(|d| d.position() >= state.position) {
+            // Another process vouched for everything this one holds: start from its head.
+            return self.rebase(state, disk.clone());
+        }
+        let mut head = disk.or_else(|| state.base.clone()).unwrap_or_else(|| catalog::empty_head(store));
+
+        let plans: Vec<PlanId> = state.tail.keys().cloned().collect();
+        let mut views = Vec::with_capacity(plans.len());
+        for plan_id in &plans {
+            views.push(self.summary(state, plan_id)?);
+        }
+        for (plan_id, tail) in &state.tail {
+            let entries: Vec<IndexEntry> = tail
+                .records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| IndexEntry {
+                    version: tail.first_version + i as u32,
+                    position: r.position,
+                    offset: r.offset,
+                    crc: r.crc,
+                })
+                .collect();
+            state.index.write_run(&self.layout, &store, plan_id, &entries)?;
+        }
+        state.index.sync(&self.layout)?;
+
+        let mut open_rows = Vec::new();
+        let mut done_rows = Vec::new();
+        for (plan_id, view) in plans.iter().zip(&views) {
+            let (Some(view), Some(tail)) = (view, state.tail.get(plan_id)) else { continue };
+            let last = tail.records[tail.records.len() - 1];
+            let at = Binding { position: last.position, offset: last.offset, crc: last.crc };
+            // Not synced: bound to its record, so a stale or torn one is detected and refolded.
+            let _ = self.write_snapshot(Snapshot::Summary, &store, at, view, false);
+            let row = NewRow { plan_id, version: view.version, view: Some(view) };
+            match catalog::kind_of(view) {
+                RowsKind::Open => open_rows.push(row),
+                RowsKind::Done => {
+                    done_rows.push(row);
+                    if tail.first_version > 1 {
+                        open_rows.push(NewRow { plan_id, version: view.version, view: None });
+                    }
+                }
+            }
+        }
+        let stale_open = catalog::append_rows(&self.layout, &mut head, RowsKind::Open, &open_rows)?;
+        let stale_done = catalog::append_rows(&self.layout, &mut head, RowsKind::Done, &done_rows)?;
+        head.last = Binding { position: state.position, offset: state.last_offset, crc: state.last_crc };
+        head.end = state.end;
+        catalog::write_head(&self.layout, &head)?;
+        if stale_open.is_some() || stale_done.is_some() {
+            catalog::remove_stale(&self.layout, &head);
+        }
+        for (plan_id, tail) in state.tail.drain() {
+            state.known.insert(plan_id, tail.last_version());
+        }
         state.tail_len = 0;
+        state.base = Some(head);
+        state.trim_caches();
+        Ok(())
+    }
+
+    /// Starts this process's state over from `head`, a newer checkpoint than its own base:
+    /// the tail keeps only the records after it.
+    pub(crate) fn rebase(&self, state: &mut State, head: Head) -> Result<(), FileStoreError> {
+        let upto = head.position();
+        let mut len = 0;
+        state.tail.retain(|plan_id, tail| {
+            let keep = tail.records.iter().position(|r| r.position > upto).unwrap_or(tail.records.len());
+            if keep > 0 {
+                state.known.insert(plan_id.clone(), tail.first_version + keep as u32 - 1);
+            }
+            tail.records.drain(..keep);
+            tail.first_version += keep as u32;
+            len += tail.records.len() as u32;
+            !tail.records.is_empty()
+        });
+        state.tail_len = len;
+        state.base = Some(head);
+        state.trim_caches();
         Ok(())
     }
 
@@ -104,20 +282,24 @@ impl Shared {
         let tail_first = tail.map_or(to + 1, |t| t.first_version.clamp(from, to + 1));
         let mut out = Vec::with_capacity((to - from + 1) as usize);
         if from < tail_first {
-            for (i, entry) in index::read_entries(&self.layout, plan_id, from, tail_first - 1)?.into_iter().enumerate()
-            {
+            let Some(store) = state.store else { return Ok(None) };
+            let entries = index::read_entries(&self.layout, &store, plan_id, from, tail_first - 1)?;
+            for (i, entry) in entries.into_iter().enumerate() {
                 match entry {
-                    Some(entry) => {
-                        out.push(Location { version: from + i as u32, position: entry.position, offset: entry.offset })
-                    }
+                    Some(e) => out.push(Location {
+                        version: from + i as u32,
+                        position: e.position,
+                        offset: e.offset,
+                        crc: e.crc,
+                    }),
                     None => return Ok(None),
                 }
             }
         }
         if let Some(tail) = tail {
             for version in tail_first..=to {
-                let (position, offset) = tail.records[(version - tail.first_version) as usize];
-                out.push(Location { version, position, offset });
+                let r = tail.records[(version - tail.first_version) as usize];
+                out.push(Location { version, position: r.position, offset: r.offset, crc: r.crc });
             }
         }
         Ok(Some(out))
@@ -133,8 +315,14 @@ impl Shared {
         let Some(file) = &self.log else { return Ok(Some(Vec::new())) };
         let mut out = Vec::with_capacity(locations.len());
         for location in locations {
-            let Ok((raw, _)) = log::read_record_at(file, &self.log_path, location.offset, end) else { return Ok(None) };
-            if raw.plan_id != plan_id.as_str() || raw.version != location.version || raw.position != location.position {
+            let Ok((raw, _, crc)) = log::read_record_with_crc(file, &self.log_path, location.offset, end) else {
+                return Ok(None);
+            };
+            if raw.plan_id != plan_id.as_str()
+                || raw.version != location.version
+                || raw.position != location.position
+                || crc != location.crc
+            {
                 return Ok(None);
             }
             out.push(log::to_stored(&self.log_path, location.offset, raw)?);
@@ -150,14 +338,34 @@ impl Shared {
         from: u32,
         to: u32,
     ) -> Result<Vec<StoredEvent>, FileStoreError> {
+        Ok(self.read_range_located(state, plan_id, from, to)?.0)
+    }
+
+    fn read_range_located(
+        &self,
+        state: &mut State,
+        plan_id: &PlanId,
+        from: u32,
+        to: u32,
+    ) -> Result<(Vec<StoredEvent>, Option<Location>), FileStoreError> {
         if let Some(locations) = self.locate(state, plan_id, from, to)? {
             if let Some(events) = self.read_located(plan_id, &locations, state.end)? {
-                return Ok(events);
+                return Ok((events, locations.last().copied()));
             }
         }
         let locations = self.rescan(state, plan_id, from, to)?;
+        if locations.len() != (to + 1).saturating_sub(from) as usize {
+            return Err(FileStoreError::corrupt(
+                &self.log_path,
+                0,
+                format!(
+                    "plan {plan_id} should have versions {from} to {to}, and the log holds {} of them",
+                    locations.len()
+                ),
+            ));
+        }
         match self.read_located(plan_id, &locations, state.end)? {
-            Some(events) => Ok(events),
+            Some(events) => Ok((events, locations.last().copied())),
             None => Err(FileStoreError::corrupt(
                 &self.log_path,
                 0,
@@ -170,58 +378,201 @@ impl Shared {
     /// (unless read-only). Reports damage anywhere before `state.end` with its offset.
     fn rescan(&self, state: &mut State, plan_id: &PlanId, from: u32, to: u32) -> Result<Vec<Location>, FileStoreError> {
         let Some(file) = &self.log else { return Ok(Vec::new()) };
+        let store = state.store;
         let mut found = Vec::new();
-        for item in RecordReader::new(file.clone(), self.log_path.clone(), FIRST_RECORD, state.end) {
+        let mut reader = RecordReader::new(file.clone(), self.log_path.clone(), FIRST_RECORD, state.end);
+        while let Some(item) = reader.next() {
             let (offset, raw) = match item? {
                 Ok(record) => record,
                 Err(bad) => return Err(FileStoreError::corrupt(&self.log_path, bad.offset, bad.error.to_string())),
             };
-            if !self.read_only {
+            let crc = reader.crc();
+            if let (false, Some(store)) = (self.read_only, &store) {
                 if let Ok(id) = PlanId::parse(&raw.plan_id) {
-                    let entry = IndexEntry { version: raw.version, position: raw.position, offset };
-                    state.index.write(&self.layout, &id, entry)?;
+                    let entry = IndexEntry { version: raw.version, position: raw.position, offset, crc };
+                    state.index.write_run(&self.layout, store, &id, &[entry])?;
                 }
             }
             if raw.plan_id == plan_id.as_str() && (from..=to).contains(&raw.version) {
-                found.push(Location { version: raw.version, position: raw.position, offset });
+                found.push(Location { version: raw.version, position: raw.position, offset, crc });
             }
         }
         Ok(found)
     }
 
+    /// Reads a snapshot of `plan_id` and checks it belongs to this log, at a version no later
+    /// than `version`.
+    fn read_snapshot(
+        &self,
+        state: &State,
+        kind: Snapshot,
+        plan_id: &PlanId,
+        version: u32,
+    ) -> Result<Option<PlanView>, FileStoreError> {
+        let (Some(store), Some(file)) = (state.store, &self.log) else { return Ok(None) };
+        let path = kind.path(&self.layout, plan_id);
+        let bytes = match fsutil::read_file(&path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(FileStoreError::io("cannot read a plan view snapshot", &path, e)),
+        };
+        let Some(bound) = frame::decode::<Bound<PlanView>>(kind.magic(), &bytes) else { return Ok(None) };
+        if bound.store != store || bound.view.plan_id != *plan_id {
+            return Ok(None);
+        }
+        let what = format!("{} of plan {plan_id}", kind.what());
+        let usable = binding::check(file, &self.log_path, &bound.at, state.end, &what)? == Check::Holds;
+        Ok((usable && bound.view.version <= version).then_some(bound.view))
+    }
+
+    fn write_snapshot(
+        &self,
+        kind: Snapshot,
+        store: &StoreId,
+        at: Binding,
+        view: &PlanView,
+        sync: bool,
+    ) -> Result<(), FileStoreError> {
+        let views = self.layout.views_dir();
+        fsutil::ensure_dir(&views)?;
+        let bound = Bound { store: *store, at, view };
+        let bytes = frame::encode(kind.magic(), &bound);
+        let path = kind.path(&self.layout, &view.plan_id);
+        if sync {
+            fsutil::write_atomically(&self.layout.tmp_dir(), &views, &path, &bytes)
+        } else {
+            fsutil::write_replacing(&self.layout.tmp_dir(), &path, &bytes)
+        }
+    }
+
     /// The full view: the cached one, or the plan's view snapshot plus only the events after it.
     pub(crate) fn full_view(&self, state: &mut State, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
-        let Some(&version) = state.versions.get(plan_id) else { return Ok(None) };
+        let version = self.current_version(state, plan_id)?;
+        if version == 0 {
+            return Ok(None);
+        }
         if let Some(view) = state.views.get(plan_id).filter(|v| v.version == version) {
             return Ok(Some(view.clone()));
         }
-        let base = state.views.remove(plan_id).or_else(|| self.read_view_snapshot(plan_id, version));
+        let base = match state.views.remove(plan_id).filter(|v| v.version < version) {
+            Some(view) => Some(view),
+            None => self.read_snapshot(state, Snapshot::Full, plan_id, version)?,
+        };
         let from = base.as_ref().map_or(1, |v| v.version + 1);
-        let events = self.read_range(state, plan_id, from, version)?;
+        let (events, last) = self.read_range_located(state, plan_id, from, version)?;
         let folded = events.len();
         let view = events.iter().fold(base, PlanView::fold);
-        if let Some(view) = &view {
-            if !self.read_only && folded as u32 >= self.options.view_snapshot_every {
+        if let (Some(view), Some(store)) = (&view, state.store) {
+            if let (false, Some(last), true) = (self.read_only, last, folded as u32 >= self.options.view_snapshot_every)
+            {
                 // A snapshot only saves work later; failing to write one loses nothing.
-                let _ = self.write_view_snapshot(view);
-            }
-            if state.views.len() >= MAX_CACHED_VIEWS {
-                state.views.clear();
+                let _ = self.write_snapshot(Snapshot::Full, &store, last.binding(), view, true);
             }
             state.views.insert(plan_id.clone(), view.clone());
+            state.trim_caches();
         }
         Ok(view)
     }
 
-    fn read_view_snapshot(&self, plan_id: &PlanId, version: u32) -> Option<PlanView> {
-        let view = read_view_file(&self.layout, plan_id).ok().flatten()?;
-        (view.plan_id == *plan_id && view.version <= version).then_some(view)
+    /// The compact view (see `PlanView::compact`): the cached one, or the plan's summary
+    /// snapshot plus only the events after it.
+    pub(crate) fn summary(&self, state: &mut State, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
+        let version = self.current_version(state, plan_id)?;
+        if version == 0 {
+            return Ok(None);
+        }
+        if let Some(view) = state.summaries.get(plan_id).filter(|v| v.version == version) {
+            return Ok(Some(view.clone()));
+        }
+        let mut base = state.summaries.remove(plan_id).filter(|v| v.version < version);
+        if base.is_none() {
+            base = self.read_snapshot(state, Snapshot::Summary, plan_id, version)?;
+        }
+        if base.is_none() {
+            base = state.views.get(plan_id).filter(|v| v.version <= version).cloned().map(|mut v| {
+                v.compact();
+                v
+            });
+        }
+        self.fold_summary(state, plan_id, base, version)
     }
 
-    fn write_view_snapshot(&self, view: &PlanView) -> Result<(), FileStoreError> {
-        let views = self.layout.views_dir();
-        fsutil::ensure_dir(&views)?;
-        fsutil::write_atomically(&views, &self.layout.view(&view.plan_id), &frame::encode(VIEW_MAGIC, view))
+    /// Folds `plan_id`'s events after `base` up to `version` into a compact view, caching it
+    /// and, after a long fold, writing it as the plan's summary snapshot.
+    fn fold_summary(
+        &self,
+        state: &mut State,
+        plan_id: &PlanId,
+        base: Option<PlanView>,
+        version: u32,
+    ) -> Result<Option<PlanView>, FileStoreError> {
+        if let Some(base) = base.as_ref().filter(|b| b.version == version) {
+            state.summaries.insert(plan_id.clone(), base.clone());
+            return Ok(Some(base.clone()));
+        }
+        let from = base.as_ref().map_or(1, |v| v.version + 1);
+        let (events, last) = self.read_range_located(state, plan_id, from, version)?;
+        let folded = events.len();
+        let mut view = base;
+        for event in &events {
+            view = PlanView::fold(view, event);
+            if let Some(view) = view.as_mut() {
+                view.compact();
+            }
+        }
+        if let (Some(view), Some(store)) = (&view, state.store) {
+            if let (false, Some(last), true) = (self.read_only, last, folded as u32 >= self.options.view_snapshot_every)
+            {
+                let _ = self.write_snapshot(Snapshot::Summary, &store, last.binding(), view, false);
+            }
+            state.summaries.insert(plan_id.clone(), view.clone());
+            state.trim_caches();
+        }
+        Ok(view)
+    }
+
+    /// Every plan's compact view, or only those that may still move (`open_only`: the finished
+    /// ones' rows are not read at all): the checkpoint's rows, with the plans of the tail folded
+    /// forward.
+    pub(crate) fn list(&self, state: &mut State, open_only: bool) -> Result<Vec<PlanView>, FileStoreError> {
+        let mut plans: HashMap<PlanId, PlanView> = HashMap::new();
+        if let Some(head) = state.base.clone() {
+            let kinds: &[RowsKind] = if open_only { &[RowsKind::Open] } else { &[RowsKind::Open, RowsKind::Done] };
+            let mut versions: HashMap<PlanId, u32> = HashMap::new();
+            for (i, &kind) in kinds.iter().enumerate() {
+                let rows = catalog::read_rows(&self.layout, &head, kind)?;
+                plans.reserve(rows.len());
+                for (plan_id, version, view) in rows {
+                    // A plan in both files (it moved, or a crash left an older row): the later
+                    // version wins. Only needed once a second file is read.
+                    if i > 0 || kinds.len() > 1 {
+                        if versions.get(&plan_id).is_some_and(|&v| v >= version) {
+                            continue;
+                        }
+                        versions.insert(plan_id.clone(), version);
+                    }
+                    match view {
+                        Some(view) => plans.insert(plan_id, view),
+                        None => plans.remove(&plan_id),
+                    };
+                }
+            }
+        }
+        let tail: Vec<(PlanId, u32)> = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
+        for (plan_id, version) in tail {
+            let cached = state.summaries.get(&plan_id).filter(|v| v.version == version).cloned();
+            let view = match (cached, plans.remove(&plan_id)) {
+                (Some(view), _) => Some(view),
+                (None, Some(base)) if base.version < version => {
+                    self.fold_summary(state, &plan_id, Some(base), version)?
+                }
+                (None, _) => self.summary(state, &plan_id)?,
+            };
+            if let Some(view) = view.filter(|v| !open_only || catalog::kind_of(v) == RowsKind::Open) {
+                plans.insert(plan_id, view);
+            }
+        }
+        Ok(plans.into_values().collect())
     }
 }
 

@@ -10,9 +10,12 @@ use crate::error::FileStoreError;
 use crate::fsutil;
 use crate::layout::{self, Layout};
 use crate::log::{self, RecordReader, FIRST_RECORD};
-use crate::projections::{read_checkpoint, StoredCatalog};
+use waypoint_domain::PlanId;
+
+use crate::binding::{self, Check, StoreId};
+use crate::catalog;
 use crate::record::FILE_HEADER;
-use crate::state::{file_len, FlockGuard, Shared, State};
+use crate::state::{file_len, FlockGuard, Folded, Shared, State};
 use crate::store::StoreOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,13 +30,24 @@ impl Shared {
     /// Opens the store in `layout` for reading and writing, creating it if missing and cutting
     /// back a torn last record left by a crash.
     pub(crate) fn open(layout: Layout, options: StoreOptions) -> Result<Arc<Shared>, FileStoreError> {
-        fsutil::ensure_dir(layout.dir())?;
+        let made = fsutil::ensure_dir_made(layout.dir())?;
+        let opened = Self::open_made(layout, options);
+        if let (Err(_), Some(made)) = (&opened, made) {
+            // A store this call began to create and could not finish leaves nothing behind.
+            let _ = std::fs::remove_dir_all(made);
+        }
+        opened
+    }
+
+    fn open_made(layout: Layout, options: StoreOptions) -> Result<Arc<Shared>, FileStoreError> {
+        fsutil::refuse_symlinks(&layout.own_entries())?;
         let store_lock = fsutil::open_lock_file(&layout.store_lock())?;
         lock_store_shared(&store_lock, layout.dir())?;
         let write_lock = fsutil::open_lock_file(&layout.write_lock())?;
         let log_path = layout.log();
-        write_lock.lock().map_err(|e| FileStoreError::io("cannot lock the store for writing", &log_path, e))?;
+        fsutil::lock_bounded(&write_lock, &layout.write_lock(), true, options.lock_timeout)?;
         let guard = FlockGuard(&write_lock);
+        fsutil::remove_stale_temporaries(&layout.tmp_dir());
         let (file, created) = fsutil::open_or_create(&log_path)?;
         let len = file_len(&file, &log_path)?;
         if !log::check_file_header(&file, &log_path, len)? {
@@ -58,10 +72,11 @@ impl Shared {
     }
 
     /// Opens the store in `layout` without writing a byte or creating anything.
-    pub(crate) fn open_read_only(layout: Layout) -> Result<Arc<Shared>, FileStoreError> {
+    pub(crate) fn open_read_only(layout: Layout, options: StoreOptions) -> Result<Arc<Shared>, FileStoreError> {
         if !layout.dir().is_dir() {
             return Err(FileStoreError::NotFound { path: layout.dir().to_path_buf() });
         }
+        fsutil::refuse_symlinks(&layout.own_entries())?;
         let store_lock = fsutil::open_existing_read_only(&layout.store_lock())?;
         if let Some(lock) = &store_lock {
             lock_store_shared(lock, layout.dir())?;
@@ -72,7 +87,7 @@ impl Shared {
         if let Some(file) = &log {
             log::check_file_header(file, &log_path, file_len(file, &log_path)?)?;
         }
-        let shared = Shared::new(layout, log_path, true, StoreOptions::default(), log, store_lock, write_lock);
+        let shared = Shared::new(layout, log_path, true, options, log, store_lock, write_lock);
         {
             let mut state = shared.lock_state();
             let _guard = shared.lock_shared_flock()?;
@@ -81,36 +96,78 @@ impl Shared {
         Ok(Arc::new(shared))
     }
 
-    /// Starts from the catalog checkpoint if it matches the log, else from the log's start, and
-    /// folds every record after it.
+    /// Starts from the checkpoint head if it belongs to this log, else from the log's start,
+    /// and folds every record after it. A head of this very store that vouches for a record the
+    /// log no longer holds is damage: the log lost acknowledged records.
     fn load(&self, state: &mut State, access: Access) -> Result<(), FileStoreError> {
-        if let (Some(checkpoint), Some(file)) = (read_checkpoint(&self.layout)?, &self.log) {
-            if self.checkpoint_matches(file, &checkpoint)? {
-                state.end = checkpoint.end;
-                state.position = checkpoint.position;
-                state.last_offset = checkpoint.last_offset;
-                state.catalog = checkpoint.catalog;
-                state.versions = checkpoint.versions;
+        let Some(file) = &self.log else { return Ok(()) };
+        let len = file_len(file, &self.log_path)?;
+        state.store = self.store_id(file, len)?;
+        if let (Some(head), Some(store)) = (catalog::read_head(&self.layout)?, state.store) {
+            if head.store == store && self.layout.index_dir().is_dir() {
+                let what = self.layout.checkpoint().display().to_string();
+                match binding::check(file, &self.log_path, &head.last, len, &what)? {
+                    Check::Holds => {
+                        state.end = head.end;
+                        state.position = head.position();
+                        state.last_offset = head.last.offset;
+                        state.last_crc = head.last.crc;
+                        state.base = Some(head);
+                    }
+                    Check::Differs | Check::Newer => {
+                        return Err(FileStoreError::corrupt(
+                            &self.log_path,
+                            head.last.offset,
+                            format!(
+                                "the record here is not position {} that {what} vouches for; the log was changed",
+                                head.position()
+                            ),
+                        ));
+                    }
+                }
             }
         }
+        if state.base.is_none() {
+            self.check_older_head(len)?;
+        }
+        // A checkpoint file that was not taken (an older layout, another store's, a damaged
+        // one) is replaced right away, so the next open does not fold the whole log again.
+        let replace = state.base.is_none() && self.layout.checkpoint().exists();
         self.catch_up(state, access)?;
-        if !self.read_only && state.tail_len >= self.options.checkpoint_every {
+        if !self.read_only && (state.tail_len >= self.options.checkpoint_every || (replace && state.tail_len > 0)) {
             self.checkpoint(state)?;
         }
         Ok(())
     }
 
-    /// A checkpoint is used only if its last record is where it says, with the position it says.
-    fn checkpoint_matches(&self, file: &File, checkpoint: &StoredCatalog) -> Result<bool, FileStoreError> {
-        if checkpoint.format != 1 || checkpoint.end > file_len(file, &self.log_path)? {
-            return Ok(false);
+    /// A checkpoint of the older layout carries no store id, but it still vouched for a prefix
+    /// of this log: one that ends past the log's end means the log lost records. One whose last
+    /// record is not where it says is not this log's, and is ignored.
+    fn check_older_head(&self, len: u64) -> Result<(), FileStoreError> {
+        let Some(older) = catalog::read_older_head(&self.layout)? else { return Ok(()) };
+        if older.end > len {
+            return Err(FileStoreError::corrupt(
+                &self.log_path,
+                len,
+                format!(
+                    "the log ends at byte {len}, before position {} (byte {}) that {} vouches for; records were lost",
+                    older.position,
+                    older.end,
+                    self.layout.checkpoint().display()
+                ),
+            ));
         }
-        if checkpoint.position == 0 {
-            return Ok(checkpoint.end == FIRST_RECORD);
+        Ok(())
+    }
+
+    /// The store's id, from the log's first record; `None` while it has none (or only a torn one).
+    fn store_id(&self, file: &File, len: u64) -> Result<Option<StoreId>, FileStoreError> {
+        if len <= FIRST_RECORD {
+            return Ok(None);
         }
-        Ok(match log::read_record_at(file, &self.log_path, checkpoint.last_offset, checkpoint.end) {
-            Ok((raw, len)) => raw.position == checkpoint.position && checkpoint.last_offset + len == checkpoint.end,
-            Err(_) => false,
+        Ok(match log::read_record_with_crc(file, &self.log_path, FIRST_RECORD, len) {
+            Ok((raw, _, crc)) => Some(StoreId::new(*raw.event_id.as_bytes(), crc)),
+            Err(_) => None,
         })
     }
 
@@ -128,19 +185,52 @@ impl Shared {
     pub(crate) fn catch_up(&self, state: &mut State, access: Access) -> Result<(), FileStoreError> {
         let Some(file) = &self.log else { return Ok(()) };
         let len = file_len(file, &self.log_path)?;
-        if len <= state.end {
+        if len < state.end {
+            return Err(FileStoreError::corrupt(
+                &self.log_path,
+                len,
+                format!(
+                    "the log ends at byte {len}, before byte {} up to which this process read it; records were lost",
+                    state.end
+                ),
+            ));
+        }
+        if len == state.end {
             return Ok(());
         }
+        let flush_at = self.options.checkpoint_every.max(1).saturating_mul(4);
         let mut reader = RecordReader::new(file.clone(), self.log_path.clone(), state.end, len);
         while let Some(item) = reader.next() {
             match item? {
                 Ok((offset, raw)) => {
-                    let stored = log::to_stored(&self.log_path, offset, raw)?;
-                    state.apply(&self.log_path, offset, &stored)?;
+                    let plan_id = PlanId::parse(&raw.plan_id).map_err(|e| {
+                        FileStoreError::corrupt(&self.log_path, offset, format!("the record's plan id is invalid: {e}"))
+                    })?;
+                    let (position, version, event_id) = (raw.position, raw.version, *raw.event_id.as_bytes());
+                    // Decoded only for a plan whose view this process holds: opening costs
+                    // the records' envelopes, not their events.
+                    let cached = state.views.contains_key(&plan_id) || state.summaries.contains_key(&plan_id);
+                    let stored =
+                        if cached || version == 1 { Some(log::to_stored(&self.log_path, offset, raw)?) } else { None };
+                    let folded = Folded {
+                        offset,
+                        crc: reader.crc(),
+                        plan_id: &plan_id,
+                        position,
+                        version,
+                        event_id,
+                        event: stored.as_ref(),
+                    };
+                    state.apply(&self.log_path, folded)?;
                     state.end = reader.offset();
-                    if !self.read_only && state.tail_len >= self.options.checkpoint_every.max(1) * 4 {
-                        // A long catch-up (a lost checkpoint) flushes as it goes: flat memory.
-                        self.checkpoint(state)?;
+                    if state.tail_len >= flush_at {
+                        // A long catch-up (a lost checkpoint, a long-lived reader) flushes as it
+                        // goes, or starts over from a newer checkpoint: flat memory.
+                        if self.read_only {
+                            self.rebase_onto_disk(state)?;
+                        } else {
+                            self.checkpoint(state)?;
+                        }
                     }
                 }
                 Err(bad) => {
@@ -167,6 +257,18 @@ impl Shared {
         Ok(())
     }
 
+    /// Starts over from the checkpoint on disk when it is newer than this process's base (a
+    /// read-only process cannot write its own).
+    fn rebase_onto_disk(&self, state: &mut State) -> Result<(), FileStoreError> {
+        let Some(store) = state.store else { return Ok(()) };
+        let Some(head) = catalog::read_head(&self.layout)?.filter(|h| h.store == store) else { return Ok(()) };
+        let newer = head.position() > state.base.as_ref().map_or(0, |b| b.position());
+        if newer && head.position() <= state.position {
+            self.rebase(state, head)?;
+        }
+        Ok(())
+    }
+
     /// Moves the bytes of a torn last record aside (for inspection) and truncates the log there.
     fn cut_torn_tail(&self, file: &File, offset: u64, len: u64) -> Result<(), FileStoreError> {
         let mut bytes = vec![0u8; (len - offset) as usize];
@@ -174,7 +276,7 @@ impl Shared {
         let torn_dir = self.layout.torn_dir();
         fsutil::ensure_dir(&torn_dir)?;
         let aside = self.layout.torn_tail(offset, &layout::stamp_now());
-        fsutil::write_atomically(&torn_dir, &aside, &bytes)?;
+        fsutil::write_atomically(&self.layout.tmp_dir(), &torn_dir, &aside, &bytes)?;
         self.options
             .storage
             .truncate(file, offset)

@@ -41,6 +41,7 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
         return Err(FileStoreError::NotFound { path: dir });
     }
     let layout = Layout::new(&dir);
+    fsutil::refuse_symlinks(&layout.own_entries())?;
     let store_lock = fsutil::open_lock_file(&layout.store_lock())?;
     match store_lock.try_lock() {
         Ok(()) => {}
@@ -53,7 +54,7 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
         Err(TryLockError::Error(e)) => return Err(FileStoreError::io("cannot lock the store", &dir, e)),
     }
     let write_lock = fsutil::open_lock_file(&layout.write_lock())?;
-    write_lock.lock().map_err(|e| FileStoreError::io("cannot lock the store for writing", &dir, e))?;
+    fsutil::lock_bounded(&write_lock, &layout.write_lock(), true, crate::StoreOptions::default().lock_timeout)?;
     let log_path = layout.log();
     let mut report = RepairReport {
         log: log_path.clone(),
@@ -67,11 +68,7 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
     };
     let Some(file) = fsutil::open_existing_read_only(&log_path)? else { return Ok(report) };
     drop(file);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&log_path)
-        .map_err(|e| FileStoreError::io("cannot open the log", &log_path, e))?;
+    let (file, _) = fsutil::open_or_create(&log_path)?;
     let file = Arc::new(file);
     let len = file.metadata().map_err(|e| FileStoreError::io("cannot read the log's size", &log_path, e))?.len();
     if !log::check_file_header(&file, &log_path, len)? {
@@ -90,7 +87,7 @@ pub fn repair(dir: impl AsRef<Path>) -> Result<RepairReport, FileStoreError> {
         let torn_dir = layout.torn_dir();
         fsutil::ensure_dir(&torn_dir)?;
         let aside = layout.repair_cut(offset, &stamp);
-        fsutil::write_atomically(&torn_dir, &aside, &bytes)?;
+        fsutil::write_atomically(&layout.tmp_dir(), &torn_dir, &aside, &bytes)?;
         file.set_len(offset).map_err(|e| FileStoreError::io("cannot cut the log back", &log_path, e))?;
         file.sync_all().map_err(|e| FileStoreError::io("cannot sync the log", &log_path, e))?;
         report.damage_at = Some(offset);
@@ -187,6 +184,7 @@ fn reset_projections(layout: &Layout) -> Result<(), FileStoreError> {
     remove(layout.checkpoint(), false)?;
     remove(layout.index_dir(), true)?;
     remove(layout.views_dir(), true)?;
+    remove(layout.catalog_dir(), true)?;
     fsutil::sync_dir(layout.dir())
 }
 

@@ -6,12 +6,14 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use eventually::versioning::Versioned;
-use waypoint_application::{Catalog, PlanView, StoredEvent};
+use waypoint_application::{PlanView, StoredEvent};
 use waypoint_domain::PlanId;
 
+use crate::binding::StoreId;
+use crate::catalog::Head;
 use crate::commit::Prepared;
 use crate::error::FileStoreError;
+use crate::fsutil;
 use crate::group_commit::GroupCommit;
 use crate::index::IndexWriter;
 use crate::layout::Layout;
@@ -36,20 +38,29 @@ pub(crate) struct Shared {
     pub(crate) group: GroupCommit<Prepared, Result<u32, FileStoreError>>,
 }
 
-/// What this process knows of the log, up to `end`.
+/// What this process knows of the log, up to `end`: where it started (the checkpoint head) and
+/// the records after it. Nothing here grows with the number of plans or events in the store:
+/// the tail is flushed by checkpoints, and the caches are bounded.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// Offset just past the last whole record folded in.
     pub(crate) end: u64,
     pub(crate) position: u32,
-    /// Where record `position` starts (the checkpoint checks it on open).
+    /// Where record `position` starts, and its checksum.
     pub(crate) last_offset: u64,
-    /// Every plan's compact view: listings and summaries.
-    pub(crate) catalog: Catalog,
-    pub(crate) versions: HashMap<PlanId, u32>,
-    /// Offsets of the records folded since the last checkpoint: not yet in the index files.
+    pub(crate) last_crc: u32,
+    /// The store's id, once the log has a first record.
+    pub(crate) store: Option<StoreId>,
+    /// The checkpoint head this state starts from; `None`: the log's start.
+    pub(crate) base: Option<Head>,
+    /// Offsets of the records after `base`: not yet in the index files.
     pub(crate) tail: HashMap<PlanId, Tail>,
     pub(crate) tail_len: u32,
+    /// Versions at `base` of plans outside the tail, as read from their indexes (bounded).
+    pub(crate) known: HashMap<PlanId, u32>,
+    /// Compact views, current or at a version the tail can be folded onto (bounded, except
+    /// for plans in the tail, which a checkpoint needs).
+    pub(crate) summaries: HashMap<PlanId, PlanView>,
     /// Full views of recently loaded plans: commands decide on them.
     pub(crate) views: HashMap<PlanId, PlanView>,
     pub(crate) index: IndexWriter,
@@ -62,8 +73,33 @@ pub(crate) struct State {
 #[derive(Debug)]
 pub(crate) struct Tail {
     pub(crate) first_version: u32,
-    /// (global position, byte offset) of versions `first_version..`.
-    pub(crate) records: Vec<(u32, u64)>,
+    /// Versions `first_version..` of the plan: where each record lies.
+    pub(crate) records: Vec<TailRecord>,
+}
+
+impl Tail {
+    pub(crate) fn last_version(&self) -> u32 {
+        self.first_version + self.records.len() as u32 - 1
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TailRecord {
+    pub(crate) position: u32,
+    pub(crate) offset: u64,
+    pub(crate) crc: u32,
+}
+
+/// One record as the fold needs it: where it lies and what it is; the decoded event only when
+/// it was at hand (a commit's own records) or needed (a cached view).
+pub(crate) struct Folded<'a> {
+    pub(crate) offset: u64,
+    pub(crate) crc: u32,
+    pub(crate) plan_id: &'a PlanId,
+    pub(crate) position: u32,
+    pub(crate) version: u32,
+    pub(crate) event_id: [u8; 16],
+    pub(crate) event: Option<&'a StoredEvent>,
 }
 
 /// Releases an OS lock when dropped, so an early return cannot leave it held.
@@ -107,8 +143,7 @@ impl Shared {
     pub(crate) fn lock_shared_flock(&self) -> Result<Option<FlockGuard<'_>>, FileStoreError> {
         match &self.write_lock {
             Some(lock) => {
-                lock.lock_shared()
-                    .map_err(|e| FileStoreError::io("cannot lock the store for reading", &self.log_path, e))?;
+                fsutil::lock_bounded(lock, &self.layout.write_lock(), false, self.options.lock_timeout)?;
                 Ok(Some(FlockGuard(lock)))
             }
             None => Ok(None),
@@ -116,10 +151,13 @@ impl Shared {
     }
 }
 
+/// Cached views of plans outside the tail kept at once; past this the cache starts over.
+pub(crate) const MAX_CACHED: usize = 1024;
+
 impl State {
     /// Folds one whole record into this process's view, checking the log's invariants first.
-    pub(crate) fn apply(&mut self, path: &Path, offset: u64, stored: &StoredEvent) -> Result<(), FileStoreError> {
-        let position = stored.sequence_number();
+    pub(crate) fn apply(&mut self, path: &Path, record: Folded<'_>) -> Result<(), FileStoreError> {
+        let Folded { offset, crc, plan_id, position, version, event_id, event } = record;
         if position != self.position + 1 {
             return Err(FileStoreError::corrupt(
                 path,
@@ -127,34 +165,68 @@ impl State {
                 format!("global position {position} follows {}; the log has a gap or a duplicate", self.position),
             ));
         }
-        let plan_id = stored.source_id();
-        let version = stored.version();
-        let current = self.versions.get(plan_id).copied().unwrap_or(0);
-        if version != current + 1 {
+        // A plan first met in the tail is checked against its index when it is next read.
+        let current = match self.tail.get(plan_id) {
+            Some(tail) => Some(tail.last_version()),
+            None => self.known.get(plan_id).copied(),
+        };
+        if let Some(current) = current.filter(|&c| version != c + 1) {
             return Err(FileStoreError::corrupt(
                 path,
                 offset,
                 format!("plan {plan_id} version {version} follows {current}; the stream has a gap or a duplicate"),
             ));
         }
-        self.versions.insert(plan_id.clone(), version);
-        self.tail
-            .entry(plan_id.clone())
-            .or_insert_with(|| Tail { first_version: version, records: Vec::new() })
-            .records
-            .push((position, offset));
+        if position == 1 {
+            self.store = Some(StoreId::new(event_id, crc));
+        }
+        self.known.remove(plan_id);
+        let entry = TailRecord { position, offset, crc };
+        match self.tail.get_mut(plan_id) {
+            Some(tail) => tail.records.push(entry),
+            None => {
+                self.tail.insert(plan_id.clone(), Tail { first_version: version, records: vec![entry] });
+            }
+        }
         self.tail_len += 1;
-        if let Some(view) = self.views.remove(plan_id) {
-            if view.version + 1 == version {
-                if let Some(view) = PlanView::fold(Some(view), stored) {
-                    self.views.insert(plan_id.clone(), view);
+        for cache in [&mut self.views, &mut self.summaries] {
+            if let Some(view) = cache.remove(plan_id) {
+                if let (true, Some(stored)) = (view.version + 1 == version, event) {
+                    if let Some(view) = PlanView::fold(Some(view), stored) {
+                        cache.insert(plan_id.clone(), view);
+                    }
                 }
             }
         }
-        self.catalog.apply(stored);
+        if let Some(view) = self.summaries.get_mut(plan_id) {
+            view.compact();
+        }
+        if version == 1 {
+            // A plan's first record: its compact view starts here, so a checkpoint of a bulk
+            // load never has to read the records back.
+            if let Some(mut view) = event.and_then(|stored| PlanView::fold(None, stored)) {
+                view.compact();
+                self.summaries.insert(plan_id.clone(), view);
+            }
+        }
         self.position = position;
         self.last_offset = offset;
+        self.last_crc = crc;
         Ok(())
+    }
+
+    /// Forgets the caches of plans outside the tail when they grow past their bound.
+    pub(crate) fn trim_caches(&mut self) {
+        if self.views.len() > MAX_CACHED {
+            self.views.clear();
+        }
+        if self.known.len() > MAX_CACHED * 4 {
+            self.known.clear();
+        }
+        if self.summaries.len() > MAX_CACHED + self.tail.len() {
+            let tail = &self.tail;
+            self.summaries.retain(|id, _| tail.contains_key(id));
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The storage seam: the few calls through which the log's bytes reach the disk, so tests can
-//! inject ENOSPC, short writes and failing fsyncs without touching the rest of the store.
+//! inject ENOSPC, short writes and failing fsyncs without touching the rest of the store; and
+//! the read meter every read of the store's files goes through, so tests can prove what a
+//! command reads (a single-plan command reads nothing of other plans).
 
 use std::fs::File;
 use std::io;
@@ -32,4 +34,20 @@ impl Storage for OsStorage {
         file.set_len(len)?;
         file.sync_all()
     }
+}
+
+std::thread_local! {
+    static BYTES_READ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Bytes this thread has read from the store's files (log and derived files alike) so far. A
+/// read-only store reads on its caller's thread, so the difference across a call is what that
+/// call read.
+pub fn bytes_read_on_this_thread() -> u64 {
+    BYTES_READ.with(std::cell::Cell::get)
+}
+
+/// Counts `n` bytes read; every read path of the store calls it.
+pub(crate) fn count_read(n: usize) {
+    BYTES_READ.with(|c| c.set(c.get() + n as u64));
 }

@@ -36,11 +36,19 @@ pub struct StoreOptions {
     pub view_snapshot_every: u32,
     /// How the log's bytes reach the disk; tests inject failures here.
     pub storage: Arc<dyn Storage>,
+    /// The longest wait for a store lock held by another process before a typed error names
+    /// the lock and its holder (a stopped or hung process must not block everyone silently).
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { checkpoint_every: 1024, view_snapshot_every: 64, storage: Arc::new(OsStorage) }
+        Self {
+            checkpoint_every: 1024,
+            view_snapshot_every: 64,
+            storage: Arc::new(OsStorage),
+            lock_timeout: std::time::Duration::from_secs(10),
+        }
     }
 }
 
@@ -55,7 +63,7 @@ pub struct AppendRequest {
 /// The embedded durable store. Cheap to clone: clones share one open store.
 #[derive(Debug, Clone)]
 pub struct FileStore {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl FileStore {
@@ -73,7 +81,13 @@ impl FileStore {
     /// Opens the store in `dir` without writing a byte or creating anything. A torn last record
     /// is read up to, not cut; stale projections are rebuilt in memory only.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<FileStore, FileStoreError> {
-        Ok(FileStore { shared: Shared::open_read_only(Layout::new(dir.as_ref()))? })
+        Self::open_read_only_with(dir, StoreOptions::default())
+    }
+
+    /// [`FileStore::open_read_only`] with explicit options (the lock timeout, the checkpoint
+    /// interval its catch-up bounds its memory by).
+    pub fn open_read_only_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<FileStore, FileStoreError> {
+        Ok(FileStore { shared: Shared::open_read_only(Layout::new(dir.as_ref()), options)? })
     }
 
     /// The run locks of the plans in this store.
@@ -111,7 +125,7 @@ impl FileStore {
     pub fn read_plan(&self, plan_id: &PlanId, from: u32) -> Result<Vec<StoredEvent>, FileStoreError> {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
-        let to = state.versions.get(plan_id).copied().unwrap_or(0);
+        let to = self.shared.current_version(&mut state, plan_id)?;
         self.shared.read_range(&mut state, plan_id, from.max(1), to)
     }
 
@@ -126,14 +140,23 @@ impl FileStore {
     pub fn summary_view(&self, plan_id: &PlanId) -> Result<Option<PlanView>, FileStoreError> {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
-        Ok(state.catalog.plans.get(plan_id).cloned())
+        self.shared.summary(&mut state, plan_id)
     }
 
     /// Every plan's compact view, caught up with the log.
     pub fn catalog_snapshot(&self) -> Result<Catalog, FileStoreError> {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
-        Ok(state.catalog.clone())
+        let views = self.shared.list(&mut state, false)?;
+        Ok(Catalog { plans: views.into_iter().map(|v| (v.plan_id.clone(), v)).collect(), position: state.position })
+    }
+
+    /// The compact views of the plans that are not finished (applied or cancelled), without
+    /// reading the finished ones: cost in the plans returned.
+    pub fn open_plans(&self) -> Result<Vec<PlanView>, FileStoreError> {
+        let mut state = self.shared.lock_state();
+        self.shared.catch_up_shared(&mut state)?;
+        self.shared.list(&mut state, true)
     }
 
     /// Every event from global position `from` (1: all), read lazily in flat memory up to the
@@ -255,6 +278,10 @@ impl PlanStore for FileStore {
     fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
         let result = self.catalog_snapshot().map(|c| c.plans.into_values().collect()).map_err(StoreError::from);
         Box::pin(futures::future::ready(result))
+    }
+
+    fn open_catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(futures::future::ready(self.open_plans().map_err(StoreError::from)))
     }
 }
 

@@ -12,7 +12,7 @@ use waypoint_application::{Catalog, PlanView, StoredEvent, VerifyReport};
 use waypoint_domain::PlanId;
 
 use crate::error::FileStoreError;
-use crate::inspect::{self, LocatedEvent};
+use crate::inspect::{self, CatalogFile, LocatedEvent};
 use crate::projections::StoredCatalog;
 use crate::store::FileStore;
 
@@ -32,6 +32,7 @@ pub struct Verifier {
     dir: PathBuf,
     only: Option<PlanId>,
     stored_catalog: Option<StoredCatalog>,
+    catalog_file: CatalogFile,
     rebuilt: Catalog,
     at_checkpoint: Option<Catalog>,
     offsets: HashMap<PlanId, Vec<Located>>,
@@ -42,11 +43,15 @@ impl Verifier {
     /// A verifier of the store at `dir`, of every plan or only of `only`.
     pub fn new(dir: impl AsRef<Path>, only: Option<PlanId>) -> Result<Self, FileStoreError> {
         let dir = dir.as_ref().to_path_buf();
-        let stored_catalog = inspect::stored_catalog(&dir)?;
+        let (stored_catalog, catalog_file) = match inspect::catalog_file_state(&dir)? {
+            CatalogFile::Ours(catalog) => (Some(*catalog), CatalogFile::Missing),
+            other => (None, other),
+        };
         Ok(Self {
             dir,
             only,
             stored_catalog,
+            catalog_file,
             rebuilt: Catalog::default(),
             at_checkpoint: None,
             offsets: HashMap::new(),
@@ -87,11 +92,17 @@ impl Verifier {
 
         // 1. The checkpointed catalog equals a replay up to its position. The store quietly
         //    rebuilds past a damaged checkpoint; verification names it.
-        if self.stored_catalog.is_none() && inspect::catalog_file(dir).exists() {
-            report.differ(format!(
+        match self.catalog_file {
+            CatalogFile::Damaged => report.differ(format!(
                 "catalog checkpoint {} is damaged (bad frame or checksum); the store ignores it and rebuilds from the log",
                 inspect::catalog_file(dir).display()
-            ));
+            )),
+            CatalogFile::Foreign => report.differ(format!(
+                "catalog checkpoint {} belongs to another store's log; the store ignores it and rebuilds from the log",
+                inspect::catalog_file(dir).display()
+            )),
+            // The layout before ADR 0009: ignored, and replaced by the next write.
+            CatalogFile::OlderLayout | CatalogFile::Missing | CatalogFile::Ours(_) => {}
         }
         if let Some(stored) = &self.stored_catalog {
             let checkpoint_found = self.at_checkpoint.is_some();
@@ -127,6 +138,9 @@ impl Verifier {
 
         // 2. Every stored index entry points where the log says that version lies.
         for (id, located) in self.offsets.iter().filter(|(id, _)| selected(id)) {
+            if inspect::is_older_layout(&inspect::index_file(dir, id)) {
+                continue;
+            }
             let index = inspect::plan_index(dir, id)?;
             for (i, entry) in index.iter().enumerate() {
                 let version = i as u32 + 1;
@@ -162,7 +176,8 @@ impl Verifier {
                 &mut report.differences,
             );
             let snapshot = inspect::plan_view_snapshot(dir, id)?;
-            if snapshot.is_none() && inspect::view_file(dir, id).exists() {
+            let view_file = inspect::view_file(dir, id);
+            if snapshot.is_none() && view_file.exists() && !inspect::is_older_layout(&view_file) {
                 report.differ(format!("view snapshot of plan {id} is damaged (bad frame or checksum)"));
             }
             if let Some(snapshot) = snapshot {

@@ -5,6 +5,8 @@
 //! `ack <plan> <version> <event id>` after each append returns, retrying conflicts.
 //! `store-append-child hold-lock <dir> <plan>` and `hold-open <dir>` print `ready` and wait.
 //! `pg-append <url> <plan> <count>` and `pg-hold-lock <url> <plan>` do the same on PostgreSQL.
+//! `store-append-child many-plans <dir> <count>` creates `count` plans, one append each, then
+//! writes a checkpoint, and prints `ok` (run under a low open-file limit).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
         ["hold-open", dir] => hold_open(dir),
         ["pg-append", url, plan, count] => pg_append(url, plan, count.parse().unwrap_or(0)),
         ["pg-hold-lock", url, plan] => pg_hold_lock(url, plan),
+        ["many-plans", dir, count] => many_plans(dir, count.parse().unwrap_or(0)),
         _ => {
             Err("usage: store-append-child append <dir> <plan> <count> | hold-lock <dir> <plan> | hold-open <dir>"
                 .into())
@@ -62,6 +65,16 @@ fn event_for(version: u32) -> RecordedEvent {
         }),
     };
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: now, event }
+}
+
+fn many_plans(dir: &str, count: u32) -> Result<(), Box<dyn std::error::Error>> {
+    let store = FileStore::open(dir)?;
+    for i in 0..count {
+        store.append_events(&PlanId::parse(&format!("plan-{i}"))?, Expected::Exact(0), vec![event_for(1)])?;
+    }
+    store.checkpoint()?;
+    println!("ok");
+    Ok(())
 }
 
 fn append(dir: &str, plan: &str, count: u32) -> Result<(), Box<dyn std::error::Error>> {

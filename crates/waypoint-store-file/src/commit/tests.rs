@@ -76,7 +76,15 @@ fn injected_io_errors_reach_the_caller_and_lose_no_acknowledged_event() {
 
         storage.set(Some(fault));
         let error = store.append_events(&id, Expected::Exact(3), vec![step_completed(3)]).unwrap_err();
-        assert!(matches!(error, FileStoreError::Io { .. }), "{fault:?}: {error}");
+        if fault == Fault::NoSpace {
+            // A full disk says what it means for the user's data, not just the errno.
+            assert!(matches!(error, FileStoreError::NoSpace { .. }), "{fault:?}: {error}");
+            assert!(error.to_string().contains("nothing acknowledged was lost"), "{error}");
+            let port = waypoint_application::StoreError::from(error.duplicate());
+            assert!(port.to_string().contains("nothing acknowledged was lost"), "{port}");
+        } else {
+            assert!(matches!(error, FileStoreError::Io { .. }), "{fault:?}: {error}");
+        }
         storage.set(None);
         let next = store.append_events(&id, Expected::Exact(3), vec![step_completed(3)]);
         let poisoned = matches!(fault, Fault::SyncFails | Fault::SyncAndTruncateFail);

@@ -8,7 +8,7 @@ use eventually::store::{EventStore, Expected};
 use futures::executor::block_on;
 use waypoint_domain::PlanId;
 
-use super::{temp_for, Layout};
+use super::{temp_for, temp_owner, Layout, RowsKind};
 use crate::test_support::*;
 use crate::{FileStore, FileStoreError};
 
@@ -32,13 +32,21 @@ fn every_name_is_the_documented_one() {
         (layout.repair_cut(42, "T"), "/s/torn/events.log.repair-at-42.T.cut"),
         (layout.backup_dir(), "/s/backup"),
         (layout.backup("T"), "/s/backup/events.log.T.bak"),
+        (layout.checkpoint_lock(), "/s/checkpoint.lock"),
+        (layout.summary(&plan), "/s/views/p-1.sum"),
+        (layout.catalog_dir(), "/s/catalog"),
+        (layout.rows(RowsKind::Open, 3), "/s/catalog/open-3.rows"),
+        (layout.rows(RowsKind::Done, 0), "/s/catalog/done-0.rows"),
+        (layout.tmp_dir(), "/s/tmp"),
     ];
     for (built, documented) in cases {
         assert_eq!(built, Path::new(documented));
     }
     assert_eq!(layout.dir(), Path::new("/s"));
-    let temp = format!("/s/catalog.ckpt.{}.tmp", std::process::id());
-    assert_eq!(temp_for(&layout.checkpoint()), Path::new(&temp));
+    let temp = format!("/s/tmp/catalog.ckpt.{}.tmp", std::process::id());
+    assert_eq!(temp_for(&layout.tmp_dir(), &layout.checkpoint()), Path::new(&temp));
+    assert_eq!(temp_owner(&format!("p-1.view.{}.tmp", 42)), Some(42));
+    assert_eq!(temp_owner("p-1.view"), None);
 }
 
 #[test]

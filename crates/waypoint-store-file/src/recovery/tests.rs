@@ -228,3 +228,30 @@ fn an_unknown_event_type_is_a_typed_error_naming_the_record() {
         other => panic!("expected a decode error, got {other:?}"),
     }
 }
+
+#[test]
+fn a_long_lived_read_only_store_keeps_no_memory_per_event_it_catches_up_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = crate::StoreOptions { checkpoint_every: 8, ..Default::default() };
+    let writer = FileStore::open_with(dir.path(), options.clone()).unwrap();
+    fill(&writer, &[plan("first")], 2);
+    let reader = FileStore::open_read_only_with(dir.path(), options).unwrap();
+    let plans: Vec<_> = (0..5).map(|i| plan(&format!("p{i}"))).collect();
+    let mut most = 0;
+    for round in 1..=40 {
+        for id in &plans {
+            writer
+                .append_events(
+                    id,
+                    Expected::Exact(round - 1),
+                    vec![if round == 1 { created() } else { step_completed(round - 1) }],
+                )
+                .unwrap();
+        }
+        assert_eq!(reader.catalog_snapshot().unwrap().plans.len(), 6);
+        most = most.max(reader.shared.lock_state().tail_len);
+    }
+    // 200 events caught up on; the tail never holds more than a few checkpoint intervals.
+    assert!(most <= 4 * 8 + 8, "the reader's tail grew to {most} records");
+    assert_eq!(reader.summary_view(&plans[0]).unwrap().unwrap().version, 40);
+}

@@ -1,0 +1,323 @@
+//! The catalog at scale (ADR 0009): `catalog.ckpt` is a small checkpoint head (where the log was
+//! folded up to, bound to that record, and how long each rows file is), and the listing lives in
+//! two files of compact rows, `catalog/open-<gen>.rows` (plans that may still move) and
+//! `catalog/done-<gen>.rows` (applied or cancelled: terminal). A checkpoint appends one row per
+//! plan it folded; the last row of a plan wins, and a tombstone row in the open file says the
+//! plan moved to the done file. A listing of resumable plans reads the open file only. When a
+//! file holds more than twice the rows it had after its last compaction (plus a slack), the
+//! checkpoint rewrites it with only the latest rows under the next generation number.
+//!
+//! Row frame, little-endian: `len u32 | crc32c(body) u32 | body`, body `kind u8 (1 view, 0
+//! tombstone) | version u32 | plan_len u8 | plan id | compact view (JSON)`. The view is the
+//! application's `PlanView`, stored opaque: the store never depends on its fields.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use waypoint_application::PlanView;
+use waypoint_domain::PlanId;
+
+use crate::binding::{self, Binding, StoreId, FILE_HEADER_LEN};
+use crate::error::FileStoreError;
+use crate::layout::{Layout, RowsKind};
+use crate::{crc, frame, fsutil};
+
+const HEAD_MAGIC: [u8; 4] = *b"WPC2";
+const ROWS_MAGIC: [u8; 4] = *b"WPRS";
+const FORMAT: u32 = 2;
+/// Rows a file may gain past twice its size after the last compaction before it is compacted.
+const COMPACTION_SLACK: u64 = 1024;
+
+/// One rows file as the head vouches for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowsFile {
+    pub generation: u64,
+    /// Bytes vouched for; anything after (a checkpoint that did not finish) is ignored and
+    /// overwritten.
+    pub len: u64,
+    pub rows: u64,
+    /// Rows right after the last compaction: the live plans then.
+    pub compacted_rows: u64,
+}
+
+/// `catalog.ckpt`: the checkpoint head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub format: u32,
+    pub store: StoreId,
+    /// The last record folded: its position, offset and checksum.
+    pub last: Binding,
+    /// Offset just past it.
+    pub end: u64,
+    pub open: RowsFile,
+    pub done: RowsFile,
+}
+
+impl Head {
+    pub fn position(&self) -> u32 {
+        self.last.position
+    }
+
+    pub fn rows(&self, kind: RowsKind) -> &RowsFile {
+        match kind {
+            RowsKind::Open => &self.open,
+            RowsKind::Done => &self.done,
+        }
+    }
+
+    fn rows_mut(&mut self, kind: RowsKind) -> &mut RowsFile {
+        match kind {
+            RowsKind::Open => &mut self.open,
+            RowsKind::Done => &mut self.done,
+        }
+    }
+}
+
+/// Reads the checkpoint head; `None` if missing, damaged, or of an older layout (whose
+/// one-document catalog is not read any more: the log is folded again instead).
+pub fn read_head(layout: &Layout) -> Result<Option<Head>, FileStoreError> {
+    let path = layout.checkpoint();
+    match fsutil::read_file(&path) {
+        Ok(Some(bytes)) => Ok(frame::decode::<Head>(HEAD_MAGIC, &bytes).filter(|h| h.format == FORMAT)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(FileStoreError::io("cannot read the catalog checkpoint", &path, e)),
+    }
+}
+
+/// What a checkpoint of the layout before ADR 0009 (magic `WPCK`, one JSON document) vouched
+/// for: the position of its last record and where that record ends.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct OlderHead {
+    pub position: u32,
+    pub end: u64,
+}
+
+/// Reads a checkpoint of the older layout, if that is what `catalog.ckpt` holds. Its catalog is
+/// not used (the log is folded again), but what it vouched for still is.
+pub fn read_older_head(layout: &Layout) -> Result<Option<OlderHead>, FileStoreError> {
+    let path = layout.checkpoint();
+    match fsutil::read_file(&path) {
+        Ok(Some(bytes)) if bytes.starts_with(b"WPCK") => Ok(frame::decode::<OlderHead>(*b"WPCK", &bytes)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(FileStoreError::io("cannot read the catalog checkpoint", &path, e)),
+    }
+}
+
+pub fn write_head(layout: &Layout, head: &Head) -> Result<(), FileStoreError> {
+    fsutil::write_atomically(&layout.tmp_dir(), layout.dir(), &layout.checkpoint(), &frame::encode(HEAD_MAGIC, head))
+}
+
+/// Which class a plan's row belongs to.
+pub fn kind_of(view: &PlanView) -> RowsKind {
+    if view.state.state.is_terminal() {
+        RowsKind::Done
+    } else {
+        RowsKind::Open
+    }
+}
+
+/// The latest row of every plan in one rows file, once each: its version and `Some(view)`, or
+/// `None` for a tombstone.
+pub type Rows = Vec<(PlanId, u32, Option<PlanView>)>;
+
+/// A row found by the walk: its plan, version, and where its view's JSON lies (none: tombstone).
+type Found = (PlanId, u32, Option<(usize, usize)>);
+
+/// Rows past which a listing parses its views on two threads.
+const PARALLEL_FROM: usize = 2048;
+
+/// Reads the rows the head vouches for in `kind`'s file. Damage inside vouched bytes is a typed
+/// error: the head of this very store promised them.
+pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, FileStoreError> {
+    let file = head.rows(kind);
+    if file.len == 0 {
+        return Ok(Rows::new());
+    }
+    let path = layout.rows(kind, file.generation);
+    let bytes = read_vouched(&path, file.len)?;
+    if !binding::header_matches(&bytes, ROWS_MAGIC, FORMAT, &head.store) {
+        return Err(FileStoreError::corrupt(&path, 0, "the rows file does not belong to this store's log"));
+    }
+    // Latest row of each plan first, then decode only those views.
+    let mut latest: HashMap<PlanId, (u32, Option<(usize, usize)>)> = HashMap::new();
+    let mut at = FILE_HEADER_LEN;
+    while at < bytes.len() {
+        let bad = |detail: &str| FileStoreError::corrupt(&path, at as u64, detail.to_owned());
+        let header = bytes.get(at..at + 8).ok_or_else(|| bad("a row is cut short"))?;
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        let body = bytes.get(at + 8..at + 8 + len).ok_or_else(|| bad("a row is cut short"))?;
+        if crc::checksum(body) != stored || body.len() < 6 {
+            return Err(bad("a row's checksum does not match"));
+        }
+        let version = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
+        let plan_len = usize::from(body[5]);
+        let plan = body.get(6..6 + plan_len).ok_or_else(|| bad("a row is malformed"))?;
+        let plan_id = std::str::from_utf8(plan)
+            .ok()
+            .and_then(|p| PlanId::parse(p).ok())
+            .ok_or_else(|| bad("a row's plan id is invalid"))?;
+        let view = (body[0] == 1).then_some((at + 8 + 6 + plan_len, at + 8 + len));
+        latest.insert(plan_id, (version, view));
+        at += 8 + len;
+    }
+    let latest: Vec<Found> = latest.into_iter().map(|(plan_id, (version, span))| (plan_id, version, span)).collect();
+    let parse = |rows: &[Found]| -> Result<Rows, FileStoreError> {
+        rows.iter()
+            .map(|(plan_id, version, span)| {
+                let view = match span {
+                    Some((from, to)) => Some(serde_json::from_slice::<PlanView>(&bytes[*from..*to]).map_err(|e| {
+                        FileStoreError::corrupt(&path, *from as u64, format!("a row's view is unreadable: {e}"))
+                    })?),
+                    None => None,
+                };
+                Ok((plan_id.clone(), *version, view))
+            })
+            .collect()
+    };
+    if latest.len() < PARALLEL_FROM {
+        return parse(&latest);
+    }
+    // Parsing the views is most of a listing's cost: split it over two threads.
+    let (first, second) = latest.split_at(latest.len() / 2);
+    let (mine, other) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| parse(second));
+        let mine = parse(first);
+        (mine, other.join())
+    });
+    let mut out = mine?;
+    match other {
+        Ok(rest) => out.extend(rest?),
+        // The other half's thread panicked: parse it here, which reports the same way.
+        Err(_) => out.extend(parse(second)?),
+    }
+    Ok(out)
+}
+
+fn read_vouched(path: &PathBuf, len: u64) -> Result<Vec<u8>, FileStoreError> {
+    let file = fsutil::open_existing_read_only(path)?.ok_or_else(|| {
+        FileStoreError::corrupt(path, 0, "the catalog checkpoint vouches for this rows file, which is missing")
+    })?;
+    let mut bytes = vec![0u8; len as usize];
+    crate::storage::count_read(bytes.len());
+    file.read_exact_at(&mut bytes, 0).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FileStoreError::corrupt(path, 0, format!("the rows file is shorter than the {len} bytes vouched for"))
+        } else {
+            FileStoreError::io("cannot read a catalog rows file", path, e)
+        }
+    })?;
+    Ok(bytes)
+}
+
+fn encode_row(out: &mut Vec<u8>, plan_id: &PlanId, version: u32, view: Option<&PlanView>) {
+    let mut body = Vec::with_capacity(256);
+    body.push(u8::from(view.is_some()));
+    body.extend_from_slice(&version.to_le_bytes());
+    body.push(plan_id.as_str().len() as u8);
+    body.extend_from_slice(plan_id.as_str().as_bytes());
+    if let Some(view) = view {
+        // A view of maps, strings and numbers: serialization cannot fail.
+        serde_json::to_writer(&mut body, view).expect("a view serializes");
+    }
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc::checksum(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+}
+
+/// A row to add: a plan's compact view at its version, or a tombstone.
+pub struct NewRow<'a> {
+    pub plan_id: &'a PlanId,
+    pub version: u32,
+    pub view: Option<&'a PlanView>,
+}
+
+/// Appends `rows` to `kind`'s file and makes them durable, updating `head` (not yet written).
+/// Compacts the file into its next generation when it has grown enough. Returns the path of a
+/// file the new head no longer needs, to delete once the head is written.
+pub fn append_rows(
+    layout: &Layout,
+    head: &mut Head,
+    kind: RowsKind,
+    rows: &[NewRow<'_>],
+) -> Result<Option<PathBuf>, FileStoreError> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let store = head.store;
+    let current = *head.rows(kind);
+    let mut bytes = Vec::new();
+    for row in rows {
+        encode_row(&mut bytes, row.plan_id, row.version, row.view);
+    }
+    let total = current.rows + rows.len() as u64;
+    if current.len > 0 && total > 2 * current.compacted_rows + COMPACTION_SLACK {
+        // Rewrite with only each plan's latest row: cost in the live plans, paid once per
+        // doubling, so a row costs O(1) amortized.
+        let mut live: HashMap<PlanId, (u32, Option<PlanView>)> =
+            read_rows(layout, head, kind)?.into_iter().map(|(id, version, view)| (id, (version, view))).collect();
+        for row in rows {
+            live.insert(row.plan_id.clone(), (row.version, row.view.cloned()));
+        }
+        let generation = current.generation + 1;
+        let mut out = binding::file_header(ROWS_MAGIC, FORMAT, &store).to_vec();
+        let mut count = 0;
+        for (plan_id, (version, view)) in &live {
+            if let Some(view) = view {
+                encode_row(&mut out, plan_id, *version, Some(view));
+                count += 1;
+            }
+        }
+        let path = layout.rows(kind, generation);
+        fsutil::ensure_dir(&layout.catalog_dir())?;
+        fsutil::write_atomically(&layout.tmp_dir(), &layout.catalog_dir(), &path, &out)?;
+        *head.rows_mut(kind) = RowsFile { generation, len: out.len() as u64, rows: count, compacted_rows: count };
+        return Ok(Some(layout.rows(kind, current.generation)));
+    }
+    let path = layout.rows(kind, current.generation);
+    fsutil::ensure_dir(&layout.catalog_dir())?;
+    let (file, created) = fsutil::open_or_create(&path)?;
+    let mut len = current.len;
+    if len == 0 {
+        file.set_len(0).map_err(|e| FileStoreError::io("cannot reset a catalog rows file", &path, e))?;
+        file.write_all_at(&binding::file_header(ROWS_MAGIC, FORMAT, &store), 0)
+            .map_err(|e| FileStoreError::io("cannot write a catalog rows file", &path, e))?;
+        len = FILE_HEADER_LEN as u64;
+    } else {
+        // Rows past what the head vouches for are a checkpoint that did not finish.
+        file.set_len(len).map_err(|e| FileStoreError::io("cannot trim a catalog rows file", &path, e))?;
+    }
+    file.write_all_at(&bytes, len).map_err(|e| FileStoreError::io("cannot write a catalog rows file", &path, e))?;
+    file.sync_data().map_err(|e| FileStoreError::io("cannot sync a catalog rows file", &path, e))?;
+    if created {
+        fsutil::sync_dir(&layout.catalog_dir())?;
+    }
+    *head.rows_mut(kind) = RowsFile { len: len + bytes.len() as u64, rows: total, ..current };
+    Ok(None)
+}
+
+/// Deletes rows files that no head refers to any more (left by compactions and crashes).
+pub fn remove_stale(layout: &Layout, head: &Head) {
+    let Ok(entries) = std::fs::read_dir(layout.catalog_dir()) else { return };
+    let keep = [layout.rows(RowsKind::Open, head.open.generation), layout.rows(RowsKind::Done, head.done.generation)];
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "rows") && !keep.contains(&path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// A new, empty head for `store` at the log's start.
+pub fn empty_head(store: StoreId) -> Head {
+    Head {
+        format: FORMAT,
+        store,
+        last: Binding::default(),
+        end: 0,
+        open: RowsFile::default(),
+        done: RowsFile::default(),
+    }
+}
