@@ -209,6 +209,24 @@ Feature: The plan lifecycle
         | apply      | errored     | refused with InvalidState | errored     |
         | apply      | cancelled   | refused with Terminal     | cancelled   |
 
+  Scenario: a phase stopped after its last step completed can still be completed
+    Given a plan "alpha" with 2 steps
+    And the plan starts strategize
+    And steps 1 to 2 complete
+    And the plan shuts down
+    When the plan completes the phase
+    Then the command is accepted
+    And the plan is strategize complete
+
+  Scenario: a phase stopped before its last step cannot be completed
+    Given a plan "alpha" with 2 steps
+    And the plan starts strategize
+    And step 1 completes
+    And the plan shuts down
+    When the plan completes the phase
+    Then the command is refused with InvalidState
+    And the plan is strategize queued
+
   Scenario Outline: the plan is applied only from the right phase and state
     Given a plan "alpha" in <phase> <state>
     When the plan is applied

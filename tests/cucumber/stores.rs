@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use waypoint_application::domain::PlanId;
 use waypoint_application::{InMemoryStore, PlanStore, PlanView, RecordedEvent, StoreError};
 use waypoint_store_file::FileStore;
+use waypoint_store_postgres::PostgresStore;
 
 /// Declares every store once: its name in the output, its variant, and how to open one in a
 /// scratch directory. The enum, the list of kinds and the delegation are generated from it.
@@ -56,6 +57,8 @@ macro_rules! stores {
 stores! {
     "memory" => Memory(InMemoryStore) = |_dir: &Path| InMemoryStore::new(),
     "file" => File(FileStore) = |dir: &Path| FileStore::open(dir).expect("open a file store in the scratch directory"),
+    // A fresh database per scenario on the server `cargo xtask test` starts; dropped with the store.
+    "postgres" => Postgres(PostgresStore) = |_dir: &Path| waypoint_store_postgres::testing::fresh_store("cucumber"),
 }
 
 /// The store handed to the service: a backend plus a gate that can hold plan loads until a

@@ -12,7 +12,8 @@ use eventually::store::{EventStore, Select};
 use futures::TryStreamExt;
 use waypoint_application::domain::RunnerId;
 use waypoint_application::domain::{
-    Fingerprint, InvalidValue, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary,
+    evaluate_eligibility, CurrentDefinition, EligibilityInputs, Fingerprint, InvalidValue, Message, Phase, PlanId,
+    ProcessingState, ResumeEligibility, ResumeIneligibleReason, ResumeSummary, StepDefinition,
 };
 use waypoint_application::{
     CheckpointRecorded, InMemorySnapshots, ManualClock, PlanResumeService, PlanStore, PlanView, ResumeOutcome,
@@ -37,6 +38,8 @@ pub struct PlanWorld {
     plan: Option<PlanId>,
     /// The caller's fingerprint of the plan definition, handed to every eligibility check and resume.
     pub fingerprint: Option<Fingerprint>,
+    /// The plan definition's steps as they are now, for the per-step definition check.
+    pub definition: Vec<StepDefinition>,
     outcome: Option<Result<Done, Failure>>,
     /// The store's events just before the last `When` step ran.
     before: Vec<StoredEvent>,
@@ -65,6 +68,8 @@ pub enum Done {
     Resume(Box<ResumeOutcome>),
     /// Each racer's result: the version it appended, or its refusal.
     Race(Vec<Result<u32, Failure>>),
+    /// A new plan forked from the scenario's plan.
+    Fork(Box<PlanView>),
 }
 
 impl From<PlanView> for Done {
@@ -152,6 +157,16 @@ impl Failure {
             _ => None,
         }
     }
+
+    /// The stable snake_case code scripts see.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Failure::Service(e) => e.code(),
+            Failure::Store(StoreError::Conflict { .. }) => "conflict",
+            Failure::Store(_) => "store_error",
+            Failure::Value(e) => e.code(),
+        }
+    }
 }
 
 /// Which typed errors and reason codes the suite has reached, reported at the end of a run.
@@ -167,6 +182,7 @@ impl PlanWorld {
             harness: None,
             plan: None,
             fingerprint: None,
+            definition: Vec::new(),
             outcome: None,
             before: Vec::new(),
             before_fingerprint: None,
@@ -209,6 +225,24 @@ impl PlanWorld {
         stream.try_collect().await.expect("every stored event reads back")
     }
 
+    /// The eligibility verdict with the scenario's plan definition as a probe would find it now,
+    /// from the full view and from the compact one (which keeps only the last checkpoint): both
+    /// must agree, whatever the store.
+    pub async fn definition_verdict(&self) -> ResumeEligibility {
+        let (service, id) = (self.service(), self.plan_id());
+        let full = service.load(&id).await.expect("the plan loads");
+        let compact = service.load_summary(&id).await.expect("the plan's summary view loads");
+        let inputs = EligibilityInputs {
+            runner_alive: self.service().store().run_locks().is_held(&id),
+            definition: Some(CurrentDefinition::Known { fingerprint: None, steps: self.definition.clone() }),
+            ..EligibilityInputs::default()
+        };
+        let verdict = evaluate_eligibility(&full.state, &inputs);
+        assert_eq!(evaluate_eligibility(&compact.state, &inputs), verdict, "the compact view agrees");
+        verdict.reasons.iter().for_each(|r| note_reached(r.code()));
+        verdict
+    }
+
     pub async fn view(&self) -> PlanView {
         self.service().load(&self.plan_id()).await.expect("the plan loads")
     }
@@ -247,6 +281,10 @@ impl PlanWorld {
             if let Done::View(returned) = done {
                 assert_eq!(**returned, view, "the view a command returns is the view the store loads");
             }
+        }
+        if let Done::Fork(fork) = done {
+            let stored = self.service().load(&fork.plan_id).await.expect("the fork loads");
+            assert_eq!(**fork, stored, "the fork a command returns is the fork the store loads");
         }
     }
 

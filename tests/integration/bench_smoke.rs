@@ -42,6 +42,7 @@ fn quick_bench_produces_every_figure() {
             "plan resume, large vs one-plan",
             "plan history, large vs one-plan",
             "durable append latency",
+            "run, overhead per step",
             "16 writers vs one, throughput",
         ]
     );

@@ -27,19 +27,28 @@ pub fn waypoint_bin() -> &'static Path {
 /// Builds `bin` of `package` with the `cargo` that runs these tests (same target directory and
 /// profile) and returns its path. Incremental: a moment when nothing changed, never stale.
 pub fn built_binary(package: &str, bin: &str) -> PathBuf {
+    built(package, "--bin", bin, None)
+}
+
+/// Builds the example `name` of `package`, as [`built_binary`] does a binary.
+pub fn built_example(package: &str, name: &str) -> PathBuf {
+    built(package, "--example", name, Some("examples"))
+}
+
+fn built(package: &str, kind: &str, name: &str, subdir: Option<&str>) -> PathBuf {
     // <target>/<profile>/deps/integration-<hash>
     let exe = std::env::current_exe().expect("the test binary knows its path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("tests run from <target>/<profile>/deps");
     let target_dir = profile_dir.parent().expect("a profile directory sits in the target directory");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "-p", package, "--bin", bin]).env("CARGO_TARGET_DIR", target_dir);
+    build.args(["build", "--quiet", "-p", package, kind, name]).env("CARGO_TARGET_DIR", target_dir);
     if profile_dir.file_name().is_some_and(|p| p == "release") {
         build.arg("--release");
     }
     let status = build.status().expect("cargo runs");
-    assert!(status.success(), "`cargo build -p {package}` failed: {status}");
-    let path = profile_dir.join(bin);
+    assert!(status.success(), "`cargo build -p {package} {kind} {name}` failed: {status}");
+    let path = subdir.map_or_else(|| profile_dir.to_path_buf(), |d| profile_dir.join(d)).join(name);
     assert!(path.is_file(), "cargo built {package} but {} is missing", path.display());
     path
 }

@@ -176,12 +176,15 @@ run = "echo last >> effects.log"
     sandbox.write("fixed", "");
     let resumed = sandbox.run_rich(&["plan", "resume", &id]);
     resumed.expect_code(0);
-    let first = resumed.stdout.lines().next().unwrap();
+    let lines: Vec<&str> = resumed.stdout.lines().take(2).collect();
     assert_eq!(
-        first,
-        format!("↻ resuming flaky · plan {id} from step 2 of 3; step 2 started but did not complete, so it runs again")
+        lines,
+        [
+            format!("↻ resuming plan {id} · flaky · from step 2 of 3").as_str(),
+            "  step 2 started but did not complete: it runs again"
+        ]
     );
-    assert!(resumed.stdout.contains("phase       strategize · complete"), "{}", resumed.stdout);
+    assert!(resumed.stdout.contains("status      completed · strategize/complete"), "{}", resumed.stdout);
     assert!(resumed.stderr.contains("↷ 1/3  first  skipped: completed before"), "{}", resumed.stderr);
     assert_eq!(effects(&sandbox), ["first", "check", "check", "last"]);
 }
@@ -240,12 +243,12 @@ fn a_killed_runner_leaves_a_crashed_plan_that_resumes() {
     child.kill().expect("SIGKILL reaches the runner");
     let run = finish(child);
     assert_eq!(run.code, None, "killed by a signal");
-    // The step's process group outlives its runner: end it, as an operator would.
-    let step_group: i64 = sandbox.read("two.pid").trim().parse().expect("step 2 wrote its pid");
-    send_signal(-step_group, "KILL");
+    // The step dies with its runner: its supervisor stops it.
+    let step_shell: i64 = sandbox.read("two.pid").trim().parse().expect("step 2 wrote its pid");
+    wait_until_gone(step_shell);
 
     let id = sandbox.only_plan_id();
-    let summary = show(&sandbox, &id);
+    let summary = wait_for_summary(&sandbox, &id, |s| s["eligible"] == true);
     assert_eq!(summary["state"], "processing");
     assert_eq!(summary["eligible"], true, "the runner's lock died with it: {summary}");
     assert_eq!(summary["interruption"]["reason"], "crash");
@@ -253,6 +256,73 @@ fn a_killed_runner_leaves_a_crashed_plan_that_resumes() {
     assert_json_redacted("runner_crashed_summary", &summary, &summary_selectors(""));
 
     resume_and_check_exactly_once(&sandbox, &id);
+}
+
+/// Whether process `pid` runs (a zombie waiting for its parent to reap it does not).
+fn alive(pid: i64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
+}
+
+/// Waits until process `pid` no longer runs.
+fn wait_until_gone(pid: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while alive(pid) {
+        assert!(std::time::Instant::now() < deadline, "process {pid} outlived its runner");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Shows the plan until `until` holds of its summary (a step left by a dead runner is being
+/// stopped meanwhile).
+fn wait_for_summary(sandbox: &Sandbox, id: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let summary = show(sandbox, id);
+        if until(&summary) {
+            return summary;
+        }
+        assert!(std::time::Instant::now() < deadline, "the summary never changed: {summary}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Slow (about five seconds: the grace period before SIGKILL).
+#[test]
+fn a_killed_runner_takes_its_step_with_it_and_the_resume_waits_then_runs_it_exactly_once() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        r#"
+name = "late writer"
+[[steps]]
+name = "slow"
+run = """
+echo start >> effects.log
+if [ -f release ]; then echo done >> effects.log; exit 0; fi
+( trap '' TERM; sleep 8; echo late > late.txt ) &
+echo $! > late.pid
+touch slow.started
+wait
+"""
+"#,
+    );
+    let mut child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+    wait_for_file(&sandbox.path("slow.started"), "the step to start");
+    child.kill().expect("SIGKILL reaches the runner");
+    assert_eq!(finish(child).code, None);
+    let id = sandbox.only_plan_id();
+    sandbox.write("release", "");
+
+    // At once: the resume waits until the first attempt is gone, whatever it ignores.
+    let resumed = sandbox.run(&["plan", "resume", &id]);
+    resumed.expect_code(0);
+    let late: i64 = sandbox.read("late.pid").trim().parse().expect("the step wrote its child's pid");
+    assert!(!alive(late), "the step's child outlived its runner");
+    assert!(!sandbox.path("late.txt").exists(), "the killed attempt never finished its work");
+    assert_eq!(effects(&sandbox), ["start", "start", "done"]);
+    assert_eq!(resumed.json()["summary"]["state"], "complete");
 }
 
 #[test]
@@ -301,13 +371,15 @@ fn a_changed_plan_file_or_a_missing_output_refuses_the_resume_and_writes_nothing
     sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
     std::fs::rename(sandbox.path("one.out.moved"), sandbox.path("one.out")).unwrap();
 
-    // The plan file changed since the run began.
+    // The completed step 1 changed since the run began (an edit elsewhere, such as a comment,
+    // would not count).
     let plan = sandbox.path("plan.toml");
-    sandbox.write("plan.toml", &format!("{INTERRUPTIBLE}\n# an edit\n"));
+    sandbox.write("plan.toml", &INTERRUPTIBLE.replace("echo one >>", "echo uno >>"));
     let refused = sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
     assert_eq!(refused["error"]["reasons"], json!(["definition_changed"]));
     let preview = sandbox.run(&["plan", "resume", &id, "--dry-run"]).json();
     assert_eq!(preview["reasons"], json!(["definition_changed"]));
+    assert_eq!(preview["changed_steps"], json!([{"step": 1, "name": "one", "completed": true, "change": "changed"}]));
     // A plan file that is gone cannot be resumed either.
     std::fs::remove_file(&plan).unwrap();
     let refused = sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
@@ -328,7 +400,7 @@ fn rich_run_prints_the_plan_id_first_and_plain_progress_lines_off_a_terminal() {
     run.expect_code(0);
     let first = run.stdout.lines().next().unwrap();
     assert!(first.starts_with("▶ tiny · plan "), "{first}");
-    assert!(run.stdout.contains("phase       strategize · complete"), "{}", run.stdout);
+    assert!(run.stdout.contains("status      completed · strategize/complete"), "{}", run.stdout);
     assert!(run.stderr.contains("▶ 1/1  only  started"), "{}", run.stderr);
     assert!(run.stderr.contains("│ hi"), "{}", run.stderr);
     assert!(run.stderr.contains("✓ 1/1  only  done"), "{}", run.stderr);
@@ -402,7 +474,7 @@ fn on_a_terminal_progress_is_a_live_bar_in_colour() {
     assert!(screen.contains("\r\x1b[2K"), "the bar is redrawn in place: {screen:?}");
     assert!(!screen.contains("started"), "no plain progress lines on a terminal: {screen:?}");
     assert!(screen.contains("\x1b[32m✓\x1b[0m 1/1  only  done"), "{screen:?}");
-    let plain = on_a_terminal(&sandbox, "run plan.toml", true);
+    let plain = on_a_terminal(&sandbox, "run --new plan.toml", true);
     assert!(
         plain.contains("\r\x1b[2K") && !plain.contains("\x1b[32m"),
         "NO_COLOR keeps the bar, drops colour: {plain:?}"
@@ -430,4 +502,62 @@ fn a_step_killed_by_a_signal_of_its_own_fails_the_plan() {
     let error = sandbox.run(&["run", plan.to_str().unwrap()]).expect_error(1, "step_failed");
     assert_eq!(error["error"]["exit_code"], Value::Null);
     assert!(error["error"]["message"].as_str().unwrap().contains("was killed by SIGKILL"), "{error}");
+}
+
+#[test]
+fn run_again_after_ctrl_c_continues_the_same_plan_and_every_step_runs_once() {
+    let sandbox = Sandbox::new();
+    let child = start_and_reach_step_two(&sandbox);
+    send_signal(i64::from(child.id()), "INT");
+    finish(child).expect_error(130, "interrupted");
+    let id = sandbox.only_plan_id();
+
+    sandbox.write("release", "");
+    let again = sandbox.run(&["run", "plan.toml"]);
+    again.expect_code(0);
+    let doc = again.json();
+    assert_eq!((doc["outcome"].as_str(), doc["plan_id"].as_str()), (Some("resumed"), Some(id.as_str())));
+    assert_eq!(doc["resumed"]["from_step"], 2);
+    assert!(
+        again.stderr.contains(&format!(
+            "continuing plan {id} · interruptible · from step 2 of 3\n  because it was interrupted (SIGINT received during step 2)"
+        )),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(sandbox.only_plan_id(), id, "one plan");
+    assert_eq!(effects(&sandbox), ["one", "two-start", "two-start", "two", "three"]);
+
+    // Completed: nothing runs, nothing is written.
+    let before = sandbox.store_bytes();
+    let done = sandbox.run_rich(&["run", "plan.toml"]);
+    done.expect_code(0);
+    assert!(
+        done.stdout.contains(&format!("plan {id} · interruptible · already completed 3 steps; nothing to run\n")),
+        "{}",
+        done.stdout
+    );
+    assert_eq!(sandbox.store_bytes(), before);
+
+    // --new starts over, under a fresh id; the next plain run finds the newest.
+    let fresh = sandbox.run(&["run", "--new", "plan.toml"]);
+    fresh.expect_code(0);
+    let fresh_id = fresh.json()["plan_id"].as_str().unwrap().to_owned();
+    assert_ne!(fresh_id, id);
+    assert_eq!(fresh.json()["outcome"], "created");
+    let newest = sandbox.run(&["run", "plan.toml"]);
+    assert_eq!(
+        (newest.json()["outcome"].as_str(), newest.json()["plan_id"].as_str()),
+        (Some("already_completed"), Some(fresh_id.as_str()))
+    );
+}
+
+#[test]
+fn run_again_while_the_plan_runs_exits_5() {
+    let sandbox = Sandbox::new();
+    let child = start_and_reach_step_two(&sandbox);
+    let refused = sandbox.run(&["run", "plan.toml"]).expect_error(5, "run_lock_busy");
+    assert_eq!(refused["error"]["reasons"], json!(["still_running"]));
+    sandbox.write("release", "");
+    finish(child).expect_code(0);
 }

@@ -23,12 +23,15 @@ fn variant(error: &PlanError) -> &'static str {
         PlanError::StepOutOfOrder { .. } => "StepOutOfOrder",
         PlanError::StepBeyondTotal { .. } => "StepBeyondTotal",
         PlanError::ConflictingCheckpoint { .. } => "ConflictingCheckpoint",
+        PlanError::StepMismatch { .. } => "StepMismatch",
+        PlanError::AttemptNotRunning { .. } => "AttemptNotRunning",
+        PlanError::StepNotCompleted { .. } => "StepNotCompleted",
         PlanError::TotalBelowCompleted { .. } => "TotalBelowCompleted",
         PlanError::NotEligible { .. } => "NotEligible",
     }
 }
 
-const EVERY_VARIANT: [&str; 11] = [
+const EVERY_VARIANT: [&str; 14] = [
     "NotCreated",
     "AlreadyExists",
     "Terminal",
@@ -38,6 +41,9 @@ const EVERY_VARIANT: [&str; 11] = [
     "StepOutOfOrder",
     "StepBeyondTotal",
     "ConflictingCheckpoint",
+    "StepMismatch",
+    "AttemptNotRunning",
+    "StepNotCompleted",
     "TotalBelowCompleted",
     "NotEligible",
 ];
@@ -53,6 +59,26 @@ fn applied() -> History {
         .run(PlanCommand::CompletePhase)
         .started(Phase::Apply, None)
         .run(PlanCommand::Apply)
+}
+
+fn attempt_failed(n: u32, attempt: u32) -> PlanCommand {
+    PlanCommand::RecordAttemptFailed {
+        step: waypoint_domain::StepNumber::new(n).expect("a valid step"),
+        attempt: waypoint_domain::Attempt::new(attempt).expect("a valid attempt"),
+        reason: waypoint_domain::AttemptFailure::Timeout,
+        retry_at: None,
+    }
+}
+
+/// A fork of `source` at `at`: decided against no plan, since a fork is a new one.
+fn fork_of(source: &History, at: u32) -> PlanCommand {
+    PlanCommand::Fork {
+        source_id: waypoint_domain::PlanId::parse("source").expect("a valid id"),
+        source: Box::new(source.state().clone()),
+        source_version: source.events.len() as u32,
+        at_step: Some(waypoint_domain::StepNumber::new(at).expect("a valid step")),
+        at: source.now(),
+    }
 }
 
 fn total(n: u32) -> TotalSteps {
@@ -82,7 +108,17 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
     let beyond_total = beyond.checkpoint_command(2, None);
     let mut fresh_phase = in_strategize(None);
     let skipping = fresh_phase.checkpoint_command(2, None);
-    let create = PlanCommand::Create { name: None, total_steps: None, fingerprint: None, source: None, at: epoch() };
+    let mut named = in_strategize(Some(3)).named_step_completed(1, "build", None);
+    let renamed = named.named_checkpoint_command(2, "test", None, None);
+    let named = named.named_step_started(2, "deploy", 1);
+    let create = PlanCommand::Create {
+        name: None,
+        total_steps: None,
+        fingerprint: None,
+        source: None,
+        steps: vec![],
+        at: epoch(),
+    };
     vec![
         ("AlreadyExists", History::new().created(None), create),
         ("Terminal", applied(), PlanCommand::Fail { message: message("too late") }),
@@ -100,6 +136,9 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
         ("StepOutOfOrder", fresh_phase, skipping),
         ("StepBeyondTotal", beyond, beyond_total),
         ("ConflictingCheckpoint", with_checkpoint, conflicting),
+        ("StepMismatch", named, renamed),
+        ("AttemptNotRunning", in_strategize(Some(3)), attempt_failed(1, 1)),
+        ("StepNotCompleted", History::new(), fork_of(&in_strategize(Some(3)).steps_completed(1..=1), 2)),
         (
             "TotalBelowCompleted",
             in_strategize(None).steps_completed(1..=2),

@@ -4,8 +4,9 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use uuid::Uuid;
 use waypoint_domain::{
-    decide, evaluate_eligibility, Actor, CheckpointId, DecisionId, EligibilityInputs, Fingerprint, Message, Phase,
-    PlanCommand, PlanError, PlanEvent, PlanId, PlanState, ResumeSummary, RunnerId, SnapshotId, StepNumber, TotalSteps,
+    decide, evaluate_eligibility, Actor, Attempt, CheckpointId, DecisionId, EligibilityInputs, Fingerprint, Message,
+    Phase, PlanCommand, PlanError, PlanEvent, PlanId, PlanState, ResumeSummary, RunnerId, SnapshotId, StepDefinition,
+    StepName, StepNumber, StepOutput, TotalSteps,
 };
 
 /// The instant every history starts at.
@@ -64,6 +65,20 @@ impl History {
             total_steps: total.map(|t| TotalSteps::new(t).expect("a valid total")),
             fingerprint: Some(Fingerprint::parse("a1b2c3").expect("a valid fingerprint")),
             source: None,
+            steps: vec![],
+            at,
+        })
+    }
+
+    /// Created with a per-step definition: each step's name and fingerprint, in order.
+    pub fn created_with_steps(self, steps: &[(&str, &str)]) -> Self {
+        let at = self.now();
+        self.run(PlanCommand::Create {
+            name: None,
+            total_steps: Some(TotalSteps::new(steps.len() as u32).expect("at least one step")),
+            fingerprint: Some(Fingerprint::parse("a1b2c3").expect("a valid fingerprint")),
+            source: None,
+            steps: definition(steps),
             at,
         })
     }
@@ -73,7 +88,7 @@ impl History {
     }
 
     pub fn step_started(self, n: u32) -> Self {
-        self.run(PlanCommand::StartStep { step: step(n), decision_id: decision(n) })
+        self.run(PlanCommand::StartStep { step: step(n), decision_id: decision(n), name: None, attempt: None })
     }
 
     pub fn checkpoint_command(&mut self, n: u32, snapshot: Option<&str>) -> PlanCommand {
@@ -84,7 +99,46 @@ impl History {
             decision_id: decision(n),
             snapshot_id: snapshot.map(|s| SnapshotId::parse(s).expect("a valid snapshot id")),
             artifacts: vec![],
+            name: None,
+            output: None,
+            fingerprint: None,
         }
+    }
+
+    /// A checkpoint of step `n` under `name`, with an optional output and definition fingerprint.
+    pub fn named_checkpoint_command(
+        &mut self,
+        n: u32,
+        name: &str,
+        output: Option<serde_json::Value>,
+        fingerprint: Option<&str>,
+    ) -> PlanCommand {
+        let PlanCommand::RecordCheckpoint { checkpoint_id, step, decision_id, snapshot_id, artifacts, .. } =
+            self.checkpoint_command(n, None)
+        else {
+            unreachable!("checkpoint_command builds a checkpoint")
+        };
+        PlanCommand::RecordCheckpoint {
+            checkpoint_id,
+            step,
+            decision_id,
+            snapshot_id,
+            artifacts,
+            name: Some(step_name(name)),
+            output: output.map(|v| StepOutput::new(v).expect("a small output")),
+            fingerprint: fingerprint.map(|f| Fingerprint::parse(f).expect("a valid fingerprint")),
+        }
+    }
+
+    /// Step `n` completes under `name`, with the definition fingerprint `fingerprint`.
+    pub fn named_step_completed(mut self, n: u32, name: &str, fingerprint: Option<&str>) -> Self {
+        let command = self.named_checkpoint_command(n, name, None, fingerprint);
+        self.run(command)
+    }
+
+    /// Step `n` starts under `name` as attempt `attempt`.
+    pub fn named_step_started(self, n: u32, name: &str, attempt: u32) -> Self {
+        self.run(start_command(n, name, attempt))
     }
 
     pub fn steps_completed(mut self, steps: std::ops::RangeInclusive<u32>) -> Self {
@@ -122,6 +176,31 @@ impl History {
         let last_activity = epoch() + Duration::minutes(self.minutes - 1);
         ResumeSummary::build(&plan_id(), self.state(), &verdict, Some(last_activity))
     }
+}
+
+/// Step `n` starts under `name` as attempt `attempt`, with decision `decision-n-attempt`.
+pub fn start_command(n: u32, name: &str, attempt: u32) -> PlanCommand {
+    PlanCommand::StartStep {
+        step: step(n),
+        decision_id: DecisionId::parse(&format!("decision-{n}-{attempt}")).expect("a valid decision id"),
+        name: Some(step_name(name)),
+        attempt: Some(Attempt::new(attempt).expect("a valid attempt")),
+    }
+}
+
+/// A per-step definition from `(name, fingerprint)` pairs.
+pub fn definition(steps: &[(&str, &str)]) -> Vec<StepDefinition> {
+    steps
+        .iter()
+        .map(|(name, fingerprint)| StepDefinition {
+            name: step_name(name),
+            fingerprint: Fingerprint::parse(fingerprint).expect("a valid fingerprint"),
+        })
+        .collect()
+}
+
+pub fn step_name(name: &str) -> StepName {
+    StepName::parse(name).expect("a valid step name")
 }
 
 pub fn step(n: u32) -> StepNumber {

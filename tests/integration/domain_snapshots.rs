@@ -7,12 +7,17 @@ use chrono::Duration;
 use serde_json::{json, Value};
 use uuid::Uuid;
 use waypoint_domain::{
-    Actor, Artifact, CheckpointId, EligibilityInputs, EventType, Fingerprint, Interrupted, Phase, PhaseCompleted,
-    PhaseStarted, PlanApplied, PlanCancelled, PlanCommand, PlanConstrained, PlanCreated, PlanErrored, PlanEvent,
-    PlanName, Resumed, SnapshotCheck, SnapshotId, StepCompleted, StepStarted, TotalSteps, TotalStepsSet,
+    Actor, Artifact, Attempt, AttemptFailure, CheckpointId, CurrentDefinition, EligibilityInputs, EventType,
+    Fingerprint, Interrupted, Phase, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanCommand,
+    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, PlanForked, PlanName, Resumed, SnapshotCheck, SnapshotId,
+    StepAttemptFailed, StepCompleted, StepDefinition, StepName, StepOutput, StepStarted, TotalSteps, TotalStepsSet,
 };
 
-use crate::domain_history::{decision, epoch, message, runner_id, step, History};
+use crate::domain_history::{decision, definition, epoch, message, runner_id, step, History};
+
+fn step_name(name: &str) -> StepName {
+    StepName::parse(name).expect("a valid step name")
+}
 
 fn runner_gone() -> EligibilityInputs {
     EligibilityInputs::default()
@@ -109,16 +114,28 @@ fn one_of_each_event() -> Vec<PlanEvent> {
             fingerprint: Some(Fingerprint::parse("a1b2c3").expect("a valid fingerprint")),
             source: Some(Artifact::parse("plans/release.toml").expect("a valid artifact")),
             created_at: epoch(),
+            steps: vec![
+                StepDefinition { name: step_name("build"), fingerprint: Fingerprint::parse("b1").expect("valid") },
+                StepDefinition { name: step_name("test"), fingerprint: Fingerprint::parse("c1").expect("valid") },
+            ],
         }),
         PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: Some(runner_id("runner-1")) }),
         PlanEvent::TotalStepsSet(TotalStepsSet { total_steps: TotalSteps::new(5).expect("a valid total") }),
-        PlanEvent::StepStarted(StepStarted { step: step(3), decision_id: decision(3) }),
+        PlanEvent::StepStarted(StepStarted {
+            step: step(3),
+            decision_id: decision(3),
+            name: Some(step_name("test")),
+            attempt: Some(Attempt::new(2).expect("a valid attempt")),
+        }),
         PlanEvent::StepCompleted(StepCompleted {
             checkpoint_id: CheckpointId::from_uuid(Uuid::from_u128(2)),
             step: step(2),
             decision_id: decision(2),
             snapshot_id: Some(SnapshotId::parse("sha256:0002").expect("a valid snapshot id")),
             artifacts: vec![Artifact::parse("out/report.txt").expect("a valid artifact")],
+            name: Some(step_name("build")),
+            output: Some(StepOutput::new(json!({"version": "1.4.0", "files": 3})).expect("a small output")),
+            fingerprint: Some(Fingerprint::parse("b2").expect("a valid fingerprint")),
         }),
         PlanEvent::Interrupted(Interrupted { reason: message("SIGTERM"), at }),
         PlanEvent::Resumed(Resumed {
@@ -132,6 +149,37 @@ fn one_of_each_event() -> Vec<PlanEvent> {
         PlanEvent::PhaseCompleted(PhaseCompleted { phase: Phase::Execute }),
         PlanEvent::PlanApplied(PlanApplied {}),
         PlanEvent::PlanCancelled(PlanCancelled { reason: Some(message("the operator cancelled")) }),
+        PlanEvent::StepAttemptFailed(StepAttemptFailed {
+            step: step(3),
+            attempt: Attempt::new(1).expect("a valid attempt"),
+            reason: AttemptFailure::Exit { code: 3 },
+            retry_at: Some(at + Duration::seconds(2)),
+        }),
+        PlanEvent::PlanForked(PlanForked {
+            source: waypoint_domain::PlanId::parse("release-1-4").expect("a valid id"),
+            source_version: 9,
+            at_step: Some(step(1)),
+            name: Some(PlanName::parse("Release 1.4").expect("a valid name")),
+            total_steps: Some(TotalSteps::new(2).expect("a valid total")),
+            fingerprint: Some(Fingerprint::parse("a1b2c3").expect("a valid fingerprint")),
+            definition_source: Some(Artifact::parse("plans/release.toml").expect("a valid artifact")),
+            steps: vec![
+                StepDefinition { name: step_name("build"), fingerprint: Fingerprint::parse("b1").expect("valid") },
+                StepDefinition { name: step_name("test"), fingerprint: Fingerprint::parse("c1").expect("valid") },
+            ],
+            phase: Phase::Strategize,
+            checkpoints: vec![StepCompleted {
+                checkpoint_id: waypoint_domain::CheckpointId::from_uuid(uuid::Uuid::from_u128(0x1234)),
+                step: step(1),
+                decision_id: decision(1),
+                snapshot_id: None,
+                artifacts: vec![],
+                name: Some(step_name("build")),
+                output: Some(StepOutput::new(json!({"version": "1.4.0"})).expect("a small output")),
+                fingerprint: Some(Fingerprint::parse("b1").expect("valid")),
+            }],
+            created_at: at,
+        }),
     ]
 }
 
@@ -139,6 +187,26 @@ fn one_of_each_event() -> Vec<PlanEvent> {
 fn wire_form(event: &PlanEvent) -> Value {
     let data: Value = serde_json::from_slice(&event.encode_data()).expect("event data is JSON");
     json!({"type": event.event_type().as_str(), "schema_version": event.schema_version(), "data": data})
+}
+
+#[test]
+fn every_attempt_failure_kind_has_a_stable_wire_form() {
+    let kinds = [
+        AttemptFailure::Exit { code: 3 },
+        AttemptFailure::Signal { signal: 9 },
+        AttemptFailure::Timeout,
+        AttemptFailure::Error { message: message("sh: not found") },
+    ];
+    let wire: Vec<Value> = kinds.iter().map(|k| serde_json::to_value(k).expect("serializes")).collect();
+    assert_eq!(
+        wire,
+        [
+            json!({"kind": "exit", "code": 3}),
+            json!({"kind": "signal", "signal": 9}),
+            json!({"kind": "timeout"}),
+            json!({"kind": "error", "message": "sh: not found"}),
+        ]
+    );
 }
 
 #[test]
@@ -157,15 +225,114 @@ fn every_event_type_has_a_golden_wire_form() {
 /// A `step_completed` record as Waypoint wrote it at schema version 1, before artifacts existed.
 const STEP_COMPLETED_V1: &str = r#"{"type":"step_completed","schema_version":1,"data":{"checkpoint_id":"7d6c2d2e-1a4f-4b59-9a55-8f0f6c1f3b11","step":2,"decision_id":"decision-2","snapshot_id":"sha256:0002"}}"#;
 
-#[test]
-fn a_v1_step_completed_record_is_upcast_on_read() {
-    let record: Value = serde_json::from_str(STEP_COMPLETED_V1).expect("the fixture is JSON");
+/// A `step_completed` record at schema version 2, before names, outputs and fingerprints.
+const STEP_COMPLETED_V2: &str = r#"{"type":"step_completed","schema_version":2,"data":{"checkpoint_id":"7d6c2d2e-1a4f-4b59-9a55-8f0f6c1f3b11","step":2,"decision_id":"decision-2","snapshot_id":"sha256:0002","artifacts":["out/report.txt"]}}"#;
+
+/// A `step_started` record at schema version 1, before names and attempts.
+const STEP_STARTED_V1: &str =
+    r#"{"type":"step_started","schema_version":1,"data":{"step":3,"decision_id":"decision-3"}}"#;
+
+/// Decodes a stored record given as `{"type", "schema_version", "data"}`.
+fn read_record(record: &str) -> PlanEvent {
+    let record: Value = serde_json::from_str(record).expect("the fixture is JSON");
     let data = serde_json::to_vec(&record["data"]).expect("data serializes");
     let version = u16::try_from(record["schema_version"].as_u64().expect("a version")).expect("a small version");
-    let event = PlanEvent::decode(record["type"].as_str().expect("a type"), version, &data).expect("v1 decodes");
+    PlanEvent::decode(record["type"].as_str().expect("a type"), version, &data).expect("an old record decodes")
+}
+
+#[test]
+fn a_v1_step_completed_record_is_upcast_on_read() {
+    let event = read_record(STEP_COMPLETED_V1);
     let PlanEvent::StepCompleted(completed) = &event else { panic!("decoded as {event:?}") };
     assert_eq!(completed.checkpoint_id.to_string(), "7d6c2d2e-1a4f-4b59-9a55-8f0f6c1f3b11");
     assert_eq!((completed.step, &completed.decision_id), (step(2), &decision(2)));
     assert!(completed.artifacts.is_empty(), "v1 checkpoints had no artifacts");
+    assert_eq!((&completed.name, &completed.output, &completed.fingerprint), (&None, &None, &None));
     insta::assert_json_snapshot!("upcast_step_completed_v1", wire_form(&event));
+}
+
+#[test]
+fn a_v2_step_completed_record_is_upcast_with_no_name_output_or_fingerprint() {
+    let event = read_record(STEP_COMPLETED_V2);
+    let PlanEvent::StepCompleted(completed) = &event else { panic!("decoded as {event:?}") };
+    assert_eq!(completed.artifacts.len(), 1, "v2 artifacts are kept");
+    assert_eq!((&completed.name, &completed.output, &completed.fingerprint), (&None, &None, &None));
+    insta::assert_json_snapshot!("upcast_step_completed_v2", wire_form(&event));
+}
+
+/// A `plan_created` record at schema version 1, before per-step definitions.
+const PLAN_CREATED_V1: &str = r#"{"type":"plan_created","schema_version":1,"data":{"name":"Release 1.4","total_steps":4,"fingerprint":"a1b2c3","source":"plans/release.toml","created_at":"2026-01-01T09:00:00Z"}}"#;
+
+#[test]
+fn a_v1_plan_created_record_is_upcast_with_no_steps() {
+    let event = read_record(PLAN_CREATED_V1);
+    let PlanEvent::PlanCreated(created) = &event else { panic!("decoded as {event:?}") };
+    assert!(created.steps.is_empty(), "v1 plans recorded no per-step definition");
+    assert_eq!(created.fingerprint.as_ref().map(Fingerprint::as_str), Some("a1b2c3"));
+    insta::assert_json_snapshot!("upcast_plan_created_v1", wire_form(&event));
+}
+
+#[test]
+fn a_v1_step_started_record_is_upcast_with_no_name_or_attempt() {
+    let event = read_record(STEP_STARTED_V1);
+    let PlanEvent::StepStarted(started) = &event else { panic!("decoded as {event:?}") };
+    assert_eq!((started.step, &started.name, started.attempt), (step(3), &None, None));
+    insta::assert_json_snapshot!("upcast_step_started_v1", wire_form(&event));
+}
+
+#[test]
+fn summary_of_a_failed_plan_whose_failed_step_was_fixed() {
+    let given = History::new()
+        .created_with_steps(&[("build", "b1"), ("test", "c1"), ("deploy", "d1")])
+        .started(Phase::Strategize, Some("runner-1"))
+        .named_step_completed(1, "build", Some("b1"))
+        .named_step_started(2, "test", 1)
+        .run(PlanCommand::Fail { message: message("step 2 \"test\" exited with code 1") });
+    let current = CurrentDefinition::Known {
+        fingerprint: Some(Fingerprint::parse("ffff").expect("a valid fingerprint")),
+        steps: definition(&[("build", "b1"), ("test", "c2"), ("deploy", "d1"), ("notify", "e1")]),
+    };
+    let inputs = EligibilityInputs { definition: Some(current), ..EligibilityInputs::default() };
+    insta::assert_json_snapshot!("summary_failed_with_changed_steps", given.summary(&inputs));
+}
+
+#[test]
+fn every_status_is_one_plain_word_for_a_typical_history() {
+    use waypoint_domain::PlanStatus::*;
+    let started = || History::new().created(Some(2)).started(Phase::Strategize, Some("runner-1"));
+    let cases = [
+        (History::new().created(Some(2)), runner_gone(), NotStarted),
+        (started(), runner_alive(), Running),
+        (started(), runner_gone(), Crashed),
+        (History::new().created(Some(2)).started(Phase::Strategize, None), runner_gone(), Running),
+        (started().shut_down("SIGTERM"), runner_gone(), Interrupted),
+        (started().run(PlanCommand::Fail { message: message("boom") }), runner_gone(), Failed),
+        (started().steps_completed(1..=2), runner_alive(), Completed),
+        (started().run(PlanCommand::CompletePhase), runner_gone(), Completed),
+        (started().run(PlanCommand::Cancel { reason: None }), runner_gone(), Cancelled),
+    ];
+    let mut seen = Vec::new();
+    for (given, inputs, expected) in cases {
+        let summary = given.summary(&inputs);
+        assert_eq!(summary.status, expected, "given {:?}", given.events);
+        assert_eq!(summary.error.is_some(), expected == Failed, "error only for a failed plan");
+        seen.push(expected);
+    }
+    let applied = History::new()
+        .created(Some(1))
+        .started(Phase::Strategize, None)
+        .run(PlanCommand::CompletePhase)
+        .started(Phase::Execute, None)
+        .run(PlanCommand::CompletePhase)
+        .started(Phase::Apply, None)
+        .run(PlanCommand::Apply);
+    assert_eq!(applied.summary(&runner_gone()).status, Applied);
+    seen.push(Applied);
+    assert!(waypoint_domain::PlanStatus::ALL.iter().all(|s| seen.contains(s)), "every status is reached");
+    let words: Vec<String> =
+        waypoint_domain::PlanStatus::ALL.iter().map(|s| serde_json::to_value(s).unwrap().to_string()).collect();
+    assert_eq!(
+        words.join(" "),
+        r#""running" "interrupted" "crashed" "failed" "completed" "cancelled" "applied" "not_started""#
+    );
 }

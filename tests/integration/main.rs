@@ -2,14 +2,19 @@
 
 mod bench_smoke;
 mod cli_bad_input;
+mod cli_fork;
 mod cli_harness;
 mod cli_plumbing;
+mod cli_postgres;
 mod cli_reads;
 mod cli_runner;
+mod cli_steps;
 mod cli_store;
 mod domain_coverage;
+mod domain_definition;
 mod domain_history;
 mod domain_snapshots;
+mod domain_steps;
 mod replay_cli;
 mod replay_property;
 mod service_async;
@@ -20,4 +25,6 @@ mod store_fixture_layout;
 mod store_hardening;
 mod store_kill_loop;
 mod store_locks;
+mod store_postgres_faults;
 mod store_scale;
+mod workflow_example;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use waypoint_application::domain::{DecisionId, Message, Phase, PlanId, StepNumber, TotalSteps};
-use waypoint_application::{NewPlan, PlanResumeService, StepCheckpoint};
+use waypoint_application::{NewPlan, PlanResumeService, StepCheckpoint, StepStart};
 use waypoint_store_file::record::{RawRecord, FILE_HEADER};
 use waypoint_store_file::{FileStore, StoreOptions};
 
@@ -64,8 +64,19 @@ pub(crate) fn checkpointed_store(dir: &Path) -> Vec<PlanId> {
             for n in 1..=2 {
                 let step = StepNumber::new(n).unwrap();
                 let decision_id = DecisionId::parse(&format!("d-{n}")).unwrap();
-                service.record_step_started(&id, step, decision_id.clone()).await.expect("step started");
-                let checkpoint = StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![] };
+                service
+                    .record_step_started(&id, StepStart::new(step, decision_id.clone()))
+                    .await
+                    .expect("step started");
+                let checkpoint = StepCheckpoint {
+                    step,
+                    decision_id,
+                    snapshot_id: None,
+                    artifacts: vec![],
+                    name: None,
+                    output: None,
+                    fingerprint: None,
+                };
                 service.record_step_checkpoint(&id, checkpoint).await.expect("checkpoint");
                 // Loading the full view writes its snapshot once enough events folded on top.
                 service.load(&id).await.expect("loads");
@@ -108,7 +119,7 @@ fn replay_counts_every_event_of_a_cli_store_and_writes_nothing() {
     run.expect_code(0);
     assert_eq!(report["events"], 5);
     assert_eq!(report["plans"], 1);
-    assert_eq!(count_of(&report, "step_completed", 2), 1);
+    assert_eq!(count_of(&report, "step_completed", 3), 1);
     assert_eq!(count_of(&report, "interrupted", 1), 1);
     assert_eq!(report["plans_by_phase_state"][0]["state"], "queued");
     assert_eq!(report["verify"]["ok"], true, "{report}");
@@ -297,6 +308,7 @@ fn verify_passes_on_a_store_written_by_waypoint_run() {
     let (run, report) = replay_json(&sandbox.store, &["--verify"]);
     run.expect_code(0);
     assert_eq!(report["verify"]["ok"], true, "{report}");
-    assert_eq!(count_of(&report, "step_completed", 2), 2);
+    let current = u64::from(waypoint_application::domain::EventType::StepCompleted.current_schema_version());
+    assert_eq!(count_of(&report, "step_completed", current), 2);
     assert_eq!(report["plans_by_phase_state"][0]["state"], "complete");
 }

@@ -9,7 +9,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use waypoint_application::{
     InMemoryStore, ManualClock, NewPlan, PlanResumeService, PlanView, ResumeRequest, RunLockGuard, StepCheckpoint,
-    StoredEvent,
+    StepStart, StoredEvent,
 };
 use waypoint_domain::{
     decide, evaluate_eligibility, Actor, CheckpointId, DecisionId, EligibilityInputs, Phase, PlanCommand, PlanEvent,
@@ -114,13 +114,22 @@ impl Op {
             Op::SetTotal(n) => PlanCommand::SetTotalSteps { total: TotalSteps::new(n).ok()? },
             Op::StartStep(offset) => {
                 let (step, decision_id, _) = checkpoint_fields(relative_step(state, offset), 0, None);
-                PlanCommand::StartStep { step, decision_id }
+                PlanCommand::StartStep { step, decision_id, name: None, attempt: None }
             }
             Op::Checkpoint { offset, decision, snapshot } => {
                 let (step, decision_id, snapshot_id) =
                     checkpoint_fields(relative_step(state, offset), decision, snapshot);
                 let checkpoint_id = CheckpointId::from_uuid(uuid::Uuid::from_u128(n));
-                PlanCommand::RecordCheckpoint { checkpoint_id, step, decision_id, snapshot_id, artifacts: vec![] }
+                PlanCommand::RecordCheckpoint {
+                    checkpoint_id,
+                    step,
+                    decision_id,
+                    snapshot_id,
+                    artifacts: vec![],
+                    name: None,
+                    output: None,
+                    fingerprint: None,
+                }
             }
             Op::Shutdown => PlanCommand::RecordShutdown { reason: message("SIGTERM"), at },
             Op::Fail => PlanCommand::Fail { message: message("failed") },
@@ -160,7 +169,14 @@ proptest! {
     #[test]
     fn domain_state_built_event_by_event_equals_a_replay(ops in vec(op(), 1..64)) {
         let create =
-            PlanCommand::Create { name: None, total_steps: None, fingerprint: None, source: None, at: epoch() };
+            PlanCommand::Create {
+        name: None,
+        total_steps: None,
+        fingerprint: None,
+        source: None,
+        steps: vec![],
+        at: epoch(),
+    };
         let mut events = decide(None, create).expect("a new plan is created");
         let mut state = replay(&events);
         let mut runner_alive = false;
@@ -215,11 +231,19 @@ async fn perform(service: &Service, held: &mut Option<RunLockGuard>, op: &Op) ->
         },
         Op::StartStep(offset) => {
             let (step, decision_id, _) = checkpoint_fields(relative_step(&state, offset), 0, None);
-            service.record_step_started(&id, step, decision_id).await.map(Some)
+            service.record_step_started(&id, StepStart::new(step, decision_id)).await.map(Some)
         }
         Op::Checkpoint { offset, decision, snapshot } => {
             let (step, decision_id, snapshot_id) = checkpoint_fields(relative_step(&state, offset), decision, snapshot);
-            let checkpoint = StepCheckpoint { step, decision_id, snapshot_id, artifacts: vec![] };
+            let checkpoint = StepCheckpoint {
+                step,
+                decision_id,
+                snapshot_id,
+                artifacts: vec![],
+                name: None,
+                output: None,
+                fingerprint: None,
+            };
             service.record_step_checkpoint(&id, checkpoint).await.map(|_| None)
         }
         Op::Shutdown => service.record_shutdown(&id, message("SIGTERM")).await.map(|_| None),

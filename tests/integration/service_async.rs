@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use waypoint_application::domain::{DecisionId, Phase, PlanId, StepNumber};
 use waypoint_application::{
     InMemoryStore, NewPlan, OffThreadStore, PlanResumeService, PlanStore, RecordedEvent, RunLocks, StepCheckpoint,
-    StoreError,
+    StepStart, StoreError,
 };
 use waypoint_store_file::FileStore;
 
@@ -114,9 +114,8 @@ fn a_ticking_task_keeps_running_during_1000_file_store_appends() {
         for n in 1..=499 {
             let step = StepNumber::new(n).unwrap();
             let decision_id = DecisionId::parse(&format!("d-{n}")).unwrap();
-            service.record_step_started(&id, step, decision_id.clone()).await.unwrap();
-            let checkpoint = StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![] };
-            service.record_step_checkpoint(&id, checkpoint).await.unwrap();
+            service.record_step_started(&id, StepStart::new(step, decision_id.clone())).await.unwrap();
+            service.record_step_checkpoint(&id, StepCheckpoint::new(step, decision_id)).await.unwrap();
         }
         service.fail(&id, waypoint_application::domain::Message::parse("done").unwrap()).await.unwrap();
         let elapsed = started.elapsed();

@@ -29,6 +29,7 @@ fn created() -> RecordedEvent {
             fingerprint: None,
             source: None,
             created_at: now,
+            steps: vec![],
         }),
     }
 }
@@ -111,12 +112,7 @@ fn twin_stores(a: &Path, b: &Path) {
                 service.create_plan(new).await.unwrap();
             }
             let p2 = PlanId::parse("p2").unwrap();
-            let checkpoint = StepCheckpoint {
-                step: StepNumber::new(1).unwrap(),
-                decision_id: DecisionId::parse(decision).unwrap(),
-                snapshot_id: None,
-                artifacts: vec![],
-            };
+            let checkpoint = StepCheckpoint::new(StepNumber::new(1).unwrap(), DecisionId::parse(decision).unwrap());
             service.record_step_checkpoint(&p2, checkpoint).await.unwrap();
             service.load(&p2).await.unwrap();
             service.load_summary(&p2).await.unwrap();

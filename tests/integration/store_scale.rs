@@ -29,6 +29,7 @@ fn events(steps: u32, finished: bool) -> Vec<RecordedEvent> {
             fingerprint: None,
             source: None,
             created_at: now,
+            steps: vec![],
         })),
         recorded(PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None })),
     ];
@@ -39,6 +40,9 @@ fn events(steps: u32, finished: bool) -> Vec<RecordedEvent> {
             decision_id: DecisionId::parse(&format!("d-{n}")).unwrap(),
             snapshot_id: None,
             artifacts: vec![],
+            name: None,
+            output: None,
+            fingerprint: None,
         })));
     }
     if finished {

@@ -44,6 +44,8 @@ struct Sizes {
     runs: usize,
     /// Appends per latency sample set.
     appends: usize,
+    /// Steps of `true` in the plan file whose per-step overhead is measured.
+    runner_steps: u32,
     /// Appends of each writer in the 16-writer figure.
     writer_appends: u32,
 }
@@ -56,6 +58,7 @@ const FULL: Sizes = Sizes {
     list_plans: (1_000, 10_000),
     runs: 15,
     appends: 300,
+    runner_steps: 1_000,
     writer_appends: 200,
 };
 const QUICK: Sizes = Sizes {
@@ -66,6 +69,7 @@ const QUICK: Sizes = Sizes {
     list_plans: (10, 100),
     runs: 3,
     appends: 20,
+    runner_steps: 20,
     writer_appends: 10,
 };
 /// Events of the short plan the long one is compared with.
@@ -226,6 +230,9 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool) -> Result<Report, Str
     figures.push(append_latency(&scratch.0.join("append"), sizes.appends)?);
     figures.push(writers_throughput(&scratch.0.join("writers"), sizes.writer_appends)?);
 
+    progress("measuring the runner's overhead per step");
+    figures.push(runner_overhead(&waypoint, &scratch.0.join("runner"), sizes.runner_steps)?);
+
     Ok(Report {
         quick,
         sizes: SizesReport {
@@ -275,11 +282,14 @@ fn plan_event(v: u32, total: Option<u32>) -> RecordedEvent {
             fingerprint: None,
             source: None,
             created_at: Utc::now(),
+            steps: vec![],
         }),
         2 => PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None }),
         v if v % 2 == 1 => PlanEvent::StepStarted(StepStarted {
             step: step((v - 1) / 2),
             decision_id: DecisionId::parse(&format!("decision-{}", (v - 1) / 2)).expect("valid"),
+            name: None,
+            attempt: None,
         }),
         v => PlanEvent::StepCompleted(StepCompleted {
             checkpoint_id: CheckpointId::from_uuid(uuid::Uuid::new_v4()),
@@ -290,6 +300,9 @@ fn plan_event(v: u32, total: Option<u32>) -> RecordedEvent {
                     .expect("valid"),
             ),
             artifacts: vec![Artifact::parse("build/output/report.json").expect("valid")],
+            name: None,
+            output: None,
+            fingerprint: None,
         }),
     })
 }
@@ -556,6 +569,62 @@ fn resume_dry_run(waypoint: &Path, store: &Path, runs: usize) -> Result<Figure, 
         goal: "<= 1.5",
         met: ratio <= 1.5,
         how: "whole `waypoint plan resume ID --dry-run --format json` process, median; the long plan's history is 10,000x the short one's in the full run".into(),
+    })
+}
+
+/// `waypoint run` on a plan file of `steps` steps that each run `true`, per step, against the
+/// same number of `sh -c true` processes started one after another in this run: what the runner
+/// adds to each step (its supervisor process, two durable appends, the output and log files).
+fn runner_overhead(waypoint: &Path, dir: &Path, steps: u32) -> Result<Figure, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut plan = String::from("name = \"overhead\"\n");
+    for n in 1..=steps {
+        plan.push_str(&format!("[[steps]]\nname = \"step {n}\"\nrun = \"true\"\n"));
+    }
+    let plan_path = dir.join("plan.toml");
+    std::fs::write(&plan_path, plan).map_err(|e| format!("cannot write {}: {e}", plan_path.display()))?;
+    let store = dir.join("store");
+
+    let started = Instant::now();
+    for _ in 0..steps {
+        let status =
+            Command::new("sh").args(["-c", "true"]).stdin(Stdio::null()).status().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err("`sh -c true` failed".into());
+        }
+    }
+    let baseline = started.elapsed();
+
+    let started = Instant::now();
+    let output = Command::new(waypoint)
+        .arg("--store")
+        .arg(&store)
+        .args(["--format", "json", "run"])
+        .arg(&plan_path)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let run = started.elapsed();
+    if !output.status.success() {
+        return Err(format!("waypoint run failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    let per_step = run / steps;
+    let per_shell = baseline / steps;
+    let ratio = per_step.as_secs_f64() / per_shell.as_secs_f64();
+    Ok(Figure {
+        name: "run, overhead per step",
+        measured: millis(per_step),
+        baseline: Some(millis(per_shell)),
+        unit: "ms",
+        value: ratio,
+        goal: "<= 25",
+        met: ratio <= 25.0,
+        how: format!(
+            "`waypoint run` of a plan file of {steps} `true` steps, per step, against `sh -c true` started {steps} times in the same run"
+        ),
     })
 }
 

@@ -5,6 +5,7 @@
 
 mod bench;
 mod replay;
+mod testrun;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 
 /// Every command, with the one line the usage message shows for it.
 const COMMANDS: &[(&str, &str)] = &[
+    ("test", "run the workspace's tests against a throwaway PostgreSQL it starts and removes"),
     ("tidy", "check .rs file headers, forbidden test attributes and crate dependency direction"),
     ("replay", "rebuild every projection from the log; --verify compares them with the stored ones"),
     ("bench", "measure speed and memory against same-run baselines; --quick for a smoke run"),
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
     let command = args.next();
     let rest: Vec<String> = args.collect();
     match command.as_deref() {
+        Some("test") => testrun::main(&workspace_root(), &rest),
         Some("tidy") => tidy::main(&workspace_root(), &rest),
         Some("replay") => replay::main(&rest),
         Some("bench") => bench::main(&workspace_root(), &rest),

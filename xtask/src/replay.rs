@@ -326,7 +326,8 @@ fn plan_report(live: &FileStore, view: &PlanView, cut: Cut) -> PlanReport {
         Cut::Now => RunLocks::is_held(&live.run_locks(), &view.plan_id),
         Cut::Version(_) | Cut::At(_) => true,
     };
-    let inputs = EligibilityInputs { runner_alive, fingerprint: None, snapshot: SnapshotCheck::NotChecked };
+    let inputs =
+        EligibilityInputs { runner_alive, fingerprint: None, snapshot: SnapshotCheck::NotChecked, definition: None };
     let eligibility = evaluate_eligibility(&view.state, &inputs);
     let summary = ResumeSummary::build(&view.plan_id, &view.state, &eligibility, Some(view.last_activity_at));
     PlanReport { version: view.version, summary, eligibility }

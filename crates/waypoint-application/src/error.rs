@@ -40,15 +40,22 @@ impl From<RunLockError> for ServiceError {
 /// Broad classes of failure, one per exit code of the CLI contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// The plan does not exist (exit 3).
     NotFound,
+    /// The plan cannot resume; the reasons say why (exit 4).
     NotEligible,
+    /// A concurrent change, a conflicting checkpoint, or a busy run lock (exit 5).
     Conflict,
+    /// The store cannot be read, is damaged, or cannot be reached (exit 6).
     StoreUnreadable,
+    /// The command does not fit the plan's state, or its input is invalid (exit 7).
     InvalidCommand,
+    /// Anything else (exit 1).
     Unexpected,
 }
 
 impl ServiceError {
+    /// The broad class of this failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
             ServiceError::NotFound(_) => ErrorKind::NotFound,

@@ -26,6 +26,7 @@ struct Inner {
 }
 
 impl InMemoryStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

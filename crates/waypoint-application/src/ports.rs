@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use waypoint_domain::{Checkpoint, PlanId, RunnerId, SnapshotCheck};
+use waypoint_domain::{Checkpoint, CurrentDefinition, PlanId, PlanState, RunnerId, SnapshotCheck};
 
 use crate::store::StoreError;
 
@@ -201,5 +201,24 @@ impl SnapshotProbe for InMemorySnapshots {
             Some(false) | None => SnapshotCheck::Missing,
             Some(true) => SnapshotCheck::Present,
         }
+    }
+}
+
+/// Where a plan's definition lives and what it says now: the input of the per-step definition
+/// check, so that every surface (show, listings, a resume and its preview) judges drift the same
+/// way through [`crate::PlanResumeService`].
+pub trait DefinitionProbe: Send + Sync + std::fmt::Debug {
+    /// The definition of `plan_id` as it is now, or `None` when this probe does not know where
+    /// the plan's definition lives (the caller's fingerprint, if any, is then compared whole).
+    fn current(&self, plan_id: &PlanId, plan: &PlanState) -> Option<CurrentDefinition>;
+}
+
+/// No probe configured: only a caller's whole-plan fingerprint is compared.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDefinitionProbe;
+
+impl DefinitionProbe for NoDefinitionProbe {
+    fn current(&self, _plan_id: &PlanId, _plan: &PlanState) -> Option<CurrentDefinition> {
+        None
     }
 }

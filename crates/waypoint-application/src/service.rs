@@ -2,18 +2,22 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use eventually::aggregate::Aggregate;
 use eventually::store::{Expected, Select};
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    evaluate_eligibility, Actor, Artifact, Checkpoint, CheckpointId, DecisionId, EligibilityInputs, EventId,
-    Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState, ProcessingState,
-    ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepNumber, TotalSteps,
+    evaluate_eligibility, Actor, Artifact, Attempt, AttemptFailure, Checkpoint, CheckpointId, DecisionId,
+    EligibilityInputs, EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState,
+    ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepDefinition, StepName,
+    StepNumber, StepOutput, TotalSteps,
 };
 
 use crate::error::ServiceError;
-use crate::ports::{Clock, NoSnapshotProbe, RunLockGuard, RunLocks, SnapshotProbe, SystemClock};
+use crate::ports::{
+    Clock, DefinitionProbe, NoDefinitionProbe, NoSnapshotProbe, RunLockGuard, RunLocks, SnapshotProbe, SystemClock,
+};
 use crate::store::{PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 
 /// What to create.
@@ -21,28 +25,95 @@ use crate::store::{PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 pub struct NewPlan {
     /// A caller-chosen id; a random one when absent.
     pub id: Option<PlanId>,
+    /// A human name.
     pub name: Option<PlanName>,
+    /// How many steps the first phase has, when known.
     pub total_steps: Option<TotalSteps>,
+    /// A digest of the whole plan definition, compared on resume.
     pub fingerprint: Option<Fingerprint>,
     /// Where the plan definition lives, such as a plan file path.
     pub source: Option<Artifact>,
+    /// The definition's steps with their fingerprints, for the per-step definition check on
+    /// resume; empty when the caller has no per-step definition.
+    pub steps: Vec<StepDefinition>,
     /// Enter this phase (from `action`: `strategize`) in the same append as the creation, so no
     /// crash can leave a plan created but never started. `runner` names the caller's run lock.
     pub start: Option<(Phase, Option<RunnerId>)>,
 }
 
+/// The intent to run one step, as the caller reports it before running it.
+#[derive(Debug, Clone)]
+pub struct StepStart {
+    /// The step about to run.
+    pub step: StepNumber,
+    /// The decision that produced its work.
+    pub decision_id: DecisionId,
+    /// The step's name in the plan definition; a different name than the one already recorded
+    /// for this step is refused (`step_mismatch`).
+    pub name: Option<StepName>,
+    /// Which attempt at the step this is, when the caller retries steps.
+    pub attempt: Option<Attempt>,
+}
+
+impl StepStart {
+    /// A start with no name and no attempt number.
+    pub fn new(step: StepNumber, decision_id: DecisionId) -> Self {
+        Self { step, decision_id, name: None, attempt: None }
+    }
+}
+
+/// A failed attempt at the running step that will be retried, as the caller reports it.
+#[derive(Debug, Clone)]
+pub struct FailedAttempt {
+    /// The step whose attempt failed.
+    pub step: StepNumber,
+    /// Which attempt it was.
+    pub attempt: Attempt,
+    /// How it failed: exit code, signal, timeout or error.
+    pub reason: AttemptFailure,
+    /// When the next attempt is due, if the caller schedules one.
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
 /// One step's completion, as the caller reports it.
 #[derive(Debug, Clone)]
 pub struct StepCheckpoint {
+    /// The step that completed.
     pub step: StepNumber,
+    /// The decision that produced its work.
     pub decision_id: DecisionId,
+    /// A reference to the workspace state after the step.
     pub snapshot_id: Option<SnapshotId>,
+    /// What the step produced, as paths or references.
     pub artifacts: Vec<Artifact>,
+    /// The step's name in the plan definition; checked against the name already recorded.
+    pub name: Option<StepName>,
+    /// What the step produced, given back to every later run from the log.
+    pub output: Option<StepOutput>,
+    /// The fingerprint of the step's definition as it ran, compared on resume.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl StepCheckpoint {
+    /// A checkpoint of `step` under `decision_id`, with no snapshot, artifacts, name, output or
+    /// fingerprint; set the fields that apply.
+    pub fn new(step: StepNumber, decision_id: DecisionId) -> Self {
+        Self {
+            step,
+            decision_id,
+            snapshot_id: None,
+            artifacts: Vec::new(),
+            name: None,
+            output: None,
+            fingerprint: None,
+        }
+    }
 }
 
 /// The checkpoint a `record_step_checkpoint` call stands on, and whether it wrote anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointRecorded {
+    /// The checkpoint as recorded (the existing one for a retry).
     pub checkpoint: Checkpoint,
     /// `false` for an idempotent retry: the existing checkpoint is returned and nothing appended.
     pub appended: bool,
@@ -74,7 +145,9 @@ pub struct ResumePoint {
 /// The result of `resume_plan`: the summary, and for a real resume the point to continue from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumeOutcome {
+    /// The plan's summary: before the resume for a preview, after it for a real one.
     pub summary: ResumeSummary,
+    /// Where work continues; `None` for a preview.
     pub resumed: Option<ResumePoint>,
 }
 
@@ -85,6 +158,7 @@ pub struct PlanResumeService<S> {
     clock: Arc<dyn Clock>,
     run_locks: Arc<dyn RunLocks>,
     snapshots: Arc<dyn SnapshotProbe>,
+    definitions: Arc<dyn DefinitionProbe>,
     actor: Actor,
 }
 
@@ -96,15 +170,32 @@ impl<S: PlanStore> PlanResumeService<S> {
             store,
             clock: Arc::new(SystemClock),
             snapshots: Arc::new(NoSnapshotProbe),
+            definitions: Arc::new(NoDefinitionProbe),
             actor: Actor::parse("library").expect("static actor is valid"),
         }
     }
 
+    /// The same service with another clock (tests use [`crate::ManualClock`]).
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
     }
 
+    /// Replaces the store's run locks, for a caller that knows more about who is still working
+    /// on a plan (the CLI adds the lock its step supervisors hold).
+    pub fn with_run_locks(mut self, run_locks: impl RunLocks + 'static) -> Self {
+        self.run_locks = Arc::new(run_locks);
+        self
+    }
+
+    /// The same service finding plans' current definitions with `probe`: every eligibility
+    /// verdict (show, listings, a resume and its preview) then checks drift step by step.
+    pub fn with_definition_probe(mut self, probe: impl DefinitionProbe + 'static) -> Self {
+        self.definitions = Arc::new(probe);
+        self
+    }
+
+    /// The same service checking checkpoints' snapshots with `probe`.
     pub fn with_snapshot_probe(mut self, probe: impl SnapshotProbe + 'static) -> Self {
         self.snapshots = Arc::new(probe);
         self
@@ -116,6 +207,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         self
     }
 
+    /// The store this service works on.
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -127,6 +219,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(self.run_locks.acquire(plan_id, runner)?)
     }
 
+    /// Creates a plan (in `action`, or already started when [`NewPlan::start`] says so).
     pub async fn create_plan(&self, new: NewPlan) -> Result<PlanView, ServiceError> {
         let plan_id = new.id.unwrap_or_else(|| PlanId::from_uuid(Uuid::new_v4()));
         let command = PlanCommand::Create {
@@ -134,6 +227,7 @@ impl<S: PlanStore> PlanResumeService<S> {
             total_steps: new.total_steps,
             fingerprint: new.fingerprint,
             source: new.source,
+            steps: new.steps,
             at: self.clock.now(),
         };
         let mut commands = vec![command];
@@ -147,6 +241,38 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(view)
     }
 
+    /// Creates a new plan (`new_id`, or a random id) as a fork of `source` at `at_step`: the new
+    /// plan holds copies of the source's checkpoints 1..=`at_step` of its current phase (outputs
+    /// included), its name, totals, fingerprints and definition source, starts `queued` in the
+    /// source's phase and resumes at the next step. The source is only read, and the fork never
+    /// reads it again. `at_step` `None` copies no checkpoint; a step that did not complete is
+    /// refused (`step_not_completed`).
+    pub async fn fork_plan(
+        &self,
+        source: &PlanId,
+        at_step: Option<StepNumber>,
+        new_id: Option<PlanId>,
+    ) -> Result<PlanView, ServiceError> {
+        let source_view = self.load(source).await?;
+        let plan_id = new_id.unwrap_or_else(|| PlanId::from_uuid(Uuid::new_v4()));
+        let existing = self.store.load_view(&plan_id).await?;
+        let command = PlanCommand::Fork {
+            source_id: source.clone(),
+            source: Box::new(source_view.state),
+            source_version: source_view.version,
+            at_step,
+            at: self.clock.now(),
+        };
+        match self.execute_on(&plan_id, existing, vec![command]).await {
+            // What the source lacks is the source's to answer for.
+            Err(ServiceError::Plan {
+                source: error @ (PlanError::StepNotCompleted { .. } | PlanError::InvalidState { .. }),
+                ..
+            }) => Err(ServiceError::Plan { plan_id: source.clone(), source: error }),
+            other => Ok(other?.0),
+        }
+    }
+
     /// Enters `phase` (advance or revert). Pass the runner if the caller holds the run lock.
     pub async fn start_phase(
         &self,
@@ -157,18 +283,27 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.execute(plan_id, PlanCommand::StartPhase { phase, runner }).await
     }
 
+    /// Sets how many steps the current phase has.
     pub async fn set_total_steps(&self, plan_id: &PlanId, total: TotalSteps) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::SetTotalSteps { total }).await
     }
 
-    /// Records the intent to run `step`: until its checkpoint lands it is the uncertain step.
-    pub async fn record_step_started(
+    /// Records the intent to run a step: until its checkpoint lands it is the uncertain step.
+    pub async fn record_step_started(&self, plan_id: &PlanId, start: StepStart) -> Result<PlanView, ServiceError> {
+        let StepStart { step, decision_id, name, attempt } = start;
+        self.execute(plan_id, PlanCommand::StartStep { step, decision_id, name, attempt }).await
+    }
+
+    /// Records that an attempt at the running step failed and will be retried: the plan stays
+    /// `processing` and the step is no longer uncertain; the next attempt records its own start.
+    /// The last failed attempt is recorded with [`Self::fail`] instead.
+    pub async fn record_attempt_failed(
         &self,
         plan_id: &PlanId,
-        step: StepNumber,
-        decision_id: DecisionId,
+        failed: FailedAttempt,
     ) -> Result<PlanView, ServiceError> {
-        self.execute(plan_id, PlanCommand::StartStep { step, decision_id }).await
+        let FailedAttempt { step, attempt, reason, retry_at } = failed;
+        self.execute(plan_id, PlanCommand::RecordAttemptFailed { step, attempt, reason, retry_at }).await
     }
 
     /// Records that a step completed. An exact retry returns the existing checkpoint and writes
@@ -185,6 +320,9 @@ impl<S: PlanStore> PlanResumeService<S> {
             decision_id: checkpoint.decision_id,
             snapshot_id: checkpoint.snapshot_id,
             artifacts: checkpoint.artifacts,
+            name: checkpoint.name,
+            output: checkpoint.output,
+            fingerprint: checkpoint.fingerprint,
         };
         let (view, appended) = self.execute_appending(plan_id, command).await?;
         let checkpoint =
@@ -199,22 +337,27 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(appended)
     }
 
+    /// Records that the current phase failed: the plan is `errored`, and can resume.
     pub async fn fail(&self, plan_id: &PlanId, message: Message) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Fail { message }).await
     }
 
+    /// Records that the apply phase hit a constraint.
     pub async fn constrain(&self, plan_id: &PlanId, message: Message) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Constrain { message }).await
     }
 
+    /// Completes the current strategize or execute phase.
     pub async fn complete_phase(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::CompletePhase).await
     }
 
+    /// Records that the apply phase applied the plan (terminal).
     pub async fn apply(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Apply).await
     }
 
+    /// Cancels the plan (terminal).
     pub async fn cancel(&self, plan_id: &PlanId, reason: Option<Message>) -> Result<PlanView, ServiceError> {
         self.execute(plan_id, PlanCommand::Cancel { reason }).await
     }
@@ -241,6 +384,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(evaluate_eligibility(&view.state, &self.eligibility_inputs(&view, fingerprint, false)))
     }
 
+    /// The plan's summary: state, progress, and whether and from where it can resume.
     pub async fn build_resume_summary(
         &self,
         plan_id: &PlanId,
@@ -332,7 +476,10 @@ impl<S: PlanStore> PlanResumeService<S> {
         let state = &view.state;
         let running = state.state == ProcessingState::Processing && !state.resume.interrupted;
         let runner_alive = running && !caller_holds_lock && self.run_locks.is_held(&view.plan_id);
-        EligibilityInputs { runner_alive, fingerprint, snapshot }
+        // The probe's answer, when it knows the plan's definition, decides drift step by step;
+        // otherwise the caller's whole-plan fingerprint does.
+        let definition = self.definitions.current(&view.plan_id, &view.state);
+        EligibilityInputs { runner_alive, fingerprint, snapshot, definition }
     }
 
     async fn execute(&self, plan_id: &PlanId, command: PlanCommand) -> Result<PlanView, ServiceError> {

@@ -19,8 +19,11 @@ use crate::verify::{self, StoreStats, VerifyReport};
 /// position (`Persisted::sequence_number`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {
+    /// The event's unique id.
     pub event_id: EventId,
+    /// When it was recorded (UTC).
     pub recorded_at: DateTime<Utc>,
+    /// The fact itself.
     pub event: PlanEvent,
 }
 
@@ -98,6 +101,7 @@ impl eventually::store::AppendError for StoreError {
 }
 
 impl StoreError {
+    /// An I/O failure while doing `context`.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         StoreError::Io { context: context.into(), source }
     }
@@ -106,10 +110,13 @@ impl StoreError {
 /// One plan's projection with the envelope facts that listings need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanView {
+    /// The plan.
     pub plan_id: PlanId,
     /// The plan-stream version of the last event folded in.
     pub version: u32,
+    /// When its last event was recorded.
     pub last_activity_at: DateTime<Utc>,
+    /// Its state, folded from its events.
     pub state: PlanState,
 }
 
@@ -155,6 +162,11 @@ impl PlanView {
         if checkpoints.len() > 1 {
             checkpoints.drain(..checkpoints.len() - 1);
         }
+        // A step's output (up to 1 MiB) is for the runs that continue the plan, which load the
+        // full view; no summary reads it, and a catalog of many plans must stay small.
+        if let Some(last) = checkpoints.last_mut() {
+            last.output = None;
+        }
     }
 
     /// Rebuilds a view from a plan's events in version order.
@@ -167,12 +179,14 @@ impl PlanView {
 /// Stores may checkpoint it and catch up from `position`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
+    /// Every plan's compact view.
     pub plans: HashMap<PlanId, PlanView>,
     /// Global position of the last event folded in (0: none).
     pub position: u32,
 }
 
 impl Catalog {
+    /// Folds one stored event in.
     pub fn apply(&mut self, stored: &StoredEvent) {
         let id = stored.source_id();
         // The hot path of replay: fold in place; only a plan's first event allocates its key.

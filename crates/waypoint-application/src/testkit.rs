@@ -21,7 +21,7 @@ use waypoint_domain::{
 
 use crate::error::ServiceError;
 use crate::ports::RunLockError;
-use crate::service::{NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint};
+use crate::service::{NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StepStart};
 use crate::store::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 
 /// How the kit gets stores to test.
@@ -297,22 +297,14 @@ fn populate<S: PlanStore>(store: &S) -> Vec<PlanId> {
             service.create_plan(new).await?;
             service.set_total_steps(id, waypoint_domain::TotalSteps::new(3).expect("valid")).await?;
             for n in 1..=2 {
-                service.record_step_started(id, step(n), decision(n)).await?;
-                let checkpoint = StepCheckpoint {
-                    step: step(n),
-                    decision_id: decision(n),
-                    snapshot_id: None,
-                    artifacts: Vec::new(),
-                };
-                service.record_step_checkpoint(id, checkpoint).await?;
+                service.record_step_started(id, StepStart::new(step(n), decision(n))).await?;
+                service.record_step_checkpoint(id, StepCheckpoint::new(step(n), decision(n))).await?;
             }
         }
         service.record_shutdown(&ids[0], Message::parse("deploy").expect("valid")).await?;
         service.record_shutdown(&ids[1], Message::parse("signal").expect("valid")).await?;
         service.resume_plan(&ids[1], ResumeRequest::default()).await?;
-        let checkpoint =
-            StepCheckpoint { step: step(3), decision_id: decision(3), snapshot_id: None, artifacts: Vec::new() };
-        service.record_step_checkpoint(&ids[2], checkpoint).await?;
+        service.record_step_checkpoint(&ids[2], StepCheckpoint::new(step(3), decision(3))).await?;
         service.complete_phase(&ids[2]).await?;
         Ok::<_, ServiceError>(())
     })
@@ -474,7 +466,7 @@ fn unknown_plans_are_not_found<F: StoreFixture>(fixture: &F) {
     assert!(block_on(store.load_summary_view(&id)).expect("load").is_none());
     assert!(matches!(block_on(service.history(&id)), Err(ServiceError::NotFound(_))));
     assert!(matches!(block_on(service.build_resume_summary(&id, None)), Err(ServiceError::NotFound(_))));
-    let started = block_on(service.record_step_started(&id, step(1), decision(1)));
+    let started = block_on(service.record_step_started(&id, StepStart::new(step(1), decision(1))));
     assert!(matches!(started, Err(ServiceError::NotFound(_))), "a command on an unknown plan: {started:?}");
     assert!(read_all(&store, Select::All).is_empty(), "nothing was written for an unknown plan");
 }

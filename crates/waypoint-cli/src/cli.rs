@@ -15,14 +15,15 @@ Waypoint records every completed step of long multi-step work in an append-only 
 resumes from its last completed step, safely.
 
 Start with `waypoint run PLAN.toml`: it runs a plan file step by step and records each step. Press Ctrl-C, then \
-`waypoint plan list --resumable` and `waypoint plan resume ID` to carry on where it stopped.";
+run the same command again to carry on where it stopped. Plan ids may be shortened to a unique prefix.";
 
 const EXAMPLES: &str = "\
 Examples:
-  waypoint run examples/demo.toml             run a plan file, step by step
+  waypoint run examples/demo.toml             run a plan file, step by step (again: it continues)
   waypoint plan list --resumable              plans that can resume now
-  waypoint plan resume ID --dry-run           which steps would be skipped and which would run
-  waypoint plan resume ID                     record the resume and run the remaining steps
+  waypoint resume ID --dry-run                which steps would be skipped and which would run
+  waypoint resume ID                          record the resume and run the remaining steps
+  waypoint plan logs ID --step 2              what step 2 printed
   waypoint --format json plan show ID         one JSON document on stdout, for scripts
 
 Exit codes:
@@ -39,8 +40,13 @@ Exit codes:
 With --format json, an error prints {\"error\": {\"code\", \"message\", …}} on stdout and one line on stderr.";
 
 const RUN_LONG_ABOUT: &str = "\
-Creates a plan from a plan file and runs its steps in order, recording `step_started` before each step and a \
-checkpoint after it. It prints the plan id first, then progress while it runs.
+Runs a plan file's steps in order, recording `step_started` before each step and a checkpoint after it. \
+It prints the plan id first, then progress while it runs.
+
+Run the same file again and it continues the file's plan: an interrupted, crashed or failed plan resumes \
+from where it stopped (saying which plan, from which step and why); a completed one is left alone (exit 0); \
+a plan still being run is refused (exit 5). `--new` starts a fresh plan; `--from-step N` forks the last plan \
+at step N-1 (keeping steps 1 to N-1 and their outputs) and runs the fork from step N.
 
 A plan file is TOML:
 
@@ -53,16 +59,25 @@ A plan file is TOML:
   name = \"fetch\"
   run = \"sleep 2 && echo data > out/fetch.txt\"   # run with `sh -c`
   outputs = [\"out/fetch.txt\"]                    # optional: files whose digest becomes the snapshot
+  timeout = \"90s\"                               # optional: stop it after this long
+  retries = 3                                     # optional: try a failed attempt again
+  retry_delay = \"2s\"                            # optional: doubled after each failed attempt
+  env = { MODE = \"fast\" }                       # optional: this step's own environment
+  dir = \"sub\"                                   # optional: this step's folder
 
 The steps run as the plan's strategize phase (the first phase after action): when the last step completes, the \
-phase completes. A step that exits non-zero fails the plan (exit 1, with its exit code and the tail of its \
-stderr); fix the cause, then `waypoint plan resume ID` runs it again.
+phase completes. A step that still fails after its retries fails the plan (exit 1, with its exit code and the \
+tail of its stderr); fix the cause and run the file again.
 
 Ctrl-C (SIGINT) or SIGTERM while a step runs is passed to the step's process group; Waypoint waits for the \
 step, records the interruption, starts no further step and exits 130 (SIGINT) or 143 (SIGTERM). A second \
-Ctrl-C kills the step and stops waiting. The interrupted step runs again on resume; completed steps never do.
+Ctrl-C kills the step and stops waiting. The interrupted step runs again on resume; completed steps never do. \
+If Waypoint itself is killed, its step is stopped with it.
 
-Each step sees WAYPOINT_PLAN_ID, WAYPOINT_STEP, WAYPOINT_STEP_NAME and WAYPOINT_DECISION_ID.";
+Each step sees WAYPOINT_PLAN_ID, WAYPOINT_STEP, WAYPOINT_STEP_NAME, WAYPOINT_DECISION_ID and WAYPOINT_ATTEMPT. \
+It may append `key=value` lines to the file named by WAYPOINT_OUTPUT; every later step finds the completed \
+steps' outputs as JSON in the file named by WAYPOINT_OUTPUTS. Its stdout and stderr are kept: see \
+`waypoint plan logs`.";
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -128,13 +143,13 @@ pub enum Format {
 pub enum Command {
     /// Run a plan file step by step, recording each step so it can resume after an interruption
     #[command(long_about = RUN_LONG_ABOUT, after_help = RUN_EXAMPLES)]
-    Run {
-        /// The plan file (TOML)
-        file: PathBuf,
-    },
+    Run(RunArgs),
     /// Create, record, inspect and resume plans
     #[command(subcommand, after_help = PLAN_EXAMPLES)]
     Plan(PlanCommand),
+    /// Resume a plan: the same as `waypoint plan resume`
+    #[command(long_about = RESUME_LONG_ABOUT, after_help = "Examples:\n  waypoint resume ID --dry-run\n  waypoint resume ID")]
+    Resume(ResumeArgs),
     /// Check, repair and measure the store itself (for operators)
     #[command(subcommand)]
     Store(StoreCommand),
@@ -254,6 +269,40 @@ pub enum PlanCommand {
         /// The plan id
         #[arg(value_parser = PlanId::parse)]
         id: PlanId,
+        /// Print the completed steps' recorded outputs instead (`{"step name": {"key": "value"}}`)
+        #[arg(long)]
+        outputs: bool,
+    },
+    /// Show the stored stdout and stderr of a plan file's steps (the last 1 MiB of each stream, per attempt)
+    #[command(after_help = "Examples:\n  waypoint plan logs ID\n  waypoint plan logs ID --step 2 --attempt 1")]
+    Logs {
+        /// The plan id
+        #[arg(value_parser = PlanId::parse)]
+        id: PlanId,
+        /// Only this step
+        #[arg(long, value_parser = step_number)]
+        step: Option<StepNumber>,
+        /// Only this attempt (from 1)
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        attempt: Option<u32>,
+    },
+    /// Make a new plan from another's completed steps, to run again from step N
+    #[command(
+        long_about = "Makes a new plan that holds copies of the source plan's checkpoints 1 to N-1 of its current phase \
+                      (outputs included), starts queued in the same phase and resumes at step N. The source does not \
+                      change. For a plan file, `waypoint plan resume NEW` then runs steps N… with the file as it is now.",
+        after_help = "Examples:\n  waypoint plan fork ID --from-step 3\n  waypoint plan fork ID --from-step 1 --id retry-1"
+    )]
+    Fork {
+        /// The source plan id
+        #[arg(value_parser = PlanId::parse)]
+        id: PlanId,
+        /// The step the new plan runs first; steps before it are copied (1 copies none)
+        #[arg(long, value_parser = step_number, value_name = "N")]
+        from_step: StepNumber,
+        /// The new plan's id (default: a random UUID)
+        #[arg(long = "id", value_parser = PlanId::parse, value_name = "NEW")]
+        new_id: Option<PlanId>,
     },
     /// Show every event recorded for a plan, oldest first
     History {
@@ -263,17 +312,57 @@ pub enum PlanCommand {
     },
     /// Resume an interrupted, failed or crashed plan from its last completed step
     #[command(long_about = RESUME_LONG_ABOUT, after_help = "Examples:\n  waypoint plan resume ID --dry-run\n  waypoint plan resume ID")]
-    Resume {
-        /// The plan id
-        #[arg(value_parser = PlanId::parse)]
-        id: PlanId,
-        /// Only show what a resume would do; write nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// The plan definition's fingerprint (hex), compared with the one recorded at creation
-        #[arg(long, value_parser = Fingerprint::parse)]
-        fingerprint: Option<Fingerprint>,
-    },
+    Resume(ResumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The plan id (or a unique prefix of at least 4 characters)
+    #[arg(value_parser = PlanId::parse)]
+    pub id: PlanId,
+    /// Only show what a resume would do; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The plan definition's fingerprint (hex), compared with the one recorded at creation
+    #[arg(long, value_parser = Fingerprint::parse)]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl PlanCommand {
+    /// The id of the existing plan this command is about, to resolve a prefix; `None` for the
+    /// commands that name no existing plan.
+    pub fn plan_id_mut(&mut self) -> Option<&mut PlanId> {
+        match self {
+            PlanCommand::Create(_) | PlanCommand::List { .. } => None,
+            PlanCommand::Checkpoint(args) => Some(&mut args.id),
+            PlanCommand::Resume(args) => Some(&mut args.id),
+            PlanCommand::Start { id, .. }
+            | PlanCommand::TotalSteps { id, .. }
+            | PlanCommand::StepStarted { id, .. }
+            | PlanCommand::Interrupt { id, .. }
+            | PlanCommand::Fail { id, .. }
+            | PlanCommand::CompletePhase { id }
+            | PlanCommand::Apply { id }
+            | PlanCommand::Constrain { id, .. }
+            | PlanCommand::Cancel { id, .. }
+            | PlanCommand::Show { id, .. }
+            | PlanCommand::Logs { id, .. }
+            | PlanCommand::Fork { id, .. }
+            | PlanCommand::History { id } => Some(id),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plan file (TOML)
+    pub file: PathBuf,
+    /// Start a fresh plan even if the store holds one for this file that could continue
+    #[arg(long)]
+    pub new: bool,
+    /// Run again from step N: a fork of the file's plan that keeps steps 1 to N-1 (and their outputs), run from step N with the file as it is now
+    #[arg(long, value_parser = step_number, value_name = "N")]
+    pub from_step: Option<StepNumber>,
 }
 
 #[derive(Debug, Args)]

@@ -5,23 +5,42 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
-use waypoint_application::{NewPlan, PlanView, ResumeRequest, StepCheckpoint};
-use waypoint_domain::{Fingerprint, Phase, PlanId, ResumeIneligibleReason, ResumeSummary, StepNumber};
+use waypoint_application::{
+    NewPlan, PlanStore, PlanView, ResumePoint, ResumeRequest, RunLockGuard, ServiceError, StepCheckpoint, StepStart,
+};
+use waypoint_domain::{
+    Fingerprint, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,
+};
 
-use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand};
+use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand, ResumeArgs, RunArgs};
+use crate::definition::{plan_file_path, read_plan_file};
 use crate::error::{exit, CliError};
-use crate::plan_file::{fingerprint_of, PlanFile};
+use crate::keys::{keyed_id, newest_generation};
+use crate::plan_file::PlanFile;
 use crate::progress::Progress;
 use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
 use crate::runner::{watch_signals, Events, Runner, StepReport};
 use crate::store::{acquire_run_lock, runner_id, Service, StoreLocation};
-use crate::ui::Ui;
+use crate::ui::{escape_controls, shown_path, Ui};
+
+mod run;
+
+use run::{resume, resume_preview, run};
 
 pub fn execute(cli: Cli, ui: &Ui) -> Result<(), CliError> {
     let location = StoreLocation::parse(&cli.store)?;
     match cli.command {
-        Command::Run { file } => run(&location, ui, &file),
-        Command::Plan(command) => plan(&location, ui, command),
+        Command::Run(args) => run(&location, ui, args),
+        Command::Plan(mut command) => {
+            if let Some(id) = command.plan_id_mut() {
+                *id = resolve_id(&location, id)?;
+            }
+            plan(&location, ui, command)
+        }
+        Command::Resume(mut args) => {
+            args.id = resolve_id(&location, &args.id)?;
+            plan(&location, ui, PlanCommand::Resume(args))
+        }
         Command::Store(command) => crate::operate::store(&location, ui, command),
     }
 }
@@ -38,16 +57,11 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
         }
         PlanCommand::StepStarted { id, step, decision } => {
             write(location, ui, &id, &format!("step {step} started"), |s| {
-                block_on(s.record_step_started(&id, step, decision))
+                block_on(s.record_step_started(&id, StepStart::new(step, decision)))
             })
         }
         PlanCommand::Checkpoint(args) => checkpoint(location, ui, args),
-        PlanCommand::Interrupt { id, reason } => {
-            let service = location.open_existing_for_write(&id)?;
-            let appended = block_on(service.record_shutdown(&id, reason))?;
-            let done = if appended { "interruption recorded" } else { "already interrupted; nothing written" };
-            print_after_write(&service, ui, &id, done)
-        }
+        PlanCommand::Interrupt { id, reason } => interrupt(location, ui, &id, reason),
         PlanCommand::Fail { id, message } => {
             write(location, ui, &id, "failure recorded", |s| block_on(s.fail(&id, message)))
         }
@@ -62,10 +76,15 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
             write(location, ui, &id, "cancelled", |s| block_on(s.cancel(&id, reason)))
         }
         PlanCommand::List { resumable } => list(location, ui, resumable),
-        PlanCommand::Show { id } => show(location, ui, &id),
+        PlanCommand::Show { id, outputs: false } => show(location, ui, &id),
+        PlanCommand::Show { id, outputs: true } => show_outputs(location, ui, &id),
+        PlanCommand::Logs { id, step, attempt } => logs(location, ui, &id, step, attempt),
         PlanCommand::History { id } => history(location, ui, &id),
-        PlanCommand::Resume { id, dry_run: true, fingerprint } => resume_preview(location, ui, &id, fingerprint),
-        PlanCommand::Resume { id, dry_run: false, fingerprint } => resume(location, ui, &id, fingerprint),
+        PlanCommand::Fork { id, from_step, new_id } => fork(location, ui, &id, from_step, new_id),
+        PlanCommand::Resume(ResumeArgs { id, dry_run: true, fingerprint }) => {
+            resume_preview(location, ui, &id, fingerprint)
+        }
+        PlanCommand::Resume(ResumeArgs { id, dry_run: false, fingerprint }) => resume(location, ui, &id, fingerprint),
     }
 }
 
@@ -77,6 +96,7 @@ fn create(location: &StoreLocation, ui: &Ui, args: CreateArgs) -> Result<(), Cli
         total_steps: args.total_steps,
         fingerprint: args.fingerprint,
         source: None,
+        steps: Vec::new(),
         start: None,
     };
     let view = block_on(service.create_plan(new))?;
@@ -102,6 +122,22 @@ fn write<T>(
     print_after_write(&service, ui, id, done)
 }
 
+/// `plan fork`: a new plan holding the source's steps before `from_step`.
+fn fork(
+    location: &StoreLocation,
+    ui: &Ui,
+    source: &PlanId,
+    from_step: StepNumber,
+    new_id: Option<PlanId>,
+) -> Result<(), CliError> {
+    let service = location.open_existing_for_write(source)?;
+    let at_step = StepNumber::new(from_step.get() - 1).ok();
+    let fork = block_on(service.fork_plan(source, at_step, new_id))?;
+    let copied = at_step.map_or("no step copied".to_owned(), |n| format!("steps 1 to {n} copied"));
+    let done = format!("forked from plan {source} ({copied}); `waypoint plan resume {}` runs it", fork.plan_id);
+    print_after_write(&service, ui, &fork.plan_id, &done)
+}
+
 fn print_after_write(service: &Service, ui: &Ui, id: &PlanId, done: &str) -> Result<(), CliError> {
     let summary = block_on(service.build_resume_summary(id, None))?;
     if ui.json() {
@@ -109,11 +145,19 @@ fn print_after_write(service: &Service, ui: &Ui, id: &PlanId, done: &str) -> Res
     } else {
         let style = ui.out;
         let progress = match (summary.total_steps, summary.last_completed_step) {
-            (Some(total), last) => format!(" · {} of {total} steps", last.map_or(0, |s| s.get())),
-            (None, Some(last)) => format!(" · {last} steps completed"),
+            (Some(total), last) => {
+                format!(" · {} of {}", last.map_or(0, |s| s.get()), render::count(total.get() as usize, "step"))
+            }
+            (None, Some(last)) => format!(" · {} completed", render::count(last.get() as usize, "step")),
             (None, None) => String::new(),
         };
-        ui.stdout(&format!("{} {done} · plan {id}: {}/{}{progress}", style.green("✓"), summary.phase, summary.state));
+        ui.stdout(&format!(
+            "{} {done} · plan {id}: {} ({}/{}){progress}",
+            style.green("✓"),
+            summary.status,
+            summary.phase,
+            summary.state
+        ));
     }
     Ok(())
 }
@@ -123,7 +167,15 @@ fn checkpoint(location: &StoreLocation, ui: &Ui, args: CheckpointArgs) -> Result
     let step = args.step;
     let recorded = block_on(service.record_step_checkpoint(
         &args.id,
-        StepCheckpoint { step, decision_id: args.decision, snapshot_id: args.snapshot, artifacts: args.artifacts },
+        StepCheckpoint {
+            step,
+            decision_id: args.decision,
+            snapshot_id: args.snapshot,
+            artifacts: args.artifacts,
+            name: None,
+            output: None,
+            fingerprint: None,
+        },
     ))?;
     let done = if recorded.appended {
         format!("step {step} checkpoint {} recorded", recorded.checkpoint.checkpoint_id)
@@ -134,14 +186,24 @@ fn checkpoint(location: &StoreLocation, ui: &Ui, args: CheckpointArgs) -> Result
 }
 
 fn list(location: &StoreLocation, ui: &Ui, resumable: bool) -> Result<(), CliError> {
-    let plans = match location.open_read_only()? {
-        Some(service) => block_on(service.list(resumable))?,
+    // Every plan's summary is built either way: filtering here costs nothing more, and lets an
+    // empty listing say how many plans there are.
+    let all = match location.open_read_only()? {
+        Some(service) => block_on(service.list(false))?,
         None => Vec::new(),
     };
+    let total = all.len();
+    let plans: Vec<_> = all.into_iter().filter(|(_, summary)| summary.eligible || !resumable).collect();
     if ui.json() {
         ui.json_document(&render::PlansDoc { plans: plans.iter().map(|(_, summary)| summary).collect() });
     } else {
-        ui.stdout(&render::plans_table(ui.out, &plans, DateTime::<Utc>::from(std::time::SystemTime::now())));
+        ui.stdout(&render::plans_table(
+            ui.out,
+            &plans,
+            DateTime::<Utc>::from(std::time::SystemTime::now()),
+            total,
+            resumable,
+        ));
     }
     Ok(())
 }
@@ -175,78 +237,106 @@ fn history(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliErro
     Ok(())
 }
 
-/// A plan created by `waypoint run`: its plan file, recorded when it was created. Its steps are
-/// the strategize phase; a plan moved on to another phase by hand resumes as a plain plan.
-fn plan_file_source(view: &PlanView) -> Option<&Path> {
-    let source = view.state.source.as_ref()?;
-    (view.state.phase == Phase::Strategize).then(|| Path::new(source.as_str()))
-}
-
-/// The plan file as it is now: its bytes' fingerprint and, when it still parses, the file.
-struct CurrentPlanFile {
-    fingerprint: Fingerprint,
-    file: Option<PlanFile>,
-}
-
-fn read_plan_file(path: &Path) -> Result<CurrentPlanFile, std::io::Error> {
-    let bytes = std::fs::read(path)?;
-    Ok(CurrentPlanFile { fingerprint: fingerprint_of(&bytes), file: PlanFile::parse(path, &bytes).ok() })
-}
-
-/// The fingerprint a resume checks: a changed plan file always counts; otherwise the caller's.
-pub fn fingerprint_to_check(
-    recorded: Option<&Fingerprint>,
-    current: Option<&Fingerprint>,
-    given: Option<Fingerprint>,
-) -> Option<Fingerprint> {
-    match current {
-        Some(current) if Some(current) != recorded => Some(current.clone()),
-        _ => given.or_else(|| current.cloned()),
+/// The full id of the plan `given` names: itself when a plan has that id, otherwise the one plan
+/// whose id starts with it (at least [`MIN_PREFIX`] characters, as git abbreviates). Only a
+/// given id that is not a full id costs a read of the catalog.
+fn resolve_id(location: &StoreLocation, given: &PlanId) -> Result<PlanId, CliError> {
+    let Some(service) = location.open_read_only()? else { return Ok(given.clone()) };
+    match block_on(service.load_summary(given)) {
+        Ok(_) => return Ok(given.clone()),
+        Err(ServiceError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
     }
-}
-
-fn resume_preview(
-    location: &StoreLocation,
-    ui: &Ui,
-    id: &PlanId,
-    fingerprint: Option<Fingerprint>,
-) -> Result<(), CliError> {
-    let service = location.open_read_only_for(id)?;
-    let view = block_on(service.load_summary(id))?;
-    let current = plan_file_source(&view).map(read_plan_file);
-    let current_fp = current.as_ref().and_then(|c| c.as_ref().ok()).map(|c| &c.fingerprint);
-    let fingerprint = fingerprint_to_check(view.state.fingerprint.as_ref(), current_fp, fingerprint);
-    let outcome = block_on(service.resume_plan(id, ResumeRequest { dry_run: true, fingerprint, runner: None }))?;
-    let mut summary = outcome.summary;
-    if matches!(current, Some(Err(_))) && !summary.reasons.contains(&ResumeIneligibleReason::DefinitionChanged) {
-        summary.reasons.push(ResumeIneligibleReason::DefinitionChanged);
-        summary.eligible = false;
+    if given.as_str().len() < MIN_PREFIX {
+        return Ok(given.clone());
     }
-    let steps = match &current {
-        Some(Ok(CurrentPlanFile { file: Some(file), .. })) => Some(planned_steps(file, &summary)),
-        _ => None,
-    };
-    if ui.json() {
-        ui.json_document(&render::PreviewDoc { summary: &summary, steps: steps.as_deref() });
-    } else {
-        let mut text = render::summary_block(ui.out, &summary, &view);
-        if let Some(Err(e)) = &current {
-            text.push_str(&format!("\n{} cannot read the plan file: {e}\n", ui.out.yellow("!")));
+    let mut candidates: Vec<PlanId> = block_on(service.store().catalog())
+        .map_err(|e| CliError::from(ServiceError::from(e)))?
+        .into_iter()
+        .map(|view| view.plan_id)
+        .filter(|id| id.as_str().starts_with(given.as_str()))
+        .collect();
+    candidates.sort();
+    match candidates.len() {
+        0 => Ok(given.clone()),
+        1 => Ok(candidates.remove(0)),
+        _ => {
+            let listed: Vec<&str> = candidates.iter().map(PlanId::as_str).collect();
+            Err(CliError::usage(
+                "ambiguous_id",
+                format!(
+                    "{given} is the start of {} plan ids: {}; give more of the id",
+                    listed.len(),
+                    listed.join(", ")
+                ),
+            )
+            .with("candidates", listed))
         }
-        if let Some(steps) = &steps {
-            text.push_str(&format!("\n{}\n", ui.out.bold("If resumed now:")));
-            for PlannedStep { step: n, name, action } in steps {
-                let line = match *action {
-                    "skip" => format!("  {} {n}  {name}  {}", ui.out.dim("↷"), ui.out.dim("skipped: completed")),
-                    "rerun" => format!(
-                        "  {} {n}  {name}  {}",
-                        ui.out.yellow("↻"),
-                        ui.out.yellow("runs again: it started but did not complete")
-                    ),
-                    _ => format!("  {} {n}  {name}  runs", ui.out.cyan("▶")),
-                };
-                text.push_str(&line);
-                text.push('\n');
+    }
+}
+
+/// The shortest id prefix git would accept here.
+const MIN_PREFIX: usize = 4;
+
+/// `plan interrupt`: takes the plan's run lock first, so that a plan being run by `waypoint
+/// run` is never marked interrupted under its runner's feet (its next checkpoint would be
+/// refused and the completed work lost): stop a runner with a signal instead.
+fn interrupt(location: &StoreLocation, ui: &Ui, id: &PlanId, reason: Message) -> Result<(), CliError> {
+    let service = location.open_existing_for_write(id)?;
+    block_on(service.load_summary(id))?;
+    let _lock = acquire_run_lock(&service, id).map_err(|e| match e.code {
+        "run_lock_busy" => CliError::new(
+            exit::CONFLICT,
+            "run_lock_busy",
+            format!("plan {id} is being run by a waypoint process; stop it with Ctrl-C (or `kill -INT` its pid), which records the interruption"),
+        )
+        .with("plan_id", id.as_str())
+        .with_reasons(vec![ResumeIneligibleReason::StillRunning]),
+        _ => e,
+    })?;
+    let appended = block_on(service.record_shutdown(id, reason))?;
+    let done = if appended { "interruption recorded" } else { "already interrupted; nothing written" };
+    print_after_write(&service, ui, id, done)
+}
+
+/// `plan show ID --outputs`: every completed step's recorded output, by step name (or number,
+/// for a step recorded without a name).
+fn show_outputs(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliError> {
+    let service = location.open_read_only_for(id)?;
+    let view = block_on(service.load(id))?;
+    // In step order, for people; the JSON object is keyed by step name.
+    let ordered: Vec<(String, serde_json::Value)> = view
+        .state
+        .resume
+        .checkpoints
+        .iter()
+        .map(|checkpoint| {
+            let key = checkpoint.name.as_ref().map_or_else(|| checkpoint.step.to_string(), |n| n.as_str().to_owned());
+            let value = checkpoint
+                .output
+                .as_ref()
+                .map_or(serde_json::Value::Object(Default::default()), |o| o.as_value().clone());
+            (key, value)
+        })
+        .collect();
+    let outputs: serde_json::Map<String, serde_json::Value> = ordered.iter().cloned().collect();
+    if ui.json() {
+        ui.json_document(&serde_json::json!({ "plan_id": id, "outputs": outputs }));
+    } else if outputs.is_empty() {
+        ui.stdout(&format!("plan {id} has no completed step in its current phase"));
+    } else {
+        let mut text = String::new();
+        for (step, values) in &ordered {
+            text.push_str(&format!("{}\n", ui.out.bold(&escape_controls(step))));
+            match values.as_object() {
+                Some(map) if map.is_empty() => text.push_str(&format!("  {}\n", ui.out.dim("(no outputs)"))),
+                Some(map) => {
+                    for (key, value) in map {
+                        let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                        text.push_str(&format!("  {} = {}\n", escape_controls(key), escape_controls(&value)));
+                    }
+                }
+                None => text.push_str(&format!("  {}\n", escape_controls(&values.to_string()))),
             }
         }
         ui.stdout(&text);
@@ -254,143 +344,69 @@ fn resume_preview(
     Ok(())
 }
 
-/// Each step of the plan file and what a resume would do with it: skip, rerun (the uncertain
-/// step) or run.
-fn planned_steps(file: &PlanFile, summary: &ResumeSummary) -> Vec<PlannedStep> {
-    let done = summary.last_completed_step.map_or(0, StepNumber::get);
-    let uncertain = summary.uncertain_step.map(StepNumber::get);
-    (1..)
-        .zip(&file.steps)
-        .map(|(n, step)| {
-            let action = if n <= done {
-                "skip"
-            } else if Some(n) == uncertain {
-                "rerun"
-            } else {
-                "run"
-            };
-            PlannedStep { step: n, name: step.name.clone(), action }
-        })
-        .collect()
-}
-
-fn resume(location: &StoreLocation, ui: &Ui, id: &PlanId, fingerprint: Option<Fingerprint>) -> Result<(), CliError> {
-    let service = location.open_existing_for_write(id)?;
-    let view = block_on(service.load_summary(id))?;
-    let Some(path) = plan_file_source(&view).map(Path::to_path_buf) else {
-        let request = ResumeRequest { dry_run: false, fingerprint, runner: None };
-        let outcome = block_on(service.resume_plan(id, request))?;
-        let point = outcome.resumed.expect("a real resume returns its resume point");
-        if ui.json() {
-            ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: None, summary: &outcome.summary });
-        } else {
-            let again = if point.rerun_uncertain { " (it started but did not complete, so it runs again)" } else { "" };
-            ui.stdout(&format!("{} resumed from step {}{again}", ui.out.green("↻"), point.from_step));
-            ui.stdout(&render::summary_block(ui.out, &outcome.summary, &view));
-        }
-        return Ok(());
-    };
-    let current = read_plan_file(&path).map_err(|e| {
-        CliError::new(
-            exit::NOT_ELIGIBLE,
-            "not_eligible",
-            format!(
-                "plan {id} cannot resume: its plan file {} cannot be read ({e}); restore it, or start over with `waypoint run`",
-                path.display()
-            ),
-        )
-        .with_reasons(vec![ResumeIneligibleReason::DefinitionChanged])
-        .with("plan_id", id.as_str())
-    })?;
-    let fingerprint = fingerprint_to_check(view.state.fingerprint.as_ref(), Some(&current.fingerprint), fingerprint);
-    // Only the file the plan was created from may run; a changed one is refused by the resume.
-    let unchanged = view.state.fingerprint.as_ref() == Some(&current.fingerprint);
-    if unchanged && current.file.is_none() {
-        return Err(CliError::unexpected(format!("the plan file {} no longer parses", path.display())));
-    }
-
-    let events = watch_signals()?;
-    let _lock = acquire_run_lock(&service, id)?;
-    let request = ResumeRequest { dry_run: false, fingerprint, runner: Some(runner_id()) };
-    let outcome = block_on(service.resume_plan(id, request))?;
-    let point = outcome.resumed.expect("a real resume returns its resume point");
-    let Some(file) = current.file.filter(|_| unchanged) else {
-        return Err(CliError::unexpected("the plan file changed, yet the plan was found eligible; report this"));
-    };
-    if !ui.json() {
-        let again = if point.rerun_uncertain {
-            format!("; step {} started but did not complete, so it runs again", point.from_step)
-        } else {
-            String::new()
-        };
-        ui.stdout(&format!(
-            "{} resuming {} · plan {id} from step {} of {}{again}",
-            ui.out.green("↻"),
-            ui.out.bold(file.name.as_str()),
-            point.from_step,
-            file.steps.len()
-        ));
-    }
-    let reports = run_plan_file(&service, ui, id, &file, point.from_step, &events)?;
-    let summary = block_on(service.build_resume_summary(id, None))?;
-    if ui.json() {
-        ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: Some(&reports), summary: &summary });
-        Ok(())
-    } else {
-        print_summary_block(&service, ui, id, &summary)
-    }
-}
-
-fn run(location: &StoreLocation, ui: &Ui, path: &Path) -> Result<(), CliError> {
-    // Everything that can be refused is checked before the store is touched.
-    let file = PlanFile::load(path)?;
-    let source = file.source()?;
-    let events = watch_signals()?;
-    let service = location.open_for_write()?;
-    // The run lock first, then the plan created and started in one append: a crash at any moment
-    // leaves either no plan or one that is processing under a runner, which a resume can infer.
-    let id = PlanId::from_uuid(uuid::Uuid::new_v4());
-    let _lock = acquire_run_lock(&service, &id)?;
-    let new = NewPlan {
-        id: Some(id.clone()),
-        name: Some(file.name.clone()),
-        total_steps: Some(file.total_steps()),
-        fingerprint: Some(file.fingerprint.clone()),
-        source: Some(source),
-        start: Some((Phase::Strategize, Some(runner_id()))),
-    };
-    block_on(service.create_plan(new))?;
-    if ui.json() {
-        ui.note(&format!("plan {id}"));
-    } else {
-        ui.stdout(&format!(
-            "{} {} · plan {} · {} steps",
-            ui.out.cyan("▶"),
-            ui.out.bold(file.name.as_str()),
-            id,
-            file.steps.len()
-        ));
-    }
-    let reports = run_plan_file(&service, ui, &id, &file, StepNumber::FIRST, &events)?;
-    let summary = block_on(service.build_resume_summary(&id, None))?;
-    if ui.json() {
-        ui.json_document(&RunDoc { plan_id: &id, steps: &reports, summary: &summary });
-        Ok(())
-    } else {
-        print_summary_block(&service, ui, &id, &summary)
-    }
-}
-
-fn run_plan_file(
-    service: &Service,
+/// `plan logs`: the stored stdout and stderr of each attempt of each step.
+fn logs(
+    location: &StoreLocation,
     ui: &Ui,
     id: &PlanId,
-    file: &PlanFile,
-    from: StepNumber,
-    events: &Events,
-) -> Result<Vec<StepReport>, CliError> {
-    let total = u32::try_from(file.steps.len()).expect("checked when parsed");
-    let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total));
-    let mut runner = Runner { service, plan_id: id, file, progress, events };
-    runner.run_from(from)
+    step: Option<StepNumber>,
+    attempt: Option<u32>,
+) -> Result<(), CliError> {
+    let service = location.open_read_only_for(id)?;
+    block_on(service.load_summary(id))?;
+    let dir = location.sidecar().logs_dir(id);
+    let found: Vec<crate::logs::AttemptLogs> = crate::logs::list(&dir)
+        .map_err(|e| CliError::unexpected(format!("cannot list the logs in {}: {e}", shown_path(&dir))))?
+        .into_iter()
+        .filter(|l| step.is_none_or(|s| s.get() == l.step) && attempt.is_none_or(|a| a == l.attempt))
+        .collect();
+    let read = |path: &Option<std::path::PathBuf>| {
+        path.as_ref()
+            .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned())
+            .unwrap_or_default()
+    };
+    if ui.json() {
+        let entries: Vec<serde_json::Value> = found
+            .iter()
+            .map(|l| serde_json::json!({"step": l.step, "attempt": l.attempt, "stdout": read(&l.stdout), "stderr": read(&l.stderr)}))
+            .collect();
+        ui.json_document(&serde_json::json!({"plan_id": id, "cap_bytes": crate::logs::LOG_CAP, "logs": entries}));
+        return Ok(());
+    }
+    if found.is_empty() {
+        ui.stdout(&format!(
+            "no logs for plan {id}{}; logs are kept for steps run by `waypoint run` (the last 1 MiB of each stream)",
+            step.map_or(String::new(), |s| format!(" step {s}"))
+        ));
+        return Ok(());
+    }
+    let mut text = String::new();
+    for l in &found {
+        for (stream, path) in [("stdout", &l.stdout), ("stderr", &l.stderr)] {
+            let body = read(path);
+            text.push_str(&format!(
+                "{}\n",
+                ui.out.bold(&format!("── step {} · attempt {} · {stream}", l.step, l.attempt))
+            ));
+            if body.is_empty() {
+                text.push_str(&format!("{}\n", ui.out.dim("(empty)")));
+            } else {
+                text.push_str(&escape_terminal(&body));
+                if !body.ends_with('\n') {
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    ui.stdout(&text);
+    Ok(())
+}
+
+/// A step's output as it may reach a terminal: control characters other than newline and tab
+/// escaped (colour sequences included).
+fn escape_terminal(text: &str) -> String {
+    text.split('\n')
+        .map(|line| line.split('\t').map(escape_controls).collect::<Vec<_>>().join("\t"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

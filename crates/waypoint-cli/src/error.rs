@@ -28,11 +28,14 @@ pub struct CliError {
     pub reasons: Vec<ResumeIneligibleReason>,
     /// Extra keys for the JSON error object, such as `plan_id` or `step`.
     pub details: Map<String, Value>,
+    /// Lines that show where the problem is (a TOML error's line with a caret under the column),
+    /// printed on stderr before the one-line message.
+    pub context: Option<String>,
 }
 
 impl CliError {
     pub fn new(exit: u8, code: &'static str, message: impl Into<String>) -> Self {
-        Self { exit, code, message: message.into(), reasons: Vec::new(), details: Map::new() }
+        Self { exit, code, message: message.into(), reasons: Vec::new(), details: Map::new(), context: None }
     }
 
     pub fn usage(code: &'static str, message: impl Into<String>) -> Self {
@@ -45,6 +48,11 @@ impl CliError {
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn with_context(mut self, context: String) -> Self {
+        self.context = Some(context);
         self
     }
 

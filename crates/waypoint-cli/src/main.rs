@@ -3,14 +3,19 @@
 
 mod cli;
 mod commands;
+mod definition;
 mod error;
+mod keys;
+mod logs;
 mod operate;
 mod outputs;
 mod plan_file;
 mod progress;
 mod render;
 mod runner;
+mod sidecar;
 mod store;
+mod supervise;
 mod ui;
 
 #[cfg(test)]
@@ -28,12 +33,15 @@ use crate::ui::Ui;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == supervise::ARG) {
+        return supervise::main(&args[2..]);
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err, json_requested(&args)),
     };
     let ui = Ui::new(cli.format);
-    match commands::execute(cli, &ui) {
+    match commands::execute(cli, &ui).and_then(|()| ui::stdout_failure().map_or(Ok(()), Err)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
             ui.error(&err);

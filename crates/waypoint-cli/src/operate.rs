@@ -57,19 +57,25 @@ fn verify(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
 }
 
 fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
-    let StoreLocation::Dir(dir) = location;
+    let StoreLocation::Dir(dir) = location else {
+        return Err(CliError::usage(
+            "unsupported_store",
+            "`waypoint store repair` mends the file store's log; PostgreSQL keeps its own data consistent, and \
+             `waypoint store verify` checks Waypoint's tables in it",
+        ));
+    };
     let report = waypoint_store_file::repair(dir).map_err(|e| {
         CliError::new(exit::STORE_UNREADABLE, "repair_failed", format!("{e}")).with("store", location.display())
     })?;
     if ui.json() {
         ui.json_document(&json!({
             "store": location.display(),
-            "log": report.log.display().to_string(),
-            "backup": report.backup.as_ref().map(|p| p.display().to_string()),
+            "log": crate::ui::shown_path(&report.log),
+            "backup": report.backup.as_ref().map(|p| crate::ui::shown_path(p)),
             "damage_at": report.damage_at,
             "damage": report.damage,
             "bytes_removed": report.bytes_removed,
-            "quarantined": report.quarantined.as_ref().map(|p| p.display().to_string()),
+            "quarantined": report.quarantined.as_ref().map(|p| crate::ui::shown_path(p)),
             "intact_records_removed": report.intact_records_removed,
             "records_kept": report.records_kept,
         }));
@@ -79,14 +85,14 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
         (Some(at), Some(damage)) => format!(
             "{} repaired {}: damage at byte offset {at} ({damage}); {} bytes removed, {} records kept",
             ui.out.green("✓"),
-            report.log.display(),
+            crate::ui::shown_path(&report.log),
             report.bytes_removed,
             report.records_kept
         ),
         _ => format!(
             "{} {} is whole: {} records, nothing cut; derived files will be rebuilt on next open",
             ui.out.green("✓"),
-            report.log.display(),
+            crate::ui::shown_path(&report.log),
             report.records_kept
         ),
     };
@@ -98,10 +104,10 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
         ));
     }
     if let Some(backup) = &report.backup {
-        text.push_str(&format!("\n  backup: {}", backup.display()));
+        text.push_str(&format!("\n  backup: {}", crate::ui::shown_path(backup)));
     }
     if let Some(quarantined) = &report.quarantined {
-        text.push_str(&format!("\n  removed bytes kept in: {}", quarantined.display()));
+        text.push_str(&format!("\n  removed bytes kept in: {}", crate::ui::shown_path(quarantined)));
     }
     ui.stdout(&text);
     Ok(())

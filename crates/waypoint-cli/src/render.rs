@@ -6,11 +6,13 @@ use eventually::versioning::Versioned;
 use serde::Serialize;
 use serde_json::Value;
 use waypoint_application::{PlanView, RecordedEvent, ResumePoint, StoredEvent};
-use waypoint_domain::{EventId, PlanEvent, PlanId, ProcessingState, ResumeSummary, StepNumber};
+use waypoint_domain::{
+    EventId, PlanEvent, PlanId, PlanStatus, ResumeIneligibleReason, ResumeSummary, StepChange, StepNumber,
+};
 
 use crate::runner::StepReport;
 
-use crate::ui::Style;
+use crate::ui::{escape_controls, Style};
 
 /// `{"plans": [summary, …]}`. Documents are structs, not `Value`s, so keys keep the contract's order.
 #[derive(Debug, Serialize)]
@@ -61,6 +63,10 @@ impl From<&ResumePoint> for PointDoc {
 #[derive(Debug, Serialize)]
 pub struct RunDoc<'a> {
     pub plan_id: &'a PlanId,
+    /// `created` (a new plan), `resumed` (the file's plan continued) or `already_completed`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<PointDoc>,
     pub steps: &'a [StepReport],
     pub summary: &'a ResumeSummary,
 }
@@ -133,31 +139,57 @@ pub fn ago(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
-/// `text` (the state, possibly padded or marked) in the state's colour.
-fn paint_state(style: Style, state: ProcessingState, text: &str) -> String {
-    match state {
-        ProcessingState::Complete | ProcessingState::Applied => style.green(text),
-        ProcessingState::Errored | ProcessingState::Constrained => style.red(text),
-        ProcessingState::Processing => style.cyan(text),
-        ProcessingState::Queued => style.yellow(text),
-        ProcessingState::Cancelled => style.dim(text),
+/// The status word in its colour.
+fn paint_status(style: Style, status: PlanStatus, text: &str) -> String {
+    match status {
+        PlanStatus::Completed | PlanStatus::Applied => style.green(text),
+        PlanStatus::Failed | PlanStatus::Crashed => style.red(text),
+        PlanStatus::Running => style.cyan(text),
+        PlanStatus::Interrupted => style.yellow(text),
+        PlanStatus::Cancelled | PlanStatus::NotStarted => style.dim(text),
     }
 }
 
 fn progress_text(summary: &ResumeSummary) -> String {
     let done = summary.last_completed_step.map_or(0, |s| s.get());
-    match (summary.total_steps, summary.progress_percent) {
-        (Some(total), Some(pct)) => format!("{done}/{total} {pct:>3}%"),
-        _ if done > 0 => format!("{done} done"),
-        _ => "-".to_owned(),
+    match summary.total_steps {
+        Some(total) => format!("{done}/{total}"),
+        None if done > 0 => format!("{done} done"),
+        None => "-".to_owned(),
     }
 }
 
-/// The summary block for one plan.
+/// A reason a plan cannot resume, in a word or two for a table cell.
+fn reason_word(reason: ResumeIneligibleReason) -> &'static str {
+    match reason {
+        ResumeIneligibleReason::TerminalState => "final",
+        ResumeIneligibleReason::ActionPhase => "not started",
+        ResumeIneligibleReason::StillRunning => "running",
+        ResumeIneligibleReason::NothingToResume => "done",
+        ResumeIneligibleReason::DefinitionChanged => "changed",
+        ResumeIneligibleReason::SnapshotMissing => "outputs gone",
+    }
+}
+
+/// Lines of `text` (control characters escaped), at most `max_lines`, each indented by `indent`
+/// after the first.
+fn indented(text: &str, indent: usize, max_lines: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: Vec<String> = lines.iter().take(max_lines).map(|l| escape_controls(l)).collect();
+    if lines.len() > max_lines {
+        out.push(format!("… ({} more lines)", lines.len() - max_lines));
+    }
+    out.join(&format!("\n{}", " ".repeat(indent)))
+}
+
+/// The summary block for one plan: plain words first, codes only where they help.
 pub fn summary_block(style: Style, summary: &ResumeSummary, view: &PlanView) -> String {
     let mut out = String::new();
+    let status = summary.status;
     let title = match &view.state.name {
-        Some(name) => format!("{}  {}", style.bold(name.as_str()), style.dim(summary.plan_id.as_str())),
+        Some(name) => {
+            format!("{}  {}", style.bold(&escape_controls(name.as_str())), style.dim(summary.plan_id.as_str()))
+        }
         None => format!("plan {}", style.bold(summary.plan_id.as_str())),
     };
     out.push_str(&title);
@@ -165,58 +197,82 @@ pub fn summary_block(style: Style, summary: &ResumeSummary, view: &PlanView) -> 
     let mut row = |label: &str, value: String| {
         out.push_str(&format!("  {}  {value}\n", style.dim(&format!("{label:<10}"))));
     };
-    let mut state = paint_state(style, summary.state, summary.state.as_str());
-    if summary.interrupted {
-        state.push_str(&style.yellow(" (interrupted)"));
-    }
-    row("phase", format!("{} · {state}", summary.phase));
+    row(
+        "status",
+        format!(
+            "{} {}",
+            paint_status(style, status, status.as_str()),
+            style.dim(&format!("· {}/{}", summary.phase, summary.state))
+        ),
+    );
     let done = summary.last_completed_step.map_or(0, |s| s.get());
     let progress = match (summary.total_steps, summary.progress_percent) {
         (Some(total), Some(pct)) => {
-            format!("{} {done} of {total} steps · {pct}%", style.green(&bar(done, total.get(), 24)))
+            format!(
+                "{} {done} of {} · {pct}%",
+                style.green(&bar(done, total.get(), 20)),
+                count(total.get() as usize, "step")
+            )
         }
-        _ => format!("{done} steps completed · total unknown"),
+        _ => format!("{} completed · total unknown", count(done as usize, "step")),
     };
     row("progress", progress);
     if let Some(next) = summary.next_step {
         let mut text = format!("step {next}");
         if summary.uncertain_step == Some(next) {
-            text.push_str(&style.yellow(" · uncertain: it started but did not finish, so it runs again"));
+            text.push_str(&style.yellow(" · it started but did not finish: it runs again"));
         }
         row("next", text);
     }
-    if let Some(interruption) = &summary.interruption {
-        let mut text = interruption.reason.clone();
-        if let Some(at) = interruption.at {
-            text.push_str(&format!(" · {}", clock_time(at)));
+    // How it stopped matters only while it is stopped.
+    if matches!(status, PlanStatus::Interrupted | PlanStatus::Crashed) {
+        if let Some(interruption) = &summary.interruption {
+            let mut text = if interruption.inferred {
+                "its runner stopped without recording why (a crash)".to_owned()
+            } else {
+                escape_controls(&interruption.reason)
+            };
+            if let Some(at) = interruption.at {
+                text.push_str(&format!(" · {}", clock_time(at)));
+            }
+            row("stopped", text);
         }
-        if interruption.inferred {
-            text.push_str(" · inferred: the runner is gone without recording why");
-        }
-        row("stopped", text);
     }
-    if let Some(error) = &view.state.last_error {
-        row("error", style.red(&short(error.as_str(), 100)));
+    if let Some(error) = &summary.error {
+        row("error", style.red(&indented(error, 14, 24)));
+    }
+    for changed in &summary.changed_steps {
+        let name = changed.name.as_ref().map_or(String::new(), |n| format!(" ({})", escape_controls(n.as_str())));
+        let how = match changed.change {
+            StepChange::Changed => "changed",
+            StepChange::Replaced => "replaced by another step",
+            StepChange::Removed => "removed",
+            StepChange::Added => "added",
+        };
+        let when = if changed.completed { style.yellow("after it completed") } else { style.dim("not run yet") };
+        row("changed", format!("step {}{name} {how}, {when}", changed.step));
     }
     if let Some(checkpoint) = summary.last_checkpoint_id {
-        let mut text = checkpoint.to_string();
+        let mut text = short(&checkpoint.to_string(), 9);
         if let Some(decision) = &summary.decision_id {
-            text.push_str(&format!(" · decision {decision}"));
+            text.push_str(&format!(" · decision {}", short(decision.as_str(), 24)));
         }
         if let Some(snapshot) = &summary.snapshot_id {
-            text.push_str(&format!(" · snapshot {}", short(snapshot.as_str(), 19)));
+            text.push_str(&format!(" · {}", short(snapshot.as_str(), 19)));
         }
         row("checkpoint", text);
     }
     if let Some(source) = &view.state.source {
-        row("plan file", source.to_string());
+        row("plan file", escape_controls(source.as_str()));
     }
     if summary.resume_count > 0 {
         let times = if summary.resume_count == 1 { "time" } else { "times" };
         row("resumed", format!("{} {times}", summary.resume_count));
     }
     if summary.eligible {
-        row("resumable", format!("{} · waypoint plan resume {}", style.green("yes"), summary.plan_id));
+        row("resumable", format!("{} · waypoint resume {}", style.green("yes"), summary.plan_id));
+    } else if status == PlanStatus::Completed {
+        row("resumable", style.dim("no need: every step has completed"));
     } else {
         let mut first = true;
         for reason in &summary.reasons {
@@ -229,29 +285,62 @@ pub fn summary_block(style: Style, summary: &ResumeSummary, view: &PlanView) -> 
     out
 }
 
-/// One row per plan, newest activity first.
-pub fn plans_table(style: Style, rows: &[(PlanView, ResumeSummary)], now: DateTime<Utc>) -> String {
+/// The shortest prefix of each id (at least 8 characters) that no other id in `ids` shares.
+pub fn short_ids(ids: &[&str]) -> Vec<String> {
+    let mut sorted: Vec<&str> = ids.to_vec();
+    sorted.sort_unstable();
+    ids.iter()
+        .map(|id| {
+            let at = sorted.binary_search(id).unwrap_or(0);
+            let common = |other: Option<&&str>| {
+                other
+                    .filter(|o| **o != *id)
+                    .map_or(0, |o| id.chars().zip(o.chars()).take_while(|(a, b)| a == b).count())
+            };
+            let shared = common(at.checked_sub(1).and_then(|i| sorted.get(i))).max(common(sorted.get(at + 1)));
+            let len = (shared + 1).max(8).min(id.chars().count());
+            id.chars().take(len).collect()
+        })
+        .collect()
+}
+
+/// One row per plan, newest activity first, in 80 columns: short ids (the shortest unique
+/// prefix, at least 8 characters; any unique prefix of 4 or more is accepted as an id).
+/// `total` is how many plans the store holds, to say so when none of them is listed.
+pub fn plans_table(
+    style: Style,
+    rows: &[(PlanView, ResumeSummary)],
+    now: DateTime<Utc>,
+    total: usize,
+    resumable: bool,
+) -> String {
     if rows.is_empty() {
-        return "No plans here yet. Start one with `waypoint run PLAN.toml`.".to_owned();
+        return match (total, resumable) {
+            (0, _) => "No plans here yet. Start one with `waypoint run PLAN.toml`.".to_owned(),
+            (n, _) => format!(
+                "None of the {} here can resume now; `waypoint plan list` shows {}.",
+                count(n, "plan"),
+                if n == 1 { "it" } else { "them all" }
+            ),
+        };
     }
-    let headers = ["PLAN", "NAME", "PHASE", "STATE", "PROGRESS", "RESUMABLE", "LAST ACTIVITY"];
-    let cells: Vec<[String; 7]> = rows
+    let headers = ["ID", "NAME", "STATUS", "STEPS", "RESUMABLE", "ACTIVE"];
+    let ids: Vec<&str> = rows.iter().map(|(_, s)| s.plan_id.as_str()).collect();
+    let shorts = short_ids(&ids);
+    let cells: Vec<[String; 6]> = rows
         .iter()
-        .map(|(view, summary)| {
-            let mut state = summary.state.as_str().to_owned();
-            if summary.interrupted {
-                state.push('*');
-            }
+        .zip(shorts)
+        .map(|((view, summary), id)| {
             let resumable = if summary.eligible {
                 "yes".to_owned()
             } else {
-                summary.reasons.iter().map(|r| r.code()).collect::<Vec<_>>().join(",")
+                let words: Vec<&str> = summary.reasons.iter().map(|r| reason_word(*r)).collect();
+                short(&format!("no: {}", words.join(",")), 16)
             };
             [
-                summary.plan_id.to_string(),
-                view.state.name.as_ref().map_or("-".to_owned(), |n| short(n.as_str(), 24)),
-                summary.phase.to_string(),
-                state,
+                short(&id, 20),
+                view.state.name.as_ref().map_or("-".to_owned(), |n| short(&escape_controls(n.as_str()), 16)),
+                summary.status.as_str().to_owned(),
                 progress_text(summary),
                 resumable,
                 ago(view.last_activity_at, now),
@@ -275,19 +364,15 @@ pub fn plans_table(style: Style, rows: &[(PlanView, ResumeSummary)], now: DateTi
                 // The last column is not padded: trailing blanks would sit inside its colour.
                 let padded = if i + 1 == headers.len() { cell.clone() } else { pad(cell, *width) };
                 match i {
-                    3 => paint_state(style, summary.state, &padded),
-                    5 if summary.eligible => style.green(&padded),
-                    5 => style.yellow(&padded),
-                    6 => style.dim(&padded),
+                    2 => paint_status(style, summary.status, &padded),
+                    4 if summary.eligible => style.green(&padded),
+                    4 => style.dim(&padded),
+                    5 => style.dim(&padded),
                     _ => padded,
                 }
             })
             .collect();
         out.push_str(painted.join("  ").trim_end());
-        out.push('\n');
-    }
-    if rows.iter().any(|(_, s)| s.interrupted) {
-        out.push_str(&style.dim("* interrupted"));
         out.push('\n');
     }
     out
@@ -304,7 +389,7 @@ pub fn timeline(style: Style, events: &[StoredEvent]) -> String {
             PlanEvent::StepCompleted(_) | PlanEvent::PhaseCompleted(_) | PlanEvent::PlanApplied(_) => {
                 style.green(&kind)
             }
-            PlanEvent::Interrupted(_) | PlanEvent::Resumed(_) => style.yellow(&kind),
+            PlanEvent::Interrupted(_) | PlanEvent::Resumed(_) | PlanEvent::StepAttemptFailed(_) => style.yellow(&kind),
             PlanEvent::PlanErrored(_) | PlanEvent::PlanConstrained(_) | PlanEvent::PlanCancelled(_) => style.red(&kind),
             _ => style.cyan(&kind),
         };
@@ -329,7 +414,7 @@ fn describe(event: &PlanEvent) -> String {
                 parts.push(format!("{total} steps"));
             }
             if let Some(source) = &e.source {
-                parts.push(format!("from {source}"));
+                parts.push(format!("from {}", escape_controls(source.as_str())));
             }
             parts.join(" · ")
         }
@@ -353,5 +438,19 @@ fn describe(event: &PlanEvent) -> String {
         PlanEvent::PhaseCompleted(e) => e.phase.to_string(),
         PlanEvent::PlanApplied(_) => String::new(),
         PlanEvent::PlanCancelled(e) => e.reason.as_ref().map_or(String::new(), |r| short(r.as_str(), 100)),
+        PlanEvent::StepAttemptFailed(e) => format!("step {} · attempt {} · {}", e.step, e.attempt, e.reason),
+        PlanEvent::PlanForked(e) => match e.at_step {
+            Some(step) => format!("from {} at step {step} · {} steps copied", e.source, e.checkpoints.len()),
+            None => format!("from {} before step 1", e.source),
+        },
+    }
+}
+
+/// `1 step`, `3 steps`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }

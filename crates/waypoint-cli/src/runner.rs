@@ -1,26 +1,40 @@
 //! The plan-file runner: runs steps in order as `sh -c`, each in its own process group, recording
 //! `StepStarted` before and a checkpoint after each one; passes SIGINT/SIGTERM on to the step.
+//!
+//! Why this file is long (about 780 lines): it is one state machine, an attempt of a step from
+//! its start to its recorded outcome (start, supervise, stream and cap its output, wait on exit,
+//! signal or timeout, retry or fail), and splitting it would spread one decision (what a step's
+//! end means) over several files. The supervisor, the sidecar paths and the output files are in
+//! modules of their own.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use futures::executor::block_on;
 use rustix::process::{kill_process_group, Pid, Signal};
 use serde_json::{json, Value};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use waypoint_application::StepCheckpoint;
-use waypoint_domain::{Artifact, DecisionId, Message, PlanId, StepNumber};
+use waypoint_application::{FailedAttempt, StepCheckpoint, StepStart};
+use waypoint_domain::{Artifact, Attempt, AttemptFailure, DecisionId, Message, PlanId, StepNumber, StepOutput};
 
 use crate::error::{exit, one_line, CliError};
-use crate::outputs::digest_outputs;
-use crate::plan_file::{PlanFile, Step};
+use crate::logs::CappedLog;
+use crate::outputs::{digest_outputs, read_step_outputs};
+use crate::plan_file::{PlanFile, Step, MAX_RETRY_DELAY};
 use crate::progress::{Progress, StepEnd};
+use crate::render;
+use crate::sidecar::Sidecar;
 use crate::store::Service;
+use crate::supervise::{self, read_report, ShellEnd, GRACE};
+use crate::ui::shown_path;
 
 /// How often the progress display redraws while a step runs (its clock and spinner move).
 const TICK: Duration = Duration::from_millis(100);
@@ -35,7 +49,35 @@ const TAIL_CHARS: usize = 2000;
 #[derive(Debug)]
 enum Event {
     Signal(i32),
-    Exited { step: u32, status: std::io::Result<ExitStatus> },
+    Exited { step: u32, end: StepExit },
+}
+
+/// How a step's shell ended, once its supervisor is gone (and with it every process of the step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepExit {
+    Code(i32),
+    Signal(i32),
+    /// The step could not be run or watched: the text says why.
+    Lost(String),
+}
+
+impl StepExit {
+    fn success(&self) -> bool {
+        *self == StepExit::Code(0)
+    }
+
+    fn from_supervisor(report: Option<ShellEnd>, status: std::io::Result<ExitStatus>) -> Self {
+        match report {
+            Some(ShellEnd::Exited(code)) => StepExit::Code(code),
+            Some(ShellEnd::Signalled(signal)) => StepExit::Signal(signal),
+            Some(ShellEnd::Failed(text)) => StepExit::Lost(text),
+            // Killed with its step (a second Ctrl-C, a timeout's SIGKILL) before it could report.
+            None => match status.ok().and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)) {
+                Some(signal) => StepExit::Signal(signal),
+                None => StepExit::Lost("its supervisor ended without saying how the step ended".into()),
+            },
+        }
+    }
 }
 
 /// SIGINT and SIGTERM, handled by the runner instead of ending it, arrive here as events, next to
@@ -75,25 +117,97 @@ pub struct StepReport {
 
 pub struct Runner<'a> {
     pub service: &'a Service,
+    pub sidecar: &'a Sidecar,
     pub plan_id: &'a PlanId,
     pub file: &'a PlanFile,
     pub progress: Arc<Progress>,
     pub events: &'a Events,
+    /// Every completed step's outputs so far, by step name: `$WAYPOINT_OUTPUTS`.
+    pub outputs: serde_json::Map<String, Value>,
 }
 
 /// How waiting for a step's process ended.
 struct Waited {
     /// `None` when a second signal stopped the wait.
-    status: Option<ExitStatus>,
+    status: Option<StepExit>,
     /// The first signal received while the step ran.
     signal: Option<i32>,
+    /// The step ran past its timeout and was stopped.
+    timed_out: bool,
+}
+
+/// One of a step's output streams.
+type Stream = Box<dyn Read + Send>;
+
+/// How one attempt ended, with the last lines of its stderr.
+struct Ran {
+    status: Option<StepExit>,
+    signal: Option<i32>,
+    timed_out: bool,
+    tail: Vec<String>,
+}
+
+/// The longest line shown on the progress display or kept in the stderr tail; the rest of a
+/// longer line is dropped (the log keeps the bytes, up to its cap).
+const MAX_LINE_BYTES: usize = 8 * 1024;
+
+/// Splits a stream's chunks into lines, holding at most [`MAX_LINE_BYTES`] of a line.
+#[derive(Debug, Default)]
+struct LineSplitter {
+    pending: Vec<u8>,
+    dropped: usize,
+}
+
+impl LineSplitter {
+    fn push(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(String)) {
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            self.keep(&bytes[..end]);
+            self.flush(emit);
+            bytes = &bytes[end + 1..];
+        }
+        self.keep(bytes);
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.pending.len());
+        let kept = bytes.len().min(room);
+        self.pending.extend_from_slice(&bytes[..kept]);
+        self.dropped += bytes.len() - kept;
+    }
+
+    fn flush(&mut self, emit: &mut impl FnMut(String)) {
+        let mut line = String::from_utf8_lossy(&self.pending).trim_end_matches('\r').to_owned();
+        if self.dropped > 0 {
+            line.push_str(&format!(" … ({} more bytes on this line)", self.dropped));
+        }
+        emit(line);
+        self.pending.clear();
+        self.dropped = 0;
+    }
+
+    fn finish(&mut self, emit: &mut impl FnMut(String)) {
+        if !self.pending.is_empty() || self.dropped > 0 {
+            self.flush(emit);
+        }
+    }
 }
 
 impl Runner<'_> {
     /// Runs the steps from `from` to the end and completes the phase. Steps before `from` are
-    /// reported as skipped. The caller holds the run lock and has moved the plan to processing.
+    /// reported as skipped; their recorded outputs are read back from the log for the steps that
+    /// follow. The caller holds the run lock and has moved the plan to processing.
     pub fn run_from(&mut self, from: StepNumber) -> Result<Vec<StepReport>, CliError> {
+        if from.get() > 1 {
+            let view = block_on(self.service.load(self.plan_id))?;
+            for checkpoint in &view.state.resume.checkpoints {
+                let Some(step) = self.file.steps.get(checkpoint.step.get() as usize - 1) else { continue };
+                let output =
+                    checkpoint.output.as_ref().map_or(Value::Object(Default::default()), |o| o.as_value().clone());
+                self.outputs.insert(step.name.clone(), output);
+            }
+        }
         let mut reports = Vec::with_capacity(self.file.steps.len());
+        let last = self.file.steps.len() as u32;
         for (index, step) in self.file.steps.iter().enumerate() {
             let n = index as u32 + 1;
             if n < from.get() {
@@ -110,51 +224,182 @@ impl Runner<'_> {
             if let Some(signal) = self.signal_received() {
                 return Err(self.interrupted(signal, n, &format!("{} received before step {n}", signal_name(signal))));
             }
-            reports.push(self.run_step(n, step)?);
+            reports.push(self.run_step(n, step, n == last)?);
         }
         block_on(self.service.complete_phase(self.plan_id))?;
         Ok(reports)
     }
 
-    fn run_step(&mut self, n: u32, step: &Step) -> Result<StepReport, CliError> {
+    /// Runs step `n`, attempt after attempt, until one succeeds, the retries run out, or a signal
+    /// stops it.
+    fn run_step(&mut self, n: u32, step: &Step, last: bool) -> Result<StepReport, CliError> {
         let number = StepNumber::new(n).expect("steps count from 1");
-        let decision_id = new_decision_id(n);
-        block_on(self.service.record_step_started(self.plan_id, number, decision_id.clone()))?;
-        self.progress.started(n, &step.name);
+        let mut attempt = Attempt::FIRST;
+        let mut delay = step.retry_delay;
+        loop {
+            let decision_id = new_decision_id(n);
+            let start = StepStart {
+                step: number,
+                decision_id: decision_id.clone(),
+                name: Some(step.step_name.clone()),
+                attempt: Some(attempt),
+            };
+            block_on(self.service.record_step_started(self.plan_id, start))?;
+            if attempt == Attempt::FIRST {
+                self.progress.started(n, &step.name);
+            } else {
+                self.progress.note(&format!("step {n} ({}): attempt {}", step.name, attempt.get()));
+            }
+            let ran = self.run_attempt(n, step, attempt, &decision_id)?;
 
-        let mut command = Command::new("sh");
+            // A step that exited 0 did its work, even if a signal came meanwhile: record it.
+            let report = match &ran.status {
+                Some(status) if status.success() && !ran.timed_out => {
+                    Some(self.checkpoint(n, step, number, attempt, decision_id)?)
+                }
+                _ => None,
+            };
+            match (ran.signal, report) {
+                (Some(signal), Some(report)) if last => {
+                    // The last step completed: the plan is done, whatever the signal meant.
+                    self.progress.finished(n, &step.name, StepEnd::Completed);
+                    block_on(self.service.complete_phase(self.plan_id))?;
+                    let _ = report;
+                    return Err(self.stopped_after_completion(signal, n));
+                }
+                (Some(signal), report) => {
+                    let end = if report.is_some() { StepEnd::Completed } else { StepEnd::Interrupted };
+                    self.progress.finished(n, &step.name, end);
+                    return Err(self.interrupted(
+                        signal,
+                        n,
+                        &format!("{} received during step {n}", signal_name(signal)),
+                    ));
+                }
+                (None, Some(report)) => {
+                    self.progress.finished(n, &step.name, StepEnd::Completed);
+                    return Ok(report);
+                }
+                (None, None) => {}
+            }
+            let tail: Vec<String> = ran.tail;
+            let (detail, code, failure) = if ran.timed_out {
+                let limit = step.timeout.map_or_else(String::new, |t| format!(" of {}", human_duration(t)));
+                (
+                    format!("timed out (it ran past its timeout{limit} and was stopped)"),
+                    Value::Null,
+                    AttemptFailure::Timeout,
+                )
+            } else {
+                let (detail, code) = exit_detail(ran.status.as_ref());
+                (detail, code, attempt_failure(ran.status.as_ref()))
+            };
+            if attempt.get() > step.retries {
+                return Err(self.fail(n, step, &detail, Some(&tail), code, ran.timed_out));
+            }
+            // Retries left: record the failed attempt, wait, and go again.
+            let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            let failed = FailedAttempt { step: number, attempt, reason: failure, retry_at: Some(retry_at) };
+            block_on(self.service.record_attempt_failed(self.plan_id, failed))?;
+            self.progress.note(&format!(
+                "step {n} ({}) attempt {} {detail}; retrying in {} ({} left)",
+                step.name,
+                attempt.get(),
+                human_duration(delay),
+                render::count((step.retries + 1 - attempt.get()) as usize, "retry").replace("retrys", "retries"),
+            ));
+            if let Some(signal) = self.sleep_unless_signalled(delay) {
+                self.progress.finished(n, &step.name, StepEnd::Interrupted);
+                return Err(self.interrupted(
+                    signal,
+                    n,
+                    &format!("{} received while step {n} waited to retry", signal_name(signal)),
+                ));
+            }
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
+            attempt = attempt.next().expect("retries are bounded");
+        }
+    }
+
+    /// Runs one attempt of step `n` under its supervisor, with its logs and output files.
+    fn run_attempt(
+        &mut self,
+        n: u32,
+        step: &Step,
+        attempt: Attempt,
+        decision_id: &DecisionId,
+    ) -> Result<Ran, CliError> {
+        let lock = self.sidecar.attempt_lock(self.plan_id);
+        let supervisor = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => {
+                return Err(CliError::unexpected(format!("cannot find the waypoint binary to supervise steps: {e}")))
+            }
+        };
+        self.sidecar
+            .prepare(self.plan_id)
+            .map_err(|e| CliError::unexpected(format!("cannot create the plan's run folder beside the store: {e}")))?;
+        let output_file = self.sidecar.output_file(self.plan_id, n, attempt.get());
+        let outputs_file = self.sidecar.outputs_file(self.plan_id);
+        std::fs::write(&output_file, b"")
+            .and_then(|()| std::fs::write(&outputs_file, serde_json::to_vec_pretty(&self.outputs).unwrap_or_default()))
+            .map_err(|e| {
+                CliError::unexpected(format!("cannot prepare the step's output files beside the store: {e}"))
+            })?;
+        // The lifeline: the supervisor stops the step when the runner's end of it closes.
+        let (lifeline, supervisor_end) = UnixStream::pair()
+            .map_err(|e| CliError::unexpected(format!("cannot create the step supervisor's socket: {e}")))?;
+        let mut command = Command::new(supervisor);
         command
+            .arg(supervise::ARG)
+            .arg(&lock)
+            .arg("--")
+            .arg("sh")
             .arg("-c")
             .arg(&step.run)
-            .current_dir(&self.file.workdir)
-            .envs(&self.file.env)
+            .current_dir(&step.workdir)
+            .envs(&step.env)
             .env("WAYPOINT_PLAN_ID", self.plan_id.as_str())
             .env("WAYPOINT_STEP", n.to_string())
             .env("WAYPOINT_STEP_NAME", &step.name)
             .env("WAYPOINT_DECISION_ID", decision_id.as_str())
-            .stdin(Stdio::null())
+            .env("WAYPOINT_ATTEMPT", attempt.get().to_string())
+            .env("WAYPOINT_OUTPUT", &output_file)
+            .env("WAYPOINT_OUTPUTS", &outputs_file)
+            .stdin(Stdio::from(OwnedFd::from(supervisor_end)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // Its own process group: a terminal's Ctrl-C reaches only Waypoint, which passes it on to
-        // the whole step (the shell and everything it started) and then records what happened.
+        // the whole step (the supervisor, the shell and everything it started) and then records
+        // what happened.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = match command.spawn() {
+        let spawned = command.spawn();
+        // The command holds the supervisor's end of the lifeline: close it here, so that the
+        // supervisor's exit is seen as the end of the socket.
+        drop(command);
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
-                let detail = format!("could not be started in {}: {e}", self.file.workdir.display());
-                return Err(self.fail(n, step, &detail, None, json!(null)));
+                let status = StepExit::Lost(format!("could not be started in {}: {e}", shown_path(&step.workdir)));
+                return Ok(Ran { status: Some(status), signal: None, timed_out: false, tail: Vec::new() });
             }
         };
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let drained = self.forward_output(&mut child, &tail);
+        let logs = [
+            CappedLog::create(self.sidecar.log_file(self.plan_id, n, attempt.get(), "out")),
+            CappedLog::create(self.sidecar.log_file(self.plan_id, n, attempt.get(), "err")),
+        ];
+        let drained = self.forward_output(&mut child, &tail, logs);
         let group = Pid::from_child(&child);
         let exited = self.events.sender.clone();
         std::thread::spawn(move || {
-            let _ = exited.send(Event::Exited { step: n, status: child.wait() });
+            let report = read_report(lifeline);
+            let end = StepExit::from_supervisor(report, child.wait());
+            let _ = exited.send(Event::Exited { step: n, end });
         });
-        let waited = self.wait(group, n)?;
+        let waited = self.wait(group, n, step.timeout)?;
         if waited.status.is_some() {
-            // Let the output still in the pipes reach the display (and the stderr tail).
+            // Let the output still in the pipes reach the display, the logs and the stderr tail.
             let deadline = Instant::now() + OUTPUT_DRAIN;
             for _ in 0..2 {
                 if drained.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
@@ -162,36 +407,34 @@ impl Runner<'_> {
                 }
             }
         }
+        let tail = tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        Ok(Ran { status: waited.status, signal: waited.signal, timed_out: waited.timed_out, tail })
+    }
 
-        // A step that exited 0 did its work, even if a signal came meanwhile: record it.
-        let report = match waited.status {
-            Some(status) if status.success() => Some(self.checkpoint(n, step, number, decision_id)?),
-            _ => None,
-        };
-        match (waited.signal, report) {
-            (Some(signal), report) => {
-                let end = if report.is_some() { StepEnd::Completed } else { StepEnd::Interrupted };
-                self.progress.finished(n, &step.name, end);
-                Err(self.interrupted(signal, n, &format!("{} received during step {n}", signal_name(signal))))
+    /// Waits `delay` before a retry; a signal meanwhile ends the wait and is returned.
+    fn sleep_unless_signalled(&mut self, delay: Duration) -> Option<i32> {
+        let until = Instant::now() + delay;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
             }
-            (None, Some(report)) => {
-                self.progress.finished(n, &step.name, StepEnd::Completed);
-                Ok(report)
-            }
-            (None, None) => {
-                let tail: Vec<String> = tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
-                let (detail, code) = exit_detail(waited.status);
-                Err(self.fail(n, step, &detail, Some(&tail), code))
+            match self.events.receiver.recv_timeout(left.min(TICK)) {
+                Ok(Event::Signal(signal)) => return Some(signal),
+                Ok(Event::Exited { .. }) | Err(RecvTimeoutError::Timeout) => self.progress.tick(),
+                Err(RecvTimeoutError::Disconnected) => unreachable!("the runner holds a sender"),
             }
         }
     }
 
-    /// Records the checkpoint of a step that exited 0. Its declared outputs must exist.
+    /// Records the checkpoint of a step that exited 0: its declared outputs must be files, and
+    /// what it wrote to `$WAYPOINT_OUTPUT` must parse.
     fn checkpoint(
         &mut self,
         n: u32,
         step: &Step,
         number: StepNumber,
+        attempt: Attempt,
         decision_id: DecisionId,
     ) -> Result<StepReport, CliError> {
         let snapshot_id = if step.outputs.is_empty() {
@@ -201,9 +444,27 @@ impl Runner<'_> {
                 Ok(digest) => Some(digest),
                 Err(e) => {
                     let detail = format!("exited 0 but its declared {e}");
-                    return Err(self.fail(n, step, &detail, None, json!(0)));
+                    return Err(self.fail(n, step, &detail, None, json!(0), false));
                 }
             }
+        };
+        let written = read_step_outputs(&self.sidecar.output_file(self.plan_id, n, attempt.get()));
+        let output = match written {
+            Ok(map) if map.is_empty() => None,
+            Ok(map) => match StepOutput::new(Value::Object(map)) {
+                Ok(output) => Some(output),
+                Err(e) => {
+                    return Err(self.fail(
+                        n,
+                        step,
+                        &format!("exited 0 but its outputs are unusable: {e}"),
+                        None,
+                        json!(0),
+                        false,
+                    ))
+                }
+            },
+            Err(e) => return Err(self.fail(n, step, &format!("exited 0 but {e}"), None, json!(0), false)),
         };
         let artifacts = step
             .outputs
@@ -215,8 +476,13 @@ impl Runner<'_> {
             decision_id: decision_id.clone(),
             snapshot_id: snapshot_id.clone(),
             artifacts,
+            name: Some(step.step_name.clone()),
+            output: output.clone(),
+            fingerprint: Some(step.fingerprint.clone()),
         };
         block_on(self.service.record_step_checkpoint(self.plan_id, checkpoint))?;
+        self.outputs
+            .insert(step.name.clone(), output.map_or(Value::Object(Default::default()), StepOutput::into_value));
         Ok(StepReport {
             step: n,
             name: step.name.clone(),
@@ -235,14 +501,16 @@ impl Runner<'_> {
     }
 
     /// Waits for step `n`'s process, passing the first SIGINT/SIGTERM on to its process group. A
-    /// second signal kills the group and stops waiting.
-    fn wait(&mut self, group: Pid, n: u32) -> Result<Waited, CliError> {
+    /// second signal kills the group and stops waiting. Past `timeout`, the group gets SIGTERM,
+    /// then SIGKILL after the grace period.
+    fn wait(&mut self, group: Pid, n: u32, timeout: Option<Duration>) -> Result<Waited, CliError> {
         let mut first = None;
+        let started = Instant::now();
+        let mut kill_at: Option<Instant> = None;
         loop {
             match self.events.receiver.recv_timeout(TICK) {
-                Ok(Event::Exited { step, status }) if step == n => {
-                    let status = status.map_err(|e| CliError::unexpected(format!("cannot wait for step {n}: {e}")))?;
-                    return Ok(Waited { status: Some(status), signal: first });
+                Ok(Event::Exited { step, end }) if step == n => {
+                    return Ok(Waited { status: Some(end), signal: first, timed_out: kill_at.is_some() });
                 }
                 // A step that a second signal stopped waiting for, exiting late.
                 Ok(Event::Exited { .. }) => {}
@@ -256,24 +524,43 @@ impl Runner<'_> {
                 }
                 Ok(Event::Signal(_)) => {
                     let _ = kill_process_group(group, Signal::KILL);
-                    return Ok(Waited { status: None, signal: first });
+                    return Ok(Waited { status: None, signal: first, timed_out: kill_at.is_some() });
                 }
                 Err(RecvTimeoutError::Timeout) => self.progress.tick(),
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the runner holds a sender"),
             }
+            match (timeout, kill_at) {
+                (Some(limit), None) if started.elapsed() >= limit => {
+                    let _ = kill_process_group(group, Signal::TERM);
+                    kill_at = Some(Instant::now() + GRACE);
+                    self.progress
+                        .note(&format!("step {n} ran past its timeout of {}: stopping it", human_duration(limit)));
+                }
+                (_, Some(at)) if Instant::now() >= at => {
+                    let _ = kill_process_group(group, Signal::KILL);
+                }
+                _ => {}
+            }
         }
     }
 
-    /// Passes the step's stdout and stderr through the progress display, keeping stderr's tail.
-    /// The receiver gets one message per stream when it closes.
-    fn forward_output(&self, child: &mut Child, tail: &Arc<Mutex<VecDeque<String>>>) -> Receiver<()> {
+    /// Passes the step's stdout and stderr through the progress display and into their capped
+    /// logs, keeping stderr's last lines. Reads in chunks, so a step printing one huge line costs
+    /// bounded memory. The receiver gets one message per stream when it closes.
+    fn forward_output(
+        &self,
+        child: &mut Child,
+        tail: &Arc<Mutex<VecDeque<String>>>,
+        logs: [CappedLog; 2],
+    ) -> Receiver<()> {
         let (done, drained) = mpsc::channel();
-        let streams: [(Option<Box<dyn Read + Send>>, bool); 2] = [
-            (child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), false),
-            (child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>), true),
+        let [out_log, err_log] = logs;
+        let streams: [(Option<Stream>, CappedLog, bool); 2] = [
+            (child.stdout.take().map(|s| Box::new(s) as Stream), out_log, false),
+            (child.stderr.take().map(|s| Box::new(s) as Stream), err_log, true),
         ];
-        for (stream, keep_tail) in streams {
-            let Some(stream) = stream else {
+        for (stream, mut log, keep_tail) in streams {
+            let Some(mut stream) = stream else {
                 let _ = done.send(());
                 continue;
             };
@@ -281,13 +568,9 @@ impl Runner<'_> {
             let tail = Arc::clone(tail);
             let done = done.clone();
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                let mut buf = Vec::new();
-                while let Ok(n) = reader.read_until(b'\n', &mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
+                let mut lines = LineSplitter::default();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut emit = |line: String| {
                     progress.output(&line);
                     if keep_tail {
                         let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
@@ -296,8 +579,16 @@ impl Runner<'_> {
                             tail.pop_front();
                         }
                     }
-                    buf.clear();
+                };
+                loop {
+                    let n = match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    log.write(&buf[..n]);
+                    lines.push(&buf[..n], &mut emit);
                 }
+                lines.finish(&mut emit);
                 let _ = done.send(());
             });
         }
@@ -305,7 +596,15 @@ impl Runner<'_> {
     }
 
     /// Fails the plan for step `n` and returns the error that ends the run (exit 1).
-    fn fail(&mut self, n: u32, step: &Step, detail: &str, tail: Option<&[String]>, exit_code: Value) -> CliError {
+    fn fail(
+        &mut self,
+        n: u32,
+        step: &Step,
+        detail: &str,
+        tail: Option<&[String]>,
+        exit_code: Value,
+        timed_out: bool,
+    ) -> CliError {
         self.progress.finished(n, &step.name, StepEnd::Failed);
         let tail_text = tail.map(stderr_tail).unwrap_or_default();
         let mut recorded = format!("step {n} ({}) {detail}", step.name);
@@ -320,7 +619,7 @@ impl Runner<'_> {
                 exit::UNEXPECTED,
                 "step_failed",
                 format!(
-                    "step {n} ({}) {detail}{}; fix the cause, then run `waypoint plan resume {}`",
+                    "step {n} ({}) {detail}{}; fix the cause, then run the plan file again (or `waypoint resume {}`)",
                     step.name,
                     last_line(&tail_text).map_or(String::new(), |l| format!(": {l}")),
                     self.plan_id
@@ -328,6 +627,9 @@ impl Runner<'_> {
             ),
             Err(e) => CliError::from(e),
         };
+        if timed_out {
+            error = error.with("reason", "timeout");
+        }
         error = error
             .with("plan_id", self.plan_id.as_str())
             .with("step", n)
@@ -335,6 +637,25 @@ impl Runner<'_> {
             .with("exit_code", exit_code)
             .with("stderr_tail", tail_text);
         error
+    }
+
+    /// The last step completed although a signal came while it ran: the phase is completed (not
+    /// interrupted, which would leave a plan with every step done that could never complete), and
+    /// the run still ends with the signal's exit code.
+    fn stopped_after_completion(&self, signal: i32, step: u32) -> CliError {
+        let code = if signal == SIGTERM { exit::SIGTERM } else { exit::SIGINT };
+        CliError::new(
+            code,
+            "interrupted",
+            format!(
+                "{} received during step {step}, the last; the step completed, so plan {} completed",
+                signal_name(signal),
+                self.plan_id
+            ),
+        )
+        .with("plan_id", self.plan_id.as_str())
+        .with("step", step)
+        .with("signal", signal_name(signal))
     }
 
     /// Records the interruption and returns the error that ends the run (exit 130 or 143).
@@ -347,7 +668,10 @@ impl Runner<'_> {
         CliError::new(
             code,
             "interrupted",
-            format!("{reason}; plan {id} stopped; resume it with `waypoint plan resume {id}`", id = self.plan_id),
+            format!(
+                "{reason}; plan {id} stopped; run the plan file again to continue (or `waypoint resume {id}`)",
+                id = self.plan_id
+            ),
         )
         .with("plan_id", self.plan_id.as_str())
         .with("step", step)
@@ -357,11 +681,43 @@ impl Runner<'_> {
 
 /// How a step that did not succeed ended, in words and as its exit code (`null` when a signal
 /// ended it).
-fn exit_detail(status: Option<ExitStatus>) -> (String, Value) {
-    match status.map(|s| (s.code(), std::os::unix::process::ExitStatusExt::signal(&s))) {
-        Some((Some(code), _)) => (format!("exited with code {code}"), json!(code)),
-        Some((None, Some(signal))) => (format!("was killed by {}", signal_name(signal)), Value::Null),
-        _ => ("ended in an unknown way".to_owned(), Value::Null),
+fn exit_detail(status: Option<&StepExit>) -> (String, Value) {
+    match status {
+        Some(StepExit::Code(code)) => (format!("exited with code {code}"), json!(code)),
+        Some(StepExit::Signal(signal)) => (format!("was killed by {}", signal_name(*signal)), Value::Null),
+        Some(StepExit::Lost(text)) => (format!("could not be run: {text}"), Value::Null),
+        None => ("ended in an unknown way".to_owned(), Value::Null),
+    }
+}
+
+/// How an attempt failed, as `StepAttemptFailed` records it.
+fn attempt_failure(status: Option<&StepExit>) -> AttemptFailure {
+    match status {
+        Some(StepExit::Code(code)) => AttemptFailure::Exit { code: *code },
+        Some(StepExit::Signal(signal)) => AttemptFailure::Signal { signal: *signal },
+        Some(StepExit::Lost(text)) => AttemptFailure::Error {
+            message: Message::parse(&one_line(text))
+                .unwrap_or_else(|_| Message::parse("the step could not run").expect("a short message is valid")),
+        },
+        None => AttemptFailure::Error {
+            message: Message::parse("the step ended in an unknown way").expect("a short message is valid"),
+        },
+    }
+}
+
+/// `90s`, `2m30s`, `500ms`: a duration as people write it.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 

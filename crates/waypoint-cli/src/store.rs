@@ -13,9 +13,13 @@ use waypoint_application::{
 };
 use waypoint_domain::{Actor, PlanId, ResumeIneligibleReason, RunnerId};
 use waypoint_store_file::{FileStore, FileStoreError};
+use waypoint_store_postgres::PostgresStore;
 
+use crate::definition::PlanFileProbe;
 use crate::error::{exit, CliError};
 use crate::outputs::OutputsProbe;
+use crate::sidecar::{Sidecar, StepAwareRunLocks};
+use crate::ui::shown_path;
 
 /// Every store the binary can open, behind the one port. Adding a store is a variant here, a
 /// line in `delegate!` and a case in [`StoreLocation::parse`].
@@ -23,12 +27,15 @@ use crate::outputs::OutputsProbe;
 pub enum AnyStore {
     /// The embedded file log in a directory.
     File(FileStore),
+    /// The PostgreSQL store, for plans shared by many machines.
+    Postgres(PostgresStore),
 }
 
 macro_rules! delegate {
     ($store:expr, $s:ident => $call:expr) => {
         match $store {
             AnyStore::File($s) => $call,
+            AnyStore::Postgres($s) => $call,
         }
     };
 }
@@ -96,11 +103,19 @@ impl PlanStore for AnyStore {
 
 pub type Service = PlanResumeService<AnyStore>;
 
-/// A parsed `--store` value: a directory, or (once its adapter exists) a server URL.
-#[derive(Debug, Clone)]
+/// A parsed `--store` value: a directory, or a PostgreSQL URL.
+#[derive(Clone)]
 pub enum StoreLocation {
     /// The embedded file store in this directory.
     Dir(PathBuf),
+    /// A PostgreSQL database; the URL may hold a password, so it is never shown as it is.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreLocation({})", self.display())
+    }
 }
 
 impl StoreLocation {
@@ -109,10 +124,7 @@ impl StoreLocation {
             return Err(CliError::usage("invalid_store", "--store is empty; give a directory path"));
         }
         if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            return Err(CliError::usage(
-                "unsupported_store",
-                "postgres stores are not supported yet; give a directory path to --store",
-            ));
+            return Ok(Self::Postgres(value.to_owned()));
         }
         if let Some((scheme, _)) = value.split_once("://") {
             return Err(CliError::usage(
@@ -126,7 +138,16 @@ impl StoreLocation {
     /// The location as messages show it (never with a password).
     pub fn display(&self) -> String {
         match self {
-            StoreLocation::Dir(dir) => dir.display().to_string(),
+            StoreLocation::Dir(dir) => crate::ui::shown_path(dir),
+            StoreLocation::Postgres(url) => waypoint_store_postgres::redact(url),
+        }
+    }
+
+    /// What is kept beside this store for plan-file runs (attempt locks, step outputs, logs).
+    pub fn sidecar(&self) -> Sidecar {
+        match self {
+            StoreLocation::Dir(dir) => crate::sidecar::beside_dir(dir),
+            StoreLocation::Postgres(url) => crate::sidecar::for_server(&waypoint_store_postgres::redact(url)),
         }
     }
 
@@ -135,8 +156,9 @@ impl StoreLocation {
         match self {
             StoreLocation::Dir(dir) => {
                 let store = FileStore::open(dir).map_err(|e| file_store_error(dir, e))?;
-                Ok(compose(AnyStore::File(store)))
+                Ok(compose(AnyStore::File(store), self.sidecar(), OutputsProbe::Digest))
             }
+            StoreLocation::Postgres(url) => Ok(compose(connect(url)?, self.sidecar(), OutputsProbe::Digest)),
         }
     }
 
@@ -150,20 +172,33 @@ impl StoreLocation {
     }
 
     /// Opens without writing a byte; `None` when there is no store yet (it holds no plans).
+    /// Recorded outputs are only checked for presence: reading every plan's outputs again on
+    /// each listing would cost what the outputs weigh.
     pub fn open_read_only(&self) -> Result<Option<Service>, CliError> {
+        self.open_read_only_with(OutputsProbe::Presence)
+    }
+
+    /// Opens read-only a store that must hold `plan_id`, checking recorded outputs' digests: for
+    /// a resume's preview, which must say what the resume would.
+    pub fn open_read_only_for_preview(&self, plan_id: &PlanId) -> Result<Service, CliError> {
+        self.open_read_only_with(OutputsProbe::Digest)?.ok_or_else(|| plan_not_found(plan_id))
+    }
+
+    fn open_read_only_with(&self, outputs: OutputsProbe) -> Result<Option<Service>, CliError> {
         match self {
             StoreLocation::Dir(dir) => match FileStore::open_read_only(dir) {
-                Ok(store) => Ok(Some(compose(AnyStore::File(store)))),
+                Ok(store) => Ok(Some(compose(AnyStore::File(store), self.sidecar(), outputs))),
                 // Nothing there: no plans. Something that is not a directory: not a store.
                 Err(FileStoreError::NotFound { .. }) if !dir.exists() => Ok(None),
                 Err(FileStoreError::NotFound { .. }) => Err(CliError::new(
                     exit::STORE_UNREADABLE,
                     "store_unreadable",
-                    format!("cannot open the store at {}: it is not a directory; check --store", dir.display()),
+                    format!("cannot open the store at {}: it is not a directory; check --store", shown_path(dir)),
                 )
-                .with("store", dir.display().to_string())),
+                .with("store", shown_path(dir))),
                 Err(e) => Err(file_store_error(dir, e)),
             },
+            StoreLocation::Postgres(url) => Ok(Some(compose(connect(url)?, self.sidecar(), outputs))),
         }
     }
 
@@ -173,8 +208,22 @@ impl StoreLocation {
     }
 }
 
-fn compose(store: AnyStore) -> Service {
-    PlanResumeService::new(store).with_snapshot_probe(OutputsProbe).with_actor(actor())
+/// Connects to the PostgreSQL store at `url`. A server that cannot be reached is exit 6,
+/// `store_unavailable`, naming where (never with the password).
+fn connect(url: &str) -> Result<AnyStore, CliError> {
+    PostgresStore::connect(url).map(AnyStore::Postgres).map_err(|e| {
+        let shown = waypoint_store_postgres::redact(url);
+        CliError::from(ServiceError::Store(StoreError::from(e))).with("store", shown)
+    })
+}
+
+fn compose(store: AnyStore, sidecar: Sidecar, outputs: OutputsProbe) -> Service {
+    let run_locks = StepAwareRunLocks::new(store.run_locks(), sidecar);
+    PlanResumeService::new(store)
+        .with_run_locks(run_locks)
+        .with_snapshot_probe(outputs)
+        .with_definition_probe(PlanFileProbe::default())
+        .with_actor(actor())
 }
 
 /// Takes the plan's run lock without waiting, as this process's runner; someone else holding it
@@ -199,8 +248,8 @@ fn plan_not_found(plan_id: &PlanId) -> CliError {
 
 fn file_store_error(dir: &Path, error: FileStoreError) -> CliError {
     let cli = CliError::from(ServiceError::Store(StoreError::from(error)));
-    let message = format!("cannot open the store at {}: {}", dir.display(), cli.message);
-    CliError::new(exit::STORE_UNREADABLE, "store_unreadable", message).with("store", dir.display().to_string())
+    let message = format!("cannot open the store at {}: {}", shown_path(dir), cli.message);
+    CliError::new(exit::STORE_UNREADABLE, "store_unreadable", message).with("store", shown_path(dir))
 }
 
 /// Who this process is, as `Resumed` events name it: `cli:<user>@<host>:<pid>`.

@@ -7,13 +7,14 @@ use std::path::Path;
 use chrono::{Duration, TimeZone, Utc};
 use uuid::Uuid;
 use waypoint_application::SnapshotProbe;
-use waypoint_domain::{Artifact, Checkpoint, CheckpointId, DecisionId, Fingerprint, PlanId, SnapshotCheck, SnapshotId};
+use waypoint_domain::{Artifact, Checkpoint, CheckpointId, DecisionId, PlanId, SnapshotCheck, SnapshotId};
 
-use crate::commands::fingerprint_to_check;
 use crate::error::exit;
-use crate::outputs::{digest_outputs, OutputsProbe};
-use crate::plan_file::{fingerprint_of, PlanFile};
+use crate::keys::{keyed_id, newest_generation};
+use crate::outputs::{digest_outputs, parse_step_outputs, OutputsProbe};
+use crate::plan_file::{fingerprint_of, parse_duration, PlanFile};
 use crate::render::{ago, bar};
+use crate::ui::escape_controls;
 
 const PLAN: &str = r#"
 name = "build"
@@ -33,8 +34,8 @@ run = "make test"
 fn a_plan_file_resolves_its_directory_and_outputs_against_its_own_folder() {
     let file = PlanFile::parse(Path::new("/plans/build.toml"), PLAN.as_bytes()).expect("a valid plan file");
     assert_eq!(file.name.as_str(), "build");
-    assert_eq!(file.workdir, Path::new("/plans/work"));
-    assert_eq!(file.env.get("MODE").map(String::as_str), Some("fast"));
+    assert_eq!(file.steps[0].workdir, Path::new("/plans/work"));
+    assert_eq!(file.steps[0].env.get("MODE").map(String::as_str), Some("fast"));
     assert_eq!(file.total_steps().get(), 2);
     assert_eq!(file.steps[0].outputs, [Path::new("/plans/work/bin/app"), Path::new("/plans/work/bin/lib.so")]);
     assert!(file.steps[1].outputs.is_empty());
@@ -46,7 +47,7 @@ fn a_plan_file_resolves_its_directory_and_outputs_against_its_own_folder() {
 fn a_plan_file_without_dir_runs_in_its_folder() {
     let file = PlanFile::parse(Path::new("/plans/p.toml"), b"name = \"p\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\n")
         .expect("a valid plan file");
-    assert_eq!(file.workdir, Path::new("/plans"));
+    assert_eq!(file.steps[0].workdir, Path::new("/plans"));
 }
 
 #[test]
@@ -85,6 +86,9 @@ fn checkpoint(snapshot: Option<&str>, artifacts: &[&Path]) -> Checkpoint {
         decision_id: DecisionId::parse("d").unwrap(),
         snapshot_id: snapshot.map(|s| SnapshotId::parse(s).unwrap()),
         artifacts: artifacts.iter().map(|p| Artifact::parse(p.to_str().unwrap()).unwrap()).collect(),
+        name: None,
+        output: None,
+        fingerprint: None,
     }
 }
 
@@ -101,32 +105,81 @@ fn output_digests_cover_paths_and_contents_and_the_probe_rechecks_them() {
 
     let plan = PlanId::parse("p").unwrap();
     let recorded = checkpoint(Some(digest.as_str()), &[&a, &b]);
-    assert_eq!(OutputsProbe.check(&plan, &recorded), SnapshotCheck::Present);
+    assert_eq!(OutputsProbe::Digest.check(&plan, &recorded), SnapshotCheck::Present);
     std::fs::write(&b, "changed").unwrap();
-    assert_eq!(OutputsProbe.check(&plan, &recorded), SnapshotCheck::Missing);
+    assert_eq!(OutputsProbe::Digest.check(&plan, &recorded), SnapshotCheck::Missing);
     std::fs::remove_file(&b).unwrap();
-    assert_eq!(OutputsProbe.check(&plan, &recorded), SnapshotCheck::Missing);
+    assert_eq!(OutputsProbe::Digest.check(&plan, &recorded), SnapshotCheck::Missing);
     assert!(digest_outputs(std::slice::from_ref(&b)).unwrap_err().to_string().contains("cannot be read"));
     assert!(digest_outputs(&[dir.path().to_path_buf()]).unwrap_err().to_string().contains("not a regular file"));
 
     // Snapshot ids Waypoint did not compute, or checkpoints without artifacts, are not its to check.
-    assert_eq!(OutputsProbe.check(&plan, &checkpoint(Some("snap-1"), &[&b])), SnapshotCheck::NotChecked);
-    assert_eq!(OutputsProbe.check(&plan, &checkpoint(Some(digest.as_str()), &[])), SnapshotCheck::NotChecked);
-    assert_eq!(OutputsProbe.check(&plan, &checkpoint(None, &[&a])), SnapshotCheck::NotChecked);
+    assert_eq!(OutputsProbe::Digest.check(&plan, &checkpoint(Some("snap-1"), &[&b])), SnapshotCheck::NotChecked);
+    assert_eq!(OutputsProbe::Digest.check(&plan, &checkpoint(Some(digest.as_str()), &[])), SnapshotCheck::NotChecked);
+    assert_eq!(OutputsProbe::Digest.check(&plan, &checkpoint(None, &[&a])), SnapshotCheck::NotChecked);
 }
 
 #[test]
-fn a_changed_plan_file_is_always_what_a_resume_checks() {
-    let fp = |s: &str| Fingerprint::parse(s).unwrap();
-    let (recorded, other) = (fp("aa"), fp("bb"));
-    // The file changed: its fingerprint is checked, whatever the caller passed.
-    assert_eq!(fingerprint_to_check(Some(&recorded), Some(&other), Some(recorded.clone())), Some(other.clone()));
-    // The file is unchanged: the caller's fingerprint, if any, is checked too.
-    assert_eq!(fingerprint_to_check(Some(&recorded), Some(&recorded), Some(other.clone())), Some(other.clone()));
-    assert_eq!(fingerprint_to_check(Some(&recorded), Some(&recorded), None), Some(recorded.clone()));
-    // A plan without a plan file: only the caller's.
-    assert_eq!(fingerprint_to_check(Some(&recorded), None, Some(other.clone())), Some(other));
-    assert_eq!(fingerprint_to_check(None, None, None), None);
+fn step_outputs_read_as_key_value_lines_and_delimited_blocks() {
+    let parsed = parse_step_outputs("a=1\nurl=http://x/?q=1\n\nnotes<<EOF\nline one\nline=two\nEOF\na=2\n").unwrap();
+    assert_eq!(
+        serde_json::Value::Object(parsed),
+        serde_json::json!({"a": "2", "url": "http://x/?q=1", "notes": "line one\nline=two"})
+    );
+    assert!(parse_step_outputs("just words\n").is_err());
+    assert!(parse_step_outputs("k<<END\nnever closed\n").is_err());
+    assert!(parse_step_outputs("=v\n").is_err());
+}
+
+#[test]
+fn durations_read_as_people_write_them() {
+    use std::time::Duration;
+    assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
+    assert_eq!(parse_duration("soon"), None);
+    assert_eq!(parse_duration("-1s"), None);
+}
+
+#[test]
+fn a_step_fingerprint_changes_with_that_step_only() {
+    let before = PlanFile::parse(Path::new("/plans/build.toml"), PLAN.as_bytes()).unwrap();
+    let edited = PLAN.replace("make test", "make check");
+    let after = PlanFile::parse(Path::new("/plans/build.toml"), edited.as_bytes()).unwrap();
+    assert_eq!(before.steps[0].fingerprint, after.steps[0].fingerprint);
+    assert_ne!(before.steps[1].fingerprint, after.steps[1].fingerprint);
+    assert_ne!(before.fingerprint, after.fingerprint);
+    // The plan's [env] is part of every step's definition.
+    let env = PLAN.replace("MODE = \"fast\"", "MODE = \"slow\"");
+    let other = PlanFile::parse(Path::new("/plans/build.toml"), env.as_bytes()).unwrap();
+    assert_ne!(before.steps[0].fingerprint, other.steps[0].fingerprint);
+}
+
+#[test]
+fn keyed_ids_are_stable_per_file_and_generation_and_the_newest_is_found_by_bisection() {
+    let path = Path::new("/plans/build.toml");
+    assert_eq!(keyed_id(path, 1), keyed_id(path, 1));
+    assert_ne!(keyed_id(path, 1), keyed_id(path, 2));
+    assert_ne!(keyed_id(path, 1), keyed_id(Path::new("/plans/other.toml"), 1));
+    assert_eq!(keyed_id(path, 1).as_str().len(), 20);
+    for newest in [0u64, 1, 2, 3, 7, 8, 9, 100] {
+        let mut asked = 0;
+        let found = newest_generation(|g| {
+            asked += 1;
+            Ok::<_, ()>(g <= newest)
+        })
+        .unwrap();
+        assert_eq!(found, (newest > 0).then_some(newest));
+        assert!(asked <= 2 * (64 - newest.leading_zeros() as usize) + 2, "{asked} lookups for {newest}");
+    }
+}
+
+#[test]
+fn control_characters_are_escaped_for_the_terminal() {
+    assert_eq!(escape_controls("plain path/ok"), "plain path/ok");
+    assert_eq!(escape_controls("bad\u{1b}[31m\u{7}name"), "bad\\u{1b}[31m\\u{7}name");
 }
 
 #[test]

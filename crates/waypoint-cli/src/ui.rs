@@ -8,6 +8,15 @@ use serde::Serialize;
 use crate::cli::Format;
 use crate::error::CliError;
 
+/// The first failed write to stdout, if any.
+static STDOUT_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Why writing the command's result failed, if it did: the command must then exit 1.
+pub fn stdout_failure() -> Option<CliError> {
+    let failure = STDOUT_FAILURE.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+    Some(CliError::unexpected(format!("cannot write the result to standard output: {failure}")))
+}
+
 /// ANSI styling that is a no-op when colour is off.
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
@@ -76,14 +85,24 @@ impl Ui {
         self.format == Format::Json
     }
 
-    /// Writes the command's result. A closed pipe (`| head`) is not an error worth a panic.
+    /// Writes the command's result. A closed pipe (`| head`) is the reader's choice and not an
+    /// error; any other failed write (a full disk, `> /dev/full`) is remembered, and the command
+    /// then exits 1 ([`stdout_failure`]): output that was lost must not look like success.
     pub fn stdout(&self, text: &str) {
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
-        if !text.ends_with('\n') {
-            let _ = out.write_all(b"\n");
+        let mut result = out.write_all(text.as_bytes());
+        if result.is_ok() && !text.ends_with('\n') {
+            result = out.write_all(b"\n");
         }
-        let _ = out.flush();
+        if result.is_ok() {
+            result = out.flush();
+        }
+        if let Err(e) = result {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                let mut failure = STDOUT_FAILURE.lock().unwrap_or_else(|p| p.into_inner());
+                failure.get_or_insert_with(|| e.to_string());
+            }
+        }
     }
 
     /// The one JSON document of a `--format json` command.
@@ -103,6 +122,24 @@ impl Ui {
         if self.json() {
             self.json_document(&error.to_json());
         }
-        self.note(&format!("{} {}", self.err.red(&self.err.bold("error:")), error.message));
+        if let Some(context) = &error.context {
+            self.note(context.trim_end());
+        }
+        // Whatever a message quotes (a path, a name, a value), it never drives the terminal.
+        self.note(&format!("{} {}", self.err.red(&self.err.bold("error:")), escape_controls(&error.message)));
     }
+}
+
+/// A path as messages show it: control characters (an ESC, a BEL, a newline in a file name)
+/// escaped, so that printing a path can never drive the terminal.
+pub fn shown_path(path: &std::path::Path) -> String {
+    escape_controls(&path.display().to_string())
+}
+
+/// `text` with every control character written as an escape (`\n`, `\t`, `\u{1b}`).
+pub fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }

@@ -4,23 +4,37 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::definition::{check_definition, ChangedStep, CurrentDefinition};
 use crate::ids::Fingerprint;
 use crate::lifecycle::{Phase, ProcessingState};
 use crate::state::PlanState;
 
-/// Why a plan cannot resume. The serde form is the stable snake_case code.
+/// Why a plan cannot resume. The serde form is the stable snake_case code; the variant order is
+/// the order [`evaluate_eligibility`] reports them in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResumeIneligibleReason {
+    /// `terminal_state`: the plan is `applied` or `cancelled`.
     TerminalState,
+    /// `action_phase`: no phase has started, so nothing has run; start a phase instead.
     ActionPhase,
+    /// `still_running`: the plan is `processing`, not interrupted, and its run lock is held, or
+    /// the move to `processing` named no runner (a lockless worker must record its own
+    /// interruption).
     StillRunning,
+    /// `nothing_to_resume`: the phase is `complete`, or the total is known and reached.
     NothingToResume,
+    /// `definition_changed`: a completed step's definition changed, moved or was removed, the
+    /// definition cannot be read, or (without per-step definitions) the whole-plan fingerprints
+    /// differ.
     DefinitionChanged,
+    /// `snapshot_missing`: the snapshot probe found the last checkpoint's snapshot or artifacts
+    /// gone or changed.
     SnapshotMissing,
 }
 
 impl ResumeIneligibleReason {
+    /// Every reason, in reporting order.
     pub const ALL: [ResumeIneligibleReason; 6] = [
         ResumeIneligibleReason::TerminalState,
         ResumeIneligibleReason::ActionPhase,
@@ -30,6 +44,7 @@ impl ResumeIneligibleReason {
         ResumeIneligibleReason::SnapshotMissing,
     ];
 
+    /// The stable snake_case code scripts match on.
     pub fn code(self) -> &'static str {
         match self {
             ResumeIneligibleReason::TerminalState => "terminal_state",
@@ -51,7 +66,7 @@ impl ResumeIneligibleReason {
             }
             ResumeIneligibleReason::NothingToResume => "every step has completed; start the next phase",
             ResumeIneligibleReason::DefinitionChanged => {
-                "the plan definition changed since the plan was created; create a new plan"
+                "the plan definition changed where it already ran, or cannot be read; restore it or start a new plan"
             }
             ResumeIneligibleReason::SnapshotMissing => {
                 "the last checkpoint's snapshot or artifacts are gone or changed; restore them or start over"
@@ -72,7 +87,9 @@ pub enum SnapshotCheck {
     /// No probe is configured, or the last checkpoint names nothing to check.
     #[default]
     NotChecked,
+    /// The snapshot and artifacts are there, as recorded.
     Present,
+    /// The snapshot or an artifact is gone or changed: the plan is `snapshot_missing`.
     Missing,
 }
 
@@ -81,21 +98,47 @@ pub enum SnapshotCheck {
 pub struct EligibilityInputs {
     /// Someone holds the plan's run lock right now.
     pub runner_alive: bool,
-    /// The caller's fingerprint of the plan definition, to compare with the recorded one.
+    /// The caller's fingerprint of the whole plan definition, to compare with the recorded one.
+    /// Ignored when `definition` is given: the definition check decides then.
     pub fingerprint: Option<Fingerprint>,
+    /// What the snapshot probe found for the last checkpoint.
     pub snapshot: SnapshotCheck,
+    /// The plan definition as a probe found it now, for the per-step definition check.
+    pub definition: Option<CurrentDefinition>,
 }
 
 /// The verdict: eligible, or every reason that applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeEligibility {
+    /// The plan may resume: exactly when `reasons` is empty.
     pub eligible: bool,
+    /// Every reason that applies, in the order of [`ResumeIneligibleReason::ALL`].
     pub reasons: Vec<ResumeIneligibleReason>,
     /// The plan is `processing` but its runner is gone without recording an interruption.
     pub crash_inferred: bool,
+    /// Every step whose definition differs from the recorded one, in step order. Completed ones
+    /// make the plan `definition_changed`; pending ones do not block.
+    #[serde(default)]
+    pub changed_steps: Vec<ChangedStep>,
 }
 
-/// Decides whether `plan` can resume, listing every reason it cannot, in a stable order.
+/// Decides whether `plan` can resume, listing every reason it cannot, in a stable order. The one
+/// place this is decided: resume, its dry run, listings and library callers all ask here.
+///
+/// ```
+/// use waypoint_domain::{evaluate_eligibility, EligibilityInputs, PlanState, ResumeIneligibleReason};
+/// # use waypoint_domain::{PlanCreated, PlanEvent};
+/// # let created = PlanCreated {
+/// #     name: None, total_steps: None, fingerprint: None, source: None,
+/// #     created_at: chrono::DateTime::UNIX_EPOCH, steps: Vec::new(),
+/// # };
+/// # let plan = PlanState::fold(None, &PlanEvent::PlanCreated(created)).expect("created");
+///
+/// // A plan that was created but never started a phase has nothing to resume from.
+/// let verdict = evaluate_eligibility(&plan, &EligibilityInputs::default());
+/// assert!(!verdict.eligible);
+/// assert_eq!(verdict.reasons, [ResumeIneligibleReason::ActionPhase]);
+/// ```
 pub fn evaluate_eligibility(plan: &PlanState, inputs: &EligibilityInputs) -> ResumeEligibility {
     use ResumeIneligibleReason::*;
     let meta = &plan.resume;
@@ -115,14 +158,21 @@ pub fn evaluate_eligibility(plan: &PlanState, inputs: &EligibilityInputs) -> Res
     if plan.state == ProcessingState::Complete || meta.all_steps_completed() {
         reasons.push(NothingToResume);
     }
-    if let (Some(given), Some(recorded)) = (&inputs.fingerprint, &plan.fingerprint) {
-        if given != recorded {
-            reasons.push(DefinitionChanged);
+    let mut changed_steps = Vec::new();
+    let definition_changed = match &inputs.definition {
+        Some(current) => {
+            let check = check_definition(plan, current);
+            changed_steps = check.changed_steps;
+            check.definition_changed
         }
+        None => matches!((&inputs.fingerprint, &plan.fingerprint), (Some(given), Some(recorded)) if given != recorded),
+    };
+    if definition_changed {
+        reasons.push(DefinitionChanged);
     }
     if inputs.snapshot == SnapshotCheck::Missing {
         reasons.push(SnapshotMissing);
     }
     let crash_inferred = processing_uninterrupted && plan.runner.is_some() && !inputs.runner_alive;
-    ResumeEligibility { eligible: reasons.is_empty(), reasons, crash_inferred }
+    ResumeEligibility { eligible: reasons.is_empty(), reasons, crash_inferred, changed_steps }
 }

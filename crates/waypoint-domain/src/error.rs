@@ -1,36 +1,137 @@
 //! Every refusal a plan can give, as one typed error.
 
 use crate::eligibility::ResumeIneligibleReason;
-use crate::ids::{CheckpointId, StepNumber, TotalSteps};
+use crate::ids::{Attempt, CheckpointId, StepName, StepNumber, TotalSteps};
 use crate::lifecycle::{Phase, ProcessingState};
 
-/// A command the plan refused. Nothing was recorded.
+/// A command the plan refused. Nothing was recorded. Each variant has a stable code
+/// ([`PlanError::code`]) that scripts and JSON error objects use.
+///
+/// Not `#[non_exhaustive]` on purpose: `tests/integration/domain_coverage.rs` matches it
+/// exhaustively, so a new variant does not compile until a test covers it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// A command other than create or fork on a plan with no events.
     #[error("the plan does not exist yet; create it first")]
     NotCreated,
+    /// Create or fork with an id that already has events.
     #[error("the plan already exists")]
     AlreadyExists,
+    /// Any command but a resume on an `applied` or `cancelled` plan.
     #[error("the plan is {state}, which is terminal; it accepts no further commands")]
-    Terminal { state: ProcessingState },
+    Terminal {
+        /// The terminal state the plan is in.
+        state: ProcessingState,
+    },
+    /// There is no edge between the two phases at all.
     #[error("there is no transition from {from} to {to}; allowed: action→strategize, strategize→execute, execute→apply, execute→strategize, apply→strategize")]
-    InvalidPhaseTransition { from: Phase, to: Phase },
+    InvalidPhaseTransition {
+        /// The plan's phase.
+        from: Phase,
+        /// The phase asked for.
+        to: Phase,
+    },
+    /// The edge exists, but not from the plan's current state (advancing needs `complete`).
     #[error("{from}→{to} is not allowed while {from} is {state}")]
-    TransitionNotAllowedInState { from: Phase, to: Phase, state: ProcessingState },
+    TransitionNotAllowedInState {
+        /// The plan's phase.
+        from: Phase,
+        /// The phase asked for.
+        to: Phase,
+        /// The plan's state, which does not allow the move.
+        state: ProcessingState,
+    },
+    /// The command needs another phase or state than the plan is in.
     #[error("cannot {command} while the plan is {phase}/{state}; it must be {required}")]
-    InvalidState { command: &'static str, phase: Phase, state: ProcessingState, required: &'static str },
+    InvalidState {
+        /// The refused command, as a verb phrase ([`PlanCommand::name`](crate::PlanCommand::name)).
+        command: &'static str,
+        /// The plan's phase.
+        phase: Phase,
+        /// The plan's state.
+        state: ProcessingState,
+        /// What the command needs, for people (`"processing"`).
+        required: &'static str,
+    },
+    /// A step that is not the one after the last completed step: steps are recorded in order.
     #[error("step {step} is out of order: the next step to record is {expected}")]
-    StepOutOfOrder { step: StepNumber, expected: StepNumber },
+    StepOutOfOrder {
+        /// The step given.
+        step: StepNumber,
+        /// The only step that may be recorded now.
+        expected: StepNumber,
+    },
+    /// A step above the phase's known total. Checked before the order.
     #[error("step {step} is beyond the plan's total of {total} steps")]
-    StepBeyondTotal { step: StepNumber, total: TotalSteps },
+    StepBeyondTotal {
+        /// The step given.
+        step: StepNumber,
+        /// The phase's total.
+        total: TotalSteps,
+    },
+    /// A completed step recorded again with a different decision, snapshot, artifacts or
+    /// output. The same payload again is an idempotent retry, not this error.
     #[error(
         "step {step} was already recorded as checkpoint {existing} with a different decision, snapshot or artifacts"
     )]
-    ConflictingCheckpoint { step: StepNumber, existing: CheckpointId },
+    ConflictingCheckpoint {
+        /// The step given.
+        step: StepNumber,
+        /// The checkpoint already recorded for it.
+        existing: CheckpointId,
+    },
+    /// A step given under another name than its position already recorded: the plan's steps
+    /// changed since it ran. Checked before the payload, so it wins over a conflict.
+    #[error(
+        "step {step} is recorded as {recorded:?} but was given as {given:?}; the plan's steps changed since it ran, so continue it with the definition it was started with or start a new plan"
+    )]
+    StepMismatch {
+        /// The step given.
+        step: StepNumber,
+        /// The name its checkpoint or its `step_started` recorded.
+        recorded: StepName,
+        /// The name given now.
+        given: StepName,
+    },
+    /// A failed attempt recorded for a step or attempt that is not the one running.
+    #[error("attempt {attempt} of step {step} is not running{}; record a failed attempt after its step started and before it completed", running_text(.uncertain))]
+    AttemptNotRunning {
+        /// The step given.
+        step: StepNumber,
+        /// The attempt given.
+        attempt: Attempt,
+        /// The step that is running (started, not completed), if any.
+        uncertain: Option<StepNumber>,
+    },
+    /// A fork at a step its source has not completed in the current phase.
+    #[error("step {step} has not completed (last completed: {}); fork at a completed step", last_completed.map_or("none".to_owned(), |s| s.to_string()))]
+    StepNotCompleted {
+        /// The step to fork at.
+        step: StepNumber,
+        /// The source's last completed step, if any.
+        last_completed: Option<StepNumber>,
+    },
+    /// A total below the number of steps already completed in the phase.
     #[error("total steps {total} is below the last completed step {last_completed}")]
-    TotalBelowCompleted { total: TotalSteps, last_completed: StepNumber },
+    TotalBelowCompleted {
+        /// The total given.
+        total: TotalSteps,
+        /// The phase's last completed step.
+        last_completed: StepNumber,
+    },
+    /// A resume the eligibility verdict refuses (or one with no step left to run).
     #[error("the plan cannot resume: {}", reasons_text(.reasons))]
-    NotEligible { reasons: Vec<ResumeIneligibleReason> },
+    NotEligible {
+        /// Every reason that applies, in the stable order of [`evaluate_eligibility`](crate::evaluate_eligibility).
+        reasons: Vec<ResumeIneligibleReason>,
+    },
+}
+
+fn running_text(uncertain: &Option<StepNumber>) -> String {
+    match uncertain {
+        Some(step) => format!(" (step {step} is running)"),
+        None => " (no step is running)".to_owned(),
+    }
 }
 
 fn reasons_text(reasons: &[ResumeIneligibleReason]) -> String {
@@ -50,6 +151,9 @@ impl PlanError {
             PlanError::StepOutOfOrder { .. } => "step_out_of_order",
             PlanError::StepBeyondTotal { .. } => "step_beyond_total",
             PlanError::ConflictingCheckpoint { .. } => "conflicting_checkpoint",
+            PlanError::StepMismatch { .. } => "step_mismatch",
+            PlanError::StepNotCompleted { .. } => "step_not_completed",
+            PlanError::AttemptNotRunning { .. } => "attempt_not_running",
             PlanError::TotalBelowCompleted { .. } => "total_below_completed",
             PlanError::NotEligible { .. } => "not_eligible",
         }

@@ -7,19 +7,74 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
-/// Why a textual value was refused. Carries the field name so messages can say which one.
+/// Why a value was refused: a textual id or text outside its rules, a zero step, total or
+/// attempt, or an output too large to journal. Textual variants carry the value's name so
+/// messages can say which one.
+///
+/// Not `#[non_exhaustive]` on purpose: `tests/integration/domain_coverage.rs` matches it
+/// exhaustively, so a new variant does not compile until a test covers it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidValue {
+    /// The text was empty; no textual value may be.
     #[error("{kind} is empty")]
-    Empty { kind: &'static str },
+    Empty {
+        /// Which value was refused, as a message names it (`"plan id"`).
+        kind: &'static str,
+    },
+    /// The text has more characters than the value's `MAX_LEN`.
     #[error("{kind} is {len} characters long; the limit is {max}")]
-    TooLong { kind: &'static str, len: usize, max: usize },
+    TooLong {
+        /// Which value was refused.
+        kind: &'static str,
+        /// Its length, in characters.
+        len: usize,
+        /// The longest accepted, in characters.
+        max: usize,
+    },
+    /// The text holds a character outside the value's allow-list.
     #[error("{kind} {shown:?} contains {bad:?}; allowed characters are {allowed}")]
-    BadCharacter { kind: &'static str, shown: String, bad: char, allowed: &'static str },
+    BadCharacter {
+        /// Which value was refused.
+        kind: &'static str,
+        /// The refused text, control characters replaced by U+FFFD so it is safe to print.
+        shown: String,
+        /// The first character not allowed.
+        bad: char,
+        /// The allowed characters, described for people.
+        allowed: &'static str,
+    },
+    /// A [`StepNumber`] of 0: steps count from 1, and "no step" is `None`.
     #[error("step number must be 1 or greater (steps are numbered from 1)")]
     ZeroStep,
+    /// A [`TotalSteps`] of 0: a phase with a known total has at least one step.
     #[error("total steps must be 1 or greater")]
     ZeroTotal,
+    /// An [`Attempt`] of 0: attempts count from 1.
+    #[error("attempt number must be 1 or greater (attempts are numbered from 1)")]
+    ZeroAttempt,
+    /// A [`StepOutput`] whose compact JSON encoding is above [`StepOutput::MAX_ENCODED_LEN`].
+    #[error("the step output is {size} bytes when encoded as JSON; the limit is {limit} bytes; store large data elsewhere and record a reference")]
+    OutputTooLarge {
+        /// The encoded size, in bytes.
+        size: usize,
+        /// The largest accepted encoded size, in bytes.
+        limit: usize,
+    },
+}
+
+impl InvalidValue {
+    /// A stable snake_case code for scripts and JSON error objects.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InvalidValue::OutputTooLarge { .. } => "output_too_large",
+            InvalidValue::Empty { .. }
+            | InvalidValue::TooLong { .. }
+            | InvalidValue::BadCharacter { .. }
+            | InvalidValue::ZeroStep
+            | InvalidValue::ZeroTotal
+            | InvalidValue::ZeroAttempt => "invalid_value",
+        }
+    }
 }
 
 /// Checks `value` against an allow-list. Shared by every textual id so the rules cannot drift.
@@ -88,6 +143,7 @@ macro_rules! validated_string {
                 Ok(Self(value.to_owned()))
             }
 
+            /// The validated text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -137,8 +193,14 @@ validated_string!(
     Fingerprint, "fingerprint", 128, "hexadecimal digits", |c: char| c.is_ascii_hexdigit()
 );
 
+validated_string!(
+    /// A step's name within its plan definition, such as a plan file's `name = "build"`.
+    StepName, "step name", 200, "any character but control characters", |c: char| !c.is_control()
+);
+
 impl PlanId {
-    /// A fresh random plan id (a UUID without dashes' ambiguity: it keeps them, they are allowed).
+    /// The plan id spelled as `uuid` in its hyphenated form, which the allow-list accepts: how a
+    /// plan created without a chosen id is named. The caller draws the UUID.
     pub fn from_uuid(uuid: Uuid) -> Self {
         Self(uuid.hyphenated().to_string())
     }
@@ -149,8 +211,11 @@ impl PlanId {
 pub struct Artifact(String);
 
 impl Artifact {
+    /// Longest accepted value, in characters.
     pub const MAX_LEN: usize = 4096;
 
+    /// Accepts any non-empty text up to [`Self::MAX_LEN`] characters without control
+    /// characters (NUL included), so a stored path is safe to print.
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         check_allow_list("artifact", value, Self::MAX_LEN, "any character but NUL and control characters", |c| {
             !c.is_control()
@@ -158,6 +223,7 @@ impl Artifact {
         Ok(Self(value.to_owned()))
     }
 
+    /// The validated text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -177,12 +243,15 @@ string_serde!(Artifact);
 pub struct StepNumber(NonZeroU32);
 
 impl StepNumber {
+    /// Step 1, the first step of every phase.
     pub const FIRST: StepNumber = StepNumber(NonZeroU32::MIN);
 
+    /// Step `n`; refuses 0 with [`InvalidValue::ZeroStep`].
     pub fn new(n: u32) -> Result<Self, InvalidValue> {
         NonZeroU32::new(n).map(Self).ok_or(InvalidValue::ZeroStep)
     }
 
+    /// The step's number, at least 1.
     pub fn get(self) -> u32 {
         self.0.get()
     }
@@ -205,10 +274,12 @@ impl fmt::Display for StepNumber {
 pub struct TotalSteps(NonZeroU32);
 
 impl TotalSteps {
+    /// A total of `n` steps; refuses 0 with [`InvalidValue::ZeroTotal`].
     pub fn new(n: u32) -> Result<Self, InvalidValue> {
         NonZeroU32::new(n).map(Self).ok_or(InvalidValue::ZeroTotal)
     }
 
+    /// The number of steps, at least 1.
     pub fn get(self) -> u32 {
         self.0.get()
     }
@@ -220,6 +291,103 @@ impl fmt::Display for TotalSteps {
     }
 }
 
+/// Which attempt at a step this is. Attempts count from 1; a retry is attempt 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Attempt(NonZeroU32);
+
+impl Attempt {
+    /// Attempt 1, a step's first try.
+    pub const FIRST: Attempt = Attempt(NonZeroU32::MIN);
+
+    /// Attempt `n`; refuses 0 with [`InvalidValue::ZeroAttempt`].
+    pub fn new(n: u32) -> Result<Self, InvalidValue> {
+        NonZeroU32::new(n).map(Self).ok_or(InvalidValue::ZeroAttempt)
+    }
+
+    /// The attempt's number, at least 1.
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The attempt after this one, or `None` past `u32::MAX`.
+    pub fn next(self) -> Option<Self> {
+        self.0.checked_add(1).map(Self)
+    }
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a step produced, as a JSON value, journalled with its checkpoint so a resumed run gets
+/// it back without running the step again. Bounded so one step cannot bloat the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutput(serde_json::Value);
+
+impl StepOutput {
+    /// The largest output, in bytes of its compact JSON encoding: 1 MiB.
+    pub const MAX_ENCODED_LEN: usize = 1024 * 1024;
+
+    /// Accepts `value` if its compact JSON encoding is at most [`Self::MAX_ENCODED_LEN`] bytes.
+    pub fn new(value: serde_json::Value) -> Result<Self, InvalidValue> {
+        let size = encoded_len(&value);
+        if size > Self::MAX_ENCODED_LEN {
+            return Err(InvalidValue::OutputTooLarge { size, limit: Self::MAX_ENCODED_LEN });
+        }
+        Ok(Self(value))
+    }
+
+    /// The output as recorded.
+    pub fn as_value(&self) -> &serde_json::Value {
+        &self.0
+    }
+
+    /// The output as recorded, taken out of its bound.
+    pub fn into_value(self) -> serde_json::Value {
+        self.0
+    }
+
+    /// Bytes of the compact JSON encoding, as stored.
+    pub fn encoded_len(&self) -> usize {
+        encoded_len(&self.0)
+    }
+}
+
+/// Counts the bytes of `value`'s compact JSON encoding without building it. Counting stops
+/// being exact only past `usize::MAX`, which no value in memory reaches.
+fn encoded_len(value: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // A `Value` always serializes (its map keys are strings) and the counter never fails.
+    serde_json::to_writer(&mut counter, value).expect("a JSON value serializes");
+    counter.0
+}
+
+impl Serialize for StepOutput {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StepOutput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Self::new(value).map_err(serde::de::Error::custom)
+    }
+}
+
 macro_rules! uuid_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
@@ -228,10 +396,12 @@ macro_rules! uuid_id {
         pub struct $name(Uuid);
 
         impl $name {
+            /// Wraps `uuid`. The domain draws no random numbers: callers bring a fresh one.
             pub fn from_uuid(uuid: Uuid) -> Self {
                 Self(uuid)
             }
 
+            /// The UUID inside.
             pub fn as_uuid(&self) -> Uuid {
                 self.0
             }
@@ -261,6 +431,7 @@ macro_rules! bounded_text {
         pub struct $name(String);
 
         impl $name {
+            /// Longest accepted value, in characters.
             pub const MAX_LEN: usize = $max;
 
             /// Accepts any non-empty text up to the limit; control characters other than
@@ -272,6 +443,7 @@ macro_rules! bounded_text {
                 Ok(Self(value.to_owned()))
             }
 
+            /// The validated text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }

@@ -7,32 +7,50 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PlanError;
 
-/// The phase a plan is in. A new plan is in `action`.
+/// The phase a plan is in. A new plan is in `action`; phases advance `action` → `strategize` →
+/// `execute` → `apply`, and `execute` and `apply` may revert to `strategize` to re-plan (see
+/// [`check_phase_transition`]). Step counting restarts with each phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Before any work: the plan exists but no phase has started. Only ever `queued`.
     Action,
+    /// Working out what to do.
     Strategize,
+    /// Doing it.
     Execute,
+    /// Making the result take effect. It ends `applied` (terminal), never `complete`.
     Apply,
 }
 
-/// Where a plan stands within its phase.
+/// Where a plan stands within its phase. Not every state fits every phase: see
+/// [`Phase::allows`]. `applied` and `cancelled` are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessingState {
+    /// Waiting to run: a new plan or fork, or one whose runner recorded an interruption.
     Queued,
+    /// A runner is (or was, if it crashed) working on the phase's steps.
     Processing,
+    /// The phase finished (`strategize` and `execute` only); the next move is a new phase.
     Complete,
+    /// The phase failed; the plan keeps the message and can resume (or, from `execute` and
+    /// `apply`, revert to re-plan).
     Errored,
+    /// Stopped for good by an operator. Terminal.
     Cancelled,
+    /// The `apply` phase took effect. Terminal.
     Applied,
+    /// The `apply` phase was refused by a constraint; the plan keeps the message and can resume
+    /// or revert to re-plan.
     Constrained,
 }
 
 impl Phase {
+    /// Every phase, in lifecycle order.
     pub const ALL: [Phase; 4] = [Phase::Action, Phase::Strategize, Phase::Execute, Phase::Apply];
 
+    /// The stable snake_case name, as stored and printed.
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Action => "action",
@@ -68,11 +86,23 @@ impl Phase {
 /// Advancing moves forward through the phases; reverting goes back to `strategize` to re-plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransitionKind {
+    /// To the next phase; the current one must be `complete` (from `action`: `queued`).
     Advance,
+    /// Back to `strategize`, from `execute` or `apply`.
     Revert,
 }
 
-/// Decides whether a plan in `(from, state)` may enter phase `to`.
+/// Decides whether a plan in `(from, state)` may enter phase `to`: the edge must exist
+/// ([`PlanError::InvalidPhaseTransition`] otherwise) and `state` must allow it
+/// ([`PlanError::TransitionNotAllowedInState`] otherwise).
+///
+/// ```
+/// use waypoint_domain::{check_phase_transition, Phase, ProcessingState, TransitionKind};
+///
+/// let kind = check_phase_transition(Phase::Execute, ProcessingState::Errored, Phase::Strategize);
+/// assert_eq!(kind, Ok(TransitionKind::Revert));
+/// assert!(check_phase_transition(Phase::Strategize, ProcessingState::Processing, Phase::Execute).is_err());
+/// ```
 pub fn check_phase_transition(from: Phase, state: ProcessingState, to: Phase) -> Result<TransitionKind, PlanError> {
     use ProcessingState::*;
     let kind = from.transition_to(to).ok_or(PlanError::InvalidPhaseTransition { from, to })?;
@@ -90,6 +120,7 @@ pub fn check_phase_transition(from: Phase, state: ProcessingState, to: Phase) ->
 }
 
 impl ProcessingState {
+    /// Every processing state.
     pub const ALL: [ProcessingState; 7] = [
         ProcessingState::Queued,
         ProcessingState::Processing,
@@ -100,6 +131,7 @@ impl ProcessingState {
         ProcessingState::Constrained,
     ];
 
+    /// The stable snake_case name, as stored and printed.
     pub fn as_str(self) -> &'static str {
         match self {
             ProcessingState::Queued => "queued",

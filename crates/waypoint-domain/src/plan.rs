@@ -5,64 +5,141 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
+use crate::definition::StepDefinition;
 use crate::eligibility::{evaluate_eligibility, EligibilityInputs, ResumeIneligibleReason};
 use crate::error::PlanError;
 use crate::events::*;
 use crate::ids::{
-    Actor, Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId, SnapshotId,
-    StepNumber, TotalSteps,
+    Actor, Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId, SnapshotId,
+    StepName, StepNumber, StepOutput, TotalSteps,
 };
 use crate::lifecycle::{check_phase_transition, Phase, ProcessingState};
-use crate::state::PlanState;
+use crate::state::{CheckpointPayload, PlanState};
 
-/// Everything a plan can be asked to do. Times and ids come in from outside: the domain has no
-/// clock and no randomness.
+/// Everything a plan can be asked to do; [`decide`] turns each into events or a [`PlanError`].
+/// Times and ids come in from outside: the domain has no clock and no randomness.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanCommand {
+    /// Create the plan, in `action`/`queued`. Only for an id with no events.
     Create {
+        /// A human name.
         name: Option<PlanName>,
+        /// The first phase's number of steps, when known.
         total_steps: Option<TotalSteps>,
+        /// A digest of the whole plan definition.
         fingerprint: Option<Fingerprint>,
+        /// Where the definition lives (a plan file path).
         source: Option<Artifact>,
+        /// The definition's steps with their fingerprints; empty without a per-step definition.
+        steps: Vec<StepDefinition>,
+        /// When the plan is created.
         at: DateTime<Utc>,
     },
+    /// Create this plan as a fork of `source` (its full state, at `source_version`), copying its
+    /// checkpoints 1..=`at_step` of its current phase.
+    Fork {
+        /// The plan forked from.
+        source_id: PlanId,
+        /// Its full state (not a compact view: every checkpoint to copy must be there).
+        source: Box<PlanState>,
+        /// Its stream version that `source` was folded at.
+        source_version: u32,
+        /// The last step to copy; `None` copies none. Must be a completed step.
+        at_step: Option<StepNumber>,
+        /// When the fork is made.
+        at: DateTime<Utc>,
+    },
+    /// Enter `phase`, which must be an allowed move from the current phase and state.
     StartPhase {
+        /// The phase to enter.
         phase: Phase,
+        /// The runner that holds the plan's run lock, if the caller took one.
         runner: Option<RunnerId>,
     },
+    /// Set the current phase's number of steps. Not below the last completed step.
     SetTotalSteps {
+        /// The new total.
         total: TotalSteps,
     },
+    /// Say that the next step is about to run. Needs `processing`.
     StartStep {
+        /// The step: the one after the last completed step, within the total.
         step: StepNumber,
+        /// The decision that produced the step's work.
         decision_id: DecisionId,
+        /// The step's name in the definition; must match a name already recorded for it.
+        name: Option<StepName>,
+        /// Which attempt at the step this is, when the caller counts attempts.
+        attempt: Option<Attempt>,
     },
+    /// Record that a step completed. Needs `processing`. The same payload for a step already
+    /// recorded is an idempotent retry (no events); a different one is a conflict.
     RecordCheckpoint {
+        /// The id for the new checkpoint; unused on a retry.
         checkpoint_id: CheckpointId,
+        /// The step: the one after the last completed step, within the total.
         step: StepNumber,
+        /// The decision that produced the step's work.
         decision_id: DecisionId,
+        /// The workspace state after the step.
         snapshot_id: Option<SnapshotId>,
+        /// What the step produced, by path or name.
         artifacts: Vec<Artifact>,
+        /// The step's name in the definition; must match a name already recorded for it.
+        name: Option<StepName>,
+        /// A JSON `null` output is recorded as no output.
+        output: Option<StepOutput>,
+        /// The fingerprint of the step's definition as it ran.
+        fingerprint: Option<Fingerprint>,
     },
+    /// An attempt at the uncertain step failed and will be retried.
+    RecordAttemptFailed {
+        /// The uncertain step.
+        step: StepNumber,
+        /// The attempt that failed; the one its start named, when it named one.
+        attempt: Attempt,
+        /// How it failed.
+        reason: AttemptFailure,
+        /// When the next attempt is due, if scheduled.
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// Record that the plan stopped on purpose. Needs `processing` or `queued`; recorded again
+    /// while already interrupted, it appends nothing.
     RecordShutdown {
+        /// Why it stopped.
         reason: Message,
+        /// When it stopped.
         at: DateTime<Utc>,
     },
+    /// Fail the phase: `processing` becomes `errored`.
     Fail {
+        /// What went wrong.
         message: Message,
     },
+    /// Refuse the `apply` phase on a constraint: `apply`/`processing` becomes `constrained`.
     Constrain {
+        /// Which constraint refused it.
         message: Message,
     },
+    /// Finish a `strategize` or `execute` phase that is `processing`.
     CompletePhase,
+    /// Finish the `apply` phase: the plan becomes `applied`, which is terminal.
     Apply,
+    /// Stop the plan for good. Refused in `action`, where nothing runs yet.
     Cancel {
+        /// Why, if the operator says.
         reason: Option<Message>,
     },
+    /// Resume at the next step, if [`evaluate_eligibility`] allows it; otherwise
+    /// [`PlanError::NotEligible`] with every reason.
     Resume {
+        /// Who resumes it.
         by: Actor,
+        /// The runner that holds the plan's run lock, if the resume took one.
         runner: Option<RunnerId>,
+        /// When it resumes.
         at: DateTime<Utc>,
+        /// The facts from outside the log that eligibility depends on.
         inputs: EligibilityInputs,
     },
 }
@@ -72,10 +149,12 @@ impl PlanCommand {
     pub fn name(&self) -> &'static str {
         match self {
             PlanCommand::Create { .. } => "create the plan",
+            PlanCommand::Fork { .. } => "fork the plan",
             PlanCommand::StartPhase { .. } => "start a phase",
             PlanCommand::SetTotalSteps { .. } => "set total steps",
             PlanCommand::StartStep { .. } => "start a step",
             PlanCommand::RecordCheckpoint { .. } => "record a checkpoint",
+            PlanCommand::RecordAttemptFailed { .. } => "record a failed attempt",
             PlanCommand::RecordShutdown { .. } => "record a shutdown",
             PlanCommand::Fail { .. } => "fail the plan",
             PlanCommand::Constrain { .. } => "constrain the plan",
@@ -87,18 +166,47 @@ impl PlanCommand {
     }
 }
 
-/// Decides `command` against `state`. An empty list means the command was an idempotent retry.
+/// Decides `command` against `state` (`None`: the plan has no events yet): the events to
+/// append, or why not. An empty list means the command was an idempotent retry. Pure: appending
+/// the events, with a check that nobody appended in between, is the caller's job.
+///
+/// ```
+/// use chrono::DateTime;
+/// use waypoint_domain::{decide, Phase, PlanCommand, PlanError, PlanEvent, PlanState};
+///
+/// let create = PlanCommand::Create {
+///     name: None, total_steps: None, fingerprint: None, source: None, steps: Vec::new(),
+///     at: DateTime::UNIX_EPOCH,
+/// };
+/// let events = decide(None, create)?;
+/// let plan = events.iter().fold(None, PlanState::fold).expect("created");
+///
+/// // Only advancing edges are allowed from action: straight to execute is refused.
+/// let refused = decide(Some(&plan), PlanCommand::StartPhase { phase: Phase::Execute, runner: None });
+/// assert!(matches!(refused, Err(PlanError::InvalidPhaseTransition { .. })));
+///
+/// let started = decide(Some(&plan), PlanCommand::StartPhase { phase: Phase::Strategize, runner: None })?;
+/// assert!(matches!(started[..], [PlanEvent::PhaseStarted(_)]));
+/// # Ok::<(), PlanError>(())
+/// ```
 pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<PlanEvent>, PlanError> {
     let plan = match (state, &command) {
-        (Some(_), PlanCommand::Create { .. }) => return Err(PlanError::AlreadyExists),
+        (Some(_), PlanCommand::Create { .. } | PlanCommand::Fork { .. }) => return Err(PlanError::AlreadyExists),
+        (None, PlanCommand::Fork { .. }) => {
+            let PlanCommand::Fork { source_id, source, source_version, at_step, at } = command else { unreachable!() };
+            return fork(source_id, &source, source_version, at_step, at).map(|event| vec![event]);
+        }
         (None, PlanCommand::Create { .. }) => {
-            let PlanCommand::Create { name, total_steps, fingerprint, source, at } = command else { unreachable!() };
+            let PlanCommand::Create { name, total_steps, fingerprint, source, steps, at } = command else {
+                unreachable!()
+            };
             return Ok(vec![PlanEvent::PlanCreated(PlanCreated {
                 name,
                 total_steps,
                 fingerprint,
                 source,
                 created_at: at,
+                steps,
             })]);
         }
         (None, _) => return Err(PlanError::NotCreated),
@@ -109,16 +217,17 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
         return Err(PlanError::Terminal { state: plan.state });
     }
     let meta = &plan.resume;
+    let command_name = command.name();
     let require = |ok: bool, required: &'static str| {
         if ok {
             Ok(())
         } else {
-            Err(PlanError::InvalidState { command: command.name(), phase: plan.phase, state: plan.state, required })
+            Err(PlanError::InvalidState { command: command_name, phase: plan.phase, state: plan.state, required })
         }
     };
     let processing = plan.state == ProcessingState::Processing;
     let event = match command {
-        PlanCommand::Create { .. } => unreachable!("handled above"),
+        PlanCommand::Create { .. } | PlanCommand::Fork { .. } => unreachable!("handled above"),
         PlanCommand::StartPhase { phase, ref runner } => {
             check_phase_transition(plan.phase, plan.state, phase)?;
             PlanEvent::PhaseStarted(PhaseStarted { phase, runner: runner.clone() })
@@ -131,28 +240,69 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
             }
             PlanEvent::TotalStepsSet(TotalStepsSet { total_steps: total })
         }
-        PlanCommand::StartStep { step, ref decision_id } => {
+        PlanCommand::StartStep { step, decision_id, name, attempt } => {
             require(processing, "processing")?;
+            if meta.uncertain_step == Some(step) {
+                check_same_name(step, meta.uncertain_name.as_ref(), name.as_ref())?;
+            }
             check_next_step(plan, step)?;
-            PlanEvent::StepStarted(StepStarted { step, decision_id: decision_id.clone() })
+            PlanEvent::StepStarted(StepStarted { step, decision_id, name, attempt })
         }
-        PlanCommand::RecordCheckpoint { checkpoint_id, step, ref decision_id, ref snapshot_id, ref artifacts } => {
+        PlanCommand::RecordCheckpoint {
+            checkpoint_id,
+            step,
+            decision_id,
+            snapshot_id,
+            artifacts,
+            name,
+            output,
+            fingerprint,
+        } => {
             require(processing, "processing")?;
+            // `null` and no output are one thing on the wire; deciding on the wire form keeps a
+            // retry of a `null` output a retry.
+            let output = output.filter(|o| !o.as_value().is_null());
             if let Some(existing) = meta.checkpoint(step) {
-                return if existing.same_payload(decision_id, snapshot_id.as_ref(), artifacts) {
+                // A different name is a different step at this position: say so before
+                // comparing the rest of the payload.
+                check_same_name(step, existing.name.as_ref(), name.as_ref())?;
+                let payload = CheckpointPayload {
+                    decision_id: &decision_id,
+                    snapshot_id: snapshot_id.as_ref(),
+                    artifacts: &artifacts,
+                    name: name.as_ref(),
+                    output: output.as_ref(),
+                };
+                return if existing.same_payload(payload) {
                     Ok(Vec::new())
                 } else {
                     Err(PlanError::ConflictingCheckpoint { step, existing: existing.checkpoint_id })
                 };
             }
+            if meta.uncertain_step == Some(step) {
+                check_same_name(step, meta.uncertain_name.as_ref(), name.as_ref())?;
+            }
             check_next_step(plan, step)?;
             PlanEvent::StepCompleted(StepCompleted {
                 checkpoint_id,
                 step,
-                decision_id: decision_id.clone(),
-                snapshot_id: snapshot_id.clone(),
-                artifacts: artifacts.clone(),
+                decision_id,
+                snapshot_id,
+                artifacts,
+                name,
+                output,
+                fingerprint,
             })
+        }
+        PlanCommand::RecordAttemptFailed { step, attempt, reason, retry_at } => {
+            require(processing, "processing")?;
+            // Only the attempt that is running can fail; when its start named an attempt
+            // number, the failure must name the same one.
+            let running = meta.uncertain_step == Some(step) && meta.uncertain_attempt.is_none_or(|a| a == attempt);
+            if !running {
+                return Err(PlanError::AttemptNotRunning { step, attempt, uncertain: meta.uncertain_step });
+            }
+            PlanEvent::StepAttemptFailed(StepAttemptFailed { step, attempt, reason, retry_at })
         }
         PlanCommand::RecordShutdown { ref reason, at } => {
             require(
@@ -173,9 +323,12 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
             PlanEvent::PlanConstrained(PlanConstrained { message: message.clone() })
         }
         PlanCommand::CompletePhase => {
+            // A phase whose every known step completed can always be completed, also when it was
+            // stopped (queued) after its last step: otherwise only a cancel would be left to it.
+            let finished_steps = plan.state == ProcessingState::Queued && meta.all_steps_completed();
             require(
-                processing && matches!(plan.phase, Phase::Strategize | Phase::Execute),
-                "strategize/processing or execute/processing (the apply phase ends with apply)",
+                (processing || finished_steps) && matches!(plan.phase, Phase::Strategize | Phase::Execute),
+                "strategize or execute, processing (or queued with every step completed; the apply phase ends with apply)",
             )?;
             PlanEvent::PhaseCompleted(PhaseCompleted { phase: plan.phase })
         }
@@ -203,6 +356,68 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
     Ok(vec![event])
 }
 
+/// The name given for `step` is the one already recorded for it, when both are known.
+fn check_same_name(step: StepNumber, recorded: Option<&StepName>, given: Option<&StepName>) -> Result<(), PlanError> {
+    match (recorded, given) {
+        (Some(recorded), Some(given)) if recorded != given => {
+            Err(PlanError::StepMismatch { step, recorded: recorded.clone(), given: given.clone() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The `PlanForked` event of a fork of `source` at `at_step`: only completed steps of the
+/// source's current phase can be copied, and a plan that never left `action` has none.
+fn fork(
+    source_id: PlanId,
+    source: &PlanState,
+    source_version: u32,
+    at_step: Option<StepNumber>,
+    at: DateTime<Utc>,
+) -> Result<PlanEvent, PlanError> {
+    if source.phase == Phase::Action {
+        return Err(PlanError::InvalidState {
+            command: "fork the plan",
+            phase: source.phase,
+            state: source.state,
+            required: "in strategize, execute or apply",
+        });
+    }
+    let copied = at_step.map_or(0, StepNumber::get) as usize;
+    let checkpoints = &source.resume.checkpoints;
+    let complete =
+        checkpoints.len() >= copied && checkpoints.iter().take(copied).zip(1u32..).all(|(c, n)| c.step.get() == n);
+    if let (Some(step), false) = (at_step, complete) {
+        return Err(PlanError::StepNotCompleted { step, last_completed: source.resume.last_completed_step });
+    }
+    let checkpoints = checkpoints[..copied]
+        .iter()
+        .map(|c| StepCompleted {
+            checkpoint_id: c.checkpoint_id,
+            step: c.step,
+            decision_id: c.decision_id.clone(),
+            snapshot_id: c.snapshot_id.clone(),
+            artifacts: c.artifacts.clone(),
+            name: c.name.clone(),
+            output: c.output.clone(),
+            fingerprint: c.fingerprint.clone(),
+        })
+        .collect();
+    Ok(PlanEvent::PlanForked(PlanForked {
+        source: source_id,
+        source_version,
+        at_step,
+        name: source.name.clone(),
+        total_steps: source.resume.total_steps,
+        fingerprint: source.fingerprint.clone(),
+        definition_source: source.source.clone(),
+        steps: source.definition.clone(),
+        phase: source.phase,
+        checkpoints,
+        created_at: at,
+    }))
+}
+
 /// Step `step` is the one after the last completed step and within the known total.
 fn check_next_step(plan: &PlanState, step: StepNumber) -> Result<(), PlanError> {
     let meta = &plan.resume;
@@ -219,7 +434,9 @@ fn check_next_step(plan: &PlanState, step: StepNumber) -> Result<(), PlanError> 
     }
 }
 
-/// The aggregate, as `eventually` sees it. It holds no data: state lives in `Option<PlanState>`.
+/// The aggregate, as `eventually` sees it. It holds no data: state lives in `Option<PlanState>`,
+/// its `apply` is [`PlanState::fold`] and its `handle` is [`decide`] (an idempotent retry answers
+/// `None`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Plan;
 

@@ -3,61 +3,130 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::events::{PlanCreated, PlanEvent};
+use crate::definition::{StepDefinition, StepDigest};
+use crate::events::{PlanCreated, PlanEvent, PlanForked};
 use crate::ids::{
-    Artifact, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepNumber, TotalSteps,
+    Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepName,
+    StepNumber, StepOutput, TotalSteps,
 };
 use crate::lifecycle::{Phase, ProcessingState};
+use crate::summary::ForkedFrom;
 
-/// The durable record that a step completed.
+/// The durable record that a step completed, as the fold keeps it from its `step_completed`
+/// event: the step never runs again in this phase, and its output is handed back to a resumed
+/// run instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// Identifies this checkpoint.
     pub checkpoint_id: CheckpointId,
+    /// The step that completed.
     pub step: StepNumber,
+    /// The decision that produced the step's work.
     pub decision_id: DecisionId,
+    /// The workspace state after the step.
     pub snapshot_id: Option<SnapshotId>,
+    /// What the step produced, by path or name.
     pub artifacts: Vec<Artifact>,
+    // Absent from views stored before step names existed.
+    /// The step's name in the plan definition, when the caller gave one.
+    #[serde(default)]
+    pub name: Option<StepName>,
+    /// The step's journalled output, if it had one.
+    #[serde(default)]
+    pub output: Option<StepOutput>,
+    /// The fingerprint of the step's definition when it ran.
+    #[serde(default)]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// What a caller reports about a step's completion, compared with a recorded checkpoint to tell
+/// a retry from a conflict.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointPayload<'a> {
+    /// The decision reported.
+    pub decision_id: &'a DecisionId,
+    /// The snapshot reported.
+    pub snapshot_id: Option<&'a SnapshotId>,
+    /// The artifacts reported.
+    pub artifacts: &'a [Artifact],
+    /// The step name reported.
+    pub name: Option<&'a StepName>,
+    /// The output reported; a JSON `null` must already be `None`, as the decider normalises it.
+    pub output: Option<&'a StepOutput>,
 }
 
 impl Checkpoint {
-    /// Same step, decision, snapshot and artifacts: a retry of this checkpoint, not a new fact.
-    pub fn same_payload(
-        &self,
-        decision_id: &DecisionId,
-        snapshot_id: Option<&SnapshotId>,
-        artifacts: &[Artifact],
-    ) -> bool {
-        &self.decision_id == decision_id && self.snapshot_id.as_ref() == snapshot_id && self.artifacts == artifacts
+    /// Same decision, snapshot, artifacts, name and output: a retry of this checkpoint, not a
+    /// new fact. The definition fingerprint is not compared: a retry after the definition changed
+    /// still reports the same completed work.
+    pub fn same_payload(&self, payload: CheckpointPayload<'_>) -> bool {
+        &self.decision_id == payload.decision_id
+            && self.snapshot_id.as_ref() == payload.snapshot_id
+            && self.artifacts == payload.artifacts
+            && self.name.as_ref() == payload.name
+            && self.output.as_ref() == payload.output
     }
 }
 
-/// The last recorded interruption.
+/// The last recorded interruption. It outlives a phase start (for display), unlike the
+/// `interrupted` flag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interruption {
+    /// Why the plan stopped.
     pub reason: Message,
+    /// When it stopped.
     pub at: DateTime<Utc>,
 }
 
-/// What a resume needs to know, rebuilt from events.
+/// What a resume needs to know about the current phase, rebuilt from events. Rebuilt empty on
+/// every `phase_started`; only `resume_count` and the last `interruption` survive (and, entering
+/// the first phase after `action`, the total given at creation).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeMetadata {
+    /// The highest completed step of the current phase; `None` until one completes.
     pub last_completed_step: Option<StepNumber>,
+    /// That step's checkpoint.
     pub last_checkpoint_id: Option<CheckpointId>,
     /// The current phase's checkpoints, in step order.
     pub checkpoints: Vec<Checkpoint>,
+    /// The name and definition fingerprint of every completed step of the current phase, in
+    /// step order. Unlike `checkpoints`, kept whole in a compact view: the definition check
+    /// needs every completed step.
+    #[serde(default)]
+    pub completed_steps: Vec<StepDigest>,
+    /// The current phase's number of steps; `None` while unknown.
     pub total_steps: Option<TotalSteps>,
+    /// An `interrupted` event was recorded and no resume or phase start followed it.
     pub interrupted: bool,
+    /// The reason and time of the last recorded interruption, kept across phases.
     pub interruption: Option<Interruption>,
+    /// How many `resumed` events the plan has, across every phase.
     pub resume_count: u32,
     /// A step that has `StepStarted` but no `StepCompleted`: its outcome is unknown; it runs again.
     pub uncertain_step: Option<StepNumber>,
+    /// The name and attempt the uncertain step's `StepStarted` gave, if any.
+    #[serde(default)]
+    pub uncertain_name: Option<StepName>,
+    /// The attempt number the uncertain step's `StepStarted` gave, if any; a failed attempt
+    /// must name the same one.
+    #[serde(default)]
+    pub uncertain_attempt: Option<Attempt>,
 }
 
 impl ResumeMetadata {
+    fn clear_uncertain(&mut self) {
+        self.uncertain_step = None;
+        self.uncertain_name = None;
+        self.uncertain_attempt = None;
+    }
+
+    /// The current phase's last checkpoint, if a step has completed.
     pub fn last_checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoints.last()
     }
 
+    /// The checkpoint of `step` in the current phase, if it completed and this view keeps it
+    /// (a compact view keeps only the last one).
     pub fn checkpoint(&self, step: StepNumber) -> Option<&Checkpoint> {
         // Checkpoints are contiguous from step 1, so the index is the step number minus one.
         // A compacted list (only the last checkpoint kept) falls back to a search.
@@ -73,7 +142,8 @@ impl ResumeMetadata {
         }
     }
 
-    /// Every known step has completed.
+    /// Every known step has completed: the total is known and reached. With an unknown total
+    /// this is never true.
     pub fn all_steps_completed(&self) -> bool {
         match (self.total_steps, self.last_completed_step) {
             (Some(total), Some(last)) => last.get() >= total.get(),
@@ -90,14 +160,19 @@ impl ResumeMetadata {
         }
     }
 
+    /// How many steps of the current phase completed (steps complete in order, so this is the
+    /// last completed step's number).
     pub fn completed_count(&self) -> u32 {
         self.last_completed_step.map_or(0, StepNumber::get)
     }
 
+    /// Steps left to the total; `None` while the total is unknown.
     pub fn remaining_steps(&self) -> Option<u32> {
         self.total_steps.map(|t| t.get().saturating_sub(self.completed_count()))
     }
 
+    /// Completed steps as a whole percentage of the total, rounded down and at most 100; `None`
+    /// while the total is unknown.
     pub fn progress_percent(&self) -> Option<u8> {
         self.total_steps.map(|t| {
             let pct = u64::from(self.completed_count().min(t.get())) * 100 / u64::from(t.get());
@@ -106,35 +181,76 @@ impl ResumeMetadata {
     }
 }
 
-/// A plan as its events describe it.
+/// A plan as its events describe it: the projection every decision and every read starts from.
+/// It changes only by applying events ([`PlanState::fold`], [`PlanState::apply`]); folding the
+/// same events always gives the same state, whether incrementally or by replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanState {
+    /// The plan's human name.
     pub name: Option<PlanName>,
+    /// The whole-plan definition fingerprint recorded at creation.
     pub fingerprint: Option<Fingerprint>,
+    /// Where the plan's definition lives (a plan file path), so a resume can find it again.
     pub source: Option<Artifact>,
+    /// When the plan was created (or forked).
     pub created_at: DateTime<Utc>,
+    /// The definition's steps as recorded at creation; empty without a per-step definition.
+    #[serde(default)]
+    pub definition: Vec<StepDefinition>,
+    /// The current phase.
     pub phase: Phase,
+    /// Where the plan stands within its phase; always a pair [`Phase::allows`].
     pub state: ProcessingState,
     /// The runner named by the event that last moved the plan to `processing`; `None` when the
     /// caller held no run lock (an external worker) or the plan is not processing.
     pub runner: Option<RunnerId>,
+    /// What a resume needs to know about the current phase.
     pub resume: ResumeMetadata,
+    /// The message of the last `plan_errored` or `plan_constrained`; cleared by a phase start.
     pub last_error: Option<Message>,
+    /// The plan and step this plan was forked from, when it is a fork.
+    #[serde(default)]
+    pub forked_from: Option<ForkedFrom>,
 }
 
 impl PlanState {
+    /// A new plan as its `PlanCreated` event describes it: `action`/`queued`, no step run.
     pub fn created(event: &PlanCreated) -> Self {
         PlanState {
             name: event.name.clone(),
             fingerprint: event.fingerprint.clone(),
             source: event.source.clone(),
             created_at: event.created_at,
+            definition: event.steps.clone(),
             phase: Phase::Action,
             state: ProcessingState::Queued,
             runner: None,
             resume: ResumeMetadata { total_steps: event.total_steps, ..ResumeMetadata::default() },
             last_error: None,
+            forked_from: None,
         }
+    }
+
+    /// A fork as its `PlanForked` event describes it: `queued` in the source's phase, with the
+    /// copied checkpoints completed, ready to resume at the step after them.
+    pub fn forked(event: &PlanForked) -> Self {
+        let mut state = PlanState {
+            name: event.name.clone(),
+            fingerprint: event.fingerprint.clone(),
+            source: event.definition_source.clone(),
+            created_at: event.created_at,
+            definition: event.steps.clone(),
+            phase: event.phase,
+            state: ProcessingState::Queued,
+            runner: None,
+            resume: ResumeMetadata { total_steps: event.total_steps, ..ResumeMetadata::default() },
+            last_error: None,
+            forked_from: Some(ForkedFrom { plan_id: event.source.clone(), step: event.at_step }),
+        };
+        for checkpoint in &event.checkpoints {
+            state.apply(&PlanEvent::StepCompleted(checkpoint.clone()));
+        }
+        state
     }
 
     /// Folds one event into an optional state. The fold never fails: events are facts, already
@@ -143,6 +259,7 @@ impl PlanState {
     pub fn fold(state: Option<PlanState>, event: &PlanEvent) -> Option<PlanState> {
         match (state, event) {
             (None, PlanEvent::PlanCreated(created)) => Some(PlanState::created(created)),
+            (None, PlanEvent::PlanForked(forked)) => Some(PlanState::forked(forked)),
             (None, _) => None,
             (Some(mut state), event) => {
                 state.apply(event);
@@ -151,10 +268,13 @@ impl PlanState {
         }
     }
 
+    /// Folds one event into an existing plan. Infallible, like [`PlanState::fold`]; a first
+    /// event (`PlanCreated`, `PlanForked`) has no effect on a plan that already exists.
     pub fn apply(&mut self, event: &PlanEvent) {
         let meta = &mut self.resume;
         match event {
-            PlanEvent::PlanCreated(_) => {}
+            // A plan's first event only: nothing to fold into an existing plan.
+            PlanEvent::PlanCreated(_) | PlanEvent::PlanForked(_) => {}
             PlanEvent::PhaseStarted(e) => {
                 // A new phase counts its steps afresh. The total given at creation belongs to
                 // the first phase started after `action`; later phases set their own.
@@ -171,7 +291,11 @@ impl PlanState {
                 self.last_error = None;
             }
             PlanEvent::TotalStepsSet(e) => meta.total_steps = Some(e.total_steps),
-            PlanEvent::StepStarted(e) => meta.uncertain_step = Some(e.step),
+            PlanEvent::StepStarted(e) => {
+                meta.uncertain_step = Some(e.step);
+                meta.uncertain_name = e.name.clone();
+                meta.uncertain_attempt = e.attempt;
+            }
             PlanEvent::StepCompleted(e) => {
                 meta.checkpoints.push(Checkpoint {
                     checkpoint_id: e.checkpoint_id,
@@ -179,11 +303,15 @@ impl PlanState {
                     decision_id: e.decision_id.clone(),
                     snapshot_id: e.snapshot_id.clone(),
                     artifacts: e.artifacts.clone(),
+                    name: e.name.clone(),
+                    output: e.output.clone(),
+                    fingerprint: e.fingerprint.clone(),
                 });
+                meta.completed_steps.push(StepDigest { name: e.name.clone(), fingerprint: e.fingerprint.clone() });
                 meta.last_completed_step = Some(e.step);
                 meta.last_checkpoint_id = Some(e.checkpoint_id);
                 if meta.uncertain_step == Some(e.step) {
-                    meta.uncertain_step = None;
+                    meta.clear_uncertain();
                 }
             }
             PlanEvent::Interrupted(e) => {
@@ -217,6 +345,13 @@ impl PlanState {
             PlanEvent::PlanApplied(_) => {
                 self.state = ProcessingState::Applied;
                 self.runner = None;
+            }
+            // The attempt's outcome is known now: the step is no longer uncertain. Its next
+            // attempt records its own `StepStarted`.
+            PlanEvent::StepAttemptFailed(e) => {
+                if meta.uncertain_step == Some(e.step) {
+                    meta.clear_uncertain();
+                }
             }
             PlanEvent::PlanCancelled(_) => {
                 self.state = ProcessingState::Cancelled;

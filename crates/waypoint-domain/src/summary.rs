@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::definition::ChangedStep;
 use crate::eligibility::{ResumeEligibility, ResumeIneligibleReason};
 use crate::ids::{CheckpointId, DecisionId, PlanId, SnapshotId, StepNumber, TotalSteps};
 use crate::lifecycle::{Phase, ProcessingState};
@@ -12,37 +13,173 @@ use crate::state::PlanState;
 /// runner is gone: a crash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterruptionSummary {
+    /// The recorded reason, or [`CRASH_REASON`] when inferred.
     pub reason: String,
+    /// When it stopped: the recorded time, or for a crash the time of the plan's last event
+    /// (`None` when the caller does not know it).
     pub at: Option<DateTime<Utc>>,
+    /// No interruption was recorded: the runner is gone and a crash is assumed.
     pub inferred: bool,
 }
 
 /// The reason given for an interruption that was inferred rather than recorded.
 pub const CRASH_REASON: &str = "crash";
 
-/// Field order and names are part of the CLI's JSON contract.
+/// Where a plan state stands, in one plain word for people. Decided from the state and the
+/// eligibility verdict, first match wins:
+///
+/// - `applied`, `cancelled`: the plan is in that terminal state.
+/// - `not_started`: the plan is still in `action` (no phase has started).
+/// - `failed`: the phase is `errored` or `constrained`; the summary's `error` says why.
+/// - `completed`: the phase is `complete`, or every known step has completed.
+/// - `crashed`: `processing`, but the runner that took the run lock is gone and no interruption
+///   was recorded (the interruption is inferred).
+/// - `running`: `processing` otherwise: its runner holds the run lock, or a lockless external
+///   worker moved it there.
+/// - `interrupted`: `queued` after a recorded interruption.
+/// - `not_started`: `queued` without an interruption (a phase that never ran).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    /// `running`: `processing`, with a live runner or a lockless worker.
+    Running,
+    /// `interrupted`: `queued` after a recorded interruption; it can resume.
+    Interrupted,
+    /// `crashed`: `processing`, but its runner is gone without recording an interruption.
+    Crashed,
+    /// `failed`: `errored` or `constrained`.
+    Failed,
+    /// `completed`: the phase is `complete`, or every known step has completed.
+    Completed,
+    /// `cancelled`: stopped for good.
+    Cancelled,
+    /// `applied`: took effect; nothing more to do.
+    Applied,
+    /// `not_started`: in `action`, or `queued` in a phase that never ran.
+    NotStarted,
+}
+
+impl PlanStatus {
+    /// Every status.
+    pub const ALL: [PlanStatus; 8] = [
+        PlanStatus::Running,
+        PlanStatus::Interrupted,
+        PlanStatus::Crashed,
+        PlanStatus::Failed,
+        PlanStatus::Completed,
+        PlanStatus::Cancelled,
+        PlanStatus::Applied,
+        PlanStatus::NotStarted,
+    ];
+
+    /// The status of `plan` given its eligibility verdict (which knows whether a crash is inferred).
+    pub fn of(plan: &PlanState, eligibility: &ResumeEligibility) -> Self {
+        use ProcessingState::*;
+        match plan.state {
+            Applied => return PlanStatus::Applied,
+            Cancelled => return PlanStatus::Cancelled,
+            _ => {}
+        }
+        if plan.phase == Phase::Action {
+            return PlanStatus::NotStarted;
+        }
+        match plan.state {
+            Errored | Constrained => PlanStatus::Failed,
+            _ if plan.state == Complete || plan.resume.all_steps_completed() => PlanStatus::Completed,
+            Processing if eligibility.crash_inferred => PlanStatus::Crashed,
+            Processing => PlanStatus::Running,
+            _ if plan.resume.interrupted => PlanStatus::Interrupted,
+            _ => PlanStatus::NotStarted,
+        }
+    }
+
+    /// The stable snake_case word, as printed and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Running => "running",
+            PlanStatus::Interrupted => "interrupted",
+            PlanStatus::Crashed => "crashed",
+            PlanStatus::Failed => "failed",
+            PlanStatus::Completed => "completed",
+            PlanStatus::Cancelled => "cancelled",
+            PlanStatus::Applied => "applied",
+            PlanStatus::NotStarted => "not_started",
+        }
+    }
+}
+
+impl std::fmt::Display for PlanStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The plan and step a forked plan was copied from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkedFrom {
+    /// The source plan.
+    pub plan_id: PlanId,
+    /// The last source step the fork copied (`None`: it copied none); the fork resumes at the
+    /// step after it.
+    pub step: Option<StepNumber>,
+}
+
+/// Where a plan stands and whether, and from where, it can resume: what `resume --dry-run`,
+/// `show` and `list` print. Built by [`ResumeSummary::build`] from the state and the eligibility
+/// verdict, so every surface shows the same answer.
+///
+/// Field order and names are part of the CLI's JSON contract; new fields go at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeSummary {
+    /// The plan.
     pub plan_id: PlanId,
+    /// Its current phase.
     pub phase: Phase,
+    /// Its state within the phase.
     pub state: ProcessingState,
+    /// It may resume now.
     pub eligible: bool,
+    /// Every reason it may not, in the stable order.
     pub reasons: Vec<ResumeIneligibleReason>,
+    /// It stopped: an interruption was recorded, or a crash is inferred.
     pub interrupted: bool,
+    /// Why and when it stopped, recorded or inferred.
     pub interruption: Option<InterruptionSummary>,
+    /// The current phase's last completed step.
     pub last_completed_step: Option<StepNumber>,
+    /// The current phase's total, when known.
     pub total_steps: Option<TotalSteps>,
+    /// The step a resume runs first; `None` when the phase or plan is finished (its next move
+    /// is a new phase, or nothing).
     pub next_step: Option<StepNumber>,
+    /// Steps left to the total, when known.
     pub remaining_steps: Option<u32>,
+    /// Completed steps as a percentage of the total, rounded down, when known.
     pub progress_percent: Option<u8>,
+    /// The last checkpoint's id.
     pub last_checkpoint_id: Option<CheckpointId>,
+    /// The last checkpoint's decision.
     pub decision_id: Option<DecisionId>,
+    /// The last checkpoint's snapshot.
     pub snapshot_id: Option<SnapshotId>,
+    /// A step that started but did not complete: its outcome is unknown and a resume runs it
+    /// again.
     pub uncertain_step: Option<StepNumber>,
+    /// How many times the plan was resumed.
     pub resume_count: u32,
+    /// One plain word for people; see [`PlanStatus`].
+    pub status: PlanStatus,
+    /// The plan this one was forked from, if it is a fork.
+    pub forked_from: Option<ForkedFrom>,
+    /// Steps whose definition differs from the recorded one (see [`ChangedStep`]); empty when the
+    /// definition was not checked or nothing changed.
+    pub changed_steps: Vec<ChangedStep>,
+    /// The last error's message, when the plan failed (`errored` or `constrained`).
+    pub error: Option<String>,
 }
 
 impl ResumeSummary {
+    /// The summary of `plan` (whose id is `plan_id`) under `eligibility`, its verdict.
     /// `last_activity_at` is when the plan's last event was recorded: the best guess of when a
     /// crashed runner stopped.
     pub fn build(
@@ -53,6 +190,7 @@ impl ResumeSummary {
     ) -> Self {
         let meta = &plan.resume;
         let last = meta.last_checkpoint();
+        let status = PlanStatus::of(plan, eligibility);
         let interruption = if eligibility.crash_inferred {
             Some(InterruptionSummary { reason: CRASH_REASON.to_owned(), at: last_activity_at, inferred: true })
         } else {
@@ -83,6 +221,10 @@ impl ResumeSummary {
             snapshot_id: last.and_then(|c| c.snapshot_id.clone()),
             uncertain_step: meta.uncertain_step,
             resume_count: meta.resume_count,
+            status,
+            forked_from: plan.forked_from.clone(),
+            changed_steps: eligibility.changed_steps.clone(),
+            error: plan.last_error.as_ref().filter(|_| status == PlanStatus::Failed).map(|m| m.to_string()),
         }
     }
 }

@@ -57,3 +57,40 @@ fn phase_pairs_follow_the_spec() {
     assert!(Phase::Apply.allows(Constrained));
     assert!(!Phase::Apply.allows(Complete));
 }
+
+#[test]
+fn step_names_are_bounded_printable_text() {
+    assert_eq!(StepName::parse("build the release").unwrap().as_str(), "build the release");
+    assert!(StepName::parse(&"é".repeat(200)).is_ok(), "the limit counts characters");
+    for bad in ["", "a\nb", "a\u{1b}[31m", &"a".repeat(201)] {
+        assert!(StepName::parse(bad).is_err(), "{bad:?} must be refused");
+    }
+}
+
+#[test]
+fn attempts_start_at_one() {
+    assert_eq!(Attempt::new(0), Err(InvalidValue::ZeroAttempt));
+    assert_eq!(Attempt::new(1).unwrap(), Attempt::FIRST);
+    assert_eq!(Attempt::FIRST.next().map(Attempt::get), Some(2));
+}
+
+#[test]
+fn step_output_is_at_most_one_mebibyte_encoded() {
+    // `"` + n bytes + `"`: the limit is on the encoded form, quotes included.
+    let fits = serde_json::Value::String("x".repeat(StepOutput::MAX_ENCODED_LEN - 2));
+    let output = StepOutput::new(fits).expect("exactly the limit fits");
+    assert_eq!(output.encoded_len(), StepOutput::MAX_ENCODED_LEN);
+    let over = serde_json::Value::String("x".repeat(StepOutput::MAX_ENCODED_LEN - 1));
+    let error = StepOutput::new(over).expect_err("one byte over is refused");
+    assert_eq!(error, InvalidValue::OutputTooLarge { size: 1_048_577, limit: 1_048_576 });
+    assert_eq!(error.code(), "output_too_large");
+    assert!(error.to_string().contains("1048577 bytes") && error.to_string().contains("1048576"), "{error}");
+}
+
+#[test]
+fn step_output_is_checked_when_read_back() {
+    let output: StepOutput = serde_json::from_str(r#"{"version":"1.4.0","files":[1,2]}"#).unwrap();
+    assert_eq!(output.as_value()["version"], "1.4.0");
+    let huge = format!("\"{}\"", "x".repeat(StepOutput::MAX_ENCODED_LEN));
+    assert!(serde_json::from_str::<StepOutput>(&huge).is_err());
+}

@@ -29,6 +29,7 @@ fn created() -> RecordedEvent {
         fingerprint: None,
         source: None,
         created_at: now,
+        steps: vec![],
     });
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: now, event }
 }
@@ -48,6 +49,9 @@ fn step_completed(step: u32) -> RecordedEvent {
             SnapshotId::parse("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08").unwrap(),
         ),
         artifacts: vec![Artifact::parse("build/output/report.json").unwrap()],
+        name: None,
+        output: None,
+        fingerprint: None,
     });
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: chrono::Utc::now(), event }
 }

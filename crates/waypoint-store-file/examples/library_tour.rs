@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use waypoint_application::domain::{DecisionId, Message, Phase, StepNumber, TotalSteps};
-use waypoint_application::{NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint};
+use waypoint_application::{NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StepStart};
 use waypoint_store_file::FileStore;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,13 +30,24 @@ async fn tour(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     for n in 1..=2 {
         let step = StepNumber::new(n)?;
         let decision_id = DecisionId::parse(&format!("decision-{n}"))?;
-        service.record_step_started(&id, step, decision_id.clone()).await?;
+        service.record_step_started(&id, StepStart::new(step, decision_id.clone())).await?;
         service
-            .record_step_checkpoint(&id, StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![] })
+            .record_step_checkpoint(
+                &id,
+                StepCheckpoint {
+                    step,
+                    decision_id,
+                    snapshot_id: None,
+                    artifacts: vec![],
+                    name: None,
+                    output: None,
+                    fingerprint: None,
+                },
+            )
             .await?;
         println!("step {n} completed");
     }
-    service.record_step_started(&id, StepNumber::new(3)?, DecisionId::parse("decision-3")?).await?;
+    service.record_step_started(&id, StepStart::new(StepNumber::new(3)?, DecisionId::parse("decision-3")?)).await?;
     service.record_shutdown(&id, Message::parse("Ctrl-C")?).await?;
     println!("interrupted during step 3");
 
@@ -50,7 +61,18 @@ async fn tour(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
         let step = StepNumber::new(n)?;
         let decision_id = DecisionId::parse(&format!("decision-{n}"))?;
         service
-            .record_step_checkpoint(&id, StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![] })
+            .record_step_checkpoint(
+                &id,
+                StepCheckpoint {
+                    step,
+                    decision_id,
+                    snapshot_id: None,
+                    artifacts: vec![],
+                    name: None,
+                    output: None,
+                    fingerprint: None,
+                },
+            )
             .await?;
         println!("step {n} completed");
     }

@@ -1,4 +1,4 @@
-//! The catalog at scale (ADR 0008): `catalog.ckpt` is a small checkpoint head (where the log was
+//! The catalog at scale (ADR 0009): `catalog.ckpt` is a small checkpoint head (where the log was
 //! folded up to, bound to that record, and how long each rows file is), and the listing lives in
 //! two files of compact rows, `catalog/open-<gen>.rows` (plans that may still move) and
 //! `catalog/done-<gen>.rows` (applied or cancelled: terminal). A checkpoint appends one row per
@@ -86,7 +86,7 @@ pub fn read_head(layout: &Layout) -> Result<Option<Head>, FileStoreError> {
     }
 }
 
-/// What a checkpoint of the layout before ADR 0008 (magic `WPCK`, one JSON document) vouched
+/// What a checkpoint of the layout before ADR 0009 (magic `WPCK`, one JSON document) vouched
 /// for: the position of its last record and where that record ends.
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct OlderHead {

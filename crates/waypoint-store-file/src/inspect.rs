@@ -148,7 +148,7 @@ fn store_id(layout: &Layout) -> Result<Option<StoreId>, FileStoreError> {
 #[derive(Debug)]
 pub enum CatalogFile {
     Missing,
-    /// A one-document catalog of the layout before ADR 0008: ignored, replaced on the next write.
+    /// A one-document catalog of the layout before ADR 0009: ignored, replaced on the next write.
     OlderLayout,
     /// A checkpoint head of another store: ignored, never trusted.
     Foreign,
@@ -180,7 +180,7 @@ pub fn catalog_file_state(dir: impl AsRef<Path>) -> Result<CatalogFile, FileStor
     }
 }
 
-/// Whether a derived file is of the layout before ADR 0008 (an index without its header, a
+/// Whether a derived file is of the layout before ADR 0009 (an index without its header, a
 /// view snapshot without its binding): the store ignores it and replaces it on the next write.
 pub fn is_older_layout(path: &Path) -> bool {
     let Ok(Some(bytes)) = fsutil::read_file(path) else { return false };

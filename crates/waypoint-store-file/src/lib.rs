@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Every derived file is bound to the store (its first record) and to the log record it vouches
-//! for (docs/adr/0008-file-store-at-scale.md). Every one of these names is built in `layout.rs`
+//! for (docs/adr/0009-file-store-at-scale.md). Every one of these names is built in `layout.rs`
 //! and nowhere else.
 
 mod binding;

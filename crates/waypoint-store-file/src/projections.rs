@@ -1,5 +1,5 @@
 //! The derived data, each a cache checked against the log before it is trusted and rebuilt from
-//! it when stale (ADR 0008): the checkpoint (head, plan indexes, compact-view snapshots and the
+//! it when stale (ADR 0009): the checkpoint (head, plan indexes, compact-view snapshots and the
 //! catalog's rows), a plan's version and records through its index, its full and compact views
 //! from their snapshots, and listings from the rows plus the records after the checkpoint.
 

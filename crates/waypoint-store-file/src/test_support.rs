@@ -34,6 +34,7 @@ pub(crate) fn created() -> RecordedEvent {
             fingerprint: None,
             source: None,
             created_at: at,
+            steps: vec![],
         }),
     }
 }
@@ -71,6 +72,9 @@ pub(crate) fn step_completed(n: u32) -> RecordedEvent {
             decision_id: DecisionId::parse(&format!("decision-{n}")).unwrap(),
             snapshot_id: None,
             artifacts: vec![],
+            name: None,
+            output: None,
+            fingerprint: None,
         }),
     }
 }

@@ -101,7 +101,7 @@ impl Verifier {
                 "catalog checkpoint {} belongs to another store's log; the store ignores it and rebuilds from the log",
                 inspect::catalog_file(dir).display()
             )),
-            // The layout before ADR 0008: ignored, and replaced by the next write.
+            // The layout before ADR 0009: ignored, and replaced by the next write.
             CatalogFile::OlderLayout | CatalogFile::Missing | CatalogFile::Ours(_) => {}
         }
         if let Some(stored) = &self.stored_catalog {

@@ -9,7 +9,7 @@ use waypoint_application::domain::{
     decide, Actor, Artifact, DecisionId, EventId, Fingerprint, PlanCommand, PlanId, RunnerId, SnapshotId, StepNumber,
     TotalSteps,
 };
-use waypoint_application::{NewPlan, RecordedEvent, ServiceError, StepCheckpoint};
+use waypoint_application::{NewPlan, RecordedEvent, ServiceError, StepCheckpoint, StepStart};
 
 use crate::world::{Done, Failure, Maybe, Move, PhaseArg, PlanWorld, Service, StateArg};
 
@@ -80,7 +80,7 @@ command! {(regex = r"^step (\d+) starts$")
 async fn step_starts(world: &mut PlanWorld, step: &Step, n: u32) {
     world
         .act(step, async move |service: Service, id: PlanId| {
-            Ok::<_, Failure>(service.record_step_started(&id, StepNumber::new(n)?, decision(n, None)).await?)
+            Ok::<_, Failure>(service.record_step_started(&id, StepStart::new(StepNumber::new(n)?, decision(n, None))).await?)
         })
         .await;
 }}
@@ -105,6 +105,9 @@ async fn step_completes(
                 decision_id: decision(n, decision_id.0.as_deref()),
                 snapshot_id: snapshot.0.as_deref().map(SnapshotId::parse).transpose()?,
                 artifacts: artifact.0.as_deref().map(Artifact::parse).transpose()?.into_iter().collect(),
+                name: None,
+                output: None,
+                fingerprint: None,
             };
             Ok::<_, Failure>(service.record_step_checkpoint(&id, checkpoint).await?)
         })
@@ -118,7 +121,7 @@ async fn steps_complete(world: &mut PlanWorld, step: &Step, first: u32, last: u3
             let mut last_recorded = None;
             for n in first..=last {
                 let (step, decision_id) = (StepNumber::new(n)?, decision(n, None));
-                let checkpoint = StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![] };
+                let checkpoint = StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![], name: None, output: None, fingerprint: None };
                 last_recorded = Some(service.record_step_checkpoint(&id, checkpoint).await?);
             }
             Ok::<_, Failure>(last_recorded.expect("the range names at least one step"))
@@ -169,12 +172,7 @@ async fn racing_runners(world: &mut PlanWorld, step: &Step) {
 async fn racing_identical_checkpoints(world: &mut PlanWorld, step: &Step, n: u32) {
     world
         .act(step, async move |service: Service, id: PlanId| {
-            let checkpoint = StepCheckpoint {
-                step: StepNumber::new(n)?,
-                decision_id: decision(n, None),
-                snapshot_id: None,
-                artifacts: vec![],
-            };
+            let checkpoint = StepCheckpoint::new(StepNumber::new(n)?, decision(n, None));
             // Both loads wait for each other, so both decide against the same version.
             service.store().open_gate(2);
             let results = std::thread::scope(|scope| {

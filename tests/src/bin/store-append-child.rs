@@ -4,6 +4,7 @@
 //! `store-append-child append <dir> <plan> <count>` (count 0: until killed) prints
 //! `ack <plan> <version> <event id>` after each append returns, retrying conflicts.
 //! `store-append-child hold-lock <dir> <plan>` and `hold-open <dir>` print `ready` and wait.
+//! `pg-append <url> <plan> <count>` and `pg-hold-lock <url> <plan>` do the same on PostgreSQL.
 //! `store-append-child many-plans <dir> <count>` creates `count` plans, one append each, then
 //! writes a checkpoint, and prints `ok` (run under a low open-file limit).
 
@@ -16,6 +17,7 @@ use waypoint_application::domain::{
 };
 use waypoint_application::RecordedEvent;
 use waypoint_store_file::{FileStore, FileStoreError};
+use waypoint_store_postgres::{PgStoreError, PostgresStore};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +25,8 @@ fn main() -> ExitCode {
         ["append", dir, plan, count] => append(dir, plan, count.parse().unwrap_or(0)),
         ["hold-lock", dir, plan] => hold_lock(dir, plan),
         ["hold-open", dir] => hold_open(dir),
+        ["pg-append", url, plan, count] => pg_append(url, plan, count.parse().unwrap_or(0)),
+        ["pg-hold-lock", url, plan] => pg_hold_lock(url, plan),
         ["many-plans", dir, count] => many_plans(dir, count.parse().unwrap_or(0)),
         _ => {
             Err("usage: store-append-child append <dir> <plan> <count> | hold-lock <dir> <plan> | hold-open <dir>"
@@ -47,6 +51,7 @@ fn event_for(version: u32) -> RecordedEvent {
             fingerprint: None,
             source: None,
             created_at: now,
+            steps: vec![],
         }),
         n => PlanEvent::StepCompleted(StepCompleted {
             checkpoint_id: CheckpointId::from_uuid(uuid::Uuid::new_v4()),
@@ -54,6 +59,9 @@ fn event_for(version: u32) -> RecordedEvent {
             decision_id: DecisionId::parse(&format!("decision-{}", n - 1)).expect("valid decision id"),
             snapshot_id: None,
             artifacts: vec![],
+            name: None,
+            output: None,
+            fingerprint: None,
         }),
     };
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: now, event }
@@ -89,6 +97,36 @@ fn append(dir: &str, plan: &str, count: u32) -> Result<(), Box<dyn std::error::E
         }
     }
     Ok(())
+}
+
+fn pg_append(url: &str, plan: &str, count: u32) -> Result<(), Box<dyn std::error::Error>> {
+    let store = PostgresStore::connect(url)?;
+    let plan_id = PlanId::parse(plan)?;
+    let mut out = std::io::stdout().lock();
+    let mut appended = 0;
+    while count == 0 || appended < count {
+        let version = store.plan_version(&plan_id)?;
+        let event = event_for(version + 1);
+        let event_id = event.event_id;
+        match store.append_events(&plan_id, Expected::Exact(version), vec![event]) {
+            Ok(new_version) => {
+                writeln!(out, "ack {plan} {new_version} {event_id}")?;
+                out.flush()?;
+                appended += 1;
+            }
+            Err(PgStoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn pg_hold_lock(url: &str, plan: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let store = PostgresStore::connect(url)?;
+    let _guard = store.run_locks().try_acquire(&PlanId::parse(plan)?)?;
+    println!("ready");
+    std::io::stdout().flush()?;
+    wait_forever()
 }
 
 fn wait_forever() -> ! {

@@ -18,12 +18,8 @@ fn load_view_keeps_every_checkpoint_so_a_retry_of_an_older_step_is_idempotent() 
     block_on(async {
         let id = service.create_plan(NewPlan::default()).await.unwrap().plan_id;
         service.start_phase(&id, Phase::Strategize, None).await.unwrap();
-        let checkpoint = |n: u32| StepCheckpoint {
-            step: StepNumber::new(n).unwrap(),
-            decision_id: DecisionId::parse(&format!("d-{n}")).unwrap(),
-            snapshot_id: None,
-            artifacts: vec![],
-        };
+        let checkpoint =
+            |n: u32| StepCheckpoint::new(StepNumber::new(n).unwrap(), DecisionId::parse(&format!("d-{n}")).unwrap());
         for n in 1..=3 {
             service.record_step_checkpoint(&id, checkpoint(n)).await.unwrap();
         }

@@ -25,10 +25,7 @@ fn a_plan_lives_through_interruption_and_resume_across_reopens() {
             service.start_phase(&id, Phase::Strategize, None).await.unwrap();
             let step = StepNumber::new(1).unwrap();
             let decision_id = DecisionId::parse("d-1").unwrap();
-            service
-                .record_step_checkpoint(&id, StepCheckpoint { step, decision_id, snapshot_id: None, artifacts: vec![] })
-                .await
-                .unwrap();
+            service.record_step_checkpoint(&id, StepCheckpoint::new(step, decision_id)).await.unwrap();
             service.record_shutdown(&id, Message::parse("Ctrl-C").unwrap()).await.unwrap();
             id
         })

@@ -1,0 +1,199 @@
+//! Workflows: given a store and an earlier run, when the code runs its steps again, then completed
+//! steps give back their recorded outputs and only the rest runs.
+
+use std::cell::Cell;
+
+use futures::executor::block_on;
+use waypoint_domain::{PlanEvent, PlanId, ProcessingState, ResumeIneligibleReason, StepNumber};
+
+use super::WorkflowError;
+use crate::{InMemoryStore, PlanResumeService};
+
+type Service = PlanResumeService<InMemoryStore>;
+
+fn key(name: &str) -> PlanId {
+    PlanId::parse(name).unwrap()
+}
+
+/// Runs a three-step workflow, counting the steps that really ran; stops after `stop_after`
+/// steps by dropping the run, as a crash would.
+fn three_steps(
+    service: &Service,
+    id: &PlanId,
+    ran: &Cell<u32>,
+    stop_after: Option<u32>,
+) -> Result<String, WorkflowError> {
+    block_on(async {
+        let mut run = service.workflow(id).await?;
+        let count = || ran.set(ran.get() + 1);
+        let fetched: Vec<u32> = run
+            .step("fetch", |_| async {
+                count();
+                Ok::<_, String>(vec![1, 2, 3])
+            })
+            .await?;
+        if stop_after == Some(1) {
+            return Ok("stopped".into());
+        }
+        let total: u32 = run
+            .step("sum", |_| async {
+                count();
+                Ok::<_, String>(fetched.iter().sum())
+            })
+            .await?;
+        if stop_after == Some(2) {
+            return Ok("stopped".into());
+        }
+        let text: String = run
+            .step("render", |_| async move {
+                count();
+                Ok::<_, String>(format!("total {total}"))
+            })
+            .await?;
+        run.finish().await?;
+        Ok(text)
+    })
+}
+
+#[test]
+fn a_crashed_workflow_continues_with_the_recorded_outputs_and_runs_each_step_once() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("report");
+    let ran = Cell::new(0);
+    assert_eq!(three_steps(&service, &id, &ran, Some(2)).unwrap(), "stopped");
+    assert_eq!(ran.get(), 2);
+    assert_eq!(three_steps(&service, &id, &ran, None).unwrap(), "total 6", "the sum came back from the log");
+    assert_eq!(ran.get(), 3, "only the third step ran on the second run");
+    let state = block_on(service.load(&id)).unwrap().state;
+    assert_eq!(state.state, ProcessingState::Complete);
+    let outputs: Vec<String> =
+        state.resume.checkpoints.iter().map(|c| c.output.as_ref().unwrap().as_value().to_string()).collect();
+    assert_eq!(outputs, ["[1,2,3]", "6", "\"total 6\""]);
+    match three_steps(&service, &id, &ran, None) {
+        Err(WorkflowError::Finished { state: ProcessingState::Complete, .. }) => {}
+        other => panic!("a finished workflow says so: {other:?}"),
+    }
+}
+
+#[test]
+fn renaming_a_completed_step_is_a_step_mismatch_naming_both() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("drift");
+    three_steps(&service, &id, &Cell::new(0), Some(1)).unwrap();
+    let result = block_on(async {
+        let mut run = service.workflow(&id).await?;
+        run.step("download", |_| async { Ok::<_, String>(vec![0u32]) }).await
+    });
+    match result {
+        Err(WorkflowError::StepMismatch { step, recorded, given }) => {
+            assert_eq!((step.get(), recorded.as_str(), given.as_str()), (1, "fetch", "download"));
+        }
+        other => panic!("expected step_mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_failing_step_is_recorded_and_the_next_run_starts_there() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("flaky");
+    let failed = block_on(async {
+        let mut run = service.workflow(&id).await?;
+        run.step("one", |_| async { Ok::<_, String>(1u8) }).await?;
+        run.step("two", |_| async { Err::<u8, _>("the network is down") }).await
+    });
+    assert!(
+        matches!(&failed, Err(WorkflowError::StepFailed { message, .. }) if message == "the network is down"),
+        "{failed:?}"
+    );
+    let view = block_on(service.load(&id)).unwrap();
+    assert_eq!(view.state.state, ProcessingState::Errored);
+    assert!(view.state.last_error.unwrap().as_str().contains("the network is down"));
+    let second = block_on(async {
+        let mut run = service.workflow(&id).await?;
+        assert_eq!(run.resumed_from(), Some(StepNumber::new(2).unwrap()));
+        let one: u8 = run.step("one", |_| async { Err::<u8, _>("must not run") }).await?;
+        let two: u8 = run.step("two", |ctx| async move { Ok::<_, String>(if ctx.rerun { 2 } else { 0 }) }).await?;
+        Ok::<_, WorkflowError>((one, two))
+    });
+    assert_eq!(second.unwrap(), (1, 2), "step two knows it runs again");
+}
+
+#[test]
+fn a_panicking_step_is_recorded_as_a_failure_and_the_panic_goes_on() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("panics");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        block_on(async {
+            let mut run = service.workflow(&id).await.unwrap();
+            let _: Result<u8, _> = run
+                .step("boom", |_| async {
+                    if true {
+                        panic!("the model returned nonsense");
+                    }
+                    Ok::<u8, String>(0)
+                })
+                .await;
+        })
+    }));
+    assert!(outcome.is_err(), "the panic reaches the caller");
+    let view = block_on(service.load(&id)).unwrap();
+    assert_eq!(view.state.state, ProcessingState::Errored);
+    assert!(view.state.last_error.unwrap().as_str().contains("the model returned nonsense"));
+    assert!(block_on(service.validate_eligibility(&id, None)).unwrap().eligible, "it can run again");
+}
+
+#[test]
+fn an_oversized_output_is_a_typed_error_and_nothing_is_checkpointed() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("large");
+    let result = block_on(async {
+        let mut run = service.workflow(&id).await?;
+        run.step("huge", |_| async { Ok::<_, String>("x".repeat(2 * 1024 * 1024)) }).await
+    });
+    match result {
+        Err(WorkflowError::Output { detail, .. }) => assert!(
+            detail.contains("output_too_large") || detail.contains("1048576") || detail.contains("limit"),
+            "{detail}"
+        ),
+        other => panic!("expected an output error, got {other:?}"),
+    }
+    let events = block_on(service.history(&id)).unwrap();
+    assert!(!events.iter().any(|e| matches!(e.event, PlanEvent::StepCompleted(_))), "no checkpoint was recorded");
+}
+
+#[test]
+fn a_running_workflow_cannot_be_continued_elsewhere() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("busy");
+    block_on(async {
+        let _first = service.workflow(&id).await.unwrap();
+        match service.workflow(&id).await {
+            Err(WorkflowError::StillRunning { plan_id }) => assert_eq!(plan_id, id),
+            other => panic!("expected still_running, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn a_shutdown_request_records_the_interruption_before_the_next_step() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("stop");
+    let stopped = block_on(async {
+        let mut run = service.workflow(&id).await?;
+        let token = run.shutdown_token();
+        run.step("one", |_| async move {
+            token.request();
+            Ok::<_, String>(1u8)
+        })
+        .await?;
+        run.step("two", |_| async { Ok::<_, String>(2u8) }).await
+    });
+    match stopped {
+        Err(WorkflowError::Interrupted { next_step, .. }) => assert_eq!(next_step.get(), 2),
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    let summary = block_on(service.build_resume_summary(&id, None)).unwrap();
+    assert!(summary.interrupted && summary.eligible, "{summary:?}");
+    assert_eq!(summary.next_step, StepNumber::new(2).ok());
+    assert!(!summary.reasons.contains(&ResumeIneligibleReason::StillRunning));
+}

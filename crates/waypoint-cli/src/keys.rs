@@ -1,0 +1,54 @@
+//! Continue by key: the plans of one plan file are found from the file's absolute path alone,
+//! without reading the catalog.
+//!
+//! The n-th plan made from a file (n = 1, 2, …; `--new` makes the next one) has the id
+//! `hex(sha256("waypoint-run", 0, path, 0, n))[..20]`: 20 hex digits, unrelated between
+//! generations, so that short id prefixes stay unique. The newest plan is the highest n in the
+//! store: found by doubling n while a plan exists, then bisecting, in O(log n) plan loads.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use waypoint_domain::PlanId;
+
+use crate::outputs::hex;
+
+/// How many hex digits of the digest make a keyed id (80 bits).
+const KEY_DIGITS: usize = 20;
+
+/// The id of the `generation`-th plan made from the plan file at `absolute`.
+pub fn keyed_id(absolute: &Path, generation: u64) -> PlanId {
+    let mut hasher = Sha256::new();
+    hasher.update(b"waypoint-run\0");
+    hasher.update(absolute.as_os_str().as_encoded_bytes());
+    hasher.update(b"\0");
+    hasher.update(generation.to_le_bytes());
+    let digest = hex(&hasher.finalize());
+    PlanId::parse(&digest[..KEY_DIGITS]).expect("hex digits make a valid plan id")
+}
+
+/// The highest generation `n` for which `exists(n)` holds, assuming generations exist from 1 up
+/// to some n without gaps; `None` when the first does not exist.
+pub fn newest_generation<E>(mut exists: impl FnMut(u64) -> Result<bool, E>) -> Result<Option<u64>, E> {
+    if !exists(1)? {
+        return Ok(None);
+    }
+    // Double until a generation is missing: the newest lies in [low, high).
+    let (mut low, mut high) = (1u64, 2u64);
+    while exists(high)? {
+        low = high;
+        high = high.saturating_mul(2);
+        if high == u64::MAX {
+            break;
+        }
+    }
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if exists(middle)? {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    Ok(Some(low))
+}

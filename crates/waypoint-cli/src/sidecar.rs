@@ -1,0 +1,141 @@
+//! What Waypoint keeps beside the store for plan-file runs, outside the event log: each plan's
+//! attempt lock, its steps' output files and its steps' logs. Every such path is built here.
+//!
+//! For a directory store it all lives in the store's directory: `runs/<plan>/` (the attempt lock,
+//! the files behind `$WAYPOINT_OUTPUT` and `$WAYPOINT_OUTPUTS`) and `logs/<plan>/` (the steps'
+//! stdout and stderr). A plan id is `[A-Za-z0-9_-]{1,64}`, so no path can leave those folders.
+
+use std::fs::{DirBuilder, File, TryLockError};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use waypoint_application::{RunLockError, RunLockGuard, RunLocks, StoreError};
+use waypoint_domain::{PlanId, RunnerId};
+
+use crate::supervise::GRACE;
+
+/// The folder beside one store.
+#[derive(Debug, Clone)]
+pub struct Sidecar {
+    root: PathBuf,
+}
+
+impl Sidecar {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// `runs/<plan>/`: files that exist for a plan's runs.
+    pub fn run_dir(&self, plan_id: &PlanId) -> PathBuf {
+        self.root.join("runs").join(plan_id.as_str())
+    }
+
+    /// `logs/<plan>/`: each attempt's stdout and stderr.
+    pub fn logs_dir(&self, plan_id: &PlanId) -> PathBuf {
+        self.root.join("logs").join(plan_id.as_str())
+    }
+
+    /// The OS file lock a step's supervisor holds while any process of the step lives.
+    pub fn attempt_lock(&self, plan_id: &PlanId) -> PathBuf {
+        self.run_dir(plan_id).join("attempt.lock")
+    }
+
+    /// The log of one attempt of one step: `stream` is `out` or `err`.
+    pub fn log_file(&self, plan_id: &PlanId, step: u32, attempt: u32, stream: &str) -> PathBuf {
+        self.logs_dir(plan_id).join(format!("{step}-{attempt}.{stream}"))
+    }
+
+    /// The file a step appends its outputs to (`$WAYPOINT_OUTPUT`).
+    pub fn output_file(&self, plan_id: &PlanId, step: u32, attempt: u32) -> PathBuf {
+        self.run_dir(plan_id).join(format!("{step}-{attempt}.output"))
+    }
+
+    /// The completed steps' outputs, as JSON, for the next step (`$WAYPOINT_OUTPUTS`).
+    pub fn outputs_file(&self, plan_id: &PlanId) -> PathBuf {
+        self.run_dir(plan_id).join("outputs.json")
+    }
+
+    /// Creates a plan's folders (mode 0700, like the store). Only runs write here.
+    pub fn prepare(&self, plan_id: &PlanId) -> std::io::Result<()> {
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        builder.create(self.run_dir(plan_id))?;
+        builder.create(self.logs_dir(plan_id))
+    }
+
+    /// Whether a step of the plan may still be running: its supervisor holds the attempt lock.
+    /// Creates nothing. When the lock cannot be asked, say "running": a false "stopped" could
+    /// start a second attempt next to a live one.
+    pub fn attempt_running(&self, plan_id: &PlanId) -> bool {
+        let file = match File::open(self.attempt_lock(plan_id)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            Err(_) => return true,
+        };
+        match file.try_lock_shared() {
+            Ok(()) => {
+                let _ = file.unlock();
+                false
+            }
+            Err(TryLockError::WouldBlock) | Err(TryLockError::Error(_)) => true,
+        }
+    }
+}
+
+/// The store's run locks, plus the attempt lock of a step left running: a plan counts as held
+/// while its runner lives or any process of a step it started does. After a runner dies, its
+/// step's supervisor stops the step within the grace period; a runner taking the lock meanwhile
+/// waits for that, and gives up (busy) only if the step outlives it.
+#[derive(Debug)]
+pub struct StepAwareRunLocks {
+    inner: Arc<dyn RunLocks>,
+    sidecar: Sidecar,
+}
+
+impl StepAwareRunLocks {
+    pub fn new(inner: Arc<dyn RunLocks>, sidecar: Sidecar) -> Self {
+        Self { inner, sidecar }
+    }
+}
+
+/// How long past the grace period a new runner waits for a dead runner's step to be stopped.
+const STOP_MARGIN: Duration = Duration::from_secs(2);
+
+impl RunLocks for StepAwareRunLocks {
+    fn acquire(&self, plan_id: &PlanId, runner: &RunnerId) -> Result<RunLockGuard, RunLockError> {
+        let guard = self.inner.acquire(plan_id, runner)?;
+        let deadline = Instant::now() + GRACE + STOP_MARGIN;
+        while self.sidecar.attempt_running(plan_id) {
+            if Instant::now() >= deadline {
+                return Err(RunLockError::Busy { plan_id: plan_id.clone() });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(guard)
+    }
+
+    fn probe(&self, plan_id: &PlanId) -> Result<bool, StoreError> {
+        Ok(self.inner.probe(plan_id)? || self.sidecar.attempt_running(plan_id))
+    }
+}
+
+/// Where the sidecar of a directory store is: the store's own directory.
+pub fn beside_dir(store: &Path) -> Sidecar {
+    Sidecar::new(store)
+}
+
+/// The sidecar of a store that is not a directory (a server, named by its `location` without a
+/// password): `$XDG_STATE_HOME/waypoint/<digest of the location>/`, by default under
+/// `~/.local/state`. Attempt locks are local to this machine, as the steps they guard are.
+pub fn for_server(location: &str) -> Sidecar {
+    use sha2::{Digest, Sha256};
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("state")))
+        .unwrap_or_else(std::env::temp_dir);
+    let digest = crate::outputs::hex(&Sha256::digest(location.as_bytes()));
+    Sidecar::new(state.join("waypoint").join(&digest[..16]))
+}

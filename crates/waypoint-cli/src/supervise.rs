@@ -1,0 +1,200 @@
+//! The step supervisor: a small `waypoint` process between the runner and a step's shell, so that
+//! no process of a step outlives the runner that started it, and no two attempts of a plan's
+//! steps ever run at once (ADR 0008).
+//!
+//! The runner starts `waypoint __supervise LOCK -- sh -c RUN` as the leader of a new process
+//! group, with one end of a Unix socket as its stdin (the lifeline). The supervisor
+//! - takes the plan's attempt lock (`LOCK`, an OS file lock) and holds it until it exits, after
+//!   the step's processes are gone: while it is held, no resume may start a step of that plan;
+//! - becomes a child subreaper, so the step's orphaned descendants become its children and it can
+//!   tell when the last of them is gone;
+//! - runs the shell in its own process group (the runner signals that group: Ctrl-C, timeouts),
+//!   surviving SIGINT and SIGTERM itself so that it can report and clean up;
+//! - reports how the shell ended as one line on the socket (`exit N`, `signal N`, `error TEXT`),
+//!   then stops what the shell left running in the group and exits;
+//! - when the socket closes before the shell ends, the runner has died (even by SIGKILL): it stops
+//!   the whole group (SIGTERM, SIGKILL after [`GRACE`]) and exits.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustix::process::{kill_process_group, Pid, Signal, WaitOptions};
+
+/// The hidden first argument that makes `waypoint` a supervisor.
+pub const ARG: &str = "__supervise";
+
+/// How long the step's processes get between SIGTERM and SIGKILL, whoever stops them.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// How a step's shell ended, as the supervisor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShellEnd {
+    Exited(i32),
+    Signalled(i32),
+    /// The shell could not be started, or the supervisor could not do its job.
+    Failed(String),
+}
+
+impl ShellEnd {
+    fn line(&self) -> String {
+        match self {
+            ShellEnd::Exited(code) => format!("exit {code}\n"),
+            ShellEnd::Signalled(signal) => format!("signal {signal}\n"),
+            ShellEnd::Failed(text) => format!("error {}\n", text.replace('\n', " ")),
+        }
+    }
+
+    /// Reads a report line; `None` for anything else.
+    pub fn parse(line: &str) -> Option<Self> {
+        let (word, rest) = line.trim_end().split_once(' ')?;
+        match word {
+            "exit" => rest.parse().ok().map(ShellEnd::Exited),
+            "signal" => rest.parse().ok().map(ShellEnd::Signalled),
+            "error" => Some(ShellEnd::Failed(rest.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the supervisor's report from the runner's end of the socket, until the supervisor is
+/// gone (end of file): only then are the step's processes gone and its attempt lock free.
+pub fn read_report(stream: UnixStream) -> Option<ShellEnd> {
+    let mut end = None;
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        if let Some(parsed) = ShellEnd::parse(&line) {
+            end = Some(parsed);
+        }
+    }
+    end
+}
+
+enum Happened {
+    ShellEnded(ShellEnd),
+    RunnerGone,
+}
+
+/// `waypoint __supervise LOCK -- PROGRAM ARGS…`. Its exit code means nothing to anyone: the
+/// report on the socket is what the runner reads.
+pub fn main(args: &[OsString]) -> ExitCode {
+    let mut lifeline = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => UnixStream::from(fd),
+        Err(_) => return ExitCode::from(1),
+    };
+    let mut report = |end: ShellEnd| {
+        let _ = lifeline.write_all(end.line().as_bytes());
+    };
+    let (lock_path, program, rest) = match args {
+        [lock, dash, program, rest @ ..] if dash == "--" => (lock, program, rest),
+        _ => {
+            report(ShellEnd::Failed("the supervisor was started with the wrong arguments".into()));
+            return ExitCode::from(1);
+        }
+    };
+    // The lock is held until this process is gone: the OS releases it, even after SIGKILL.
+    let lock = std::fs::File::options().read(true).write(true).create(true).truncate(false).open(lock_path);
+    let _lock = match lock.and_then(|file| file.lock().map(|()| file)) {
+        Ok(file) => file,
+        Err(e) => {
+            report(ShellEnd::Failed(format!("cannot take the attempt lock: {e}")));
+            return ExitCode::from(1);
+        }
+    };
+    // Linux only; elsewhere, orphans of the step are stopped by the group signal alone.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    // Signals for the step's group reach this process too: survive them, report, clean up.
+    let survived = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        let _ = signal_hook::flag::register(signal, Arc::clone(&survived));
+    }
+    let mut shell = match Command::new(program).args(rest).stdin(Stdio::null()).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            report(ShellEnd::Failed(format!("cannot start {}: {e}", program.to_string_lossy())));
+            return ExitCode::from(1);
+        }
+    };
+    let (happened, wait) = mpsc::channel();
+    let ended = happened.clone();
+    std::thread::spawn(move || {
+        let end = match shell.wait() {
+            Ok(status) => match (status.code(), status.signal()) {
+                (Some(code), _) => ShellEnd::Exited(code),
+                (None, Some(signal)) => ShellEnd::Signalled(signal),
+                _ => ShellEnd::Failed("the shell ended in an unknown way".into()),
+            },
+            Err(e) => ShellEnd::Failed(format!("cannot wait for the shell: {e}")),
+        };
+        let _ = ended.send(Happened::ShellEnded(end));
+    });
+    let mut watcher = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => UnixStream::from(fd),
+        Err(_) => return ExitCode::from(1),
+    };
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        // The runner never writes: any end of reading (end of file, an error) means it is gone.
+        while matches!(watcher.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = happened.send(Happened::RunnerGone);
+    });
+    let group = rustix::process::getpid();
+    match wait.recv() {
+        Ok(Happened::ShellEnded(end)) => {
+            report(end);
+            stop_leftovers(group);
+        }
+        Ok(Happened::RunnerGone) | Err(_) => stop_group(group),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Whether any descendant of the step is still a child of this subreaper (reaping any that ended).
+fn children_left() -> bool {
+    loop {
+        match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+            Ok(Some(_)) => continue,
+            Ok(None) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Waits until no child is left, or `deadline`. Returns whether none is left.
+fn reap_until(deadline: Instant) -> bool {
+    loop {
+        if !children_left() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The shell ended: whatever it left running in its group is stopped, so the step ends whole.
+fn stop_leftovers(group: Pid) {
+    if !children_left() {
+        return;
+    }
+    stop_group(group);
+}
+
+/// SIGTERM to the group, SIGKILL after the grace period. The supervisor survives SIGTERM; the
+/// final SIGKILL ends it as well.
+fn stop_group(group: Pid) {
+    let _ = kill_process_group(group, Signal::TERM);
+    if reap_until(Instant::now() + GRACE) {
+        return;
+    }
+    let _ = kill_process_group(group, Signal::KILL);
+}

@@ -1,0 +1,189 @@
+//! Connections: the parsed configuration, a small pool of idle connections with their prepared
+//! statements, and dedicated connections for run locks. The pool is ours (a mutex and a vector)
+//! because the synchronous client needs nothing more.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postgres::{Client, NoTls, Statement};
+
+use crate::error::PgStoreError;
+use crate::redact::redact;
+
+/// Idle connections kept for reuse; more may be open while busy.
+const MAX_IDLE: usize = 32;
+/// Used when the connection string names no `connect_timeout`.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where to connect, and the connections not in use right now.
+pub(crate) struct Pool {
+    config: postgres::Config,
+    /// The connection string with its password masked: the only form any message shows.
+    pub(crate) target: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+/// A connection with every statement the store runs, prepared once.
+pub(crate) struct Conn {
+    pub(crate) client: Client,
+    pub(crate) statements: Statements,
+}
+
+/// The store's statements. Preparing them once per connection saves a round trip per query.
+pub(crate) struct Statements {
+    pub(crate) lock_plan: Statement,
+    pub(crate) insert_plan: Statement,
+    pub(crate) write_events: Statement,
+    pub(crate) plan_version: Statement,
+    pub(crate) read_plan: Statement,
+    pub(crate) read_all_page: Statement,
+    pub(crate) summary_view: Statement,
+    pub(crate) catalog: Statement,
+    pub(crate) view_snapshot: Statement,
+    pub(crate) save_view_snapshot: Statement,
+}
+
+impl Pool {
+    pub(crate) fn new(url: &str) -> Result<Pool, PgStoreError> {
+        let target = redact(url);
+        let mut config = postgres::Config::from_str(url).map_err(|e| PgStoreError::InvalidUrl {
+            target: target.clone(),
+            // The parser's message may quote the string, password included: keep only its gist.
+            detail: redact(&e.to_string()),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("waypoint");
+        }
+        Ok(Pool { config, target, idle: Mutex::new(Vec::new()) })
+    }
+
+    /// Another pool on the same server and database, with no connection shared.
+    pub(crate) fn independent(&self) -> Pool {
+        Pool { config: self.config.clone(), target: self.target.clone(), idle: Mutex::new(Vec::new()) }
+    }
+
+    /// A new connection of its own (not from the pool): for migrations and run locks.
+    pub(crate) fn connect_client(&self) -> Result<Client, PgStoreError> {
+        self.config.connect(NoTls).map_err(|e| PgStoreError::from_driver(&self.target, "connect", e))
+    }
+
+    fn connect(&self) -> Result<Conn, PgStoreError> {
+        let client = self.connect_client()?;
+        Conn::prepare(client, &self.target)
+    }
+
+    /// An idle connection, or a new one. `reused` tells the caller whether the connection may
+    /// have died while idle (the server restarted): such a failure before any write is retried.
+    pub(crate) fn get(self: &Arc<Self>) -> Result<Pooled, PgStoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(conn) if !conn.client.is_closed() => Ok(Pooled { pool: self.clone(), conn: Some(conn), reused: true }),
+            _ => Ok(Pooled { pool: self.clone(), conn: Some(self.connect()?), reused: false }),
+        }
+    }
+
+    /// A fresh connection, never an idle one.
+    pub(crate) fn get_fresh(self: &Arc<Self>) -> Result<Pooled, PgStoreError> {
+        Ok(Pooled { pool: self.clone(), conn: Some(self.connect()?), reused: false })
+    }
+
+    /// Drops every idle connection (after the server went away, they are all dead).
+    pub(crate) fn clear(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// A connection on loan; it goes back to the pool when dropped unless it broke or was
+/// [`Pooled::discard`]ed.
+pub(crate) struct Pooled {
+    pool: Arc<Pool>,
+    conn: Option<Conn>,
+    pub(crate) reused: bool,
+}
+
+impl Pooled {
+    pub(crate) fn conn(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("a pooled connection is present until dropped")
+    }
+
+    /// Closes the connection instead of returning it: its session state is unknown.
+    pub(crate) fn discard(mut self) {
+        self.conn = None;
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if conn.client.is_closed() {
+            self.pool.clear();
+            return;
+        }
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+}
+
+impl Conn {
+    fn prepare(mut client: Client, target: &str) -> Result<Conn, PgStoreError> {
+        let mut prepare =
+            |sql: &str| client.prepare(sql).map_err(|e| PgStoreError::from_driver(target, "prepare a statement", e));
+        let statements = Statements {
+            lock_plan: prepare("SELECT version, view FROM waypoint_plans WHERE plan_id = $1 FOR UPDATE")?,
+            insert_plan: prepare(
+                "INSERT INTO waypoint_plans (plan_id, version, last_transaction_id) VALUES ($1, 0, '0') \
+                 ON CONFLICT (plan_id) DO NOTHING RETURNING version, view",
+            )?,
+            // One round trip writes the events and the catalog row. The row is only updated if
+            // this transaction's id is above the id of the plan's last append: followers read the
+            // log in transaction-id order, so a plan's versions must rise with it (see the ADR).
+            write_events: prepare(
+                "WITH inserted AS ( \
+                   INSERT INTO waypoint_events \
+                     (plan_id, version, event_id, recorded_at, event_type, schema_version, data) \
+                   SELECT $1, u.version, u.event_id, u.recorded_at, u.event_type, u.schema_version, u.data \
+                   FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::integer[], $7::bytea[]) \
+                     AS u(version, event_id, recorded_at, event_type, schema_version, data) \
+                   ORDER BY u.version) \
+                 UPDATE waypoint_plans SET version = $8, last_transaction_id = pg_current_xact_id(), \
+                   view = $9, phase = $10, state = $11, last_activity_at = $12::text::timestamptz \
+                 WHERE plan_id = $1 AND last_transaction_id < pg_current_xact_id()",
+            )?,
+            plan_version: prepare("SELECT version FROM waypoint_plans WHERE plan_id = $1")?,
+            read_plan: prepare(
+                "SELECT position, plan_id, version, event_id, recorded_at, event_type, schema_version, data, \
+                   transaction_id::text \
+                 FROM waypoint_events WHERE plan_id = $1 AND version >= $2 ORDER BY version",
+            )?,
+            read_all_page: prepare(
+                "SELECT position, plan_id, version, event_id, recorded_at, event_type, schema_version, data, \
+                   transaction_id::text \
+                 FROM waypoint_events WHERE position > $1 AND position <= $3 ORDER BY position LIMIT $2",
+            )?,
+            summary_view: prepare("SELECT view FROM waypoint_plans WHERE plan_id = $1")?,
+            catalog: prepare("SELECT view FROM waypoint_plans WHERE view IS NOT NULL")?,
+            view_snapshot: prepare(
+                "SELECT version, view FROM waypoint_view_snapshots WHERE plan_id = $1 AND format = $2",
+            )?,
+            save_view_snapshot: prepare(
+                "INSERT INTO waypoint_view_snapshots AS s (plan_id, version, format, view) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (plan_id) DO UPDATE SET version = excluded.version, format = excluded.format, \
+                   view = excluded.view \
+                 WHERE s.version < excluded.version OR s.format <> excluded.format",
+            )?,
+        };
+        Ok(Conn { client, statements })
+    }
+}

@@ -1,0 +1,77 @@
+//! The schema and its migrations. Every open runs `migrate`, under a transaction-scoped advisory
+//! lock, so processes starting at once apply each migration exactly once.
+
+use postgres::Client;
+
+use crate::error::PgStoreError;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The advisory lock taken while migrating, in the two-key space (run locks use the one-key
+/// space, so the two never collide): 'WPMG' and 1.
+const MIGRATION_LOCK: (i32, i32) = (0x5750_4d47, 1);
+
+/// Migration `n` (1-based) takes the schema from version `n - 1` to `n`. Never edit one that has
+/// shipped: add a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the log, the catalog and view snapshots.
+    "CREATE TABLE waypoint_events (
+        position bigint GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME waypoint_events_position_seq MAXVALUE 4294967295) PRIMARY KEY,
+        transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        plan_id text NOT NULL,
+        version bigint NOT NULL CHECK (version BETWEEN 1 AND 4294967295),
+        event_id uuid NOT NULL,
+        recorded_at text NOT NULL,
+        event_type text NOT NULL,
+        schema_version integer NOT NULL CHECK (schema_version BETWEEN 1 AND 65535),
+        data bytea NOT NULL,
+        CONSTRAINT waypoint_events_plan_version UNIQUE (plan_id, version)
+    );
+    CREATE INDEX waypoint_events_global_order ON waypoint_events (transaction_id, position);
+    CREATE TABLE waypoint_plans (
+        plan_id text PRIMARY KEY,
+        version bigint NOT NULL,
+        last_transaction_id xid8 NOT NULL,
+        view text,
+        phase text,
+        state text,
+        last_activity_at timestamptz
+    );
+    CREATE TABLE waypoint_view_snapshots (
+        plan_id text PRIMARY KEY,
+        version bigint NOT NULL,
+        format integer NOT NULL,
+        view text NOT NULL
+    );",
+];
+
+/// Brings the database's schema to [`SCHEMA_VERSION`]; refuses one newer than this build.
+pub(crate) fn migrate(client: &mut Client, target: &str) -> Result<i32, PgStoreError> {
+    let fail = |context| move |e| PgStoreError::from_driver(target, context, e);
+    let mut tx = client.transaction().map_err(fail("begin the migration"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1])
+        .map_err(fail("take the migration lock"))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS waypoint_schema (
+            version integer PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .map_err(fail("create the schema-version table"))?;
+    let found: i32 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM waypoint_schema", &[])
+        .map_err(fail("read the schema version"))?
+        .get(0);
+    if found > SCHEMA_VERSION {
+        return Err(PgStoreError::SchemaTooNew { target: target.to_owned(), found, supported: SCHEMA_VERSION });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = index as i32 + 1;
+        tx.batch_execute(sql).map_err(fail("apply a migration"))?;
+        tx.execute("INSERT INTO waypoint_schema (version) VALUES ($1)", &[&version])
+            .map_err(fail("record a migration"))?;
+    }
+    tx.commit().map_err(fail("commit the migration"))?;
+    Ok(SCHEMA_VERSION)
+}

@@ -1,0 +1,693 @@
+//! `PostgresStore`: the event-store port over PostgreSQL. Every call runs synchronously on a
+//! pooled connection and returns a ready future, like the file store.
+//!
+//! Why this file is long (about 680 lines): the append, the reads and the whole-log reader share
+//! one invariant (a reader never passes an append in flight, see ADR 0007), and keeping the SQL
+//! that upholds it in one file keeps it reviewable as one piece.
+//!
+//! An append is one transaction: lock the plan's catalog row (which serialises appends to the
+//! plan), check the expected version, then insert the events and update the row in one
+//! statement. The log's `UNIQUE (plan_id, version)` is the last guard: a violation is a conflict.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
+use futures::future::BoxFuture;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::Row;
+use waypoint_application::{PlanStore, PlanView, RecordedEvent, RunLocks, StoreError, StoredEvent};
+use waypoint_domain::{EventId, PlanEvent, PlanId};
+
+use crate::error::PgStoreError;
+use crate::pool::{Conn, Pool, Pooled};
+use crate::runlock::PgRunLocks;
+use crate::schema;
+
+/// Events folded on top of a plan's view snapshot before a fresh snapshot is saved.
+const VIEW_SNAPSHOT_EVERY: usize = 64;
+/// The encoding of stored views; a snapshot of another format is ignored and rebuilt.
+const VIEW_FORMAT: i32 = 1;
+/// Rows per page when reading the whole log.
+const PAGE: i64 = 512;
+/// Attempts of one append when its transaction id came out below the plan's last one.
+const APPEND_ATTEMPTS: usize = 8;
+
+/// The PostgreSQL store. Cheap to clone: clones share one pool of connections.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    pool: Arc<Pool>,
+    /// Kept alive as long as the store: a test database is dropped after the last handle.
+    _attachment: Option<Box<dyn std::fmt::Debug + Send + Sync>>,
+}
+
+/// An append's events, encoded for the arrays of the insert statement.
+struct Encoded {
+    event_ids: Vec<uuid::Uuid>,
+    recorded_at: Vec<String>,
+    event_types: Vec<String>,
+    schema_versions: Vec<i32>,
+    data: Vec<Vec<u8>>,
+}
+
+enum Attempt {
+    Done(u32),
+    /// This transaction's id came out below the plan's last append's: try a new transaction.
+    Again,
+}
+
+impl PostgresStore {
+    /// Connects to the database named by `url` (`postgres://user:password@host:port/db` or the
+    /// `host=… dbname=…` form) and brings its schema up to date. The database must exist.
+    pub fn connect(url: &str) -> Result<PostgresStore, PgStoreError> {
+        Self::connect_with_attachment(url, None)
+    }
+
+    pub(crate) fn connect_with_attachment(
+        url: &str,
+        attachment: Option<Box<dyn std::fmt::Debug + Send + Sync>>,
+    ) -> Result<PostgresStore, PgStoreError> {
+        let pool = Arc::new(Pool::new(url)?);
+        let mut client = pool.connect_client()?;
+        schema::migrate(&mut client, &pool.target)?;
+        drop(client);
+        // Prepares the statements now, so a broken schema fails the open rather than a read.
+        drop(pool.get()?);
+        Ok(PostgresStore { shared: Arc::new(Shared { pool, _attachment: attachment }) })
+    }
+
+    /// Another handle on the same database with a pool of its own, as a second process would
+    /// open it.
+    pub fn reconnect(&self) -> Result<PostgresStore, PgStoreError> {
+        let pool = Arc::new(self.shared.pool.independent());
+        drop(pool.get()?);
+        Ok(PostgresStore { shared: Arc::new(Shared { pool, _attachment: None }) })
+    }
+
+    /// The connection string, password masked.
+    pub fn target(&self) -> &str {
+        &self.shared.pool.target
+    }
+
+    /// The run locks of the plans in this database.
+    pub fn run_locks(&self) -> PgRunLocks {
+        PgRunLocks::new(self.shared.pool.clone())
+    }
+
+    fn pool(&self) -> &Arc<Pool> {
+        &self.shared.pool
+    }
+
+    fn fail(&self, context: &'static str) -> impl Fn(postgres::Error) -> PgStoreError + '_ {
+        move |e| PgStoreError::from_driver(&self.shared.pool.target, context, e)
+    }
+
+    /// Runs a read on a pooled connection; if the connection had died while idle (the server
+    /// restarted), runs it once more on a fresh one. Reads change nothing, so this is safe.
+    fn read<T>(&self, mut op: impl FnMut(&mut Conn) -> Result<T, PgStoreError>) -> Result<T, PgStoreError> {
+        let mut pooled = self.pool().get()?;
+        match op(pooled.conn()) {
+            Err(e) if e.is_unavailable() && pooled.reused => {
+                drop(pooled);
+                self.pool().clear();
+                op(self.pool().get_fresh()?.conn())
+            }
+            result => result,
+        }
+    }
+
+    /// Appends `events` to `plan_id`'s stream if its version is `expected`; returns the new
+    /// version once the transaction has committed.
+    pub fn append_events(
+        &self,
+        plan_id: &PlanId,
+        expected: Expected,
+        events: Vec<RecordedEvent>,
+    ) -> Result<u32, PgStoreError> {
+        let encoded = encode(&events);
+        let mut fresh = false;
+        let mut attempts = 0;
+        loop {
+            let mut pooled = if fresh { self.pool().get_fresh()? } else { self.pool().get()? };
+            let reused = pooled.reused;
+            match self.append_once(pooled.conn(), plan_id, expected, &events, &encoded) {
+                Ok(Attempt::Done(version)) => return Ok(version),
+                Ok(Attempt::Again) if attempts + 1 < APPEND_ATTEMPTS => attempts += 1,
+                Ok(Attempt::Again) => {
+                    return Err(PgStoreError::Corrupt {
+                        location: format!("plan {plan_id}"),
+                        detail: "its last append's transaction id stayed above every new one".into(),
+                    })
+                }
+                Err(BeginFailed(e)) if reused && e.is_unavailable() && !fresh => {
+                    // Nothing was sent but BEGIN: the idle connection was dead. One fresh try.
+                    pooled.discard();
+                    self.pool().clear();
+                    fresh = true;
+                }
+                Err(BeginFailed(e) | Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    fn append_once(
+        &self,
+        conn: &mut Conn,
+        plan_id: &PlanId,
+        expected: Expected,
+        events: &[RecordedEvent],
+        encoded: &Encoded,
+    ) -> Result<Attempt, AppendFailure> {
+        let fail = |context| {
+            let target = &self.shared.pool.target;
+            move |e| Failed(PgStoreError::from_driver(target, context, e))
+        };
+        let Conn { client, statements: st } = conn;
+        client
+            .batch_execute(BEGIN_APPEND)
+            .map_err(|e| BeginFailed(PgStoreError::from_driver(&self.shared.pool.target, "begin an append", e)))?;
+        let mut tx = OpenTransaction { client, committed: false };
+        let mut row = tx.client.query_opt(&st.lock_plan, &[&plan_id.as_str()]).map_err(fail("lock the plan"))?;
+        if row.is_none() && !events.is_empty() {
+            row = tx.client.query_opt(&st.insert_plan, &[&plan_id.as_str()]).map_err(fail("add the plan"))?;
+            if row.is_none() {
+                // Another append created the plan and committed meanwhile: lock its row.
+                row = tx.client.query_opt(&st.lock_plan, &[&plan_id.as_str()]).map_err(fail("lock the plan"))?;
+            }
+        }
+        let (current, mut view) = match &row {
+            Some(row) => {
+                (to_u32(row.get::<_, i64>(0), "version").map_err(Failed)?, decode_view(row.get(1)).map_err(Failed)?)
+            }
+            None => (0, None),
+        };
+        if let Expected::Exact(expected) = expected {
+            if expected != current {
+                return Err(Failed(PgStoreError::Conflict { plan_id: plan_id.clone(), expected, actual: current }));
+            }
+        }
+        if events.is_empty() {
+            return Ok(Attempt::Done(current));
+        }
+        let count = events.len() as u32;
+        let Some(new_version) = current.checked_add(count) else {
+            return Err(Failed(PgStoreError::TooLarge(format!(
+                "plan {plan_id} would pass u32::MAX events; start a new plan"
+            ))));
+        };
+        let versions: Vec<i64> = (1..=i64::from(count)).map(|i| i64::from(current) + i).collect();
+        for (event, version) in events.iter().zip(current + 1..) {
+            fold_compact(&mut view, plan_id, version, event);
+        }
+        let view_json = view.as_ref().map(encode_view);
+        let phase = view.as_ref().map(|v| v.state.phase.as_str());
+        let state = view.as_ref().map(|v| v.state.state.as_str());
+        let last_activity = view.as_ref().map(|v| timestamp(v.last_activity_at));
+        let updated = tx
+            .client
+            .execute(
+                &st.write_events,
+                &[
+                    &plan_id.as_str(),
+                    &versions,
+                    &encoded.event_ids,
+                    &encoded.recorded_at,
+                    &encoded.event_types,
+                    &encoded.schema_versions,
+                    &encoded.data,
+                    &i64::from(new_version),
+                    &view_json,
+                    &phase,
+                    &state,
+                    &last_activity,
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Failed(PgStoreError::Conflict { plan_id: plan_id.clone(), expected: current, actual: current + 1 })
+                } else if is_sequence_exhausted(&e) {
+                    Failed(PgStoreError::TooLarge(
+                        "the log's global positions reached u32::MAX; start a new database".into(),
+                    ))
+                } else {
+                    fail("append events")(e)
+                }
+            })?;
+        if updated == 0 {
+            return Ok(Attempt::Again);
+        }
+        tx.client.batch_execute("COMMIT").map_err(fail("commit an append (it may or may not have been stored)"))?;
+        tx.committed = true;
+        Ok(Attempt::Done(new_version))
+    }
+
+    /// A digest of every table the store keeps (log, catalog, view snapshots), computed by the
+    /// server in one snapshot: equal exactly when nothing was written.
+    pub fn fingerprint(&self) -> Result<String, PgStoreError> {
+        self.read(|conn| {
+            let row = conn
+                .client
+                .query_one(
+                    "SELECT (SELECT count(*) FROM waypoint_events)::text || ':' \
+                       || coalesce((SELECT md5(string_agg(concat_ws('|', position, transaction_id, plan_id, version, \
+                            event_id, recorded_at, event_type, schema_version, encode(data, 'hex')), ',' \
+                            ORDER BY position)) FROM waypoint_events), '') || ':' \
+                       || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, version, view, phase, state, \
+                            last_activity_at), ',' ORDER BY plan_id)) FROM waypoint_plans), '') || ':' \
+                       || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, version, format, view), ',' \
+                            ORDER BY plan_id)) FROM waypoint_view_snapshots), '')",
+                    &[],
+                )
+                .map_err(self.fail("fingerprint the store"))?;
+            Ok(format!("postgres:{}", row.get::<_, &str>(0)))
+        })
+    }
+
+    /// One plan's events from version `from` (1: all), in version order.
+    pub fn read_plan(&self, plan_id: &PlanId, from: u32) -> Result<Vec<StoredEvent>, PgStoreError> {
+        self.read(|conn| {
+            let rows = conn
+                .client
+                .query(&conn.statements.read_plan, &[&plan_id.as_str(), &i64::from(from.max(1))])
+                .map_err(self.fail("read a plan"))?;
+            rows.iter().map(|row| to_stored(row).map(|(_, stored)| stored)).collect()
+        })
+    }
+
+    /// One plan's current version (0: no events).
+    pub fn plan_version(&self, plan_id: &PlanId) -> Result<u32, PgStoreError> {
+        self.read(|conn| {
+            let row = conn
+                .client
+                .query_opt(&conn.statements.plan_version, &[&plan_id.as_str()])
+                .map_err(self.fail("read a plan's version"))?;
+            row.map_or(Ok(0), |row| to_u32(row.get(0), "version"))
+        })
+    }
+
+    /// One plan's full view: its view snapshot plus only the events after it.
+    pub fn plan_view(&self, plan_id: &PlanId) -> Result<Option<PlanView>, PgStoreError> {
+        let (view, folded) = self.read(|conn| {
+            let base = conn
+                .client
+                .query_opt(&conn.statements.view_snapshot, &[&plan_id.as_str(), &VIEW_FORMAT])
+                .map_err(self.fail("read a view snapshot"))?
+                // A snapshot that does not decode is only a lost shortcut: replay instead.
+                .and_then(|row| serde_json::from_str::<PlanView>(row.get::<_, &str>(1)).ok())
+                .filter(|view| view.plan_id == *plan_id);
+            let from = base.as_ref().map_or(1, |v| i64::from(v.version) + 1);
+            let rows = conn
+                .client
+                .query(&conn.statements.read_plan, &[&plan_id.as_str(), &from])
+                .map_err(self.fail("read a plan"))?;
+            let mut view = base;
+            for row in &rows {
+                view = PlanView::fold(view, &to_stored(row)?.1);
+            }
+            Ok((view, rows.len()))
+        })?;
+        if let Some(view) = view.as_ref().filter(|_| folded >= VIEW_SNAPSHOT_EVERY) {
+            // A snapshot only saves later work; failing to save one loses nothing.
+            let _ = self.save_view_snapshot(view);
+        }
+        Ok(view)
+    }
+
+    fn save_view_snapshot(&self, view: &PlanView) -> Result<(), PgStoreError> {
+        let mut pooled = self.pool().get()?;
+        let conn = pooled.conn();
+        conn.client
+            .execute(
+                &conn.statements.save_view_snapshot,
+                &[&view.plan_id.as_str(), &i64::from(view.version), &VIEW_FORMAT, &encode_view(view)],
+            )
+            .map_err(self.fail("save a view snapshot"))?;
+        Ok(())
+    }
+
+    /// One plan's compact view (see `PlanView::compact`) from its catalog row.
+    pub fn summary_view(&self, plan_id: &PlanId) -> Result<Option<PlanView>, PgStoreError> {
+        self.read(|conn| {
+            let row = conn
+                .client
+                .query_opt(&conn.statements.summary_view, &[&plan_id.as_str()])
+                .map_err(self.fail("read a plan's catalog row"))?;
+            match row {
+                Some(row) => decode_view(row.get(0)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Every plan's compact view, one catalog row each.
+    pub fn catalog_views(&self) -> Result<Vec<PlanView>, PgStoreError> {
+        self.read(|conn| {
+            // Each row is decoded as it arrives, while the server is still sending the rest:
+            // decoding the views is most of a listing's cost, and this overlaps it with the query.
+            let mut rows = conn
+                .client
+                .query_raw(&conn.statements.catalog, std::iter::empty::<&dyn postgres::types::ToSql>())
+                .map_err(self.fail("read the catalog"))?;
+            let mut views = Vec::with_capacity(rows.size_hint().0);
+            while let Some(row) = rows.next().map_err(self.fail("read the catalog"))? {
+                views.push(decode_view(row.get(0))?.expect("the query skips empty views"));
+            }
+            Ok(views)
+        })
+    }
+
+    /// Every event from global position `from` (1: all) in position order, as one consistent
+    /// snapshot of the log, read page by page on one connection. It first waits for the appends
+    /// in flight (the settle lock) and stops at the highest position drawn before that, so no
+    /// event can later commit below what it returned: a follower may resume from the last
+    /// position it saw plus one.
+    pub fn read_all(&self, from: u32) -> Result<LogReader, PgStoreError> {
+        let mut pooled = self.pool().get()?;
+        let settled = match settle_and_begin(pooled.conn(), &self.shared.pool.target) {
+            Err(error) if error.is_unavailable() && pooled.reused => {
+                pooled.discard();
+                self.pool().clear();
+                pooled = self.pool().get_fresh()?;
+                settle_and_begin(pooled.conn(), &self.shared.pool.target)?
+            }
+            result => result?,
+        };
+        let mut reader = LogReader {
+            pooled: Some(pooled),
+            target: self.shared.pool.target.clone(),
+            after: i64::from(from.max(1)) - 1,
+            settled,
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        reader.fill()?;
+        Ok(reader)
+    }
+}
+
+/// Opens an append's transaction and takes the settle lock shared, in one round trip. Every
+/// append holds it from before its positions are drawn until it commits; a reader that takes it
+/// exclusively waits for every append in flight, after which no position below the sequence's
+/// value can still commit (see [`PostgresStore::read_all`]).
+const BEGIN_APPEND: &str = "BEGIN; SELECT pg_advisory_xact_lock_shared(1465011527, 2)";
+
+/// Waits until every position drawn so far is settled (committed or rolled back), then opens the
+/// snapshot the whole-log read pages through. One round trip; its rows: the sequence's value.
+const SETTLE_AND_BEGIN_READ: &str = "BEGIN; \
+    SELECT last_value, is_called FROM waypoint_events_position_seq; \
+    SELECT pg_advisory_xact_lock(1465011527, 2); \
+    COMMIT; \
+    BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// An append's open transaction: rolled back when dropped before its commit.
+struct OpenTransaction<'a> {
+    client: &'a mut postgres::Client,
+    committed: bool,
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            // A failure here means the connection is gone, which ends the transaction anyway.
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// Why an append attempt failed: at BEGIN (nothing was sent; a dead idle connection may be
+/// replaced) or later (the outcome is the caller's to handle).
+enum AppendFailure {
+    BeginFailed(PgStoreError),
+    Failed(PgStoreError),
+}
+use AppendFailure::{BeginFailed, Failed};
+
+/// The whole log read in one REPEATABLE READ snapshot, a page at a time.
+pub struct LogReader {
+    pooled: Option<Pooled>,
+    target: String,
+    /// Position of the last event fetched.
+    after: i64,
+    /// Every position up to this one was settled when the read began: the read stops there.
+    settled: i64,
+    buffer: VecDeque<StoredEvent>,
+    done: bool,
+}
+
+impl std::fmt::Debug for LogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReader").field("target", &self.target).field("after", &self.after).finish_non_exhaustive()
+    }
+}
+
+impl LogReader {
+    fn fill(&mut self) -> Result<(), PgStoreError> {
+        let Some(pooled) = self.pooled.as_mut() else {
+            self.done = true;
+            return Ok(());
+        };
+        let conn = pooled.conn();
+        let rows = conn
+            .client
+            .query(&conn.statements.read_all_page, &[&self.after, &PAGE, &self.settled])
+            .map_err(|e| PgStoreError::from_driver(&self.target, "read the log", e))?;
+        for row in &rows {
+            let (_, stored) = to_stored(row)?;
+            self.after = i64::from(stored.sequence_number());
+            self.buffer.push_back(stored);
+        }
+        if (rows.len() as i64) < PAGE {
+            self.finish();
+        }
+        Ok(())
+    }
+
+    /// Ends the read-only transaction and hands the connection back.
+    fn finish(&mut self) {
+        self.done = true;
+        if let Some(mut pooled) = self.pooled.take() {
+            if pooled.conn().client.batch_execute("COMMIT").is_err() {
+                pooled.discard();
+            }
+        }
+    }
+}
+
+impl Iterator for LogReader {
+    type Item = Result<StoredEvent, PgStoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffer.is_empty() && !self.done {
+            if let Err(e) = self.fill() {
+                self.done = true;
+                if let Some(pooled) = self.pooled.take() {
+                    pooled.discard();
+                }
+                return Some(Err(e));
+            }
+        }
+        self.buffer.pop_front().map(Ok)
+    }
+}
+
+impl Drop for LogReader {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Runs [`SETTLE_AND_BEGIN_READ`]: returns the highest settled position, inside the read's open
+/// snapshot.
+fn settle_and_begin(conn: &mut Conn, target: &str) -> Result<i64, PgStoreError> {
+    let messages = conn
+        .client
+        .simple_query(SETTLE_AND_BEGIN_READ)
+        .map_err(|e| PgStoreError::from_driver(target, "settle and begin a read of the log", e))?;
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .ok_or_else(|| PgStoreError::Corrupt {
+            location: "waypoint_events_position_seq".into(),
+            detail: "the sequence returned no row".into(),
+        })?;
+    let last: i64 = row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // Before the first draw the sequence holds its start value without having handed it out.
+    Ok(if row.get(1) == Some("t") { last } else { last - 1 })
+}
+
+fn encode(events: &[RecordedEvent]) -> Encoded {
+    let mut encoded = Encoded {
+        event_ids: Vec::with_capacity(events.len()),
+        recorded_at: Vec::with_capacity(events.len()),
+        event_types: Vec::with_capacity(events.len()),
+        schema_versions: Vec::with_capacity(events.len()),
+        data: Vec::with_capacity(events.len()),
+    };
+    for event in events {
+        encoded.event_ids.push(event.event_id.as_uuid());
+        encoded.recorded_at.push(timestamp(event.recorded_at));
+        encoded.event_types.push(event.event.event_type().as_str().to_owned());
+        encoded.schema_versions.push(i32::from(event.event.schema_version()));
+        encoded.data.push(event.event.encode_data());
+    }
+    encoded
+}
+
+/// RFC 3339 with nanoseconds: the text form keeps the full precision of `recorded_at`, which
+/// `timestamptz` (microseconds) would round.
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// Folds one new event into a plan's compact view, as the catalog projection does.
+fn fold_compact(view: &mut Option<PlanView>, plan_id: &PlanId, version: u32, event: &RecordedEvent) {
+    match view {
+        Some(view) => {
+            view.apply(version, event);
+            view.compact();
+        }
+        None => {
+            let stored = Persisted::from(plan_id.clone(), event.clone()).version(version).sequence_number(0);
+            *view = PlanView::fold(None, &stored).map(|mut view| {
+                view.compact();
+                view
+            });
+        }
+    }
+}
+
+fn encode_view(view: &PlanView) -> String {
+    // Views are plain structs of strings and numbers: serialization cannot fail.
+    serde_json::to_string(view).expect("a plan view serializes")
+}
+
+fn decode_view(json: Option<&str>) -> Result<Option<PlanView>, PgStoreError> {
+    json.map(|json| {
+        serde_json::from_str(json).map_err(|e| PgStoreError::Corrupt {
+            location: "the catalog (waypoint_plans)".into(),
+            detail: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
+fn to_u32(value: i64, what: &str) -> Result<u32, PgStoreError> {
+    u32::try_from(value).map_err(|_| PgStoreError::Corrupt {
+        location: "waypoint_events".into(),
+        detail: format!("{what} {value} is outside 0..=u32::MAX"),
+    })
+}
+
+/// A log row as a stored event, with its transaction id.
+fn to_stored(row: &Row) -> Result<(u64, StoredEvent), PgStoreError> {
+    let position: i64 = row.get(0);
+    let plan_id: &str = row.get(1);
+    let version: i64 = row.get(2);
+    let corrupt =
+        |detail: String| PgStoreError::Corrupt { location: format!("waypoint_events position {position}"), detail };
+    let id = PlanId::parse(plan_id).map_err(|e| corrupt(format!("the plan id is invalid: {e}")))?;
+    let recorded_at = DateTime::parse_from_rfc3339(row.get(4))
+        .map_err(|e| corrupt(format!("recorded_at is not RFC 3339: {e}")))?
+        .with_timezone(&Utc);
+    let schema_version =
+        u16::try_from(row.get::<_, i32>(6)).map_err(|_| corrupt("schema_version is outside u16".into()))?;
+    let event = PlanEvent::decode(row.get(5), schema_version, row.get(7)).map_err(|source| PgStoreError::Decode {
+        plan_id: plan_id.to_owned(),
+        version,
+        position,
+        source,
+    })?;
+    let transaction_id: u64 =
+        row.get::<_, &str>(8).parse().map_err(|_| corrupt("transaction_id is not a number".into()))?;
+    let recorded = RecordedEvent { event_id: EventId::from_uuid(row.get(3)), recorded_at, event };
+    let stored = Persisted::from(id, recorded)
+        .version(to_u32(version, "version")?)
+        .sequence_number(to_u32(position, "position")?);
+    Ok((transaction_id, stored))
+}
+
+fn is_unique_violation(error: &postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| db.code() == &postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+fn is_sequence_exhausted(error: &postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| db.code() == &postgres::error::SqlState::SEQUENCE_GENERATOR_LIMIT_EXCEEDED)
+}
+
+impl EventStore for PostgresStore {
+    type SourceId = PlanId;
+    type Event = RecordedEvent;
+    type Error = StoreError;
+
+    fn append(
+        &mut self,
+        source_id: PlanId,
+        version: Expected,
+        events: Vec<RecordedEvent>,
+    ) -> BoxFuture<'_, Result<u32, StoreError>> {
+        let result = self.append_events(&source_id, version, events).map_err(StoreError::from);
+        Box::pin(futures::future::ready(result))
+    }
+
+    fn stream(&self, source_id: PlanId, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
+        let from = match select {
+            Select::All => 1,
+            Select::From(v) => v,
+        };
+        let result = self.read_plan(&source_id, from).map_err(StoreError::from).map(|events| {
+            let stream: EventStream<'_, Self> = Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
+            stream
+        });
+        Box::pin(futures::future::ready(result))
+    }
+
+    fn stream_all(&self, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
+        let from = match select {
+            Select::All => 1,
+            Select::From(p) => p,
+        };
+        let result = self.read_all(from).map_err(StoreError::from).map(|reader| {
+            let stream: EventStream<'_, Self> =
+                Box::pin(futures::stream::iter(reader.map(|event| event.map_err(StoreError::from))));
+            stream
+        });
+        Box::pin(futures::future::ready(result))
+    }
+
+    fn remove(&mut self, _source_id: PlanId) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(futures::future::ready(Err(StoreError::Unsupported(
+            "the log is append-only; events are never removed",
+        ))))
+    }
+}
+
+impl PlanStore for PostgresStore {
+    fn run_locks(&self) -> Arc<dyn RunLocks> {
+        Arc::new(PostgresStore::run_locks(self))
+    }
+
+    fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+        Box::pin(futures::future::ready(self.fingerprint().map_err(StoreError::from)))
+    }
+
+    fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
+        Box::pin(futures::future::ready(self.plan_view(plan_id).map_err(StoreError::from)))
+    }
+
+    fn load_summary_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
+        Box::pin(futures::future::ready(self.summary_view(plan_id).map_err(StoreError::from)))
+    }
+
+    fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(futures::future::ready(self.catalog_views().map_err(StoreError::from)))
+    }
+}

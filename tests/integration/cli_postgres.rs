@@ -1,0 +1,99 @@
+//! The `waypoint` binary on a PostgreSQL store (`--store postgres://…`), against the throwaway
+//! server `cargo xtask test` starts: the plumbing, a plan file run and its resume, the operator's
+//! commands, an unreachable server, and a password that never appears in any output.
+
+use waypoint_store_postgres::testing::TestDatabase;
+
+use super::cli_harness::{waypoint_bin, Run, Sandbox};
+
+const PASSWORD: &str = "s3cret-Pw";
+
+/// The test database's URL with a password in it; the test server trusts local connections, so
+/// the password is carried but never checked, which is what lets us look for it in every output.
+fn url_with_password(db: &TestDatabase) -> String {
+    db.url().replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1)
+}
+
+fn run(sandbox: &Sandbox, url: &str, args: &[&str]) -> Run {
+    let mut all = vec!["--store", url];
+    all.extend_from_slice(args);
+    let run = sandbox.run(&all);
+    assert!(
+        !run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD),
+        "the password leaked in `{}`:\n{}\n{}",
+        args.join(" "),
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+#[test]
+fn plumbing_reads_and_the_operator_commands_work_on_postgres_without_showing_the_password() {
+    let db = TestDatabase::create("cli_plumbing");
+    let url = url_with_password(&db);
+    let sandbox = Sandbox::new();
+    for args in [
+        vec!["plan", "create", "--id", "pg-plan", "--total-steps", "3"],
+        vec!["plan", "start", "pg-plan", "--phase", "strategize"],
+        vec!["plan", "step-started", "pg-plan", "--step", "1", "--decision", "d1"],
+        vec!["plan", "checkpoint", "pg-plan", "--step", "1", "--decision", "d1"],
+        vec!["plan", "interrupt", "pg-plan", "--reason", "deploy"],
+    ] {
+        run(&sandbox, &url, &args).expect_code(0);
+    }
+    let listed = run(&sandbox, &url, &["plan", "list", "--resumable"]).json();
+    assert_eq!(listed["plans"][0]["plan_id"], "pg-plan", "{listed}");
+    let preview = run(&sandbox, &url, &["plan", "resume", "pg-plan", "--dry-run"]).json();
+    assert_eq!(preview["next_step"], 2, "{preview}");
+    let history = run(&sandbox, &url, &["plan", "history", "pg-plan"]).json();
+    assert_eq!(history["events"].as_array().map(Vec::len), Some(5), "{history}");
+    let verify = run(&sandbox, &url, &["store", "verify"]).json();
+    assert_eq!(verify["ok"], true, "{verify}");
+    let stats = run(&sandbox, &url, &["store", "stats"]).json();
+    assert_eq!((stats["plans"].as_u64(), stats["events"].as_u64()), (Some(1), Some(5)), "{stats}");
+    run(&sandbox, &url, &["store", "repair"]).expect_error(2, "unsupported_store");
+    let resumed = run(&sandbox, &url, &["plan", "resume", "pg-plan"]).json();
+    assert_eq!(resumed["resumed"]["from_step"], 2, "{resumed}");
+    // The same store through `$WAYPOINT_STORE`.
+    let output = std::process::Command::new(waypoint_bin())
+        .args(["--format", "json", "plan", "show", "pg-plan"])
+        .env("WAYPOINT_STORE", &url)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let shown = Run::from_output(output);
+    shown.expect_code(0);
+    assert_eq!(shown.json()["plan_id"], "pg-plan");
+    assert!(!shown.stdout.contains(PASSWORD) && !shown.stderr.contains(PASSWORD));
+}
+
+#[test]
+fn a_plan_file_runs_on_postgres_and_running_it_again_continues_it() {
+    let db = TestDatabase::create("cli_run");
+    let url = url_with_password(&db);
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"pg\"\n\n[[steps]]\nname = \"one\"\nrun = \"echo 1 >> one.txt\"\n\n\
+         [[steps]]\nname = \"two\"\nrun = \"echo 2 >> two.txt\"\n",
+    );
+    let first = run(&sandbox, &url, &["run", plan.to_str().unwrap()]);
+    first.expect_code(0);
+    assert_eq!(first.json()["summary"]["status"], "completed", "{}", first.stdout);
+    let again = run(&sandbox, &url, &["run", plan.to_str().unwrap()]);
+    again.expect_code(0);
+    assert_eq!(sandbox.read("one.txt"), "1\n", "a completed plan file does not run again");
+}
+
+#[test]
+fn an_unreachable_server_is_exit_6_store_unavailable_naming_where_but_not_the_password() {
+    let sandbox = Sandbox::new();
+    // Port 1 on loopback: nothing listens there.
+    let url = format!("postgres://waypoint:{PASSWORD}@127.0.0.1:1/waypoint");
+    for args in [vec!["plan", "list"], vec!["plan", "create"], vec!["store", "verify"]] {
+        let error = run(&sandbox, &url, &args).expect_error(6, "store_unavailable");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("127.0.0.1") && message.contains('1'), "{message}");
+    }
+}

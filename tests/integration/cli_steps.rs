@@ -1,0 +1,433 @@
+//! Plan-file steps beyond running once: timeouts, retries, step outputs across a resume, stored
+//! logs, per-step definition drift on every surface, prefix ids and the plain status words, and
+//! the runner's hardening (outputs that are not files, lost stdout, bad input found before any
+//! write, a signal during the last step, `plan interrupt` during a run).
+
+use serde_json::{json, Value};
+
+use crate::cli_harness::{finish, send_signal, wait_for_file, Sandbox};
+
+fn history_types(sandbox: &Sandbox, id: &str) -> Vec<Value> {
+    let history = sandbox.run(&["plan", "history", id]);
+    history.expect_code(0);
+    history.json()["events"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_step_past_its_timeout_is_stopped_and_recorded_as_a_timeout() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"slow\"\n[[steps]]\nname = \"sleeps\"\nrun = \"sleep 30 && touch finished\"\ntimeout = \"1s\"\nretries = 1\nretry_delay = \"10ms\"\n",
+    );
+    let error = sandbox.run(&["run", plan.to_str().unwrap()]).expect_error(1, "step_failed");
+    assert_eq!(error["error"]["reason"], "timeout");
+    assert!(error["error"]["message"].as_str().unwrap().contains("timed out"), "{error}");
+    assert!(!sandbox.path("finished").exists());
+    let id = error["error"]["plan_id"].as_str().unwrap();
+    let events = history_types(&sandbox, id);
+    let failed: Vec<&Value> = events.iter().filter(|e| e["type"] == "step_attempt_failed").collect();
+    assert_eq!(failed.len(), 1, "the first attempt timed out and was retried: {events:?}");
+    assert_eq!(failed[0]["data"]["reason"]["kind"], "timeout");
+    let show = sandbox.run(&["plan", "show", id]).json();
+    assert_eq!(show["status"], "failed");
+    assert!(show["error"].as_str().unwrap().contains("timed out"), "{show}");
+}
+
+#[test]
+fn a_step_with_retries_fails_twice_then_succeeds_and_history_shows_both_failures() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        r#"
+name = "flaky"
+[[steps]]
+name = "third time lucky"
+run = "echo try >> tries.log; [ $(wc -l < tries.log) -ge 3 ] || exit 7"
+retries = 2
+retry_delay = "10ms"
+"#,
+    );
+    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
+    run.expect_code(0);
+    assert_eq!(run.json()["summary"]["status"], "completed");
+    let id = run.json()["plan_id"].as_str().unwrap().to_owned();
+    let events = history_types(&sandbox, &id);
+    let failed: Vec<&Value> = events.iter().filter(|e| e["type"] == "step_attempt_failed").collect();
+    assert_eq!(failed.len(), 2, "{events:?}");
+    assert_eq!(failed[0]["data"]["attempt"], 1);
+    assert_eq!(failed[1]["data"]["attempt"], 2);
+    assert_eq!(failed[0]["data"]["reason"], json!({"kind": "exit", "code": 7}), "{}", failed[0]);
+    let starts: Vec<&Value> = events.iter().filter(|e| e["type"] == "step_started").collect();
+    assert_eq!(starts.len(), 3);
+    assert_ne!(starts[0]["data"]["decision_id"], starts[1]["data"]["decision_id"], "a fresh decision per attempt");
+    assert_eq!(starts[2]["data"]["attempt"], 3);
+    // Every attempt's output is kept.
+    let logs = sandbox.run(&["plan", "logs", &id]).json();
+    assert_eq!(logs["logs"].as_array().unwrap().len(), 3, "{logs}");
+}
+
+#[test]
+fn outputs_of_step_one_reach_step_three_after_an_interruption_during_step_two() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "plan.toml",
+        r#"
+name = "outputs"
+[[steps]]
+name = "produce"
+run = """
+echo "version=1.2.3" >> "$WAYPOINT_OUTPUT"
+printf 'notes<<END\nfirst line\nsecond line\nEND\n' >> "$WAYPOINT_OUTPUT"
+echo produced >> effects.log
+"""
+[[steps]]
+name = "wait"
+run = "touch two.started; while [ ! -f release ]; do sleep 0.05; done"
+[[steps]]
+name = "consume"
+run = "cat \"$WAYPOINT_OUTPUTS\" > seen.json"
+"#,
+    );
+    let child = sandbox.spawn(&["run", "plan.toml"]);
+    wait_for_file(&sandbox.path("two.started"), "step 2 to start");
+    send_signal(i64::from(child.id()), "INT");
+    finish(child).expect_error(130, "interrupted");
+    sandbox.write("release", "");
+    sandbox.run(&["run", "plan.toml"]).expect_code(0);
+    assert_eq!(sandbox.read("effects.log"), "produced\n", "step 1 ran once");
+    let seen: Value = serde_json::from_str(&sandbox.read("seen.json")).unwrap();
+    assert_eq!(seen, json!({"produce": {"version": "1.2.3", "notes": "first line\nsecond line"}, "wait": {}}));
+    let id = sandbox.only_plan_id();
+    let outputs = sandbox.run(&["plan", "show", &id, "--outputs"]).json();
+    assert_eq!(outputs["outputs"]["produce"]["version"], "1.2.3");
+    let rich = sandbox.run_rich(&["plan", "show", &id, "--outputs"]);
+    assert!(rich.stdout.contains("  version = 1.2.3"), "{}", rich.stdout);
+}
+
+#[test]
+fn plan_logs_shows_a_steps_output_by_step_and_attempt() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"talks\"\n[[steps]]\nname = \"a\"\nrun = \"echo out-a; echo err-a >&2\"\n[[steps]]\nname = \"b\"\nrun = \"echo out-b\"\n",
+    );
+    let id = sandbox.run(&["run", plan.to_str().unwrap()]).json()["plan_id"].as_str().unwrap().to_owned();
+    let logs = sandbox.run(&["plan", "logs", &id, "--step", "1"]).json();
+    assert_eq!(logs["logs"], json!([{"step": 1, "attempt": 1, "stdout": "out-a\n", "stderr": "err-a\n"}]));
+    assert_eq!(logs["cap_bytes"], 1024 * 1024);
+    let rich = sandbox.run_rich(&["plan", "logs", &id, "--step", "2", "--attempt", "1"]);
+    rich.expect_code(0);
+    assert!(rich.stdout.contains("step 2 · attempt 1 · stdout") && rich.stdout.contains("out-b"), "{}", rich.stdout);
+    assert!(!rich.stdout.contains("out-a"));
+}
+
+#[test]
+fn a_huge_line_is_streamed_and_the_kept_log_is_capped() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"loud\"\n[[steps]]\nname = \"one long line\"\nrun = \"head -c 8388608 /dev/zero | tr '\\\\0' x; echo\"\n",
+    );
+    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
+    run.expect_code(0);
+    assert!(run.stderr.len() < 64 * 1024, "the display cuts long lines: {} bytes", run.stderr.len());
+    let id = run.json()["plan_id"].as_str().unwrap().to_owned();
+    let log = std::fs::read(sandbox.store.join("logs").join(&id).join("1-1.out")).unwrap();
+    assert!(log.len() <= 2 * 1024 * 1024 + 100, "capped: {} bytes", log.len());
+    assert!(log.starts_with(b"[waypoint: "), "says what was cut");
+}
+
+const DRIFT: &str = r#"
+name = "drift"
+[[steps]]
+name = "one"
+run = "echo one >> effects.log"
+[[steps]]
+name = "two"
+run = "echo two >> effects.log; [ -f fixed ] || exit 3"
+[[steps]]
+name = "three"
+run = "echo three >> effects.log"
+"#;
+
+#[test]
+fn every_surface_gives_the_same_verdict_on_a_changed_completed_step() {
+    let sandbox = Sandbox::new();
+    sandbox.write("plan.toml", DRIFT);
+    let error = sandbox.run(&["run", "plan.toml"]).expect_error(1, "step_failed");
+    let id = error["error"]["plan_id"].as_str().unwrap().to_owned();
+    sandbox.write("plan.toml", &DRIFT.replace("echo one >>", "echo ONE >>"));
+
+    let changed = json!([{"step": 1, "name": "one", "completed": true, "change": "changed"}]);
+    let show = sandbox.run(&["plan", "show", &id]).json();
+    assert_eq!((show["eligible"].as_bool(), &show["reasons"]), (Some(false), &json!(["definition_changed"])));
+    assert_eq!(show["changed_steps"], changed);
+    let listed = sandbox.run(&["plan", "list", "--resumable"]).json();
+    assert_eq!(listed["plans"], json!([]));
+    let all = sandbox.run(&["plan", "list"]).json();
+    assert_eq!(all["plans"][0]["reasons"], json!(["definition_changed"]));
+    let preview = sandbox.run(&["plan", "resume", &id, "--dry-run"]).json();
+    assert_eq!((preview["eligible"].as_bool(), &preview["changed_steps"]), (Some(false), &changed));
+    let refused = sandbox.run(&["plan", "resume", &id]).expect_error(4, "not_eligible");
+    assert_eq!(refused["error"]["reasons"], json!(["definition_changed"]));
+    let again = sandbox.run(&["run", "plan.toml"]).expect_error(4, "not_eligible");
+    assert!(again["error"]["message"].as_str().unwrap().contains("waypoint run --from-step 1 "), "{again}");
+}
+
+#[test]
+fn a_fix_to_the_failed_step_resumes_and_is_listed_as_changed() {
+    let sandbox = Sandbox::new();
+    sandbox.write("plan.toml", DRIFT);
+    let error = sandbox.run(&["run", "plan.toml"]).expect_error(1, "step_failed");
+    let id = error["error"]["plan_id"].as_str().unwrap().to_owned();
+    sandbox.write("plan.toml", &DRIFT.replace("[ -f fixed ] || exit 3", "true"));
+
+    let show = sandbox.run(&["plan", "show", &id]).json();
+    assert_eq!(show["eligible"], true, "{show}");
+    assert_eq!(show["changed_steps"], json!([{"step": 2, "name": "two", "completed": false, "change": "changed"}]));
+    assert_eq!(sandbox.run(&["plan", "list", "--resumable"]).json()["plans"][0]["plan_id"], id.as_str());
+    let preview = sandbox.run(&["plan", "resume", &id, "--dry-run"]).json();
+    assert_eq!(preview["eligible"], true);
+    let resumed = sandbox.run(&["resume", &id]);
+    resumed.expect_code(0);
+    assert_eq!(resumed.json()["summary"]["status"], "completed");
+    assert_eq!(sandbox.read("effects.log"), "one\ntwo\ntwo\nthree\n");
+}
+
+#[test]
+fn ids_may_be_given_as_a_unique_prefix_and_an_ambiguous_one_lists_the_candidates() {
+    let sandbox = Sandbox::new();
+    for id in ["abcd1111", "abcd2222", "ffff0000"] {
+        sandbox.run(&["plan", "create", "--id", id]).expect_code(0);
+    }
+    assert_eq!(sandbox.run(&["plan", "show", "ffff"]).json()["plan_id"], "ffff0000");
+    assert_eq!(sandbox.run(&["plan", "show", "abcd1"]).json()["plan_id"], "abcd1111");
+    let ambiguous = sandbox.run(&["plan", "show", "abcd"]).expect_error(2, "ambiguous_id");
+    assert_eq!(ambiguous["error"]["candidates"], json!(["abcd1111", "abcd2222"]));
+    sandbox.run(&["plan", "show", "abc"]).expect_error(3, "plan_not_found");
+    sandbox.run(&["plan", "start", "ffff", "--phase", "strategize"]).expect_code(0);
+    assert_eq!(sandbox.run(&["plan", "show", "ffff0000"]).json()["phase"], "strategize");
+}
+
+#[test]
+fn the_status_word_says_interrupted_crashed_failed_and_completed() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write("plan.toml", "name = \"s\"\n[[steps]]\nname = \"waits\"\nrun = \"touch started; while [ ! -f release ]; do sleep 0.05; done\"\n");
+    let child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+    wait_for_file(&sandbox.path("started"), "the step to start");
+    let id = sandbox.only_plan_id();
+    assert_eq!(sandbox.run(&["plan", "show", &id]).json()["status"], "running");
+    send_signal(i64::from(child.id()), "INT");
+    finish(child).expect_code(130);
+    let rich = sandbox.run_rich(&["plan", "show", &id]);
+    assert_eq!(sandbox.run(&["plan", "show", &id]).json()["status"], "interrupted");
+    assert!(rich.stdout.contains("interrupted"), "{}", rich.stdout);
+
+    std::fs::remove_file(sandbox.path("started")).unwrap();
+    let mut child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+    wait_for_file(&sandbox.path("started"), "the step to start again");
+    child.kill().unwrap();
+    finish(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sandbox.run(&["plan", "show", &id]).json()["status"] != "crashed" {
+        assert!(std::time::Instant::now() < deadline, "never crashed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sandbox.write("release", "");
+    sandbox.run(&["run", plan.to_str().unwrap()]).expect_code(0);
+    let done = sandbox.run(&["plan", "show", &id]).json();
+    assert_eq!(done["status"], "completed");
+    let rich = sandbox.run_rich(&["plan", "show", &id]);
+    assert!(!rich.stdout.contains("crash"), "a completed plan no longer shows its old interruption: {}", rich.stdout);
+
+    let failing = sandbox.write("fails.toml", "name = \"f\"\n[[steps]]\nname = \"no\"\nrun = \"exit 4\"\n");
+    let error = sandbox.run(&["run", failing.to_str().unwrap()]).expect_error(1, "step_failed");
+    let failed = sandbox.run(&["plan", "show", error["error"]["plan_id"].as_str().unwrap()]).json();
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"].as_str().unwrap().contains("exited with code 4"));
+}
+
+#[test]
+fn a_fifo_as_an_output_or_an_artifact_is_reported_never_waited_on() {
+    let sandbox = Sandbox::new();
+    let status = std::process::Command::new("mkfifo").arg(sandbox.path("fifo")).status().unwrap();
+    assert!(status.success());
+    let plan =
+        sandbox.write("plan.toml", "name = \"f\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\noutputs = [\"fifo\"]\n");
+    let error = sandbox.run(&["run", plan.to_str().unwrap()]).expect_error(1, "step_failed");
+    assert!(error["error"]["message"].as_str().unwrap().contains("not a regular file"), "{error}");
+
+    sandbox.run(&["plan", "create", "--id", "p1", "--total-steps", "1"]).expect_code(0);
+    sandbox.run(&["plan", "start", "p1", "--phase", "strategize"]).expect_code(0);
+    let fifo = sandbox.path("fifo");
+    let snapshot = "sha256:".to_owned() + &"0".repeat(64);
+    sandbox
+        .run(&[
+            "plan",
+            "checkpoint",
+            "p1",
+            "--step",
+            "1",
+            "--decision",
+            "d",
+            "--snapshot",
+            &snapshot,
+            "--artifact",
+            fifo.to_str().unwrap(),
+        ])
+        .expect_code(0);
+    sandbox.run(&["plan", "list"]).expect_code(0);
+    sandbox.run(&["plan", "show", "p1"]).expect_code(0);
+    sandbox.run(&["plan", "resume", "p1", "--dry-run"]).expect_code(0);
+}
+
+#[test]
+fn a_lost_write_to_stdout_is_exit_1() {
+    let sandbox = Sandbox::new();
+    for args in [vec!["plan", "create"], vec!["plan", "list"]] {
+        let full = std::fs::File::options().write(true).open("/dev/full").unwrap();
+        let output = sandbox.command(&args).stdout(full).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("cannot write the result"), "{args:?}");
+    }
+}
+
+#[test]
+fn bad_plan_files_are_refused_before_anything_is_written() {
+    let sandbox = Sandbox::new();
+    for (name, text) in [
+        ("nul.toml", "name = \"n\"\n[[steps]]\nname = \"a\"\nrun = \"echo \\u0000\"\n"),
+        ("envkey.toml", "name = \"n\"\n[env]\n\"A\\u0000B\" = \"v\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\n"),
+        ("nodir.toml", "name = \"n\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\ndir = \"missing\"\n"),
+        ("timeout.toml", "name = \"n\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\ntimeout = \"soon\"\n"),
+        ("unknown.toml", "name = \"n\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\nretry = 3\n"),
+    ] {
+        let path = sandbox.write(name, text);
+        sandbox.run(&["run", path.to_str().unwrap()]).expect_error(2, "plan_file_invalid");
+        assert!(!sandbox.store.exists(), "{name}: nothing written");
+    }
+}
+
+#[test]
+fn a_toml_error_shows_its_line_with_a_caret_and_escapes_control_characters() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("bad.toml", "name = \"x\"\nsteps = [ \u{1b}[31m\u{7} ]\n");
+    let run = sandbox.run_rich(&["run", path.to_str().unwrap()]);
+    run.expect_code(2);
+    assert!(!run.stderr.contains('\u{1b}') && !run.stderr.contains('\u{7}'), "{:?}", run.stderr);
+    assert!(run.stderr.contains('^'), "a caret under the column: {}", run.stderr);
+    let deep = format!("name = \"x\"\nsteps = {}", "[".repeat(300_000));
+    let path = sandbox.write("deep.toml", &deep);
+    let run = sandbox.run(&["run", path.to_str().unwrap()]);
+    run.expect_code(2);
+    assert!(run.stderr.len() < 10_000, "capped: {} bytes", run.stderr.len());
+}
+
+#[test]
+fn sigint_during_the_last_step_that_still_succeeds_completes_the_plan() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"t\"\n[[steps]]\nname = \"last\"\nrun = \"\"\"\ntrap 'exit 0' INT\ntouch started\nwhile true; do sleep 0.05; done\n\"\"\"\n",
+    );
+    let child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+    wait_for_file(&sandbox.path("started"), "the step to start");
+    send_signal(i64::from(child.id()), "INT");
+    finish(child).expect_code(130);
+    let show = sandbox.run(&["plan", "show", &sandbox.only_plan_id()]).json();
+    assert_eq!((show["state"].as_str(), show["status"].as_str()), (Some("complete"), Some("completed")), "{show}");
+}
+
+#[test]
+fn plan_interrupt_is_refused_while_a_runner_holds_the_plan() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"t\"\n[[steps]]\nname = \"waits\"\nrun = \"touch started; while [ ! -f release ]; do sleep 0.05; done\"\n",
+    );
+    let child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+    wait_for_file(&sandbox.path("started"), "the step to start");
+    let id = sandbox.only_plan_id();
+    sandbox.run(&["plan", "interrupt", &id]).expect_error(5, "run_lock_busy");
+    sandbox.write("release", "");
+    let run = finish(child);
+    run.expect_code(0);
+    assert_eq!(sandbox.run(&["plan", "show", &id]).json()["status"], "completed");
+}
+
+#[test]
+fn run_from_step_keeps_the_earlier_checkpoints_and_runs_the_changed_step_again() {
+    let sandbox = Sandbox::new();
+    sandbox.write("plan.toml", DRIFT);
+    sandbox.write("fixed", "");
+    let first = sandbox.run(&["run", "plan.toml"]);
+    first.expect_code(0);
+    let old_id = first.json()["plan_id"].as_str().unwrap().to_owned();
+    // Step 2 changes after it completed: the plain run refuses and says what to do.
+    sandbox.write("plan.toml", &DRIFT.replace("echo two >>", "echo TWO >>"));
+    let done = sandbox.run(&["run", "plan.toml"]);
+    assert_eq!(done.json()["outcome"], "already_completed", "a completed plan is left alone");
+
+    let again = sandbox.run(&["run", "--from-step", "2", "plan.toml"]);
+    again.expect_code(0);
+    let doc = again.json();
+    assert_ne!(doc["plan_id"].as_str().unwrap(), old_id);
+    let statuses: Vec<&str> = doc["steps"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["skipped", "completed", "completed"]);
+    assert_eq!(sandbox.read("effects.log"), "one\ntwo\nthree\nTWO\nthree\n", "step 1 did not run again");
+    assert_eq!(doc["outcome"], "forked");
+    assert_eq!(doc["summary"]["forked_from"], json!({"plan_id": old_id, "step": 1}));
+    let history = sandbox.run(&["plan", "history", doc["plan_id"].as_str().unwrap()]).json();
+    assert_eq!(history["events"][0]["type"], "plan_forked", "{history}");
+    // The next plain run finds the fork, the file's newest plan.
+    assert_eq!(sandbox.run(&["run", "plan.toml"]).json()["plan_id"], doc["plan_id"]);
+
+    // Beyond what completed: refused, nothing written.
+    sandbox.write("plan.toml", DRIFT.replace("[ -f fixed ] || exit 3", "exit 3").as_str());
+    let failing = sandbox.run(&["run", "--new", "plan.toml"]).expect_error(1, "step_failed");
+    let before = sandbox.store_bytes();
+    let refused = sandbox.run(&["run", "--from-step", "3", "plan.toml"]).expect_error(7, "step_not_completed");
+    assert_eq!(refused["error"]["plan_id"], failing["error"]["plan_id"]);
+    assert_eq!(sandbox.store_bytes(), before);
+}
+
+#[test]
+fn a_listing_checks_outputs_by_presence_and_a_resume_by_digest() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "plan.toml",
+        "name = \"o\"\n[[steps]]\nname = \"write\"\nrun = \"echo a > out.txt\"\noutputs = [\"out.txt\"]\n[[steps]]\nname = \"stop\"\nrun = \"exit 1\"\n",
+    );
+    let error = sandbox.run(&["run", "plan.toml"]).expect_error(1, "step_failed");
+    let id = error["error"]["plan_id"].as_str().unwrap().to_owned();
+    sandbox.write("out.txt", "changed\n");
+    assert_eq!(sandbox.run(&["plan", "list", "--resumable"]).json()["plans"][0]["plan_id"], id.as_str());
+    let preview = sandbox.run(&["plan", "resume", &id, "--dry-run"]).json();
+    assert_eq!(preview["reasons"], json!(["snapshot_missing"]), "the digest is checked before a resume");
+    std::fs::remove_file(sandbox.path("out.txt")).unwrap();
+    assert_eq!(sandbox.run(&["plan", "list", "--resumable"]).json()["plans"], json!([]), "a missing output is seen");
+}
+
+#[test]
+fn paths_with_control_characters_are_printed_escaped() {
+    let sandbox = Sandbox::new();
+    let name = "plan\u{1b}[31m\u{7}.toml";
+    let path = sandbox.write(name, "name = \"x\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\noutputs = [\"missing\"]\n");
+    let run = sandbox.run_rich(&["run", path.to_str().unwrap()]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("\\u{1b}"), "{:?}", run.stderr);
+    assert!(!run.stdout.contains('\u{1b}') && !run.stderr.contains('\u{1b}'), "{:?}\n{:?}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains('\u{7}') && !run.stderr.contains('\u{7}'));
+    let store = sandbox.path("store\u{1b}x");
+    std::fs::write(&store, "").unwrap();
+    let output = std::process::Command::new(crate::cli_harness::waypoint_bin())
+        .arg("--store")
+        .arg(&store)
+        .args(["plan", "list"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6));
+    assert!(!output.stderr.contains(&0x1b), "{}", String::from_utf8_lossy(&output.stderr));
+}
