@@ -42,8 +42,8 @@ fn quick_bench_produces_every_figure() {
             "plan resume, large vs one-plan",
             "plan history, large vs one-plan",
             "durable append latency",
-            "run, overhead per step",
             "16 writers vs one, throughput",
+            "run, overhead per step",
         ]
     );
     for figure in figures {
