@@ -98,3 +98,21 @@ fn a_log_of_the_older_layout_cut_before_its_checkpoint_is_damage() {
     assert!(list.stderr.contains("waypoint store repair"), "{}", list.stderr);
     sandbox.run(&["plan", "create", "--id", "fresh"]).expect_code(6);
 }
+
+#[test]
+fn temporaries_that_dead_writers_of_the_older_layout_left_are_removed_by_the_upgrade() {
+    let sandbox = sandbox_with_fixture();
+    // A pid no process has: the kernel's maximum is below it.
+    let stale =
+        [sandbox.store.join("views/long-a.view.2147483646.tmp"), sandbox.store.join("catalog.ckpt.2147483646.tmp")];
+    for path in &stale {
+        std::fs::write(path, b"half written").unwrap();
+    }
+    sandbox.run(&["plan", "list"]).expect_code(0);
+    assert!(stale.iter().all(|p| p.exists()), "a read-only command writes nothing");
+
+    sandbox.run(&["plan", "create", "--id", "fresh"]).expect_code(0);
+    for path in &stale {
+        assert!(!path.exists(), "{} is left behind", path.display());
+    }
+}

@@ -133,6 +133,13 @@ impl Shared {
         // A checkpoint file that was not taken (an older layout, another store's, a damaged
         // one) is replaced right away, so the next open does not fold the whole log again.
         let replace = state.base.is_none() && self.layout.checkpoint().exists();
+        if replace && !self.read_only {
+            // Stores of the older layout wrote temporaries beside their targets; the first
+            // writable open in this layout clears those of dead writers, once.
+            for dir in [self.layout.dir().to_path_buf(), self.layout.views_dir(), self.layout.index_dir()] {
+                fsutil::remove_stale_temporaries(&dir);
+            }
+        }
         self.catch_up(state, access)?;
         if !self.read_only && (state.tail_len >= self.options.checkpoint_every || (replace && state.tail_len > 0)) {
             self.checkpoint(state)?;

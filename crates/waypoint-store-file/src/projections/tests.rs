@@ -157,3 +157,30 @@ fn rebuilds_after(name: &str, damage: Damage) {
     }
     assert!(crate::inspect::plan_index(dir.path(), &plans[1]).unwrap().iter().all(Option::is_some), "{name}");
 }
+
+#[test]
+fn catalog_rows_are_compacted_into_a_new_generation_and_read_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { checkpoint_every: 1, ..Default::default() };
+    let store = FileStore::open_with(dir.path(), options.clone()).unwrap();
+    let plans: Vec<PlanId> = (0..3).map(|i| plan(&format!("plan-{i}"))).collect();
+    // One checkpoint, and so one row, per append: past 1,024 rows the open file is compacted.
+    fill(&store, &plans, 400);
+    let catalog = store.catalog_snapshot().unwrap();
+    assert_eq!(catalog.plans.len(), 3);
+    assert!(catalog.plans.values().all(|v| v.version == 400));
+    drop(store);
+
+    let rows: Vec<String> = std::fs::read_dir(Layout::new(dir.path()).catalog_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(rows.iter().all(|name| name != "open-0.rows"), "the first generation is gone: {rows:?}");
+    assert!(rows.iter().any(|name| name.starts_with("open-") && name != "open-0.rows"), "{rows:?}");
+    let reopened = FileStore::open_read_only_with(dir.path(), options).unwrap();
+    assert_eq!(reopened.catalog_snapshot().unwrap(), catalog);
+    let stored = crate::inspect::stored_catalog(dir.path()).unwrap().expect("a checkpoint head");
+    assert_eq!(stored.catalog.plans.len(), 3);
+    let report = block_on(reopened.verify()).unwrap();
+    assert!(report.ok, "{report:?}");
+}
