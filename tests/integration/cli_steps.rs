@@ -431,3 +431,27 @@ fn paths_with_control_characters_are_printed_escaped() {
     assert_eq!(output.status.code(), Some(6));
     assert!(!output.stderr.contains(&0x1b), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// The default store is a relative path (`./.waypoint`) while steps run in the plan file's own
+/// folder: the attempt lock, the outputs and the logs must still be found beside the store.
+#[test]
+fn a_relative_store_and_a_plan_file_in_another_folder_run_and_pass_outputs() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.path("plans")).unwrap();
+    sandbox.write(
+        "plans/two.toml",
+        "name = \"two\"\n\n[[steps]]\nname = \"make\"\nrun = \"echo answer=42 >> \\\"$WAYPOINT_OUTPUT\\\"\"\n\n\
+         [[steps]]\nname = \"use\"\nrun = \"cat \\\"$WAYPOINT_OUTPUTS\\\" > seen.json\"\n",
+    );
+    let output = std::process::Command::new(super::cli_harness::waypoint_bin())
+        .args(["--store", "relative-store", "--format", "json", "run", "plans/two.toml"])
+        .current_dir(sandbox.dir.path())
+        .env_remove("WAYPOINT_STORE")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let run = super::cli_harness::Run::from_output(output);
+    run.expect_code(0);
+    assert!(sandbox.path("relative-store/runs").is_dir(), "the sidecar is beside the store");
+    assert!(sandbox.read("plans/seen.json").contains("\"42\""), "step 2 saw step 1's output");
+}

@@ -123,7 +123,9 @@ impl RunLocks for StepAwareRunLocks {
 
 /// Where the sidecar of a directory store is: the store's own directory.
 pub fn beside_dir(store: &Path) -> Sidecar {
-    Sidecar::new(store)
+    // Absolute: steps and their supervisors run in the plan file's folder, where a relative store
+    // path (the default `./.waypoint`) would name another place.
+    Sidecar::new(std::path::absolute(store).unwrap_or_else(|_| store.to_path_buf()))
 }
 
 /// The sidecar of a store that is not a directory (a server, named by its `location` without a
