@@ -5,42 +5,149 @@ use std::path::PathBuf;
 use waypoint_application::StoreError;
 use waypoint_domain::{DecodeError, PlanId};
 
+/// Why a file-store operation failed. Each variant names the file (and, for damage, the byte
+/// offset) involved, and its message says what to do next; `From` maps it onto the port's
+/// `StoreError` so the application layer sees one error type for every store.
 #[derive(Debug, thiserror::Error)]
 pub enum FileStoreError {
+    /// A read-only open, an inspection or `repair` found no store directory; only a writing
+    /// open creates one.
     #[error("no store at {path}; check the path, or run a command that writes to create it")]
-    NotFound { path: PathBuf },
+    NotFound {
+        /// The directory that is missing.
+        path: PathBuf,
+    },
+    /// The operating system refused a call for a reason with no variant of its own.
     #[error("{context} ({path}): {source}")]
-    Io { context: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        /// What the store was doing, in words for the message.
+        context: &'static str,
+        /// The file or directory the call was about.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Bytes that were acknowledged (or a derived file that vouches for them) are damaged or
+    /// missing. Nothing was changed; `repair` is the way forward.
     #[error("{path} is corrupt at byte offset {offset}: {detail}")]
-    Corrupt { path: PathBuf, offset: u64, detail: String },
+    Corrupt {
+        /// The damaged file, usually the log.
+        path: PathBuf,
+        /// Where the damage starts in that file.
+        offset: u64,
+        /// What is wrong there.
+        detail: String,
+    },
+    /// A whole, checksummed record holds an event this build cannot read: an unknown type or a
+    /// schema version newer than it knows. Never mistaken for damage, never cut.
     #[error("cannot decode the record of plan {plan_id} version {version} at {path} byte offset {offset}: {source}")]
-    Decode { path: PathBuf, offset: u64, plan_id: String, version: u32, source: DecodeError },
+    Decode {
+        /// The log holding the record.
+        path: PathBuf,
+        /// Where the record starts in the log.
+        offset: u64,
+        /// The plan the record belongs to, as stored (it may not be a valid id).
+        plan_id: String,
+        /// The record's version in its plan's stream.
+        version: u32,
+        /// Why the event did not decode.
+        source: DecodeError,
+    },
+    /// Another process holds a store lock this operation cannot share (an open store against
+    /// `repair`, or the other way round).
     #[error("the store at {path} is {detail}; wait for that to finish and try again")]
-    Locked { path: PathBuf, detail: &'static str },
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+        /// What the holder is doing, in words for the message.
+        detail: &'static str,
+    },
+    /// Another runner, in this process or another, holds the plan's run lock.
     #[error("plan {plan_id} is being run by another process; wait for it to stop, or resume it once it has")]
-    RunLockBusy { plan_id: PlanId },
+    RunLockBusy {
+        /// The plan whose run lock is taken.
+        plan_id: PlanId,
+    },
+    /// An earlier fdatasync failed, so what reached the disk is unknown: this open store refuses
+    /// every further append until it is reopened and reads the log again.
     #[error("an earlier write to {path} could not be made durable ({detail}); reopen the store before writing again")]
-    Poisoned { path: PathBuf, detail: String },
+    Poisoned {
+        /// The log that could not be made durable.
+        path: PathBuf,
+        /// The failure that poisoned the store.
+        detail: String,
+    },
+    /// The optimistic-concurrency check failed: the plan's stream is not at the version the
+    /// append expected. Nothing of that append was written.
     #[error("plan {plan_id} changed concurrently: expected version {expected}, found {actual}; reload and try again")]
-    Conflict { plan_id: PlanId, expected: u32, actual: u32 },
+    Conflict {
+        /// The plan appended to.
+        plan_id: PlanId,
+        /// The version the caller expected the stream to be at.
+        expected: u32,
+        /// The version the log holds.
+        actual: u32,
+    },
+    /// An event or a field does not fit the record format (a payload over 16 MiB, a name over
+    /// 255 bytes), or the log would pass `u32::MAX` records. Nothing was written.
     #[error("{0}")]
     TooLarge(String),
+    /// An append or checkpoint on a store opened with `open_read_only`.
     #[error("the store at {path} was opened read-only; open it for writing to append")]
-    ReadOnly { path: PathBuf },
+    ReadOnly {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// `repair` refused a log it cannot safely cut (shorter than its header, or holding a whole
+    /// record this build cannot read); nothing was changed.
     #[error("cannot repair the store at {path}: {detail}")]
-    Repair { path: PathBuf, detail: String },
+    Repair {
+        /// The log repair refused.
+        path: PathBuf,
+        /// Why, and what to do instead.
+        detail: String,
+    },
+    /// A path inside the store is a symbolic link. The store opens every file without following
+    /// links, so a link can never redirect its writes elsewhere.
     #[error("{path} is a symbolic link; the store never creates one and does not follow one: put the real file or directory in its place")]
-    Symlink { path: PathBuf },
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// A store lock stayed taken for longer than `StoreOptions::lock_timeout`, so the holder may
+    /// be stopped or hung.
     #[error("waited {waited_ms} ms for {lock}, held by {holder}; that process may be stopped or hung: let it finish, resume it, or end it, then try again")]
-    LockTimeout { lock: PathBuf, holder: String, waited_ms: u64 },
+    LockTimeout {
+        /// The lock file waited for.
+        lock: PathBuf,
+        /// Who holds it, as the kernel's lock table tells (the holders' process ids), or a note
+        /// that the table does not say.
+        holder: String,
+        /// How long this process waited before giving up.
+        waited_ms: u64,
+    },
+    /// The disk is full. The failed write was truncated away, so nothing acknowledged was lost
+    /// and the store stays usable once space is freed.
     #[error(
         "{context} ({path}): no space left on device; nothing acknowledged was lost (the failed write was taken back)"
     )]
-    NoSpace { context: &'static str, path: PathBuf, source: std::io::Error },
+    NoSpace {
+        /// What the store was doing, in words for the message.
+        context: &'static str,
+        /// The file being written.
+        path: PathBuf,
+        /// The operating system's error (`ENOSPC`).
+        source: std::io::Error,
+    },
+    /// The system clock is before the Unix epoch, which the record format cannot hold; nothing
+    /// was written.
     #[error(
         "the system clock reads {at}, before 1970; events are not recorded at such a time: set the clock and try again"
     )]
-    ClockBeforeEpoch { at: String },
+    ClockBeforeEpoch {
+        /// The time the clock gave, as text.
+        at: String,
+    },
 }
 
 impl FileStoreError {

@@ -29,8 +29,11 @@ const SYNC_EACH_UP_TO: usize = 64;
 /// One index entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
+    /// The plan-stream version of the record; entry `v` sits at slot `v - 1` of the file.
     pub version: u32,
+    /// The record's global position in the log.
     pub position: u32,
+    /// Where the record starts in the log.
     pub offset: u64,
     /// The record's CRC32C: binds the entry to this log's record, not just to its place.
     pub crc: u32,

@@ -30,10 +30,13 @@ use crate::{fsutil, projections};
 /// One stored event and where it lies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocatedEvent {
+    /// The log the event was read from.
     pub file: PathBuf,
+    /// Where its record starts in that file.
     pub offset: u64,
     /// The schema version as stored, before upcasting: replay statistics count old versions.
     pub schema_version: u16,
+    /// The event, upcast to the current schema, as the store hands it to readers.
     pub event: StoredEvent,
 }
 
@@ -147,6 +150,7 @@ fn store_id(layout: &Layout) -> Result<Option<StoreId>, FileStoreError> {
 /// What lies in `catalog.ckpt`, as verification sees it.
 #[derive(Debug)]
 pub enum CatalogFile {
+    /// No checkpoint was written yet (or `repair` removed it): opens fold the whole log.
     Missing,
     /// A one-document catalog of the layout before ADR 0009: ignored, replaced on the next write.
     OlderLayout,
@@ -154,6 +158,7 @@ pub enum CatalogFile {
     Foreign,
     /// Not a whole checkpoint (bad frame or checksum).
     Damaged,
+    /// A whole checkpoint head of this store, with the rows it vouches for.
     Ours(Box<StoredCatalog>),
 }
 

@@ -20,6 +20,45 @@
 //! Every derived file is bound to the store (its first record) and to the log record it vouches
 //! for (docs/adr/0009-file-store-at-scale.md). Every one of these names is built in `layout.rs`
 //! and nowhere else.
+//!
+//! - [`FileStore`]: the store itself, the application's `PlanStore` port over the log; an append
+//!   returns only once its records are on disk. [`StoreOptions`] tunes it.
+//! - [`FileRunLocks`]: the run-lock port over OS file locks, released when a runner dies.
+//! - [`repair()`]: the explicit action that cuts a damaged log back to its last good record.
+//! - [`inspect`], [`verify`]: read-only access to the files on disk, and the comparison of every
+//!   derived file with a replay of the log. [`record`] is the on-disk record codec, [`storage`]
+//!   the seam through which bytes reach the disk.
+//!
+//! Record a step, close the store, and read the plan back from disk:
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! use waypoint_application::domain::{DecisionId, Phase, StepNumber};
+//! use waypoint_application::{NewPlan, PlanResumeService, StepCheckpoint, StepStart};
+//! use waypoint_store_file::FileStore;
+//!
+//! let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+//! let dir = std::env::temp_dir().join(format!("waypoint-store-doc-{}-{nanos}", std::process::id()));
+//!
+//! let service = PlanResumeService::new(FileStore::open(&dir)?);
+//! let new = NewPlan { start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+//! let id = service.create_plan(new).await?.plan_id;
+//! let (step, decision) = (StepNumber::FIRST, DecisionId::parse("fetch-1")?);
+//! service.record_step_started(&id, StepStart::new(step, decision.clone())).await?;
+//! service.record_step_checkpoint(&id, StepCheckpoint::new(step, decision)).await?;
+//! drop(service);
+//!
+//! // A later process: every acknowledged event is in the log.
+//! let store = FileStore::open_read_only(&dir)?;
+//! let view = store.plan_view(&id)?.expect("the plan has events");
+//! assert_eq!(view.state.resume.next_step(), StepNumber::new(2).ok());
+//! assert_eq!(store.read_plan(&id, 1)?.len(), view.version as usize);
+//! drop(store);
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+#![warn(missing_docs)]
 
 mod binding;
 mod catalog;

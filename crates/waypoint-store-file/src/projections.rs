@@ -26,9 +26,15 @@ const SUMMARY_MAGIC: [u8; 4] = *b"WPS2";
 /// (for verification and inspection; the store itself never loads it whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCatalog {
+    /// The global position of the last record the checkpoint folded in; records after it are
+    /// not in this catalog.
     pub position: u32,
+    /// The log offset just past that record, where the catch-up of an open starts.
     pub end: u64,
+    /// The log offset where that record starts; the head is trusted only if a whole record of
+    /// that position and checksum lies there.
     pub last_offset: u64,
+    /// Every plan's compact view as of `position`: each plan's latest row.
     pub catalog: Catalog,
     /// Every plan's version at `position`, from its row.
     pub versions: HashMap<PlanId, u32>,

@@ -25,36 +25,64 @@ pub const FILE_HEADER: [u8; 8] = *b"WPTLOG01";
 /// schema version: [`crate::FileStore`] upcasts it when it builds a `RecordedEvent`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord {
+    /// The record's place in the whole log: 1, 2, 3, … with no gap.
     pub position: u32,
+    /// The record's place in its plan's stream: 1, 2, 3, … with no gap.
     pub version: u32,
     /// The position of the first record written by the same write (and fdatasync). Recovery
     /// uses it to tell a torn last write, whose pages may reach the disk in any order, from
     /// damage to a write that was acknowledged.
     pub batch_start: u32,
+    /// The event's unique id; the first record's id is also the store's identity, which every
+    /// derived file is bound to.
     pub event_id: Uuid,
+    /// When the event was recorded, in UTC; stored as seconds and nanoseconds since the epoch.
     pub recorded_at: DateTime<Utc>,
     /// Checked against the plan id allow-list when the record becomes an event.
     pub plan_id: String,
+    /// The event type's name (`step_completed`, …), which picks the decoder of `data`.
     pub event_type: String,
+    /// The schema version `data` was written in; older ones are upcast when read, never
+    /// rewritten.
     pub schema_version: u16,
+    /// The event's data as JSON bytes, in `schema_version`'s shape.
     pub data: Vec<u8>,
 }
 
 /// Why bytes are not a whole, intact record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
+    /// The bytes end before the record does: at the log's end, the sign of a torn last write.
     #[error("the record is cut short: {needed} bytes needed, {available} available")]
-    Incomplete { needed: usize, available: usize },
+    Incomplete {
+        /// Bytes the header (or the length field) calls for.
+        needed: usize,
+        /// Bytes there were.
+        available: usize,
+    },
+    /// The bytes do not open with [`MAGIC`]: no record starts here.
     #[error("no record starts here (bad magic bytes)")]
     BadMagic,
+    /// The length field exceeds [`MAX_PAYLOAD`], so it is damage rather than a length.
     #[error("the length field says {0} bytes, more than any record may hold")]
     TooLarge(usize),
+    /// The CRC32C over the length and payload does not match: torn or damaged bytes.
     #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        /// The checksum in the record's header.
+        stored: u32,
+        /// The checksum of the bytes as read.
+        computed: u32,
+    },
+    /// A whole, checksummed record in a payload layout newer than [`RECORD_FORMAT`], written by a
+    /// later Waypoint; never taken for a torn write.
     #[error(
         "the record is whole but in format {0}, which this Waypoint cannot read; upgrade Waypoint to read this log"
     )]
     UnknownFormat(u8),
+    /// An envelope that does not parse (a field running past the payload, text that is not
+    /// UTF-8) or cannot be built (a name over 255 bytes). Found behind a matching checksum, it
+    /// was written whole, so it is never taken for a torn write.
     #[error("the envelope is malformed: {0}")]
     Malformed(&'static str),
 }

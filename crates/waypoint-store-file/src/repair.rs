@@ -15,6 +15,7 @@ use crate::log::{self, RecordReader, FIRST_RECORD};
 /// What `repair` found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairReport {
+    /// The log checked (and, if damaged, cut back).
     pub log: PathBuf,
     /// A byte-for-byte copy of the log as it was before the repair changed anything.
     pub backup: Option<PathBuf>,
@@ -24,6 +25,8 @@ pub struct RepairReport {
     pub damage: Option<String>,
     /// Bytes cut off the end of the log, from `damage_at` on. They are kept in `quarantined`.
     pub bytes_removed: u64,
+    /// The file under `torn/` holding the bytes cut off, so nothing is destroyed; `None` when
+    /// nothing was cut.
     pub quarantined: Option<PathBuf>,
     /// Whole records found after the damage and removed with it: an ordered log cannot keep
     /// them past a hole. They are in the backup and the quarantine file.

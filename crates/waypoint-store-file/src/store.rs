@@ -55,8 +55,12 @@ impl Default for StoreOptions {
 /// One append: `events` go to `plan_id` if its version is `expected`.
 #[derive(Debug, Clone)]
 pub struct AppendRequest {
+    /// The plan whose stream the events extend.
     pub plan_id: PlanId,
+    /// The stream version the append requires (or `Any`); a mismatch fails only this request,
+    /// with `Conflict`.
     pub expected: Expected,
+    /// The events, in order; they are written all or none, with consecutive versions.
     pub events: Vec<RecordedEvent>,
 }
 
@@ -95,10 +99,13 @@ impl FileStore {
         FileRunLocks::new(self.shared.layout.dir(), self.shared.read_only)
     }
 
+    /// The store directory, as given to `open`.
     pub fn dir(&self) -> &Path {
         self.shared.layout.dir()
     }
 
+    /// Whether this store was opened with `open_read_only`: it then writes nothing, and every
+    /// append or checkpoint fails with `ReadOnly`.
     pub fn is_read_only(&self) -> bool {
         self.shared.read_only
     }
