@@ -10,30 +10,13 @@ use std::time::{Duration, Instant};
 use eventually::store::Expected;
 use eventually::versioning::Versioned;
 use futures::executor::block_on;
-use waypoint_application::domain::{
-    DecisionId, EventId, Message, Phase, PlanCreated, PlanEvent, PlanId, StepNumber, TotalSteps,
-};
-use waypoint_application::{NewPlan, PlanResumeService, RecordedEvent, ResumeRequest, StepCheckpoint, StoreError};
+use waypoint_application::domain::{DecisionId, EventId, Message, Phase, PlanId, StepNumber, TotalSteps};
+use waypoint_application::{NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StoreError};
 use waypoint_store_postgres::testing::{find_server_binaries, TestCluster, TestDatabase};
 use waypoint_store_postgres::{PgStoreError, PostgresStore};
 
 use super::store_child::{spawn, Ack, XorShift};
-
-fn created() -> RecordedEvent {
-    let at = chrono::Utc::now();
-    RecordedEvent {
-        event_id: EventId::from_uuid(uuid::Uuid::new_v4()),
-        recorded_at: at,
-        event: PlanEvent::PlanCreated(PlanCreated {
-            name: None,
-            total_steps: None,
-            fingerprint: None,
-            source: None,
-            created_at: at,
-            steps: vec![],
-        }),
-    }
-}
+use waypoint_application::testkit::plan_created as created;
 
 /// Every acknowledged event is stored exactly once at its version; each plan's versions have
 /// no gap (global positions may).

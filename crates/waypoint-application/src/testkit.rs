@@ -124,6 +124,29 @@ fn read(store: &impl PlanStore, id: &PlanId, select: Select) -> Vec<StoredEvent>
     block_on(async { store.stream(id.clone(), select).await?.try_collect::<Vec<_>>().await }).expect("read a plan")
 }
 
+/// A plan's first event, recorded now: for a store's own tests that append by hand.
+pub fn plan_created() -> RecordedEvent {
+    let now = Utc::now();
+    let created = waypoint_domain::PlanCreated {
+        name: None,
+        total_steps: None,
+        fingerprint: None,
+        source: None,
+        created_at: now,
+        steps: Vec::new(),
+    };
+    RecordedEvent {
+        event_id: EventId::from_uuid(Uuid::new_v4()),
+        recorded_at: now,
+        event: PlanEvent::PlanCreated(created),
+    }
+}
+
+/// Every event in `store`, in global order.
+pub fn all_events(store: &impl PlanStore) -> Vec<StoredEvent> {
+    read_all(store, Select::All)
+}
+
 fn read_all(store: &impl PlanStore, select: Select) -> Vec<StoredEvent> {
     block_on(async { store.stream_all(select).await?.try_collect::<Vec<_>>().await }).expect("read the log")
 }

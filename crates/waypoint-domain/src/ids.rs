@@ -324,8 +324,11 @@ impl fmt::Display for Attempt {
 
 /// What a step produced, as a JSON value, journalled with its checkpoint so a resumed run gets
 /// it back without running the step again. Bounded so one step cannot bloat the log.
+///
+/// Shared, not copied: an output of up to 1 MiB travels from the command into its event, the
+/// folded checkpoint and every view, and a clone must not copy it each time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepOutput(serde_json::Value);
+pub struct StepOutput(std::sync::Arc<serde_json::Value>);
 
 impl StepOutput {
     /// The largest output, in bytes of its compact JSON encoding: 1 MiB.
@@ -337,7 +340,7 @@ impl StepOutput {
         if size > Self::MAX_ENCODED_LEN {
             return Err(InvalidValue::OutputTooLarge { size, limit: Self::MAX_ENCODED_LEN });
         }
-        Ok(Self(value))
+        Ok(Self(std::sync::Arc::new(value)))
     }
 
     /// The output as recorded.
@@ -347,7 +350,7 @@ impl StepOutput {
 
     /// The output as recorded, taken out of its bound.
     pub fn into_value(self) -> serde_json::Value {
-        self.0
+        std::sync::Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// Bytes of the compact JSON encoding, as stored.

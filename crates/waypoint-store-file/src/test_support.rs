@@ -4,16 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use eventually::store::{EventStore, Expected, Select};
-use futures::executor::block_on;
-use futures::TryStreamExt;
+use eventually::store::Expected;
 use waypoint_application::domain::{DecisionId, StepNumber};
-use waypoint_application::{RecordedEvent, StoredEvent};
-use waypoint_domain::{EventId, PlanCreated, PlanEvent, PlanId};
+use waypoint_application::RecordedEvent;
+use waypoint_domain::{EventId, PlanEvent, PlanId};
 
 use crate::layout::Layout;
 use crate::record::RawRecord;
 use crate::FileStore;
+pub(crate) use waypoint_application::testkit::{all_events, plan_created as created};
 
 pub(crate) fn plan(id: &str) -> PlanId {
     PlanId::parse(id).expect("valid plan id")
@@ -21,26 +20,6 @@ pub(crate) fn plan(id: &str) -> PlanId {
 
 pub(crate) fn runner() -> waypoint_domain::RunnerId {
     waypoint_domain::RunnerId::parse("test-runner").expect("valid runner id")
-}
-
-pub(crate) fn created() -> RecordedEvent {
-    let at = chrono::Utc::now();
-    RecordedEvent {
-        event_id: EventId::from_uuid(uuid::Uuid::new_v4()),
-        recorded_at: at,
-        event: PlanEvent::PlanCreated(PlanCreated {
-            name: None,
-            total_steps: None,
-            fingerprint: None,
-            source: None,
-            created_at: at,
-            steps: vec![],
-        }),
-    }
-}
-
-pub(crate) fn all_events(store: &FileStore) -> Vec<StoredEvent> {
-    block_on(async { store.stream_all(Select::All).await?.try_collect::<Vec<_>>().await }).expect("stream all")
 }
 
 /// The log of the store in `dir`.

@@ -15,33 +15,14 @@ use waypoint_application::{
     Catalog, NewPlan, PlanResumeService, PlanStore, RecordedEvent, ResumeRequest, StepCheckpoint, StoreError,
     StoredEvent,
 };
-use waypoint_domain::{EventId, PlanCreated, PlanEvent, PlanId};
+use waypoint_domain::{EventId, PlanId};
 
 use crate::testing::{fresh_store, TestDatabase};
 use crate::{redact, PgStoreError, PostgresStore, SCHEMA_VERSION};
+use waypoint_application::testkit::{all_events, plan_created as created};
 
 fn plan(id: &str) -> PlanId {
     PlanId::parse(id).expect("valid plan id")
-}
-
-fn created() -> RecordedEvent {
-    let at = chrono::Utc::now();
-    RecordedEvent {
-        event_id: EventId::from_uuid(uuid::Uuid::new_v4()),
-        recorded_at: at,
-        event: PlanEvent::PlanCreated(PlanCreated {
-            name: None,
-            total_steps: None,
-            fingerprint: None,
-            source: None,
-            created_at: at,
-            steps: vec![],
-        }),
-    }
-}
-
-fn all_events(store: &PostgresStore) -> Vec<StoredEvent> {
-    block_on(async { store.stream_all(Select::All).await?.try_collect::<Vec<_>>().await }).expect("stream all")
 }
 
 fn raw_client(store_url: &str) -> postgres::Client {
