@@ -164,6 +164,29 @@ impl PlanStore for TestStore {
     fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
         delegate!(&self.backend, s => s.catalog())
     }
+
+    fn remove_plans<'a>(
+        &'a self,
+        plans: &'a [(PlanId, u32)],
+        removed_at: chrono::DateTime<chrono::Utc>,
+        archive: &'a str,
+    ) -> BoxFuture<'a, Result<waypoint_application::RemovalReport, StoreError>> {
+        delegate!(&self.backend, s => s.remove_plans(plans, removed_at, archive))
+    }
+
+    fn removal<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+    ) -> BoxFuture<'a, Result<Option<waypoint_application::Removal>, StoreError>> {
+        delegate!(&self.backend, s => s.removal(plan_id))
+    }
+
+    fn import_plans(
+        &self,
+        histories: Vec<Vec<waypoint_application::StoredEvent>>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        delegate!(&self.backend, s => s.import_plans(histories))
+    }
 }
 
 /// A directory of its own for one scenario's store, removed when the scenario ends.

@@ -65,6 +65,22 @@ impl PlanStore for GatedStore {
     fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
         self.inner.content_fingerprint()
     }
+
+    fn remove_plans<'a>(
+        &'a self,
+        plans: &'a [(PlanId, u32)],
+        removed_at: chrono::DateTime<chrono::Utc>,
+        archive: &'a str,
+    ) -> BoxFuture<'a, Result<waypoint_application::RemovalReport, StoreError>> {
+        self.inner.remove_plans(plans, removed_at, archive)
+    }
+
+    fn removal<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+    ) -> BoxFuture<'a, Result<Option<waypoint_application::Removal>, StoreError>> {
+        self.inner.removal(plan_id)
+    }
 }
 
 /// On a runtime with a single thread, an append that blocks for a slow disk would freeze every

@@ -3,7 +3,7 @@
 use waypoint_domain::{PlanError, PlanId, ResumeIneligibleReason};
 
 use crate::ports::RunLockError;
-use crate::store::StoreError;
+use crate::store::{Removal, StoreError};
 
 /// Why a use case failed. Nothing was recorded unless the variant says otherwise.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +12,15 @@ pub enum ServiceError {
     /// The store holds no plan with this id.
     #[error("plan {0} not found")]
     NotFound(PlanId),
+    /// The plan existed and was removed by retention: not found, with when and where to.
+    #[error(
+        "plan {} was removed by retention at {}; its {} events are archived in {}",
+        .0.plan_id,
+        .0.removed_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        .0.version,
+        .0.archive
+    )]
+    Removed(Removal),
     /// The plan refused the command.
     #[error("plan {plan_id}: {source}")]
     Plan {
@@ -58,13 +67,13 @@ impl ServiceError {
     /// The broad class of this failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ServiceError::NotFound(_) => ErrorKind::NotFound,
+            ServiceError::NotFound(_) | ServiceError::Removed(_) => ErrorKind::NotFound,
             ServiceError::Plan { source: PlanError::NotEligible { .. }, .. } => ErrorKind::NotEligible,
             ServiceError::Plan { source: PlanError::ConflictingCheckpoint { .. }, .. } => ErrorKind::Conflict,
             ServiceError::Plan { source: PlanError::NotCreated, .. } => ErrorKind::NotFound,
             ServiceError::Plan { source: PlanError::AlreadyExists, .. } => ErrorKind::Conflict,
             ServiceError::Plan { .. } => ErrorKind::InvalidCommand,
-            ServiceError::Store(StoreError::Conflict { .. }) => ErrorKind::Conflict,
+            ServiceError::Store(StoreError::Conflict { .. } | StoreError::Removed { .. }) => ErrorKind::Conflict,
             ServiceError::Store(
                 StoreError::Corrupt { .. }
                 | StoreError::Decode { .. }
@@ -81,7 +90,7 @@ impl ServiceError {
     /// A stable snake_case code for scripts.
     pub fn code(&self) -> &'static str {
         match self {
-            ServiceError::NotFound(_) => "plan_not_found",
+            ServiceError::NotFound(_) | ServiceError::Removed(_) => "plan_not_found",
             ServiceError::Plan { source, .. } => source.code(),
             ServiceError::Store(StoreError::Conflict { .. }) => "conflict",
             ServiceError::Store(StoreError::Corrupt { .. }) => "store_corrupt",
@@ -92,6 +101,7 @@ impl ServiceError {
             ServiceError::Store(StoreError::Poisoned(_)) => "store_poisoned",
             ServiceError::Store(StoreError::Unsupported(_)) => "unsupported",
             ServiceError::Store(StoreError::TooLarge(_)) => "too_large",
+            ServiceError::Store(StoreError::Removed { .. }) => "plan_removed",
             ServiceError::RunLock(RunLockError::Busy { .. }) => "run_lock_busy",
             ServiceError::RunLock(_) => "run_lock_lost",
         }

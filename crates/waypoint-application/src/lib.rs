@@ -54,10 +54,12 @@ pub use ports::{
     NoSnapshotProbe, RunLockError, RunLockGuard, RunLocks, SnapshotProbe, SystemClock,
 };
 pub use service::{
-    CheckpointRecorded, FailedAttempt, NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest,
-    StepCheckpoint, StepStart,
+    is_due, CheckpointRecorded, CompactProgress, CompactRequest, Compaction, FailedAttempt, NewPlan, PlanResumeService,
+    ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
 };
-pub use store::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
+pub use store::{
+    same_history, Catalog, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StoreError, StoredEvent,
+};
 pub use verify::{StoreStats, VerifyReport};
 pub use waypoint_domain as domain;
 pub use workflow::{ShutdownToken, StepContext, StepOptions, Workflow, WorkflowError};

@@ -3,12 +3,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
+use eventually::versioning::Versioned;
 use futures::future::BoxFuture;
 use waypoint_domain::PlanId;
 
 use crate::ports::{InMemoryRunLocks, RunLocks};
-use crate::store::{PlanStore, RecordedEvent, StoreError, StoredEvent};
+use crate::store::{PlanStore, RecordedEvent, Removal, RemovalReport, StoreError, StoredEvent};
 
 /// Every append takes one lock, checks the expected version and assigns versions and global
 /// positions under it, so racing appends to one plan see exactly one winner.
@@ -23,6 +25,10 @@ struct Inner {
     log: Vec<StoredEvent>,
     /// Indexes into `log` per plan, in version order.
     streams: HashMap<PlanId, Vec<usize>>,
+    /// Tombstones of plans removed by retention.
+    removed: HashMap<PlanId, Removal>,
+    /// The last global position handed out: removals leave gaps, never reuse a position.
+    position: u32,
 }
 
 impl InMemoryStore {
@@ -44,6 +50,9 @@ impl InMemoryStore {
 
     fn append_now(&self, plan_id: PlanId, expected: Expected, events: Vec<RecordedEvent>) -> Result<u32, StoreError> {
         let mut inner = self.lock();
+        if let Some(removal) = inner.removed.get(&plan_id) {
+            return Err(StoreError::Removed { plan_id, removed_at: removal.removed_at });
+        }
         let current = inner.streams.get(&plan_id).map_or(0, Vec::len) as u32;
         if let Expected::Exact(expected) = expected {
             if expected != current {
@@ -53,14 +62,43 @@ impl InMemoryStore {
         let mut version = current;
         for event in events {
             version += 1;
-            let position = u32::try_from(inner.log.len() + 1)
-                .map_err(|_| StoreError::TooLarge("the store holds u32::MAX events".into()))?;
+            let position = inner
+                .position
+                .checked_add(1)
+                .ok_or_else(|| StoreError::TooLarge("the store holds u32::MAX events".into()))?;
+            inner.position = position;
             let stored = Persisted::from(plan_id.clone(), event).version(version).sequence_number(position);
             let index = inner.log.len();
             inner.log.push(stored);
             inner.streams.entry(plan_id.clone()).or_default().push(index);
         }
         Ok(version)
+    }
+
+    fn remove_now(&self, plans: &[(PlanId, u32)], removed_at: DateTime<Utc>, archive: &str) -> RemovalReport {
+        let mut inner = self.lock();
+        let mut report = RemovalReport::default();
+        for (plan_id, version) in plans {
+            let current = inner.streams.get(plan_id).map_or(0, Vec::len) as u32;
+            if current == 0 || current != *version || inner.removed.contains_key(plan_id) {
+                report.skipped.push(plan_id.clone());
+                continue;
+            }
+            inner.streams.remove(plan_id);
+            let removal =
+                Removal { plan_id: plan_id.clone(), version: *version, removed_at, archive: archive.to_owned() };
+            inner.removed.insert(plan_id.clone(), removal);
+            report.removed.push(plan_id.clone());
+        }
+        if !report.removed.is_empty() {
+            let Inner { log, streams, removed, .. } = &mut *inner;
+            log.retain(|stored| !removed.contains_key(stored.source_id()));
+            streams.clear();
+            for (index, stored) in log.iter().enumerate() {
+                streams.entry(stored.source_id().clone()).or_default().push(index);
+            }
+        }
+        report
     }
 }
 
@@ -90,7 +128,7 @@ impl EventStore for InMemoryStore {
             .into_iter()
             .flatten()
             .map(|&i| inner.log[i].clone())
-            .filter(|e| eventually::versioning::Versioned::version(e) >= from)
+            .filter(|e| e.version() >= from)
             .collect();
         let stream: EventStream<'_, Self> = Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
         Box::pin(futures::future::ready(Ok(stream)))
@@ -103,6 +141,7 @@ impl EventStore for InMemoryStore {
         };
         let events: Vec<StoredEvent> =
             self.lock().log.iter().filter(|e| e.sequence_number() >= from).cloned().collect();
+        debug_assert!(events.windows(2).all(|w| w[0].sequence_number() < w[1].sequence_number()));
         let stream: EventStream<'_, Self> = Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
         Box::pin(futures::future::ready(Ok(stream)))
     }
@@ -129,5 +168,18 @@ impl PlanStore for InMemoryStore {
             format!("{stored:?}").hash(&mut hasher);
         }
         Box::pin(futures::future::ready(Ok(format!("memory:{}:{:016x}", inner.log.len(), hasher.finish()))))
+    }
+
+    fn remove_plans<'a>(
+        &'a self,
+        plans: &'a [(PlanId, u32)],
+        removed_at: DateTime<Utc>,
+        archive: &'a str,
+    ) -> BoxFuture<'a, Result<RemovalReport, StoreError>> {
+        Box::pin(futures::future::ready(Ok(self.remove_now(plans, removed_at, archive))))
+    }
+
+    fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
+        Box::pin(futures::future::ready(Ok(self.lock().removed.get(plan_id).cloned())))
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::channel::{mpsc as async_mpsc, oneshot};
 use futures::future::BoxFuture;
@@ -15,7 +16,7 @@ use futures::{SinkExt, StreamExt};
 use waypoint_domain::PlanId;
 
 use crate::ports::RunLocks;
-use crate::store::{PlanStore, PlanView, RecordedEvent, StoreError};
+use crate::store::{PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StoreError, StoredEvent};
 use crate::verify::{StoreStats, VerifyReport};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -210,5 +211,24 @@ impl<S: PlanStore> PlanStore for OffThreadStore<S> {
 
     fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
         self.offload(|store| ready(store.stats()))
+    }
+
+    fn remove_plans<'a>(
+        &'a self,
+        plans: &'a [(PlanId, u32)],
+        removed_at: DateTime<Utc>,
+        archive: &'a str,
+    ) -> BoxFuture<'a, Result<RemovalReport, StoreError>> {
+        let (plans, archive) = (plans.to_vec(), archive.to_owned());
+        self.offload(move |store| ready(store.remove_plans(&plans, removed_at, &archive)))
+    }
+
+    fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
+        let plan_id = plan_id.clone();
+        self.offload(move |store| ready(store.removal(&plan_id)))
+    }
+
+    fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.offload(move |store| ready(store.import_plans(histories)))
     }
 }

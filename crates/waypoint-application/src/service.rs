@@ -14,6 +14,10 @@ use waypoint_domain::{
     StepNumber, StepOutput, TotalSteps,
 };
 
+mod retention;
+
+pub use retention::{is_due, CompactProgress, CompactRequest, Compaction};
+
 use crate::error::ServiceError;
 use crate::ports::{
     Clock, DefinitionProbe, NoDefinitionProbe, NoSnapshotProbe, RunLockGuard, RunLocks, SnapshotProbe, SystemClock,
@@ -364,14 +368,20 @@ impl<S: PlanStore> PlanResumeService<S> {
 
     /// The plan's current view.
     pub async fn load(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
-        self.store.load_view(plan_id).await?.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))
+        match self.store.load_view(plan_id).await? {
+            Some(view) => Ok(view),
+            None => Err(self.not_found(plan_id).await),
+        }
     }
 
     /// The plan's compact view (only its last checkpoint kept): everything but the list of
     /// earlier checkpoints, at a cost that does not grow with the plan's history. Use it to show
     /// a plan; use [`Self::load`] when every checkpoint is needed.
     pub async fn load_summary(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
-        self.store.load_summary_view(plan_id).await?.ok_or_else(|| ServiceError::NotFound(plan_id.clone()))
+        match self.store.load_summary_view(plan_id).await? {
+            Some(view) => Ok(view),
+            None => Err(self.not_found(plan_id).await),
+        }
     }
 
     /// Whether the plan can resume, with every reason it cannot.
@@ -448,9 +458,19 @@ impl<S: PlanStore> PlanResumeService<S> {
     pub async fn history(&self, plan_id: &PlanId) -> Result<Vec<StoredEvent>, ServiceError> {
         let events: Vec<StoredEvent> = self.store.stream(plan_id.clone(), Select::All).await?.try_collect().await?;
         if events.is_empty() {
-            return Err(ServiceError::NotFound(plan_id.clone()));
+            return Err(self.not_found(plan_id).await);
         }
         Ok(events)
+    }
+
+    /// Why `plan_id` has no events: removed by retention (with when and where to), or never
+    /// created.
+    pub(crate) async fn not_found(&self, plan_id: &PlanId) -> ServiceError {
+        match self.store.removal(plan_id).await {
+            Ok(Some(removal)) => ServiceError::Removed(removal),
+            Ok(None) => ServiceError::NotFound(plan_id.clone()),
+            Err(store) => ServiceError::Store(store),
+        }
     }
 
     fn summarize(&self, view: &PlanView, fingerprint: Option<Fingerprint>) -> ResumeSummary {

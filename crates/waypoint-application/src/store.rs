@@ -92,6 +92,14 @@ pub enum StoreError {
     /// The input exceeds a limit of the store.
     #[error("input too large: {0}")]
     TooLarge(String),
+    /// The plan was removed by retention: its id stays taken, and nothing is appended to it.
+    #[error("plan {plan_id} was removed by retention at {removed_at}; its id is not reused")]
+    Removed {
+        /// The removed plan.
+        plan_id: PlanId,
+        /// When it was removed.
+        removed_at: DateTime<Utc>,
+    },
 }
 
 impl eventually::store::AppendError for StoreError {
@@ -105,6 +113,32 @@ impl StoreError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         StoreError::Io { context: context.into(), source }
     }
+}
+
+/// What a store keeps of a plan that retention removed: a tombstone, so the plan answers
+/// "removed by retention" instead of "never existed", and its id is never reused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    /// The removed plan.
+    pub plan_id: PlanId,
+    /// Its version when removed: how many events were removed (and archived).
+    pub version: u32,
+    /// When it was removed.
+    pub removed_at: DateTime<Utc>,
+    /// Where its events were archived, as the caller named the archive.
+    pub archive: String,
+}
+
+/// What [`PlanStore::remove_plans`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemovalReport {
+    /// The plans removed, in the order asked.
+    pub removed: Vec<PlanId>,
+    /// The plans not removed because their version was no longer the one asked for (they moved,
+    /// or were already removed, or never existed).
+    pub skipped: Vec<PlanId>,
+    /// Bytes the store gave back (to the file system or the database); 0 where it cannot tell.
+    pub reclaimed_bytes: u64,
 }
 
 /// One plan's projection with the envelope facts that listings need.
@@ -217,6 +251,12 @@ impl eventually::projection::Projection for Catalog {
     }
 }
 
+/// Whether `held` is `history` as written before: the same event ids in the same order. An
+/// import that finds this skips the plan.
+pub fn same_history(held: &[StoredEvent], history: &[StoredEvent]) -> bool {
+    held.len() == history.len() && held.iter().zip(history).all(|(a, b)| a.event_id == b.event_id)
+}
+
 /// The store port the service needs: `eventually`'s event store over [`RecordedEvent`]s, the
 /// plan's run locks, and the cheap reads a store may serve from its own projections. `append`
 /// takes `&mut self` in `eventually`, so handles are cheap clones that share one store.
@@ -283,6 +323,50 @@ pub trait PlanStore:
     /// snapshots) override this to check those too, and may start from [`verify::verify_folds`].
     fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {
         Box::pin(verify::verify_folds(self))
+    }
+
+    /// Removes every event of each `(plan, version)` whose current version is exactly `version`,
+    /// leaving a tombstone ([`Removal`], with `removed_at` and `archive`) that
+    /// [`Self::removal`] answers and that refuses any later append to that id
+    /// ([`StoreError::Removed`]). Retention: the caller chooses finished plans and archives their
+    /// events first; the store only checks versions, atomically with the removal, so a plan that
+    /// moved is skipped, never half removed. Other plans, and writers appending to them meanwhile,
+    /// lose nothing. Positions of the remaining events do not change (the global order keeps
+    /// gaps where removed events were).
+    fn remove_plans<'a>(
+        &'a self,
+        plans: &'a [(PlanId, u32)],
+        removed_at: DateTime<Utc>,
+        archive: &'a str,
+    ) -> BoxFuture<'a, Result<RemovalReport, StoreError>>;
+
+    /// The tombstone of a plan removed by retention; `None` for a plan that exists or never did.
+    fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>>;
+
+    /// Writes whole plan histories taken from another store (an archive, a migration), keeping
+    /// their event ids, times and versions; durable when it returns. A plan this store already
+    /// holds with the same event ids is left as it is (so an interrupted archive can be written
+    /// again); one it holds with other events is a [`StoreError::Conflict`]. Stores override this
+    /// to write many plans per durable write.
+    fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            for history in histories {
+                let Some(first) = history.first() else { continue };
+                let plan_id = first.source_id().clone();
+                let held: Vec<StoredEvent> = self.stream(plan_id.clone(), Select::All).await?.try_collect().await?;
+                if held.is_empty() {
+                    let events = history.into_iter().map(|stored| stored.take()).collect();
+                    self.clone().append(plan_id, eventually::store::Expected::Exact(0), events).await?;
+                } else if !same_history(&held, &history) {
+                    return Err(StoreError::Conflict {
+                        plan_id,
+                        expected: 0,
+                        actual: eventually::versioning::Versioned::version(held.last().expect("not empty")),
+                    });
+                }
+            }
+            Ok(())
+        })
     }
 
     /// How much the store holds. Stores override this to add their size in bytes.

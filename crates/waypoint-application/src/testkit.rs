@@ -21,8 +21,9 @@ use waypoint_domain::{
 
 use crate::error::ServiceError;
 use crate::ports::RunLockError;
+use crate::service::{CompactRequest, Compaction};
 use crate::service::{NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StepStart};
-use crate::store::{Catalog, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
+use crate::store::{Catalog, PlanStore, PlanView, RecordedEvent, Removal, StoreError, StoredEvent};
 
 /// How the kit gets stores to test.
 pub trait StoreFixture: Sync {
@@ -56,6 +57,12 @@ pub fn cases<F: StoreFixture>() -> Vec<Case<F>> {
         ("unknown_plans_are_not_found", unknown_plans_are_not_found::<F>),
         ("large_events_round_trip", large_events_round_trip::<F>),
         ("stats_count_the_log", stats_count_the_log::<F>),
+        ("removal_leaves_tombstones_and_keeps_the_rest", removal_leaves_tombstones_and_keeps_the_rest::<F>),
+        ("removal_skips_plans_that_moved", removal_skips_plans_that_moved::<F>),
+        ("a_removed_id_is_never_reused", a_removed_id_is_never_reused::<F>),
+        ("removal_loses_no_concurrent_append", removal_loses_no_concurrent_append::<F>),
+        ("import_keeps_histories_and_is_idempotent", import_keeps_histories_and_is_idempotent::<F>),
+        ("compaction_removes_only_old_finished_plans", compaction_removes_only_old_finished_plans::<F>),
     ]
 }
 
@@ -520,4 +527,210 @@ fn stats_count_the_log<F: StoreFixture>(fixture: &F) {
     assert_eq!(stats.events, read_all(&store, Select::All).len() as u64);
     assert_eq!(stats.plans_by_state.values().sum::<u64>(), ids.len() as u64);
     assert!(stats.oldest_activity <= stats.newest_activity && stats.newest_activity.is_some());
+}
+
+fn remove(store: &impl PlanStore, plans: &[(PlanId, u32)]) -> crate::store::RemovalReport {
+    block_on(store.remove_plans(plans, at(500), "kit-archive")).expect("remove_plans")
+}
+
+fn removal(store: &impl PlanStore, id: &PlanId) -> Option<Removal> {
+    block_on(store.removal(id)).expect("removal")
+}
+
+fn removal_leaves_tombstones_and_keeps_the_rest<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let (a, b, c) = (plan("gone-a"), plan("kept-b"), plan("gone-c"));
+    append(&store, &a, 0, vec![created("a"), phase_started()]).expect("a");
+    append(&store, &b, 0, vec![created("b")]).expect("b");
+    append(&store, &a, 2, vec![errored("a3")]).expect("a3");
+    append(&store, &c, 0, vec![created("c")]).expect("c");
+    append(&store, &b, 1, vec![phase_started()]).expect("b2");
+    let b_before = read(&store, &b, Select::All);
+    let before = block_on(store.content_fingerprint()).expect("fingerprint");
+    let report = remove(&store, &[(a.clone(), 3), (c.clone(), 1)]);
+    assert_eq!(report.removed, vec![a.clone(), c.clone()], "both plans removed, in the order asked");
+    assert!(report.skipped.is_empty());
+    assert_ne!(block_on(store.content_fingerprint()).expect("fingerprint"), before, "a removal writes");
+    for handle in [store.clone(), fixture.reopen(&store)] {
+        for gone in [&a, &c] {
+            assert!(read(&handle, gone, Select::All).is_empty(), "a removed plan has no events");
+            assert!(block_on(handle.load_view(gone)).expect("view").is_none());
+            assert!(block_on(handle.load_summary_view(gone)).expect("summary").is_none());
+        }
+        let tombstone = removal(&handle, &a).expect("a tombstone for a removed plan");
+        assert_eq!(
+            tombstone,
+            Removal { plan_id: a.clone(), version: 3, removed_at: at(500), archive: "kit-archive".into() }
+        );
+        assert_eq!(removal(&handle, &c).map(|r| r.version), Some(1));
+        assert_eq!(removal(&handle, &b), None, "a kept plan has no tombstone");
+        assert_eq!(removal(&handle, &plan("never")), None, "nor has a plan that never existed");
+        assert_eq!(ids(&read(&handle, &b, Select::All)), ids(&b_before), "the kept plan is untouched");
+        let catalog: Vec<PlanId> =
+            block_on(handle.catalog()).expect("catalog").into_iter().map(|v| v.plan_id).collect();
+        assert_eq!(catalog, vec![b.clone()], "the catalog lists only the kept plan");
+        assert!(block_on(handle.open_catalog()).expect("open").iter().all(|v| v.plan_id == b));
+        let all = read_all(&handle, Select::All);
+        assert_eq!(ids(&all), ids(&b_before), "the log holds only the kept plan's events");
+        assert!(all.windows(2).all(|w| w[0].sequence_number() < w[1].sequence_number()));
+        let report = block_on(handle.verify()).expect("verify");
+        assert!(report.ok, "verify passes after a removal: {report:?}");
+        assert_eq!(block_on(handle.stats()).expect("stats").events, 2, "stats count what is left");
+    }
+    let last = read_all(&store, Select::All).last().map(|e| e.sequence_number()).expect("b's events");
+    append(&store, &b, 2, vec![errored("after")]).expect("the kept plan still takes appends");
+    let after = read_all(&store, Select::All);
+    assert!(after.last().expect("events").sequence_number() > last, "new positions follow every earlier one");
+}
+
+fn removal_skips_plans_that_moved<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let a = plan("moved-a");
+    append(&store, &a, 0, vec![created("a"), phase_started()]).expect("a");
+    let report = remove(&store, &[(a.clone(), 1), (plan("moved-never"), 1), (plan("moved-none"), 0)]);
+    assert!(report.removed.is_empty(), "nothing removed at a stale version or for unknown plans: {report:?}");
+    assert_eq!(report.skipped, vec![a.clone(), plan("moved-never"), plan("moved-none")]);
+    assert_eq!(read(&store, &a, Select::All).len(), 2, "the moved plan is whole");
+    assert_eq!(removal(&store, &a), None);
+    let again = remove(&store, &[(a.clone(), 2)]);
+    assert_eq!(again.removed, vec![a.clone()]);
+    let twice = remove(&store, &[(a.clone(), 2)]);
+    assert_eq!(twice.skipped, vec![a.clone()], "a removed plan is not removed twice");
+    assert_eq!(removal(&store, &a).map(|r| r.removed_at), Some(at(500)));
+}
+
+fn a_removed_id_is_never_reused<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let a = plan("reuse-a");
+    append(&store, &a, 0, vec![created("a")]).expect("a");
+    remove(&store, &[(a.clone(), 1)]);
+    for handle in [store.clone(), fixture.reopen(&store)] {
+        for expected in [0, 1] {
+            match append(&handle, &a, expected, vec![created("again")]) {
+                Err(StoreError::Removed { plan_id, removed_at }) => {
+                    assert_eq!((plan_id, removed_at), (a.clone(), at(500)))
+                }
+                other => panic!("an append to a removed plan must be refused as removed, got {other:?}"),
+            }
+        }
+        assert!(read(&handle, &a, Select::All).is_empty(), "the refused append left nothing");
+    }
+    let service = service(store.clone());
+    let new = NewPlan { id: Some(a.clone()), ..NewPlan::default() };
+    let created = block_on(service.create_plan(new));
+    assert!(matches!(created, Err(ServiceError::Store(StoreError::Removed { .. }))), "{created:?}");
+    match block_on(service.build_resume_summary(&a, None)) {
+        Err(error @ ServiceError::Removed(_)) => {
+            assert_eq!(error.code(), "plan_not_found");
+            assert!(error.to_string().contains("removed by retention"), "{error}");
+            assert!(error.to_string().contains("kit-archive"), "{error}");
+        }
+        other => panic!("a removed plan is not found, saying it was removed: {other:?}"),
+    }
+    assert!(matches!(block_on(service.history(&a)), Err(ServiceError::Removed(_))));
+}
+
+fn removal_loses_no_concurrent_append<F: StoreFixture>(fixture: &F) {
+    const APPENDS: u32 = 40;
+    let store = fixture.fresh();
+    let gone: Vec<PlanId> = (0..20).map(|i| plan(&format!("busy-gone-{i}"))).collect();
+    let busy = plan("busy-writer");
+    for id in &gone {
+        append(&store, id, 0, vec![created("g"), phase_started(), errored("done")]).expect("gone");
+    }
+    append(&store, &busy, 0, vec![created("busy")]).expect("busy");
+    let writer = fixture.reopen(&store);
+    let targets: Vec<(PlanId, u32)> = gone.iter().map(|id| (id.clone(), 3)).collect();
+    let report = std::thread::scope(|scope| {
+        let appends = scope.spawn(|| {
+            for v in 1..=APPENDS {
+                append(&writer, &busy, v, vec![errored(&format!("e{v}"))]).expect("a concurrent append");
+            }
+        });
+        let report = remove(&store, &targets);
+        appends.join().expect("writer thread");
+        report
+    });
+    assert_eq!(report.removed.len(), gone.len(), "{report:?}");
+    for handle in [store.clone(), fixture.reopen(&store)] {
+        let events = read(&handle, &busy, Select::All);
+        assert_eq!(events.iter().map(|e| e.version()).collect::<Vec<_>>(), (1..=APPENDS + 1).collect::<Vec<_>>());
+        assert_eq!(read_all(&handle, Select::All).len() as u32, APPENDS + 1, "only the writer's plan is left");
+        assert!(block_on(handle.verify()).expect("verify").ok);
+    }
+}
+
+fn import_keeps_histories_and_is_idempotent<F: StoreFixture>(fixture: &F) {
+    let (source, target) = (fixture.fresh(), fixture.fresh());
+    let (a, b) = (plan("import-a"), plan("import-b"));
+    append(&source, &a, 0, vec![created("a"), phase_started(), errored("x")]).expect("a");
+    append(&source, &b, 0, vec![created("b")]).expect("b");
+    let histories = vec![read(&source, &a, Select::All), read(&source, &b, Select::All)];
+    block_on(target.import_plans(histories.clone())).expect("import");
+    for (id, history) in [(&a, &histories[0]), (&b, &histories[1])] {
+        let held = read(&target, id, Select::All);
+        assert_eq!(ids(&held), ids(history), "event ids kept");
+        assert_eq!(
+            held.iter().map(|e| e.recorded_at).collect::<Vec<_>>(),
+            history.iter().map(|e| e.recorded_at).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            held.iter().map(|e| e.version()).collect::<Vec<_>>(),
+            history.iter().map(|e| e.version()).collect::<Vec<_>>()
+        );
+    }
+    let before = block_on(target.content_fingerprint()).expect("fingerprint");
+    block_on(target.import_plans(histories)).expect("an import written again is skipped");
+    assert_eq!(block_on(target.content_fingerprint()).expect("fingerprint"), before, "and writes nothing");
+    let other = vec![vec![StoredEvent::from(a.clone(), created("other")).version(1).sequence_number(1)]];
+    let clash = block_on(target.import_plans(other));
+    assert!(matches!(clash, Err(StoreError::Conflict { .. })), "another history under a held id: {clash:?}");
+    assert!(block_on(target.verify()).expect("verify").ok);
+}
+
+fn compaction_removes_only_old_finished_plans<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let archive = crate::InMemoryStore::new();
+    let life = populate(&store); // interrupted, processing, complete
+    let service = service(store.clone());
+    let (cancelled, errored, queued) = (plan("old-cancelled"), plan("old-errored"), plan("old-queued"));
+    block_on(async {
+        for id in [&cancelled, &errored, &queued] {
+            let new = NewPlan { id: Some(id.clone()), start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+            service.create_plan(new).await?;
+        }
+        service.cancel(&cancelled, None).await?;
+        service.fail(&errored, Message::parse("boom").expect("valid")).await?;
+        Ok::<_, ServiceError>(())
+    })
+    .expect("setup");
+    let clock = crate::ports::ManualClock::new(at(100));
+    let late = PlanResumeService::new(store.clone()).with_clock(clock.clone());
+    clock.advance(chrono::Duration::days(2));
+    let recent = plan("recent-cancelled");
+    let new = NewPlan { id: Some(recent.clone()), start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+    block_on(late.create_plan(new)).expect("recent");
+    block_on(late.cancel(&recent, None)).expect("recent cancelled");
+    clock.advance(chrono::Duration::minutes(5));
+    let request = CompactRequest { older_than: chrono::Duration::days(1), dry_run: true };
+    let before = block_on(store.content_fingerprint()).expect("fingerprint");
+    let preview: Compaction = block_on(late.compact(request, &archive, "kit-archive")).expect("dry run");
+    assert_eq!(preview.removed, vec![life[2].clone(), cancelled.clone()], "only old finished plans, oldest first");
+    assert_eq!(block_on(store.content_fingerprint()).expect("fingerprint"), before, "a dry run writes nothing");
+    assert!(archive.all_events().is_empty(), "not even to the archive");
+    let histories: Vec<Vec<StoredEvent>> = preview.removed.iter().map(|id| read(&store, id, Select::All)).collect();
+    let done =
+        block_on(late.compact(CompactRequest { dry_run: false, ..request }, &archive, "kit-archive")).expect("compact");
+    assert_eq!(done.removed, preview.removed);
+    for (id, history) in preview.removed.iter().zip(&histories) {
+        assert_eq!(ids(&read(&archive, id, Select::All)), ids(history), "the archive holds {id}'s whole history");
+        assert!(matches!(block_on(late.load(id)), Err(ServiceError::Removed(_))));
+    }
+    for kept in [&life[0], &life[1], &errored, &queued, &recent] {
+        assert!(block_on(late.load(kept)).is_ok(), "{kept} is kept");
+    }
+    let again =
+        block_on(late.compact(CompactRequest { dry_run: false, ..request }, &archive, "kit-archive")).expect("again");
+    assert!(again.removed.is_empty(), "nothing left to remove: {again:?}");
+    assert!(block_on(store.verify()).expect("verify").ok);
 }

@@ -99,6 +99,29 @@ impl PlanStore for AnyStore {
     fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
         delegate!(self, s => s.stats())
     }
+
+    fn remove_plans<'a>(
+        &'a self,
+        plans: &'a [(PlanId, u32)],
+        removed_at: chrono::DateTime<chrono::Utc>,
+        archive: &'a str,
+    ) -> BoxFuture<'a, Result<waypoint_application::RemovalReport, StoreError>> {
+        delegate!(self, s => s.remove_plans(plans, removed_at, archive))
+    }
+
+    fn removal<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+    ) -> BoxFuture<'a, Result<Option<waypoint_application::Removal>, StoreError>> {
+        delegate!(self, s => s.removal(plan_id))
+    }
+
+    fn import_plans(
+        &self,
+        histories: Vec<Vec<waypoint_application::StoredEvent>>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        delegate!(self, s => s.import_plans(histories))
+    }
 }
 
 pub type Service = PlanResumeService<AnyStore>;

@@ -290,6 +290,22 @@ impl PlanStore for FileStore {
     fn open_catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
         Box::pin(futures::future::ready(self.open_plans().map_err(StoreError::from)))
     }
+
+    fn remove_plans<'a>(
+        &'a self,
+        _plans: &'a [(PlanId, u32)],
+        _removed_at: chrono::DateTime<chrono::Utc>,
+        _archive: &'a str,
+    ) -> BoxFuture<'a, Result<waypoint_application::RemovalReport, StoreError>> {
+        Box::pin(futures::future::ready(Err(StoreError::Unsupported("retention: being built"))))
+    }
+
+    fn removal<'a>(
+        &'a self,
+        _plan_id: &'a PlanId,
+    ) -> BoxFuture<'a, Result<Option<waypoint_application::Removal>, StoreError>> {
+        Box::pin(futures::future::ready(Ok(None)))
+    }
 }
 
 #[cfg(test)]
