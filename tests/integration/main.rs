@@ -26,5 +26,6 @@ mod store_hardening;
 mod store_kill_loop;
 mod store_locks;
 mod store_postgres_faults;
+mod store_retention;
 mod store_scale;
 mod workflow_example;

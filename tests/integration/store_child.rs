@@ -52,6 +52,13 @@ impl ChildProcess {
         assert_eq!(line, "ready");
     }
 
+    /// SIGKILL, then every whole line it printed.
+    pub fn kill_and_collect_lines(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.lines.iter().collect()
+    }
+
     /// SIGKILL, then every acknowledgement it managed to print. A line cut by the kill is not
     /// newline-terminated, so `lines()` drops or mangles it; only whole `ack` lines count.
     pub fn kill_and_collect(mut self) -> Vec<Ack> {

@@ -261,20 +261,7 @@ pub fn append_rows(
         for row in rows {
             live.insert(row.plan_id.clone(), (row.version, row.view.cloned()));
         }
-        let generation = current.generation + 1;
-        let mut out = binding::file_header(ROWS_MAGIC, FORMAT, &store).to_vec();
-        let mut count = 0;
-        for (plan_id, (version, view)) in &live {
-            if let Some(view) = view {
-                encode_row(&mut out, plan_id, *version, Some(view));
-                count += 1;
-            }
-        }
-        let path = layout.rows(kind, generation);
-        fsutil::ensure_dir(&layout.catalog_dir())?;
-        fsutil::write_atomically(&layout.tmp_dir(), &layout.catalog_dir(), &path, &out)?;
-        *head.rows_mut(kind) = RowsFile { generation, len: out.len() as u64, rows: count, compacted_rows: count };
-        return Ok(Some(layout.rows(kind, current.generation)));
+        return rewrite(layout, head, kind, &live);
     }
     let path = layout.rows(kind, current.generation);
     fsutil::ensure_dir(&layout.catalog_dir())?;
@@ -296,6 +283,50 @@ pub fn append_rows(
     }
     *head.rows_mut(kind) = RowsFile { len: len + bytes.len() as u64, rows: total, ..current };
     Ok(None)
+}
+
+/// Rewrites `kind`'s file with only the latest row of each plan in `live` that has a view, under
+/// the next generation number; returns the file the head no longer needs.
+fn rewrite(
+    layout: &Layout,
+    head: &mut Head,
+    kind: RowsKind,
+    live: &HashMap<PlanId, (u32, Option<PlanView>)>,
+) -> Result<Option<PathBuf>, FileStoreError> {
+    let current = *head.rows(kind);
+    let generation = current.generation + 1;
+    let mut out = binding::file_header(ROWS_MAGIC, FORMAT, &head.store).to_vec();
+    let mut count = 0;
+    for (plan_id, (version, view)) in live {
+        if let Some(view) = view {
+            encode_row(&mut out, plan_id, *version, Some(view));
+            count += 1;
+        }
+    }
+    let path = layout.rows(kind, generation);
+    fsutil::ensure_dir(&layout.catalog_dir())?;
+    fsutil::write_atomically(&layout.tmp_dir(), &layout.catalog_dir(), &path, &out)?;
+    *head.rows_mut(kind) = RowsFile { generation, len: out.len() as u64, rows: count, compacted_rows: count };
+    Ok((current.len > 0).then(|| layout.rows(kind, current.generation)))
+}
+
+/// Rewrites `kind`'s file without the rows of `removed` (retention), if it holds any.
+pub fn rewrite_without(
+    layout: &Layout,
+    head: &mut Head,
+    kind: RowsKind,
+    removed: &std::collections::HashSet<PlanId>,
+) -> Result<Option<PathBuf>, FileStoreError> {
+    let rows = read_rows(layout, head, kind)?;
+    if !rows.iter().any(|(id, _, _)| removed.contains(id)) {
+        return Ok(None);
+    }
+    let live: HashMap<PlanId, (u32, Option<PlanView>)> = rows
+        .into_iter()
+        .filter(|(id, _, _)| !removed.contains(id))
+        .map(|(id, version, view)| (id, (version, view)))
+        .collect();
+    rewrite(layout, head, kind, &live)
 }
 
 /// Deletes rows files that no head refers to any more (left by compactions and crashes).

@@ -131,6 +131,17 @@ impl Shared {
                     if versions.contains_key(plan_id) {
                         continue;
                     }
+                    match self.append_refused(plan_id) {
+                        Ok(Some(removed_at)) => {
+                            failed.push((*ticket, FileStoreError::Removed { plan_id: plan_id.clone(), removed_at }));
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            failed.push((*ticket, e));
+                            continue;
+                        }
+                    }
                     match self.current_version(&mut state, plan_id) {
                         Ok(version) => {
                             versions.insert(plan_id.clone(), version);
@@ -150,7 +161,8 @@ impl Shared {
                 return results;
             }
         };
-        let start = state.end;
+        // After records that retention removed, the log ends past them.
+        let start = state.trailing.map_or(state.end, |(end, _)| end);
         drop(state);
 
         let storage = &self.options.storage;
@@ -170,6 +182,7 @@ impl Shared {
                 for (ticket, records) in accepted {
                     let mut version = 0;
                     for (stored, offset, crc) in &records {
+                        let skipped = state.trailing.map_or(0, |(_, skipped)| skipped);
                         let folded = Folded {
                             offset: *offset,
                             crc: *crc,
@@ -178,6 +191,7 @@ impl Shared {
                             version: stored.version(),
                             event_id: *stored.event_id.as_uuid().as_bytes(),
                             event: Some(stored),
+                            skipped,
                         };
                         // These records passed the same checks a moment ago under the same lock.
                         if let Err(e) = state.apply(&self.log_path, folded) {
@@ -188,6 +202,7 @@ impl Shared {
                     results.push((ticket, Ok(version)));
                 }
                 state.end = start + bytes.len() as u64;
+                state.trailing = None;
             }
             Err((error, sync_failed)) => {
                 // Take back whatever part reached the file, so no half record outlives the error.
@@ -231,7 +246,10 @@ impl Shared {
         let mut accepted: Vec<(u64, Vec<Accepted>)> = Vec::new();
         let mut bytes = Vec::new();
         let mut batch_versions: HashMap<PlanId, u32> = HashMap::new();
-        let mut position = state.position;
+        // Records retention removed at the log's end keep their positions: new ones follow them.
+        let (start, skipped) = state.trailing.unwrap_or((state.end, 0));
+        let mut position = state.position + skipped;
+        let batch_start = position + 1;
         for (ticket, Prepared { request, frames }) in batch {
             if let Some(error) = failed.get(&ticket) {
                 results.push((ticket, Err(error.duplicate())));
@@ -265,8 +283,8 @@ impl Shared {
             let mut records = Vec::with_capacity(frames.len());
             for (i, (event, mut frame)) in request.events.into_iter().zip(frames).enumerate() {
                 let (next_position, version) = (position + i as u32 + 1, current + i as u32 + 1);
-                record::seal(&mut frame, next_position, version, state.position + 1);
-                let offset = state.end + bytes.len() as u64;
+                record::seal(&mut frame, next_position, version, batch_start);
+                let offset = start + bytes.len() as u64;
                 let crc = u32::from_le_bytes([frame[8], frame[9], frame[10], frame[11]]);
                 bytes.extend_from_slice(&frame);
                 records.push((

@@ -148,6 +148,14 @@ pub enum FileStoreError {
         /// The time the clock gave, as text.
         at: String,
     },
+    /// The plan was removed by retention; its id is not reused.
+    #[error("plan {plan_id} was removed by retention at {removed_at}; its id is not reused")]
+    Removed {
+        /// The removed plan.
+        plan_id: PlanId,
+        /// When it was removed.
+        removed_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl FileStoreError {
@@ -205,6 +213,9 @@ impl FileStoreError {
                 source: std::io::Error::new(source.kind(), source.to_string()),
             },
             FileStoreError::ClockBeforeEpoch { at } => FileStoreError::ClockBeforeEpoch { at: at.clone() },
+            FileStoreError::Removed { plan_id, removed_at } => {
+                FileStoreError::Removed { plan_id: plan_id.clone(), removed_at: *removed_at }
+            }
         }
     }
 
@@ -256,6 +267,7 @@ impl From<FileStoreError> for StoreError {
             e @ FileStoreError::ClockBeforeEpoch { .. } => {
                 StoreError::io(e.to_string(), std::io::Error::from(std::io::ErrorKind::InvalidInput))
             }
+            FileStoreError::Removed { plan_id, removed_at } => StoreError::Removed { plan_id, removed_at },
         }
     }
 }

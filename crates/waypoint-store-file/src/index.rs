@@ -203,6 +203,12 @@ impl IndexWriter {
         Ok(())
     }
 
+    /// Closes `plan_id`'s file without syncing it: the plan was removed, its file deleted.
+    pub fn forget(&mut self, plan_id: &PlanId) {
+        self.open.remove(plan_id);
+        self.dirty.remove(plan_id);
+    }
+
     fn evict(&mut self) {
         for (plan_id, _) in self.open.drain() {
             if self.dirty.remove(&plan_id) {

@@ -107,7 +107,8 @@ pub fn events(dir: impl AsRef<Path>) -> Result<Events, FileStoreError> {
     let reader = match len? {
         Some((file, len)) => {
             log::check_file_header(&file, &path, len)?;
-            Some(RecordReader::new(Arc::new(file), path.clone(), FIRST_RECORD, len))
+            let holes = crate::retention::all_holes(dir)?;
+            Some(RecordReader::new(Arc::new(file), path.clone(), FIRST_RECORD, len).skipping(holes))
         }
         None => None,
     };

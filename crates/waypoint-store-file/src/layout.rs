@@ -17,6 +17,8 @@ const CATALOG_DIR: &str = "catalog";
 const TMP_DIR: &str = "tmp";
 const TORN_DIR: &str = "torn";
 const BACKUP_DIR: &str = "backup";
+const RETENTION_DIR: &str = "retention";
+const REMOVED_DIR: &str = "removed";
 
 /// The paths of one store directory. Per-plan names use the plan id as is: `PlanId` admits only
 /// `[A-Za-z0-9_-]{1,64}`, so no such path can leave its directory.
@@ -104,7 +106,7 @@ impl Layout {
     pub fn own_entries(&self) -> Vec<PathBuf> {
         [LOG_FILE, STORE_LOCK, WRITE_LOCK, CHECKPOINT_LOCK, CHECKPOINT_FILE, LOCKS_DIR, INDEX_DIR, VIEWS_DIR]
             .iter()
-            .chain(&[CATALOG_DIR, TMP_DIR, TORN_DIR, BACKUP_DIR])
+            .chain(&[CATALOG_DIR, TMP_DIR, TORN_DIR, BACKUP_DIR, RETENTION_DIR, REMOVED_DIR])
             .map(|name| self.dir.join(name))
             .collect()
     }
@@ -136,6 +138,31 @@ impl Layout {
     /// `torn/events.log.repair-at-<offset>.<stamp>.cut`: the bytes `repair` cut off.
     pub fn repair_cut(&self, offset: u64, stamp: &str) -> PathBuf {
         self.torn_dir().join(format!("{LOG_FILE}.repair-at-{offset}.{stamp}.cut"))
+    }
+
+    /// `retention/`: the removals of retention (ADR 0010).
+    pub fn retention_dir(&self) -> PathBuf {
+        self.dir.join(RETENTION_DIR)
+    }
+
+    /// `retention/batches`: the commit records of removals.
+    pub fn retention_commits(&self) -> PathBuf {
+        self.retention_dir().join("batches")
+    }
+
+    /// `retention/<n>.batch`: one removal's plans and holes.
+    pub fn retention_batch(&self, batch: u64) -> PathBuf {
+        self.retention_dir().join(format!("{batch}.batch"))
+    }
+
+    /// `removed/`: tombstones of removed plans.
+    pub fn removed_dir(&self) -> PathBuf {
+        self.dir.join(REMOVED_DIR)
+    }
+
+    /// `removed/<plan>.rm`: the tombstone of a removed plan.
+    pub fn tombstone(&self, plan_id: &PlanId) -> PathBuf {
+        self.removed_dir().join(format!("{}.rm", plan_id.as_str()))
     }
 
     /// `backup/`: copies of the log taken by `repair`.

@@ -77,6 +77,7 @@ mod projections;
 pub mod record;
 mod recovery;
 mod repair;
+mod retention;
 mod runlock;
 mod state;
 pub mod storage;

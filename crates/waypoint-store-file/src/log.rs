@@ -12,6 +12,7 @@ use waypoint_domain::{EventId, PlanEvent, PlanId};
 
 use crate::error::FileStoreError;
 use crate::record::{self, RawRecord, RecordError, FILE_HEADER, HEADER_LEN, MAGIC};
+use crate::retention::Holes;
 
 /// Where the first record starts.
 pub const FIRST_RECORD: u64 = FILE_HEADER.len() as u64;
@@ -65,6 +66,10 @@ pub struct RecordReader {
     failed: bool,
     /// The checksum of the last record returned.
     crc: u32,
+    /// Byte ranges retention removed (by start offset), stepped over without reading.
+    holes: Arc<Holes>,
+    /// Positions stepped over in holes since the last record returned.
+    skipped: u32,
 }
 
 /// A record the reader could not take whole, and where.
@@ -76,7 +81,30 @@ pub struct BadRecord {
 
 impl RecordReader {
     pub fn new(file: Arc<File>, path: PathBuf, offset: u64, end: u64) -> Self {
-        Self { file, path, offset, end, buf: Vec::new(), buf_start: offset, failed: false, crc: 0 }
+        Self {
+            file,
+            path,
+            offset,
+            end,
+            buf: Vec::new(),
+            buf_start: offset,
+            failed: false,
+            crc: 0,
+            holes: Arc::default(),
+            skipped: 0,
+        }
+    }
+
+    /// The same reader, stepping over the byte ranges retention removed.
+    pub fn skipping(mut self, holes: Arc<Holes>) -> Self {
+        self.holes = holes;
+        self
+    }
+
+    /// Positions of removed records stepped over between the last two records returned (the
+    /// global order has a gap there, and only there).
+    pub fn skipped(&self) -> u32 {
+        self.skipped
     }
 
     /// The offset of the next record (after the last one returned).
@@ -109,6 +137,13 @@ impl RecordReader {
     }
 
     fn next_record(&mut self) -> Option<ReadItem> {
+        self.skipped = 0;
+        while let Some(hole) = self.holes.get(&self.offset).filter(|_| self.offset < self.end) {
+            self.offset = hole.end;
+            self.skipped += hole.count;
+            self.buf.clear();
+            self.buf_start = self.offset;
+        }
         if self.failed || self.offset >= self.end {
             return None;
         }

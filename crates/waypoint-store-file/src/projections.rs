@@ -140,6 +140,9 @@ impl Shared {
     /// index (the version at the checkpoint). An index that vouches for a record the log does
     /// not hold is damage.
     pub(crate) fn current_version(&self, state: &mut State, plan_id: &PlanId) -> Result<u32, FileStoreError> {
+        if self.lock_retention().any() && self.removal(plan_id)?.is_some() {
+            return Ok(0);
+        }
         if let Some(tail) = state.tail.get(plan_id) {
             return Ok(tail.last_version());
         }
@@ -174,8 +177,7 @@ impl Shared {
     /// only: a failure here loses no event. One process checkpoints at a time
     /// (`checkpoint.lock`); if another is at it, this one leaves it to that one.
     pub(crate) fn checkpoint(&self, state: &mut State) -> Result<(), FileStoreError> {
-        let Some(store) = state.store else { return Ok(()) };
-        if state.tail_len == 0 {
+        if state.store.is_none() || state.tail_len == 0 {
             return Ok(());
         }
         let lock = fsutil::open_lock_file(&self.layout.checkpoint_lock())?;
@@ -187,6 +189,26 @@ impl Shared {
             }
         }
         let _unlock = crate::state::FlockGuard(&lock);
+        self.checkpoint_locked(state)
+    }
+
+    /// [`Self::checkpoint`], for a caller that holds `checkpoint.lock`.
+    pub(crate) fn checkpoint_locked(&self, state: &mut State) -> Result<(), FileStoreError> {
+        let Some(store) = state.store else { return Ok(()) };
+        if state.tail_len == 0 {
+            return Ok(());
+        }
+        if self.lock_retention().any() {
+            // Records this process folded before retention removed their plan must not come
+            // back through its index or its catalog rows.
+            let plans: Vec<PlanId> = state.tail.keys().cloned().collect();
+            for plan_id in plans {
+                if self.removal(&plan_id)?.is_some() {
+                    state.tail.remove(&plan_id);
+                }
+            }
+            state.tail_len = state.tail.values().map(|t| t.records.len() as u32).sum();
+        }
         let disk = catalog::read_head(&self.layout)?.filter(|h| h.store == store);
         if let Some(disk) = disk.as_ref().filter(|d| d.position() >= state.position) {
             // Another process vouched for everything this one holds: start from its head.
@@ -386,7 +408,9 @@ impl Shared {
         let Some(file) = &self.log else { return Ok(Vec::new()) };
         let store = state.store;
         let mut found = Vec::new();
-        let mut reader = RecordReader::new(file.clone(), self.log_path.clone(), FIRST_RECORD, state.end);
+        let holes = self.holes_from_start()?;
+        let mut reader =
+            RecordReader::new(file.clone(), self.log_path.clone(), FIRST_RECORD, state.end).skipping(holes);
         while let Some(item) = reader.next() {
             let (offset, raw) = match item? {
                 Ok(record) => record,
@@ -552,7 +576,8 @@ impl Shared {
                     // A plan in both files (it moved, or a crash left an older row): the later
                     // version wins. Only needed once a second file is read.
                     if i > 0 || kinds.len() > 1 {
-                        if versions.get(&plan_id).is_some_and(|&v| v >= version) {
+                        // At equal versions a view beats the open file's "moved to done" row.
+                        if versions.get(&plan_id).is_some_and(|&v| v > version || (v == version && view.is_none())) {
                             continue;
                         }
                         versions.insert(plan_id.clone(), version);
@@ -564,8 +589,18 @@ impl Shared {
                 }
             }
         }
+        let retention = self.lock_retention().any();
+        if retention {
+            // A removal that has not finished may not have rewritten the rows yet.
+            let hidden = self.lock_retention();
+            plans.retain(|id, _| !hidden.hides_row(id));
+        }
         let tail: Vec<(PlanId, u32)> = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
         for (plan_id, version) in tail {
+            if retention && self.removal(&plan_id)?.is_some() {
+                plans.remove(&plan_id);
+                continue;
+            }
             let cached = state.summaries.get(&plan_id).filter(|v| v.version == version).cloned();
             let view = match (cached, plans.remove(&plan_id)) {
                 (Some(view), _) => Some(view),

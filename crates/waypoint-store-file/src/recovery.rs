@@ -68,6 +68,8 @@ impl Shared {
         }
         drop(guard);
         let shared = Shared { write_lock: Some(write_lock), ..shared };
+        // A removal that crashed after its commit is finished before anything else.
+        shared.recover_retention()?;
         Ok(Arc::new(shared))
     }
 
@@ -206,7 +208,13 @@ impl Shared {
             return Ok(());
         }
         let flush_at = self.options.checkpoint_every.max(1).saturating_mul(4);
-        let mut reader = RecordReader::new(file.clone(), self.log_path.clone(), state.end, len);
+        // Retention's holes that this scan may cross; a record found zeroed where no known hole
+        // starts may be one punched a moment ago, so the holes are read again once before
+        // calling it damage.
+        let mut holes = self.refresh_retention(state.end)?;
+        let mut reread = false;
+        let mut reader = RecordReader::new(file.clone(), self.log_path.clone(), state.end, len).skipping(holes.clone());
+        state.trailing = None;
         while let Some(item) = reader.next() {
             match item? {
                 Ok((offset, raw)) => {
@@ -227,6 +235,7 @@ impl Shared {
                         version,
                         event_id,
                         event: stored.as_ref(),
+                        skipped: reader.skipped(),
                     };
                     state.apply(&self.log_path, folded)?;
                     state.end = reader.offset();
@@ -241,6 +250,15 @@ impl Shared {
                     }
                 }
                 Err(bad) => {
+                    if !reread {
+                        reread = true;
+                        holes = self.refresh_retention(state.end)?;
+                        if holes.contains_key(&bad.offset) {
+                            reader = RecordReader::new(file.clone(), self.log_path.clone(), bad.offset, len)
+                                .skipping(holes.clone());
+                            continue;
+                        }
+                    }
                     if bad.error.is_whole() {
                         // Written whole by some writer (a newer Waypoint, say): never a torn
                         // write, so never cut.
@@ -257,9 +275,12 @@ impl Shared {
                     if access == Access::Exclusive && !self.read_only {
                         self.cut_torn_tail(file, bad.offset, len)?;
                     }
-                    break;
+                    return Ok(());
                 }
             }
+        }
+        if reader.skipped() > 0 {
+            state.trailing = Some((reader.offset(), reader.skipped()));
         }
         Ok(())
     }

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) write_lock: Option<File>,
     pub(crate) state: Mutex<State>,
     pub(crate) group: GroupCommit<Prepared, Result<u32, FileStoreError>>,
+    /// What this process knows of retention's removals (holes, committed batches).
+    pub(crate) retention: Mutex<crate::retention::Retention>,
 }
 
 /// What this process knows of the log, up to `end`: where it started (the checkpoint head) and
@@ -68,6 +70,9 @@ pub(crate) struct State {
     pub(crate) poisoned: Option<String>,
     /// A commit of this process holds `write.lock` exclusively and is writing past `end`.
     pub(crate) committing: bool,
+    /// Removed records (retention's holes) after the last record folded: where the log really
+    /// ends, and how many positions they took. The next append goes after them.
+    pub(crate) trailing: Option<(u64, u32)>,
 }
 
 #[derive(Debug)]
@@ -100,6 +105,8 @@ pub(crate) struct Folded<'a> {
     pub(crate) version: u32,
     pub(crate) event_id: [u8; 16],
     pub(crate) event: Option<&'a StoredEvent>,
+    /// Positions of removed records (retention's holes) between the previous record and this.
+    pub(crate) skipped: u32,
 }
 
 /// Releases an OS lock when dropped, so an early return cannot leave it held.
@@ -131,6 +138,7 @@ impl Shared {
             write_lock,
             state: Mutex::new(State { end: FIRST_RECORD, ..State::default() }),
             group: GroupCommit::default(),
+            retention: Mutex::default(),
         }
     }
 
@@ -157,8 +165,8 @@ pub(crate) const MAX_CACHED: usize = 1024;
 impl State {
     /// Folds one whole record into this process's view, checking the log's invariants first.
     pub(crate) fn apply(&mut self, path: &Path, record: Folded<'_>) -> Result<(), FileStoreError> {
-        let Folded { offset, crc, plan_id, position, version, event_id, event } = record;
-        if position != self.position + 1 {
+        let Folded { offset, crc, plan_id, position, version, event_id, event, skipped } = record;
+        if position != self.position + 1 + skipped {
             return Err(FileStoreError::corrupt(
                 path,
                 offset,
@@ -212,6 +220,7 @@ impl State {
         self.position = position;
         self.last_offset = offset;
         self.last_crc = crc;
+        self.trailing = None;
         Ok(())
     }
 

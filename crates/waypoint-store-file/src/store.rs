@@ -12,10 +12,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::future::BoxFuture;
 use waypoint_application::{
-    Catalog, PlanStore, PlanView, RecordedEvent, RunLocks, StoreError, StoreStats, StoredEvent, VerifyReport,
+    Catalog, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StoreError, StoreStats, StoredEvent,
+    VerifyReport,
 };
 use waypoint_domain::PlanId;
 
@@ -178,7 +180,12 @@ impl FileStore {
             state.end
         };
         let path = self.shared.log_path.clone();
-        let reader = self.shared.log.clone().map(|file| RecordReader::new(file, path.clone(), FIRST_RECORD, end));
+        let holes = self.shared.holes_from_start()?;
+        let reader = self
+            .shared
+            .log
+            .clone()
+            .map(|file| RecordReader::new(file, path.clone(), FIRST_RECORD, end).skipping(holes));
         Ok(reader.into_iter().flatten().filter_map(move |item| {
             let result = match item {
                 Err(e) => Err(e),
@@ -188,6 +195,46 @@ impl FileStore {
             };
             Some(result)
         }))
+    }
+
+    /// Retention: removes each `(plan, version)` whose current version is exactly that, leaving a
+    /// tombstone; the records' bytes are punched out of the log (ADR 0010). Other plans, and
+    /// writers appending meanwhile, are untouched. Finished plans only, archived first: the
+    /// service's `compact` chooses them.
+    pub fn remove_plans(
+        &self,
+        plans: &[(PlanId, u32)],
+        removed_at: DateTime<Utc>,
+        archive: &str,
+    ) -> Result<RemovalReport, FileStoreError> {
+        self.shared.remove_plans(plans, removed_at, archive)
+    }
+
+    /// The tombstone of a plan retention removed, if it was.
+    pub fn removal(&self, plan_id: &PlanId) -> Result<Option<Removal>, FileStoreError> {
+        self.shared.removal(plan_id)
+    }
+
+    /// Writes whole plan histories from another store (an archive) keeping their event ids and
+    /// times, many plans per durable write; a plan already held with the same events is skipped.
+    pub fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> Result<(), FileStoreError> {
+        let mut requests = Vec::with_capacity(histories.len());
+        for history in histories {
+            let Some(first) = history.first() else { continue };
+            let plan_id = first.source_id().clone();
+            let held = self.read_plan(&plan_id, 1)?;
+            if held.is_empty() {
+                let events = history.into_iter().map(|stored| stored.take()).collect();
+                requests.push(AppendRequest { plan_id, expected: Expected::Exact(0), events });
+            } else if !waypoint_application::same_history(&held, &history) {
+                let actual = held.len() as u32;
+                return Err(FileStoreError::Conflict { plan_id, expected: 0, actual });
+            }
+        }
+        for result in self.append_many(requests) {
+            result?;
+        }
+        Ok(())
     }
 
     /// Writes the catalog checkpoint now (it is also written every `checkpoint_every` records).
@@ -293,18 +340,19 @@ impl PlanStore for FileStore {
 
     fn remove_plans<'a>(
         &'a self,
-        _plans: &'a [(PlanId, u32)],
-        _removed_at: chrono::DateTime<chrono::Utc>,
-        _archive: &'a str,
-    ) -> BoxFuture<'a, Result<waypoint_application::RemovalReport, StoreError>> {
-        Box::pin(futures::future::ready(Err(StoreError::Unsupported("retention: being built"))))
+        plans: &'a [(PlanId, u32)],
+        removed_at: DateTime<Utc>,
+        archive: &'a str,
+    ) -> BoxFuture<'a, Result<RemovalReport, StoreError>> {
+        Box::pin(futures::future::ready(self.remove_plans(plans, removed_at, archive).map_err(StoreError::from)))
     }
 
-    fn removal<'a>(
-        &'a self,
-        _plan_id: &'a PlanId,
-    ) -> BoxFuture<'a, Result<Option<waypoint_application::Removal>, StoreError>> {
-        Box::pin(futures::future::ready(Ok(None)))
+    fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
+        Box::pin(futures::future::ready(self.removal(plan_id).map_err(StoreError::from)))
+    }
+
+    fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(futures::future::ready(self.import_plans(histories).map_err(StoreError::from)))
     }
 }
 

@@ -37,6 +37,9 @@ pub struct Verifier {
     at_checkpoint: Option<Catalog>,
     offsets: HashMap<PlanId, Vec<Located>>,
     events: u64,
+    /// The checkpoint vouches for a record retention removed since: the catalog it holds is the
+    /// rebuild as of the last position before it.
+    checkpoint_removed: bool,
 }
 
 impl Verifier {
@@ -47,7 +50,11 @@ impl Verifier {
             CatalogFile::Ours(catalog) => (Some(*catalog), CatalogFile::Missing),
             other => (None, other),
         };
+        let holes = crate::retention::all_holes(&dir)?;
+        let checkpoint_removed =
+            stored_catalog.as_ref().is_some_and(|c| crate::retention::removed_position(&holes, c.position));
         Ok(Self {
+            checkpoint_removed,
             dir,
             only,
             stored_catalog,
@@ -62,6 +69,10 @@ impl Verifier {
     /// Takes in the next event of the log, in log order.
     pub fn observe(&mut self, located: &LocatedEvent) {
         let stored = &located.event;
+        let passed = self.stored_catalog.as_ref().is_some_and(|c| c.position < stored.sequence_number());
+        if self.checkpoint_removed && passed && self.at_checkpoint.is_none() {
+            self.at_checkpoint = Some(self.rebuilt.clone());
+        }
         if self.only.as_ref().is_none_or(|p| p == stored.source_id()) {
             self.events += 1;
             self.rebuilt.apply(stored);
@@ -83,7 +94,7 @@ impl Verifier {
     }
 
     /// Compares every stored projection with the replay, naming each difference.
-    pub fn finish(self, live: &FileStore) -> Result<VerifyReport, FileStoreError> {
+    pub fn finish(mut self, live: &FileStore) -> Result<VerifyReport, FileStoreError> {
         let mut report = VerifyReport::default();
         report.count("log_records", self.events);
         let dir = self.dir.as_path();
@@ -105,6 +116,9 @@ impl Verifier {
             CatalogFile::OlderLayout | CatalogFile::Missing | CatalogFile::Ours(_) => {}
         }
         if let Some(stored) = &self.stored_catalog {
+            if self.checkpoint_removed && self.at_checkpoint.is_none() {
+                self.at_checkpoint = Some(self.rebuilt.clone());
+            }
             let checkpoint_found = self.at_checkpoint.is_some();
             let at_checkpoint = self.at_checkpoint.unwrap_or_default();
             if stored.position > 0 && !checkpoint_found {

@@ -7,6 +7,8 @@
 //! `pg-append <url> <plan> <count>` and `pg-hold-lock <url> <plan>` do the same on PostgreSQL.
 //! `store-append-child many-plans <dir> <count>` creates `count` plans, one append each, then
 //! writes a checkpoint, and prints `ok` (run under a low open-file limit).
+//! `store-append-child compact <dir> <archive>` runs retention (every finished plan, archived
+//! into the file store at `archive`), prints `started` first and `done <n>` after.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         ["pg-append", url, plan, count] => pg_append(url, plan, count.parse().unwrap_or(0)),
         ["pg-hold-lock", url, plan] => pg_hold_lock(url, plan),
         ["many-plans", dir, count] => many_plans(dir, count.parse().unwrap_or(0)),
+        ["compact", dir, archive] => compact(dir, archive),
         _ => {
             Err("usage: store-append-child append <dir> <plan> <count> | hold-lock <dir> <plan> | hold-open <dir>"
                 .into())
@@ -65,6 +68,16 @@ fn event_for(version: u32) -> RecordedEvent {
         }),
     };
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: now, event }
+}
+
+fn compact(dir: &str, archive: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let service = waypoint_application::PlanResumeService::new(FileStore::open(dir)?);
+    let archive_store = FileStore::open(archive)?;
+    println!("started");
+    let request = waypoint_application::CompactRequest { older_than: chrono::Duration::zero(), dry_run: false };
+    let done = futures::executor::block_on(service.compact(request, &archive_store, archive))?;
+    println!("done {}", done.removed.len());
+    Ok(())
 }
 
 fn many_plans(dir: &str, count: u32) -> Result<(), Box<dyn std::error::Error>> {

@@ -184,3 +184,26 @@ fn catalog_rows_are_compacted_into_a_new_generation_and_read_the_same() {
     let report = block_on(reopened.verify()).unwrap();
     assert!(report.ok, "{report:?}");
 }
+
+/// A plan whose earlier events went into one checkpoint and whose finishing event into a later
+/// one has a "moved to done" row in the open file and a view in the done file at the same
+/// version: the listing shows it once, from the done file.
+#[test]
+fn a_plan_finished_after_an_earlier_checkpoint_stays_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let service = PlanResumeService::new(store.clone());
+    let id = plan("finished-late");
+    block_on(async {
+        let new = NewPlan { id: Some(id.clone()), start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+        service.create_plan(new).await.unwrap();
+        store.checkpoint().unwrap();
+        service.cancel(&id, None).await.unwrap();
+        store.checkpoint().unwrap();
+    });
+    for handle in [store, FileStore::open(dir.path()).unwrap()] {
+        let listed: Vec<PlanId> = handle.catalog_snapshot().unwrap().plans.into_keys().collect();
+        assert_eq!(listed, vec![id.clone()], "the finished plan is listed");
+        assert!(handle.open_plans().unwrap().is_empty(), "and not among the open ones");
+    }
+}
