@@ -118,3 +118,26 @@ Feature: Fork a plan from any completed step
       When the plan is forked at step 1 as "beta"
       Then the command is refused with AlreadyExists
       And no events were appended
+
+  Rule: a fork never depends on its source again
+
+    Scenario: a fork resumes after its copied steps once retention has removed its source
+      Given a plan "alpha" with 3 steps
+      And the plan starts strategize as runner "runner-1"
+      And step 1 "fetch" completes with output {"rows": 120}
+      And step 2 "classify" completes with output ["billing"]
+      And the plan is forked at step 2 as "beta"
+      And the plan is cancelled
+      And the runner "runner-1" dies
+      And 40 days pass
+      And plans last active more than 30 days ago are compacted
+      And the compaction removed "alpha"
+      And we work on plan "beta"
+      When the plan resumes
+      Then the resume point is step 3
+      And reading the plan back gives the completed steps:
+        | step | name     | output        |
+        | 1    | fetch    | {"rows": 120} |
+        | 2    | classify | ["billing"]   |
+      And we look at plan "alpha"
+      And the plan was removed by retention, with its 5 events archived

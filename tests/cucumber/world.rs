@@ -16,13 +16,16 @@ use waypoint_application::domain::{
     ProcessingState, ResumeEligibility, ResumeIneligibleReason, ResumeSummary, StepDefinition,
 };
 use waypoint_application::{
-    CheckpointRecorded, InMemorySnapshots, ManualClock, PlanResumeService, PlanStore, PlanView, ResumeOutcome,
-    ResumeRequest, RunLockGuard, ServiceError, StoreError, StoredEvent,
+    CheckpointRecorded, Compaction, InMemorySnapshots, InMemoryStore, ManualClock, PlanResumeService, PlanStore,
+    PlanView, ResumeOutcome, ResumeRequest, RunLockGuard, ServiceError, StoreError, StoredEvent,
 };
 
 use crate::stores::{ScratchDir, StoreKind, TestStore};
 
 pub type Service = PlanResumeService<TestStore>;
+
+/// How tombstones name the scenario's archive.
+pub const ARCHIVE: &str = "scenario-archive";
 
 /// Every scenario starts at this instant; each accepted command moves the clock one second on,
 /// so every event has a distinct, predictable time.
@@ -54,6 +57,8 @@ pub struct Harness {
     /// Run locks taken through the store's own run-lock port, standing for live runners.
     held: Mutex<Vec<RunLockGuard>>,
     pub snapshots: InMemorySnapshots,
+    /// Where compactions archive removed plans, named [`ARCHIVE`] in tombstones.
+    pub archive: InMemoryStore,
     // Dropped last: the store may live in it.
     _scratch: ScratchDir,
 }
@@ -70,6 +75,10 @@ pub enum Done {
     Race(Vec<Result<u32, Failure>>),
     /// A new plan forked from the scenario's plan.
     Fork(Box<PlanView>),
+    /// A read that answered (what it read is checked by reading again).
+    Read,
+    /// What a compaction removed (or, for a dry run, would remove).
+    Compaction(Box<Compaction>),
 }
 
 impl From<PlanView> for Done {
@@ -197,7 +206,8 @@ impl PlanWorld {
         let service = PlanResumeService::new(TestStore::new(kind.open(scratch.path())))
             .with_clock(clock.clone())
             .with_snapshot_probe(snapshots.clone());
-        self.harness = Some(Harness { service, clock, held: Mutex::default(), snapshots, _scratch: scratch });
+        let archive = InMemoryStore::new();
+        self.harness = Some(Harness { service, clock, held: Mutex::default(), snapshots, archive, _scratch: scratch });
     }
 
     pub fn harness(&self) -> &Harness {
@@ -314,6 +324,11 @@ impl PlanWorld {
     /// The store's own digest of everything it holds.
     pub async fn store_fingerprint(&self) -> String {
         self.service().store().content_fingerprint().await.expect("the store fingerprints its content")
+    }
+
+    /// The store's events just before the last `When` step.
+    pub fn before_events(&self) -> &[StoredEvent] {
+        &self.before
     }
 
     /// The store's fingerprint just before the last `When` step.

@@ -7,6 +7,7 @@ mod cli_harness;
 mod cli_plumbing;
 mod cli_postgres;
 mod cli_reads;
+mod cli_retention;
 mod cli_runner;
 mod cli_steps;
 mod cli_store;

@@ -19,7 +19,7 @@ fn xtask_bin() -> &'static Path {
 }
 
 /// Runs `xtask replay --store STORE ARGS`.
-fn replay(store: &Path, args: &[&str]) -> Run {
+pub(crate) fn replay(store: &Path, args: &[&str]) -> Run {
     let output = Command::new(xtask_bin())
         .arg("replay")
         .arg("--store")

@@ -165,6 +165,40 @@ pub enum StoreCommand {
     Repair,
     /// Plans by state, events, bytes, oldest and newest activity
     Stats,
+    /// Archive, then remove, finished plans (applied, cancelled, phase complete) last active before a cutoff
+    #[command(long_about = COMPACT_LONG_ABOUT, after_help = COMPACT_EXAMPLES)]
+    Compact(CompactArgs),
+}
+
+const COMPACT_LONG_ABOUT: &str = "\
+Retention: every plan that finished (applied, cancelled, or its phase completed) and whose last activity is \
+older than --older-than has its events written to an archive, then removed from the store, and the space is \
+given back. A plan that may still move (resumable, running, queued, failed) is never removed, however old.
+
+The archive is a store directory of its own: `waypoint --store ARCHIVE plan show ID` and \
+`waypoint --store ARCHIVE store verify` read it. A removed plan answers plan_not_found, saying when it was \
+removed and where its events are; its id is never used again. Without --archive the archive is \
+`<store>.archive` beside a directory store, or the state directory Waypoint keeps for a PostgreSQL store.
+
+Running it again is safe: a compaction that stopped half way goes on where it stopped.";
+
+const COMPACT_EXAMPLES: &str = "\
+Examples:
+  waypoint store compact --older-than 30d --dry-run
+  waypoint store compact --older-than 30d
+  waypoint store compact --older-than 12h --archive /backup/waypoint-archive";
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Remove finished plans last active longer ago than this: `30d`, `12h`, `90m`, `45s` (`0s`: every finished plan)
+    #[arg(long, value_parser = older_than, value_name = "DURATION")]
+    pub older_than: std::time::Duration,
+    /// Where the removed plans' events are written (a store directory; created if missing)
+    #[arg(long, value_name = "PATH")]
+    pub archive: Option<PathBuf>,
+    /// Only list what would be removed; write nothing, neither archive nor store
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -422,6 +456,21 @@ impl From<StartablePhase> for Phase {
 fn step_number(s: &str) -> Result<StepNumber, String> {
     let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a step number; steps are numbered from 1"))?;
     StepNumber::new(n).map_err(|e| e.to_string())
+}
+
+/// The longest cutoff: any more and the cutoff would fall outside the calendar the store keeps.
+const MAX_OLDER_THAN_DAYS: u64 = 36_500;
+
+// A unit is required: a bare `30` would read as seconds to one person and days to another.
+fn older_than(s: &str) -> Result<std::time::Duration, String> {
+    let unit_given = s.trim().ends_with(|c: char| c.is_ascii_alphabetic());
+    let duration = crate::plan_file::parse_duration(s)
+        .filter(|_| unit_given)
+        .ok_or_else(|| format!("{s:?} is not a duration; write a whole number and a unit: 30d, 12h, 90m or 45s"))?;
+    if duration.as_secs() > MAX_OLDER_THAN_DAYS * 86_400 {
+        return Err(format!("{s:?} is too long; at most {MAX_OLDER_THAN_DAYS}d"));
+    }
+    Ok(duration)
 }
 
 fn total_steps(s: &str) -> Result<TotalSteps, String> {

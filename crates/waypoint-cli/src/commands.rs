@@ -6,7 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use waypoint_application::{
-    NewPlan, PlanStore, PlanView, ResumePoint, ResumeRequest, RunLockGuard, ServiceError, StepCheckpoint, StepStart,
+    NewPlan, PlanStore, PlanView, Removal, ResumePoint, ResumeRequest, RunLockGuard, ServiceError, StepCheckpoint,
+    StepStart,
 };
 use waypoint_domain::{
     Fingerprint, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,

@@ -87,18 +87,56 @@ impl From<ServiceError> for CliError {
             ErrorKind::Unexpected => exit::UNEXPECTED,
         };
         let reasons = err.reasons().map(<[_]>::to_vec).unwrap_or_default();
-        let message = format!("{}{}", one_line(&err.to_string()), remedy(&err));
+        let message = format!("{}{}", one_line(&said(&err)), remedy(&err));
         let mut cli = CliError::new(exit, err.code(), message).with_reasons(reasons);
-        if let ServiceError::NotFound(id) | ServiceError::Plan { plan_id: id, .. } = &err {
-            cli = cli.with("plan_id", id.as_str());
+        match &err {
+            ServiceError::NotFound(id)
+            | ServiceError::Plan { plan_id: id, .. }
+            | ServiceError::Store(StoreError::Removed { plan_id: id, .. }) => {
+                cli = cli.with("plan_id", id.as_str());
+            }
+            ServiceError::Removed(removal) => {
+                cli = cli
+                    .with("plan_id", removal.plan_id.as_str())
+                    .with("removed_at", removal.removed_at.to_rfc3339())
+                    .with("archive", removal.archive.as_str());
+            }
+            _ => {}
+        }
+        if let ServiceError::Store(StoreError::Removed { removed_at, .. }) = &err {
+            cli = cli.with("removed_at", removed_at.to_rfc3339());
         }
         cli
     }
 }
 
+/// What happened, in words: the library's message, except where the binary words it better.
+fn said(err: &ServiceError) -> String {
+    match err {
+        // The store's message prints the instant with nanoseconds; people read seconds.
+        ServiceError::Store(StoreError::Removed { plan_id, removed_at }) => format!(
+            "plan {plan_id} was removed by retention at {}; its id is not used again",
+            removed_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        _ => err.to_string(),
+    }
+}
+
 /// What to do next, in this binary's own commands. Library errors say what happened; the remedy
 /// belongs here, where the commands it names exist.
-fn remedy(err: &ServiceError) -> &'static str {
+fn remedy(err: &ServiceError) -> String {
+    match err {
+        ServiceError::Removed(removal) => format!(
+            "; `waypoint --store {} plan show {}` reads it there",
+            shell_word(&removal.archive),
+            removal.plan_id
+        ),
+        ServiceError::Store(StoreError::Removed { .. }) => "; give the new plan another id".to_owned(),
+        _ => fixed_remedy(err).to_owned(),
+    }
+}
+
+fn fixed_remedy(err: &ServiceError) -> &'static str {
     match err {
         ServiceError::NotFound(_) => "; `waypoint plan list` shows the plans in this store",
         ServiceError::Store(StoreError::Corrupt { .. }) => {
@@ -113,6 +151,16 @@ fn remedy(err: &ServiceError) -> &'static str {
             "; free space on the disk that holds the store (the copies in its backup/ and torn/ directories may go), then run the command again"
         }
         _ => "",
+    }
+}
+
+/// `text` as one shell word: as it is when that is safe, otherwise in single quotes.
+fn shell_word(text: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 

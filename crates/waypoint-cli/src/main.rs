@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod compact;
 mod definition;
 mod error;
 mod keys;

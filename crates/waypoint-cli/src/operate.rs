@@ -1,5 +1,6 @@
 //! `waypoint store …`: what an operator who has only the binary needs: verify the store against
-//! its log, repair a damaged file log, and see how much the store holds.
+//! its log, repair a damaged file log, see how much the store holds, and compact it (in
+//! `compact.rs`).
 
 use futures::executor::block_on;
 use serde_json::json;
@@ -15,6 +16,7 @@ pub fn store(location: &StoreLocation, ui: &Ui, command: StoreCommand) -> Result
         StoreCommand::Verify => verify(location, ui),
         StoreCommand::Repair => repair(location, ui),
         StoreCommand::Stats => stats(location, ui),
+        StoreCommand::Compact(args) => crate::compact::compact(location, ui, args),
     }
 }
 
@@ -136,7 +138,7 @@ fn stats(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
     Ok(())
 }
 
-fn human_bytes(bytes: u64) -> String {
+pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -298,7 +298,7 @@ fn check_env(env: &BTreeMap<String, String>) -> Result<(), String> {
     Ok(())
 }
 
-/// `90s`, `5m`, `1h`, `500ms`, `2` (seconds).
+/// `90s`, `5m`, `1h`, `2d`, `500ms`, `2` (seconds).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -309,6 +309,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "" | "s" => n.checked_mul(1000)?,
         "m" => n.checked_mul(60_000)?,
         "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
         _ => return None,
     };
     Some(Duration::from_millis(millis))

@@ -5,6 +5,8 @@ use std::io::Write;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use waypoint_application::CompactProgress;
+
 use crate::render::bar;
 use crate::ui::Style;
 
@@ -141,4 +143,54 @@ impl Progress {
 
 fn seconds(elapsed: Duration) -> String {
     format!("{:.1}s", elapsed.as_secs_f64())
+}
+
+/// Progress of `store compact`, on stderr: one line redrawn in place on a terminal; otherwise
+/// plain lines, and only once a compaction has run long enough for someone to wonder.
+#[derive(Debug)]
+pub struct CompactMeter {
+    style: Style,
+    live: bool,
+    started: Instant,
+    drawn: bool,
+}
+
+/// A compaction quicker than this prints no progress when stderr is not a terminal.
+const QUIET_FOR: Duration = Duration::from_secs(2);
+
+impl CompactMeter {
+    pub fn new(style: Style, live: bool) -> Self {
+        Self { style, live, started: Instant::now(), drawn: false }
+    }
+
+    pub fn report(&mut self, progress: CompactProgress) {
+        let line = match progress {
+            CompactProgress::Archived { done, total } => {
+                format!("  archiving {} {done}/{total} plans", self.style.green(&bar(clamp(done), clamp(total), 20)))
+            }
+            CompactProgress::Removing { total } => format!("  removing {total} archived plans from the store"),
+        };
+        let mut err = std::io::stderr().lock();
+        if self.live {
+            let _ = write!(err, "\r\x1b[2K{line}");
+            self.drawn = true;
+        } else if self.started.elapsed() >= QUIET_FOR {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    /// Clears the live line, so the result prints on a clean one.
+    pub fn finish(&mut self) {
+        if self.drawn {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+            self.drawn = false;
+        }
+    }
+}
+
+fn clamp(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }

@@ -27,6 +27,11 @@ impl Sidecar {
         Self { root: root.into() }
     }
 
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// `runs/<plan>/`: files that exist for a plan's runs.
     pub fn run_dir(&self, plan_id: &PlanId) -> PathBuf {
         self.root.join("runs").join(plan_id.as_str())

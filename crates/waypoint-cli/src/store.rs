@@ -174,6 +174,33 @@ impl StoreLocation {
         }
     }
 
+    /// Where `store compact` archives by default: `<name>.archive` beside a directory store (never
+    /// inside it, where the store's own files are), and `archive/` in a server store's sidecar.
+    pub fn default_archive(&self) -> Result<PathBuf, CliError> {
+        match self {
+            StoreLocation::Dir(dir) => {
+                let absolute = std::fs::canonicalize(dir).or_else(|_| std::path::absolute(dir)).map_err(|e| {
+                    CliError::unexpected(format!("cannot resolve the store path {}: {e}", shown_path(dir)))
+                })?;
+                match (absolute.parent(), absolute.file_name()) {
+                    (Some(parent), Some(name)) => {
+                        let mut archive = name.to_os_string();
+                        archive.push(".archive");
+                        Ok(parent.join(archive))
+                    }
+                    _ => Err(CliError::usage(
+                        "invalid_archive",
+                        format!(
+                            "the store at {} has no folder beside it for an archive; give --archive",
+                            shown_path(dir)
+                        ),
+                    )),
+                }
+            }
+            StoreLocation::Postgres(_) => Ok(self.sidecar().root().join("archive")),
+        }
+    }
+
     /// Opens for writing, creating the store if needed. For `create` and `run`.
     pub fn open_for_write(&self) -> Result<Service, CliError> {
         match self {
@@ -263,6 +290,15 @@ pub fn acquire_run_lock(service: &Service, plan_id: &PlanId) -> Result<RunLockGu
         .with_reasons(vec![ResumeIneligibleReason::StillRunning])),
         Err(e) => Err(CliError::from(e)),
     }
+}
+
+/// Opens (creating it if missing) the file store that `store compact` archives into.
+pub fn open_archive(dir: &Path) -> Result<AnyStore, CliError> {
+    FileStore::open(dir).map(AnyStore::File).map_err(|e| {
+        let cli = CliError::from(ServiceError::Store(StoreError::from(e)));
+        let message = format!("cannot open the archive at {}: {}", shown_path(dir), cli.message);
+        CliError::new(exit::STORE_UNREADABLE, "archive_unwritable", message).with("archive", shown_path(dir))
+    })
 }
 
 fn plan_not_found(plan_id: &PlanId) -> CliError {

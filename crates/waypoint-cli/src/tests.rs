@@ -139,6 +139,7 @@ fn durations_read_as_people_write_them() {
     assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
     assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
     assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
+    assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86_400)));
     assert_eq!(parse_duration("soon"), None);
     assert_eq!(parse_duration("-1s"), None);
 }

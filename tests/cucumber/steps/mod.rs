@@ -1,7 +1,8 @@
 //! Step definitions: commands (`Given`/`When`), checks (`Then`), named steps (outputs, attempts,
-//! drift) and forks.
+//! drift), forks and retention.
 
 mod checks;
 mod commands;
 mod forks;
 mod outputs;
+mod retention;

@@ -178,13 +178,40 @@ fn why_continue(view: &PlanView, summary: &ResumeSummary) -> String {
     }
 }
 
-/// Whether a plan with this id is in the store.
+/// Whether a plan with this id is in the store, or was until retention removed it: either way
+/// its id is taken, and the generations of a plan file stay without gaps.
 fn plan_exists(service: &Service, id: &PlanId) -> Result<bool, CliError> {
     match block_on(service.load_summary(id)) {
-        Ok(_) => Ok(true),
+        Ok(_) | Err(ServiceError::Removed(_)) => Ok(true),
         Err(ServiceError::NotFound(_)) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `run FILE` when retention removed the file's newest plan: it had finished, so, as for a
+/// completed plan, nothing runs unless `--new` asks for a fresh plan.
+fn removed_newest(ui: &Ui, removal: &Removal, file: &PlanFile) -> Result<(), CliError> {
+    let id = &removal.plan_id;
+    if ui.json() {
+        ui.json_document(&serde_json::json!({
+            "plan_id": id,
+            "outcome": "removed",
+            "removed_at": removal.removed_at.to_rfc3339(),
+            "archive": removal.archive,
+            "steps": [],
+        }));
+    } else {
+        ui.stdout(&format!(
+            "{} plan {id} · {} · finished, and removed by retention at {}; nothing to run\n  its events are in {}; \
+             `waypoint run --new {}` starts a fresh plan",
+            ui.out.green("✓"),
+            escape_controls(file.name.as_str()),
+            render::clock_time(removal.removed_at),
+            escape_controls(&removal.archive),
+            shown_path(&file.path),
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError> {
@@ -213,6 +240,10 @@ pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<()
         _ => {}
     }
     if let (Some(generation), false, None) = (newest, args.new, args.from_step) {
+        let id = keyed_id(&file.path, generation);
+        if let Some(removal) = block_on(service.store().removal(&id)).map_err(ServiceError::from)? {
+            return removed_newest(ui, &removal, &file);
+        }
         return continue_run(location, &service, ui, &keyed_id(&file.path, generation), &file, &events);
     }
     // The run lock first, then the plan created and started in one append: a crash at any moment
