@@ -628,6 +628,8 @@ fn a_removed_id_is_never_reused<F: StoreFixture>(fixture: &F) {
         other => panic!("a removed plan is not found, saying it was removed: {other:?}"),
     }
     assert!(matches!(block_on(service.history(&a)), Err(ServiceError::Removed(_))));
+    let cancelled = block_on(service.cancel(&a, None));
+    assert!(matches!(cancelled, Err(ServiceError::Removed(_))), "a command on a removed plan: {cancelled:?}");
 }
 
 fn removal_loses_no_concurrent_append<F: StoreFixture>(fixture: &F) {
