@@ -204,14 +204,14 @@ impl Shared {
                 ),
             ));
         }
+        // Retention's removals (one `stat` when there is nothing new), and the holes this scan
+        // may cross; a record found zeroed where no known hole starts may be one punched a
+        // moment ago, so the holes are read again once before calling it damage.
+        let mut holes = self.refresh_retention(state.end)?;
         if len == state.end {
             return Ok(());
         }
         let flush_at = self.options.checkpoint_every.max(1).saturating_mul(4);
-        // Retention's holes that this scan may cross; a record found zeroed where no known hole
-        // starts may be one punched a moment ago, so the holes are read again once before
-        // calling it damage.
-        let mut holes = self.refresh_retention(state.end)?;
         let mut reread = false;
         let mut reader = RecordReader::new(file.clone(), self.log_path.clone(), state.end, len).skipping(holes.clone());
         state.trailing = None;

@@ -297,7 +297,6 @@ impl Shared {
         if self.read_only {
             return Err(FileStoreError::ReadOnly { path: self.layout.dir().to_path_buf() });
         }
-        let bytes_before = crate::fingerprint::disk_usage(self.layout.dir())?;
         let lock = fsutil::open_lock_file(&self.layout.checkpoint_lock())?;
         fsutil::lock_bounded(&lock, &self.layout.checkpoint_lock(), true, self.options.lock_timeout)?;
         let _unlock = FlockGuard(&lock);
@@ -307,6 +306,7 @@ impl Shared {
         let mut state = self.lock_state();
         self.catch_up_shared(&mut state)?;
         self.checkpoint_locked(&mut state)?;
+        let bytes_before = crate::fingerprint::disk_usage(self.layout.dir())?;
         let mut report = RemovalReport::default();
         let mut chosen: Vec<(PlanId, u32)> = Vec::new();
         let mut seen = HashSet::new();
@@ -435,9 +435,11 @@ impl Shared {
     /// files, rewrite the catalog without them, then record it done.
     fn finish_batch(&self, batch: &Batch) -> Result<(), FileStoreError> {
         if let Some(file) = &self.log {
-            for hole in &batch.holes {
+            'punching: for hole in &batch.holes {
                 for (from, to) in unkept(hole, &batch.keep) {
-                    punch(file, &self.log_path, from, to - from)?;
+                    if !punch(file, &self.log_path, from, to - from)? {
+                        break 'punching;
+                    }
                 }
             }
             file.sync_data().map_err(|e| FileStoreError::io("cannot sync the log", &self.log_path, e))?;
@@ -539,20 +541,21 @@ fn unkept(hole: &Hole, keep: &[(u64, u64)]) -> Vec<(u64, u64)> {
 }
 
 /// Gives the blocks of `[offset, offset + len)` back to the file system; the file keeps its
-/// length and the range reads as zeros.
-fn punch(file: &File, path: &Path, offset: u64, len: u64) -> Result<(), FileStoreError> {
+/// length and the range reads as zeros. `false` on a file system that cannot punch holes: the
+/// records stay removed (readers step over them), only their space is not given back.
+fn punch(file: &File, path: &Path, offset: u64, len: u64) -> Result<bool, FileStoreError> {
     use rustix::fs::FallocateFlags;
-    rustix::fs::fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len).map_err(|e| {
-        let detail = if e == rustix::io::Errno::OPNOTSUPP {
-            "this file system cannot punch holes (ext4, XFS, Btrfs and tmpfs can): space is not reclaimed"
-        } else {
-            "cannot give removed records' space back"
-        };
-        FileStoreError::io(detail, path, std::io::Error::from(e))
-    })
+    match rustix::fs::fallocate(file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::OPNOTSUPP) => Ok(false),
+        Err(e) => Err(FileStoreError::io("cannot give removed records' space back", path, std::io::Error::from(e))),
+    }
 }
 
 fn sync_file_system(dir: &Path) -> Result<(), FileStoreError> {
     let handle = File::open(dir).map_err(|e| FileStoreError::io("cannot open a store directory", dir, e))?;
     rustix::fs::syncfs(&handle).map_err(|e| FileStoreError::io("cannot sync the store", dir, std::io::Error::from(e)))
 }
+
+#[cfg(test)]
+mod tests;

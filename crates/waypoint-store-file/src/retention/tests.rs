@@ -1,0 +1,108 @@
+//! Retention in the file store: space really given back, a removal at the log's end, and a
+//! process that opened before a removal and never writes a removed plan back.
+
+use chrono::Utc;
+use eventually::store::Expected;
+use waypoint_application::domain::{Message, PlanErrored, PlanEvent};
+use waypoint_application::testkit::plan_created;
+use waypoint_application::RecordedEvent;
+use waypoint_domain::{EventId, PlanId};
+
+use crate::test_support::*;
+use crate::{FileStore, StoreOptions};
+
+/// An event of about 4 KiB, so each plan's records fill whole file-system blocks.
+fn bulky() -> RecordedEvent {
+    let message = Message::parse(&"x".repeat(4000)).unwrap();
+    RecordedEvent {
+        event_id: EventId::from_uuid(uuid::Uuid::new_v4()),
+        recorded_at: Utc::now(),
+        event: PlanEvent::PlanErrored(PlanErrored { message }),
+    }
+}
+
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+fn fill(store: &FileStore, id: &PlanId, events: usize) {
+    let mut batch = vec![plan_created()];
+    batch.extend((1..events).map(|_| bulky()));
+    store.append_events(id, Expected::Exact(0), batch).unwrap();
+}
+
+#[test]
+fn removing_most_plans_gives_their_space_back_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let ids: Vec<PlanId> = (0..40).map(|i| plan(&format!("bulky-{i}"))).collect();
+    for id in &ids {
+        fill(&store, id, 8);
+    }
+    let log = dir.path().join("events.log");
+    let (len_before, blocks_before) = (std::fs::metadata(&log).unwrap().len(), allocated(&log));
+    let gone: Vec<(PlanId, u32)> = ids[..36].iter().map(|id| (id.clone(), 8)).collect();
+    let report = store.remove_plans(&gone, Utc::now(), "archive").unwrap();
+    assert_eq!(report.removed.len(), 36);
+    assert!(report.reclaimed_bytes > 0, "{report:?}");
+    let blocks_after = allocated(&log);
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), len_before, "the log keeps its length");
+    assert!(
+        blocks_after * 4 < blocks_before,
+        "90% of the plans gone, most of their blocks given back: {blocks_before} -> {blocks_after}"
+    );
+    for handle in [store.clone(), FileStore::open(dir.path()).unwrap()] {
+        for id in &ids[36..] {
+            assert_eq!(handle.read_plan(id, 1).unwrap().len(), 8, "kept plan {id} is whole");
+        }
+        assert_eq!(handle.read_all(1).unwrap().count(), 4 * 8);
+    }
+}
+
+#[test]
+fn a_removal_at_the_end_of_the_log_leaves_room_for_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let (kept, gone) = (plan("kept"), plan("gone-last"));
+    fill(&store, &kept, 2);
+    fill(&store, &gone, 3);
+    store.remove_plans(&[(gone.clone(), 3)], Utc::now(), "archive").unwrap();
+    let next = plan("next");
+    store.append_events(&next, Expected::Exact(0), vec![plan_created()]).unwrap();
+    for handle in [store.clone(), FileStore::open(dir.path()).unwrap()] {
+        let all: Vec<_> = handle.read_all(1).unwrap().map(Result::unwrap).collect();
+        let positions: Vec<u32> = all.iter().map(|e| e.sequence_number()).collect();
+        assert_eq!(positions, vec![1, 2, 6], "the removed positions 3-5 stay a gap, never reused");
+        assert_eq!(handle.read_plan(&next, 1).unwrap().len(), 1);
+    }
+    let reopened = FileStore::open(dir.path()).unwrap();
+    reopened.append_events(&next, Expected::Exact(1), vec![bulky()]).unwrap();
+    assert_eq!(reopened.read_plan(&next, 1).unwrap().len(), 2);
+}
+
+#[test]
+fn a_process_that_folded_a_plan_before_its_removal_never_writes_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { checkpoint_every: 1_000_000, ..StoreOptions::default() };
+    let early = FileStore::open_with(dir.path(), options).unwrap();
+    let gone = plan("folded-early");
+    fill(&early, &gone, 3);
+    assert!(early.summary_view(&gone).unwrap().is_some(), "the early process holds the plan in its tail");
+    let compactor = FileStore::open(dir.path()).unwrap();
+    compactor.remove_plans(&[(gone.clone(), 3)], Utc::now(), "archive").unwrap();
+    let other = plan("written-after");
+    early.append_events(&other, Expected::Exact(0), vec![plan_created()]).unwrap();
+    early.checkpoint().unwrap();
+    match early.append_events(&gone, Expected::Exact(3), vec![bulky()]) {
+        Err(crate::FileStoreError::Removed { plan_id, .. }) => assert_eq!(plan_id, gone),
+        other => panic!("an append to a removed plan is refused: {other:?}"),
+    }
+    for handle in [early, FileStore::open(dir.path()).unwrap()] {
+        assert!(handle.summary_view(&gone).unwrap().is_none());
+        assert!(!handle.catalog_snapshot().unwrap().plans.contains_key(&gone), "not listed again");
+        assert!(handle.removal(&gone).unwrap().is_some());
+        let report = futures::executor::block_on(waypoint_application::PlanStore::verify(&handle)).unwrap();
+        assert!(report.ok, "{:?}", report.differences);
+    }
+}
