@@ -62,7 +62,7 @@ pub use error::PgStoreError;
 pub use redact::redact;
 pub use runlock::{PgRunLockGuard, PgRunLocks};
 pub use schema::SCHEMA_VERSION;
-pub use store::{LogReader, PostgresStore};
+pub use store::{LogReader, PostgresStore, REMOVAL_BATCH};
 
 #[cfg(test)]
 mod conformance;
