@@ -406,7 +406,12 @@ impl PostgresStore {
 
     /// One batch of [`Self::remove_plans`] in one transaction; says for each entry whether it was
     /// removed.
-    fn remove_batch(&self, batch: &[(PlanId, u32)], removed_at: &str, archive: &str) -> Result<Vec<bool>, PgStoreError> {
+    fn remove_batch(
+        &self,
+        batch: &[(PlanId, u32)],
+        removed_at: &str,
+        archive: &str,
+    ) -> Result<Vec<bool>, PgStoreError> {
         let mut fresh = false;
         loop {
             let mut pooled = if fresh { self.pool().get_fresh()? } else { self.pool().get()? };
@@ -461,10 +466,8 @@ impl PostgresStore {
             // Dropping the transaction rolls it back: it only took locks.
             return Ok(chosen);
         }
-        let row = tx
-            .client
-            .query_one(&st.remove_plans, &[&doomed, &removed_at, &archive])
-            .map_err(fail("remove plans"))?;
+        let row =
+            tx.client.query_one(&st.remove_plans, &[&doomed, &removed_at, &archive]).map_err(fail("remove plans"))?;
         let (tombstones, deleted): (i64, i64) = (row.get(0), row.get(1));
         if tombstones != doomed.len() as i64 || deleted != events {
             return Err(Failed(PgStoreError::Corrupt {
@@ -700,7 +703,7 @@ fn encode(events: &[RecordedEvent]) -> Encoded {
 
 /// RFC 3339 with nanoseconds: the text form keeps the full precision of `recorded_at`, which
 /// `timestamptz` (microseconds) would round.
-fn timestamp(at: DateTime<Utc>) -> String {
+pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
@@ -721,7 +724,7 @@ fn fold_compact(view: &mut Option<PlanView>, plan_id: &PlanId, version: u32, eve
     }
 }
 
-fn encode_view(view: &PlanView) -> String {
+pub(crate) fn encode_view(view: &PlanView) -> String {
     // Views are plain structs of strings and numbers: serialization cannot fail.
     serde_json::to_string(view).expect("a plan view serializes")
 }
