@@ -1,15 +1,18 @@
 //! `PostgresStore`: the event-store port over PostgreSQL. Every call runs synchronously on a
 //! pooled connection and returns a ready future, like the file store.
 //!
-//! Why this file is long (about 680 lines): the append, the reads and the whole-log reader share
+//! Why this file is long (about 720 lines): the append, the reads and the whole-log reader share
 //! one invariant (a reader never passes an append in flight, see ADR 0007), and keeping the SQL
 //! that upholds it in one file keeps it reviewable as one piece.
 //!
 //! An append is one transaction: lock the plan's catalog row (which serialises appends to the
 //! plan), check the expected version, then insert the events and update the row in one
 //! statement. The log's `UNIQUE (plan_id, version)` is the last guard: a violation is a conflict.
+//! A row that is a retention tombstone refuses the append (`Removed`). Retention removes plans in
+//! batches, each one transaction that locks the batch's rows, so an append and a removal of the
+//! same plan are ordered by that row lock too.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -24,6 +27,7 @@ use waypoint_domain::{EventId, PlanEvent, PlanId};
 
 use crate::error::PgStoreError;
 use crate::pool::{Conn, Pool, Pooled};
+use crate::retention;
 use crate::runlock::PgRunLocks;
 use crate::schema;
 
@@ -35,9 +39,6 @@ const VIEW_FORMAT: i32 = 1;
 const PAGE: i64 = 512;
 /// Attempts of one append when its transaction id came out below the plan's last one.
 const APPEND_ATTEMPTS: usize = 8;
-/// Plans removed per transaction by retention: bounds how many catalog rows one transaction
-/// locks and how long it holds them, while keeping the round trips per plan small.
-pub const REMOVAL_BATCH: usize = 500;
 
 /// The PostgreSQL store. Cheap to clone: clones share one pool of connections.
 #[derive(Debug, Clone)]
@@ -105,17 +106,17 @@ impl PostgresStore {
         PgRunLocks::new(self.shared.pool.clone())
     }
 
-    fn pool(&self) -> &Arc<Pool> {
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
         &self.shared.pool
     }
 
-    fn fail(&self, context: &'static str) -> impl Fn(postgres::Error) -> PgStoreError + '_ {
+    pub(crate) fn fail(&self, context: &'static str) -> impl Fn(postgres::Error) -> PgStoreError + '_ {
         move |e| PgStoreError::from_driver(&self.shared.pool.target, context, e)
     }
 
     /// Runs a read on a pooled connection; if the connection had died while idle (the server
     /// restarted), runs it once more on a fresh one. Reads change nothing, so this is safe.
-    fn read<T>(&self, mut op: impl FnMut(&mut Conn) -> Result<T, PgStoreError>) -> Result<T, PgStoreError> {
+    pub(crate) fn read<T>(&self, mut op: impl FnMut(&mut Conn) -> Result<T, PgStoreError>) -> Result<T, PgStoreError> {
         let mut pooled = self.pool().get()?;
         match op(pooled.conn()) {
             Err(e) if e.is_unavailable() && pooled.reused => {
@@ -189,7 +190,7 @@ impl PostgresStore {
         let (current, mut view) = match &row {
             Some(row) => {
                 if let Some(removed_at) = row.get::<_, Option<&str>>(2) {
-                    let removed_at = parse_removed_at(plan_id, removed_at).map_err(Failed)?;
+                    let removed_at = retention::parse_removed_at(plan_id, removed_at).map_err(Failed)?;
                     return Err(Failed(PgStoreError::Removed { plan_id: plan_id.clone(), removed_at }));
                 }
                 (to_u32(row.get::<_, i64>(0), "version").map_err(Failed)?, decode_view(row.get(1)).map_err(Failed)?)
@@ -372,155 +373,6 @@ impl PostgresStore {
         })
     }
 
-    /// Retention: removes every event of each `(plan, version)` whose catalog row still says
-    /// `version`, turning the row into the plan's tombstone, [`REMOVAL_BATCH`] plans per
-    /// transaction; then vacuums the log so the space is reusable. A batch that fails is rolled
-    /// back whole; the batches before it stay done. See the port's `remove_plans`.
-    pub fn remove_plans(
-        &self,
-        plans: &[(PlanId, u32)],
-        removed_at: DateTime<Utc>,
-        archive: &str,
-    ) -> Result<RemovalReport, PgStoreError> {
-        // The size is only for the report: a failure to measure it is "cannot tell", not an error.
-        let before = self.events_size().ok();
-        let removed_at = timestamp(removed_at);
-        let mut chosen = Vec::with_capacity(plans.len());
-        for batch in plans.chunks(REMOVAL_BATCH) {
-            chosen.extend(self.remove_batch(batch, &removed_at, archive)?);
-        }
-        let mut report = RemovalReport::default();
-        for ((plan_id, _), removed) in plans.iter().zip(chosen) {
-            if removed { &mut report.removed } else { &mut report.skipped }.push(plan_id.clone());
-        }
-        if !report.removed.is_empty() {
-            // Every batch has committed: a vacuum that fails loses nothing, it only leaves the
-            // space for autovacuum to make reusable, and the report says it cannot tell.
-            let after = self.vacuum_events().and_then(|()| self.events_size()).ok();
-            if let (Some(before), Some(after)) = (before, after) {
-                report.reclaimed_bytes = before.saturating_sub(after);
-            }
-        }
-        Ok(report)
-    }
-
-    /// One batch of [`Self::remove_plans`] in one transaction; says for each entry whether it was
-    /// removed.
-    fn remove_batch(
-        &self,
-        batch: &[(PlanId, u32)],
-        removed_at: &str,
-        archive: &str,
-    ) -> Result<Vec<bool>, PgStoreError> {
-        let mut fresh = false;
-        loop {
-            let mut pooled = if fresh { self.pool().get_fresh()? } else { self.pool().get()? };
-            let reused = pooled.reused;
-            match self.remove_batch_once(pooled.conn(), batch, removed_at, archive) {
-                Ok(chosen) => return Ok(chosen),
-                Err(BeginFailed(e)) if reused && e.is_unavailable() && !fresh => {
-                    // Nothing was sent but BEGIN: the idle connection was dead. One fresh try.
-                    pooled.discard();
-                    self.pool().clear();
-                    fresh = true;
-                }
-                Err(BeginFailed(e) | Failed(e)) => return Err(e),
-            }
-        }
-    }
-
-    fn remove_batch_once(
-        &self,
-        conn: &mut Conn,
-        batch: &[(PlanId, u32)],
-        removed_at: &str,
-        archive: &str,
-    ) -> Result<Vec<bool>, AppendFailure> {
-        let fail = |context| {
-            let target = &self.shared.pool.target;
-            move |e| Failed(PgStoreError::from_driver(target, context, e))
-        };
-        let Conn { client, statements: st } = conn;
-        client
-            .batch_execute("BEGIN")
-            .map_err(|e| BeginFailed(PgStoreError::from_driver(&self.shared.pool.target, "begin a removal", e)))?;
-        let mut tx = OpenTransaction { client, committed: false };
-        let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
-        // From here until the commit no append to these plans can move them: the version
-        // compared below is the one removed.
-        let rows = tx.client.query(&st.lock_for_removal, &[&ids]).map_err(fail("lock the plans to remove"))?;
-        let held: HashMap<&str, (i64, bool)> = rows.iter().map(|row| (row.get(0), (row.get(1), row.get(2)))).collect();
-        let mut chosen = vec![false; batch.len()];
-        let mut doomed: Vec<&str> = Vec::new();
-        let mut taken: HashSet<&str> = HashSet::new();
-        let mut events: i64 = 0;
-        for ((plan_id, version), chosen) in batch.iter().zip(chosen.iter_mut()) {
-            let Some(&(held_version, removed)) = held.get(plan_id.as_str()) else { continue };
-            if !removed && *version > 0 && held_version == i64::from(*version) && taken.insert(plan_id.as_str()) {
-                *chosen = true;
-                doomed.push(plan_id.as_str());
-                events += held_version;
-            }
-        }
-        if doomed.is_empty() {
-            // Dropping the transaction rolls it back: it only took locks.
-            return Ok(chosen);
-        }
-        let row =
-            tx.client.query_one(&st.remove_plans, &[&doomed, &removed_at, &archive]).map_err(fail("remove plans"))?;
-        let (tombstones, deleted): (i64, i64) = (row.get(0), row.get(1));
-        if tombstones != doomed.len() as i64 || deleted != events {
-            return Err(Failed(PgStoreError::Corrupt {
-                location: "waypoint_events".into(),
-                detail: format!(
-                    "removing {} plans found {deleted} events and {tombstones} catalog rows, where the rows' \
-                     versions add up to {events} events; nothing was removed",
-                    doomed.len()
-                ),
-            }));
-        }
-        tx.client.batch_execute("COMMIT").map_err(fail("commit a removal (it may or may not have been applied)"))?;
-        tx.committed = true;
-        Ok(chosen)
-    }
-
-    /// The tombstone of a plan removed by retention.
-    pub fn removal(&self, plan_id: &PlanId) -> Result<Option<Removal>, PgStoreError> {
-        self.read(|conn| {
-            let row = conn
-                .client
-                .query_opt(&conn.statements.removal, &[&plan_id.as_str()])
-                .map_err(self.fail("read a plan's tombstone"))?;
-            row.map(|row| {
-                Ok(Removal {
-                    plan_id: plan_id.clone(),
-                    version: to_u32(row.get(0), "version")?,
-                    removed_at: parse_removed_at(plan_id, row.get(1))?,
-                    archive: row.get(2),
-                })
-            })
-            .transpose()
-        })
-    }
-
-    /// The log's size on disk: the table, its indexes and its TOAST table.
-    fn events_size(&self) -> Result<u64, PgStoreError> {
-        self.read(|conn| {
-            let row = conn
-                .client
-                .query_one("SELECT pg_total_relation_size('waypoint_events')", &[])
-                .map_err(self.fail("measure the log"))?;
-            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
-        })
-    }
-
-    /// A plain `VACUUM` of the log (it cannot run inside a transaction): the space of removed
-    /// events becomes reusable, and empty pages at the table's end go back to the file system.
-    fn vacuum_events(&self) -> Result<(), PgStoreError> {
-        let mut pooled = self.pool().get()?;
-        pooled.conn().client.batch_execute("VACUUM waypoint_events").map_err(self.fail("vacuum the log"))
-    }
-
     /// Every event from global position `from` (1: all) in position order, as one consistent
     /// snapshot of the log, read page by page on one connection. It first waits for the appends
     /// in flight (the settle lock) and stops at the highest position drawn before that, so no
@@ -565,9 +417,9 @@ const SETTLE_AND_BEGIN_READ: &str = "BEGIN; \
     BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// An append's open transaction: rolled back when dropped before its commit.
-struct OpenTransaction<'a> {
-    client: &'a mut postgres::Client,
-    committed: bool,
+pub(crate) struct OpenTransaction<'a> {
+    pub(crate) client: &'a mut postgres::Client,
+    pub(crate) committed: bool,
 }
 
 impl Drop for OpenTransaction<'_> {
@@ -581,11 +433,11 @@ impl Drop for OpenTransaction<'_> {
 
 /// Why an append or removal attempt failed: at BEGIN (nothing was sent; a dead idle connection may be
 /// replaced) or later (the outcome is the caller's to handle).
-enum AppendFailure {
+pub(crate) enum AppendFailure {
     BeginFailed(PgStoreError),
     Failed(PgStoreError),
 }
-use AppendFailure::{BeginFailed, Failed};
+pub(crate) use AppendFailure::{BeginFailed, Failed};
 
 /// The whole log read in one REPEATABLE READ snapshot, a page at a time.
 pub struct LogReader {
@@ -739,15 +591,7 @@ fn decode_view(json: Option<&str>) -> Result<Option<PlanView>, PgStoreError> {
     .transpose()
 }
 
-/// A tombstone's `removed_at`, written by [`timestamp`].
-fn parse_removed_at(plan_id: &PlanId, text: &str) -> Result<DateTime<Utc>, PgStoreError> {
-    DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(|e| PgStoreError::Corrupt {
-        location: format!("the tombstone of plan {plan_id} (waypoint_plans)"),
-        detail: format!("removed_at is not RFC 3339: {e}"),
-    })
-}
-
-fn to_u32(value: i64, what: &str) -> Result<u32, PgStoreError> {
+pub(crate) fn to_u32(value: i64, what: &str) -> Result<u32, PgStoreError> {
     u32::try_from(value).map_err(|_| PgStoreError::Corrupt {
         location: "waypoint_events".into(),
         detail: format!("{what} {value} is outside 0..=u32::MAX"),
@@ -864,11 +708,11 @@ impl PlanStore for PostgresStore {
         removed_at: DateTime<Utc>,
         archive: &'a str,
     ) -> BoxFuture<'a, Result<RemovalReport, StoreError>> {
-        let result = PostgresStore::remove_plans(self, plans, removed_at, archive).map_err(StoreError::from);
+        let result = self.remove_plan_events(plans, removed_at, archive).map_err(StoreError::from);
         Box::pin(futures::future::ready(result))
     }
 
     fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
-        Box::pin(futures::future::ready(PostgresStore::removal(self, plan_id).map_err(StoreError::from)))
+        Box::pin(futures::future::ready(self.tombstone(plan_id).map_err(StoreError::from)))
     }
 }

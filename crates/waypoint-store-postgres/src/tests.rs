@@ -521,7 +521,7 @@ fn a_removal_of_1200_plans_runs_in_batches_and_keeps_everything_else() {
     asked.push((plan("never-written"), 1));
 
     let started = Instant::now();
-    let report = store.remove_plans(&asked, removed_at(), "archive-1").unwrap();
+    let report = store.remove_plan_events(&asked, removed_at(), "archive-1").unwrap();
     eprintln!(
         "removed {} plans ({} events) in {:?}; reclaimed {} bytes",
         report.removed.len(),
@@ -542,7 +542,7 @@ fn a_removal_of_1200_plans_runs_in_batches_and_keeps_everything_else() {
     assert_eq!(transactions, asked.len().div_ceil(crate::REMOVAL_BATCH) as i64, "one transaction per batch");
     for id in [&old[0], &old[499], &old[500], &old[1199]] {
         assert_eq!(count_events(&url, id), 0);
-        let tombstone = store.removal(id).unwrap().expect("a tombstone");
+        let tombstone = store.tombstone(id).unwrap().expect("a tombstone");
         assert_eq!(
             (tombstone.version, tombstone.removed_at, tombstone.archive.as_str()),
             (3, removed_at(), "archive-1")
@@ -552,7 +552,7 @@ fn a_removal_of_1200_plans_runs_in_batches_and_keeps_everything_else() {
         assert_eq!(store.plan_version(id).unwrap(), 0, "a removed plan has no events");
     }
     assert_eq!(store.read_plan(&moved, 1).unwrap().len(), 4, "the plan that moved is whole");
-    assert_eq!(store.removal(&moved).unwrap(), None);
+    assert_eq!(store.tombstone(&moved).unwrap(), None);
     let mut listed: Vec<PlanId> = store.catalog_views().unwrap().into_iter().map(|v| v.plan_id).collect();
     listed.sort();
     let mut left: Vec<PlanId> = kept.iter().chain([&moved]).cloned().collect();
@@ -580,18 +580,18 @@ fn a_failed_batch_leaves_its_plans_whole_and_earlier_batches_done() {
     let broken = ids[550].clone();
     raw_client(&url).execute("UPDATE waypoint_plans SET version = 2 WHERE plan_id = $1", &[&broken.as_str()]).unwrap();
     let asked: Vec<(PlanId, u32)> = ids.iter().map(|id| (id.clone(), if *id == broken { 2 } else { 1 })).collect();
-    let error = store.remove_plans(&asked, removed_at(), "archive-2").unwrap_err();
+    let error = store.remove_plan_events(&asked, removed_at(), "archive-2").unwrap_err();
     assert!(matches!(error, PgStoreError::Corrupt { .. }), "{error}");
     for id in &ids[..crate::REMOVAL_BATCH] {
-        assert!(store.removal(id).unwrap().is_some(), "{id}: the first batch is done");
+        assert!(store.tombstone(id).unwrap().is_some(), "{id}: the first batch is done");
     }
     for id in &ids[crate::REMOVAL_BATCH..] {
         assert_eq!(count_events(&url, id), 1, "{id}: the failed batch left it whole");
-        assert_eq!(store.removal(id).unwrap(), None);
+        assert_eq!(store.tombstone(id).unwrap(), None);
     }
     raw_client(&url).execute("UPDATE waypoint_plans SET version = 1 WHERE plan_id = $1", &[&broken.as_str()]).unwrap();
     let again: Vec<(PlanId, u32)> = ids.iter().map(|id| (id.clone(), 1)).collect();
-    let report = store.remove_plans(&again, removed_at(), "archive-2").unwrap();
+    let report = store.remove_plan_events(&again, removed_at(), "archive-2").unwrap();
     assert_eq!(report.skipped, ids[..crate::REMOVAL_BATCH].to_vec(), "already removed");
     assert_eq!(report.removed, ids[crate::REMOVAL_BATCH..].to_vec());
     assert!(all_events(&store).is_empty());
@@ -646,7 +646,7 @@ fn a_removal_racing_appends_from_several_connections_loses_nothing() {
             })
         };
         barrier.wait();
-        let report = store.remove_plans(&asked, removed_at(), "archive-3").unwrap();
+        let report = store.remove_plan_events(&asked, removed_at(), "archive-3").unwrap();
         (report, racer.join().unwrap())
     });
     let removed: HashSet<&PlanId> = report.removed.iter().collect();
@@ -687,13 +687,13 @@ fn a_removal_while_the_server_is_down_is_unavailable_and_removes_nothing() {
     }
     let asked: Vec<(PlanId, u32)> = ids.iter().map(|id| (id.clone(), 1)).collect();
     cluster.stop_immediately().unwrap();
-    let error = store.remove_plans(&asked, removed_at(), "archive-4").unwrap_err();
+    let error = store.remove_plan_events(&asked, removed_at(), "archive-4").unwrap_err();
     assert!(error.is_unavailable(), "{error}");
     assert!(matches!(StoreError::from(error), StoreError::Unavailable { .. }));
     cluster.start_again().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let report = loop {
-        match store.remove_plans(&asked, removed_at(), "archive-4") {
+        match store.remove_plan_events(&asked, removed_at(), "archive-4") {
             Err(e) if e.is_unavailable() && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
             other => break other.unwrap(),
         }
@@ -763,7 +763,7 @@ fn a_database_of_schema_1_upgrades_and_keeps_its_plans() {
     let verified = block_on(store.verify()).unwrap();
     assert!(verified.ok, "{verified}");
     assert_eq!(store.catalog_views().unwrap().len(), 2);
-    let report = store.remove_plans(&[(a.clone(), 2)], removed_at(), "archive-5").unwrap();
+    let report = store.remove_plan_events(&[(a.clone(), 2)], removed_at(), "archive-5").unwrap();
     assert_eq!(report.removed, vec![a.clone()]);
     assert!(matches!(store.append_events(&a, Expected::Exact(0), vec![created()]), Err(PgStoreError::Removed { .. })));
     assert_eq!(store.append_events(&b, Expected::Exact(3), vec![created()]).unwrap(), 4);
