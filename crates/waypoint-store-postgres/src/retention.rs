@@ -49,8 +49,8 @@ impl PostgresStore {
         Ok(report)
     }
 
-    /// One batch of [`Self::remove_plan_events`] in one transaction; says for each entry whether it was
-    /// removed.
+    /// One batch of [`Self::remove_plan_events`] in one transaction; says for each entry whether
+    /// it was removed.
     fn remove_batch(
         &self,
         batch: &[(PlanId, u32)],

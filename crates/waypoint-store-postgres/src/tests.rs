@@ -720,7 +720,8 @@ fn a_database_of_schema_1_upgrades_and_keeps_its_plans() {
         let mut tx = client.transaction().unwrap();
         for stored in &events {
             tx.execute(
-                "INSERT INTO waypoint_events (plan_id, version, event_id, recorded_at, event_type, schema_version, data) \
+                "INSERT INTO waypoint_events \
+                   (plan_id, version, event_id, recorded_at, event_type, schema_version, data) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     &id.as_str(),
