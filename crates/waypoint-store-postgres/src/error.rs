@@ -1,5 +1,6 @@
 //! The PostgreSQL store's error, and how it maps onto the store port's `StoreError`.
 
+use chrono::{DateTime, Utc};
 use waypoint_application::StoreError;
 use waypoint_domain::{DecodeError, PlanId};
 
@@ -85,6 +86,14 @@ pub enum PgStoreError {
     /// pass `u32::MAX`. The message says which, and what to start afresh.
     #[error("{0}")]
     TooLarge(String),
+    /// The plan was removed by retention: its id stays taken and nothing is appended to it.
+    #[error("plan {plan_id} was removed by retention at {removed_at}; its id is not reused")]
+    Removed {
+        /// The removed plan.
+        plan_id: PlanId,
+        /// When it was removed.
+        removed_at: DateTime<Utc>,
+    },
     /// Another session, in this process or another, holds the plan's run lock.
     #[error("plan {plan_id} is being run by another process; wait for it to stop, or resume it once it has")]
     RunLockBusy {
@@ -147,6 +156,7 @@ impl From<PgStoreError> for StoreError {
                 source,
             },
             PgStoreError::TooLarge(detail) => StoreError::TooLarge(detail),
+            PgStoreError::Removed { plan_id, removed_at } => StoreError::Removed { plan_id, removed_at },
             e @ (PgStoreError::RunLockBusy { .. } | PgStoreError::RunLockLost { .. }) => {
                 StoreError::Locked(e.to_string())
             }

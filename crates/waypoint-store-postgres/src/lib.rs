@@ -6,7 +6,8 @@
 //! waypoint_events          the log: (plan_id, version) unique, a global position and the
 //!                          writing transaction's id, which together order the log for followers
 //! waypoint_plans           the catalog: one row per plan with its compact view, maintained in the
-//!                          append's own transaction; its row lock serialises appends to a plan
+//!                          append's own transaction; its row lock serialises appends to a plan;
+//!                          a plan removed by retention keeps its row as its tombstone
 //! waypoint_view_snapshots  full views of long plans, so loading one does not replay its history
 //! ```
 //!
@@ -53,6 +54,7 @@
 mod error;
 mod pool;
 mod redact;
+mod retention;
 mod runlock;
 mod schema;
 mod store;
@@ -60,6 +62,7 @@ pub mod testing;
 
 pub use error::PgStoreError;
 pub use redact::redact;
+pub use retention::REMOVAL_BATCH;
 pub use runlock::{PgRunLockGuard, PgRunLocks};
 pub use schema::SCHEMA_VERSION;
 pub use store::{LogReader, PostgresStore};

@@ -48,6 +48,9 @@ pub(crate) struct Statements {
     pub(crate) catalog: Statement,
     pub(crate) view_snapshot: Statement,
     pub(crate) save_view_snapshot: Statement,
+    pub(crate) removal: Statement,
+    pub(crate) lock_for_removal: Statement,
+    pub(crate) remove_plans: Statement,
 }
 
 impl Pool {
@@ -141,10 +144,11 @@ impl Conn {
         let mut prepare =
             |sql: &str| client.prepare(sql).map_err(|e| PgStoreError::from_driver(target, "prepare a statement", e));
         let statements = Statements {
-            lock_plan: prepare("SELECT version, view FROM waypoint_plans WHERE plan_id = $1 FOR UPDATE")?,
+            // `removed_at` comes with the row the append locks anyway: a tombstone costs no query.
+            lock_plan: prepare("SELECT version, view, removed_at FROM waypoint_plans WHERE plan_id = $1 FOR UPDATE")?,
             insert_plan: prepare(
                 "INSERT INTO waypoint_plans (plan_id, version, last_transaction_id) VALUES ($1, 0, '0') \
-                 ON CONFLICT (plan_id) DO NOTHING RETURNING version, view",
+                 ON CONFLICT (plan_id) DO NOTHING RETURNING version, view, removed_at",
             )?,
             // One round trip writes the events and the catalog row. The row is only updated if
             // this transaction's id is above the id of the plan's last append: followers read the
@@ -161,7 +165,7 @@ impl Conn {
                    view = $9, phase = $10, state = $11, last_activity_at = $12::text::timestamptz \
                  WHERE plan_id = $1 AND last_transaction_id < pg_current_xact_id()",
             )?,
-            plan_version: prepare("SELECT version FROM waypoint_plans WHERE plan_id = $1")?,
+            plan_version: prepare("SELECT version FROM waypoint_plans WHERE plan_id = $1 AND removed_at IS NULL")?,
             read_plan: prepare(
                 "SELECT position, plan_id, version, event_id, recorded_at, event_type, schema_version, data, \
                    transaction_id::text \
@@ -182,6 +186,27 @@ impl Conn {
                  ON CONFLICT (plan_id) DO UPDATE SET version = excluded.version, format = excluded.format, \
                    view = excluded.view \
                  WHERE s.version < excluded.version OR s.format <> excluded.format",
+            )?,
+            removal: prepare(
+                "SELECT version, removed_at, archive FROM waypoint_plans \
+                 WHERE plan_id = $1 AND removed_at IS NOT NULL",
+            )?,
+            // Sorted, so two removals (or anything else locking several rows) never deadlock.
+            lock_for_removal: prepare(
+                "SELECT plan_id, version, removed_at IS NOT NULL FROM waypoint_plans \
+                 WHERE plan_id = ANY($1) ORDER BY plan_id FOR UPDATE",
+            )?,
+            // One round trip turns the catalog rows into tombstones and deletes the plans' events
+            // and view snapshots; its row counts let the caller check the events against the
+            // versions before committing.
+            remove_plans: prepare(
+                "WITH tombstones AS ( \
+                   UPDATE waypoint_plans SET view = NULL, phase = NULL, state = NULL, last_activity_at = NULL, \
+                     removed_at = $2, archive = $3 \
+                   WHERE plan_id = ANY($1) AND removed_at IS NULL RETURNING 1), \
+                 snapshots AS (DELETE FROM waypoint_view_snapshots WHERE plan_id = ANY($1) RETURNING 1), \
+                 events AS (DELETE FROM waypoint_events WHERE plan_id = ANY($1) RETURNING 1) \
+                 SELECT (SELECT count(*) FROM tombstones), (SELECT count(*) FROM events)",
             )?,
         };
         Ok(Conn { client, statements })

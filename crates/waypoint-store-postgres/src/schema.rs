@@ -44,10 +44,22 @@ const MIGRATIONS: &[&str] = &[
         format integer NOT NULL,
         view text NOT NULL
     );",
+    // 2: retention. A removed plan keeps its catalog row as its tombstone: the append already
+    // locks that row, so it meets the tombstone without another query. `removed_at` is RFC 3339
+    // text with nanoseconds, like `recorded_at`.
+    "ALTER TABLE waypoint_plans ADD COLUMN removed_at text, ADD COLUMN archive text;
+    ALTER TABLE waypoint_plans ADD CONSTRAINT waypoint_plans_tombstone
+        CHECK ((removed_at IS NULL) = (archive IS NULL) AND (removed_at IS NULL OR view IS NULL));",
 ];
 
 /// Brings the database's schema to [`SCHEMA_VERSION`]; refuses one newer than this build.
 pub(crate) fn migrate(client: &mut Client, target: &str) -> Result<i32, PgStoreError> {
+    migrate_to(client, target, SCHEMA_VERSION)
+}
+
+/// Brings the database's schema to version `upto` (at most [`SCHEMA_VERSION`]); tests use an
+/// older `upto` to build a database as an earlier build left it.
+pub(crate) fn migrate_to(client: &mut Client, target: &str, upto: i32) -> Result<i32, PgStoreError> {
     let fail = |context| move |e| PgStoreError::from_driver(target, context, e);
     let mut tx = client.transaction().map_err(fail("begin the migration"))?;
     tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1])
@@ -66,12 +78,12 @@ pub(crate) fn migrate(client: &mut Client, target: &str) -> Result<i32, PgStoreE
     if found > SCHEMA_VERSION {
         return Err(PgStoreError::SchemaTooNew { target: target.to_owned(), found, supported: SCHEMA_VERSION });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (index, sql) in MIGRATIONS.iter().enumerate().take(upto.max(0) as usize).skip(found as usize) {
         let version = index as i32 + 1;
         tx.batch_execute(sql).map_err(fail("apply a migration"))?;
         tx.execute("INSERT INTO waypoint_schema (version) VALUES ($1)", &[&version])
             .map_err(fail("record a migration"))?;
     }
     tx.commit().map_err(fail("commit the migration"))?;
-    Ok(SCHEMA_VERSION)
+    Ok(found.max(upto))
 }

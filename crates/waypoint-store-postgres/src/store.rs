@@ -1,13 +1,16 @@
 //! `PostgresStore`: the event-store port over PostgreSQL. Every call runs synchronously on a
 //! pooled connection and returns a ready future, like the file store.
 //!
-//! Why this file is long (about 680 lines): the append, the reads and the whole-log reader share
+//! Why this file is long (about 720 lines): the append, the reads and the whole-log reader share
 //! one invariant (a reader never passes an append in flight, see ADR 0007), and keeping the SQL
 //! that upholds it in one file keeps it reviewable as one piece.
 //!
 //! An append is one transaction: lock the plan's catalog row (which serialises appends to the
 //! plan), check the expected version, then insert the events and update the row in one
 //! statement. The log's `UNIQUE (plan_id, version)` is the last guard: a violation is a conflict.
+//! A row that is a retention tombstone refuses the append (`Removed`). Retention removes plans in
+//! batches, each one transaction that locks the batch's rows, so an append and a removal of the
+//! same plan are ordered by that row lock too.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,11 +20,14 @@ use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
 use futures::future::BoxFuture;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Row;
-use waypoint_application::{PlanStore, PlanView, RecordedEvent, RunLocks, StoreError, StoredEvent};
+use waypoint_application::{
+    PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StoreError, StoredEvent,
+};
 use waypoint_domain::{EventId, PlanEvent, PlanId};
 
 use crate::error::PgStoreError;
 use crate::pool::{Conn, Pool, Pooled};
+use crate::retention;
 use crate::runlock::PgRunLocks;
 use crate::schema;
 
@@ -100,17 +106,17 @@ impl PostgresStore {
         PgRunLocks::new(self.shared.pool.clone())
     }
 
-    fn pool(&self) -> &Arc<Pool> {
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
         &self.shared.pool
     }
 
-    fn fail(&self, context: &'static str) -> impl Fn(postgres::Error) -> PgStoreError + '_ {
+    pub(crate) fn fail(&self, context: &'static str) -> impl Fn(postgres::Error) -> PgStoreError + '_ {
         move |e| PgStoreError::from_driver(&self.shared.pool.target, context, e)
     }
 
     /// Runs a read on a pooled connection; if the connection had died while idle (the server
     /// restarted), runs it once more on a fresh one. Reads change nothing, so this is safe.
-    fn read<T>(&self, mut op: impl FnMut(&mut Conn) -> Result<T, PgStoreError>) -> Result<T, PgStoreError> {
+    pub(crate) fn read<T>(&self, mut op: impl FnMut(&mut Conn) -> Result<T, PgStoreError>) -> Result<T, PgStoreError> {
         let mut pooled = self.pool().get()?;
         match op(pooled.conn()) {
             Err(e) if e.is_unavailable() && pooled.reused => {
@@ -183,6 +189,10 @@ impl PostgresStore {
         }
         let (current, mut view) = match &row {
             Some(row) => {
+                if let Some(removed_at) = row.get::<_, Option<&str>>(2) {
+                    let removed_at = retention::parse_removed_at(plan_id, removed_at).map_err(Failed)?;
+                    return Err(Failed(PgStoreError::Removed { plan_id: plan_id.clone(), removed_at }));
+                }
                 (to_u32(row.get::<_, i64>(0), "version").map_err(Failed)?, decode_view(row.get(1)).map_err(Failed)?)
             }
             None => (0, None),
@@ -259,7 +269,8 @@ impl PostgresStore {
                             event_id, recorded_at, event_type, schema_version, encode(data, 'hex')), ',' \
                             ORDER BY position)) FROM waypoint_events), '') || ':' \
                        || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, version, view, phase, state, \
-                            last_activity_at), ',' ORDER BY plan_id)) FROM waypoint_plans), '') || ':' \
+                            last_activity_at, removed_at, archive), ',' ORDER BY plan_id)) FROM waypoint_plans), '') \
+                       || ':' \
                        || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, version, format, view), ',' \
                             ORDER BY plan_id)) FROM waypoint_view_snapshots), '')",
                     &[],
@@ -406,9 +417,9 @@ const SETTLE_AND_BEGIN_READ: &str = "BEGIN; \
     BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// An append's open transaction: rolled back when dropped before its commit.
-struct OpenTransaction<'a> {
-    client: &'a mut postgres::Client,
-    committed: bool,
+pub(crate) struct OpenTransaction<'a> {
+    pub(crate) client: &'a mut postgres::Client,
+    pub(crate) committed: bool,
 }
 
 impl Drop for OpenTransaction<'_> {
@@ -420,13 +431,13 @@ impl Drop for OpenTransaction<'_> {
     }
 }
 
-/// Why an append attempt failed: at BEGIN (nothing was sent; a dead idle connection may be
+/// Why an append or removal attempt failed: at BEGIN (nothing was sent; a dead idle connection may be
 /// replaced) or later (the outcome is the caller's to handle).
-enum AppendFailure {
+pub(crate) enum AppendFailure {
     BeginFailed(PgStoreError),
     Failed(PgStoreError),
 }
-use AppendFailure::{BeginFailed, Failed};
+pub(crate) use AppendFailure::{BeginFailed, Failed};
 
 /// The whole log read in one REPEATABLE READ snapshot, a page at a time.
 pub struct LogReader {
@@ -544,7 +555,7 @@ fn encode(events: &[RecordedEvent]) -> Encoded {
 
 /// RFC 3339 with nanoseconds: the text form keeps the full precision of `recorded_at`, which
 /// `timestamptz` (microseconds) would round.
-fn timestamp(at: DateTime<Utc>) -> String {
+pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
@@ -565,7 +576,7 @@ fn fold_compact(view: &mut Option<PlanView>, plan_id: &PlanId, version: u32, eve
     }
 }
 
-fn encode_view(view: &PlanView) -> String {
+pub(crate) fn encode_view(view: &PlanView) -> String {
     // Views are plain structs of strings and numbers: serialization cannot fail.
     serde_json::to_string(view).expect("a plan view serializes")
 }
@@ -580,7 +591,7 @@ fn decode_view(json: Option<&str>) -> Result<Option<PlanView>, PgStoreError> {
     .transpose()
 }
 
-fn to_u32(value: i64, what: &str) -> Result<u32, PgStoreError> {
+pub(crate) fn to_u32(value: i64, what: &str) -> Result<u32, PgStoreError> {
     u32::try_from(value).map_err(|_| PgStoreError::Corrupt {
         location: "waypoint_events".into(),
         detail: format!("{what} {value} is outside 0..=u32::MAX"),
@@ -693,17 +704,15 @@ impl PlanStore for PostgresStore {
 
     fn remove_plans<'a>(
         &'a self,
-        _plans: &'a [(PlanId, u32)],
-        _removed_at: chrono::DateTime<chrono::Utc>,
-        _archive: &'a str,
-    ) -> BoxFuture<'a, Result<waypoint_application::RemovalReport, StoreError>> {
-        Box::pin(futures::future::ready(Err(StoreError::Unsupported("retention: being built"))))
+        plans: &'a [(PlanId, u32)],
+        removed_at: DateTime<Utc>,
+        archive: &'a str,
+    ) -> BoxFuture<'a, Result<RemovalReport, StoreError>> {
+        let result = self.remove_plan_events(plans, removed_at, archive).map_err(StoreError::from);
+        Box::pin(futures::future::ready(result))
     }
 
-    fn removal<'a>(
-        &'a self,
-        _plan_id: &'a PlanId,
-    ) -> BoxFuture<'a, Result<Option<waypoint_application::Removal>, StoreError>> {
-        Box::pin(futures::future::ready(Ok(None)))
+    fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
+        Box::pin(futures::future::ready(self.tombstone(plan_id).map_err(StoreError::from)))
     }
 }

@@ -483,3 +483,290 @@ fn a_runner_whose_connection_is_cut_loses_its_lock_and_is_fenced() {
     assert!(first.is_held_by_anyone(&id).unwrap(), "dropping the lost guard does not release the new holder's lock");
     drop(takeover);
 }
+
+fn count_events(url: &str, plan_id: &PlanId) -> i64 {
+    raw_client(url)
+        .query_one("SELECT count(*) FROM waypoint_events WHERE plan_id = $1", &[&plan_id.as_str()])
+        .unwrap()
+        .get(0)
+}
+
+fn removed_at() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-11-30T12:00:00.123456789Z").unwrap().with_timezone(&chrono::Utc)
+}
+
+/// 1,201 plans asked, so three transactions of at most `REMOVAL_BATCH`: each removes exactly the
+/// plans still at the version asked, the rest of the store is untouched, and the space of the
+/// removed events (written last, so at the table's end) goes back to the file system.
+#[test]
+fn a_removal_of_1200_plans_runs_in_batches_and_keeps_everything_else() {
+    let database = TestDatabase::create("retbatches");
+    let url = database.url().to_owned();
+    let store = database.into_store().unwrap();
+    let kept: Vec<PlanId> = (0..100).map(|i| plan(&format!("keep-{i}"))).collect();
+    for id in &kept {
+        store.append_events(id, Expected::Exact(0), vec![created(), created()]).unwrap();
+    }
+    let old: Vec<PlanId> = (0..1200).map(|i| plan(&format!("old-{i}"))).collect();
+    let moved = old[700].clone();
+    for id in &old {
+        store.append_events(id, Expected::Exact(0), vec![created(), created(), created()]).unwrap();
+        if *id == moved {
+            // Not at the table's end: only empty pages there go back to the file system.
+            store.append_events(&moved, Expected::Exact(3), vec![created()]).unwrap();
+        }
+    }
+    let fingerprint = store.fingerprint().unwrap();
+    let mut asked: Vec<(PlanId, u32)> = old.iter().map(|id| (id.clone(), 3)).collect();
+    asked.push((plan("never-written"), 1));
+
+    let started = Instant::now();
+    let report = store.remove_plan_events(&asked, removed_at(), "archive-1").unwrap();
+    eprintln!(
+        "removed {} plans ({} events) in {:?}; reclaimed {} bytes",
+        report.removed.len(),
+        report.removed.len() * 3,
+        started.elapsed(),
+        report.reclaimed_bytes
+    );
+
+    let expected: Vec<PlanId> = old.iter().filter(|id| **id != moved).cloned().collect();
+    assert_eq!(report.removed, expected, "removed in the order asked");
+    assert_eq!(report.skipped, vec![moved.clone(), plan("never-written")]);
+    assert!(report.reclaimed_bytes > 0, "the removed events' pages at the table's end are given back");
+    assert_ne!(store.fingerprint().unwrap(), fingerprint);
+    let transactions: i64 = raw_client(&url)
+        .query_one("SELECT count(DISTINCT xmin::text) FROM waypoint_plans WHERE removed_at IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(transactions, asked.len().div_ceil(crate::REMOVAL_BATCH) as i64, "one transaction per batch");
+    for id in [&old[0], &old[499], &old[500], &old[1199]] {
+        assert_eq!(count_events(&url, id), 0);
+        let tombstone = store.tombstone(id).unwrap().expect("a tombstone");
+        assert_eq!(
+            (tombstone.version, tombstone.removed_at, tombstone.archive.as_str()),
+            (3, removed_at(), "archive-1")
+        );
+        let refused = store.append_events(id, Expected::Any, vec![created()]).unwrap_err();
+        assert!(matches!(refused, PgStoreError::Removed { .. }), "{refused}");
+        assert_eq!(store.plan_version(id).unwrap(), 0, "a removed plan has no events");
+    }
+    assert_eq!(store.read_plan(&moved, 1).unwrap().len(), 4, "the plan that moved is whole");
+    assert_eq!(store.tombstone(&moved).unwrap(), None);
+    let mut listed: Vec<PlanId> = store.catalog_views().unwrap().into_iter().map(|v| v.plan_id).collect();
+    listed.sort();
+    let mut left: Vec<PlanId> = kept.iter().chain([&moved]).cloned().collect();
+    left.sort();
+    assert_eq!(listed, left);
+    let stats = block_on(store.stats()).unwrap();
+    assert_eq!((stats.plans, stats.events), (101, 100 * 2 + 4));
+    assert_eq!(all_events(&store).len(), 204);
+    let verified = block_on(store.verify()).unwrap();
+    assert!(verified.ok, "{verified}");
+    store.append_events(&kept[0], Expected::Exact(2), vec![created()]).unwrap();
+}
+
+/// A batch that fails is rolled back whole, and the batches before it stay done: here the
+/// second batch holds a plan whose catalog row counts more events than the log holds.
+#[test]
+fn a_failed_batch_leaves_its_plans_whole_and_earlier_batches_done() {
+    let database = TestDatabase::create("retfail");
+    let url = database.url().to_owned();
+    let store = database.into_store().unwrap();
+    let ids: Vec<PlanId> = (0..600).map(|i| plan(&format!("p{i:03}"))).collect();
+    for id in &ids {
+        store.append_events(id, Expected::Exact(0), vec![created()]).unwrap();
+    }
+    let broken = ids[550].clone();
+    raw_client(&url).execute("UPDATE waypoint_plans SET version = 2 WHERE plan_id = $1", &[&broken.as_str()]).unwrap();
+    let asked: Vec<(PlanId, u32)> = ids.iter().map(|id| (id.clone(), if *id == broken { 2 } else { 1 })).collect();
+    let error = store.remove_plan_events(&asked, removed_at(), "archive-2").unwrap_err();
+    assert!(matches!(error, PgStoreError::Corrupt { .. }), "{error}");
+    for id in &ids[..crate::REMOVAL_BATCH] {
+        assert!(store.tombstone(id).unwrap().is_some(), "{id}: the first batch is done");
+    }
+    for id in &ids[crate::REMOVAL_BATCH..] {
+        assert_eq!(count_events(&url, id), 1, "{id}: the failed batch left it whole");
+        assert_eq!(store.tombstone(id).unwrap(), None);
+    }
+    raw_client(&url).execute("UPDATE waypoint_plans SET version = 1 WHERE plan_id = $1", &[&broken.as_str()]).unwrap();
+    let again: Vec<(PlanId, u32)> = ids.iter().map(|id| (id.clone(), 1)).collect();
+    let report = store.remove_plan_events(&again, removed_at(), "archive-2").unwrap();
+    assert_eq!(report.skipped, ids[..crate::REMOVAL_BATCH].to_vec(), "already removed");
+    assert_eq!(report.removed, ids[crate::REMOVAL_BATCH..].to_vec());
+    assert!(all_events(&store).is_empty());
+    assert!(block_on(store.verify()).unwrap().ok);
+}
+
+/// Writers on eight connections append to their own plans while 1,000 plans are removed, and a
+/// ninth appends to plans being removed: every writer's events are kept, and each racing append
+/// either landed first (its plan is skipped, whole) or was refused as removed (its plan is gone).
+#[test]
+fn a_removal_racing_appends_from_several_connections_loses_nothing() {
+    const WRITERS: usize = 8;
+    const APPENDS: u32 = 40;
+    let database = TestDatabase::create("retrace");
+    let url = database.url().to_owned();
+    let store = database.into_store().unwrap();
+    let old: Vec<PlanId> = (0..1000).map(|i| plan(&format!("old-{i}"))).collect();
+    for id in &old {
+        store.append_events(id, Expected::Exact(0), vec![created(), created()]).unwrap();
+    }
+    let asked: Vec<(PlanId, u32)> = old.iter().map(|id| (id.clone(), 2)).collect();
+    let barrier = Barrier::new(WRITERS + 2);
+    let (report, raced) = std::thread::scope(|scope| {
+        for w in 0..WRITERS {
+            let (writer, barrier) = (store.reconnect().unwrap(), &barrier);
+            scope.spawn(move || {
+                let id = plan(&format!("writer-{w}"));
+                barrier.wait();
+                for v in 0..APPENDS {
+                    writer.append_events(&id, Expected::Exact(v), vec![created()]).unwrap();
+                }
+            });
+        }
+        let racer = {
+            let (racer, barrier, old) = (store.reconnect().unwrap(), &barrier, &old);
+            scope.spawn(move || {
+                barrier.wait();
+                // Every seventh old plan, from both ends, so some land before their batch and
+                // some after.
+                let mut outcomes = Vec::new();
+                for (a, b) in (0..old.len()).step_by(7).zip((0..old.len()).rev().step_by(7)) {
+                    for i in [a, b] {
+                        match racer.append_events(&old[i], Expected::Exact(2), vec![created()]) {
+                            Ok(_) => outcomes.push((old[i].clone(), true)),
+                            Err(PgStoreError::Removed { .. }) => outcomes.push((old[i].clone(), false)),
+                            Err(PgStoreError::Conflict { .. }) => {} // already appended from the other end
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+                outcomes
+            })
+        };
+        barrier.wait();
+        let report = store.remove_plan_events(&asked, removed_at(), "archive-3").unwrap();
+        (report, racer.join().unwrap())
+    });
+    let removed: HashSet<&PlanId> = report.removed.iter().collect();
+    let skipped: HashSet<&PlanId> = report.skipped.iter().collect();
+    assert_eq!(removed.len() + skipped.len(), old.len());
+    let landed = raced.iter().filter(|(_, landed)| *landed).count();
+    eprintln!("racing appends: {landed} landed before their plan's batch, {} were refused", raced.len() - landed);
+    for (id, landed) in &raced {
+        if *landed {
+            assert!(skipped.contains(id), "{id} moved before its batch, so it is kept");
+            assert_eq!(count_events(&url, id), 3);
+        } else {
+            assert!(removed.contains(id), "{id} was refused, so it was removed");
+        }
+    }
+    assert_eq!(skipped.len(), landed, "only plans that moved were skipped");
+    for w in 0..WRITERS {
+        let events = store.read_plan(&plan(&format!("writer-{w}")), 1).unwrap();
+        assert_eq!(events.iter().map(Versioned::version).collect::<Vec<_>>(), (1..=APPENDS).collect::<Vec<_>>());
+    }
+    let all = all_events(&store);
+    assert_eq!(all.len(), WRITERS * APPENDS as usize + skipped.len() * 3);
+    assert!(all.windows(2).all(|w| w[0].sequence_number() < w[1].sequence_number()));
+    let verified = block_on(store.verify()).unwrap();
+    assert!(verified.ok, "{verified}");
+}
+
+/// A removal while the server is down is `Unavailable` and removes nothing; once the server is
+/// back, the same removal runs.
+#[test]
+fn a_removal_while_the_server_is_down_is_unavailable_and_removes_nothing() {
+    let bin = crate::testing::find_server_binaries().expect("PostgreSQL server binaries");
+    let cluster = crate::testing::TestCluster::start(&bin).expect("a throwaway cluster of this test's own");
+    let store = PostgresStore::connect(&format!("{}?connect_timeout=2", cluster.url())).unwrap();
+    let ids: Vec<PlanId> = (0..10).map(|i| plan(&format!("down-{i}"))).collect();
+    for id in &ids {
+        store.append_events(id, Expected::Exact(0), vec![created()]).unwrap();
+    }
+    let asked: Vec<(PlanId, u32)> = ids.iter().map(|id| (id.clone(), 1)).collect();
+    cluster.stop_immediately().unwrap();
+    let error = store.remove_plan_events(&asked, removed_at(), "archive-4").unwrap_err();
+    assert!(error.is_unavailable(), "{error}");
+    assert!(matches!(StoreError::from(error), StoreError::Unavailable { .. }));
+    cluster.start_again().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        match store.remove_plan_events(&asked, removed_at(), "archive-4") {
+            Err(e) if e.is_unavailable() && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(report.removed, ids, "nothing was removed while the server was down");
+}
+
+/// A database written by schema 1 (before retention) upgrades on open: its plans read back,
+/// verify passes, and retention works on them.
+#[test]
+fn a_database_of_schema_1_upgrades_and_keeps_its_plans() {
+    let database = TestDatabase::create("upgrade");
+    let url = database.url().to_owned();
+    let mut client = raw_client(&url);
+    assert_eq!(crate::schema::migrate_to(&mut client, &url, 1).unwrap(), 1);
+    let (a, b) = (plan("old-a"), plan("old-b"));
+    for (id, count) in [(&a, 2u32), (&b, 3)] {
+        // What schema 1's append wrote: the events, and the catalog row with the compact view.
+        let events: Vec<StoredEvent> = (1..=count)
+            .map(|version| {
+                waypoint_application::StoredEvent::from(id.clone(), created()).version(version).sequence_number(0)
+            })
+            .collect();
+        let mut tx = client.transaction().unwrap();
+        for stored in &events {
+            tx.execute(
+                "INSERT INTO waypoint_events \
+                   (plan_id, version, event_id, recorded_at, event_type, schema_version, data) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &id.as_str(),
+                    &i64::from(stored.version()),
+                    &stored.event_id.as_uuid(),
+                    &crate::store::timestamp(stored.recorded_at),
+                    &stored.event.event_type().as_str(),
+                    &i32::from(stored.event.schema_version()),
+                    &stored.event.encode_data(),
+                ],
+            )
+            .unwrap();
+        }
+        let mut view = waypoint_application::PlanView::replay(&events).unwrap();
+        view.compact();
+        tx.execute(
+            "INSERT INTO waypoint_plans (plan_id, version, last_transaction_id, view, phase, state, last_activity_at) \
+             VALUES ($1, $2, pg_current_xact_id(), $3, $4, $5, $6::text::timestamptz)",
+            &[
+                &id.as_str(),
+                &i64::from(count),
+                &crate::store::encode_view(&view),
+                &view.state.phase.as_str(),
+                &view.state.state.as_str(),
+                &crate::store::timestamp(view.last_activity_at),
+            ],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = database.into_store().unwrap();
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM waypoint_schema ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    assert_eq!(SCHEMA_VERSION, 2);
+    let verified = block_on(store.verify()).unwrap();
+    assert!(verified.ok, "{verified}");
+    assert_eq!(store.catalog_views().unwrap().len(), 2);
+    let report = store.remove_plan_events(&[(a.clone(), 2)], removed_at(), "archive-5").unwrap();
+    assert_eq!(report.removed, vec![a.clone()]);
+    assert!(matches!(store.append_events(&a, Expected::Exact(0), vec![created()]), Err(PgStoreError::Removed { .. })));
+    assert_eq!(store.append_events(&b, Expected::Exact(3), vec![created()]).unwrap(), 4);
+    assert!(block_on(store.verify()).unwrap().ok);
+}
