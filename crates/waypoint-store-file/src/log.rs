@@ -70,6 +70,8 @@ pub struct RecordReader {
     holes: Arc<Holes>,
     /// Positions stepped over in holes since the last record returned.
     skipped: u32,
+    /// The position of the record just before `offset` (the last one returned or stepped over).
+    last_position: u32,
 }
 
 /// A record the reader could not take whole, and where.
@@ -92,7 +94,16 @@ impl RecordReader {
             crc: 0,
             holes: Arc::default(),
             skipped: 0,
+            last_position: 0,
         }
+    }
+
+    /// The same reader, told the position of the record just before where it starts, so that a
+    /// start inside a hole (a process that read part of it before it was removed) counts the
+    /// hole's remaining positions.
+    pub fn after_position(mut self, position: u32) -> Self {
+        self.last_position = position;
+        self
     }
 
     /// The same reader, stepping over the byte ranges retention removed.
@@ -138,9 +149,16 @@ impl RecordReader {
 
     fn next_record(&mut self) -> Option<ReadItem> {
         self.skipped = 0;
-        while let Some(hole) = self.holes.get(&self.offset).filter(|_| self.offset < self.end) {
+        while self.offset < self.end {
+            let Some((_, hole)) = self.holes.range(..=self.offset).next_back().filter(|(_, h)| h.end > self.offset)
+            else {
+                break;
+            };
+            let last = hole.first_position + hole.count - 1;
+            self.skipped +=
+                if hole.offset == self.offset { hole.count } else { last.saturating_sub(self.last_position) };
+            self.last_position = last;
             self.offset = hole.end;
-            self.skipped += hole.count;
             self.buf.clear();
             self.buf_start = self.offset;
         }
@@ -165,6 +183,7 @@ impl RecordReader {
             Ok((raw, len)) => {
                 self.crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
                 self.offset += len as u64;
+                self.last_position = raw.position;
                 Some(Ok(Ok((offset, raw))))
             }
             Err(error) => bad(error),

@@ -213,7 +213,9 @@ impl Shared {
         }
         let flush_at = self.options.checkpoint_every.max(1).saturating_mul(4);
         let mut reread = false;
-        let mut reader = RecordReader::new(file.clone(), self.log_path.clone(), state.end, len).skipping(holes.clone());
+        let mut reader = RecordReader::new(file.clone(), self.log_path.clone(), state.end, len)
+            .skipping(holes.clone())
+            .after_position(state.position);
         state.trailing = None;
         while let Some(item) = reader.next() {
             match item? {
@@ -253,9 +255,10 @@ impl Shared {
                     if !reread {
                         reread = true;
                         holes = self.refresh_retention(state.end)?;
-                        if holes.contains_key(&bad.offset) {
+                        if crate::retention::covers(&holes, bad.offset) {
                             reader = RecordReader::new(file.clone(), self.log_path.clone(), bad.offset, len)
-                                .skipping(holes.clone());
+                                .skipping(holes.clone())
+                                .after_position(state.position);
                             continue;
                         }
                     }

@@ -20,7 +20,7 @@
 //! `done` record. A tombstone whose batch never committed is void. A committed batch without its
 //! `done` record is finished by the next writable open or removal.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, TryLockError};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -102,6 +102,8 @@ pub(crate) struct Retention {
     loaded: HashSet<u64>,
     /// Plans of committed batches that did not finish: their catalog rows may still be there.
     unfinished_plans: HashSet<PlanId>,
+    /// The same, by batch.
+    unfinished: HashMap<u64, Vec<PlanId>>,
 }
 
 impl Retention {
@@ -184,6 +186,11 @@ pub fn all_holes(dir: &Path) -> Result<Arc<Holes>, FileStoreError> {
     Ok(Arc::new(holes))
 }
 
+/// Whether `offset` lies in a hole.
+pub fn covers(holes: &Holes, offset: u64) -> bool {
+    holes.range(..=offset).next_back().is_some_and(|(_, h)| h.end > offset)
+}
+
 /// Whether `position` is one of the positions retention removed.
 pub fn removed_position(holes: &Holes, position: u32) -> bool {
     holes.values().any(|h| (h.first_position..h.first_position + h.count).contains(&position))
@@ -202,24 +209,32 @@ impl Shared {
         let read_len = retention.read_len;
         let (commits, len) = read_commits(&self.layout, read_len)?;
         retention.read_len = len;
+        let mut fresh = Vec::new();
         for commit in commits {
             match commit {
                 Commit::Committed { batch, log_end } => {
                     retention.committed.insert(batch, (log_end, false));
-                    for (plan_id, _) in read_batch(&self.layout, batch)?.plans {
-                        retention.unfinished_plans.insert(plan_id);
-                    }
+                    fresh.push(batch);
                 }
                 Commit::Done { batch } => {
                     if let Some(entry) = retention.committed.get_mut(&batch) {
                         entry.1 = true;
                     }
-                    if let Ok(done) = read_batch(&self.layout, batch) {
-                        for (plan_id, _) in done.plans {
+                    if let Some(plans) = retention.unfinished.remove(&batch) {
+                        for plan_id in plans {
                             retention.unfinished_plans.remove(&plan_id);
                         }
                     }
                 }
+            }
+        }
+        // Only a batch that has not finished can have left rows of its plans behind: a store
+        // opened after many removals reads their commit records, not their batch files.
+        for batch in fresh {
+            if retention.committed.get(&batch).is_some_and(|(_, done)| !done) {
+                let plans: Vec<PlanId> = read_batch(&self.layout, batch)?.plans.into_iter().map(|(id, _)| id).collect();
+                retention.unfinished_plans.extend(plans.iter().cloned());
+                retention.unfinished.insert(batch, plans);
             }
         }
         let wanted: Vec<u64> = retention
@@ -381,6 +396,7 @@ impl Shared {
             retention.read_len = len;
             retention.committed.insert(batch, (log_end, false));
             retention.unfinished_plans.extend(chosen.iter().map(|(id, _)| id.clone()));
+            retention.unfinished.insert(batch, chosen.iter().map(|(id, _)| id.clone()).collect());
         }
         self.finish_batch(&record)?;
         report.removed = chosen.into_iter().map(|(id, _)| id).collect();
@@ -485,6 +501,7 @@ impl Shared {
         if let Some(entry) = retention.committed.get_mut(&batch.batch) {
             entry.1 = true;
         }
+        retention.unfinished.remove(&batch.batch);
         for plan_id in &removed {
             retention.unfinished_plans.remove(plan_id);
         }

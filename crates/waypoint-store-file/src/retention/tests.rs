@@ -106,3 +106,25 @@ fn a_process_that_folded_a_plan_before_its_removal_never_writes_it_back() {
         assert!(report.ok, "{:?}", report.differences);
     }
 }
+
+/// A process that read the first records of a plan before the plan's later records were written
+/// and the whole plan removed resumes its catch-up inside the removed range: it steps to the
+/// range's end and counts only the positions it had not seen.
+#[test]
+fn a_catch_up_that_starts_inside_a_removed_range_steps_over_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { checkpoint_every: 1_000_000, ..StoreOptions::default() };
+    let early = FileStore::open_with(dir.path(), options).unwrap();
+    let gone = plan("read-half");
+    fill(&early, &gone, 2);
+    let late = FileStore::open(dir.path()).unwrap();
+    late.append_events(&gone, Expected::Exact(2), vec![bulky(), bulky()]).unwrap();
+    late.remove_plans(&[(gone.clone(), 4)], Utc::now(), "archive").unwrap();
+    let next = plan("after-the-range");
+    early.append_events(&next, Expected::Exact(0), vec![plan_created()]).unwrap();
+    for handle in [early, FileStore::open(dir.path()).unwrap()] {
+        let positions: Vec<u32> = handle.read_all(1).unwrap().map(|e| e.unwrap().sequence_number()).collect();
+        assert_eq!(positions, vec![5], "the new record follows every removed position");
+        assert!(handle.summary_view(&gone).unwrap().is_none());
+    }
+}
