@@ -38,6 +38,16 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates an empty database whose name starts with `label` (letters, digits, `_`).
     pub fn create(label: &str) -> TestDatabase {
+        let database = Self::create_named(label);
+        let mut client = admin_client(&database.server);
+        client
+            .batch_execute(&format!("CREATE DATABASE {}", database.name))
+            .unwrap_or_else(|e| panic!("cannot create test database {}: {e}", database.name));
+        database
+    }
+
+    /// A fresh name for a database of `label`; the database itself is not created yet.
+    fn create_named(label: &str) -> TestDatabase {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let server = server_url();
         let label: String = label
@@ -49,12 +59,26 @@ impl TestDatabase {
         let name = format!("wp_{label}_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         // Identifiers cannot be bound as parameters; this one is built from [a-z0-9_] only.
         assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-        let mut client = admin_client(&server);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
         let url = with_database(&server, &name);
         TestDatabase { server, name, url }
+    }
+
+    /// A new database holding a copy of this one (`CREATE DATABASE … TEMPLATE`): this one must
+    /// have no open sessions, so drop every store on it first.
+    pub fn copy(&self, label: &str) -> TestDatabase {
+        let copy = TestDatabase::create_named(label);
+        let mut client = admin_client(&self.server);
+        // Sessions of a store just dropped may take a moment to leave the server.
+        for attempt in 0.. {
+            match client.batch_execute(&format!("CREATE DATABASE {} TEMPLATE {}", copy.name, self.name)) {
+                Ok(()) => break,
+                Err(e) if attempt < 50 && e.to_string().contains("being accessed by other users") => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("cannot copy test database {}: {e}", self.name),
+            }
+        }
+        copy
     }
 
     /// The connection string of this database.

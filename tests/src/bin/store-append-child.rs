@@ -8,7 +8,8 @@
 //! `store-append-child many-plans <dir> <count>` creates `count` plans, one append each, then
 //! writes a checkpoint, and prints `ok` (run under a low open-file limit).
 //! `store-append-child compact <dir> <archive>` runs retention (every finished plan, archived
-//! into the file store at `archive`), prints `started` first and `done <n>` after.
+//! into the file store at `archive`), prints `started` first and `done <n>` after;
+//! `pg-compact <url> <archive>` does the same on PostgreSQL.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,7 +31,10 @@ fn main() -> ExitCode {
         ["pg-append", url, plan, count] => pg_append(url, plan, count.parse().unwrap_or(0)),
         ["pg-hold-lock", url, plan] => pg_hold_lock(url, plan),
         ["many-plans", dir, count] => many_plans(dir, count.parse().unwrap_or(0)),
-        ["compact", dir, archive] => compact(dir, archive),
+        ["compact", dir, archive] => FileStore::open(dir).map_err(Box::from).and_then(|s| compact(s, archive)),
+        ["pg-compact", url, archive] => {
+            PostgresStore::connect(url).map_err(Box::from).and_then(|s| compact(s, archive))
+        }
         _ => {
             Err("usage: store-append-child append <dir> <plan> <count> | hold-lock <dir> <plan> | hold-open <dir>"
                 .into())
@@ -70,8 +74,8 @@ fn event_for(version: u32) -> RecordedEvent {
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: now, event }
 }
 
-fn compact(dir: &str, archive: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let service = waypoint_application::PlanResumeService::new(FileStore::open(dir)?);
+fn compact(store: impl waypoint_application::PlanStore, archive: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let service = waypoint_application::PlanResumeService::new(store);
     let archive_store = FileStore::open(archive)?;
     println!("started");
     let request = waypoint_application::CompactRequest { older_than: chrono::Duration::zero(), dry_run: false };
