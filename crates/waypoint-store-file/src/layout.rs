@@ -160,9 +160,9 @@ impl Layout {
         self.dir.join(REMOVED_DIR)
     }
 
-    /// `removed/<plan>.rm`: the tombstone of a removed plan.
-    pub fn tombstone(&self, plan_id: &PlanId) -> PathBuf {
-        self.removed_dir().join(format!("{}.rm", plan_id.as_str()))
+    /// `removed/<bucket>.rm`: the tombstones of the plans whose id hashes to `bucket`.
+    pub fn tombstones(&self, bucket: u16) -> PathBuf {
+        self.removed_dir().join(format!("{bucket:03x}.rm"))
     }
 
     /// `backup/`: copies of the log taken by `repair`.

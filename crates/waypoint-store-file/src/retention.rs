@@ -10,15 +10,17 @@
 //! ```text
 //! <store>/retention/batches        commit records, one frame per committed or finished batch
 //! <store>/retention/<n>.batch      batch n: its plans, holes, time and archive (written first)
-//! <store>/removed/<plan>.rm        a removed plan's tombstone (names its batch)
+//! <store>/removed/<bucket>.rm      tombstones, in 4096 buckets by a hash of the plan id
 //! ```
 //!
 //! Order of work, so that a crash anywhere loses no kept record and leaves each plan either
 //! whole or removed: tombstones first (from then on appends to those plans are refused), a
 //! version check under the write lock, the batch file, then the commit record (the commit
 //! point); then punching, deleting the plans' derived files and rewriting the catalog, and a
-//! `done` record. A tombstone whose batch never committed is void. A committed batch without its
-//! `done` record is finished by the next writable open or removal.
+//! `done` record. A batch takes its number with a `started` record before anything else, so a
+//! number is never used twice; a tombstone whose batch never committed is void once no removal
+//! is running. A committed batch without its `done` record is finished by the next writable open
+//! or removal.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, TryLockError};
@@ -76,18 +78,40 @@ struct Batch {
 }
 
 /// A line of `retention/batches`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Commit {
-    Committed { batch: u64, log_end: u64 },
+    /// The batch number is taken; its tombstones may follow.
+    Started { batch: u64 },
+    /// The commit point: the batch file is written and its plans are removed.
+    Committed { batch: u64, log_end: u64, removed_at: DateTime<Utc>, archive: String },
+    /// Its holes are punched and its plans' derived files are gone.
     Done { batch: u64 },
 }
 
+/// One tombstone entry of a bucket file; the last entry of a plan wins. Batch 0 revokes: the
+/// plan moved before its removal committed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tombstone {
+    plan: PlanId,
     batch: u64,
     version: u32,
+}
+
+/// What a committed batch's commit record says.
+#[derive(Debug, Clone)]
+struct Committed {
+    log_end: u64,
+    done: bool,
     removed_at: DateTime<Utc>,
     archive: String,
+}
+
+/// Tombstone buckets: few enough that each holds many tombstones per file-system block, enough
+/// that a lookup reads little.
+const BUCKETS: u32 = 4096;
+
+fn bucket_of(plan_id: &PlanId) -> u16 {
+    (crate::crc::checksum(plan_id.as_str().as_bytes()) % BUCKETS) as u16
 }
 
 /// What this process knows of the store's removals.
@@ -95,8 +119,10 @@ struct Tombstone {
 pub(crate) struct Retention {
     /// Bytes of `retention/batches` read so far.
     read_len: u64,
-    /// Committed batches: the log's length at each, and whether it finished.
-    committed: BTreeMap<u64, (u64, bool)>,
+    /// Committed batches by number.
+    committed: BTreeMap<u64, Committed>,
+    /// The highest batch number taken (started), committed or not.
+    last_batch: u64,
     /// Holes of the batches loaded so far (those a catch-up of this process may cross).
     holes: Arc<Holes>,
     loaded: HashSet<u64>,
@@ -128,25 +154,44 @@ fn read_commits(layout: &Layout, from: u64) -> Result<(Vec<Commit>, u64), FileSt
     }
     let mut bytes = vec![0u8; (len - from) as usize];
     file.read_exact_at(&mut bytes, from).map_err(|e| FileStoreError::io("cannot read the retention log", &path, e))?;
+    let (out, valid) = read_frames(&bytes, COMMIT_MAGIC, &path, from)?;
+    Ok((out, from + valid))
+}
+
+/// The whole frames at the start of `bytes`, and how many bytes they take. A frame cut short or
+/// damaged at the very end is a write that a crash interrupted (never acknowledged): it ends the
+/// list. Damage with whole frames after it is corruption.
+fn read_frames<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    magic: [u8; 4],
+    path: &Path,
+    base: u64,
+) -> Result<(Vec<T>, u64), FileStoreError> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at + 12 <= bytes.len() {
         let body_len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
         let Some(frame_bytes) = bytes.get(at..at + 12 + body_len) else { break };
-        match frame::decode::<Commit>(COMMIT_MAGIC, frame_bytes) {
-            Some(commit) => out.push(commit),
+        match frame::decode::<T>(magic, frame_bytes) {
+            Some(value) => out.push(value),
             None if at + 12 + body_len == bytes.len() => break,
-            None => {
-                return Err(FileStoreError::corrupt(
-                    &path,
-                    from + at as u64,
-                    "a damaged commit record of the retention log",
-                ))
-            }
+            None => return Err(FileStoreError::corrupt(path, base + at as u64, "a damaged retention record")),
         }
         at += 12 + body_len;
     }
-    Ok((out, from + at as u64))
+    Ok((out, at as u64))
+}
+
+/// Appends `frames` to the file at `path` after its whole frames (cutting a torn tail), without
+/// syncing it.
+fn append_frames(path: &Path, magic: [u8; 4], frames: &[u8]) -> Result<(), FileStoreError> {
+    let (file, _) = fsutil::open_or_create(path)?;
+    let bytes = fsutil::read_file(path)
+        .map_err(|e| FileStoreError::io("cannot read a tombstone bucket", path, e))?
+        .unwrap_or_default();
+    let (_, valid) = read_frames::<serde_json::Value>(&bytes, magic, path, 0)?;
+    file.set_len(valid).map_err(|e| FileStoreError::io("cannot trim a tombstone bucket", path, e))?;
+    file.write_all_at(frames, valid).map_err(|e| FileStoreError::io("cannot write a tombstone bucket", path, e))
 }
 
 fn append_commit(layout: &Layout, commit: Commit, known_len: u64) -> Result<u64, FileStoreError> {
@@ -212,13 +257,15 @@ impl Shared {
         let mut fresh = Vec::new();
         for commit in commits {
             match commit {
-                Commit::Committed { batch, log_end } => {
-                    retention.committed.insert(batch, (log_end, false));
+                Commit::Started { batch } => retention.last_batch = retention.last_batch.max(batch),
+                Commit::Committed { batch, log_end, removed_at, archive } => {
+                    retention.last_batch = retention.last_batch.max(batch);
+                    retention.committed.insert(batch, Committed { log_end, done: false, removed_at, archive });
                     fresh.push(batch);
                 }
                 Commit::Done { batch } => {
                     if let Some(entry) = retention.committed.get_mut(&batch) {
-                        entry.1 = true;
+                        entry.done = true;
                     }
                     if let Some(plans) = retention.unfinished.remove(&batch) {
                         for plan_id in plans {
@@ -231,7 +278,7 @@ impl Shared {
         // Only a batch that has not finished can have left rows of its plans behind: a store
         // opened after many removals reads their commit records, not their batch files.
         for batch in fresh {
-            if retention.committed.get(&batch).is_some_and(|(_, done)| !done) {
+            if retention.committed.get(&batch).is_some_and(|c| !c.done) {
                 let plans: Vec<PlanId> = read_batch(&self.layout, batch)?.plans.into_iter().map(|(id, _)| id).collect();
                 retention.unfinished_plans.extend(plans.iter().cloned());
                 retention.unfinished.insert(batch, plans);
@@ -240,7 +287,7 @@ impl Shared {
         let wanted: Vec<u64> = retention
             .committed
             .iter()
-            .filter(|(batch, (log_end, _))| *log_end > from && !retention.loaded.contains(batch))
+            .filter(|(batch, c)| c.log_end > from && !retention.loaded.contains(batch))
             .map(|(batch, _)| *batch)
             .collect();
         if !wanted.is_empty() {
@@ -269,36 +316,69 @@ impl Shared {
             }
         }
         let Some(tombstone) = self.read_tombstone(plan_id)? else { return Ok(None) };
-        if !self.lock_retention().committed.contains_key(&tombstone.batch) {
-            // Written by a removal that may commit now, or crashed before committing.
+        if tombstone.batch > self.lock_retention().last_batch {
+            // Written by a removal that may have committed since.
             self.refresh_retention(u64::MAX)?;
-            if !self.lock_retention().committed.contains_key(&tombstone.batch) {
-                return Ok(None);
-            }
         }
-        Ok(Some(Removal {
+        let retention = self.lock_retention();
+        Ok(retention.committed.get(&tombstone.batch).map(|batch| Removal {
             plan_id: plan_id.clone(),
             version: tombstone.version,
-            removed_at: tombstone.removed_at,
-            archive: tombstone.archive,
+            removed_at: batch.removed_at,
+            archive: batch.archive.clone(),
         }))
     }
 
+    /// The last tombstone entry of `plan_id`, unless it was revoked.
     fn read_tombstone(&self, plan_id: &PlanId) -> Result<Option<Tombstone>, FileStoreError> {
-        let path = self.layout.tombstone(plan_id);
-        match fsutil::read_file(&path) {
-            Ok(bytes) => Ok(bytes.and_then(|b| frame::decode(TOMBSTONE_MAGIC, &b))),
-            Err(e) => Err(FileStoreError::io("cannot read a tombstone", &path, e)),
-        }
+        let path = self.layout.tombstones(bucket_of(plan_id));
+        let bytes = match fsutil::read_file(&path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(FileStoreError::io("cannot read a tombstone bucket", &path, e)),
+        };
+        let (entries, _) = read_frames::<Tombstone>(&bytes, TOMBSTONE_MAGIC, &path, 0)?;
+        Ok(entries.into_iter().rev().find(|t| t.plan == *plan_id).filter(|t| t.batch != 0))
     }
 
-    /// Whether an append to `plan_id` must be refused: it has a tombstone, committed or about to
-    /// be (a removal in progress decided on its version). Checked under the write lock.
+    fn write_tombstones(&self, entries: &[Tombstone]) -> Result<(), FileStoreError> {
+        let mut by_bucket: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
+        for entry in entries {
+            by_bucket.entry(bucket_of(&entry.plan)).or_default().extend(frame::encode(TOMBSTONE_MAGIC, entry));
+        }
+        fsutil::ensure_dir(&self.layout.removed_dir())?;
+        for (bucket, frames) in by_bucket {
+            append_frames(&self.layout.tombstones(bucket), TOMBSTONE_MAGIC, &frames)?;
+        }
+        sync_file_system(&self.layout.removed_dir())
+    }
+
+    /// Whether an append to `plan_id` must be refused, and since when: it was removed, or a
+    /// removal that is running right now decided on its version. Checked under the write lock.
+    /// A tombstone of a removal that died before its commit is void: no process holds
+    /// `checkpoint.lock` for it any more.
     pub(crate) fn append_refused(&self, plan_id: &PlanId) -> Result<Option<DateTime<Utc>>, FileStoreError> {
         if !self.layout.removed_dir().exists() {
             return Ok(None);
         }
-        Ok(self.read_tombstone(plan_id)?.map(|t| t.removed_at))
+        if self.read_tombstone(plan_id)?.is_none() {
+            return Ok(None);
+        }
+        if let Some(removal) = self.removal(plan_id)? {
+            return Ok(Some(removal.removed_at));
+        }
+        let lock = fsutil::open_lock_file(&self.layout.checkpoint_lock())?;
+        let running = match lock.try_lock() {
+            Ok(()) => {
+                let _ = lock.unlock();
+                false
+            }
+            Err(TryLockError::WouldBlock) => true,
+            Err(TryLockError::Error(e)) => {
+                return Err(FileStoreError::io("cannot probe the checkpoint lock", self.layout.checkpoint_lock(), e))
+            }
+        };
+        Ok(running.then(Utc::now))
     }
 
     /// Removes each `(plan, version)` whose current version is exactly that, leaving tombstones;
@@ -338,15 +418,22 @@ impl Shared {
             return Ok(report);
         }
 
-        let batch = self.lock_retention().committed.keys().next_back().map_or(1, |b| b + 1);
-        // Tombstones first: from here on, no append to these plans is accepted.
-        fsutil::ensure_dir(&self.layout.removed_dir())?;
-        for (plan_id, version) in &chosen {
-            let tombstone = Tombstone { batch, version: *version, removed_at, archive: archive.to_owned() };
-            let bytes = frame::encode(TOMBSTONE_MAGIC, &tombstone);
-            fsutil::write_replacing(&self.layout.tmp_dir(), &self.layout.tombstone(plan_id), &bytes)?;
+        // The batch takes its number for good, so a crashed batch's tombstones never count.
+        self.refresh_retention(u64::MAX)?;
+        let (batch, read_len) = {
+            let retention = self.lock_retention();
+            (retention.last_batch + 1, retention.read_len)
+        };
+        let len = append_commit(&self.layout, Commit::Started { batch }, read_len)?;
+        {
+            let mut retention = self.lock_retention();
+            retention.read_len = len;
+            retention.last_batch = batch;
         }
-        sync_file_system(&self.layout.removed_dir())?;
+        // Tombstones first: from here on, no append to these plans is accepted.
+        let entries: Vec<Tombstone> =
+            chosen.iter().map(|(plan, version)| Tombstone { plan: plan.clone(), batch, version: *version }).collect();
+        self.write_tombstones(&entries)?;
 
         // An append that won the race to one of them before its tombstone landed is in the log
         // now: under the write lock (briefly) the records since the checkpoint say which.
@@ -361,8 +448,10 @@ impl Shared {
                 chosen.iter().filter(|(id, _)| state.tail.contains_key(id)).map(|(id, _)| id.clone()).collect();
             (state.end, moved)
         };
-        for plan_id in &moved {
-            let _ = std::fs::remove_file(self.layout.tombstone(plan_id));
+        if !moved.is_empty() {
+            let revoked: Vec<Tombstone> =
+                moved.iter().map(|plan| Tombstone { plan: plan.clone(), batch: 0, version: 0 }).collect();
+            self.write_tombstones(&revoked)?;
         }
         chosen.retain(|(id, _)| {
             let keep = !moved.contains(id);
@@ -390,11 +479,13 @@ impl Shared {
             self.refresh_retention(u64::MAX)?;
             self.lock_retention().read_len
         };
-        let len = append_commit(&self.layout, Commit::Committed { batch, log_end }, read_len)?;
+        let commit = Commit::Committed { batch, log_end, removed_at, archive: archive.to_owned() };
+        let len = append_commit(&self.layout, commit, read_len)?;
         {
             let mut retention = self.lock_retention();
             retention.read_len = len;
-            retention.committed.insert(batch, (log_end, false));
+            let committed = Committed { log_end, done: false, removed_at, archive: archive.to_owned() };
+            retention.committed.insert(batch, committed);
             retention.unfinished_plans.extend(chosen.iter().map(|(id, _)| id.clone()));
             retention.unfinished.insert(batch, chosen.iter().map(|(id, _)| id.clone()).collect());
         }
@@ -499,7 +590,7 @@ impl Shared {
         let mut retention = self.lock_retention();
         retention.read_len = len;
         if let Some(entry) = retention.committed.get_mut(&batch.batch) {
-            entry.1 = true;
+            entry.done = true;
         }
         retention.unfinished.remove(&batch.batch);
         for plan_id in &removed {
@@ -512,7 +603,7 @@ impl Shared {
     fn finish_unfinished(&self) -> Result<(), FileStoreError> {
         self.refresh_retention(u64::MAX)?;
         let unfinished: Vec<u64> =
-            self.lock_retention().committed.iter().filter(|(_, (_, done))| !done).map(|(b, _)| *b).collect();
+            self.lock_retention().committed.iter().filter(|(_, c)| !c.done).map(|(b, _)| *b).collect();
         for batch in unfinished {
             self.finish_batch(&read_batch(&self.layout, batch)?)?;
         }
@@ -523,7 +614,7 @@ impl Shared {
     /// process is checkpointing or removing right now (it will).
     pub(crate) fn recover_retention(&self) -> Result<(), FileStoreError> {
         self.refresh_retention(u64::MAX)?;
-        if self.lock_retention().committed.values().all(|(_, done)| *done) {
+        if self.lock_retention().committed.values().all(|c| c.done) {
             return Ok(());
         }
         let lock = fsutil::open_lock_file(&self.layout.checkpoint_lock())?;

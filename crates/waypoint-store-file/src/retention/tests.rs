@@ -128,3 +128,38 @@ fn a_catch_up_that_starts_inside_a_removed_range_steps_over_the_rest() {
         assert!(handle.summary_view(&gone).unwrap().is_none());
     }
 }
+
+/// A removal that died after writing its tombstones but before its commit: while another
+/// removal runs those plans take no append (it may be deciding on them), once none runs the
+/// tombstones are void, and the next removal takes a new batch number, so they never count.
+#[test]
+fn tombstones_of_a_removal_that_died_before_its_commit_are_void() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let kept = plan("outlived-a-crash");
+    fill(&store, &kept, 2);
+    let layout = crate::layout::Layout::new(dir.path());
+    let len = super::append_commit(&layout, super::Commit::Started { batch: 1 }, 0).unwrap();
+    assert!(len > 0);
+    store.shared.write_tombstones(&[super::Tombstone { plan: kept.clone(), batch: 1, version: 2 }]).unwrap();
+    drop(store);
+
+    let store = FileStore::open(dir.path()).unwrap();
+    assert!(store.removal(&kept).unwrap().is_none(), "a tombstone whose batch never committed is void");
+    let running = crate::fsutil::open_lock_file(&layout.checkpoint_lock()).unwrap();
+    running.lock().unwrap();
+    assert!(
+        matches!(store.append_events(&kept, Expected::Exact(2), vec![bulky()]), Err(crate::FileStoreError::Removed { .. })),
+        "while a removal may be deciding on the plan, appends wait for its outcome"
+    );
+    running.unlock().unwrap();
+    store.append_events(&kept, Expected::Exact(2), vec![bulky()]).expect("once no removal runs, the plan takes appends");
+    let report = store.remove_plans(&[(kept.clone(), 3)], Utc::now(), "archive").unwrap();
+    assert_eq!(report.removed, vec![kept.clone()]);
+    let commits = super::read_commits(&layout, 0).unwrap().0;
+    assert!(
+        commits.iter().any(|c| matches!(c, super::Commit::Committed { batch: 2, .. })),
+        "the next removal took a new number: {commits:?}"
+    );
+    assert_eq!(store.removal(&kept).unwrap().map(|r| r.version), Some(3));
+}
