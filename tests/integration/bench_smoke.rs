@@ -44,6 +44,10 @@ fn quick_bench_produces_every_figure() {
             "durable append latency",
             "16 writers vs one, throughput",
             "run, overhead per step",
+            "compacted store size vs before",
+            "plan show, compacted vs before",
+            "resume --dry-run, compacted vs before",
+            "compaction vs bulk write, events/s",
         ]
     );
     for figure in figures {

@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -19,13 +20,15 @@ use waypoint_application::{Catalog, RecordedEvent};
 use waypoint_store_file::record::{self, FILE_HEADER};
 use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--format rich|json]
+const USAGE: &str =
+    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
 minutes; --quick uses small sizes (a smoke test: it proves every figure is produced); --keep leaves
 the synthetic stores in place for a look with `waypoint` or `cargo xtask replay`; --plans and
---events size the large store (100,000 plans and 10,000,000 events by default).";
+--events size the large store (100,000 plans and 10,000,000 events by default); --only retention
+builds the large store and measures retention alone (it always runs last: it compacts that store).";
 
 /// How big the synthetic stores are.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +115,7 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
     let mut keep = false;
     let mut plans = None;
     let mut events = None;
+    let mut only_retention = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -126,6 +130,10 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
             "--events" => match it.next().and_then(|n| n.parse::<u32>().ok()) {
                 Some(n) => events = Some(n),
                 None => return usage_error("--events takes a number"),
+            },
+            "--only" => match it.next().map(String::as_str) {
+                Some("retention") => only_retention = true,
+                _ => return usage_error("--only takes retention"),
             },
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
@@ -163,7 +171,7 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
     if u64::from(sizes.large_events) < u64::from(sizes.long_plan_events) + 4 * u64::from(sizes.large_plans) {
         return usage_error("--events must leave at least four events for each plan besides the long one");
     }
-    match run(root, sizes, quick, keep) {
+    match run(root, sizes, quick, keep, only_retention) {
         Ok(report) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
@@ -197,7 +205,7 @@ impl Drop for Scratch {
     }
 }
 
-fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool) -> Result<Report, String> {
+fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only_retention: bool) -> Result<Report, String> {
     // Under target/: the same disk as the build, unlike a tmpfs /tmp, so fsync costs are real.
     let scratch = Scratch(root.join("target").join(format!("xtask-bench-{}", std::process::id())), keep);
     std::fs::create_dir_all(&scratch.0).map_err(|e| format!("cannot create {}: {e}", scratch.0.display()))?;
@@ -207,31 +215,16 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool) -> Result<Report, Str
     progress("building the large store");
     let large = scratch.0.join("large");
     let started = Instant::now();
-    let large_events = build_large_store(&large, sizes)?;
-    progress(&format!("built {large_events} events in {:.1} s", started.elapsed().as_secs_f64()));
-    let one = scratch.0.join("one");
-    build_one_plan_store(&one)?;
-    figures.push(replay_throughput(&large)?);
-    figures.push(replay_peak_memory(&large)?);
-    figures.push(resume_dry_run(&waypoint, &large, sizes.runs)?);
-    figures.push(open_peak_memory(&large, &one)?);
-
-    progress("building the listing stores");
-    let (few, many) = sizes.list_plans;
-    let small_list = scratch.0.join("list-small");
-    let large_list = scratch.0.join("list-large");
-    build_list_store(&small_list, few)?;
-    build_list_store(&large_list, many)?;
-    figures.extend(list_resumable(&waypoint, (&small_list, few), (&large_list, many), sizes.runs)?);
-    figures.extend(list_at_scale(&waypoint, &large, &large_list, sizes)?);
-    figures.extend(single_plan_commands(&waypoint, &large, &one, sizes)?);
-
-    progress("measuring durable appends");
-    figures.push(append_latency(&scratch.0.join("append"), sizes.appends)?);
-    figures.push(writers_throughput(&scratch.0.join("writers"), sizes.writer_appends)?);
-
-    progress("measuring the runner's overhead per step");
-    figures.push(runner_overhead(&waypoint, &scratch.0.join("runner"), sizes.runner_steps)?);
+    let (large_events, per_filler) = build_large_store(&large, sizes)?;
+    let built_in = started.elapsed();
+    progress(&format!("built {large_events} events in {:.1} s", built_in.as_secs_f64()));
+    if !only_retention {
+        other_figures(&waypoint, &scratch.0, &large, sizes, &mut figures)?;
+    }
+    // Last: it removes the finished plans of the large store.
+    progress("measuring retention");
+    let build = (large_events, built_in);
+    figures.extend(retention(&waypoint, &large, &scratch.0.join("archive"), sizes, per_filler, build)?);
 
     Ok(Report {
         quick,
@@ -243,6 +236,41 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool) -> Result<Report, Str
         },
         figures,
     })
+}
+
+/// Every figure but retention's, in the order they are reported.
+fn other_figures(
+    waypoint: &Path,
+    scratch: &Path,
+    large: &Path,
+    sizes: Sizes,
+    figures: &mut Vec<Figure>,
+) -> Result<(), String> {
+    let one = scratch.join("one");
+    build_one_plan_store(&one)?;
+    figures.push(replay_throughput(large)?);
+    figures.push(replay_peak_memory(large)?);
+    figures.push(resume_dry_run(waypoint, large, sizes.runs)?);
+    figures.push(open_peak_memory(large, &one)?);
+
+    progress("building the listing stores");
+    let (few, many) = sizes.list_plans;
+    let small_list = scratch.join("list-small");
+    let large_list = scratch.join("list-large");
+    build_list_store(&small_list, few)?;
+    build_list_store(&large_list, many)?;
+    figures.extend(list_resumable(waypoint, (&small_list, few), (&large_list, many), sizes.runs)?);
+    figures.extend(list_at_scale(waypoint, large, &large_list, sizes)?);
+    figures.extend(single_plan_commands(waypoint, large, &one, sizes)?);
+
+    progress("measuring durable appends");
+    figures.push(append_latency(&scratch.join("append"), sizes.appends)?);
+    figures.push(writers_throughput(&scratch.join("writers"), sizes.writer_appends)?);
+
+    progress("measuring the runner's overhead per step");
+    figures.push(runner_overhead(waypoint, &scratch.join("runner"), sizes.runner_steps)?);
+
+    Ok(())
 }
 
 fn progress(what: &str) {
@@ -333,8 +361,8 @@ fn append_all(store: &FileStore, requests: Vec<AppendRequest>) -> Result<(), Str
 
 /// The large store: a long plan, a short plan (both interrupted), `resumable_plans` interrupted
 /// filler plans and finished (cancelled) ones up to `large_plans`, `large_events` events in all,
-/// written in bulk through `append_many`.
-fn build_large_store(dir: &Path, sizes: Sizes) -> Result<u64, String> {
+/// written in bulk through `append_many`. Returns the events written and the events of each filler.
+fn build_large_store(dir: &Path, sizes: Sizes) -> Result<(u64, u32), String> {
     let store = bulk_store(dir)?;
     let long = PlanId::parse("long").expect("valid");
     let mut written = 0;
@@ -381,7 +409,7 @@ fn build_large_store(dir: &Path, sizes: Sizes) -> Result<u64, String> {
         append_all(&store, requests)?;
     }
     store.checkpoint().map_err(|e| e.to_string())?;
-    Ok(total)
+    Ok((total, per_filler))
 }
 
 /// The CLI re-checks `sha256:` snapshots of recorded outputs, which do not exist here: these
@@ -927,6 +955,132 @@ fn single_plan_commands(waypoint: &Path, large: &Path, one: &Path, sizes: Sizes)
             }
         })
         .collect())
+}
+
+/// Retention (issue 14): every finished plan of the large store (all but the long, the short
+/// and the resumable fillers: 90% of the plans in the full run) compacted by the release
+/// `waypoint store compact --older-than 0s` into an archive beside it. The store's disk usage and
+/// the commands about a kept plan are measured before and after; the compaction's throughput is
+/// compared with the bulk write that built the store.
+fn retention(
+    waypoint: &Path,
+    store: &Path,
+    archive: &Path,
+    sizes: Sizes,
+    per_filler: u32,
+    (built_events, built_in): (u64, Duration),
+) -> Result<[Figure; 4], String> {
+    let store_arg = store.to_str().ok_or("the scratch path is not UTF-8")?;
+    let archive_arg = archive.to_str().ok_or("the scratch path is not UTF-8")?;
+    // A resumable filler: kept, and it names no snapshot the CLI would look for.
+    let kept = "filler-0";
+    let show = ["--store", store_arg, "--format", "json", "plan", "show", kept];
+    let dry_run = ["--store", store_arg, "--format", "json", "plan", "resume", kept, "--dry-run"];
+    let size_before = disk_usage(store)?;
+    let show_before = time_process(waypoint, &show, sizes.runs)?;
+    let dry_run_before = time_process(waypoint, &dry_run, sizes.runs)?;
+
+    let compact = ["--store", store_arg, "--format", "json", "store", "compact", "--older-than", "0s"];
+    let started = Instant::now();
+    let output = Command::new(waypoint)
+        .args(compact)
+        .args(["--archive", archive_arg])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let compacted_in = started.elapsed();
+    if !output.status.success() {
+        return Err(format!("waypoint store compact failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    let removed = doc["removed"].as_array().map_or(0, Vec::len) as u64;
+    let finished = u64::from(sizes.large_plans - 2 - sizes.resumable_plans);
+    if removed != finished {
+        return Err(format!("waypoint store compact removed {removed} plans, expected the {finished} finished ones"));
+    }
+
+    let size_after = disk_usage(store)?;
+    let archive_size = disk_usage(archive)?;
+    let show_after = time_process(waypoint, &show, sizes.runs)?;
+    let dry_run_after = time_process(waypoint, &dry_run, sizes.runs)?;
+
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let size_ratio = size_after as f64 / size_before as f64;
+    let kept_plans = sizes.large_plans - removed as u32;
+    let command = |name, command: &str, (after, before): (Duration, Duration)| {
+        let ratio = after.as_secs_f64() / before.as_secs_f64();
+        Figure {
+            name,
+            measured: millis(after),
+            baseline: Some(millis(before)),
+            unit: "ms",
+            value: ratio,
+            goal: "<= 1.1",
+            met: ratio <= 1.1,
+            how: format!(
+                "whole `waypoint plan {command}` process on a kept resumable plan, median of {} runs, after vs before compacting {removed} of {} plans",
+                sizes.runs, sizes.large_plans
+            ),
+        }
+    };
+    let removed_events = removed * u64::from(per_filler);
+    let compact_rate = removed_events as f64 / compacted_in.as_secs_f64();
+    let build_rate = built_events as f64 / built_in.as_secs_f64();
+    Ok([
+        Figure {
+            name: "compacted store size vs before",
+            measured: mib(size_after),
+            baseline: Some(mib(size_before)),
+            unit: "MiB",
+            value: size_ratio,
+            goal: "<= 0.2",
+            met: size_ratio <= 0.2,
+            how: format!(
+                "blocks allocated under the store directory after vs before compacting {removed} finished plans of {}, {kept_plans} kept; the archive takes {:.1} MiB",
+                sizes.large_plans,
+                mib(archive_size)
+            ),
+        },
+        command("plan show, compacted vs before", "show", (show_after, show_before)),
+        command("resume --dry-run, compacted vs before", "resume --dry-run", (dry_run_after, dry_run_before)),
+        Figure {
+            name: "compaction vs bulk write, events/s",
+            measured: compact_rate,
+            baseline: Some(build_rate),
+            unit: "events/s",
+            value: compact_rate / build_rate,
+            goal: ">= 0.5",
+            met: compact_rate / build_rate >= 0.5,
+            how: format!(
+                "`waypoint store compact --older-than 0s` archiving and removing {removed} plans ({removed_events} events) in {:.1} s, {:.0} plans/s, vs the bulk write that built the store ({built_events} events in {:.1} s)",
+                compacted_in.as_secs_f64(),
+                removed as f64 / compacted_in.as_secs_f64(),
+                built_in.as_secs_f64()
+            ),
+        },
+    ])
+}
+
+/// Bytes allocated on disk to everything under `dir` (a punched hole takes none), as `du` counts.
+fn disk_usage(dir: &Path) -> Result<u64, String> {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        total += meta.blocks() * 512;
+        for entry in std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let meta = entry.metadata().map_err(|e| e.to_string())?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Wall time of one `waypoint ARGS` process, which must succeed.
