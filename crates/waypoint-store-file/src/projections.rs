@@ -140,7 +140,9 @@ impl Shared {
     /// index (the version at the checkpoint). An index that vouches for a record the log does
     /// not hold is damage.
     pub(crate) fn current_version(&self, state: &mut State, plan_id: &PlanId) -> Result<u32, FileStoreError> {
-        if self.lock_retention().any() && self.removal(plan_id)?.is_some() {
+        // A removed plan's index is deleted, and this process forgets it once it sees the
+        // removal; until the removal finishes, its leftovers are not believed.
+        if self.lock_retention().hides_row(plan_id) {
             return Ok(0);
         }
         if let Some(tail) = state.tail.get(plan_id) {
@@ -589,18 +591,13 @@ impl Shared {
                 }
             }
         }
-        let retention = self.lock_retention().any();
-        if retention {
+        if self.lock_retention().any() {
             // A removal that has not finished may not have rewritten the rows yet.
             let hidden = self.lock_retention();
             plans.retain(|id, _| !hidden.hides_row(id));
         }
         let tail: Vec<(PlanId, u32)> = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
         for (plan_id, version) in tail {
-            if retention && self.removal(&plan_id)?.is_some() {
-                plans.remove(&plan_id);
-                continue;
-            }
             let cached = state.summaries.get(&plan_id).filter(|v| v.version == version).cloned();
             let view = match (cached, plans.remove(&plan_id)) {
                 (Some(view), _) => Some(view),

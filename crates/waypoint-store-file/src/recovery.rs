@@ -208,6 +208,10 @@ impl Shared {
         // may cross; a record found zeroed where no known hole starts may be one punched a
         // moment ago, so the holes are read again once before calling it damage.
         let mut holes = self.refresh_retention(state.end)?;
+        let forgotten = self.lock_retention().take_forgotten();
+        if !forgotten.is_empty() {
+            state.forget(forgotten.iter());
+        }
         if len == state.end {
             return Ok(());
         }

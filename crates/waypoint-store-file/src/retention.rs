@@ -130,6 +130,11 @@ pub(crate) struct Retention {
     unfinished_plans: HashSet<PlanId>,
     /// The same, by batch.
     unfinished: HashMap<u64, Vec<PlanId>>,
+    /// The commit records have been read once (at open).
+    initialized: bool,
+    /// Plans removed since this process opened, that its state may still hold: the next
+    /// catch-up forgets them.
+    to_forget: Vec<PlanId>,
 }
 
 impl Retention {
@@ -138,8 +143,15 @@ impl Retention {
         !self.committed.is_empty()
     }
 
+    /// Whether `plan_id` belongs to a committed batch that has not finished: its rows and index
+    /// files may still be there, and must not be believed.
     pub(crate) fn hides_row(&self, plan_id: &PlanId) -> bool {
         self.unfinished_plans.contains(plan_id)
+    }
+
+    /// Plans removed since this process opened, to drop from its state.
+    pub(crate) fn take_forgotten(&mut self) -> Vec<PlanId> {
+        std::mem::take(&mut self.to_forget)
     }
 }
 
@@ -275,11 +287,22 @@ impl Shared {
                 }
             }
         }
-        // Only a batch that has not finished can have left rows of its plans behind: a store
-        // opened after many removals reads their commit records, not their batch files.
+        // Only a batch that has not finished can have left rows or index files of its plans
+        // behind, and only a batch committed while this process was open can have left its
+        // plans in this process's memory: a store opened after many removals reads their commit
+        // records, not their batch files.
+        let opened_before = retention.initialized;
+        retention.initialized = true;
         for batch in fresh {
-            if retention.committed.get(&batch).is_some_and(|c| !c.done) {
-                let plans: Vec<PlanId> = read_batch(&self.layout, batch)?.plans.into_iter().map(|(id, _)| id).collect();
+            let unfinished = retention.committed.get(&batch).is_some_and(|c| !c.done);
+            if !unfinished && !opened_before {
+                continue;
+            }
+            let plans: Vec<PlanId> = read_batch(&self.layout, batch)?.plans.into_iter().map(|(id, _)| id).collect();
+            if opened_before {
+                retention.to_forget.extend(plans.iter().cloned());
+            }
+            if unfinished {
                 retention.unfinished_plans.extend(plans.iter().cloned());
                 retention.unfinished.insert(batch, plans);
             }
@@ -554,14 +577,7 @@ impl Shared {
         let removed: HashSet<PlanId> = batch.plans.iter().map(|(id, _)| id.clone()).collect();
         {
             let mut state = self.lock_state();
-            for plan_id in &removed {
-                state.tail.remove(plan_id);
-                state.known.remove(plan_id);
-                state.views.remove(plan_id);
-                state.summaries.remove(plan_id);
-                state.index.forget(plan_id);
-            }
-            state.tail_len = state.tail.values().map(|t| t.records.len() as u32).sum();
+            state.forget(removed.iter());
             for plan_id in &removed {
                 for path in [self.layout.plan_index(plan_id), self.layout.view(plan_id), self.layout.summary(plan_id)] {
                     match std::fs::remove_file(&path) {

@@ -224,6 +224,19 @@ impl State {
         Ok(())
     }
 
+    /// Forgets everything this process holds of `plans` (retention removed them): tail records,
+    /// versions, cached views, open index files. A checkpoint then cannot write them back.
+    pub(crate) fn forget<'a>(&mut self, plans: impl IntoIterator<Item = &'a PlanId>) {
+        for plan_id in plans {
+            self.tail.remove(plan_id);
+            self.known.remove(plan_id);
+            self.views.remove(plan_id);
+            self.summaries.remove(plan_id);
+            self.index.forget(plan_id);
+        }
+        self.tail_len = self.tail.values().map(|t| t.records.len() as u32).sum();
+    }
+
     /// Forgets the caches of plans outside the tail when they grow past their bound.
     pub(crate) fn trim_caches(&mut self) {
         if self.views.len() > MAX_CACHED {
