@@ -149,11 +149,16 @@ fn tombstones_of_a_removal_that_died_before_its_commit_are_void() {
     let running = crate::fsutil::open_lock_file(&layout.checkpoint_lock()).unwrap();
     running.lock().unwrap();
     assert!(
-        matches!(store.append_events(&kept, Expected::Exact(2), vec![bulky()]), Err(crate::FileStoreError::Removed { .. })),
+        matches!(
+            store.append_events(&kept, Expected::Exact(2), vec![bulky()]),
+            Err(crate::FileStoreError::Removed { .. })
+        ),
         "while a removal may be deciding on the plan, appends wait for its outcome"
     );
     running.unlock().unwrap();
-    store.append_events(&kept, Expected::Exact(2), vec![bulky()]).expect("once no removal runs, the plan takes appends");
+    store
+        .append_events(&kept, Expected::Exact(2), vec![bulky()])
+        .expect("once no removal runs, the plan takes appends");
     let report = store.remove_plans(&[(kept.clone(), 3)], Utc::now(), "archive").unwrap();
     assert_eq!(report.removed, vec![kept.clone()]);
     let commits = super::read_commits(&layout, 0).unwrap().0;
