@@ -158,13 +158,24 @@ fn copy_dir(from: &Path, to: &Path) {
 /// kill and after the compaction that follows it.
 fn kill_loop<T: Target>(mut target: T, scratch: &Path, histories: &Histories, finished: &[PlanId], rounds: usize) {
     let mut rng = XorShift(0x5eed_2026_1130);
+    // One compaction left to finish says how long one takes on this machine, so the kills
+    // land all over it however fast or slow the machine is.
+    let location = target.copy(rounds);
+    let archive = scratch.join("archive-timed");
+    let child = spawn(&[T::CHILD, &location, archive.to_str().unwrap()]);
+    assert_eq!(child.lines.recv_timeout(Duration::from_secs(60)).unwrap(), "started");
+    let started = std::time::Instant::now();
+    let done = child.lines.recv_timeout(Duration::from_secs(300)).expect("an unkilled compaction finishes");
+    let duration = started.elapsed().as_micros().max(1) as u64;
+    assert_eq!(done, format!("done {}", finished.len()), "an unkilled compaction removes every finished plan");
+    assert_eq!(check(&target.open(&location), &archive, histories, finished), finished.len());
     let mut interrupted = 0;
     for round in 0..rounds {
         let location = target.copy(round);
         let archive = scratch.join(format!("archive-{round}"));
         let child = spawn(&[T::CHILD, &location, archive.to_str().unwrap()]);
         assert_eq!(child.lines.recv_timeout(Duration::from_secs(60)).unwrap(), "started");
-        std::thread::sleep(Duration::from_micros(rng.next(400_000)));
+        std::thread::sleep(Duration::from_micros(rng.next(duration)));
         let lines = child.kill_and_collect_lines();
         let finished_before_kill = lines.iter().any(|line| line.starts_with("done"));
         interrupted += usize::from(!finished_before_kill);
@@ -183,6 +194,7 @@ fn kill_loop<T: Target>(mut target: T, scratch: &Path, histories: &Histories, fi
         );
         let _ = std::fs::remove_dir_all(&archive);
     }
+    eprintln!("{}: one compaction takes {duration} µs; {interrupted} of {rounds} kills interrupted one", T::CHILD);
     assert!(interrupted > 0, "no kill landed before the compaction finished: the loop tested nothing");
 }
 
