@@ -248,3 +248,23 @@ fn run_file_after_its_plan_was_removed_says_so_and_new_takes_a_fresh_id() {
     let third_id = third.json()["plan_id"].as_str().unwrap().to_owned();
     assert!(third_id != first_id && third_id != fresh_id, "{third_id}");
 }
+
+/// An archive that already holds another plan under a due plan's id is refused (exit 5,
+/// `archive_conflict`) before the store loses anything.
+#[test]
+fn an_archive_holding_another_plan_of_the_same_id_is_refused_and_nothing_is_removed() {
+    let sandbox = Sandbox::new();
+    applied_plan(&sandbox, "clash-1");
+    let other = sandbox.path("other-store");
+    let other_store = other.to_str().unwrap();
+    sandbox.run(&["--store", other_store, "plan", "create", "--id", "clash-1"]).expect_code(0);
+    let before = sandbox.store_bytes();
+
+    let error = sandbox
+        .run(&["store", "compact", "--older-than", "0s", "--archive", other_store])
+        .expect_error(5, "archive_conflict");
+    let message = error["error"]["message"].as_str().expect("a message");
+    assert!(message.contains("clash-1") && message.contains("nothing was removed"), "{message}");
+    assert_eq!(sandbox.store_bytes(), before, "the store is untouched");
+    sandbox.run(&["plan", "show", "clash-1"]).expect_code(0);
+}

@@ -21,6 +21,17 @@ pub enum ServiceError {
         .0.archive
     )]
     Removed(Removal),
+    /// Retention could not archive a plan: the archive already holds another plan under its id
+    /// (other events). Nothing was removed from the store.
+    #[error(
+        "the archive {archive} already holds another plan {plan_id} (with other events); nothing was removed from the store"
+    )]
+    ArchiveConflict {
+        /// The plan that could not be archived.
+        plan_id: PlanId,
+        /// The archive, as the caller named it.
+        archive: String,
+    },
     /// The plan refused the command.
     #[error("plan {plan_id}: {source}")]
     Plan {
@@ -81,7 +92,7 @@ impl ServiceError {
                 | StoreError::Locked(_)
                 | StoreError::Unavailable { .. },
             ) => ErrorKind::StoreUnreadable,
-            ServiceError::RunLock(_) => ErrorKind::Conflict,
+            ServiceError::RunLock(_) | ServiceError::ArchiveConflict { .. } => ErrorKind::Conflict,
             ServiceError::Store(StoreError::TooLarge(_)) => ErrorKind::InvalidCommand,
             ServiceError::Store(_) => ErrorKind::Unexpected,
         }
@@ -102,6 +113,7 @@ impl ServiceError {
             ServiceError::Store(StoreError::Unsupported(_)) => "unsupported",
             ServiceError::Store(StoreError::TooLarge(_)) => "too_large",
             ServiceError::Store(StoreError::Removed { .. }) => "plan_removed",
+            ServiceError::ArchiveConflict { .. } => "archive_conflict",
             ServiceError::RunLock(RunLockError::Busy { .. }) => "run_lock_busy",
             ServiceError::RunLock(_) => "run_lock_lost",
         }

@@ -132,6 +132,7 @@ fn remedy(err: &ServiceError) -> String {
             removal.plan_id
         ),
         ServiceError::Store(StoreError::Removed { .. }) => "; give the new plan another id".to_owned(),
+        ServiceError::ArchiveConflict { .. } => "; give another archive with --archive".to_owned(),
         _ => fixed_remedy(err).to_owned(),
     }
 }

@@ -9,7 +9,7 @@ use waypoint_domain::PlanId;
 
 use super::PlanResumeService;
 use crate::error::ServiceError;
-use crate::store::{PlanStore, PlanView, StoredEvent};
+use crate::store::{PlanStore, PlanView, StoreError, StoredEvent};
 
 /// Plans archived per durable write of the archive: bounds the memory a compaction holds.
 const ARCHIVE_BATCH: usize = 256;
@@ -123,7 +123,12 @@ impl<S: PlanStore> PlanResumeService<S> {
                     None => compaction.kept.push(view.plan_id.clone()),
                 }
             }
-            archive.import_plans(histories).await?;
+            archive.import_plans(histories).await.map_err(|error| match error {
+                StoreError::Conflict { plan_id, .. } => {
+                    ServiceError::ArchiveConflict { plan_id, archive: location.to_owned() }
+                }
+                other => ServiceError::Store(other),
+            })?;
             progress(CompactProgress::Archived { done: (total).min((batch_no + 1) * ARCHIVE_BATCH), total });
         }
         progress(CompactProgress::Removing { total: targets.len() });
@@ -134,3 +139,6 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(compaction)
     }
 }
+
+#[cfg(test)]
+mod tests;
