@@ -111,7 +111,11 @@ fn scan(
 ) -> Result<Option<(u64, String)>, FileStoreError> {
     let mut versions: HashMap<String, u32> = HashMap::new();
     let mut position = 0u32;
-    for item in RecordReader::new(file.clone(), path.to_path_buf(), FIRST_RECORD, len) {
+    // Ranges retention removed read as zeros: they are stepped over, not damage.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let holes = crate::retention::all_holes(dir)?;
+    let mut reader = RecordReader::new(file.clone(), path.to_path_buf(), FIRST_RECORD, len).skipping(holes);
+    while let Some(item) = reader.next() {
         let (offset, raw) = match item? {
             Ok(record) => record,
             Err(bad) if bad.error.is_whole() => {
@@ -125,7 +129,7 @@ fn scan(
             }
             Err(bad) => return Ok(Some((bad.offset, bad.error.to_string()))),
         };
-        if raw.position != position + 1 {
+        if raw.position != position + 1 + reader.skipped() {
             return Ok(Some((offset, format!("global position {} follows {position}", raw.position))));
         }
         if waypoint_domain::PlanId::parse(&raw.plan_id).is_err() {

@@ -38,3 +38,30 @@ fn damage_behind_a_checkpoint_is_reported_when_read_and_repair_cuts_it_with_a_ba
     let clean = crate::repair(tempfile::tempdir().unwrap().path()).unwrap();
     assert_eq!(clean.damage_at, None);
 }
+
+/// Ranges that retention removed read as zeros: repair steps over them like every reader, finds
+/// nothing to cut, and the removed plans stay removed.
+#[test]
+fn repair_after_a_removal_finds_no_damage_and_keeps_the_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let plans: Vec<_> = (0..6).map(|i| plan(&format!("r{i}"))).collect();
+    for id in &plans {
+        fill(&store, std::slice::from_ref(id), 3);
+    }
+    let gone: Vec<_> = plans.iter().step_by(2).map(|id| (id.clone(), 3)).collect();
+    store.remove_plans(&gone, chrono::Utc::now(), "archive").unwrap();
+    drop(store);
+
+    let report = crate::repair(dir.path()).unwrap();
+    assert_eq!(report.damage_at, None, "{report:?}");
+    assert_eq!(report.records_kept, 9, "the kept plans' records");
+    let store = FileStore::open(dir.path()).unwrap();
+    for (i, id) in plans.iter().enumerate() {
+        let events = store.read_plan(id, 1).unwrap().len();
+        assert_eq!(events, if i % 2 == 0 { 0 } else { 3 }, "plan {id}");
+        assert_eq!(store.removal(id).unwrap().is_some(), i % 2 == 0);
+    }
+    let report = futures::executor::block_on(waypoint_application::PlanStore::verify(&store)).unwrap();
+    assert!(report.ok, "{:?}", report.differences);
+}
