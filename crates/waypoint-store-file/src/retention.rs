@@ -8,94 +8,43 @@
 //! blocks back to the file system while the file keeps its length. Files:
 //!
 //! ```text
-//! <store>/retention/batches        commit records, one frame per committed or finished batch
+//! <store>/retention/batches        commit records: `started`, `committed` and `done` per batch
 //! <store>/retention/<n>.batch      batch n: its plans, holes, time and archive (written first)
 //! <store>/removed/<bucket>.rm      tombstones, in 4096 buckets by a hash of the plan id
 //! ```
 //!
 //! Order of work, so that a crash anywhere loses no kept record and leaves each plan either
-//! whole or removed: tombstones first (from then on appends to those plans are refused), a
-//! version check under the write lock, the batch file, then the commit record (the commit
-//! point); then punching, deleting the plans' derived files and rewriting the catalog, and a
-//! `done` record. A batch takes its number with a `started` record before anything else, so a
-//! number is never used twice; a tombstone whose batch never committed is void once no removal
-//! is running. A committed batch without its `done` record is finished by the next writable open
-//! or removal.
+//! whole or removed: a `started` record takes the batch's number (never used twice); tombstones
+//! (from then on appends to those plans are refused); a version check under the write lock; the
+//! batch file; the `committed` record (the commit point); then punching, deleting the plans'
+//! derived files, rewriting the catalog, and the `done` record. A tombstone whose batch never
+//! committed is void once no removal is running. A committed batch without its `done` record is
+//! finished by the next writable open or removal. The records themselves are in `format`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, TryLockError};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use waypoint_application::{Removal, RemovalReport};
 use waypoint_domain::PlanId;
 
+mod format;
+
+pub use format::{all_holes, covers, removed_position, Hole, Holes};
+use format::{
+    append_commit, append_frames, bucket_of, read_batch, read_commits, read_frames, Batch, Commit, Range, Tombstone,
+    BATCH_MAGIC, TOMBSTONE_MAGIC,
+};
+
 use crate::catalog;
 use crate::error::FileStoreError;
-use crate::layout::Layout;
 use crate::layout::RowsKind;
 use crate::log::{RecordReader, FIRST_RECORD};
 use crate::recovery::Access;
 use crate::state::{FlockGuard, Shared};
 use crate::{frame, fsutil};
-
-const COMMIT_MAGIC: [u8; 4] = *b"WPRC";
-const BATCH_MAGIC: [u8; 4] = *b"WPRB";
-const TOMBSTONE_MAGIC: [u8; 4] = *b"WPRT";
-
-/// One removed byte range of the log: whole records, `count` consecutive positions from
-/// `first_position`, from `offset` to `end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hole {
-    pub offset: u64,
-    pub end: u64,
-    pub first_position: u32,
-    pub count: u32,
-}
-
-/// A byte range of the log, `(from, to)`.
-type Range = (u64, u64);
-
-/// Holes by start offset: what a reader steps over.
-pub type Holes = BTreeMap<u64, Hole>;
-
-/// A batch as written before its commit.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Batch {
-    batch: u64,
-    removed_at: DateTime<Utc>,
-    archive: String,
-    /// The log's length when the batch was decided: every hole lies before it.
-    log_end: u64,
-    plans: Vec<(PlanId, u32)>,
-    holes: Vec<Hole>,
-    /// Byte ranges inside holes left unpunched: records a derived file's binding reads (the
-    /// first record names the store, the checkpoint head vouches for its last record).
-    keep: Vec<Range>,
-}
-
-/// A line of `retention/batches`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-enum Commit {
-    /// The batch number is taken; its tombstones may follow.
-    Started { batch: u64 },
-    /// The commit point: the batch file is written and its plans are removed.
-    Committed { batch: u64, log_end: u64, removed_at: DateTime<Utc>, archive: String },
-    /// Its holes are punched and its plans' derived files are gone.
-    Done { batch: u64 },
-}
-
-/// One tombstone entry of a bucket file; the last entry of a plan wins. Batch 0 revokes: the
-/// plan moved before its removal committed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Tombstone {
-    plan: PlanId,
-    batch: u64,
-    version: u32,
-}
 
 /// What a committed batch's commit record says.
 #[derive(Debug, Clone)]
@@ -104,14 +53,6 @@ struct Committed {
     done: bool,
     removed_at: DateTime<Utc>,
     archive: String,
-}
-
-/// Tombstone buckets: few enough that each holds many tombstones per file-system block, enough
-/// that a lookup reads little.
-const BUCKETS: u32 = 4096;
-
-fn bucket_of(plan_id: &PlanId) -> u16 {
-    (crate::crc::checksum(plan_id.as_str().as_bytes()) % BUCKETS) as u16
 }
 
 /// What this process knows of the store's removals.
@@ -153,104 +94,6 @@ impl Retention {
     pub(crate) fn take_forgotten(&mut self) -> Vec<PlanId> {
         std::mem::take(&mut self.to_forget)
     }
-}
-
-/// Reads the frames of `retention/batches` from `from`; a torn last frame (a crash while
-/// committing) is not a commit. Returns the commits and the length read.
-fn read_commits(layout: &Layout, from: u64) -> Result<(Vec<Commit>, u64), FileStoreError> {
-    let path = layout.retention_commits();
-    let Some(file) = fsutil::open_existing_read_only(&path)? else { return Ok((Vec::new(), 0)) };
-    let len = file.metadata().map_err(|e| FileStoreError::io("cannot read the retention log", &path, e))?.len();
-    if len <= from {
-        return Ok((Vec::new(), from));
-    }
-    let mut bytes = vec![0u8; (len - from) as usize];
-    file.read_exact_at(&mut bytes, from).map_err(|e| FileStoreError::io("cannot read the retention log", &path, e))?;
-    let (out, valid) = read_frames(&bytes, COMMIT_MAGIC, &path, from)?;
-    Ok((out, from + valid))
-}
-
-/// The whole frames at the start of `bytes`, and how many bytes they take. A frame cut short or
-/// damaged at the very end is a write that a crash interrupted (never acknowledged): it ends the
-/// list. Damage with whole frames after it is corruption.
-fn read_frames<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    magic: [u8; 4],
-    path: &Path,
-    base: u64,
-) -> Result<(Vec<T>, u64), FileStoreError> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while at + 12 <= bytes.len() {
-        let body_len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
-        let Some(frame_bytes) = bytes.get(at..at + 12 + body_len) else { break };
-        match frame::decode::<T>(magic, frame_bytes) {
-            Some(value) => out.push(value),
-            None if at + 12 + body_len == bytes.len() => break,
-            None => return Err(FileStoreError::corrupt(path, base + at as u64, "a damaged retention record")),
-        }
-        at += 12 + body_len;
-    }
-    Ok((out, at as u64))
-}
-
-/// Appends `frames` to the file at `path` after its whole frames (cutting a torn tail), without
-/// syncing it.
-fn append_frames(path: &Path, magic: [u8; 4], frames: &[u8]) -> Result<(), FileStoreError> {
-    let (file, _) = fsutil::open_or_create(path)?;
-    let bytes = fsutil::read_file(path)
-        .map_err(|e| FileStoreError::io("cannot read a tombstone bucket", path, e))?
-        .unwrap_or_default();
-    let (_, valid) = read_frames::<serde_json::Value>(&bytes, magic, path, 0)?;
-    file.set_len(valid).map_err(|e| FileStoreError::io("cannot trim a tombstone bucket", path, e))?;
-    file.write_all_at(frames, valid).map_err(|e| FileStoreError::io("cannot write a tombstone bucket", path, e))
-}
-
-fn append_commit(layout: &Layout, commit: Commit, known_len: u64) -> Result<u64, FileStoreError> {
-    let path = layout.retention_commits();
-    fsutil::ensure_dir(&layout.retention_dir())?;
-    let (file, created) = fsutil::open_or_create(&path)?;
-    // Bytes past what was read whole are a torn commit of a crashed removal: overwrite them.
-    file.set_len(known_len).map_err(|e| FileStoreError::io("cannot trim the retention log", &path, e))?;
-    let bytes = frame::encode(COMMIT_MAGIC, &commit);
-    file.write_all_at(&bytes, known_len).map_err(|e| FileStoreError::io("cannot write the retention log", &path, e))?;
-    file.sync_data().map_err(|e| FileStoreError::io("cannot sync the retention log", &path, e))?;
-    if created {
-        fsutil::sync_dir(&layout.retention_dir())?;
-    }
-    Ok(known_len + bytes.len() as u64)
-}
-
-fn read_batch(layout: &Layout, batch: u64) -> Result<Batch, FileStoreError> {
-    let path = layout.retention_batch(batch);
-    let bytes = fsutil::read_file(&path)
-        .map_err(|e| FileStoreError::io("cannot read a retention batch", &path, e))?
-        .ok_or_else(|| FileStoreError::corrupt(&path, 0, "a committed retention batch is missing"))?;
-    frame::decode(BATCH_MAGIC, &bytes).ok_or_else(|| FileStoreError::corrupt(&path, 0, "a damaged retention batch"))
-}
-
-/// Every hole of every committed batch of the store at `dir`: what a whole-log reader (replay,
-/// verify) steps over.
-pub fn all_holes(dir: &Path) -> Result<Arc<Holes>, FileStoreError> {
-    let layout = Layout::new(dir);
-    let (commits, _) = read_commits(&layout, 0)?;
-    let mut holes = Holes::new();
-    for commit in commits {
-        if let Commit::Committed { batch, .. } = commit {
-            holes.extend(read_batch(&layout, batch)?.holes.into_iter().map(|h| (h.offset, h)));
-        }
-    }
-    Ok(Arc::new(holes))
-}
-
-/// Whether `offset` lies in a hole.
-pub fn covers(holes: &Holes, offset: u64) -> bool {
-    holes.range(..=offset).next_back().is_some_and(|(_, h)| h.end > offset)
-}
-
-/// Whether `position` is one of the positions retention removed.
-pub fn removed_position(holes: &Holes, position: u32) -> bool {
-    holes.values().any(|h| (h.first_position..h.first_position + h.count).contains(&position))
 }
 
 impl Shared {

@@ -38,6 +38,11 @@ fn every_name_is_the_documented_one() {
         (layout.rows(RowsKind::Open, 3), "/s/catalog/open-3.rows"),
         (layout.rows(RowsKind::Done, 0), "/s/catalog/done-0.rows"),
         (layout.tmp_dir(), "/s/tmp"),
+        (layout.retention_dir(), "/s/retention"),
+        (layout.retention_commits(), "/s/retention/batches"),
+        (layout.retention_batch(7), "/s/retention/7.batch"),
+        (layout.removed_dir(), "/s/removed"),
+        (layout.tombstones(0xabc), "/s/removed/abc.rm"),
     ];
     for (built, documented) in cases {
         assert_eq!(built, Path::new(documented));
