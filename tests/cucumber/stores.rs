@@ -171,21 +171,21 @@ impl PlanStore for TestStore {
         removed_at: chrono::DateTime<chrono::Utc>,
         archive: &'a str,
     ) -> BoxFuture<'a, Result<waypoint_application::RemovalReport, StoreError>> {
-        delegate!(&self.backend, s => PlanStore::remove_plans(s, plans, removed_at, archive))
+        delegate!(&self.backend, s => s.remove_plans(plans, removed_at, archive))
     }
 
     fn removal<'a>(
         &'a self,
         plan_id: &'a PlanId,
     ) -> BoxFuture<'a, Result<Option<waypoint_application::Removal>, StoreError>> {
-        delegate!(&self.backend, s => PlanStore::removal(s, plan_id))
+        delegate!(&self.backend, s => s.removal(plan_id))
     }
 
     fn import_plans(
         &self,
         histories: Vec<Vec<waypoint_application::StoredEvent>>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        delegate!(&self.backend, s => PlanStore::import_plans(s, histories))
+        delegate!(&self.backend, s => s.import_plans(histories))
     }
 }
 

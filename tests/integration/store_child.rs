@@ -130,3 +130,17 @@ impl XorShift {
         self.0 % below
     }
 }
+
+/// Copies the directory tree at `from` to `to`, leaving out files named `leave_out`.
+pub fn copy_dir(from: &Path, to: &Path, leave_out: &str) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target, leave_out);
+        } else if entry.file_name() != leave_out {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

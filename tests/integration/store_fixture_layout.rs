@@ -6,24 +6,13 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::cli_harness::Sandbox;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != "README.md" {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
+use crate::store_child::copy_dir;
 
 fn sandbox_with_fixture() -> Sandbox {
     let sandbox = Sandbox::new();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/store-layout-2026-11");
-    copy_dir(&fixture, &sandbox.store);
+    // The fixture's README explains it; it is not part of the store.
+    copy_dir(&fixture, &sandbox.store, "README.md");
     sandbox
 }
 

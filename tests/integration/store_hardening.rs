@@ -10,29 +10,12 @@ use std::time::Duration;
 
 use eventually::store::Expected;
 use futures::executor::block_on;
-use waypoint_application::domain::{
-    DecisionId, EventId, Phase, PlanCreated, PlanEvent, PlanId, StepNumber, TotalSteps,
-};
-use waypoint_application::{ManualClock, NewPlan, PlanResumeService, RecordedEvent, StepCheckpoint};
+use waypoint_application::domain::{DecisionId, Phase, PlanId, StepNumber, TotalSteps};
+use waypoint_application::{ManualClock, NewPlan, PlanResumeService, StepCheckpoint};
 use waypoint_store_file::{inspect, FileStore, FileStoreError, StoreOptions};
 
 use crate::cli_harness::Sandbox;
-
-fn created() -> RecordedEvent {
-    let now = chrono::Utc::now();
-    RecordedEvent {
-        event_id: EventId::from_uuid(uuid::Uuid::new_v4()),
-        recorded_at: now,
-        event: PlanEvent::PlanCreated(PlanCreated {
-            name: None,
-            total_steps: None,
-            fingerprint: None,
-            source: None,
-            created_at: now,
-            steps: vec![],
-        }),
-    }
-}
+use waypoint_application::testkit::plan_created as created;
 
 /// A store of `plans` plans `p0`, `p1`, … of one event each, written with the default
 /// checkpoint interval (so a checkpoint vouches for position 1,024 when there are more).

@@ -16,7 +16,7 @@ use waypoint_store_file::FileStore;
 use waypoint_store_postgres::testing::TestDatabase;
 use waypoint_store_postgres::PostgresStore;
 
-use super::store_child::{spawn, XorShift};
+use super::store_child::{copy_dir, spawn, XorShift};
 
 const KEPT: usize = 20;
 
@@ -111,7 +111,7 @@ impl Target for Files {
 
     fn copy(&mut self, round: usize) -> String {
         let dir = self.template.with_file_name(format!("store-{round}"));
-        copy_dir(&self.template, &dir);
+        copy_dir(&self.template, &dir, "");
         dir.to_str().unwrap().to_owned()
     }
 
@@ -138,19 +138,6 @@ impl Target for Postgres {
 
     fn open(&self, location: &str) -> PostgresStore {
         PostgresStore::connect(location).unwrap()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

@@ -106,21 +106,21 @@ impl PlanStore for AnyStore {
         removed_at: chrono::DateTime<chrono::Utc>,
         archive: &'a str,
     ) -> BoxFuture<'a, Result<waypoint_application::RemovalReport, StoreError>> {
-        delegate!(self, s => PlanStore::remove_plans(s, plans, removed_at, archive))
+        delegate!(self, s => s.remove_plans(plans, removed_at, archive))
     }
 
     fn removal<'a>(
         &'a self,
         plan_id: &'a PlanId,
     ) -> BoxFuture<'a, Result<Option<waypoint_application::Removal>, StoreError>> {
-        delegate!(self, s => PlanStore::removal(s, plan_id))
+        delegate!(self, s => s.removal(plan_id))
     }
 
     fn import_plans(
         &self,
         histories: Vec<Vec<waypoint_application::StoredEvent>>,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        delegate!(self, s => PlanStore::import_plans(s, histories))
+        delegate!(self, s => s.import_plans(histories))
     }
 }
 

@@ -182,16 +182,24 @@ impl Shared {
         if state.store.is_none() || state.tail_len == 0 {
             return Ok(());
         }
+        // The lock is held until the file closes at the end of this call.
+        match self.try_checkpoint_lock()? {
+            Some(_held) => self.checkpoint_locked(state),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes `checkpoint.lock` without waiting: the file that holds it (the lock goes when it is
+    /// dropped), or `None` while another process checkpoints or removes.
+    pub(crate) fn try_checkpoint_lock(&self) -> Result<Option<std::fs::File>, FileStoreError> {
         let lock = fsutil::open_lock_file(&self.layout.checkpoint_lock())?;
         match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Ok(()),
+            Ok(()) => Ok(Some(lock)),
+            Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => {
-                return Err(FileStoreError::io("cannot lock the checkpoint", self.layout.checkpoint_lock(), e))
+                Err(FileStoreError::io("cannot lock the checkpoint", self.layout.checkpoint_lock(), e))
             }
         }
-        let _unlock = crate::state::FlockGuard(&lock);
-        self.checkpoint_locked(state)
     }
 
     /// [`Self::checkpoint`], for a caller that holds `checkpoint.lock`.

@@ -22,7 +22,7 @@
 //! finished by the next writable open or removal. The records themselves are in `format`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -68,9 +68,7 @@ pub(crate) struct Retention {
     holes: Arc<Holes>,
     loaded: HashSet<u64>,
     /// Plans of committed batches that did not finish: their catalog rows may still be there.
-    unfinished_plans: HashSet<PlanId>,
-    /// The same, by batch.
-    unfinished: HashMap<u64, Vec<PlanId>>,
+    unfinished: HashMap<PlanId, u64>,
     /// The commit records have been read once (at open).
     initialized: bool,
     /// Plans removed since this process opened, that its state may still hold: the next
@@ -87,7 +85,7 @@ impl Retention {
     /// Whether `plan_id` belongs to a committed batch that has not finished: its rows and index
     /// files may still be there, and must not be believed.
     pub(crate) fn hides_row(&self, plan_id: &PlanId) -> bool {
-        self.unfinished_plans.contains(plan_id)
+        self.unfinished.contains_key(plan_id)
     }
 
     /// Plans removed since this process opened, to drop from its state.
@@ -122,11 +120,7 @@ impl Shared {
                     if let Some(entry) = retention.committed.get_mut(&batch) {
                         entry.done = true;
                     }
-                    if let Some(plans) = retention.unfinished.remove(&batch) {
-                        for plan_id in plans {
-                            retention.unfinished_plans.remove(&plan_id);
-                        }
-                    }
+                    retention.unfinished.retain(|_, of| *of != batch);
                 }
             }
         }
@@ -146,8 +140,7 @@ impl Shared {
                 retention.to_forget.extend(plans.iter().cloned());
             }
             if unfinished {
-                retention.unfinished_plans.extend(plans.iter().cloned());
-                retention.unfinished.insert(batch, plans);
+                retention.unfinished.extend(plans.into_iter().map(|plan| (plan, batch)));
             }
         }
         let wanted: Vec<u64> = retention
@@ -233,17 +226,7 @@ impl Shared {
         if let Some(removal) = self.removal(plan_id)? {
             return Ok(Some(removal.removed_at));
         }
-        let lock = fsutil::open_lock_file(&self.layout.checkpoint_lock())?;
-        let running = match lock.try_lock() {
-            Ok(()) => {
-                let _ = lock.unlock();
-                false
-            }
-            Err(TryLockError::WouldBlock) => true,
-            Err(TryLockError::Error(e)) => {
-                return Err(FileStoreError::io("cannot probe the checkpoint lock", self.layout.checkpoint_lock(), e))
-            }
-        };
+        let running = self.try_checkpoint_lock()?.is_none();
         Ok(running.then(Utc::now))
     }
 
@@ -332,8 +315,7 @@ impl Shared {
 
         let ids: HashSet<&PlanId> = chosen.iter().map(|(id, _)| id).collect();
         let (holes, keep) = self.find_holes(&ids, log_end, keep_last)?;
-        let record =
-            Batch { batch, removed_at, archive: archive.to_owned(), log_end, plans: chosen.clone(), holes, keep };
+        let record = Batch { batch, plans: chosen.clone(), holes, keep };
         fsutil::ensure_dir(&self.layout.retention_dir())?;
         fsutil::write_atomically(
             &self.layout.tmp_dir(),
@@ -352,8 +334,7 @@ impl Shared {
             retention.read_len = len;
             let committed = Committed { log_end, done: false, removed_at, archive: archive.to_owned() };
             retention.committed.insert(batch, committed);
-            retention.unfinished_plans.extend(chosen.iter().map(|(id, _)| id.clone()));
-            retention.unfinished.insert(batch, chosen.iter().map(|(id, _)| id.clone()).collect());
+            retention.unfinished.extend(chosen.iter().map(|(id, _)| (id.clone(), batch)));
         }
         self.finish_batch(&record)?;
         report.removed = chosen.into_iter().map(|(id, _)| id).collect();
@@ -451,10 +432,7 @@ impl Shared {
         if let Some(entry) = retention.committed.get_mut(&batch.batch) {
             entry.done = true;
         }
-        retention.unfinished.remove(&batch.batch);
-        for plan_id in &removed {
-            retention.unfinished_plans.remove(plan_id);
-        }
+        retention.unfinished.retain(|_, of| *of != batch.batch);
         Ok(())
     }
 
@@ -476,16 +454,10 @@ impl Shared {
         if self.lock_retention().committed.values().all(|c| c.done) {
             return Ok(());
         }
-        let lock = fsutil::open_lock_file(&self.layout.checkpoint_lock())?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Ok(()),
-            Err(TryLockError::Error(e)) => {
-                return Err(FileStoreError::io("cannot lock the checkpoint", self.layout.checkpoint_lock(), e))
-            }
+        match self.try_checkpoint_lock()? {
+            Some(_held) => self.finish_unfinished(),
+            None => Ok(()),
         }
-        let _unlock = FlockGuard(&lock);
-        self.finish_unfinished()
     }
 }
 

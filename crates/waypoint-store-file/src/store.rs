@@ -201,7 +201,7 @@ impl FileStore {
     /// tombstone; the records' bytes are punched out of the log (ADR 0010). Other plans, and
     /// writers appending meanwhile, are untouched. Finished plans only, archived first: the
     /// service's `compact` chooses them.
-    pub fn remove_plans(
+    pub fn remove_plan_events(
         &self,
         plans: &[(PlanId, u32)],
         removed_at: DateTime<Utc>,
@@ -211,13 +211,13 @@ impl FileStore {
     }
 
     /// The tombstone of a plan retention removed, if it was.
-    pub fn removal(&self, plan_id: &PlanId) -> Result<Option<Removal>, FileStoreError> {
+    pub fn tombstone(&self, plan_id: &PlanId) -> Result<Option<Removal>, FileStoreError> {
         self.shared.removal(plan_id)
     }
 
     /// Writes whole plan histories from another store (an archive) keeping their event ids and
     /// times, many plans per durable write; a plan already held with the same events is skipped.
-    pub fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> Result<(), FileStoreError> {
+    pub fn import_histories(&self, histories: Vec<Vec<StoredEvent>>) -> Result<(), FileStoreError> {
         let mut requests = Vec::with_capacity(histories.len());
         for history in histories {
             let Some(first) = history.first() else { continue };
@@ -344,15 +344,15 @@ impl PlanStore for FileStore {
         removed_at: DateTime<Utc>,
         archive: &'a str,
     ) -> BoxFuture<'a, Result<RemovalReport, StoreError>> {
-        Box::pin(futures::future::ready(self.remove_plans(plans, removed_at, archive).map_err(StoreError::from)))
+        Box::pin(futures::future::ready(self.remove_plan_events(plans, removed_at, archive).map_err(StoreError::from)))
     }
 
     fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
-        Box::pin(futures::future::ready(self.removal(plan_id).map_err(StoreError::from)))
+        Box::pin(futures::future::ready(self.tombstone(plan_id).map_err(StoreError::from)))
     }
 
     fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(futures::future::ready(self.import_plans(histories).map_err(StoreError::from)))
+        Box::pin(futures::future::ready(self.import_histories(histories).map_err(StoreError::from)))
     }
 }
 

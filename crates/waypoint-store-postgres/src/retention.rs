@@ -57,21 +57,7 @@ impl PostgresStore {
         removed_at: &str,
         archive: &str,
     ) -> Result<Vec<bool>, PgStoreError> {
-        let mut fresh = false;
-        loop {
-            let mut pooled = if fresh { self.pool().get_fresh()? } else { self.pool().get()? };
-            let reused = pooled.reused;
-            match self.remove_batch_once(pooled.conn(), batch, removed_at, archive) {
-                Ok(chosen) => return Ok(chosen),
-                Err(BeginFailed(e)) if reused && e.is_unavailable() && !fresh => {
-                    // Nothing was sent but BEGIN: the idle connection was dead. One fresh try.
-                    pooled.discard();
-                    self.pool().clear();
-                    fresh = true;
-                }
-                Err(BeginFailed(e) | Failed(e)) => return Err(e),
-            }
-        }
+        self.write(|conn| self.remove_batch_once(conn, batch, removed_at, archive))
     }
 
     fn remove_batch_once(

@@ -128,6 +128,28 @@ impl PostgresStore {
         }
     }
 
+    /// Runs a writing transaction on a pooled connection. If its `BEGIN` failed on a connection
+    /// that had died while idle (nothing else was sent), runs it once more on a fresh one.
+    pub(crate) fn write<T>(
+        &self,
+        mut once: impl FnMut(&mut Conn) -> Result<T, AppendFailure>,
+    ) -> Result<T, PgStoreError> {
+        let mut fresh = false;
+        loop {
+            let mut pooled = if fresh { self.pool().get_fresh()? } else { self.pool().get()? };
+            let reused = pooled.reused;
+            match once(pooled.conn()) {
+                Ok(done) => return Ok(done),
+                Err(BeginFailed(e)) if reused && e.is_unavailable() && !fresh => {
+                    pooled.discard();
+                    self.pool().clear();
+                    fresh = true;
+                }
+                Err(BeginFailed(e) | Failed(e)) => return Err(e),
+            }
+        }
+    }
+
     /// Appends `events` to `plan_id`'s stream if its version is `expected`; returns the new
     /// version once the transaction has committed.
     pub fn append_events(
@@ -137,29 +159,16 @@ impl PostgresStore {
         events: Vec<RecordedEvent>,
     ) -> Result<u32, PgStoreError> {
         let encoded = encode(&events);
-        let mut fresh = false;
-        let mut attempts = 0;
-        loop {
-            let mut pooled = if fresh { self.pool().get_fresh()? } else { self.pool().get()? };
-            let reused = pooled.reused;
-            match self.append_once(pooled.conn(), plan_id, expected, &events, &encoded) {
-                Ok(Attempt::Done(version)) => return Ok(version),
-                Ok(Attempt::Again) if attempts + 1 < APPEND_ATTEMPTS => attempts += 1,
-                Ok(Attempt::Again) => {
-                    return Err(PgStoreError::Corrupt {
-                        location: format!("plan {plan_id}"),
-                        detail: "its last append's transaction id stayed above every new one".into(),
-                    })
-                }
-                Err(BeginFailed(e)) if reused && e.is_unavailable() && !fresh => {
-                    // Nothing was sent but BEGIN: the idle connection was dead. One fresh try.
-                    pooled.discard();
-                    self.pool().clear();
-                    fresh = true;
-                }
-                Err(BeginFailed(e) | Failed(e)) => return Err(e),
+        for _ in 0..APPEND_ATTEMPTS {
+            match self.write(|conn| self.append_once(conn, plan_id, expected, &events, &encoded))? {
+                Attempt::Done(version) => return Ok(version),
+                Attempt::Again => {}
             }
         }
+        Err(PgStoreError::Corrupt {
+            location: format!("plan {plan_id}"),
+            detail: "its last append's transaction id stayed above every new one".into(),
+        })
     }
 
     fn append_once(

@@ -50,7 +50,7 @@ fn repair_after_a_removal_finds_no_damage_and_keeps_the_removal() {
         fill(&store, std::slice::from_ref(id), 3);
     }
     let gone: Vec<_> = plans.iter().step_by(2).map(|id| (id.clone(), 3)).collect();
-    store.remove_plans(&gone, chrono::Utc::now(), "archive").unwrap();
+    store.remove_plan_events(&gone, chrono::Utc::now(), "archive").unwrap();
     drop(store);
 
     let report = crate::repair(dir.path()).unwrap();
@@ -60,7 +60,7 @@ fn repair_after_a_removal_finds_no_damage_and_keeps_the_removal() {
     for (i, id) in plans.iter().enumerate() {
         let events = store.read_plan(id, 1).unwrap().len();
         assert_eq!(events, if i % 2 == 0 { 0 } else { 3 }, "plan {id}");
-        assert_eq!(store.removal(id).unwrap().is_some(), i % 2 == 0);
+        assert_eq!(store.tombstone(id).unwrap().is_some(), i % 2 == 0);
     }
     let report = futures::executor::block_on(waypoint_application::PlanStore::verify(&store)).unwrap();
     assert!(report.ok, "{:?}", report.differences);

@@ -35,14 +35,11 @@ pub(crate) type Range = (u64, u64);
 /// Holes by start offset: what a reader steps over.
 pub type Holes = BTreeMap<u64, Hole>;
 
-/// A batch as written before its commit.
+/// A batch as written before its commit: its plans and holes (its time, archive and the log's
+/// length at the time are in its commit record).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Batch {
     pub(crate) batch: u64,
-    pub(crate) removed_at: DateTime<Utc>,
-    pub(crate) archive: String,
-    /// The log's length when the batch was decided: every hole lies before it.
-    pub(crate) log_end: u64,
     pub(crate) plans: Vec<(PlanId, u32)>,
     pub(crate) holes: Vec<Hole>,
     /// Byte ranges inside holes left unpunched: records a derived file's binding reads (the

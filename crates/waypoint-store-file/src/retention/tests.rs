@@ -43,7 +43,7 @@ fn removing_most_plans_gives_their_space_back_and_keeps_the_rest() {
     let log = dir.path().join("events.log");
     let (len_before, blocks_before) = (std::fs::metadata(&log).unwrap().len(), allocated(&log));
     let gone: Vec<(PlanId, u32)> = ids[..36].iter().map(|id| (id.clone(), 8)).collect();
-    let report = store.remove_plans(&gone, Utc::now(), "archive").unwrap();
+    let report = store.remove_plan_events(&gone, Utc::now(), "archive").unwrap();
     assert_eq!(report.removed.len(), 36);
     assert!(report.reclaimed_bytes > 0, "{report:?}");
     let blocks_after = allocated(&log);
@@ -67,7 +67,7 @@ fn a_removal_at_the_end_of_the_log_leaves_room_for_the_next_append() {
     let (kept, gone) = (plan("kept"), plan("gone-last"));
     fill(&store, &kept, 2);
     fill(&store, &gone, 3);
-    store.remove_plans(&[(gone.clone(), 3)], Utc::now(), "archive").unwrap();
+    store.remove_plan_events(&[(gone.clone(), 3)], Utc::now(), "archive").unwrap();
     let next = plan("next");
     store.append_events(&next, Expected::Exact(0), vec![plan_created()]).unwrap();
     for handle in [store.clone(), FileStore::open(dir.path()).unwrap()] {
@@ -90,7 +90,7 @@ fn a_process_that_folded_a_plan_before_its_removal_never_writes_it_back() {
     fill(&early, &gone, 3);
     assert!(early.summary_view(&gone).unwrap().is_some(), "the early process holds the plan in its tail");
     let compactor = FileStore::open(dir.path()).unwrap();
-    compactor.remove_plans(&[(gone.clone(), 3)], Utc::now(), "archive").unwrap();
+    compactor.remove_plan_events(&[(gone.clone(), 3)], Utc::now(), "archive").unwrap();
     let other = plan("written-after");
     early.append_events(&other, Expected::Exact(0), vec![plan_created()]).unwrap();
     early.checkpoint().unwrap();
@@ -101,7 +101,7 @@ fn a_process_that_folded_a_plan_before_its_removal_never_writes_it_back() {
     for handle in [early, FileStore::open(dir.path()).unwrap()] {
         assert!(handle.summary_view(&gone).unwrap().is_none());
         assert!(!handle.catalog_snapshot().unwrap().plans.contains_key(&gone), "not listed again");
-        assert!(handle.removal(&gone).unwrap().is_some());
+        assert!(handle.tombstone(&gone).unwrap().is_some());
         let report = futures::executor::block_on(waypoint_application::PlanStore::verify(&handle)).unwrap();
         assert!(report.ok, "{:?}", report.differences);
     }
@@ -119,7 +119,7 @@ fn a_catch_up_that_starts_inside_a_removed_range_steps_over_the_rest() {
     fill(&early, &gone, 2);
     let late = FileStore::open(dir.path()).unwrap();
     late.append_events(&gone, Expected::Exact(2), vec![bulky(), bulky()]).unwrap();
-    late.remove_plans(&[(gone.clone(), 4)], Utc::now(), "archive").unwrap();
+    late.remove_plan_events(&[(gone.clone(), 4)], Utc::now(), "archive").unwrap();
     let next = plan("after-the-range");
     early.append_events(&next, Expected::Exact(0), vec![plan_created()]).unwrap();
     for handle in [early, FileStore::open(dir.path()).unwrap()] {
@@ -145,7 +145,7 @@ fn tombstones_of_a_removal_that_died_before_its_commit_are_void() {
     drop(store);
 
     let store = FileStore::open(dir.path()).unwrap();
-    assert!(store.removal(&kept).unwrap().is_none(), "a tombstone whose batch never committed is void");
+    assert!(store.tombstone(&kept).unwrap().is_none(), "a tombstone whose batch never committed is void");
     let running = crate::fsutil::open_lock_file(&layout.checkpoint_lock()).unwrap();
     running.lock().unwrap();
     assert!(
@@ -159,12 +159,12 @@ fn tombstones_of_a_removal_that_died_before_its_commit_are_void() {
     store
         .append_events(&kept, Expected::Exact(2), vec![bulky()])
         .expect("once no removal runs, the plan takes appends");
-    let report = store.remove_plans(&[(kept.clone(), 3)], Utc::now(), "archive").unwrap();
+    let report = store.remove_plan_events(&[(kept.clone(), 3)], Utc::now(), "archive").unwrap();
     assert_eq!(report.removed, vec![kept.clone()]);
     let commits = super::read_commits(&layout, 0).unwrap().0;
     assert!(
         commits.iter().any(|c| matches!(c, super::Commit::Committed { batch: 2, .. })),
         "the next removal took a new number: {commits:?}"
     );
-    assert_eq!(store.removal(&kept).unwrap().map(|r| r.version), Some(3));
+    assert_eq!(store.tombstone(&kept).unwrap().map(|r| r.version), Some(3));
 }
