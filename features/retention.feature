@@ -1,8 +1,9 @@
 Feature: Retention removes old finished plans, after archiving them
-  A compaction chooses every plan that finished (applied, cancelled, or its phase completed)
-  and whose last activity is older than a cutoff, writes each one's whole history to an
+  A compaction chooses every plan that finished (applied, cancelled, or a plan run from a plan
+  file whose one phase completed) and whose last activity is older than a cutoff, writes each one's whole history to an
   archive, and only then removes it from the store. A plan that may still move (resumable,
-  processing, queued, errored, constrained) is never chosen, however old. A removed plan answers
+  processing, queued, errored, constrained) is never chosen, however old, and neither is a
+  plumbing plan whose phase completed: it is between phases, and the next one may still start. A removed plan answers
   plan_not_found, saying it was removed by retention and where its events are, and its id is
   never used again. A dry run lists what would go and writes nothing.
   The clock starts at 2026-01-01T00:00:00Z and every accepted command takes one second.
@@ -12,7 +13,7 @@ Feature: Retention removes old finished plans, after archiving them
     Scenario: applied, cancelled and completed plans older than the cutoff are removed and archived
       Given a plan "applied-1" in apply applied
       And a plan "cancelled-1" in strategize cancelled
-      And a plan "completed-1" in strategize complete
+      And a plan "completed-1" run from the plan file "/plans/nightly.toml" that completed
       And 31 days pass
       When plans last active more than 30 days ago are compacted
       Then the command is accepted
@@ -32,13 +33,15 @@ Feature: Retention removes old finished plans, after archiving them
       And a plan "queued" in action queued
       And a plan "errored" in strategize errored
       And a plan "constrained" in apply constrained
+      And a plan "between-phases" in strategize complete
+      And a plan "execute-done" in execute complete
       And 400 days pass
       When plans last active more than 30 days ago are compacted
       Then the command is accepted
       And the compaction removed ""
       And no events were appended
       And the archive is empty
-      And the plans listed are "constrained, errored, queued, processing, interrupted"
+      And the plans listed are "execute-done, between-phases, constrained, errored, queued, processing, interrupted"
 
     Scenario: a finished plan newer than the cutoff is kept
       Given a plan "old" in apply applied

@@ -37,6 +37,18 @@ fn interrupted_plan(sandbox: &Sandbox, id: &str) {
     }
 }
 
+/// A plumbing plan whose strategize phase completed: between phases, its execute phase may
+/// still start, so retention must never take it.
+fn between_phases_plan(sandbox: &Sandbox, id: &str) {
+    for args in [
+        vec!["plan", "create", "--id", id, "--total-steps", "1"],
+        vec!["plan", "start", id, "--phase", "strategize"],
+        vec!["plan", "complete-phase", id],
+    ] {
+        sandbox.run(&args).expect_code(0);
+    }
+}
+
 /// Where compaction archives this sandbox's store by default: `store.archive` beside it.
 fn default_archive(sandbox: &Sandbox) -> PathBuf {
     std::fs::canonicalize(sandbox.dir.path()).expect("the sandbox exists").join("store.archive")
@@ -47,6 +59,27 @@ fn listed(sandbox: &Sandbox, store: &Path) -> Vec<String> {
     let run = sandbox.run(&["--store", store, "plan", "list"]);
     run.expect_code(0);
     run.json()["plans"].as_array().expect("plans").iter().map(|p| p["plan_id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn compact_keeps_a_plumbing_plan_between_phases_and_it_moves_on_afterwards() {
+    let sandbox = Sandbox::new();
+    between_phases_plan(&sandbox, "strategized");
+    let run = sandbox.run(&["store", "compact", "--older-than", "0s"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["removed"], serde_json::json!([]), "{}", run.json());
+    // The next phases still run on the kept plan.
+    for args in [
+        vec!["plan", "start", "strategized", "--phase", "execute"],
+        vec!["plan", "complete-phase", "strategized"],
+        vec!["plan", "start", "strategized", "--phase", "apply"],
+        vec!["plan", "apply", "strategized"],
+    ] {
+        sandbox.run(&args).expect_code(0);
+    }
+    let run = sandbox.run(&["store", "compact", "--older-than", "0s"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["removed"], serde_json::json!(["strategized"]), "applied, it goes");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use futures::executor::block_on;
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    DecisionId, EventId, Message, Phase, PlanEvent, PlanId, ResumeIneligibleReason, RunnerId, StepNumber,
+    Artifact, DecisionId, EventId, Message, Phase, PlanEvent, PlanId, ResumeIneligibleReason, RunnerId, StepNumber,
 };
 
 use crate::error::ServiceError;
@@ -693,9 +693,13 @@ fn import_keeps_histories_and_is_idempotent<F: StoreFixture>(fixture: &F) {
 fn compaction_removes_only_old_finished_plans<F: StoreFixture>(fixture: &F) {
     let store = fixture.fresh();
     let archive = crate::InMemoryStore::new();
-    let life = populate(&store); // interrupted, processing, complete
+    // Interrupted, processing, and a plumbing plan whose phase completed: it is between phases
+    // (the next one may still start), so it is not finished.
+    let life = populate(&store);
     let service = service(store.clone());
     let (cancelled, errored, queued) = (plan("old-cancelled"), plan("old-errored"), plan("old-queued"));
+    // A plan run from a definition (a plan file) runs one phase: its completed phase finishes it.
+    let from_file = plan("old-plan-file");
     block_on(async {
         for id in [&cancelled, &errored, &queued] {
             let new = NewPlan { id: Some(id.clone()), start: Some((Phase::Strategize, None)), ..NewPlan::default() };
@@ -703,6 +707,14 @@ fn compaction_removes_only_old_finished_plans<F: StoreFixture>(fixture: &F) {
         }
         service.cancel(&cancelled, None).await?;
         service.fail(&errored, Message::parse("boom").expect("valid")).await?;
+        let new = NewPlan {
+            id: Some(from_file.clone()),
+            source: Some(Artifact::parse("/plans/nightly.toml").expect("valid")),
+            start: Some((Phase::Strategize, None)),
+            ..NewPlan::default()
+        };
+        service.create_plan(new).await?;
+        service.complete_phase(&from_file).await?;
         Ok::<_, ServiceError>(())
     })
     .expect("setup");
@@ -717,7 +729,7 @@ fn compaction_removes_only_old_finished_plans<F: StoreFixture>(fixture: &F) {
     let request = CompactRequest { older_than: chrono::Duration::days(1), dry_run: true };
     let before = block_on(store.content_fingerprint()).expect("fingerprint");
     let preview: Compaction = block_on(late.compact(request, &archive, "kit-archive")).expect("dry run");
-    assert_eq!(preview.removed, vec![life[2].clone(), cancelled.clone()], "only old finished plans, oldest first");
+    assert_eq!(preview.removed, vec![cancelled.clone(), from_file.clone()], "only old finished plans, oldest first");
     assert_eq!(block_on(store.content_fingerprint()).expect("fingerprint"), before, "a dry run writes nothing");
     assert!(archive.all_events().is_empty(), "not even to the archive");
     let histories: Vec<Vec<StoredEvent>> = preview.removed.iter().map(|id| read(&store, id, Select::All)).collect();
@@ -728,7 +740,7 @@ fn compaction_removes_only_old_finished_plans<F: StoreFixture>(fixture: &F) {
         assert_eq!(ids(&read(&archive, id, Select::All)), ids(history), "the archive holds {id}'s whole history");
         assert!(matches!(block_on(late.load(id)), Err(ServiceError::Removed(_))));
     }
-    for kept in [&life[0], &life[1], &errored, &queued, &recent] {
+    for kept in [&life[0], &life[1], &life[2], &errored, &queued, &recent] {
         assert!(block_on(late.load(kept)).is_ok(), "{kept} is kept");
     }
     let again =

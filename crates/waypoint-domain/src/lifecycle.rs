@@ -144,12 +144,6 @@ impl ProcessingState {
         }
     }
 
-    /// Finished for retention: applied, cancelled, or a phase that completed. Such a plan's
-    /// events may be archived and removed once old enough; any other plan may still move.
-    pub fn is_finished(self) -> bool {
-        matches!(self, ProcessingState::Applied | ProcessingState::Cancelled | ProcessingState::Complete)
-    }
-
     /// A terminal plan accepts no command, only reads.
     pub fn is_terminal(self) -> bool {
         matches!(self, ProcessingState::Applied | ProcessingState::Cancelled)

@@ -214,6 +214,19 @@ pub struct PlanState {
 }
 
 impl PlanState {
+    /// The plan can move no more, so retention may archive and remove it once old enough:
+    /// applied or cancelled, or a plan run from a definition (a plan file: `source` is set)
+    /// whose one phase completed. A plumbing plan whose phase completed is between phases (the
+    /// next may still start) and is not finished; neither is anything resumable, running,
+    /// queued or failed.
+    pub fn is_finished(&self) -> bool {
+        match self.state {
+            ProcessingState::Applied | ProcessingState::Cancelled => true,
+            ProcessingState::Complete => self.source.is_some(),
+            _ => false,
+        }
+    }
+
     /// A new plan as its `PlanCreated` event describes it: `action`/`queued`, no step run.
     pub fn created(event: &PlanCreated) -> Self {
         PlanState {

@@ -48,6 +48,23 @@ async fn plan_in(world: &mut PlanWorld, step: &Step, plan: String, phase: PhaseA
     assert_eq!((view.state.phase, view.state.state), (phase.0, state.0), "the path reached another pair");
 }
 
+#[given(regex = r#"^a plan "([^"]+)" run from the plan file "([^"]+)" that completed$"#)]
+async fn plan_file_plan_completed(world: &mut PlanWorld, step: &Step, plan: String, file: String) {
+    let id = world.select(&plan);
+    world
+        .act(step, async move |service: Service, _| {
+            let new = NewPlan {
+                id: Some(id.clone()),
+                source: Some(Artifact::parse(&file)?),
+                start: Some((waypoint_application::domain::Phase::Strategize, None)),
+                ..NewPlan::default()
+            };
+            service.create_plan(new).await?;
+            Ok::<_, Failure>(service.complete_phase(&id).await?)
+        })
+        .await;
+}
+
 #[given(regex = r#"^we work on plan "([^"]+)"$"#)]
 fn work_on(world: &mut PlanWorld, plan: String) {
     world.select(&plan);

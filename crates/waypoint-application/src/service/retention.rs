@@ -58,10 +58,10 @@ pub enum CompactProgress {
 }
 
 /// Whether retention may remove `view` when plans last active before `cutoff` are due: finished
-/// (applied, cancelled, or its phase complete) and old enough. A resumable, running, queued or
-/// failed plan never is.
+/// ([`waypoint_domain::PlanState::is_finished`]) and old enough. A resumable, running, queued,
+/// failed or between-phases plan never is.
 pub fn is_due(view: &PlanView, cutoff: DateTime<Utc>) -> bool {
-    view.state.state.is_finished() && view.last_activity_at < cutoff
+    view.state.is_finished() && view.last_activity_at < cutoff
 }
 
 impl<S: PlanStore> PlanResumeService<S> {
