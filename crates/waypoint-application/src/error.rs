@@ -1,6 +1,6 @@
 //! The service's error: what a library caller can get back from `PlanResumeService`.
 
-use waypoint_domain::{PlanError, PlanId, ResumeIneligibleReason};
+use waypoint_domain::{ChangedStep, PlanError, PlanId, ResumeIneligibleReason, StepNumber};
 
 use crate::ports::RunLockError;
 use crate::store::{Removal, StoreError};
@@ -31,6 +31,19 @@ pub enum ServiceError {
         plan_id: PlanId,
         /// The archive, as the caller named it.
         archive: String,
+    },
+    /// A fork would keep steps whose definition changed since they completed (or the
+    /// definition can no longer be read): the fork could never resume. Nothing was written.
+    #[error("plan {plan_id}: {}", definition_changed_text(.at_step, .changed, .unreadable))]
+    DefinitionChanged {
+        /// The plan forked from.
+        plan_id: PlanId,
+        /// The last step the fork would keep.
+        at_step: StepNumber,
+        /// The kept steps that changed, in step order.
+        changed: Vec<ChangedStep>,
+        /// Why the definition could not be read, when it could not.
+        unreadable: Option<String>,
     },
     /// The plan refused the command.
     #[error("plan {plan_id}: {source}")]
@@ -80,6 +93,7 @@ impl ServiceError {
         match self {
             ServiceError::NotFound(_) | ServiceError::Removed(_) => ErrorKind::NotFound,
             ServiceError::Plan { source: PlanError::NotEligible { .. }, .. } => ErrorKind::NotEligible,
+            ServiceError::DefinitionChanged { .. } => ErrorKind::NotEligible,
             ServiceError::Plan { source: PlanError::ConflictingCheckpoint { .. }, .. } => ErrorKind::Conflict,
             ServiceError::Plan { source: PlanError::NotCreated, .. } => ErrorKind::NotFound,
             ServiceError::Plan { source: PlanError::AlreadyExists, .. } => ErrorKind::Conflict,
@@ -114,6 +128,7 @@ impl ServiceError {
             ServiceError::Store(StoreError::TooLarge(_)) => "too_large",
             ServiceError::Store(StoreError::Removed { .. }) => "plan_removed",
             ServiceError::ArchiveConflict { .. } => "archive_conflict",
+            ServiceError::DefinitionChanged { .. } => "not_eligible",
             ServiceError::RunLock(RunLockError::Busy { .. }) => "run_lock_busy",
             ServiceError::RunLock(_) => "run_lock_lost",
         }
@@ -123,7 +138,25 @@ impl ServiceError {
     pub fn reasons(&self) -> Option<&[ResumeIneligibleReason]> {
         match self {
             ServiceError::Plan { source: PlanError::NotEligible { reasons }, .. } => Some(reasons),
+            ServiceError::DefinitionChanged { .. } => Some(&[ResumeIneligibleReason::DefinitionChanged]),
             _ => None,
         }
     }
+}
+
+/// `steps 2 (build), 3 (test) changed since they completed`: every changed step by number and
+/// name, for a fork that would keep them.
+fn definition_changed_text(at_step: &StepNumber, changed: &[ChangedStep], unreadable: &Option<String>) -> String {
+    if let Some(reason) = unreadable {
+        return format!("its definition cannot be read ({reason}), so steps 1 to {at_step} cannot be checked");
+    }
+    let steps: Vec<String> = changed
+        .iter()
+        .map(|c| match &c.name {
+            Some(name) => format!("{} ({name})", c.step),
+            None => c.step.to_string(),
+        })
+        .collect();
+    let noun = if steps.len() == 1 { "step" } else { "steps" };
+    format!("{noun} {} changed since completing; a fork keeping steps 1 to {at_step} could never resume (definition_changed)", steps.join(", "))
 }

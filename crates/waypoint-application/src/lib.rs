@@ -32,12 +32,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod engine;
 mod error;
 mod memory;
 mod offload;
 mod ports;
 mod service;
 mod store;
+mod timer;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod verify;
@@ -46,6 +48,10 @@ mod workflow;
 #[cfg(test)]
 mod tests;
 
+pub use engine::{
+    EngineError, EngineRun, Prepared, ReadyRun, Retry, RunDefinition, RunKey, StepFailure, StepPolicy, StepResult,
+    StepTurn, Stopped, WorkflowKey,
+};
 pub use error::{ErrorKind, ServiceError};
 pub use memory::InMemoryStore;
 pub use offload::OffThreadStore;
@@ -62,4 +68,4 @@ pub use store::{
 };
 pub use verify::{StoreStats, VerifyReport};
 pub use waypoint_domain as domain;
-pub use workflow::{ShutdownToken, StepContext, StepOptions, Workflow, WorkflowError};
+pub use workflow::{ShutdownToken, StepContext, StepOptions, Workflow, WorkflowError, WorkflowOptions};

@@ -8,7 +8,7 @@ use eventually::store::{Expected, Select};
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    evaluate_eligibility, Actor, Artifact, Attempt, AttemptFailure, Checkpoint, CheckpointId, DecisionId,
+    check_definition, evaluate_eligibility, Actor, ChangedStep, Artifact, Attempt, AttemptFailure, Checkpoint, CheckpointId, DecisionId,
     EligibilityInputs, EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState,
     ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepDefinition, StepName,
     StepNumber, StepOutput, TotalSteps,
@@ -216,6 +216,11 @@ impl<S: PlanStore> PlanResumeService<S> {
         &self.store
     }
 
+    /// The time by this service's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// Takes `plan_id`'s run lock for `runner` without waiting. Hold the guard while working on
     /// the plan, name its runner in [`ResumeRequest::runner`] and [`NewPlan::start`], and check it
     /// ([`RunLockGuard::check`]) before each step.
@@ -258,6 +263,9 @@ impl<S: PlanStore> PlanResumeService<S> {
         new_id: Option<PlanId>,
     ) -> Result<PlanView, ServiceError> {
         let source_view = self.load(source).await?;
+        if let Some(at_step) = at_step {
+            self.check_kept_steps(&source_view, at_step)?;
+        }
         let plan_id = new_id.unwrap_or_else(|| PlanId::from_uuid(Uuid::new_v4()));
         let existing = self.store.load_view(&plan_id).await?;
         let command = PlanCommand::Fork {
@@ -275,6 +283,21 @@ impl<S: PlanStore> PlanResumeService<S> {
             }) => Err(ServiceError::Plan { plan_id: source.clone(), source: error }),
             other => Ok(other?.0),
         }
+    }
+
+    /// A fork at `at_step` keeps steps 1..=`at_step`: when the source's definition can be
+    /// found now (the definition probe), none of them may have changed since it completed, or
+    /// the fork could never resume (`definition_changed`, naming them). The same per-step check
+    /// as a resume's, limited to the kept steps.
+    fn check_kept_steps(&self, source: &PlanView, at_step: StepNumber) -> Result<(), ServiceError> {
+        let Some(current) = self.definitions.current(&source.plan_id, &source.state) else { return Ok(()) };
+        let check = check_definition(&source.state, &current);
+        let changed: Vec<ChangedStep> =
+            check.changed_steps.into_iter().filter(|c| c.completed && c.step <= at_step).collect();
+        if changed.is_empty() && check.unreadable.is_none() {
+            return Ok(());
+        }
+        Err(ServiceError::DefinitionChanged { plan_id: source.plan_id.clone(), at_step, changed, unreadable: check.unreadable })
     }
 
     /// Enters `phase` (advance or revert). Pass the runner if the caller holds the run lock.

@@ -1,7 +1,12 @@
 //! Durable workflows for Rust callers: start or continue a plan by a key you choose, and run
 //! each step through [`Workflow::step`], which records the step and its output in the log. On a
 //! later run with the same key, a completed step returns its recorded output without running;
-//! the first step that did not complete runs again, and so does everything after it.
+//! the first step that did not complete runs again, and so does everything after it. A key
+//! whose workflow finished replays: every step returns its recorded output and nothing runs,
+//! until [`WorkflowOptions::new`] starts it afresh.
+//!
+//! This module is a closure executor over the step engine ([`crate::engine`]): the engine
+//! decides attempts, retries, failures and finishing; this module runs futures and times them.
 //!
 //! ```
 //! # futures::executor::block_on(async {
@@ -24,19 +29,26 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::future::Either;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use waypoint_domain::{
-    Checkpoint, DecisionId, InvalidValue, Message, Phase, PlanError, PlanId, PlanName, ProcessingState,
-    ResumeIneligibleReason, ResumeSummary, RunnerId, StepName, StepNumber, StepOutput,
+    Attempt, Checkpoint, DecisionId, InvalidValue, PlanId, PlanName, ResumeIneligibleReason, ResumeSummary, RunnerId,
+    StepName, StepNumber, StepOutput,
 };
 
+use crate::engine::{
+    EngineError, EngineRun, Prepared, Retry, RunDefinition, StepFailure, StepPolicy, StepResult, StepTurn, Stopped,
+    WorkflowKey,
+};
 use crate::error::ServiceError;
-use crate::ports::{RunLockError, RunLockGuard};
-use crate::service::{NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StepStart};
+use crate::ports::RunLockError;
+use crate::service::PlanResumeService;
 use crate::store::PlanStore;
+use crate::timer::Timer;
 
 /// Why a workflow could not start, continue or record a step. Nothing half-done is left
 /// behind: a failed step is recorded as the plan's failure, and the workflow can run again.
@@ -49,13 +61,14 @@ pub enum WorkflowError {
         /// The workflow's key.
         plan_id: PlanId,
     },
-    /// The workflow already finished; run a new key to start afresh.
-    #[error("workflow {plan_id} already finished ({state})")]
+    /// The workflow finished before this step was ever recorded: a replay has nothing to give
+    /// back. Run the key with [`WorkflowOptions::new`] to start afresh.
+    #[error("workflow {plan_id} finished without a step {step}; run it with `new` to start afresh")]
     Finished {
         /// The workflow's key.
         plan_id: PlanId,
-        /// How it ended.
-        state: ProcessingState,
+        /// The step asked for.
+        step: StepNumber,
     },
     /// The workflow exists but cannot resume, for every reason listed.
     #[error("workflow {plan_id} cannot resume: {}", reasons.iter().map(|r| r.code()).collect::<Vec<_>>().join(", "))]
@@ -76,8 +89,9 @@ pub enum WorkflowError {
         /// The name the code gave.
         given: StepName,
     },
-    /// The step returned an error or panicked; the failure is recorded and the workflow resumes
-    /// from this step on its next run.
+    /// The step's last attempt returned an error, panicked, timed out or gave an output that
+    /// cannot be recorded; the failure is recorded and the workflow resumes from this step on
+    /// its next run.
     #[error("step {step} ({name}) failed: {message}")]
     StepFailed {
         /// The step's position.
@@ -87,7 +101,7 @@ pub enum WorkflowError {
         /// What the step said.
         message: String,
     },
-    /// A step's output could not be recorded or read back (too large, not JSON, another type).
+    /// A recorded output does not read back as the step's type.
     #[error("the output of step {step} ({name}) {detail}")]
     Output {
         /// The step's position.
@@ -120,13 +134,25 @@ pub enum WorkflowError {
 
 impl From<ServiceError> for WorkflowError {
     fn from(error: ServiceError) -> Self {
+        EngineError::from(error).into()
+    }
+}
+
+impl From<EngineError> for WorkflowError {
+    fn from(error: EngineError) -> Self {
         match error {
-            ServiceError::Plan { source: PlanError::StepMismatch { step, recorded, given }, .. } => {
-                WorkflowError::StepMismatch { step, recorded, given }
+            EngineError::StillRunning { plan_id } => WorkflowError::StillRunning { plan_id },
+            EngineError::NotResumable { plan_id, reasons, .. } => WorkflowError::NotResumable { plan_id, reasons },
+            EngineError::StepMismatch { step, recorded, given } => WorkflowError::StepMismatch { step, recorded, given },
+            EngineError::StepFailed { step, name, failure, .. } => {
+                let message = match failure {
+                    StepFailure::Error { message } => message,
+                    other => other.to_string(),
+                };
+                WorkflowError::StepFailed { step, name, message }
             }
-            ServiceError::RunLock(RunLockError::Busy { plan_id }) => WorkflowError::StillRunning { plan_id },
-            ServiceError::RunLock(lost) => WorkflowError::RunLock(lost),
-            other => WorkflowError::Service(other),
+            EngineError::RunLock(lost) => WorkflowError::RunLock(lost),
+            EngineError::Service(other) => WorkflowError::Service(other),
         }
     }
 }
@@ -148,19 +174,47 @@ impl ShutdownToken {
     }
 }
 
+/// How to start a workflow; [`PlanResumeService::workflow`] uses the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowOptions {
+    /// The plan's name, shown by `plan list`; the key when absent.
+    pub name: Option<String>,
+    /// Start a fresh plan even if the key's workflow finished (its next generation).
+    pub new: bool,
+}
+
 /// How to run one step; [`StepOptions::named`] is what [`Workflow::step`] uses.
 #[derive(Debug, Clone)]
 pub struct StepOptions {
     /// The step's name: the same name must come at the same position on every run.
     pub name: String,
-    /// The decision recorded for the step; derived from its position when absent.
-    pub decision_id: Option<DecisionId>,
+    /// Retries, their delay (doubled after each failure, capped at 5 minutes) and a timeout;
+    /// a step that runs past its timeout is cancelled (its future is dropped).
+    pub policy: StepPolicy,
 }
 
 impl StepOptions {
-    /// A step with this name and a derived decision id.
+    /// A step with this name, no retries and no timeout.
     pub fn named(name: impl Into<String>) -> Self {
-        Self { name: name.into(), decision_id: None }
+        Self { name: name.into(), policy: StepPolicy::default() }
+    }
+
+    /// Tries a failed attempt again up to `retries` times.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.policy.retries = retries;
+        self
+    }
+
+    /// Waits `delay` before the first retry, twice that before the next, and so on.
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.policy.retry_delay = delay;
+        self
+    }
+
+    /// Cancels an attempt that runs longer than `timeout`; it counts as a failed attempt.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.policy.timeout = Some(timeout);
+        self
     }
 }
 
@@ -173,25 +227,29 @@ pub struct StepContext {
     pub step: StepNumber,
     /// The step's name.
     pub name: StepName,
-    /// The decision recorded for this run of the step.
+    /// The decision recorded for this attempt of the step.
     pub decision_id: DecisionId,
+    /// Which attempt this is, counted across runs.
+    pub attempt: Attempt,
     /// True when an earlier run started this step but did not record its completion: its effects
     /// may be partly done, so make it idempotent.
     pub rerun: bool,
 }
 
-/// One run of a durable workflow. Holds the workflow's run lock until it is dropped, so no other
-/// runner can continue it meanwhile; dropping it without [`Workflow::finish`] or
+/// How this run of the workflow works: live under the run lock, or replaying a finished one.
+#[derive(Debug)]
+enum Mode<S> {
+    Live(EngineRun<S>),
+    Replay { checkpoints: Vec<Checkpoint>, summary: Box<ResumeSummary> },
+}
+
+/// One run of a durable workflow. A live run holds the workflow's run lock until it is dropped,
+/// so no other runner can continue it meanwhile; dropping it without [`Workflow::finish`] or
 /// [`Workflow::interrupt`] leaves a workflow that a later run continues as after a crash.
 #[derive(Debug)]
 pub struct Workflow<S> {
-    service: PlanResumeService<S>,
+    mode: Mode<S>,
     plan_id: PlanId,
-    guard: RunLockGuard,
-    /// The checkpoints recorded before this run, in step order.
-    recorded: Vec<Checkpoint>,
-    /// The step a crash left started but not completed, if any.
-    uncertain: Option<StepNumber>,
     next: StepNumber,
     resumed_from: Option<StepNumber>,
     shutdown: ShutdownToken,
@@ -199,58 +257,37 @@ pub struct Workflow<S> {
 
 impl<S: PlanStore> PlanResumeService<S> {
     /// Starts the workflow keyed `key`, or continues it: created if it does not exist, resumed
-    /// from its first incomplete step if it was interrupted, failed or crashed. Refused while
-    /// another runner holds it ([`WorkflowError::StillRunning`]) and once it has finished
-    /// ([`WorkflowError::Finished`]).
+    /// from its first incomplete step if it was interrupted, failed or crashed, replayed if it
+    /// finished. Refused while another runner holds it ([`WorkflowError::StillRunning`]).
     pub async fn workflow(&self, key: &PlanId) -> Result<Workflow<S>, WorkflowError> {
+        self.workflow_with(key, WorkflowOptions::default()).await
+    }
+
+    /// [`Self::workflow`] with a name, or a fresh start of a finished key.
+    pub async fn workflow_with(&self, key: &PlanId, options: WorkflowOptions) -> Result<Workflow<S>, WorkflowError> {
         let runner = RunnerId::parse(&format!("workflow-{}", std::process::id()))?;
-        let guard = self.acquire_run_lock(key, &runner)?;
-        let mut resumed_from = None;
-        match self.store().load_view(key).await.map_err(ServiceError::from)? {
-            None => {
-                let new = NewPlan {
-                    id: Some(key.clone()),
-                    name: Some(PlanName::parse(key.as_str())?),
-                    start: Some((Phase::Strategize, Some(runner))),
-                    ..NewPlan::default()
-                };
-                self.create_plan(new).await?;
+        let key = WorkflowKey::new(key.clone());
+        let name = PlanName::lossy(options.name.as_deref().unwrap_or(key.first().as_str()));
+        let definition = RunDefinition::unnamed_steps(name, key.source());
+        let (mode, plan_id, resumed_from) = match self.prepare_run(&key, definition, runner, options.new).await? {
+            Prepared::Fresh(ready) | Prepared::Continue(ready, _) => {
+                let run = ready.start().await?;
+                let (plan_id, resumed) = (run.plan_id().clone(), run.resumed().map(|p| p.from_step));
+                (Mode::Live(run), plan_id, resumed)
             }
-            Some(view) if view.state.phase == Phase::Action => {
-                self.start_phase(key, Phase::Strategize, Some(runner)).await?;
+            Prepared::Finished(finished) => {
+                let plan_id = finished.view.plan_id.clone();
+                let checkpoints = finished.view.state.resume.checkpoints;
+                (Mode::Replay { checkpoints, summary: Box::new(finished.summary) }, plan_id, None)
             }
-            Some(view) if view.state.state.is_terminal() || view.state.state == ProcessingState::Complete => {
-                return Err(WorkflowError::Finished { plan_id: key.clone(), state: view.state.state });
-            }
-            Some(_) => {
-                let request = ResumeRequest { runner: Some(runner), ..ResumeRequest::default() };
-                match self.resume_plan(key, request).await {
-                    Ok(outcome) => resumed_from = outcome.resumed.map(|point| point.from_step),
-                    Err(error) => match error.reasons() {
-                        Some(reasons) => {
-                            return Err(WorkflowError::NotResumable { plan_id: key.clone(), reasons: reasons.to_vec() })
-                        }
-                        None => return Err(error.into()),
-                    },
-                }
-            }
-        }
-        let view = self.load(key).await?;
-        Ok(Workflow {
-            service: self.clone(),
-            plan_id: key.clone(),
-            guard,
-            recorded: view.state.resume.checkpoints.clone(),
-            uncertain: view.state.resume.uncertain_step,
-            next: StepNumber::FIRST,
-            resumed_from,
-            shutdown: ShutdownToken::default(),
-        })
+            Prepared::Removed(removal) => return Err(WorkflowError::Service(ServiceError::Removed(removal))),
+        };
+        Ok(Workflow { mode, plan_id, next: StepNumber::FIRST, resumed_from, shutdown: ShutdownToken::default() })
     }
 }
 
 impl<S: PlanStore> Workflow<S> {
-    /// The workflow's key.
+    /// The workflow's plan: its key, or for a fresh start of a finished key, the new plan.
     pub fn plan_id(&self) -> &PlanId {
         &self.plan_id
     }
@@ -258,6 +295,11 @@ impl<S: PlanStore> Workflow<S> {
     /// The step this run continues from, when it continues an earlier run.
     pub fn resumed_from(&self) -> Option<StepNumber> {
         self.resumed_from
+    }
+
+    /// Whether this run replays a finished workflow: no step runs.
+    pub fn is_replay(&self) -> bool {
+        matches!(self.mode, Mode::Replay { .. })
     }
 
     /// A token that stops the workflow gracefully before its next step.
@@ -274,127 +316,149 @@ impl<S: PlanStore> Workflow<S> {
         F: FnOnce(StepContext) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.step_with(StepOptions::named(name), run).await
+        // Without retries the step is called at most once.
+        let mut once = Some(run);
+        self.step_with(StepOptions::named(name), move |context| {
+            once.take().expect("a step without retries is called once")(context)
+        })
+        .await
     }
 
-    /// [`Self::step`] with options (a decision id of your own).
-    pub async fn step_with<T, E, F, Fut>(&mut self, options: StepOptions, run: F) -> Result<T, WorkflowError>
+    /// [`Self::step`] with options: retries with a growing delay, and a timeout. The step is
+    /// called once per attempt.
+    pub async fn step_with<T, E, F, Fut>(&mut self, options: StepOptions, mut run: F) -> Result<T, WorkflowError>
     where
         T: Serialize + DeserializeOwned,
         E: fmt::Display,
-        F: FnOnce(StepContext) -> Fut,
+        F: FnMut(StepContext) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         let step = self.next;
         let name = StepName::parse(&options.name)?;
-        if let Some(done) = self.recorded.iter().find(|c| c.step == step) {
-            if let Some(recorded) = done.name.as_ref().filter(|recorded| **recorded != name) {
-                return Err(WorkflowError::StepMismatch { step, recorded: recorded.clone(), given: name });
+        let live = match &mut self.mode {
+            Mode::Replay { checkpoints, .. } => {
+                let Some(done) = checkpoints.iter().find(|c| c.step == step) else {
+                    return Err(WorkflowError::Finished { plan_id: self.plan_id.clone(), step });
+                };
+                let value = read_back(done, step, &name)?;
+                self.next = following(step);
+                return Ok(value);
             }
-            let value = done.output.as_ref().map_or(serde_json::Value::Null, |o| o.as_value().clone());
-            let output = serde_json::from_value(value).map_err(|e| WorkflowError::Output {
+            Mode::Live(live) => live,
+        };
+        loop {
+            if self.shutdown.is_requested() {
+                return Err(interrupted(live, self.next, "shutdown requested").await);
+            }
+            let ticket = match live.begin_step(step, &name).await? {
+                StepTurn::Replay(done) => {
+                    let value = read_back(&done, step, &name)?;
+                    self.next = following(step);
+                    return Ok(value);
+                }
+                StepTurn::Run(ticket) => ticket,
+            };
+            let context = StepContext {
+                plan_id: self.plan_id.clone(),
                 step,
                 name: name.clone(),
-                detail: format!("recorded in the log does not read back as this step's type: {e}"),
-            })?;
-            self.advance();
-            return Ok(output);
-        }
-        if self.shutdown.is_requested() {
-            return Err(self.record_interruption("shutdown requested").await);
-        }
-        self.guard.check().map_err(WorkflowError::RunLock)?;
-        let decision_id = match options.decision_id {
-            Some(decision) => decision,
-            None => DecisionId::parse(&format!("step-{step}"))?,
-        };
-        let start = StepStart { name: Some(name.clone()), ..StepStart::new(step, decision_id.clone()) };
-        self.service.record_step_started(&self.plan_id, start).await?;
-        let context = StepContext {
-            plan_id: self.plan_id.clone(),
-            step,
-            name: name.clone(),
-            decision_id: decision_id.clone(),
-            rerun: self.uncertain == Some(step),
-        };
-        let value = match AssertUnwindSafe(run(context)).catch_unwind().await {
-            Ok(Ok(value)) => value,
-            Ok(Err(error)) => return Err(self.record_failure(step, name, error.to_string()).await),
-            Err(panic) => {
-                let message = panic_message(&*panic);
-                // The failure is on record; the panic goes on to the caller as panics do.
-                let _ = self.record_failure(step, name, format!("panicked: {message}")).await;
-                std::panic::resume_unwind(panic);
-            }
-        };
-        let output = serde_json::to_value(&value)
-            .map_err(|e| e.to_string())
-            .and_then(|json| StepOutput::new(json).map_err(|e| e.to_string()));
-        let output = match output {
-            Ok(output) => output,
-            Err(detail) => {
-                let message = format!("its output cannot be recorded: {detail}");
-                let _ = self.record_failure(step, name.clone(), message).await;
-                return Err(WorkflowError::Output { step, name, detail: format!("cannot be recorded: {detail}") });
-            }
-        };
-        let checkpoint =
-            StepCheckpoint { name: Some(name), output: Some(output), ..StepCheckpoint::new(step, decision_id) };
-        self.service.record_step_checkpoint(&self.plan_id, checkpoint).await?;
-        self.advance();
-        Ok(value)
-    }
-
-    /// Marks the workflow complete: a later run with the same key says it finished.
-    pub async fn finish(self) -> Result<ResumeSummary, WorkflowError> {
-        self.service.complete_phase(&self.plan_id).await?;
-        Ok(self.service.build_resume_summary(&self.plan_id, None).await?)
-    }
-
-    /// Stops here, recording why; a later run continues with the next step.
-    pub async fn interrupt(mut self, reason: &str) -> Result<(), WorkflowError> {
-        match self.record_interruption(reason).await {
-            WorkflowError::Interrupted { .. } => Ok(()),
-            other => Err(other),
-        }
-    }
-
-    fn advance(&mut self) {
-        // Past u32::MAX steps the position stays put; the domain refuses such a step anyway.
-        self.next = self.next.next().unwrap_or(self.next);
-    }
-
-    async fn record_interruption(&mut self, reason: &str) -> WorkflowError {
-        let recorded = match Message::parse(reason) {
-            Ok(message) => self.service.record_shutdown(&self.plan_id, message).await.map_err(WorkflowError::from),
-            Err(invalid) => Err(invalid.into()),
-        };
-        match recorded {
-            Ok(_) => WorkflowError::Interrupted {
-                plan_id: self.plan_id.clone(),
-                next_step: self.next,
-                reason: reason.to_owned(),
-            },
-            Err(error) => error,
-        }
-    }
-
-    async fn record_failure(&self, step: StepNumber, name: StepName, message: String) -> WorkflowError {
-        let text: String = format!("step {step} ({name}) failed: {message}").chars().take(Message::MAX_LEN).collect();
-        let text = text
-            .chars()
-            .map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c })
-            .collect::<String>();
-        match Message::parse(&text) {
-            Ok(text) => {
-                if let Err(error) = self.service.fail(&self.plan_id, text).await {
-                    return error.into();
+                decision_id: ticket.decision_id.clone(),
+                attempt: ticket.attempt,
+                rerun: ticket.rerun,
+            };
+            let attempt = AssertUnwindSafe(run(context)).catch_unwind();
+            let ran = match options.policy.timeout {
+                None => Some(attempt.await),
+                Some(limit) => match futures::future::select(Box::pin(attempt), Timer::after(limit)).await {
+                    Either::Left((ran, _)) => Some(ran),
+                    Either::Right(((), _)) => None,
+                },
+            };
+            let mut panic = None;
+            let failure = match ran {
+                Some(Ok(Ok(value))) => match to_output(&value) {
+                    Ok(output) => {
+                        live.completed(&ticket, StepResult { output: Some(output), ..StepResult::default() }).await?;
+                        self.next = following(step);
+                        return Ok(value);
+                    }
+                    Err(detail) => StepFailure::Error { message: format!("its output cannot be recorded: {detail}") },
+                },
+                Some(Ok(Err(error))) => StepFailure::Error { message: error.to_string() },
+                Some(Err(payload)) => {
+                    let message = panic_message(&*payload);
+                    panic = Some(payload);
+                    StepFailure::Panic { message }
+                }
+                None => StepFailure::Timeout { limit: options.policy.timeout.unwrap_or_default() },
+            };
+            match live.attempt_failed(&ticket, failure, &options.policy, None).await {
+                Ok(Retry::After(delay)) => Timer::after(delay).await,
+                Err(error) => {
+                    // The failure is on record; a panic goes on to the caller as panics do.
+                    if let (Some(payload), EngineError::StepFailed { .. }) = (panic, &error) {
+                        std::panic::resume_unwind(payload);
+                    }
+                    return Err(error.into());
                 }
             }
-            Err(invalid) => return invalid.into(),
         }
-        WorkflowError::StepFailed { step, name, message }
     }
+
+    /// Marks the workflow complete: a later run with the same key replays it. For a replay,
+    /// nothing is written.
+    pub async fn finish(self) -> Result<ResumeSummary, WorkflowError> {
+        match self.mode {
+            Mode::Live(run) => Ok(run.finish().await?),
+            Mode::Replay { summary, .. } => Ok(*summary),
+        }
+    }
+
+    /// Stops here, recording why; a later run continues with the next step. For a replay,
+    /// nothing is written.
+    pub async fn interrupt(mut self, reason: &str) -> Result<(), WorkflowError> {
+        let next = self.next;
+        match &mut self.mode {
+            Mode::Live(run) => match interrupted(run, next, reason).await {
+                WorkflowError::Interrupted { .. } => Ok(()),
+                other => Err(other),
+            },
+            Mode::Replay { .. } => Ok(()),
+        }
+    }
+}
+
+/// The position after `step`. Past u32::MAX steps it stays put; the domain refuses such a step.
+fn following(step: StepNumber) -> StepNumber {
+    step.next().unwrap_or(step)
+}
+
+/// Records the interruption and gives the error that ends the run (or what went wrong).
+async fn interrupted<S: PlanStore>(run: &mut EngineRun<S>, next_step: StepNumber, reason: &str) -> WorkflowError {
+    match run.interrupt(reason).await {
+        Ok(Stopped::Interrupted | Stopped::Finished) => {
+            WorkflowError::Interrupted { plan_id: run.plan_id().clone(), next_step, reason: reason.to_owned() }
+        }
+        Err(error) => error.into(),
+    }
+}
+
+/// A completed step's recorded output, as the step's type.
+fn read_back<T: DeserializeOwned>(done: &Checkpoint, step: StepNumber, name: &StepName) -> Result<T, WorkflowError> {
+    if let Some(recorded) = done.name.as_ref().filter(|recorded| *recorded != name) {
+        return Err(WorkflowError::StepMismatch { step, recorded: recorded.clone(), given: name.clone() });
+    }
+    let value = done.output.as_ref().map_or(serde_json::Value::Null, |o| o.as_value().clone());
+    serde_json::from_value(value).map_err(|e| WorkflowError::Output {
+        step,
+        name: name.clone(),
+        detail: format!("recorded in the log does not read back as this step's type: {e}"),
+    })
+}
+
+fn to_output<T: Serialize>(value: &T) -> Result<StepOutput, String> {
+    let json = serde_json::to_value(value).map_err(|e| e.to_string())?;
+    StepOutput::new(json).map_err(|e| e.to_string())
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

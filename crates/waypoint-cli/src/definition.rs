@@ -27,11 +27,12 @@ impl DefinitionProbe for PlanFileProbe {
     }
 }
 
-/// The plan file of a plan made by `waypoint run`. Its steps are the strategize phase; a plan
-/// moved on to another phase by hand is a plain plan from then on.
+/// The plan file of a plan made by `waypoint run`: its source is the file's absolute path (a
+/// library workflow's source is `workflow:KEY`, which names no file). Its steps are the
+/// strategize phase; a plan moved on to another phase by hand is a plain plan from then on.
 pub fn plan_file_path(plan: &PlanState) -> Option<&Path> {
-    let source = plan.source.as_ref()?;
-    (plan.phase == Phase::Strategize).then(|| Path::new(source.as_str()))
+    let path = Path::new(plan.source.as_ref()?.as_str());
+    (plan.phase == Phase::Strategize && path.is_absolute()).then_some(path)
 }
 
 /// Reads and parses the plan file at `path` as it is now.

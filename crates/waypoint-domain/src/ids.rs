@@ -180,6 +180,15 @@ validated_string!(
     /// The decision that produced a step's work (an agent's decision, a pipeline job id).
     DecisionId, "decision id", 128, "A-Z a-z 0-9 _ - . :", is_token_char
 );
+impl DecisionId {
+    /// The decision id of attempt `attempt` of step `step`, as the step engine records it:
+    /// `step-3-a2`. Attempt numbers never repeat for a plan's step, so neither does this id,
+    /// and a retried checkpoint of the same attempt carries the same one.
+    pub fn for_attempt(step: StepNumber, attempt: Attempt) -> Self {
+        Self(format!("step-{step}-a{}", attempt.get()))
+    }
+}
+
 validated_string!(
     /// A reference to the workspace state after a step, such as `sha256:…`.
     SnapshotId, "snapshot id", 128, "A-Z a-z 0-9 _ - . :", is_token_char
@@ -444,6 +453,23 @@ macro_rules! bounded_text {
                     !c.is_control() || c == '\n' || c == '\t'
                 })?;
                 Ok(Self(value.to_owned()))
+            }
+
+            /// Any text made acceptable, for text that comes from outside (a step's error, a
+            /// panic's message): control characters other than newline and tab become U+FFFD,
+            /// the text is cut to [`Self::MAX_LEN`] characters, and empty text becomes `(none)`.
+            /// The one place such text is cleaned, so every surface records it alike.
+            pub fn lossy(value: &str) -> Self {
+                let cleaned: String = value
+                    .chars()
+                    .map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{fffd}' } else { c })
+                    .take($max)
+                    .collect();
+                if cleaned.trim().is_empty() {
+                    Self("(none)".to_owned())
+                } else {
+                    Self(cleaned)
+                }
             }
 
             /// The validated text.

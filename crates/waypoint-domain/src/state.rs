@@ -107,8 +107,10 @@ pub struct ResumeMetadata {
     /// The name and attempt the uncertain step's `StepStarted` gave, if any.
     #[serde(default)]
     pub uncertain_name: Option<StepName>,
-    /// The attempt number the uncertain step's `StepStarted` gave, if any; a failed attempt
-    /// must name the same one.
+    /// The attempt number the last `StepStarted` of the step after the last completed one
+    /// gave, if any. While that step is uncertain, a failed attempt must name this one; after
+    /// a failed attempt it stays, so that the step's next attempt, in this run or a later one,
+    /// is numbered one more ([`Self::next_attempt`]) and never reuses an earlier number.
     #[serde(default)]
     pub uncertain_attempt: Option<Attempt>,
 }
@@ -118,6 +120,16 @@ impl ResumeMetadata {
         self.uncertain_step = None;
         self.uncertain_name = None;
         self.uncertain_attempt = None;
+    }
+
+    /// The number the next attempt of `step` takes: one more than the last attempt recorded
+    /// for it in this phase (in any run), else the first. Only the step after the last
+    /// completed one can have earlier attempts.
+    pub fn next_attempt(&self, step: StepNumber) -> Attempt {
+        match self.uncertain_attempt {
+            Some(last) if self.following_step() == Some(step) => last.next().unwrap_or(last),
+            _ => Attempt::FIRST,
+        }
     }
 
     /// The current phase's last checkpoint, if a step has completed.
@@ -363,7 +375,9 @@ impl PlanState {
             // attempt records its own `StepStarted`.
             PlanEvent::StepAttemptFailed(e) => {
                 if meta.uncertain_step == Some(e.step) {
-                    meta.clear_uncertain();
+                    // The attempt number stays: the step's next attempt counts on from it.
+                    meta.uncertain_step = None;
+                    meta.uncertain_name = None;
                 }
             }
             PlanEvent::PlanCancelled(_) => {

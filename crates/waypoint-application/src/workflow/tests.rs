@@ -6,7 +6,7 @@ use std::cell::Cell;
 use futures::executor::block_on;
 use waypoint_domain::{PlanEvent, PlanId, ProcessingState, ResumeIneligibleReason, StepNumber};
 
-use super::WorkflowError;
+use super::{StepOptions, WorkflowError};
 use crate::{InMemoryStore, PlanResumeService};
 
 type Service = PlanResumeService<InMemoryStore>;
@@ -69,10 +69,11 @@ fn a_crashed_workflow_continues_with_the_recorded_outputs_and_runs_each_step_onc
     let outputs: Vec<String> =
         state.resume.checkpoints.iter().map(|c| c.output.as_ref().unwrap().as_value().to_string()).collect();
     assert_eq!(outputs, ["[1,2,3]", "6", "\"total 6\""]);
-    match three_steps(&service, &id, &ran, None) {
-        Err(WorkflowError::Finished { state: ProcessingState::Complete, .. }) => {}
-        other => panic!("a finished workflow says so: {other:?}"),
-    }
+    // A finished key replays: every step gives back its recorded output, nothing runs.
+    let events = block_on(service.history(&id)).unwrap().len();
+    assert_eq!(three_steps(&service, &id, &ran, None).unwrap(), "total 6");
+    assert_eq!(ran.get(), 3, "nothing ran on the replay");
+    assert_eq!(block_on(service.history(&id)).unwrap().len(), events, "a replay writes nothing");
 }
 
 #[test]
@@ -151,11 +152,8 @@ fn an_oversized_output_is_a_typed_error_and_nothing_is_checkpointed() {
         run.step("huge", |_| async { Ok::<_, String>("x".repeat(2 * 1024 * 1024)) }).await
     });
     match result {
-        Err(WorkflowError::Output { detail, .. }) => assert!(
-            detail.contains("output_too_large") || detail.contains("1048576") || detail.contains("limit"),
-            "{detail}"
-        ),
-        other => panic!("expected an output error, got {other:?}"),
+        Err(WorkflowError::StepFailed { message, .. }) => assert!(message.contains("cannot be recorded"), "{message}"),
+        other => panic!("an output that cannot be recorded fails the attempt, got {other:?}"),
     }
     let events = block_on(service.history(&id)).unwrap();
     assert!(!events.iter().any(|e| matches!(e.event, PlanEvent::StepCompleted(_))), "no checkpoint was recorded");
@@ -196,4 +194,59 @@ fn a_shutdown_request_records_the_interruption_before_the_next_step() {
     assert!(summary.interrupted && summary.eligible, "{summary:?}");
     assert_eq!(summary.next_step, StepNumber::new(2).ok());
     assert!(!summary.reasons.contains(&ResumeIneligibleReason::StillRunning));
+}
+
+#[test]
+fn a_failed_attempt_is_retried_with_the_same_options_as_a_plan_file_step() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("retried");
+    let attempts = Cell::new(0u32);
+    let value = block_on(async {
+        let mut run = service.workflow(&id).await?;
+        let options = StepOptions::named("flaky").retries(2).retry_delay(std::time::Duration::from_millis(1));
+        let value: u32 = run
+            .step_with(options, |ctx| {
+                attempts.set(attempts.get() + 1);
+                async move {
+                    if ctx.attempt.get() < 3 {
+                        Err(format!("attempt {} failed", ctx.attempt.get()))
+                    } else {
+                        Ok(ctx.attempt.get())
+                    }
+                }
+            })
+            .await?;
+        run.finish().await?;
+        Ok::<_, WorkflowError>(value)
+    });
+    assert_eq!(value.unwrap(), 3, "the third attempt succeeded");
+    assert_eq!(attempts.get(), 3);
+    let failed: Vec<u32> = block_on(service.history(&id))
+        .unwrap()
+        .iter()
+        .filter_map(|e| match &e.event {
+            PlanEvent::StepAttemptFailed(failed) => Some(failed.attempt.get()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, [1, 2], "each failed attempt is on record");
+}
+
+#[test]
+fn an_async_step_past_its_timeout_is_cancelled_and_fails_the_attempt() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("slow");
+    let started = std::time::Instant::now();
+    let result = block_on(async {
+        let mut run = service.workflow(&id).await?;
+        let options = StepOptions::named("wait").timeout(std::time::Duration::from_millis(50));
+        run.step_with(options, |_| futures::future::pending::<Result<u8, String>>()).await
+    });
+    match result {
+        Err(WorkflowError::StepFailed { message, .. }) => assert!(message.contains("timed out"), "{message}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "the pending step was cancelled");
+    let state = block_on(service.load(&id)).unwrap().state;
+    assert_eq!(state.state, ProcessingState::Errored);
 }

@@ -1,0 +1,744 @@
+//! The step engine: the rules of running a plan's steps, written once for every surface that
+//! runs steps (the plan-file runner, the Rust workflow API, and the Python package and workers
+//! built on them). A surface is an executor plus presentation: it runs a process or a closure
+//! and says what happened; the engine decides what that means and records it.
+//!
+//! The engine owns:
+//! - **continue by key** ([`PlanResumeService::prepare_run`]): the newest plan of a key is
+//!   continued if it can resume, refused while it runs, replayed if it finished, and a fresh
+//!   plan is created when there is none or `new` is asked for;
+//! - **attempt numbers** that go on across runs ([`EngineRun::begin_step`]), with decision ids
+//!   derived from them ([`DecisionId::for_attempt`]);
+//! - **one failure rule** ([`EngineRun::attempt_failed`]): every failed attempt (exit code,
+//!   signal, timeout, missing output, error, panic) is retried while the run's retries last,
+//!   after the policy's delay, doubled each time and capped ([`StepPolicy::delay_after`]); the
+//!   last one fails the plan with one cleaned message;
+//! - **finishing** ([`EngineRun::finish`]) and **interruption** ([`EngineRun::interrupt`]): a
+//!   plan whose steps all completed is finished, whatever stopped it.
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! use waypoint_application::domain::{Artifact, PlanName, RunnerId, StepName, StepNumber};
+//! use waypoint_application::{InMemoryStore, PlanResumeService, Prepared, RunDefinition, StepTurn, WorkflowKey};
+//!
+//! let service = PlanResumeService::new(InMemoryStore::new());
+//! let key = WorkflowKey::parse("nightly")?;
+//! let definition = RunDefinition::unnamed_steps(PlanName::parse("nightly")?, key.source());
+//! let Prepared::Fresh(ready) = service.prepare_run(&key, definition, RunnerId::parse("me")?, false).await? else {
+//!     unreachable!("a new key starts a fresh plan")
+//! };
+//! let mut run = ready.start().await?;
+//! let StepTurn::Run(attempt) = run.begin_step(StepNumber::FIRST, &StepName::parse("fetch")?).await? else {
+//!     unreachable!("nothing completed yet")
+//! };
+//! run.completed(&attempt, Default::default()).await?;
+//! run.finish().await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use waypoint_domain::{
+    Artifact, Attempt, AttemptFailure, Checkpoint, DecisionId, Fingerprint, Message, Phase, PlanError, PlanId,
+    PlanName, ProcessingState, ResumeIneligibleReason, ResumeSummary, RunnerId, SnapshotId, StepDefinition,
+    StepName, StepNumber, StepOutput, TotalSteps,
+};
+
+use crate::error::ServiceError;
+use crate::ports::{RunLockError, RunLockGuard};
+use crate::service::{FailedAttempt, NewPlan, PlanResumeService, ResumePoint, ResumeRequest, StepCheckpoint, StepStart};
+use crate::store::{PlanStore, PlanView, Removal};
+
+/// The longest wait between two attempts of a step, however often the delay doubles.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+
+/// How a step runs: the same options on every surface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepPolicy {
+    /// How many times a failed attempt is tried again within one run.
+    pub retries: u32,
+    /// The wait before the first retry; doubled after each failed attempt, capped at
+    /// [`MAX_RETRY_DELAY`].
+    pub retry_delay: Duration,
+    /// How long one attempt may run before it is stopped, where the executor can stop it (a
+    /// process group, an async task; a synchronous closure has none).
+    pub timeout: Option<Duration>,
+}
+
+impl StepPolicy {
+    /// The wait after the `failures`-th failed attempt of a step in this run (from 1).
+    pub fn delay_after(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(31);
+        self.retry_delay.saturating_mul(1u32 << doublings).min(MAX_RETRY_DELAY)
+    }
+}
+
+/// How an attempt failed, as an executor saw it. Every kind is a failed attempt like any other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepFailure {
+    /// The step's process exited with a non-zero code.
+    Exit {
+        /// The exit code.
+        code: i32,
+    },
+    /// The step's process was killed by a signal.
+    Signal {
+        /// The signal's number.
+        signal: i32,
+    },
+    /// The step ran past its timeout and was stopped.
+    Timeout {
+        /// The timeout it ran past.
+        limit: Duration,
+    },
+    /// The step returned an error, could not run, or left its declared outputs missing.
+    Error {
+        /// What went wrong, in words.
+        message: String,
+    },
+    /// The step panicked (Rust) or raised (Python).
+    Panic {
+        /// The panic's message.
+        message: String,
+    },
+}
+
+impl StepFailure {
+    /// How the failure is recorded in `step_attempt_failed`.
+    pub fn recorded(&self) -> AttemptFailure {
+        match self {
+            StepFailure::Exit { code } => AttemptFailure::Exit { code: *code },
+            StepFailure::Signal { signal } => AttemptFailure::Signal { signal: *signal },
+            StepFailure::Timeout { .. } => AttemptFailure::Timeout,
+            StepFailure::Error { .. } | StepFailure::Panic { .. } => AttemptFailure::Error { message: Message::lossy(&self.to_string()) },
+        }
+    }
+
+    /// The step's exit code, when it exited with one.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            StepFailure::Exit { code } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepFailure::Exit { code } => write!(f, "exited with code {code}"),
+            StepFailure::Signal { signal } => write!(f, "was killed by {}", signal_name(*signal)),
+            StepFailure::Timeout { limit } => {
+                write!(f, "timed out (it ran past its timeout of {} and was stopped)", format_duration(*limit))
+            }
+            StepFailure::Error { message } => write!(f, "failed: {message}"),
+            StepFailure::Panic { message } => write!(f, "panicked: {message}"),
+        }
+    }
+}
+
+/// A signal's conventional name (`SIGTERM`), or `signal N`.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        6 => "SIGABRT",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_owned()
+}
+
+/// `90s`, `2m30s`, `500ms`: a duration as the plan-file parser reads it back.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 || ms % 1000 != 0 && d.as_secs() < 60 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, 0) => format!("{h}h{m}m"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+/// Names the plans of one key: the first run's plan is generation 1, and each fresh start
+/// (`new`) makes the next generation. Ids must be unrelated between generations and keys.
+pub trait RunKey: Send + Sync {
+    /// The id of the key's `generation`-th plan (from 1).
+    fn plan_id(&self, generation: u64) -> PlanId;
+}
+
+/// The key of a library workflow: generation 1 is the key itself, so `plan show KEY` finds the
+/// workflow; later generations (`new`) are `KEY-N` when that fits in a plan id, else derived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowKey(PlanId);
+
+impl WorkflowKey {
+    /// The workflow key `key`, a valid plan id.
+    pub fn parse(key: &str) -> Result<Self, waypoint_domain::InvalidValue> {
+        Ok(Self(PlanId::parse(key)?))
+    }
+
+    /// The key as a plan id: its first plan's id.
+    pub fn new(key: PlanId) -> Self {
+        Self(key)
+    }
+
+    /// The key's first plan: the key itself.
+    pub fn first(&self) -> &PlanId {
+        &self.0
+    }
+
+    /// The definition source recorded for a workflow's plans: `workflow:KEY`. A source marks a
+    /// plan run by the engine (one phase of steps), which retention may remove once finished.
+    pub fn source(&self) -> Artifact {
+        Artifact::parse(&format!("workflow:{}", self.0)).expect("a plan id makes a valid artifact")
+    }
+}
+
+impl RunKey for WorkflowKey {
+    fn plan_id(&self, generation: u64) -> PlanId {
+        if generation <= 1 {
+            return self.0.clone();
+        }
+        // `~` cannot appear in a plan id, so no other key's first plan can take this id.
+        let digest = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}~{generation}", self.0).as_bytes());
+        let suffix = format!("-g{generation}-{}", &digest.simple().to_string()[..8]);
+        let keep = PlanId::MAX_LEN - suffix.len();
+        let head: String = self.0.as_str().chars().take(keep).collect();
+        PlanId::parse(&format!("{head}{suffix}")).expect("id characters and length are kept")
+    }
+}
+
+/// The highest generation `n` for which `exists(n)` holds, assuming generations exist from 1 up
+/// to some n without gaps; `None` when the first does not exist. O(log n) probes.
+pub async fn newest_generation<F, Fut, E>(mut exists: F) -> Result<Option<u64>, E>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+{
+    if !exists(1).await? {
+        return Ok(None);
+    }
+    let (mut low, mut high) = (1u64, 2u64);
+    while exists(high).await? {
+        low = high;
+        high = high.saturating_mul(2);
+        if high == u64::MAX {
+            break;
+        }
+    }
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if exists(middle).await? {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    Ok(Some(low))
+}
+
+/// What a run executes: recorded with a fresh plan, and checked against a continued one.
+#[derive(Debug, Clone)]
+pub struct RunDefinition {
+    /// The plan's name.
+    pub name: PlanName,
+    /// Where the definition lives: a plan file's absolute path, or `workflow:KEY`.
+    pub source: Artifact,
+    /// The whole definition's fingerprint, when the surface computes one.
+    pub fingerprint: Option<Fingerprint>,
+    /// The steps with their fingerprints; empty when the surface learns its steps as it runs
+    /// (a library workflow).
+    pub steps: Vec<StepDefinition>,
+}
+
+impl RunDefinition {
+    /// A definition whose steps are known only as they run.
+    pub fn unnamed_steps(name: PlanName, source: Artifact) -> Self {
+        Self { name, source, fingerprint: None, steps: Vec::new() }
+    }
+
+    fn total_steps(&self) -> Option<TotalSteps> {
+        u32::try_from(self.steps.len()).ok().and_then(|n| TotalSteps::new(n).ok())
+    }
+}
+
+/// Why a run could not start, continue or record a step. Nothing half-done is left behind.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Another runner holds the plan: it is running now.
+    #[error("plan {plan_id} is running in another process (still_running)")]
+    StillRunning {
+        /// The plan.
+        plan_id: PlanId,
+    },
+    /// The plan exists but cannot resume, for every reason listed.
+    #[error("plan {plan_id} cannot resume: {}", codes(reasons))]
+    NotResumable {
+        /// The plan.
+        plan_id: PlanId,
+        /// Every reason, as the eligibility function gives them.
+        reasons: Vec<ResumeIneligibleReason>,
+        /// The plan's summary, naming the changed steps and the rest.
+        summary: Box<ResumeSummary>,
+    },
+    /// A step is asked for under another name than the one recorded at its position.
+    #[error("step {step} was recorded as {recorded:?}, but is now called {given:?} (step_mismatch)")]
+    StepMismatch {
+        /// The step's position.
+        step: StepNumber,
+        /// The name in the log.
+        recorded: StepName,
+        /// The name given now.
+        given: StepName,
+    },
+    /// The step's last attempt failed; the plan is recorded as failed and resumes from this
+    /// step on its next run.
+    #[error("{message}")]
+    StepFailed {
+        /// The step's position.
+        step: StepNumber,
+        /// The step's name.
+        name: StepName,
+        /// The last attempt.
+        attempt: Attempt,
+        /// How it failed.
+        failure: StepFailure,
+        /// The plan's recorded error: `step N (name) …`.
+        message: Message,
+    },
+    /// The run lock was lost (its connection died): no further step starts.
+    #[error(transparent)]
+    RunLock(RunLockError),
+    /// The service or the store failed.
+    #[error(transparent)]
+    Service(ServiceError),
+}
+
+fn codes(reasons: &[ResumeIneligibleReason]) -> String {
+    reasons.iter().map(|r| r.code()).collect::<Vec<_>>().join(", ")
+}
+
+impl From<ServiceError> for EngineError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Plan { source: PlanError::StepMismatch { step, recorded, given }, .. } => {
+                EngineError::StepMismatch { step, recorded, given }
+            }
+            ServiceError::RunLock(RunLockError::Busy { plan_id }) => EngineError::StillRunning { plan_id },
+            ServiceError::RunLock(lost) => EngineError::RunLock(lost),
+            other => EngineError::Service(other),
+        }
+    }
+}
+
+/// What running a key would do, decided under the plan's run lock and not yet written.
+#[derive(Debug)]
+pub enum Prepared<S> {
+    /// No plan of the key yet (or `new`): a fresh plan is created when started.
+    Fresh(ReadyRun<S>),
+    /// The key's newest plan can resume; `summary` is how it stands before the resume.
+    Continue(ReadyRun<S>, Box<ResumeSummary>),
+    /// The key's newest plan finished: nothing runs, every step's recorded output is at hand.
+    Finished(Box<FinishedRun>),
+    /// The key's newest plan finished and retention removed it.
+    Removed(Removal),
+}
+
+/// A finished plan of a key: what a replay gives back.
+#[derive(Debug, Clone)]
+pub struct FinishedRun {
+    /// The plan's full view (every checkpoint of its phase, outputs included).
+    pub view: PlanView,
+    /// Its summary.
+    pub summary: ResumeSummary,
+}
+
+/// A run decided and locked, not yet started: [`Self::start`] writes.
+#[derive(Debug)]
+pub struct ReadyRun<S> {
+    service: PlanResumeService<S>,
+    plan_id: PlanId,
+    guard: RunLockGuard,
+    definition: Option<RunDefinition>,
+    fork_at: Option<StepNumber>,
+    fork_source: Option<PlanId>,
+}
+
+impl<S: PlanStore> ReadyRun<S> {
+    /// The plan this run works on (not yet created for a fresh run).
+    pub fn plan_id(&self) -> &PlanId {
+        &self.plan_id
+    }
+
+    /// Creates the plan (fresh), or records `Resumed` (continue), and hands back the run.
+    pub async fn start(self) -> Result<EngineRun<S>, EngineError> {
+        let ReadyRun { service, plan_id, guard, definition, fork_at, fork_source } = self;
+        let runner = guard.runner().clone();
+        let mut resumed = None;
+        if let Some(source) = fork_source {
+            service.fork_plan(&source, fork_at, Some(plan_id.clone())).await?;
+        }
+        match definition {
+            Some(definition) => {
+                let new = NewPlan {
+                    id: Some(plan_id.clone()),
+                    total_steps: definition.total_steps(),
+                    name: Some(definition.name),
+                    fingerprint: definition.fingerprint,
+                    source: Some(definition.source),
+                    steps: definition.steps,
+                    start: Some((Phase::Strategize, Some(runner))),
+                };
+                service.create_plan(new).await?;
+            }
+            None => {
+                let view = service.load_summary(&plan_id).await?;
+                if view.state.phase == Phase::Action {
+                    service.start_phase(&plan_id, Phase::Strategize, Some(runner)).await?;
+                } else {
+                    let request = ResumeRequest { runner: Some(runner), ..ResumeRequest::default() };
+                    match service.resume_plan(&plan_id, request).await {
+                        Ok(outcome) => resumed = outcome.resumed,
+                        // Something changed since the run was prepared.
+                        Err(error) => match error.reasons() {
+                            Some(reasons) => {
+                                let summary = service.build_resume_summary(&plan_id, None).await?;
+                                return Err(EngineError::NotResumable {
+                                    plan_id,
+                                    reasons: reasons.to_vec(),
+                                    summary: Box::new(summary),
+                                });
+                            }
+                            None => return Err(error.into()),
+                        },
+                    }
+                }
+            }
+        }
+        let view = service.load(&plan_id).await?;
+        Ok(EngineRun {
+            service,
+            plan_id,
+            guard,
+            checkpoints: view.state.resume.checkpoints.clone(),
+            uncertain: view.state.resume.uncertain_step,
+            attempts: AttemptCounter { next: view.state.resume.following_step(), last: view.state.resume.uncertain_attempt, failures: 0 },
+            resumed,
+        })
+    }
+}
+
+impl<S: PlanStore> PlanResumeService<S> {
+    /// Whether a plan has this id, or had it until retention removed it: either way the id is
+    /// taken, so a key's generations stay without gaps.
+    async fn id_taken(&self, plan_id: &PlanId) -> Result<bool, ServiceError> {
+        match self.load_summary(plan_id).await {
+            Ok(_) | Err(ServiceError::Removed(_)) => Ok(true),
+            Err(ServiceError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The newest generation of `key` in the store, if any.
+    pub async fn newest_generation(&self, key: &dyn RunKey) -> Result<Option<u64>, ServiceError> {
+        newest_generation(|generation| self.id_taken_owned(key.plan_id(generation))).await
+    }
+
+    async fn id_taken_owned(&self, plan_id: PlanId) -> Result<bool, ServiceError> {
+        self.id_taken(&plan_id).await
+    }
+
+    /// Decides what running `key` does, takes the plan's run lock for `runner`, and writes
+    /// nothing yet: the key's newest plan is continued if it can resume, refused while it runs
+    /// ([`EngineError::StillRunning`]), given back if it finished ([`Prepared::Finished`]);
+    /// a fresh plan (the next generation) is prepared when there is none or `new` is set.
+    pub async fn prepare_run(
+        &self,
+        key: &dyn RunKey,
+        definition: RunDefinition,
+        runner: RunnerId,
+        new: bool,
+    ) -> Result<Prepared<S>, EngineError> {
+        let newest = self.newest_generation(key).await?;
+        let Some(generation) = newest.filter(|_| !new) else {
+            let plan_id = key.plan_id(newest.map_or(1, |g| g + 1));
+            let guard = self.acquire_run_lock(&plan_id, &runner)?;
+            return Ok(Prepared::Fresh(self.ready(plan_id, guard, Some(definition))));
+        };
+        let plan_id = key.plan_id(generation);
+        if let Some(removal) = self.store().removal(&plan_id).await.map_err(ServiceError::from)? {
+            return Ok(Prepared::Removed(removal));
+        }
+        let guard = self.acquire_run_lock(&plan_id, &runner)?;
+        let view = self.load_summary(&plan_id).await?;
+        if let Some(finished) = self.finished_run(&view).await? {
+            return Ok(Prepared::Finished(Box::new(finished)));
+        }
+        let preview = ResumeRequest { dry_run: true, fingerprint: None, runner: Some(runner) };
+        let summary = self.resume_plan(&plan_id, preview).await?.summary;
+        if view.state.phase != Phase::Action && !summary.eligible {
+            return Err(EngineError::NotResumable {
+                plan_id,
+                reasons: summary.reasons.clone(),
+                summary: Box::new(summary),
+            });
+        }
+        Ok(Prepared::Continue(self.ready(plan_id, guard, None), Box::new(summary)))
+    }
+
+    /// Prepares a fresh plan of `key` (its next generation) as a fork of the key's newest plan
+    /// at the step before `from`: steps 1..`from`-1 are copied with their outputs and must
+    /// have completed unchanged (the fork's own check), and the run goes on at `from`.
+    pub async fn prepare_fork_run(
+        &self,
+        key: &dyn RunKey,
+        runner: RunnerId,
+        from: StepNumber,
+    ) -> Result<Option<ReadyRun<S>>, EngineError> {
+        let Some(generation) = self.newest_generation(key).await? else { return Ok(None) };
+        let source = key.plan_id(generation);
+        let plan_id = key.plan_id(generation + 1);
+        let at = StepNumber::new(from.get().saturating_sub(1)).ok();
+        let guard = self.acquire_run_lock(&plan_id, &runner)?;
+        let mut ready = self.ready(plan_id, guard, None);
+        ready.fork_source = Some(source);
+        ready.fork_at = at;
+        Ok(Some(ready))
+    }
+
+    fn ready(&self, plan_id: PlanId, guard: RunLockGuard, definition: Option<RunDefinition>) -> ReadyRun<S> {
+        ReadyRun { service: self.clone(), plan_id, guard, definition, fork_at: None, fork_source: None }
+    }
+
+    /// The plan finished (see [`waypoint_domain::PlanState::is_finished`]), or every one of its
+    /// steps completed although the run that ran them stopped before saying so. A crashed run
+    /// (still `processing`; the caller holds the run lock, so its runner is gone) is finished
+    /// now by completing the phase; an interrupted one has nothing left to run either. `None`
+    /// for a plan that can still move.
+    async fn finished_run(&self, view: &PlanView) -> Result<Option<FinishedRun>, ServiceError> {
+        let plan_id = &view.plan_id;
+        let steps_done = view.state.resume.all_steps_completed()
+            && matches!(view.state.state, ProcessingState::Processing | ProcessingState::Queued);
+        if steps_done && view.state.state == ProcessingState::Processing {
+            self.complete_phase(plan_id).await?;
+        } else if !steps_done && !view.state.is_finished() {
+            return Ok(None);
+        }
+        let view = self.load(plan_id).await?;
+        let summary = self.build_resume_summary(plan_id, None).await?;
+        Ok(Some(FinishedRun { view, summary }))
+    }
+}
+
+/// Counts attempts of the step being run: numbers go on from earlier runs, failures count per
+/// run (the retry budget is the run's).
+#[derive(Debug, Clone, Copy)]
+struct AttemptCounter {
+    /// The step the counter is about.
+    next: Option<StepNumber>,
+    /// The last attempt recorded for it.
+    last: Option<Attempt>,
+    /// Failed attempts of it in this run.
+    failures: u32,
+}
+
+/// What to do with a step now.
+#[derive(Debug, Clone)]
+pub enum StepTurn {
+    /// It completed in an earlier run: nothing runs, here is its checkpoint (its output).
+    Replay(Checkpoint),
+    /// Run it: its start is recorded.
+    Run(AttemptTicket),
+}
+
+/// One attempt at a step, started and recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptTicket {
+    /// The step.
+    pub step: StepNumber,
+    /// Its name.
+    pub name: StepName,
+    /// Which attempt this is, counted across runs.
+    pub attempt: Attempt,
+    /// The decision recorded for this attempt.
+    pub decision_id: DecisionId,
+    /// An earlier run started this step but did not record how it ended: its effects may be
+    /// partly done.
+    pub rerun: bool,
+}
+
+/// What a step produced, as the executor reports it.
+#[derive(Debug, Clone, Default)]
+pub struct StepResult {
+    /// Its output, handed back to later runs.
+    pub output: Option<StepOutput>,
+    /// A digest of the workspace state it left.
+    pub snapshot_id: Option<SnapshotId>,
+    /// What it produced, by path.
+    pub artifacts: Vec<Artifact>,
+    /// The fingerprint of its definition as it ran.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// What the engine decided about a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Try again after this wait; the retry's attempt is recorded by the next
+    /// [`EngineRun::begin_step`].
+    After(Duration),
+}
+
+/// How an interruption ended the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The interruption is recorded; the plan resumes from its next step.
+    Interrupted,
+    /// Every step had completed: the plan is finished instead.
+    Finished,
+}
+
+/// One run of a plan under its run lock. Dropping it without [`Self::finish`] or
+/// [`Self::interrupt`] leaves a plan that a later run continues as after a crash.
+#[derive(Debug)]
+pub struct EngineRun<S> {
+    service: PlanResumeService<S>,
+    plan_id: PlanId,
+    guard: RunLockGuard,
+    /// Every checkpoint of the phase so far, in step order.
+    checkpoints: Vec<Checkpoint>,
+    /// The step a crash left started but not completed, if any.
+    uncertain: Option<StepNumber>,
+    attempts: AttemptCounter,
+    resumed: Option<ResumePoint>,
+}
+
+impl<S: PlanStore> EngineRun<S> {
+    /// The plan.
+    pub fn plan_id(&self) -> &PlanId {
+        &self.plan_id
+    }
+
+    /// Where this run continues an earlier one, when it does.
+    pub fn resumed(&self) -> Option<ResumePoint> {
+        self.resumed
+    }
+
+    /// Every completed step's checkpoint so far, in step order.
+    pub fn checkpoints(&self) -> &[Checkpoint] {
+        &self.checkpoints
+    }
+
+    /// The first step that has not completed.
+    pub fn next_step(&self) -> StepNumber {
+        self.checkpoints.last().and_then(|c| c.step.next()).unwrap_or(StepNumber::FIRST)
+    }
+
+    /// The service this run records through.
+    pub fn service(&self) -> &PlanResumeService<S> {
+        &self.service
+    }
+
+    /// Starts step `step` named `name`, or hands back its checkpoint if it completed. A name
+    /// other than the recorded one is [`EngineError::StepMismatch`]; a lost run lock starts
+    /// nothing.
+    pub async fn begin_step(&mut self, step: StepNumber, name: &StepName) -> Result<StepTurn, EngineError> {
+        if let Some(done) = self.checkpoints.iter().find(|c| c.step == step) {
+            if let Some(recorded) = done.name.as_ref().filter(|recorded| *recorded != name) {
+                return Err(EngineError::StepMismatch { step, recorded: recorded.clone(), given: name.clone() });
+            }
+            return Ok(StepTurn::Replay(done.clone()));
+        }
+        self.guard.check().map_err(EngineError::RunLock)?;
+        if self.attempts.next != Some(step) {
+            self.attempts = AttemptCounter { next: Some(step), last: None, failures: 0 };
+        }
+        let attempt = self.attempts.last.and_then(Attempt::next).unwrap_or(Attempt::FIRST);
+        let decision_id = DecisionId::for_attempt(step, attempt);
+        let start = StepStart { name: Some(name.clone()), attempt: Some(attempt), ..StepStart::new(step, decision_id.clone()) };
+        self.service.record_step_started(&self.plan_id, start).await?;
+        self.attempts.last = Some(attempt);
+        let rerun = self.uncertain == Some(step) && self.attempts.failures == 0;
+        Ok(StepTurn::Run(AttemptTicket { step, name: name.clone(), attempt, decision_id, rerun }))
+    }
+
+    /// Records that the attempt completed the step.
+    pub async fn completed(&mut self, ticket: &AttemptTicket, result: StepResult) -> Result<Checkpoint, EngineError> {
+        let checkpoint = StepCheckpoint {
+            step: ticket.step,
+            decision_id: ticket.decision_id.clone(),
+            snapshot_id: result.snapshot_id,
+            artifacts: result.artifacts,
+            name: Some(ticket.name.clone()),
+            output: result.output,
+            fingerprint: result.fingerprint,
+        };
+        let recorded = self.service.record_step_checkpoint(&self.plan_id, checkpoint).await?.checkpoint;
+        self.checkpoints.push(recorded.clone());
+        self.uncertain = None;
+        Ok(recorded)
+    }
+
+    /// Records that the attempt failed. While the run's retries last, the failed attempt is
+    /// recorded and the step is to be tried again after the returned wait; the last failure
+    /// fails the plan (`evidence`, such as the end of the step's stderr, is kept in the plan's
+    /// error) and is returned as [`EngineError::StepFailed`].
+    pub async fn attempt_failed(
+        &mut self,
+        ticket: &AttemptTicket,
+        failure: StepFailure,
+        policy: &StepPolicy,
+        evidence: Option<&str>,
+    ) -> Result<Retry, EngineError> {
+        self.attempts.failures += 1;
+        if self.attempts.failures <= policy.retries {
+            let delay = policy.delay_after(self.attempts.failures);
+            let retry_at = self.service.now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            let failed =
+                FailedAttempt { step: ticket.step, attempt: ticket.attempt, reason: failure.recorded(), retry_at: Some(retry_at) };
+            self.service.record_attempt_failed(&self.plan_id, failed).await?;
+            return Ok(Retry::After(delay));
+        }
+        let mut text = format!("step {} ({}) {failure}", ticket.step, ticket.name);
+        if let Some(evidence) = evidence.filter(|e| !e.trim().is_empty()) {
+            text.push_str(&format!("; stderr ends with:\n{evidence}"));
+        }
+        let message = Message::lossy(&text);
+        self.service.fail(&self.plan_id, message.clone()).await?;
+        Err(EngineError::StepFailed { step: ticket.step, name: ticket.name.clone(), attempt: ticket.attempt, failure, message })
+    }
+
+    /// Stops the run, recording why. A plan whose every step completed is finished instead.
+    pub async fn interrupt(&mut self, reason: &str) -> Result<Stopped, EngineError> {
+        let view = self.service.load_summary(&self.plan_id).await?;
+        if view.state.resume.all_steps_completed() && view.state.state == ProcessingState::Processing {
+            self.service.complete_phase(&self.plan_id).await?;
+            return Ok(Stopped::Finished);
+        }
+        self.service.record_shutdown(&self.plan_id, Message::lossy(reason)).await?;
+        Ok(Stopped::Interrupted)
+    }
+
+    /// Finishes the plan: its one phase is complete, and a later run of the key replays it.
+    pub async fn finish(self) -> Result<ResumeSummary, EngineError> {
+        self.service.complete_phase(&self.plan_id).await?;
+        Ok(self.service.build_resume_summary(&self.plan_id, None).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

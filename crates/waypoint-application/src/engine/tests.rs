@@ -1,0 +1,179 @@
+//! The step engine: given a store and earlier runs, when a surface runs steps through the
+//! engine, then attempts count on across runs, failures follow one rule, and finished keys
+//! replay.
+
+use std::time::Duration;
+
+use futures::executor::block_on;
+use waypoint_domain::{Fingerprint, PlanEvent, PlanName, ProcessingState, RunnerId, StepDefinition, StepName, StepNumber};
+
+use super::*;
+use crate::{InMemoryStore, PlanResumeService};
+
+type Service = PlanResumeService<InMemoryStore>;
+
+fn key(name: &str) -> WorkflowKey {
+    WorkflowKey::parse(name).unwrap()
+}
+
+fn definition(key: &WorkflowKey) -> RunDefinition {
+    RunDefinition::unnamed_steps(PlanName::parse("test").unwrap(), key.source())
+}
+
+fn runner() -> RunnerId {
+    RunnerId::parse("engine-test").unwrap()
+}
+
+fn step(n: u32) -> StepNumber {
+    StepNumber::new(n).unwrap()
+}
+
+fn name(text: &str) -> StepName {
+    StepName::parse(text).unwrap()
+}
+
+async fn open(service: &Service, key: &WorkflowKey, new: bool) -> Result<Prepared<InMemoryStore>, EngineError> {
+    service.prepare_run(key, definition(key), runner(), new).await
+}
+
+async fn start(service: &Service, key: &WorkflowKey) -> EngineRun<InMemoryStore> {
+    match open(service, key, false).await.unwrap() {
+        Prepared::Fresh(ready) | Prepared::Continue(ready, _) => ready.start().await.unwrap(),
+        other => panic!("expected a run, got {other:?}"),
+    }
+}
+
+async fn run_attempt(run: &mut EngineRun<InMemoryStore>, n: u32) -> AttemptTicket {
+    match run.begin_step(step(n), &name(&format!("s{n}"))).await.unwrap() {
+        StepTurn::Run(ticket) => ticket,
+        StepTurn::Replay(_) => panic!("step {n} should run"),
+    }
+}
+
+#[test]
+fn attempt_numbers_go_on_across_runs_and_decision_ids_follow_them() {
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        let key = key("attempts");
+        let policy = StepPolicy { retries: 1, ..StepPolicy::default() };
+        let mut run = start(&service, &key).await;
+        let first = run_attempt(&mut run, 1).await;
+        assert_eq!(first.attempt.get(), 1);
+        let retry = run.attempt_failed(&first, StepFailure::Exit { code: 3 }, &policy, None).await.unwrap();
+        assert_eq!(retry, Retry::After(Duration::ZERO));
+        let second = run_attempt(&mut run, 1).await;
+        assert_eq!(second.attempt.get(), 2);
+        let failed = run.attempt_failed(&second, StepFailure::Exit { code: 3 }, &policy, Some("GPU not available")).await;
+        match failed {
+            Err(EngineError::StepFailed { message, .. }) => {
+                assert_eq!(message.as_str(), "step 1 (s1) exited with code 3; stderr ends with:\nGPU not available")
+            }
+            other => panic!("the last attempt fails the plan: {other:?}"),
+        }
+        drop(run);
+        // The next run: a fresh retry budget, attempt numbers counting on.
+        let mut run = start(&service, &key).await;
+        let third = run_attempt(&mut run, 1).await;
+        assert_eq!(third.attempt.get(), 3, "attempt 3, not 1 again");
+        assert_eq!(third.decision_id.as_str(), "step-1-a3");
+        run.completed(&third, StepResult::default()).await.unwrap();
+        let next = run_attempt(&mut run, 2).await;
+        assert_eq!(next.attempt.get(), 1, "another step starts at attempt 1");
+    });
+}
+
+#[test]
+fn a_run_stopped_while_waiting_to_retry_continues_with_the_next_attempt_number() {
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        let key = key("waiting");
+        let policy = StepPolicy { retries: 3, retry_delay: Duration::from_secs(60), ..StepPolicy::default() };
+        let mut run = start(&service, &key).await;
+        let first = run_attempt(&mut run, 1).await;
+        let retry = run.attempt_failed(&first, StepFailure::Timeout { limit: Duration::from_secs(5) }, &policy, None).await;
+        assert_eq!(retry.unwrap(), Retry::After(Duration::from_secs(60)));
+        assert_eq!(run.interrupt("SIGINT received").await.unwrap(), Stopped::Interrupted);
+        drop(run);
+        let mut run = start(&service, &key).await;
+        let again = run_attempt(&mut run, 1).await;
+        assert_eq!(again.attempt.get(), 2);
+        assert!(!again.rerun, "the failed attempt's outcome is known: not a rerun of an uncertain step");
+    });
+}
+
+#[test]
+fn the_retry_delay_doubles_and_is_capped() {
+    let policy = StepPolicy { retries: 20, retry_delay: Duration::from_secs(2), timeout: None };
+    let delays: Vec<u64> = (1..=5).map(|n| policy.delay_after(n).as_secs()).collect();
+    assert_eq!(delays, [2, 4, 8, 16, 32]);
+    assert_eq!(policy.delay_after(12), MAX_RETRY_DELAY);
+    assert_eq!(policy.delay_after(100), MAX_RETRY_DELAY);
+}
+
+#[test]
+fn durations_print_as_the_plan_file_writes_them() {
+    let shown: Vec<String> = [500, 1_000, 90_000, 150_000, 3_600_000, 5_400_000, 1_500]
+        .into_iter()
+        .map(|ms| format_duration(Duration::from_millis(ms)))
+        .collect();
+    assert_eq!(shown, ["500ms", "1s", "1m30s", "2m30s", "1h", "1h30m", "1500ms"]);
+}
+
+#[test]
+fn a_finished_key_is_given_back_and_new_starts_the_next_generation() {
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        let key = key("finished");
+        let mut run = start(&service, &key).await;
+        let ticket = run_attempt(&mut run, 1).await;
+        run.completed(&ticket, StepResult::default()).await.unwrap();
+        run.finish().await.unwrap();
+        match open(&service, &key, false).await.unwrap() {
+            Prepared::Finished(finished) => {
+                assert_eq!(finished.view.plan_id.as_str(), "finished");
+                assert_eq!(finished.view.state.resume.checkpoints.len(), 1);
+                assert!(finished.view.state.is_finished(), "a workflow records its source");
+            }
+            other => panic!("a finished key replays: {other:?}"),
+        }
+        let Prepared::Fresh(ready) = open(&service, &key, true).await.unwrap() else { panic!("new starts afresh") };
+        assert!(ready.plan_id().as_str().starts_with("finished-g2-"), "{}", ready.plan_id());
+        let run = ready.start().await.unwrap();
+        drop(run);
+        assert_eq!(service.newest_generation(&key).await.unwrap(), Some(2));
+    });
+}
+
+#[test]
+fn a_held_plan_is_still_running() {
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        let key = key("held");
+        let _run = start(&service, &key).await;
+        match open(&service, &key, false).await {
+            Err(EngineError::StillRunning { plan_id }) => assert_eq!(plan_id.as_str(), "held"),
+            other => panic!("a second runner is refused: {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn an_interrupt_after_the_last_step_finishes_the_plan() {
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        let key = key("one-step");
+        let steps = vec![StepDefinition { name: name("s1"), fingerprint: Fingerprint::parse("aa").unwrap() }];
+        let definition = RunDefinition { steps, ..definition(&key) };
+        let Prepared::Fresh(ready) = service.prepare_run(&key, definition, runner(), false).await.unwrap() else {
+            panic!("fresh")
+        };
+        let mut run = ready.start().await.unwrap();
+        let ticket = run_attempt(&mut run, 1).await;
+        run.completed(&ticket, StepResult::default()).await.unwrap();
+        assert_eq!(run.interrupt("SIGTERM received").await.unwrap(), Stopped::Finished);
+        let id = key.first().clone();
+        assert_eq!(service.load(&id).await.unwrap().state.state, ProcessingState::Complete);
+        let history = service.history(&id).await.unwrap();
+        assert!(!history.iter().any(|e| matches!(e.event, PlanEvent::Interrupted(_))), "no interruption recorded");
+    });
+}
