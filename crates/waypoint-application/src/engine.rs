@@ -385,6 +385,11 @@ impl<S: PlanStore> ReadyRun<S> {
         &self.plan_id
     }
 
+    /// For a fork run, the plan it forks and the last step it keeps.
+    pub fn forks(&self) -> Option<(&PlanId, Option<StepNumber>)> {
+        self.fork_source.as_ref().map(|source| (source, self.fork_at))
+    }
+
     /// Creates the plan (fresh), or records `Resumed` (continue), and hands back the run.
     pub async fn start(self) -> Result<EngineRun<S>, EngineError> {
         let ReadyRun { service, plan_id, guard, definition, fork_at, fork_source } = self;
@@ -480,25 +485,31 @@ impl<S: PlanStore> PlanResumeService<S> {
             let guard = self.acquire_run_lock(&plan_id, &runner)?;
             return Ok(Prepared::Fresh(self.ready(plan_id, guard, Some(definition))));
         };
-        let plan_id = key.plan_id(generation);
-        if let Some(removal) = self.store().removal(&plan_id).await.map_err(ServiceError::from)? {
+        self.prepare_continue(&key.plan_id(generation), runner).await
+    }
+
+    /// Decides, under its run lock, whether the existing plan `plan_id` continues (it can
+    /// resume), is given back (it finished) or is refused (it runs, or cannot resume), and
+    /// writes nothing yet. What `prepare_run` does with a key's newest plan.
+    pub async fn prepare_continue(&self, plan_id: &PlanId, runner: RunnerId) -> Result<Prepared<S>, EngineError> {
+        if let Some(removal) = self.store().removal(plan_id).await.map_err(ServiceError::from)? {
             return Ok(Prepared::Removed(removal));
         }
-        let guard = self.acquire_run_lock(&plan_id, &runner)?;
-        let view = self.load_summary(&plan_id).await?;
+        let guard = self.acquire_run_lock(plan_id, &runner)?;
+        let view = self.load_summary(plan_id).await?;
         if let Some(finished) = self.finished_run(&view).await? {
             return Ok(Prepared::Finished(Box::new(finished)));
         }
         let preview = ResumeRequest { dry_run: true, fingerprint: None, runner: Some(runner) };
-        let summary = self.resume_plan(&plan_id, preview).await?.summary;
+        let summary = self.resume_plan(plan_id, preview).await?.summary;
         if view.state.phase != Phase::Action && !summary.eligible {
             return Err(EngineError::NotResumable {
-                plan_id,
+                plan_id: plan_id.clone(),
                 reasons: summary.reasons.clone(),
                 summary: Box::new(summary),
             });
         }
-        Ok(Prepared::Continue(self.ready(plan_id, guard, None), Box::new(summary)))
+        Ok(Prepared::Continue(self.ready(plan_id.clone(), guard, None), Box::new(summary)))
     }
 
     /// Prepares a fresh plan of `key` (its next generation) as a fork of the key's newest plan
@@ -514,6 +525,8 @@ impl<S: PlanStore> PlanResumeService<S> {
         let source = key.plan_id(generation);
         let plan_id = key.plan_id(generation + 1);
         let at = StepNumber::new(from.get().saturating_sub(1)).ok();
+        // Refused before anything is taken or written.
+        self.check_fork(&source, at).await?;
         let guard = self.acquire_run_lock(&plan_id, &runner)?;
         let mut ready = self.ready(plan_id, guard, None);
         ready.fork_source = Some(source);
@@ -595,12 +608,14 @@ pub struct StepResult {
     pub fingerprint: Option<Fingerprint>,
 }
 
-/// What the engine decided about a failed attempt.
+/// What the engine decided about a failed attempt that is tried again: wait `delay`, then run
+/// the step again (the next [`EngineRun::begin_step`] records the new attempt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    /// Try again after this wait; the retry's attempt is recorded by the next
-    /// [`EngineRun::begin_step`].
-    After(Duration),
+pub struct Retry {
+    /// How long to wait first.
+    pub delay: Duration,
+    /// How many more retries this run has after the coming one.
+    pub retries_left: u32,
 }
 
 /// How an interruption ended the run.
@@ -657,7 +672,9 @@ impl<S: PlanStore> EngineRun<S> {
     /// other than the recorded one is [`EngineError::StepMismatch`]; a lost run lock starts
     /// nothing.
     pub async fn begin_step(&mut self, step: StepNumber, name: &StepName) -> Result<StepTurn, EngineError> {
-        if let Some(done) = self.checkpoints.iter().find(|c| c.step == step) {
+        // Checkpoints are contiguous from step 1: the step's index is its number less one.
+        let recorded = self.checkpoints.get(step.get() as usize - 1).filter(|c| c.step == step);
+        if let Some(done) = recorded {
             if let Some(recorded) = done.name.as_ref().filter(|recorded| *recorded != name) {
                 return Err(EngineError::StepMismatch { step, recorded: recorded.clone(), given: name.clone() });
             }
@@ -711,7 +728,7 @@ impl<S: PlanStore> EngineRun<S> {
             let failed =
                 FailedAttempt { step: ticket.step, attempt: ticket.attempt, reason: failure.recorded(), retry_at: Some(retry_at) };
             self.service.record_attempt_failed(&self.plan_id, failed).await?;
-            return Ok(Retry::After(delay));
+            return Ok(Retry { delay, retries_left: policy.retries - self.attempts.failures });
         }
         let mut text = format!("step {} ({}) {failure}", ticket.step, ticket.name);
         if let Some(evidence) = evidence.filter(|e| !e.trim().is_empty()) {

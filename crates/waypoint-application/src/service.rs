@@ -285,6 +285,19 @@ impl<S: PlanStore> PlanResumeService<S> {
         }
     }
 
+    /// Whether `source` can be forked at `at_step`, without writing: the step completed, and
+    /// no kept step changed since (see [`Self::fork_plan`]). The same refusals as the fork's.
+    pub async fn check_fork(&self, source: &PlanId, at_step: Option<StepNumber>) -> Result<(), ServiceError> {
+        let view = self.load_summary(source).await?;
+        let Some(at_step) = at_step else { return Ok(()) };
+        let last_completed = view.state.resume.last_completed_step;
+        if last_completed.is_none_or(|last| last < at_step) {
+            let source_error = PlanError::StepNotCompleted { step: at_step, last_completed };
+            return Err(ServiceError::Plan { plan_id: source.clone(), source: source_error });
+        }
+        self.check_kept_steps(&view, at_step)
+    }
+
     /// A fork at `at_step` keeps steps 1..=`at_step`: when the source's definition can be
     /// found now (the definition probe), none of them may have changed since it completed, or
     /// the fork could never resume (`definition_changed`, naming them). The same per-step check

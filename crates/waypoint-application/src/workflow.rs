@@ -393,7 +393,7 @@ impl<S: PlanStore> Workflow<S> {
                 None => StepFailure::Timeout { limit: options.policy.timeout.unwrap_or_default() },
             };
             match live.attempt_failed(&ticket, failure, &options.policy, None).await {
-                Ok(Retry::After(delay)) => Timer::after(delay).await,
+                Ok(Retry { delay, .. }) => Timer::after(delay).await,
                 Err(error) => {
                     // The failure is on record; a panic goes on to the caller as panics do.
                     if let (Some(payload), EngineError::StepFailed { .. }) = (panic, &error) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use waypoint_application::{
-    NewPlan, PlanStore, PlanView, Removal, ResumePoint, ResumeRequest, RunLockGuard, ServiceError, StepCheckpoint,
+    NewPlan, PlanStore, PlanView, Removal, ResumeRequest, ServiceError, StepCheckpoint,
     StepStart,
 };
 use waypoint_domain::{
@@ -16,7 +16,7 @@ use waypoint_domain::{
 use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand, ResumeArgs, RunArgs};
 use crate::definition::{plan_file_path, read_plan_file};
 use crate::error::{exit, CliError};
-use crate::keys::{keyed_id, newest_generation};
+use crate::keys::keyed_id;
 use crate::plan_file::PlanFile;
 use crate::progress::Progress;
 use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};

@@ -3,8 +3,8 @@
 //!
 //! The n-th plan made from a file (n = 1, 2, …; `--new` makes the next one) has the id
 //! `hex(sha256("waypoint-run", 0, path, 0, n))[..20]`: 20 hex digits, unrelated between
-//! generations, so that short id prefixes stay unique. The newest plan is the highest n in the
-//! store: found by doubling n while a plan exists, then bisecting, in O(log n) plan loads.
+//! generations, so that short id prefixes stay unique. The step engine finds the newest plan
+//! (`waypoint_application::engine::newest_generation`) in O(log n) plan loads.
 
 use std::path::Path;
 
@@ -25,30 +25,4 @@ pub fn keyed_id(absolute: &Path, generation: u64) -> PlanId {
     hasher.update(generation.to_le_bytes());
     let digest = hex(&hasher.finalize());
     PlanId::parse(&digest[..KEY_DIGITS]).expect("hex digits make a valid plan id")
-}
-
-/// The highest generation `n` for which `exists(n)` holds, assuming generations exist from 1 up
-/// to some n without gaps; `None` when the first does not exist.
-pub fn newest_generation<E>(mut exists: impl FnMut(u64) -> Result<bool, E>) -> Result<Option<u64>, E> {
-    if !exists(1)? {
-        return Ok(None);
-    }
-    // Double until a generation is missing: the newest lies in [low, high).
-    let (mut low, mut high) = (1u64, 2u64);
-    while exists(high)? {
-        low = high;
-        high = high.saturating_mul(2);
-        if high == u64::MAX {
-            break;
-        }
-    }
-    while high - low > 1 {
-        let middle = low + (high - low) / 2;
-        if exists(middle)? {
-            low = middle;
-        } else {
-            high = middle;
-        }
-    }
-    Ok(Some(low))
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use waypoint_domain::{Artifact, Fingerprint, PlanName, StepDefinition, StepName, TotalSteps};
+use waypoint_application::engine::StepPolicy;
+use waypoint_domain::{Artifact, Fingerprint, PlanName, StepDefinition, StepName};
 
 use crate::error::CliError;
 use crate::outputs::hex;
@@ -44,8 +45,6 @@ struct RawStep {
 
 /// The delay before a step's first retry when `retry_delay` is not given.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
-/// Retry delays double after each failed attempt, up to this.
-pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 /// At most this many retries per step: a step is not a polling loop.
 const MAX_RETRIES: u32 = 100;
 
@@ -80,6 +79,13 @@ pub struct Step {
     /// sha256 over the step's canonical definition: a completed step whose fingerprint changed
     /// blocks a resume; a pending one does not.
     pub fingerprint: Fingerprint,
+}
+
+impl Step {
+    /// The step's retries, retry delay and timeout, as the step engine takes them.
+    pub fn policy(&self) -> StepPolicy {
+        StepPolicy { retries: self.retries, retry_delay: self.retry_delay, timeout: self.timeout }
+    }
 }
 
 /// Everything that decides what a step does, in a fixed order: the bytes its fingerprint is
@@ -259,11 +265,6 @@ impl PlanFile {
             .iter()
             .map(|s| StepDefinition { name: s.step_name.clone(), fingerprint: s.fingerprint.clone() })
             .collect()
-    }
-
-    pub fn total_steps(&self) -> TotalSteps {
-        let n = u32::try_from(self.steps.len()).expect("checked when parsed");
-        TotalSteps::new(n).expect("checked when parsed: at least one step")
     }
 
     /// The plan file's path as the plan's recorded source.

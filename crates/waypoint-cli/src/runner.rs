@@ -1,11 +1,8 @@
-//! The plan-file runner: runs steps in order as `sh -c`, each in its own process group, recording
-//! `StepStarted` before and a checkpoint after each one; passes SIGINT/SIGTERM on to the step.
-//!
-//! Why this file is long (about 780 lines): it is one state machine, an attempt of a step from
-//! its start to its recorded outcome (start, supervise, stream and cap its output, wait on exit,
-//! signal or timeout, retry or fail), and splitting it would spread one decision (what a step's
-//! end means) over several files. The supervisor, the sidecar paths and the output files are in
-//! modules of their own.
+//! The plan-file executor: runs each attempt of a step as `sh -c` under its supervisor, in its
+//! own process group, streams and caps its output, waits for its exit, a signal or its timeout,
+//! and tells the step engine what happened. The engine (`waypoint_application::engine`) decides
+//! what that means: attempt numbers, retries and their delays, the plan's failure, finishing.
+//! This file decides nothing of that; it runs processes and shows progress.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -16,23 +13,23 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use futures::executor::block_on;
 use rustix::process::{kill_process_group, Pid, Signal};
 use serde_json::{json, Value};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use waypoint_application::{FailedAttempt, StepCheckpoint, StepStart};
-use waypoint_domain::{Artifact, Attempt, AttemptFailure, DecisionId, Message, PlanId, StepNumber, StepOutput};
+pub use waypoint_application::engine::{format_duration, signal_name};
+use waypoint_application::engine::{AttemptTicket, EngineError, EngineRun, Retry, StepFailure, StepResult, StepTurn, Stopped};
+use waypoint_application::ServiceError;
+use waypoint_domain::{Artifact, DecisionId, PlanError, PlanId, StepNumber, StepOutput};
 
 use crate::error::{exit, one_line, CliError};
 use crate::logs::CappedLog;
 use crate::outputs::{digest_outputs, read_step_outputs};
-use crate::plan_file::{PlanFile, Step, MAX_RETRY_DELAY};
+use crate::plan_file::{PlanFile, Step};
 use crate::progress::{Progress, StepEnd};
-use crate::render;
 use crate::sidecar::Sidecar;
-use crate::store::Service;
+use crate::store::AnyStore;
 use crate::supervise::{self, read_report, ShellEnd, GRACE};
 use crate::ui::shown_path;
 
@@ -115,10 +112,25 @@ pub struct StepReport {
     pub snapshot_id: Option<String>,
 }
 
+impl StepReport {
+    fn skipped(n: u32, step: &Step) -> Self {
+        StepReport { step: n, name: step.name.clone(), status: "skipped", decision_id: None, snapshot_id: None }
+    }
+
+    fn completed(n: u32, step: &Step, ticket: &AttemptTicket, snapshot_id: Option<String>) -> Self {
+        StepReport {
+            step: n,
+            name: step.name.clone(),
+            status: "completed",
+            decision_id: Some(ticket.decision_id.clone()),
+            snapshot_id,
+        }
+    }
+}
+
 pub struct Runner<'a> {
-    pub service: &'a Service,
+    pub run: EngineRun<AnyStore>,
     pub sidecar: &'a Sidecar,
-    pub plan_id: &'a PlanId,
     pub file: &'a PlanFile,
     pub progress: Arc<Progress>,
     pub events: &'a Events,
@@ -193,143 +205,149 @@ impl LineSplitter {
 }
 
 impl Runner<'_> {
-    /// Runs the steps from `from` to the end and completes the phase. Steps before `from` are
-    /// reported as skipped; their recorded outputs are read back from the log for the steps that
-    /// follow. The caller holds the run lock and has moved the plan to processing.
-    pub fn run_from(&mut self, from: StepNumber) -> Result<Vec<StepReport>, CliError> {
-        if from.get() > 1 {
-            let view = block_on(self.service.load(self.plan_id))?;
-            for checkpoint in &view.state.resume.checkpoints {
-                let Some(step) = self.file.steps.get(checkpoint.step.get() as usize - 1) else { continue };
-                let output =
-                    checkpoint.output.as_ref().map_or(Value::Object(Default::default()), |o| o.as_value().clone());
-                self.outputs.insert(step.name.clone(), output);
-            }
-        }
+    fn plan_id(&self) -> &PlanId {
+        self.run.plan_id()
+    }
+
+    /// Runs every step of the plan file in order and finishes the plan. A step that completed
+    /// in an earlier run is skipped, its recorded output handed to the steps that follow. The
+    /// caller has started the engine's run (created the plan or recorded `Resumed`).
+    pub fn run_all(mut self) -> Result<Vec<StepReport>, CliError> {
         let mut reports = Vec::with_capacity(self.file.steps.len());
-        let last = self.file.steps.len() as u32;
         for (index, step) in self.file.steps.iter().enumerate() {
             let n = index as u32 + 1;
-            if n < from.get() {
-                self.progress.skipped(n, &step.name);
-                reports.push(StepReport {
-                    step: n,
-                    name: step.name.clone(),
-                    status: "skipped",
-                    decision_id: None,
-                    snapshot_id: None,
-                });
-                continue;
-            }
             if let Some(signal) = self.signal_received() {
-                return Err(self.interrupted(signal, n, &format!("{} received before step {n}", signal_name(signal))));
+                let reason = format!("{} received before step {n}", signal_name(signal));
+                return Err(self.interrupted(signal, n, &reason));
             }
-            reports.push(self.run_step(n, step, n == last)?);
+            reports.push(self.run_step(n, step)?);
         }
-        block_on(self.service.complete_phase(self.plan_id))?;
+        let id = self.plan_id().clone();
+        block_on(self.run.finish()).map_err(|e| engine_error(&id, e))?;
         Ok(reports)
     }
 
-    /// Runs step `n`, attempt after attempt, until one succeeds, the retries run out, or a signal
-    /// stops it.
-    fn run_step(&mut self, n: u32, step: &Step, last: bool) -> Result<StepReport, CliError> {
+    /// Runs step `n`, attempt after attempt, until one succeeds, the engine says the retries
+    /// are spent, or a signal stops it; a step that completed earlier is only reported.
+    fn run_step(&mut self, n: u32, step: &Step) -> Result<StepReport, CliError> {
         let number = StepNumber::new(n).expect("steps count from 1");
-        let mut attempt = Attempt::FIRST;
-        let mut delay = step.retry_delay;
+        let policy = step.policy();
         loop {
-            let decision_id = new_decision_id(n);
-            let start = StepStart {
-                step: number,
-                decision_id: decision_id.clone(),
-                name: Some(step.step_name.clone()),
-                attempt: Some(attempt),
+            let id = self.plan_id().clone();
+            let ticket = match block_on(self.run.begin_step(number, &step.step_name)).map_err(|e| engine_error(&id, e))? {
+                StepTurn::Replay(done) => {
+                    self.progress.skipped(n, &step.name);
+                    let output = done.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
+                    self.outputs.insert(step.name.clone(), output);
+                    return Ok(StepReport::skipped(n, step));
+                }
+                StepTurn::Run(ticket) => ticket,
             };
-            block_on(self.service.record_step_started(self.plan_id, start))?;
-            if attempt == Attempt::FIRST {
+            if ticket.attempt == waypoint_domain::Attempt::FIRST || ticket.rerun {
                 self.progress.started(n, &step.name);
             } else {
-                self.progress.note(&format!("step {n} ({}): attempt {}", step.name, attempt.get()));
+                self.progress.note(&format!("step {n} ({}): attempt {}", step.name, ticket.attempt.get()));
             }
-            let ran = self.run_attempt(n, step, attempt, &decision_id)?;
-
+            let ran = self.run_attempt(n, step, &ticket)?;
             // A step that exited 0 did its work, even if a signal came meanwhile: record it.
-            let report = match &ran.status {
-                Some(status) if status.success() && !ran.timed_out => {
-                    Some(self.checkpoint(n, step, number, attempt, decision_id)?)
-                }
-                _ => None,
+            let outcome = match &ran.status {
+                Some(status) if status.success() && !ran.timed_out => self.collect(n, step, &ticket),
+                status => Err(failure_of(status.as_ref(), ran.timed_out, step.timeout)),
             };
-            match (ran.signal, report) {
-                (Some(signal), Some(report)) if last => {
-                    // The last step completed: the plan is done, whatever the signal meant.
+            let completed = match outcome {
+                Ok(result) => {
+                    let recorded = block_on(self.run.completed(&ticket, result)).map_err(|e| engine_error(&id, e))?;
                     self.progress.finished(n, &step.name, StepEnd::Completed);
-                    block_on(self.service.complete_phase(self.plan_id))?;
-                    let _ = report;
-                    return Err(self.stopped_after_completion(signal, n));
+                    let output = recorded.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
+                    self.outputs.insert(step.name.clone(), output);
+                    Some(StepReport::completed(n, step, &ticket, recorded.snapshot_id.map(|s| s.to_string())))
                 }
-                (Some(signal), report) => {
-                    let end = if report.is_some() { StepEnd::Completed } else { StepEnd::Interrupted };
-                    self.progress.finished(n, &step.name, end);
-                    return Err(self.interrupted(
-                        signal,
-                        n,
-                        &format!("{} received during step {n}", signal_name(signal)),
-                    ));
+                // Stopped by the signal passed on to it: an interruption, not a failure.
+                Err(_) if ran.signal.is_some() => {
+                    self.progress.finished(n, &step.name, StepEnd::Interrupted);
+                    None
                 }
-                (None, Some(report)) => {
-                    self.progress.finished(n, &step.name, StepEnd::Completed);
-                    return Ok(report);
+                Err(failure) => {
+                    let tail = stderr_tail(&ran.tail);
+                    match block_on(self.run.attempt_failed(&ticket, failure, &policy, Some(&tail))) {
+                        Ok(retry) => {
+                            self.retry_later(n, step, &ticket, retry)?;
+                            continue;
+                        }
+                        Err(EngineError::StepFailed { failure, .. }) => {
+                            self.progress.finished(n, &step.name, StepEnd::Failed);
+                            return Err(self.failed(n, step, &failure, &tail));
+                        }
+                        Err(other) => return Err(engine_error(&id, other)),
+                    }
                 }
-                (None, None) => {}
-            }
-            let tail: Vec<String> = ran.tail;
-            let (detail, code, failure) = if ran.timed_out {
-                let limit = step.timeout.map_or_else(String::new, |t| format!(" of {}", human_duration(t)));
-                (
-                    format!("timed out (it ran past its timeout{limit} and was stopped)"),
-                    Value::Null,
-                    AttemptFailure::Timeout,
-                )
-            } else {
-                let (detail, code) = exit_detail(ran.status.as_ref());
-                (detail, code, attempt_failure(ran.status.as_ref()))
             };
-            if attempt.get() > step.retries {
-                return Err(self.fail(n, step, &detail, Some(&tail), code, ran.timed_out));
-            }
-            // Retries left: record the failed attempt, wait, and go again.
-            let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            let failed = FailedAttempt { step: number, attempt, reason: failure, retry_at: Some(retry_at) };
-            block_on(self.service.record_attempt_failed(self.plan_id, failed))?;
-            self.progress.note(&format!(
-                "step {n} ({}) attempt {} {detail}; retrying in {} ({} left)",
-                step.name,
-                attempt.get(),
-                human_duration(delay),
-                render::count((step.retries + 1 - attempt.get()) as usize, "retry").replace("retrys", "retries"),
-            ));
-            if let Some(signal) = self.sleep_unless_signalled(delay) {
-                self.progress.finished(n, &step.name, StepEnd::Interrupted);
-                return Err(self.interrupted(
-                    signal,
-                    n,
-                    &format!("{} received while step {n} waited to retry", signal_name(signal)),
-                ));
-            }
-            delay = (delay * 2).min(MAX_RETRY_DELAY);
-            attempt = attempt.next().expect("retries are bounded");
+            return match (ran.signal, completed) {
+                (None, Some(report)) => Ok(report),
+                (Some(signal), _) => {
+                    Err(self.interrupted(signal, n, &format!("{} received during step {n}", signal_name(signal))))
+                }
+                (None, None) => unreachable!("a failure without a signal either retried or failed the plan"),
+            };
         }
     }
 
+    /// Says that attempt `ticket` failed and waits `delay` before the next; a signal meanwhile
+    /// stops the run.
+    fn retry_later(&mut self, n: u32, step: &Step, ticket: &AttemptTicket, retry: Retry) -> Result<(), CliError> {
+        let left = match retry.retries_left {
+            1 => "1 retry left".to_owned(),
+            more => format!("{more} retries left"),
+        };
+        self.progress.note(&format!(
+            "step {n} ({}) attempt {} failed; retrying in {} ({left})",
+            step.name,
+            ticket.attempt.get(),
+            format_duration(retry.delay),
+        ));
+        match self.sleep_unless_signalled(retry.delay) {
+            Some(signal) => {
+                self.progress.finished(n, &step.name, StepEnd::Interrupted);
+                let reason = format!("{} received while step {n} waited to retry", signal_name(signal));
+                Err(self.interrupted(signal, n, &reason))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// What a step that exited 0 produced: its declared outputs must be files, and what it
+    /// wrote to `$WAYPOINT_OUTPUT` must parse; otherwise the attempt failed like any other.
+    fn collect(&self, n: u32, step: &Step, ticket: &AttemptTicket) -> Result<StepResult, StepFailure> {
+        let snapshot_id = if step.outputs.is_empty() {
+            None
+        } else {
+            let digest = digest_outputs(&step.outputs)
+                .map_err(|e| StepFailure::Error { message: format!("exited 0 but its declared {e}") })?;
+            Some(digest)
+        };
+        let written = read_step_outputs(&self.sidecar.output_file(self.plan_id(), n, ticket.attempt.get()))
+            .map_err(|e| StepFailure::Error { message: format!("exited 0 but {e}") })?;
+        let output = if written.is_empty() {
+            None
+        } else {
+            let output = StepOutput::new(Value::Object(written))
+                .map_err(|e| StepFailure::Error { message: format!("exited 0 but its outputs are unusable: {e}") })?;
+            Some(output)
+        };
+        let artifacts = step
+            .outputs
+            .iter()
+            .map(|p| Artifact::parse(&p.display().to_string()).expect("checked when the plan file was parsed"))
+            .collect();
+        Ok(StepResult { output, snapshot_id, artifacts, fingerprint: Some(step.fingerprint.clone()) })
+    }
+
     /// Runs one attempt of step `n` under its supervisor, with its logs and output files.
-    fn run_attempt(
-        &mut self,
-        n: u32,
-        step: &Step,
-        attempt: Attempt,
-        decision_id: &DecisionId,
-    ) -> Result<Ran, CliError> {
-        let lock = self.sidecar.attempt_lock(self.plan_id);
+    fn run_attempt(&mut self, n: u32, step: &Step, ticket: &AttemptTicket) -> Result<Ran, CliError> {
+        let (attempt, decision_id) = (ticket.attempt, &ticket.decision_id);
+        let plan_id = self.plan_id().clone();
+        let plan_id = &plan_id;
+        let lock = self.sidecar.attempt_lock(plan_id);
         let supervisor = match std::env::current_exe() {
             Ok(exe) => exe,
             Err(e) => {
@@ -337,10 +355,10 @@ impl Runner<'_> {
             }
         };
         self.sidecar
-            .prepare(self.plan_id)
+            .prepare(plan_id)
             .map_err(|e| CliError::unexpected(format!("cannot create the plan's run folder beside the store: {e}")))?;
-        let output_file = self.sidecar.output_file(self.plan_id, n, attempt.get());
-        let outputs_file = self.sidecar.outputs_file(self.plan_id);
+        let output_file = self.sidecar.output_file(plan_id, n, attempt.get());
+        let outputs_file = self.sidecar.outputs_file(plan_id);
         std::fs::write(&output_file, b"")
             .and_then(|()| std::fs::write(&outputs_file, serde_json::to_vec_pretty(&self.outputs).unwrap_or_default()))
             .map_err(|e| {
@@ -359,7 +377,7 @@ impl Runner<'_> {
             .arg(&step.run)
             .current_dir(&step.workdir)
             .envs(&step.env)
-            .env("WAYPOINT_PLAN_ID", self.plan_id.as_str())
+            .env("WAYPOINT_PLAN_ID", plan_id.as_str())
             .env("WAYPOINT_STEP", n.to_string())
             .env("WAYPOINT_STEP_NAME", &step.name)
             .env("WAYPOINT_DECISION_ID", decision_id.as_str())
@@ -386,8 +404,8 @@ impl Runner<'_> {
         };
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let logs = [
-            CappedLog::create(self.sidecar.log_file(self.plan_id, n, attempt.get(), "out")),
-            CappedLog::create(self.sidecar.log_file(self.plan_id, n, attempt.get(), "err")),
+            CappedLog::create(self.sidecar.log_file(plan_id, n, attempt.get(), "out")),
+            CappedLog::create(self.sidecar.log_file(plan_id, n, attempt.get(), "err")),
         ];
         let drained = self.forward_output(&mut child, &tail, logs);
         let group = Pid::from_child(&child);
@@ -425,71 +443,6 @@ impl Runner<'_> {
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the runner holds a sender"),
             }
         }
-    }
-
-    /// Records the checkpoint of a step that exited 0: its declared outputs must be files, and
-    /// what it wrote to `$WAYPOINT_OUTPUT` must parse.
-    fn checkpoint(
-        &mut self,
-        n: u32,
-        step: &Step,
-        number: StepNumber,
-        attempt: Attempt,
-        decision_id: DecisionId,
-    ) -> Result<StepReport, CliError> {
-        let snapshot_id = if step.outputs.is_empty() {
-            None
-        } else {
-            match digest_outputs(&step.outputs) {
-                Ok(digest) => Some(digest),
-                Err(e) => {
-                    let detail = format!("exited 0 but its declared {e}");
-                    return Err(self.fail(n, step, &detail, None, json!(0), false));
-                }
-            }
-        };
-        let written = read_step_outputs(&self.sidecar.output_file(self.plan_id, n, attempt.get()));
-        let output = match written {
-            Ok(map) if map.is_empty() => None,
-            Ok(map) => match StepOutput::new(Value::Object(map)) {
-                Ok(output) => Some(output),
-                Err(e) => {
-                    return Err(self.fail(
-                        n,
-                        step,
-                        &format!("exited 0 but its outputs are unusable: {e}"),
-                        None,
-                        json!(0),
-                        false,
-                    ))
-                }
-            },
-            Err(e) => return Err(self.fail(n, step, &format!("exited 0 but {e}"), None, json!(0), false)),
-        };
-        let artifacts = step
-            .outputs
-            .iter()
-            .map(|p| Artifact::parse(&p.display().to_string()).expect("checked when the plan file was parsed"))
-            .collect();
-        let checkpoint = StepCheckpoint {
-            step: number,
-            decision_id: decision_id.clone(),
-            snapshot_id: snapshot_id.clone(),
-            artifacts,
-            name: Some(step.step_name.clone()),
-            output: output.clone(),
-            fingerprint: Some(step.fingerprint.clone()),
-        };
-        block_on(self.service.record_step_checkpoint(self.plan_id, checkpoint))?;
-        self.outputs
-            .insert(step.name.clone(), output.map_or(Value::Object(Default::default()), StepOutput::into_value));
-        Ok(StepReport {
-            step: n,
-            name: step.name.clone(),
-            status: "completed",
-            decision_id: Some(decision_id),
-            snapshot_id: snapshot_id.map(|s| s.to_string()),
-        })
     }
 
     /// A signal that arrived while no step was running, if any.
@@ -534,7 +487,7 @@ impl Runner<'_> {
                     let _ = kill_process_group(group, Signal::TERM);
                     kill_at = Some(Instant::now() + GRACE);
                     self.progress
-                        .note(&format!("step {n} ran past its timeout of {}: stopping it", human_duration(limit)));
+                        .note(&format!("step {n} ran past its timeout of {}: stopping it", format_duration(limit)));
                 }
                 (_, Some(at)) if Instant::now() >= at => {
                     let _ = kill_process_group(group, Signal::KILL);
@@ -595,136 +548,82 @@ impl Runner<'_> {
         drained
     }
 
-    /// Fails the plan for step `n` and returns the error that ends the run (exit 1).
-    fn fail(
-        &mut self,
-        n: u32,
-        step: &Step,
-        detail: &str,
-        tail: Option<&[String]>,
-        exit_code: Value,
-        timed_out: bool,
-    ) -> CliError {
-        self.progress.finished(n, &step.name, StepEnd::Failed);
-        let tail_text = tail.map(stderr_tail).unwrap_or_default();
-        let mut recorded = format!("step {n} ({}) {detail}", step.name);
-        if !tail_text.is_empty() {
-            recorded.push_str(&format!("; stderr ends with:\n{tail_text}"));
-        }
-        let message = Message::parse(&recorded)
-            .or_else(|_| Message::parse(&format!("step {n} {detail}")))
-            .expect("a short message is valid");
-        let mut error = match block_on(self.service.fail(self.plan_id, message)) {
-            Ok(_) => CliError::new(
-                exit::UNEXPECTED,
-                "step_failed",
-                format!(
-                    "step {n} ({}) {detail}{}; fix the cause, then run the plan file again (or `waypoint resume {}`)",
-                    step.name,
-                    last_line(&tail_text).map_or(String::new(), |l| format!(": {l}")),
-                    self.plan_id
-                ),
+    /// The error that ends a run whose step failed for good (exit 1); the engine has recorded
+    /// the plan's failure.
+    fn failed(&self, n: u32, step: &Step, failure: &StepFailure, tail: &str) -> CliError {
+        let id = self.plan_id();
+        let mut error = CliError::new(
+            exit::UNEXPECTED,
+            "step_failed",
+            format!(
+                "step {n} ({}) {failure}{}; fix the cause, then run the plan file again (or `waypoint resume {id}`)",
+                step.name,
+                last_line(tail).map_or(String::new(), |l| format!(": {l}")),
             ),
-            Err(e) => CliError::from(e),
-        };
-        if timed_out {
+        );
+        if matches!(failure, StepFailure::Timeout { .. }) {
             error = error.with("reason", "timeout");
         }
-        error = error
-            .with("plan_id", self.plan_id.as_str())
+        error
+            .with("plan_id", id.as_str())
             .with("step", n)
             .with("step_name", step.name.as_str())
-            .with("exit_code", exit_code)
-            .with("stderr_tail", tail_text);
-        error
+            .with("exit_code", failure.exit_code().map_or(Value::Null, |code| json!(code)))
+            .with("stderr_tail", tail)
     }
 
-    /// The last step completed although a signal came while it ran: the phase is completed (not
-    /// interrupted, which would leave a plan with every step done that could never complete), and
-    /// the run still ends with the signal's exit code.
-    fn stopped_after_completion(&self, signal: i32, step: u32) -> CliError {
-        let code = if signal == SIGTERM { exit::SIGTERM } else { exit::SIGINT };
-        CliError::new(
-            code,
-            "interrupted",
-            format!(
-                "{} received during step {step}, the last; the step completed, so plan {} completed",
-                signal_name(signal),
-                self.plan_id
-            ),
-        )
-        .with("plan_id", self.plan_id.as_str())
-        .with("step", step)
-        .with("signal", signal_name(signal))
-    }
-
-    /// Records the interruption and returns the error that ends the run (exit 130 or 143).
+    /// Stops the run for `signal`, through the engine: the interruption is recorded, or, when
+    /// every step had completed, the plan is finished instead. Either way the run ends with the
+    /// signal's exit code (130 or 143).
     fn interrupted(&mut self, signal: i32, step: u32, reason: &str) -> CliError {
-        let message = Message::parse(reason).expect("a short reason is valid");
-        if let Err(e) = block_on(self.service.record_shutdown(self.plan_id, message)) {
-            return CliError::from(e);
-        }
+        let id = self.plan_id().clone();
+        let stopped = match block_on(self.run.interrupt(reason)) {
+            Ok(stopped) => stopped,
+            Err(e) => return engine_error(&id, e),
+        };
         let code = if signal == SIGTERM { exit::SIGTERM } else { exit::SIGINT };
-        CliError::new(
-            code,
-            "interrupted",
-            format!(
-                "{reason}; plan {id} stopped; run the plan file again to continue (or `waypoint resume {id}`)",
-                id = self.plan_id
+        let message = match stopped {
+            Stopped::Finished => format!("{reason}, the last step; the step completed, so plan {id} completed"),
+            Stopped::Interrupted => format!(
+                "{reason}; plan {id} stopped; run the plan file again to continue (or `waypoint resume {id}`)"
             ),
-        )
-        .with("plan_id", self.plan_id.as_str())
-        .with("step", step)
-        .with("signal", signal_name(signal))
+        };
+        CliError::new(code, "interrupted", message)
+            .with("plan_id", id.as_str())
+            .with("step", step)
+            .with("signal", signal_name(signal))
     }
 }
 
-/// How a step that did not succeed ended, in words and as its exit code (`null` when a signal
-/// ended it).
-fn exit_detail(status: Option<&StepExit>) -> (String, Value) {
+/// How an attempt that did not exit 0 failed.
+fn failure_of(status: Option<&StepExit>, timed_out: bool, timeout: Option<Duration>) -> StepFailure {
+    if timed_out {
+        return StepFailure::Timeout { limit: timeout.unwrap_or_default() };
+    }
     match status {
-        Some(StepExit::Code(code)) => (format!("exited with code {code}"), json!(code)),
-        Some(StepExit::Signal(signal)) => (format!("was killed by {}", signal_name(*signal)), Value::Null),
-        Some(StepExit::Lost(text)) => (format!("could not be run: {text}"), Value::Null),
-        None => ("ended in an unknown way".to_owned(), Value::Null),
+        Some(StepExit::Code(code)) => StepFailure::Exit { code: *code },
+        Some(StepExit::Signal(signal)) => StepFailure::Signal { signal: *signal },
+        Some(StepExit::Lost(text)) => StepFailure::Error { message: format!("could not be run: {}", one_line(text)) },
+        None => StepFailure::Error { message: "ended in an unknown way".to_owned() },
     }
 }
 
-/// How an attempt failed, as `StepAttemptFailed` records it.
-fn attempt_failure(status: Option<&StepExit>) -> AttemptFailure {
-    match status {
-        Some(StepExit::Code(code)) => AttemptFailure::Exit { code: *code },
-        Some(StepExit::Signal(signal)) => AttemptFailure::Signal { signal: *signal },
-        Some(StepExit::Lost(text)) => AttemptFailure::Error {
-            message: Message::parse(&one_line(text))
-                .unwrap_or_else(|_| Message::parse("the step could not run").expect("a short message is valid")),
-        },
-        None => AttemptFailure::Error {
-            message: Message::parse("the step ended in an unknown way").expect("a short message is valid"),
-        },
+/// The CLI's error for an engine refusal or failure.
+pub fn engine_error(plan_id: &PlanId, error: EngineError) -> CliError {
+    match error {
+        EngineError::StillRunning { plan_id } => crate::store::run_lock_busy(&plan_id),
+        EngineError::Service(service) => service.into(),
+        EngineError::RunLock(lost) => ServiceError::RunLock(lost).into(),
+        EngineError::NotResumable { plan_id, reasons, .. } => {
+            ServiceError::Plan { plan_id, source: PlanError::NotEligible { reasons } }.into()
+        }
+        EngineError::StepMismatch { step, recorded, given } => {
+            ServiceError::Plan { plan_id: plan_id.clone(), source: PlanError::StepMismatch { step, recorded, given } }
+                .into()
+        }
+        EngineError::StepFailed { message, .. } => CliError::new(exit::UNEXPECTED, "step_failed", message.to_string()),
+        other => CliError::unexpected(format!("plan {plan_id}: {other}")),
     }
-}
-
-/// `90s`, `2m30s`, `500ms`: a duration as people write it.
-pub fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let s = d.as_secs();
-    match (s / 3600, (s % 3600) / 60, s % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, _) => format!("{h}h{m}m"),
-    }
-}
-
-/// A decision id unique to this execution of step `n`: a re-run records a new one.
-fn new_decision_id(n: u32) -> DecisionId {
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    DecisionId::parse(&format!("step-{n}-{}", &random[..8])).expect("a generated decision id is valid")
 }
 
 /// The end of a step's stderr, made safe to record and print: colour sequences dropped, other
@@ -771,14 +670,5 @@ fn rustix_signal(signal: i32) -> Signal {
         Signal::TERM
     } else {
         Signal::INT
-    }
-}
-
-pub fn signal_name(signal: i32) -> String {
-    match signal {
-        SIGINT => "SIGINT".into(),
-        SIGTERM => "SIGTERM".into(),
-        signal_hook::consts::SIGKILL => "SIGKILL".into(),
-        other => format!("signal {other}"),
     }
 }

@@ -281,15 +281,20 @@ fn compose(store: AnyStore, sidecar: Sidecar, outputs: OutputsProbe) -> Service 
 pub fn acquire_run_lock(service: &Service, plan_id: &PlanId) -> Result<RunLockGuard, CliError> {
     match service.acquire_run_lock(plan_id, &runner_id()) {
         Ok(guard) => Ok(guard),
-        Err(ServiceError::RunLock(RunLockError::Busy { .. })) => Err(CliError::new(
-            exit::CONFLICT,
-            "run_lock_busy",
-            format!("plan {plan_id} is being run by another process; wait for it to stop, then try again"),
-        )
-        .with("plan_id", plan_id.as_str())
-        .with_reasons(vec![ResumeIneligibleReason::StillRunning])),
+        Err(ServiceError::RunLock(RunLockError::Busy { .. })) => Err(run_lock_busy(plan_id)),
         Err(e) => Err(CliError::from(e)),
     }
+}
+
+/// Another process runs the plan (exit 5, `run_lock_busy`).
+pub fn run_lock_busy(plan_id: &PlanId) -> CliError {
+    CliError::new(
+        exit::CONFLICT,
+        "run_lock_busy",
+        format!("plan {plan_id} is being run by another process; wait for it to stop, then try again"),
+    )
+    .with("plan_id", plan_id.as_str())
+    .with_reasons(vec![ResumeIneligibleReason::StillRunning])
 }
 
 /// Opens (creating it if missing) the file store that `store compact` archives into.

@@ -60,7 +60,7 @@ fn attempt_numbers_go_on_across_runs_and_decision_ids_follow_them() {
         let first = run_attempt(&mut run, 1).await;
         assert_eq!(first.attempt.get(), 1);
         let retry = run.attempt_failed(&first, StepFailure::Exit { code: 3 }, &policy, None).await.unwrap();
-        assert_eq!(retry, Retry::After(Duration::ZERO));
+        assert_eq!(retry, Retry { delay: Duration::ZERO, retries_left: 0 });
         let second = run_attempt(&mut run, 1).await;
         assert_eq!(second.attempt.get(), 2);
         let failed = run.attempt_failed(&second, StepFailure::Exit { code: 3 }, &policy, Some("GPU not available")).await;
@@ -91,7 +91,7 @@ fn a_run_stopped_while_waiting_to_retry_continues_with_the_next_attempt_number()
         let mut run = start(&service, &key).await;
         let first = run_attempt(&mut run, 1).await;
         let retry = run.attempt_failed(&first, StepFailure::Timeout { limit: Duration::from_secs(5) }, &policy, None).await;
-        assert_eq!(retry.unwrap(), Retry::After(Duration::from_secs(60)));
+        assert_eq!(retry.unwrap(), Retry { delay: Duration::from_secs(60), retries_left: 2 });
         assert_eq!(run.interrupt("SIGINT received").await.unwrap(), Stopped::Interrupted);
         drop(run);
         let mut run = start(&service, &key).await;
@@ -176,4 +176,18 @@ fn an_interrupt_after_the_last_step_finishes_the_plan() {
         let history = service.history(&id).await.unwrap();
         assert!(!history.iter().any(|e| matches!(e.event, PlanEvent::Interrupted(_))), "no interruption recorded");
     });
+}
+
+#[test]
+fn the_newest_generation_is_found_by_bisection() {
+    for newest in [0u64, 1, 2, 3, 7, 8, 9, 100] {
+        let mut asked = 0;
+        let found = block_on(newest_generation(|g| {
+            asked += 1;
+            futures::future::ready(Ok::<_, ()>(g <= newest))
+        }))
+        .unwrap();
+        assert_eq!(found, (newest > 0).then_some(newest));
+        assert!(asked <= 2 * (64 - newest.leading_zeros() as usize) + 2, "{asked} lookups for {newest}");
+    }
 }

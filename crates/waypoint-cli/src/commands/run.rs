@@ -1,8 +1,24 @@
 //! The plan-file commands: `waypoint run FILE` (continued by key, `--new`, `--from-step`) and the
-//! resume of a plan made from a plan file, with its preview. The lifecycle and read commands are
-//! in the parent module.
+//! resume of a plan made from a plan file, with its preview. What runs, continues, is refused or
+//! is given back is the step engine's decision (`waypoint_application::engine`); this module
+//! presents it and hands the run to the process executor (`runner.rs`).
+
+use waypoint_application::engine::{EngineError, EngineRun, Prepared, ReadyRun, RunDefinition, RunKey};
+use waypoint_domain::PlanError;
 
 use super::*;
+use crate::runner::engine_error;
+use crate::store::AnyStore;
+
+/// The key of a plan file: its absolute path. The n-th plan made from it has the id
+/// [`keyed_id`] gives.
+struct PlanFileKey<'a>(&'a Path);
+
+impl RunKey for PlanFileKey<'_> {
+    fn plan_id(&self, generation: u64) -> PlanId {
+        keyed_id(self.0, generation)
+    }
+}
 
 /// A plan created by `waypoint run`: its plan file, recorded when it was created.
 fn plan_file_source(view: &PlanView) -> Option<&Path> {
@@ -96,9 +112,30 @@ pub(super) fn resume(
         }
         return Ok(());
     };
+    if let Some(fingerprint) = fingerprint {
+        // The caller's whole-plan fingerprint is checked as a plain resume would.
+        let preview = ResumeRequest { dry_run: true, fingerprint: Some(fingerprint), runner: None };
+        let summary = block_on(service.resume_plan(id, preview))?.summary;
+        if !summary.eligible {
+            return Err(not_eligible(id, summary.reasons));
+        }
+    }
     let events = watch_signals()?;
-    let lock = acquire_run_lock(&service, id)?;
-    let (point, reports) = resume_plan_file(location, &service, ui, &view, &path, fingerprint, &events, lock, None)?;
+    let ready = match block_on(service.prepare_continue(id, runner_id())).map_err(|e| engine_error(id, e))? {
+        Prepared::Continue(ready, _) => ready,
+        Prepared::Finished(finished) => return Err(not_eligible(id, finished.summary.reasons)),
+        Prepared::Removed(removal) => return Err(ServiceError::Removed(removal).into()),
+        Prepared::Fresh(_) => unreachable!("an existing plan is never fresh"),
+    };
+    let file = read_plan_file(&path).map_err(|e| {
+        CliError::new(exit::INVALID_COMMAND, "invalid_value", format!("plan {id}: {}", escape_controls(&e)))
+    })?;
+    // What only the file system can tell is checked before `Resumed` is written.
+    file.check_runnable()?;
+    let run = block_on(ready.start()).map_err(|e| engine_error(id, e))?;
+    let point = run.resumed().expect("a resumed run has its resume point");
+    announce(ui, &run, &file, None);
+    let reports = run_plan_file(location, ui, run, &file, &events)?;
     let summary = block_on(service.build_resume_summary(id, None))?;
     if ui.json() {
         ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: Some(&reports), summary: &summary });
@@ -108,42 +145,19 @@ pub(super) fn resume(
     }
 }
 
-/// Resumes a plan made from the plan file at `path`: the file is read again and checked, the run
-/// lock taken, `Resumed` recorded, then the remaining steps run. `why` is what `run FILE` says
-/// about why it continues this plan.
-#[allow(clippy::too_many_arguments)]
-fn resume_plan_file(
-    location: &StoreLocation,
-    service: &Service,
-    ui: &Ui,
-    view: &PlanView,
-    path: &Path,
-    fingerprint: Option<Fingerprint>,
-    events: &Events,
-    lock: RunLockGuard,
-    why: Option<&str>,
-) -> Result<(ResumePoint, Vec<StepReport>), CliError> {
-    let id = &view.plan_id;
-    // The resume decides, through the definition probe, whether the file as it is now may run:
-    // a changed completed step is `definition_changed`; a fixed pending step is fine.
-    let request = ResumeRequest { dry_run: false, fingerprint, runner: Some(lock.runner().clone()) };
-    let file = match read_plan_file(path) {
-        Ok(file) => {
-            // What only the file system can tell is checked before `Resumed` is written.
-            file.check_runnable()?;
-            Some(file)
-        }
-        Err(_) => None,
-    };
-    let outcome = block_on(service.resume_plan(id, request))?;
-    let point = outcome.resumed.expect("a real resume returns its resume point");
-    let Some(file) = file else {
-        return Err(CliError::unexpected("the plan file cannot be read, yet the plan was found eligible; report this"));
-    };
-    // One short line each, so that they fit a terminal of 80 columns.
+/// Exit 4 with every reason, as a refused resume.
+fn not_eligible(id: &PlanId, reasons: Vec<ResumeIneligibleReason>) -> CliError {
+    ServiceError::Plan { plan_id: id.clone(), source: PlanError::NotEligible { reasons } }.into()
+}
+
+/// One short line each, so that they fit a terminal of 80 columns: which plan continues, from
+/// which step, and why.
+fn announce(ui: &Ui, run: &EngineRun<AnyStore>, file: &PlanFile, why: Option<&str>) {
+    let Some(point) = run.resumed() else { return };
     let mut lines = vec![format!(
-        "{} plan {id} · {} · from step {} of {}",
+        "{} plan {} · {} · from step {} of {}",
         if why.is_some() { "continuing" } else { "resuming" },
+        run.plan_id(),
         escape_controls(file.name.as_str()),
         point.from_step,
         file.steps.len(),
@@ -160,31 +174,18 @@ fn resume_plan_file(
         lines[0] = format!("{} {}", ui.out.green("↻"), lines[0]);
         ui.stdout(&lines.join("\n"));
     }
-    let reports = run_plan_file(location, service, ui, id, &file, point.from_step, events)?;
-    drop(lock);
-    Ok((point, reports))
 }
 
 /// Why a plan file's plan is continued, in words: how it stopped.
-fn why_continue(view: &PlanView, summary: &ResumeSummary) -> String {
-    match (&summary.interruption, view.state.state) {
+fn why_continue(summary: &ResumeSummary) -> String {
+    match (&summary.interruption, summary.state) {
         (Some(i), _) if i.inferred => "its runner stopped without recording why (a crash)".to_owned(),
         (Some(i), ProcessingState::Queued) => format!("it was interrupted ({})", i.reason),
-        (_, ProcessingState::Errored) => match &view.state.last_error {
-            Some(message) => format!("it failed ({})", crate::error::one_line(message.as_str())),
+        (_, ProcessingState::Errored) => match &summary.error {
+            Some(message) => format!("it failed ({})", crate::error::one_line(message)),
             None => "it failed".to_owned(),
         },
         _ => format!("it is {}", summary.state),
-    }
-}
-
-/// Whether a plan with this id is in the store, or was until retention removed it: either way
-/// its id is taken, and the generations of a plan file stay without gaps.
-fn plan_exists(service: &Service, id: &PlanId) -> Result<bool, CliError> {
-    match block_on(service.load_summary(id)) {
-        Ok(_) | Err(ServiceError::Removed(_)) => Ok(true),
-        Err(ServiceError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -217,104 +218,147 @@ fn removed_newest(ui: &Ui, removal: &Removal, file: &PlanFile) -> Result<(), Cli
 pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError> {
     // Everything that can be refused is checked before the store is touched.
     let file = PlanFile::load(&args.file)?;
-    let source = file.source()?;
-    let events = watch_signals()?;
-    let service = location.open_for_write()?;
-    let newest = newest_generation(|g| plan_exists(&service, &keyed_id(&file.path, g)))?;
-    // `--from-step N`: a fork of the file's newest plan at step N-1, as the file's next plan,
-    // resumed at step N with the file as it is now.
-    match (args.from_step, newest) {
-        (Some(from), Some(generation)) if from != StepNumber::FIRST => {
-            let source_id = keyed_id(&file.path, generation);
-            return fork_run(location, &service, ui, &source_id, generation + 1, &file, from, &events);
-        }
-        (Some(from), None) if from != StepNumber::FIRST => {
-            return Err(CliError::usage(
-                "invalid_value",
-                format!(
-                    "--from-step: the store holds no plan of {} to run again from; run it without --from-step",
-                    shown_path(&file.path)
-                ),
-            ))
-        }
-        _ => {}
-    }
-    if let (Some(generation), false, None) = (newest, args.new, args.from_step) {
-        let id = keyed_id(&file.path, generation);
-        if let Some(removal) = block_on(service.store().removal(&id)).map_err(ServiceError::from)? {
-            return removed_newest(ui, &removal, &file);
-        }
-        return continue_run(location, &service, ui, &keyed_id(&file.path, generation), &file, &events);
-    }
-    // The run lock first, then the plan created and started in one append: a crash at any moment
-    // leaves either no plan or one that is processing under a runner, which a resume can infer.
-    let id = keyed_id(&file.path, newest.map_or(1, |g| g + 1));
-    let _lock = acquire_run_lock(&service, &id)?;
-    let new = NewPlan {
-        id: Some(id.clone()),
-        name: Some(file.name.clone()),
-        total_steps: Some(file.total_steps()),
+    let definition = RunDefinition {
+        name: file.name.clone(),
+        source: file.source()?,
         fingerprint: Some(file.fingerprint.clone()),
-        source: Some(source),
         steps: file.step_definitions(),
-        start: Some((Phase::Strategize, Some(runner_id()))),
     };
-    block_on(service.create_plan(new))?;
-    if ui.json() {
-        ui.note(&format!("plan {id}"));
-    } else {
-        ui.stdout(&format!(
-            "{} {} · plan {} · {}",
-            ui.out.cyan("▶"),
-            ui.out.bold(file.name.as_str()),
-            id,
-            render::count(file.steps.len(), "step")
+    let from = args.from_step.filter(|from| *from != StepNumber::FIRST);
+    if from.is_some() && args.new {
+        return Err(CliError::usage(
+            "invalid_value",
+            "--new starts the plan file over and --from-step keeps its first steps; give one of them",
         ));
     }
-    let reports = run_plan_file(location, &service, ui, &id, &file, StepNumber::FIRST, &events)?;
-    let summary = block_on(service.build_resume_summary(&id, None))?;
-    if ui.json() {
-        ui.json_document(&RunDoc {
-            plan_id: &id,
-            outcome: "created",
-            resumed: None,
-            steps: &reports,
-            summary: &summary,
-        });
-        Ok(())
-    } else {
-        print_summary_block(&service, ui, &id, &summary)
+    if let Some(from) = from.filter(|from| from.get() as usize > file.steps.len()) {
+        return Err(CliError::usage(
+            "invalid_value",
+            format!("--from-step {from}: the plan file has {}", render::count(file.steps.len(), "step")),
+        ));
+    }
+    let events = watch_signals()?;
+    let service = location.open_for_write()?;
+    let key = PlanFileKey(&file.path);
+    if let Some(from) = from {
+        // A fork of the file's newest plan keeping steps 1..from-1, as the file's next plan,
+        // resumed at `from` with the file as it is now.
+        let ready = block_on(service.prepare_fork_run(&key, runner_id(), from))
+            .map_err(|e| engine_error(&keyed_id(&file.path, 1), e))?
+            .ok_or_else(|| {
+                CliError::usage(
+                    "invalid_value",
+                    format!(
+                        "--from-step: the store holds no plan of {} to run again from; run it without --from-step",
+                        shown_path(&file.path)
+                    ),
+                )
+            })?;
+        let (source, kept) = ready.forks().expect("a fork run names its source");
+        let why = format!("it is a fork of plan {source} keeping steps 1 to {}", kept.map_or(0, StepNumber::get));
+        return start_and_run(location, ui, &service, ready, &file, Some(&why), &events, "forked");
+    }
+    let prepared = block_on(service.prepare_run(&key, definition, runner_id(), args.new));
+    match prepared.map_err(|e| refused(e, &file))? {
+        Prepared::Fresh(ready) => start_and_run(location, ui, &service, ready, &file, None, &events, "created"),
+        Prepared::Continue(ready, summary) => {
+            let why = why_continue(&summary);
+            start_and_run(location, ui, &service, ready, &file, Some(&why), &events, "resumed")
+        }
+        Prepared::Finished(finished) => already_completed(ui, &finished.summary, &file),
+        Prepared::Removed(removal) => removed_newest(ui, &removal, &file),
     }
 }
 
-/// `run --from-step N`: forks plan `source` at step N-1 as the file's plan of `generation`, then
-/// resumes the fork at step N with the file as it is now. Steps 1..N-1 must have completed and be
-/// unchanged in the file; both are checked before anything is written.
+/// The engine's refusal to run the file's plan, with what to do about it.
+fn refused(error: EngineError, file: &PlanFile) -> CliError {
+    match error {
+        EngineError::StillRunning { plan_id } => CliError::new(
+            exit::CONFLICT,
+            "run_lock_busy",
+            format!("plan {plan_id} of this plan file is running in another process; wait for it, or start a separate plan with `waypoint run --new`"),
+        )
+        .with("plan_id", plan_id.as_str())
+        .with_reasons(vec![ResumeIneligibleReason::StillRunning]),
+        EngineError::NotResumable { plan_id, reasons, summary } => {
+            let mut error = not_eligible(&plan_id, reasons);
+            let hint = match summary.changed_steps.iter().find(|c| c.completed) {
+                Some(changed) => format!(
+                    "; `waypoint run --from-step {} {}` runs again from the changed step, `--new` starts over",
+                    changed.step,
+                    shown_path(&file.path)
+                ),
+                None => format!("; `waypoint run --new {}` starts over", shown_path(&file.path)),
+            };
+            error.message.push_str(&hint);
+            error
+        }
+        other => engine_error(&keyed_id(&file.path, 1), other),
+    }
+}
+
+/// `run FILE` when the file's newest plan finished: nothing runs unless `--new` asks.
+fn already_completed(ui: &Ui, summary: &ResumeSummary, file: &PlanFile) -> Result<(), CliError> {
+    let id = &summary.plan_id;
+    if ui.json() {
+        ui.json_document(&RunDoc { plan_id: id, outcome: "already_completed", resumed: None, steps: &[], summary });
+    } else {
+        ui.stdout(&format!(
+            "{} plan {id} · {} · already completed {}; nothing to run\n  `waypoint run --new {}` starts a fresh plan",
+            ui.out.green("✓"),
+            escape_controls(file.name.as_str()),
+            render::count(file.steps.len(), "step"),
+            shown_path(&file.path),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the prepared run (creates, resumes or forks the plan), runs the file's steps and
+/// prints the outcome.
 #[allow(clippy::too_many_arguments)]
-fn fork_run(
+fn start_and_run(
     location: &StoreLocation,
-    service: &Service,
     ui: &Ui,
-    source: &PlanId,
-    generation: u64,
+    service: &Service,
+    ready: ReadyRun<AnyStore>,
     file: &PlanFile,
-    from: StepNumber,
+    why: Option<&str>,
     events: &Events,
+    outcome: &'static str,
 ) -> Result<(), CliError> {
-    check_kept_steps(service, source, file, from)?;
-    let id = keyed_id(&file.path, generation);
-    let lock = acquire_run_lock(service, &id)?;
-    let at_step = StepNumber::new(from.get() - 1).expect("from is past the first step");
-    block_on(service.fork_plan(source, Some(at_step), Some(id.clone())))?;
-    let view = block_on(service.load_summary(&id))?;
-    let why = format!("it is a fork of plan {source} at step {at_step}");
-    let (point, reports) = resume_plan_file(location, service, ui, &view, &file.path, None, events, lock, Some(&why))?;
+    let id = ready.plan_id().clone();
+    if outcome != "created" {
+        // What only the file system can tell is checked before `Resumed` is written.
+        file.check_runnable()?;
+    }
+    let run = block_on(ready.start()).map_err(|e| match e {
+        EngineError::NotResumable { .. } => refused(e, file),
+        other => engine_error(&id, other),
+    })?;
+    let point = run.resumed();
+    if point.is_none() {
+        if ui.json() {
+            ui.note(&format!("plan {id}"));
+        } else {
+            ui.stdout(&format!(
+                "{} {} · plan {} · {}",
+                ui.out.cyan("▶"),
+                ui.out.bold(file.name.as_str()),
+                id,
+                render::count(file.steps.len(), "step")
+            ));
+        }
+    } else {
+        announce(ui, &run, file, why);
+    }
+    let reports = run_plan_file(location, ui, run, file, events)?;
     let summary = block_on(service.build_resume_summary(&id, None))?;
     if ui.json() {
         ui.json_document(&RunDoc {
             plan_id: &id,
-            outcome: "forked",
-            resumed: Some((&point).into()),
+            outcome,
+            resumed: point.as_ref().map(Into::into),
             steps: &reports,
             summary: &summary,
         });
@@ -324,139 +368,15 @@ fn fork_run(
     }
 }
 
-/// Steps 1..`from`-1 of plan `source`, kept by `run --from-step`, must have completed, and their
-/// definitions in the file must not have changed since.
-fn check_kept_steps(service: &Service, source: &PlanId, file: &PlanFile, from: StepNumber) -> Result<(), CliError> {
-    let view = block_on(service.load(source))?;
-    let keep = from.get() - 1;
-    let done = view.state.resume.last_completed_step.map_or(0, StepNumber::get);
-    if done < keep || view.state.phase != Phase::Strategize {
-        return Err(CliError::new(
-            exit::INVALID_COMMAND,
-            "step_not_completed",
-            format!(
-                "--from-step {from}: step {keep} of plan {source} has not completed; run from step {} at most",
-                done + 1
-            ),
-        )
-        .with("plan_id", source.as_str()));
-    }
-    let checkpoints: Vec<_> = view.state.resume.checkpoints.iter().take(keep as usize).cloned().collect();
-    let changed: Vec<String> = checkpoints
-        .iter()
-        .zip(&file.steps)
-        .filter(|(c, s)| {
-            c.fingerprint.as_ref().is_some_and(|f| *f != s.fingerprint)
-                || c.name.as_ref().is_some_and(|n| *n != s.step_name)
-        })
-        .map(|(c, s)| format!("{} ({})", c.step, escape_controls(&s.name)))
-        .collect();
-    if !changed.is_empty() {
-        return Err(CliError::new(
-            exit::NOT_ELIGIBLE,
-            "not_eligible",
-            format!(
-                "--from-step {from}: step {} changed since it completed; run from the first changed step",
-                changed.join(", ")
-            ),
-        )
-        .with_reasons(vec![ResumeIneligibleReason::DefinitionChanged])
-        .with("plan_id", source.as_str()));
-    }
-    Ok(())
-}
-
-/// `run FILE` when the store already holds the file's newest plan `id`: resume it, refuse while
-/// it runs, or say it has completed.
-fn continue_run(
-    location: &StoreLocation,
-    service: &Service,
-    ui: &Ui,
-    id: &PlanId,
-    file: &PlanFile,
-    events: &Events,
-) -> Result<(), CliError> {
-    // The run lock first: a live runner is refused at once; a step left by a runner that died is
-    // waited for while its supervisor stops it.
-    let lock = acquire_run_lock(service, id).map_err(|e| match e.code {
-        "run_lock_busy" => CliError::new(
-            exit::CONFLICT,
-            "run_lock_busy",
-            format!("plan {id} of this plan file is running in another process; wait for it, or start a separate plan with `waypoint run --new`"),
-        )
-        .with("plan_id", id.as_str())
-        .with_reasons(vec![ResumeIneligibleReason::StillRunning]),
-        _ => e,
-    })?;
-    let view = block_on(service.load_summary(id))?;
-    let preview = ResumeRequest { dry_run: true, fingerprint: None, runner: Some(lock.runner().clone()) };
-    let summary = block_on(service.resume_plan(id, preview))?.summary;
-    let finished = summary.state == ProcessingState::Complete
-        || (summary.reasons.contains(&ResumeIneligibleReason::NothingToResume) && summary.next_step.is_none());
-    if finished || plan_file_source(&view).is_none() {
-        if ui.json() {
-            ui.json_document(&RunDoc {
-                plan_id: id,
-                outcome: "already_completed",
-                resumed: None,
-                steps: &[],
-                summary: &summary,
-            });
-        } else {
-            ui.stdout(&format!(
-                "{} plan {id} · {} · already completed {}; nothing to run\n  `waypoint run --new {}` starts a fresh plan",
-                ui.out.green("✓"),
-                escape_controls(file.name.as_str()),
-                render::count(file.steps.len(), "step"),
-                shown_path(&file.path),
-            ));
-        }
-        return Ok(());
-    }
-    let why = why_continue(&view, &summary);
-    let (point, reports) = resume_plan_file(location, service, ui, &view, &file.path, None, events, lock, Some(&why))
-        .map_err(|mut e| {
-        if e.exit == exit::NOT_ELIGIBLE {
-            let hint = match summary.changed_steps.iter().find(|c| c.completed) {
-                Some(changed) => format!(
-                    "; `waypoint run --from-step {} {}` runs again from the changed step, `--new` starts over",
-                    changed.step,
-                    shown_path(&file.path)
-                ),
-                None => format!("; `waypoint run --new {}` starts over", shown_path(&file.path)),
-            };
-            e.message.push_str(&hint);
-        }
-        e
-    })?;
-    let summary = block_on(service.build_resume_summary(id, None))?;
-    if ui.json() {
-        ui.json_document(&RunDoc {
-            plan_id: id,
-            outcome: "resumed",
-            resumed: Some((&point).into()),
-            steps: &reports,
-            summary: &summary,
-        });
-        Ok(())
-    } else {
-        print_summary_block(service, ui, id, &summary)
-    }
-}
-
 fn run_plan_file(
     location: &StoreLocation,
-    service: &Service,
     ui: &Ui,
-    id: &PlanId,
+    run: EngineRun<AnyStore>,
     file: &PlanFile,
-    from: StepNumber,
     events: &Events,
 ) -> Result<Vec<StepReport>, CliError> {
     let total = u32::try_from(file.steps.len()).expect("checked when parsed");
     let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total));
     let sidecar = location.sidecar();
-    let mut runner =
-        Runner { service, sidecar: &sidecar, plan_id: id, file, progress, events, outputs: Default::default() };
-    runner.run_from(from)
+    Runner { run, sidecar: &sidecar, file, progress, events, outputs: Default::default() }.run_all()
 }
