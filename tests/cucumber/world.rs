@@ -48,6 +48,12 @@ pub struct PlanWorld {
     before: Vec<StoredEvent>,
     /// The store's content fingerprint just before the last `When` step ran.
     before_fingerprint: Option<String>,
+    /// Each step a workflow ran, as `name#attempt`, across the scenario's runs.
+    pub workflow_ran: Vec<String>,
+    /// How the last workflow run ended: `finished`, or the error's text.
+    pub workflow_end: Option<String>,
+    /// How many events the last workflow run appended.
+    pub workflow_appended: usize,
 }
 
 #[derive(Debug)]
@@ -195,6 +201,9 @@ impl PlanWorld {
             outcome: None,
             before: Vec::new(),
             before_fingerprint: None,
+            workflow_ran: Vec::new(),
+            workflow_end: None,
+            workflow_appended: 0,
         }
     }
 

@@ -174,3 +174,42 @@ fn a_fingerprint_given_on_resume_is_compared_with_the_recorded_one() {
     let resumed = ok(&sandbox, &["plan", "resume", "f1", "--fingerprint", "abc123"]);
     assert_eq!(resumed["resumed"]["from_step"], 1);
 }
+
+#[test]
+fn create_if_absent_continues_by_key_and_says_whether_it_created() {
+    let sandbox = Sandbox::new();
+    let first = ok(&sandbox, &["plan", "create", "--id", "orch-1", "--total-steps", "2", "--if-absent"]);
+    assert_eq!((first["plan_id"].as_str(), first["created"].as_bool()), (Some("orch-1"), Some(true)));
+    ok(&sandbox, &["plan", "start", "orch-1", "--phase", "strategize"]);
+    let again = ok(&sandbox, &["plan", "create", "--id", "orch-1", "--if-absent"]);
+    assert_eq!(again["created"], false, "{again}");
+    assert_eq!(again["state"], "processing", "the existing plan, untouched: {again}");
+    // Without the flag a taken id is still refused, and the flag needs an id.
+    sandbox.run(&["plan", "create", "--id", "orch-1"]).expect_code(5);
+    sandbox.run(&["plan", "create", "--if-absent"]).expect_code(2);
+}
+
+#[test]
+fn checkpoint_records_a_step_name_and_output_that_show_and_history_give_back() {
+    let sandbox = Sandbox::new();
+    ok(&sandbox, &["plan", "create", "--id", "named", "--total-steps", "2"]);
+    ok(&sandbox, &["plan", "start", "named", "--phase", "strategize"]);
+    ok(&sandbox, &["plan", "step-started", "named", "--step", "1", "--decision", "d1"]);
+    let args = ["plan", "checkpoint", "named", "--step", "1", "--decision", "d1", "--name", "fetch"];
+    ok(&sandbox, &[&args[..], &["--output", r#"{"rows": 42}"#]].concat());
+    let outputs = ok(&sandbox, &["plan", "show", "named", "--outputs"]);
+    assert!(outputs.to_string().contains("fetch") && outputs.to_string().contains("42"), "{outputs}");
+    let history = ok(&sandbox, &["plan", "history", "named"]);
+    let completed = history["events"].as_array().unwrap().iter().find(|e| e["type"] == "step_completed").unwrap();
+    assert_eq!(
+        (completed["data"]["name"].as_str(), &completed["data"]["output"]),
+        (Some("fetch"), &serde_json::json!({"rows": 42}))
+    );
+    // Output that is not JSON is refused, and nothing is written.
+    ok(&sandbox, &["plan", "step-started", "named", "--step", "2", "--decision", "d2"]);
+    let before = sandbox.store_bytes();
+    sandbox
+        .run(&["plan", "checkpoint", "named", "--step", "2", "--decision", "d2", "--output", "{not json"])
+        .expect_code(2);
+    assert_eq!(sandbox.store_bytes(), before);
+}

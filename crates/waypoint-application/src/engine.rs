@@ -42,13 +42,15 @@ use std::time::Duration;
 
 use waypoint_domain::{
     Artifact, Attempt, AttemptFailure, Checkpoint, DecisionId, Fingerprint, Message, Phase, PlanError, PlanId,
-    PlanName, ProcessingState, ResumeIneligibleReason, ResumeSummary, RunnerId, SnapshotId, StepDefinition,
-    StepName, StepNumber, StepOutput, TotalSteps,
+    PlanName, ProcessingState, ResumeIneligibleReason, ResumeSummary, RunnerId, SnapshotId, StepDefinition, StepName,
+    StepNumber, StepOutput, TotalSteps,
 };
 
 use crate::error::ServiceError;
 use crate::ports::{RunLockError, RunLockGuard};
-use crate::service::{FailedAttempt, NewPlan, PlanResumeService, ResumePoint, ResumeRequest, StepCheckpoint, StepStart};
+use crate::service::{
+    FailedAttempt, NewPlan, PlanResumeService, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
+};
 use crate::store::{PlanStore, PlanView, Removal};
 
 /// The longest wait between two attempts of a step, however often the delay doubles.
@@ -112,7 +114,9 @@ impl StepFailure {
             StepFailure::Exit { code } => AttemptFailure::Exit { code: *code },
             StepFailure::Signal { signal } => AttemptFailure::Signal { signal: *signal },
             StepFailure::Timeout { .. } => AttemptFailure::Timeout,
-            StepFailure::Error { .. } | StepFailure::Panic { .. } => AttemptFailure::Error { message: Message::lossy(&self.to_string()) },
+            StepFailure::Error { .. } | StepFailure::Panic { .. } => {
+                AttemptFailure::Error { message: Message::lossy(&self.to_string()) }
+            }
         }
     }
 
@@ -442,7 +446,11 @@ impl<S: PlanStore> ReadyRun<S> {
             guard,
             checkpoints: view.state.resume.checkpoints.clone(),
             uncertain: view.state.resume.uncertain_step,
-            attempts: AttemptCounter { next: view.state.resume.following_step(), last: view.state.resume.uncertain_attempt, failures: 0 },
+            attempts: AttemptCounter {
+                next: view.state.resume.following_step(),
+                last: view.state.resume.uncertain_attempt,
+                failures: 0,
+            },
             resumed,
         })
     }
@@ -686,7 +694,8 @@ impl<S: PlanStore> EngineRun<S> {
         }
         let attempt = self.attempts.last.and_then(Attempt::next).unwrap_or(Attempt::FIRST);
         let decision_id = DecisionId::for_attempt(step, attempt);
-        let start = StepStart { name: Some(name.clone()), attempt: Some(attempt), ..StepStart::new(step, decision_id.clone()) };
+        let start =
+            StepStart { name: Some(name.clone()), attempt: Some(attempt), ..StepStart::new(step, decision_id.clone()) };
         self.service.record_step_started(&self.plan_id, start).await?;
         self.attempts.last = Some(attempt);
         let rerun = self.uncertain == Some(step) && self.attempts.failures == 0;
@@ -725,8 +734,12 @@ impl<S: PlanStore> EngineRun<S> {
         if self.attempts.failures <= policy.retries {
             let delay = policy.delay_after(self.attempts.failures);
             let retry_at = self.service.now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            let failed =
-                FailedAttempt { step: ticket.step, attempt: ticket.attempt, reason: failure.recorded(), retry_at: Some(retry_at) };
+            let failed = FailedAttempt {
+                step: ticket.step,
+                attempt: ticket.attempt,
+                reason: failure.recorded(),
+                retry_at: Some(retry_at),
+            };
             self.service.record_attempt_failed(&self.plan_id, failed).await?;
             return Ok(Retry { delay, retries_left: policy.retries - self.attempts.failures });
         }
@@ -736,7 +749,13 @@ impl<S: PlanStore> EngineRun<S> {
         }
         let message = Message::lossy(&text);
         self.service.fail(&self.plan_id, message.clone()).await?;
-        Err(EngineError::StepFailed { step: ticket.step, name: ticket.name.clone(), attempt: ticket.attempt, failure, message })
+        Err(EngineError::StepFailed {
+            step: ticket.step,
+            name: ticket.name.clone(),
+            attempt: ticket.attempt,
+            failure,
+            message,
+        })
     }
 
     /// Stops the run, recording why. A plan whose every step completed is finished instead.

@@ -39,9 +39,9 @@ mod offload;
 mod ports;
 mod service;
 mod store;
-mod timer;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+mod timer;
 pub mod verify;
 mod workflow;
 

@@ -8,10 +8,10 @@ use eventually::store::{Expected, Select};
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    check_definition, evaluate_eligibility, Actor, ChangedStep, Artifact, Attempt, AttemptFailure, Checkpoint, CheckpointId, DecisionId,
-    EligibilityInputs, EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError, PlanId, PlanName, PlanState,
-    ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck, SnapshotId, StepDefinition, StepName,
-    StepNumber, StepOutput, TotalSteps,
+    check_definition, evaluate_eligibility, Actor, Artifact, Attempt, AttemptFailure, ChangedStep, Checkpoint,
+    CheckpointId, DecisionId, EligibilityInputs, EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError,
+    PlanId, PlanName, PlanState, ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck,
+    SnapshotId, StepDefinition, StepName, StepNumber, StepOutput, TotalSteps,
 };
 
 mod retention;
@@ -310,7 +310,12 @@ impl<S: PlanStore> PlanResumeService<S> {
         if changed.is_empty() && check.unreadable.is_none() {
             return Ok(());
         }
-        Err(ServiceError::DefinitionChanged { plan_id: source.plan_id.clone(), at_step, changed, unreadable: check.unreadable })
+        Err(ServiceError::DefinitionChanged {
+            plan_id: source.plan_id.clone(),
+            at_step,
+            changed,
+            unreadable: check.unreadable,
+        })
     }
 
     /// Enters `phase` (advance or revert). Pass the runner if the caller holds the run lock.

@@ -143,7 +143,9 @@ impl From<EngineError> for WorkflowError {
         match error {
             EngineError::StillRunning { plan_id } => WorkflowError::StillRunning { plan_id },
             EngineError::NotResumable { plan_id, reasons, .. } => WorkflowError::NotResumable { plan_id, reasons },
-            EngineError::StepMismatch { step, recorded, given } => WorkflowError::StepMismatch { step, recorded, given },
+            EngineError::StepMismatch { step, recorded, given } => {
+                WorkflowError::StepMismatch { step, recorded, given }
+            }
             EngineError::StepFailed { step, name, failure, .. } => {
                 let message = match failure {
                     StepFailure::Error { message } => message,

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use waypoint_domain::{
-    Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, SnapshotId, StepNumber, TotalSteps,
+    Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, SnapshotId, StepName, StepNumber, StepOutput,
+    TotalSteps,
 };
 
 const ABOUT: &str = "Resumable multi-step work: every completed step is recorded, so an interrupted plan resumes \
@@ -413,6 +414,10 @@ pub struct CreateArgs {
     /// A digest (hex) of the plan definition, compared on resume
     #[arg(long, value_parser = Fingerprint::parse)]
     pub fingerprint: Option<Fingerprint>,
+    /// With --id: if the plan exists, return it instead of refusing (exit 0 either way; json
+    /// adds "created": true|false), so an orchestrator can continue by key
+    #[arg(long, requires = "id")]
+    pub if_absent: bool,
 }
 
 #[derive(Debug, Args)]
@@ -432,6 +437,18 @@ pub struct CheckpointArgs {
     /// Something the step produced (repeatable)
     #[arg(long = "artifact", value_parser = Artifact::parse)]
     pub artifacts: Vec<Artifact>,
+    /// The step's name; a different name than the one recorded for this step is step_mismatch
+    #[arg(long, value_parser = StepName::parse)]
+    pub name: Option<StepName>,
+    /// The step's output, a JSON value of at most 1 MiB, given back by `plan show --outputs`
+    #[arg(long, value_parser = step_output)]
+    pub output: Option<StepOutput>,
+}
+
+/// A step output given as JSON text on the command line.
+fn step_output(text: &str) -> Result<StepOutput, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    StepOutput::new(value).map_err(|e| e.to_string())
 }
 
 /// The phases a plan can be asked to enter (`action` is where a plan starts, never entered).

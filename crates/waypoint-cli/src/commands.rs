@@ -6,8 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use waypoint_application::{
-    NewPlan, PlanStore, PlanView, Removal, ResumeRequest, ServiceError, StepCheckpoint,
-    StepStart,
+    NewPlan, PlanStore, PlanView, Removal, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
 };
 use waypoint_domain::{
     Fingerprint, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,
@@ -100,12 +99,22 @@ fn create(location: &StoreLocation, ui: &Ui, args: CreateArgs) -> Result<(), Cli
         steps: Vec::new(),
         start: None,
     };
-    let view = block_on(service.create_plan(new))?;
+    let (plan_id, created) = match block_on(service.create_plan(new.clone())) {
+        Ok(view) => (view.plan_id, true),
+        Err(ServiceError::Plan { plan_id, source: waypoint_domain::PlanError::AlreadyExists }) if args.if_absent => {
+            (plan_id, false)
+        }
+        Err(e) => return Err(e.into()),
+    };
     if ui.json() {
-        let summary = block_on(service.build_resume_summary(&view.plan_id, None))?;
-        ui.json_document(&summary);
+        let summary = block_on(service.build_resume_summary(&plan_id, None))?;
+        if args.if_absent {
+            ui.json_document(&render::CreatedDoc { summary: &summary, created });
+        } else {
+            ui.json_document(&summary);
+        }
     } else {
-        ui.stdout(view.plan_id.as_str());
+        ui.stdout(plan_id.as_str());
     }
     Ok(())
 }
@@ -173,8 +182,8 @@ fn checkpoint(location: &StoreLocation, ui: &Ui, args: CheckpointArgs) -> Result
             decision_id: args.decision,
             snapshot_id: args.snapshot,
             artifacts: args.artifacts,
-            name: None,
-            output: None,
+            name: args.name,
+            output: args.output,
             fingerprint: None,
         },
     ))?;

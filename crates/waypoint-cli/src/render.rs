@@ -59,6 +59,14 @@ impl From<&ResumePoint> for PointDoc {
     }
 }
 
+/// `plan create --if-absent`: the summary, and whether this call created the plan.
+#[derive(Debug, Serialize)]
+pub struct CreatedDoc<'a> {
+    #[serde(flatten)]
+    pub summary: &'a ResumeSummary,
+    pub created: bool,
+}
+
 /// `waypoint run`: the plan, each step's outcome, and the summary at the end.
 #[derive(Debug, Serialize)]
 pub struct RunDoc<'a> {

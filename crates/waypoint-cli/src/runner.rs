@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 pub use waypoint_application::engine::{format_duration, signal_name};
-use waypoint_application::engine::{AttemptTicket, EngineError, EngineRun, Retry, StepFailure, StepResult, StepTurn, Stopped};
+use waypoint_application::engine::{
+    AttemptTicket, EngineError, EngineRun, Retry, StepFailure, StepResult, StepTurn, Stopped,
+};
 use waypoint_application::ServiceError;
 use waypoint_domain::{Artifact, DecisionId, PlanError, PlanId, StepNumber, StepOutput};
 
@@ -234,15 +236,16 @@ impl Runner<'_> {
         let policy = step.policy();
         loop {
             let id = self.plan_id().clone();
-            let ticket = match block_on(self.run.begin_step(number, &step.step_name)).map_err(|e| engine_error(&id, e))? {
-                StepTurn::Replay(done) => {
-                    self.progress.skipped(n, &step.name);
-                    let output = done.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
-                    self.outputs.insert(step.name.clone(), output);
-                    return Ok(StepReport::skipped(n, step));
-                }
-                StepTurn::Run(ticket) => ticket,
-            };
+            let ticket =
+                match block_on(self.run.begin_step(number, &step.step_name)).map_err(|e| engine_error(&id, e))? {
+                    StepTurn::Replay(done) => {
+                        self.progress.skipped(n, &step.name);
+                        let output = done.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
+                        self.outputs.insert(step.name.clone(), output);
+                        return Ok(StepReport::skipped(n, step));
+                    }
+                    StepTurn::Run(ticket) => ticket,
+                };
             if ticket.attempt == waypoint_domain::Attempt::FIRST || ticket.rerun {
                 self.progress.started(n, &step.name);
             } else {
@@ -584,9 +587,9 @@ impl Runner<'_> {
         let code = if signal == SIGTERM { exit::SIGTERM } else { exit::SIGINT };
         let message = match stopped {
             Stopped::Finished => format!("{reason}, the last step; the step completed, so plan {id} completed"),
-            Stopped::Interrupted => format!(
-                "{reason}; plan {id} stopped; run the plan file again to continue (or `waypoint resume {id}`)"
-            ),
+            Stopped::Interrupted => {
+                format!("{reason}; plan {id} stopped; run the plan file again to continue (or `waypoint resume {id}`)")
+            }
         };
         CliError::new(code, "interrupted", message)
             .with("plan_id", id.as_str())

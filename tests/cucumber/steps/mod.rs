@@ -1,8 +1,9 @@
 //! Step definitions: commands (`Given`/`When`), checks (`Then`), named steps (outputs, attempts,
-//! drift), forks and retention.
+//! drift), workflows over the step engine, forks and retention.
 
 mod checks;
 mod commands;
+mod engine;
 mod forks;
 mod outputs;
 mod retention;

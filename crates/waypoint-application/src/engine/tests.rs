@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use futures::executor::block_on;
-use waypoint_domain::{Fingerprint, PlanEvent, PlanName, ProcessingState, RunnerId, StepDefinition, StepName, StepNumber};
+use waypoint_domain::{
+    Fingerprint, PlanEvent, PlanName, ProcessingState, RunnerId, StepDefinition, StepName, StepNumber,
+};
 
 use super::*;
 use crate::{InMemoryStore, PlanResumeService};
@@ -63,7 +65,8 @@ fn attempt_numbers_go_on_across_runs_and_decision_ids_follow_them() {
         assert_eq!(retry, Retry { delay: Duration::ZERO, retries_left: 0 });
         let second = run_attempt(&mut run, 1).await;
         assert_eq!(second.attempt.get(), 2);
-        let failed = run.attempt_failed(&second, StepFailure::Exit { code: 3 }, &policy, Some("GPU not available")).await;
+        let failed =
+            run.attempt_failed(&second, StepFailure::Exit { code: 3 }, &policy, Some("GPU not available")).await;
         match failed {
             Err(EngineError::StepFailed { message, .. }) => {
                 assert_eq!(message.as_str(), "step 1 (s1) exited with code 3; stderr ends with:\nGPU not available")
@@ -90,7 +93,8 @@ fn a_run_stopped_while_waiting_to_retry_continues_with_the_next_attempt_number()
         let policy = StepPolicy { retries: 3, retry_delay: Duration::from_secs(60), ..StepPolicy::default() };
         let mut run = start(&service, &key).await;
         let first = run_attempt(&mut run, 1).await;
-        let retry = run.attempt_failed(&first, StepFailure::Timeout { limit: Duration::from_secs(5) }, &policy, None).await;
+        let retry =
+            run.attempt_failed(&first, StepFailure::Timeout { limit: Duration::from_secs(5) }, &policy, None).await;
         assert_eq!(retry.unwrap(), Retry { delay: Duration::from_secs(60), retries_left: 2 });
         assert_eq!(run.interrupt("SIGINT received").await.unwrap(), Stopped::Interrupted);
         drop(run);
