@@ -33,7 +33,9 @@ fn the_agent_dies_in_step_3_and_the_next_run_reuses_steps_1_and_2() {
     // Step 3's summary is built from the recorded outputs of steps 1 and 2.
     assert!(second.contains("done: Re: billing: Invoice 42 is overdue (sent: true)"), "{second}");
 
+    // A finished key replays: nothing runs, and every step gives back its recorded output.
     let (code, third) = run_agent(&store, None);
-    assert_ne!(code, Some(0), "a finished workflow is not run again:\n{third}");
-    assert!(!third.contains("running"), "{third}");
+    assert_eq!(code, Some(0), "{third}");
+    assert!(!third.contains("running"), "a finished workflow runs no step again:\n{third}");
+    assert!(third.contains("done: Re: billing: Invoice 42 is overdue (sent: true)"), "{third}");
 }
