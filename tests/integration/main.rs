@@ -14,6 +14,7 @@ mod cli_store;
 mod domain_coverage;
 mod domain_definition;
 mod domain_history;
+mod domain_leases;
 mod domain_snapshots;
 mod domain_steps;
 mod replay_cli;
