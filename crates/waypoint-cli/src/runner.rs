@@ -243,6 +243,7 @@ impl Runner<'_> {
                 decision_id: decision_id.clone(),
                 name: Some(step.step_name.clone()),
                 attempt: Some(attempt),
+                lease: None,
             };
             block_on(self.service.record_step_started(self.plan_id, start))?;
             if attempt == Attempt::FIRST {

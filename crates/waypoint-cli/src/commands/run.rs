@@ -19,7 +19,8 @@ pub(super) fn resume_preview(
     let view = block_on(service.load_summary(id))?;
     // The verdict, definition drift included, is the service's; the file is read here only to
     // name the steps a resume would skip and run.
-    let outcome = block_on(service.resume_plan(id, ResumeRequest { dry_run: true, fingerprint, runner: None }))?;
+    let outcome =
+        block_on(service.resume_plan(id, ResumeRequest { dry_run: true, fingerprint, runner: None, lease: None }))?;
     let summary = outcome.summary;
     let current = plan_file_source(&view).map(read_plan_file);
     let steps = match &current {
@@ -84,7 +85,7 @@ pub(super) fn resume(
     let service = location.open_existing_for_write(id)?;
     let view = block_on(service.load_summary(id))?;
     let Some(path) = plan_file_source(&view).map(Path::to_path_buf) else {
-        let request = ResumeRequest { dry_run: false, fingerprint, runner: None };
+        let request = ResumeRequest { dry_run: false, fingerprint, runner: None, lease: None };
         let outcome = block_on(service.resume_plan(id, request))?;
         let point = outcome.resumed.expect("a real resume returns its resume point");
         if ui.json() {
@@ -126,7 +127,7 @@ fn resume_plan_file(
     let id = &view.plan_id;
     // The resume decides, through the definition probe, whether the file as it is now may run:
     // a changed completed step is `definition_changed`; a fixed pending step is fine.
-    let request = ResumeRequest { dry_run: false, fingerprint, runner: Some(lock.runner().clone()) };
+    let request = ResumeRequest { dry_run: false, fingerprint, runner: Some(lock.runner().clone()), lease: None };
     let file = match read_plan_file(path) {
         Ok(file) => {
             // What only the file system can tell is checked before `Resumed` is written.
@@ -389,7 +390,7 @@ fn continue_run(
         _ => e,
     })?;
     let view = block_on(service.load_summary(id))?;
-    let preview = ResumeRequest { dry_run: true, fingerprint: None, runner: Some(lock.runner().clone()) };
+    let preview = ResumeRequest { dry_run: true, fingerprint: None, runner: Some(lock.runner().clone()), lease: None };
     let summary = block_on(service.resume_plan(id, preview))?.summary;
     let finished = summary.state == ProcessingState::Complete
         || (summary.reasons.contains(&ResumeIneligibleReason::NothingToResume) && summary.next_step.is_none());
