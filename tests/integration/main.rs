@@ -4,6 +4,7 @@ mod bench_smoke;
 mod cli_bad_input;
 mod cli_fork;
 mod cli_harness;
+mod cli_leases;
 mod cli_plumbing;
 mod cli_postgres;
 mod cli_reads;
