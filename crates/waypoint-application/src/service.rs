@@ -471,12 +471,13 @@ impl<S: PlanStore> PlanResumeService<S> {
         // A preview needs only the compact view; a real resume decides on the full one.
         let view = if request.dry_run { self.load_summary(plan_id).await? } else { self.load(plan_id).await? };
         // One reading of the store's clock judges an earlier runner's lease and starts the new one.
-        let lease = request.lease.filter(|_| !request.dry_run);
-        let now = match lease {
-            Some(_) => Some(self.store.now().await?),
-            None => self.store_now_for([&view]).await?,
+        let (now, lease) = match request.lease.filter(|_| !request.dry_run) {
+            Some(lease) => {
+                let now = self.store.now().await?;
+                (Some(now), Some(lease_at(now, lease)?))
+            }
+            None => (self.store_now_for([&view]).await?, None),
         };
-        let lease = lease.map(|lease| lease_at(now.expect("read above"), lease)).transpose()?;
         let inputs = self.eligibility_inputs(&view, request.fingerprint, request.runner.is_some(), now);
         if request.dry_run {
             let verdict = evaluate_eligibility(&view.state, &inputs);
