@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::future::BoxFuture;
 use waypoint_application::domain::PlanId;
-use waypoint_application::{InMemoryStore, PlanStore, PlanView, RecordedEvent, StoreError};
+use waypoint_application::{Clock, InMemoryStore, ManualClock, PlanStore, PlanView, RecordedEvent, StoreError};
 use waypoint_store_file::FileStore;
 use waypoint_store_postgres::PostgresStore;
 
@@ -62,11 +62,13 @@ stores! {
 }
 
 /// The store handed to the service: a backend plus a gate that can hold plan loads until a
-/// given number of callers have loaded, so a race is a real race and not a lucky schedule.
+/// given number of callers have loaded, so a race is a real race and not a lucky schedule, and
+/// the scenario's clock standing in for the store's, so leases expire when a scenario says.
 #[derive(Debug, Clone)]
 pub struct TestStore {
     backend: Backend,
     load_gate: Arc<Mutex<Option<Gate>>>,
+    clock: Option<ManualClock>,
 }
 
 /// The first `callers` loads meet at the barrier; later loads (a loser reloading after its
@@ -79,7 +81,13 @@ struct Gate {
 
 impl TestStore {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, load_gate: Arc::default() }
+        Self { backend, load_gate: Arc::default(), clock: None }
+    }
+
+    /// The same store, telling the time by `clock` instead of the backend's own clock.
+    pub fn with_clock(mut self, clock: ManualClock) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// Until `close_gate`, every plan load waits until `callers` loads are waiting.
@@ -131,6 +139,13 @@ impl PlanStore for TestStore {
 
     fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
         delegate!(&self.backend, s => s.content_fingerprint())
+    }
+
+    fn now(&self) -> BoxFuture<'_, Result<chrono::DateTime<chrono::Utc>, StoreError>> {
+        match &self.clock {
+            Some(clock) => Box::pin(futures::future::ready(Ok(clock.now()))),
+            None => delegate!(&self.backend, s => s.now()),
+        }
     }
 
     fn verify(&self) -> BoxFuture<'_, Result<waypoint_application::VerifyReport, StoreError>> {

@@ -212,9 +212,9 @@ impl PlanWorld {
         let scratch = ScratchDir::new();
         let clock = ManualClock::new(epoch());
         let snapshots = InMemorySnapshots::default();
-        let service = PlanResumeService::new(TestStore::new(kind.open(scratch.path())))
-            .with_clock(clock.clone())
-            .with_snapshot_probe(snapshots.clone());
+        // The scenario's clock is the store's clock too, so a scenario moves leases to expiry.
+        let store = TestStore::new(kind.open(scratch.path())).with_clock(clock.clone());
+        let service = PlanResumeService::new(store).with_clock(clock.clone()).with_snapshot_probe(snapshots.clone());
         let archive = InMemoryStore::new();
         self.harness = Some(Harness { service, clock, held: Mutex::default(), snapshots, archive, _scratch: scratch });
     }
@@ -355,7 +355,7 @@ impl PlanWorld {
 
     /// A resume as this scenario's caller asks for it: with its fingerprint, without a runner.
     pub fn resume_request(&self, dry_run: bool) -> ResumeRequest {
-        ResumeRequest { dry_run, fingerprint: self.fingerprint.clone(), runner: None }
+        ResumeRequest { dry_run, fingerprint: self.fingerprint.clone(), runner: None, lease: None }
     }
 
     /// The eligibility verdict, asked of every surface at once: they must all agree.

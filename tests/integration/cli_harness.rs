@@ -231,7 +231,7 @@ pub fn first_to_finish(children: &mut [Child]) -> usize {
 /// The fields of a summary object that are random or time-dependent, under `prefix` (`""` for
 /// a summary at the top, `".summary"`, `".plans[]"`).
 pub fn summary_selectors(prefix: &str) -> Vec<String> {
-    ["plan_id", "last_checkpoint_id", "decision_id", "snapshot_id", "interruption.at"]
+    ["plan_id", "last_checkpoint_id", "decision_id", "snapshot_id", "interruption.at", "lease.expires_at"]
         .into_iter()
         .map(|field| format!("{prefix}.{field}"))
         .collect()

@@ -28,10 +28,11 @@ fn variant(error: &PlanError) -> &'static str {
         PlanError::StepNotCompleted { .. } => "StepNotCompleted",
         PlanError::TotalBelowCompleted { .. } => "TotalBelowCompleted",
         PlanError::NotEligible { .. } => "NotEligible",
+        PlanError::LeaseLost { .. } => "LeaseLost",
     }
 }
 
-const EVERY_VARIANT: [&str; 14] = [
+const EVERY_VARIANT: [&str; 15] = [
     "NotCreated",
     "AlreadyExists",
     "Terminal",
@@ -46,6 +47,7 @@ const EVERY_VARIANT: [&str; 14] = [
     "StepNotCompleted",
     "TotalBelowCompleted",
     "NotEligible",
+    "LeaseLost",
 ];
 
 fn in_strategize(total: Option<u32>) -> History {
@@ -96,6 +98,7 @@ impl History {
             runner: None,
             at: self.now(),
             inputs: EligibilityInputs::default(),
+            lease: None,
         }
     }
 }
@@ -111,6 +114,8 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
     let mut named = in_strategize(Some(3)).named_step_completed(1, "build", None);
     let renamed = named.named_checkpoint_command(2, "test", None, None);
     let named = named.named_step_started(2, "deploy", 1);
+    let leased_by_a = History::new().created(None).started_leased(Phase::Strategize, "runner-a", 1);
+    let renewed_by_b = leased_by_a.renew_command("runner-b", 2);
     let create = PlanCommand::Create {
         name: None,
         total_steps: None,
@@ -125,12 +130,12 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
         (
             "InvalidPhaseTransition",
             History::new().created(None),
-            PlanCommand::StartPhase { phase: Phase::Execute, runner: None },
+            PlanCommand::StartPhase { phase: Phase::Execute, runner: None, lease: None },
         ),
         (
             "TransitionNotAllowedInState",
             in_strategize(None),
-            PlanCommand::StartPhase { phase: Phase::Execute, runner: None },
+            PlanCommand::StartPhase { phase: Phase::Execute, runner: None, lease: None },
         ),
         ("InvalidState", History::new().created(None), PlanCommand::Fail { message: message("nothing runs") }),
         ("StepOutOfOrder", fresh_phase, skipping),
@@ -145,6 +150,7 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
             PlanCommand::SetTotalSteps { total: total(1) },
         ),
         ("NotEligible", History::new().created(None), resume()),
+        ("LeaseLost", leased_by_a, renewed_by_b),
     ]
 }
 

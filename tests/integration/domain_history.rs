@@ -4,9 +4,9 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use uuid::Uuid;
 use waypoint_domain::{
-    decide, evaluate_eligibility, Actor, Attempt, CheckpointId, DecisionId, EligibilityInputs, Fingerprint, Message,
-    Phase, PlanCommand, PlanError, PlanEvent, PlanId, PlanState, ResumeSummary, RunnerId, SnapshotId, StepDefinition,
-    StepName, StepNumber, StepOutput, TotalSteps,
+    decide, evaluate_eligibility, Actor, Attempt, CheckpointId, DecisionId, EligibilityInputs, Fingerprint, Lease,
+    Message, Phase, PlanCommand, PlanError, PlanEvent, PlanId, PlanState, ResumeSummary, RunnerId, SnapshotId,
+    StepDefinition, StepName, StepNumber, StepOutput, TotalSteps,
 };
 
 /// The instant every history starts at.
@@ -84,11 +84,17 @@ impl History {
     }
 
     pub fn started(self, phase: Phase, runner: Option<&str>) -> Self {
-        self.run(PlanCommand::StartPhase { phase, runner: runner.map(runner_id) })
+        self.run(PlanCommand::StartPhase { phase, runner: runner.map(runner_id), lease: None })
     }
 
     pub fn step_started(self, n: u32) -> Self {
-        self.run(PlanCommand::StartStep { step: step(n), decision_id: decision(n), name: None, attempt: None })
+        self.run(PlanCommand::StartStep {
+            step: step(n),
+            decision_id: decision(n),
+            name: None,
+            attempt: None,
+            lease: None,
+        })
     }
 
     pub fn checkpoint_command(&mut self, n: u32, snapshot: Option<&str>) -> PlanCommand {
@@ -162,7 +168,35 @@ impl History {
             runner: runner.map(runner_id),
             at,
             inputs: EligibilityInputs::default(),
+            lease: None,
         })
+    }
+
+    /// Enters `phase` held by `runner`'s lease, which expires `minutes` after now.
+    pub fn started_leased(self, phase: Phase, runner: &str, minutes: i64) -> Self {
+        let lease = self.lease(runner, minutes);
+        self.run(PlanCommand::StartPhase { phase, runner: None, lease: Some(lease) })
+    }
+
+    /// `runner`'s lease, expiring `minutes` after the time the next command is decided at.
+    pub fn lease(&self, runner: &str, minutes: i64) -> Lease {
+        Lease { runner: runner_id(runner), expires_at: self.now() + Duration::minutes(minutes) }
+    }
+
+    /// `runner` renews its lease until `minutes` after now.
+    pub fn renew_command(&self, runner: &str, minutes: i64) -> PlanCommand {
+        PlanCommand::RenewLease { runner: runner_id(runner), expires_at: self.now() + Duration::minutes(minutes) }
+    }
+
+    /// A resume by `runner` under a lease of `minutes`, judged at the store's clock `now`.
+    pub fn resume_leased_command(&self, runner: &str, minutes: i64, now: DateTime<Utc>) -> PlanCommand {
+        PlanCommand::Resume {
+            by: Actor::parse("operator@host").expect("a valid actor"),
+            runner: None,
+            at: self.now(),
+            inputs: EligibilityInputs { now: Some(now), ..EligibilityInputs::default() },
+            lease: Some(self.lease(runner, minutes)),
+        }
     }
 
     pub fn state(&self) -> &PlanState {
@@ -185,6 +219,7 @@ pub fn start_command(n: u32, name: &str, attempt: u32) -> PlanCommand {
         decision_id: DecisionId::parse(&format!("decision-{n}-{attempt}")).expect("a valid decision id"),
         name: Some(step_name(name)),
         attempt: Some(Attempt::new(attempt).expect("a valid attempt")),
+        lease: None,
     }
 }
 

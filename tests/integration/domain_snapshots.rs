@@ -8,9 +8,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 use waypoint_domain::{
     Actor, Artifact, Attempt, AttemptFailure, CheckpointId, CurrentDefinition, EligibilityInputs, EventType,
-    Fingerprint, Interrupted, Phase, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanCommand,
-    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, PlanForked, PlanName, Resumed, SnapshotCheck, SnapshotId,
-    StepAttemptFailed, StepCompleted, StepDefinition, StepName, StepOutput, StepStarted, TotalSteps, TotalStepsSet,
+    Fingerprint, Interrupted, Lease, LeaseRenewed, Phase, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled,
+    PlanCommand, PlanConstrained, PlanCreated, PlanErrored, PlanEvent, PlanForked, PlanName, Resumed, SnapshotCheck,
+    SnapshotId, StepAttemptFailed, StepCompleted, StepDefinition, StepName, StepOutput, StepStarted, TotalSteps,
+    TotalStepsSet,
 };
 
 use crate::domain_history::{decision, definition, epoch, message, runner_id, step, History};
@@ -119,13 +120,18 @@ fn one_of_each_event() -> Vec<PlanEvent> {
                 StepDefinition { name: step_name("test"), fingerprint: Fingerprint::parse("c1").expect("valid") },
             ],
         }),
-        PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: Some(runner_id("runner-1")) }),
+        PlanEvent::PhaseStarted(PhaseStarted {
+            phase: Phase::Strategize,
+            runner: Some(runner_id("runner-1")),
+            lease: Some(lease("runner-1", at)),
+        }),
         PlanEvent::TotalStepsSet(TotalStepsSet { total_steps: TotalSteps::new(5).expect("a valid total") }),
         PlanEvent::StepStarted(StepStarted {
             step: step(3),
             decision_id: decision(3),
             name: Some(step_name("test")),
             attempt: Some(Attempt::new(2).expect("a valid attempt")),
+            lease: Some(lease("runner-1", at + Duration::seconds(30))),
         }),
         PlanEvent::StepCompleted(StepCompleted {
             checkpoint_id: CheckpointId::from_uuid(Uuid::from_u128(2)),
@@ -143,6 +149,7 @@ fn one_of_each_event() -> Vec<PlanEvent> {
             by: Actor::parse("operator@host").expect("a valid actor"),
             runner: Some(runner_id("runner-2")),
             at,
+            lease: Some(lease("runner-2", at + Duration::seconds(30))),
         }),
         PlanEvent::PlanErrored(PlanErrored { message: message("the build failed") }),
         PlanEvent::PlanConstrained(PlanConstrained { message: message("the change window is closed") }),
@@ -180,7 +187,12 @@ fn one_of_each_event() -> Vec<PlanEvent> {
             }],
             created_at: at,
         }),
+        PlanEvent::LeaseRenewed(LeaseRenewed { runner: runner_id("runner-2"), expires_at: at + Duration::minutes(1) }),
     ]
+}
+
+fn lease(runner: &str, expires_at: chrono::DateTime<chrono::Utc>) -> Lease {
+    Lease { runner: runner_id(runner), expires_at }
 }
 
 /// The stored record of `event`: its type name, schema version and data.
@@ -278,6 +290,42 @@ fn a_v1_step_started_record_is_upcast_with_no_name_or_attempt() {
     let PlanEvent::StepStarted(started) = &event else { panic!("decoded as {event:?}") };
     assert_eq!((started.step, &started.name, started.attempt), (step(3), &None, None));
     insta::assert_json_snapshot!("upcast_step_started_v1", wire_form(&event));
+}
+
+/// Records from before leases: `phase_started` v1, `step_started` v2, `resumed` v1.
+const PHASE_STARTED_V1: &str =
+    r#"{"type":"phase_started","schema_version":1,"data":{"phase":"strategize","runner":"runner-1"}}"#;
+const STEP_STARTED_V2: &str = r#"{"type":"step_started","schema_version":2,"data":{"step":3,"decision_id":"decision-3","name":"test","attempt":2}}"#;
+const RESUMED_V1: &str = r#"{"type":"resumed","schema_version":1,"data":{"from_step":3,"by":"operator@host","runner":null,"at":"2026-01-01T09:05:00Z"}}"#;
+
+#[test]
+fn records_from_before_leases_are_upcast_with_no_lease() {
+    let event = read_record(PHASE_STARTED_V1);
+    let PlanEvent::PhaseStarted(started) = &event else { panic!("decoded as {event:?}") };
+    assert_eq!((&started.runner, &started.lease), (&Some(runner_id("runner-1")), &None));
+    insta::assert_json_snapshot!("upcast_phase_started_v1", wire_form(&event));
+
+    let event = read_record(STEP_STARTED_V2);
+    let PlanEvent::StepStarted(started) = &event else { panic!("decoded as {event:?}") };
+    assert_eq!((started.attempt.map(Attempt::get), &started.lease), (Some(2), &None), "v2 fields are kept");
+    insta::assert_json_snapshot!("upcast_step_started_v2", wire_form(&event));
+
+    let event = read_record(RESUMED_V1);
+    let PlanEvent::Resumed(resumed) = &event else { panic!("decoded as {event:?}") };
+    assert_eq!((resumed.from_step, &resumed.lease), (step(3), &None));
+    insta::assert_json_snapshot!("upcast_resumed_v1", wire_form(&event));
+}
+
+#[test]
+fn summary_of_a_runner_whose_lease_expired() {
+    let given = History::new()
+        .created(Some(4))
+        .started_leased(Phase::Strategize, "runner-a", 1)
+        .steps_completed(1..=1)
+        .step_started(2);
+    // The store's clock, read by the caller, is past the lease's expiry.
+    let inputs = EligibilityInputs { now: Some(epoch() + Duration::minutes(30)), ..EligibilityInputs::default() };
+    insta::assert_json_snapshot!("summary_lease_expired", given.summary(&inputs));
 }
 
 #[test]

@@ -110,11 +110,12 @@ impl Op {
             Op::Start { phase, with_runner } => PlanCommand::StartPhase {
                 phase: phase.resolve(state.phase),
                 runner: with_runner.then(|| runner_id("runner-1")),
+                lease: None,
             },
             Op::SetTotal(n) => PlanCommand::SetTotalSteps { total: TotalSteps::new(n).ok()? },
             Op::StartStep(offset) => {
                 let (step, decision_id, _) = checkpoint_fields(relative_step(state, offset), 0, None);
-                PlanCommand::StartStep { step, decision_id, name: None, attempt: None }
+                PlanCommand::StartStep { step, decision_id, name: None, attempt: None, lease: None }
             }
             Op::Checkpoint { offset, decision, snapshot } => {
                 let (step, decision_id, snapshot_id) =
@@ -142,6 +143,7 @@ impl Op {
                 runner: None,
                 at,
                 inputs: EligibilityInputs { runner_alive, ..EligibilityInputs::default() },
+                lease: None,
             },
             Op::Lock(_) => return None,
         })

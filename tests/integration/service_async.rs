@@ -66,6 +66,10 @@ impl PlanStore for GatedStore {
         self.inner.content_fingerprint()
     }
 
+    fn now(&self) -> BoxFuture<'_, Result<chrono::DateTime<chrono::Utc>, StoreError>> {
+        self.inner.now()
+    }
+
     fn remove_plans<'a>(
         &'a self,
         plans: &'a [(PlanId, u32)],

@@ -31,7 +31,7 @@ fn events(steps: u32, finished: bool) -> Vec<RecordedEvent> {
             created_at: now,
             steps: vec![],
         })),
-        recorded(PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None })),
+        recorded(PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None, lease: None })),
     ];
     for n in 1..=steps {
         out.push(recorded(PlanEvent::StepCompleted(StepCompleted {

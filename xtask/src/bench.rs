@@ -312,12 +312,13 @@ fn plan_event(v: u32, total: Option<u32>) -> RecordedEvent {
             created_at: Utc::now(),
             steps: vec![],
         }),
-        2 => PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None }),
+        2 => PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None, lease: None }),
         v if v % 2 == 1 => PlanEvent::StepStarted(StepStarted {
             step: step((v - 1) / 2),
             decision_id: DecisionId::parse(&format!("decision-{}", (v - 1) / 2)).expect("valid"),
             name: None,
             attempt: None,
+            lease: None,
         }),
         v => PlanEvent::StepCompleted(StepCompleted {
             checkpoint_id: CheckpointId::from_uuid(uuid::Uuid::new_v4()),

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use eventually::versioning::Versioned;
 use serde::Serialize;
 use serde_json::{json, Value};
-use waypoint_application::{Catalog, PlanView, RunLocks, StoredEvent, VerifyReport};
+use waypoint_application::{Catalog, Clock, PlanView, RunLocks, StoredEvent, SystemClock, VerifyReport};
 use waypoint_domain::{
     evaluate_eligibility, EligibilityInputs, PlanId, ResumeEligibility, ResumeSummary, SnapshotCheck,
 };
@@ -319,15 +319,23 @@ fn fold(
     cost.rebuild += started.elapsed();
 }
 
-/// A plan's summary and eligibility. In the present, the live run locks say whether a runner is
-/// alive; in the past a plan that was processing is shown as running then.
+/// A plan's summary and eligibility. In the present, the live run locks and the store's clock (a
+/// directory store's is this machine's) say whether a runner is alive; at an instant in the past
+/// a lease is judged at that instant, and a plan that was processing under a run lock is shown as
+/// running then; at a version, as running.
 fn plan_report(live: &FileStore, view: &PlanView, cut: Cut) -> PlanReport {
-    let runner_alive = match cut {
-        Cut::Now => RunLocks::is_held(&live.run_locks(), &view.plan_id),
-        Cut::Version(_) | Cut::At(_) => true,
+    let (runner_alive, now) = match cut {
+        Cut::Now => (RunLocks::is_held(&live.run_locks(), &view.plan_id), Some(SystemClock.now())),
+        Cut::At(at) => (view.state.lease.is_none(), Some(at)),
+        Cut::Version(_) => (true, None),
     };
-    let inputs =
-        EligibilityInputs { runner_alive, fingerprint: None, snapshot: SnapshotCheck::NotChecked, definition: None };
+    let inputs = EligibilityInputs {
+        runner_alive,
+        fingerprint: None,
+        snapshot: SnapshotCheck::NotChecked,
+        definition: None,
+        now,
+    };
     let eligibility = evaluate_eligibility(&view.state, &inputs);
     let summary = ResumeSummary::build(&view.plan_id, &view.state, &eligibility, Some(view.last_activity_at));
     PlanReport { version: view.version, summary, eligibility }

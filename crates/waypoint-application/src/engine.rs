@@ -508,7 +508,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         if let Some(finished) = self.finished_run(&view).await? {
             return Ok(Prepared::Finished(Box::new(finished)));
         }
-        let preview = ResumeRequest { dry_run: true, fingerprint: None, runner: Some(runner) };
+        let preview = ResumeRequest { dry_run: true, runner: Some(runner), ..ResumeRequest::default() };
         let summary = self.resume_plan(plan_id, preview).await?.summary;
         if view.state.phase != Phase::Action && !summary.eligible {
             return Err(EngineError::NotResumable {

@@ -59,6 +59,12 @@ pub enum ServiceError {
     /// The plan's run lock could not be taken or was lost.
     #[error(transparent)]
     RunLock(RunLockError),
+    /// A lease so long that its expiry falls outside the calendar the store keeps.
+    #[error("a lease of {} seconds is too long; ask for a shorter one and renew it", .duration.as_secs())]
+    LeaseTooLong {
+        /// The duration asked for.
+        duration: std::time::Duration,
+    },
 }
 
 impl From<RunLockError> for ServiceError {
@@ -77,7 +83,8 @@ pub enum ErrorKind {
     NotFound,
     /// The plan cannot resume; the reasons say why (exit 4).
     NotEligible,
-    /// A concurrent change, a conflicting checkpoint, or a busy run lock (exit 5).
+    /// A concurrent change, a conflicting checkpoint, a busy run lock, or a lease another runner
+    /// holds now (exit 5).
     Conflict,
     /// The store cannot be read, is damaged, or cannot be reached (exit 6).
     StoreUnreadable,
@@ -97,6 +104,8 @@ impl ServiceError {
             ServiceError::Plan { source: PlanError::ConflictingCheckpoint { .. }, .. } => ErrorKind::Conflict,
             ServiceError::Plan { source: PlanError::NotCreated, .. } => ErrorKind::NotFound,
             ServiceError::Plan { source: PlanError::AlreadyExists, .. } => ErrorKind::Conflict,
+            // Another runner holds the plan now: the same class as a busy run lock.
+            ServiceError::Plan { source: PlanError::LeaseLost { .. }, .. } => ErrorKind::Conflict,
             ServiceError::Plan { .. } => ErrorKind::InvalidCommand,
             ServiceError::Store(StoreError::Conflict { .. } | StoreError::Removed { .. }) => ErrorKind::Conflict,
             ServiceError::Store(
@@ -107,7 +116,9 @@ impl ServiceError {
                 | StoreError::Unavailable { .. },
             ) => ErrorKind::StoreUnreadable,
             ServiceError::RunLock(_) | ServiceError::ArchiveConflict { .. } => ErrorKind::Conflict,
-            ServiceError::Store(StoreError::TooLarge(_)) => ErrorKind::InvalidCommand,
+            ServiceError::Store(StoreError::TooLarge(_)) | ServiceError::LeaseTooLong { .. } => {
+                ErrorKind::InvalidCommand
+            }
             ServiceError::Store(_) => ErrorKind::Unexpected,
         }
     }
@@ -131,6 +142,7 @@ impl ServiceError {
             ServiceError::DefinitionChanged { .. } => "not_eligible",
             ServiceError::RunLock(RunLockError::Busy { .. }) => "run_lock_busy",
             ServiceError::RunLock(_) => "run_lock_lost",
+            ServiceError::LeaseTooLong { .. } => "lease_too_long",
         }
     }
 

@@ -60,8 +60,8 @@ pub use ports::{
     NoSnapshotProbe, RunLockError, RunLockGuard, RunLocks, SnapshotProbe, SystemClock,
 };
 pub use service::{
-    is_due, CheckpointRecorded, CompactProgress, CompactRequest, Compaction, FailedAttempt, NewPlan, PlanResumeService,
-    ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
+    is_due, CheckpointRecorded, CompactProgress, CompactRequest, Compaction, FailedAttempt, LeaseRequest, NewPlan,
+    PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
 };
 pub use store::{
     same_history, Catalog, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StoreError, StoredEvent,

@@ -9,7 +9,7 @@ use eventually::versioning::Versioned;
 use futures::future::BoxFuture;
 use waypoint_domain::PlanId;
 
-use crate::ports::{InMemoryRunLocks, RunLocks};
+use crate::ports::{Clock, InMemoryRunLocks, RunLocks, SystemClock};
 use crate::store::{PlanStore, RecordedEvent, Removal, RemovalReport, StoreError, StoredEvent};
 
 /// Every append takes one lock, checks the expected version and assigns versions and global
@@ -18,6 +18,8 @@ use crate::store::{PlanStore, RecordedEvent, Removal, RemovalReport, StoreError,
 pub struct InMemoryStore {
     inner: Arc<Mutex<Inner>>,
     locks: InMemoryRunLocks,
+    /// The store's clock ([`PlanStore::now`]); the system clock unless a test sets one.
+    clock: Option<Arc<dyn Clock>>,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +37,13 @@ impl InMemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store telling time by `clock`: give it the [`crate::ManualClock`] the service
+    /// uses, and a test moves leases to their expiry by advancing that clock.
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -168,6 +177,11 @@ impl PlanStore for InMemoryStore {
             format!("{stored:?}").hash(&mut hasher);
         }
         Box::pin(futures::future::ready(Ok(format!("memory:{}:{:016x}", inner.log.len(), hasher.finish()))))
+    }
+
+    fn now(&self) -> BoxFuture<'_, Result<DateTime<Utc>, StoreError>> {
+        let now = self.clock.as_ref().map_or_else(|| SystemClock.now(), |clock| clock.now());
+        Box::pin(futures::future::ready(Ok(now)))
     }
 
     fn remove_plans<'a>(

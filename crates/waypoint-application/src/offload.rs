@@ -187,6 +187,11 @@ impl<S: PlanStore> PlanStore for OffThreadStore<S> {
         self.offload(|store| ready(store.content_fingerprint()))
     }
 
+    fn now(&self) -> BoxFuture<'_, Result<DateTime<Utc>, StoreError>> {
+        // A server store asks its server: a round trip, so it leaves the caller's thread too.
+        self.offload(|store| ready(store.now()))
+    }
+
     fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
         let plan_id = plan_id.clone();
         self.offload(move |store| ready(store.load_view(&plan_id)))

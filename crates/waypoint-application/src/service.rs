@@ -1,6 +1,7 @@
 //! `PlanResumeService`: the use cases library users call, over any [`PlanStore`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use eventually::aggregate::Aggregate;
@@ -9,8 +10,8 @@ use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
     check_definition, evaluate_eligibility, Actor, Artifact, Attempt, AttemptFailure, ChangedStep, Checkpoint,
-    CheckpointId, DecisionId, EligibilityInputs, EventId, Fingerprint, Message, Phase, Plan, PlanCommand, PlanError,
-    PlanId, PlanName, PlanState, ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck,
+    CheckpointId, DecisionId, EligibilityInputs, EventId, Fingerprint, Lease, Message, Phase, Plan, PlanCommand,
+    PlanError, PlanId, PlanName, PlanState, ProcessingState, ResumeEligibility, ResumeSummary, RunnerId, SnapshotCheck,
     SnapshotId, StepDefinition, StepName, StepNumber, StepOutput, TotalSteps,
 };
 
@@ -45,6 +46,26 @@ pub struct NewPlan {
     pub start: Option<(Phase, Option<RunnerId>)>,
 }
 
+/// A lease a runner that holds no run lock asks for: it holds the plan for `duration` from the
+/// store's clock ([`PlanStore::now`]), and keeps it by renewing it
+/// ([`PlanResumeService::heartbeat`]) before it runs out. While it is live the plan is
+/// `still_running`; once it has run out the plan is `crashed` (`lease_expired`) and another
+/// runner may resume it and take it over (ADR 0011).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The runner that holds the plan.
+    pub runner: RunnerId,
+    /// How long the lease lasts without a renewal.
+    pub duration: Duration,
+}
+
+impl LeaseRequest {
+    /// A lease of `runner`'s for `duration`.
+    pub fn new(runner: RunnerId, duration: Duration) -> Self {
+        Self { runner, duration }
+    }
+}
+
 /// The intent to run one step, as the caller reports it before running it.
 #[derive(Debug, Clone)]
 pub struct StepStart {
@@ -57,12 +78,15 @@ pub struct StepStart {
     pub name: Option<StepName>,
     /// Which attempt at the step this is, when the caller retries steps.
     pub attempt: Option<Attempt>,
+    /// The caller's lease, renewed for this long from now: only the runner that holds the plan's
+    /// lease may start a step under one (`lease_lost` otherwise).
+    pub lease: Option<LeaseRequest>,
 }
 
 impl StepStart {
-    /// A start with no name and no attempt number.
+    /// A start with no name, no attempt number and no lease.
     pub fn new(step: StepNumber, decision_id: DecisionId) -> Self {
-        Self { step, decision_id, name: None, attempt: None }
+        Self { step, decision_id, name: None, attempt: None, lease: None }
     }
 }
 
@@ -133,6 +157,9 @@ pub struct ResumeRequest {
     /// The runner that will do the work, when the caller holds the plan's run lock
     /// ([`RunLockGuard::runner`]): its own lock then does not count as a live runner.
     pub runner: Option<RunnerId>,
+    /// The lease the resuming runner holds the plan by, when it holds no run lock for its whole
+    /// run. It replaces the lease of a runner whose lease expired.
+    pub lease: Option<LeaseRequest>,
 }
 
 /// Where work picks up after a resume.
@@ -241,7 +268,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         };
         let mut commands = vec![command];
         if let Some((phase, runner)) = new.start {
-            commands.push(PlanCommand::StartPhase { phase, runner });
+            commands.push(PlanCommand::StartPhase { phase, runner, lease: None });
         }
         // Decide against what is stored, so a taken id is `AlreadyExists`, not a version conflict;
         // only a create racing another create for the same id still meets the store's conflict.
@@ -325,7 +352,34 @@ impl<S: PlanStore> PlanResumeService<S> {
         phase: Phase,
         runner: Option<RunnerId>,
     ) -> Result<PlanView, ServiceError> {
-        self.execute(plan_id, PlanCommand::StartPhase { phase, runner }).await
+        self.execute(plan_id, PlanCommand::StartPhase { phase, runner, lease: None }).await
+    }
+
+    /// Enters `phase` (advance or revert), holding the plan by `lease` rather than by a run lock:
+    /// the plan is `still_running` while the lease is live, and the runner renews it with
+    /// [`Self::heartbeat`].
+    pub async fn start_phase_leased(
+        &self,
+        plan_id: &PlanId,
+        phase: Phase,
+        lease: LeaseRequest,
+    ) -> Result<PlanView, ServiceError> {
+        let lease = self.lease_from_now(lease).await?;
+        self.execute(plan_id, PlanCommand::StartPhase { phase, runner: None, lease: Some(lease) }).await
+    }
+
+    /// Renews `runner`'s lease on the plan for `lease` from the store's now. Refused with
+    /// `lease_lost` (and nothing written) when `runner` does not hold the plan's lease: another
+    /// runner took the plan over after its lease expired, or the plan is no longer running under
+    /// a lease. A runner whose lease expired but which nobody took over renews it as usual.
+    pub async fn heartbeat(
+        &self,
+        plan_id: &PlanId,
+        runner: RunnerId,
+        lease: Duration,
+    ) -> Result<PlanView, ServiceError> {
+        let Lease { runner, expires_at } = self.lease_from_now(LeaseRequest::new(runner, lease)).await?;
+        self.execute(plan_id, PlanCommand::RenewLease { runner, expires_at }).await
     }
 
     /// Sets how many steps the current phase has.
@@ -334,9 +388,14 @@ impl<S: PlanStore> PlanResumeService<S> {
     }
 
     /// Records the intent to run a step: until its checkpoint lands it is the uncertain step.
+    /// Under a lease ([`StepStart::lease`]) it also renews the caller's lease, which it must hold.
     pub async fn record_step_started(&self, plan_id: &PlanId, start: StepStart) -> Result<PlanView, ServiceError> {
-        let StepStart { step, decision_id, name, attempt } = start;
-        self.execute(plan_id, PlanCommand::StartStep { step, decision_id, name, attempt }).await
+        let StepStart { step, decision_id, name, attempt, lease } = start;
+        let lease = match lease {
+            Some(lease) => Some(self.lease_from_now(lease).await?),
+            None => None,
+        };
+        self.execute(plan_id, PlanCommand::StartStep { step, decision_id, name, attempt, lease }).await
     }
 
     /// Records that an attempt at the running step failed and will be retried: the plan stays
@@ -432,7 +491,8 @@ impl<S: PlanStore> PlanResumeService<S> {
         fingerprint: Option<Fingerprint>,
     ) -> Result<ResumeEligibility, ServiceError> {
         let view = self.load_summary(plan_id).await?;
-        Ok(evaluate_eligibility(&view.state, &self.eligibility_inputs(&view, fingerprint, false)))
+        let now = self.store_now_for([&view]).await?;
+        Ok(evaluate_eligibility(&view.state, &self.eligibility_inputs(&view, fingerprint, false, now)))
     }
 
     /// The plan's summary: state, progress, and whether and from where it can resume.
@@ -442,7 +502,8 @@ impl<S: PlanStore> PlanResumeService<S> {
         fingerprint: Option<Fingerprint>,
     ) -> Result<ResumeSummary, ServiceError> {
         let view = self.load_summary(plan_id).await?;
-        Ok(self.summarize(&view, fingerprint))
+        let now = self.store_now_for([&view]).await?;
+        Ok(self.summarize(&view, fingerprint, now))
     }
 
     /// Previews (`dry_run`) or performs a resume. A real resume appends `Resumed` with an
@@ -450,7 +511,15 @@ impl<S: PlanStore> PlanResumeService<S> {
     pub async fn resume_plan(&self, plan_id: &PlanId, request: ResumeRequest) -> Result<ResumeOutcome, ServiceError> {
         // A preview needs only the compact view; a real resume decides on the full one.
         let view = if request.dry_run { self.load_summary(plan_id).await? } else { self.load(plan_id).await? };
-        let inputs = self.eligibility_inputs(&view, request.fingerprint, request.runner.is_some());
+        // One reading of the store's clock judges an earlier runner's lease and starts the new one.
+        let (now, lease) = match request.lease.filter(|_| !request.dry_run) {
+            Some(lease) => {
+                let now = self.store.now().await?;
+                (Some(now), Some(lease_at(now, lease)?))
+            }
+            None => (self.store_now_for([&view]).await?, None),
+        };
+        let inputs = self.eligibility_inputs(&view, request.fingerprint, request.runner.is_some(), now);
         if request.dry_run {
             let verdict = evaluate_eligibility(&view.state, &inputs);
             let summary = ResumeSummary::build(plan_id, &view.state, &verdict, Some(view.last_activity_at));
@@ -458,7 +527,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         }
         let uncertain = view.state.resume.uncertain_step;
         let command =
-            PlanCommand::Resume { by: self.actor.clone(), runner: request.runner, at: self.clock.now(), inputs };
+            PlanCommand::Resume { by: self.actor.clone(), runner: request.runner, at: self.clock.now(), inputs, lease };
         let (after, _) = self.execute_on(plan_id, Some(view), vec![command]).await?;
         let from_step = after.state.resume.next_step().expect("an eligible plan has a next step");
         // The caller now works on the plan: describe it as running, not as a crashed runner.
@@ -475,10 +544,12 @@ impl<S: PlanStore> PlanResumeService<S> {
         // A finished plan is never resumable: the store need not read those at all.
         let mut views = if resumable_only { self.store.open_catalog().await? } else { self.store.catalog().await? };
         views.sort_by(|a, b| b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id)));
+        // One reading of the store's clock for the whole listing, and none without a lease in it.
+        let now = self.store_now_for(&views).await?;
         Ok(views
             .into_iter()
             .map(|view| {
-                let summary = self.summarize(&view, None);
+                let summary = self.summarize(&view, None, now);
                 (view, summary)
             })
             .filter(|(_, summary)| summary.eligible || !resumable_only)
@@ -514,18 +585,44 @@ impl<S: PlanStore> PlanResumeService<S> {
         }
     }
 
-    fn summarize(&self, view: &PlanView, fingerprint: Option<Fingerprint>) -> ResumeSummary {
-        let verdict = evaluate_eligibility(&view.state, &self.eligibility_inputs(view, fingerprint, false));
+    fn summarize(
+        &self,
+        view: &PlanView,
+        fingerprint: Option<Fingerprint>,
+        now: Option<DateTime<Utc>>,
+    ) -> ResumeSummary {
+        let verdict = evaluate_eligibility(&view.state, &self.eligibility_inputs(view, fingerprint, false, now));
         ResumeSummary::build(&view.plan_id, &view.state, &verdict, Some(view.last_activity_at))
     }
 
+    /// The store's clock, read only when one of `views` is a running plan held by lease: the
+    /// only verdict that depends on it. Plans without a lease cost no round trip to a server.
+    async fn store_now_for<'v>(
+        &self,
+        views: impl IntoIterator<Item = &'v PlanView>,
+    ) -> Result<Option<DateTime<Utc>>, ServiceError> {
+        let leased = |view: &PlanView| is_running(&view.state) && view.state.lease.is_some();
+        if views.into_iter().any(leased) {
+            Ok(Some(self.store.now().await?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// `lease` as the domain records it: its runner and its expiry on the store's clock.
+    async fn lease_from_now(&self, lease: LeaseRequest) -> Result<Lease, ServiceError> {
+        lease_at(self.store.now().await?, lease)
+    }
+
     /// The facts from outside the log. `caller_holds_lock`: the caller took the plan's run lock,
-    /// so a held lock is its own and says nothing about another runner.
+    /// so a held lock is its own and says nothing about another runner. `now`: the store's
+    /// clock, for a plan held by lease.
     fn eligibility_inputs(
         &self,
         view: &PlanView,
         fingerprint: Option<Fingerprint>,
         caller_holds_lock: bool,
+        now: Option<DateTime<Utc>>,
     ) -> EligibilityInputs {
         let snapshot = match view.state.resume.last_checkpoint() {
             Some(checkpoint) => self.snapshots.check(&view.plan_id, checkpoint),
@@ -534,13 +631,11 @@ impl<S: PlanStore> PlanResumeService<S> {
         // Only an uninterrupted `processing` plan's verdict depends on a live runner: ask the
         // run-lock port (a file probe in the file store) for those alone, so a listing of
         // thousands of interrupted plans touches no lock file.
-        let state = &view.state;
-        let running = state.state == ProcessingState::Processing && !state.resume.interrupted;
-        let runner_alive = running && !caller_holds_lock && self.run_locks.is_held(&view.plan_id);
+        let runner_alive = is_running(&view.state) && !caller_holds_lock && self.run_locks.is_held(&view.plan_id);
         // The probe's answer, when it knows the plan's definition, decides drift step by step;
         // otherwise the caller's whole-plan fingerprint does.
         let definition = self.definitions.current(&view.plan_id, &view.state);
-        EligibilityInputs { runner_alive, fingerprint, snapshot, definition }
+        EligibilityInputs { runner_alive, fingerprint, snapshot, definition, now }
     }
 
     async fn execute(&self, plan_id: &PlanId, command: PlanCommand) -> Result<PlanView, ServiceError> {
@@ -611,4 +706,19 @@ impl<S: PlanStore> PlanResumeService<S> {
             _ => Err(ServiceError::NotFound(plan_id.clone())),
         }
     }
+}
+
+/// An uninterrupted `processing` plan: the only kind whose verdict depends on a live runner (its
+/// run lock or its lease).
+fn is_running(state: &PlanState) -> bool {
+    state.state == ProcessingState::Processing && !state.resume.interrupted
+}
+
+/// `lease` starting at `now` (the store's clock). A duration past the calendar is refused.
+fn lease_at(now: DateTime<Utc>, lease: LeaseRequest) -> Result<Lease, ServiceError> {
+    let expires_at = chrono::Duration::from_std(lease.duration)
+        .ok()
+        .and_then(|duration| now.checked_add_signed(duration))
+        .ok_or(ServiceError::LeaseTooLong { duration: lease.duration })?;
+    Ok(Lease { runner: lease.runner, expires_at })
 }

@@ -273,6 +273,12 @@ pub trait PlanStore:
     /// after an operation exactly when it wrote nothing: read-only commands are checked with it.
     fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>>;
 
+    /// The store's clock: the one time every process sharing the store agrees on, by which
+    /// leases are granted and judged (ADR 0011). A server store asks its server (PostgreSQL's
+    /// `now()`); a store on one machine answers with that machine's clock. Wrappers delegate,
+    /// so there is no default.
+    fn now(&self) -> BoxFuture<'_, Result<DateTime<Utc>, StoreError>>;
+
     /// One plan's current view, or `None` if it has no events. Stores override this to serve it
     /// from a snapshot so the cost does not grow with the plan's history.
     fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {

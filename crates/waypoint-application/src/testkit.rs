@@ -8,21 +8,23 @@
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use eventually::store::{AppendError, Expected, Select};
 use eventually::versioning::Versioned;
 use futures::executor::block_on;
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    Artifact, DecisionId, EventId, Message, Phase, PlanEvent, PlanId, ResumeIneligibleReason, RunnerId, StepNumber,
+    Artifact, DecisionId, EventId, Message, Phase, PlanError, PlanEvent, PlanId, PlanStatus, ResumeIneligibleReason,
+    RunnerId, StepNumber, LEASE_EXPIRED_REASON,
 };
 
 use crate::error::ServiceError;
 use crate::ports::RunLockError;
 use crate::service::{CompactRequest, Compaction};
-use crate::service::{NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StepStart};
+use crate::service::{LeaseRequest, NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StepStart};
 use crate::store::{Catalog, PlanStore, PlanView, RecordedEvent, Removal, StoreError, StoredEvent};
 
 /// How the kit gets stores to test.
@@ -53,6 +55,9 @@ pub fn cases<F: StoreFixture>() -> Vec<Case<F>> {
         ("reads_change_nothing", reads_change_nothing::<F>),
         ("run_locks_exclude_and_release", run_locks_exclude_and_release::<F>),
         ("a_live_run_lock_makes_a_plan_still_running", a_live_run_lock_makes_a_plan_still_running::<F>),
+        ("a_live_lease_makes_a_plan_still_running", a_live_lease_makes_a_plan_still_running::<F>),
+        ("an_expired_lease_is_a_crash_another_runner_resumes", an_expired_lease_is_a_crash_another_runner_resumes::<F>),
+        ("a_runner_taken_over_is_fenced", a_runner_taken_over_is_fenced::<F>),
         ("racing_resumes_have_one_winner", racing_resumes_have_one_winner::<F>),
         ("unknown_plans_are_not_found", unknown_plans_are_not_found::<F>),
         ("large_events_round_trip", large_events_round_trip::<F>),
@@ -457,6 +462,127 @@ fn a_live_run_lock_makes_a_plan_still_running<F: StoreFixture>(fixture: &F) {
     drop(guard);
     let verdict = block_on(other.validate_eligibility(&id, None)).expect("eligibility");
     assert!(verdict.eligible && verdict.crash_inferred, "a runner gone without a word is a crash: {verdict:?}");
+}
+
+/// `runner`'s lease for `duration`.
+fn lease(runner_name: &str, duration: Duration) -> LeaseRequest {
+    LeaseRequest::new(runner(runner_name), duration)
+}
+
+/// The store's clock, which grants and judges leases.
+fn store_now(store: &impl PlanStore) -> DateTime<Utc> {
+    block_on(store.now()).expect("the store reads its clock")
+}
+
+/// Creates `id` and starts it held by `lease`, checking that the lease runs from the store's
+/// clock (the kit's service clock stands still, years from the store's). Returns its expiry.
+fn start_leased<S: PlanStore>(store: &S, id: &PlanId, lease: LeaseRequest) -> DateTime<Utc> {
+    let service = service(store.clone());
+    let duration = chrono::Duration::from_std(lease.duration).expect("a kit lease is short");
+    block_on(service.create_plan(NewPlan { id: Some(id.clone()), ..NewPlan::default() })).expect("create");
+    let before = store_now(store);
+    let view = block_on(service.start_phase_leased(id, Phase::Strategize, lease)).expect("start under a lease");
+    let after = store_now(store);
+    let held = view.state.lease.expect("the plan holds the lease");
+    assert!(
+        before + duration <= held.expires_at && held.expires_at <= after + duration,
+        "the lease runs from the store's clock: {held:?}, store clock between {before} and {after}"
+    );
+    held.expires_at
+}
+
+/// Waits until the store's clock has reached `expires_at`.
+fn wait_for_expiry(store: &impl PlanStore, expires_at: DateTime<Utc>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store_now(store) < expires_at {
+        assert!(Instant::now() < deadline, "the store's clock never reached {expires_at}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn a_live_lease_makes_a_plan_still_running<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let id = plan("leased-live");
+    start_leased(&store, &id, lease("runner-a", Duration::from_secs(3600)));
+    let other_store = fixture.reopen(&store);
+    let other = service(other_store.clone());
+    let verdict = block_on(other.validate_eligibility(&id, None)).expect("eligibility");
+    assert_eq!(verdict.reasons, vec![ResumeIneligibleReason::StillRunning], "a live lease holds the plan");
+    assert!(!verdict.crash_inferred);
+    let summary = block_on(other.build_resume_summary(&id, None)).expect("summary");
+    assert_eq!((summary.status, summary.interruption), (PlanStatus::Running, None));
+    assert_eq!(summary.lease.map(|l| l.runner), Some(runner("runner-a")));
+    assert!(block_on(other.list_resumable()).expect("listing").iter().all(|s| s.plan_id != id));
+    let before = block_on(other_store.content_fingerprint()).expect("fingerprint");
+    let request = ResumeRequest { lease: Some(lease("runner-b", Duration::from_secs(3600))), ..Default::default() };
+    let refused = block_on(other.resume_plan(&id, request)).expect_err("no takeover while the lease is live");
+    assert_eq!(refused.reasons(), Some(&[ResumeIneligibleReason::StillRunning][..]), "{refused:?}");
+    assert_eq!(block_on(other_store.content_fingerprint()).expect("fingerprint"), before, "a refusal writes nothing");
+}
+
+fn an_expired_lease_is_a_crash_another_runner_resumes<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let id = plan("leased-expired");
+    let expires_at = start_leased(&store, &id, lease("runner-a", Duration::from_millis(20)));
+    let other_store = fixture.reopen(&store);
+    wait_for_expiry(&other_store, expires_at);
+    let other = service(other_store.clone());
+    let summary = block_on(other.build_resume_summary(&id, None)).expect("summary");
+    assert!(summary.eligible, "an expired lease leaves the plan resumable: {:?}", summary.reasons);
+    assert_eq!(summary.status, PlanStatus::Crashed);
+    let interruption = summary.interruption.expect("the interruption is inferred");
+    assert_eq!((interruption.reason.as_str(), interruption.inferred), (LEASE_EXPIRED_REASON, true));
+    assert_eq!(interruption.at, Some(expires_at), "it stopped when its lease ran out");
+    assert!(block_on(other.list_resumable()).expect("listing").iter().any(|s| s.plan_id == id));
+    let request = ResumeRequest { lease: Some(lease("runner-b", Duration::from_secs(3600))), ..Default::default() };
+    let outcome = block_on(other.resume_plan(&id, request)).expect("another runner takes over");
+    assert_eq!(outcome.resumed.map(|p| p.from_step), Some(step(1)));
+    assert_eq!(outcome.summary.status, PlanStatus::Running);
+    let view = block_on(store.load_view(&id)).expect("load").expect("the plan exists");
+    assert_eq!(view.state.lease.map(|l| l.runner), Some(runner("runner-b")), "the new lease replaced the old");
+    let verdict = block_on(service(store.clone()).validate_eligibility(&id, None)).expect("eligibility");
+    assert_eq!(verdict.reasons, vec![ResumeIneligibleReason::StillRunning], "the new runner holds it");
+}
+
+fn a_runner_taken_over_is_fenced<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let id = plan("leased-fenced");
+    let expires_at = start_leased(&store, &id, lease("runner-a", Duration::from_millis(20)));
+    let old = service(store.clone());
+    let start =
+        StepStart { lease: Some(lease("runner-a", Duration::from_millis(20))), ..StepStart::new(step(1), decision(1)) };
+    block_on(old.record_step_started(&id, start)).expect("the holder starts a step under its lease");
+    let expires_at =
+        block_on(store.load_view(&id)).expect("load").and_then(|v| v.state.lease).map_or(expires_at, |l| l.expires_at);
+    let new_store = fixture.reopen(&store);
+    wait_for_expiry(&new_store, expires_at);
+    let new = service(new_store.clone());
+    let request = ResumeRequest { lease: Some(lease("runner-b", Duration::from_secs(3600))), ..Default::default() };
+    let outcome = block_on(new.resume_plan(&id, request)).expect("takeover");
+    assert!(outcome.resumed.is_some_and(|p| p.rerun_uncertain), "the old runner's step runs again");
+    let before = block_on(store.content_fingerprint()).expect("fingerprint");
+    let version = block_on(store.load_view(&id)).expect("load").expect("exists").version;
+    let heartbeat = block_on(old.heartbeat(&id, runner("runner-a"), Duration::from_secs(3600)));
+    match &heartbeat {
+        Err(error @ ServiceError::Plan { source: PlanError::LeaseLost { runner: who, holder }, .. }) => {
+            assert_eq!((who, holder), (&runner("runner-a"), &Some(runner("runner-b"))));
+            assert_eq!((error.code(), error.kind()), ("lease_lost", crate::error::ErrorKind::Conflict));
+        }
+        other => panic!("the old runner's heartbeat must be lease_lost, got {other:?}"),
+    }
+    let start =
+        StepStart { lease: Some(lease("runner-a", Duration::from_secs(3600))), ..StepStart::new(step(1), decision(1)) };
+    let started = block_on(old.record_step_started(&id, start));
+    assert!(
+        matches!(started, Err(ServiceError::Plan { source: PlanError::LeaseLost { .. }, .. })),
+        "the old runner starts no step: {started:?}"
+    );
+    assert_eq!(block_on(store.content_fingerprint()).expect("fingerprint"), before, "the fenced runner wrote nothing");
+    let renewed =
+        block_on(new.heartbeat(&id, runner("runner-b"), Duration::from_secs(7200))).expect("the new holder renews");
+    assert_eq!(renewed.version, version + 1, "one lease_renewed");
+    let held = renewed.state.lease.expect("still leased");
+    assert!(held.runner == runner("runner-b") && held.expires_at > store_now(&store) + chrono::Duration::hours(1));
 }
 
 fn racing_resumes_have_one_winner<F: StoreFixture>(fixture: &F) {

@@ -1,11 +1,13 @@
 //! The command line, as clap sees it: every command, flag and help text of the `waypoint` contract.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use waypoint_application::LeaseRequest;
 use waypoint_domain::{
-    Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, SnapshotId, StepName, StepNumber, StepOutput,
-    TotalSteps,
+    Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, RunnerId, SnapshotId, StepName, StepNumber,
+    StepOutput, TotalSteps,
 };
 
 const ABOUT: &str = "Resumable multi-step work: every completed step is recorded, so an interrupted plan resumes \
@@ -33,7 +35,8 @@ Exit codes:
   2    usage error (bad arguments, malformed id, unreadable or invalid plan file)
   3    plan not found
   4    not eligible to resume (every reason is printed)
-  5    conflict: a concurrent change, a conflicting checkpoint, or the plan is being run
+  5    conflict: a concurrent change, a conflicting checkpoint, the plan is being run, or
+       another runner holds its lease now (lease_lost)
   6    store unreadable or corrupt
   7    invalid transition or invalid input for the plan's state
   130  interrupted by SIGINT (143: by SIGTERM) during `run` or a resumed run
@@ -94,7 +97,31 @@ Example: a script or orchestrator that records its own steps
   ./do-step-1 && waypoint plan checkpoint \"$id\" --step 1 --decision job-1
   waypoint plan interrupt \"$id\" --reason \"deploy freeze\"   # stop for now
   waypoint plan resume \"$id\" --dry-run                       # later: where does it pick up?
-  waypoint plan resume \"$id\"                                 # record the resume, go on";
+  waypoint plan resume \"$id\"                                 # record the resume, go on
+
+Example: an orchestrator that holds the plan by lease (it can hold no run lock between commands)
+  waypoint plan start \"$id\" --phase strategize --runner orch-1 --lease 60s
+  waypoint plan step-started \"$id\" --step 1 --decision job-1 --runner orch-1 --lease 60s
+  waypoint plan heartbeat \"$id\" --runner orch-1 --lease 60s      # every 20s or so while step 1 runs
+  # orch-1 died? once its lease ran out the plan is crashed (lease_expired), and:
+  waypoint plan resume \"$id\" --runner orch-2 --lease 60s
+  # from then on orch-1's heartbeat exits 5 (lease_lost): it must stop";
+
+const HEARTBEAT_LONG_ABOUT: &str = "\
+Renews the lease a runner holds the plan by (taken with `--runner NAME --lease DURATION` on `plan start`, \
+`plan resume` or `plan step-started`): the lease then lasts DURATION from now, on the store's clock. Send one \
+well before the lease runs out, say every third of its length.
+
+While the lease is live the plan is running (`still_running`). A lease that runs out without a heartbeat \
+leaves the plan crashed, its interruption inferred as `lease_expired`; any runner may then resume it with a \
+lease of its own. A runner whose lease ran out and whom nobody replaced renews it as usual.
+
+Exit 5 with code `lease_lost` when the runner does not hold the plan's lease: another runner took the plan \
+over, or the plan is no longer running under a lease (it was interrupted, failed, completed, cancelled). \
+The runner must then stop working on the plan and start no further step.
+
+Expiry is judged by the store's clock (PostgreSQL's `now()`, or the clock of the machine that holds a \
+directory store), so clocks that differ between machines do not matter.";
 
 const RESUME_LONG_ABOUT: &str = "\
 Checks whether the plan can resume and prints every reason it cannot (exit 4). If it can, records the resume \
@@ -208,7 +235,9 @@ pub enum PlanCommand {
     #[command(after_help = "Example:\n  id=$(waypoint plan create --name nightly --total-steps 3)")]
     Create(CreateArgs),
     /// Enter a phase: action → strategize → execute → apply (or revert to strategize)
-    #[command(after_help = "Example:\n  waypoint plan start ID --phase strategize")]
+    #[command(
+        after_help = "Examples:\n  waypoint plan start ID --phase strategize\n  waypoint plan start ID --phase strategize --runner orch-1 --lease 60s"
+    )]
     Start {
         /// The plan id
         #[arg(value_parser = PlanId::parse)]
@@ -216,6 +245,8 @@ pub enum PlanCommand {
         /// The phase to enter
         #[arg(long, value_enum)]
         phase: StartablePhase,
+        #[command(flatten)]
+        lease: LeaseArgs,
     },
     /// Set how many steps the current phase has
     TotalSteps {
@@ -227,7 +258,9 @@ pub enum PlanCommand {
         n: TotalSteps,
     },
     /// Record that a step is about to run (until its checkpoint it is the uncertain step)
-    #[command(after_help = "Example:\n  waypoint plan step-started ID --step 1 --decision job-42")]
+    #[command(
+        after_help = "Examples:\n  waypoint plan step-started ID --step 1 --decision job-42\n  waypoint plan step-started ID --step 1 --decision job-42 --runner orch-1 --lease 60s"
+    )]
     StepStarted {
         /// The plan id
         #[arg(value_parser = PlanId::parse)]
@@ -238,6 +271,25 @@ pub enum PlanCommand {
         /// The decision that produced the step's work
         #[arg(long, value_parser = DecisionId::parse)]
         decision: DecisionId,
+        /// With a lease: renew it, which only the runner holding the plan's lease may (exit 5, lease_lost, otherwise)
+        #[command(flatten)]
+        lease: LeaseArgs,
+    },
+    /// Renew the lease a runner holds the plan by (exit 5, lease_lost, once another runner holds it)
+    #[command(
+        long_about = HEARTBEAT_LONG_ABOUT,
+        after_help = "Example:\n  waypoint plan heartbeat ID --runner orch-1 --lease 60s"
+    )]
+    Heartbeat {
+        /// The plan id
+        #[arg(value_parser = PlanId::parse)]
+        id: PlanId,
+        /// The runner that holds the lease
+        #[arg(long, value_parser = RunnerId::parse, value_name = "NAME")]
+        runner: RunnerId,
+        /// How long from now the renewed lease lasts: `30s`, `5m`, `2h`
+        #[arg(long, value_parser = lease_duration, value_name = "DURATION", default_value = DEFAULT_LEASE)]
+        lease: Duration,
     },
     /// Record that a step completed (a retry with the same payload records nothing)
     #[command(
@@ -356,11 +408,36 @@ pub struct ResumeArgs {
     #[arg(value_parser = PlanId::parse)]
     pub id: PlanId,
     /// Only show what a resume would do; write nothing
-    #[arg(long)]
+    #[arg(long, conflicts_with = "lease")]
     pub dry_run: bool,
     /// The plan definition's fingerprint (hex), compared with the one recorded at creation
     #[arg(long, value_parser = Fingerprint::parse)]
     pub fingerprint: Option<Fingerprint>,
+    /// With a lease: take the plan over by lease (an orchestrator's plan, not a plan file's)
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+}
+
+/// `--runner NAME --lease DURATION`: hold the plan by lease, for a runner that cannot hold the
+/// run lock for its whole run. Both or neither.
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// Hold the plan by lease as this runner (with --lease)
+    #[arg(long, value_parser = RunnerId::parse, requires = "lease", value_name = "NAME")]
+    pub runner: Option<RunnerId>,
+    /// How long the lease lasts without a heartbeat (with --runner): `30s`, `5m`, `2h`
+    #[arg(long, value_parser = lease_duration, requires = "runner", value_name = "DURATION")]
+    pub lease: Option<Duration>,
+}
+
+impl LeaseArgs {
+    /// The lease asked for, if any (clap sees to it that both flags or neither are given).
+    pub fn request(self) -> Option<LeaseRequest> {
+        match (self.runner, self.lease) {
+            (Some(runner), Some(duration)) => Some(LeaseRequest::new(runner, duration)),
+            _ => None,
+        }
+    }
 }
 
 impl PlanCommand {
@@ -374,6 +451,7 @@ impl PlanCommand {
             PlanCommand::Start { id, .. }
             | PlanCommand::TotalSteps { id, .. }
             | PlanCommand::StepStarted { id, .. }
+            | PlanCommand::Heartbeat { id, .. }
             | PlanCommand::Interrupt { id, .. }
             | PlanCommand::Fail { id, .. }
             | PlanCommand::CompletePhase { id }
@@ -486,6 +564,25 @@ fn older_than(s: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a duration; write a whole number and a unit: 30d, 12h, 90m or 45s"))?;
     if duration.as_secs() > MAX_OLDER_THAN_DAYS * 86_400 {
         return Err(format!("{s:?} is too long; at most {MAX_OLDER_THAN_DAYS}d"));
+    }
+    Ok(duration)
+}
+
+/// What `plan heartbeat` renews a lease for when `--lease` is not given.
+const DEFAULT_LEASE: &str = "30s";
+
+/// The longest lease: its expiry must stay within the calendar the store keeps.
+const MAX_LEASE_DAYS: u64 = 36_500;
+
+// As plan-file durations read (a bare number is seconds); zero would expire at once.
+fn lease_duration(s: &str) -> Result<Duration, String> {
+    let duration = crate::plan_file::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration; write a whole number and a unit: 30s, 5m or 2h"))?;
+    if duration.is_zero() {
+        return Err(format!("a lease of {s:?} would run out at once; give it a length, such as 30s"));
+    }
+    if duration.as_secs() > MAX_LEASE_DAYS * 86_400 {
+        return Err(format!("{s:?} is too long; at most {MAX_LEASE_DAYS}d (renew a lease with `plan heartbeat`)"));
     }
     Ok(duration)
 }

@@ -23,6 +23,7 @@ use crate::runner::{watch_signals, Events, Runner, StepReport};
 use crate::store::{acquire_run_lock, runner_id, Service, StoreLocation};
 use crate::ui::{escape_controls, shown_path, Ui};
 
+mod lease;
 mod run;
 
 use run::{resume, resume_preview, run};
@@ -48,18 +49,23 @@ pub fn execute(cli: Cli, ui: &Ui) -> Result<(), CliError> {
 fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), CliError> {
     match command {
         PlanCommand::Create(args) => create(location, ui, args),
-        PlanCommand::Start { id, phase } => {
+        PlanCommand::Start { id, phase, lease } => {
             let phase = Phase::from(phase);
-            write(location, ui, &id, &format!("entered {phase}"), |s| block_on(s.start_phase(&id, phase, None)))
+            match lease.request() {
+                Some(lease) => lease::start(location, ui, &id, phase, lease),
+                None => {
+                    write(location, ui, &id, &format!("entered {phase}"), |s| block_on(s.start_phase(&id, phase, None)))
+                }
+            }
         }
         PlanCommand::TotalSteps { id, n } => {
             write(location, ui, &id, &format!("total steps set to {n}"), |s| block_on(s.set_total_steps(&id, n)))
         }
-        PlanCommand::StepStarted { id, step, decision } => {
-            write(location, ui, &id, &format!("step {step} started"), |s| {
-                block_on(s.record_step_started(&id, StepStart::new(step, decision)))
-            })
+        PlanCommand::StepStarted { id, step, decision, lease } => {
+            let start = StepStart { lease: lease.request(), ..StepStart::new(step, decision) };
+            write(location, ui, &id, &format!("step {step} started"), |s| block_on(s.record_step_started(&id, start)))
         }
+        PlanCommand::Heartbeat { id, runner, lease } => lease::heartbeat(location, ui, &id, runner, lease),
         PlanCommand::Checkpoint(args) => checkpoint(location, ui, args),
         PlanCommand::Interrupt { id, reason } => interrupt(location, ui, &id, reason),
         PlanCommand::Fail { id, message } => {
@@ -81,10 +87,13 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
         PlanCommand::Logs { id, step, attempt } => logs(location, ui, &id, step, attempt),
         PlanCommand::History { id } => history(location, ui, &id),
         PlanCommand::Fork { id, from_step, new_id } => fork(location, ui, &id, from_step, new_id),
-        PlanCommand::Resume(ResumeArgs { id, dry_run: true, fingerprint }) => {
+        PlanCommand::Resume(ResumeArgs { id, dry_run: true, fingerprint, .. }) => {
             resume_preview(location, ui, &id, fingerprint)
         }
-        PlanCommand::Resume(ResumeArgs { id, dry_run: false, fingerprint }) => resume(location, ui, &id, fingerprint),
+        PlanCommand::Resume(ResumeArgs { id, dry_run: false, fingerprint, lease }) => match lease.request() {
+            Some(lease) => lease::resume(location, ui, &id, fingerprint, lease),
+            None => resume(location, ui, &id, fingerprint),
+        },
     }
 }
 

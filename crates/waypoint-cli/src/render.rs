@@ -8,6 +8,7 @@ use serde_json::Value;
 use waypoint_application::{PlanView, RecordedEvent, ResumePoint, StoredEvent};
 use waypoint_domain::{
     EventId, PlanEvent, PlanId, PlanStatus, ResumeIneligibleReason, ResumeSummary, StepChange, StepNumber,
+    LEASE_EXPIRED_REASON,
 };
 
 use crate::runner::StepReport;
@@ -235,7 +236,9 @@ pub fn summary_block(style: Style, summary: &ResumeSummary, view: &PlanView) -> 
     // How it stopped matters only while it is stopped.
     if matches!(status, PlanStatus::Interrupted | PlanStatus::Crashed) {
         if let Some(interruption) = &summary.interruption {
-            let mut text = if interruption.inferred {
+            let mut text = if interruption.inferred && interruption.reason == LEASE_EXPIRED_REASON {
+                "its runner's lease ran out without a heartbeat (lease_expired)".to_owned()
+            } else if interruption.inferred {
                 "its runner stopped without recording why (a crash)".to_owned()
             } else {
                 escape_controls(&interruption.reason)
@@ -245,6 +248,9 @@ pub fn summary_block(style: Style, summary: &ResumeSummary, view: &PlanView) -> 
             }
             row("stopped", text);
         }
+    }
+    if let (PlanStatus::Running, Some(lease)) = (status, &summary.lease) {
+        row("lease", format!("held by {} until {}", lease.runner, clock_time(lease.expires_at)));
     }
     if let Some(error) = &summary.error {
         row("error", style.red(&indented(error, 14, 24)));
@@ -426,12 +432,17 @@ fn describe(event: &PlanEvent) -> String {
             }
             parts.join(" · ")
         }
-        PlanEvent::PhaseStarted(e) => match &e.runner {
-            Some(runner) => format!("{} · runner {runner}", e.phase),
-            None => e.phase.to_string(),
-        },
+        PlanEvent::PhaseStarted(e) => {
+            let text = match &e.runner {
+                Some(runner) => format!("{} · runner {runner}", e.phase),
+                None => e.phase.to_string(),
+            };
+            text + &leased(e.lease.as_ref())
+        }
         PlanEvent::TotalStepsSet(e) => format!("{} steps", e.total_steps),
-        PlanEvent::StepStarted(e) => format!("step {} · decision {}", e.step, e.decision_id),
+        PlanEvent::StepStarted(e) => {
+            format!("step {} · decision {}", e.step, e.decision_id) + &leased(e.lease.as_ref())
+        }
         PlanEvent::StepCompleted(e) => {
             let mut text = format!("step {} · decision {}", e.step, e.decision_id);
             if let Some(snapshot) = &e.snapshot_id {
@@ -440,7 +451,7 @@ fn describe(event: &PlanEvent) -> String {
             text
         }
         PlanEvent::Interrupted(e) => short(e.reason.as_str(), 100),
-        PlanEvent::Resumed(e) => format!("from step {} · by {}", e.from_step, e.by),
+        PlanEvent::Resumed(e) => format!("from step {} · by {}", e.from_step, e.by) + &leased(e.lease.as_ref()),
         PlanEvent::PlanErrored(e) => short(e.message.as_str(), 100),
         PlanEvent::PlanConstrained(e) => short(e.message.as_str(), 100),
         PlanEvent::PhaseCompleted(e) => e.phase.to_string(),
@@ -451,7 +462,15 @@ fn describe(event: &PlanEvent) -> String {
             Some(step) => format!("from {} at step {step} · {} steps copied", e.source, e.checkpoints.len()),
             None => format!("from {} before step 1", e.source),
         },
+        PlanEvent::LeaseRenewed(e) => {
+            format!("runner {} · until {}", e.runner, e.expires_at.format("%Y-%m-%d %H:%M:%S"))
+        }
     }
+}
+
+/// ` · lease R until T` for an event that grants a lease; nothing otherwise.
+fn leased(lease: Option<&waypoint_domain::Lease>) -> String {
+    lease.map_or(String::new(), |l| format!(" · lease {} until {}", l.runner, l.expires_at.format("%H:%M:%S")))
 }
 
 /// `1 step`, `3 steps`.

@@ -76,6 +76,10 @@ impl PlanStore for AnyStore {
         delegate!(self, s => s.content_fingerprint())
     }
 
+    fn now(&self) -> BoxFuture<'_, Result<chrono::DateTime<chrono::Utc>, StoreError>> {
+        delegate!(self, s => s.now())
+    }
+
     fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
         delegate!(self, s => s.load_view(plan_id))
     }

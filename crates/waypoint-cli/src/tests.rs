@@ -205,3 +205,51 @@ fn a_stderr_tail_is_printable_and_bounded() {
     assert_eq!(crate::runner::stderr_tail(&long).chars().count(), 2000);
     assert!(waypoint_domain::Message::parse(&crate::runner::stderr_tail(&lines)).is_ok());
 }
+
+#[test]
+fn the_command_line_is_consistent() {
+    use clap::CommandFactory;
+    crate::cli::Cli::command().debug_assert();
+}
+
+#[test]
+fn a_lost_lease_is_a_conflict() {
+    use waypoint_application::ServiceError;
+    use waypoint_domain::{PlanError, RunnerId};
+    let runner = |name: &str| RunnerId::parse(name).unwrap();
+    let lost = PlanError::LeaseLost { runner: runner("orch-1"), holder: Some(runner("orch-2")) };
+    let error =
+        crate::error::CliError::from(ServiceError::Plan { plan_id: PlanId::parse("p-1").unwrap(), source: lost });
+    assert_eq!((error.exit, error.code), (exit::CONFLICT, "lease_lost"));
+    assert!(error.message.contains("runner orch-2 holds it now"), "{}", error.message);
+}
+
+#[test]
+fn leases_parse_like_plan_file_durations_and_both_flags_go_together() {
+    use crate::cli::{Cli, Command, PlanCommand};
+    use clap::Parser;
+    let parse = |args: &[&str]| Cli::try_parse_from([&["waypoint", "plan"], args].concat());
+    let Ok(Cli { command: Command::Plan(PlanCommand::Start { lease, .. }), .. }) =
+        parse(&["start", "p-1", "--phase", "strategize", "--runner", "orch-1", "--lease", "90s"])
+    else {
+        panic!("a leased start parses")
+    };
+    let lease = lease.request().expect("a lease");
+    assert_eq!((lease.runner.as_str(), lease.duration), ("orch-1", std::time::Duration::from_secs(90)));
+    for bad in [
+        &["start", "p-1", "--phase", "strategize", "--runner", "orch-1"][..],
+        &["start", "p-1", "--phase", "strategize", "--lease", "30s"],
+        &["start", "p-1", "--phase", "strategize", "--runner", "orch-1", "--lease", "0s"],
+        &["start", "p-1", "--phase", "strategize", "--runner", "orch-1", "--lease", "soon"],
+        &["resume", "p-1", "--dry-run", "--runner", "orch-1", "--lease", "30s"],
+        &["heartbeat", "p-1"],
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?} must be refused");
+    }
+    let Ok(Cli { command: Command::Plan(PlanCommand::Heartbeat { lease, .. }), .. }) =
+        parse(&["heartbeat", "p-1", "--runner", "orch-1"])
+    else {
+        panic!("a heartbeat parses")
+    };
+    assert_eq!(lease, std::time::Duration::from_secs(30), "the default renewal");
+}

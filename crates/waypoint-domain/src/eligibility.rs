@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::definition::{check_definition, ChangedStep, CurrentDefinition};
@@ -19,8 +20,8 @@ pub enum ResumeIneligibleReason {
     /// `action_phase`: no phase has started, so nothing has run; start a phase instead.
     ActionPhase,
     /// `still_running`: the plan is `processing`, not interrupted, and its run lock is held, or
-    /// the move to `processing` named no runner (a lockless worker must record its own
-    /// interruption).
+    /// a runner holds it by a lease that has not expired, or (without a lease) the move to
+    /// `processing` named no runner (a lockless worker must record its own interruption).
     StillRunning,
     /// `nothing_to_resume`: the phase is `complete`, or the total is known and reached.
     NothingToResume,
@@ -62,7 +63,7 @@ impl ResumeIneligibleReason {
             ResumeIneligibleReason::TerminalState => "the plan was applied or cancelled; start a new plan",
             ResumeIneligibleReason::ActionPhase => "nothing has run yet; start a phase instead",
             ResumeIneligibleReason::StillRunning => {
-                "a runner is still working on the plan; wait for it or record its interruption"
+                "a runner is still working on the plan; wait for it (or for its lease to expire) or record its interruption"
             }
             ResumeIneligibleReason::NothingToResume => "every step has completed; start the next phase",
             ResumeIneligibleReason::DefinitionChanged => {
@@ -105,6 +106,10 @@ pub struct EligibilityInputs {
     pub snapshot: SnapshotCheck,
     /// The plan definition as a probe found it now, for the per-step definition check.
     pub definition: Option<CurrentDefinition>,
+    /// The store's clock now, to judge the plan's lease by. Needed only for a `processing` plan
+    /// held by lease; without it such a lease counts as live (a false "gone" would let two
+    /// runners work on one plan).
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// The verdict: eligible, or every reason that applies.
@@ -116,6 +121,10 @@ pub struct ResumeEligibility {
     pub reasons: Vec<ResumeIneligibleReason>,
     /// The plan is `processing` but its runner is gone without recording an interruption.
     pub crash_inferred: bool,
+    /// The crash was inferred because the runner's lease expired (rather than its run lock
+    /// being free).
+    #[serde(default)]
+    pub lease_expired: bool,
     /// Every step whose definition differs from the recorded one, in step order. Completed ones
     /// make the plan `definition_changed`; pending ones do not block.
     #[serde(default)]
@@ -150,9 +159,14 @@ pub fn evaluate_eligibility(plan: &PlanState, inputs: &EligibilityInputs) -> Res
     if plan.phase == Phase::Action {
         reasons.push(ActionPhase);
     }
-    // A lockless worker moved it to processing: we cannot tell whether it lives, so it must
-    // record its own interruption before anyone else may resume.
-    if processing_uninterrupted && (inputs.runner_alive || plan.runner.is_none()) {
+    let held = match &plan.lease {
+        // A lease is judged on the store's clock; unread, it counts as live.
+        Some(lease) => inputs.runner_alive || inputs.now.is_none_or(|now| lease.is_live(now)),
+        // A lockless worker moved it to processing: we cannot tell whether it lives, so it must
+        // record its own interruption before anyone else may resume.
+        None => inputs.runner_alive || plan.runner.is_none(),
+    };
+    if processing_uninterrupted && held {
         reasons.push(StillRunning);
     }
     if plan.state == ProcessingState::Complete || meta.all_steps_completed() {
@@ -173,6 +187,7 @@ pub fn evaluate_eligibility(plan: &PlanState, inputs: &EligibilityInputs) -> Res
     if inputs.snapshot == SnapshotCheck::Missing {
         reasons.push(SnapshotMissing);
     }
-    let crash_inferred = processing_uninterrupted && plan.runner.is_some() && !inputs.runner_alive;
-    ResumeEligibility { eligible: reasons.is_empty(), reasons, crash_inferred, changed_steps }
+    let crash_inferred = processing_uninterrupted && !held;
+    let lease_expired = crash_inferred && plan.lease.is_some();
+    ResumeEligibility { eligible: reasons.is_empty(), reasons, crash_inferred, lease_expired, changed_steps }
 }

@@ -1,7 +1,7 @@
 //! Every refusal a plan can give, as one typed error.
 
 use crate::eligibility::ResumeIneligibleReason;
-use crate::ids::{Attempt, CheckpointId, StepName, StepNumber, TotalSteps};
+use crate::ids::{Attempt, CheckpointId, RunnerId, StepName, StepNumber, TotalSteps};
 use crate::lifecycle::{Phase, ProcessingState};
 
 /// A command the plan refused. Nothing was recorded. Each variant has a stable code
@@ -125,6 +125,22 @@ pub enum PlanError {
         /// Every reason that applies, in the stable order of [`evaluate_eligibility`](crate::evaluate_eligibility).
         reasons: Vec<ResumeIneligibleReason>,
     },
+    /// A runner that does not hold the plan's lease renewed it or started a step under it: its
+    /// lease expired and another runner took the plan over, or the plan left `processing`.
+    #[error("runner {runner} does not hold the plan's lease{}; stop working on the plan and start no further step (resume it to take it over again)", holder_text(.holder))]
+    LeaseLost {
+        /// The runner that asked.
+        runner: RunnerId,
+        /// The runner that holds the plan's lease now, if any.
+        holder: Option<RunnerId>,
+    },
+}
+
+fn holder_text(holder: &Option<RunnerId>) -> String {
+    match holder {
+        Some(holder) => format!(" (runner {holder} holds it now)"),
+        None => " (the plan is not running under a lease)".to_owned(),
+    }
 }
 
 fn running_text(uncertain: &Option<StepNumber>) -> String {
@@ -156,6 +172,7 @@ impl PlanError {
             PlanError::AttemptNotRunning { .. } => "attempt_not_running",
             PlanError::TotalBelowCompleted { .. } => "total_below_completed",
             PlanError::NotEligible { .. } => "not_eligible",
+            PlanError::LeaseLost { .. } => "lease_lost",
         }
     }
 }

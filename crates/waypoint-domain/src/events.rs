@@ -11,6 +11,7 @@ use crate::ids::{
     Actor, Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId, SnapshotId,
     StepName, StepNumber, StepOutput, TotalSteps,
 };
+use crate::lease::Lease;
 use crate::lifecycle::Phase;
 
 /// A plan's first event: it exists, in `action`/`queued`. Schema version 2.
@@ -61,12 +62,16 @@ pub struct PlanForked {
 }
 
 /// The plan entered a phase, in `processing`, with a fresh step count and no last error.
+/// Schema version 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseStarted {
     /// The phase entered.
     pub phase: Phase,
     /// The runner that holds the plan's run lock, if the caller took one.
     pub runner: Option<RunnerId>,
+    /// The lease the caller holds the plan by, when it holds no run lock for the whole run.
+    /// Added in schema version 2; version 1 records are upcast with none.
+    pub lease: Option<Lease>,
 }
 
 /// The current phase's number of steps became known or changed. Never below the last completed
@@ -78,7 +83,7 @@ pub struct TotalStepsSet {
 }
 
 /// Step `step` is about to run: until its checkpoint (or a failed attempt) is recorded, its
-/// outcome is unknown and a resume runs it again. Schema version 2.
+/// outcome is unknown and a resume runs it again. Schema version 3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepStarted {
     /// The step, always the one after the last completed step.
@@ -89,6 +94,9 @@ pub struct StepStarted {
     pub name: Option<StepName>,
     /// Which attempt at the step this is, when the caller counts attempts.
     pub attempt: Option<Attempt>,
+    /// The lease the runner holds the plan by from now on, when it holds one. Added in schema
+    /// version 3; older records are upcast with none (the plan's lease does not change).
+    pub lease: Option<Lease>,
 }
 
 /// The checkpoint: step `step` completed and must never run again in this phase. Schema
@@ -124,7 +132,7 @@ pub struct Interrupted {
     pub at: DateTime<Utc>,
 }
 
-/// The plan was resumed and is `processing` again.
+/// The plan was resumed and is `processing` again. Schema version 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resumed {
     /// The step the resume continues at: the one after the last completed step.
@@ -135,6 +143,18 @@ pub struct Resumed {
     pub runner: Option<RunnerId>,
     /// When it was resumed.
     pub at: DateTime<Utc>,
+    /// The lease the resuming runner holds the plan by; it replaces any earlier runner's lease.
+    /// Added in schema version 2; version 1 records are upcast with none.
+    pub lease: Option<Lease>,
+}
+
+/// The runner holding the plan's lease renewed it (a heartbeat): it is live until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRenewed {
+    /// The runner that holds the lease.
+    pub runner: RunnerId,
+    /// The lease's new expiry, on the store's clock.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The phase failed: `processing` becomes `errored`.
@@ -254,6 +274,8 @@ pub enum PlanEvent {
     StepAttemptFailed(StepAttemptFailed),
     /// `plan_forked`: see [`PlanForked`].
     PlanForked(PlanForked),
+    /// `lease_renewed`: see [`LeaseRenewed`].
+    LeaseRenewed(LeaseRenewed),
 }
 
 /// The stable name of each event type, as stored. One variant per [`PlanEvent`] variant.
@@ -288,11 +310,13 @@ pub enum EventType {
     StepAttemptFailed,
     /// `plan_forked`.
     PlanForked,
+    /// `lease_renewed`.
+    LeaseRenewed,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 15] = [
         EventType::PlanCreated,
         EventType::PhaseStarted,
         EventType::TotalStepsSet,
@@ -307,6 +331,7 @@ impl EventType {
         EventType::PlanCancelled,
         EventType::StepAttemptFailed,
         EventType::PlanForked,
+        EventType::LeaseRenewed,
     ];
 
     /// The stable snake_case name, as stored.
@@ -326,6 +351,7 @@ impl EventType {
             EventType::PlanCancelled => "plan_cancelled",
             EventType::StepAttemptFailed => "step_attempt_failed",
             EventType::PlanForked => "plan_forked",
+            EventType::LeaseRenewed => "lease_renewed",
         }
     }
 
@@ -338,8 +364,10 @@ impl EventType {
     pub fn current_schema_version(self) -> u16 {
         match self {
             EventType::StepCompleted => 3,
-            EventType::StepStarted => 2,
+            EventType::StepStarted => 3,
             EventType::PlanCreated => 2,
+            EventType::PhaseStarted => 2,
+            EventType::Resumed => 2,
             _ => 1,
         }
     }
@@ -402,6 +430,7 @@ impl PlanEvent {
             PlanEvent::PlanCancelled(_) => EventType::PlanCancelled,
             PlanEvent::StepAttemptFailed(_) => EventType::StepAttemptFailed,
             PlanEvent::PlanForked(_) => EventType::PlanForked,
+            PlanEvent::LeaseRenewed(_) => EventType::LeaseRenewed,
         }
     }
 
@@ -431,6 +460,7 @@ impl PlanEvent {
             PlanEvent::PlanCancelled(d) => to_vec(d),
             PlanEvent::StepAttemptFailed(d) => to_vec(d),
             PlanEvent::PlanForked(d) => to_vec(d),
+            PlanEvent::LeaseRenewed(d) => to_vec(d),
         }
     }
 
@@ -485,6 +515,7 @@ impl PlanEvent {
             EventType::PlanCancelled => PlanEvent::PlanCancelled(parse(data)?),
             EventType::StepAttemptFailed => PlanEvent::StepAttemptFailed(parse(data)?),
             EventType::PlanForked => PlanEvent::PlanForked(parse(data)?),
+            EventType::LeaseRenewed => PlanEvent::LeaseRenewed(parse(data)?),
         })
     }
 }
@@ -505,6 +536,8 @@ fn upcast(ty: EventType, from: u16, value: &mut serde_json::Value) {
         (EventType::StepCompleted, 2) => (&["name", "output", "fingerprint"], false),
         // step_started v1 -> v2: the step's name and attempt number were added.
         (EventType::StepStarted, 1) => (&["name", "attempt"], false),
+        // step_started v2 -> v3, phase_started and resumed v1 -> v2: the lease was added.
+        (EventType::StepStarted, 2) | (EventType::PhaseStarted, 1) | (EventType::Resumed, 1) => (&["lease"], false),
         // plan_created v1 -> v2: the definition's steps were added; v1 plans recorded none.
         (EventType::PlanCreated, 1) => (&["steps"], true),
         _ => (&[], false),

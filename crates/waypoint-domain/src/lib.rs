@@ -9,7 +9,9 @@
 //! - [`PlanState::fold`] folds events into the state, with its [`ResumeMetadata`]. The fold is
 //!   infallible: an event is a fact already decided.
 //! - [`evaluate_eligibility`] is the one answer to "can this plan resume?", with every
-//!   [`ResumeIneligibleReason`] that applies; [`ResumeSummary`] is what people see of it.
+//!   [`ResumeIneligibleReason`] that applies; [`ResumeSummary`] is what people see of it. A
+//!   runner without a run lock holds a plan by [`Lease`], judged against the store's clock that
+//!   the caller passes in ([`EligibilityInputs::now`]).
 //! - [`PlanEvent::encode_data`] and [`PlanEvent::decode`] are the stored form of events; old
 //!   schema versions are upcast on read ([`DecodeError`] when they cannot be).
 //!
@@ -26,8 +28,8 @@
 //! let (first, second) = (StepNumber::FIRST, StepNumber::new(2)?);
 //! let commands = [
 //!     PlanCommand::Create { name: None, total_steps: None, fingerprint: None, source: None, steps: Vec::new(), at },
-//!     PlanCommand::StartPhase { phase: Phase::Strategize, runner: None },
-//!     PlanCommand::StartStep { step: first, decision_id: DecisionId::parse("fetch")?, name: None, attempt: None },
+//!     PlanCommand::StartPhase { phase: Phase::Strategize, runner: None, lease: None },
+//!     PlanCommand::StartStep { step: first, decision_id: DecisionId::parse("fetch")?, name: None, attempt: None, lease: None },
 //!     PlanCommand::RecordCheckpoint {
 //!         checkpoint_id: CheckpointId::from_uuid(uuid::Uuid::from_u128(1)),
 //!         step: first,
@@ -38,7 +40,7 @@
 //!         output: None,
 //!         fingerprint: None,
 //!     },
-//!     PlanCommand::StartStep { step: second, decision_id: DecisionId::parse("build")?, name: None, attempt: None },
+//!     PlanCommand::StartStep { step: second, decision_id: DecisionId::parse("build")?, name: None, attempt: None, lease: None },
 //!     PlanCommand::RecordShutdown { reason: Message::parse("deploy")?, at },
 //! ];
 //! let (mut plan, mut log) = (None, Vec::new());
@@ -68,6 +70,7 @@ mod eligibility;
 mod error;
 mod events;
 mod ids;
+mod lease;
 mod lifecycle;
 mod plan;
 mod state;
@@ -81,18 +84,19 @@ pub use eligibility::{
 };
 pub use error::PlanError;
 pub use events::{
-    AttemptFailure, DecodeError, EventType, Interrupted, PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled,
-    PlanConstrained, PlanCreated, PlanErrored, PlanEvent, PlanForked, Resumed, StepAttemptFailed, StepCompleted,
-    StepStarted, TotalStepsSet,
+    AttemptFailure, DecodeError, EventType, Interrupted, LeaseRenewed, PhaseCompleted, PhaseStarted, PlanApplied,
+    PlanCancelled, PlanConstrained, PlanCreated, PlanErrored, PlanEvent, PlanForked, Resumed, StepAttemptFailed,
+    StepCompleted, StepStarted, TotalStepsSet,
 };
 pub use ids::{
     Actor, Artifact, Attempt, CheckpointId, DecisionId, EventId, Fingerprint, InvalidValue, Message, PlanId, PlanName,
     RunnerId, SnapshotId, StepName, StepNumber, StepOutput, TotalSteps,
 };
+pub use lease::Lease;
 pub use lifecycle::{check_phase_transition, Phase, ProcessingState, TransitionKind};
 pub use plan::{decide, Plan, PlanCommand};
 pub use state::{Checkpoint, CheckpointPayload, Interruption, PlanState, ResumeMetadata};
-pub use summary::{ForkedFrom, InterruptionSummary, PlanStatus, ResumeSummary, CRASH_REASON};
+pub use summary::{ForkedFrom, InterruptionSummary, PlanStatus, ResumeSummary, CRASH_REASON, LEASE_EXPIRED_REASON};
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@ use crate::ids::{
     Actor, Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanId, PlanName, RunnerId, SnapshotId,
     StepName, StepNumber, StepOutput, TotalSteps,
 };
+use crate::lease::Lease;
 use crate::lifecycle::{check_phase_transition, Phase, ProcessingState};
 use crate::state::{CheckpointPayload, PlanState};
 
@@ -55,6 +56,8 @@ pub enum PlanCommand {
         phase: Phase,
         /// The runner that holds the plan's run lock, if the caller took one.
         runner: Option<RunnerId>,
+        /// The lease the caller holds the plan by, if it holds it by lease.
+        lease: Option<Lease>,
     },
     /// Set the current phase's number of steps. Not below the last completed step.
     SetTotalSteps {
@@ -71,6 +74,9 @@ pub enum PlanCommand {
         name: Option<StepName>,
         /// Which attempt at the step this is, when the caller counts attempts.
         attempt: Option<Attempt>,
+        /// The caller's lease, renewed to this expiry: only the runner holding the plan's lease
+        /// may start a step under one ([`PlanError::LeaseLost`] otherwise).
+        lease: Option<Lease>,
     },
     /// Record that a step completed. Needs `processing`. The same payload for a step already
     /// recorded is an idempotent retry (no events); a different one is a conflict.
@@ -139,8 +145,19 @@ pub enum PlanCommand {
         runner: Option<RunnerId>,
         /// When it resumes.
         at: DateTime<Utc>,
-        /// The facts from outside the log that eligibility depends on.
+        /// The facts from outside the log that eligibility depends on (with the store's clock,
+        /// which judges an earlier runner's lease).
         inputs: EligibilityInputs,
+        /// The lease the resuming runner holds the plan by; it replaces an expired one.
+        lease: Option<Lease>,
+    },
+    /// Renew the plan's lease (a heartbeat): only its holder may, while the plan is
+    /// `processing`; anyone else gets [`PlanError::LeaseLost`].
+    RenewLease {
+        /// The runner renewing.
+        runner: RunnerId,
+        /// The new expiry, computed from the store's clock.
+        expires_at: DateTime<Utc>,
     },
 }
 
@@ -162,6 +179,17 @@ impl PlanCommand {
             PlanCommand::Apply => "apply the plan",
             PlanCommand::Cancel { .. } => "cancel the plan",
             PlanCommand::Resume { .. } => "resume the plan",
+            PlanCommand::RenewLease { .. } => "renew the lease",
+        }
+    }
+
+    /// The runner that speaks under a lease it must already hold: a renewal, or a step start
+    /// under a lease. Starts and resumes acquire a lease instead.
+    fn lease_holder(&self) -> Option<&RunnerId> {
+        match self {
+            PlanCommand::RenewLease { runner, .. } => Some(runner),
+            PlanCommand::StartStep { lease: Some(lease), .. } => Some(&lease.runner),
+            _ => None,
         }
     }
 }
@@ -182,10 +210,10 @@ impl PlanCommand {
 /// let plan = events.iter().fold(None, PlanState::fold).expect("created");
 ///
 /// // Only advancing edges are allowed from action: straight to execute is refused.
-/// let refused = decide(Some(&plan), PlanCommand::StartPhase { phase: Phase::Execute, runner: None });
+/// let refused = decide(Some(&plan), PlanCommand::StartPhase { phase: Phase::Execute, runner: None, lease: None });
 /// assert!(matches!(refused, Err(PlanError::InvalidPhaseTransition { .. })));
 ///
-/// let started = decide(Some(&plan), PlanCommand::StartPhase { phase: Phase::Strategize, runner: None })?;
+/// let started = decide(Some(&plan), PlanCommand::StartPhase { phase: Phase::Strategize, runner: None, lease: None })?;
 /// assert!(matches!(started[..], [PlanEvent::PhaseStarted(_)]));
 /// # Ok::<(), PlanError>(())
 /// ```
@@ -212,6 +240,11 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
         (None, _) => return Err(PlanError::NotCreated),
         (Some(plan), _) => plan,
     };
+    // A runner speaking under a lease it no longer holds hears that first, whatever else changed
+    // meanwhile (a terminal plan holds no lease).
+    if let Some(runner) = command.lease_holder() {
+        check_lease_holder(plan, runner)?;
+    }
     // A resume answers with every reason that applies, terminal or not.
     if plan.state.is_terminal() && !matches!(command, PlanCommand::Resume { .. }) {
         return Err(PlanError::Terminal { state: plan.state });
@@ -228,9 +261,9 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
     let processing = plan.state == ProcessingState::Processing;
     let event = match command {
         PlanCommand::Create { .. } | PlanCommand::Fork { .. } => unreachable!("handled above"),
-        PlanCommand::StartPhase { phase, ref runner } => {
+        PlanCommand::StartPhase { phase, ref runner, ref lease } => {
             check_phase_transition(plan.phase, plan.state, phase)?;
-            PlanEvent::PhaseStarted(PhaseStarted { phase, runner: runner.clone() })
+            PlanEvent::PhaseStarted(PhaseStarted { phase, runner: runner.clone(), lease: lease.clone() })
         }
         PlanCommand::SetTotalSteps { total } => {
             if let Some(last) = meta.last_completed_step {
@@ -240,13 +273,13 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
             }
             PlanEvent::TotalStepsSet(TotalStepsSet { total_steps: total })
         }
-        PlanCommand::StartStep { step, decision_id, name, attempt } => {
+        PlanCommand::StartStep { step, decision_id, name, attempt, lease } => {
             require(processing, "processing")?;
             if meta.uncertain_step == Some(step) {
                 check_same_name(step, meta.uncertain_name.as_ref(), name.as_ref())?;
             }
             check_next_step(plan, step)?;
-            PlanEvent::StepStarted(StepStarted { step, decision_id, name, attempt })
+            PlanEvent::StepStarted(StepStarted { step, decision_id, name, attempt, lease })
         }
         PlanCommand::RecordCheckpoint {
             checkpoint_id,
@@ -341,7 +374,7 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
             require(plan.phase != Phase::Action, "in strategize, execute or apply")?;
             PlanEvent::PlanCancelled(PlanCancelled { reason: reason.clone() })
         }
-        PlanCommand::Resume { ref by, ref runner, at, ref inputs } => {
+        PlanCommand::Resume { ref by, ref runner, at, ref inputs, ref lease } => {
             let verdict = evaluate_eligibility(plan, inputs);
             let from_step = match (verdict.eligible, meta.next_step()) {
                 (true, Some(step)) => step,
@@ -350,10 +383,21 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
                 }
                 (false, _) => return Err(PlanError::NotEligible { reasons: verdict.reasons }),
             };
-            PlanEvent::Resumed(Resumed { from_step, by: by.clone(), runner: runner.clone(), at })
+            PlanEvent::Resumed(Resumed { from_step, by: by.clone(), runner: runner.clone(), at, lease: lease.clone() })
         }
+        PlanCommand::RenewLease { runner, expires_at } => PlanEvent::LeaseRenewed(LeaseRenewed { runner, expires_at }),
     };
     Ok(vec![event])
+}
+
+/// `runner` holds `plan`'s lease: the plan is `processing` under a lease of `runner`'s, expired
+/// or not (an expired lease nobody took over is still its holder's to renew).
+fn check_lease_holder(plan: &PlanState, runner: &RunnerId) -> Result<(), PlanError> {
+    let lease = plan.lease.as_ref().filter(|_| plan.state == ProcessingState::Processing);
+    match lease {
+        Some(lease) if lease.is_held_by(runner) => Ok(()),
+        _ => Err(PlanError::LeaseLost { runner: runner.clone(), holder: lease.map(|l| l.runner.clone()) }),
+    }
 }
 
 /// The name given for `step` is the one already recorded for it, when both are known.

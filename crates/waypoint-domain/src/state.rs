@@ -9,6 +9,7 @@ use crate::ids::{
     Artifact, Attempt, CheckpointId, DecisionId, Fingerprint, Message, PlanName, RunnerId, SnapshotId, StepName,
     StepNumber, StepOutput, TotalSteps,
 };
+use crate::lease::Lease;
 use crate::lifecycle::{Phase, ProcessingState};
 use crate::summary::ForkedFrom;
 
@@ -223,6 +224,10 @@ pub struct PlanState {
     /// The plan and step this plan was forked from, when it is a fork.
     #[serde(default)]
     pub forked_from: Option<ForkedFrom>,
+    /// The lease a runner without a run lock holds the plan by; `None` when nobody holds it by
+    /// lease (always so outside `processing`). Absent from views stored before leases existed.
+    #[serde(default)]
+    pub lease: Option<Lease>,
 }
 
 impl PlanState {
@@ -253,6 +258,7 @@ impl PlanState {
             resume: ResumeMetadata { total_steps: event.total_steps, ..ResumeMetadata::default() },
             last_error: None,
             forked_from: None,
+            lease: None,
         }
     }
 
@@ -271,6 +277,7 @@ impl PlanState {
             resume: ResumeMetadata { total_steps: event.total_steps, ..ResumeMetadata::default() },
             last_error: None,
             forked_from: Some(ForkedFrom { plan_id: event.source.clone(), step: event.at_step }),
+            lease: None,
         };
         for checkpoint in &event.checkpoints {
             state.apply(&PlanEvent::StepCompleted(checkpoint.clone()));
@@ -296,6 +303,7 @@ impl PlanState {
     /// Folds one event into an existing plan. Infallible, like [`PlanState::fold`]; a first
     /// event (`PlanCreated`, `PlanForked`) has no effect on a plan that already exists.
     pub fn apply(&mut self, event: &PlanEvent) {
+        crate::lease::fold(&mut self.lease, event);
         let meta = &mut self.resume;
         match event {
             // A plan's first event only: nothing to fold into an existing plan.
@@ -384,6 +392,8 @@ impl PlanState {
                 self.state = ProcessingState::Cancelled;
                 self.runner = None;
             }
+            // Only the lease moves (folded above).
+            PlanEvent::LeaseRenewed(_) => {}
         }
     }
 }

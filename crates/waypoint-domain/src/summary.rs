@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::definition::ChangedStep;
 use crate::eligibility::{ResumeEligibility, ResumeIneligibleReason};
 use crate::ids::{CheckpointId, DecisionId, PlanId, SnapshotId, StepNumber, TotalSteps};
+use crate::lease::Lease;
 use crate::lifecycle::{Phase, ProcessingState};
 use crate::state::PlanState;
 
@@ -13,10 +14,11 @@ use crate::state::PlanState;
 /// runner is gone: a crash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterruptionSummary {
-    /// The recorded reason, or [`CRASH_REASON`] when inferred.
+    /// The recorded reason, or when inferred [`CRASH_REASON`] ([`LEASE_EXPIRED_REASON`] for a
+    /// runner whose lease expired).
     pub reason: String,
-    /// When it stopped: the recorded time, or for a crash the time of the plan's last event
-    /// (`None` when the caller does not know it).
+    /// When it stopped: the recorded time; for a crash the time of the plan's last event (`None`
+    /// when the caller does not know it); for an expired lease the time it expired.
     pub at: Option<DateTime<Utc>>,
     /// No interruption was recorded: the runner is gone and a crash is assumed.
     pub inferred: bool,
@@ -25,6 +27,10 @@ pub struct InterruptionSummary {
 /// The reason given for an interruption that was inferred rather than recorded.
 pub const CRASH_REASON: &str = "crash";
 
+/// The reason given for an interruption inferred because the runner's lease expired without a
+/// renewal.
+pub const LEASE_EXPIRED_REASON: &str = "lease_expired";
+
 /// Where a plan state stands, in one plain word for people. Decided from the state and the
 /// eligibility verdict, first match wins:
 ///
@@ -32,10 +38,10 @@ pub const CRASH_REASON: &str = "crash";
 /// - `not_started`: the plan is still in `action` (no phase has started).
 /// - `failed`: the phase is `errored` or `constrained`; the summary's `error` says why.
 /// - `completed`: the phase is `complete`, or every known step has completed.
-/// - `crashed`: `processing`, but the runner that took the run lock is gone and no interruption
-///   was recorded (the interruption is inferred).
-/// - `running`: `processing` otherwise: its runner holds the run lock, or a lockless external
-///   worker moved it there.
+/// - `crashed`: `processing`, but the runner that took the run lock is gone, or its lease
+///   expired, and no interruption was recorded (the interruption is inferred).
+/// - `running`: `processing` otherwise: its runner holds the run lock or a live lease, or a
+///   lockless external worker moved it there.
 /// - `interrupted`: `queued` after a recorded interruption.
 /// - `not_started`: `queued` without an interruption (a phase that never ran).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,7 +51,8 @@ pub enum PlanStatus {
     Running,
     /// `interrupted`: `queued` after a recorded interruption; it can resume.
     Interrupted,
-    /// `crashed`: `processing`, but its runner is gone without recording an interruption.
+    /// `crashed`: `processing`, but its runner is gone (or its lease expired) without recording
+    /// an interruption.
     Crashed,
     /// `failed`: `errored` or `constrained`.
     Failed,
@@ -176,6 +183,9 @@ pub struct ResumeSummary {
     pub changed_steps: Vec<ChangedStep>,
     /// The last error's message, when the plan failed (`errored` or `constrained`).
     pub error: Option<String>,
+    /// The lease a runner holds the plan by (its runner and expiry on the store's clock), while
+    /// it is `processing` under one; live or expired, as `status` says.
+    pub lease: Option<Lease>,
 }
 
 impl ResumeSummary {
@@ -191,7 +201,14 @@ impl ResumeSummary {
         let meta = &plan.resume;
         let last = meta.last_checkpoint();
         let status = PlanStatus::of(plan, eligibility);
-        let interruption = if eligibility.crash_inferred {
+        let expired_lease = plan.lease.as_ref().filter(|_| eligibility.lease_expired);
+        let interruption = if let Some(lease) = expired_lease {
+            Some(InterruptionSummary {
+                reason: LEASE_EXPIRED_REASON.to_owned(),
+                at: Some(lease.expires_at),
+                inferred: true,
+            })
+        } else if eligibility.crash_inferred {
             Some(InterruptionSummary { reason: CRASH_REASON.to_owned(), at: last_activity_at, inferred: true })
         } else {
             meta.interruption.as_ref().map(|i| InterruptionSummary {
@@ -225,6 +242,7 @@ impl ResumeSummary {
             forked_from: plan.forked_from.clone(),
             changed_steps: eligibility.changed_steps.clone(),
             error: plan.last_error.as_ref().filter(|_| status == PlanStatus::Failed).map(|m| m.to_string()),
+            lease: plan.lease.clone(),
         }
     }
 }

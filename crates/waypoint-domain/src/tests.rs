@@ -94,3 +94,32 @@ fn step_output_is_checked_when_read_back() {
     let huge = format!("\"{}\"", "x".repeat(StepOutput::MAX_ENCODED_LEN));
     assert!(serde_json::from_str::<StepOutput>(&huge).is_err());
 }
+
+#[test]
+fn a_lease_is_live_up_to_its_expiry() {
+    let expires_at = chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(30);
+    let lease = Lease { runner: RunnerId::parse("runner-a").unwrap(), expires_at };
+    assert!(lease.is_live(expires_at - chrono::Duration::nanoseconds(1)));
+    assert!(!lease.is_live(expires_at), "expired at its expiry");
+    assert!(lease.is_held_by(&RunnerId::parse("runner-a").unwrap()));
+    assert!(!lease.is_held_by(&RunnerId::parse("runner-b").unwrap()));
+}
+
+#[test]
+fn events_from_before_leases_upcast_with_none() {
+    let v1 = br#"{"phase":"strategize","runner":null}"#;
+    let PlanEvent::PhaseStarted(e) = PlanEvent::decode("phase_started", 1, v1).unwrap() else { panic!("wrong type") };
+    assert_eq!(e.lease, None);
+    let v1 = br#"{"step":2,"decision_id":"d2"}"#;
+    let PlanEvent::StepStarted(e) = PlanEvent::decode("step_started", 1, v1).unwrap() else { panic!("wrong type") };
+    assert_eq!((e.name, e.attempt, e.lease), (None, None, None), "two upcasts in a row");
+    let v1 = br#"{"from_step":2,"by":"op","runner":null,"at":"2026-01-01T00:00:00Z"}"#;
+    let PlanEvent::Resumed(e) = PlanEvent::decode("resumed", 1, v1).unwrap() else { panic!("wrong type") };
+    assert_eq!(e.lease, None);
+    let renewed = br#"{"runner":"runner-a","expires_at":"2026-01-01T00:00:30Z"}"#;
+    assert!(matches!(PlanEvent::decode("lease_renewed", 1, renewed), Ok(PlanEvent::LeaseRenewed(_))));
+    assert!(matches!(
+        PlanEvent::decode("lease_renewed", 2, renewed),
+        Err(DecodeError::UnknownSchemaVersion { found: 2, known: 1, .. })
+    ));
+}

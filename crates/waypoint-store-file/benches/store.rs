@@ -35,7 +35,7 @@ fn created() -> RecordedEvent {
 }
 
 fn phase_started() -> RecordedEvent {
-    let event = PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None });
+    let event = PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None, lease: None });
     RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: chrono::Utc::now(), event }
 }
 

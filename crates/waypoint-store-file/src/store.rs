@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::future::BoxFuture;
 use waypoint_application::{
-    Catalog, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StoreError, StoreStats, StoredEvent,
-    VerifyReport,
+    Catalog, Clock, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StoreError, StoreStats,
+    StoredEvent, SystemClock, VerifyReport,
 };
 use waypoint_domain::PlanId;
 
@@ -302,6 +302,11 @@ impl PlanStore for FileStore {
 
     fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
         Box::pin(futures::future::ready(crate::fingerprint::of_dir(self.dir()).map_err(StoreError::from)))
+    }
+
+    fn now(&self) -> BoxFuture<'_, Result<DateTime<Utc>, StoreError>> {
+        // Every process that opens this directory runs on this machine: its clock is the store's.
+        Box::pin(futures::future::ready(Ok(SystemClock.now())))
     }
 
     fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {

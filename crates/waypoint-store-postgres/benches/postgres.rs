@@ -98,7 +98,7 @@ fn created() -> RecordedEvent {
 }
 
 fn phase_started() -> RecordedEvent {
-    recorded(PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None }))
+    recorded(PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None, lease: None }))
 }
 
 fn step_started(step: u32) -> RecordedEvent {
@@ -107,6 +107,7 @@ fn step_started(step: u32) -> RecordedEvent {
         decision_id: DecisionId::parse(&format!("decision-{step}")).unwrap(),
         name: None,
         attempt: None,
+        lease: None,
     }))
 }
 

@@ -289,6 +289,22 @@ impl PostgresStore {
         })
     }
 
+    /// The server's clock (`now()`): the time every machine sharing this database grants and
+    /// judges leases by, whatever its own clock says.
+    pub fn server_now(&self) -> Result<DateTime<Utc>, PgStoreError> {
+        self.read(|conn| {
+            let row = conn
+                .client
+                .query_one("SELECT (extract(epoch FROM now()) * 1000000)::int8", &[])
+                .map_err(self.fail("read the server's clock"))?;
+            let micros: i64 = row.get(0);
+            DateTime::from_timestamp_micros(micros).ok_or_else(|| PgStoreError::Corrupt {
+                location: "the server's clock".to_owned(),
+                detail: format!("now() is {micros} µs from 1970, outside the calendar Waypoint keeps"),
+            })
+        })
+    }
+
     /// One plan's events from version `from` (1: all), in version order.
     pub fn read_plan(&self, plan_id: &PlanId, from: u32) -> Result<Vec<StoredEvent>, PgStoreError> {
         self.read(|conn| {
@@ -697,6 +713,10 @@ impl PlanStore for PostgresStore {
 
     fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
         Box::pin(futures::future::ready(self.fingerprint().map_err(StoreError::from)))
+    }
+
+    fn now(&self) -> BoxFuture<'_, Result<DateTime<Utc>, StoreError>> {
+        Box::pin(futures::future::ready(self.server_now().map_err(StoreError::from)))
     }
 
     fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {

@@ -221,6 +221,7 @@ async fn racing_decisions(world: &mut PlanWorld, step: &Step) {
                     runner: None,
                     at: crate::world::epoch(),
                     inputs: Default::default(),
+                    lease: None,
                 };
                 let events = decide(Some(&view.state), command).expect("the plan is eligible");
                 let recorded = events

@@ -60,6 +60,7 @@ async fn named_step_starts(world: &mut PlanWorld, step: &Step, n: u32, name: Str
                 decision_id: DecisionId::parse(&format!("decision-{n}-{attempt}"))?,
                 name: Some(step_name(&name)),
                 attempt: Some(Attempt::new(attempt)?),
+                lease: None,
             };
             Ok::<_, Failure>(service.record_step_started(&id, start).await?)
         })

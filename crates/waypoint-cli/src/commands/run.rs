@@ -35,7 +35,7 @@ pub(super) fn resume_preview(
     let view = block_on(service.load_summary(id))?;
     // The verdict, definition drift included, is the service's; the file is read here only to
     // name the steps a resume would skip and run.
-    let outcome = block_on(service.resume_plan(id, ResumeRequest { dry_run: true, fingerprint, runner: None }))?;
+    let outcome = block_on(service.resume_plan(id, ResumeRequest { dry_run: true, fingerprint, ..ResumeRequest::default() }))?;
     let summary = outcome.summary;
     let current = plan_file_source(&view).map(read_plan_file);
     let steps = match &current {
@@ -100,7 +100,7 @@ pub(super) fn resume(
     let service = location.open_existing_for_write(id)?;
     let view = block_on(service.load_summary(id))?;
     let Some(path) = plan_file_source(&view).map(Path::to_path_buf) else {
-        let request = ResumeRequest { dry_run: false, fingerprint, runner: None };
+        let request = ResumeRequest { dry_run: false, fingerprint, ..ResumeRequest::default() };
         let outcome = block_on(service.resume_plan(id, request))?;
         let point = outcome.resumed.expect("a real resume returns its resume point");
         if ui.json() {
@@ -114,7 +114,7 @@ pub(super) fn resume(
     };
     if let Some(fingerprint) = fingerprint {
         // The caller's whole-plan fingerprint is checked as a plain resume would.
-        let preview = ResumeRequest { dry_run: true, fingerprint: Some(fingerprint), runner: None };
+        let preview = ResumeRequest { dry_run: true, fingerprint: Some(fingerprint), ..ResumeRequest::default() };
         let summary = block_on(service.resume_plan(id, preview))?.summary;
         if !summary.eligible {
             return Err(not_eligible(id, summary.reasons));
