@@ -163,7 +163,7 @@ pub fn signal_name(signal: i32) -> String {
 /// `90s`, `2m30s`, `500ms`: a duration as the plan-file parser reads it back.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 1000 || ms % 1000 != 0 && d.as_secs() < 60 {
+    if ms < 1000 || (!ms.is_multiple_of(1000) && d.as_secs() < 60) {
         return format!("{ms}ms");
     }
     let s = d.as_secs();

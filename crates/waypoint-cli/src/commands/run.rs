@@ -35,7 +35,8 @@ pub(super) fn resume_preview(
     let view = block_on(service.load_summary(id))?;
     // The verdict, definition drift included, is the service's; the file is read here only to
     // name the steps a resume would skip and run.
-    let outcome = block_on(service.resume_plan(id, ResumeRequest { dry_run: true, fingerprint, ..ResumeRequest::default() }))?;
+    let outcome =
+        block_on(service.resume_plan(id, ResumeRequest { dry_run: true, fingerprint, ..ResumeRequest::default() }))?;
     let summary = outcome.summary;
     let current = plan_file_source(&view).map(read_plan_file);
     let steps = match &current {
