@@ -79,6 +79,7 @@ impl ServiceError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ServiceError::NotFound(_) | ServiceError::Removed(_) => ErrorKind::NotFound,
+            ServiceError::Store(StoreError::PlanNotFound { .. }) => ErrorKind::NotFound,
             ServiceError::Plan { source: PlanError::NotEligible { .. }, .. } => ErrorKind::NotEligible,
             ServiceError::Plan { source: PlanError::ConflictingCheckpoint { .. }, .. } => ErrorKind::Conflict,
             ServiceError::Plan { source: PlanError::NotCreated, .. } => ErrorKind::NotFound,
@@ -102,6 +103,7 @@ impl ServiceError {
     pub fn code(&self) -> &'static str {
         match self {
             ServiceError::NotFound(_) | ServiceError::Removed(_) => "plan_not_found",
+            ServiceError::Store(StoreError::PlanNotFound { .. }) => "plan_not_found",
             ServiceError::Plan { source, .. } => source.code(),
             ServiceError::Store(StoreError::Conflict { .. }) => "conflict",
             ServiceError::Store(StoreError::Corrupt { .. }) => "store_corrupt",

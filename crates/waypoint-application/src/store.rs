@@ -1,5 +1,6 @@
 //! The event-store port: `eventually::EventStore` over [`RecordedEvent`]s, plus the cheap reads a
-//! store may serve from its own projections (one plan's view, the catalog of every plan).
+//! store may serve from its own projections (one plan's view, the catalog of every plan), and
+//! the steps' logs each store keeps beside the log (`logs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,10 @@ use waypoint_domain::{DecodeError, EventId, PlanEvent, PlanId, PlanState};
 
 use crate::ports::RunLocks;
 use crate::verify::{self, StoreStats, VerifyReport};
+
+mod logs;
+
+pub use logs::{LogStream, StepLog, STEP_LOG_CAP};
 
 /// What the application hands to a store: the domain event plus the envelope fields that the
 /// application decides (id and time). The store adds the plan id, the version and the global
@@ -99,6 +104,13 @@ pub enum StoreError {
         plan_id: PlanId,
         /// When it was removed.
         removed_at: DateTime<Utc>,
+    },
+    /// The store holds no plan with this id, and the operation needs one (a step log belongs to
+    /// a plan).
+    #[error("plan {plan_id} not found in the store; create the plan before writing anything of its steps")]
+    PlanNotFound {
+        /// The plan asked for.
+        plan_id: PlanId,
     },
 }
 
