@@ -16,10 +16,10 @@ use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::future::BoxFuture;
 use waypoint_application::{
-    Catalog, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StoreError, StoreStats, StoredEvent,
-    VerifyReport,
+    Catalog, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError, StoreStats,
+    StoredEvent, VerifyReport,
 };
-use waypoint_domain::PlanId;
+use waypoint_domain::{Attempt, PlanId, StepNumber};
 
 use crate::error::FileStoreError;
 use crate::layout::Layout;
@@ -235,6 +235,25 @@ impl FileStore {
             result?;
         }
         Ok(())
+    }
+
+    /// Stores `log`, replacing what was stored for its (step, attempt, stream) of `plan_id`, in
+    /// `logs/<plan>/` (0600 files, 0700 directories); durable and whole when it returns. Refused,
+    /// with nothing written, for a log over the port's limits (`TooLarge`), a plan retention
+    /// removed (`Removed`) or a plan the store does not hold (`PlanNotFound`).
+    pub fn write_step_log(&self, plan_id: &PlanId, log: &StepLog) -> Result<(), FileStoreError> {
+        self.shared.put_step_log(plan_id, log)
+    }
+
+    /// `plan_id`'s step logs, only those of `step` and `attempt` where given, ordered by step,
+    /// attempt and stream; none for an unknown or removed plan.
+    pub fn read_step_logs(
+        &self,
+        plan_id: &PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<Attempt>,
+    ) -> Result<Vec<StepLog>, FileStoreError> {
+        self.shared.step_logs(plan_id, step, attempt)
     }
 
     /// Writes the catalog checkpoint now (it is also written every `checkpoint_every` records).
