@@ -266,8 +266,8 @@ impl PostgresStore {
         Ok(Attempt::Done(new_version))
     }
 
-    /// A digest of every table the store keeps (log, catalog, view snapshots), computed by the
-    /// server in one snapshot: equal exactly when nothing was written.
+    /// A digest of every table the store keeps (log, catalog, view snapshots, step logs),
+    /// computed by the server in one snapshot: equal exactly when nothing was written.
     pub fn fingerprint(&self) -> Result<String, PgStoreError> {
         self.read(|conn| {
             let row = conn
@@ -281,7 +281,10 @@ impl PostgresStore {
                             last_activity_at, removed_at, archive), ',' ORDER BY plan_id)) FROM waypoint_plans), '') \
                        || ':' \
                        || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, version, format, view), ',' \
-                            ORDER BY plan_id)) FROM waypoint_view_snapshots), '')",
+                            ORDER BY plan_id)) FROM waypoint_view_snapshots), '') \
+                       || ':' \
+                       || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, step, attempt, stream, md5(bytes), \
+                            cut), ',' ORDER BY plan_id, step, attempt, stream)) FROM waypoint_step_logs), '')",
                     &[],
                 )
                 .map_err(self.fail("fingerprint the store"))?;
