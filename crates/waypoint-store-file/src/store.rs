@@ -373,6 +373,19 @@ impl PlanStore for FileStore {
     fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(futures::future::ready(self.import_histories(histories).map_err(StoreError::from)))
     }
+
+    fn put_step_log<'a>(&'a self, plan_id: &'a PlanId, log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(futures::future::ready(self.write_step_log(plan_id, &log).map_err(StoreError::from)))
+    }
+
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
+        Box::pin(futures::future::ready(self.read_step_logs(plan_id, step, attempt).map_err(StoreError::from)))
+    }
 }
 
 #[cfg(test)]

@@ -21,9 +21,9 @@ use futures::future::BoxFuture;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Row;
 use waypoint_application::{
-    PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StoreError, StoredEvent,
+    PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError, StoredEvent,
 };
-use waypoint_domain::{EventId, PlanEvent, PlanId};
+use waypoint_domain::{EventId, PlanEvent, PlanId, StepNumber};
 
 use crate::error::PgStoreError;
 use crate::pool::{Conn, Pool, Pooled};
@@ -726,5 +726,18 @@ impl PlanStore for PostgresStore {
 
     fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
         Box::pin(futures::future::ready(self.tombstone(plan_id).map_err(StoreError::from)))
+    }
+
+    fn put_step_log<'a>(&'a self, plan_id: &'a PlanId, log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(futures::future::ready(self.write_step_log(plan_id, &log).map_err(StoreError::from)))
+    }
+
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<waypoint_domain::Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
+        Box::pin(futures::future::ready(self.read_step_logs(plan_id, step, attempt).map_err(StoreError::from)))
     }
 }
