@@ -202,6 +202,23 @@ impl PlanStore for TestStore {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         delegate!(&self.backend, s => s.import_plans(histories))
     }
+
+    fn put_step_log<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        log: waypoint_application::StepLog,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        delegate!(&self.backend, s => s.put_step_log(plan_id, log))
+    }
+
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<waypoint_application::domain::StepNumber>,
+        attempt: Option<waypoint_application::domain::Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<waypoint_application::StepLog>, StoreError>> {
+        delegate!(&self.backend, s => s.step_logs(plan_id, step, attempt))
+    }
 }
 
 /// A directory of its own for one scenario's store, removed when the scenario ends.

@@ -85,6 +85,23 @@ impl PlanStore for GatedStore {
     ) -> BoxFuture<'a, Result<Option<waypoint_application::Removal>, StoreError>> {
         self.inner.removal(plan_id)
     }
+
+    fn put_step_log<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        log: waypoint_application::StepLog,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.put_step_log(plan_id, log)
+    }
+
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<waypoint_application::domain::Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<waypoint_application::StepLog>, StoreError>> {
+        self.inner.step_logs(plan_id, step, attempt)
+    }
 }
 
 /// On a runtime with a single thread, an append that blocks for a slow disk would freeze every

@@ -99,6 +99,7 @@ impl ServiceError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             ServiceError::NotFound(_) | ServiceError::Removed(_) => ErrorKind::NotFound,
+            ServiceError::Store(StoreError::PlanNotFound { .. }) => ErrorKind::NotFound,
             ServiceError::Plan { source: PlanError::NotEligible { .. }, .. } => ErrorKind::NotEligible,
             ServiceError::DefinitionChanged { .. } => ErrorKind::NotEligible,
             ServiceError::Plan { source: PlanError::ConflictingCheckpoint { .. }, .. } => ErrorKind::Conflict,
@@ -127,6 +128,7 @@ impl ServiceError {
     pub fn code(&self) -> &'static str {
         match self {
             ServiceError::NotFound(_) | ServiceError::Removed(_) => "plan_not_found",
+            ServiceError::Store(StoreError::PlanNotFound { .. }) => "plan_not_found",
             ServiceError::Plan { source, .. } => source.code(),
             ServiceError::Store(StoreError::Conflict { .. }) => "conflict",
             ServiceError::Store(StoreError::Corrupt { .. }) => "store_corrupt",

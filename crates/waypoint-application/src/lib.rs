@@ -4,7 +4,7 @@
 //!   failures, and decide and perform resumes, over any [`PlanStore`].
 //! - [`Workflow`] ([`PlanResumeService::workflow`]): durable steps for Rust code, each step's
 //!   output recorded and given back, continued by a key you choose.
-//! - Ports: [`PlanStore`] (the log and its projections), [`RunLocks`], [`Clock`],
+//! - Ports: [`PlanStore`] (the log, its projections and the steps' logs, [`StepLog`]), [`RunLocks`], [`Clock`],
 //!   [`SnapshotProbe`]; [`InMemoryStore`] implements the store in memory, and
 //!   [`OffThreadStore`] gives any store an async face that never blocks a runtime's threads.
 //! - `testkit` (feature `testkit`): the conformance kit every store passes.
@@ -64,7 +64,8 @@ pub use service::{
     PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
 };
 pub use store::{
-    same_history, Catalog, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StoreError, StoredEvent,
+    same_history, Catalog, LogStream, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StepLog, StoreError,
+    StoredEvent, STEP_LOG_CAP,
 };
 pub use verify::{StoreStats, VerifyReport};
 pub use waypoint_domain as domain;

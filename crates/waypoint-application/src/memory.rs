@@ -1,16 +1,16 @@
 //! An in-memory store, correct under concurrent appends: for tests and for embedding.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
 use eventually::versioning::Versioned;
 use futures::future::BoxFuture;
-use waypoint_domain::PlanId;
+use waypoint_domain::{Attempt, PlanId, StepNumber};
 
 use crate::ports::{Clock, InMemoryRunLocks, RunLocks, SystemClock};
-use crate::store::{PlanStore, RecordedEvent, Removal, RemovalReport, StoreError, StoredEvent};
+use crate::store::{LogStream, PlanStore, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent};
 
 /// Every append takes one lock, checks the expected version and assigns versions and global
 /// positions under it, so racing appends to one plan see exactly one winner.
@@ -31,6 +31,8 @@ struct Inner {
     removed: HashMap<PlanId, Removal>,
     /// The last global position handed out: removals leave gaps, never reuse a position.
     position: u32,
+    /// Step logs, in the order reads return them.
+    logs: BTreeMap<(PlanId, StepNumber, Attempt, LogStream), StepLog>,
 }
 
 impl InMemoryStore {
@@ -100,14 +102,41 @@ impl InMemoryStore {
             report.removed.push(plan_id.clone());
         }
         if !report.removed.is_empty() {
-            let Inner { log, streams, removed, .. } = &mut *inner;
+            let Inner { log, streams, removed, logs, .. } = &mut *inner;
             log.retain(|stored| !removed.contains_key(stored.source_id()));
+            logs.retain(|(plan_id, ..), _| !removed.contains_key(plan_id));
             streams.clear();
             for (index, stored) in log.iter().enumerate() {
                 streams.entry(stored.source_id().clone()).or_default().push(index);
             }
         }
         report
+    }
+
+    fn put_step_log_now(&self, plan_id: &PlanId, log: StepLog) -> Result<(), StoreError> {
+        log.check_limits(plan_id)?;
+        let mut inner = self.lock();
+        if let Some(removal) = inner.removed.get(plan_id) {
+            return Err(StoreError::Removed { plan_id: plan_id.clone(), removed_at: removal.removed_at });
+        }
+        if !inner.streams.contains_key(plan_id) {
+            return Err(StoreError::PlanNotFound { plan_id: plan_id.clone() });
+        }
+        inner.logs.insert((plan_id.clone(), log.step, log.attempt, log.stream), log);
+        Ok(())
+    }
+
+    fn step_logs_now(&self, plan_id: &PlanId, step: Option<StepNumber>, attempt: Option<Attempt>) -> Vec<StepLog> {
+        let inner = self.lock();
+        let from = (plan_id.clone(), StepNumber::FIRST, Attempt::FIRST, LogStream::Stdout);
+        inner
+            .logs
+            .range(from..)
+            .take_while(|((plan, ..), _)| plan == plan_id)
+            .map(|(_, log)| log)
+            .filter(|log| log.matches(step, attempt))
+            .cloned()
+            .collect()
     }
 }
 
@@ -169,12 +198,16 @@ impl PlanStore for InMemoryStore {
 
     fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
         use std::hash::{Hash, Hasher};
-        // The log is all this store holds; its debug form covers every envelope field.
+        // The log and the step logs are all this store holds; the log's debug form covers every
+        // envelope field.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let inner = self.lock();
         inner.log.len().hash(&mut hasher);
         for stored in &inner.log {
             format!("{stored:?}").hash(&mut hasher);
+        }
+        for (key, log) in &inner.logs {
+            (key, &log.bytes, log.cut).hash(&mut hasher);
         }
         Box::pin(futures::future::ready(Ok(format!("memory:{}:{:016x}", inner.log.len(), hasher.finish()))))
     }
@@ -195,5 +228,18 @@ impl PlanStore for InMemoryStore {
 
     fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
         Box::pin(futures::future::ready(Ok(self.lock().removed.get(plan_id).cloned())))
+    }
+
+    fn put_step_log<'a>(&'a self, plan_id: &'a PlanId, log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(futures::future::ready(self.put_step_log_now(plan_id, log)))
+    }
+
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
+        Box::pin(futures::future::ready(Ok(self.step_logs_now(plan_id, step, attempt))))
     }
 }

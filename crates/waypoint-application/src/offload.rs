@@ -13,10 +13,10 @@ use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::channel::{mpsc as async_mpsc, oneshot};
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
-use waypoint_domain::PlanId;
+use waypoint_domain::{Attempt, PlanId, StepNumber};
 
 use crate::ports::RunLocks;
-use crate::store::{PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StoreError, StoredEvent};
+use crate::store::{PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent};
 use crate::verify::{StoreStats, VerifyReport};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -235,5 +235,20 @@ impl<S: PlanStore> PlanStore for OffThreadStore<S> {
 
     fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {
         self.offload(move |store| ready(store.import_plans(histories)))
+    }
+
+    fn put_step_log<'a>(&'a self, plan_id: &'a PlanId, log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
+        let plan_id = plan_id.clone();
+        self.offload(move |store| ready(store.put_step_log(&plan_id, log)))
+    }
+
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
+        let plan_id = plan_id.clone();
+        self.offload(move |store| ready(store.step_logs(&plan_id, step, attempt)))
     }
 }

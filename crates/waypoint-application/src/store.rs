@@ -1,5 +1,6 @@
 //! The event-store port: `eventually::EventStore` over [`RecordedEvent`]s, plus the cheap reads a
-//! store may serve from its own projections (one plan's view, the catalog of every plan).
+//! store may serve from its own projections (one plan's view, the catalog of every plan), and
+//! the steps' logs each store keeps beside the log (`logs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,10 +10,14 @@ use eventually::store::{EventStore, Persisted, Select};
 use futures::future::BoxFuture;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use waypoint_domain::{DecodeError, EventId, PlanEvent, PlanId, PlanState};
+use waypoint_domain::{Attempt, DecodeError, EventId, PlanEvent, PlanId, PlanState, StepNumber};
 
 use crate::ports::RunLocks;
 use crate::verify::{self, StoreStats, VerifyReport};
+
+mod logs;
+
+pub use logs::{LogStream, StepLog, STEP_LOG_CAP};
 
 /// What the application hands to a store: the domain event plus the envelope fields that the
 /// application decides (id and time). The store adds the plan id, the version and the global
@@ -99,6 +104,13 @@ pub enum StoreError {
         plan_id: PlanId,
         /// When it was removed.
         removed_at: DateTime<Utc>,
+    },
+    /// The store holds no plan with this id, and the operation needs one (a step log belongs to
+    /// a plan).
+    #[error("plan {plan_id} not found in the store; create the plan before writing anything of its steps")]
+    PlanNotFound {
+        /// The plan asked for.
+        plan_id: PlanId,
     },
 }
 
@@ -338,7 +350,8 @@ pub trait PlanStore:
     /// events first; the store only checks versions, atomically with the removal, so a plan that
     /// moved is skipped, never half removed. Other plans, and writers appending to them meanwhile,
     /// lose nothing. Positions of the remaining events do not change (the global order keeps
-    /// gaps where removed events were).
+    /// gaps where removed events were). A removed plan's step logs are removed with it (the
+    /// caller archives them too), and a later [`Self::put_step_log`] to it is refused.
     fn remove_plans<'a>(
         &'a self,
         plans: &'a [(PlanId, u32)],
@@ -374,6 +387,30 @@ pub trait PlanStore:
             Ok(())
         })
     }
+
+    /// Stores the kept end of one stream of one attempt of a step of `plan_id`, replacing what
+    /// was stored for that (step, attempt, stream): a runner calls it again and again while the
+    /// step prints, each time with the whole kept tail. Durable and whole when it returns: a
+    /// reader sees the previous log or this one, never part of either.
+    ///
+    /// Refused, with nothing written: bytes longer than [`STEP_LOG_CAP`] or a cut over
+    /// [`StepLog::MAX_CUT`] ([`StoreError::TooLarge`], see [`StepLog::check_limits`]); a plan
+    /// removed by retention ([`StoreError::Removed`]); a plan the store does not hold
+    /// ([`StoreError::PlanNotFound`]: a log belongs to a plan, and retention removes it with that
+    /// plan, so a log of no plan would never be removed). Attempt numbers never repeat for a plan
+    /// and step, so a later attempt's log never replaces an earlier attempt's.
+    fn put_step_log<'a>(&'a self, plan_id: &'a PlanId, log: StepLog) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The step logs of `plan_id`, only those of `step` and of `attempt` where given, ordered by
+    /// step, attempt and stream (standard output first). A plan with none, an unknown plan and
+    /// a plan removed by retention all have none: [`Self::removal`] tells them apart. Logs are
+    /// not events: they are not in the log, in `verify`, or bound by checkpoints.
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>>;
 
     /// How much the store holds. Stores override this to add their size in bytes.
     fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {

@@ -17,15 +17,17 @@ use futures::executor::block_on;
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    Artifact, DecisionId, EventId, Message, Phase, PlanError, PlanEvent, PlanId, PlanStatus, ResumeIneligibleReason,
-    RunnerId, StepNumber, LEASE_EXPIRED_REASON,
+    Artifact, Attempt, DecisionId, EventId, Message, Phase, PlanError, PlanEvent, PlanId, PlanStatus,
+    ResumeIneligibleReason, RunnerId, StepNumber, LEASE_EXPIRED_REASON,
 };
 
 use crate::error::ServiceError;
 use crate::ports::RunLockError;
 use crate::service::{CompactRequest, Compaction};
 use crate::service::{LeaseRequest, NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StepStart};
-use crate::store::{Catalog, PlanStore, PlanView, RecordedEvent, Removal, StoreError, StoredEvent};
+use crate::store::{
+    Catalog, LogStream, PlanStore, PlanView, RecordedEvent, Removal, StepLog, StoreError, StoredEvent, STEP_LOG_CAP,
+};
 
 /// How the kit gets stores to test.
 pub trait StoreFixture: Sync {
@@ -68,6 +70,10 @@ pub fn cases<F: StoreFixture>() -> Vec<Case<F>> {
         ("removal_loses_no_concurrent_append", removal_loses_no_concurrent_append::<F>),
         ("import_keeps_histories_and_is_idempotent", import_keeps_histories_and_is_idempotent::<F>),
         ("compaction_removes_only_old_finished_plans", compaction_removes_only_old_finished_plans::<F>),
+        ("step_logs_round_trip_per_attempt", step_logs_round_trip_per_attempt::<F>),
+        ("a_step_log_over_the_cap_is_refused", a_step_log_over_the_cap_is_refused::<F>),
+        ("a_step_log_of_an_unknown_plan_is_refused", a_step_log_of_an_unknown_plan_is_refused::<F>),
+        ("compaction_archives_and_removes_step_logs", compaction_archives_and_removes_step_logs::<F>),
     ]
 }
 
@@ -873,4 +879,198 @@ fn compaction_removes_only_old_finished_plans<F: StoreFixture>(fixture: &F) {
         block_on(late.compact(CompactRequest { dry_run: false, ..request }, &archive, "kit-archive")).expect("again");
     assert!(again.removed.is_empty(), "nothing left to remove: {again:?}");
     assert!(block_on(store.verify()).expect("verify").ok);
+}
+
+fn step_log(step: u32, attempt: u32, stream: LogStream, bytes: &[u8], cut: u64) -> StepLog {
+    let attempt = Attempt::new(attempt).expect("kit attempts are valid");
+    StepLog { step: self::step(step), attempt, stream, bytes: bytes.to_vec(), cut }
+}
+
+fn put_log(store: &impl PlanStore, id: &PlanId, log: &StepLog) -> Result<(), StoreError> {
+    block_on(store.put_step_log(id, log.clone()))
+}
+
+fn logs_of(store: &impl PlanStore, id: &PlanId, step: Option<u32>, attempt: Option<u32>) -> Vec<StepLog> {
+    let step = step.map(self::step);
+    let attempt = attempt.map(|n| Attempt::new(n).expect("kit attempts are valid"));
+    block_on(store.step_logs(id, step, attempt)).expect("read step logs")
+}
+
+fn fingerprint(store: &impl PlanStore) -> String {
+    block_on(store.content_fingerprint()).expect("fingerprint")
+}
+
+/// The longest log a store keeps, with every byte value (a log is bytes, not text).
+fn longest_log() -> Vec<u8> {
+    (0..STEP_LOG_CAP).map(|i| (i % 251) as u8).collect()
+}
+
+fn step_logs_round_trip_per_attempt<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let (id, neighbour) = (plan("logs"), plan("logs-neighbour"));
+    append(&store, &id, 0, vec![created("logs")]).expect("the plan");
+    append(&store, &neighbour, 0, vec![created("neighbour")]).expect("another plan");
+    let (out, err) = (LogStream::Stdout, LogStream::Stderr);
+    let written = vec![
+        step_log(2, 1, err, b"two: warning\n", 0),
+        step_log(1, 2, out, &longest_log(), 5 * 1024 * 1024 * 1024),
+        step_log(1, 1, out, b"one: first try\n", 0),
+        step_log(2, 1, out, b"two\n\0\xff not text\n", 0),
+        step_log(1, 1, err, b"one: failed\n", 0),
+        step_log(1, 2, err, b"", 0),
+    ];
+    let before = fingerprint(&store);
+    for log in &written {
+        put_log(&store, &id, log).expect("put a step log");
+    }
+    assert_ne!(fingerprint(&store), before, "a step log is written to the store");
+    let mut expected = written.clone();
+    expected.sort_by_key(StepLog::key);
+    let keys = |logs: &[StepLog]| logs.iter().map(StepLog::key).collect::<Vec<_>>();
+    for handle in [store.clone(), fixture.reopen(&store)] {
+        assert_eq!(logs_of(&handle, &id, None, None), expected, "every log, by step, attempt and stream");
+        let step_one = logs_of(&handle, &id, Some(1), None);
+        assert_eq!(step_one, expected[..4].to_vec(), "filtered by step");
+        assert_eq!(logs_of(&handle, &id, Some(1), Some(2)), expected[2..4].to_vec(), "by step and attempt");
+        assert_eq!(keys(&logs_of(&handle, &id, None, Some(1))), keys(&[&expected[..2], &expected[4..]].concat()));
+        assert!(logs_of(&handle, &id, Some(3), None).is_empty(), "a step without logs has none");
+        assert!(logs_of(&handle, &neighbour, None, None).is_empty(), "logs are per plan");
+        assert!(logs_of(&handle, &plan("logs-nobody"), None, None).is_empty(), "an unknown plan has none");
+    }
+    let fingerprint_before_reads = fingerprint(&store);
+    logs_of(&store, &id, None, None);
+    logs_of(&store, &id, Some(1), Some(1));
+    assert_eq!(fingerprint(&store), fingerprint_before_reads, "reading logs writes nothing");
+
+    // A later attempt adds its own logs; the earlier attempts' stay as they were.
+    let third = step_log(1, 3, out, b"one: third try\n", 0);
+    put_log(&store, &id, &third).expect("a later attempt");
+    let step_one = logs_of(&store, &id, Some(1), None);
+    assert_eq!(step_one[..4].to_vec(), expected[..4].to_vec(), "earlier attempts untouched");
+    assert_eq!(step_one[4], third);
+
+    // A runner puts the whole kept tail again as the step prints: the newest replaces the last.
+    let grown = step_log(1, 1, out, b"one: first try\nand more\n", 7);
+    put_log(&store, &id, &grown).expect("replace a log");
+    let other = fixture.reopen(&store);
+    assert_eq!(logs_of(&other, &id, Some(1), Some(1)), vec![grown.clone(), expected[1].clone()]);
+    let emptied = step_log(1, 1, out, b"", 30);
+    put_log(&other, &id, &emptied).expect("replace through another handle");
+    assert_eq!(logs_of(&store, &id, Some(1), Some(1)), vec![emptied, expected[1].clone()]);
+    assert_eq!(logs_of(&store, &id, Some(2), None), expected[4..].to_vec(), "other steps untouched");
+
+    // Logs are not events: the plan's history, the catalog and verify do not see them.
+    assert_eq!(read(&store, &id, Select::All).len(), 1, "no event was appended");
+    assert_eq!(read_all(&store, Select::All).len(), 2);
+    let report = block_on(store.verify()).expect("verify");
+    assert!(report.ok, "verify passes with step logs in the store: {:?}", report.differences);
+}
+
+fn a_step_log_over_the_cap_is_refused<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let id = plan("logs-large");
+    append(&store, &id, 0, vec![created("large")]).expect("the plan");
+    let kept = step_log(1, 1, LogStream::Stdout, b"kept\n", 0);
+    put_log(&store, &id, &kept).expect("a log within the cap");
+    let before = fingerprint(&store);
+    let mut too_long = longest_log();
+    too_long.push(b'!');
+    let refused = [
+        step_log(1, 1, LogStream::Stdout, &too_long, 0),
+        step_log(1, 2, LogStream::Stderr, &too_long, 0),
+        step_log(1, 2, LogStream::Stderr, b"", StepLog::MAX_CUT + 1),
+    ];
+    for log in &refused {
+        match put_log(&store, &id, log) {
+            Err(StoreError::TooLarge(message)) => {
+                assert!(message.contains("step 1 attempt"), "the message names the log: {message}")
+            }
+            other => panic!("a log over the limits must be too large, got {other:?}"),
+        }
+    }
+    assert_eq!(fingerprint(&store), before, "a refused log writes nothing");
+    assert_eq!(logs_of(&store, &id, None, None), vec![kept], "and leaves the stored log as it was");
+    let at_the_cap = step_log(1, 2, LogStream::Stderr, &longest_log(), StepLog::MAX_CUT);
+    put_log(&store, &id, &at_the_cap).expect("a log of exactly the cap with the largest cut");
+    assert_eq!(logs_of(&store, &id, Some(1), Some(2)), vec![at_the_cap]);
+}
+
+fn a_step_log_of_an_unknown_plan_is_refused<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    append(&store, &plan("logs-someone"), 0, vec![created("someone")]).expect("another plan");
+    let id = plan("logs-nobody");
+    let before = fingerprint(&store);
+    for handle in [store.clone(), fixture.reopen(&store)] {
+        match put_log(&handle, &id, &step_log(1, 1, LogStream::Stdout, b"orphan\n", 0)) {
+            Err(StoreError::PlanNotFound { plan_id }) => assert_eq!(plan_id, id),
+            other => panic!("a log of a plan the store does not hold is refused, got {other:?}"),
+        }
+    }
+    assert_eq!(fingerprint(&store), before, "nothing was written");
+    assert!(logs_of(&store, &id, None, None).is_empty());
+    let error = ServiceError::Store(StoreError::PlanNotFound { plan_id: id });
+    assert_eq!((error.kind(), error.code()), (crate::ErrorKind::NotFound, "plan_not_found"));
+}
+
+fn compaction_archives_and_removes_step_logs<F: StoreFixture>(fixture: &F) {
+    let (store, archive) = (fixture.fresh(), fixture.fresh());
+    let service = service(store.clone());
+    let (done, running) = (plan("logs-done"), plan("logs-running"));
+    block_on(async {
+        for id in [&done, &running] {
+            let new = NewPlan { id: Some(id.clone()), start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+            service.create_plan(new).await?;
+        }
+        Ok::<_, ServiceError>(())
+    })
+    .expect("setup");
+    let done_logs = vec![
+        step_log(1, 1, LogStream::Stdout, b"built\n", 0),
+        step_log(1, 1, LogStream::Stderr, b"flaky\n", 0),
+        step_log(1, 2, LogStream::Stdout, &longest_log(), 42),
+        step_log(2, 1, LogStream::Stderr, b"", 0),
+    ];
+    for log in &done_logs {
+        put_log(&store, &done, log).expect("a finished plan's log");
+    }
+    let running_log = step_log(1, 1, LogStream::Stdout, b"still going\n", 0);
+    put_log(&store, &running, &running_log).expect("a running plan's log");
+    block_on(service.cancel(&done, None)).expect("finish the plan");
+    let history = ids_of(&store, &done);
+
+    let clock = crate::ports::ManualClock::new(at(100));
+    let late = PlanResumeService::new(store.clone()).with_clock(clock.clone());
+    clock.advance(chrono::Duration::days(2));
+    let request = CompactRequest { older_than: chrono::Duration::days(1), dry_run: true };
+    let preview = block_on(late.compact(request, &archive, "kit-archive")).expect("dry run");
+    assert_eq!(preview.removed, vec![done.clone()]);
+    assert!(logs_of(&archive, &done, None, None).is_empty(), "a dry run copies no log");
+    assert_eq!(logs_of(&store, &done, None, None), done_logs, "nor removes one");
+
+    let request = CompactRequest { dry_run: false, ..request };
+    let compacted = block_on(late.compact(request, &archive, "kit-archive")).expect("compact");
+    assert_eq!(compacted.removed, vec![done.clone()]);
+    for handle in [archive.clone(), fixture.reopen(&archive)] {
+        assert_eq!(logs_of(&handle, &done, None, None), done_logs, "the archive holds every log of the plan");
+        assert!(logs_of(&handle, &running, None, None).is_empty(), "and only the removed plan's");
+    }
+    assert_eq!(ids_of(&archive, &done), history, "next to its history");
+    for handle in [store.clone(), fixture.reopen(&store)] {
+        assert!(logs_of(&handle, &done, None, None).is_empty(), "a removed plan's logs are gone from the store");
+        assert_eq!(logs_of(&handle, &running, None, None), vec![running_log.clone()], "a kept plan's stay");
+        match put_log(&handle, &done, &step_log(3, 1, LogStream::Stdout, b"late\n", 0)) {
+            Err(StoreError::Removed { plan_id, removed_at }) => {
+                assert_eq!((plan_id, removed_at), (done.clone(), at(100) + chrono::Duration::days(2)))
+            }
+            other => panic!("a log of a removed plan is refused as removed, got {other:?}"),
+        }
+        assert!(logs_of(&handle, &done, None, None).is_empty(), "the refused log left nothing");
+        assert!(block_on(handle.verify()).expect("verify").ok);
+    }
+    // Archived logs can be written again (an interrupted compaction runs again): they replace.
+    put_log(&archive, &done, &done_logs[0]).expect("the archive takes a log of a plan it holds");
+    assert_eq!(logs_of(&archive, &done, None, None), done_logs);
+    let again = block_on(late.compact(request, &archive, "kit-archive")).expect("compact again");
+    assert!(again.removed.is_empty(), "{again:?}");
+    assert_eq!(logs_of(&archive, &done, None, None), done_logs, "a second compaction leaves the archive as it was");
 }

@@ -126,6 +126,23 @@ impl PlanStore for AnyStore {
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         delegate!(self, s => s.import_plans(histories))
     }
+
+    fn put_step_log<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        log: waypoint_application::StepLog,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        delegate!(self, s => s.put_step_log(plan_id, log))
+    }
+
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<waypoint_domain::StepNumber>,
+        attempt: Option<waypoint_domain::Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<waypoint_application::StepLog>, StoreError>> {
+        delegate!(self, s => s.step_logs(plan_id, step, attempt))
+    }
 }
 
 pub type Service = PlanResumeService<AnyStore>;

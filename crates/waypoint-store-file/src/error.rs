@@ -156,6 +156,13 @@ pub enum FileStoreError {
         /// When it was removed.
         removed_at: chrono::DateTime<chrono::Utc>,
     },
+    /// The store holds no plan with this id, and the operation needs one (a step log belongs to
+    /// a plan). Nothing was written.
+    #[error("plan {plan_id} not found in the store; create the plan before writing anything of its steps")]
+    PlanNotFound {
+        /// The plan asked for.
+        plan_id: PlanId,
+    },
 }
 
 impl FileStoreError {
@@ -216,6 +223,7 @@ impl FileStoreError {
             FileStoreError::Removed { plan_id, removed_at } => {
                 FileStoreError::Removed { plan_id: plan_id.clone(), removed_at: *removed_at }
             }
+            FileStoreError::PlanNotFound { plan_id } => FileStoreError::PlanNotFound { plan_id: plan_id.clone() },
         }
     }
 
@@ -268,6 +276,7 @@ impl From<FileStoreError> for StoreError {
                 StoreError::io(e.to_string(), std::io::Error::from(std::io::ErrorKind::InvalidInput))
             }
             FileStoreError::Removed { plan_id, removed_at } => StoreError::Removed { plan_id, removed_at },
+            FileStoreError::PlanNotFound { plan_id } => StoreError::PlanNotFound { plan_id },
         }
     }
 }

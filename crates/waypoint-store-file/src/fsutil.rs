@@ -146,8 +146,12 @@ pub fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
 /// Creates the temporary file for `path` in `tmp_dir` (the store's `tmp/`), replacing a
 /// leftover of this process, never following a link.
 fn create_temp(tmp_dir: &Path, path: &Path) -> Result<(File, PathBuf), FileStoreError> {
+    create_temp_at(tmp_dir, layout::temp_for(tmp_dir, path))
+}
+
+/// Creates the temporary file `tmp` in `tmp_dir`, replacing a leftover of this process.
+fn create_temp_at(tmp_dir: &Path, tmp: PathBuf) -> Result<(File, PathBuf), FileStoreError> {
     ensure_dir(tmp_dir)?;
-    let tmp = layout::temp_for(tmp_dir, path);
     let _ = fs::remove_file(&tmp);
     let file = OpenOptions::new()
         .write(true)
@@ -169,6 +173,33 @@ pub fn write_atomically(tmp_dir: &Path, dir: &Path, path: &Path, bytes: &[u8]) -
     file.write_all(bytes).map_err(|e| FileStoreError::io("cannot write a temporary file", &tmp, e))?;
     file.sync_all().map_err(|e| FileStoreError::io("cannot sync a temporary file", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| FileStoreError::io("cannot rename a temporary file into place", path, e))?;
+    sync_dir(dir)
+}
+
+/// [`write_atomically`] through the temporary file `tmp` in `tmp_dir`, for files that several
+/// threads may write at once under one name and so need temporaries of their own names. A
+/// failed write removes its temporary: names that are never used twice would not be replaced.
+pub fn write_atomically_via(
+    tmp_dir: &Path,
+    tmp: PathBuf,
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), FileStoreError> {
+    use std::io::Write;
+    let (mut file, tmp) = create_temp_at(tmp_dir, tmp)?;
+    let written = file
+        .set_permissions(Permissions::from_mode(FILE_MODE))
+        .map_err(|e| FileStoreError::io("cannot set a store file's permissions", &tmp, e))
+        .and_then(|()| file.write_all(bytes).map_err(|e| FileStoreError::io("cannot write a temporary file", &tmp, e)))
+        .and_then(|()| file.sync_all().map_err(|e| FileStoreError::io("cannot sync a temporary file", &tmp, e)))
+        .and_then(|()| {
+            fs::rename(&tmp, path).map_err(|e| FileStoreError::io("cannot rename a temporary file into place", path, e))
+        });
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     sync_dir(dir)
 }
 

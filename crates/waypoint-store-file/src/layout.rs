@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use waypoint_domain::PlanId;
+use waypoint_application::LogStream;
+use waypoint_domain::{Attempt, PlanId, StepNumber};
 
 const LOG_FILE: &str = "events.log";
 const STORE_LOCK: &str = "store.lock";
@@ -19,6 +20,7 @@ const TORN_DIR: &str = "torn";
 const BACKUP_DIR: &str = "backup";
 const RETENTION_DIR: &str = "retention";
 const REMOVED_DIR: &str = "removed";
+const LOGS_DIR: &str = "logs";
 
 /// The paths of one store directory. Per-plan names use the plan id as is: `PlanId` admits only
 /// `[A-Za-z0-9_-]{1,64}`, so no such path can leave its directory.
@@ -106,7 +108,7 @@ impl Layout {
     pub fn own_entries(&self) -> Vec<PathBuf> {
         [LOG_FILE, STORE_LOCK, WRITE_LOCK, CHECKPOINT_LOCK, CHECKPOINT_FILE, LOCKS_DIR, INDEX_DIR, VIEWS_DIR]
             .iter()
-            .chain(&[CATALOG_DIR, TMP_DIR, TORN_DIR, BACKUP_DIR, RETENTION_DIR, REMOVED_DIR])
+            .chain(&[CATALOG_DIR, TMP_DIR, TORN_DIR, BACKUP_DIR, RETENTION_DIR, REMOVED_DIR, LOGS_DIR])
             .map(|name| self.dir.join(name))
             .collect()
     }
@@ -165,6 +167,38 @@ impl Layout {
         self.removed_dir().join(format!("{bucket:03x}.rm"))
     }
 
+    /// `logs/`: the steps' logs, a directory per plan.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.join(LOGS_DIR)
+    }
+
+    /// `logs/<plan>/`: `plan_id`'s step logs.
+    pub fn plan_logs(&self, plan_id: &PlanId) -> PathBuf {
+        self.logs_dir().join(plan_id.as_str())
+    }
+
+    /// `logs/<plan>/<step>-<attempt>.out` (standard output) or `.err` (standard error): what is
+    /// kept of one stream of one attempt of one step.
+    pub fn step_log(&self, plan_id: &PlanId, step: StepNumber, attempt: Attempt, stream: LogStream) -> PathBuf {
+        self.plan_logs(plan_id).join(step_log_name(step, attempt, stream))
+    }
+
+    /// `tmp/logs.<plan>.<step>-<attempt>.<out|err>.<n>.<pid>.tmp`: the temporary file the `n`th
+    /// step-log write of this process renames into place. Unlike [`temp_for`] it names the plan
+    /// and a sequence number: threads of one process may write the same log name of two plans,
+    /// or the same log twice, at once.
+    pub fn step_log_temp(
+        &self,
+        plan_id: &PlanId,
+        step: StepNumber,
+        attempt: Attempt,
+        stream: LogStream,
+        n: u64,
+    ) -> PathBuf {
+        let name = step_log_name(step, attempt, stream);
+        self.tmp_dir().join(format!("{LOGS_DIR}.{}.{name}.{n}.{}.tmp", plan_id.as_str(), std::process::id()))
+    }
+
     /// `backup/`: copies of the log taken by `repair`.
     pub fn backup_dir(&self) -> PathBuf {
         self.dir.join(BACKUP_DIR)
@@ -174,6 +208,29 @@ impl Layout {
     pub fn backup(&self, stamp: &str) -> PathBuf {
         self.backup_dir().join(format!("{LOG_FILE}.{stamp}.bak"))
     }
+}
+
+/// `<step>-<attempt>.out|err`.
+fn step_log_name(step: StepNumber, attempt: Attempt, stream: LogStream) -> String {
+    format!("{step}-{attempt}.{}", stream_suffix(stream))
+}
+
+fn stream_suffix(stream: LogStream) -> &'static str {
+    match stream {
+        LogStream::Stdout => "out",
+        LogStream::Stderr => "err",
+    }
+}
+
+/// The step, attempt and stream whose log a file of `logs/<plan>/` named `name` is; `None` for
+/// any name [`Layout::step_log`] does not build (another spelling of the same numbers included).
+pub fn parse_step_log(name: &str) -> Option<(StepNumber, Attempt, LogStream)> {
+    let (stem, suffix) = name.rsplit_once('.')?;
+    let stream = LogStream::ALL.into_iter().find(|stream| stream_suffix(*stream) == suffix)?;
+    let (step, attempt) = stem.split_once('-')?;
+    let step = StepNumber::new(step.parse().ok()?).ok()?;
+    let attempt = Attempt::new(attempt.parse().ok()?).ok()?;
+    (step_log_name(step, attempt, stream) == name).then_some((step, attempt, stream))
 }
 
 /// The two classes of catalog rows: plans that may still move, and finished (terminal) ones.

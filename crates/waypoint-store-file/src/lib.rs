@@ -12,14 +12,16 @@
 //! <store>/index/<plan>.idx   each plan's record offsets, by version
 //! <store>/views/<plan>.sum   a plan's compact view, kept current by checkpoints
 //! <store>/views/<plan>.view  a snapshot of one plan's full view, to resume without replay
+//! <store>/logs/<plan>/<step>-<attempt>.out|err  the kept end of each attempt's stdout / stderr
 //! <store>/tmp/<name>.<pid>.tmp  a file being written atomically
 //! <store>/torn/            bytes of torn last records cut off on open, kept for inspection
 //! <store>/backup/          copies of the log taken by `repair` before it changes anything
 //! ```
 //!
 //! Every derived file is bound to the store (its first record) and to the log record it vouches
-//! for (docs/adr/0009-file-store-at-scale.md). Every one of these names is built in `layout.rs`
-//! and nowhere else.
+//! for (docs/adr/0009-file-store-at-scale.md). Step logs are not derived from the log and not
+//! bound to it: they are the steps' output, kept beside their plan (`step_logs.rs`). Every one of
+//! these names is built in `layout.rs` and nowhere else.
 //!
 //! - [`FileStore`]: the store itself, the application's `PlanStore` port over the log; an append
 //!   returns only once its records are on disk. [`StoreOptions`] tunes it.
@@ -80,6 +82,7 @@ mod repair;
 mod retention;
 mod runlock;
 mod state;
+mod step_logs;
 pub mod storage;
 mod store;
 pub mod verify;

@@ -17,9 +17,10 @@
 //! whole or removed: a `started` record takes the batch's number (never used twice); tombstones
 //! (from then on appends to those plans are refused); a version check under the write lock; the
 //! batch file; the `committed` record (the commit point); then punching, deleting the plans'
-//! derived files, rewriting the catalog, and the `done` record. A tombstone whose batch never
-//! committed is void once no removal is running. A committed batch without its `done` record is
-//! finished by the next writable open or removal. The records themselves are in `format`.
+//! derived files and step logs, rewriting the catalog, and the `done` record. A tombstone whose
+//! batch never committed is void once no removal is running. A committed batch without its
+//! `done` record is finished by the next writable open or removal. The records themselves are
+//! in `format`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -386,7 +387,7 @@ impl Shared {
     }
 
     /// The work after a batch's commit, idempotent: punch its holes, delete its plans' derived
-    /// files, rewrite the catalog without them, then record it done.
+    /// files and step logs, rewrite the catalog without them, then record it done.
     fn finish_batch(&self, batch: &Batch) -> Result<(), FileStoreError> {
         if let Some(file) = &self.log {
             'punching: for hole in &batch.holes {
@@ -410,6 +411,7 @@ impl Shared {
                         Err(e) => return Err(FileStoreError::io("cannot delete a removed plan's file", &path, e)),
                     }
                 }
+                crate::step_logs::remove_plan_logs(&self.layout, plan_id)?;
             }
             if let Some(mut head) = catalog::read_head(&self.layout)?.filter(|h| Some(h.store) == state.store) {
                 let mut stale = Vec::new();

@@ -16,10 +16,10 @@ use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::future::BoxFuture;
 use waypoint_application::{
-    Catalog, Clock, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StoreError, StoreStats,
-    StoredEvent, SystemClock, VerifyReport,
+    Catalog, Clock, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError,
+    StoreStats, StoredEvent, SystemClock, VerifyReport,
 };
-use waypoint_domain::PlanId;
+use waypoint_domain::{Attempt, PlanId, StepNumber};
 
 use crate::error::FileStoreError;
 use crate::layout::Layout;
@@ -237,6 +237,25 @@ impl FileStore {
         Ok(())
     }
 
+    /// Stores `log`, replacing what was stored for its (step, attempt, stream) of `plan_id`, in
+    /// `logs/<plan>/` (0600 files, 0700 directories); durable and whole when it returns. Refused,
+    /// with nothing written, for a log over the port's limits (`TooLarge`), a plan retention
+    /// removed (`Removed`) or a plan the store does not hold (`PlanNotFound`).
+    pub fn write_step_log(&self, plan_id: &PlanId, log: &StepLog) -> Result<(), FileStoreError> {
+        self.shared.put_step_log(plan_id, log)
+    }
+
+    /// `plan_id`'s step logs, only those of `step` and `attempt` where given, ordered by step,
+    /// attempt and stream; none for an unknown or removed plan.
+    pub fn read_step_logs(
+        &self,
+        plan_id: &PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<Attempt>,
+    ) -> Result<Vec<StepLog>, FileStoreError> {
+        self.shared.step_logs(plan_id, step, attempt)
+    }
+
     /// Writes the catalog checkpoint now (it is also written every `checkpoint_every` records).
     pub fn checkpoint(&self) -> Result<(), FileStoreError> {
         if self.shared.read_only {
@@ -358,6 +377,19 @@ impl PlanStore for FileStore {
 
     fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(futures::future::ready(self.import_histories(histories).map_err(StoreError::from)))
+    }
+
+    fn put_step_log<'a>(&'a self, plan_id: &'a PlanId, log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(futures::future::ready(self.write_step_log(plan_id, &log).map_err(StoreError::from)))
+    }
+
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
+        Box::pin(futures::future::ready(self.read_step_logs(plan_id, step, attempt).map_err(StoreError::from)))
     }
 }
 

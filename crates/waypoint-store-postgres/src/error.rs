@@ -94,6 +94,13 @@ pub enum PgStoreError {
         /// When it was removed.
         removed_at: DateTime<Utc>,
     },
+    /// The database holds no plan with this id, and the operation needs one (a step log belongs
+    /// to a plan). Nothing was written.
+    #[error("plan {plan_id} not found in the store; create the plan before writing anything of its steps")]
+    PlanNotFound {
+        /// The plan asked for.
+        plan_id: PlanId,
+    },
     /// Another session, in this process or another, holds the plan's run lock.
     #[error("plan {plan_id} is being run by another process; wait for it to stop, or resume it once it has")]
     RunLockBusy {
@@ -157,6 +164,7 @@ impl From<PgStoreError> for StoreError {
             },
             PgStoreError::TooLarge(detail) => StoreError::TooLarge(detail),
             PgStoreError::Removed { plan_id, removed_at } => StoreError::Removed { plan_id, removed_at },
+            PgStoreError::PlanNotFound { plan_id } => StoreError::PlanNotFound { plan_id },
             e @ (PgStoreError::RunLockBusy { .. } | PgStoreError::RunLockLost { .. }) => {
                 StoreError::Locked(e.to_string())
             }

@@ -9,6 +9,8 @@
 //!                          append's own transaction; its row lock serialises appends to a plan;
 //!                          a plan removed by retention keeps its row as its tombstone
 //! waypoint_view_snapshots  full views of long plans, so loading one does not replay its history
+//! waypoint_step_logs       the kept end of each attempt's stdout and stderr, by (plan_id, step,
+//!                          attempt, stream); removed with the plan by retention
 //! ```
 //!
 //! Run locks are session advisory locks, each on a connection of its own, so they vanish with the
@@ -57,6 +59,7 @@ mod redact;
 mod retention;
 mod runlock;
 mod schema;
+mod step_logs;
 mod store;
 pub mod testing;
 

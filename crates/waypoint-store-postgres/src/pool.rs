@@ -51,6 +51,8 @@ pub(crate) struct Statements {
     pub(crate) removal: Statement,
     pub(crate) lock_for_removal: Statement,
     pub(crate) remove_plans: Statement,
+    pub(crate) put_step_log: Statement,
+    pub(crate) step_logs: Statement,
 }
 
 impl Pool {
@@ -205,8 +207,25 @@ impl Conn {
                      removed_at = $2, archive = $3 \
                    WHERE plan_id = ANY($1) AND removed_at IS NULL RETURNING 1), \
                  snapshots AS (DELETE FROM waypoint_view_snapshots WHERE plan_id = ANY($1) RETURNING 1), \
+                 logs AS (DELETE FROM waypoint_step_logs WHERE plan_id = ANY($1) RETURNING 1), \
                  events AS (DELETE FROM waypoint_events WHERE plan_id = ANY($1) RETURNING 1) \
                  SELECT (SELECT count(*) FROM tombstones), (SELECT count(*) FROM events)",
+            )?,
+            // An upsert, only for a plan whose catalog row holds events and is no tombstone. The
+            // row's key-share lock waits for a removal that locked the row (FOR UPDATE) to end,
+            // and the row is then checked again: a log never lands after its plan's removal.
+            put_step_log: prepare(
+                "WITH plan AS ( \
+                   SELECT plan_id FROM waypoint_plans \
+                   WHERE plan_id = $1 AND removed_at IS NULL AND version > 0 FOR KEY SHARE) \
+                 INSERT INTO waypoint_step_logs AS l (plan_id, step, attempt, stream, bytes, cut) \
+                 SELECT plan_id, $2::bigint, $3::bigint, $4::text, $5::bytea, $6::bigint FROM plan \
+                 ON CONFLICT (plan_id, step, attempt, stream) DO UPDATE SET bytes = excluded.bytes, cut = excluded.cut",
+            )?,
+            step_logs: prepare(
+                "SELECT step, attempt, stream, bytes, cut FROM waypoint_step_logs \
+                 WHERE plan_id = $1 AND ($2::bigint IS NULL OR step = $2) AND ($3::bigint IS NULL OR attempt = $3) \
+                 ORDER BY step, attempt, stream = 'stderr'",
             )?,
         };
         Ok(Conn { client, statements })

@@ -1,6 +1,7 @@
 //! Retention on PostgreSQL: removing finished plans in batches, each one transaction that checks
-//! their versions under their catalog rows' locks and leaves those rows as tombstones, then
-//! vacuuming the log. See the Retention section of ADR 0007.
+//! their versions under their catalog rows' locks, deletes their events, view snapshots and step
+//! logs, and leaves those rows as tombstones, then vacuuming the log. See the Retention section
+//! of ADR 0007.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,8 +18,8 @@ use crate::store::{timestamp, to_u32, AppendFailure, BeginFailed, Failed, OpenTr
 pub const REMOVAL_BATCH: usize = 500;
 
 impl PostgresStore {
-    /// Retention: removes every event of each `(plan, version)` whose catalog row still says
-    /// `version`, turning the row into the plan's tombstone, [`REMOVAL_BATCH`] plans per
+    /// Retention: removes every event (and step log) of each `(plan, version)` whose catalog row
+    /// still says `version`, turning the row into the plan's tombstone, [`REMOVAL_BATCH`] plans per
     /// transaction; then vacuums the log so the space is reusable. A batch that fails is rolled
     /// back whole; the batches before it stay done. See the port's `PlanStore::remove_plans`.
     pub fn remove_plan_events(

@@ -50,6 +50,18 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE waypoint_plans ADD COLUMN removed_at text, ADD COLUMN archive text;
     ALTER TABLE waypoint_plans ADD CONSTRAINT waypoint_plans_tombstone
         CHECK ((removed_at IS NULL) = (archive IS NULL) AND (removed_at IS NULL OR view IS NULL));",
+    // 3: step logs, the kept end of each stream of each attempt (1 MiB at most). A log belongs to
+    // a plan's catalog row, which outlives the plan as its tombstone; retention deletes the logs
+    // in the transaction that makes the row a tombstone.
+    "CREATE TABLE waypoint_step_logs (
+        plan_id text NOT NULL REFERENCES waypoint_plans (plan_id),
+        step bigint NOT NULL CHECK (step BETWEEN 1 AND 4294967295),
+        attempt bigint NOT NULL CHECK (attempt BETWEEN 1 AND 4294967295),
+        stream text NOT NULL CHECK (stream IN ('stdout', 'stderr')),
+        bytes bytea NOT NULL CHECK (octet_length(bytes) <= 1048576),
+        cut bigint NOT NULL CHECK (cut >= 0),
+        PRIMARY KEY (plan_id, step, attempt, stream)
+    );",
 ];
 
 /// Brings the database's schema to [`SCHEMA_VERSION`]; refuses one newer than this build.

@@ -21,9 +21,9 @@ use futures::future::BoxFuture;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Row;
 use waypoint_application::{
-    PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StoreError, StoredEvent,
+    PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError, StoredEvent,
 };
-use waypoint_domain::{EventId, PlanEvent, PlanId};
+use waypoint_domain::{EventId, PlanEvent, PlanId, StepNumber};
 
 use crate::error::PgStoreError;
 use crate::pool::{Conn, Pool, Pooled};
@@ -266,8 +266,8 @@ impl PostgresStore {
         Ok(Attempt::Done(new_version))
     }
 
-    /// A digest of every table the store keeps (log, catalog, view snapshots), computed by the
-    /// server in one snapshot: equal exactly when nothing was written.
+    /// A digest of every table the store keeps (log, catalog, view snapshots, step logs),
+    /// computed by the server in one snapshot: equal exactly when nothing was written.
     pub fn fingerprint(&self) -> Result<String, PgStoreError> {
         self.read(|conn| {
             let row = conn
@@ -281,7 +281,10 @@ impl PostgresStore {
                             last_activity_at, removed_at, archive), ',' ORDER BY plan_id)) FROM waypoint_plans), '') \
                        || ':' \
                        || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, version, format, view), ',' \
-                            ORDER BY plan_id)) FROM waypoint_view_snapshots), '')",
+                            ORDER BY plan_id)) FROM waypoint_view_snapshots), '') \
+                       || ':' \
+                       || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, step, attempt, stream, md5(bytes), \
+                            cut), ',' ORDER BY plan_id, step, attempt, stream)) FROM waypoint_step_logs), '')",
                     &[],
                 )
                 .map_err(self.fail("fingerprint the store"))?;
@@ -743,5 +746,18 @@ impl PlanStore for PostgresStore {
 
     fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
         Box::pin(futures::future::ready(self.tombstone(plan_id).map_err(StoreError::from)))
+    }
+
+    fn put_step_log<'a>(&'a self, plan_id: &'a PlanId, log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(futures::future::ready(self.write_step_log(plan_id, &log).map_err(StoreError::from)))
+    }
+
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<waypoint_domain::Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
+        Box::pin(futures::future::ready(self.read_step_logs(plan_id, step, attempt).map_err(StoreError::from)))
     }
 }

@@ -760,13 +760,26 @@ fn a_database_of_schema_1_upgrades_and_keeps_its_plans() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     let verified = block_on(store.verify()).unwrap();
     assert!(verified.ok, "{verified}");
     assert_eq!(store.catalog_views().unwrap().len(), 2);
+    // Plans written before step logs existed take logs, and retention removes them.
+    let log = |bytes: &[u8]| waypoint_application::StepLog {
+        step: StepNumber::FIRST,
+        attempt: waypoint_application::domain::Attempt::FIRST,
+        stream: waypoint_application::LogStream::Stdout,
+        bytes: bytes.to_vec(),
+        cut: 0,
+    };
+    store.write_step_log(&a, &log(b"a")).unwrap();
+    store.write_step_log(&b, &log(b"b")).unwrap();
     let report = store.remove_plan_events(&[(a.clone(), 2)], removed_at(), "archive-5").unwrap();
     assert_eq!(report.removed, vec![a.clone()]);
     assert!(matches!(store.append_events(&a, Expected::Exact(0), vec![created()]), Err(PgStoreError::Removed { .. })));
+    assert!(store.read_step_logs(&a, None, None).unwrap().is_empty());
+    assert!(matches!(store.write_step_log(&a, &log(b"late")), Err(PgStoreError::Removed { .. })));
     assert_eq!(store.append_events(&b, Expected::Exact(3), vec![created()]).unwrap(), 4);
+    assert_eq!(store.read_step_logs(&b, None, None).unwrap(), vec![log(b"b")]);
     assert!(block_on(store.verify()).unwrap().ok);
 }

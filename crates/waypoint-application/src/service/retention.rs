@@ -1,6 +1,6 @@
-//! Retention (ADR 0010): archive the events of finished plans older than a cutoff, then remove
-//! them from the store, leaving tombstones. Nothing that may still move is ever chosen, and
-//! nothing is removed before its archived copy is durable.
+//! Retention (ADR 0010): archive the events and step logs of finished plans older than a cutoff,
+//! then remove them from the store, leaving tombstones. Nothing that may still move is ever
+//! chosen, and nothing is removed before its archived copy is durable.
 
 use chrono::{DateTime, Duration, Utc};
 use eventually::store::Select;
@@ -80,10 +80,11 @@ impl<S: PlanStore> PlanResumeService<S> {
     /// [`Self::compact`], reporting progress as it goes.
     ///
     /// Order of work, so that a crash at any moment loses nothing: each plan's history is read
-    /// and checked again (it must still be due), written to the archive durably, and only then
-    /// removed, at exactly the version archived; a plan that moved meanwhile is kept. A crash
-    /// after archiving leaves the plan in both places, and the next compaction finds the archived
-    /// copy already there and goes on. A dry run reads and chooses, and writes nothing.
+    /// and checked again (it must still be due), written to the archive durably, then its step
+    /// logs are copied into the archive, and only then is it removed (logs included), at exactly
+    /// the version archived; a plan that moved meanwhile is kept. A crash after archiving leaves
+    /// the plan in both places, and the next compaction finds the archived copy already there,
+    /// writes its logs again and goes on. A dry run reads and chooses, and writes nothing.
     pub async fn compact_with_progress<A: PlanStore>(
         &self,
         request: CompactRequest,
@@ -123,12 +124,21 @@ impl<S: PlanStore> PlanResumeService<S> {
                     None => compaction.kept.push(view.plan_id.clone()),
                 }
             }
+            let archived: Vec<PlanId> =
+                histories.iter().filter_map(|history| Some(history.first()?.source_id().clone())).collect();
             archive.import_plans(histories).await.map_err(|error| match error {
                 StoreError::Conflict { plan_id, .. } => {
                     ServiceError::ArchiveConflict { plan_id, archive: location.to_owned() }
                 }
                 other => ServiceError::Store(other),
             })?;
+            // The steps' logs follow their plans' histories (the archive holds the plans now, so
+            // it takes their logs), one plan at a time so at most one plan's logs are in memory.
+            for plan_id in &archived {
+                for log in self.store.step_logs(plan_id, None, None).await? {
+                    archive.put_step_log(plan_id, log).await?;
+                }
+            }
             progress(CompactProgress::Archived { done: (total).min((batch_no + 1) * ARCHIVE_BATCH), total });
         }
         progress(CompactProgress::Removing { total: targets.len() });

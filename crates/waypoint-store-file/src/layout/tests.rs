@@ -6,9 +6,10 @@ use std::path::Path;
 
 use eventually::store::{EventStore, Expected};
 use futures::executor::block_on;
-use waypoint_domain::PlanId;
+use waypoint_application::LogStream;
+use waypoint_domain::{Attempt, PlanId, StepNumber};
 
-use super::{temp_for, temp_owner, Layout, RowsKind};
+use super::{parse_step_log, temp_for, temp_owner, Layout, RowsKind};
 use crate::test_support::*;
 use crate::{FileStore, FileStoreError};
 
@@ -43,6 +44,10 @@ fn every_name_is_the_documented_one() {
         (layout.retention_batch(7), "/s/retention/7.batch"),
         (layout.removed_dir(), "/s/removed"),
         (layout.tombstones(0xabc), "/s/removed/abc.rm"),
+        (layout.logs_dir(), "/s/logs"),
+        (layout.plan_logs(&plan), "/s/logs/p-1"),
+        (layout.step_log(&plan, step(3), attempt(2), LogStream::Stdout), "/s/logs/p-1/3-2.out"),
+        (layout.step_log(&plan, step(3), attempt(12), LogStream::Stderr), "/s/logs/p-1/3-12.err"),
     ];
     for (built, documented) in cases {
         assert_eq!(built, Path::new(documented));
@@ -52,6 +57,46 @@ fn every_name_is_the_documented_one() {
     assert_eq!(temp_for(&layout.tmp_dir(), &layout.checkpoint()), Path::new(&temp));
     assert_eq!(temp_owner(&format!("p-1.view.{}.tmp", 42)), Some(42));
     assert_eq!(temp_owner("p-1.view"), None);
+    let log_temp = layout.step_log_temp(&plan, step(3), attempt(2), LogStream::Stderr, 7);
+    let pid = std::process::id();
+    assert_eq!(log_temp, Path::new(&format!("/s/tmp/logs.p-1.3-2.err.7.{pid}.tmp")));
+    let log_temp_name = log_temp.file_name().unwrap().to_str().unwrap();
+    assert_eq!(temp_owner(log_temp_name), Some(pid), "dead writers' log temporaries are found like the others");
+}
+
+fn step(n: u32) -> StepNumber {
+    StepNumber::new(n).unwrap()
+}
+
+fn attempt(n: u32) -> Attempt {
+    Attempt::new(n).unwrap()
+}
+
+#[test]
+fn step_log_names_parse_back_and_nothing_else_does() {
+    let layout = Layout::new("/s");
+    let plan = PlanId::parse("p-1").unwrap();
+    for (s, a, stream) in
+        [(1, 1, LogStream::Stdout), (3, 12, LogStream::Stderr), (u32::MAX, u32::MAX, LogStream::Stdout)]
+    {
+        let path = layout.step_log(&plan, step(s), attempt(a), stream);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_step_log(name), Some((step(s), attempt(a), stream)), "{name}");
+    }
+    for other in [
+        "1-1.log",
+        "1-1",
+        "0-1.out",
+        "1-0.err",
+        "01-1.out",
+        "1-+1.out",
+        "1.out",
+        "a-1.out",
+        "1-1.out.7.9.tmp",
+        "-1-1.out",
+    ] {
+        assert_eq!(parse_step_log(other), None, "{other}");
+    }
 }
 
 #[test]

@@ -168,3 +168,60 @@ fn tombstones_of_a_removal_that_died_before_its_commit_are_void() {
     );
     assert_eq!(store.tombstone(&kept).unwrap().map(|r| r.version), Some(3));
 }
+
+/// A removal that died after its commit, before it finished: the plan is removed (its logs are
+/// not read any more), and the next writable open finishes the batch, deleting its step logs
+/// with its other files.
+#[test]
+fn finishing_a_batch_a_crash_interrupted_deletes_its_plans_step_logs() {
+    use std::collections::HashSet;
+
+    use waypoint_application::{LogStream, StepLog};
+    use waypoint_domain::{Attempt, StepNumber};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let (gone, kept) = (plan("removed-by-a-crashed-batch"), plan("kept-beside-it"));
+    fill(&store, &gone, 2);
+    fill(&store, &kept, 2);
+    let log = |bytes: &[u8]| StepLog {
+        step: StepNumber::FIRST,
+        attempt: Attempt::FIRST,
+        stream: LogStream::Stdout,
+        bytes: bytes.to_vec(),
+        cut: 0,
+    };
+    store.write_step_log(&gone, &log(b"gone")).unwrap();
+    store.write_step_log(&kept, &log(b"kept")).unwrap();
+
+    // `remove_plans` up to its commit point, then the process dies.
+    let layout = crate::layout::Layout::new(dir.path());
+    store.checkpoint().unwrap();
+    let len = super::append_commit(&layout, super::Commit::Started { batch: 1 }, 0).unwrap();
+    store.shared.write_tombstones(&[super::Tombstone { plan: gone.clone(), batch: 1, version: 2 }]).unwrap();
+    let log_end = store.shared.lock_state().end;
+    let keep_last = crate::catalog::read_head(&layout).unwrap().map(|head| head.last.offset);
+    let (holes, keep) = store.shared.find_holes(&HashSet::from([&gone]), log_end, keep_last).unwrap();
+    let batch = super::Batch { batch: 1, plans: vec![(gone.clone(), 2)], holes, keep };
+    crate::fsutil::write_atomically(
+        &layout.tmp_dir(),
+        &layout.retention_dir(),
+        &layout.retention_batch(1),
+        &crate::frame::encode(super::BATCH_MAGIC, &batch),
+    )
+    .unwrap();
+    let commit = super::Commit::Committed { batch: 1, log_end, removed_at: Utc::now(), archive: "archive".into() };
+    super::append_commit(&layout, commit, len).unwrap();
+    assert!(layout.plan_logs(&gone).exists(), "the crash left the removed plan's logs on disk");
+    assert!(store.read_step_logs(&gone, None, None).unwrap().is_empty(), "but a removed plan has no logs");
+    drop(store);
+
+    let store = FileStore::open(dir.path()).unwrap();
+    assert!(!layout.plan_logs(&gone).exists(), "the open that finished the batch deleted them");
+    assert!(store.tombstone(&gone).unwrap().is_some());
+    assert!(matches!(store.write_step_log(&gone, &log(b"late")), Err(crate::FileStoreError::Removed { .. })));
+    assert!(!layout.plan_logs(&gone).exists(), "a refused log leaves nothing");
+    assert_eq!(store.read_step_logs(&kept, None, None).unwrap(), vec![log(b"kept")], "the kept plan's logs stay");
+    let report = futures::executor::block_on(waypoint_application::PlanStore::verify(&store)).unwrap();
+    assert!(report.ok, "{:?}", report.differences);
+}

@@ -1,13 +1,17 @@
-//! Retention in the service: an archive that cannot take a plan stops the compaction before
-//! anything is removed.
+//! Retention in the service: an archive that cannot take a plan, or a plan's step logs, stops
+//! the compaction before anything is removed.
 
-use chrono::{Duration, TimeZone, Utc};
-use eventually::store::{EventStore, Expected};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::executor::block_on;
-use waypoint_domain::{Phase, PlanId};
+use futures::future::BoxFuture;
+use waypoint_domain::{Attempt, Phase, PlanId, StepNumber};
 
+use crate::ports::RunLocks;
 use crate::service::{CompactRequest, NewPlan, PlanResumeService};
-use crate::store::PlanStore;
+use crate::store::{LogStream, PlanStore, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent};
 use crate::testkit::plan_created;
 use crate::{ErrorKind, InMemoryStore, ManualClock, ServiceError};
 
@@ -41,4 +45,110 @@ fn an_archive_holding_another_plan_under_a_due_id_stops_the_compaction_before_an
         assert!(block_on(service.load(id)).is_ok(), "{id} is still in the store");
         assert!(block_on(store.removal(id)).unwrap().is_none());
     }
+}
+
+/// An archive that takes histories and refuses every step log, as one whose disk filled up
+/// between the two would.
+#[derive(Debug, Clone, Default)]
+struct RefusesLogs(InMemoryStore);
+
+impl EventStore for RefusesLogs {
+    type SourceId = PlanId;
+    type Event = RecordedEvent;
+    type Error = StoreError;
+
+    fn append(
+        &mut self,
+        source_id: PlanId,
+        version: Expected,
+        events: Vec<RecordedEvent>,
+    ) -> BoxFuture<'_, Result<u32, StoreError>> {
+        self.0.append(source_id, version, events)
+    }
+
+    fn stream(&self, source_id: PlanId, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
+        Box::pin(async move { Ok(Box::pin(self.0.stream(source_id, select).await?) as EventStream<'_, Self>) })
+    }
+
+    fn stream_all(&self, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
+        Box::pin(async move { Ok(Box::pin(self.0.stream_all(select).await?) as EventStream<'_, Self>) })
+    }
+
+    fn remove(&mut self, source_id: PlanId) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.0.remove(source_id)
+    }
+}
+
+impl PlanStore for RefusesLogs {
+    fn run_locks(&self) -> Arc<dyn RunLocks> {
+        self.0.run_locks()
+    }
+
+    fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
+        self.0.content_fingerprint()
+    }
+
+    fn now(&self) -> BoxFuture<'_, Result<DateTime<Utc>, StoreError>> {
+        self.0.now()
+    }
+
+    fn remove_plans<'a>(
+        &'a self,
+        plans: &'a [(PlanId, u32)],
+        removed_at: DateTime<Utc>,
+        archive: &'a str,
+    ) -> BoxFuture<'a, Result<RemovalReport, StoreError>> {
+        self.0.remove_plans(plans, removed_at, archive)
+    }
+
+    fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
+        self.0.removal(plan_id)
+    }
+
+    fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.0.import_plans(histories)
+    }
+
+    fn put_step_log<'a>(&'a self, _plan_id: &'a PlanId, _log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device");
+        Box::pin(futures::future::ready(Err(StoreError::io("cannot write a step log", full))))
+    }
+
+    fn step_logs<'a>(
+        &'a self,
+        plan_id: &'a PlanId,
+        step: Option<StepNumber>,
+        attempt: Option<Attempt>,
+    ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
+        self.0.step_logs(plan_id, step, attempt)
+    }
+}
+
+#[test]
+fn an_archive_that_cannot_take_a_plans_step_logs_stops_the_compaction_before_any_removal() {
+    let store = InMemoryStore::new();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
+    let service = PlanResumeService::new(store.clone()).with_clock(clock.clone());
+    let id = PlanId::parse("with-logs").unwrap();
+    let log = StepLog {
+        step: StepNumber::FIRST,
+        attempt: Attempt::FIRST,
+        stream: LogStream::Stdout,
+        bytes: b"printed\n".to_vec(),
+        cut: 0,
+    };
+    block_on(async {
+        let new = NewPlan { id: Some(id.clone()), start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+        service.create_plan(new).await.unwrap();
+        store.put_step_log(&id, log.clone()).await.unwrap();
+        service.cancel(&id, None).await.unwrap();
+    });
+    clock.advance(Duration::days(2));
+    let request = CompactRequest { older_than: Duration::days(1), dry_run: false };
+    match block_on(service.compact(request, &RefusesLogs::default(), "full")) {
+        Err(ServiceError::Store(StoreError::Io { .. })) => {}
+        other => panic!("a log the archive refuses stops the compaction: {other:?}"),
+    }
+    assert!(block_on(service.load(&id)).is_ok(), "the plan is still in the store");
+    assert_eq!(block_on(store.step_logs(&id, None, None)).unwrap(), vec![log], "with its logs");
 }

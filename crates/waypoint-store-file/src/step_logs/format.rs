@@ -1,0 +1,57 @@
+//! The step-log file: a small fixed header, then the kept bytes of the stream.
+//!
+//! ```text
+//! magic "WPSL" | cut u64 LE | len u64 LE | crc32c(cut ++ len ++ bytes) u32 LE | bytes[len]
+//! ```
+//!
+//! `cut` counts the stream's earlier bytes that were dropped to keep `bytes` within the cap. A
+//! file is replaced whole by a rename, so one that does not match its header is damage, never a
+//! write in progress.
+
+use crate::crc;
+
+const MAGIC: [u8; 4] = *b"WPSL";
+/// Bytes before the log's own: magic, cut, length, checksum.
+pub(crate) const HEADER_LEN: usize = 4 + 8 + 8 + 4;
+
+/// Where and why a step-log file does not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Damage {
+    /// Byte offset in the file.
+    pub(crate) offset: u64,
+    pub(crate) detail: String,
+}
+
+/// The file of a log that keeps `bytes` and dropped `cut` earlier bytes.
+pub(crate) fn encode(cut: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + bytes.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&cut.to_le_bytes());
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    let checksum = crc::extend(crc::checksum(&out[4..20]), bytes);
+    out.extend_from_slice(&checksum.to_le_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The cut count and the kept bytes of a step-log file.
+pub(crate) fn decode(file: &[u8]) -> Result<(u64, &[u8]), Damage> {
+    let damage = |offset: usize, detail: String| Damage { offset: offset as u64, detail };
+    if file.len() < HEADER_LEN {
+        return Err(damage(0, format!("a step log is at least {HEADER_LEN} bytes, this file holds {}", file.len())));
+    }
+    if file[..4] != MAGIC {
+        return Err(damage(0, "this is not a step log (its first bytes are not \"WPSL\")".into()));
+    }
+    let number = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().expect("eight bytes"));
+    let (cut, len) = (number(4), number(12));
+    let stored = u32::from_le_bytes(file[20..24].try_into().expect("four bytes"));
+    let bytes = &file[HEADER_LEN..];
+    if len != bytes.len() as u64 {
+        return Err(damage(12, format!("the header says the log holds {len} bytes, the file holds {}", bytes.len())));
+    }
+    if crc::extend(crc::checksum(&file[4..20]), bytes) != stored {
+        return Err(damage(20, "the checksum does not match the log's bytes".into()));
+    }
+    Ok((cut, bytes))
+}
