@@ -106,7 +106,7 @@ impl Shared {
             };
             let (cut, bytes) =
                 format::decode(&file).map_err(|damage| FileStoreError::corrupt(&path, damage.offset, damage.detail))?;
-            logs.push(StepLog { step, attempt, stream, bytes: bytes.to_vec(), cut });
+            logs.push(StepLog { step, attempt, stream, bytes, cut });
         }
         if !logs.is_empty() && self.removal(plan_id)?.is_some() {
             return Ok(Vec::new());

@@ -8,6 +8,8 @@
 //! file is replaced whole by a rename, so one that does not match its header is damage, never a
 //! write in progress.
 
+use waypoint_application::STEP_LOG_CAP;
+
 use crate::crc;
 
 const MAGIC: [u8; 4] = *b"WPSL";
@@ -35,7 +37,35 @@ pub(crate) fn encode(cut: u64, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The cut count and the kept bytes of a step-log file.
-pub(crate) fn decode(file: &[u8]) -> Result<(u64, &[u8]), Damage> {
+/// The cut and the kept bytes of a stored step log. A file that does not start with the magic
+/// was written by the runner of the second round straight into `logs/` (raw bytes, with a
+/// first line `[waypoint: N earlier bytes cut; …]` when it was cut): it is read as such, its
+/// end kept within [`STEP_LOG_CAP`], so stores from before the port keep their logs.
+pub(crate) fn decode(file: &[u8]) -> Result<(u64, Vec<u8>), Damage> {
+    if !file.starts_with(&MAGIC) {
+        return Ok(legacy(file));
+    }
+    decode_framed(file).map(|(cut, bytes)| (cut, bytes.to_vec()))
+}
+
+const LEGACY_PREFIX: &[u8] = b"[waypoint: ";
+const LEGACY_SUFFIX: &[u8] = b" earlier bytes cut";
+
+fn legacy(file: &[u8]) -> (u64, Vec<u8>) {
+    let (mut cut, mut bytes) = (0u64, file);
+    if let (Some(rest), Some(end)) = (file.strip_prefix(LEGACY_PREFIX), file.iter().position(|&b| b == b'\n')) {
+        let digits: Vec<u8> = rest.iter().copied().take_while(u8::is_ascii_digit).collect();
+        let marked = rest[digits.len()..].starts_with(LEGACY_SUFFIX);
+        if let (true, Ok(n)) = (marked, String::from_utf8_lossy(&digits).parse::<u64>()) {
+            cut = n;
+            bytes = &file[end + 1..];
+        }
+    }
+    let over = bytes.len().saturating_sub(STEP_LOG_CAP);
+    (cut.saturating_add(over as u64), bytes[over..].to_vec())
+}
+
+fn decode_framed(file: &[u8]) -> Result<(u64, &[u8]), Damage> {
     let damage = |offset: usize, detail: String| Damage { offset: offset as u64, detail };
     if file.len() < HEADER_LEN {
         return Err(damage(0, format!("a step log is at least {HEADER_LEN} bytes, this file holds {}", file.len())));
