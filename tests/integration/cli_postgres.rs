@@ -97,3 +97,29 @@ fn an_unreachable_server_is_exit_6_store_unavailable_naming_where_but_not_the_pa
         assert!(message.contains("127.0.0.1") && message.contains('1'), "{message}");
     }
 }
+
+#[test]
+fn step_logs_live_in_the_database_and_any_home_reads_them() {
+    let db = TestDatabase::create("cli_logs");
+    let url = url_with_password(&db);
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write("plan.toml", "name = \"talks\"\n[[steps]]\nname = \"say\"\nrun = \"echo hello; echo oops >&2\"\n");
+    let ran = run(&sandbox, &url, &["run", plan.to_str().unwrap()]);
+    ran.expect_code(0);
+    let id = ran.json()["plan_id"].as_str().unwrap().to_owned();
+    // Another machine: another HOME and no XDG state folder.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(waypoint_bin())
+        .args(["--format", "json", "plan", "logs", &id])
+        .env("WAYPOINT_STORE", &url)
+        .env("HOME", elsewhere.path())
+        .env_remove("XDG_STATE_HOME")
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    let logs = Run::from_output(output);
+    logs.expect_code(0);
+    let doc = logs.json();
+    assert_eq!(doc["logs"][0]["stdout"], "hello\n", "{doc}");
+    assert_eq!(doc["logs"][0]["stderr"], "oops\n", "{doc}");
+}

@@ -133,9 +133,10 @@ fn a_huge_line_is_streamed_and_the_kept_log_is_capped() {
     run.expect_code(0);
     assert!(run.stderr.len() < 64 * 1024, "the display cuts long lines: {} bytes", run.stderr.len());
     let id = run.json()["plan_id"].as_str().unwrap().to_owned();
-    let log = std::fs::read(sandbox.store.join("logs").join(&id).join("1-1.out")).unwrap();
-    assert!(log.len() <= 2 * 1024 * 1024 + 100, "capped: {} bytes", log.len());
-    assert!(log.starts_with(b"[waypoint: "), "says what was cut");
+    let logs = sandbox.run(&["plan", "logs", &id, "--step", "1"]).json();
+    let log = logs["logs"][0]["stdout"].as_str().unwrap().to_owned();
+    assert!(log.len() <= 1024 * 1024 + 100, "capped: {} bytes", log.len());
+    assert!(log.starts_with("[waypoint: 7340033 earlier bytes cut"), "says what was cut: {}", &log[..80]);
 }
 
 const DRIFT: &str = r#"
@@ -454,4 +455,50 @@ fn a_relative_store_and_a_plan_file_in_another_folder_run_and_pass_outputs() {
     run.expect_code(0);
     assert!(sandbox.path("relative-store/runs").is_dir(), "the sidecar is beside the store");
     assert!(sandbox.read("plans/seen.json").contains("\"42\""), "step 2 saw step 1's output");
+}
+
+#[test]
+fn a_failed_attempts_stderr_is_still_there_after_a_fix_and_a_rerun() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"gpu\"\n[[steps]]\nname = \"prepare\"\nrun = \"true\"\n\
+         [[steps]]\nname = \"train\"\nrun = \"[ -f gpu ] || { echo 'GPU not available' >&2; exit 3; }; echo trained\"\n",
+    );
+    let failed = sandbox.run(&["run", plan.to_str().unwrap()]).expect_error(1, "step_failed");
+    let id = failed["error"]["plan_id"].as_str().unwrap().to_owned();
+    sandbox.write("gpu", "");
+    let rerun = sandbox.run(&["run", plan.to_str().unwrap()]);
+    rerun.expect_code(0);
+    assert_eq!(rerun.json()["plan_id"], id.as_str(), "the same plan continued");
+    let first = sandbox.run(&["plan", "logs", &id, "--step", "2", "--attempt", "1"]).json();
+    assert_eq!(first["logs"], json!([{"step": 2, "attempt": 1, "stdout": "", "stderr": "GPU not available\n"}]));
+    let second = sandbox.run(&["plan", "logs", &id, "--step", "2", "--attempt", "2"]).json();
+    assert_eq!(second["logs"][0]["stdout"], "trained\n", "the rerun is attempt 2: {second}");
+    let starts: Vec<Value> = history_types(&sandbox, &id)
+        .into_iter()
+        .filter(|e| e["type"] == "step_started" && e["data"]["step"] == 2)
+        .map(|e| e["data"]["attempt"].clone())
+        .collect();
+    assert_eq!(starts, [json!(1), json!(2)], "attempt numbers go on across runs");
+}
+
+#[test]
+fn a_declared_output_missing_after_exit_0_is_a_failed_attempt_that_is_retried() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"writes\"\n[[steps]]\nname = \"report\"\n\
+         run = \"echo x >> tries.log; [ $(wc -l < tries.log) -ge 2 ] && echo done > report.txt; true\"\n\
+         outputs = [\"report.txt\"]\nretries = 1\nretry_delay = \"10ms\"\n",
+    );
+    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
+    run.expect_code(0);
+    let id = run.json()["plan_id"].as_str().unwrap().to_owned();
+    let failed: Vec<Value> =
+        history_types(&sandbox, &id).into_iter().filter(|e| e["type"] == "step_attempt_failed").collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let reason = failed[0]["data"]["reason"].to_string();
+    assert!(reason.contains("report.txt"), "the failed attempt names the missing output: {reason}");
+    assert_eq!(sandbox.read("tries.log"), "x\nx\n", "it ran twice");
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use waypoint_application::{
-    NewPlan, PlanStore, PlanView, Removal, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
+    LogStream, NewPlan, STEP_LOG_CAP, PlanStore, PlanView, Removal, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
 };
 use waypoint_domain::{
-    Fingerprint, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,
+    Attempt, Fingerprint, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,
 };
 
 use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand, ResumeArgs, RunArgs};
@@ -372,24 +372,42 @@ fn logs(
     attempt: Option<u32>,
 ) -> Result<(), CliError> {
     let service = location.open_read_only_for(id)?;
-    block_on(service.load_summary(id))?;
-    let dir = location.sidecar().logs_dir(id);
-    let found: Vec<crate::logs::AttemptLogs> = crate::logs::list(&dir)
-        .map_err(|e| CliError::unexpected(format!("cannot list the logs in {}: {e}", shown_path(&dir))))?
-        .into_iter()
-        .filter(|l| step.is_none_or(|s| s.get() == l.step) && attempt.is_none_or(|a| a == l.attempt))
+    let attempt = attempt.map(Attempt::new).transpose().map_err(|e| CliError::usage("invalid_value", e.to_string()))?;
+    // Every attempt the plan recorded, whether or not it printed anything, with what the store
+    // kept of its output.
+    let mut attempts: std::collections::BTreeSet<(StepNumber, Attempt)> = block_on(service.history(id))?
+        .iter()
+        .filter_map(|stored| match &stored.event {
+            waypoint_domain::PlanEvent::StepStarted(started) => Some((started.step, started.attempt?)),
+            _ => None,
+        })
         .collect();
-    let read = |path: &Option<std::path::PathBuf>| {
-        path.as_ref()
-            .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned())
+    let stored = block_on(service.store().step_logs(id, step, attempt)).map_err(ServiceError::from)?;
+    attempts.extend(stored.iter().map(|log| (log.step, log.attempt)));
+    let text_of = |step: StepNumber, attempt: Attempt, stream: LogStream| {
+        stored
+            .iter()
+            .find(|log| (log.step, log.attempt, log.stream) == (step, attempt, stream))
+            .map(crate::logs::shown)
             .unwrap_or_default()
     };
+    let found: Vec<(StepNumber, Attempt)> = attempts
+        .into_iter()
+        .filter(|(s, a)| step.is_none_or(|want| want == *s) && attempt.is_none_or(|want| want == *a))
+        .collect();
     if ui.json() {
         let entries: Vec<serde_json::Value> = found
             .iter()
-            .map(|l| serde_json::json!({"step": l.step, "attempt": l.attempt, "stdout": read(&l.stdout), "stderr": read(&l.stderr)}))
+            .map(|&(s, a)| {
+                serde_json::json!({
+                    "step": s,
+                    "attempt": a.get(),
+                    "stdout": text_of(s, a, LogStream::Stdout),
+                    "stderr": text_of(s, a, LogStream::Stderr),
+                })
+            })
             .collect();
-        ui.json_document(&serde_json::json!({"plan_id": id, "cap_bytes": crate::logs::LOG_CAP, "logs": entries}));
+        ui.json_document(&serde_json::json!({"plan_id": id, "cap_bytes": STEP_LOG_CAP, "logs": entries}));
         return Ok(());
     }
     if found.is_empty() {
@@ -400,13 +418,10 @@ fn logs(
         return Ok(());
     }
     let mut text = String::new();
-    for l in &found {
-        for (stream, path) in [("stdout", &l.stdout), ("stderr", &l.stderr)] {
-            let body = read(path);
-            text.push_str(&format!(
-                "{}\n",
-                ui.out.bold(&format!("── step {} · attempt {} · {stream}", l.step, l.attempt))
-            ));
+    for &(s, a) in &found {
+        for stream in LogStream::ALL {
+            let body = text_of(s, a, stream);
+            text.push_str(&format!("{}\n", ui.out.bold(&format!("── step {s} · attempt {} · {stream}", a.get()))));
             if body.is_empty() {
                 text.push_str(&format!("{}\n", ui.out.dim("(empty)")));
             } else {

@@ -1,6 +1,7 @@
 //! `waypoint store compact`: retention from the command line. Chooses the archive (never inside
 //! the store), runs the service's compaction with progress on stderr, moves the removed plans'
-//! step logs into the archive, and says what was removed.
+//! step logs into the archive (the service does, through the store port), and says what was
+//! removed.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -42,7 +43,7 @@ pub fn compact(location: &StoreLocation, ui: &Ui, args: CompactArgs) -> Result<(
         let done = block_on(service.compact_with_progress(request, &archive_store, &named, &mut |p| meter.report(p)));
         meter.finish();
         let done = done?;
-        move_logs(location, &archive, &done.removed);
+        remove_run_folders(location, &done.removed);
         done
     };
     if ui.json() {
@@ -142,20 +143,12 @@ fn refuse_overlap(store: &Path, archive: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The step logs of removed plans go with their events, so that `waypoint --store ARCHIVE plan
-/// logs ID` still shows them; their run folders (attempt locks, output files whose content the
-/// events already hold) are deleted. Best effort: a log that cannot move stays where it was.
-fn move_logs(location: &StoreLocation, archive: &Path, removed: &[PlanId]) {
+/// The run folders of removed plans (attempt locks, output files whose content the events
+/// already hold) are deleted; their step logs went to the archive with their events, through
+/// the store port. Best effort: a folder that cannot be deleted stays.
+fn remove_run_folders(location: &StoreLocation, removed: &[PlanId]) {
     let here = location.sidecar();
-    let there = crate::sidecar::beside_dir(archive);
     for plan_id in removed {
-        let logs = here.logs_dir(plan_id);
-        if logs.is_dir() {
-            let target = there.logs_dir(plan_id);
-            if target.parent().is_some_and(|p| std::fs::create_dir_all(p).is_ok()) {
-                let _ = std::fs::rename(&logs, &target);
-            }
-        }
         let _ = std::fs::remove_dir_all(here.run_dir(plan_id));
     }
 }

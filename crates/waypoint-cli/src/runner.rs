@@ -22,11 +22,11 @@ pub use waypoint_application::engine::{format_duration, signal_name};
 use waypoint_application::engine::{
     AttemptTicket, EngineError, EngineRun, Retry, StepFailure, StepResult, StepTurn, Stopped,
 };
-use waypoint_application::ServiceError;
+use waypoint_application::{LogStream, PlanStore, ServiceError};
 use waypoint_domain::{Artifact, DecisionId, PlanError, PlanId, StepNumber, StepOutput};
 
 use crate::error::{exit, one_line, CliError};
-use crate::logs::CappedLog;
+use crate::logs::KeptTail;
 use crate::outputs::{digest_outputs, read_step_outputs};
 use crate::plan_file::{PlanFile, Step};
 use crate::progress::{Progress, StepEnd};
@@ -138,7 +138,24 @@ pub struct Runner<'a> {
     pub events: &'a Events,
     /// Every completed step's outputs so far, by step name: `$WAYPOINT_OUTPUTS`.
     pub outputs: serde_json::Map<String, Value>,
+    /// The running attempt's output, kept until it reaches the store.
+    pub logs: Option<AttemptLogs>,
 }
+
+/// The output of the attempt that runs now: stdout's and stderr's kept ends, and when the store
+/// last got them.
+#[derive(Debug)]
+pub struct AttemptLogs {
+    step: StepNumber,
+    attempt: waypoint_domain::Attempt,
+    streams: [(LogStream, KeptTail); 2],
+    written_at: Instant,
+    /// A log the store refused is said once, not on every flush.
+    warned: bool,
+}
+
+/// How often a running step's output is written to the store while it prints.
+const LOG_FLUSH_EVERY: Duration = Duration::from_secs(2);
 
 /// How waiting for a step's process ended.
 struct Waited {
@@ -406,10 +423,14 @@ impl Runner<'_> {
             }
         };
         let tail = Arc::new(Mutex::new(VecDeque::new()));
-        let logs = [
-            CappedLog::create(self.sidecar.log_file(plan_id, n, attempt.get(), "out")),
-            CappedLog::create(self.sidecar.log_file(plan_id, n, attempt.get(), "err")),
-        ];
+        let logs = [KeptTail::default(), KeptTail::default()];
+        self.logs = Some(AttemptLogs {
+            step: ticket.step,
+            attempt,
+            streams: [(LogStream::Stdout, logs[0].clone()), (LogStream::Stderr, logs[1].clone())],
+            written_at: Instant::now(),
+            warned: false,
+        });
         let drained = self.forward_output(&mut child, &tail, logs);
         let group = Pid::from_child(&child);
         let exited = self.events.sender.clone();
@@ -428,8 +449,30 @@ impl Runner<'_> {
                 }
             }
         }
+        self.write_logs(true);
+        self.logs = None;
         let tail = tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
         Ok(Ran { status: waited.status, signal: waited.signal, timed_out: waited.timed_out, tail })
+    }
+
+    /// Writes the running attempt's new output to the store: `done`, every stream that printed
+    /// anything; otherwise only streams that printed since the last write, at most every
+    /// [`LOG_FLUSH_EVERY`]. A log the store refuses is said once and does not stop the step:
+    /// the step matters more than its log.
+    fn write_logs(&mut self, done: bool) {
+        let Some(logs) = self.logs.as_mut() else { return };
+        if !done && logs.written_at.elapsed() < LOG_FLUSH_EVERY {
+            return;
+        }
+        logs.written_at = Instant::now();
+        for (stream, tail) in &logs.streams {
+            let Some(log) = tail.take_log(logs.step, logs.attempt, *stream, done) else { continue };
+            let written = block_on(self.run.service().store().put_step_log(self.run.plan_id(), log));
+            if let (Err(e), false) = (written, logs.warned) {
+                logs.warned = true;
+                self.progress.note(&format!("the step's {stream} could not be kept in the store: {e}"));
+            }
+        }
     }
 
     /// Waits `delay` before a retry; a signal meanwhile ends the wait and is returned.
@@ -482,7 +525,10 @@ impl Runner<'_> {
                     let _ = kill_process_group(group, Signal::KILL);
                     return Ok(Waited { status: None, signal: first, timed_out: kill_at.is_some() });
                 }
-                Err(RecvTimeoutError::Timeout) => self.progress.tick(),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.progress.tick();
+                    self.write_logs(false);
+                }
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the runner holds a sender"),
             }
             match (timeout, kill_at) {
@@ -507,15 +553,15 @@ impl Runner<'_> {
         &self,
         child: &mut Child,
         tail: &Arc<Mutex<VecDeque<String>>>,
-        logs: [CappedLog; 2],
+        logs: [KeptTail; 2],
     ) -> Receiver<()> {
         let (done, drained) = mpsc::channel();
         let [out_log, err_log] = logs;
-        let streams: [(Option<Stream>, CappedLog, bool); 2] = [
+        let streams: [(Option<Stream>, KeptTail, bool); 2] = [
             (child.stdout.take().map(|s| Box::new(s) as Stream), out_log, false),
             (child.stderr.take().map(|s| Box::new(s) as Stream), err_log, true),
         ];
-        for (stream, mut log, keep_tail) in streams {
+        for (stream, log, keep_tail) in streams {
             let Some(mut stream) = stream else {
                 let _ = done.send(());
                 continue;
@@ -541,7 +587,7 @@ impl Runner<'_> {
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
-                    log.write(&buf[..n]);
+                    log.push(&buf[..n]);
                     lines.push(&buf[..n], &mut emit);
                 }
                 lines.finish(&mut emit);

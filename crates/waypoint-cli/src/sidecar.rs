@@ -1,9 +1,10 @@
 //! What Waypoint keeps beside the store for plan-file runs, outside the event log: each plan's
-//! attempt lock, its steps' output files and its steps' logs. Every such path is built here.
+//! attempt lock and its steps' output files. Every such path is built here. (Step logs are the
+//! store's: they go through the store port.)
 //!
-//! For a directory store it all lives in the store's directory: `runs/<plan>/` (the attempt lock,
-//! the files behind `$WAYPOINT_OUTPUT` and `$WAYPOINT_OUTPUTS`) and `logs/<plan>/` (the steps'
-//! stdout and stderr). A plan id is `[A-Za-z0-9_-]{1,64}`, so no path can leave those folders.
+//! For a directory store it lives in the store's directory: `runs/<plan>/` (the attempt lock,
+//! the files behind `$WAYPOINT_OUTPUT` and `$WAYPOINT_OUTPUTS`). A plan id is
+//! `[A-Za-z0-9_-]{1,64}`, so no path can leave that folder.
 
 use std::fs::{DirBuilder, File, TryLockError};
 use std::os::unix::fs::DirBuilderExt;
@@ -37,19 +38,9 @@ impl Sidecar {
         self.root.join("runs").join(plan_id.as_str())
     }
 
-    /// `logs/<plan>/`: each attempt's stdout and stderr.
-    pub fn logs_dir(&self, plan_id: &PlanId) -> PathBuf {
-        self.root.join("logs").join(plan_id.as_str())
-    }
-
     /// The OS file lock a step's supervisor holds while any process of the step lives.
     pub fn attempt_lock(&self, plan_id: &PlanId) -> PathBuf {
         self.run_dir(plan_id).join("attempt.lock")
-    }
-
-    /// The log of one attempt of one step: `stream` is `out` or `err`.
-    pub fn log_file(&self, plan_id: &PlanId, step: u32, attempt: u32, stream: &str) -> PathBuf {
-        self.logs_dir(plan_id).join(format!("{step}-{attempt}.{stream}"))
     }
 
     /// The file a step appends its outputs to (`$WAYPOINT_OUTPUT`).
@@ -66,8 +57,7 @@ impl Sidecar {
     pub fn prepare(&self, plan_id: &PlanId) -> std::io::Result<()> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        builder.create(self.run_dir(plan_id))?;
-        builder.create(self.logs_dir(plan_id))
+        builder.create(self.run_dir(plan_id))
     }
 
     /// Whether a step of the plan may still be running: its supervisor holds the attempt lock.

@@ -379,5 +379,5 @@ fn run_plan_file(
     let total = u32::try_from(file.steps.len()).expect("checked when parsed");
     let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total));
     let sidecar = location.sidecar();
-    Runner { run, sidecar: &sidecar, file, progress, events, outputs: Default::default() }.run_all()
+    Runner { run, sidecar: &sidecar, file, progress, events, outputs: Default::default(), logs: None }.run_all()
 }
