@@ -103,7 +103,8 @@ fn step_logs_live_in_the_database_and_any_home_reads_them() {
     let db = TestDatabase::create("cli_logs");
     let url = url_with_password(&db);
     let sandbox = Sandbox::new();
-    let plan = sandbox.write("plan.toml", "name = \"talks\"\n[[steps]]\nname = \"say\"\nrun = \"echo hello; echo oops >&2\"\n");
+    let plan = sandbox
+        .write("plan.toml", "name = \"talks\"\n[[steps]]\nname = \"say\"\nrun = \"echo hello; echo oops >&2\"\n");
     let ran = run(&sandbox, &url, &["run", plan.to_str().unwrap()]);
     ran.expect_code(0);
     let id = ran.json()["plan_id"].as_str().unwrap().to_owned();

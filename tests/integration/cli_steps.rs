@@ -502,3 +502,32 @@ fn a_declared_output_missing_after_exit_0_is_a_failed_attempt_that_is_retried() 
     assert!(reason.contains("report.txt"), "the failed attempt names the missing output: {reason}");
     assert_eq!(sandbox.read("tries.log"), "x\nx\n", "it ran twice");
 }
+
+#[test]
+fn under_umask_000_every_file_a_run_leaves_in_the_store_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"private\"\n[[steps]]\nname = \"speak\"\nrun = \"echo out; echo err >&2; echo key=value >> \\\"$WAYPOINT_OUTPUT\\\"\"\n",
+    );
+    let script = "umask 000; exec \"$0\" --store \"$1\" --format json run \"$2\"";
+    let status = std::process::Command::new("sh")
+        .args(["-c", script])
+        .arg(crate::cli_harness::waypoint_bin())
+        .arg(&sandbox.store)
+        .arg(&plan)
+        .current_dir(sandbox.dir.path())
+        .env_remove("WAYPOINT_STORE")
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let mut seen = 0;
+    for (path, _) in sandbox.store_bytes() {
+        let mode = std::fs::symlink_metadata(&path).unwrap().permissions().mode() & 0o777;
+        let expected = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, expected, "{} is {mode:o}", path.display());
+        seen += 1;
+    }
+    assert!(seen > 5, "the run left its files: {seen}");
+}

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use waypoint_application::{
-    LogStream, NewPlan, STEP_LOG_CAP, PlanStore, PlanView, Removal, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
+    LogStream, NewPlan, PlanStore, PlanView, Removal, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
+    STEP_LOG_CAP,
 };
 use waypoint_domain::{
     Attempt, Fingerprint, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,

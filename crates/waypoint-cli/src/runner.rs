@@ -379,8 +379,13 @@ impl Runner<'_> {
             .map_err(|e| CliError::unexpected(format!("cannot create the plan's run folder beside the store: {e}")))?;
         let output_file = self.sidecar.output_file(plan_id, n, attempt.get());
         let outputs_file = self.sidecar.outputs_file(plan_id);
-        std::fs::write(&output_file, b"")
-            .and_then(|()| std::fs::write(&outputs_file, serde_json::to_vec_pretty(&self.outputs).unwrap_or_default()))
+        crate::sidecar::write_private(&output_file, b"")
+            .and_then(|()| {
+                crate::sidecar::write_private(
+                    &outputs_file,
+                    &serde_json::to_vec_pretty(&self.outputs).unwrap_or_default(),
+                )
+            })
             .map_err(|e| {
                 CliError::unexpected(format!("cannot prepare the step's output files beside the store: {e}"))
             })?;

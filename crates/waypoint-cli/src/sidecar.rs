@@ -33,9 +33,10 @@ impl Sidecar {
         &self.root
     }
 
-    /// `runs/<plan>/`: files that exist for a plan's runs.
+    /// `runs/<plan>/`: files that exist for a plan's runs. The folder's name is the file store
+    /// layout's, so a directory store knows every entry of its folder.
     pub fn run_dir(&self, plan_id: &PlanId) -> PathBuf {
-        self.root.join("runs").join(plan_id.as_str())
+        waypoint_store_file::plan_run_folder(&self.root, plan_id)
     }
 
     /// The OS file lock a step's supervisor holds while any process of the step lives.
@@ -77,6 +78,23 @@ impl Sidecar {
             Err(TryLockError::WouldBlock) | Err(TryLockError::Error(_)) => true,
         }
     }
+}
+
+/// Creates or empties the file at `path` with `bytes`, private to the store's owner (0600,
+/// whatever the umask) and never through a symbolic link a step may have planted there.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    // A file that existed keeps its mode through open: make it private too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
 }
 
 /// The store's run locks, plus the attempt lock of a step left running: a plan counts as held

@@ -18,6 +18,7 @@
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitCode, Stdio};
@@ -100,7 +101,14 @@ pub fn main(args: &[OsString]) -> ExitCode {
         }
     };
     // The lock is held until this process is gone: the OS releases it, even after SIGKILL.
-    let lock = std::fs::File::options().read(true).write(true).create(true).truncate(false).open(lock_path);
+    let lock = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(lock_path);
     let _lock = match lock.and_then(|file| file.lock().map(|()| file)) {
         Ok(file) => file,
         Err(e) => {

@@ -21,6 +21,7 @@ const BACKUP_DIR: &str = "backup";
 const RETENTION_DIR: &str = "retention";
 const REMOVED_DIR: &str = "removed";
 const LOGS_DIR: &str = "logs";
+const RUNS_DIR: &str = "runs";
 
 /// The paths of one store directory. Per-plan names use the plan id as is: `PlanId` admits only
 /// `[A-Za-z0-9_-]{1,64}`, so no such path can leave its directory.
@@ -108,7 +109,7 @@ impl Layout {
     pub fn own_entries(&self) -> Vec<PathBuf> {
         [LOG_FILE, STORE_LOCK, WRITE_LOCK, CHECKPOINT_LOCK, CHECKPOINT_FILE, LOCKS_DIR, INDEX_DIR, VIEWS_DIR]
             .iter()
-            .chain(&[CATALOG_DIR, TMP_DIR, TORN_DIR, BACKUP_DIR, RETENTION_DIR, REMOVED_DIR, LOGS_DIR])
+            .chain(&[CATALOG_DIR, TMP_DIR, TORN_DIR, BACKUP_DIR, RETENTION_DIR, REMOVED_DIR, LOGS_DIR, RUNS_DIR])
             .map(|name| self.dir.join(name))
             .collect()
     }
@@ -165,6 +166,13 @@ impl Layout {
     /// `removed/<bucket>.rm`: the tombstones of the plans whose id hashes to `bucket`.
     pub fn tombstones(&self, bucket: u16) -> PathBuf {
         self.removed_dir().join(format!("{bucket:03x}.rm"))
+    }
+
+    /// `runs/<plan>/`: what a runner keeps for a plan's running step and nothing reads later
+    /// (its attempt lock, the files behind `$WAYPOINT_OUTPUT` and `$WAYPOINT_OUTPUTS`). The
+    /// store only names it; the runner that owns it builds the names inside.
+    pub fn plan_runs(&self, plan_id: &PlanId) -> PathBuf {
+        self.dir.join(RUNS_DIR).join(plan_id.as_str())
     }
 
     /// `logs/`: the steps' logs, a directory per plan.

@@ -93,6 +93,13 @@ pub use repair::{repair, RepairReport};
 pub use runlock::FileRunLocks;
 pub use store::{AppendRequest, FileStore, StoreOptions};
 
+/// `<store>/runs/<plan>/`: the folder a plan-file runner keeps for a plan's running step (its
+/// attempt lock and output files), named by the store's layout like every entry of the store
+/// directory.
+pub fn plan_run_folder(store_dir: &std::path::Path, plan_id: &waypoint_domain::PlanId) -> std::path::PathBuf {
+    layout::Layout::new(store_dir).plan_runs(plan_id)
+}
+
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]

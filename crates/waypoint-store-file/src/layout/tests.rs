@@ -45,6 +45,7 @@ fn every_name_is_the_documented_one() {
         (layout.removed_dir(), "/s/removed"),
         (layout.tombstones(0xabc), "/s/removed/abc.rm"),
         (layout.logs_dir(), "/s/logs"),
+        (layout.plan_runs(&plan), "/s/runs/p-1"),
         (layout.plan_logs(&plan), "/s/logs/p-1"),
         (layout.step_log(&plan, step(3), attempt(2), LogStream::Stdout), "/s/logs/p-1/3-2.out"),
         (layout.step_log(&plan, step(3), attempt(12), LogStream::Stderr), "/s/logs/p-1/3-12.err"),
