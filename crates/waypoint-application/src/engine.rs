@@ -49,7 +49,7 @@ use waypoint_domain::{
 use crate::error::ServiceError;
 use crate::ports::{RunLockError, RunLockGuard};
 use crate::service::{
-    FailedAttempt, NewPlan, PlanResumeService, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
+    FailedAttempt, LeaseRequest, NewPlan, PlanResumeService, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
 };
 use crate::store::{PlanStore, PlanView, Removal};
 
@@ -372,12 +372,50 @@ pub struct FinishedRun {
     pub summary: ResumeSummary,
 }
 
-/// A run decided and locked, not yet started: [`Self::start`] writes.
+/// How a run keeps other runners off its plan: the plan's run lock, held for the whole run
+/// (released by the OS if the process dies), or a lease renewed at every step start and by
+/// [`EngineRun::heartbeat`] (for runners that cannot hold a lock for the whole run).
+#[derive(Debug)]
+enum Holder {
+    Lock(RunLockGuard),
+    Lease(LeaseRequest),
+}
+
+impl Holder {
+    fn runner(&self) -> &RunnerId {
+        match self {
+            Holder::Lock(guard) => guard.runner(),
+            Holder::Lease(lease) => &lease.runner,
+        }
+    }
+
+    fn lock_runner(&self) -> Option<RunnerId> {
+        matches!(self, Holder::Lock(_)).then(|| self.runner().clone())
+    }
+
+    fn lease(&self) -> Option<LeaseRequest> {
+        match self {
+            Holder::Lock(_) => None,
+            Holder::Lease(lease) => Some(lease.clone()),
+        }
+    }
+}
+
+/// How a surface asks to hold the plan it runs.
+#[derive(Debug, Clone)]
+pub enum Hold {
+    /// Take the plan's run lock as this runner.
+    Lock(RunnerId),
+    /// Hold the plan by this lease.
+    Lease(LeaseRequest),
+}
+
+/// A run decided and held, not yet started: [`Self::start`] writes.
 #[derive(Debug)]
 pub struct ReadyRun<S> {
     service: PlanResumeService<S>,
     plan_id: PlanId,
-    guard: RunLockGuard,
+    guard: Holder,
     definition: Option<RunDefinition>,
     fork_at: Option<StepNumber>,
     fork_source: Option<PlanId>,
@@ -397,7 +435,6 @@ impl<S: PlanStore> ReadyRun<S> {
     /// Creates the plan (fresh), or records `Resumed` (continue), and hands back the run.
     pub async fn start(self) -> Result<EngineRun<S>, EngineError> {
         let ReadyRun { service, plan_id, guard, definition, fork_at, fork_source } = self;
-        let runner = guard.runner().clone();
         let mut resumed = None;
         if let Some(source) = fork_source {
             service.fork_plan(&source, fork_at, Some(plan_id.clone())).await?;
@@ -411,16 +448,24 @@ impl<S: PlanStore> ReadyRun<S> {
                     fingerprint: definition.fingerprint,
                     source: Some(definition.source),
                     steps: definition.steps,
-                    start: Some((Phase::Strategize, Some(runner))),
+                    // Under a lock, created and started in one append; a lease starts next.
+                    start: guard.lock_runner().map(|runner| (Phase::Strategize, Some(runner))),
                 };
                 service.create_plan(new).await?;
+                if let Some(lease) = guard.lease() {
+                    service.start_phase_leased(&plan_id, Phase::Strategize, lease).await?;
+                }
             }
             None => {
                 let view = service.load_summary(&plan_id).await?;
                 if view.state.phase == Phase::Action {
-                    service.start_phase(&plan_id, Phase::Strategize, Some(runner)).await?;
+                    match guard.lease() {
+                        Some(lease) => service.start_phase_leased(&plan_id, Phase::Strategize, lease).await?,
+                        None => service.start_phase(&plan_id, Phase::Strategize, guard.lock_runner()).await?,
+                    };
                 } else {
-                    let request = ResumeRequest { runner: Some(runner), ..ResumeRequest::default() };
+                    let request =
+                        ResumeRequest { runner: guard.lock_runner(), lease: guard.lease(), ..ResumeRequest::default() };
                     match service.resume_plan(&plan_id, request).await {
                         Ok(outcome) => resumed = outcome.resumed,
                         // Something changed since the run was prepared.
@@ -487,29 +532,61 @@ impl<S: PlanStore> PlanResumeService<S> {
         runner: RunnerId,
         new: bool,
     ) -> Result<Prepared<S>, EngineError> {
+        self.prepare_held(key, definition, Hold::Lock(runner), new).await
+    }
+
+    /// [`Self::prepare_run`] for a runner that holds the plan by `lease` instead of its run lock
+    /// (a worker on another machine, a library caller that asks for it): the plan is
+    /// `still_running` while the lease is live, and is taken over once it expired.
+    pub async fn prepare_run_leased(
+        &self,
+        key: &dyn RunKey,
+        definition: RunDefinition,
+        lease: LeaseRequest,
+        new: bool,
+    ) -> Result<Prepared<S>, EngineError> {
+        self.prepare_held(key, definition, Hold::Lease(lease), new).await
+    }
+
+    /// [`Self::prepare_run`], holding the plan as `hold` says.
+    pub async fn prepare_held(
+        &self,
+        key: &dyn RunKey,
+        definition: RunDefinition,
+        hold: Hold,
+        new: bool,
+    ) -> Result<Prepared<S>, EngineError> {
         let newest = self.newest_generation(key).await?;
         let Some(generation) = newest.filter(|_| !new) else {
             let plan_id = key.plan_id(newest.map_or(1, |g| g + 1));
-            let guard = self.acquire_run_lock(&plan_id, &runner)?;
+            let guard = self.hold(&plan_id, hold)?;
             return Ok(Prepared::Fresh(self.ready(plan_id, guard, Some(definition))));
         };
-        self.prepare_continue(&key.plan_id(generation), runner).await
+        self.prepare_continue_held(&key.plan_id(generation), hold).await
     }
 
     /// Decides, under its run lock, whether the existing plan `plan_id` continues (it can
     /// resume), is given back (it finished) or is refused (it runs, or cannot resume), and
     /// writes nothing yet. What `prepare_run` does with a key's newest plan.
     pub async fn prepare_continue(&self, plan_id: &PlanId, runner: RunnerId) -> Result<Prepared<S>, EngineError> {
+        self.prepare_continue_held(plan_id, Hold::Lock(runner)).await
+    }
+
+    /// [`Self::prepare_continue`], holding the plan as `hold` says.
+    pub async fn prepare_continue_held(&self, plan_id: &PlanId, hold: Hold) -> Result<Prepared<S>, EngineError> {
         if let Some(removal) = self.store().removal(plan_id).await.map_err(ServiceError::from)? {
             return Ok(Prepared::Removed(removal));
         }
-        let guard = self.acquire_run_lock(plan_id, &runner)?;
+        let guard = self.hold(plan_id, hold)?;
         let view = self.load_summary(plan_id).await?;
-        if let Some(finished) = self.finished_run(&view).await? {
+        if let Some(finished) = self.finished_run(&view, &guard).await? {
             return Ok(Prepared::Finished(Box::new(finished)));
         }
-        let preview = ResumeRequest { dry_run: true, runner: Some(runner), ..ResumeRequest::default() };
+        let preview = ResumeRequest { dry_run: true, runner: guard.lock_runner(), ..ResumeRequest::default() };
         let summary = self.resume_plan(plan_id, preview).await?.summary;
+        if summary.reasons.contains(&ResumeIneligibleReason::StillRunning) {
+            return Err(EngineError::StillRunning { plan_id: plan_id.clone() });
+        }
         if view.state.phase != Phase::Action && !summary.eligible {
             return Err(EngineError::NotResumable {
                 plan_id: plan_id.clone(),
@@ -535,14 +612,23 @@ impl<S: PlanStore> PlanResumeService<S> {
         let at = StepNumber::new(from.get().saturating_sub(1)).ok();
         // Refused before anything is taken or written.
         self.check_fork(&source, at).await?;
-        let guard = self.acquire_run_lock(&plan_id, &runner)?;
+        let guard = self.hold(&plan_id, Hold::Lock(runner))?;
         let mut ready = self.ready(plan_id, guard, None);
         ready.fork_source = Some(source);
         ready.fork_at = at;
         Ok(Some(ready))
     }
 
-    fn ready(&self, plan_id: PlanId, guard: RunLockGuard, definition: Option<RunDefinition>) -> ReadyRun<S> {
+    /// Takes the plan's run lock, or, for a lease, nothing yet: the lease is recorded when the
+    /// run starts, and until then eligibility keeps other runners' live leases out.
+    fn hold(&self, plan_id: &PlanId, hold: Hold) -> Result<Holder, EngineError> {
+        match hold {
+            Hold::Lock(runner) => Ok(Holder::Lock(self.acquire_run_lock(plan_id, &runner)?)),
+            Hold::Lease(lease) => Ok(Holder::Lease(lease)),
+        }
+    }
+
+    fn ready(&self, plan_id: PlanId, guard: Holder, definition: Option<RunDefinition>) -> ReadyRun<S> {
         ReadyRun { service: self.clone(), plan_id, guard, definition, fork_at: None, fork_source: None }
     }
 
@@ -551,11 +637,16 @@ impl<S: PlanStore> PlanResumeService<S> {
     /// (still `processing`; the caller holds the run lock, so its runner is gone) is finished
     /// now by completing the phase; an interrupted one has nothing left to run either. `None`
     /// for a plan that can still move.
-    async fn finished_run(&self, view: &PlanView) -> Result<Option<FinishedRun>, ServiceError> {
+    async fn finished_run(&self, view: &PlanView, holder: &Holder) -> Result<Option<FinishedRun>, ServiceError> {
         let plan_id = &view.plan_id;
         let steps_done = view.state.resume.all_steps_completed()
             && matches!(view.state.state, ProcessingState::Processing | ProcessingState::Queued);
         if steps_done && view.state.state == ProcessingState::Processing {
+            // Only a run lock says that the runner of a `processing` plan is gone; a lease may
+            // still be live.
+            if !matches!(holder, Holder::Lock(_)) {
+                return Ok(None);
+            }
             self.complete_phase(plan_id).await?;
         } else if !steps_done && !view.state.is_finished() {
             return Ok(None);
@@ -641,7 +732,7 @@ pub enum Stopped {
 pub struct EngineRun<S> {
     service: PlanResumeService<S>,
     plan_id: PlanId,
-    guard: RunLockGuard,
+    guard: Holder,
     /// Every checkpoint of the phase so far, in step order.
     checkpoints: Vec<Checkpoint>,
     /// The step a crash left started but not completed, if any.
@@ -688,18 +779,38 @@ impl<S: PlanStore> EngineRun<S> {
             }
             return Ok(StepTurn::Replay(done.clone()));
         }
-        self.guard.check().map_err(EngineError::RunLock)?;
+        if let Holder::Lock(guard) = &self.guard {
+            guard.check().map_err(EngineError::RunLock)?;
+        }
         if self.attempts.next != Some(step) {
             self.attempts = AttemptCounter { next: Some(step), last: None, failures: 0 };
         }
         let attempt = self.attempts.last.and_then(Attempt::next).unwrap_or(Attempt::FIRST);
         let decision_id = DecisionId::for_attempt(step, attempt);
-        let start =
-            StepStart { name: Some(name.clone()), attempt: Some(attempt), ..StepStart::new(step, decision_id.clone()) };
+        // Under a lease the step's start renews it, and is refused (`lease_lost`) once another
+        // runner took the plan over.
+        let start = StepStart {
+            name: Some(name.clone()),
+            attempt: Some(attempt),
+            lease: self.guard.lease(),
+            ..StepStart::new(step, decision_id.clone())
+        };
         self.service.record_step_started(&self.plan_id, start).await?;
         self.attempts.last = Some(attempt);
         let rerun = self.uncertain == Some(step) && self.attempts.failures == 0;
         Ok(StepTurn::Run(AttemptTicket { step, name: name.clone(), attempt, decision_id, rerun }))
+    }
+
+    /// Renews the run's lease (a step that runs longer than the lease must be heartbeated), or
+    /// checks that the run lock is still held. A lease another runner took over is `lease_lost`.
+    pub async fn heartbeat(&self) -> Result<(), EngineError> {
+        match &self.guard {
+            Holder::Lock(guard) => guard.check().map_err(EngineError::RunLock),
+            Holder::Lease(lease) => {
+                self.service.heartbeat(&self.plan_id, lease.runner.clone(), lease.duration).await?;
+                Ok(())
+            }
+        }
     }
 
     /// Records that the attempt completed the step.

@@ -49,8 +49,8 @@ mod workflow;
 mod tests;
 
 pub use engine::{
-    EngineError, EngineRun, Prepared, ReadyRun, Retry, RunDefinition, RunKey, StepFailure, StepPolicy, StepResult,
-    StepTurn, Stopped, WorkflowKey,
+    EngineError, EngineRun, Hold, Prepared, ReadyRun, Retry, RunDefinition, RunKey, StepFailure, StepPolicy,
+    StepResult, StepTurn, Stopped, WorkflowKey,
 };
 pub use error::{ErrorKind, ServiceError};
 pub use memory::InMemoryStore;

@@ -41,12 +41,12 @@ use waypoint_domain::{
 };
 
 use crate::engine::{
-    EngineError, EngineRun, Prepared, Retry, RunDefinition, StepFailure, StepPolicy, StepResult, StepTurn, Stopped,
-    WorkflowKey,
+    EngineError, EngineRun, Hold, Prepared, Retry, RunDefinition, StepFailure, StepPolicy, StepResult, StepTurn,
+    Stopped, WorkflowKey,
 };
 use crate::error::ServiceError;
 use crate::ports::RunLockError;
-use crate::service::PlanResumeService;
+use crate::service::{LeaseRequest, PlanResumeService};
 use crate::store::PlanStore;
 use crate::timer::Timer;
 
@@ -183,6 +183,11 @@ pub struct WorkflowOptions {
     pub name: Option<String>,
     /// Start a fresh plan even if the key's workflow finished (its next generation).
     pub new: bool,
+    /// Hold the workflow by a lease of this length instead of its run lock: for a runner that
+    /// cannot keep a lock for the whole run. Each step's start renews it; a step that runs
+    /// longer must call [`Workflow::heartbeat`]. Once it expired, another runner may take the
+    /// workflow over, and this one can record nothing more (`lease_lost`).
+    pub lease: Option<Duration>,
 }
 
 /// How to run one step; [`StepOptions::named`] is what [`Workflow::step`] uses.
@@ -265,13 +270,23 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.workflow_with(key, WorkflowOptions::default()).await
     }
 
-    /// [`Self::workflow`] with a name, or a fresh start of a finished key.
+    /// [`Self::workflow`], holding the workflow by a lease of `lease` rather than by its run
+    /// lock (see [`WorkflowOptions::lease`]).
+    pub async fn workflow_with_lease(&self, key: &PlanId, lease: Duration) -> Result<Workflow<S>, WorkflowError> {
+        self.workflow_with(key, WorkflowOptions { lease: Some(lease), ..WorkflowOptions::default() }).await
+    }
+
+    /// [`Self::workflow`] with a name, a lease, or a fresh start of a finished key.
     pub async fn workflow_with(&self, key: &PlanId, options: WorkflowOptions) -> Result<Workflow<S>, WorkflowError> {
         let runner = RunnerId::parse(&format!("workflow-{}", std::process::id()))?;
         let key = WorkflowKey::new(key.clone());
         let name = PlanName::lossy(options.name.as_deref().unwrap_or(key.first().as_str()));
         let definition = RunDefinition::unnamed_steps(name, key.source());
-        let (mode, plan_id, resumed_from) = match self.prepare_run(&key, definition, runner, options.new).await? {
+        let hold = match options.lease {
+            Some(duration) => Hold::Lease(LeaseRequest::new(runner, duration)),
+            None => Hold::Lock(runner),
+        };
+        let (mode, plan_id, resumed_from) = match self.prepare_held(&key, definition, hold, options.new).await? {
             Prepared::Fresh(ready) | Prepared::Continue(ready, _) => {
                 let run = ready.start().await?;
                 let (plan_id, resumed) = (run.plan_id().clone(), run.resumed().map(|p| p.from_step));
@@ -404,6 +419,15 @@ impl<S: PlanStore> Workflow<S> {
                     return Err(error.into());
                 }
             }
+        }
+    }
+
+    /// Renews the workflow's lease ([`WorkflowOptions::lease`]), or checks its run lock. Call it
+    /// from a step that runs longer than the lease.
+    pub async fn heartbeat(&self) -> Result<(), WorkflowError> {
+        match &self.mode {
+            Mode::Live(run) => Ok(run.heartbeat().await?),
+            Mode::Replay { .. } => Ok(()),
         }
     }
 

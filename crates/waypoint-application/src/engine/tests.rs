@@ -195,3 +195,44 @@ fn the_newest_generation_is_found_by_bisection() {
         assert!(asked <= 2 * (64 - newest.leading_zeros() as usize) + 2, "{asked} lookups for {newest}");
     }
 }
+
+#[test]
+fn a_leased_run_keeps_others_off_until_it_expires_then_the_taken_over_runner_is_fenced() {
+    block_on(async {
+        let clock = crate::ManualClock::new(chrono::Utc::now());
+        let store = InMemoryStore::new().with_clock(clock.clone());
+        let service = PlanResumeService::new(store).with_clock(clock.clone());
+        let key = key("leased");
+        let lease = |name: &str| crate::LeaseRequest::new(RunnerId::parse(name).unwrap(), Duration::from_secs(30));
+        let Prepared::Fresh(ready) =
+            service.prepare_run_leased(&key, definition(&key), lease("worker-a"), false).await.unwrap()
+        else {
+            panic!("fresh")
+        };
+        let mut first = ready.start().await.unwrap();
+        let ticket = run_attempt(&mut first, 1).await;
+        first.completed(&ticket, StepResult::default()).await.unwrap();
+        // While the lease is live, another runner is refused.
+        match service.prepare_run_leased(&key, definition(&key), lease("worker-b"), false).await {
+            Err(EngineError::StillRunning { .. }) => {}
+            other => panic!("a live lease keeps others off: {other:?}"),
+        }
+        first.heartbeat().await.unwrap();
+        clock.advance(chrono::Duration::seconds(31));
+        // Expired: worker-b takes the plan over and continues after step 1.
+        let Prepared::Continue(ready, summary) =
+            service.prepare_run_leased(&key, definition(&key), lease("worker-b"), false).await.unwrap()
+        else {
+            panic!("an expired lease is taken over")
+        };
+        assert_eq!(summary.interruption.map(|i| i.reason), Some("lease_expired".to_owned()));
+        let mut second = ready.start().await.unwrap();
+        assert_eq!(second.next_step(), step(2));
+        // The first runner is fenced: its next step start and heartbeat are refused.
+        assert!(first.begin_step(step(2), &name("s2")).await.is_err(), "the old runner starts nothing");
+        assert!(first.heartbeat().await.is_err(), "the old runner's heartbeat is lease_lost");
+        let ticket = run_attempt(&mut second, 2).await;
+        second.completed(&ticket, StepResult::default()).await.unwrap();
+        second.finish().await.unwrap();
+    });
+}
