@@ -24,8 +24,7 @@ use crate::error::FileStoreError;
 use crate::layout::{Layout, RowsKind};
 use crate::{crc, frame, fsutil};
 
-const HEAD_MAGIC: [u8; 4] = *b"WPC2";
-const ROWS_MAGIC: [u8; 4] = *b"WPRS";
+use crate::format::{CATALOG_HEAD_MAGIC as HEAD_MAGIC, CATALOG_ROWS_MAGIC as ROWS_MAGIC};
 const FORMAT: u32 = 2;
 /// Rows a file may gain past twice its size after the last compaction before it is compacted.
 const COMPACTION_SLACK: u64 = 1024;

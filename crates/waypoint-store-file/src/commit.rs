@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use eventually::store::{Expected, Persisted};
 use eventually::versioning::Versioned;
-use waypoint_application::StoredEvent;
+use waypoint_application::{RecordedEvent, StoredEvent};
 use waypoint_domain::PlanId;
 
 use crate::error::FileStoreError;
@@ -15,7 +15,18 @@ use crate::fsutil;
 use crate::record::{self, RawRecord};
 use crate::recovery::Access;
 use crate::state::{Folded, Shared, State};
-use crate::store::AppendRequest;
+
+/// One append: `events` go to `plan_id` if its version is `expected`.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    /// The plan whose stream the events extend.
+    pub plan_id: PlanId,
+    /// The stream version the append requires (or `Any`); a mismatch fails only this request,
+    /// with `Conflict`.
+    pub expected: Expected,
+    /// The events, in order; they are written all or none, with consecutive versions.
+    pub events: Vec<RecordedEvent>,
+}
 
 /// A record accepted into a commit: the event, its offset and its checksum.
 type Accepted = (StoredEvent, u64, u32);

@@ -18,7 +18,7 @@ use crate::{crc, fsutil};
 
 pub const ENTRY_LEN: u64 = 24;
 const HEADER_LEN: u64 = FILE_HEADER_LEN as u64;
-const MAGIC: [u8; 4] = *b"WPIX";
+use crate::format::INDEX_MAGIC as MAGIC;
 const FORMAT: u32 = 2;
 /// Index files kept open at once, whatever the process's file limit allows: past this the
 /// least useful is closed (its entries synced first when a sync is pending).

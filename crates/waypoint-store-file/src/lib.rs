@@ -68,6 +68,7 @@ mod commit;
 mod crc;
 mod error;
 mod fingerprint;
+mod format;
 mod frame;
 mod fsutil;
 mod group_commit;
@@ -87,11 +88,13 @@ pub mod storage;
 mod store;
 pub mod verify;
 
+pub use commit::AppendRequest;
 pub use error::FileStoreError;
 pub use projections::StoredCatalog;
 pub use repair::{repair, RepairReport};
 pub use runlock::FileRunLocks;
-pub use store::{AppendRequest, FileStore, StoreOptions};
+pub use state::StoreOptions;
+pub use store::FileStore;
 
 /// `<store>/runs/<plan>/`: the folder a plan-file runner keeps for a plan's running step (its
 /// attempt lock and output files), named by the store's layout like every entry of the store

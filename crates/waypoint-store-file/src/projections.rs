@@ -19,8 +19,7 @@ use crate::log::{self, RecordReader, FIRST_RECORD};
 use crate::state::{Shared, State};
 use crate::{frame, fsutil};
 
-const VIEW_MAGIC: [u8; 4] = *b"WPV2";
-const SUMMARY_MAGIC: [u8; 4] = *b"WPS2";
+use crate::format::{SUMMARY_MAGIC, VIEW_MAGIC};
 
 /// The catalog as stored at a checkpoint: the head's position and the latest row of every plan
 /// (for verification and inspection; the store itself never loads it whole).

@@ -10,16 +10,16 @@ use uuid::Uuid;
 
 use crate::crc;
 
-/// Starts every record. `0xFF` never occurs in UTF-8, so JSON data cannot imitate it.
-pub const MAGIC: [u8; 4] = [0xFF, b'W', b'P', b'R'];
+/// Starts every record (see [`crate::format::RECORD_MAGIC`]).
+pub const MAGIC: [u8; 4] = crate::format::RECORD_MAGIC;
 /// The bytes before the payload.
 pub const HEADER_LEN: usize = 12;
 /// The largest payload a record may carry; a larger length field is damage, not data.
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 /// The payload layout this code writes.
 pub const RECORD_FORMAT: u8 = 1;
-/// Opens every log file, so a stray file is not mistaken for a store.
-pub const FILE_HEADER: [u8; 8] = *b"WPTLOG01";
+/// Opens every log file (see [`crate::format::LOG_FILE_HEADER`]).
+pub const FILE_HEADER: [u8; 8] = crate::format::LOG_FILE_HEADER;
 
 /// One record's envelope and data, exactly as stored. The event data is still in its stored
 /// schema version: [`crate::FileStore`] upcasts it when it builds a `RecordedEvent`.

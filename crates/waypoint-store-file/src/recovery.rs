@@ -15,8 +15,8 @@ use waypoint_domain::PlanId;
 use crate::binding::{self, Check, StoreId};
 use crate::catalog;
 use crate::record::FILE_HEADER;
+use crate::state::StoreOptions;
 use crate::state::{file_len, FlockGuard, Folded, Shared, State};
-use crate::store::StoreOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {

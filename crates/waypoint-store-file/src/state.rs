@@ -18,7 +18,33 @@ use crate::group_commit::GroupCommit;
 use crate::index::IndexWriter;
 use crate::layout::Layout;
 use crate::log::FIRST_RECORD;
-use crate::store::StoreOptions;
+use crate::storage::{OsStorage, Storage};
+
+/// Tuning and test hooks for [`FileStore::open_with`]. `Default` is what `open` uses.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Records folded since the last catalog checkpoint before this process writes a new one.
+    /// Bounds both the catch-up work of the next open and this process's tail memory.
+    pub checkpoint_every: u32,
+    /// Events folded on top of a plan's view snapshot before a fresh snapshot is written.
+    pub view_snapshot_every: u32,
+    /// How the log's bytes reach the disk; tests inject failures here.
+    pub storage: Arc<dyn Storage>,
+    /// The longest wait for a store lock held by another process before a typed error names
+    /// the lock and its holder (a stopped or hung process must not block everyone silently).
+    pub lock_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1024,
+            view_snapshot_every: 64,
+            storage: Arc::new(OsStorage),
+            lock_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
 
 /// The open store: its files, locks and in-memory state.
 #[derive(Debug)]

@@ -15,9 +15,9 @@ use crate::error::FileStoreError;
 use crate::layout::Layout;
 use crate::{frame, fsutil};
 
-pub(crate) const COMMIT_MAGIC: [u8; 4] = *b"WPRC";
-pub(crate) const BATCH_MAGIC: [u8; 4] = *b"WPRB";
-pub(crate) const TOMBSTONE_MAGIC: [u8; 4] = *b"WPRT";
+pub(crate) use crate::format::{
+    RETENTION_BATCH_MAGIC as BATCH_MAGIC, RETENTION_COMMIT_MAGIC as COMMIT_MAGIC, TOMBSTONE_MAGIC,
+};
 
 /// One removed byte range of the log: whole records, `count` consecutive positions from
 /// `first_position`, from `offset` to `end`.

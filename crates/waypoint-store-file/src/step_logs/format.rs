@@ -12,7 +12,7 @@ use waypoint_application::STEP_LOG_CAP;
 
 use crate::crc;
 
-const MAGIC: [u8; 4] = *b"WPSL";
+use crate::format::STEP_LOG_MAGIC as MAGIC;
 /// Bytes before the log's own: magic, cut, length, checksum.
 pub(crate) const HEADER_LEN: usize = 4 + 8 + 8 + 4;
 
