@@ -13,7 +13,6 @@ use crate::binding::StoreId;
 use crate::catalog::Head;
 use crate::commit::Prepared;
 use crate::error::FileStoreError;
-use crate::fsutil;
 use crate::group_commit::GroupCommit;
 use crate::index::IndexWriter;
 use crate::layout::Layout;
@@ -174,13 +173,18 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A reader's shared hold on the write lock, when it can be had at once. A reader never
+    /// waits for a writer (one stopped mid-append, by SIGSTOP or a debugger, would block every
+    /// listing): without the lock it reads the log up to its last whole record, as every catch-up
+    /// does, and a record a writer has not finished yet is left for the next catch-up, never cut.
     pub(crate) fn lock_shared_flock(&self) -> Result<Option<FlockGuard<'_>>, FileStoreError> {
-        match &self.write_lock {
-            Some(lock) => {
-                fsutil::lock_bounded(lock, &self.layout.write_lock(), false, self.options.lock_timeout)?;
-                Ok(Some(FlockGuard(lock)))
+        let Some(lock) = &self.write_lock else { return Ok(None) };
+        match lock.try_lock_shared() {
+            Ok(()) => Ok(Some(FlockGuard(lock))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(FileStoreError::io("cannot lock the store", &self.layout.write_lock(), e))
             }
-            None => Ok(None),
         }
     }
 }

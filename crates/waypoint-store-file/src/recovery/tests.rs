@@ -255,3 +255,27 @@ fn a_long_lived_read_only_store_keeps_no_memory_per_event_it_catches_up_on() {
     assert!(most <= 4 * 8 + 8, "the reader's tail grew to {most} records");
     assert_eq!(reader.summary_view(&plans[0]).unwrap().unwrap().version, 40);
 }
+
+#[test]
+fn a_reader_never_waits_for_a_writer_stopped_in_the_middle_of_an_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = FileStore::open(dir.path()).unwrap();
+    fill(&writer, &[plan("before")], 2);
+    // A writer stopped (SIGSTOP) while it holds the write lock, with half a record written.
+    let held = std::fs::File::options().read(true).write(true).open(dir.path().join("write.lock")).unwrap();
+    held.lock().unwrap();
+    let bytes = crate::test_support::raw(3, "after", "plan_created", 2, b"{}").encode().unwrap();
+    {
+        use std::io::Write;
+        let mut log = std::fs::File::options().append(true).open(log_of(dir.path())).unwrap();
+        log.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    }
+    let options = crate::StoreOptions { lock_timeout: std::time::Duration::from_secs(30), ..Default::default() };
+    let started = std::time::Instant::now();
+    let reader = FileStore::open_read_only_with(dir.path(), options).unwrap();
+    let listed: Vec<String> =
+        reader.catalog_snapshot().unwrap().plans.keys().map(|id| id.as_str().to_owned()).collect();
+    assert_eq!(listed, ["before"], "the whole records are read; the half-written one is not");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "no wait for the stopped writer");
+    drop(held);
+}
