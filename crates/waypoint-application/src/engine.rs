@@ -610,7 +610,12 @@ impl<S: PlanStore> PlanResumeService<S> {
         let source = key.plan_id(generation);
         let plan_id = key.plan_id(generation + 1);
         let at = StepNumber::new(from.get().saturating_sub(1)).ok();
-        // Refused before anything is taken or written.
+        // Refused before anything is taken or written: a source that runs now would run the
+        // fork's first step beside its own, and kept steps must have completed unchanged.
+        let source_now = self.validate_eligibility(&source, None).await?;
+        if source_now.reasons.contains(&ResumeIneligibleReason::StillRunning) {
+            return Err(EngineError::StillRunning { plan_id: source });
+        }
         self.check_fork(&source, at).await?;
         let guard = self.hold(&plan_id, Hold::Lock(runner))?;
         let mut ready = self.ready(plan_id, guard, None);

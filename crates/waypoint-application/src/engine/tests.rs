@@ -236,3 +236,21 @@ fn a_leased_run_keeps_others_off_until_it_expires_then_the_taken_over_runner_is_
         second.finish().await.unwrap();
     });
 }
+
+#[test]
+fn a_fork_run_of_a_plan_that_runs_now_is_refused() {
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        let key = key("busy-source");
+        let mut run = start(&service, &key).await;
+        let ticket = run_attempt(&mut run, 1).await;
+        run.completed(&ticket, StepResult::default()).await.unwrap();
+        let _step_two = run_attempt(&mut run, 2).await;
+        match service.prepare_fork_run(&key, runner(), step(2)).await {
+            Err(EngineError::StillRunning { plan_id }) => assert_eq!(plan_id.as_str(), "busy-source"),
+            other => panic!("a fork from a running plan would run step 2 twice at once: {other:?}"),
+        }
+        drop(run);
+        assert!(service.prepare_fork_run(&key, runner(), step(2)).await.unwrap().is_some(), "once it stopped");
+    });
+}
