@@ -29,10 +29,11 @@ fn variant(error: &PlanError) -> &'static str {
         PlanError::TotalBelowCompleted { .. } => "TotalBelowCompleted",
         PlanError::NotEligible { .. } => "NotEligible",
         PlanError::LeaseLost { .. } => "LeaseLost",
+        PlanError::PauseRequested { .. } => "PauseRequested",
     }
 }
 
-const EVERY_VARIANT: [&str; 15] = [
+const EVERY_VARIANT: [&str; 16] = [
     "NotCreated",
     "AlreadyExists",
     "Terminal",
@@ -48,7 +49,22 @@ const EVERY_VARIANT: [&str; 15] = [
     "TotalBelowCompleted",
     "NotEligible",
     "LeaseLost",
+    "PauseRequested",
 ];
+
+fn actor(name: &str) -> waypoint_domain::Actor {
+    waypoint_domain::Actor::parse(name).expect("a valid actor")
+}
+
+/// A plan that stopped before step `n`, asking `question`.
+fn waiting_at(n: u32) -> History {
+    in_strategize(Some(3)).steps_completed(1..=n - 1).run(PlanCommand::RequestApproval {
+        step: waypoint_domain::StepNumber::new(n).expect("a valid step"),
+        name: None,
+        question: message("Deploy?"),
+        at: epoch(),
+    })
+}
 
 fn in_strategize(total: Option<u32>) -> History {
     History::new().created(total).started(Phase::Strategize, None)
@@ -151,6 +167,17 @@ fn refusals() -> Vec<(&'static str, History, PlanCommand)> {
         ),
         ("NotEligible", History::new().created(None), resume()),
         ("LeaseLost", leased_by_a, renewed_by_b),
+        (
+            "PauseRequested",
+            in_strategize(Some(3)).run(PlanCommand::RequestPause { by: actor("ops"), reason: None, at: epoch() }),
+            PlanCommand::StartStep {
+                step: waypoint_domain::StepNumber::FIRST,
+                decision_id: waypoint_domain::DecisionId::parse("d1").expect("a valid decision"),
+                name: None,
+                attempt: None,
+                lease: None,
+            },
+        ),
     ]
 }
 
@@ -191,6 +218,12 @@ fn every_ineligibility_reason_is_reached() {
         (in_strategize(None).run(PlanCommand::CompletePhase), EligibilityInputs::default(), vec![NothingToResume]),
         (in_strategize(None).shut_down("SIGTERM"), changed, vec![DefinitionChanged]),
         (in_strategize(None).steps_completed(1..=1).shut_down("SIGTERM"), lost, vec![SnapshotMissing]),
+        (waiting_at(2), EligibilityInputs::default(), vec![WaitingForApproval]),
+        (
+            waiting_at(2).run(PlanCommand::Reject { step: None, by: actor("ops"), reason: message("no"), at: epoch() }),
+            EligibilityInputs::default(),
+            vec![ApprovalRejected],
+        ),
     ];
     let mut reached = BTreeSet::new();
     for (given, inputs, expected) in cases {

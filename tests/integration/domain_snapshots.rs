@@ -188,7 +188,34 @@ fn one_of_each_event() -> Vec<PlanEvent> {
             created_at: at,
         }),
         PlanEvent::LeaseRenewed(LeaseRenewed { runner: runner_id("runner-2"), expires_at: at + Duration::minutes(1) }),
+        PlanEvent::ApprovalRequested(waypoint_domain::ApprovalRequested {
+            step: step(3),
+            name: Some(step_name("deploy")),
+            question: message("Deploy to production?"),
+            at,
+        }),
+        PlanEvent::StepApproved(waypoint_domain::StepApproved {
+            step: step(3),
+            by: actor("alice"),
+            comment: Some(message("looks good")),
+            at,
+        }),
+        PlanEvent::StepRejected(waypoint_domain::StepRejected {
+            step: step(3),
+            by: actor("bob"),
+            reason: message("not during the freeze"),
+            at,
+        }),
+        PlanEvent::PauseRequested(waypoint_domain::PauseRequested {
+            by: actor("carol"),
+            reason: Some(message("checking the migration")),
+            at,
+        }),
     ]
+}
+
+fn actor(name: &str) -> waypoint_domain::Actor {
+    waypoint_domain::Actor::parse(name).expect("a valid actor")
 }
 
 fn lease(runner: &str, expires_at: chrono::DateTime<chrono::Utc>) -> Lease {
@@ -358,6 +385,25 @@ fn every_status_is_one_plain_word_for_a_typical_history() {
         (started().steps_completed(1..=2), runner_alive(), Completed),
         (started().run(PlanCommand::CompletePhase), runner_gone(), Completed),
         (started().run(PlanCommand::Cancel { reason: None }), runner_gone(), Cancelled),
+        (
+            started().run(PlanCommand::RequestApproval {
+                step: waypoint_domain::StepNumber::FIRST,
+                name: None,
+                question: message("Deploy?"),
+                at: started().now(),
+            }),
+            runner_gone(),
+            Waiting,
+        ),
+        (
+            started().shut_down("SIGTERM").run(PlanCommand::RequestPause {
+                by: actor("carol"),
+                reason: None,
+                at: started().now(),
+            }),
+            runner_gone(),
+            Paused,
+        ),
     ];
     let mut seen = Vec::new();
     for (given, inputs, expected) in cases {
@@ -381,6 +427,6 @@ fn every_status_is_one_plain_word_for_a_typical_history() {
         waypoint_domain::PlanStatus::ALL.iter().map(|s| serde_json::to_value(s).unwrap().to_string()).collect();
     assert_eq!(
         words.join(" "),
-        r#""running" "interrupted" "crashed" "failed" "completed" "cancelled" "applied" "not_started""#
+        r#""running" "interrupted" "crashed" "failed" "completed" "cancelled" "applied" "not_started" "waiting" "paused""#
     );
 }

@@ -154,7 +154,7 @@ fn paint_status(style: Style, status: PlanStatus, text: &str) -> String {
         PlanStatus::Completed | PlanStatus::Applied => style.green(text),
         PlanStatus::Failed | PlanStatus::Crashed => style.red(text),
         PlanStatus::Running => style.cyan(text),
-        PlanStatus::Interrupted => style.yellow(text),
+        PlanStatus::Interrupted | PlanStatus::Waiting | PlanStatus::Paused => style.yellow(text),
         PlanStatus::Cancelled | PlanStatus::NotStarted => style.dim(text),
     }
 }
@@ -177,6 +177,8 @@ fn reason_word(reason: ResumeIneligibleReason) -> &'static str {
         ResumeIneligibleReason::NothingToResume => "done",
         ResumeIneligibleReason::DefinitionChanged => "changed",
         ResumeIneligibleReason::SnapshotMissing => "outputs gone",
+        ResumeIneligibleReason::WaitingForApproval => "waiting",
+        ResumeIneligibleReason::ApprovalRejected => "rejected",
     }
 }
 
@@ -465,6 +467,10 @@ fn describe(event: &PlanEvent) -> String {
         PlanEvent::LeaseRenewed(e) => {
             format!("runner {} · until {}", e.runner, e.expires_at.format("%Y-%m-%d %H:%M:%S"))
         }
+        PlanEvent::ApprovalRequested(e) => format!("step {} · {}", e.step, short(e.question.as_str(), 90)),
+        PlanEvent::StepApproved(e) => format!("step {} · by {}", e.step, e.by),
+        PlanEvent::StepRejected(e) => format!("step {} · by {} · {}", e.step, e.by, short(e.reason.as_str(), 80)),
+        PlanEvent::PauseRequested(e) => format!("by {}", e.by),
     }
 }
 

@@ -32,17 +32,25 @@ pub enum ResumeIneligibleReason {
     /// `snapshot_missing`: the snapshot probe found the last checkpoint's snapshot or artifacts
     /// gone or changed.
     SnapshotMissing,
+    /// `waiting_for_approval`: the plan stopped before a step that asks a person, and nobody
+    /// has approved or rejected it yet.
+    WaitingForApproval,
+    /// `approval_rejected`: someone rejected the step the plan waited at; the plan failed for
+    /// good (fork it, or start a new one).
+    ApprovalRejected,
 }
 
 impl ResumeIneligibleReason {
     /// Every reason, in reporting order.
-    pub const ALL: [ResumeIneligibleReason; 6] = [
+    pub const ALL: [ResumeIneligibleReason; 8] = [
         ResumeIneligibleReason::TerminalState,
         ResumeIneligibleReason::ActionPhase,
         ResumeIneligibleReason::StillRunning,
         ResumeIneligibleReason::NothingToResume,
         ResumeIneligibleReason::DefinitionChanged,
         ResumeIneligibleReason::SnapshotMissing,
+        ResumeIneligibleReason::WaitingForApproval,
+        ResumeIneligibleReason::ApprovalRejected,
     ];
 
     /// The stable snake_case code scripts match on.
@@ -54,6 +62,8 @@ impl ResumeIneligibleReason {
             ResumeIneligibleReason::NothingToResume => "nothing_to_resume",
             ResumeIneligibleReason::DefinitionChanged => "definition_changed",
             ResumeIneligibleReason::SnapshotMissing => "snapshot_missing",
+            ResumeIneligibleReason::WaitingForApproval => "waiting_for_approval",
+            ResumeIneligibleReason::ApprovalRejected => "approval_rejected",
         }
     }
 
@@ -71,6 +81,12 @@ impl ResumeIneligibleReason {
             }
             ResumeIneligibleReason::SnapshotMissing => {
                 "the last checkpoint's snapshot or artifacts are gone or changed; restore them or start over"
+            }
+            ResumeIneligibleReason::WaitingForApproval => {
+                "a step waits for a person's decision; approve it (or reject it) first"
+            }
+            ResumeIneligibleReason::ApprovalRejected => {
+                "the step it waited at was rejected; fork the plan or start a new one"
             }
         }
     }
@@ -186,6 +202,12 @@ pub fn evaluate_eligibility(plan: &PlanState, inputs: &EligibilityInputs) -> Res
     }
     if inputs.snapshot == SnapshotCheck::Missing {
         reasons.push(SnapshotMissing);
+    }
+    if plan.approval.as_ref().is_some_and(|a| a.is_pending()) {
+        reasons.push(WaitingForApproval);
+    }
+    if plan.approval.as_ref().is_some_and(|a| a.is_rejected()) && plan.state == ProcessingState::Errored {
+        reasons.push(ApprovalRejected);
     }
     let crash_inferred = processing_uninterrupted && !held;
     let lease_expired = crash_inferred && plan.lease.is_some();

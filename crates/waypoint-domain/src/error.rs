@@ -1,7 +1,7 @@
 //! Every refusal a plan can give, as one typed error.
 
 use crate::eligibility::ResumeIneligibleReason;
-use crate::ids::{Attempt, CheckpointId, RunnerId, StepName, StepNumber, TotalSteps};
+use crate::ids::{Actor, Attempt, CheckpointId, RunnerId, StepName, StepNumber, TotalSteps};
 use crate::lifecycle::{Phase, ProcessingState};
 
 /// A command the plan refused. Nothing was recorded. Each variant has a stable code
@@ -134,6 +134,13 @@ pub enum PlanError {
         /// The runner that holds the plan's lease now, if any.
         holder: Option<RunnerId>,
     },
+    /// Someone asked the plan to pause: no further step starts; the runner records the
+    /// interruption (reason `paused`) and stops.
+    #[error("{by} asked the plan to pause; no further step starts until it is run again")]
+    PauseRequested {
+        /// Who asked.
+        by: Actor,
+    },
 }
 
 fn holder_text(holder: &Option<RunnerId>) -> String {
@@ -173,6 +180,7 @@ impl PlanError {
             PlanError::TotalBelowCompleted { .. } => "total_below_completed",
             PlanError::NotEligible { .. } => "not_eligible",
             PlanError::LeaseLost { .. } => "lease_lost",
+            PlanError::PauseRequested { .. } => "pause_requested",
         }
     }
 }

@@ -157,6 +157,57 @@ pub struct LeaseRenewed {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A step that needs a person's decision before it runs was reached: the run stopped there,
+/// holding nothing, and the plan is `waiting` until someone approves or rejects the step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRequested {
+    /// The step that waits; the one after the last completed step.
+    pub step: StepNumber,
+    /// The step's name.
+    pub name: Option<StepName>,
+    /// What the person is asked.
+    pub question: Message,
+    /// When the run stopped to ask.
+    pub at: DateTime<Utc>,
+}
+
+/// Someone approved the waiting step: the next run of the plan goes past it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepApproved {
+    /// The step approved.
+    pub step: StepNumber,
+    /// Who approved it.
+    pub by: Actor,
+    /// What they said, if anything.
+    pub comment: Option<Message>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Someone rejected the waiting step: the plan fails with `approval_rejected`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRejected {
+    /// The step rejected.
+    pub step: StepNumber,
+    /// Who rejected it.
+    pub by: Actor,
+    /// Why.
+    pub reason: Message,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Someone asked the plan to stop at its next step boundary. A plan nobody runs stops at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseRequested {
+    /// Who asked.
+    pub by: Actor,
+    /// Why, if they said.
+    pub reason: Option<Message>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// The phase failed: `processing` becomes `errored`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanErrored {
@@ -276,6 +327,14 @@ pub enum PlanEvent {
     PlanForked(PlanForked),
     /// `lease_renewed`: see [`LeaseRenewed`].
     LeaseRenewed(LeaseRenewed),
+    /// `approval_requested`: see [`ApprovalRequested`].
+    ApprovalRequested(ApprovalRequested),
+    /// `step_approved`: see [`StepApproved`].
+    StepApproved(StepApproved),
+    /// `step_rejected`: see [`StepRejected`].
+    StepRejected(StepRejected),
+    /// `pause_requested`: see [`PauseRequested`].
+    PauseRequested(PauseRequested),
 }
 
 /// The stable name of each event type, as stored. One variant per [`PlanEvent`] variant.
@@ -312,11 +371,19 @@ pub enum EventType {
     PlanForked,
     /// `lease_renewed`.
     LeaseRenewed,
+    /// `approval_requested`.
+    ApprovalRequested,
+    /// `step_approved`.
+    StepApproved,
+    /// `step_rejected`.
+    StepRejected,
+    /// `pause_requested`.
+    PauseRequested,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 19] = [
         EventType::PlanCreated,
         EventType::PhaseStarted,
         EventType::TotalStepsSet,
@@ -332,6 +399,10 @@ impl EventType {
         EventType::StepAttemptFailed,
         EventType::PlanForked,
         EventType::LeaseRenewed,
+        EventType::ApprovalRequested,
+        EventType::StepApproved,
+        EventType::StepRejected,
+        EventType::PauseRequested,
     ];
 
     /// The stable snake_case name, as stored.
@@ -352,6 +423,10 @@ impl EventType {
             EventType::StepAttemptFailed => "step_attempt_failed",
             EventType::PlanForked => "plan_forked",
             EventType::LeaseRenewed => "lease_renewed",
+            EventType::ApprovalRequested => "approval_requested",
+            EventType::StepApproved => "step_approved",
+            EventType::StepRejected => "step_rejected",
+            EventType::PauseRequested => "pause_requested",
         }
     }
 
@@ -431,6 +506,10 @@ impl PlanEvent {
             PlanEvent::StepAttemptFailed(_) => EventType::StepAttemptFailed,
             PlanEvent::PlanForked(_) => EventType::PlanForked,
             PlanEvent::LeaseRenewed(_) => EventType::LeaseRenewed,
+            PlanEvent::ApprovalRequested(_) => EventType::ApprovalRequested,
+            PlanEvent::StepApproved(_) => EventType::StepApproved,
+            PlanEvent::StepRejected(_) => EventType::StepRejected,
+            PlanEvent::PauseRequested(_) => EventType::PauseRequested,
         }
     }
 
@@ -461,6 +540,10 @@ impl PlanEvent {
             PlanEvent::StepAttemptFailed(d) => to_vec(d),
             PlanEvent::PlanForked(d) => to_vec(d),
             PlanEvent::LeaseRenewed(d) => to_vec(d),
+            PlanEvent::ApprovalRequested(d) => to_vec(d),
+            PlanEvent::StepApproved(d) => to_vec(d),
+            PlanEvent::StepRejected(d) => to_vec(d),
+            PlanEvent::PauseRequested(d) => to_vec(d),
         }
     }
 
@@ -516,6 +599,10 @@ impl PlanEvent {
             EventType::StepAttemptFailed => PlanEvent::StepAttemptFailed(parse(data)?),
             EventType::PlanForked => PlanEvent::PlanForked(parse(data)?),
             EventType::LeaseRenewed => PlanEvent::LeaseRenewed(parse(data)?),
+            EventType::ApprovalRequested => PlanEvent::ApprovalRequested(parse(data)?),
+            EventType::StepApproved => PlanEvent::StepApproved(parse(data)?),
+            EventType::StepRejected => PlanEvent::StepRejected(parse(data)?),
+            EventType::PauseRequested => PlanEvent::PauseRequested(parse(data)?),
         })
     }
 }

@@ -51,12 +51,16 @@ pub(crate) fn fold(lease: &mut Option<Lease>, event: &PlanEvent) {
         | PlanEvent::PlanConstrained(_)
         | PlanEvent::PhaseCompleted(_)
         | PlanEvent::PlanApplied(_)
-        | PlanEvent::PlanCancelled(_) => *lease = None,
+        | PlanEvent::PlanCancelled(_)
+        | PlanEvent::ApprovalRequested(_)
+        | PlanEvent::StepRejected(_) => *lease = None,
         // Named one by one, so a new event type has to say what it does to a lease.
         PlanEvent::PlanCreated(_)
         | PlanEvent::PlanForked(_)
         | PlanEvent::TotalStepsSet(_)
         | PlanEvent::StepCompleted(_)
-        | PlanEvent::StepAttemptFailed(_) => {}
+        | PlanEvent::StepAttemptFailed(_)
+        | PlanEvent::StepApproved(_)
+        | PlanEvent::PauseRequested(_) => {}
     }
 }

@@ -65,6 +65,7 @@
 
 #![warn(missing_docs)]
 
+mod approval;
 mod definition;
 mod eligibility;
 mod error;
@@ -76,6 +77,7 @@ mod plan;
 mod state;
 mod summary;
 
+pub use approval::{Approval, ApprovalDecision, PauseRequest, PAUSED_REASON, WAITING_REASON};
 pub use definition::{
     check_definition, ChangedStep, CurrentDefinition, DefinitionCheck, StepChange, StepDefinition, StepDigest,
 };
@@ -84,9 +86,9 @@ pub use eligibility::{
 };
 pub use error::PlanError;
 pub use events::{
-    AttemptFailure, DecodeError, EventType, Interrupted, LeaseRenewed, PhaseCompleted, PhaseStarted, PlanApplied,
-    PlanCancelled, PlanConstrained, PlanCreated, PlanErrored, PlanEvent, PlanForked, Resumed, StepAttemptFailed,
-    StepCompleted, StepStarted, TotalStepsSet,
+    ApprovalRequested, AttemptFailure, DecodeError, EventType, Interrupted, LeaseRenewed, PauseRequested,
+    PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanConstrained, PlanCreated, PlanErrored, PlanEvent,
+    PlanForked, Resumed, StepApproved, StepAttemptFailed, StepCompleted, StepRejected, StepStarted, TotalStepsSet,
 };
 pub use ids::{
     Actor, Artifact, Attempt, CheckpointId, DecisionId, EventId, Fingerprint, InvalidValue, Message, PlanId, PlanName,
@@ -96,7 +98,9 @@ pub use lease::Lease;
 pub use lifecycle::{check_phase_transition, Phase, ProcessingState, TransitionKind};
 pub use plan::{decide, Plan, PlanCommand};
 pub use state::{Checkpoint, CheckpointPayload, Interruption, PlanState, ResumeMetadata};
-pub use summary::{ForkedFrom, InterruptionSummary, PlanStatus, ResumeSummary, CRASH_REASON, LEASE_EXPIRED_REASON};
+pub use summary::{
+    ForkedFrom, InterruptionSummary, PlanStatus, ResumeSummary, WaitingFor, CRASH_REASON, LEASE_EXPIRED_REASON,
+};
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 
+use crate::approval::Approval;
 use crate::definition::StepDefinition;
 use crate::eligibility::{evaluate_eligibility, EligibilityInputs, ResumeIneligibleReason};
 use crate::error::PlanError;
@@ -159,6 +160,53 @@ pub enum PlanCommand {
         /// The new expiry, computed from the store's clock.
         expires_at: DateTime<Utc>,
     },
+    /// Stop before step `step` to ask a person (needs `processing`; the step must be next and
+    /// not already decided): the plan is `waiting` and holds nothing.
+    RequestApproval {
+        /// The step that waits.
+        step: StepNumber,
+        /// Its name.
+        name: Option<StepName>,
+        /// What the person is asked.
+        question: Message,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Approve the waiting step (`step`, when given, must be the one that waits). The same
+    /// approval again is an idempotent retry; anything else on a plan that does not wait is
+    /// `invalid_state`.
+    Approve {
+        /// The step, when the caller names it.
+        step: Option<StepNumber>,
+        /// Who approves.
+        by: Actor,
+        /// What they say.
+        comment: Option<Message>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Reject the waiting step: the plan fails with `approval_rejected`. Same rules as
+    /// [`PlanCommand::Approve`].
+    Reject {
+        /// The step, when the caller names it.
+        step: Option<StepNumber>,
+        /// Who rejects.
+        by: Actor,
+        /// Why.
+        reason: Message,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Ask the plan to stop at its next step boundary (needs `processing` or `queued`); asked
+    /// again while it stands, nothing is appended.
+    RequestPause {
+        /// Who asks.
+        by: Actor,
+        /// Why.
+        reason: Option<Message>,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl PlanCommand {
@@ -180,6 +228,10 @@ impl PlanCommand {
             PlanCommand::Cancel { .. } => "cancel the plan",
             PlanCommand::Resume { .. } => "resume the plan",
             PlanCommand::RenewLease { .. } => "renew the lease",
+            PlanCommand::RequestApproval { .. } => "ask for an approval",
+            PlanCommand::Approve { .. } => "approve a step",
+            PlanCommand::Reject { .. } => "reject a step",
+            PlanCommand::RequestPause { .. } => "pause the plan",
         }
     }
 
@@ -275,6 +327,17 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
         }
         PlanCommand::StartStep { step, decision_id, name, attempt, lease } => {
             require(processing, "processing")?;
+            if let Some(pause) = &plan.pause {
+                return Err(PlanError::PauseRequested { by: pause.by.clone() });
+            }
+            if let Some(approval) = plan.approval.as_ref().filter(|a| a.step == step && !a.is_approved()) {
+                return Err(PlanError::InvalidState {
+                    command: command_name,
+                    phase: plan.phase,
+                    state: plan.state,
+                    required: if approval.is_pending() { "approved first" } else { "not rejected" },
+                });
+            }
             if meta.uncertain_step == Some(step) {
                 check_same_name(step, meta.uncertain_name.as_ref(), name.as_ref())?;
             }
@@ -386,8 +449,75 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
             PlanEvent::Resumed(Resumed { from_step, by: by.clone(), runner: runner.clone(), at, lease: lease.clone() })
         }
         PlanCommand::RenewLease { runner, expires_at } => PlanEvent::LeaseRenewed(LeaseRenewed { runner, expires_at }),
+        PlanCommand::RequestApproval { step, name, question, at } => {
+            require(processing, "processing")?;
+            check_next_step(plan, step)?;
+            require(plan.approval.as_ref().is_none_or(|a| a.step != step), "not yet asked about this step")?;
+            PlanEvent::ApprovalRequested(ApprovalRequested { step, name, question, at })
+        }
+        PlanCommand::Approve { step, ref by, ref comment, at } => {
+            let waiting = waiting_approval(plan, step, command_name)?;
+            match &waiting.decision {
+                None => PlanEvent::StepApproved(StepApproved {
+                    step: waiting.step,
+                    by: by.clone(),
+                    comment: comment.clone(),
+                    at,
+                }),
+                Some(d) if d.approved && &d.by == by && d.note == *comment => return Ok(Vec::new()),
+                Some(_) => return Err(not_waiting(plan, command_name)),
+            }
+        }
+        PlanCommand::Reject { step, ref by, ref reason, at } => {
+            let waiting = waiting_approval(plan, step, command_name)?;
+            match &waiting.decision {
+                None => PlanEvent::StepRejected(StepRejected {
+                    step: waiting.step,
+                    by: by.clone(),
+                    reason: reason.clone(),
+                    at,
+                }),
+                Some(d) if !d.approved && &d.by == by && d.note.as_ref() == Some(reason) => return Ok(Vec::new()),
+                Some(_) => return Err(not_waiting(plan, command_name)),
+            }
+        }
+        PlanCommand::RequestPause { ref by, ref reason, at } => {
+            require(
+                matches!(plan.state, ProcessingState::Processing | ProcessingState::Queued),
+                "processing or queued",
+            )?;
+            let paused = meta.interrupted
+                && meta.interruption.as_ref().is_some_and(|i| i.reason.as_str() == crate::approval::PAUSED_REASON);
+            if plan.pause.is_some() || paused {
+                return Ok(Vec::new());
+            }
+            PlanEvent::PauseRequested(PauseRequested { by: by.clone(), reason: reason.clone(), at })
+        }
     };
     Ok(vec![event])
+}
+
+/// The approval `plan` waits on (or was decided, for an idempotent retry), for step `step` when
+/// the caller names one; anything else is `invalid_state`.
+fn waiting_approval<'a>(
+    plan: &'a PlanState,
+    step: Option<StepNumber>,
+    command: &'static str,
+) -> Result<&'a Approval, PlanError> {
+    plan.approval
+        .as_ref()
+        .filter(|a| step.is_none_or(|s| s == a.step))
+        .filter(|a| a.is_pending() || plan.resume.last_completed_step.is_none_or(|last| last < a.step))
+        .ok_or_else(|| not_waiting(plan, command))
+}
+
+fn not_waiting(plan: &PlanState, command: &'static str) -> PlanError {
+    PlanError::InvalidState {
+        command,
+        phase: plan.phase,
+        state: plan.state,
+        required: "waiting for that step's approval",
+    }
 }
 
 /// `runner` holds `plan`'s lease: the plan is `processing` under a lease of `runner`'s, expired

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::approval::{Approval, PauseRequest, PAUSED_REASON, WAITING_REASON};
 use crate::definition::{StepDefinition, StepDigest};
 use crate::events::{PlanCreated, PlanEvent, PlanForked};
 use crate::ids::{
@@ -224,6 +225,13 @@ pub struct PlanState {
     /// The plan and step this plan was forked from, when it is a fork.
     #[serde(default)]
     pub forked_from: Option<ForkedFrom>,
+    /// The step that asked a person before running, and their decision; cleared when the step
+    /// completes.
+    #[serde(default)]
+    pub approval: Option<Approval>,
+    /// A pause asked for while a runner works on the plan: it stops at its next step boundary.
+    #[serde(default)]
+    pub pause: Option<PauseRequest>,
     /// The lease a runner without a run lock holds the plan by; `None` when nobody holds it by
     /// lease (always so outside `processing`). Absent from views stored before leases existed.
     #[serde(default)]
@@ -259,6 +267,8 @@ impl PlanState {
             last_error: None,
             forked_from: None,
             lease: None,
+            approval: None,
+            pause: None,
         }
     }
 
@@ -278,6 +288,8 @@ impl PlanState {
             last_error: None,
             forked_from: Some(ForkedFrom { plan_id: event.source.clone(), step: event.at_step }),
             lease: None,
+            approval: None,
+            pause: None,
         };
         for checkpoint in &event.checkpoints {
             state.apply(&PlanEvent::StepCompleted(checkpoint.clone()));
@@ -304,6 +316,11 @@ impl PlanState {
     /// event (`PlanCreated`, `PlanForked`) has no effect on a plan that already exists.
     pub fn apply(&mut self, event: &PlanEvent) {
         crate::lease::fold(&mut self.lease, event);
+        crate::approval::fold_approval(&mut self.approval, event);
+        if matches!(event, PlanEvent::PhaseStarted(_) | PlanEvent::Resumed(_) | PlanEvent::Interrupted(_)) {
+            // The runner stopped (or a new run began): a pause asked of the old run is done.
+            self.pause = None;
+        }
         let meta = &mut self.resume;
         match event {
             // A plan's first event only: nothing to fold into an existing plan.
@@ -393,7 +410,32 @@ impl PlanState {
                 self.runner = None;
             }
             // Only the lease moves (folded above).
-            PlanEvent::LeaseRenewed(_) => {}
+            PlanEvent::LeaseRenewed(_) | PlanEvent::StepApproved(_) => {}
+            // The run stops to ask: nothing holds the plan while a person decides.
+            PlanEvent::ApprovalRequested(e) => {
+                meta.interrupted = true;
+                meta.interruption = Some(Interruption { reason: Message::lossy(WAITING_REASON), at: e.at });
+                if self.state == ProcessingState::Processing {
+                    self.state = ProcessingState::Queued;
+                }
+                self.runner = None;
+            }
+            PlanEvent::StepRejected(e) => {
+                self.state = ProcessingState::Errored;
+                let text = format!("step {} was rejected by {}: {}", e.step, e.by, e.reason);
+                self.last_error = Some(Message::lossy(&text));
+                self.runner = None;
+            }
+            // While a runner works, it stops at its next step boundary; a plan nobody runs is
+            // paused at once.
+            PlanEvent::PauseRequested(e) => {
+                if self.state == ProcessingState::Processing && !meta.interrupted {
+                    self.pause = Some(PauseRequest { by: e.by.clone(), reason: e.reason.clone(), at: e.at });
+                } else {
+                    meta.interrupted = true;
+                    meta.interruption = Some(Interruption { reason: Message::lossy(PAUSED_REASON), at: e.at });
+                }
+            }
         }
     }
 }

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::approval::PAUSED_REASON;
 use crate::definition::ChangedStep;
 use crate::eligibility::{ResumeEligibility, ResumeIneligibleReason};
-use crate::ids::{CheckpointId, DecisionId, PlanId, SnapshotId, StepNumber, TotalSteps};
+use crate::ids::{CheckpointId, DecisionId, PlanId, SnapshotId, StepName, StepNumber, TotalSteps};
 use crate::lease::Lease;
 use crate::lifecycle::{Phase, ProcessingState};
 use crate::state::PlanState;
@@ -36,13 +37,15 @@ pub const LEASE_EXPIRED_REASON: &str = "lease_expired";
 ///
 /// - `applied`, `cancelled`: the plan is in that terminal state.
 /// - `not_started`: the plan is still in `action` (no phase has started).
+/// - `waiting`: it stopped before a step that asks a person, and nobody has decided yet.
 /// - `failed`: the phase is `errored` or `constrained`; the summary's `error` says why.
 /// - `completed`: the phase is `complete`, or every known step has completed.
 /// - `crashed`: `processing`, but the runner that took the run lock is gone, or its lease
 ///   expired, and no interruption was recorded (the interruption is inferred).
 /// - `running`: `processing` otherwise: its runner holds the run lock or a live lease, or a
 ///   lockless external worker moved it there.
-/// - `interrupted`: `queued` after a recorded interruption.
+/// - `paused`: `queued` after someone paused it (the interruption's reason is `paused`).
+/// - `interrupted`: `queued` after any other recorded interruption.
 /// - `not_started`: `queued` without an interruption (a phase that never ran).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,11 +67,15 @@ pub enum PlanStatus {
     Applied,
     /// `not_started`: in `action`, or `queued` in a phase that never ran.
     NotStarted,
+    /// `waiting`: stopped before a step that asks a person; nobody has decided yet.
+    Waiting,
+    /// `paused`: someone paused it; it continues when run again.
+    Paused,
 }
 
 impl PlanStatus {
     /// Every status.
-    pub const ALL: [PlanStatus; 8] = [
+    pub const ALL: [PlanStatus; 10] = [
         PlanStatus::Running,
         PlanStatus::Interrupted,
         PlanStatus::Crashed,
@@ -77,6 +84,8 @@ impl PlanStatus {
         PlanStatus::Cancelled,
         PlanStatus::Applied,
         PlanStatus::NotStarted,
+        PlanStatus::Waiting,
+        PlanStatus::Paused,
     ];
 
     /// The status of `plan` given its eligibility verdict (which knows whether a crash is inferred).
@@ -90,11 +99,16 @@ impl PlanStatus {
         if plan.phase == Phase::Action {
             return PlanStatus::NotStarted;
         }
+        if plan.approval.as_ref().is_some_and(|a| a.is_pending()) {
+            return PlanStatus::Waiting;
+        }
+        let paused = plan.resume.interruption.as_ref().is_some_and(|i| i.reason.as_str() == PAUSED_REASON);
         match plan.state {
             Errored | Constrained => PlanStatus::Failed,
             _ if plan.state == Complete || plan.resume.all_steps_completed() => PlanStatus::Completed,
             Processing if eligibility.crash_inferred => PlanStatus::Crashed,
             Processing => PlanStatus::Running,
+            _ if plan.resume.interrupted && paused => PlanStatus::Paused,
             _ if plan.resume.interrupted => PlanStatus::Interrupted,
             _ => PlanStatus::NotStarted,
         }
@@ -111,6 +125,8 @@ impl PlanStatus {
             PlanStatus::Cancelled => "cancelled",
             PlanStatus::Applied => "applied",
             PlanStatus::NotStarted => "not_started",
+            PlanStatus::Waiting => "waiting",
+            PlanStatus::Paused => "paused",
         }
     }
 }
@@ -186,6 +202,19 @@ pub struct ResumeSummary {
     /// The lease a runner holds the plan by (its runner and expiry on the store's clock), while
     /// it is `processing` under one; live or expired, as `status` says.
     pub lease: Option<Lease>,
+    /// The step the plan waits at for a person's decision, while it is `waiting`.
+    pub waiting_for: Option<WaitingFor>,
+}
+
+/// The step a `waiting` plan waits at, and what the person is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingFor {
+    /// The step.
+    pub step: StepNumber,
+    /// Its name.
+    pub name: Option<StepName>,
+    /// The question.
+    pub question: String,
 }
 
 impl ResumeSummary {
@@ -243,6 +272,11 @@ impl ResumeSummary {
             changed_steps: eligibility.changed_steps.clone(),
             error: plan.last_error.as_ref().filter(|_| status == PlanStatus::Failed).map(|m| m.to_string()),
             lease: plan.lease.clone(),
+            waiting_for: plan.approval.as_ref().filter(|a| a.is_pending()).map(|a| WaitingFor {
+                step: a.step,
+                name: a.name.clone(),
+                question: a.question.to_string(),
+            }),
         }
     }
 }
