@@ -41,9 +41,9 @@ use std::fmt;
 use std::time::Duration;
 
 use waypoint_domain::{
-    Artifact, Attempt, AttemptFailure, Checkpoint, DecisionId, Fingerprint, Message, Phase, PlanError, PlanId,
-    PlanName, ProcessingState, ResumeIneligibleReason, ResumeSummary, RunnerId, SnapshotId, StepDefinition, StepName,
-    StepNumber, StepOutput, TotalSteps,
+    ApprovalDecision, Artifact, Attempt, AttemptFailure, Checkpoint, DecisionId, Fingerprint, Message, Phase,
+    PlanError, PlanId, PlanName, ProcessingState, ResumeIneligibleReason, ResumeSummary, RunnerId, SnapshotId,
+    StepDefinition, StepName, StepNumber, StepOutput, TotalSteps, PAUSED_REASON,
 };
 
 use crate::error::ServiceError;
@@ -681,6 +681,18 @@ pub enum StepTurn {
     Replay(Checkpoint),
     /// Run it: its start is recorded.
     Run(AttemptTicket),
+    /// Someone paused the plan: the interruption (reason `paused`) is recorded and the run
+    /// stops here; running the plan again continues with this step.
+    Paused,
+}
+
+/// Whether a step that needs a person's decision may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Someone approved it (or it already completed): go on.
+    Approved(Option<ApprovalDecision>),
+    /// Nobody has decided: the request is recorded and the plan is `waiting`; the run stops.
+    Waiting,
 }
 
 /// One attempt at a step, started and recorded.
@@ -800,7 +812,15 @@ impl<S: PlanStore> EngineRun<S> {
             lease: self.guard.lease(),
             ..StepStart::new(step, decision_id.clone())
         };
-        self.service.record_step_started(&self.plan_id, start).await?;
+        match self.service.record_step_started(&self.plan_id, start).await {
+            Ok(_) => {}
+            // A pause asked for meanwhile: this is the step boundary where the run stops.
+            Err(ServiceError::Plan { source: PlanError::PauseRequested { .. }, .. }) => {
+                self.service.record_shutdown(&self.plan_id, Message::lossy(PAUSED_REASON)).await?;
+                return Ok(StepTurn::Paused);
+            }
+            Err(other) => return Err(other.into()),
+        }
         self.attempts.last = Some(attempt);
         let rerun = self.uncertain == Some(step) && self.attempts.failures == 0;
         Ok(StepTurn::Run(AttemptTicket { step, name: name.clone(), attempt, decision_id, rerun }))
@@ -816,6 +836,29 @@ impl<S: PlanStore> EngineRun<S> {
                 Ok(())
             }
         }
+    }
+
+    /// The gate before step `step`, which asks a person `question` before it runs: a step that
+    /// completed, or that someone approved, may go on; otherwise the request is recorded (once)
+    /// and the plan waits, holding nothing, until someone approves or rejects it.
+    pub async fn approval_gate(
+        &mut self,
+        step: StepNumber,
+        name: &StepName,
+        question: &str,
+    ) -> Result<Gate, EngineError> {
+        if self.checkpoints.iter().any(|c| c.step == step) {
+            return Ok(Gate::Approved(None));
+        }
+        let view = self.service.load_summary(&self.plan_id).await?;
+        match view.state.approval.as_ref().filter(|a| a.step == step) {
+            Some(approval) if approval.is_approved() => return Ok(Gate::Approved(approval.decision.clone())),
+            Some(approval) if approval.is_pending() => return Ok(Gate::Waiting),
+            _ => {}
+        }
+        let question = Message::lossy(question);
+        self.service.request_approval(&self.plan_id, step, Some(name.clone()), question).await?;
+        Ok(Gate::Waiting)
     }
 
     /// Records that the attempt completed the step.

@@ -49,7 +49,7 @@ mod workflow;
 mod tests;
 
 pub use engine::{
-    EngineError, EngineRun, Hold, Prepared, ReadyRun, Retry, RunDefinition, RunKey, StepFailure, StepPolicy,
+    EngineError, EngineRun, Gate, Hold, Prepared, ReadyRun, Retry, RunDefinition, RunKey, StepFailure, StepPolicy,
     StepResult, StepTurn, Stopped, WorkflowKey,
 };
 pub use error::{ErrorKind, ServiceError};

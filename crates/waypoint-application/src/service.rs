@@ -466,6 +466,60 @@ impl<S: PlanStore> PlanResumeService<S> {
         self.execute(plan_id, PlanCommand::Cancel { reason }).await
     }
 
+    /// Stops the running plan before step `step` to ask a person `question`: the plan is
+    /// `waiting` and holds nothing until [`Self::approve`] or [`Self::reject`]. The step engine
+    /// calls it for a step that needs approval.
+    pub async fn request_approval(
+        &self,
+        plan_id: &PlanId,
+        step: StepNumber,
+        name: Option<StepName>,
+        question: Message,
+    ) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::RequestApproval { step, name, question, at: self.clock.now() }).await
+    }
+
+    /// Approves the step the plan waits at (`step`, when given, must be that step): the next run
+    /// of the plan goes past it. The same approval again writes nothing; anything else on a plan
+    /// that does not wait there is `invalid_state`.
+    pub async fn approve(
+        &self,
+        plan_id: &PlanId,
+        step: Option<StepNumber>,
+        by: Actor,
+        comment: Option<Message>,
+    ) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::Approve { step, by, comment, at: self.clock.now() }).await
+    }
+
+    /// Rejects the step the plan waits at: the plan fails with `approval_rejected`.
+    pub async fn reject(
+        &self,
+        plan_id: &PlanId,
+        step: Option<StepNumber>,
+        by: Actor,
+        reason: Message,
+    ) -> Result<PlanView, ServiceError> {
+        self.execute(plan_id, PlanCommand::Reject { step, by, reason, at: self.clock.now() }).await
+    }
+
+    /// Asks the plan to stop at its next step boundary: its runner records the interruption
+    /// (reason `paused`) before starting another step. A plan nobody runs (interrupted, or a
+    /// runner that is gone) is paused at once.
+    pub async fn pause(&self, plan_id: &PlanId, by: Actor, reason: Option<Message>) -> Result<PlanView, ServiceError> {
+        let view = self.load(plan_id).await?;
+        let now = self.store_now_for([&view]).await?;
+        let verdict = evaluate_eligibility(&view.state, &self.eligibility_inputs(&view, None, false, now));
+        let at = self.clock.now();
+        let mut commands = vec![PlanCommand::RequestPause { by, reason, at }];
+        if verdict.crash_inferred {
+            // Nobody will reach a step boundary: the pause takes effect now.
+            let reason = Message::lossy(waypoint_domain::PAUSED_REASON);
+            commands.push(PlanCommand::RecordShutdown { reason, at });
+        }
+        Ok(self.execute_on(plan_id, Some(view), commands).await?.0)
+    }
+
     /// The plan's current view.
     pub async fn load(&self, plan_id: &PlanId) -> Result<PlanView, ServiceError> {
         match self.store.load_view(plan_id).await? {

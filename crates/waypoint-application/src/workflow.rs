@@ -36,12 +36,12 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use waypoint_domain::{
-    Attempt, Checkpoint, DecisionId, InvalidValue, PlanId, PlanName, ResumeIneligibleReason, ResumeSummary, RunnerId,
-    StepName, StepNumber, StepOutput,
+    ApprovalDecision, Attempt, Checkpoint, DecisionId, InvalidValue, PlanId, PlanName, ResumeIneligibleReason,
+    ResumeSummary, RunnerId, StepName, StepNumber, StepOutput,
 };
 
 use crate::engine::{
-    EngineError, EngineRun, Hold, Prepared, Retry, RunDefinition, StepFailure, StepPolicy, StepResult, StepTurn,
+    EngineError, EngineRun, Gate, Hold, Prepared, Retry, RunDefinition, StepFailure, StepPolicy, StepResult, StepTurn,
     Stopped, WorkflowKey,
 };
 use crate::error::ServiceError;
@@ -121,6 +121,18 @@ pub enum WorkflowError {
         /// Why it stopped.
         reason: String,
     },
+    /// The workflow reached an approval step nobody has decided yet: the question is recorded,
+    /// the plan is `waiting`, and this run ends. Run it again once someone approved
+    /// (`waypoint plan approve KEY`); a rejection fails the plan.
+    #[error("workflow {plan_id} waits at step {step} for a person to answer {question:?}")]
+    Waiting {
+        /// The workflow's key.
+        plan_id: PlanId,
+        /// The approval step.
+        step: StepNumber,
+        /// What the person is asked.
+        question: String,
+    },
     /// A step name or message is not a valid value.
     #[error(transparent)]
     InvalidValue(#[from] InvalidValue),
@@ -142,6 +154,11 @@ impl From<EngineError> for WorkflowError {
     fn from(error: EngineError) -> Self {
         match error {
             EngineError::StillRunning { plan_id } => WorkflowError::StillRunning { plan_id },
+            // Still waiting for a person: the same answer as when the run stopped to ask.
+            EngineError::NotResumable { plan_id, summary, .. } if summary.waiting_for.is_some() => {
+                let waiting = summary.waiting_for.expect("checked");
+                WorkflowError::Waiting { plan_id, step: waiting.step, question: waiting.question }
+            }
             EngineError::NotResumable { plan_id, reasons, .. } => WorkflowError::NotResumable { plan_id, reasons },
             EngineError::StepMismatch { step, recorded, given } => {
                 WorkflowError::StepMismatch { step, recorded, given }
@@ -374,6 +391,13 @@ impl<S: PlanStore> Workflow<S> {
                     return Ok(value);
                 }
                 StepTurn::Run(ticket) => ticket,
+                StepTurn::Paused => {
+                    return Err(WorkflowError::Interrupted {
+                        plan_id: self.plan_id.clone(),
+                        next_step: step,
+                        reason: waypoint_domain::PAUSED_REASON.to_owned(),
+                    })
+                }
             };
             let context = StepContext {
                 plan_id: self.plan_id.clone(),
@@ -420,6 +444,58 @@ impl<S: PlanStore> Workflow<S> {
                 }
             }
         }
+    }
+
+    /// An approval step: the workflow asks a person `question` before going on. The first run
+    /// that reaches it records the question and ends with [`WorkflowError::Waiting`] (the plan
+    /// is `waiting`, holding nothing); once someone approved it (`waypoint plan approve`), the
+    /// next run records the decision as this step's output and returns it, and later runs get
+    /// it back. A rejection fails the plan (`approval_rejected`).
+    pub async fn approval(&mut self, name: &str, question: &str) -> Result<ApprovalDecision, WorkflowError> {
+        let step = self.next;
+        let name = StepName::parse(name)?;
+        let live = match &mut self.mode {
+            Mode::Replay { checkpoints, .. } => {
+                let Some(done) = checkpoints.iter().find(|c| c.step == step) else {
+                    return Err(WorkflowError::Finished { plan_id: self.plan_id.clone(), step });
+                };
+                let decision = read_back(done, step, &name)?;
+                self.next = following(step);
+                return Ok(decision);
+            }
+            Mode::Live(live) => live,
+        };
+        let decision = match live.approval_gate(step, &name, question).await? {
+            Gate::Waiting => {
+                return Err(WorkflowError::Waiting {
+                    plan_id: self.plan_id.clone(),
+                    step,
+                    question: question.to_owned(),
+                })
+            }
+            Gate::Approved(decision) => decision,
+        };
+        let ticket = match live.begin_step(step, &name).await? {
+            StepTurn::Replay(done) => {
+                let decision = read_back(&done, step, &name)?;
+                self.next = following(step);
+                return Ok(decision);
+            }
+            StepTurn::Run(ticket) => ticket,
+            StepTurn::Paused => {
+                let reason = waypoint_domain::PAUSED_REASON.to_owned();
+                return Err(WorkflowError::Interrupted { plan_id: self.plan_id.clone(), next_step: step, reason });
+            }
+        };
+        let decision = decision.expect("an approved gate carries its decision");
+        let output = to_output(&decision).map_err(|detail| WorkflowError::Output {
+            step,
+            name: name.clone(),
+            detail: format!("cannot be recorded: {detail}"),
+        })?;
+        live.completed(&ticket, StepResult { output: Some(output), ..StepResult::default() }).await?;
+        self.next = following(step);
+        Ok(decision)
     }
 
     /// Renews the workflow's lease ([`WorkflowOptions::lease`]), or checks its run lock. Call it

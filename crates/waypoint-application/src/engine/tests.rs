@@ -48,7 +48,7 @@ async fn start(service: &Service, key: &WorkflowKey) -> EngineRun<InMemoryStore>
 async fn run_attempt(run: &mut EngineRun<InMemoryStore>, n: u32) -> AttemptTicket {
     match run.begin_step(step(n), &name(&format!("s{n}"))).await.unwrap() {
         StepTurn::Run(ticket) => ticket,
-        StepTurn::Replay(_) => panic!("step {n} should run"),
+        StepTurn::Replay(_) | StepTurn::Paused => panic!("step {n} should run"),
     }
 }
 

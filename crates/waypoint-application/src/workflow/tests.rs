@@ -250,3 +250,65 @@ fn an_async_step_past_its_timeout_is_cancelled_and_fails_the_attempt() {
     let state = block_on(service.load(&id)).unwrap().state;
     assert_eq!(state.state, ProcessingState::Errored);
 }
+
+#[test]
+fn an_approval_step_waits_for_a_person_then_gives_back_the_decision() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("release");
+    let ran = Cell::new(0u32);
+    let run_it = || {
+        block_on(async {
+            let mut run = service.workflow(&id).await?;
+            run.step("build", |_| async {
+                ran.set(ran.get() + 1);
+                Ok::<_, String>(1u8)
+            })
+            .await?;
+            let decision = run.approval("deploy", "Deploy to production?").await?;
+            run.finish().await?;
+            Ok::<_, WorkflowError>(decision)
+        })
+    };
+    match run_it() {
+        Err(WorkflowError::Waiting { step, question, .. }) => {
+            assert_eq!((step.get(), question.as_str()), (2, "Deploy to production?"))
+        }
+        other => panic!("the first run stops to ask: {other:?}"),
+    }
+    let summary = block_on(service.build_resume_summary(&id, None)).unwrap();
+    assert_eq!(summary.status, waypoint_domain::PlanStatus::Waiting);
+    assert!(matches!(run_it(), Err(WorkflowError::Waiting { .. })), "still waiting until someone decides");
+    let alice = waypoint_domain::Actor::parse("alice").unwrap();
+    block_on(service.approve(&id, None, alice.clone(), None)).unwrap();
+    // The same approval again is idempotent; a rejection now is refused.
+    block_on(service.approve(&id, None, alice.clone(), None)).unwrap();
+    let reason = waypoint_domain::Message::parse("too late").unwrap();
+    assert!(block_on(service.reject(&id, None, alice, reason)).is_err());
+    let decision = run_it().unwrap();
+    assert!(decision.approved);
+    assert_eq!(decision.by.as_str(), "alice");
+    assert_eq!(ran.get(), 1, "the build ran once");
+    assert_eq!(run_it().unwrap(), decision, "a finished workflow gives the decision back");
+}
+
+#[test]
+fn a_pause_stops_the_workflow_at_its_next_step() {
+    let service = PlanResumeService::new(InMemoryStore::new());
+    let id = key("pausable");
+    let stopped = block_on(async {
+        let mut run = service.workflow(&id).await?;
+        let by = waypoint_domain::Actor::parse("ops").unwrap();
+        run.step("one", |_| async { Ok::<_, String>(1u8) }).await?;
+        service.pause(&id, by, None).await?;
+        run.step("two", |_| async { Ok::<_, String>(2u8) }).await
+    });
+    match stopped {
+        Err(WorkflowError::Interrupted { next_step, reason, .. }) => {
+            assert_eq!((next_step.get(), reason.as_str()), (2, "paused"))
+        }
+        other => panic!("the pause stops the run before step 2: {other:?}"),
+    }
+    let summary = block_on(service.build_resume_summary(&id, None)).unwrap();
+    assert_eq!(summary.status, waypoint_domain::PlanStatus::Paused);
+    assert!(summary.eligible, "a paused plan continues when run again");
+}
