@@ -1,6 +1,7 @@
 //! One integration-test binary: each module is a capability under test.
 
 mod bench_smoke;
+mod cli_approval;
 mod cli_bad_input;
 mod cli_fork;
 mod cli_harness;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use waypoint_application::LeaseRequest;
 use waypoint_domain::{
-    Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, RunnerId, SnapshotId, StepName, StepNumber,
+    Actor, Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, RunnerId, SnapshotId, StepName, StepNumber,
     StepOutput, TotalSteps,
 };
 
@@ -335,6 +335,47 @@ pub enum PlanCommand {
         #[arg(long, value_parser = Message::parse)]
         message: Message,
     },
+    /// Approve the step the plan waits at, so that its next run goes past it
+    #[command(after_help = "Example:\n  waypoint plan approve ID --comment \"checked the migration\"")]
+    Approve {
+        /// The plan id
+        #[arg(value_parser = PlanId::parse)]
+        id: PlanId,
+        /// The step approved (default: the one the plan waits at)
+        #[arg(long, value_parser = step_number)]
+        step: Option<StepNumber>,
+        /// Who approves (default: your login name)
+        #[arg(long, value_parser = Actor::parse)]
+        by: Option<Actor>,
+        /// A comment kept with the approval
+        #[arg(long, value_parser = Message::parse)]
+        comment: Option<Message>,
+    },
+    /// Reject the step the plan waits at: the plan fails (approval_rejected)
+    #[command(after_help = "Example:\n  waypoint plan reject ID --reason \"not during the freeze\"")]
+    Reject {
+        /// The plan id
+        #[arg(value_parser = PlanId::parse)]
+        id: PlanId,
+        /// The step rejected (default: the one the plan waits at)
+        #[arg(long, value_parser = step_number)]
+        step: Option<StepNumber>,
+        /// Why
+        #[arg(long, value_parser = Message::parse)]
+        reason: Message,
+        /// Who rejects (default: your login name)
+        #[arg(long, value_parser = Actor::parse)]
+        by: Option<Actor>,
+    },
+    /// Ask the plan to stop at its next step boundary (at once if nobody runs it)
+    Pause {
+        /// The plan id
+        #[arg(value_parser = PlanId::parse)]
+        id: PlanId,
+        /// Why
+        #[arg(long, value_parser = Message::parse)]
+        reason: Option<Message>,
+    },
     /// Cancel the plan (terminal)
     Cancel {
         /// The plan id
@@ -458,6 +499,9 @@ impl PlanCommand {
             | PlanCommand::Apply { id }
             | PlanCommand::Constrain { id, .. }
             | PlanCommand::Cancel { id, .. }
+            | PlanCommand::Approve { id, .. }
+            | PlanCommand::Reject { id, .. }
+            | PlanCommand::Pause { id, .. }
             | PlanCommand::Show { id, .. }
             | PlanCommand::Logs { id, .. }
             | PlanCommand::Fork { id, .. }

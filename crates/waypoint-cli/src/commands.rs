@@ -20,7 +20,7 @@ use crate::keys::keyed_id;
 use crate::plan_file::PlanFile;
 use crate::progress::Progress;
 use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
-use crate::runner::{watch_signals, Events, Runner, StepReport};
+use crate::runner::{watch_signals, Events, Runner};
 use crate::store::{acquire_run_lock, runner_id, Service, StoreLocation};
 use crate::ui::{escape_controls, shown_path, Ui};
 
@@ -81,6 +81,20 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
         }
         PlanCommand::Cancel { id, reason } => {
             write(location, ui, &id, "cancelled", |s| block_on(s.cancel(&id, reason)))
+        }
+        PlanCommand::Approve { id, step, by, comment } => {
+            let by = by.unwrap_or_else(login_name);
+            let done = format!("approved by {by}; run the plan again to go on");
+            write(location, ui, &id, &done, |s| block_on(s.approve(&id, step, by.clone(), comment)))
+        }
+        PlanCommand::Reject { id, step, reason, by } => {
+            let by = by.unwrap_or_else(login_name);
+            let done = format!("rejected by {by}");
+            write(location, ui, &id, &done, |s| block_on(s.reject(&id, step, by.clone(), reason)))
+        }
+        PlanCommand::Pause { id, reason } => {
+            let done = "pause asked for: the plan stops at its next step boundary";
+            write(location, ui, &id, done, |s| block_on(s.pause(&id, login_name(), reason)))
         }
         PlanCommand::List { resumable } => list(location, ui, resumable),
         PlanCommand::Show { id, outputs: false } => show(location, ui, &id),
@@ -444,4 +458,11 @@ fn escape_terminal(text: &str) -> String {
         .map(|line| line.split('\t').map(escape_controls).collect::<Vec<_>>().join("\t"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Who a person at this terminal is, as approvals and pauses record them: the login name.
+fn login_name() -> waypoint_domain::Actor {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    waypoint_domain::Actor::parse(&user)
+        .unwrap_or_else(|_| waypoint_domain::Actor::parse("unknown").expect("static actor is valid"))
 }

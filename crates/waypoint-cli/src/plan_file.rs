@@ -41,6 +41,7 @@ struct RawStep {
     #[serde(default)]
     env: BTreeMap<String, String>,
     dir: Option<String>,
+    approval: Option<String>,
 }
 
 /// The delay before a step's first retry when `retry_delay` is not given.
@@ -76,6 +77,8 @@ pub struct Step {
     pub retries: u32,
     /// The delay before the first retry; doubled after each further failed attempt.
     pub retry_delay: Duration,
+    /// The question a person must answer (approve) before the step runs, if it asks one.
+    pub approval: Option<String>,
     /// sha256 over the step's canonical definition: a completed step whose fingerprint changed
     /// blocks a resume; a pending one does not.
     pub fingerprint: Fingerprint,
@@ -100,6 +103,9 @@ struct CanonicalStep<'a> {
     timeout_ms: Option<u128>,
     retries: u32,
     retry_delay_ms: u128,
+    // Absent from steps without one, so their fingerprints stay what they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<&'a str>,
 }
 
 impl PlanFile {
@@ -209,6 +215,13 @@ impl PlanFile {
                 })?,
                 None => DEFAULT_RETRY_DELAY,
             };
+            if let Some(question) = &step.approval {
+                if waypoint_domain::Message::parse(question).is_err() {
+                    return Err(invalid(format!(
+                        "{label} has an unusable `approval` question; write one line of plain text"
+                    )));
+                }
+            }
             let mut env = raw.env.clone();
             env.extend(step.env);
             let canonical = CanonicalStep {
@@ -220,6 +233,7 @@ impl PlanFile {
                 timeout_ms: timeout.map(|t| t.as_millis()),
                 retries,
                 retry_delay_ms: retry_delay.as_millis(),
+                approval: step.approval.as_deref(),
             };
             let encoded = serde_json::to_vec(&canonical).expect("a step definition serializes");
             steps.push(Step {
@@ -232,6 +246,7 @@ impl PlanFile {
                 timeout,
                 retries,
                 retry_delay,
+                approval: step.approval,
                 fingerprint: fingerprint_of(&encoded),
             });
         }

@@ -77,6 +77,9 @@ pub struct RunDoc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed: Option<PointDoc>,
     pub steps: &'a [StepReport],
+    /// The step the plan waits at for approval, when the run stopped there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<&'a waypoint_domain::WaitingFor>,
     pub summary: &'a ResumeSummary,
 }
 

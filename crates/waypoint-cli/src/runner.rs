@@ -20,7 +20,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 pub use waypoint_application::engine::{format_duration, signal_name};
 use waypoint_application::engine::{
-    AttemptTicket, EngineError, EngineRun, Retry, StepFailure, StepResult, StepTurn, Stopped,
+    AttemptTicket, EngineError, EngineRun, Gate, Retry, StepFailure, StepResult, StepTurn, Stopped as EngineStopped,
 };
 use waypoint_application::{LogStream, PlanStore, ServiceError};
 use waypoint_domain::{Artifact, DecisionId, PlanError, PlanId, StepNumber, StepOutput};
@@ -102,6 +102,23 @@ pub fn watch_signals() -> Result<Events, CliError> {
         }
     });
     Ok(Events { sender, receiver })
+}
+
+/// How a run of the plan file ended without an error: every step done (`stopped: None`), or
+/// stopped at a step that waits for approval, or paused.
+#[derive(Debug)]
+pub struct RunEnd {
+    pub reports: Vec<StepReport>,
+    pub stopped: Option<Stopped>,
+}
+
+/// Why a run stopped early, with the plan able to go on later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// At a step that needs a person's approval.
+    Waiting,
+    /// Someone paused the plan.
+    Paused,
 }
 
 /// What became of one step of the plan file in this run.
@@ -230,8 +247,10 @@ impl Runner<'_> {
 
     /// Runs every step of the plan file in order and finishes the plan. A step that completed
     /// in an earlier run is skipped, its recorded output handed to the steps that follow. The
-    /// caller has started the engine's run (created the plan or recorded `Resumed`).
-    pub fn run_all(mut self) -> Result<Vec<StepReport>, CliError> {
+    /// caller has started the engine's run (created the plan or recorded `Resumed`). The run
+    /// also ends, without finishing the plan, at a step that waits for a person's approval, or
+    /// at the step boundary after someone paused the plan.
+    pub fn run_all(mut self) -> Result<RunEnd, CliError> {
         let mut reports = Vec::with_capacity(self.file.steps.len());
         for (index, step) in self.file.steps.iter().enumerate() {
             let n = index as u32 + 1;
@@ -239,16 +258,32 @@ impl Runner<'_> {
                 let reason = format!("{} received before step {n}", signal_name(signal));
                 return Err(self.interrupted(signal, n, &reason));
             }
-            reports.push(self.run_step(n, step)?);
+            let id = self.plan_id().clone();
+            if let Some(question) = &step.approval {
+                let number = StepNumber::new(n).expect("steps count from 1");
+                let gate = block_on(self.run.approval_gate(number, &step.step_name, question));
+                if gate.map_err(|e| engine_error(&id, e))? == Gate::Waiting {
+                    self.progress.note(&format!("step {n} ({}) waits for approval: {question}", step.name));
+                    return Ok(RunEnd { reports, stopped: Some(Stopped::Waiting) });
+                }
+            }
+            match self.run_step(n, step)? {
+                Some(report) => reports.push(report),
+                None => {
+                    self.progress.note(&format!("paused before step {n} ({})", step.name));
+                    return Ok(RunEnd { reports, stopped: Some(Stopped::Paused) });
+                }
+            }
         }
         let id = self.plan_id().clone();
         block_on(self.run.finish()).map_err(|e| engine_error(&id, e))?;
-        Ok(reports)
+        Ok(RunEnd { reports, stopped: None })
     }
 
     /// Runs step `n`, attempt after attempt, until one succeeds, the engine says the retries
-    /// are spent, or a signal stops it; a step that completed earlier is only reported.
-    fn run_step(&mut self, n: u32, step: &Step) -> Result<StepReport, CliError> {
+    /// are spent, or a signal stops it; a step that completed earlier is only reported. `None`:
+    /// the plan was paused, and this step did not start.
+    fn run_step(&mut self, n: u32, step: &Step) -> Result<Option<StepReport>, CliError> {
         let number = StepNumber::new(n).expect("steps count from 1");
         let policy = step.policy();
         loop {
@@ -259,9 +294,10 @@ impl Runner<'_> {
                         self.progress.skipped(n, &step.name);
                         let output = done.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
                         self.outputs.insert(step.name.clone(), output);
-                        return Ok(StepReport::skipped(n, step));
+                        return Ok(Some(StepReport::skipped(n, step)));
                     }
                     StepTurn::Run(ticket) => ticket,
+                    StepTurn::Paused => return Ok(None),
                 };
             if ticket.attempt == waypoint_domain::Attempt::FIRST || ticket.rerun {
                 self.progress.started(n, &step.name);
@@ -303,7 +339,7 @@ impl Runner<'_> {
                 }
             };
             return match (ran.signal, completed) {
-                (None, Some(report)) => Ok(report),
+                (None, Some(report)) => Ok(Some(report)),
                 (Some(signal), _) => {
                     Err(self.interrupted(signal, n, &format!("{} received during step {n}", signal_name(signal))))
                 }
@@ -637,8 +673,8 @@ impl Runner<'_> {
         };
         let code = if signal == SIGTERM { exit::SIGTERM } else { exit::SIGINT };
         let message = match stopped {
-            Stopped::Finished => format!("{reason}, the last step; the step completed, so plan {id} completed"),
-            Stopped::Interrupted => {
+            EngineStopped::Finished => format!("{reason}, the last step; the step completed, so plan {id} completed"),
+            EngineStopped::Interrupted => {
                 format!("{reason}; plan {id} stopped; run the plan file again to continue (or `waypoint resume {id}`)")
             }
         };

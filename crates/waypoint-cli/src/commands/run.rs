@@ -7,7 +7,7 @@ use waypoint_application::engine::{EngineError, EngineRun, Prepared, ReadyRun, R
 use waypoint_domain::PlanError;
 
 use super::*;
-use crate::runner::engine_error;
+use crate::runner::{engine_error, RunEnd, Stopped};
 use crate::store::AnyStore;
 
 /// The key of a plan file: its absolute path. The n-th plan made from it has the id
@@ -136,13 +136,43 @@ pub(super) fn resume(
     let run = block_on(ready.start()).map_err(|e| engine_error(id, e))?;
     let point = run.resumed().expect("a resumed run has its resume point");
     announce(ui, &run, &file, None);
-    let reports = run_plan_file(location, ui, run, &file, &events)?;
+    let end = run_plan_file(location, ui, run, &file, &events)?;
     let summary = block_on(service.build_resume_summary(id, None))?;
     if ui.json() {
-        ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: Some(&reports), summary: &summary });
+        ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: Some(&end.reports), summary: &summary });
         Ok(())
     } else {
+        say_stopped(ui, end.stopped, &summary);
         print_summary_block(&service, ui, id, &summary)
+    }
+}
+
+/// Rich output for a run that stopped early: what it waits for and the command that lets it go
+/// on, or that it was paused.
+fn say_stopped(ui: &Ui, stopped: Option<Stopped>, summary: &ResumeSummary) {
+    let id = &summary.plan_id;
+    match (stopped, &summary.waiting_for) {
+        (Some(Stopped::Waiting), Some(waiting)) => ui.stdout(&format!(
+            "{} plan {id} waits at step {} for approval: {}\n  `waypoint plan approve {id}` lets the next run go on; `waypoint plan reject {id} --reason TEXT` stops it",
+            ui.out.yellow("⏸"),
+            waiting.step,
+            escape_controls(&waiting.question),
+        )),
+        (Some(Stopped::Paused), _) => ui.stdout(&format!(
+            "{} plan {id} paused before step {}; run it again to continue",
+            ui.out.yellow("⏸"),
+            summary.next_step.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+        )),
+        _ => {}
+    }
+}
+
+/// The outcome word of a run that went as far as it could: its own, or why it stopped early.
+fn outcome_of(stopped: Option<Stopped>, outcome: &'static str) -> &'static str {
+    match stopped {
+        Some(Stopped::Waiting) => "waiting",
+        Some(Stopped::Paused) => "paused",
+        None => outcome,
     }
 }
 
@@ -259,7 +289,13 @@ pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<()
         let why = format!("it is a fork of plan {source} keeping steps 1 to {}", kept.map_or(0, StepNumber::get));
         return start_and_run(location, ui, &service, ready, &file, Some(&why), &events, "forked");
     }
-    let prepared = block_on(service.prepare_run(&key, definition, runner_id(), args.new));
+    let prepared = match block_on(service.prepare_run(&key, definition, runner_id(), args.new)) {
+        // Still waiting for a person: nothing to run yet, and nothing wrong.
+        Err(EngineError::NotResumable { summary, .. }) if summary.waiting_for.is_some() => {
+            return still_waiting(ui, &summary);
+        }
+        other => other,
+    };
     match prepared.map_err(|e| refused(e, &file))? {
         Prepared::Fresh(ready) => start_and_run(location, ui, &service, ready, &file, None, &events, "created"),
         Prepared::Continue(ready, summary) => {
@@ -281,6 +317,15 @@ fn refused(error: EngineError, file: &PlanFile) -> CliError {
         )
         .with("plan_id", plan_id.as_str())
         .with_reasons(vec![ResumeIneligibleReason::StillRunning]),
+        EngineError::NotResumable { plan_id, reasons, .. } if reasons == [ResumeIneligibleReason::ApprovalRejected] => {
+            let mut error = not_eligible(&plan_id, reasons);
+            error.code = "approval_rejected";
+            error.message.push_str(&format!(
+                "; `waypoint run --new {}` starts over, `waypoint plan fork` keeps the completed steps",
+                shown_path(&file.path)
+            ));
+            error
+        }
         EngineError::NotResumable { plan_id, reasons, summary } => {
             let mut error = not_eligible(&plan_id, reasons);
             let hint = match summary.changed_steps.iter().find(|c| c.completed) {
@@ -298,11 +343,30 @@ fn refused(error: EngineError, file: &PlanFile) -> CliError {
     }
 }
 
+/// `run FILE` when the file's plan still waits for an approval: it says so (exit 0).
+fn still_waiting(ui: &Ui, summary: &ResumeSummary) -> Result<(), CliError> {
+    if ui.json() {
+        let doc = RunDoc {
+            plan_id: &summary.plan_id,
+            outcome: "waiting",
+            resumed: None,
+            steps: &[],
+            waiting_for: summary.waiting_for.as_ref(),
+            summary,
+        };
+        ui.json_document(&doc);
+    } else {
+        say_stopped(ui, Some(Stopped::Waiting), summary);
+    }
+    Ok(())
+}
+
 /// `run FILE` when the file's newest plan finished: nothing runs unless `--new` asks.
 fn already_completed(ui: &Ui, summary: &ResumeSummary, file: &PlanFile) -> Result<(), CliError> {
     let id = &summary.plan_id;
     if ui.json() {
-        ui.json_document(&RunDoc { plan_id: id, outcome: "already_completed", resumed: None, steps: &[], summary });
+        let doc = RunDoc { plan_id: id, outcome: "already_completed", resumed: None, steps: &[], waiting_for: None, summary };
+        ui.json_document(&doc);
     } else {
         ui.stdout(&format!(
             "{} plan {id} · {} · already completed {}; nothing to run\n  `waypoint run --new {}` starts a fresh plan",
@@ -353,18 +417,20 @@ fn start_and_run(
     } else {
         announce(ui, &run, file, why);
     }
-    let reports = run_plan_file(location, ui, run, file, events)?;
+    let end = run_plan_file(location, ui, run, file, events)?;
     let summary = block_on(service.build_resume_summary(&id, None))?;
     if ui.json() {
         ui.json_document(&RunDoc {
             plan_id: &id,
-            outcome,
+            outcome: outcome_of(end.stopped, outcome),
             resumed: point.as_ref().map(Into::into),
-            steps: &reports,
+            steps: &end.reports,
+            waiting_for: summary.waiting_for.as_ref(),
             summary: &summary,
         });
         Ok(())
     } else {
+        say_stopped(ui, end.stopped, &summary);
         print_summary_block(service, ui, &id, &summary)
     }
 }
@@ -375,7 +441,7 @@ fn run_plan_file(
     run: EngineRun<AnyStore>,
     file: &PlanFile,
     events: &Events,
-) -> Result<Vec<StepReport>, CliError> {
+) -> Result<RunEnd, CliError> {
     let total = u32::try_from(file.steps.len()).expect("checked when parsed");
     let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total));
     let sidecar = location.sidecar();
