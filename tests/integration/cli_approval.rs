@@ -37,7 +37,10 @@ fn an_approval_step_stops_the_run_until_someone_approves_it() {
     first.expect_code(0);
     let doc = first.json();
     assert_eq!(doc["outcome"], "waiting", "{doc}");
-    assert_eq!(doc["waiting_for"], serde_json::json!({"step": 3, "name": "deploy", "question": "Deploy to production?"}));
+    assert_eq!(
+        doc["waiting_for"],
+        serde_json::json!({"step": 3, "name": "deploy", "question": "Deploy to production?"})
+    );
     assert_eq!(doc["summary"]["status"], "waiting");
     assert_eq!(sandbox.read("effects.log"), "build\ntest\n", "steps 1 and 2 ran, step 3 waits");
     let id = doc["plan_id"].as_str().unwrap().to_owned();
@@ -59,7 +62,10 @@ fn an_approval_step_stops_the_run_until_someone_approves_it() {
     assert_eq!(second.json()["summary"]["status"], "completed");
     assert_eq!(sandbox.read("effects.log"), "build\ntest\ndeploy\nannounce\n");
     let types = event_types(&sandbox, &id);
-    assert!(types.contains(&"approval_requested".to_owned()) && types.contains(&"step_approved".to_owned()), "{types:?}");
+    assert!(
+        types.contains(&"approval_requested".to_owned()) && types.contains(&"step_approved".to_owned()),
+        "{types:?}"
+    );
     let history = sandbox.run_rich(&["plan", "history", &id]);
     assert!(history.stdout.contains("alice"), "history says who approved:\n{}", history.stdout);
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use waypoint_application::LeaseRequest;
 use waypoint_domain::{
-    Actor, Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, RunnerId, SnapshotId, StepName, StepNumber,
-    StepOutput, TotalSteps,
+    Actor, Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, RunnerId, SnapshotId, StepName,
+    StepNumber, StepOutput, TotalSteps,
 };
 
 const ABOUT: &str = "Resumable multi-step work: every completed step is recorded, so an interrupted plan resumes \

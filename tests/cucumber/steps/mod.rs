@@ -7,4 +7,5 @@ mod engine;
 mod forks;
 mod leases;
 mod outputs;
+mod people;
 mod retention;
