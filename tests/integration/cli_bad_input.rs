@@ -90,6 +90,11 @@ fn a_missing_or_malformed_plan_file_is_a_usage_error_before_anything_is_written(
         ("unknown_key.toml", "name = \"x\"\ncolour = 1\n[[steps]]\nname = \"a\"\nrun = \"true\"\n", "colour"),
         ("empty_run.toml", "name = \"x\"\n[[steps]]\nname = \"a\"\nrun = \" \"\n", "empty `run`"),
         ("control.toml", "name = \"\u{0}\"", "invalid"),
+        (
+            "same_name.toml",
+            "name = \"x\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\n",
+            "steps 1 and 2 are both named \"a\"",
+        ),
     ] {
         let path = sandbox.write(name, text);
         let run = sandbox.run(&["run", path.to_str().unwrap()]);

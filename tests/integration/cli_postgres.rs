@@ -124,3 +124,42 @@ fn step_logs_live_in_the_database_and_any_home_reads_them() {
     assert_eq!(doc["logs"][0]["stdout"], "hello\n", "{doc}");
     assert_eq!(doc["logs"][0]["stderr"], "oops\n", "{doc}");
 }
+
+#[test]
+fn without_a_home_a_folder_another_user_could_plant_is_never_written_through() {
+    let db = TestDatabase::create("cli_no_home");
+    let url = url_with_password(&db);
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write("plan.toml", "name = \"svc\"\n[[steps]]\nname = \"one\"\nrun = \"true\"\n");
+    let tmp = sandbox.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(waypoint_bin())
+            .args(["--store", &url, "--format", "json"])
+            .args(args)
+            .env_remove("HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env("TMPDIR", &tmp)
+            .current_dir(sandbox.dir.path())
+            .output()
+            .unwrap();
+        Run::from_output(output)
+    };
+    // A folder someone else prepared (here: writable by everyone) is refused, and nothing is
+    // written into it.
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    let uid = String::from_utf8_lossy(&uid.stdout).trim().to_owned();
+    let planted = tmp.join(format!("waypoint-{uid}"));
+    std::fs::create_dir(&planted).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let refused = run(&["run", plan.to_str().unwrap()]);
+    assert_ne!(refused.code, Some(0), "{}", refused.stderr);
+    assert!(refused.stderr.contains("not a private folder"), "{}", refused.stderr);
+    assert_eq!(std::fs::read_dir(&planted).unwrap().count(), 0, "nothing written into the planted folder");
+    // Its own private folder is used.
+    std::fs::remove_dir(&planted).unwrap();
+    run(&["run", "--new", plan.to_str().unwrap()]).expect_code(0);
+    let mode = std::fs::metadata(&planted).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}

@@ -531,3 +531,21 @@ fn under_umask_000_every_file_a_run_leaves_in_the_store_is_private() {
     }
     assert!(seen > 5, "the run left its files: {seen}");
 }
+
+#[test]
+fn a_step_never_sees_the_store_location_and_its_password() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"env\"\n[[steps]]\nname = \"look\"\nrun = \"echo \\\"store=${WAYPOINT_STORE:-none}\\\" > seen.txt\"\n",
+    );
+    let output = std::process::Command::new(crate::cli_harness::waypoint_bin())
+        .args(["--format", "json", "run"])
+        .arg(&plan)
+        .env("WAYPOINT_STORE", &sandbox.store)
+        .current_dir(sandbox.dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(sandbox.read("seen.txt"), "store=none\n");
+}

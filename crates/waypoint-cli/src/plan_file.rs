@@ -173,6 +173,15 @@ impl PlanFile {
             let step_name =
                 StepName::parse(&step.name).map_err(|e| invalid(format!("step {n} has an unusable name: {e}")))?;
             let label = format!("step {n} ({})", escape_controls(&step.name));
+            // Later steps find outputs by step name (`$WAYPOINT_OUTPUTS`): two steps of one name
+            // would hide the first one's.
+            if let Some(first) = steps.iter().position(|s: &Step| s.name == step.name) {
+                return Err(invalid(format!(
+                    "steps {} and {n} are both named {:?}; give every step its own name",
+                    first + 1,
+                    escape_controls(&step.name)
+                )));
+            }
             if step.run.trim().is_empty() {
                 return Err(invalid(format!("{label} has an empty `run` command")));
             }

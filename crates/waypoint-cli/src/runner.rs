@@ -437,6 +437,8 @@ impl Runner<'_> {
             .arg("-c")
             .arg(&step.run)
             .current_dir(&step.workdir)
+            // The store's location may carry its password: no step needs it, none gets it.
+            .env_remove("WAYPOINT_STORE")
             .envs(&step.env)
             .env("WAYPOINT_PLAN_ID", plan_id.as_str())
             .env("WAYPOINT_STEP", n.to_string())

@@ -21,11 +21,14 @@ use crate::supervise::GRACE;
 #[derive(Debug, Clone)]
 pub struct Sidecar {
     root: PathBuf,
+    /// The topmost folder that must be this user's alone, when it lies above `root` (a shared
+    /// temporary directory's `waypoint-<uid>`).
+    private_from: Option<PathBuf>,
 }
 
 impl Sidecar {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), private_from: None }
     }
 
     /// The folder itself.
@@ -54,11 +57,28 @@ impl Sidecar {
         self.run_dir(plan_id).join("outputs.json")
     }
 
-    /// Creates a plan's folders (mode 0700, like the store). Only runs write here.
+    /// Creates a plan's folders (mode 0700, like the store). Only runs write here, and only in
+    /// folders this user owns and nobody else can write: a folder another local user created
+    /// first (to plant links) is refused, never written through.
     pub fn prepare(&self, plan_id: &PlanId) -> std::io::Result<()> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        builder.create(self.run_dir(plan_id))
+        let run_dir = self.run_dir(plan_id);
+        // Every folder from the plan's up to the first this sidecar owns outright (beside a
+        // directory store: its `runs/`, the store itself being the store's to check). The top
+        // one is checked before anything is created inside it.
+        let top = self.private_from.as_deref().or(run_dir.parent()).unwrap_or(&self.root);
+        builder.create(top)?;
+        check_private(top)?;
+        builder.create(&run_dir)?;
+        let mut dir = run_dir.as_path();
+        loop {
+            check_private(dir)?;
+            match dir.parent() {
+                Some(parent) if dir != top => dir = parent,
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// Whether a step of the plan may still be running: its supervisor holds the attempt lock.
@@ -95,6 +115,23 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     // A file that existed keeps its mode through open: make it private too.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(bytes)
+}
+
+/// `dir` is a real folder (not a link) that this user owns and that no one else can write.
+fn check_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    let mine = meta.uid() == rustix::process::geteuid().as_raw();
+    if !meta.is_dir() || !mine || meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a private folder of this user (a link, another owner, or writable by others)",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The store's run locks, plus the attempt lock of a step left running: a plan counts as held
@@ -146,11 +183,20 @@ pub fn beside_dir(store: &Path) -> Sidecar {
 /// `~/.local/state`. Attempt locks are local to this machine, as the steps they guard are.
 pub fn for_server(location: &str) -> Sidecar {
     use sha2::{Digest, Sha256};
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("state")))
-        .unwrap_or_else(std::env::temp_dir);
+    let home_state = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|home| PathBuf::from(home).join(".local").join("state"))
+    });
     let digest = crate::outputs::hex(&Sha256::digest(location.as_bytes()));
-    Sidecar::new(state.join("waypoint").join(&digest[..16]))
+    match home_state {
+        Some(state) => {
+            let waypoint = state.join("waypoint");
+            Sidecar { root: waypoint.join(&digest[..16]), private_from: Some(waypoint) }
+        }
+        // No home (a system service): a folder of this user's own in the temporary directory,
+        // which `prepare` refuses unless this user owns it and nobody else can write it.
+        None => {
+            let own = std::env::temp_dir().join(format!("waypoint-{}", rustix::process::geteuid().as_raw()));
+            Sidecar { root: own.join(&digest[..16]), private_from: Some(own) }
+        }
+    }
 }
