@@ -183,7 +183,7 @@ impl Shared {
             Ok(()) => Ok(Some(FlockGuard(lock))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => {
-                Err(FileStoreError::io("cannot lock the store", &self.layout.write_lock(), e))
+                Err(FileStoreError::io("cannot lock the store", self.layout.write_lock(), e))
             }
         }
     }
