@@ -143,6 +143,17 @@ fn store_locations_and_arguments() {
     let error = sandbox.run(&["--store", "redis://localhost/0", "plan", "list"]);
     let error = error.expect_error(2, "unsupported_store");
     assert!(error["error"]["message"].as_str().unwrap().contains("postgres://"), "{error}");
+    // A URL gone wrong is never taken for a folder (whose name would hold the password), and a
+    // huge value is not echoed whole.
+    for malformed in ["postgres:/u:S3cret@db.example/app", "postgresql:u@host/db", "pg+ssl:user:S3cret@host"] {
+        let error = sandbox.run(&["--store", malformed, "plan", "list"]).expect_error(2, "invalid_store");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("S3cret"), "{message}");
+        assert!(!sandbox.dir.path().join(malformed.split('/').next().unwrap()).exists(), "no folder was made");
+    }
+    let huge = format!("{}://x", "a".repeat(100_000));
+    let error = sandbox.run(&["--store", &huge, "plan", "list"]).expect_error(2, "unsupported_store");
+    assert!(error.to_string().len() < 2_000, "the location is not echoed whole");
 
     // `$WAYPOINT_STORE` is the default store, `--store` overrides it.
     let from_env = std::process::Command::new(waypoint_bin())

@@ -173,8 +173,25 @@ impl StoreLocation {
         if let Some((scheme, _)) = value.split_once("://") {
             return Err(CliError::usage(
                 "unsupported_store",
-                format!("{scheme}:// stores are not supported; give a directory path or a postgres:// URL to --store"),
+                format!(
+                    "{}:// stores are not supported; give a directory path or a postgres:// URL to --store",
+                    short_scheme(scheme)
+                ),
             ));
+        }
+        // `postgres:/user:pw@host/db` (one slash) and the like look like a URL gone wrong, not a
+        // folder: making a folder of that name would put the password in a path.
+        if let Some((scheme, _)) = value.split_once(':') {
+            let url_like = !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+            if url_like && (value.contains('@') || scheme.to_ascii_lowercase().starts_with("postgres")) {
+                return Err(CliError::usage(
+                    "invalid_store",
+                    format!(
+                        "--store looks like a URL with a malformed or unknown scheme ({}:…); write postgres://USER@HOST/DB, or a directory path",
+                        short_scheme(scheme)
+                    ),
+                ));
+            }
         }
         Ok(Self::Dir(PathBuf::from(value)))
     }
@@ -295,6 +312,16 @@ fn compose(store: AnyStore, sidecar: Sidecar, outputs: OutputsProbe) -> Service 
         .with_snapshot_probe(outputs)
         .with_definition_probe(PlanFileProbe::default())
         .with_actor(actor())
+}
+
+/// A location's scheme as an error shows it: printable, and short (a 100 KB value is not echoed).
+fn short_scheme(scheme: &str) -> String {
+    let shown: String = crate::ui::escape_controls(scheme).chars().take(40).collect();
+    if shown.len() < scheme.len() {
+        format!("{shown}…")
+    } else {
+        shown
+    }
 }
 
 /// Takes the plan's run lock without waiting, as this process's runner; someone else holding it
