@@ -211,7 +211,11 @@ fn a_bad_duration_or_archive_is_a_usage_error_and_writes_nothing() {
     }
     sandbox.run(&["store", "compact"]).expect_code(2);
     let inside = sandbox.store.join("old");
-    for archive in [sandbox.store.clone(), inside, sandbox.dir.path().to_path_buf()] {
+    // The store under another name: a link to its folder stands for a bind mount here.
+    let alias = sandbox.path("alias");
+    std::os::unix::fs::symlink(&sandbox.store, &alias).unwrap();
+    let through_alias = alias.join("old");
+    for archive in [sandbox.store.clone(), inside, sandbox.dir.path().to_path_buf(), alias.clone(), through_alias] {
         let archive = archive.to_str().unwrap();
         sandbox
             .run(&["store", "compact", "--older-than", "0s", "--archive", archive])

@@ -140,7 +140,32 @@ fn refuse_overlap(store: &Path, archive: &Path) -> Result<(), CliError> {
             shown_path(archive)
         )));
     }
+    // The same folders under other names (a bind mount, a link in a parent): compared by
+    // device and inode, which no path can disguise.
+    if archive.ancestors().any(|dir| same_folder(dir, &store)) {
+        return Err(refusal(format!(
+            "the archive {} is the store {} (or inside it) under another path; give --archive a folder outside the store",
+            shown_path(archive),
+            shown_path(&store)
+        )));
+    }
+    if store.ancestors().any(|dir| same_folder(dir, archive)) {
+        return Err(refusal(format!(
+            "the store {} is inside the archive {} under another path; give --archive a folder outside the store",
+            shown_path(&store),
+            shown_path(archive)
+        )));
+    }
     Ok(())
+}
+
+/// Both exist and are one folder (device and inode).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// The run folders of removed plans (attempt locks, output files whose content the events
