@@ -16,14 +16,15 @@ pub fn redact(conn: &str) -> String {
 fn redact_url(url: &str) -> String {
     let scheme_end = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[scheme_end..];
-    // The authority ends at the path or the query; its user info ends at its last '@'.
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
+    // The user info ends at the last '@' of the whole rest, as the driver reads it: a password
+    // may hold an unencoded '/', '?', '#' or '@' (base64 passwords often do), and cutting the
+    // authority at the first '/' would print it. An '@' later in the URL masks a little more
+    // than needed, never less.
     let mut out = String::with_capacity(url.len());
     out.push_str(&url[..scheme_end]);
-    match authority.rfind('@') {
+    let (authority, authority_end) = match rest.rfind('@') {
         Some(at) => {
-            let user_info = &authority[..at];
+            let user_info = &rest[..at];
             match user_info.find(':') {
                 Some(colon) => {
                     out.push_str(&user_info[..colon]);
@@ -31,10 +32,16 @@ fn redact_url(url: &str) -> String {
                 }
                 None => out.push_str(user_info),
             }
-            out.push_str(&authority[at..]);
+            let after = &rest[at..];
+            let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+            (&after[..end], at + end)
         }
-        None => out.push_str(authority),
-    }
+        None => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            (&rest[..end], end)
+        }
+    };
+    out.push_str(authority);
     let tail = &rest[authority_end..];
     match tail.find('?') {
         Some(q) => {

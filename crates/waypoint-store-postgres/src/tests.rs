@@ -404,6 +404,10 @@ fn redact_masks_passwords_in_every_connection_string_form() {
         ("postgres://u@h/db?password=secret&sslmode=disable", "postgres://u@h/db?password=***&sslmode=disable"),
         ("postgres://u:p@ss:w@h/db", "postgres://u:***@h/db"),
         ("postgres://h/db", "postgres://h/db"),
+        // Unencoded '/', '?' and '#' in a base64 password, as the driver accepts them.
+        ("postgres://u:ab/c+d==@h:5432/db", "postgres://u:***@h:5432/db"),
+        ("postgres://u:a?b#c@h/db?sslmode=require", "postgres://u:***@h/db?sslmode=require"),
+        ("postgres://u:a#b/c?d@h/db", "postgres://u:***@h/db"),
         ("host=h user=u password=secret dbname=d", "host=h user=u password=*** dbname=d"),
         ("host=h password = 'sec ret\\' x' dbname=d", "host=h password = *** dbname=d"),
         ("PASSWORD=secret host=h", "PASSWORD=*** host=h"),
