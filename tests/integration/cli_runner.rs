@@ -561,3 +561,24 @@ fn run_again_while_the_plan_runs_exits_5() {
     sandbox.write("release", "");
     finish(child).expect_code(0);
 }
+
+#[test]
+fn a_process_that_left_the_steps_group_does_not_outlive_the_step() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        r#"
+name = "escapes"
+[[steps]]
+name = "leave a job behind"
+run = "setsid sh -c 'echo $$ > setsid.pid; exec sleep 300' & timeout 600 sh -c 'echo $$ > timeout.pid; exec sleep 300' & sleep 0.5; true"
+"#,
+    );
+    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
+    run.expect_code(0);
+    for file in ["setsid.pid", "timeout.pid"] {
+        let pid = sandbox.read(file).trim().to_owned();
+        assert!(!pid.is_empty(), "{file} was written");
+        assert!(!alive(pid.parse().unwrap()), "the process in {file} ({pid}) outlived its step");
+    }
+}

@@ -119,6 +119,10 @@ pub fn main(args: &[OsString]) -> ExitCode {
     // Linux only; elsewhere, orphans of the step are stopped by the group signal alone.
     #[cfg(target_os = "linux")]
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    // A SIGCHLD ignored by whoever started us (inherited across exec) would have the kernel reap
+    // the step's orphans unseen and make `waitpid` answer "no children" while they run: a handler
+    // of our own restores the normal bookkeeping.
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGCHLD, Arc::new(AtomicBool::new(false)));
     // Signals for the step's group reach this process too: survive them, report, clean up.
     let survived = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
@@ -165,13 +169,14 @@ pub fn main(args: &[OsString]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Whether any descendant of the step is still a child of this subreaper (reaping any that ended).
+/// Whether any descendant of the step is still alive (reaping any child that ended).
 fn children_left() -> bool {
     loop {
         match rustix::process::waitpid(None, WaitOptions::NOHANG) {
             Ok(Some(_)) => continue,
             Ok(None) => return true,
-            Err(_) => return false,
+            // No child to wait for; a descendant whose parent still lives is not one.
+            Err(_) => return !descendants().is_empty(),
         }
     }
 }
@@ -197,12 +202,70 @@ fn stop_leftovers(group: Pid) {
     stop_group(group);
 }
 
-/// SIGTERM to the group, SIGKILL after the grace period. The supervisor survives SIGTERM; the
-/// final SIGKILL ends it as well.
+/// SIGTERM to the group and to every descendant, SIGKILL after the grace period. Descendants are
+/// signalled one by one as well as through the group: a step's process may have left the group
+/// (`setsid`, GNU `timeout`, a daemon), and it must not outlive the step either. The supervisor
+/// survives SIGTERM; the final SIGKILL reaches it last, once the rest are gone.
 fn stop_group(group: Pid) {
-    let _ = kill_process_group(group, Signal::TERM);
+    signal_step(group, Signal::TERM);
     if reap_until(Instant::now() + GRACE) {
         return;
     }
+    for (pid, _) in descendants() {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+    }
+    let _ = reap_until(Instant::now() + Duration::from_secs(1));
     let _ = kill_process_group(group, Signal::KILL);
+}
+
+/// Sends `signal` to the step's process group, and to every descendant of this supervisor and
+/// each descendant's own group.
+fn signal_step(group: Pid, signal: Signal) {
+    let _ = kill_process_group(group, signal);
+    let found = descendants();
+    for &(pid, pgrp) in &found {
+        let _ = rustix::process::kill_process(pid, signal);
+        // Only a group a descendant leads (`setsid`, `timeout`): never a group of someone else's
+        // that a step joined.
+        let leads = found.iter().any(|(other, _)| *other == pgrp);
+        if pgrp != group && leads {
+            let _ = kill_process_group(pgrp, signal);
+        }
+    }
+}
+
+/// Every live descendant of this process, with its process group, as `/proc` lists them. The
+/// subreaper makes orphans our children, so a process whose parent died is still found.
+fn descendants() -> Vec<(Pid, Pid)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    // (pid, parent, group) of every process we may read.
+    let table: Vec<(i32, i32, i32)> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid pgrp …`: comm may hold spaces and parentheses.
+            let after = &stat[stat.rfind(')')? + 1..];
+            let mut fields = after.split_whitespace();
+            // A zombie has ended; only its parent's reaping is left.
+            if fields.next()? == "Z" {
+                return None;
+            }
+            let parent = fields.next()?.parse().ok()?;
+            let group = fields.next()?.parse().ok()?;
+            Some((pid, parent, group))
+        })
+        .collect();
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let mut found = Vec::new();
+    let mut parents = vec![me];
+    while let Some(parent) = parents.pop() {
+        for &(pid, _, group) in table.iter().filter(|(_, p, _)| *p == parent) {
+            if let (Some(pid), Some(group)) = (Pid::from_raw(pid), Pid::from_raw(group)) {
+                found.push((pid, group));
+            }
+            parents.push(pid);
+        }
+    }
+    found
 }
