@@ -2,6 +2,7 @@
 
 mod bench_smoke;
 mod cli_bad_input;
+mod cli_drift;
 mod cli_fork;
 mod cli_harness;
 mod cli_leases;

@@ -42,8 +42,8 @@ use std::time::Duration;
 
 use waypoint_domain::{
     Artifact, Attempt, AttemptFailure, Checkpoint, DecisionId, Fingerprint, Message, Phase, PlanError, PlanId,
-    PlanName, ProcessingState, ResumeIneligibleReason, ResumeSummary, RunnerId, SnapshotId, StepDefinition, StepName,
-    StepNumber, StepOutput, TotalSteps,
+    PlanName, ProcessingState, ResumeIneligibleReason, ResumeMetadata, ResumeSummary, RunnerId, SnapshotId,
+    StepDefinition, StepName, StepNumber, StepOutput, TotalSteps,
 };
 
 use crate::error::ServiceError;
@@ -278,6 +278,17 @@ impl RunDefinition {
     fn total_steps(&self) -> Option<TotalSteps> {
         u32::try_from(self.steps.len()).ok().and_then(|n| TotalSteps::new(n).ok())
     }
+
+    /// The total of steps a continued plan takes from this definition, when it differs from
+    /// the recorded one: steps added at the end extend the plan, and pending steps removed
+    /// shrink it, but never below a completed step (a completed step that was removed makes
+    /// the plan `definition_changed` instead). `None` keeps the recorded total, as for a
+    /// definition whose steps are learned as they run.
+    pub fn new_total(&self, recorded: &ResumeMetadata) -> Option<TotalSteps> {
+        let total = self.total_steps()?;
+        let completed = recorded.last_completed_step.map_or(0, StepNumber::get);
+        (recorded.total_steps != Some(total) && total.get() >= completed).then_some(total)
+    }
 }
 
 /// Why a run could not start, continue or record a step. Nothing half-done is left behind.
@@ -378,9 +389,19 @@ pub struct ReadyRun<S> {
     service: PlanResumeService<S>,
     plan_id: PlanId,
     guard: RunLockGuard,
-    definition: Option<RunDefinition>,
-    fork_at: Option<StepNumber>,
-    fork_source: Option<PlanId>,
+    start: Start,
+}
+
+/// What [`ReadyRun::start`] writes first.
+#[derive(Debug)]
+enum Start {
+    /// Creates the plan with this definition.
+    Fresh(RunDefinition),
+    /// Resumes the existing plan. The surface's definition, when it has one, sets the plan's
+    /// total of steps ([`RunDefinition::new_total`]).
+    Continue(Option<RunDefinition>),
+    /// Forks `source`, keeping its steps up to `at`, then continues the fork as above.
+    Fork { source: PlanId, at: Option<StepNumber>, definition: RunDefinition },
 }
 
 impl<S: PlanStore> ReadyRun<S> {
@@ -391,19 +412,20 @@ impl<S: PlanStore> ReadyRun<S> {
 
     /// For a fork run, the plan it forks and the last step it keeps.
     pub fn forks(&self) -> Option<(&PlanId, Option<StepNumber>)> {
-        self.fork_source.as_ref().map(|source| (source, self.fork_at))
+        match &self.start {
+            Start::Fork { source, at, .. } => Some((source, *at)),
+            Start::Fresh(_) | Start::Continue(_) => None,
+        }
     }
 
-    /// Creates the plan (fresh), or records `Resumed` (continue), and hands back the run.
+    /// Creates the plan (fresh), or records `Resumed` (continue, fork), and hands back the run.
+    /// A continued plan takes its total of steps from the surface's definition, when it has
+    /// one: steps added at the end extend the plan, pending steps removed shrink it.
     pub async fn start(self) -> Result<EngineRun<S>, EngineError> {
-        let ReadyRun { service, plan_id, guard, definition, fork_at, fork_source } = self;
+        let ReadyRun { service, plan_id, guard, start } = self;
         let runner = guard.runner().clone();
-        let mut resumed = None;
-        if let Some(source) = fork_source {
-            service.fork_plan(&source, fork_at, Some(plan_id.clone())).await?;
-        }
-        match definition {
-            Some(definition) => {
+        let definition = match start {
+            Start::Fresh(definition) => {
                 let new = NewPlan {
                     id: Some(plan_id.clone()),
                     total_steps: definition.total_steps(),
@@ -414,33 +436,55 @@ impl<S: PlanStore> ReadyRun<S> {
                     start: Some((Phase::Strategize, Some(runner))),
                 };
                 service.create_plan(new).await?;
+                let view = service.load(&plan_id).await?;
+                return Ok(EngineRun::new(service, plan_id, guard, &view, None));
             }
-            None => {
-                let view = service.load_summary(&plan_id).await?;
-                if view.state.phase == Phase::Action {
-                    service.start_phase(&plan_id, Phase::Strategize, Some(runner)).await?;
-                } else {
-                    let request = ResumeRequest { runner: Some(runner), ..ResumeRequest::default() };
-                    match service.resume_plan(&plan_id, request).await {
-                        Ok(outcome) => resumed = outcome.resumed,
-                        // Something changed since the run was prepared.
-                        Err(error) => match error.reasons() {
-                            Some(reasons) => {
-                                let summary = service.build_resume_summary(&plan_id, None).await?;
-                                return Err(EngineError::NotResumable {
-                                    plan_id,
-                                    reasons: reasons.to_vec(),
-                                    summary: Box::new(summary),
-                                });
-                            }
-                            None => return Err(error.into()),
-                        },
+            Start::Fork { source, at, definition } => {
+                service.fork_plan(&source, at, Some(plan_id.clone())).await?;
+                Some(definition)
+            }
+            Start::Continue(definition) => definition,
+        };
+        let mut resumed = None;
+        let view = service.load_summary(&plan_id).await?;
+        if view.state.phase == Phase::Action {
+            service.start_phase(&plan_id, Phase::Strategize, Some(runner)).await?;
+        } else {
+            let request = ResumeRequest { runner: Some(runner), ..ResumeRequest::default() };
+            match service.resume_plan(&plan_id, request).await {
+                Ok(outcome) => resumed = outcome.resumed,
+                // Something changed since the run was prepared.
+                Err(error) => match error.reasons() {
+                    Some(reasons) => {
+                        let summary = service.build_resume_summary(&plan_id, None).await?;
+                        return Err(EngineError::NotResumable {
+                            plan_id,
+                            reasons: reasons.to_vec(),
+                            summary: Box::new(summary),
+                        });
                     }
-                }
+                    None => return Err(error.into()),
+                },
             }
         }
+        if let Some(total) = definition.and_then(|d| d.new_total(&view.state.resume)) {
+            service.set_total_steps(&plan_id, total).await?;
+        }
         let view = service.load(&plan_id).await?;
-        Ok(EngineRun {
+        Ok(EngineRun::new(service, plan_id, guard, &view, resumed))
+    }
+}
+
+impl<S: PlanStore> EngineRun<S> {
+    /// A run of the plan `view` shows, under `guard`.
+    fn new(
+        service: PlanResumeService<S>,
+        plan_id: PlanId,
+        guard: RunLockGuard,
+        view: &PlanView,
+        resumed: Option<ResumePoint>,
+    ) -> Self {
+        EngineRun {
             service,
             plan_id,
             guard,
@@ -452,7 +496,7 @@ impl<S: PlanStore> ReadyRun<S> {
                 failures: 0,
             },
             resumed,
-        })
+        }
     }
 }
 
@@ -491,15 +535,21 @@ impl<S: PlanStore> PlanResumeService<S> {
         let Some(generation) = newest.filter(|_| !new) else {
             let plan_id = key.plan_id(newest.map_or(1, |g| g + 1));
             let guard = self.acquire_run_lock(&plan_id, &runner)?;
-            return Ok(Prepared::Fresh(self.ready(plan_id, guard, Some(definition))));
+            return Ok(Prepared::Fresh(self.ready(plan_id, guard, Start::Fresh(definition))));
         };
-        self.prepare_continue(&key.plan_id(generation), runner).await
+        self.prepare_continue(&key.plan_id(generation), Some(definition), runner).await
     }
 
     /// Decides, under its run lock, whether the existing plan `plan_id` continues (it can
     /// resume), is given back (it finished) or is refused (it runs, or cannot resume), and
-    /// writes nothing yet. What `prepare_run` does with a key's newest plan.
-    pub async fn prepare_continue(&self, plan_id: &PlanId, runner: RunnerId) -> Result<Prepared<S>, EngineError> {
+    /// writes nothing yet. What `prepare_run` does with a key's newest plan. `definition`, the
+    /// surface's definition as it is now when it has one, sets a continued plan's total.
+    pub async fn prepare_continue(
+        &self,
+        plan_id: &PlanId,
+        definition: Option<RunDefinition>,
+        runner: RunnerId,
+    ) -> Result<Prepared<S>, EngineError> {
         if let Some(removal) = self.store().removal(plan_id).await.map_err(ServiceError::from)? {
             return Ok(Prepared::Removed(removal));
         }
@@ -517,15 +567,17 @@ impl<S: PlanStore> PlanResumeService<S> {
                 summary: Box::new(summary),
             });
         }
-        Ok(Prepared::Continue(self.ready(plan_id.clone(), guard, None), Box::new(summary)))
+        Ok(Prepared::Continue(self.ready(plan_id.clone(), guard, Start::Continue(definition)), Box::new(summary)))
     }
 
     /// Prepares a fresh plan of `key` (its next generation) as a fork of the key's newest plan
     /// at the step before `from`: steps 1..`from`-1 are copied with their outputs and must
-    /// have completed unchanged (the fork's own check), and the run goes on at `from`.
+    /// have completed unchanged (the fork's own check), and the run goes on at `from` with
+    /// `definition`'s total of steps.
     pub async fn prepare_fork_run(
         &self,
         key: &dyn RunKey,
+        definition: RunDefinition,
         runner: RunnerId,
         from: StepNumber,
     ) -> Result<Option<ReadyRun<S>>, EngineError> {
@@ -536,14 +588,11 @@ impl<S: PlanStore> PlanResumeService<S> {
         // Refused before anything is taken or written.
         self.check_fork(&source, at).await?;
         let guard = self.acquire_run_lock(&plan_id, &runner)?;
-        let mut ready = self.ready(plan_id, guard, None);
-        ready.fork_source = Some(source);
-        ready.fork_at = at;
-        Ok(Some(ready))
+        Ok(Some(self.ready(plan_id, guard, Start::Fork { source, at, definition })))
     }
 
-    fn ready(&self, plan_id: PlanId, guard: RunLockGuard, definition: Option<RunDefinition>) -> ReadyRun<S> {
-        ReadyRun { service: self.clone(), plan_id, guard, definition, fork_at: None, fork_source: None }
+    fn ready(&self, plan_id: PlanId, guard: RunLockGuard, start: Start) -> ReadyRun<S> {
+        ReadyRun { service: self.clone(), plan_id, guard, start }
     }
 
     /// The plan finished (see [`waypoint_domain::PlanState::is_finished`]), or every one of its

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use waypoint_application::engine::StepPolicy;
+use waypoint_application::engine::{RunDefinition, StepPolicy};
 use waypoint_domain::{Artifact, Fingerprint, PlanName, StepDefinition, StepName};
 
 use crate::error::CliError;
@@ -265,6 +265,16 @@ impl PlanFile {
             .iter()
             .map(|s| StepDefinition { name: s.step_name.clone(), fingerprint: s.fingerprint.clone() })
             .collect()
+    }
+
+    /// What the step engine runs: the file's name, path, fingerprint and steps.
+    pub fn run_definition(&self) -> Result<RunDefinition, CliError> {
+        Ok(RunDefinition {
+            name: self.name.clone(),
+            source: self.source()?,
+            fingerprint: Some(self.fingerprint.clone()),
+            steps: self.step_definitions(),
+        })
     }
 
     /// The plan file's path as the plan's recorded source.

@@ -195,3 +195,77 @@ fn the_newest_generation_is_found_by_bisection() {
         assert!(asked <= 2 * (64 - newest.leading_zeros() as usize) + 2, "{asked} lookups for {newest}");
     }
 }
+
+/// A definition of `names`, each step's fingerprint its name's `fingerprint` digits.
+fn steps_of(key: &WorkflowKey, steps: &[(&str, &str)]) -> RunDefinition {
+    let steps = steps
+        .iter()
+        .map(|(n, f)| StepDefinition { name: name(n), fingerprint: Fingerprint::parse(f).unwrap() })
+        .collect();
+    RunDefinition { steps, ..definition(key) }
+}
+
+/// Runs `definition` under `key` until step `fail` fails for good (or to the end), the way a
+/// plan-file run does.
+async fn run_until_failure(service: &Service, key: &WorkflowKey, definition: RunDefinition, fail: Option<u32>) {
+    let total = definition.steps.len() as u32;
+    let names: Vec<StepName> = definition.steps.iter().map(|s| s.name.clone()).collect();
+    let mut run = match service.prepare_run(key, definition, runner(), false).await.unwrap() {
+        Prepared::Fresh(ready) | Prepared::Continue(ready, _) => ready.start().await.unwrap(),
+        other => panic!("expected a run, got {other:?}"),
+    };
+    for n in 1..=total {
+        let ticket = match run.begin_step(step(n), &names[n as usize - 1]).await.unwrap() {
+            StepTurn::Replay(_) => continue,
+            StepTurn::Run(ticket) => ticket,
+        };
+        if Some(n) == fail {
+            let failed = run.attempt_failed(&ticket, StepFailure::Exit { code: 1 }, &StepPolicy::default(), None).await;
+            assert!(matches!(failed, Err(EngineError::StepFailed { .. })), "{failed:?}");
+            return;
+        }
+        run.completed(&ticket, StepResult::default()).await.unwrap();
+    }
+    run.finish().await.unwrap();
+}
+
+#[test]
+fn steps_added_at_the_end_extend_a_continued_plan() {
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        let key = key("grows");
+        let three = [("a", "aa"), ("b", "bb"), ("c", "cc")];
+        run_until_failure(&service, &key, steps_of(&key, &three), Some(2)).await;
+        // The failed step fixed and a fourth step added.
+        let four = [("a", "aa"), ("b", "b2"), ("c", "cc"), ("d", "dd")];
+        run_until_failure(&service, &key, steps_of(&key, &four), None).await;
+        let view = service.load(key.first()).await.unwrap();
+        assert_eq!(view.state.resume.total_steps.map(|t| t.get()), Some(4));
+        assert_eq!(view.state.resume.last_completed_step, Some(step(4)));
+        assert_eq!(view.state.state, ProcessingState::Complete);
+    });
+}
+
+#[test]
+fn pending_steps_removed_shrink_a_continued_plan_but_never_below_a_completed_step() {
+    let key = key("shrinks");
+    let recorded = |total: u32, last: Option<u32>| ResumeMetadata {
+        total_steps: Some(TotalSteps::new(total).unwrap()),
+        last_completed_step: last.map(step),
+        ..ResumeMetadata::default()
+    };
+    let two = steps_of(&key, &[("a", "aa"), ("b", "bb")]);
+    assert_eq!(two.new_total(&recorded(3, Some(2))).map(|t| t.get()), Some(2), "step 3 removed before it ran");
+    assert_eq!(two.new_total(&recorded(3, Some(3))), None, "a completed step is never cut off");
+    assert_eq!(two.new_total(&recorded(2, Some(1))), None, "the same total");
+    assert_eq!(two.new_total(&recorded(1, None)).map(|t| t.get()), Some(2));
+    assert_eq!(definition(&key).new_total(&recorded(3, Some(1))), None, "steps learned as they run");
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        run_until_failure(&service, &key, steps_of(&key, &[("a", "aa"), ("b", "bb"), ("c", "cc")]), Some(3)).await;
+        run_until_failure(&service, &key, two, None).await;
+        let view = service.load(key.first()).await.unwrap();
+        assert_eq!(view.state.resume.total_steps.map(|t| t.get()), Some(2));
+        assert_eq!(view.state.state, ProcessingState::Complete);
+    });
+}

@@ -3,7 +3,7 @@
 //! is given back is the step engine's decision (`waypoint_application::engine`); this module
 //! presents it and hands the run to the process executor (`runner.rs`).
 
-use waypoint_application::engine::{EngineError, EngineRun, Prepared, ReadyRun, RunDefinition, RunKey};
+use waypoint_application::engine::{EngineError, EngineRun, Prepared, ReadyRun, RunKey};
 use waypoint_domain::PlanError;
 
 use super::*;
@@ -122,13 +122,17 @@ pub(super) fn resume(
         }
     }
     let events = watch_signals()?;
-    let ready = match block_on(service.prepare_continue(id, runner_id())).map_err(|e| engine_error(id, e))? {
-        Prepared::Continue(ready, _) => ready,
-        Prepared::Finished(finished) => return Err(not_eligible(id, finished.summary.reasons)),
-        Prepared::Removed(removal) => return Err(ServiceError::Removed(removal).into()),
-        Prepared::Fresh(_) => unreachable!("an existing plan is never fresh"),
-    };
-    let file = read_plan_file(&path).map_err(|e| {
+    // A file that cannot be read now refuses the resume below (definition_changed).
+    let file = read_plan_file(&path);
+    let definition = file.as_ref().ok().map(PlanFile::run_definition).transpose()?;
+    let ready =
+        match block_on(service.prepare_continue(id, definition, runner_id())).map_err(|e| engine_error(id, e))? {
+            Prepared::Continue(ready, _) => ready,
+            Prepared::Finished(finished) => return Err(not_eligible(id, finished.summary.reasons)),
+            Prepared::Removed(removal) => return Err(ServiceError::Removed(removal).into()),
+            Prepared::Fresh(_) => unreachable!("an existing plan is never fresh"),
+        };
+    let file = file.map_err(|e| {
         CliError::new(exit::INVALID_COMMAND, "invalid_value", format!("plan {id}: {}", escape_controls(&e)))
     })?;
     // What only the file system can tell is checked before `Resumed` is written.
@@ -219,12 +223,7 @@ fn removed_newest(ui: &Ui, removal: &Removal, file: &PlanFile) -> Result<(), Cli
 pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError> {
     // Everything that can be refused is checked before the store is touched.
     let file = PlanFile::load(&args.file)?;
-    let definition = RunDefinition {
-        name: file.name.clone(),
-        source: file.source()?,
-        fingerprint: Some(file.fingerprint.clone()),
-        steps: file.step_definitions(),
-    };
+    let definition = file.run_definition()?;
     let from = args.from_step.filter(|from| *from != StepNumber::FIRST);
     if from.is_some() && args.new {
         return Err(CliError::usage(
@@ -244,7 +243,7 @@ pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<()
     if let Some(from) = from {
         // A fork of the file's newest plan keeping steps 1..from-1, as the file's next plan,
         // resumed at `from` with the file as it is now.
-        let ready = block_on(service.prepare_fork_run(&key, runner_id(), from))
+        let ready = block_on(service.prepare_fork_run(&key, definition, runner_id(), from))
             .map_err(|e| engine_error(&keyed_id(&file.path, 1), e))?
             .ok_or_else(|| {
                 CliError::usage(
