@@ -177,6 +177,40 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Reads a duration as plan files write it: a whole number and a unit (`ms`, `s`, `m`, `h`,
+/// `d`), or several from the largest unit down (`2m30s`, `1h30m`); a bare number is seconds.
+/// Whatever [`format_duration`] prints reads back as the same duration.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(text.parse().ok()?));
+    }
+    let mut rest = text;
+    let mut millis: u64 = 0;
+    let mut smaller_than = usize::MAX;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest[digits..].find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len() - digits);
+        let n: u64 = rest[..digits].parse().ok()?;
+        // Units from the largest down, each at most once.
+        let (rank, unit_ms) = match rest[digits..digits + unit_len].trim() {
+            "d" => (0, 86_400_000),
+            "h" => (1, 3_600_000),
+            "m" => (2, 60_000),
+            "s" => (3, 1_000),
+            "ms" => (4, 1),
+            _ => return None,
+        };
+        if smaller_than != usize::MAX && rank <= smaller_than {
+            return None;
+        }
+        smaller_than = rank;
+        millis = millis.checked_add(n.checked_mul(unit_ms)?)?;
+        rest = &rest[digits + unit_len..];
+    }
+    (smaller_than != usize::MAX).then(|| Duration::from_millis(millis))
+}
+
 /// Names the plans of one key: the first run's plan is generation 1, and each fresh start
 /// (`new`) makes the next generation. Ids must be unrelated between generations and keys.
 pub trait RunKey: Send + Sync {

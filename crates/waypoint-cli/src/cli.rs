@@ -559,7 +559,7 @@ const MAX_OLDER_THAN_DAYS: u64 = 36_500;
 // A unit is required: a bare `30` would read as seconds to one person and days to another.
 fn older_than(s: &str) -> Result<std::time::Duration, String> {
     let unit_given = s.trim().ends_with(|c: char| c.is_ascii_alphabetic());
-    let duration = crate::plan_file::parse_duration(s)
+    let duration = waypoint_application::engine::parse_duration(s)
         .filter(|_| unit_given)
         .ok_or_else(|| format!("{s:?} is not a duration; write a whole number and a unit: 30d, 12h, 90m or 45s"))?;
     if duration.as_secs() > MAX_OLDER_THAN_DAYS * 86_400 {
@@ -576,7 +576,7 @@ const MAX_LEASE_DAYS: u64 = 36_500;
 
 // As plan-file durations read (a bare number is seconds); zero would expire at once.
 fn lease_duration(s: &str) -> Result<Duration, String> {
-    let duration = crate::plan_file::parse_duration(s)
+    let duration = waypoint_application::engine::parse_duration(s)
         .ok_or_else(|| format!("{s:?} is not a duration; write a whole number and a unit: 30s, 5m or 2h"))?;
     if duration.is_zero() {
         return Err(format!("a lease of {s:?} would run out at once; give it a length, such as 30s"));

@@ -19,9 +19,10 @@ use crate::error::{exit, CliError};
 use crate::keys::keyed_id;
 use crate::plan_file::PlanFile;
 use crate::progress::Progress;
-use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
-use crate::runner::{watch_signals, Events, Runner, StepReport};
+use crate::render::{self, PlannedStep, ResumedDoc, RunDoc, StepReport};
+use crate::runner::{watch_signals, Events, Runner};
 use crate::store::{acquire_run_lock, runner_id, Service, StoreLocation};
+use crate::text::{count, local_time};
 use crate::ui::{escape_controls, shown_path, Ui};
 
 mod lease;
@@ -166,9 +167,9 @@ fn print_after_write(service: &Service, ui: &Ui, id: &PlanId, done: &str) -> Res
         let style = ui.out;
         let progress = match (summary.total_steps, summary.last_completed_step) {
             (Some(total), last) => {
-                format!(" · {} of {}", last.map_or(0, |s| s.get()), render::count(total.get() as usize, "step"))
+                format!(" · {} of {}", last.map_or(0, |s| s.get()), count(total.get() as usize, "step"))
             }
-            (None, Some(last)) => format!(" · {} completed", render::count(last.get() as usize, "step")),
+            (None, Some(last)) => format!(" · {} completed", count(last.get() as usize, "step")),
             (None, None) => String::new(),
         };
         ui.stdout(&format!(

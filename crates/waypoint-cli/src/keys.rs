@@ -11,7 +11,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use waypoint_domain::PlanId;
 
-use crate::outputs::hex;
+use crate::text::hex;
 
 /// How many hex digits of the digest make a keyed id (80 bits).
 const KEY_DIGITS: usize = 20;

@@ -17,6 +17,7 @@ mod runner;
 mod sidecar;
 mod store;
 mod supervise;
+mod text;
 mod ui;
 
 #[cfg(test)]

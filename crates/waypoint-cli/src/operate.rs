@@ -129,26 +129,11 @@ fn stats(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
     }
     text.push_str(&format!("{:<18}{}\n", "events", stats.events));
     if let Some(bytes) = stats.bytes {
-        text.push_str(&format!("{:<18}{bytes} ({})\n", "bytes", human_bytes(bytes)));
+        text.push_str(&format!("{:<18}{bytes} ({})\n", "bytes", crate::text::human_bytes(bytes)));
     }
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_owned(), |t| t.to_rfc3339());
     text.push_str(&format!("{:<18}{}\n", "oldest activity", time(stats.oldest_activity)));
     text.push_str(&format!("{:<18}{}", "newest activity", time(stats.newest_activity)));
     ui.stdout(&text);
     Ok(())
-}
-
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }

@@ -8,6 +8,8 @@ use sha2::{Digest, Sha256};
 use waypoint_application::SnapshotProbe;
 use waypoint_domain::{Checkpoint, PlanId, SnapshotCheck, SnapshotId};
 
+use crate::text::hex;
+
 /// The prefix of snapshot ids that Waypoint computes itself and so can check again.
 const DIGEST_PREFIX: &str = "sha256:";
 
@@ -68,11 +70,6 @@ pub fn open_regular(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), S
 /// reading any content (the digest is checked when a resume or its preview needs it).
 pub fn all_regular_files(paths: &[PathBuf]) -> bool {
     paths.iter().all(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks a checkpoint whose snapshot id is a digest Waypoint computed over its artifacts: every

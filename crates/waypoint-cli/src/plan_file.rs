@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use waypoint_application::engine::{RunDefinition, StepPolicy};
+use waypoint_application::engine::{parse_duration, RunDefinition, StepPolicy};
 use waypoint_domain::{Artifact, Fingerprint, PlanName, StepDefinition, StepName};
 
 use crate::error::CliError;
-use crate::outputs::hex;
+use crate::text::hex;
 use crate::ui::{escape_controls, shown_path};
 
 /// Plan files larger than this are refused: they are hand-written lists of steps, not data.
@@ -307,23 +307,6 @@ fn check_env(env: &BTreeMap<String, String>) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// `90s`, `5m`, `1h`, `2d`, `500ms`, `2` (seconds).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let millis = match unit.trim() {
-        "ms" => n,
-        "" | "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(millis))
 }
 
 /// At most this many characters of an error's detail: a pathological file (a 300,000-deep

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use waypoint_application::CompactProgress;
 
-use crate::render::bar;
+use crate::text::elapsed;
 use crate::ui::Style;
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
@@ -63,8 +63,8 @@ impl Progress {
         }
         if self.live {
             if let Some(current) = &state.current {
-                let elapsed = current.started.elapsed();
-                let frame = SPINNER[(elapsed.as_millis() / 100) as usize % SPINNER.len()];
+                let took = current.started.elapsed();
+                let frame = SPINNER[(took.as_millis() / 100) as usize % SPINNER.len()];
                 let _ = write!(
                     err,
                     "  {} {} {}/{}  {}  {}",
@@ -73,7 +73,7 @@ impl Progress {
                     current.step,
                     self.total,
                     self.style.bold(&current.name),
-                    self.style.dim(&seconds(elapsed)),
+                    self.style.dim(&elapsed(took)),
                 );
                 state.bar_drawn = true;
             }
@@ -119,7 +119,7 @@ impl Progress {
 
     pub fn finished(&self, step: u32, name: &str, end: StepEnd) {
         let mut state = self.lock();
-        let elapsed = state.current.take().map(|c| c.started.elapsed()).unwrap_or_default();
+        let took = state.current.take().map(|c| c.started.elapsed()).unwrap_or_default();
         let (mark, word) = match end {
             StepEnd::Completed => {
                 state.completed = state.completed.max(step);
@@ -128,7 +128,7 @@ impl Progress {
             StepEnd::Failed => (self.style.red("✗"), "failed"),
             StepEnd::Interrupted => (self.style.yellow("■"), "interrupted"),
         };
-        let line = format!("  {mark} {}  {word} {}", self.label(step, name), self.style.dim(&seconds(elapsed)));
+        let line = format!("  {mark} {}  {word} {}", self.label(step, name), self.style.dim(&elapsed(took)));
         self.write(&mut state, Some(&line));
     }
 
@@ -141,8 +141,10 @@ impl Progress {
     }
 }
 
-fn seconds(elapsed: Duration) -> String {
-    format!("{:.1}s", elapsed.as_secs_f64())
+/// A filled bar of `width` cells for `done` of `total`.
+pub fn bar(done: u32, total: u32, width: usize) -> String {
+    let filled = if total == 0 { 0 } else { (done.min(total) as usize * width) / total as usize };
+    format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
 }
 
 /// Progress of `store compact`, on stderr: one line redrawn in place on a terminal; otherwise

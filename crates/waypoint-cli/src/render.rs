@@ -7,12 +7,12 @@ use serde::Serialize;
 use serde_json::Value;
 use waypoint_application::{PlanView, RecordedEvent, ResumePoint, StoredEvent};
 use waypoint_domain::{
-    EventId, PlanEvent, PlanId, PlanStatus, ResumeIneligibleReason, ResumeSummary, StepChange, StepNumber,
+    DecisionId, EventId, PlanEvent, PlanId, PlanStatus, ResumeIneligibleReason, ResumeSummary, StepChange, StepNumber,
     LEASE_EXPIRED_REASON,
 };
 
-use crate::runner::StepReport;
-
+use crate::progress::bar;
+use crate::text::{ago, count, cut, local_time};
 use crate::ui::{escape_controls, Style};
 
 /// `{"plans": [summary, …]}`. Documents are structs, not `Value`s, so keys keep the contract's order.
@@ -36,6 +36,29 @@ pub struct PlannedStep {
     pub step: u32,
     pub name: String,
     pub action: &'static str,
+}
+
+/// What became of one step of the plan file in this run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step: u32,
+    pub name: String,
+    pub status: &'static str,
+    pub decision_id: Option<DecisionId>,
+    pub snapshot_id: Option<String>,
+}
+
+impl StepReport {
+    /// A step that completed in an earlier run.
+    pub fn skipped(step: u32, name: &str) -> Self {
+        StepReport { step, name: name.to_owned(), status: "skipped", decision_id: None, snapshot_id: None }
+    }
+
+    /// A step this run completed, by the attempt that recorded `decision_id`.
+    pub fn completed(step: u32, name: &str, decision_id: &DecisionId, snapshot_id: Option<String>) -> Self {
+        let decision_id = Some(decision_id.clone());
+        StepReport { step, name: name.to_owned(), status: "completed", decision_id, snapshot_id }
+    }
 }
 
 /// A real resume: where work picked up, what ran (plan files), and the summary after it.
@@ -115,37 +138,6 @@ pub fn history_doc(events: &[StoredEvent]) -> HistoryDoc {
         })
         .collect();
     HistoryDoc { events }
-}
-
-/// A filled bar of `width` cells for `done` of `total`.
-pub fn bar(done: u32, total: u32, width: usize) -> String {
-    let filled = if total == 0 { 0 } else { (done.min(total) as usize * width) / total as usize };
-    format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
-}
-
-fn short(text: &str, max: usize) -> String {
-    let first_line = text.lines().next().unwrap_or("");
-    if first_line.chars().count() > max || text.contains('\n') {
-        let cut: String = first_line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    } else {
-        first_line.to_owned()
-    }
-}
-
-pub fn clock_time(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-/// "12s ago", "5m ago", "3h ago", or a date for anything older than two days.
-pub fn ago(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (now - at).num_seconds().max(0);
-    match secs {
-        0..=59 => format!("{secs}s ago"),
-        60..=3599 => format!("{}m ago", secs / 60),
-        3600..=172_799 => format!("{}h ago", secs / 3600),
-        _ => at.format("%Y-%m-%d").to_string(),
-    }
 }
 
 /// The status word in its colour.
@@ -244,13 +236,13 @@ pub fn summary_block(style: Style, summary: &ResumeSummary, view: &PlanView) -> 
                 escape_controls(&interruption.reason)
             };
             if let Some(at) = interruption.at {
-                text.push_str(&format!(" · {}", clock_time(at)));
+                text.push_str(&format!(" · {}", local_time(at)));
             }
             row("stopped", text);
         }
     }
     if let (PlanStatus::Running, Some(lease)) = (status, &summary.lease) {
-        row("lease", format!("held by {} until {}", lease.runner, clock_time(lease.expires_at)));
+        row("lease", format!("held by {} until {}", lease.runner, local_time(lease.expires_at)));
     }
     if let Some(error) = &summary.error {
         row("error", style.red(&indented(error, 14, 24)));
@@ -267,12 +259,12 @@ pub fn summary_block(style: Style, summary: &ResumeSummary, view: &PlanView) -> 
         row("changed", format!("step {}{name} {how}, {when}", changed.step));
     }
     if let Some(checkpoint) = summary.last_checkpoint_id {
-        let mut text = short(&checkpoint.to_string(), 9);
+        let mut text = cut(&checkpoint.to_string(), 9);
         if let Some(decision) = &summary.decision_id {
-            text.push_str(&format!(" · decision {}", short(decision.as_str(), 24)));
+            text.push_str(&format!(" · decision {}", cut(decision.as_str(), 24)));
         }
         if let Some(snapshot) = &summary.snapshot_id {
-            text.push_str(&format!(" · {}", short(snapshot.as_str(), 19)));
+            text.push_str(&format!(" · {}", cut(snapshot.as_str(), 19)));
         }
         row("checkpoint", text);
     }
@@ -349,11 +341,11 @@ pub fn plans_table(
                 "yes".to_owned()
             } else {
                 let words: Vec<&str> = summary.reasons.iter().map(|r| reason_word(*r)).collect();
-                short(&format!("no: {}", words.join(",")), 16)
+                cut(&format!("no: {}", words.join(",")), 16)
             };
             [
-                short(&id, 20),
-                view.state.name.as_ref().map_or("-".to_owned(), |n| short(&escape_controls(n.as_str()), 16)),
+                cut(&id, 20),
+                view.state.name.as_ref().map_or("-".to_owned(), |n| cut(&escape_controls(n.as_str()), 16)),
                 summary.status.as_str().to_owned(),
                 progress_text(summary),
                 resumable,
@@ -446,17 +438,17 @@ fn describe(event: &PlanEvent) -> String {
         PlanEvent::StepCompleted(e) => {
             let mut text = format!("step {} · decision {}", e.step, e.decision_id);
             if let Some(snapshot) = &e.snapshot_id {
-                text.push_str(&format!(" · snapshot {}", short(snapshot.as_str(), 19)));
+                text.push_str(&format!(" · snapshot {}", cut(snapshot.as_str(), 19)));
             }
             text
         }
-        PlanEvent::Interrupted(e) => short(e.reason.as_str(), 100),
+        PlanEvent::Interrupted(e) => cut(e.reason.as_str(), 100),
         PlanEvent::Resumed(e) => format!("from step {} · by {}", e.from_step, e.by) + &leased(e.lease.as_ref()),
-        PlanEvent::PlanErrored(e) => short(e.message.as_str(), 100),
-        PlanEvent::PlanConstrained(e) => short(e.message.as_str(), 100),
+        PlanEvent::PlanErrored(e) => cut(e.message.as_str(), 100),
+        PlanEvent::PlanConstrained(e) => cut(e.message.as_str(), 100),
         PlanEvent::PhaseCompleted(e) => e.phase.to_string(),
         PlanEvent::PlanApplied(_) => String::new(),
-        PlanEvent::PlanCancelled(e) => e.reason.as_ref().map_or(String::new(), |r| short(r.as_str(), 100)),
+        PlanEvent::PlanCancelled(e) => e.reason.as_ref().map_or(String::new(), |r| cut(r.as_str(), 100)),
         PlanEvent::StepAttemptFailed(e) => format!("step {} · attempt {} · {}", e.step, e.attempt, e.reason),
         PlanEvent::PlanForked(e) => match e.at_step {
             Some(step) => format!("from {} at step {step} · {} steps copied", e.source, e.checkpoints.len()),
@@ -471,13 +463,4 @@ fn describe(event: &PlanEvent) -> String {
 /// ` · lease R until T` for an event that grants a lease; nothing otherwise.
 fn leased(lease: Option<&waypoint_domain::Lease>) -> String {
     lease.map_or(String::new(), |l| format!(" · lease {} until {}", l.runner, l.expires_at.format("%H:%M:%S")))
-}
-
-/// `1 step`, `3 steps`.
-pub fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }

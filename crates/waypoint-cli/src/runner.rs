@@ -23,13 +23,14 @@ use waypoint_application::engine::{
     AttemptTicket, EngineError, EngineRun, Retry, StepFailure, StepResult, StepTurn, Stopped,
 };
 use waypoint_application::{LogStream, PlanStore, ServiceError};
-use waypoint_domain::{Artifact, DecisionId, PlanError, PlanId, StepNumber, StepOutput};
+use waypoint_domain::{Artifact, PlanError, PlanId, StepNumber, StepOutput};
 
 use crate::error::{exit, one_line, CliError};
 use crate::logs::KeptTail;
 use crate::outputs::{digest_outputs, read_step_outputs};
 use crate::plan_file::{PlanFile, Step};
 use crate::progress::{Progress, StepEnd};
+use crate::render::StepReport;
 use crate::sidecar::Sidecar;
 use crate::store::AnyStore;
 use crate::supervise::{self, read_report, ShellEnd, GRACE};
@@ -102,32 +103,6 @@ pub fn watch_signals() -> Result<Events, CliError> {
         }
     });
     Ok(Events { sender, receiver })
-}
-
-/// What became of one step of the plan file in this run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StepReport {
-    pub step: u32,
-    pub name: String,
-    pub status: &'static str,
-    pub decision_id: Option<DecisionId>,
-    pub snapshot_id: Option<String>,
-}
-
-impl StepReport {
-    fn skipped(n: u32, step: &Step) -> Self {
-        StepReport { step: n, name: step.name.clone(), status: "skipped", decision_id: None, snapshot_id: None }
-    }
-
-    fn completed(n: u32, step: &Step, ticket: &AttemptTicket, snapshot_id: Option<String>) -> Self {
-        StepReport {
-            step: n,
-            name: step.name.clone(),
-            status: "completed",
-            decision_id: Some(ticket.decision_id.clone()),
-            snapshot_id,
-        }
-    }
 }
 
 pub struct Runner<'a> {
@@ -259,7 +234,7 @@ impl Runner<'_> {
                         self.progress.skipped(n, &step.name);
                         let output = done.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
                         self.outputs.insert(step.name.clone(), output);
-                        return Ok(StepReport::skipped(n, step));
+                        return Ok(StepReport::skipped(n, &step.name));
                     }
                     StepTurn::Run(ticket) => ticket,
                 };
@@ -280,7 +255,12 @@ impl Runner<'_> {
                     self.progress.finished(n, &step.name, StepEnd::Completed);
                     let output = recorded.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
                     self.outputs.insert(step.name.clone(), output);
-                    Some(StepReport::completed(n, step, &ticket, recorded.snapshot_id.map(|s| s.to_string())))
+                    Some(StepReport::completed(
+                        n,
+                        &step.name,
+                        &ticket.decision_id,
+                        recorded.snapshot_id.map(|s| s.to_string()),
+                    ))
                 }
                 // Stopped by the signal passed on to it: an interruption, not a failure.
                 Err(_) if ran.signal.is_some() => {

@@ -151,6 +151,6 @@ pub fn for_server(location: &str) -> Sidecar {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("state")))
         .unwrap_or_else(std::env::temp_dir);
-    let digest = crate::outputs::hex(&Sha256::digest(location.as_bytes()));
+    let digest = crate::text::hex(&Sha256::digest(location.as_bytes()));
     Sidecar::new(state.join("waypoint").join(&digest[..16]))
 }

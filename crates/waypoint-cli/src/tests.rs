@@ -12,8 +12,9 @@ use waypoint_domain::{Artifact, Checkpoint, CheckpointId, DecisionId, PlanId, Sn
 use crate::error::exit;
 use crate::keys::keyed_id;
 use crate::outputs::{digest_outputs, parse_step_outputs, OutputsProbe};
-use crate::plan_file::{fingerprint_of, parse_duration, PlanFile};
-use crate::render::{ago, bar};
+use crate::plan_file::{fingerprint_of, PlanFile};
+use crate::progress::bar;
+use crate::text::ago;
 use crate::ui::escape_controls;
 
 const PLAN: &str = r#"
@@ -129,19 +130,6 @@ fn step_outputs_read_as_key_value_lines_and_delimited_blocks() {
     assert!(parse_step_outputs("just words\n").is_err());
     assert!(parse_step_outputs("k<<END\nnever closed\n").is_err());
     assert!(parse_step_outputs("=v\n").is_err());
-}
-
-#[test]
-fn durations_read_as_people_write_them() {
-    use std::time::Duration;
-    assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-    assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
-    assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86_400)));
-    assert_eq!(parse_duration("soon"), None);
-    assert_eq!(parse_duration("-1s"), None);
 }
 
 #[test]

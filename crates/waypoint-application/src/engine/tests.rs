@@ -124,6 +124,30 @@ fn durations_print_as_the_plan_file_writes_them() {
 }
 
 #[test]
+fn durations_read_as_people_write_them_and_every_printed_one_reads_back() {
+    for (text, ms) in [
+        ("90s", 90_000),
+        ("5m", 300_000),
+        ("1h", 3_600_000),
+        ("250ms", 250),
+        ("2", 2_000),
+        ("30d", 30 * 86_400_000),
+        ("2m30s", 150_000),
+        ("1h2m3s", 3_723_000),
+        (" 5m ", 300_000),
+    ] {
+        assert_eq!(parse_duration(text), Some(Duration::from_millis(ms)), "{text}");
+    }
+    for bad in ["soon", "-1s", "", "s", "30s2m", "1m1m", "1.5s", "5 weeks"] {
+        assert_eq!(parse_duration(bad), None, "{bad:?}");
+    }
+    for ms in [0, 1, 999, 1_000, 1_500, 59_999, 60_000, 61_000, 3_599_000, 3_600_000, 3_723_000, 90_061_000] {
+        let duration = Duration::from_millis(ms);
+        assert_eq!(parse_duration(&format_duration(duration)), Some(duration), "{}", format_duration(duration));
+    }
+}
+
+#[test]
 fn a_finished_key_is_given_back_and_new_starts_the_next_generation() {
     block_on(async {
         let service = PlanResumeService::new(InMemoryStore::new());

@@ -74,5 +74,5 @@ pub(super) fn resume(
 
 /// ` · held by R until T` for a plan held by lease.
 fn held(lease: Option<&Lease>) -> String {
-    lease.map_or(String::new(), |l| format!(" · held by {} until {}", l.runner, render::clock_time(l.expires_at)))
+    lease.map_or(String::new(), |l| format!(" · held by {} until {}", l.runner, local_time(l.expires_at)))
 }

@@ -212,7 +212,7 @@ fn removed_newest(ui: &Ui, removal: &Removal, file: &PlanFile) -> Result<(), Cli
              `waypoint run --new {}` starts a fresh plan",
             ui.out.green("✓"),
             escape_controls(file.name.as_str()),
-            render::clock_time(removal.removed_at),
+            local_time(removal.removed_at),
             escape_controls(&removal.archive),
             shown_path(&file.path),
         ));
@@ -234,7 +234,7 @@ pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<()
     if let Some(from) = from.filter(|from| from.get() as usize > file.steps.len()) {
         return Err(CliError::usage(
             "invalid_value",
-            format!("--from-step {from}: the plan file has {}", render::count(file.steps.len(), "step")),
+            format!("--from-step {from}: the plan file has {}", count(file.steps.len(), "step")),
         ));
     }
     let events = watch_signals()?;
@@ -307,7 +307,7 @@ fn already_completed(ui: &Ui, summary: &ResumeSummary, file: &PlanFile) -> Resul
             "{} plan {id} · {} · already completed {}; nothing to run\n  `waypoint run --new {}` starts a fresh plan",
             ui.out.green("✓"),
             escape_controls(file.name.as_str()),
-            render::count(file.steps.len(), "step"),
+            count(file.steps.len(), "step"),
             shown_path(&file.path),
         ));
     }
@@ -346,7 +346,7 @@ fn start_and_run(
                 ui.out.cyan("▶"),
                 ui.out.bold(file.name.as_str()),
                 id,
-                render::count(file.steps.len(), "step")
+                count(file.steps.len(), "step")
             ));
         }
     } else {
