@@ -6,6 +6,7 @@ mod cli_drift;
 mod cli_fork;
 mod cli_harness;
 mod cli_leases;
+mod cli_output;
 mod cli_plumbing;
 mod cli_postgres;
 mod cli_reads;

@@ -15,7 +15,8 @@ use crate::progress::bar;
 use crate::text::{ago, count, cut, local_time};
 use crate::ui::{escape_controls, Style};
 
-/// `{"plans": [summary, …]}`. Documents are structs, not `Value`s, so keys keep the contract's order.
+/// `{"plans": [summary, …]}`. Keys keep the order they are written in (serde_json's
+/// `preserve_order`, for `json!` documents too): the contract's order.
 #[derive(Debug, Serialize)]
 pub struct PlansDoc<'a> {
     pub plans: Vec<&'a ResumeSummary>,
