@@ -124,3 +124,19 @@ fn step_logs_live_in_the_database_and_any_home_reads_them() {
     assert_eq!(doc["logs"][0]["stdout"], "hello\n", "{doc}");
     assert_eq!(doc["logs"][0]["stderr"], "oops\n", "{doc}");
 }
+
+#[test]
+fn a_failed_verify_on_postgres_names_no_command_that_refuses_postgres() {
+    let db = TestDatabase::create("cli_verify");
+    let url = url_with_password(&db);
+    let sandbox = Sandbox::new();
+    run(&sandbox, &url, &["plan", "create", "--id", "damaged"]).expect_code(0);
+    let mut client = postgres::Client::connect(db.url(), postgres::NoTls).expect("the test server is reachable");
+    client
+        .execute("UPDATE waypoint_plans SET view = replace(view, 'queued', 'errored') WHERE plan_id = 'damaged'", &[])
+        .expect("an update");
+    let error = run(&sandbox, &url, &["store", "verify"]).expect_error(6, "verify_failed");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("store repair"), "`store repair` refuses PostgreSQL: {message}");
+    assert!(message.contains("pg_dump"), "{message}");
+}

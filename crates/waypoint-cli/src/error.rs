@@ -140,8 +140,9 @@ fn remedy(err: &ServiceError) -> String {
 fn fixed_remedy(err: &ServiceError) -> &'static str {
     match err {
         ServiceError::NotFound(_) => "; `waypoint plan list` shows the plans in this store",
+        // The error does not say which store: the remedy names what holds for each.
         ServiceError::Store(StoreError::Corrupt { .. }) => {
-            "; copy the store aside, then run `waypoint store repair` (it keeps a backup)"
+            "; `waypoint store verify` names the damage; a directory store: copy it aside, then run `waypoint store repair` (it keeps a backup)"
         }
         ServiceError::Store(StoreError::Decode { .. }) => {
             "; upgrade Waypoint, or run `waypoint store verify` to see the damage"

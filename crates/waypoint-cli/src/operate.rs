@@ -47,15 +47,27 @@ fn verify(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
         ui.stdout(&report.to_string());
     }
     let message = format!(
-        "the store at {} differs from its log in {} places; the log is the truth: copy the store aside, then \
-         `waypoint store repair` rebuilds what is derived from it",
+        "the store at {} differs from its log in {} places; the log is the truth: {}",
         location.display(),
-        report.differences.len()
+        report.differences.len(),
+        verify_remedy(location)
     );
     Err(CliError::new(exit::STORE_UNREADABLE, "verify_failed", message)
         .with("store", location.display())
         .with("checked", json!(report.checked))
         .with("differences", json!(report.differences)))
+}
+
+/// What to do about a store that differs from its log: the file store has its repair; a
+/// PostgreSQL store has none (`store repair` refuses it), so nothing is touched.
+fn verify_remedy(location: &StoreLocation) -> &'static str {
+    match location {
+        StoreLocation::Dir(_) => "copy the store aside, then `waypoint store repair` rebuilds what is derived from it",
+        StoreLocation::Postgres(_) => {
+            "nothing was changed; back the database up with pg_dump before anything else, then report the \
+             differences (Waypoint has no repair for PostgreSQL)"
+        }
+    }
 }
 
 fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
