@@ -16,7 +16,8 @@ use crate::progress::CompactMeter;
 use crate::render;
 use crate::store::{open_archive, Service, StoreLocation};
 use crate::text;
-use crate::ui::{shown_path, Ui};
+use crate::text::shown_path;
+use crate::ui::Ui;
 
 /// How many removed plans the rich output names; the rest are counted.
 const NAMED: usize = 5;

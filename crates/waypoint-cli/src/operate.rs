@@ -2,13 +2,18 @@
 //! its log, repair a damaged file log, see how much the store holds, and compact it (in
 //! `compact.rs`).
 
+use std::collections::BTreeMap;
+
 use futures::executor::block_on;
+use serde::Serialize;
 use serde_json::json;
-use waypoint_application::{PlanStore, ServiceError};
+use waypoint_application::{PlanStore, ServiceError, StoreStats};
+use waypoint_domain::PlanStatus;
 
 use crate::cli::StoreCommand;
 use crate::error::{exit, CliError};
 use crate::store::{Service, StoreLocation};
+use crate::text::{cut_left, human_bytes, local_time};
 use crate::ui::Ui;
 
 pub fn store(location: &StoreLocation, ui: &Ui, command: StoreCommand) -> Result<(), CliError> {
@@ -84,12 +89,12 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
     if ui.json() {
         ui.json_document(&json!({
             "store": location.display(),
-            "log": crate::ui::shown_path(&report.log),
-            "backup": report.backup.as_ref().map(|p| crate::ui::shown_path(p)),
+            "log": crate::text::shown_path(&report.log),
+            "backup": report.backup.as_ref().map(|p| crate::text::shown_path(p)),
             "damage_at": report.damage_at,
             "damage": report.damage,
             "bytes_removed": report.bytes_removed,
-            "quarantined": report.quarantined.as_ref().map(|p| crate::ui::shown_path(p)),
+            "quarantined": report.quarantined.as_ref().map(|p| crate::text::shown_path(p)),
             "intact_records_removed": report.intact_records_removed,
             "records_kept": report.records_kept,
         }));
@@ -99,14 +104,14 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
         (Some(at), Some(damage)) => format!(
             "{} repaired {}: damage at byte offset {at} ({damage}); {} bytes removed, {} records kept",
             ui.out.green("✓"),
-            crate::ui::shown_path(&report.log),
+            crate::text::shown_path(&report.log),
             report.bytes_removed,
             report.records_kept
         ),
         _ => format!(
             "{} {} is whole: {} records, nothing cut; derived files will be rebuilt on next open",
             ui.out.green("✓"),
-            crate::ui::shown_path(&report.log),
+            crate::text::shown_path(&report.log),
             report.records_kept
         ),
     };
@@ -118,34 +123,50 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
         ));
     }
     if let Some(backup) = &report.backup {
-        text.push_str(&format!("\n  backup: {}", crate::ui::shown_path(backup)));
+        text.push_str(&format!("\n  backup: {}", crate::text::shown_path(backup)));
     }
     if let Some(quarantined) = &report.quarantined {
-        text.push_str(&format!("\n  removed bytes kept in: {}", crate::ui::shown_path(quarantined)));
+        text.push_str(&format!("\n  removed bytes kept in: {}", crate::text::shown_path(quarantined)));
     }
     ui.stdout(&text);
     Ok(())
 }
 
+/// `store stats --format json`: the store's own statistics, and the plans by status word.
+#[derive(Debug, Serialize)]
+struct StatsDoc<'a> {
+    #[serde(flatten)]
+    stats: &'a StoreStats,
+    plans_by_status: BTreeMap<&'static str, u64>,
+}
+
 fn stats(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
     let service = open_existing(location)?;
     let stats = block_on(service.store().stats()).map_err(ServiceError::from)?;
+    // The status words are the summaries' (a crash is told by the run locks), as `plan list` has them.
+    let mut by_status: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for (_, summary) in block_on(service.list(false))? {
+        *by_status.entry(summary.status.as_str()).or_default() += 1;
+    }
     if ui.json() {
-        ui.json_document(&stats);
+        ui.json_document(&StatsDoc { stats: &stats, plans_by_status: by_status });
         return Ok(());
     }
-    let mut text = format!("{:<18}{}\n", "store", location.display());
-    text.push_str(&format!("{:<18}{}\n", "plans", stats.plans));
-    for (state, count) in &stats.plans_by_state {
-        text.push_str(&format!("  {state:<16}{count}\n"));
+    let row = |label: &str, value: String| format!("{label:<18}{value}\n");
+    let mut text = row("store", cut_left(&location.display(), ui.width - 18));
+    text.push_str(&row("plans", stats.plans.to_string()));
+    for status in PlanStatus::ALL {
+        if let Some(count) = by_status.get(status.as_str()) {
+            text.push_str(&row(&format!("  {}", status.as_str()), count.to_string()));
+        }
     }
-    text.push_str(&format!("{:<18}{}\n", "events", stats.events));
+    text.push_str(&row("events", stats.events.to_string()));
     if let Some(bytes) = stats.bytes {
-        text.push_str(&format!("{:<18}{bytes} ({})\n", "bytes", crate::text::human_bytes(bytes)));
+        text.push_str(&row("bytes", format!("{bytes} ({})", human_bytes(bytes))));
     }
-    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_owned(), |t| t.to_rfc3339());
-    text.push_str(&format!("{:<18}{}\n", "oldest activity", time(stats.oldest_activity)));
-    text.push_str(&format!("{:<18}{}", "newest activity", time(stats.newest_activity)));
-    ui.stdout(&text);
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_owned(), local_time);
+    text.push_str(&row("oldest activity", time(stats.oldest_activity)));
+    text.push_str(&row("newest activity", time(stats.newest_activity)));
+    ui.stdout(text.trim_end());
     Ok(())
 }

@@ -22,7 +22,7 @@ pub struct OutputError {
 
 impl std::fmt::Display for OutputError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "output {} {}", crate::ui::shown_path(&self.path), self.detail)
+        write!(f, "output {} {}", crate::text::shown_path(&self.path), self.detail)
     }
 }
 
@@ -160,7 +160,7 @@ pub fn parse_step_outputs(text: &str) -> Result<serde_json::Map<String, serde_js
             (None, None) => {
                 return Err(format!(
                     "output line {:?} is neither key=value nor key<<DELIMITER",
-                    crate::ui::escape_controls(line)
+                    crate::text::escape_controls(line)
                 ))
             }
         }
@@ -174,7 +174,7 @@ fn insert_output(
     value: String,
 ) -> Result<(), String> {
     if key.is_empty() || key.chars().any(char::is_control) {
-        return Err(format!("output key {:?} is empty or has control characters", crate::ui::escape_controls(key)));
+        return Err(format!("output key {:?} is empty or has control characters", crate::text::escape_controls(key)));
     }
     outputs.insert(key.to_owned(), serde_json::Value::String(value));
     Ok(())

@@ -12,7 +12,7 @@ use waypoint_domain::{Artifact, Fingerprint, PlanName, StepDefinition, StepName}
 
 use crate::error::CliError;
 use crate::text::hex;
-use crate::ui::{escape_controls, shown_path};
+use crate::text::{escape_controls, shown_path};
 
 /// Plan files larger than this are refused: they are hand-written lists of steps, not data.
 pub const MAX_PLAN_FILE_BYTES: u64 = 1024 * 1024;

@@ -23,7 +23,7 @@ use waypoint_application::engine::{
     AttemptTicket, EngineError, EngineRun, Retry, StepFailure, StepResult, StepTurn, Stopped,
 };
 use waypoint_application::{LogStream, PlanStore, ServiceError};
-use waypoint_domain::{Artifact, PlanError, PlanId, StepNumber, StepOutput};
+use waypoint_domain::{Artifact, PlanError, PlanId, ResumeIneligibleReason, ResumeSummary, StepNumber, StepOutput};
 
 use crate::error::{exit, one_line, CliError};
 use crate::logs::KeptTail;
@@ -34,7 +34,7 @@ use crate::render::StepReport;
 use crate::sidecar::Sidecar;
 use crate::store::AnyStore;
 use crate::supervise::{self, read_report, ShellEnd, GRACE};
-use crate::ui::shown_path;
+use crate::text::shown_path;
 
 /// How often the progress display redraws while a step runs (its clock and spinner move).
 const TICK: Duration = Duration::from_millis(100);
@@ -502,7 +502,7 @@ impl Runner<'_> {
                     first = Some(signal);
                     let _ = kill_process_group(group, rustix_signal(signal));
                     self.progress.note(&format!(
-                        "{} received: waiting for step {n} to stop (press Ctrl-C again to stop waiting)",
+                        "{} received: waiting for step {n} to stop; Ctrl-C again stops waiting",
                         signal_name(signal)
                     ));
                 }
@@ -648,9 +648,7 @@ pub fn engine_error(plan_id: &PlanId, error: EngineError) -> CliError {
         EngineError::StillRunning { plan_id } => crate::store::run_lock_busy(&plan_id),
         EngineError::Service(service) => service.into(),
         EngineError::RunLock(lost) => ServiceError::RunLock(lost).into(),
-        EngineError::NotResumable { plan_id, reasons, .. } => {
-            ServiceError::Plan { plan_id, source: PlanError::NotEligible { reasons } }.into()
-        }
+        EngineError::NotResumable { plan_id, reasons, summary } => not_resumable(plan_id, reasons, &summary).into(),
         EngineError::StepMismatch { step, recorded, given } => {
             ServiceError::Plan { plan_id: plan_id.clone(), source: PlanError::StepMismatch { step, recorded, given } }
                 .into()
@@ -658,6 +656,13 @@ pub fn engine_error(plan_id: &PlanId, error: EngineError) -> CliError {
         EngineError::StepFailed { message, .. } => CliError::new(exit::UNEXPECTED, "step_failed", message.to_string()),
         other => CliError::unexpected(format!("plan {plan_id}: {other}")),
     }
+}
+
+/// A refused resume as the service words it: every reason, and the steps that changed since
+/// they completed.
+pub fn not_resumable(plan_id: PlanId, reasons: Vec<ResumeIneligibleReason>, summary: &ResumeSummary) -> ServiceError {
+    let changed_steps = summary.changed_steps.iter().filter(|c| c.completed).cloned().collect();
+    ServiceError::Plan { plan_id, source: PlanError::NotEligible { reasons, changed_steps } }
 }
 
 /// The end of a step's stderr, made safe to record and print: colour sequences dropped, other

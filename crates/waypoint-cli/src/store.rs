@@ -19,7 +19,7 @@ use crate::definition::PlanFileProbe;
 use crate::error::{exit, CliError};
 use crate::outputs::OutputsProbe;
 use crate::sidecar::{Sidecar, StepAwareRunLocks};
-use crate::ui::shown_path;
+use crate::text::shown_path;
 
 /// Every store the binary can open, behind the one port. Adding a store is a variant here, a
 /// line in `delegate!` and a case in [`StoreLocation::parse`].
@@ -189,7 +189,7 @@ impl StoreLocation {
     /// The location as messages show it (never with a password).
     pub fn display(&self) -> String {
         match self {
-            StoreLocation::Dir(dir) => crate::ui::shown_path(dir),
+            StoreLocation::Dir(dir) => crate::text::shown_path(dir),
             StoreLocation::Postgres(url) => waypoint_store_postgres::redact(url),
         }
     }

@@ -15,7 +15,7 @@ use crate::outputs::{digest_outputs, parse_step_outputs, OutputsProbe};
 use crate::plan_file::{fingerprint_of, PlanFile};
 use crate::progress::bar;
 use crate::text::ago;
-use crate::ui::escape_controls;
+use crate::text::escape_controls;
 
 const PLAN: &str = r#"
 name = "build"
@@ -240,4 +240,39 @@ fn leases_parse_like_plan_file_durations_and_both_flags_go_together() {
         panic!("a heartbeat parses")
     };
     assert_eq!(lease, std::time::Duration::from_secs(30), "the default renewal");
+}
+
+#[test]
+fn names_are_cut_with_an_ellipsis_and_paths_from_the_left() {
+    use crate::text::{columns, cut, cut_left, with_name};
+    assert_eq!(cut("build", 10), "build");
+    assert_eq!(cut("abcdefghij", 5), "abcd…");
+    assert_eq!(cut("two\nlines", 10), "two…", "a second line is cut too");
+    assert_eq!(cut_left("/very/long/path/plan.toml", 12), "…h/plan.toml");
+    assert_eq!(columns("\x1b[32mok\x1b[0m"), 2, "colour takes no column");
+    let line = with_name("  ▶ 1/2  ", &"n".repeat(200), "  started", 80);
+    assert_eq!(columns(&line), 80);
+    assert!(line.ends_with("n…  started"), "{line}");
+}
+
+#[test]
+fn prose_wraps_between_words_and_keeps_a_command_whole() {
+    use crate::text::{fit, wrap};
+    let lines = wrap("one two three four five", 9, 9);
+    assert_eq!(lines, ["one two", "three", "four five"]);
+    let lines = wrap("run `waypoint store repair` now", 25, 25);
+    assert_eq!(lines, ["run", "`waypoint store repair`", "now"], "a command in backticks stays on one line");
+    let lines = wrap(&format!("see /a/{}/plan.toml", "d".repeat(40)), 20, 20);
+    assert!(lines.iter().all(|l| l.chars().count() <= 20), "{lines:?}");
+    assert!(lines[1].starts_with('…') && lines[1].ends_with("/plan.toml"), "a path keeps its end: {lines:?}");
+    let fitted = fit("  because it failed (step 2 exited with code 3) and more words here", 30);
+    assert!(fitted.lines().all(|l| l.chars().count() <= 30), "{fitted}");
+    assert!(fitted.lines().skip(1).all(|l| l.starts_with("    ")), "continuations indented: {fitted}");
+}
+
+#[test]
+fn the_width_is_columns_up_to_80() {
+    // A test runs without a terminal on stdout (captured); $COLUMNS decides, capped at 80.
+    let width = crate::text::width();
+    assert!((40..=80).contains(&width), "{width}");
 }

@@ -77,7 +77,8 @@ mod state;
 mod summary;
 
 pub use definition::{
-    check_definition, ChangedStep, CurrentDefinition, DefinitionCheck, StepChange, StepDefinition, StepDigest,
+    check_definition, describe_changes, ChangedStep, CurrentDefinition, DefinitionCheck, StepChange, StepDefinition,
+    StepDigest,
 };
 pub use eligibility::{
     evaluate_eligibility, EligibilityInputs, ResumeEligibility, ResumeIneligibleReason, SnapshotCheck,
