@@ -509,31 +509,6 @@ impl<S: PlanStore> ReadyRun<S> {
     }
 }
 
-impl<S: PlanStore> EngineRun<S> {
-    /// A run of the plan `view` shows, under `guard`.
-    fn new(
-        service: PlanResumeService<S>,
-        plan_id: PlanId,
-        guard: RunLockGuard,
-        view: &PlanView,
-        resumed: Option<ResumePoint>,
-    ) -> Self {
-        EngineRun {
-            service,
-            plan_id,
-            guard,
-            checkpoints: view.state.resume.checkpoints.clone(),
-            uncertain: view.state.resume.uncertain_step,
-            attempts: AttemptCounter {
-                next: view.state.resume.following_step(),
-                last: view.state.resume.uncertain_attempt,
-                failures: 0,
-            },
-            resumed,
-        }
-    }
-}
-
 impl<S: PlanStore> PlanResumeService<S> {
     /// Whether a plan has this id, or had it until retention removed it: either way the id is
     /// taken, so a key's generations stay without gaps.
@@ -734,6 +709,29 @@ pub struct EngineRun<S> {
 }
 
 impl<S: PlanStore> EngineRun<S> {
+    /// A run of the plan `view` shows, under `guard`.
+    fn new(
+        service: PlanResumeService<S>,
+        plan_id: PlanId,
+        guard: RunLockGuard,
+        view: &PlanView,
+        resumed: Option<ResumePoint>,
+    ) -> Self {
+        EngineRun {
+            service,
+            plan_id,
+            guard,
+            checkpoints: view.state.resume.checkpoints.clone(),
+            uncertain: view.state.resume.uncertain_step,
+            attempts: AttemptCounter {
+                next: view.state.resume.following_step(),
+                last: view.state.resume.uncertain_attempt,
+                failures: 0,
+            },
+            resumed,
+        }
+    }
+
     /// The plan.
     pub fn plan_id(&self) -> &PlanId {
         &self.plan_id

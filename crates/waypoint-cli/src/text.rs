@@ -1,6 +1,7 @@
 //! How values are written for people, in one place: the width rich output fits (80 columns at
-//! most), names cut with `…` and paths shortened from the left, prose wrapped, local times,
-//! ages, elapsed time as a plan-file duration, sizes, counts and hex.
+//! most), names cut with `…` and paths shortened from the left, prose wrapped, control
+//! characters escaped, local times, ages, elapsed time as a plan-file duration, sizes, counts
+//! and hex. The bottom of the crate: it imports nothing of it.
 
 use std::time::Duration;
 
