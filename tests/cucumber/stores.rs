@@ -196,6 +196,13 @@ impl PlanStore for TestStore {
         delegate!(&self.backend, s => s.removal(plan_id))
     }
 
+    fn removals_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<waypoint_application::Removal>, StoreError>> {
+        delegate!(&self.backend, s => s.removals_with_prefix(prefix))
+    }
+
     fn import_plans(
         &self,
         histories: Vec<Vec<waypoint_application::StoredEvent>>,

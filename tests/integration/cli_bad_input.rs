@@ -195,7 +195,7 @@ fn store_locations_and_arguments() {
         assert!(help.stdout.contains(expected), "{expected:?} in --help");
     }
     let run_help = sandbox.run_rich(&["run", "--help"]);
-    assert!(run_help.stdout.contains("[[steps]]") && run_help.stdout.contains("strategize phase"));
+    assert!(run_help.stdout.contains("[[steps]]") && run_help.stdout.contains("the plan has completed"));
 }
 
 #[test]

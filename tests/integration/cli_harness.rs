@@ -100,6 +100,21 @@ impl Run {
     }
 }
 
+/// A plan file of three steps, each appending its name to `effects.log`; step 2 fails (exit 3)
+/// until a file `fixed` exists beside it.
+pub const DRIFT: &str = r#"
+name = "drift"
+[[steps]]
+name = "one"
+run = "echo one >> effects.log"
+[[steps]]
+name = "two"
+run = "echo two >> effects.log; [ -f fixed ] || exit 3"
+[[steps]]
+name = "three"
+run = "echo three >> effects.log"
+"#;
+
 /// A temporary directory with a store in it (not created until a command writes).
 #[derive(Debug)]
 pub struct Sandbox {

@@ -149,7 +149,9 @@ fn rich_plumbing_output_confirms_in_one_line() {
     sandbox.run_rich(&["plan", "create", "--id", "r1", "--total-steps", "2"]).expect_code(0);
     let started = sandbox.run_rich(&["plan", "start", "r1", "--phase", "strategize"]);
     started.expect_code(0);
-    assert_eq!(started.stdout, "✓ entered strategize · plan r1: running (strategize/processing) · 0 of 2 steps\n");
+    assert_eq!(started.stdout, "✓ phase started · plan r1: running · 0 of 2 steps\n", "no phase without -v");
+    let verbose = sandbox.run_rich(&["-v", "plan", "total-steps", "r1", "2"]);
+    assert_eq!(verbose.stdout, "✓ total steps set to 2 · plan r1: running (strategize/processing) · 0 of 2 steps\n");
     assert!(!started.stdout.contains('\x1b'), "no colour when stdout is not a terminal");
     let refused = sandbox.run_rich(&["plan", "apply", "r1"]);
     refused.expect_code(7);

@@ -163,3 +163,19 @@ fn without_a_home_a_folder_another_user_could_plant_is_never_written_through() {
     let mode = std::fs::metadata(&planted).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
 }
+
+#[test]
+fn a_failed_verify_on_postgres_names_no_command_that_refuses_postgres() {
+    let db = TestDatabase::create("cli_verify");
+    let url = url_with_password(&db);
+    let sandbox = Sandbox::new();
+    run(&sandbox, &url, &["plan", "create", "--id", "damaged"]).expect_code(0);
+    let mut client = postgres::Client::connect(db.url(), postgres::NoTls).expect("the test server is reachable");
+    client
+        .execute("UPDATE waypoint_plans SET view = replace(view, 'queued', 'errored') WHERE plan_id = 'damaged'", &[])
+        .expect("an update");
+    let error = run(&sandbox, &url, &["store", "verify"]).expect_error(6, "verify_failed");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("store repair"), "`store repair` refuses PostgreSQL: {message}");
+    assert!(message.contains("pg_dump"), "{message}");
+}

@@ -176,15 +176,14 @@ run = "echo last >> effects.log"
     sandbox.write("fixed", "");
     let resumed = sandbox.run_rich(&["plan", "resume", &id]);
     resumed.expect_code(0);
-    let lines: Vec<&str> = resumed.stdout.lines().take(2).collect();
-    assert_eq!(
-        lines,
-        [
-            format!("↻ resuming plan {id} · flaky · from step 2 of 3").as_str(),
-            "  step 2 started but did not complete: it runs again"
-        ]
+    let first = resumed.stdout.lines().next().unwrap();
+    assert_eq!(first, format!("↻ resuming plan {id} · flaky · from step 2 of 3"));
+    assert!(
+        !resumed.stdout.contains("started but did not complete"),
+        "it failed, it did not vanish: {}",
+        resumed.stdout
     );
-    assert!(resumed.stdout.contains("status      completed · strategize/complete"), "{}", resumed.stdout);
+    assert!(resumed.stdout.contains("status      completed\n"), "{}", resumed.stdout);
     assert!(resumed.stderr.contains("↷ 1/3  first  skipped: completed before"), "{}", resumed.stderr);
     assert_eq!(effects(&sandbox), ["first", "check", "check", "last"]);
 }
@@ -400,7 +399,7 @@ fn rich_run_prints_the_plan_id_first_and_plain_progress_lines_off_a_terminal() {
     run.expect_code(0);
     let first = run.stdout.lines().next().unwrap();
     assert!(first.starts_with("▶ tiny · plan "), "{first}");
-    assert!(run.stdout.contains("status      completed · strategize/complete"), "{}", run.stdout);
+    assert!(run.stdout.contains("status      completed\n"), "{}", run.stdout);
     assert!(run.stderr.contains("▶ 1/1  only  started"), "{}", run.stderr);
     assert!(run.stderr.contains("│ hi"), "{}", run.stderr);
     assert!(run.stderr.contains("✓ 1/1  only  done"), "{}", run.stderr);
@@ -444,7 +443,7 @@ fn a_second_sigint_stops_waiting_for_a_step_that_ignores_the_first() {
     let run = finish(child);
     let error = run.expect_error(130, "interrupted");
     assert_eq!(error["error"]["step"], 1);
-    assert!(run.stderr.contains("press Ctrl-C again to stop waiting"), "{}", run.stderr);
+    assert!(run.stderr.contains("Ctrl-C again stops waiting"), "{}", run.stderr);
     let summary = show(&sandbox, &sandbox.only_plan_id());
     assert_eq!((summary["state"].as_str(), summary["uncertain_step"].as_u64()), (Some("queued"), Some(1)));
     assert!(!sandbox.path("never.ran").exists(), "no further step started");
@@ -533,7 +532,7 @@ fn run_again_after_ctrl_c_continues_the_same_plan_and_every_step_runs_once() {
     let done = sandbox.run_rich(&["run", "plan.toml"]);
     done.expect_code(0);
     assert!(
-        done.stdout.contains(&format!("plan {id} · interruptible · already completed 3 steps; nothing to run\n")),
+        done.stdout.contains(&format!("plan {id} · interruptible\n  already completed 3 steps; nothing to run\n")),
         "{}",
         done.stdout
     );

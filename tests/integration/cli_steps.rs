@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::cli_harness::{finish, send_signal, wait_for_file, Sandbox};
+use crate::cli_harness::{finish, send_signal, wait_for_file, Sandbox, DRIFT};
 
 fn history_types(sandbox: &Sandbox, id: &str) -> Vec<Value> {
     let history = sandbox.run(&["plan", "history", id]);
@@ -118,7 +118,11 @@ fn plan_logs_shows_a_steps_output_by_step_and_attempt() {
     assert_eq!(logs["cap_bytes"], 1024 * 1024);
     let rich = sandbox.run_rich(&["plan", "logs", &id, "--step", "2", "--attempt", "1"]);
     rich.expect_code(0);
-    assert!(rich.stdout.contains("step 2 · attempt 1 · stdout") && rich.stdout.contains("out-b"), "{}", rich.stdout);
+    assert!(
+        rich.stdout.contains("step 2 (b) · attempt 1 · stdout") && rich.stdout.contains("out-b"),
+        "{}",
+        rich.stdout
+    );
     assert!(!rich.stdout.contains("out-a"));
 }
 
@@ -138,19 +142,6 @@ fn a_huge_line_is_streamed_and_the_kept_log_is_capped() {
     assert!(log.len() <= 1024 * 1024 + 100, "capped: {} bytes", log.len());
     assert!(log.starts_with("[waypoint: 7340033 earlier bytes cut"), "says what was cut: {}", &log[..80]);
 }
-
-const DRIFT: &str = r#"
-name = "drift"
-[[steps]]
-name = "one"
-run = "echo one >> effects.log"
-[[steps]]
-name = "two"
-run = "echo two >> effects.log; [ -f fixed ] || exit 3"
-[[steps]]
-name = "three"
-run = "echo three >> effects.log"
-"#;
 
 #[test]
 fn every_surface_gives_the_same_verdict_on_a_changed_completed_step() {

@@ -139,3 +139,31 @@ fn the_definition_check_supersedes_the_whole_plan_fingerprint() {
     let both = EligibilityInputs { fingerprint: Some(fingerprint("ffff")), ..inputs(current) };
     assert!(evaluate_eligibility(failed_at_step_3().state(), &both).eligible);
 }
+
+#[test]
+fn a_refused_resume_names_every_step_that_changed_after_it_completed() {
+    let mut given = failed_at_step_3();
+    let current = now(&[("build", "b2"), ("check", "c1"), ("deploy", "d2")]);
+    let resume = waypoint_domain::PlanCommand::Resume {
+        by: waypoint_domain::Actor::parse("operator").expect("a valid actor"),
+        runner: None,
+        at: given.now(),
+        inputs: inputs(current),
+        lease: None,
+    };
+    let refused = given.try_run(resume).expect_err("completed steps changed");
+    let waypoint_domain::PlanError::NotEligible { reasons, changed_steps } = &refused else {
+        panic!("a refused resume: {refused:?}")
+    };
+    assert_eq!(reasons, &[ResumeIneligibleReason::DefinitionChanged]);
+    assert_eq!(
+        changed_steps,
+        &[changed(1, "build", true, StepChange::Changed), changed(2, "test", true, StepChange::Replaced)],
+        "only the completed ones: the fix to step 3 does not block"
+    );
+    assert_eq!(
+        refused.to_string(),
+        "the plan cannot resume: definition_changed (step 1 (build) changed and step 2 (test) was replaced by \
+         another step after they completed; restore them, or run again from the first changed step)"
+    );
+}

@@ -135,7 +135,10 @@ fn a_live_lease_refuses_a_takeover_and_an_expired_one_hands_the_plan_over() {
     let mut given = leased_by_a().steps_completed(1..=1).step_started(2);
     let early = given.resume_leased_command("runner-b", 5, epoch() + Duration::minutes(1));
     let refused = given.try_run(early).expect_err("a's lease is live");
-    assert_eq!(refused, PlanError::NotEligible { reasons: vec![ResumeIneligibleReason::StillRunning] });
+    assert_eq!(
+        refused,
+        PlanError::NotEligible { reasons: vec![ResumeIneligibleReason::StillRunning], changed_steps: Vec::new() }
+    );
     let late = given.resume_leased_command("runner-b", 5, epoch() + Duration::minutes(30));
     let events = given.try_run(late).expect("a's lease expired: b takes over");
     let [PlanEvent::Resumed(resumed)] = &events[..] else { panic!("resumed: {events:?}") };

@@ -3,9 +3,11 @@
 mod bench_smoke;
 mod cli_approval;
 mod cli_bad_input;
+mod cli_drift;
 mod cli_fork;
 mod cli_harness;
 mod cli_leases;
+mod cli_output;
 mod cli_plumbing;
 mod cli_postgres;
 mod cli_reads;

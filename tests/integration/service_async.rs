@@ -86,6 +86,13 @@ impl PlanStore for GatedStore {
         self.inner.removal(plan_id)
     }
 
+    fn removals_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<waypoint_application::Removal>, StoreError>> {
+        self.inner.removals_with_prefix(prefix)
+    }
+
     fn put_step_log<'a>(
         &'a self,
         plan_id: &'a PlanId,

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use waypoint_domain::{
     ApprovalDecision, Artifact, Attempt, AttemptFailure, Checkpoint, DecisionId, Fingerprint, Message, Phase,
-    PlanError, PlanId, PlanName, ProcessingState, ResumeIneligibleReason, ResumeSummary, RunnerId, SnapshotId,
+    PlanError, PlanId, PlanName, ProcessingState, ResumeIneligibleReason, ResumeMetadata, ResumeSummary, RunnerId, SnapshotId,
     StepDefinition, StepName, StepNumber, StepOutput, TotalSteps, PAUSED_REASON,
 };
 
@@ -177,6 +177,40 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// Reads a duration as plan files write it: a whole number and a unit (`ms`, `s`, `m`, `h`,
+/// `d`), or several from the largest unit down (`2m30s`, `1h30m`); a bare number is seconds.
+/// Whatever [`format_duration`] prints reads back as the same duration.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(text.parse().ok()?));
+    }
+    let mut rest = text;
+    let mut millis: u64 = 0;
+    let mut smaller_than = usize::MAX;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest[digits..].find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len() - digits);
+        let n: u64 = rest[..digits].parse().ok()?;
+        // Units from the largest down, each at most once.
+        let (rank, unit_ms) = match rest[digits..digits + unit_len].trim() {
+            "d" => (0, 86_400_000),
+            "h" => (1, 3_600_000),
+            "m" => (2, 60_000),
+            "s" => (3, 1_000),
+            "ms" => (4, 1),
+            _ => return None,
+        };
+        if smaller_than != usize::MAX && rank <= smaller_than {
+            return None;
+        }
+        smaller_than = rank;
+        millis = millis.checked_add(n.checked_mul(unit_ms)?)?;
+        rest = &rest[digits + unit_len..];
+    }
+    (smaller_than != usize::MAX).then(|| Duration::from_millis(millis))
+}
+
 /// Names the plans of one key: the first run's plan is generation 1, and each fresh start
 /// (`new`) makes the next generation. Ids must be unrelated between generations and keys.
 pub trait RunKey: Send + Sync {
@@ -277,6 +311,17 @@ impl RunDefinition {
 
     fn total_steps(&self) -> Option<TotalSteps> {
         u32::try_from(self.steps.len()).ok().and_then(|n| TotalSteps::new(n).ok())
+    }
+
+    /// The total of steps a continued plan takes from this definition, when it differs from
+    /// the recorded one: steps added at the end extend the plan, and pending steps removed
+    /// shrink it, but never below a completed step (a completed step that was removed makes
+    /// the plan `definition_changed` instead). `None` keeps the recorded total, as for a
+    /// definition whose steps are learned as they run.
+    pub fn new_total(&self, recorded: &ResumeMetadata) -> Option<TotalSteps> {
+        let total = self.total_steps()?;
+        let completed = recorded.last_completed_step.map_or(0, StepNumber::get);
+        (recorded.total_steps != Some(total) && total.get() >= completed).then_some(total)
     }
 }
 
@@ -416,9 +461,19 @@ pub struct ReadyRun<S> {
     service: PlanResumeService<S>,
     plan_id: PlanId,
     guard: Holder,
-    definition: Option<RunDefinition>,
-    fork_at: Option<StepNumber>,
-    fork_source: Option<PlanId>,
+    start: Start,
+}
+
+/// What [`ReadyRun::start`] writes first.
+#[derive(Debug)]
+enum Start {
+    /// Creates the plan with this definition.
+    Fresh(RunDefinition),
+    /// Resumes the existing plan. The surface's definition, when it has one, sets the plan's
+    /// total of steps ([`RunDefinition::new_total`]).
+    Continue(Option<RunDefinition>),
+    /// Forks `source`, keeping its steps up to `at`, then continues the fork as above.
+    Fork { source: PlanId, at: Option<StepNumber>, definition: RunDefinition },
 }
 
 impl<S: PlanStore> ReadyRun<S> {
@@ -429,18 +484,19 @@ impl<S: PlanStore> ReadyRun<S> {
 
     /// For a fork run, the plan it forks and the last step it keeps.
     pub fn forks(&self) -> Option<(&PlanId, Option<StepNumber>)> {
-        self.fork_source.as_ref().map(|source| (source, self.fork_at))
+        match &self.start {
+            Start::Fork { source, at, .. } => Some((source, *at)),
+            Start::Fresh(_) | Start::Continue(_) => None,
+        }
     }
 
-    /// Creates the plan (fresh), or records `Resumed` (continue), and hands back the run.
+    /// Creates the plan (fresh), or records `Resumed` (continue, fork), and hands back the run.
+    /// A continued plan takes its total of steps from the surface's definition, when it has
+    /// one: steps added at the end extend the plan, pending steps removed shrink it.
     pub async fn start(self) -> Result<EngineRun<S>, EngineError> {
-        let ReadyRun { service, plan_id, guard, definition, fork_at, fork_source } = self;
-        let mut resumed = None;
-        if let Some(source) = fork_source {
-            service.fork_plan(&source, fork_at, Some(plan_id.clone())).await?;
-        }
-        match definition {
-            Some(definition) => {
+        let ReadyRun { service, plan_id, guard, start } = self;
+        let definition = match start {
+            Start::Fresh(definition) => {
                 let new = NewPlan {
                     id: Some(plan_id.clone()),
                     total_steps: definition.total_steps(),
@@ -455,49 +511,45 @@ impl<S: PlanStore> ReadyRun<S> {
                 if let Some(lease) = guard.lease() {
                     service.start_phase_leased(&plan_id, Phase::Strategize, lease).await?;
                 }
+                let view = service.load(&plan_id).await?;
+                return Ok(EngineRun::new(service, plan_id, guard, &view, None));
             }
-            None => {
-                let view = service.load_summary(&plan_id).await?;
-                if view.state.phase == Phase::Action {
-                    match guard.lease() {
-                        Some(lease) => service.start_phase_leased(&plan_id, Phase::Strategize, lease).await?,
-                        None => service.start_phase(&plan_id, Phase::Strategize, guard.lock_runner()).await?,
-                    };
-                } else {
-                    let request =
-                        ResumeRequest { runner: guard.lock_runner(), lease: guard.lease(), ..ResumeRequest::default() };
-                    match service.resume_plan(&plan_id, request).await {
-                        Ok(outcome) => resumed = outcome.resumed,
-                        // Something changed since the run was prepared.
-                        Err(error) => match error.reasons() {
-                            Some(reasons) => {
-                                let summary = service.build_resume_summary(&plan_id, None).await?;
-                                return Err(EngineError::NotResumable {
-                                    plan_id,
-                                    reasons: reasons.to_vec(),
-                                    summary: Box::new(summary),
-                                });
-                            }
-                            None => return Err(error.into()),
-                        },
+            Start::Fork { source, at, definition } => {
+                service.fork_plan(&source, at, Some(plan_id.clone())).await?;
+                Some(definition)
+            }
+            Start::Continue(definition) => definition,
+        };
+        let mut resumed = None;
+        let view = service.load_summary(&plan_id).await?;
+        if view.state.phase == Phase::Action {
+            match guard.lease() {
+                Some(lease) => service.start_phase_leased(&plan_id, Phase::Strategize, lease).await?,
+                None => service.start_phase(&plan_id, Phase::Strategize, guard.lock_runner()).await?,
+            };
+        } else {
+            let request = ResumeRequest { runner: guard.lock_runner(), lease: guard.lease(), ..ResumeRequest::default() };
+            match service.resume_plan(&plan_id, request).await {
+                Ok(outcome) => resumed = outcome.resumed,
+                // Something changed since the run was prepared.
+                Err(error) => match error.reasons() {
+                    Some(reasons) => {
+                        let summary = service.build_resume_summary(&plan_id, None).await?;
+                        return Err(EngineError::NotResumable {
+                            plan_id,
+                            reasons: reasons.to_vec(),
+                            summary: Box::new(summary),
+                        });
                     }
-                }
+                    None => return Err(error.into()),
+                },
             }
         }
+        if let Some(total) = definition.and_then(|d| d.new_total(&view.state.resume)) {
+            service.set_total_steps(&plan_id, total).await?;
+        }
         let view = service.load(&plan_id).await?;
-        Ok(EngineRun {
-            service,
-            plan_id,
-            guard,
-            checkpoints: view.state.resume.checkpoints.clone(),
-            uncertain: view.state.resume.uncertain_step,
-            attempts: AttemptCounter {
-                next: view.state.resume.following_step(),
-                last: view.state.resume.uncertain_attempt,
-                failures: 0,
-            },
-            resumed,
-        })
+        Ok(EngineRun::new(service, plan_id, guard, &view, resumed))
     }
 }
 
@@ -560,20 +612,31 @@ impl<S: PlanStore> PlanResumeService<S> {
         let Some(generation) = newest.filter(|_| !new) else {
             let plan_id = key.plan_id(newest.map_or(1, |g| g + 1));
             let guard = self.hold(&plan_id, hold)?;
-            return Ok(Prepared::Fresh(self.ready(plan_id, guard, Some(definition))));
+            return Ok(Prepared::Fresh(self.ready(plan_id, guard, Start::Fresh(definition))));
         };
-        self.prepare_continue_held(&key.plan_id(generation), hold).await
+        self.prepare_continue_held(&key.plan_id(generation), Some(definition), hold).await
     }
 
     /// Decides, under its run lock, whether the existing plan `plan_id` continues (it can
     /// resume), is given back (it finished) or is refused (it runs, or cannot resume), and
-    /// writes nothing yet. What `prepare_run` does with a key's newest plan.
-    pub async fn prepare_continue(&self, plan_id: &PlanId, runner: RunnerId) -> Result<Prepared<S>, EngineError> {
-        self.prepare_continue_held(plan_id, Hold::Lock(runner)).await
+    /// writes nothing yet. What `prepare_run` does with a key's newest plan. `definition`, the
+    /// surface's definition as it is now when it has one, sets a continued plan's total.
+    pub async fn prepare_continue(
+        &self,
+        plan_id: &PlanId,
+        definition: Option<RunDefinition>,
+        runner: RunnerId,
+    ) -> Result<Prepared<S>, EngineError> {
+        self.prepare_continue_held(plan_id, definition, Hold::Lock(runner)).await
     }
 
     /// [`Self::prepare_continue`], holding the plan as `hold` says.
-    pub async fn prepare_continue_held(&self, plan_id: &PlanId, hold: Hold) -> Result<Prepared<S>, EngineError> {
+    pub async fn prepare_continue_held(
+        &self,
+        plan_id: &PlanId,
+        definition: Option<RunDefinition>,
+        hold: Hold,
+    ) -> Result<Prepared<S>, EngineError> {
         if let Some(removal) = self.store().removal(plan_id).await.map_err(ServiceError::from)? {
             return Ok(Prepared::Removed(removal));
         }
@@ -594,15 +657,17 @@ impl<S: PlanStore> PlanResumeService<S> {
                 summary: Box::new(summary),
             });
         }
-        Ok(Prepared::Continue(self.ready(plan_id.clone(), guard, None), Box::new(summary)))
+        Ok(Prepared::Continue(self.ready(plan_id.clone(), guard, Start::Continue(definition)), Box::new(summary)))
     }
 
     /// Prepares a fresh plan of `key` (its next generation) as a fork of the key's newest plan
     /// at the step before `from`: steps 1..`from`-1 are copied with their outputs and must
-    /// have completed unchanged (the fork's own check), and the run goes on at `from`.
+    /// have completed unchanged (the fork's own check), and the run goes on at `from` with
+    /// `definition`'s total of steps.
     pub async fn prepare_fork_run(
         &self,
         key: &dyn RunKey,
+        definition: RunDefinition,
         runner: RunnerId,
         from: StepNumber,
     ) -> Result<Option<ReadyRun<S>>, EngineError> {
@@ -618,10 +683,7 @@ impl<S: PlanStore> PlanResumeService<S> {
         }
         self.check_fork(&source, at).await?;
         let guard = self.hold(&plan_id, Hold::Lock(runner))?;
-        let mut ready = self.ready(plan_id, guard, None);
-        ready.fork_source = Some(source);
-        ready.fork_at = at;
-        Ok(Some(ready))
+        Ok(Some(self.ready(plan_id, guard, Start::Fork { source, at, definition })))
     }
 
     /// Takes the plan's run lock, or, for a lease, nothing yet: the lease is recorded when the
@@ -633,8 +695,8 @@ impl<S: PlanStore> PlanResumeService<S> {
         }
     }
 
-    fn ready(&self, plan_id: PlanId, guard: Holder, definition: Option<RunDefinition>) -> ReadyRun<S> {
-        ReadyRun { service: self.clone(), plan_id, guard, definition, fork_at: None, fork_source: None }
+    fn ready(&self, plan_id: PlanId, guard: Holder, start: Start) -> ReadyRun<S> {
+        ReadyRun { service: self.clone(), plan_id, guard, start }
     }
 
     /// The plan finished (see [`waypoint_domain::PlanState::is_finished`]), or every one of its
@@ -759,6 +821,23 @@ pub struct EngineRun<S> {
 }
 
 impl<S: PlanStore> EngineRun<S> {
+    /// A run of the plan `view` shows, held by `guard`.
+    fn new(service: PlanResumeService<S>, plan_id: PlanId, guard: Holder, view: &PlanView, resumed: Option<ResumePoint>) -> Self {
+        EngineRun {
+            service,
+            plan_id,
+            guard,
+            checkpoints: view.state.resume.checkpoints.clone(),
+            uncertain: view.state.resume.uncertain_step,
+            attempts: AttemptCounter {
+                next: view.state.resume.following_step(),
+                last: view.state.resume.uncertain_attempt,
+                failures: 0,
+            },
+            resumed,
+        }
+    }
+
     /// The plan.
     pub fn plan_id(&self) -> &PlanId {
         &self.plan_id

@@ -1,6 +1,6 @@
 //! The service's error: what a library caller can get back from `PlanResumeService`.
 
-use waypoint_domain::{ChangedStep, PlanError, PlanId, ResumeIneligibleReason, StepNumber};
+use waypoint_domain::{describe_changes, ChangedStep, PlanError, PlanId, ResumeIneligibleReason, StepNumber};
 
 use crate::ports::RunLockError;
 use crate::store::{Removal, StoreError};
@@ -151,26 +151,21 @@ impl ServiceError {
     /// The reasons a resume was refused, if that is what this error is.
     pub fn reasons(&self) -> Option<&[ResumeIneligibleReason]> {
         match self {
-            ServiceError::Plan { source: PlanError::NotEligible { reasons }, .. } => Some(reasons),
+            ServiceError::Plan { source: PlanError::NotEligible { reasons, .. }, .. } => Some(reasons),
             ServiceError::DefinitionChanged { .. } => Some(&[ResumeIneligibleReason::DefinitionChanged]),
             _ => None,
         }
     }
 }
 
-/// `steps 2 (build), 3 (test) changed since they completed`: every changed step by number and
-/// name, for a fork that would keep them.
+/// `step 2 (build) changed and step 3 (test) was removed since completing`: every changed step
+/// by number and name, for a fork that would keep them.
 fn definition_changed_text(at_step: &StepNumber, changed: &[ChangedStep], unreadable: &Option<String>) -> String {
     if let Some(reason) = unreadable {
         return format!("its definition cannot be read ({reason}), so steps 1 to {at_step} cannot be checked");
     }
-    let steps: Vec<String> = changed
-        .iter()
-        .map(|c| match &c.name {
-            Some(name) => format!("{} ({name})", c.step),
-            None => c.step.to_string(),
-        })
-        .collect();
-    let noun = if steps.len() == 1 { "step" } else { "steps" };
-    format!("{noun} {} changed since completing; a fork keeping steps 1 to {at_step} could never resume (definition_changed)", steps.join(", "))
+    format!(
+        "{} since completing; a fork keeping steps 1 to {at_step} could never resume (definition_changed)",
+        describe_changes(changed)
+    )
 }

@@ -230,6 +230,13 @@ impl PlanStore for InMemoryStore {
         Box::pin(futures::future::ready(Ok(self.lock().removed.get(plan_id).cloned())))
     }
 
+    fn removals_with_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Removal>, StoreError>> {
+        let mut found: Vec<Removal> =
+            self.lock().removed.values().filter(|r| r.plan_id.as_str().starts_with(prefix)).cloned().collect();
+        found.sort_by(|a, b| a.plan_id.cmp(&b.plan_id));
+        Box::pin(futures::future::ready(Ok(found)))
+    }
+
     fn put_step_log<'a>(&'a self, plan_id: &'a PlanId, log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(futures::future::ready(self.put_step_log_now(plan_id, log)))
     }

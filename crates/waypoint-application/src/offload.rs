@@ -233,6 +233,11 @@ impl<S: PlanStore> PlanStore for OffThreadStore<S> {
         self.offload(move |store| ready(store.removal(&plan_id)))
     }
 
+    fn removals_with_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Removal>, StoreError>> {
+        let prefix = prefix.to_owned();
+        self.offload(move |store| ready(store.removals_with_prefix(&prefix)))
+    }
+
     fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {
         self.offload(move |store| ready(store.import_plans(histories)))
     }

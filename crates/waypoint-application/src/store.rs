@@ -362,6 +362,11 @@ pub trait PlanStore:
     /// The tombstone of a plan removed by retention; `None` for a plan that exists or never did.
     fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>>;
 
+    /// The tombstones of every plan removed by retention whose id starts with `prefix`, in id
+    /// order: what an abbreviated id that names no plan the store holds may still name. May read
+    /// every removal the store keeps; it is asked only when no plan matches.
+    fn removals_with_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Removal>, StoreError>>;
+
     /// Writes whole plan histories taken from another store (an archive, a migration), keeping
     /// their event ids, times and versions; durable when it returns. A plan this store already
     /// holds with the same event ids is left as it is (so an interrupted archive can be written

@@ -697,6 +697,14 @@ fn removal_leaves_tombstones_and_keeps_the_rest<F: StoreFixture>(fixture: &F) {
         assert_eq!(removal(&handle, &c).map(|r| r.version), Some(1));
         assert_eq!(removal(&handle, &b), None, "a kept plan has no tombstone");
         assert_eq!(removal(&handle, &plan("never")), None, "nor has a plan that never existed");
+        let prefixed = |prefix: &str| -> Vec<PlanId> {
+            let found = block_on(handle.removals_with_prefix(prefix)).expect("removals by prefix");
+            found.into_iter().map(|r| r.plan_id).collect()
+        };
+        assert_eq!(prefixed("gone-"), vec![a.clone(), c.clone()], "every removed plan of a prefix, in id order");
+        assert_eq!(prefixed("gone-c"), vec![c.clone()]);
+        assert_eq!(prefixed("kept"), Vec::<PlanId>::new(), "a kept plan is no removal");
+        assert_eq!(prefixed("gone_"), Vec::<PlanId>::new(), "`_` is a character, not a wildcard");
         assert_eq!(ids(&read(&handle, &b, Select::All)), ids(&b_before), "the kept plan is untouched");
         let catalog: Vec<PlanId> =
             block_on(handle.catalog()).expect("catalog").into_iter().map(|v| v.plan_id).collect();
@@ -724,6 +732,7 @@ fn removal_skips_plans_that_moved<F: StoreFixture>(fixture: &F) {
     assert_eq!(report.skipped, vec![a.clone(), plan("moved-never"), plan("moved-none")]);
     assert_eq!(read(&store, &a, Select::All).len(), 2, "the moved plan is whole");
     assert_eq!(removal(&store, &a), None);
+    assert!(block_on(store.removals_with_prefix("moved")).expect("removals by prefix").is_empty(), "none removed");
     let again = remove(&store, &[(a.clone(), 2)]);
     assert_eq!(again.removed, vec![a.clone()]);
     let twice = remove(&store, &[(a.clone(), 2)]);

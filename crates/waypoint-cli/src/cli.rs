@@ -22,12 +22,14 @@ run the same command again to carry on where it stopped. Plan ids may be shorten
 
 const EXAMPLES: &str = "\
 Examples:
-  waypoint run examples/demo.toml             run a plan file, step by step (again: it continues)
-  waypoint plan list --resumable              plans that can resume now
-  waypoint resume ID --dry-run                which steps would be skipped and which would run
-  waypoint resume ID                          record the resume and run the remaining steps
-  waypoint plan logs ID --step 2              what step 2 printed
-  waypoint --format json plan show ID         one JSON document on stdout, for scripts
+  waypoint run examples/demo.toml        run a plan file, step by step; run it
+                                         again after a stop and it continues
+  waypoint plan list --resumable         plans that can resume now
+  waypoint resume ID --dry-run           which steps a resume would skip and run
+  waypoint resume ID                     resume, running the remaining steps
+  waypoint plan logs ID --step 2         what step 2 printed
+  waypoint --format json plan show ID    one JSON document on stdout, for scripts
+  waypoint -v plan show ID               phases, states and decision ids too
 
 Exit codes:
   0    success
@@ -35,43 +37,44 @@ Exit codes:
   2    usage error (bad arguments, malformed id, unreadable or invalid plan file)
   3    plan not found
   4    not eligible to resume (every reason is printed)
-  5    conflict: a concurrent change, a conflicting checkpoint, the plan is being run, or
-       another runner holds its lease now (lease_lost)
+  5    conflict: a concurrent change, a conflicting checkpoint, the plan is
+       being run, or another runner holds its lease now (lease_lost)
   6    store unreadable or corrupt
   7    invalid transition or invalid input for the plan's state
   130  interrupted by SIGINT (143: by SIGTERM) during `run` or a resumed run
 
-With --format json, an error prints {\"error\": {\"code\", \"message\", …}} on stdout and one line on stderr.";
+With --format json, an error prints {\"error\": {\"code\", \"message\", …}} on stdout
+and one line on stderr.";
 
 const RUN_LONG_ABOUT: &str = "\
-Runs a plan file's steps in order, recording `step_started` before each step and a checkpoint after it. \
-It prints the plan id first, then progress while it runs.
+Runs a plan file's steps in order, recording each step's start before it runs and a checkpoint \
+after it completes. It prints the plan id first, then progress while it runs.
 
 Run the same file again and it continues the file's plan: an interrupted, crashed or failed plan resumes \
 from where it stopped (saying which plan, from which step and why); a completed one is left alone (exit 0); \
-a plan still being run is refused (exit 5). `--new` starts a fresh plan; `--from-step N` forks the last plan \
-at step N-1 (keeping steps 1 to N-1 and their outputs) and runs the fork from step N.
+a plan still being run is refused (exit 5). Steps added at the end of the file since are run too. `--new` \
+starts a fresh plan; `--from-step N` forks the last plan at step N-1 (keeping steps 1 to N-1 and their \
+outputs) and runs the fork from step N.
 
-A plan file is TOML:
+A plan file is TOML (a step's `outputs` are relative to its `dir`):
 
   name = \"demo\"
-  dir = \".\"                 # optional: where steps run, relative to the plan file (default: its folder)
-  [env]                     # optional: extra environment for every step
+  dir = \".\"        # optional: where steps run (default: the file's folder)
+  [env]            # optional: extra environment for every step
   GREETING = \"hello\"
 
   [[steps]]
   name = \"fetch\"
-  run = \"sleep 2 && echo data > out/fetch.txt\"   # run with `sh -c`
-  outputs = [\"out/fetch.txt\"]                    # optional: files whose digest becomes the snapshot
-  timeout = \"90s\"                               # optional: stop it after this long
-  retries = 3                                     # optional: try a failed attempt again
-  retry_delay = \"2s\"                            # optional: doubled after each failed attempt
-  env = { MODE = \"fast\" }                       # optional: this step's own environment
-  dir = \"sub\"                                   # optional: this step's folder
+  run = \"mkdir -p out && echo data > out/fetch.txt\"     # run with `sh -c`
+  outputs = [\"out/fetch.txt\"]  # optional: files whose digest is the snapshot
+  timeout = \"90s\"              # optional: stop it after this long
+  retries = 3                  # optional: try a failed attempt again
+  retry_delay = \"2s\"           # optional: doubled after each failed attempt
+  env = { MODE = \"fast\" }      # optional: this step's own environment
+  dir = \".\"                    # optional: this step's folder, in the plan's
 
-The steps run as the plan's strategize phase (the first phase after action): when the last step completes, the \
-phase completes. A step that still fails after its retries fails the plan (exit 1, with its exit code and the \
-tail of its stderr); fix the cause and run the file again.
+When the last step completes, the plan has completed. A step that still fails after its retries fails the \
+plan (exit 1, with its exit code and the tail of its stderr); fix the cause and run the file again.
 
 Ctrl-C (SIGINT) or SIGTERM while a step runs is passed to the step's process group; Waypoint waits for the \
 step, records the interruption, starts no further step and exits 130 (SIGINT) or 143 (SIGTERM). A second \
@@ -95,15 +98,20 @@ Example: a script or orchestrator that records its own steps
   waypoint plan start \"$id\" --phase strategize
   waypoint plan step-started \"$id\" --step 1 --decision job-1
   ./do-step-1 && waypoint plan checkpoint \"$id\" --step 1 --decision job-1
-  waypoint plan interrupt \"$id\" --reason \"deploy freeze\"   # stop for now
-  waypoint plan resume \"$id\" --dry-run                       # later: where does it pick up?
-  waypoint plan resume \"$id\"                                 # record the resume, go on
+  # stop for now
+  waypoint plan interrupt \"$id\" --reason \"deploy freeze\"
+  # later: where does it pick up? Then record the resume and go on
+  waypoint plan resume \"$id\" --dry-run
+  waypoint plan resume \"$id\"
 
-Example: an orchestrator that holds the plan by lease (it can hold no run lock between commands)
+Example: an orchestrator that holds the plan by lease (no run lock between
+commands)
   waypoint plan start \"$id\" --phase strategize --runner orch-1 --lease 60s
-  waypoint plan step-started \"$id\" --step 1 --decision job-1 --runner orch-1 --lease 60s
-  waypoint plan heartbeat \"$id\" --runner orch-1 --lease 60s      # every 20s or so while step 1 runs
-  # orch-1 died? once its lease ran out the plan is crashed (lease_expired), and:
+  waypoint plan step-started \"$id\" --step 1 --decision job-1 \\
+    --runner orch-1 --lease 60s
+  # every 20s or so while step 1 runs
+  waypoint plan heartbeat \"$id\" --runner orch-1 --lease 60s
+  # orch-1 died? once its lease ran out the plan is crashed (lease_expired):
   waypoint plan resume \"$id\" --runner orch-2 --lease 60s
   # from then on orch-1's heartbeat exits 5 (lease_lost): it must stop";
 
@@ -138,6 +146,8 @@ which would run. A dry run exits 0 whether or not the plan is eligible; read `el
 
 #[derive(Debug, Parser)]
 #[command(name = "waypoint", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+// Help fits 80 columns, like every other rich line (narrower on a narrower terminal).
+#[command(max_term_width = crate::text::MAX_WIDTH)]
 // A later --store or --format wins, so scripts can append to a base command line.
 #[command(args_override_self = true)]
 pub struct Cli {
@@ -156,6 +166,10 @@ pub struct Cli {
     /// Output format: `rich` for people, `json` for scripts (one JSON document on stdout)
     #[arg(long, global = true, display_order = 101, value_enum, default_value_t = Format::Rich)]
     pub format: Format,
+
+    /// Rich output names phases, processing states and decision ids too
+    #[arg(short, long, global = true, display_order = 102)]
+    pub verbose: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -259,14 +273,15 @@ pub enum PlanCommand {
     },
     /// Record that a step is about to run (until its checkpoint it is the uncertain step)
     #[command(
-        after_help = "Examples:\n  waypoint plan step-started ID --step 1 --decision job-42\n  waypoint plan step-started ID --step 1 --decision job-42 --runner orch-1 --lease 60s"
+        after_help = "Examples:\n  waypoint plan step-started ID --step 1 --decision job-42\n  waypoint plan step-started ID --step 1 --decision job-42 \\\n    --runner orch-1 --lease 60s"
     )]
+    #[command(override_usage = "waypoint plan step-started [OPTIONS] <ID> --step <N>\n       --decision <DECISION>")]
     StepStarted {
         /// The plan id
         #[arg(value_parser = PlanId::parse)]
         id: PlanId,
         /// The step number, from 1
-        #[arg(long, value_parser = step_number)]
+        #[arg(long, value_parser = step_number, value_name = "N")]
         step: StepNumber,
         /// The decision that produced the step's work
         #[arg(long, value_parser = DecisionId::parse)]
@@ -293,7 +308,7 @@ pub enum PlanCommand {
     },
     /// Record that a step completed (a retry with the same payload records nothing)
     #[command(
-        after_help = "Example:\n  waypoint plan checkpoint ID --step 1 --decision job-42 --snapshot snap-1 --artifact out/a.txt"
+        after_help = "Example:\n  waypoint plan checkpoint ID --step 1 --decision job-42 \\\n    --snapshot snap-1 --artifact out/a.txt"
     )]
     Checkpoint(CheckpointArgs),
     /// Record a graceful shutdown: the plan stops and can resume later
@@ -428,7 +443,7 @@ pub enum PlanCommand {
         /// The step the new plan runs first; steps before it are copied (1 copies none)
         #[arg(long, value_parser = step_number, value_name = "N")]
         from_step: StepNumber,
-        /// The new plan's id (default: a random UUID)
+        /// The new plan's id (default: a plan file's next plan id, so `waypoint run FILE` continues the fork; otherwise 20 random hex digits)
         #[arg(long = "id", value_parser = PlanId::parse, value_name = "NEW")]
         new_id: Option<PlanId>,
     },
@@ -548,7 +563,7 @@ pub struct CheckpointArgs {
     #[arg(value_parser = PlanId::parse)]
     pub id: PlanId,
     /// The step number, from 1
-    #[arg(long, value_parser = step_number)]
+    #[arg(long, value_parser = step_number, value_name = "N")]
     pub step: StepNumber,
     /// The decision that produced the step's work
     #[arg(long, value_parser = DecisionId::parse)]
@@ -603,7 +618,7 @@ const MAX_OLDER_THAN_DAYS: u64 = 36_500;
 // A unit is required: a bare `30` would read as seconds to one person and days to another.
 fn older_than(s: &str) -> Result<std::time::Duration, String> {
     let unit_given = s.trim().ends_with(|c: char| c.is_ascii_alphabetic());
-    let duration = crate::plan_file::parse_duration(s)
+    let duration = waypoint_application::engine::parse_duration(s)
         .filter(|_| unit_given)
         .ok_or_else(|| format!("{s:?} is not a duration; write a whole number and a unit: 30d, 12h, 90m or 45s"))?;
     if duration.as_secs() > MAX_OLDER_THAN_DAYS * 86_400 {
@@ -620,7 +635,7 @@ const MAX_LEASE_DAYS: u64 = 36_500;
 
 // As plan-file durations read (a bare number is seconds); zero would expire at once.
 fn lease_duration(s: &str) -> Result<Duration, String> {
-    let duration = crate::plan_file::parse_duration(s)
+    let duration = waypoint_application::engine::parse_duration(s)
         .ok_or_else(|| format!("{s:?} is not a duration; write a whole number and a unit: 30s, 5m or 2h"))?;
     if duration.is_zero() {
         return Err(format!("a lease of {s:?} would run out at once; give it a length, such as 30s"));

@@ -16,13 +16,15 @@ use waypoint_domain::{
 use crate::cli::{CheckpointArgs, Cli, Command, CreateArgs, PlanCommand, ResumeArgs, RunArgs};
 use crate::definition::{plan_file_path, read_plan_file};
 use crate::error::{exit, CliError};
-use crate::keys::keyed_id;
+use crate::keys::{keyed_id, random_id, PlanFileKey};
 use crate::plan_file::PlanFile;
 use crate::progress::Progress;
 use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
 use crate::runner::{watch_signals, Events, Runner};
 use crate::store::{acquire_run_lock, runner_id, Service, StoreLocation};
-use crate::ui::{escape_controls, shown_path, Ui};
+use crate::text::{columns, count, cut, local_time};
+use crate::text::{escape_controls, shown_path};
+use crate::ui::Ui;
 
 mod lease;
 mod run;
@@ -54,9 +56,7 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
             let phase = Phase::from(phase);
             match lease.request() {
                 Some(lease) => lease::start(location, ui, &id, phase, lease),
-                None => {
-                    write(location, ui, &id, &format!("entered {phase}"), |s| block_on(s.start_phase(&id, phase, None)))
-                }
+                None => write(location, ui, &id, &entered(ui, phase), |s| block_on(s.start_phase(&id, phase, None))),
             }
         }
         PlanCommand::TotalSteps { id, n } => {
@@ -165,11 +165,27 @@ fn fork(
     new_id: Option<PlanId>,
 ) -> Result<(), CliError> {
     let service = location.open_existing_for_write(source)?;
+    let new_id = match new_id {
+        Some(id) => id,
+        None => fork_id(&service, &block_on(service.load_summary(source))?)?,
+    };
     let at_step = StepNumber::new(from_step.get() - 1).ok();
-    let fork = block_on(service.fork_plan(source, at_step, new_id))?;
+    let fork = block_on(service.fork_plan(source, at_step, Some(new_id)))?;
     let copied = at_step.map_or("no step copied".to_owned(), |n| format!("steps 1 to {n} copied"));
-    let done = format!("forked from plan {source} ({copied}); `waypoint plan resume {}` runs it", fork.plan_id);
+    let done = format!(
+        "forked plan {source} to run from step {from_step} ({copied}); `waypoint plan resume {}` runs it",
+        fork.plan_id
+    );
     print_after_write(&service, ui, &fork.plan_id, &done)
+}
+
+/// The id of a fork of `source` when none is given: a plan file's plan's fork is the file's
+/// next plan (so `waypoint run FILE` continues it, as the file's newest); any other plan's gets
+/// a short random id of the same shape.
+fn fork_id(service: &Service, source: &PlanView) -> Result<PlanId, CliError> {
+    let Some(path) = plan_file_path(&source.state) else { return Ok(random_id()) };
+    let newest = block_on(service.newest_generation(&PlanFileKey(path)))?;
+    Ok(keyed_id(path, newest.map_or(1, |g| g + 1)))
 }
 
 fn print_after_write(service: &Service, ui: &Ui, id: &PlanId, done: &str) -> Result<(), CliError> {
@@ -180,20 +196,24 @@ fn print_after_write(service: &Service, ui: &Ui, id: &PlanId, done: &str) -> Res
         let style = ui.out;
         let progress = match (summary.total_steps, summary.last_completed_step) {
             (Some(total), last) => {
-                format!(" · {} of {}", last.map_or(0, |s| s.get()), render::count(total.get() as usize, "step"))
+                format!(" · {} of {}", last.map_or(0, |s| s.get()), count(total.get() as usize, "step"))
             }
-            (None, Some(last)) => format!(" · {} completed", render::count(last.get() as usize, "step")),
+            (None, Some(last)) => format!(" · {} completed", count(last.get() as usize, "step")),
             (None, None) => String::new(),
         };
-        ui.stdout(&format!(
-            "{} {done} · plan {id}: {} ({}/{}){progress}",
-            style.green("✓"),
-            summary.status,
-            summary.phase,
-            summary.state
-        ));
+        let states = if ui.verbose { format!(" ({}/{})", summary.phase, summary.state) } else { String::new() };
+        ui.stdout(&format!("{} {done} · plan {id}: {}{states}{progress}", style.green("✓"), summary.status));
     }
     Ok(())
+}
+
+/// What `plan start` says it did: the phase by name only with `-v`, as rich output names no phase.
+fn entered(ui: &Ui, phase: Phase) -> String {
+    if ui.verbose {
+        format!("entered {phase}")
+    } else {
+        "phase started".to_owned()
+    }
 }
 
 fn checkpoint(location: &StoreLocation, ui: &Ui, args: CheckpointArgs) -> Result<(), CliError> {
@@ -231,13 +251,7 @@ fn list(location: &StoreLocation, ui: &Ui, resumable: bool) -> Result<(), CliErr
     if ui.json() {
         ui.json_document(&render::PlansDoc { plans: plans.iter().map(|(_, summary)| summary).collect() });
     } else {
-        ui.stdout(&render::plans_table(
-            ui.out,
-            &plans,
-            DateTime::<Utc>::from(std::time::SystemTime::now()),
-            total,
-            resumable,
-        ));
+        ui.stdout(&render::plans_table(ui, &plans, DateTime::<Utc>::from(std::time::SystemTime::now()), total));
     }
     Ok(())
 }
@@ -256,7 +270,7 @@ fn show(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliError> 
 /// The summary block of a plan whose summary is at hand (the view adds its name, source, error).
 fn print_summary_block(service: &Service, ui: &Ui, id: &PlanId, summary: &ResumeSummary) -> Result<(), CliError> {
     let view = block_on(service.load_summary(id))?;
-    ui.stdout(&render::summary_block(ui.out, summary, &view));
+    ui.stdout(&render::summary_block(ui, summary, &view));
     Ok(())
 }
 
@@ -266,14 +280,15 @@ fn history(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliErro
     if ui.json() {
         ui.json_document(&render::history_doc(&events));
     } else {
-        ui.stdout(&render::timeline(ui.out, &events));
+        ui.stdout(&render::timeline(ui, &events));
     }
     Ok(())
 }
 
 /// The full id of the plan `given` names: itself when a plan has that id, otherwise the one plan
-/// whose id starts with it (at least [`MIN_PREFIX`] characters, as git abbreviates). Only a
-/// given id that is not a full id costs a read of the catalog.
+/// whose id starts with it (at least [`MIN_PREFIX`] characters, as git abbreviates), or the one
+/// plan retention removed whose id starts with it (then: where its events are). Only a given id
+/// that is not a full id costs a read of the catalog.
 fn resolve_id(location: &StoreLocation, given: &PlanId) -> Result<PlanId, CliError> {
     let Some(service) = location.open_read_only()? else { return Ok(given.clone()) };
     match block_on(service.load_summary(given)) {
@@ -282,15 +297,31 @@ fn resolve_id(location: &StoreLocation, given: &PlanId) -> Result<PlanId, CliErr
         Err(e) => return Err(e.into()),
     }
     if given.as_str().len() < MIN_PREFIX {
-        return Ok(given.clone());
+        return Err(CliError::new(
+            exit::NOT_FOUND,
+            "plan_not_found",
+            format!(
+                "plan {given} not found; an id given in part needs at least {MIN_PREFIX} characters; \
+                 `waypoint plan list` shows the ids"
+            ),
+        )
+        .with("plan_id", given.as_str()));
     }
+    let store_error = |e| CliError::from(ServiceError::from(e));
     let mut candidates: Vec<PlanId> = block_on(service.store().catalog())
-        .map_err(|e| CliError::from(ServiceError::from(e)))?
+        .map_err(store_error)?
         .into_iter()
         .map(|view| view.plan_id)
         .filter(|id| id.as_str().starts_with(given.as_str()))
         .collect();
     candidates.sort();
+    if candidates.is_empty() {
+        let mut removed = block_on(service.store().removals_with_prefix(given.as_str())).map_err(store_error)?;
+        if removed.len() == 1 {
+            return Err(ServiceError::Removed(removed.remove(0)).into());
+        }
+        candidates = removed.into_iter().map(|r| r.plan_id).collect();
+    }
     match candidates.len() {
         0 => Ok(given.clone()),
         1 => Ok(candidates.remove(0)),
@@ -359,18 +390,20 @@ fn show_outputs(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), Cl
     } else if outputs.is_empty() {
         ui.stdout(&format!("plan {id} has no completed step in its current phase"));
     } else {
+        // One line per output, cut to the width: `--format json` gives every value whole.
+        let line = |text: String| format!("  {}\n", cut(&text, ui.width - 2));
         let mut text = String::new();
         for (step, values) in &ordered {
-            text.push_str(&format!("{}\n", ui.out.bold(&escape_controls(step))));
+            text.push_str(&format!("{}\n", ui.out.bold(&cut(&escape_controls(step), ui.width))));
             match values.as_object() {
                 Some(map) if map.is_empty() => text.push_str(&format!("  {}\n", ui.out.dim("(no outputs)"))),
                 Some(map) => {
                     for (key, value) in map {
                         let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
-                        text.push_str(&format!("  {} = {}\n", escape_controls(key), escape_controls(&value)));
+                        text.push_str(&line(format!("{} = {}", escape_controls(key), escape_controls(&value))));
                     }
                 }
-                None => text.push_str(&format!("  {}\n", escape_controls(&values.to_string()))),
+                None => text.push_str(&line(escape_controls(&values.to_string()))),
             }
         }
         ui.stdout(&text);
@@ -432,11 +465,16 @@ fn logs(
         ));
         return Ok(());
     }
+    let view = block_on(service.load_summary(id))?;
     let mut text = String::new();
     for &(s, a) in &found {
         for stream in LogStream::ALL {
             let body = text_of(s, a, stream);
-            text.push_str(&format!("{}\n", ui.out.bold(&format!("── step {s} · attempt {} · {stream}", a.get()))));
+            let tail = format!(" · attempt {} · {stream}", a.get());
+            let name = render::step_name(&view, s).map(|n| n.as_str());
+            let header =
+                format!("── {}{tail}", render::step_label(s, name, ui.width.saturating_sub(columns(&tail) + 3)));
+            text.push_str(&format!("{}\n", ui.out.bold(&header)));
             if body.is_empty() {
                 text.push_str(&format!("{}\n", ui.out.dim("(empty)")));
             } else {

@@ -15,7 +15,9 @@ use crate::error::{exit, CliError};
 use crate::progress::CompactMeter;
 use crate::render;
 use crate::store::{open_archive, Service, StoreLocation};
-use crate::ui::{shown_path, Ui};
+use crate::text;
+use crate::text::shown_path;
+use crate::ui::Ui;
 
 /// How many removed plans the rich output names; the rest are counted.
 const NAMED: usize = 5;
@@ -180,8 +182,8 @@ fn remove_run_folders(location: &StoreLocation, removed: &[PlanId]) {
 
 fn rich(ui: &Ui, compaction: &Compaction, archive: &Path) -> String {
     let style = ui.out;
-    let cutoff = render::clock_time(compaction.cutoff);
-    let count = render::count(compaction.removed.len(), "plan");
+    let cutoff = text::local_time(compaction.cutoff);
+    let count = text::count(compaction.removed.len(), "plan");
     let mut lines = Vec::new();
     match (compaction.dry_run, compaction.removed.is_empty()) {
         (_, true) => lines
@@ -204,14 +206,14 @@ fn rich(ui: &Ui, compaction: &Compaction, archive: &Path) -> String {
     if compaction.dry_run {
         lines.push(format!("  {}", style.dim("nothing was written")));
     } else if !compaction.removed.is_empty() {
-        lines.push(format!("  reclaimed {}", crate::operate::human_bytes(compaction.reclaimed_bytes)));
+        lines.push(format!("  reclaimed {}", text::human_bytes(compaction.reclaimed_bytes)));
     }
     if !compaction.kept.is_empty() {
         let ids: Vec<&str> = compaction.kept.iter().map(PlanId::as_str).collect();
         lines.push(format!(
             "{} kept {} that moved while compacting: {}",
             style.yellow("!"),
-            render::count(ids.len(), "plan"),
+            text::count(ids.len(), "plan"),
             render::short_ids(&ids).join(" ")
         ));
     }

@@ -1,8 +1,12 @@
 //! The CLI's one error type: a stable code, a message, and the exit code of the contract.
 
 use serde_json::{json, Map, Value};
+use std::path::Path;
 use waypoint_application::{ErrorKind, ServiceError, StoreError};
-use waypoint_domain::ResumeIneligibleReason;
+
+use waypoint_domain::{ChangedStep, PlanError, PlanId, ResumeIneligibleReason, StepChange, StepNumber};
+
+use crate::text::{local_time, shown_path};
 
 /// Exit codes, as `waypoint --help` and the contract list them.
 pub mod exit {
@@ -27,7 +31,9 @@ pub struct CliError {
     pub message: String,
     pub reasons: Vec<ResumeIneligibleReason>,
     /// Extra keys for the JSON error object, such as `plan_id` or `step`.
-    pub details: Map<String, Value>,
+    /// In the order added; a key added again replaces its value. (A list, not a map: an error
+    /// travels in every `Result` of the binary, so it stays small.)
+    pub details: Vec<(String, Value)>,
     /// Lines that show where the problem is (a TOML error's line with a caret under the column),
     /// printed on stderr before the one-line message.
     pub context: Option<String>,
@@ -35,7 +41,7 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(exit: u8, code: &'static str, message: impl Into<String>) -> Self {
-        Self { exit, code, message: message.into(), reasons: Vec::new(), details: Map::new(), context: None }
+        Self { exit, code, message: message.into(), reasons: Vec::new(), details: Vec::new(), context: None }
     }
 
     pub fn usage(code: &'static str, message: impl Into<String>) -> Self {
@@ -47,7 +53,11 @@ impl CliError {
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.details.insert(key.to_owned(), value.into());
+        let value = value.into();
+        match self.details.iter_mut().find(|(k, _)| k == key) {
+            Some((_, held)) => *held = value,
+            None => self.details.push((key.to_owned(), value)),
+        }
         self
     }
 
@@ -78,6 +88,14 @@ impl CliError {
 
 impl From<ServiceError> for CliError {
     fn from(err: ServiceError) -> Self {
+        let remedy = remedy(&err);
+        CliError::service(err, &remedy)
+    }
+}
+
+impl CliError {
+    /// The service's failure `err`, with `remedy` (`; what to do next`) after what happened.
+    pub fn service(err: ServiceError, remedy: &str) -> Self {
         let exit = match err.kind() {
             ErrorKind::NotFound => exit::NOT_FOUND,
             ErrorKind::NotEligible => exit::NOT_ELIGIBLE,
@@ -87,7 +105,7 @@ impl From<ServiceError> for CliError {
             ErrorKind::Unexpected => exit::UNEXPECTED,
         };
         let reasons = err.reasons().map(<[_]>::to_vec).unwrap_or_default();
-        let message = format!("{}{}", one_line(&said(&err)), remedy(&err));
+        let message = format!("{}{remedy}", one_line(&said(&err)));
         let mut cli = CliError::new(exit, err.code(), message).with_reasons(reasons);
         match &err {
             ServiceError::NotFound(id)
@@ -106,17 +124,39 @@ impl From<ServiceError> for CliError {
         if let ServiceError::Store(StoreError::Removed { removed_at, .. }) = &err {
             cli = cli.with("removed_at", removed_at.to_rfc3339());
         }
+        if let Some(changed) = changed_since_completed(&err) {
+            let listed = serde_json::to_value(changed).expect("changed steps serialize");
+            cli = cli.with("changed_steps", listed).with("from_step", changed[0].step.get());
+        }
         cli
+    }
+}
+
+/// The steps whose change since they completed refused a resume, when that is what `err` is.
+pub fn changed_since_completed(err: &ServiceError) -> Option<&[ChangedStep]> {
+    match err {
+        ServiceError::Plan { source: PlanError::NotEligible { changed_steps, .. }, .. }
+            if !changed_steps.is_empty() =>
+        {
+            Some(changed_steps)
+        }
+        _ => None,
     }
 }
 
 /// What happened, in words: the library's message, except where the binary words it better.
 fn said(err: &ServiceError) -> String {
     match err {
-        // The store's message prints the instant with nanoseconds; people read seconds.
-        ServiceError::Store(StoreError::Removed { plan_id, removed_at }) => format!(
-            "plan {plan_id} was removed by retention at {}; its id is not used again",
-            removed_at.format("%Y-%m-%d %H:%M:%S UTC")
+        // Times as people read them everywhere in this binary: local, to the second.
+        ServiceError::Store(StoreError::Removed { plan_id, removed_at }) => {
+            format!("plan {plan_id} was removed by retention at {}; its id is not used again", local_time(*removed_at))
+        }
+        ServiceError::Removed(removal) => format!(
+            "plan {} was removed by retention at {}; its {} events are archived in {}",
+            removal.plan_id,
+            local_time(removal.removed_at),
+            removal.version,
+            removal.archive
         ),
         _ => err.to_string(),
     }
@@ -133,6 +173,10 @@ fn remedy(err: &ServiceError) -> String {
         ),
         ServiceError::Store(StoreError::Removed { .. }) => "; give the new plan another id".to_owned(),
         ServiceError::ArchiveConflict { .. } => "; give another archive with --archive".to_owned(),
+        ServiceError::Plan { plan_id, source: PlanError::NotEligible { changed_steps, .. } } => {
+            rerun_command(plan_id, None, changed_steps)
+                .map_or(String::new(), |(from, command)| format!("; `{command}` runs it again from step {from}"))
+        }
         _ => fixed_remedy(err).to_owned(),
     }
 }
@@ -140,8 +184,9 @@ fn remedy(err: &ServiceError) -> String {
 fn fixed_remedy(err: &ServiceError) -> &'static str {
     match err {
         ServiceError::NotFound(_) => "; `waypoint plan list` shows the plans in this store",
+        // The error does not say which store: the remedy names what holds for each.
         ServiceError::Store(StoreError::Corrupt { .. }) => {
-            "; copy the store aside, then run `waypoint store repair` (it keeps a backup)"
+            "; `waypoint store verify` names the damage; a directory store: copy it aside, then run `waypoint store repair` (it keeps a backup)"
         }
         ServiceError::Store(StoreError::Decode { .. }) => {
             "; upgrade Waypoint, or run `waypoint store verify` to see the damage"
@@ -153,6 +198,18 @@ fn fixed_remedy(err: &ServiceError) -> &'static str {
         }
         _ => "",
     }
+}
+
+/// The command that runs a plan again from the first of its `changed` steps that its definition
+/// still has (a removed step is past its end): `waypoint run --from-step N FILE` for the plan of
+/// the plan file at `file`, `waypoint plan fork ID --from-step N` for any other plan.
+pub fn rerun_command(plan_id: &PlanId, file: Option<&Path>, changed: &[ChangedStep]) -> Option<(StepNumber, String)> {
+    let from = changed.iter().find(|c| c.change != StepChange::Removed)?.step;
+    let command = match file {
+        Some(file) => format!("waypoint run --from-step {from} {}", shell_word(&shown_path(file))),
+        None => format!("waypoint plan fork {plan_id} --from-step {from}"),
+    };
+    Some((from, command))
 }
 
 /// `text` as one shell word: as it is when that is safe, otherwise in single quotes.

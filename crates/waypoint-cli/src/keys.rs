@@ -9,9 +9,10 @@
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
+use waypoint_application::engine::RunKey;
 use waypoint_domain::PlanId;
 
-use crate::outputs::hex;
+use crate::text::hex;
 
 /// How many hex digits of the digest make a keyed id (80 bits).
 const KEY_DIGITS: usize = 20;
@@ -25,4 +26,21 @@ pub fn keyed_id(absolute: &Path, generation: u64) -> PlanId {
     hasher.update(generation.to_le_bytes());
     let digest = hex(&hasher.finalize());
     PlanId::parse(&digest[..KEY_DIGITS]).expect("hex digits make a valid plan id")
+}
+
+/// The key of a plan file: its absolute path. The n-th plan made from it has the id
+/// [`keyed_id`] gives.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanFileKey<'a>(pub &'a Path);
+
+impl RunKey for PlanFileKey<'_> {
+    fn plan_id(&self, generation: u64) -> PlanId {
+        keyed_id(self.0, generation)
+    }
+}
+
+/// A fresh plan id of the same shape as a plan file's: 20 random hex digits.
+pub fn random_id() -> PlanId {
+    let digits = hex(uuid::Uuid::new_v4().as_bytes());
+    PlanId::parse(&digits[..KEY_DIGITS]).expect("hex digits make a valid plan id")
 }

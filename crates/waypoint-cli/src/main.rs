@@ -17,6 +17,7 @@ mod runner;
 mod sidecar;
 mod store;
 mod supervise;
+mod text;
 mod ui;
 
 #[cfg(test)]
@@ -41,7 +42,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err, json_requested(&args)),
     };
-    let ui = Ui::new(cli.format);
+    let ui = Ui::new(cli.format, cli.verbose);
     match commands::execute(cli, &ui).and_then(|()| ui::stdout_failure().map_or(Ok(()), Err)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
@@ -60,16 +61,16 @@ fn usage_error(err: &clap::Error, json: bool) -> ExitCode {
     }
     let rendered = err.render().to_string();
     let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned();
-    let ui = Ui::new(if json { Format::Json } else { Format::Rich });
+    let ui = Ui::new(if json { Format::Json } else { Format::Rich }, false);
     let bad_value = matches!(err.kind(), ClapErrorKind::ValueValidation | ClapErrorKind::InvalidValue);
-    if json {
-        let code = if bad_value { "invalid_value" } else { "usage" };
-        ui.json_document(&CliError::usage(code, first.clone()).to_json());
-    }
+    let error = CliError::usage(if bad_value { "invalid_value" } else { "usage" }, first);
     // A bad value says all there is to say in one line; other mistakes deserve clap's usage text.
     if bad_value {
-        ui.note(&format!("{} {first}", ui.err.red(&ui.err.bold("error:"))));
+        ui.error(&error);
     } else {
+        if json {
+            ui.json_document(&error.to_json());
+        }
         let _ = err.print();
     }
     ExitCode::from(exit::USAGE)

@@ -2,13 +2,18 @@
 //! its log, repair a damaged file log, see how much the store holds, and compact it (in
 //! `compact.rs`).
 
+use std::collections::BTreeMap;
+
 use futures::executor::block_on;
+use serde::Serialize;
 use serde_json::json;
-use waypoint_application::{PlanStore, ServiceError};
+use waypoint_application::{PlanStore, ServiceError, StoreStats};
+use waypoint_domain::PlanStatus;
 
 use crate::cli::StoreCommand;
 use crate::error::{exit, CliError};
 use crate::store::{Service, StoreLocation};
+use crate::text::{cut_left, human_bytes, local_time};
 use crate::ui::Ui;
 
 pub fn store(location: &StoreLocation, ui: &Ui, command: StoreCommand) -> Result<(), CliError> {
@@ -47,15 +52,27 @@ fn verify(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
         ui.stdout(&report.to_string());
     }
     let message = format!(
-        "the store at {} differs from its log in {} places; the log is the truth: copy the store aside, then \
-         `waypoint store repair` rebuilds what is derived from it",
+        "the store at {} differs from its log in {} places; the log is the truth: {}",
         location.display(),
-        report.differences.len()
+        report.differences.len(),
+        verify_remedy(location)
     );
     Err(CliError::new(exit::STORE_UNREADABLE, "verify_failed", message)
         .with("store", location.display())
         .with("checked", json!(report.checked))
         .with("differences", json!(report.differences)))
+}
+
+/// What to do about a store that differs from its log: the file store has its repair; a
+/// PostgreSQL store has none (`store repair` refuses it), so nothing is touched.
+fn verify_remedy(location: &StoreLocation) -> &'static str {
+    match location {
+        StoreLocation::Dir(_) => "copy the store aside, then `waypoint store repair` rebuilds what is derived from it",
+        StoreLocation::Postgres(_) => {
+            "nothing was changed; back the database up with pg_dump before anything else, then report the \
+             differences (Waypoint has no repair for PostgreSQL)"
+        }
+    }
 }
 
 fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
@@ -72,12 +89,12 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
     if ui.json() {
         ui.json_document(&json!({
             "store": location.display(),
-            "log": crate::ui::shown_path(&report.log),
-            "backup": report.backup.as_ref().map(|p| crate::ui::shown_path(p)),
+            "log": crate::text::shown_path(&report.log),
+            "backup": report.backup.as_ref().map(|p| crate::text::shown_path(p)),
             "damage_at": report.damage_at,
             "damage": report.damage,
             "bytes_removed": report.bytes_removed,
-            "quarantined": report.quarantined.as_ref().map(|p| crate::ui::shown_path(p)),
+            "quarantined": report.quarantined.as_ref().map(|p| crate::text::shown_path(p)),
             "intact_records_removed": report.intact_records_removed,
             "records_kept": report.records_kept,
         }));
@@ -87,14 +104,14 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
         (Some(at), Some(damage)) => format!(
             "{} repaired {}: damage at byte offset {at} ({damage}); {} bytes removed, {} records kept",
             ui.out.green("✓"),
-            crate::ui::shown_path(&report.log),
+            crate::text::shown_path(&report.log),
             report.bytes_removed,
             report.records_kept
         ),
         _ => format!(
             "{} {} is whole: {} records, nothing cut; derived files will be rebuilt on next open",
             ui.out.green("✓"),
-            crate::ui::shown_path(&report.log),
+            crate::text::shown_path(&report.log),
             report.records_kept
         ),
     };
@@ -106,49 +123,50 @@ fn repair(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
         ));
     }
     if let Some(backup) = &report.backup {
-        text.push_str(&format!("\n  backup: {}", crate::ui::shown_path(backup)));
+        text.push_str(&format!("\n  backup: {}", crate::text::shown_path(backup)));
     }
     if let Some(quarantined) = &report.quarantined {
-        text.push_str(&format!("\n  removed bytes kept in: {}", crate::ui::shown_path(quarantined)));
+        text.push_str(&format!("\n  removed bytes kept in: {}", crate::text::shown_path(quarantined)));
     }
     ui.stdout(&text);
     Ok(())
+}
+
+/// `store stats --format json`: the store's own statistics, and the plans by status word.
+#[derive(Debug, Serialize)]
+struct StatsDoc<'a> {
+    #[serde(flatten)]
+    stats: &'a StoreStats,
+    plans_by_status: BTreeMap<&'static str, u64>,
 }
 
 fn stats(location: &StoreLocation, ui: &Ui) -> Result<(), CliError> {
     let service = open_existing(location)?;
     let stats = block_on(service.store().stats()).map_err(ServiceError::from)?;
+    // The status words are the summaries' (a crash is told by the run locks), as `plan list` has them.
+    let mut by_status: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for (_, summary) in block_on(service.list(false))? {
+        *by_status.entry(summary.status.as_str()).or_default() += 1;
+    }
     if ui.json() {
-        ui.json_document(&stats);
+        ui.json_document(&StatsDoc { stats: &stats, plans_by_status: by_status });
         return Ok(());
     }
-    let mut text = format!("{:<18}{}\n", "store", location.display());
-    text.push_str(&format!("{:<18}{}\n", "plans", stats.plans));
-    for (state, count) in &stats.plans_by_state {
-        text.push_str(&format!("  {state:<16}{count}\n"));
+    let row = |label: &str, value: String| format!("{label:<18}{value}\n");
+    let mut text = row("store", cut_left(&location.display(), ui.width - 18));
+    text.push_str(&row("plans", stats.plans.to_string()));
+    for status in PlanStatus::ALL {
+        if let Some(count) = by_status.get(status.as_str()) {
+            text.push_str(&row(&format!("  {}", status.as_str()), count.to_string()));
+        }
     }
-    text.push_str(&format!("{:<18}{}\n", "events", stats.events));
+    text.push_str(&row("events", stats.events.to_string()));
     if let Some(bytes) = stats.bytes {
-        text.push_str(&format!("{:<18}{bytes} ({})\n", "bytes", human_bytes(bytes)));
+        text.push_str(&row("bytes", format!("{bytes} ({})", human_bytes(bytes))));
     }
-    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_owned(), |t| t.to_rfc3339());
-    text.push_str(&format!("{:<18}{}\n", "oldest activity", time(stats.oldest_activity)));
-    text.push_str(&format!("{:<18}{}", "newest activity", time(stats.newest_activity)));
-    ui.stdout(&text);
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("-".to_owned(), local_time);
+    text.push_str(&row("oldest activity", time(stats.oldest_activity)));
+    text.push_str(&row("newest activity", time(stats.newest_activity)));
+    ui.stdout(text.trim_end());
     Ok(())
-}
-
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }

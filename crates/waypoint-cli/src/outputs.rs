@@ -8,6 +8,8 @@ use sha2::{Digest, Sha256};
 use waypoint_application::SnapshotProbe;
 use waypoint_domain::{Checkpoint, PlanId, SnapshotCheck, SnapshotId};
 
+use crate::text::hex;
+
 /// The prefix of snapshot ids that Waypoint computes itself and so can check again.
 const DIGEST_PREFIX: &str = "sha256:";
 
@@ -20,7 +22,7 @@ pub struct OutputError {
 
 impl std::fmt::Display for OutputError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "output {} {}", crate::ui::shown_path(&self.path), self.detail)
+        write!(f, "output {} {}", crate::text::shown_path(&self.path), self.detail)
     }
 }
 
@@ -68,11 +70,6 @@ pub fn open_regular(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), S
 /// reading any content (the digest is checked when a resume or its preview needs it).
 pub fn all_regular_files(paths: &[PathBuf]) -> bool {
     paths.iter().all(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks a checkpoint whose snapshot id is a digest Waypoint computed over its artifacts: every
@@ -163,7 +160,7 @@ pub fn parse_step_outputs(text: &str) -> Result<serde_json::Map<String, serde_js
             (None, None) => {
                 return Err(format!(
                     "output line {:?} is neither key=value nor key<<DELIMITER",
-                    crate::ui::escape_controls(line)
+                    crate::text::escape_controls(line)
                 ))
             }
         }
@@ -177,7 +174,7 @@ fn insert_output(
     value: String,
 ) -> Result<(), String> {
     if key.is_empty() || key.chars().any(char::is_control) {
-        return Err(format!("output key {:?} is empty or has control characters", crate::ui::escape_controls(key)));
+        return Err(format!("output key {:?} is empty or has control characters", crate::text::escape_controls(key)));
     }
     outputs.insert(key.to_owned(), serde_json::Value::String(value));
     Ok(())

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use waypoint_application::engine::StepPolicy;
+use waypoint_application::engine::{parse_duration, RunDefinition, StepPolicy};
 use waypoint_domain::{Artifact, Fingerprint, PlanName, StepDefinition, StepName};
 
 use crate::error::CliError;
-use crate::outputs::hex;
-use crate::ui::{escape_controls, shown_path};
+use crate::text::hex;
+use crate::text::{escape_controls, shown_path};
 
 /// Plan files larger than this are refused: they are hand-written lists of steps, not data.
 pub const MAX_PLAN_FILE_BYTES: u64 = 1024 * 1024;
@@ -291,6 +291,16 @@ impl PlanFile {
             .collect()
     }
 
+    /// What the step engine runs: the file's name, path, fingerprint and steps.
+    pub fn run_definition(&self) -> Result<RunDefinition, CliError> {
+        Ok(RunDefinition {
+            name: self.name.clone(),
+            source: self.source()?,
+            fingerprint: Some(self.fingerprint.clone()),
+            steps: self.step_definitions(),
+        })
+    }
+
     /// The plan file's path as the plan's recorded source.
     pub fn source(&self) -> Result<Artifact, CliError> {
         Artifact::parse(&self.path.display().to_string()).map_err(|_| {
@@ -321,23 +331,6 @@ fn check_env(env: &BTreeMap<String, String>) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// `90s`, `5m`, `1h`, `2d`, `500ms`, `2` (seconds).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let millis = match unit.trim() {
-        "ms" => n,
-        "" | "s" => n.checked_mul(1000)?,
-        "m" => n.checked_mul(60_000)?,
-        "h" => n.checked_mul(3_600_000)?,
-        "d" => n.checked_mul(86_400_000)?,
-        _ => return None,
-    };
-    Some(Duration::from_millis(millis))
 }
 
 /// At most this many characters of an error's detail: a pathological file (a 300,000-deep

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use waypoint_application::CompactProgress;
 
-use crate::render::bar;
+use crate::text::{columns, cut, elapsed, fit, with_name};
 use crate::ui::Style;
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
@@ -17,6 +17,8 @@ pub struct Progress {
     style: Style,
     live: bool,
     total: u32,
+    /// The columns a line may take.
+    width: usize,
     state: Mutex<State>,
 }
 
@@ -43,9 +45,10 @@ pub enum StepEnd {
 }
 
 impl Progress {
-    /// `live`: draw a bar (stderr is a terminal); otherwise print plain lines.
-    pub fn new(style: Style, live: bool, total: u32) -> Self {
-        Self { style, live, total, state: Mutex::new(State::default()) }
+    /// `live`: draw a bar (stderr is a terminal); otherwise print plain lines, each within
+    /// `width` columns.
+    pub fn new(style: Style, live: bool, total: u32, width: usize) -> Self {
+        Self { style, live, total, width, state: Mutex::new(State::default()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -63,8 +66,11 @@ impl Progress {
         }
         if self.live {
             if let Some(current) = &state.current {
-                let elapsed = current.started.elapsed();
-                let frame = SPINNER[(elapsed.as_millis() / 100) as usize % SPINNER.len()];
+                let took = elapsed(current.started.elapsed());
+                let frame = SPINNER[(current.started.elapsed().as_millis() / 100) as usize % SPINNER.len()];
+                let head =
+                    format!("  {frame} {} {}/{}  ", bar(state.completed, self.total, 20), current.step, self.total);
+                let name = cut(&current.name, self.width.saturating_sub(columns(&head) + 2 + columns(&took) + 1));
                 let _ = write!(
                     err,
                     "  {} {} {}/{}  {}  {}",
@@ -72,8 +78,8 @@ impl Progress {
                     self.style.green(&bar(state.completed, self.total, 20)),
                     current.step,
                     self.total,
-                    self.style.bold(&current.name),
-                    self.style.dim(&seconds(elapsed)),
+                    self.style.bold(&name),
+                    self.style.dim(&took),
                 );
                 state.bar_drawn = true;
             }
@@ -81,26 +87,22 @@ impl Progress {
         let _ = err.flush();
     }
 
-    fn label(&self, step: u32, name: &str) -> String {
-        format!("{step}/{}  {name}", self.total)
+    /// `  M 2/4  name  TAIL`, the name cut so that the line fits the width.
+    fn line(&self, mark: &str, step: u32, name: &str, tail: &str) -> String {
+        with_name(&format!("  {mark} {step}/{}  ", self.total), name, &format!("  {tail}"), self.width)
     }
 
     pub fn skipped(&self, step: u32, name: &str) {
         let mut state = self.lock();
         state.completed = state.completed.max(step);
-        let line = format!(
-            "  {} {}  {}",
-            self.style.dim("↷"),
-            self.label(step, name),
-            self.style.dim("skipped: completed before")
-        );
+        let line = self.line(&self.style.dim("↷"), step, name, &self.style.dim("skipped: completed before"));
         self.write(&mut state, Some(&line));
     }
 
     pub fn started(&self, step: u32, name: &str) {
         let mut state = self.lock();
         state.current = Some(Current { step, name: name.to_owned(), started: Instant::now() });
-        let line = (!self.live).then(|| format!("  ▶ {}  started", self.label(step, name)));
+        let line = (!self.live).then(|| self.line("▶", step, name, "started"));
         self.write(&mut state, line.as_deref());
     }
 
@@ -114,12 +116,12 @@ impl Progress {
     /// A message from Waypoint itself while a step runs.
     pub fn note(&self, text: &str) {
         let mut state = self.lock();
-        self.write(&mut state, Some(&format!("  {text}")));
+        self.write(&mut state, Some(&fit(&format!("  {text}"), self.width)));
     }
 
     pub fn finished(&self, step: u32, name: &str, end: StepEnd) {
         let mut state = self.lock();
-        let elapsed = state.current.take().map(|c| c.started.elapsed()).unwrap_or_default();
+        let took = state.current.take().map(|c| c.started.elapsed()).unwrap_or_default();
         let (mark, word) = match end {
             StepEnd::Completed => {
                 state.completed = state.completed.max(step);
@@ -128,7 +130,7 @@ impl Progress {
             StepEnd::Failed => (self.style.red("✗"), "failed"),
             StepEnd::Interrupted => (self.style.yellow("■"), "interrupted"),
         };
-        let line = format!("  {mark} {}  {word} {}", self.label(step, name), self.style.dim(&seconds(elapsed)));
+        let line = self.line(&mark, step, name, &format!("{word} {}", self.style.dim(&elapsed(took))));
         self.write(&mut state, Some(&line));
     }
 
@@ -141,8 +143,10 @@ impl Progress {
     }
 }
 
-fn seconds(elapsed: Duration) -> String {
-    format!("{:.1}s", elapsed.as_secs_f64())
+/// A filled bar of `width` cells for `done` of `total`.
+pub fn bar(done: u32, total: u32, width: usize) -> String {
+    let filled = if total == 0 { 0 } else { (done.min(total) as usize * width) / total as usize };
+    format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
 }
 
 /// Progress of `store compact`, on stderr: one line redrawn in place on a terminal; otherwise

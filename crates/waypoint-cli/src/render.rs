@@ -1,21 +1,26 @@
 //! Rich output for people (a summary block, a table of plans, a timeline of events) and the JSON
 //! shapes for scripts.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use eventually::versioning::Versioned;
 use serde::Serialize;
 use serde_json::Value;
 use waypoint_application::{PlanView, RecordedEvent, ResumePoint, StoredEvent};
 use waypoint_domain::{
-    EventId, PlanEvent, PlanId, PlanStatus, ResumeIneligibleReason, ResumeSummary, StepChange, StepNumber,
+    DecisionId, EventId, PlanEvent, PlanId, PlanStatus, ResumeIneligibleReason, ResumeSummary, StepName, StepNumber,
     LEASE_EXPIRED_REASON,
 };
 
-use crate::runner::StepReport;
+use crate::definition::plan_file_path;
+use crate::error::rerun_command;
+use crate::progress::bar;
+use crate::text::{ago, columns, count, cut, cut_left, escape_controls, local_time, wrap};
+use crate::ui::{Style, Ui};
 
-use crate::ui::{escape_controls, Style};
-
-/// `{"plans": [summary, …]}`. Documents are structs, not `Value`s, so keys keep the contract's order.
+/// `{"plans": [summary, …]}`. Keys keep the order they are written in (serde_json's
+/// `preserve_order`, for `json!` documents too): the contract's order.
 #[derive(Debug, Serialize)]
 pub struct PlansDoc<'a> {
     pub plans: Vec<&'a ResumeSummary>,
@@ -36,6 +41,29 @@ pub struct PlannedStep {
     pub step: u32,
     pub name: String,
     pub action: &'static str,
+}
+
+/// What became of one step of the plan file in this run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step: u32,
+    pub name: String,
+    pub status: &'static str,
+    pub decision_id: Option<DecisionId>,
+    pub snapshot_id: Option<String>,
+}
+
+impl StepReport {
+    /// A step that completed in an earlier run.
+    pub fn skipped(step: u32, name: &str) -> Self {
+        StepReport { step, name: name.to_owned(), status: "skipped", decision_id: None, snapshot_id: None }
+    }
+
+    /// A step this run completed, by the attempt that recorded `decision_id`.
+    pub fn completed(step: u32, name: &str, decision_id: &DecisionId, snapshot_id: Option<String>) -> Self {
+        let decision_id = Some(decision_id.clone());
+        StepReport { step, name: name.to_owned(), status: "completed", decision_id, snapshot_id }
+    }
 }
 
 /// A real resume: where work picked up, what ran (plan files), and the summary after it.
@@ -120,37 +148,6 @@ pub fn history_doc(events: &[StoredEvent]) -> HistoryDoc {
     HistoryDoc { events }
 }
 
-/// A filled bar of `width` cells for `done` of `total`.
-pub fn bar(done: u32, total: u32, width: usize) -> String {
-    let filled = if total == 0 { 0 } else { (done.min(total) as usize * width) / total as usize };
-    format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
-}
-
-fn short(text: &str, max: usize) -> String {
-    let first_line = text.lines().next().unwrap_or("");
-    if first_line.chars().count() > max || text.contains('\n') {
-        let cut: String = first_line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    } else {
-        first_line.to_owned()
-    }
-}
-
-pub fn clock_time(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-/// "12s ago", "5m ago", "3h ago", or a date for anything older than two days.
-pub fn ago(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (now - at).num_seconds().max(0);
-    match secs {
-        0..=59 => format!("{secs}s ago"),
-        60..=3599 => format!("{}m ago", secs / 60),
-        3600..=172_799 => format!("{}h ago", secs / 3600),
-        _ => at.format("%Y-%m-%d").to_string(),
-    }
-}
-
 /// The status word in its colour.
 fn paint_status(style: Style, status: PlanStatus, text: &str) -> String {
     match status {
@@ -171,7 +168,7 @@ fn progress_text(summary: &ResumeSummary) -> String {
     }
 }
 
-/// A reason a plan cannot resume, in a word or two for a table cell.
+/// A reason a plan cannot resume, in a word or two for people.
 fn reason_word(reason: ResumeIneligibleReason) -> &'static str {
     match reason {
         ResumeIneligibleReason::TerminalState => "final",
@@ -185,123 +182,176 @@ fn reason_word(reason: ResumeIneligibleReason) -> &'static str {
     }
 }
 
-/// Lines of `text` (control characters escaped), at most `max_lines`, each indented by `indent`
-/// after the first.
-fn indented(text: &str, indent: usize, max_lines: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out: Vec<String> = lines.iter().take(max_lines).map(|l| escape_controls(l)).collect();
-    if lines.len() > max_lines {
-        out.push(format!("… ({} more lines)", lines.len() - max_lines));
-    }
-    out.join(&format!("\n{}", " ".repeat(indent)))
+/// The name step `step` of the plan has, as far as the plan's record tells: the name it
+/// completed under, the name it started under, or the one its definition gave it.
+pub fn step_name(view: &PlanView, step: StepNumber) -> Option<&StepName> {
+    let meta = &view.state.resume;
+    let index = step.get() as usize - 1;
+    let completed = meta.completed_steps.get(index).and_then(|digest| digest.name.as_ref());
+    let started = meta.uncertain_name.as_ref().filter(|_| meta.uncertain_step == Some(step));
+    completed.or(started).or_else(|| view.state.definition.get(index).map(|d| &d.name))
 }
 
-/// The summary block for one plan: plain words first, codes only where they help.
-pub fn summary_block(style: Style, summary: &ResumeSummary, view: &PlanView) -> String {
-    let mut out = String::new();
-    let status = summary.status;
+/// `step 2 (build)`, or `step 2` for a step whose name is not known; the name cut so that the
+/// whole fits `max` columns.
+pub fn step_label(step: StepNumber, name: Option<&str>, max: usize) -> String {
+    let number = format!("step {step}");
+    match name {
+        Some(name) => {
+            let room = max.saturating_sub(columns(&number) + 3).max(1);
+            format!("{number} ({})", cut(&escape_controls(name), room))
+        }
+        None => number,
+    }
+}
+
+/// The label column of a summary block: two spaces, ten for the label, two more.
+const LABEL_COLUMNS: usize = 14;
+
+/// The rows of a summary block, `  label       value`, every line within the width.
+struct Rows<'a> {
+    ui: &'a Ui,
+    out: String,
+}
+
+impl Rows<'_> {
+    fn room(&self) -> usize {
+        self.ui.width.saturating_sub(LABEL_COLUMNS)
+    }
+
+    /// A row whose value may wrap: its later lines under its first (colour is allowed in it).
+    fn row(&mut self, label: &str, value: &str) {
+        let style = self.ui.out;
+        for (i, line) in wrap(value, self.room(), self.room()).into_iter().enumerate() {
+            let label = if i == 0 { label } else { "" };
+            self.out.push_str(&format!("  {}  {line}\n", style.dim(&format!("{label:<10}"))));
+        }
+    }
+
+    /// A row of several lines, each cut to the width rather than wrapped (an error message, which
+    /// `show` shows whole in JSON).
+    fn lines(&mut self, label: &str, text: &str, max_lines: usize, paint: impl Fn(&str) -> String) {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut shown: Vec<String> =
+            lines.iter().take(max_lines).map(|l| cut(&escape_controls(l), self.room())).collect();
+        if lines.len() > max_lines {
+            shown.push(format!("… ({} more lines)", lines.len() - max_lines));
+        }
+        let style = self.ui.out;
+        for (i, line) in shown.iter().enumerate() {
+            let label = if i == 0 { label } else { "" };
+            self.out.push_str(&format!("  {}  {}\n", style.dim(&format!("{label:<10}")), paint(line)));
+        }
+    }
+}
+
+/// The summary block for one plan: plain words and step names; phases, processing states and
+/// decision ids only with `-v`.
+pub fn summary_block(ui: &Ui, summary: &ResumeSummary, view: &PlanView) -> String {
+    let style = ui.out;
+    let id = summary.plan_id.as_str();
     let title = match &view.state.name {
         Some(name) => {
-            format!("{}  {}", style.bold(&escape_controls(name.as_str())), style.dim(summary.plan_id.as_str()))
+            let room = ui.width.saturating_sub(columns(id) + 2).max(1);
+            format!("{}  {}", style.bold(&cut(&escape_controls(name.as_str()), room)), style.dim(id))
         }
-        None => format!("plan {}", style.bold(summary.plan_id.as_str())),
+        None => format!("plan {}", style.bold(id)),
     };
-    out.push_str(&title);
-    out.push('\n');
-    let mut row = |label: &str, value: String| {
-        out.push_str(&format!("  {}  {value}\n", style.dim(&format!("{label:<10}"))));
-    };
-    row(
-        "status",
-        format!(
-            "{} {}",
-            paint_status(style, status, status.as_str()),
-            style.dim(&format!("· {}/{}", summary.phase, summary.state))
-        ),
-    );
+    let mut rows = Rows { ui, out: format!("{title}\n") };
+    let status = summary.status;
+    let mut status_text = paint_status(style, status, status.as_str());
+    if ui.verbose {
+        status_text.push_str(&style.dim(&format!(" · {}/{}", summary.phase, summary.state)));
+    }
+    rows.row("status", &status_text);
     let done = summary.last_completed_step.map_or(0, |s| s.get());
     let progress = match (summary.total_steps, summary.progress_percent) {
-        (Some(total), Some(pct)) => {
-            format!(
-                "{} {done} of {} · {pct}%",
-                style.green(&bar(done, total.get(), 20)),
-                count(total.get() as usize, "step")
-            )
-        }
+        (Some(total), Some(pct)) => format!(
+            "{} {done} of {} · {pct}%",
+            style.green(&bar(done, total.get(), 20)),
+            count(total.get() as usize, "step")
+        ),
         _ => format!("{} completed · total unknown", count(done as usize, "step")),
     };
-    row("progress", progress);
+    rows.row("progress", &progress);
     if let Some(next) = summary.next_step {
-        let mut text = format!("step {next}");
+        let label = step_label(next, step_name(view, next).map(StepName::as_str), rows.room());
         if summary.uncertain_step == Some(next) {
-            text.push_str(&style.yellow(" · it started but did not finish: it runs again"));
+            let why = match status {
+                PlanStatus::Failed => "· it failed: it runs again",
+                _ => "· it started but did not finish: it runs again",
+            };
+            rows.row("next", &format!("{label} {}", style.yellow(why)));
+        } else {
+            rows.row("next", &label);
         }
-        row("next", text);
     }
     // How it stopped matters only while it is stopped.
-    if matches!(status, PlanStatus::Interrupted | PlanStatus::Crashed) {
-        if let Some(interruption) = &summary.interruption {
-            let mut text = if interruption.inferred && interruption.reason == LEASE_EXPIRED_REASON {
-                "its runner's lease ran out without a heartbeat (lease_expired)".to_owned()
-            } else if interruption.inferred {
-                "its runner stopped without recording why (a crash)".to_owned()
-            } else {
-                escape_controls(&interruption.reason)
-            };
-            if let Some(at) = interruption.at {
-                text.push_str(&format!(" · {}", clock_time(at)));
-            }
-            row("stopped", text);
+    if let (PlanStatus::Interrupted | PlanStatus::Crashed, Some(interruption)) = (status, &summary.interruption) {
+        let mut text = if interruption.inferred && interruption.reason == LEASE_EXPIRED_REASON {
+            "its runner's lease ran out without a heartbeat (lease_expired)".to_owned()
+        } else if interruption.inferred {
+            "its runner stopped without recording why (a crash)".to_owned()
+        } else {
+            escape_controls(&interruption.reason)
+        };
+        if let Some(at) = interruption.at {
+            text.push_str(&format!(" · {}", local_time(at)));
         }
+        rows.row("stopped", &text);
     }
     if let (PlanStatus::Running, Some(lease)) = (status, &summary.lease) {
-        row("lease", format!("held by {} until {}", lease.runner, clock_time(lease.expires_at)));
+        rows.row("lease", &format!("held by {} until {}", lease.runner, local_time(lease.expires_at)));
     }
     if let Some(error) = &summary.error {
-        row("error", style.red(&indented(error, 14, 24)));
+        rows.lines("error", error, 24, |line| style.red(line));
     }
     for changed in &summary.changed_steps {
-        let name = changed.name.as_ref().map_or(String::new(), |n| format!(" ({})", escape_controls(n.as_str())));
-        let how = match changed.change {
-            StepChange::Changed => "changed",
-            StepChange::Replaced => "replaced by another step",
-            StepChange::Removed => "removed",
-            StepChange::Added => "added",
-        };
         let when = if changed.completed { style.yellow("after it completed") } else { style.dim("not run yet") };
-        row("changed", format!("step {}{name} {how}, {when}", changed.step));
+        rows.row("changed", &format!("{}, {when}", escape_controls(&changed.describe())));
+    }
+    let blocking: Vec<_> = summary.changed_steps.iter().filter(|c| c.completed).cloned().collect();
+    if let Some((from, command)) = rerun_command(&summary.plan_id, plan_file_path(&view.state), &blocking) {
+        rows.row("", &format!("`{command}` runs it again from step {from}"));
     }
     if let Some(checkpoint) = summary.last_checkpoint_id {
-        let mut text = short(&checkpoint.to_string(), 9);
-        if let Some(decision) = &summary.decision_id {
-            text.push_str(&format!(" · decision {}", short(decision.as_str(), 24)));
+        let mut text = cut(&checkpoint.to_string(), 9);
+        if let (Some(decision), true) = (&summary.decision_id, ui.verbose) {
+            text.push_str(&format!(" · decision {}", cut(decision.as_str(), 24)));
         }
         if let Some(snapshot) = &summary.snapshot_id {
-            text.push_str(&format!(" · {}", short(snapshot.as_str(), 19)));
+            text.push_str(&format!(" · {}", cut(snapshot.as_str(), 19)));
         }
-        row("checkpoint", text);
+        rows.row("checkpoint", &text);
+    }
+    if let Some(forked) = &summary.forked_from {
+        let copied = forked.step.map_or("no step copied".to_owned(), |n| format!("steps 1 to {n} copied"));
+        rows.row("forked", &format!("from plan {} ({copied})", forked.plan_id));
     }
     if let Some(source) = &view.state.source {
-        row("plan file", escape_controls(source.as_str()));
+        let room = rows.room();
+        rows.row("plan file", &cut_left(&escape_controls(source.as_str()), room));
     }
     if summary.resume_count > 0 {
         let times = if summary.resume_count == 1 { "time" } else { "times" };
-        row("resumed", format!("{} {times}", summary.resume_count));
+        rows.row("resumed", &format!("{} {times}", summary.resume_count));
     }
     if summary.eligible {
-        row("resumable", format!("{} · waypoint resume {}", style.green("yes"), summary.plan_id));
+        rows.row("resumable", &format!("{} · waypoint resume {}", style.green("yes"), summary.plan_id));
     } else if status == PlanStatus::Completed {
-        row("resumable", style.dim("no need: every step has completed"));
+        rows.row("resumable", &style.dim("no need: every step has completed"));
     } else {
-        let mut first = true;
-        for reason in &summary.reasons {
-            let label = if first { "resumable" } else { "" };
-            let prefix = if first { "no: " } else { "    " };
-            row(label, format!("{prefix}{} · {}", style.yellow(reason.code()), reason.explanation()));
-            first = false;
+        for (i, reason) in summary.reasons.iter().enumerate() {
+            let word = match ui.verbose {
+                true => format!("{} ({})", reason_word(*reason), reason.code()),
+                false => reason_word(*reason).to_owned(),
+            };
+            let prefix = if i == 0 { "no: " } else { "" };
+            let label = if i == 0 { "resumable" } else { "" };
+            rows.row(label, &format!("{prefix}{} · {}", style.yellow(&word), reason.explanation()));
         }
     }
-    out
+    rows.out
 }
 
 /// The shortest prefix of each id (at least 8 characters) that no other id in `ids` shares.
@@ -323,42 +373,38 @@ pub fn short_ids(ids: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// One row per plan, newest activity first, in 80 columns: short ids (the shortest unique
-/// prefix, at least 8 characters; any unique prefix of 4 or more is accepted as an id).
-/// `total` is how many plans the store holds, to say so when none of them is listed.
-pub fn plans_table(
-    style: Style,
-    rows: &[(PlanView, ResumeSummary)],
-    now: DateTime<Utc>,
-    total: usize,
-    resumable: bool,
-) -> String {
+/// One row per plan, newest activity first, within the width: short ids (the shortest unique
+/// prefix, at least 8 characters; any unique prefix of 4 or more is accepted as an id), the name
+/// cut to the room the other columns leave. `total` is how many plans the store holds, to say so
+/// when none of them is listed.
+pub fn plans_table(ui: &Ui, rows: &[(PlanView, ResumeSummary)], now: DateTime<Utc>, total: usize) -> String {
+    let style = ui.out;
     if rows.is_empty() {
-        return match (total, resumable) {
-            (0, _) => "No plans here yet. Start one with `waypoint run PLAN.toml`.".to_owned(),
-            (n, _) => format!(
+        return match total {
+            0 => "No plans here yet. Start one with `waypoint run PLAN.toml`.".to_owned(),
+            n => format!(
                 "None of the {} here can resume now; `waypoint plan list` shows {}.",
                 count(n, "plan"),
                 if n == 1 { "it" } else { "them all" }
             ),
         };
     }
+    const NAME: usize = 1;
     let headers = ["ID", "NAME", "STATUS", "STEPS", "RESUMABLE", "ACTIVE"];
     let ids: Vec<&str> = rows.iter().map(|(_, s)| s.plan_id.as_str()).collect();
-    let shorts = short_ids(&ids);
-    let cells: Vec<[String; 6]> = rows
+    let mut cells: Vec<[String; 6]> = rows
         .iter()
-        .zip(shorts)
+        .zip(short_ids(&ids))
         .map(|((view, summary), id)| {
             let resumable = if summary.eligible {
                 "yes".to_owned()
             } else {
                 let words: Vec<&str> = summary.reasons.iter().map(|r| reason_word(*r)).collect();
-                short(&format!("no: {}", words.join(",")), 16)
+                cut(&format!("no: {}", words.join(",")), 16)
             };
             [
-                short(&id, 20),
-                view.state.name.as_ref().map_or("-".to_owned(), |n| short(&escape_controls(n.as_str()), 16)),
+                cut(&id, 20),
+                view.state.name.as_ref().map_or("-".to_owned(), |n| escape_controls(n.as_str())),
                 summary.status.as_str().to_owned(),
                 progress_text(summary),
                 resumable,
@@ -366,10 +412,16 @@ pub fn plans_table(
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..headers.len())
-        .map(|i| cells.iter().map(|row| row[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0))
-        .collect();
-    let pad = |text: &str, width: usize| format!("{text}{}", " ".repeat(width - text.chars().count()));
+    let widest = |cells: &[[String; 6]], i: usize| {
+        cells.iter().map(|row| columns(&row[i])).chain([headers[i].len()]).max().unwrap_or(0)
+    };
+    let others: usize = (0..headers.len()).filter(|&i| i != NAME).map(|i| widest(&cells, i)).sum();
+    let name_room = ui.width.saturating_sub(others + 2 * (headers.len() - 1)).max(headers[NAME].len());
+    for row in &mut cells {
+        row[NAME] = cut(&row[NAME], name_room);
+    }
+    let widths: Vec<usize> = (0..headers.len()).map(|i| widest(&cells, i)).collect();
+    let pad = |text: &str, width: usize| format!("{text}{}", " ".repeat(width.saturating_sub(columns(text))));
     let mut out = String::new();
     let header: Vec<String> = headers.iter().zip(&widths).map(|(h, w)| pad(h, *w)).collect();
     out.push_str(&style.bold(header.join("  ").trim_end()));
@@ -397,12 +449,16 @@ pub fn plans_table(
     out
 }
 
-/// One line per event: version, time, type, what it says.
-pub fn timeline(style: Style, events: &[StoredEvent]) -> String {
+/// One line per event, within the width: version, local time, type, what it says (steps named).
+pub fn timeline(ui: &Ui, events: &[StoredEvent]) -> String {
+    let style = ui.out;
     let mut out = String::new();
     let width = events.iter().map(|e| e.event.event_type().as_str().len()).max().unwrap_or(0);
+    let versions = events.iter().map(|e| format!("v{}", e.version()).len()).max().unwrap_or(0);
+    let mut names = StepNames::default();
     for stored in events {
         let event = &stored.event;
+        names.learn(event);
         let kind = format!("{:<width$}", event.event_type().as_str());
         let kind = match event {
             PlanEvent::StepCompleted(_) | PlanEvent::PhaseCompleted(_) | PlanEvent::PlanApplied(_) => {
@@ -412,17 +468,48 @@ pub fn timeline(style: Style, events: &[StoredEvent]) -> String {
             PlanEvent::PlanErrored(_) | PlanEvent::PlanConstrained(_) | PlanEvent::PlanCancelled(_) => style.red(&kind),
             _ => style.cyan(&kind),
         };
-        out.push_str(&format!(
-            "{} {}  {kind}  {}\n",
-            style.dim(&format!("{:>4}", format!("v{}", stored.version()))),
-            style.dim(&stored.recorded_at.format("%Y-%m-%d %H:%M:%S").to_string()),
-            describe(event)
-        ));
+        let version = format!("{:>versions$}", format!("v{}", stored.version()));
+        let at = local_time(stored.recorded_at);
+        let room = ui.width.saturating_sub(columns(&version) + 1 + columns(&at) + 2 + width + 2);
+        let text = cut(&describe(event, &names, room), room);
+        let line = format!("{} {}  {kind}  {text}", style.dim(&version), style.dim(&at));
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
 
-fn describe(event: &PlanEvent) -> String {
+/// The names of a plan's steps as its history tells them, event after event.
+#[derive(Debug, Default)]
+struct StepNames(BTreeMap<StepNumber, String>);
+
+impl StepNames {
+    fn learn(&mut self, event: &PlanEvent) {
+        let named: Vec<(StepNumber, &StepName)> = match event {
+            PlanEvent::PlanCreated(e) => {
+                (1..).zip(&e.steps).filter_map(|(n, d)| Some((StepNumber::new(n).ok()?, &d.name))).collect()
+            }
+            PlanEvent::PlanForked(e) => e.checkpoints.iter().filter_map(|c| Some((c.step, c.name.as_ref()?))).collect(),
+            PlanEvent::StepStarted(e) => e.name.iter().map(|name| (e.step, name)).collect(),
+            PlanEvent::StepCompleted(e) => e.name.iter().map(|name| (e.step, name)).collect(),
+            _ => Vec::new(),
+        };
+        for (step, name) in named {
+            self.0.insert(step, escape_controls(name.as_str()));
+        }
+    }
+
+    /// `step 2 (build)` within `max` columns.
+    fn label(&self, step: StepNumber, max: usize) -> String {
+        step_label(step, self.0.get(&step).map(String::as_str), max)
+    }
+}
+
+/// What an event says, in at most about `room` columns (a step's name is cut first).
+fn describe(event: &PlanEvent, names: &StepNames, room: usize) -> String {
+    // A step's label gets what the rest of its line leaves, and at least half the line: the
+    // rest is cut before the step's name is.
+    let step = |step: StepNumber, rest: usize| names.label(step, room.saturating_sub(rest).max(room / 2));
     match event {
         PlanEvent::PlanCreated(e) => {
             let mut parts = Vec::new();
@@ -433,7 +520,7 @@ fn describe(event: &PlanEvent) -> String {
                 parts.push(format!("{total} steps"));
             }
             if let Some(source) = &e.source {
-                parts.push(format!("from {}", escape_controls(source.as_str())));
+                parts.push(format!("from {}", cut_left(&escape_controls(source.as_str()), room / 2)));
             }
             parts.join(" · ")
         }
@@ -446,47 +533,52 @@ fn describe(event: &PlanEvent) -> String {
         }
         PlanEvent::TotalStepsSet(e) => format!("{} steps", e.total_steps),
         PlanEvent::StepStarted(e) => {
-            format!("step {} · decision {}", e.step, e.decision_id) + &leased(e.lease.as_ref())
+            let rest = format!(" · decision {}", e.decision_id) + &leased(e.lease.as_ref());
+            step(e.step, columns(&rest)) + &rest
         }
         PlanEvent::StepCompleted(e) => {
-            let mut text = format!("step {} · decision {}", e.step, e.decision_id);
+            let mut rest = format!(" · decision {}", e.decision_id);
             if let Some(snapshot) = &e.snapshot_id {
-                text.push_str(&format!(" · snapshot {}", short(snapshot.as_str(), 19)));
+                rest.push_str(&format!(" · snapshot {}", cut(snapshot.as_str(), 19)));
             }
-            text
+            step(e.step, columns(&rest)) + &rest
         }
-        PlanEvent::Interrupted(e) => short(e.reason.as_str(), 100),
-        PlanEvent::Resumed(e) => format!("from step {} · by {}", e.from_step, e.by) + &leased(e.lease.as_ref()),
-        PlanEvent::PlanErrored(e) => short(e.message.as_str(), 100),
-        PlanEvent::PlanConstrained(e) => short(e.message.as_str(), 100),
+        PlanEvent::Interrupted(e) => escape_controls(e.reason.as_str()),
+        PlanEvent::Resumed(e) => {
+            let rest = format!(" · by {}", e.by) + &leased(e.lease.as_ref());
+            format!("from {}", step(e.from_step, columns(&rest) + 5)) + &rest
+        }
+        PlanEvent::PlanErrored(e) => escape_controls(e.message.as_str()),
+        PlanEvent::PlanConstrained(e) => escape_controls(e.message.as_str()),
         PlanEvent::PhaseCompleted(e) => e.phase.to_string(),
         PlanEvent::PlanApplied(_) => String::new(),
-        PlanEvent::PlanCancelled(e) => e.reason.as_ref().map_or(String::new(), |r| short(r.as_str(), 100)),
-        PlanEvent::StepAttemptFailed(e) => format!("step {} · attempt {} · {}", e.step, e.attempt, e.reason),
+        PlanEvent::PlanCancelled(e) => e.reason.as_ref().map_or(String::new(), |r| escape_controls(r.as_str())),
+        PlanEvent::StepAttemptFailed(e) => {
+            let rest = format!(" · attempt {} · {}", e.attempt, e.reason);
+            step(e.step, columns(&rest)) + &rest
+        }
         PlanEvent::PlanForked(e) => match e.at_step {
-            Some(step) => format!("from {} at step {step} · {} steps copied", e.source, e.checkpoints.len()),
+            Some(at) => format!("from {} at step {at} · {} steps copied", e.source, e.checkpoints.len()),
             None => format!("from {} before step 1", e.source),
         },
-        PlanEvent::LeaseRenewed(e) => {
-            format!("runner {} · until {}", e.runner, e.expires_at.format("%Y-%m-%d %H:%M:%S"))
+        PlanEvent::LeaseRenewed(e) => format!("runner {} · until {}", e.runner, local_time(e.expires_at)),
+        PlanEvent::ApprovalRequested(e) => {
+            let rest = format!(" · {}", escape_controls(e.question.as_str()));
+            step(e.step, columns(&rest)) + &rest
         }
-        PlanEvent::ApprovalRequested(e) => format!("step {} · {}", e.step, short(e.question.as_str(), 90)),
-        PlanEvent::StepApproved(e) => format!("step {} · by {}", e.step, e.by),
-        PlanEvent::StepRejected(e) => format!("step {} · by {} · {}", e.step, e.by, short(e.reason.as_str(), 80)),
+        PlanEvent::StepApproved(e) => {
+            let rest = format!(" · by {}", e.by);
+            step(e.step, columns(&rest)) + &rest
+        }
+        PlanEvent::StepRejected(e) => {
+            let rest = format!(" · by {} · {}", e.by, escape_controls(e.reason.as_str()));
+            step(e.step, columns(&rest)) + &rest
+        }
         PlanEvent::PauseRequested(e) => format!("by {}", e.by),
     }
 }
 
 /// ` · lease R until T` for an event that grants a lease; nothing otherwise.
 fn leased(lease: Option<&waypoint_domain::Lease>) -> String {
-    lease.map_or(String::new(), |l| format!(" · lease {} until {}", l.runner, l.expires_at.format("%H:%M:%S")))
-}
-
-/// `1 step`, `3 steps`.
-pub fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
+    lease.map_or(String::new(), |l| format!(" · lease {} until {}", l.runner, local_time(l.expires_at)))
 }

@@ -23,17 +23,18 @@ use waypoint_application::engine::{
     AttemptTicket, EngineError, EngineRun, Gate, Retry, StepFailure, StepResult, StepTurn, Stopped as EngineStopped,
 };
 use waypoint_application::{LogStream, PlanStore, ServiceError};
-use waypoint_domain::{Artifact, DecisionId, PlanError, PlanId, StepNumber, StepOutput};
+use waypoint_domain::{Artifact, PlanError, PlanId, ResumeIneligibleReason, ResumeSummary, StepNumber, StepOutput};
 
 use crate::error::{exit, one_line, CliError};
 use crate::logs::KeptTail;
 use crate::outputs::{digest_outputs, read_step_outputs};
 use crate::plan_file::{PlanFile, Step};
 use crate::progress::{Progress, StepEnd};
+use crate::render::StepReport;
 use crate::sidecar::Sidecar;
 use crate::store::AnyStore;
 use crate::supervise::{self, read_report, ShellEnd, GRACE};
-use crate::ui::shown_path;
+use crate::text::shown_path;
 
 /// How often the progress display redraws while a step runs (its clock and spinner move).
 const TICK: Duration = Duration::from_millis(100);
@@ -119,32 +120,6 @@ pub enum Stopped {
     Waiting,
     /// Someone paused the plan.
     Paused,
-}
-
-/// What became of one step of the plan file in this run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StepReport {
-    pub step: u32,
-    pub name: String,
-    pub status: &'static str,
-    pub decision_id: Option<DecisionId>,
-    pub snapshot_id: Option<String>,
-}
-
-impl StepReport {
-    fn skipped(n: u32, step: &Step) -> Self {
-        StepReport { step: n, name: step.name.clone(), status: "skipped", decision_id: None, snapshot_id: None }
-    }
-
-    fn completed(n: u32, step: &Step, ticket: &AttemptTicket, snapshot_id: Option<String>) -> Self {
-        StepReport {
-            step: n,
-            name: step.name.clone(),
-            status: "completed",
-            decision_id: Some(ticket.decision_id.clone()),
-            snapshot_id,
-        }
-    }
 }
 
 pub struct Runner<'a> {
@@ -294,7 +269,7 @@ impl Runner<'_> {
                         self.progress.skipped(n, &step.name);
                         let output = done.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
                         self.outputs.insert(step.name.clone(), output);
-                        return Ok(Some(StepReport::skipped(n, step)));
+                        return Ok(Some(StepReport::skipped(n, &step.name)));
                     }
                     StepTurn::Run(ticket) => ticket,
                     StepTurn::Paused => return Ok(None),
@@ -316,7 +291,12 @@ impl Runner<'_> {
                     self.progress.finished(n, &step.name, StepEnd::Completed);
                     let output = recorded.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
                     self.outputs.insert(step.name.clone(), output);
-                    Some(StepReport::completed(n, step, &ticket, recorded.snapshot_id.map(|s| s.to_string())))
+                    Some(StepReport::completed(
+                        n,
+                        &step.name,
+                        &ticket.decision_id,
+                        recorded.snapshot_id.map(|s| s.to_string()),
+                    ))
                 }
                 // Stopped by the signal passed on to it: an interruption, not a failure.
                 Err(_) if ran.signal.is_some() => {
@@ -560,7 +540,7 @@ impl Runner<'_> {
                     first = Some(signal);
                     let _ = kill_process_group(group, rustix_signal(signal));
                     self.progress.note(&format!(
-                        "{} received: waiting for step {n} to stop (press Ctrl-C again to stop waiting)",
+                        "{} received: waiting for step {n} to stop; Ctrl-C again stops waiting",
                         signal_name(signal)
                     ));
                 }
@@ -706,9 +686,7 @@ pub fn engine_error(plan_id: &PlanId, error: EngineError) -> CliError {
         EngineError::StillRunning { plan_id } => crate::store::run_lock_busy(&plan_id),
         EngineError::Service(service) => service.into(),
         EngineError::RunLock(lost) => ServiceError::RunLock(lost).into(),
-        EngineError::NotResumable { plan_id, reasons, .. } => {
-            ServiceError::Plan { plan_id, source: PlanError::NotEligible { reasons } }.into()
-        }
+        EngineError::NotResumable { plan_id, reasons, summary } => not_resumable(plan_id, reasons, &summary).into(),
         EngineError::StepMismatch { step, recorded, given } => {
             ServiceError::Plan { plan_id: plan_id.clone(), source: PlanError::StepMismatch { step, recorded, given } }
                 .into()
@@ -716,6 +694,13 @@ pub fn engine_error(plan_id: &PlanId, error: EngineError) -> CliError {
         EngineError::StepFailed { message, .. } => CliError::new(exit::UNEXPECTED, "step_failed", message.to_string()),
         other => CliError::unexpected(format!("plan {plan_id}: {other}")),
     }
+}
+
+/// A refused resume as the service words it: every reason, and the steps that changed since
+/// they completed.
+pub fn not_resumable(plan_id: PlanId, reasons: Vec<ResumeIneligibleReason>, summary: &ResumeSummary) -> ServiceError {
+    let changed_steps = summary.changed_steps.iter().filter(|c| c.completed).cloned().collect();
+    ServiceError::Plan { plan_id, source: PlanError::NotEligible { reasons, changed_steps } }
 }
 
 /// The end of a step's stderr, made safe to record and print: colour sequences dropped, other

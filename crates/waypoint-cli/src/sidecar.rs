@@ -186,7 +186,7 @@ pub fn for_server(location: &str) -> Sidecar {
     let home_state = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
         std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|home| PathBuf::from(home).join(".local").join("state"))
     });
-    let digest = crate::outputs::hex(&Sha256::digest(location.as_bytes()));
+    let digest = crate::text::hex(&Sha256::digest(location.as_bytes()));
     match home_state {
         Some(state) => {
             let waypoint = state.join("waypoint");

@@ -19,7 +19,7 @@ use crate::definition::PlanFileProbe;
 use crate::error::{exit, CliError};
 use crate::outputs::OutputsProbe;
 use crate::sidecar::{Sidecar, StepAwareRunLocks};
-use crate::ui::shown_path;
+use crate::text::shown_path;
 
 /// Every store the binary can open, behind the one port. Adding a store is a variant here, a
 /// line in `delegate!` and a case in [`StoreLocation::parse`].
@@ -120,6 +120,13 @@ impl PlanStore for AnyStore {
         delegate!(self, s => s.removal(plan_id))
     }
 
+    fn removals_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<waypoint_application::Removal>, StoreError>> {
+        delegate!(self, s => s.removals_with_prefix(prefix))
+    }
+
     fn import_plans(
         &self,
         histories: Vec<Vec<waypoint_application::StoredEvent>>,
@@ -199,7 +206,7 @@ impl StoreLocation {
     /// The location as messages show it (never with a password).
     pub fn display(&self) -> String {
         match self {
-            StoreLocation::Dir(dir) => crate::ui::shown_path(dir),
+            StoreLocation::Dir(dir) => crate::text::shown_path(dir),
             StoreLocation::Postgres(url) => waypoint_store_postgres::redact(url),
         }
     }
@@ -316,7 +323,7 @@ fn compose(store: AnyStore, sidecar: Sidecar, outputs: OutputsProbe) -> Service 
 
 /// A location's scheme as an error shows it: printable, and short (a 100 KB value is not echoed).
 fn short_scheme(scheme: &str) -> String {
-    let shown: String = crate::ui::escape_controls(scheme).chars().take(40).collect();
+    let shown: String = crate::text::escape_controls(scheme).chars().take(40).collect();
     if shown.len() < scheme.len() {
         format!("{shown}…")
     } else {

@@ -12,9 +12,10 @@ use waypoint_domain::{Artifact, Checkpoint, CheckpointId, DecisionId, PlanId, Sn
 use crate::error::exit;
 use crate::keys::keyed_id;
 use crate::outputs::{digest_outputs, parse_step_outputs, OutputsProbe};
-use crate::plan_file::{fingerprint_of, parse_duration, PlanFile};
-use crate::render::{ago, bar};
-use crate::ui::escape_controls;
+use crate::plan_file::{fingerprint_of, PlanFile};
+use crate::progress::bar;
+use crate::text::ago;
+use crate::text::escape_controls;
 
 const PLAN: &str = r#"
 name = "build"
@@ -132,19 +133,6 @@ fn step_outputs_read_as_key_value_lines_and_delimited_blocks() {
 }
 
 #[test]
-fn durations_read_as_people_write_them() {
-    use std::time::Duration;
-    assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-    assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-    assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
-    assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86_400)));
-    assert_eq!(parse_duration("soon"), None);
-    assert_eq!(parse_duration("-1s"), None);
-}
-
-#[test]
 fn a_step_fingerprint_changes_with_that_step_only() {
     let before = PlanFile::parse(Path::new("/plans/build.toml"), PLAN.as_bytes()).unwrap();
     let edited = PLAN.replace("make test", "make check");
@@ -252,4 +240,39 @@ fn leases_parse_like_plan_file_durations_and_both_flags_go_together() {
         panic!("a heartbeat parses")
     };
     assert_eq!(lease, std::time::Duration::from_secs(30), "the default renewal");
+}
+
+#[test]
+fn names_are_cut_with_an_ellipsis_and_paths_from_the_left() {
+    use crate::text::{columns, cut, cut_left, with_name};
+    assert_eq!(cut("build", 10), "build");
+    assert_eq!(cut("abcdefghij", 5), "abcd…");
+    assert_eq!(cut("two\nlines", 10), "two…", "a second line is cut too");
+    assert_eq!(cut_left("/very/long/path/plan.toml", 12), "…h/plan.toml");
+    assert_eq!(columns("\x1b[32mok\x1b[0m"), 2, "colour takes no column");
+    let line = with_name("  ▶ 1/2  ", &"n".repeat(200), "  started", 80);
+    assert_eq!(columns(&line), 80);
+    assert!(line.ends_with("n…  started"), "{line}");
+}
+
+#[test]
+fn prose_wraps_between_words_and_keeps_a_command_whole() {
+    use crate::text::{fit, wrap};
+    let lines = wrap("one two three four five", 9, 9);
+    assert_eq!(lines, ["one two", "three", "four five"]);
+    let lines = wrap("run `waypoint store repair` now", 25, 25);
+    assert_eq!(lines, ["run", "`waypoint store repair`", "now"], "a command in backticks stays on one line");
+    let lines = wrap(&format!("see /a/{}/plan.toml", "d".repeat(40)), 20, 20);
+    assert!(lines.iter().all(|l| l.chars().count() <= 20), "{lines:?}");
+    assert!(lines[1].starts_with('…') && lines[1].ends_with("/plan.toml"), "a path keeps its end: {lines:?}");
+    let fitted = fit("  because it failed (step 2 exited with code 3) and more words here", 30);
+    assert!(fitted.lines().all(|l| l.chars().count() <= 30), "{fitted}");
+    assert!(fitted.lines().skip(1).all(|l| l.starts_with("    ")), "continuations indented: {fitted}");
+}
+
+#[test]
+fn the_width_is_columns_up_to_80() {
+    // A test runs without a terminal on stdout (captured); $COLUMNS decides, capped at 80.
+    let width = crate::text::width();
+    assert!((40..=80).contains(&width), "{width}");
 }

@@ -1,5 +1,6 @@
 //! Where output goes: stdout for the result (rich text or one JSON document), stderr for messages
-//! and progress; colour only on a terminal and never with `NO_COLOR`.
+//! and progress; colour only on a terminal and never with `NO_COLOR`; rich lines within the
+//! width (`text::width`, 80 columns at most).
 
 use std::io::{IsTerminal, Write};
 
@@ -7,6 +8,7 @@ use serde::Serialize;
 
 use crate::cli::Format;
 use crate::error::CliError;
+use crate::text::{cut, escape_controls, fit, wrap};
 
 /// The first failed write to stdout, if any.
 static STDOUT_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
@@ -68,16 +70,22 @@ pub struct Ui {
     /// Styling for stderr.
     pub err: Style,
     pub stderr_is_terminal: bool,
+    /// The columns a rich line may take.
+    pub width: usize,
+    /// `-v`: phases, processing states and decision ids in rich output too.
+    pub verbose: bool,
 }
 
 impl Ui {
-    pub fn new(format: Format) -> Self {
+    pub fn new(format: Format, verbose: bool) -> Self {
         let stderr_is_terminal = std::io::stderr().is_terminal();
         Self {
             format,
             out: Style::for_terminal(std::io::stdout().is_terminal()),
             err: Style::for_terminal(stderr_is_terminal),
             stderr_is_terminal,
+            width: crate::text::width(),
+            verbose,
         }
     }
 
@@ -89,6 +97,7 @@ impl Ui {
     /// error; any other failed write (a full disk, `> /dev/full`) is remembered, and the command
     /// then exits 1 ([`stdout_failure`]): output that was lost must not look like success.
     pub fn stdout(&self, text: &str) {
+        let text = if self.json() { text.to_owned() } else { fit(text, self.width) };
         let mut out = std::io::stdout().lock();
         let mut result = out.write_all(text.as_bytes());
         if result.is_ok() && !text.ends_with('\n') {
@@ -111,35 +120,32 @@ impl Ui {
         self.stdout(&text);
     }
 
-    /// A message for the person at the terminal (stderr in every format).
+    /// A message for the person at the terminal (stderr in every format), within the width.
     pub fn note(&self, text: &str) {
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{text}");
+        let _ = writeln!(err, "{}", fit(text, self.width));
     }
 
-    /// Prints an error: one line on stderr, and in JSON mode the error object on stdout.
+    /// Prints an error on stderr, and in JSON mode the error object on stdout. Rich: wrapped
+    /// within the width; JSON: one line, for scripts that read stderr by the line.
     pub fn error(&self, error: &CliError) {
         if self.json() {
             self.json_document(&error.to_json());
         }
         if let Some(context) = &error.context {
-            self.note(context.trim_end());
+            let lines: Vec<String> = context.trim_end().lines().map(|l| cut(l, self.width)).collect();
+            self.note(&lines.join("\n"));
         }
         // Whatever a message quotes (a path, a name, a value), it never drives the terminal.
-        self.note(&format!("{} {}", self.err.red(&self.err.bold("error:")), escape_controls(&error.message)));
+        let message = escape_controls(&error.message);
+        let label = self.err.red(&self.err.bold("error:"));
+        let text = if self.json() {
+            format!("{label} {message}")
+        } else {
+            let lines = wrap(&message, self.width.saturating_sub(7), self.width.saturating_sub(2));
+            format!("{label} {}", lines.join("\n  "))
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{text}");
     }
-}
-
-/// A path as messages show it: control characters (an ESC, a BEL, a newline in a file name)
-/// escaped, so that printing a path can never drive the terminal.
-pub fn shown_path(path: &std::path::Path) -> String {
-    escape_controls(&path.display().to_string())
-}
-
-/// `text` with every control character written as an escape (`\n`, `\t`, `\u{1b}`).
-pub fn escape_controls(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_owned();
-    }
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }

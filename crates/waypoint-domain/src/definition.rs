@@ -71,6 +71,32 @@ pub struct ChangedStep {
     pub change: StepChange,
 }
 
+impl ChangedStep {
+    /// `step 2 (build) changed`, `step 3 (test) was removed`: the step by number and name, and
+    /// how it differs, in the words every surface shows.
+    pub fn describe(&self) -> String {
+        let how = match self.change {
+            StepChange::Changed => "changed",
+            StepChange::Replaced => "was replaced by another step",
+            StepChange::Removed => "was removed",
+            StepChange::Added => "was added",
+        };
+        match &self.name {
+            Some(name) => format!("step {} ({name}) {how}", self.step),
+            None => format!("step {} {how}", self.step),
+        }
+    }
+}
+
+/// `step 2 (build) changed and step 3 (test) was removed`: every step of `changed` described.
+pub fn describe_changes(changed: &[ChangedStep]) -> String {
+    let described: Vec<String> = changed.iter().map(ChangedStep::describe).collect();
+    match described.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => described.join(""),
+    }
+}
+
 /// The verdict of [`check_definition`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DefinitionCheck {

@@ -1,5 +1,6 @@
 //! Every refusal a plan can give, as one typed error.
 
+use crate::definition::{describe_changes, ChangedStep};
 use crate::eligibility::ResumeIneligibleReason;
 use crate::ids::{Actor, Attempt, CheckpointId, RunnerId, StepName, StepNumber, TotalSteps};
 use crate::lifecycle::{Phase, ProcessingState};
@@ -120,10 +121,13 @@ pub enum PlanError {
         last_completed: StepNumber,
     },
     /// A resume the eligibility verdict refuses (or one with no step left to run).
-    #[error("the plan cannot resume: {}", reasons_text(.reasons))]
+    #[error("the plan cannot resume: {}", reasons_text(.reasons, .changed_steps))]
     NotEligible {
         /// Every reason that applies, in the stable order of [`evaluate_eligibility`](crate::evaluate_eligibility).
         reasons: Vec<ResumeIneligibleReason>,
+        /// The completed steps whose definition changed since they completed (why
+        /// `definition_changed`), in step order; empty for every other reason.
+        changed_steps: Vec<ChangedStep>,
     },
     /// A runner that does not hold the plan's lease renewed it or started a step under it: its
     /// lease expired and another runner took the plan over, or the plan left `processing`.
@@ -157,8 +161,17 @@ fn running_text(uncertain: &Option<StepNumber>) -> String {
     }
 }
 
-fn reasons_text(reasons: &[ResumeIneligibleReason]) -> String {
-    reasons.iter().map(|r| format!("{} ({})", r.code(), r.explanation())).collect::<Vec<_>>().join("; ")
+/// Each reason with its explanation; `definition_changed` names the steps that changed.
+fn reasons_text(reasons: &[ResumeIneligibleReason], changed: &[ChangedStep]) -> String {
+    let explain = |reason: &ResumeIneligibleReason| match reason {
+        ResumeIneligibleReason::DefinitionChanged if !changed.is_empty() => {
+            let (after, restore) = if changed.len() == 1 { ("it", "it") } else { ("they", "them") };
+            let changes = describe_changes(changed);
+            format!("{changes} after {after} completed; restore {restore}, or run again from the first changed step")
+        }
+        _ => reason.explanation().to_owned(),
+    };
+    reasons.iter().map(|r| format!("{} ({})", r.code(), explain(r))).collect::<Vec<_>>().join("; ")
 }
 
 impl PlanError {

@@ -79,7 +79,8 @@ mod summary;
 
 pub use approval::{Approval, ApprovalDecision, PauseRequest, PAUSED_REASON, WAITING_REASON};
 pub use definition::{
-    check_definition, ChangedStep, CurrentDefinition, DefinitionCheck, StepChange, StepDefinition, StepDigest,
+    check_definition, describe_changes, ChangedStep, CurrentDefinition, DefinitionCheck, StepChange, StepDefinition,
+    StepDigest,
 };
 pub use eligibility::{
     evaluate_eligibility, EligibilityInputs, ResumeEligibility, ResumeIneligibleReason, SnapshotCheck,

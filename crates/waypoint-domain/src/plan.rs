@@ -442,9 +442,13 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
             let from_step = match (verdict.eligible, meta.next_step()) {
                 (true, Some(step)) => step,
                 (true, None) => {
-                    return Err(PlanError::NotEligible { reasons: vec![ResumeIneligibleReason::NothingToResume] })
+                    let reasons = vec![ResumeIneligibleReason::NothingToResume];
+                    return Err(PlanError::NotEligible { reasons, changed_steps: Vec::new() });
                 }
-                (false, _) => return Err(PlanError::NotEligible { reasons: verdict.reasons }),
+                (false, _) => {
+                    let changed_steps = verdict.changed_steps.into_iter().filter(|c| c.completed).collect();
+                    return Err(PlanError::NotEligible { reasons: verdict.reasons, changed_steps });
+                }
             };
             PlanEvent::Resumed(Resumed { from_step, by: by.clone(), runner: runner.clone(), at, lease: lease.clone() })
         }

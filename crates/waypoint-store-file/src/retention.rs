@@ -22,7 +22,7 @@
 //! `done` record is finished by the next writable open or removal. The records themselves are
 //! in `format`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -187,6 +187,20 @@ impl Shared {
             removed_at: batch.removed_at,
             archive: batch.archive.clone(),
         }))
+    }
+
+    /// The removals of the plans whose id starts with `prefix`, in id order: the candidates from
+    /// each committed batch's plans, each confirmed by its tombstone (a plan that moved before
+    /// its batch committed was not removed).
+    pub(crate) fn removals_with_prefix(&self, prefix: &str) -> Result<Vec<Removal>, FileStoreError> {
+        self.refresh_retention(u64::MAX)?;
+        let batches: Vec<u64> = self.lock_retention().committed.keys().copied().collect();
+        let mut candidates = BTreeSet::new();
+        for batch in batches {
+            let plans = read_batch(&self.layout, batch)?.plans;
+            candidates.extend(plans.into_iter().map(|(id, _)| id).filter(|id| id.as_str().starts_with(prefix)));
+        }
+        candidates.iter().filter_map(|id| self.removal(id).transpose()).collect()
     }
 
     /// The last tombstone entry of `plan_id`, unless it was revoked.

@@ -177,6 +177,11 @@ impl FileStore {
         self.shared.removal(plan_id)
     }
 
+    /// The tombstones of the removed plans whose id starts with `prefix`, in id order.
+    pub fn tombstones_with_prefix(&self, prefix: &str) -> Result<Vec<Removal>, FileStoreError> {
+        self.shared.removals_with_prefix(prefix)
+    }
+
     /// Writes whole plan histories from another store (an archive) keeping their event ids and
     /// times, many plans per durable write; a plan already held with the same events is skipped.
     pub fn import_histories(&self, histories: Vec<Vec<StoredEvent>>) -> Result<(), FileStoreError> {
@@ -335,6 +340,10 @@ impl PlanStore for FileStore {
 
     fn removal<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<Removal>, StoreError>> {
         Box::pin(futures::future::ready(self.tombstone(plan_id).map_err(StoreError::from)))
+    }
+
+    fn removals_with_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Removal>, StoreError>> {
+        Box::pin(futures::future::ready(self.tombstones_with_prefix(prefix).map_err(StoreError::from)))
     }
 
     fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -49,6 +49,7 @@ pub(crate) struct Statements {
     pub(crate) view_snapshot: Statement,
     pub(crate) save_view_snapshot: Statement,
     pub(crate) removal: Statement,
+    pub(crate) removals_with_prefix: Statement,
     pub(crate) lock_for_removal: Statement,
     pub(crate) remove_plans: Statement,
     pub(crate) put_step_log: Statement,
@@ -192,6 +193,10 @@ impl Conn {
             removal: prepare(
                 "SELECT version, removed_at, archive FROM waypoint_plans \
                  WHERE plan_id = $1 AND removed_at IS NOT NULL",
+            )?,
+            removals_with_prefix: prepare(
+                "SELECT plan_id, version, removed_at, archive FROM waypoint_plans \
+                 WHERE starts_with(plan_id, $1) AND removed_at IS NOT NULL ORDER BY plan_id",
             )?,
             // Sorted, so two removals (or anything else locking several rows) never deadlock.
             lock_for_removal: prepare(

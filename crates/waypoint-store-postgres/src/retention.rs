@@ -135,6 +135,30 @@ impl PostgresStore {
         })
     }
 
+    /// The tombstones of the removed plans whose id starts with `prefix`, in id order.
+    pub fn tombstones_with_prefix(&self, prefix: &str) -> Result<Vec<Removal>, PgStoreError> {
+        self.read(|conn| {
+            let rows = conn
+                .client
+                .query(&conn.statements.removals_with_prefix, &[&prefix])
+                .map_err(self.fail("read the tombstones of an id prefix"))?;
+            rows.iter()
+                .map(|row| {
+                    let plan_id = PlanId::parse(row.get(0)).map_err(|e| PgStoreError::Corrupt {
+                        location: "waypoint_plans".into(),
+                        detail: e.to_string(),
+                    })?;
+                    Ok(Removal {
+                        version: to_u32(row.get(1), "version")?,
+                        removed_at: parse_removed_at(&plan_id, row.get(2))?,
+                        archive: row.get(3),
+                        plan_id,
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// The log's size on disk: the table, its indexes and its TOAST table.
     fn events_size(&self) -> Result<u64, PgStoreError> {
         self.read(|conn| {

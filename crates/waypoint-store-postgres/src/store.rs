@@ -748,6 +748,10 @@ impl PlanStore for PostgresStore {
         Box::pin(futures::future::ready(self.tombstone(plan_id).map_err(StoreError::from)))
     }
 
+    fn removals_with_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Removal>, StoreError>> {
+        Box::pin(futures::future::ready(self.tombstones_with_prefix(prefix).map_err(StoreError::from)))
+    }
+
     fn put_step_log<'a>(&'a self, plan_id: &'a PlanId, log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(futures::future::ready(self.write_step_log(plan_id, &log).map_err(StoreError::from)))
     }

@@ -124,6 +124,30 @@ fn durations_print_as_the_plan_file_writes_them() {
 }
 
 #[test]
+fn durations_read_as_people_write_them_and_every_printed_one_reads_back() {
+    for (text, ms) in [
+        ("90s", 90_000),
+        ("5m", 300_000),
+        ("1h", 3_600_000),
+        ("250ms", 250),
+        ("2", 2_000),
+        ("30d", 30 * 86_400_000),
+        ("2m30s", 150_000),
+        ("1h2m3s", 3_723_000),
+        (" 5m ", 300_000),
+    ] {
+        assert_eq!(parse_duration(text), Some(Duration::from_millis(ms)), "{text}");
+    }
+    for bad in ["soon", "-1s", "", "s", "30s2m", "1m1m", "1.5s", "5 weeks"] {
+        assert_eq!(parse_duration(bad), None, "{bad:?}");
+    }
+    for ms in [0, 1, 999, 1_000, 1_500, 59_999, 60_000, 61_000, 3_599_000, 3_600_000, 3_723_000, 90_061_000] {
+        let duration = Duration::from_millis(ms);
+        assert_eq!(parse_duration(&format_duration(duration)), Some(duration), "{}", format_duration(duration));
+    }
+}
+
+#[test]
 fn a_finished_key_is_given_back_and_new_starts_the_next_generation() {
     block_on(async {
         let service = PlanResumeService::new(InMemoryStore::new());
@@ -196,6 +220,81 @@ fn the_newest_generation_is_found_by_bisection() {
     }
 }
 
+/// A definition of `names`, each step's fingerprint its name's `fingerprint` digits.
+fn steps_of(key: &WorkflowKey, steps: &[(&str, &str)]) -> RunDefinition {
+    let steps = steps
+        .iter()
+        .map(|(n, f)| StepDefinition { name: name(n), fingerprint: Fingerprint::parse(f).unwrap() })
+        .collect();
+    RunDefinition { steps, ..definition(key) }
+}
+
+/// Runs `definition` under `key` until step `fail` fails for good (or to the end), the way a
+/// plan-file run does.
+async fn run_until_failure(service: &Service, key: &WorkflowKey, definition: RunDefinition, fail: Option<u32>) {
+    let total = definition.steps.len() as u32;
+    let names: Vec<StepName> = definition.steps.iter().map(|s| s.name.clone()).collect();
+    let mut run = match service.prepare_run(key, definition, runner(), false).await.unwrap() {
+        Prepared::Fresh(ready) | Prepared::Continue(ready, _) => ready.start().await.unwrap(),
+        other => panic!("expected a run, got {other:?}"),
+    };
+    for n in 1..=total {
+        let ticket = match run.begin_step(step(n), &names[n as usize - 1]).await.unwrap() {
+            StepTurn::Replay(_) => continue,
+            StepTurn::Run(ticket) => ticket,
+            StepTurn::Paused => panic!("nobody paused this plan"),
+        };
+        if Some(n) == fail {
+            let failed = run.attempt_failed(&ticket, StepFailure::Exit { code: 1 }, &StepPolicy::default(), None).await;
+            assert!(matches!(failed, Err(EngineError::StepFailed { .. })), "{failed:?}");
+            return;
+        }
+        run.completed(&ticket, StepResult::default()).await.unwrap();
+    }
+    run.finish().await.unwrap();
+}
+
+#[test]
+fn steps_added_at_the_end_extend_a_continued_plan() {
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        let key = key("grows");
+        let three = [("a", "aa"), ("b", "bb"), ("c", "cc")];
+        run_until_failure(&service, &key, steps_of(&key, &three), Some(2)).await;
+        // The failed step fixed and a fourth step added.
+        let four = [("a", "aa"), ("b", "b2"), ("c", "cc"), ("d", "dd")];
+        run_until_failure(&service, &key, steps_of(&key, &four), None).await;
+        let view = service.load(key.first()).await.unwrap();
+        assert_eq!(view.state.resume.total_steps.map(|t| t.get()), Some(4));
+        assert_eq!(view.state.resume.last_completed_step, Some(step(4)));
+        assert_eq!(view.state.state, ProcessingState::Complete);
+    });
+}
+
+#[test]
+fn pending_steps_removed_shrink_a_continued_plan_but_never_below_a_completed_step() {
+    let key = key("shrinks");
+    let recorded = |total: u32, last: Option<u32>| ResumeMetadata {
+        total_steps: Some(TotalSteps::new(total).unwrap()),
+        last_completed_step: last.map(step),
+        ..ResumeMetadata::default()
+    };
+    let two = steps_of(&key, &[("a", "aa"), ("b", "bb")]);
+    assert_eq!(two.new_total(&recorded(3, Some(2))).map(|t| t.get()), Some(2), "step 3 removed before it ran");
+    assert_eq!(two.new_total(&recorded(3, Some(3))), None, "a completed step is never cut off");
+    assert_eq!(two.new_total(&recorded(2, Some(1))), None, "the same total");
+    assert_eq!(two.new_total(&recorded(1, None)).map(|t| t.get()), Some(2));
+    assert_eq!(definition(&key).new_total(&recorded(3, Some(1))), None, "steps learned as they run");
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        run_until_failure(&service, &key, steps_of(&key, &[("a", "aa"), ("b", "bb"), ("c", "cc")]), Some(3)).await;
+        run_until_failure(&service, &key, two, None).await;
+        let view = service.load(key.first()).await.unwrap();
+        assert_eq!(view.state.resume.total_steps.map(|t| t.get()), Some(2));
+        assert_eq!(view.state.state, ProcessingState::Complete);
+    });
+}
+
 #[test]
 fn a_leased_run_keeps_others_off_until_it_expires_then_the_taken_over_runner_is_fenced() {
     block_on(async {
@@ -246,11 +345,11 @@ fn a_fork_run_of_a_plan_that_runs_now_is_refused() {
         let ticket = run_attempt(&mut run, 1).await;
         run.completed(&ticket, StepResult::default()).await.unwrap();
         let _step_two = run_attempt(&mut run, 2).await;
-        match service.prepare_fork_run(&key, runner(), step(2)).await {
+        match service.prepare_fork_run(&key, definition(&key), runner(), step(2)).await {
             Err(EngineError::StillRunning { plan_id }) => assert_eq!(plan_id.as_str(), "busy-source"),
             other => panic!("a fork from a running plan would run step 2 twice at once: {other:?}"),
         }
         drop(run);
-        assert!(service.prepare_fork_run(&key, runner(), step(2)).await.unwrap().is_some(), "once it stopped");
+        assert!(service.prepare_fork_run(&key, definition(&key), runner(), step(2)).await.unwrap().is_some(), "once it stopped");
     });
 }

@@ -19,7 +19,7 @@ pub(super) fn start(
 ) -> Result<(), CliError> {
     let service = location.open_existing_for_write(id)?;
     let view = block_on(service.start_phase_leased(id, phase, lease))?;
-    print_after_write(&service, ui, id, &format!("entered {phase}{}", held(view.state.lease.as_ref())))
+    print_after_write(&service, ui, id, &format!("{}{}", entered(ui, phase), held(view.state.lease.as_ref())))
 }
 
 /// `plan heartbeat ID --runner NAME [--lease DURATION]`: exit 5 (`lease_lost`) when `runner`
@@ -67,12 +67,12 @@ pub(super) fn resume(
         let again = if point.rerun_uncertain { " (it started but did not complete, so it runs again)" } else { "" };
         let held = held(outcome.summary.lease.as_ref());
         ui.stdout(&format!("{} resumed from step {}{again}{held}", ui.out.green("↻"), point.from_step));
-        ui.stdout(&render::summary_block(ui.out, &outcome.summary, &view));
+        ui.stdout(&render::summary_block(ui, &outcome.summary, &view));
     }
     Ok(())
 }
 
 /// ` · held by R until T` for a plan held by lease.
 fn held(lease: Option<&Lease>) -> String {
-    lease.map_or(String::new(), |l| format!(" · held by {} until {}", l.runner, render::clock_time(l.expires_at)))
+    lease.map_or(String::new(), |l| format!(" · held by {} until {}", l.runner, local_time(l.expires_at)))
 }

@@ -3,22 +3,15 @@
 //! is given back is the step engine's decision (`waypoint_application::engine`); this module
 //! presents it and hands the run to the process executor (`runner.rs`).
 
-use waypoint_application::engine::{EngineError, EngineRun, Prepared, ReadyRun, RunDefinition, RunKey};
-use waypoint_domain::PlanError;
+use waypoint_application::engine::{EngineError, EngineRun, Prepared, ReadyRun};
+use waypoint_domain::{describe_changes, ChangedStep, PlanStatus};
 
 use super::*;
-use crate::runner::{engine_error, RunEnd, Stopped};
+use crate::error::rerun_command;
+use crate::keys::PlanFileKey;
+use crate::runner::{engine_error, not_resumable, RunEnd, Stopped};
 use crate::store::AnyStore;
-
-/// The key of a plan file: its absolute path. The n-th plan made from it has the id
-/// [`keyed_id`] gives.
-struct PlanFileKey<'a>(&'a Path);
-
-impl RunKey for PlanFileKey<'_> {
-    fn plan_id(&self, generation: u64) -> PlanId {
-        keyed_id(self.0, generation)
-    }
-}
+use crate::text::with_name;
 
 /// A plan created by `waypoint run`: its plan file, recorded when it was created.
 fn plan_file_source(view: &PlanView) -> Option<&Path> {
@@ -46,24 +39,27 @@ pub(super) fn resume_preview(
     if ui.json() {
         ui.json_document(&render::PreviewDoc { summary: &summary, steps: steps.as_deref() });
     } else {
-        let mut text = render::summary_block(ui.out, &summary, &view);
+        let mut text = render::summary_block(ui, &summary, &view);
         if let Some(Err(e)) = &current {
             text.push_str(&format!("\n{} {}\n", ui.out.yellow("!"), escape_controls(e)));
         }
         if let Some(steps) = &steps {
             text.push_str(&format!("\n{}\n", ui.out.bold("If resumed now:")));
             for PlannedStep { step: n, name, action } in steps {
-                let name = escape_controls(name);
-                let line = match *action {
-                    "skip" => format!("  {} {n}  {name}  {}", ui.out.dim("↷"), ui.out.dim("skipped: completed")),
-                    "rerun" => format!(
-                        "  {} {n}  {name}  {}",
-                        ui.out.yellow("↻"),
-                        ui.out.yellow("runs again: it started but did not complete")
-                    ),
-                    _ => format!("  {} {n}  {name}  runs", ui.out.cyan("▶")),
+                let (mark, tail) = match *action {
+                    "skip" => (ui.out.dim("↷"), ui.out.dim("skipped: completed")),
+                    "rerun" if summary.status == PlanStatus::Failed => {
+                        (ui.out.yellow("↻"), ui.out.yellow("runs again: it failed"))
+                    }
+                    "rerun" => (ui.out.yellow("↻"), ui.out.yellow("runs again: it started but did not complete")),
+                    _ => (ui.out.cyan("▶"), "runs".to_owned()),
                 };
-                text.push_str(&line);
+                text.push_str(&with_name(
+                    &format!("  {mark} {n}  "),
+                    &escape_controls(name),
+                    &format!("  {tail}"),
+                    ui.width,
+                ));
                 text.push('\n');
             }
         }
@@ -109,7 +105,7 @@ pub(super) fn resume(
         } else {
             let again = if point.rerun_uncertain { " (it started but did not complete, so it runs again)" } else { "" };
             ui.stdout(&format!("{} resumed from step {}{again}", ui.out.green("↻"), point.from_step));
-            ui.stdout(&render::summary_block(ui.out, &outcome.summary, &view));
+            ui.stdout(&render::summary_block(ui, &outcome.summary, &view));
         }
         return Ok(());
     };
@@ -118,24 +114,30 @@ pub(super) fn resume(
         let preview = ResumeRequest { dry_run: true, fingerprint: Some(fingerprint), ..ResumeRequest::default() };
         let summary = block_on(service.resume_plan(id, preview))?.summary;
         if !summary.eligible {
-            return Err(not_eligible(id, summary.reasons));
+            return Err(refused_resume(id.clone(), summary.reasons.clone(), &summary, &path));
         }
     }
     let events = watch_signals()?;
-    let ready = match block_on(service.prepare_continue(id, runner_id())).map_err(|e| engine_error(id, e))? {
+    // A file that cannot be read now refuses the resume below (definition_changed).
+    let file = read_plan_file(&path);
+    let definition = file.as_ref().ok().map(PlanFile::run_definition).transpose()?;
+    let prepared = block_on(service.prepare_continue(id, definition, runner_id()));
+    let ready = match prepared.map_err(|e| refused(e, id, &path))? {
         Prepared::Continue(ready, _) => ready,
-        Prepared::Finished(finished) => return Err(not_eligible(id, finished.summary.reasons)),
+        Prepared::Finished(finished) => {
+            return Err(refused_resume(id.clone(), finished.summary.reasons.clone(), &finished.summary, &path))
+        }
         Prepared::Removed(removal) => return Err(ServiceError::Removed(removal).into()),
         Prepared::Fresh(_) => unreachable!("an existing plan is never fresh"),
     };
-    let file = read_plan_file(&path).map_err(|e| {
+    let file = file.map_err(|e| {
         CliError::new(exit::INVALID_COMMAND, "invalid_value", format!("plan {id}: {}", escape_controls(&e)))
     })?;
     // What only the file system can tell is checked before `Resumed` is written.
     file.check_runnable()?;
-    let run = block_on(ready.start()).map_err(|e| engine_error(id, e))?;
+    let run = block_on(ready.start()).map_err(|e| refused(e, id, &path))?;
     let point = run.resumed().expect("a resumed run has its resume point");
-    announce(ui, &run, &file, None);
+    announce(ui, &run, &file, None, view.state.state == ProcessingState::Errored);
     let end = run_plan_file(location, ui, run, &file, &events)?;
     let summary = block_on(service.build_resume_summary(id, None))?;
     if ui.json() {
@@ -153,7 +155,7 @@ fn say_stopped(ui: &Ui, stopped: Option<Stopped>, summary: &ResumeSummary) {
     let id = &summary.plan_id;
     match (stopped, &summary.waiting_for) {
         (Some(Stopped::Waiting), Some(waiting)) => ui.stdout(&format!(
-            "{} plan {id} waits at step {} for approval: {}\n  `waypoint plan approve {id}` lets the next run go on; `waypoint plan reject {id} --reason TEXT` stops it",
+            "{} plan {id} waits at step {} for approval: {}\n  `waypoint plan approve {id}` lets the next run go on\n  `waypoint plan reject {id} --reason TEXT` stops it",
             ui.out.yellow("⏸"),
             waiting.step,
             escape_controls(&waiting.question),
@@ -176,27 +178,51 @@ fn outcome_of(stopped: Option<Stopped>, outcome: &'static str) -> &'static str {
     }
 }
 
-/// Exit 4 with every reason, as a refused resume.
-fn not_eligible(id: &PlanId, reasons: Vec<ResumeIneligibleReason>) -> CliError {
-    ServiceError::Plan { plan_id: id.clone(), source: PlanError::NotEligible { reasons } }.into()
+/// `run FILE` when the file's plan still waits for an approval: it says so (exit 0).
+fn still_waiting(ui: &Ui, summary: &ResumeSummary) -> Result<(), CliError> {
+    if ui.json() {
+        let doc = RunDoc {
+            plan_id: &summary.plan_id,
+            outcome: "waiting",
+            resumed: None,
+            steps: &[],
+            waiting_for: summary.waiting_for.as_ref(),
+            summary,
+        };
+        ui.json_document(&doc);
+    } else {
+        say_stopped(ui, Some(Stopped::Waiting), summary);
+    }
+    Ok(())
 }
 
-/// One short line each, so that they fit a terminal of 80 columns: which plan continues, from
-/// which step, and why.
-fn announce(ui: &Ui, run: &EngineRun<AnyStore>, file: &PlanFile, why: Option<&str>) {
+/// A plan file's plan that cannot resume (exit 4): every reason, every step changed since it
+/// completed, and what to run instead with the plan file at `file`.
+fn refused_resume(
+    plan_id: PlanId,
+    reasons: Vec<ResumeIneligibleReason>,
+    summary: &ResumeSummary,
+    file: &Path,
+) -> CliError {
+    let blocking: Vec<ChangedStep> = summary.changed_steps.iter().filter(|c| c.completed).cloned().collect();
+    let remedy = match rerun_command(&plan_id, Some(file), &blocking) {
+        Some((from, command)) => format!("; `{command}` runs it again from step {from}, `--new` starts over"),
+        None => format!("; `waypoint run --new {}` starts over", shown_path(file)),
+    };
+    CliError::service(not_resumable(plan_id, reasons, summary), &remedy)
+}
+
+/// Which plan continues, from which step, and why, each line within the width. `failed`: the
+/// plan failed at the step it continues from, which runs again for that reason.
+fn announce(ui: &Ui, run: &EngineRun<AnyStore>, file: &PlanFile, why: Option<&str>, failed: bool) {
     let Some(point) = run.resumed() else { return };
-    let mut lines = vec![format!(
-        "{} plan {} · {} · from step {} of {}",
-        if why.is_some() { "continuing" } else { "resuming" },
-        run.plan_id(),
-        escape_controls(file.name.as_str()),
-        point.from_step,
-        file.steps.len(),
-    )];
+    let head = format!("{} plan {} · ", if why.is_some() { "continuing" } else { "resuming" }, run.plan_id());
+    let tail = format!(" · from step {} of {}", point.from_step, file.steps.len());
+    let mut lines = vec![with_name(&head, &escape_controls(file.name.as_str()), &tail, ui.width - 2)];
     if let Some(why) = why {
         lines.push(format!("  because {why}"));
     }
-    if point.rerun_uncertain {
+    if point.rerun_uncertain && !failed {
         lines.push(format!("  step {} started but did not complete: it runs again", point.from_step));
     }
     if ui.json() {
@@ -204,6 +230,25 @@ fn announce(ui: &Ui, run: &EngineRun<AnyStore>, file: &PlanFile, why: Option<&st
     } else {
         lines[0] = format!("{} {}", ui.out.green("↻"), lines[0]);
         ui.stdout(&lines.join("\n"));
+    }
+}
+
+/// Why `run FILE` continues an earlier plan rather than starting one: what `announce` says.
+struct Continuing {
+    why: String,
+    /// The plan failed at the step it continues from.
+    failed: bool,
+}
+
+impl Continuing {
+    /// The file's plan, as it stood before the run: how it stopped.
+    fn stopped(summary: &ResumeSummary) -> Self {
+        Continuing { why: why_continue(summary), failed: summary.state == ProcessingState::Errored }
+    }
+
+    /// A fork of the file's plan `source`, made to run from step `from`.
+    fn fork(source: &PlanId, from: StepNumber) -> Self {
+        Continuing { why: fork_words(source, from), failed: false }
     }
 }
 
@@ -216,8 +261,16 @@ fn why_continue(summary: &ResumeSummary) -> String {
             Some(message) => format!("it failed ({})", crate::error::one_line(message)),
             None => "it failed".to_owned(),
         },
-        _ => format!("it is {}", summary.state),
+        _ => match &summary.forked_from {
+            Some(fork) => fork_words(&fork.plan_id, summary.next_step.unwrap_or(StepNumber::FIRST)),
+            None => "it has steps left to run".to_owned(),
+        },
     }
+}
+
+/// `it is a fork of plan X that runs from step N`.
+fn fork_words(source: &PlanId, from: StepNumber) -> String {
+    format!("it is a fork of plan {source} that runs from step {from}")
 }
 
 /// `run FILE` when retention removed the file's newest plan: it had finished, so, as for a
@@ -238,7 +291,7 @@ fn removed_newest(ui: &Ui, removal: &Removal, file: &PlanFile) -> Result<(), Cli
              `waypoint run --new {}` starts a fresh plan",
             ui.out.green("✓"),
             escape_controls(file.name.as_str()),
-            render::clock_time(removal.removed_at),
+            local_time(removal.removed_at),
             escape_controls(&removal.archive),
             shown_path(&file.path),
         ));
@@ -249,12 +302,7 @@ fn removed_newest(ui: &Ui, removal: &Removal, file: &PlanFile) -> Result<(), Cli
 pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<(), CliError> {
     // Everything that can be refused is checked before the store is touched.
     let file = PlanFile::load(&args.file)?;
-    let definition = RunDefinition {
-        name: file.name.clone(),
-        source: file.source()?,
-        fingerprint: Some(file.fingerprint.clone()),
-        steps: file.step_definitions(),
-    };
+    let definition = file.run_definition()?;
     let from = args.from_step.filter(|from| *from != StepNumber::FIRST);
     if from.is_some() && args.new {
         return Err(CliError::usage(
@@ -265,7 +313,7 @@ pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<()
     if let Some(from) = from.filter(|from| from.get() as usize > file.steps.len()) {
         return Err(CliError::usage(
             "invalid_value",
-            format!("--from-step {from}: the plan file has {}", render::count(file.steps.len(), "step")),
+            format!("--from-step {from}: the plan file has {}", count(file.steps.len(), "step")),
         ));
     }
     let events = watch_signals()?;
@@ -274,7 +322,7 @@ pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<()
     if let Some(from) = from {
         // A fork of the file's newest plan keeping steps 1..from-1, as the file's next plan,
         // resumed at `from` with the file as it is now.
-        let ready = block_on(service.prepare_fork_run(&key, runner_id(), from))
+        let ready = block_on(service.prepare_fork_run(&key, definition, runner_id(), from))
             .map_err(|e| engine_error(&keyed_id(&file.path, 1), e))?
             .ok_or_else(|| {
                 CliError::usage(
@@ -285,9 +333,9 @@ pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<()
                     ),
                 )
             })?;
-        let (source, kept) = ready.forks().expect("a fork run names its source");
-        let why = format!("it is a fork of plan {source} keeping steps 1 to {}", kept.map_or(0, StepNumber::get));
-        return start_and_run(location, ui, &service, ready, &file, Some(&why), &events, "forked");
+        let (source, _) = ready.forks().expect("a fork run names its source");
+        let continuing = Continuing::fork(source, from);
+        return start_and_run(location, ui, &service, ready, &file, Some(&continuing), &events, "forked");
     }
     let prepared = match block_on(service.prepare_run(&key, definition, runner_id(), args.new)) {
         // Still waiting for a person: nothing to run yet, and nothing wrong.
@@ -296,19 +344,20 @@ pub(super) fn run(location: &StoreLocation, ui: &Ui, args: RunArgs) -> Result<()
         }
         other => other,
     };
-    match prepared.map_err(|e| refused(e, &file))? {
+    match prepared.map_err(|e| refused(e, &keyed_id(&file.path, 1), &file.path))? {
         Prepared::Fresh(ready) => start_and_run(location, ui, &service, ready, &file, None, &events, "created"),
         Prepared::Continue(ready, summary) => {
-            let why = why_continue(&summary);
-            start_and_run(location, ui, &service, ready, &file, Some(&why), &events, "resumed")
+            let continuing = Continuing::stopped(&summary);
+            start_and_run(location, ui, &service, ready, &file, Some(&continuing), &events, "resumed")
         }
         Prepared::Finished(finished) => already_completed(ui, &finished.summary, &file),
         Prepared::Removed(removal) => removed_newest(ui, &removal, &file),
     }
 }
 
-/// The engine's refusal to run the file's plan, with what to do about it.
-fn refused(error: EngineError, file: &PlanFile) -> CliError {
+/// The engine's refusal to run the plan file's plan (`plan_id`, or the plan it names), with
+/// what to do about it.
+fn refused(error: EngineError, plan_id: &PlanId, file: &Path) -> CliError {
     match error {
         EngineError::StillRunning { plan_id } => CliError::new(
             exit::CONFLICT,
@@ -317,66 +366,41 @@ fn refused(error: EngineError, file: &PlanFile) -> CliError {
         )
         .with("plan_id", plan_id.as_str())
         .with_reasons(vec![ResumeIneligibleReason::StillRunning]),
-        EngineError::NotResumable { plan_id, reasons, .. } if reasons == [ResumeIneligibleReason::ApprovalRejected] => {
-            let mut error = not_eligible(&plan_id, reasons);
+        EngineError::NotResumable { plan_id, reasons, summary } if reasons == [ResumeIneligibleReason::ApprovalRejected] => {
+            let mut error = refused_resume(plan_id, reasons, &summary, file);
             error.code = "approval_rejected";
-            error.message.push_str(&format!(
-                "; `waypoint run --new {}` starts over, `waypoint plan fork` keeps the completed steps",
-                shown_path(&file.path)
-            ));
             error
         }
-        EngineError::NotResumable { plan_id, reasons, summary } => {
-            let mut error = not_eligible(&plan_id, reasons);
-            let hint = match summary.changed_steps.iter().find(|c| c.completed) {
-                Some(changed) => format!(
-                    "; `waypoint run --from-step {} {}` runs again from the changed step, `--new` starts over",
-                    changed.step,
-                    shown_path(&file.path)
-                ),
-                None => format!("; `waypoint run --new {}` starts over", shown_path(&file.path)),
-            };
-            error.message.push_str(&hint);
-            error
-        }
-        other => engine_error(&keyed_id(&file.path, 1), other),
+        EngineError::NotResumable { plan_id, reasons, summary } => refused_resume(plan_id, reasons, &summary, file),
+        other => engine_error(plan_id, other),
     }
 }
 
-/// `run FILE` when the file's plan still waits for an approval: it says so (exit 0).
-fn still_waiting(ui: &Ui, summary: &ResumeSummary) -> Result<(), CliError> {
-    if ui.json() {
-        let doc = RunDoc {
-            plan_id: &summary.plan_id,
-            outcome: "waiting",
-            resumed: None,
-            steps: &[],
-            waiting_for: summary.waiting_for.as_ref(),
-            summary,
-        };
-        ui.json_document(&doc);
-    } else {
-        say_stopped(ui, Some(Stopped::Waiting), summary);
-    }
-    Ok(())
-}
-
-/// `run FILE` when the file's newest plan finished: nothing runs unless `--new` asks.
+/// `run FILE` when the file's newest plan finished: nothing runs unless `--new` asks. A file
+/// edited since the plan completed is named step by step, with the command that runs it again
+/// from the first changed step.
 fn already_completed(ui: &Ui, summary: &ResumeSummary, file: &PlanFile) -> Result<(), CliError> {
     let id = &summary.plan_id;
     if ui.json() {
-        let doc =
-            RunDoc { plan_id: id, outcome: "already_completed", resumed: None, steps: &[], waiting_for: None, summary };
+        let doc = RunDoc { plan_id: id, outcome: "already_completed", resumed: None, steps: &[], waiting_for: None, summary };
         ui.json_document(&doc);
-    } else {
-        ui.stdout(&format!(
-            "{} plan {id} · {} · already completed {}; nothing to run\n  `waypoint run --new {}` starts a fresh plan",
-            ui.out.green("✓"),
-            escape_controls(file.name.as_str()),
-            render::count(file.steps.len(), "step"),
-            shown_path(&file.path),
-        ));
+        return Ok(());
     }
+    let steps = summary.total_steps.map_or(file.steps.len(), |t| t.get() as usize);
+    let head = format!("{} plan {id} · ", ui.out.green("✓"));
+    let mut lines = vec![
+        with_name(&head, &escape_controls(file.name.as_str()), "", ui.width),
+        format!("  already completed {}; nothing to run", count(steps, "step")),
+    ];
+    if !summary.changed_steps.is_empty() {
+        let changes = escape_controls(&describe_changes(&summary.changed_steps));
+        lines.push(format!("  since it completed, the plan file changed: {changes}"));
+    }
+    if let Some((from, command)) = rerun_command(id, Some(&file.path), &summary.changed_steps) {
+        lines.push(format!("  `{command}` runs it again from step {from}"));
+    }
+    lines.push(format!("  `waypoint run --new {}` starts a fresh plan", shown_path(&file.path)));
+    ui.stdout(&lines.join("\n"));
     Ok(())
 }
 
@@ -389,7 +413,7 @@ fn start_and_run(
     service: &Service,
     ready: ReadyRun<AnyStore>,
     file: &PlanFile,
-    why: Option<&str>,
+    continuing: Option<&Continuing>,
     events: &Events,
     outcome: &'static str,
 ) -> Result<(), CliError> {
@@ -399,7 +423,7 @@ fn start_and_run(
         file.check_runnable()?;
     }
     let run = block_on(ready.start()).map_err(|e| match e {
-        EngineError::NotResumable { .. } => refused(e, file),
+        EngineError::NotResumable { .. } => refused(e, &id, &file.path),
         other => engine_error(&id, other),
     })?;
     let point = run.resumed();
@@ -407,16 +431,12 @@ fn start_and_run(
         if ui.json() {
             ui.note(&format!("plan {id}"));
         } else {
-            ui.stdout(&format!(
-                "{} {} · plan {} · {}",
-                ui.out.cyan("▶"),
-                ui.out.bold(file.name.as_str()),
-                id,
-                render::count(file.steps.len(), "step")
-            ));
+            let head = format!("{} ", ui.out.cyan("▶"));
+            let tail = format!(" · plan {id} · {}", count(file.steps.len(), "step"));
+            ui.stdout(&with_name(&head, &escape_controls(file.name.as_str()), &tail, ui.width));
         }
     } else {
-        announce(ui, &run, file, why);
+        announce(ui, &run, file, continuing.map(|c| c.why.as_str()), continuing.is_some_and(|c| c.failed));
     }
     let end = run_plan_file(location, ui, run, file, events)?;
     let summary = block_on(service.build_resume_summary(&id, None))?;
@@ -444,7 +464,7 @@ fn run_plan_file(
     events: &Events,
 ) -> Result<RunEnd, CliError> {
     let total = u32::try_from(file.steps.len()).expect("checked when parsed");
-    let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total));
+    let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total, ui.width));
     let sidecar = location.sidecar();
     Runner { run, sidecar: &sidecar, file, progress, events, outputs: Default::default(), logs: None }.run_all()
 }

@@ -105,6 +105,10 @@ impl PlanStore for RefusesLogs {
         self.0.removal(plan_id)
     }
 
+    fn removals_with_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<Removal>, StoreError>> {
+        self.0.removals_with_prefix(prefix)
+    }
+
     fn import_plans(&self, histories: Vec<Vec<StoredEvent>>) -> BoxFuture<'_, Result<(), StoreError>> {
         self.0.import_plans(histories)
     }
