@@ -15,9 +15,11 @@ mod progress;
 mod render;
 mod runner;
 mod sidecar;
+mod steps;
 mod store;
 mod supervise;
 mod ui;
+mod web;
 
 #[cfg(test)]
 mod tests;
