@@ -321,7 +321,11 @@ fn summary_sentences(plan: &PlanPage) -> Vec<String> {
             None => "It is running.".to_owned(),
         },
         PlanStatus::Failed => match (&summary.error, summary.next_step) {
-            (Some(error), _) => format!("It failed: {}.", first_line(error).trim_end_matches('.')),
+            (Some(error), _) => {
+                let said = first_line(error);
+                let said = said.split("; stderr ends with").next().unwrap_or("").trim_end_matches(['.', ':', ';']);
+                format!("It failed: {said}.")
+            }
             (None, Some(n)) => format!("It failed at {}.", step_name(n.get())),
             (None, None) => "It failed.".to_owned(),
         },
@@ -388,7 +392,8 @@ fn capitalize(text: &str) -> String {
 /// The buttons for what the plan allows now, and the place their refusals are shown.
 fn actions(summary: &ResumeSummary, read_only: bool) -> Markup {
     let id = summary.plan_id.as_str();
-    let can_cancel = !matches!(summary.status, PlanStatus::Cancelled | PlanStatus::Applied);
+    // What the rules allow (`plan cancel` refuses a plan in `action` or finished).
+    let can_cancel = summary.phase != waypoint_domain::Phase::Action && !summary.state.is_terminal();
     let next = summary.next_step.map_or_else(|| summary.last_completed_step.map_or(1, |s| s.get() + 1), |s| s.get());
     html! {
         section aria-labelledby="h-actions" {
@@ -498,7 +503,9 @@ fn attempt_row(
                 @if let Some(code) = attempt.exit_code { " · exit code " (code) }
                 " · " (millis.map_or_else(|| "length unknown".to_owned(), duration_words))
                 " · started " (time(attempt.started_at, now))
-                @if let Some(reason) = &attempt.reason { " · " span.reason { (reason) } }
+                @if let Some(reason) = attempt.reason.as_ref().filter(|r| attempt.exit_code.is_none_or(|c| **r != format!("exit code {c}"))) {
+                    " · " span.reason { (reason) }
+                }
             }
             svg.bar viewBox="0 0 1000 14" preserveAspectRatio="none" role="img" aria-label=(label) {
                 rect.track x="0" y="0" width="1000" height="14" {}

@@ -135,7 +135,7 @@ impl Stores {
             b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id))
         });
         if let Some(cursor) = &query.cursor {
-            let start = views.partition_point(|view| !cursor.is_before(view));
+            let start = views.partition_point(|view| cursor.is_before(view));
             views.drain(..start);
         }
         // Only the plans on the page are summarized (a run-lock probe each); with a status filter

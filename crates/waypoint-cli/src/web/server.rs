@@ -194,10 +194,10 @@ async fn api_plans(
     let body = blocking(move || {
         let query = page_query(&query)?;
         let page = app.stores.page(&query)?;
-        Ok(serde_json::to_value(page.doc()).expect("a page serializes"))
+        Ok(serde_json::to_string(&page.doc()).expect("a page serializes"))
     })
     .await?;
-    Ok(Json(body).into_response())
+    Ok(json_text(body))
 }
 
 async fn api_plan(State(app): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -250,6 +250,11 @@ async fn api_logs(
     Ok(Json(doc).into_response())
 }
 
+/// A JSON document serialized where it was built (its keys in the CLI's order).
+fn json_text(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
 fn bad(message: String) -> CliError {
     CliError::usage("invalid_value", message)
 }
@@ -258,10 +263,10 @@ async fn api_preview(State(app): State<Shared>, Path(id): Path<String>) -> Resul
     let doc = blocking(move || {
         let id = app.stores.resolve(&id)?;
         let preview = app.stores.preview(&id)?;
-        Ok(serde_json::to_value(preview.doc()).expect("a preview serializes"))
+        Ok(serde_json::to_string(&preview.doc()).expect("a preview serializes"))
     })
     .await?;
-    Ok(Json(doc).into_response())
+    Ok(json_text(doc))
 }
 
 /// An action's JSON body (an empty body is `{}`).
