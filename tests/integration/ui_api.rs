@@ -141,7 +141,8 @@ fn the_list_filters_searches_and_pages() {
     assert_eq!(seen, all);
 
     let (_, failed) = server.get_json("/api/v1/plans?status=failed");
-    let ids: Vec<&str> = failed["plans"].as_array().expect("plans").iter().filter_map(|p| p["plan_id"].as_str()).collect();
+    let ids: Vec<&str> =
+        failed["plans"].as_array().expect("plans").iter().filter_map(|p| p["plan_id"].as_str()).collect();
     assert_eq!(ids, [plans.failed.as_str()]);
     let (_, resumable) = server.get_json("/api/v1/plans?resumable=true");
     assert_eq!(resumable["plans"], cli_ok(&sandbox, &["plan", "list", "--resumable"])["plans"]);
@@ -271,7 +272,8 @@ fn a_token_guards_every_request() {
         let response = agent().get(server.url(path)).call().expect("an answer");
         assert_eq!(response.status(), 401, "{path} without the token");
     }
-    let response = agent().get(server.url("/api/v1/plans")).header("Authorization", "Bearer wrong-token-of-some-length").call();
+    let response =
+        agent().get(server.url("/api/v1/plans")).header("Authorization", "Bearer wrong-token-of-some-length").call();
     assert_eq!(response.expect("an answer").status(), 401);
     let (status, _) = server.get("/api/v1/plans");
     assert_eq!(status, 200);
@@ -341,7 +343,10 @@ fn changes_are_streamed_and_counted() {
     assert_eq!(summary["status"], "cancelled");
 
     // Steps run while the server watches are counted.
-    let file = sandbox.write("ok.toml", "name = \"ok\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\n[[steps]]\nname = \"b\"\nrun = \"true\"\n");
+    let file = sandbox.write(
+        "ok.toml",
+        "name = \"ok\"\n[[steps]]\nname = \"a\"\nrun = \"true\"\n[[steps]]\nname = \"b\"\nrun = \"true\"\n",
+    );
     sandbox.run(&["run", file.to_str().expect("UTF-8")]).expect_code(0);
     wait_until("the metrics to count two completed steps", || {
         let (_, text) = server.get("/metrics");

@@ -30,7 +30,8 @@ impl UiServer {
     pub fn start(sandbox: &Sandbox, extra: &[&str]) -> Self {
         let mut args = vec!["ui", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = sandbox.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("waypoint ui starts");
+        let mut child =
+            sandbox.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("waypoint ui starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("waypoint ui prints its address");
@@ -267,10 +268,8 @@ impl Browser {
 
     /// The rendered text of the element `css` selects ("" when there is none).
     pub fn text(&self, css: &str) -> String {
-        let text = self.execute(
-            "var e = document.querySelector(arguments[0]); return e ? e.innerText : '';",
-            json!([css]),
-        );
+        let text =
+            self.execute("var e = document.querySelector(arguments[0]); return e ? e.innerText : '';", json!([css]));
         text.as_str().unwrap_or_default().to_owned()
     }
 
@@ -304,6 +303,10 @@ impl Browser {
             "POST",
             &self.session_path("/window/rect"),
             Some(json!({"width": 1280, "height": height.clamp(600, 4000) + 120})),
+        );
+        self.execute(
+            "window.scrollTo(0, 0); if (document.activeElement) { document.activeElement.blur(); }",
+            json!([]),
         );
         let encoded = self.command("GET", &self.session_path("/screenshot"), None);
         let png = base64::engine::general_purpose::STANDARD

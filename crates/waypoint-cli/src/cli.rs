@@ -367,7 +367,9 @@ pub enum PlanCommand {
         steps: bool,
     },
     /// Write one self-contained HTML page about a plan (summary, steps, logs, history), for a CI artifact
-    #[command(after_help = "Examples:\n  waypoint plan report ID --output report.html\n  waypoint plan report ID > report.html")]
+    #[command(
+        after_help = "Examples:\n  waypoint plan report ID --output report.html\n  waypoint plan report ID > report.html"
+    )]
     Report {
         /// The plan id
         #[arg(value_parser = PlanId::parse)]

@@ -161,13 +161,9 @@ pub fn steps_doc(plan_id: &PlanId, events: &[StoredEvent], status: PlanStatus) -
             PlanEvent::Interrupted(e) => {
                 close_open(&mut steps, "interrupted", Some(at), None, Some(e.reason.as_str().to_owned()))
             }
-            PlanEvent::PlanCancelled(e) => close_open(
-                &mut steps,
-                "cancelled",
-                Some(at),
-                None,
-                e.reason.as_ref().map(|r| r.as_str().to_owned()),
-            ),
+            PlanEvent::PlanCancelled(e) => {
+                close_open(&mut steps, "cancelled", Some(at), None, e.reason.as_ref().map(|r| r.as_str().to_owned()))
+            }
             PlanEvent::TotalStepsSet(_)
             | PlanEvent::PhaseCompleted(_)
             | PlanEvent::PlanApplied(_)

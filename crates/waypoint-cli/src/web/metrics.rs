@@ -49,17 +49,17 @@ impl Metrics {
         let attempts = Counter::default();
         let durations: Durations = Family::new_with_constructor(durations);
         registry.register("waypoint_plans", "Plans in the store, by status", plans.clone());
-        registry.register(
-            "waypoint_steps_completed",
-            "Steps completed since this server started",
-            completed.clone(),
-        );
+        registry.register("waypoint_steps_completed", "Steps completed since this server started", completed.clone());
         registry.register(
             "waypoint_steps_failed",
             "Step attempts that failed (retried or not) since this server started",
             failed.clone(),
         );
-        registry.register("waypoint_step_attempts", "Step attempts started since this server started", attempts.clone());
+        registry.register(
+            "waypoint_step_attempts",
+            "Step attempts started since this server started",
+            attempts.clone(),
+        );
         registry.register(
             "waypoint_step_duration_seconds",
             "How long step attempts ran, by outcome (completed or failed)",

@@ -92,14 +92,17 @@ pub fn serve(location: &StoreLocation, ui: &Ui, args: UiArgs) -> Result<(), CliE
         )
         .with("listen", addr.to_string())
     })?;
-    let bound = listener.local_addr().map_err(|e| CliError::unexpected(format!("cannot read the bound address: {e}")))?;
+    let bound =
+        listener.local_addr().map_err(|e| CliError::unexpected(format!("cannot read the bound address: {e}")))?;
     listener.set_nonblocking(true).map_err(|e| CliError::unexpected(format!("cannot set up the listener: {e}")))?;
     let url = match &token {
         Some(token) => format!("http://{bound}/?token={token}"),
         None => format!("http://{bound}/"),
     };
     if ui.json() {
-        ui.stdout(&serde_json::json!({ "url": url, "listen": bound.to_string(), "read_only": args.read_only }).to_string());
+        ui.stdout(
+            &serde_json::json!({ "url": url, "listen": bound.to_string(), "read_only": args.read_only }).to_string(),
+        );
     } else {
         ui.stdout(&format!("Waypoint dashboard on {}: open {url}", location.display()));
         ui.note("Ctrl-C stops it");

@@ -359,12 +359,13 @@ impl PageQuery {
                 _ => return Err(bad(format!("limit {text:?} is not a number from 1 to {MAX_LIMIT}"))),
             },
         };
-        let cursor = match get("cursor").filter(|c| !c.is_empty()) {
-            None => None,
-            Some(text) => Some(Cursor::parse(&text).ok_or_else(|| {
-                bad(format!("cursor {text:?} is not one this server gave; start again without it"))
-            })?),
-        };
+        let cursor =
+            match get("cursor").filter(|c| !c.is_empty()) {
+                None => None,
+                Some(text) => Some(Cursor::parse(&text).ok_or_else(|| {
+                    bad(format!("cursor {text:?} is not one this server gave; start again without it"))
+                })?),
+            };
         Ok(Self { status, resumable, q: get("q").filter(|q| !q.trim().is_empty()), limit, cursor })
     }
 }

@@ -235,9 +235,12 @@ async fn api_logs(
     let number = |key: &str| -> Result<Option<u32>, CliError> {
         match query.get(key).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(text) => text.parse::<u32>().ok().filter(|n| *n >= 1).map(Some).ok_or_else(|| {
-                CliError::usage("invalid_value", format!("{key} {text:?} is not a number from 1"))
-            }),
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .map(Some)
+                .ok_or_else(|| CliError::usage("invalid_value", format!("{key} {text:?} is not a number from 1"))),
         }
     };
     let step = number("step")?.map(StepNumber::new).transpose().map_err(|e| bad(e.to_string()))?;
@@ -281,8 +284,8 @@ fn action_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, C
     if !json_type {
         return Err(CliError::usage("usage", "send the action's body as JSON (Content-Type: application/json)"));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| CliError::usage("invalid_value", format!("the body is not JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| CliError::usage("invalid_value", format!("the body is not JSON: {e}")))?;
     if !value.is_object() {
         return Err(CliError::usage("invalid_value", "the body must be a JSON object"));
     }
@@ -413,9 +416,10 @@ async fn guard(State(app): State<Shared>, request: Request, next: Next) -> Respo
 /// `Ok(None)`: go on; `Ok(Some(response))`: answer this instead (the token's redirect).
 fn check(app: &App, request: &Request) -> Result<Option<Response>, CliError> {
     if let Some(token) = &app.token {
-        let query_token = request.uri().query().and_then(|q| {
-            q.split('&').find_map(|pair| pair.strip_prefix("token=")).map(|v| v.to_owned())
-        });
+        let query_token = request
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")).map(|v| v.to_owned()));
         if let Some(given) = query_token.filter(|_| request.method() == Method::GET) {
             if !same(&given, token) {
                 return Err(unauthorized());
@@ -436,7 +440,10 @@ fn check(app: &App, request: &Request) -> Result<Option<Response>, CliError> {
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| same(given.trim(), token));
         let cookie = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).any(|cookies| {
-            cookies.split(';').filter_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('=')).any(|given| same(given, token))
+            cookies
+                .split(';')
+                .filter_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
+                .any(|given| same(given, token))
         });
         if !bearer && !cookie {
             return Err(unauthorized());
@@ -466,7 +473,9 @@ fn check_origin(headers: &HeaderMap) -> Result<(), CliError> {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest).trim_end_matches('/');
     if host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
-        return Err(refused(format!("actions are refused from another origin ({origin}); use the dashboard's own page")));
+        return Err(refused(format!(
+            "actions are refused from another origin ({origin}); use the dashboard's own page"
+        )));
     }
     Ok(())
 }
