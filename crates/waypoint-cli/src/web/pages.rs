@@ -73,7 +73,7 @@ fn layout(mode: Mode, title: &str, page: &str, body: Markup) -> Markup {
 pub fn status_badge(status: PlanStatus) -> Markup {
     let icon = match status {
         PlanStatus::Running => "▶",
-        PlanStatus::Interrupted => "⏸",
+        PlanStatus::Interrupted => "‖",
         PlanStatus::Crashed => "⚠",
         PlanStatus::Failed => "✗",
         PlanStatus::Completed => "✓",
@@ -529,8 +529,8 @@ fn outcome_icon(outcome: &str) -> &'static str {
         "completed" => "✓",
         "running" => "▶",
         "failed" => "✗",
-        "timeout" => "⧖",
-        "interrupted" => "⏸",
+        "timeout" => "◷",
+        "interrupted" => "‖",
         "crashed" => "⚠",
         "cancelled" => "⊘",
         _ => "•",
