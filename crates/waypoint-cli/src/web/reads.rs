@@ -142,7 +142,8 @@ impl Stores {
         // the candidates are summarized a chunk at a time until the page is full.
         let service = self.lister();
         let mut rows: Vec<(PlanView, ResumeSummary)> = Vec::with_capacity(query.limit + 1);
-        let chunk = (query.limit + 1).max(64);
+        let filtered = query.status.is_some() || query.resumable;
+        let chunk = if filtered { (query.limit + 1).max(64) } else { query.limit + 1 };
         let mut rest = views.into_iter();
         while rows.len() <= query.limit {
             let batch: Vec<PlanView> = rest.by_ref().take(chunk).collect();
