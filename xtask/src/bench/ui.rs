@@ -82,7 +82,16 @@ struct Server {
 impl Server {
     fn start(waypoint: &Path, store: &Path) -> Result<Self, String> {
         let mut child = Command::new(waypoint)
-            .args(["--store", &store.display().to_string(), "--format", "json", "ui", "--listen", "127.0.0.1:0", "--read-only"])
+            .args([
+                "--store",
+                &store.display().to_string(),
+                "--format",
+                "json",
+                "ui",
+                "--listen",
+                "127.0.0.1:0",
+                "--read-only",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

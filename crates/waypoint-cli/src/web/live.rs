@@ -41,10 +41,13 @@ impl Live {
 }
 
 /// What the poller remembers between two polls.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Seen {
-    /// The newest last activity seen; `None` before the first poll.
-    watermark: Option<DateTime<Utc>>,
+    /// When the server started: the metrics count what happened since.
+    started: DateTime<Utc>,
+    /// The newest last activity seen (at first, the server's start: a change made while it
+    /// started up is not missed).
+    watermark: DateTime<Utc>,
     /// Plans active within [`SLACK`] of the watermark, at the version last seen.
     recent: HashMap<PlanId, u32>,
     /// Plans in `processing` and the status last seen: a runner's death changes it without an event.
@@ -53,7 +56,9 @@ struct Seen {
 
 /// Polls forever on the runtime (the store calls on its blocking threads).
 pub fn spawn_poller(stores: Stores, live: Live, metrics: Arc<Metrics>) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    let now = Utc::now();
+    let seen = Seen { started: now, watermark: now, recent: HashMap::new(), processing: HashMap::new() };
+    let seen = Arc::new(Mutex::new(seen));
     tokio::spawn(async move {
         loop {
             let started = Instant::now();
@@ -77,14 +82,7 @@ pub fn spawn_poller(stores: Stores, live: Live, metrics: Arc<Metrics>) {
 fn poll(stores: &Stores, seen: &mut Seen, metrics: &Metrics) -> Result<Vec<String>, crate::error::CliError> {
     let views = stores.catalog()?;
     let newest = views.iter().map(|v| v.last_activity_at).max();
-    let Some(watermark) = seen.watermark else {
-        seen.watermark = Some(newest.unwrap_or_else(Utc::now));
-        seen.recent = recent(&views, seen.watermark.unwrap_or_else(Utc::now));
-        let processing: Vec<PlanView> = views.into_iter().filter(is_processing).collect();
-        let summaries = stores.summarize(&processing)?;
-        seen.processing = summaries.into_iter().map(|s| (s.plan_id.clone(), s.status)).collect();
-        return Ok(Vec::new());
-    };
+    let watermark = seen.watermark;
     let since = watermark - SLACK;
     let mut changed: Vec<PlanView> = Vec::new();
     let mut watched: Vec<PlanView> = Vec::new();
@@ -99,11 +97,12 @@ fn poll(stores: &Stores, seen: &mut Seen, metrics: &Metrics) -> Result<Vec<Strin
     for view in &changed {
         let known = seen.recent.get(&view.plan_id).copied();
         if let Ok(events) = stores.events(&view.plan_id) {
-            let is_new = |stored: &StoredEvent| match known {
+            let unseen = |stored: &StoredEvent| match known {
                 Some(version) => eventually::versioning::Versioned::version(stored) > version,
                 None => stored.recorded_at >= since,
             };
-            count_steps(&events, is_new, metrics);
+            let started = seen.started;
+            count_steps(&events, |stored| unseen(stored) && stored.recorded_at >= started, metrics);
         }
     }
     let mut sent = Vec::new();
@@ -126,7 +125,7 @@ fn poll(stores: &Stores, seen: &mut Seen, metrics: &Metrics) -> Result<Vec<Strin
         }
     }
     let watermark = newest.map_or(watermark, |n| n.max(watermark));
-    seen.watermark = Some(watermark);
+    seen.watermark = watermark;
     seen.recent = recent(&views, watermark);
     Ok(sent)
 }
