@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::cli_harness::Sandbox;
+use crate::cli_harness::{Run, Sandbox};
 use crate::ui_harness::{agent, cli_ok, wait_until, UiServer};
 
 /// The name that must always render as text.
@@ -286,8 +286,15 @@ fn a_token_guards_every_request() {
     let pair = cookie.split(';').next().expect("name=value");
     let response = agent().get(server.url("/")).header("Cookie", pair).call().expect("an answer");
     assert_eq!(response.status(), 200);
+    let response = agent().get(server.url(&format!("/?status=failed&token={token}"))).call().expect("an answer");
+    assert_eq!(response.headers()["location"], "/?status=failed", "the other parameters stay");
     let response = agent().get(server.url("/?token=nope-nope-nope-nope")).call().expect("an answer");
     assert_eq!(response.status(), 401);
+}
+
+/// `waypoint ui ARGS`, which must refuse to start (without a token from the environment).
+fn ui_refused(sandbox: &Sandbox, args: &[&str]) -> Run {
+    Run::from_output(sandbox.command(args).env_remove("WAYPOINT_UI_TOKEN").output().expect("waypoint runs"))
 }
 
 #[test]
@@ -295,18 +302,20 @@ fn the_server_refuses_to_start_where_it_should() {
     let sandbox = Sandbox::new();
     populate(&sandbox);
     // Any address but loopback needs a token.
-    let refused = sandbox.run(&["ui", "--listen", "0.0.0.0:0"]);
+    let refused = ui_refused(&sandbox, &["ui", "--listen", "0.0.0.0:0"]);
     let error = refused.expect_error(2, "token_required");
     assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("--token")), "{error}");
-    let short = sandbox.run(&["ui", "--listen", "0.0.0.0:0", "--token", "short"]);
+    let short = ui_refused(&sandbox, &["ui", "--listen", "0.0.0.0:0", "--token", "short"]);
     short.expect_error(2, "invalid_value");
+    let odd = ui_refused(&sandbox, &["ui", "--listen", "0.0.0.0:0", "--token", "a token with spaces and & in it"]);
+    odd.expect_error(2, "invalid_value");
     // A taken port is named.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = taken.local_addr().expect("its address").port();
-    let busy = sandbox.run(&["ui", "--listen", &format!("127.0.0.1:{port}")]);
+    let busy = ui_refused(&sandbox, &["ui", "--listen", &format!("127.0.0.1:{port}")]);
     let error = busy.expect_error(2, "listen_failed");
     assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains(&port.to_string())), "{error}");
-    let garbage = sandbox.run(&["ui", "--listen", "nowhere"]);
+    let garbage = ui_refused(&sandbox, &["ui", "--listen", "nowhere"]);
     garbage.expect_error(2, "invalid_value");
 }
 

@@ -30,8 +30,13 @@ impl UiServer {
     pub fn start(sandbox: &Sandbox, extra: &[&str]) -> Self {
         let mut args = vec!["ui", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child =
-            sandbox.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("waypoint ui starts");
+        let mut child = sandbox
+            .command(&args)
+            .env_remove("WAYPOINT_UI_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("waypoint ui starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("waypoint ui prints its address");

@@ -39,8 +39,8 @@ POST …/cancel and …/fork ({\"from_step\": N}); GET /api/v1/events (Server-Se
 (Prometheus), /healthz.
 
 It listens on 127.0.0.1 unless told otherwise. Any other address needs a token (--token or \
-$WAYPOINT_UI_TOKEN, at least 16 characters); with a token every request must carry it (`Authorization: \
-Bearer TOKEN`, or the cookie the page sets after /?token=TOKEN). --read-only refuses every action (HTTP 403).";
+$WAYPOINT_UI_TOKEN: at least 16 letters, digits, `-`, `.`, `_` or `~`); with a token every request must \
+carry it (`Authorization: Bearer TOKEN`, or the cookie the page sets after /?token=TOKEN). --read-only refuses every action (HTTP 403).";
 
 pub const UI_EXAMPLES: &str = "\
 Examples:
@@ -57,7 +57,7 @@ pub struct UiArgs {
     /// The address to listen on; any address but loopback needs --token
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// The secret every request must carry (at least 16 characters)
+    /// The secret every request must carry (at least 16 of A-Z a-z 0-9 - . _ ~)
     #[arg(long, value_name = "TOKEN", env = "WAYPOINT_UI_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Show plans but refuse every action (cancel, fork)
@@ -145,8 +145,8 @@ fn listen_address(text: &str) -> Result<SocketAddr, CliError> {
     text.to_socket_addrs().map_err(|_| invalid())?.next().ok_or_else(invalid)
 }
 
-/// A token is sent in a header and kept in a cookie: long enough to guess at, and of plain
-/// characters.
+/// A token travels in the printed address, a header and a cookie: long enough not to be
+/// guessed, and of characters none of them needs to escape.
 fn check_token(token: &str) -> Result<(), CliError> {
     if token.chars().count() < MIN_TOKEN {
         return Err(CliError::usage(
@@ -154,10 +154,10 @@ fn check_token(token: &str) -> Result<(), CliError> {
             format!("the token is too short; give at least {MIN_TOKEN} characters (e.g. `openssl rand -hex 16`)"),
         ));
     }
-    if !token.chars().all(|c| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\')) {
+    if !token.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')) {
         return Err(CliError::usage(
             "invalid_value",
-            "the token may hold letters, digits and punctuation other than ; , \" and \\, and no spaces",
+            "the token may hold letters, digits, `-`, `.`, `_` and `~` only (it travels in an address and a cookie)",
         ));
     }
     Ok(())

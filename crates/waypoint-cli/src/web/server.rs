@@ -426,7 +426,18 @@ fn check(app: &App, request: &Request) -> Result<Option<Response>, CliError> {
             }
             // The token leaves the address bar: it lives in a cookie from now on.
             let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
-            let mut response = Redirect::to(request.uri().path()).into_response();
+            let rest: Vec<&str> = request
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter(|pair| !pair.is_empty() && !pair.starts_with("token="))
+                .collect();
+            let clean = match rest.is_empty() {
+                true => request.uri().path().to_owned(),
+                false => format!("{}?{}", request.uri().path(), rest.join("&")),
+            };
+            let mut response = Redirect::to(&clean).into_response();
             response.headers_mut().insert(
                 header::SET_COOKIE,
                 HeaderValue::from_str(&cookie).map_err(|_| CliError::unexpected("the token cannot be a cookie"))?,
