@@ -41,6 +41,8 @@ fn quick_bench_produces_every_figure() {
             "plan resume --dry-run, large vs one",
             "plan resume, large vs one-plan",
             "plan history, large vs one-plan",
+            "ui page of 50 vs plan list of 50",
+            "ui memory while serving pages",
             "durable append latency",
             "16 writers vs one, throughput",
             "run, overhead per step",

@@ -34,4 +34,7 @@ mod store_locks;
 mod store_postgres_faults;
 mod store_retention;
 mod store_scale;
+mod ui_api;
+mod ui_browser;
+mod ui_harness;
 mod workflow_example;

@@ -20,6 +20,8 @@ use waypoint_application::{Catalog, RecordedEvent};
 use waypoint_store_file::record::{self, FILE_HEADER};
 use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
+mod ui;
+
 const USAGE: &str =
     "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention] [--format rich|json]
 
@@ -262,6 +264,7 @@ fn other_figures(
     figures.extend(list_resumable(waypoint, (&small_list, few), (&large_list, many), sizes.runs)?);
     figures.extend(list_at_scale(waypoint, large, &large_list, sizes)?);
     figures.extend(single_plan_commands(waypoint, large, &one, sizes)?);
+    figures.extend(ui::page_of_50(waypoint, large, scratch, sizes)?);
 
     progress("measuring durable appends");
     figures.push(append_latency(&scratch.join("append"), sizes.appends)?);

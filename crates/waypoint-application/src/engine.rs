@@ -42,8 +42,8 @@ use std::time::Duration;
 
 use waypoint_domain::{
     ApprovalDecision, Artifact, Attempt, AttemptFailure, Checkpoint, DecisionId, Fingerprint, Message, Phase,
-    PlanError, PlanId, PlanName, ProcessingState, ResumeIneligibleReason, ResumeMetadata, ResumeSummary, RunnerId, SnapshotId,
-    StepDefinition, StepName, StepNumber, StepOutput, TotalSteps, PAUSED_REASON,
+    PlanError, PlanId, PlanName, ProcessingState, ResumeIneligibleReason, ResumeMetadata, ResumeSummary, RunnerId,
+    SnapshotId, StepDefinition, StepName, StepNumber, StepOutput, TotalSteps, PAUSED_REASON,
 };
 
 use crate::error::ServiceError;
@@ -528,7 +528,8 @@ impl<S: PlanStore> ReadyRun<S> {
                 None => service.start_phase(&plan_id, Phase::Strategize, guard.lock_runner()).await?,
             };
         } else {
-            let request = ResumeRequest { runner: guard.lock_runner(), lease: guard.lease(), ..ResumeRequest::default() };
+            let request =
+                ResumeRequest { runner: guard.lock_runner(), lease: guard.lease(), ..ResumeRequest::default() };
             match service.resume_plan(&plan_id, request).await {
                 Ok(outcome) => resumed = outcome.resumed,
                 // Something changed since the run was prepared.
@@ -822,7 +823,13 @@ pub struct EngineRun<S> {
 
 impl<S: PlanStore> EngineRun<S> {
     /// A run of the plan `view` shows, held by `guard`.
-    fn new(service: PlanResumeService<S>, plan_id: PlanId, guard: Holder, view: &PlanView, resumed: Option<ResumePoint>) -> Self {
+    fn new(
+        service: PlanResumeService<S>,
+        plan_id: PlanId,
+        guard: Holder,
+        view: &PlanView,
+        resumed: Option<ResumePoint>,
+    ) -> Self {
         EngineRun {
             service,
             plan_id,

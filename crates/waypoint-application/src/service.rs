@@ -610,6 +610,14 @@ impl<S: PlanStore> PlanResumeService<S> {
             .collect())
     }
 
+    /// The summaries of `views` (compact views from [`PlanStore::catalog`]), in their order, as
+    /// [`Self::list`] builds them: for a caller that pages through the catalog and summarizes only
+    /// the plans it shows. One reading of the store's clock for all of them, none without a lease.
+    pub async fn summarize_views(&self, views: &[PlanView]) -> Result<Vec<ResumeSummary>, ServiceError> {
+        let now = self.store_now_for(views).await?;
+        Ok(views.iter().map(|view| self.summarize(view, None, now)).collect())
+    }
+
     /// Every plan with its summary, newest activity first.
     pub async fn list_plans(&self) -> Result<Vec<ResumeSummary>, ServiceError> {
         Ok(self.list(false).await?.into_iter().map(|(_, summary)| summary).collect())

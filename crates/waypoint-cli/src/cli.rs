@@ -195,6 +195,9 @@ pub enum Command {
     /// Check, repair and measure the store itself (for operators)
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Serve a web dashboard and its JSON HTTP API over this store (127.0.0.1:8080 by default)
+    #[command(long_about = crate::web::UI_LONG_ABOUT, after_help = crate::web::UI_EXAMPLES)]
+    Ui(crate::web::UiArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -415,6 +418,21 @@ pub enum PlanCommand {
         /// Print the completed steps' recorded outputs instead (`{"step name": {"key": "value"}}`)
         #[arg(long)]
         outputs: bool,
+        /// Print each step's attempts instead (started, ended, outcome, exit code) with its output, as JSON
+        #[arg(long, conflicts_with = "outputs")]
+        steps: bool,
+    },
+    /// Write one self-contained HTML page about a plan (summary, steps, logs, history), for a CI artifact
+    #[command(
+        after_help = "Examples:\n  waypoint plan report ID --output report.html\n  waypoint plan report ID > report.html"
+    )]
+    Report {
+        /// The plan id
+        #[arg(value_parser = PlanId::parse)]
+        id: PlanId,
+        /// Where to write it (default: standard output)
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Show the stored stdout and stderr of a plan file's steps (the last 1 MiB of each stream, per attempt)
     #[command(after_help = "Examples:\n  waypoint plan logs ID\n  waypoint plan logs ID --step 2 --attempt 1")]
@@ -518,6 +536,7 @@ impl PlanCommand {
             | PlanCommand::Reject { id, .. }
             | PlanCommand::Pause { id, .. }
             | PlanCommand::Show { id, .. }
+            | PlanCommand::Report { id, .. }
             | PlanCommand::Logs { id, .. }
             | PlanCommand::Fork { id, .. }
             | PlanCommand::History { id } => Some(id),

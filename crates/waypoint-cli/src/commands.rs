@@ -46,6 +46,7 @@ pub fn execute(cli: Cli, ui: &Ui) -> Result<(), CliError> {
             plan(&location, ui, PlanCommand::Resume(args))
         }
         Command::Store(command) => crate::operate::store(&location, ui, command),
+        Command::Ui(args) => crate::web::serve(&location, ui, args),
     }
 }
 
@@ -97,8 +98,10 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
             write(location, ui, &id, done, |s| block_on(s.pause(&id, login_name(), reason)))
         }
         PlanCommand::List { resumable } => list(location, ui, resumable),
-        PlanCommand::Show { id, outputs: false } => show(location, ui, &id),
-        PlanCommand::Show { id, outputs: true } => show_outputs(location, ui, &id),
+        PlanCommand::Show { id, steps: true, .. } => crate::web::show_steps(location, ui, &id),
+        PlanCommand::Show { id, outputs: false, .. } => show(location, ui, &id),
+        PlanCommand::Show { id, outputs: true, .. } => show_outputs(location, ui, &id),
+        PlanCommand::Report { id, output } => crate::web::report(location, ui, &id, output.as_deref()),
         PlanCommand::Logs { id, step, attempt } => logs(location, ui, &id, step, attempt),
         PlanCommand::History { id } => history(location, ui, &id),
         PlanCommand::Fork { id, from_step, new_id } => fork(location, ui, &id, from_step, new_id),

@@ -15,10 +15,12 @@ mod progress;
 mod render;
 mod runner;
 mod sidecar;
+mod steps;
 mod store;
 mod supervise;
 mod text;
 mod ui;
+mod web;
 
 #[cfg(test)]
 mod tests;

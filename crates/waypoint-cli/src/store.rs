@@ -279,6 +279,12 @@ impl StoreLocation {
         self.open_read_only_with(OutputsProbe::Digest)?.ok_or_else(|| plan_not_found(plan_id))
     }
 
+    /// Opens read-only, checking recorded outputs' digests as a resume's preview does; `None`
+    /// when there is no store yet. For the dashboard's `--read-only` previews.
+    pub fn open_read_only_with_digests(&self) -> Result<Option<Service>, CliError> {
+        self.open_read_only_with(OutputsProbe::Digest)
+    }
+
     fn open_read_only_with(&self, outputs: OutputsProbe) -> Result<Option<Service>, CliError> {
         match self {
             StoreLocation::Dir(dir) => match FileStore::open_read_only(dir) {

@@ -350,6 +350,9 @@ fn a_fork_run_of_a_plan_that_runs_now_is_refused() {
             other => panic!("a fork from a running plan would run step 2 twice at once: {other:?}"),
         }
         drop(run);
-        assert!(service.prepare_fork_run(&key, definition(&key), runner(), step(2)).await.unwrap().is_some(), "once it stopped");
+        assert!(
+            service.prepare_fork_run(&key, definition(&key), runner(), step(2)).await.unwrap().is_some(),
+            "once it stopped"
+        );
     });
 }

@@ -382,7 +382,8 @@ fn refused(error: EngineError, plan_id: &PlanId, file: &Path) -> CliError {
 fn already_completed(ui: &Ui, summary: &ResumeSummary, file: &PlanFile) -> Result<(), CliError> {
     let id = &summary.plan_id;
     if ui.json() {
-        let doc = RunDoc { plan_id: id, outcome: "already_completed", resumed: None, steps: &[], waiting_for: None, summary };
+        let doc =
+            RunDoc { plan_id: id, outcome: "already_completed", resumed: None, steps: &[], waiting_for: None, summary };
         ui.json_document(&doc);
         return Ok(());
     }

@@ -1,0 +1,461 @@
+//! What the dashboard asks the store, as plain blocking calls over the same service the CLI
+//! uses: each answers with the CLI's JSON document for the same question (a summary, a
+//! history, logs, a resume preview) or the CLI's error. The server runs these on tokio's
+//! blocking threads; `plan report` and `plan show --steps` call them directly.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use futures::executor::block_on;
+use serde::Serialize;
+use waypoint_application::{LogStream, PlanStore, PlanView, ServiceError, StoredEvent, STEP_LOG_CAP};
+use waypoint_domain::{Attempt, Message, PlanId, PlanStatus, ResumeSummary, StepNumber};
+
+use crate::definition::{plan_file_path, read_plan_file};
+use crate::error::{exit, CliError};
+use crate::render::{self, HistoryDoc, PlannedStep};
+use crate::steps::{steps_doc, StepsDoc};
+use crate::store::{Service, StoreLocation};
+
+/// The most plans one page lists, and how many it lists unless asked.
+pub const MAX_LIMIT: usize = 500;
+pub const DEFAULT_LIMIT: usize = 50;
+
+/// The shortest id prefix accepted for a plan id, as in the CLI.
+const MIN_PREFIX: usize = 4;
+
+/// The services the dashboard reads and writes through: `list` checks recorded outputs only for
+/// presence (a listing must not read every plan's outputs), `full` checks their digests (a
+/// resume preview says what a resume would) and is the one actions write through.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    list: Service,
+    full: Service,
+    pub read_only: bool,
+}
+
+impl Stores {
+    /// Opens the store at `location`: read-only with `read_only` (a store that does not exist
+    /// yet is then an error), otherwise for writing (created if missing, as `run` does).
+    pub fn open(location: &StoreLocation, read_only: bool) -> Result<Self, CliError> {
+        let full = if read_only { None } else { Some(location.open_for_write()?) };
+        let list = location.open_read_only()?.ok_or_else(|| {
+            CliError::new(
+                exit::STORE_UNREADABLE,
+                "store_not_found",
+                format!(
+                    "there is no store at {}; give --store, or run a plan first (`waypoint run PLAN.toml`)",
+                    location.display()
+                ),
+            )
+        })?;
+        let full = match full {
+            Some(full) => full,
+            None => location.open_read_only_with_digests()?.unwrap_or_else(|| list.clone()),
+        };
+        Ok(Self { list, full, read_only })
+    }
+
+    /// The listing service with a fresh plan-file cache: a server lives long, and a plan file
+    /// edited since the last request must be read again.
+    fn lister(&self) -> Service {
+        self.list.clone().with_definition_probe(crate::definition::PlanFileProbe::default())
+    }
+
+    fn checker(&self) -> Service {
+        self.full.clone().with_definition_probe(crate::definition::PlanFileProbe::default())
+    }
+
+    /// The plan `given` names: a full id, or the one plan whose id starts with it (at least 4
+    /// characters), as the CLI resolves ids.
+    pub fn resolve(&self, given: &str) -> Result<PlanId, CliError> {
+        let given = PlanId::parse(given).map_err(|e| CliError::usage("invalid_value", e.to_string()))?;
+        let service = &self.list;
+        match block_on(service.load_summary(&given)) {
+            Ok(_) => return Ok(given),
+            Err(ServiceError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if given.as_str().len() < MIN_PREFIX {
+            return Ok(given);
+        }
+        let mut candidates: Vec<PlanId> = block_on(service.store().catalog())
+            .map_err(|e| CliError::from(ServiceError::from(e)))?
+            .into_iter()
+            .map(|view| view.plan_id)
+            .filter(|id| id.as_str().starts_with(given.as_str()))
+            .collect();
+        candidates.sort();
+        match candidates.len() {
+            0 => Ok(given),
+            1 => Ok(candidates.remove(0)),
+            _ => {
+                let listed: Vec<&str> = candidates.iter().map(PlanId::as_str).collect();
+                Err(CliError::usage(
+                    "ambiguous_id",
+                    format!(
+                        "{given} is the start of {} plan ids: {}; give more of the id",
+                        listed.len(),
+                        listed.join(", ")
+                    ),
+                )
+                .with("candidates", listed))
+            }
+        }
+    }
+
+    /// Whether the store answers: its catalog is read.
+    pub fn health(&self) -> Result<(), CliError> {
+        block_on(self.list.store().catalog()).map(|_| ()).map_err(|e| ServiceError::from(e).into())
+    }
+
+    /// Every plan's compact view (the live updates and the metrics start from it).
+    pub fn catalog(&self) -> Result<Vec<PlanView>, CliError> {
+        block_on(self.list.store().catalog()).map_err(|e| ServiceError::from(e).into())
+    }
+
+    /// The summaries of `views`, as `plan list` builds them.
+    pub fn summarize(&self, views: &[PlanView]) -> Result<Vec<ResumeSummary>, CliError> {
+        Ok(block_on(self.lister().summarize_views(views))?)
+    }
+
+    /// One page of plans, newest activity first, as `GET /api/v1/plans` answers.
+    pub fn page(&self, query: &PageQuery) -> Result<Page, CliError> {
+        let store = self.list.store();
+        let mut views = if query.resumable { block_on(store.open_catalog()) } else { block_on(store.catalog()) }
+            .map_err(ServiceError::from)?;
+        let total = views.len();
+        if let Some(text) = query.q.as_deref().map(str::to_lowercase).filter(|t| !t.is_empty()) {
+            views.retain(|view| {
+                view.plan_id.as_str().to_lowercase().contains(&text)
+                    || view.state.name.as_ref().is_some_and(|n| n.as_str().to_lowercase().contains(&text))
+            });
+        }
+        views.sort_unstable_by(|a, b| {
+            b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id))
+        });
+        if let Some(cursor) = &query.cursor {
+            let start = views.partition_point(|view| cursor.is_before(view));
+            views.drain(..start);
+        }
+        // Only the plans on the page are summarized (a run-lock probe each); with a status filter
+        // the candidates are summarized a chunk at a time until the page is full.
+        let service = self.lister();
+        let mut rows: Vec<(PlanView, ResumeSummary)> = Vec::with_capacity(query.limit + 1);
+        let filtered = query.status.is_some() || query.resumable;
+        let chunk = if filtered { (query.limit + 1).max(64) } else { query.limit + 1 };
+        let mut rest = views.into_iter();
+        while rows.len() <= query.limit {
+            let batch: Vec<PlanView> = rest.by_ref().take(chunk).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let summaries = block_on(service.summarize_views(&batch))?;
+            for (view, summary) in batch.into_iter().zip(summaries) {
+                let wanted = query.status.is_none_or(|s| s == summary.status) && (summary.eligible || !query.resumable);
+                if wanted && rows.len() <= query.limit {
+                    rows.push((view, summary));
+                }
+            }
+        }
+        let next_cursor = if rows.len() > query.limit {
+            rows.truncate(query.limit);
+            rows.last().map(|(view, _)| Cursor::after(view).to_string())
+        } else {
+            None
+        };
+        Ok(Page { rows, next_cursor, total })
+    }
+
+    /// The plan's summary and compact view (its name, source and last activity).
+    pub fn summary(&self, id: &PlanId) -> Result<(ResumeSummary, PlanView), CliError> {
+        let service = self.lister();
+        let summary = block_on(service.build_resume_summary(id, None))?;
+        let view = block_on(service.load_summary(id))?;
+        Ok((summary, view))
+    }
+
+    /// Every event of the plan, oldest first.
+    pub fn events(&self, id: &PlanId) -> Result<Vec<StoredEvent>, CliError> {
+        Ok(block_on(self.list.history(id))?)
+    }
+
+    /// `plan history --format json`.
+    pub fn history(&self, id: &PlanId) -> Result<HistoryDoc, CliError> {
+        Ok(render::history_doc(&self.events(id)?))
+    }
+
+    /// `plan show --steps`: each step's attempts and output.
+    pub fn steps(&self, id: &PlanId) -> Result<StepsDoc, CliError> {
+        let (summary, _) = self.summary(id)?;
+        Ok(steps_doc(id, &self.events(id)?, summary.status))
+    }
+
+    /// `plan logs --format json`: every recorded attempt (only `step` and `attempt` where given),
+    /// with what the store kept of its stdout and stderr.
+    pub fn logs(&self, id: &PlanId, step: Option<StepNumber>, attempt: Option<Attempt>) -> Result<LogsDoc, CliError> {
+        let service = &self.list;
+        let mut attempts: BTreeSet<(StepNumber, Attempt)> = block_on(service.history(id))?
+            .iter()
+            .filter_map(|stored| match &stored.event {
+                waypoint_domain::PlanEvent::StepStarted(started) => Some((started.step, started.attempt?)),
+                _ => None,
+            })
+            .collect();
+        let stored = block_on(service.store().step_logs(id, step, attempt)).map_err(ServiceError::from)?;
+        attempts.extend(stored.iter().map(|log| (log.step, log.attempt)));
+        let text_of = |step: StepNumber, attempt: Attempt, stream: LogStream| {
+            stored
+                .iter()
+                .find(|log| (log.step, log.attempt, log.stream) == (step, attempt, stream))
+                .map(crate::logs::shown)
+                .unwrap_or_default()
+        };
+        let logs = attempts
+            .into_iter()
+            .filter(|(s, a)| step.is_none_or(|want| want == *s) && attempt.is_none_or(|want| want == *a))
+            .map(|(s, a)| LogEntry {
+                step: s,
+                attempt: a.get(),
+                stdout: text_of(s, a, LogStream::Stdout),
+                stderr: text_of(s, a, LogStream::Stderr),
+            })
+            .collect();
+        Ok(LogsDoc { plan_id: id.clone(), cap_bytes: STEP_LOG_CAP, logs })
+    }
+
+    /// `plan resume ID --dry-run --format json`: the verdict (outputs' digests checked), and for
+    /// a plan file what a resume would do with each step.
+    pub fn preview(&self, id: &PlanId) -> Result<Preview, CliError> {
+        let service = self.checker();
+        let view = block_on(service.load_summary(id))?;
+        let request = waypoint_application::ResumeRequest { dry_run: true, ..Default::default() };
+        let summary = block_on(service.resume_plan(id, request))?.summary;
+        let steps = match plan_file_path(&view.state).map(read_plan_file) {
+            Some(Ok(file)) => Some(planned_steps(file.steps.iter().map(|s| s.name.clone()), &summary)),
+            _ => None,
+        };
+        Ok(Preview { summary, steps })
+    }
+
+    /// `plan cancel`: the summary after it.
+    pub fn cancel(&self, id: &PlanId, reason: Option<&str>) -> Result<ResumeSummary, CliError> {
+        self.writable()?;
+        let reason = reason
+            .filter(|r| !r.trim().is_empty())
+            .map(Message::parse)
+            .transpose()
+            .map_err(|e| CliError::usage("invalid_value", e.to_string()))?;
+        let service = self.checker();
+        block_on(service.cancel(id, reason))?;
+        Ok(block_on(self.lister().build_resume_summary(id, None))?)
+    }
+
+    /// `plan fork --from-step N`: the new plan's summary.
+    pub fn fork(&self, id: &PlanId, from_step: u32) -> Result<ResumeSummary, CliError> {
+        self.writable()?;
+        let from_step = StepNumber::new(from_step).map_err(|e| CliError::usage("invalid_value", e.to_string()))?;
+        let at_step = StepNumber::new(from_step.get() - 1).ok();
+        let fork = block_on(self.checker().fork_plan(id, at_step, None))?;
+        Ok(block_on(self.lister().build_resume_summary(&fork.plan_id, None))?)
+    }
+
+    /// `plan pause`, `plan approve` and `plan reject`: the summary after the decision. `by`
+    /// names the person (the dashboard's user, as its client says, else `dashboard`).
+    pub fn decide(&self, id: &PlanId, decision: Decision) -> Result<ResumeSummary, CliError> {
+        self.writable()?;
+        let text = |value: Option<String>| -> Result<Option<Message>, CliError> {
+            value
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| Message::parse(&t))
+                .transpose()
+                .map_err(|e| CliError::usage("invalid_value", e.to_string()))
+        };
+        let service = self.checker();
+        match decision {
+            Decision::Pause { by, reason } => block_on(service.pause(id, by, text(reason)?))?,
+            Decision::Approve { by, step, comment } => block_on(service.approve(id, step, by, text(comment)?))?,
+            Decision::Reject { by, step, reason } => {
+                let reason = text(Some(reason))?
+                    .ok_or_else(|| CliError::usage("invalid_value", "give the reason for the rejection"))?;
+                block_on(service.reject(id, step, by, reason))?
+            }
+        };
+        Ok(block_on(self.lister().build_resume_summary(id, None))?)
+    }
+
+    fn writable(&self) -> Result<(), CliError> {
+        if self.read_only {
+            return Err(read_only_refusal());
+        }
+        Ok(())
+    }
+}
+
+/// The refusal of an action by a dashboard started with `--read-only` (HTTP 403).
+pub fn read_only_refusal() -> CliError {
+    CliError::new(
+        exit::USAGE,
+        "read_only",
+        "this dashboard was started with --read-only, so it changes nothing; use the CLI, or restart `waypoint ui` without --read-only",
+    )
+}
+
+/// What a resume would do with each step of a plan file: `skip` (completed), `rerun` (the
+/// uncertain step) or `run`, as `resume --dry-run` says.
+fn planned_steps(names: impl Iterator<Item = String>, summary: &ResumeSummary) -> Vec<PlannedStep> {
+    let done = summary.last_completed_step.map_or(0, StepNumber::get);
+    let uncertain = summary.uncertain_step.map(StepNumber::get);
+    (1..)
+        .zip(names)
+        .map(|(n, name)| {
+            let action = if n <= done {
+                "skip"
+            } else if Some(n) == uncertain {
+                "rerun"
+            } else {
+                "run"
+            };
+            PlannedStep { step: n, name, action }
+        })
+        .collect()
+}
+
+/// A resume preview, owned; [`Preview::doc`] is the CLI's document.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub summary: ResumeSummary,
+    pub steps: Option<Vec<PlannedStep>>,
+}
+
+impl Preview {
+    pub fn doc(&self) -> render::PreviewDoc<'_> {
+        render::PreviewDoc { summary: &self.summary, steps: self.steps.as_deref() }
+    }
+}
+
+/// `{"plan_id", "cap_bytes", "logs": [{"step", "attempt", "stdout", "stderr"}]}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogsDoc {
+    pub plan_id: PlanId,
+    pub cap_bytes: usize,
+    pub logs: Vec<LogEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    pub step: StepNumber,
+    pub attempt: u32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A listing request: filters, page size and where the page starts.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    pub status: Option<PlanStatus>,
+    pub resumable: bool,
+    pub q: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+impl PageQuery {
+    /// Parses the query string's fields (`status`, `resumable`, `q`, `limit`, `cursor`); a bad
+    /// value is a usage error (HTTP 400).
+    pub fn parse(get: impl Fn(&str) -> Option<String>) -> Result<Self, CliError> {
+        let bad = |message: String| CliError::usage("invalid_value", message);
+        let status = match get("status").filter(|s| !s.is_empty() && s != "all") {
+            None => None,
+            Some(word) => Some(PlanStatus::ALL.into_iter().find(|s| s.as_str() == word).ok_or_else(|| {
+                let words: Vec<&str> = PlanStatus::ALL.iter().map(|s| s.as_str()).collect();
+                bad(format!("status {word:?} is not a status; give one of {}", words.join(", ")))
+            })?),
+        };
+        let resumable = match get("resumable").as_deref() {
+            None | Some("" | "false" | "0") => false,
+            Some("true" | "1" | "on") => true,
+            Some(other) => return Err(bad(format!("resumable {other:?} is not true or false"))),
+        };
+        let limit = match get("limit").filter(|l| !l.is_empty()) {
+            None => DEFAULT_LIMIT,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => return Err(bad(format!("limit {text:?} is not a number from 1 to {MAX_LIMIT}"))),
+            },
+        };
+        let cursor =
+            match get("cursor").filter(|c| !c.is_empty()) {
+                None => None,
+                Some(text) => Some(Cursor::parse(&text).ok_or_else(|| {
+                    bad(format!("cursor {text:?} is not one this server gave; start again without it"))
+                })?),
+            };
+        Ok(Self { status, resumable, q: get("q").filter(|q| !q.trim().is_empty()), limit, cursor })
+    }
+}
+
+/// Where the next page starts: after the plan with this last activity and id, in the listing's
+/// order (newest activity first, then id). Plans that change meanwhile move to the front, so a
+/// page never repeats or skips a plan that did not change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    at: DateTime<Utc>,
+    plan_id: PlanId,
+}
+
+impl Cursor {
+    fn after(view: &PlanView) -> Self {
+        Self { at: view.last_activity_at, plan_id: view.plan_id.clone() }
+    }
+
+    /// Whether `view` comes at or before this cursor in the listing's order.
+    fn is_before(&self, view: &PlanView) -> bool {
+        view.last_activity_at > self.at || (view.last_activity_at == self.at && view.plan_id <= self.plan_id)
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let (nanos, id) = text.split_once('.')?;
+        let at = DateTime::from_timestamp_nanos(nanos.parse().ok()?);
+        Some(Self { at, plan_id: PlanId::parse(id).ok()? })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.at.timestamp_nanos_opt().unwrap_or(i64::MAX), self.plan_id)
+    }
+}
+
+/// One page of plans with their views (for names and last activity) and summaries.
+#[derive(Debug)]
+pub struct Page {
+    pub rows: Vec<(PlanView, ResumeSummary)>,
+    pub next_cursor: Option<String>,
+    /// How many plans the store (or its open part, for `resumable`) holds.
+    pub total: usize,
+}
+
+/// `{"plans": [summary…], "next_cursor": C or null}`.
+#[derive(Debug, Serialize)]
+pub struct PageDoc<'a> {
+    pub plans: Vec<&'a ResumeSummary>,
+    pub next_cursor: Option<&'a str>,
+}
+
+impl Page {
+    pub fn doc(&self) -> PageDoc<'_> {
+        PageDoc { plans: self.rows.iter().map(|(_, s)| s).collect(), next_cursor: self.next_cursor.as_deref() }
+    }
+}
+
+/// A person's decision about a plan, from the dashboard.
+#[derive(Debug)]
+pub enum Decision {
+    /// Stop it at its next step boundary.
+    Pause { by: waypoint_domain::Actor, reason: Option<String> },
+    /// Let the step it waits at run.
+    Approve { by: waypoint_domain::Actor, step: Option<StepNumber>, comment: Option<String> },
+    /// Fail it at the step it waits at.
+    Reject { by: waypoint_domain::Actor, step: Option<StepNumber>, reason: String },
+}
