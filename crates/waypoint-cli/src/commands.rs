@@ -21,7 +21,7 @@ use crate::plan_file::PlanFile;
 use crate::progress::Progress;
 use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
 use crate::runner::{watch_signals, Events, Runner, StepReport};
-use crate::store::{acquire_run_lock, runner_id, Service, StoreLocation};
+use crate::store::{acquire_run_lock, runner_id, LocationExt, Service, StoreLocation};
 use crate::ui::{escape_controls, shown_path, Ui};
 
 mod lease;

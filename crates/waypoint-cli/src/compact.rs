@@ -14,7 +14,7 @@ use crate::cli::CompactArgs;
 use crate::error::{exit, CliError};
 use crate::progress::CompactMeter;
 use crate::render;
-use crate::store::{open_archive, Service, StoreLocation};
+use crate::store::{open_archive, LocationExt, Service, StoreLocation};
 use crate::ui::{shown_path, Ui};
 
 /// How many removed plans the rich output names; the rest are counted.

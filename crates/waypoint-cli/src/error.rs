@@ -4,7 +4,9 @@ use serde_json::{json, Map, Value};
 use waypoint_application::{ErrorKind, ServiceError, StoreError};
 use waypoint_domain::ResumeIneligibleReason;
 
-/// Exit codes, as `waypoint --help` and the contract list them.
+/// Exit codes, as `waypoint --help` and the contract list them. A service error's code follows
+/// its kind, as [`ErrorKind::exit_code`] gives it to the Python package (a unit test keeps the
+/// two equal).
 pub mod exit {
     pub const OK: u8 = 0;
     pub const UNEXPECTED: u8 = 1;
@@ -73,6 +75,18 @@ impl CliError {
             error.insert(key.clone(), value.clone());
         }
         json!({ "error": error })
+    }
+}
+
+impl From<waypoint_stores::LocationError> for CliError {
+    fn from(err: waypoint_stores::LocationError) -> Self {
+        let message = match &err {
+            waypoint_stores::LocationError::UnsupportedScheme { scheme } => {
+                format!("{scheme}:// stores are not supported; give a directory path or a postgres:// URL to --store")
+            }
+            _ => "--store is empty; give a directory path".to_owned(),
+        };
+        CliError::usage(err.code(), message)
     }
 }
 

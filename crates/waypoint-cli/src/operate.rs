@@ -8,7 +8,7 @@ use waypoint_application::{PlanStore, ServiceError};
 
 use crate::cli::StoreCommand;
 use crate::error::{exit, CliError};
-use crate::store::{Service, StoreLocation};
+use crate::store::{LocationExt, Service, StoreLocation};
 use crate::ui::Ui;
 
 pub fn store(location: &StoreLocation, ui: &Ui, command: StoreCommand) -> Result<(), CliError> {
