@@ -227,6 +227,13 @@ impl RunState {
     fn begin(&mut self, name: &StepName) -> Result<Turn, Failure> {
         let step = self.next;
         let plan_id = self.plan_id.clone();
+        if let Some(running) = &self.ticket {
+            return Err(Failure::invalid_state(format!(
+                "step {} ({}) of workflow {plan_id} is still running, so step {name:?} cannot start; a step's \
+                 function calls other functions plainly, and one run runs one step at a time",
+                running.step, running.name
+            )));
+        }
         match self.mode.as_mut() {
             None => Err(ended(&plan_id)),
             Some(Mode::Replay(checkpoints)) => {

@@ -236,3 +236,11 @@ def test_the_default_location_is_waypoint_store_else_dot_waypoint(tmp_path: Path
     assert waypoint.open().location == ".waypoint"
     monkeypatch.setenv("WAYPOINT_STORE", str(tmp_path / "elsewhere"))
     assert waypoint.open().location == str(tmp_path / "elsewhere")
+
+
+def test_a_step_cannot_start_another_step_of_its_run(store: waypoint.Store) -> None:
+    with pytest.raises(waypoint.InvalidState, match=r"step 1 \(outer\) of workflow nested is still running"):
+        with store.workflow("nested") as run:
+            run.step("outer", lambda: run.step("inner", lambda: 1))
+    summary = store.service().build_resume_summary("nested")
+    assert summary.status == "failed" and summary.next_step == 1
