@@ -104,3 +104,24 @@ def test_error_codes_and_exit_codes_match_the_clis(store: waypoint.Store, cli: C
             cli_error["reasons"],
         )
     assert json.loads(cli.run("plan", "show", "done", "--format", "json").stdout)["status"] == "completed"
+
+
+def test_a_corrupt_store_is_store_corrupt_with_the_clis_code_and_message_less_its_advice(
+    store_dir: Path, cli: Cli
+) -> None:
+    store = waypoint.open(store_dir)
+    for key in ("a", "b"):
+        with store.workflow(key) as run:
+            run.step("one", lambda: "x" * 100)
+    del store, run
+    log = store_dir / "events.log"
+    data = bytearray(log.read_bytes())
+    data[200] ^= 0xFF
+    log.write_bytes(bytes(data))
+    cli_error = cli.json("plan", "list", expect=6)["error"]
+    try:
+        waypoint.open(store_dir)
+        raise AssertionError("a corrupt store does not open")
+    except waypoint.StoreCorrupt as error:
+        assert (error.code, error.exit_code) == (cli_error["code"], 6) == ("store_unreadable", 6)
+        assert cli_error["message"] == f"{error}; copy the store aside, then run `waypoint store repair` (it keeps a backup)"
