@@ -16,21 +16,36 @@ use waypoint_application::domain::{
     Artifact, CheckpointId, DecisionId, EventId, Interrupted, Message, Phase, PhaseStarted, PlanCancelled, PlanCreated,
     PlanEvent, PlanId, SnapshotId, StepCompleted, StepNumber, StepStarted, TotalSteps,
 };
-use waypoint_application::{Catalog, RecordedEvent};
+use waypoint_application::{Catalog, PlanResumeService, RecordedEvent};
 use waypoint_store_file::record::{self, FILE_HEADER};
 use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
 mod ui;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention] [--format rich|json]
+    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
 minutes; --quick uses small sizes (a smoke test: it proves every figure is produced); --keep leaves
 the synthetic stores in place for a look with `waypoint` or `cargo xtask replay`; --plans and
 --events size the large store (100,000 plans and 10,000,000 events by default); --only retention
-builds the large store and measures retention alone (it always runs last: it compacts that store).";
+builds the large store and measures retention alone (it always runs last: it compacts that store).
+The full run (not --quick) ends with a durable step from Python vs one from Rust on the same file
+store, which builds the Python wheel with maturin into a throwaway virtualenv (maturin must be
+installed in python3 or $WAYPOINT_PYTHON); --only python measures that alone (with --quick, a
+smoke run of it on a dev build).";
+
+/// What a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    /// Every figure (the quick run leaves out the Python one, which needs maturin).
+    All,
+    /// The large store and retention.
+    Retention,
+    /// A durable step from Python vs from Rust.
+    Python,
+}
 
 /// How big the synthetic stores are.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +68,8 @@ struct Sizes {
     runner_steps: u32,
     /// Appends of each writer in the 16-writer figure.
     writer_appends: u32,
+    /// Steps of each workflow in the Python vs Rust figure.
+    workflow_steps: u32,
 }
 
 const FULL: Sizes = Sizes {
@@ -65,6 +82,7 @@ const FULL: Sizes = Sizes {
     appends: 300,
     runner_steps: 1_000,
     writer_appends: 200,
+    workflow_steps: 500,
 };
 const QUICK: Sizes = Sizes {
     large_plans: 300,
@@ -76,6 +94,7 @@ const QUICK: Sizes = Sizes {
     appends: 20,
     runner_steps: 20,
     writer_appends: 10,
+    workflow_steps: 20,
 };
 /// Events of the short plan the long one is compared with.
 const SHORT_PLAN_EVENTS: u32 = 10;
@@ -117,7 +136,7 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
     let mut keep = false;
     let mut plans = None;
     let mut events = None;
-    let mut only_retention = false;
+    let mut only = Only::All;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -134,8 +153,9 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
                 None => return usage_error("--events takes a number"),
             },
             "--only" => match it.next().map(String::as_str) {
-                Some("retention") => only_retention = true,
-                _ => return usage_error("--only takes retention"),
+                Some("retention") => only = Only::Retention,
+                Some("python") => only = Only::Python,
+                _ => return usage_error("--only takes retention or python"),
             },
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
@@ -173,7 +193,7 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
     if u64::from(sizes.large_events) < u64::from(sizes.long_plan_events) + 4 * u64::from(sizes.large_plans) {
         return usage_error("--events must leave at least four events for each plan besides the long one");
     }
-    match run(root, sizes, quick, keep, only_retention) {
+    match run(root, sizes, quick, keep, only) {
         Ok(report) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
@@ -207,28 +227,12 @@ impl Drop for Scratch {
     }
 }
 
-fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only_retention: bool) -> Result<Report, String> {
+fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only) -> Result<Report, String> {
     // Under target/: the same disk as the build, unlike a tmpfs /tmp, so fsync costs are real.
     let scratch = Scratch(root.join("target").join(format!("xtask-bench-{}", std::process::id())), keep);
     std::fs::create_dir_all(&scratch.0).map_err(|e| format!("cannot create {}: {e}", scratch.0.display()))?;
-    let waypoint = build_waypoint(root, quick)?;
     let mut figures = Vec::new();
-
-    progress("building the large store");
-    let large = scratch.0.join("large");
-    let started = Instant::now();
-    let (large_events, per_filler) = build_large_store(&large, sizes)?;
-    let built_in = started.elapsed();
-    progress(&format!("built {large_events} events in {:.1} s", built_in.as_secs_f64()));
-    if !only_retention {
-        other_figures(&waypoint, &scratch.0, &large, sizes, &mut figures)?;
-    }
-    // Last: it removes the finished plans of the large store.
-    progress("measuring retention");
-    let build = (large_events, built_in);
-    figures.extend(retention(&waypoint, &large, &scratch.0.join("archive"), sizes, per_filler, build)?);
-
-    Ok(Report {
+    let report = |figures, large_events| Report {
         quick,
         sizes: SizesReport {
             large_store_plans: sizes.large_plans,
@@ -237,6 +241,123 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only_retention: bool)
             list_plans: sizes.list_plans,
         },
         figures,
+    };
+    if only == Only::Python {
+        figures.push(python_step_cost(root, &scratch.0, sizes.workflow_steps, quick)?);
+        return Ok(report(figures, 0));
+    }
+    let waypoint = build_waypoint(root, quick)?;
+
+    progress("building the large store");
+    let large = scratch.0.join("large");
+    let started = Instant::now();
+    let (large_events, per_filler) = build_large_store(&large, sizes)?;
+    let built_in = started.elapsed();
+    progress(&format!("built {large_events} events in {:.1} s", built_in.as_secs_f64()));
+    if only == Only::All {
+        other_figures(&waypoint, &scratch.0, &large, sizes, &mut figures)?;
+    }
+    // Last of the store's figures: it removes the finished plans of the large store.
+    progress("measuring retention");
+    let build = (large_events, built_in);
+    figures.extend(retention(&waypoint, &large, &scratch.0.join("archive"), sizes, per_filler, build)?);
+    if only == Only::All && !quick {
+        figures.push(python_step_cost(root, &scratch.0, sizes.workflow_steps, quick)?);
+    }
+    Ok(report(figures, large_events))
+}
+
+/// Rounds of the Python vs Rust figure: a Rust workflow, then a Python one, each round. The disk's
+/// speed drifts with the machine's load, so each round's two sides are compared with each other
+/// and the median of those ratios is the figure.
+const WORKFLOW_ROUNDS: usize = 7;
+
+/// One workflow of `steps` steps in Python, timed by the script itself (its loop only).
+const PYTHON_STEPS: &str = r#"
+import json, sys, time
+import waypoint
+
+store = waypoint.open(sys.argv[1])
+steps = int(sys.argv[3])
+
+def value(n):
+    return {"n": n}
+
+with store.workflow(sys.argv[2]) as run:
+    started = time.perf_counter()
+    for n in range(steps):
+        run.step(f"s{n}", value, n)
+    elapsed = time.perf_counter() - started
+print(json.dumps({"seconds": elapsed}))
+"#;
+
+/// A durable step through the Python package's `run.step` against one through the Rust
+/// workflow API's `Workflow::step`, on the same file store in the same run: what the Python
+/// face adds to the engine (the GIL released and taken back, the output converted, the call).
+fn python_step_cost(root: &Path, scratch: &Path, steps: u32, quick: bool) -> Result<Figure, String> {
+    progress("building the Python wheel with maturin into a throwaway virtualenv");
+    let profile = if quick { "dev" } else { "release" };
+    let venv = crate::python::Venv::with_wheel(root, profile)?;
+    let script = venv.scratch("steps.py");
+    std::fs::write(&script, PYTHON_STEPS).map_err(|e| format!("cannot write {}: {e}", script.display()))?;
+    let store = scratch.join("workflows");
+    progress("measuring a durable step from Python and from Rust");
+    let (mut python, mut rust, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..WORKFLOW_ROUNDS {
+        let rust_step = rust_steps(&store, &format!("rust-{round}"), steps)? / steps;
+        let output = Command::new(venv.python())
+            .arg(&script)
+            .arg(&store)
+            .arg(format!("python-{round}"))
+            .arg(steps.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", venv.python().display()))?;
+        if !output.status.success() {
+            return Err(format!("the Python steps failed: {}", String::from_utf8_lossy(&output.stderr)));
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+        let seconds = doc["seconds"].as_f64().ok_or("the Python steps printed no time")?;
+        let python_step = Duration::from_secs_f64(seconds) / steps;
+        ratios.push(python_step.as_secs_f64() / rust_step.as_secs_f64());
+        python.push(python_step);
+        rust.push(rust_step);
+    }
+    let (python, rust) = (median(python), median(rust));
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[ratios.len() / 2];
+    Ok(Figure {
+        name: "durable step, Python vs Rust",
+        measured: millis(python),
+        baseline: Some(millis(rust)),
+        unit: "ms",
+        value: ratio,
+        goal: "<= 1.25",
+        met: ratio <= 1.25,
+        how: format!(
+            "per step of a {steps}-step workflow, `run.step` from Python (wheel built with --profile {profile}, {} bytes) vs \
+             `Workflow::step` from Rust, each returning {{\"n\": n}}, on the same file store; {WORKFLOW_ROUNDS} rounds of one Rust then one Python workflow, median per-step times, and the median of the rounds' ratios as the value",
+            venv.wheel_bytes()
+        ),
+    })
+}
+
+/// The time `steps` steps of one Rust workflow take on the file store at `dir`.
+fn rust_steps(dir: &Path, key: &str, steps: u32) -> Result<Duration, String> {
+    let service = PlanResumeService::new(FileStore::open(dir).map_err(|e| e.to_string())?);
+    let key = PlanId::parse(key).map_err(|e| e.to_string())?;
+    futures::executor::block_on(async {
+        let mut run = service.workflow(&key).await.map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        for n in 0..steps {
+            let _: serde_json::Value = run
+                .step(&format!("s{n}"), |_| async move { Ok::<_, String>(serde_json::json!({ "n": n })) })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let elapsed = started.elapsed();
+        run.finish().await.map_err(|e| e.to_string())?;
+        Ok(elapsed)
     })
 }
 

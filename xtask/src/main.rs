@@ -4,6 +4,7 @@
 //! message is built from. `tidy` needs std only; `replay` and `bench` use the workspace's own crates.
 
 mod bench;
+mod python;
 mod replay;
 mod testrun;
 mod tidy;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 
 /// Every command, with the one line the usage message shows for it.
 const COMMANDS: &[(&str, &str)] = &[
-    ("test", "run the workspace's tests against a throwaway PostgreSQL it starts and removes"),
+    ("test", "run the workspace's and the Python package's tests against a throwaway PostgreSQL"),
     ("tidy", "check .rs file headers, forbidden test attributes and crate dependency direction"),
     ("replay", "rebuild every projection from the log; --verify compares them with the stored ones"),
     ("bench", "measure speed and memory against same-run baselines; --quick for a smoke run"),

@@ -1,8 +1,10 @@
 //! `cargo xtask test`: the README's test command. Starts a throwaway PostgreSQL (initdb in a
 //! temporary directory, a server on 127.0.0.1 at a free port), runs `cargo test --workspace
-//! --locked` against it with `WAYPOINT_TEST_POSTGRES_URL` set, then stops the server and removes
-//! its files, also when the tests fail or Ctrl-C is pressed. No server, no test run: the
-//! PostgreSQL suite never skips.
+//! --locked` against it with `WAYPOINT_TEST_POSTGRES_URL` set, then the Python package's tests
+//! (`python.rs`: the wheel built with maturin into a throwaway virtualenv, `mypy --strict`,
+//! pytest on the file store and the same server), then stops the server and removes its files,
+//! also when the tests fail or Ctrl-C is pressed. No server, no test run: the PostgreSQL suite
+//! never skips, and neither does the Python one for a missing tool.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -16,7 +18,12 @@ const USAGE: &str = "usage: cargo xtask test [cargo test arguments…]
 Starts a throwaway PostgreSQL server (the binaries from $WAYPOINT_TEST_POSTGRES_BIN or
 /usr/lib/postgresql/*/bin; install them with e.g. `apt-get install postgresql`), runs
 `cargo test --workspace --locked` with WAYPOINT_TEST_POSTGRES_URL pointing at it, passing any
-further arguments on, and removes the server again. As root, the server runs as user `postgres`.";
+further arguments on (with -p/--package, only those packages: `cargo xtask test -p waypoint-python`
+runs the Python suite alone), then builds the Python package's wheel with maturin into a
+throwaway virtualenv, runs `mypy --strict` on the examples and pytest on crates/waypoint-python/tests
+against the file store and the same server, and removes the server again. maturin, pytest and mypy
+must be installed in python3 (or $WAYPOINT_PYTHON): `python3 -m pip install maturin pytest mypy`.
+As root, the server runs as user `postgres`.";
 
 pub fn main(root: &Path, args: &[String]) -> ExitCode {
     if args.first().is_some_and(|a| a == "-h" || a == "--help") {
@@ -48,15 +55,18 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
     println!("== {} started on 127.0.0.1:{} (data in {})", cluster.version(), cluster.port(), cluster.dir().display());
     println!("== {URL_VAR}={}", cluster.url());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    println!("== cargo test --workspace --locked {}", args.join(" "));
+    // `-p NAME` narrows the run to those packages; otherwise every package's tests run.
+    let narrowed = args.iter().any(|a| a == "-p" || a == "--package" || a.starts_with("--package="));
+    let scope: &[&str] = if narrowed { &["test", "--locked"] } else { &["test", "--workspace", "--locked"] };
+    println!("== cargo {} {}", scope.join(" "), args.join(" "));
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["test", "--workspace", "--locked"])
+        .args(scope)
         .args(args)
         .env(URL_VAR, cluster.url())
         .env(BIN_VAR, &bin)
         .status();
-    let code = match status {
+    let mut code = match status {
         Ok(status) if status.success() && !interrupted.load(Ordering::SeqCst) => ExitCode::SUCCESS,
         Ok(status) => {
             eprintln!("xtask test: cargo test {status}");
@@ -67,6 +77,15 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     };
+    if code == ExitCode::SUCCESS {
+        if let Err(e) = crate::python::test(root, &cluster.url(), &bin) {
+            eprintln!("xtask test: the Python package: {e}");
+            code = ExitCode::FAILURE;
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            code = ExitCode::FAILURE;
+        }
+    }
     println!("== stopping PostgreSQL and removing {}", cluster.dir().display());
     drop(cluster);
     code

@@ -2,8 +2,8 @@
 //!
 //! 1. Every `.rs` file under `crates/`, `tests/` and `xtask/` opens with a `//!` line.
 //! 2. No test is switched off or inverted with the `ignore` or `should_panic` attributes.
-//! 3. Crate dependencies point one way: domain ← application ← store-* ← cli, and nothing
-//!    depends on the cli.
+//! 3. Crate dependencies point one way: domain ← application ← store-* ← stores ← cli and
+//!    python, and nothing depends on the cli or the Python package.
 //! 4. Every store crate (`crates/waypoint-store-*`) runs the conformance kit
 //!    (`waypoint_application::testkit::run`) from a test, and only dev-dependencies switch the
 //!    kit's `testkit` feature on, so it never ships in a binary.
@@ -157,7 +157,10 @@ enum Layer {
     Domain,
     Application,
     Store,
-    /// The binary, and the workspace's tooling and test packages, which nothing depends on.
+    /// `waypoint-stores`: a store by its location, over every store crate.
+    Stores,
+    /// The binary, the Python package, and the workspace's tooling and test packages, which
+    /// nothing depends on.
     Top,
 }
 
@@ -165,7 +168,8 @@ fn layer_of(package: &str) -> Option<Layer> {
     match package {
         "waypoint-domain" => Some(Layer::Domain),
         "waypoint-application" => Some(Layer::Application),
-        "waypoint-cli" | "waypoint-tests" | "xtask" => Some(Layer::Top),
+        "waypoint-stores" => Some(Layer::Stores),
+        "waypoint-cli" | "waypoint-python" | "waypoint-tests" | "xtask" => Some(Layer::Top),
         _ if package.starts_with("waypoint-store-") => Some(Layer::Store),
         _ => None,
     }
@@ -203,8 +207,8 @@ fn check_dependency_direction(root: &Path, out: &mut Vec<Violation>) -> io::Resu
             out.push(violation(
                 None,
                 format!(
-                    "`{package}` is not in the layering (domain, application, store-*, cli); rename it or \
-                     teach xtask/src/tidy.rs where it belongs"
+                    "`{package}` is not in the layering (domain, application, store-*, stores, cli, python); \
+                     rename it or teach xtask/src/tidy.rs where it belongs"
                 ),
             ));
             continue;
@@ -218,7 +222,7 @@ fn check_dependency_direction(root: &Path, out: &mut Vec<Violation>) -> io::Resu
                 Some(dep.line),
                 format!(
                     "`{package}` must not depend on `{target}`: dependencies point one way, \
-                     cli → store-* → application → domain"
+                     cli and python → stores → store-* → application → domain"
                 ),
             ));
         }

@@ -14,7 +14,8 @@
 //!   after the policy's delay, doubled each time and capped ([`StepPolicy::delay_after`]); the
 //!   last one fails the plan with one cleaned message;
 //! - **finishing** ([`EngineRun::finish`]) and **interruption** ([`EngineRun::interrupt`]): a
-//!   plan whose steps all completed is finished, whatever stopped it.
+//!   plan whose steps all completed is finished, whatever stopped it; a run whose own code
+//!   failed between steps fails the plan ([`EngineRun::fail`]).
 //!
 //! ```
 //! # futures::executor::block_on(async {
@@ -1012,6 +1013,16 @@ impl<S: PlanStore> EngineRun<S> {
         }
         self.service.record_shutdown(&self.plan_id, Message::lossy(reason)).await?;
         Ok(Stopped::Interrupted)
+    }
+
+    /// Stops the run because the surface's own code failed outside any step (a workflow body
+    /// that raised between two steps): the plan's failure is recorded, saying before which
+    /// step and `what` went wrong, and a later run continues with that step. Returns the
+    /// recorded message.
+    pub async fn fail(&mut self, what: &str) -> Result<Message, EngineError> {
+        let message = Message::lossy(&format!("the run failed before step {}: {what}", self.next_step()));
+        self.service.fail(&self.plan_id, message.clone()).await?;
+        Ok(message)
     }
 
     /// Finishes the plan: its one phase is complete, and a later run of the key replays it.

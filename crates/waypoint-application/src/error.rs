@@ -94,6 +94,21 @@ pub enum ErrorKind {
     Unexpected,
 }
 
+impl ErrorKind {
+    /// The exit code of the CLI contract for this class; the Python package's exceptions carry
+    /// it too (`.exit_code`).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::NotFound => 3,
+            ErrorKind::NotEligible => 4,
+            ErrorKind::Conflict => 5,
+            ErrorKind::StoreUnreadable => 6,
+            ErrorKind::InvalidCommand => 7,
+            ErrorKind::Unexpected => 1,
+        }
+    }
+}
+
 impl ServiceError {
     /// The broad class of this failure.
     pub fn kind(&self) -> ErrorKind {

@@ -21,7 +21,7 @@ use crate::plan_file::PlanFile;
 use crate::progress::Progress;
 use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
 use crate::runner::{watch_signals, Events, Runner};
-use crate::store::{acquire_run_lock, runner_id, Service, StoreLocation};
+use crate::store::{acquire_run_lock, runner_id, LocationExt, Service, StoreLocation};
 use crate::text::{columns, count, cut, local_time};
 use crate::text::{escape_controls, shown_path};
 use crate::ui::Ui;

@@ -14,7 +14,7 @@ use crate::cli::CompactArgs;
 use crate::error::{exit, CliError};
 use crate::progress::CompactMeter;
 use crate::render;
-use crate::store::{open_archive, Service, StoreLocation};
+use crate::store::{open_archive, LocationExt, Service, StoreLocation};
 use crate::text;
 use crate::text::shown_path;
 use crate::ui::Ui;

@@ -8,7 +8,9 @@ use waypoint_domain::{ChangedStep, PlanError, PlanId, ResumeIneligibleReason, St
 
 use crate::text::{local_time, shown_path};
 
-/// Exit codes, as `waypoint --help` and the contract list them.
+/// Exit codes, as `waypoint --help` and the contract list them. A service error's code follows
+/// its kind, as [`ErrorKind::exit_code`] gives it to the Python package (a unit test keeps the
+/// two equal).
 pub mod exit {
     pub const OK: u8 = 0;
     pub const UNEXPECTED: u8 = 1;
@@ -83,6 +85,21 @@ impl CliError {
             error.insert(key.clone(), value.clone());
         }
         json!({ "error": error })
+    }
+}
+
+impl From<waypoint_stores::LocationError> for CliError {
+    fn from(err: waypoint_stores::LocationError) -> Self {
+        let message = match &err {
+            waypoint_stores::LocationError::UnsupportedScheme { scheme } => {
+                format!("{scheme}:// stores are not supported; give a directory path or a postgres:// URL to --store")
+            }
+            waypoint_stores::LocationError::Malformed { scheme } => format!(
+                "--store looks like a URL with a malformed or unknown scheme ({scheme}:…); write postgres://USER@HOST/DB, or a directory path"
+            ),
+            _ => "--store is empty; give a directory path".to_owned(),
+        };
+        CliError::usage(err.code(), message)
     }
 }
 

@@ -12,7 +12,7 @@ use waypoint_domain::PlanStatus;
 
 use crate::cli::StoreCommand;
 use crate::error::{exit, CliError};
-use crate::store::{Service, StoreLocation};
+use crate::store::{LocationExt, Service, StoreLocation};
 use crate::text::{cut_left, human_bytes, local_time};
 use crate::ui::Ui;
 

@@ -1,19 +1,15 @@
-//! The composition root: which store a `--store` value names, how it is opened, and the service
-//! built over it with the snapshot probe and the actor. Nothing above this module knows which
-//! store it has: commands see one [`AnyStore`] behind the port.
+//! The composition root: the store a `--store` value names (parsed and opened by
+//! `waypoint-stores`, which the Python package shares), and the service built over it with the
+//! CLI's run locks, probes and actor. Nothing above this module knows which store it has:
+//! commands see one [`AnyStore`] behind the port.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use eventually::store::{EventStore, EventStream, Expected, Select};
-use futures::future::BoxFuture;
-use waypoint_application::{
-    PlanResumeService, PlanStore, PlanView, RecordedEvent, RunLockError, RunLockGuard, RunLocks, ServiceError,
-    StoreError, StoreStats, VerifyReport,
-};
+use waypoint_application::{PlanResumeService, PlanStore, RunLockError, RunLockGuard, ServiceError, StoreError};
 use waypoint_domain::{Actor, PlanId, ResumeIneligibleReason, RunnerId};
 use waypoint_store_file::{FileStore, FileStoreError};
-use waypoint_store_postgres::PostgresStore;
+use waypoint_stores::OpenError;
+pub use waypoint_stores::{AnyStore, StoreLocation};
 
 use crate::definition::PlanFileProbe;
 use crate::error::{exit, CliError};
@@ -21,198 +17,33 @@ use crate::outputs::OutputsProbe;
 use crate::sidecar::{Sidecar, StepAwareRunLocks};
 use crate::text::shown_path;
 
-/// Every store the binary can open, behind the one port. Adding a store is a variant here, a
-/// line in `delegate!` and a case in [`StoreLocation::parse`].
-#[derive(Debug, Clone)]
-pub enum AnyStore {
-    /// The embedded file log in a directory.
-    File(FileStore),
-    /// The PostgreSQL store, for plans shared by many machines.
-    Postgres(PostgresStore),
-}
-
-macro_rules! delegate {
-    ($store:expr, $s:ident => $call:expr) => {
-        match $store {
-            AnyStore::File($s) => $call,
-            AnyStore::Postgres($s) => $call,
-        }
-    };
-}
-
-impl EventStore for AnyStore {
-    type SourceId = PlanId;
-    type Event = RecordedEvent;
-    type Error = StoreError;
-
-    fn append(
-        &mut self,
-        source_id: PlanId,
-        version: Expected,
-        events: Vec<RecordedEvent>,
-    ) -> BoxFuture<'_, Result<u32, StoreError>> {
-        delegate!(self, s => s.append(source_id, version, events))
-    }
-
-    fn stream(&self, source_id: PlanId, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
-        delegate!(self, s => s.stream(source_id, select))
-    }
-
-    fn stream_all(&self, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
-        delegate!(self, s => s.stream_all(select))
-    }
-
-    fn remove(&mut self, source_id: PlanId) -> BoxFuture<'_, Result<(), StoreError>> {
-        delegate!(self, s => s.remove(source_id))
-    }
-}
-
-impl PlanStore for AnyStore {
-    fn run_locks(&self) -> Arc<dyn RunLocks> {
-        delegate!(self, s => PlanStore::run_locks(s))
-    }
-
-    fn content_fingerprint(&self) -> BoxFuture<'_, Result<String, StoreError>> {
-        delegate!(self, s => s.content_fingerprint())
-    }
-
-    fn now(&self) -> BoxFuture<'_, Result<chrono::DateTime<chrono::Utc>, StoreError>> {
-        delegate!(self, s => s.now())
-    }
-
-    fn load_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
-        delegate!(self, s => s.load_view(plan_id))
-    }
-
-    fn load_summary_view<'a>(&'a self, plan_id: &'a PlanId) -> BoxFuture<'a, Result<Option<PlanView>, StoreError>> {
-        delegate!(self, s => s.load_summary_view(plan_id))
-    }
-
-    fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
-        delegate!(self, s => s.catalog())
-    }
-
-    fn open_catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
-        delegate!(self, s => s.open_catalog())
-    }
-
-    fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {
-        delegate!(self, s => s.verify())
-    }
-
-    fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
-        delegate!(self, s => s.stats())
-    }
-
-    fn remove_plans<'a>(
-        &'a self,
-        plans: &'a [(PlanId, u32)],
-        removed_at: chrono::DateTime<chrono::Utc>,
-        archive: &'a str,
-    ) -> BoxFuture<'a, Result<waypoint_application::RemovalReport, StoreError>> {
-        delegate!(self, s => s.remove_plans(plans, removed_at, archive))
-    }
-
-    fn removal<'a>(
-        &'a self,
-        plan_id: &'a PlanId,
-    ) -> BoxFuture<'a, Result<Option<waypoint_application::Removal>, StoreError>> {
-        delegate!(self, s => s.removal(plan_id))
-    }
-
-    fn removals_with_prefix<'a>(
-        &'a self,
-        prefix: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<waypoint_application::Removal>, StoreError>> {
-        delegate!(self, s => s.removals_with_prefix(prefix))
-    }
-
-    fn import_plans(
-        &self,
-        histories: Vec<Vec<waypoint_application::StoredEvent>>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
-        delegate!(self, s => s.import_plans(histories))
-    }
-
-    fn put_step_log<'a>(
-        &'a self,
-        plan_id: &'a PlanId,
-        log: waypoint_application::StepLog,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        delegate!(self, s => s.put_step_log(plan_id, log))
-    }
-
-    fn step_logs<'a>(
-        &'a self,
-        plan_id: &'a PlanId,
-        step: Option<waypoint_domain::StepNumber>,
-        attempt: Option<waypoint_domain::Attempt>,
-    ) -> BoxFuture<'a, Result<Vec<waypoint_application::StepLog>, StoreError>> {
-        delegate!(self, s => s.step_logs(plan_id, step, attempt))
-    }
-}
-
 pub type Service = PlanResumeService<AnyStore>;
 
-/// A parsed `--store` value: a directory, or a PostgreSQL URL.
-#[derive(Clone)]
-pub enum StoreLocation {
-    /// The embedded file store in this directory.
-    Dir(PathBuf),
-    /// A PostgreSQL database; the URL may hold a password, so it is never shown as it is.
-    Postgres(String),
-}
-
-impl std::fmt::Debug for StoreLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StoreLocation({})", self.display())
-    }
-}
-
-impl StoreLocation {
-    pub fn parse(value: &str) -> Result<Self, CliError> {
-        if value.is_empty() {
-            return Err(CliError::usage("invalid_store", "--store is empty; give a directory path"));
-        }
-        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            return Ok(Self::Postgres(value.to_owned()));
-        }
-        if let Some((scheme, _)) = value.split_once("://") {
-            return Err(CliError::usage(
-                "unsupported_store",
-                format!(
-                    "{}:// stores are not supported; give a directory path or a postgres:// URL to --store",
-                    short_scheme(scheme)
-                ),
-            ));
-        }
-        // `postgres:/user:pw@host/db` (one slash) and the like look like a URL gone wrong, not a
-        // folder: making a folder of that name would put the password in a path.
-        if let Some((scheme, _)) = value.split_once(':') {
-            let url_like = !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-            if url_like && (value.contains('@') || scheme.to_ascii_lowercase().starts_with("postgres")) {
-                return Err(CliError::usage(
-                    "invalid_store",
-                    format!(
-                        "--store looks like a URL with a malformed or unknown scheme ({}:…); write postgres://USER@HOST/DB, or a directory path",
-                        short_scheme(scheme)
-                    ),
-                ));
-            }
-        }
-        Ok(Self::Dir(PathBuf::from(value)))
-    }
-
-    /// The location as messages show it (never with a password).
-    pub fn display(&self) -> String {
-        match self {
-            StoreLocation::Dir(dir) => crate::text::shown_path(dir),
-            StoreLocation::Postgres(url) => waypoint_store_postgres::redact(url),
-        }
-    }
-
+/// What the binary does with a store location beyond opening it: the sidecar beside it, the
+/// default archive, and opening it composed into the CLI's service (its run locks, probes and
+/// actor), with errors in the CLI's words.
+pub trait LocationExt {
     /// What is kept beside this store for plan-file runs (attempt locks, step outputs, logs).
-    pub fn sidecar(&self) -> Sidecar {
+    fn sidecar(&self) -> Sidecar;
+    /// Where `store compact` archives by default.
+    fn default_archive(&self) -> Result<PathBuf, CliError>;
+    /// Opens for writing, creating the store if needed. For `create` and `run`.
+    fn open_for_write(&self) -> Result<Service, CliError>;
+    /// Opens for writing a plan that must already exist.
+    fn open_existing_for_write(&self, plan_id: &PlanId) -> Result<Service, CliError>;
+    /// Opens without writing a byte; `None` when there is no store yet.
+    fn open_read_only(&self) -> Result<Option<Service>, CliError>;
+    /// Opens read-only a store that must hold `plan_id`, checking recorded outputs' digests.
+    fn open_read_only_for_preview(&self, plan_id: &PlanId) -> Result<Service, CliError>;
+    /// Opens read-only checking recorded outputs' digests; `None` when there is no store yet.
+    fn open_read_only_with_digests(&self) -> Result<Option<Service>, CliError>;
+    /// Opens read-only a store that must hold `plan_id`.
+    fn open_read_only_for(&self, plan_id: &PlanId) -> Result<Service, CliError>;
+}
+
+impl LocationExt for StoreLocation {
+    /// What is kept beside this store for plan-file runs (attempt locks, step outputs, logs).
+    fn sidecar(&self) -> Sidecar {
         match self {
             StoreLocation::Dir(dir) => crate::sidecar::beside_dir(dir),
             StoreLocation::Postgres(url) => crate::sidecar::for_server(&waypoint_store_postgres::redact(url)),
@@ -221,7 +52,7 @@ impl StoreLocation {
 
     /// Where `store compact` archives by default: `<name>.archive` beside a directory store (never
     /// inside it, where the store's own files are), and `archive/` in a server store's sidecar.
-    pub fn default_archive(&self) -> Result<PathBuf, CliError> {
+    fn default_archive(&self) -> Result<PathBuf, CliError> {
         match self {
             StoreLocation::Dir(dir) => {
                 let absolute = std::fs::canonicalize(dir).or_else(|_| std::path::absolute(dir)).map_err(|e| {
@@ -247,19 +78,14 @@ impl StoreLocation {
     }
 
     /// Opens for writing, creating the store if needed. For `create` and `run`.
-    pub fn open_for_write(&self) -> Result<Service, CliError> {
-        match self {
-            StoreLocation::Dir(dir) => {
-                let store = FileStore::open(dir).map_err(|e| file_store_error(dir, e))?;
-                Ok(compose(AnyStore::File(store), self.sidecar(), OutputsProbe::Digest))
-            }
-            StoreLocation::Postgres(url) => Ok(compose(connect(url)?, self.sidecar(), OutputsProbe::Digest)),
-        }
+    fn open_for_write(&self) -> Result<Service, CliError> {
+        let store = self.open().map_err(open_error)?;
+        Ok(compose(store, self.sidecar(), OutputsProbe::Digest))
     }
 
     /// Opens for writing a plan that must already exist: a store that does not exist yet cannot
     /// hold it, and is not created just to say so.
-    pub fn open_existing_for_write(&self, plan_id: &PlanId) -> Result<Service, CliError> {
+    fn open_existing_for_write(&self, plan_id: &PlanId) -> Result<Service, CliError> {
         match self {
             StoreLocation::Dir(dir) if !dir.exists() => Err(plan_not_found(plan_id)),
             _ => self.open_for_write(),
@@ -269,53 +95,51 @@ impl StoreLocation {
     /// Opens without writing a byte; `None` when there is no store yet (it holds no plans).
     /// Recorded outputs are only checked for presence: reading every plan's outputs again on
     /// each listing would cost what the outputs weigh.
-    pub fn open_read_only(&self) -> Result<Option<Service>, CliError> {
-        self.open_read_only_with(OutputsProbe::Presence)
+    fn open_read_only(&self) -> Result<Option<Service>, CliError> {
+        open_read_only_with(self, OutputsProbe::Presence)
     }
 
     /// Opens read-only a store that must hold `plan_id`, checking recorded outputs' digests: for
     /// a resume's preview, which must say what the resume would.
-    pub fn open_read_only_for_preview(&self, plan_id: &PlanId) -> Result<Service, CliError> {
-        self.open_read_only_with(OutputsProbe::Digest)?.ok_or_else(|| plan_not_found(plan_id))
+    fn open_read_only_for_preview(&self, plan_id: &PlanId) -> Result<Service, CliError> {
+        open_read_only_with(self, OutputsProbe::Digest)?.ok_or_else(|| plan_not_found(plan_id))
     }
 
     /// Opens read-only, checking recorded outputs' digests as a resume's preview does; `None`
     /// when there is no store yet. For the dashboard's `--read-only` previews.
-    pub fn open_read_only_with_digests(&self) -> Result<Option<Service>, CliError> {
-        self.open_read_only_with(OutputsProbe::Digest)
-    }
-
-    fn open_read_only_with(&self, outputs: OutputsProbe) -> Result<Option<Service>, CliError> {
-        match self {
-            StoreLocation::Dir(dir) => match FileStore::open_read_only(dir) {
-                Ok(store) => Ok(Some(compose(AnyStore::File(store), self.sidecar(), outputs))),
-                // Nothing there: no plans. Something that is not a directory: not a store.
-                Err(FileStoreError::NotFound { .. }) if !dir.exists() => Ok(None),
-                Err(FileStoreError::NotFound { .. }) => Err(CliError::new(
-                    exit::STORE_UNREADABLE,
-                    "store_unreadable",
-                    format!("cannot open the store at {}: it is not a directory; check --store", shown_path(dir)),
-                )
-                .with("store", shown_path(dir))),
-                Err(e) => Err(file_store_error(dir, e)),
-            },
-            StoreLocation::Postgres(url) => Ok(Some(compose(connect(url)?, self.sidecar(), outputs))),
-        }
+    fn open_read_only_with_digests(&self) -> Result<Option<Service>, CliError> {
+        open_read_only_with(self, OutputsProbe::Digest)
     }
 
     /// Opens read-only a store that must hold `plan_id`.
-    pub fn open_read_only_for(&self, plan_id: &PlanId) -> Result<Service, CliError> {
+    fn open_read_only_for(&self, plan_id: &PlanId) -> Result<Service, CliError> {
         self.open_read_only()?.ok_or_else(|| plan_not_found(plan_id))
     }
 }
 
-/// Connects to the PostgreSQL store at `url`. A server that cannot be reached is exit 6,
-/// `store_unavailable`, naming where (never with the password).
-fn connect(url: &str) -> Result<AnyStore, CliError> {
-    PostgresStore::connect(url).map(AnyStore::Postgres).map_err(|e| {
-        let shown = waypoint_store_postgres::redact(url);
-        CliError::from(ServiceError::Store(StoreError::from(e))).with("store", shown)
-    })
+/// Opens `location` without writing a byte, composed with `outputs` as its snapshot probe.
+fn open_read_only_with(location: &StoreLocation, outputs: OutputsProbe) -> Result<Option<Service>, CliError> {
+    let store = location.open_read_only_if_present().map_err(open_error)?;
+    Ok(store.map(|store| compose(store, location.sidecar(), outputs)))
+}
+
+/// A store that could not be opened, in the CLI's words: exit 6 naming the store (never a
+/// password), with what to do next.
+fn open_error(error: OpenError) -> CliError {
+    match error {
+        OpenError::Location(e) => CliError::from(e),
+        OpenError::File { dir, source } => file_store_error(&dir, source),
+        // Something that is not a directory: not a store.
+        OpenError::NotADirectory { dir } => CliError::new(
+            exit::STORE_UNREADABLE,
+            "store_unreadable",
+            format!("cannot open the store at {}: it is not a directory; check --store", shown_path(&dir)),
+        )
+        .with("store", shown_path(&dir)),
+        // A server that cannot be reached is exit 6, `store_unavailable`, naming where.
+        OpenError::Postgres { location, source } => CliError::from(ServiceError::Store(source)).with("store", location),
+        other => CliError::unexpected(other.to_string()),
+    }
 }
 
 fn compose(store: AnyStore, sidecar: Sidecar, outputs: OutputsProbe) -> Service {
@@ -325,16 +149,6 @@ fn compose(store: AnyStore, sidecar: Sidecar, outputs: OutputsProbe) -> Service 
         .with_snapshot_probe(outputs)
         .with_definition_probe(PlanFileProbe::default())
         .with_actor(actor())
-}
-
-/// A location's scheme as an error shows it: printable, and short (a 100 KB value is not echoed).
-fn short_scheme(scheme: &str) -> String {
-    let shown: String = crate::text::escape_controls(scheme).chars().take(40).collect();
-    if shown.len() < scheme.len() {
-        format!("{shown}…")
-    } else {
-        shown
-    }
 }
 
 /// Takes the plan's run lock without waiting, as this process's runner; someone else holding it

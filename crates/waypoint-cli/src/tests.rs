@@ -276,3 +276,21 @@ fn the_width_is_columns_up_to_80() {
     let width = crate::text::width();
     assert!((40..=80).contains(&width), "{width}");
 }
+
+#[test]
+fn every_error_kind_exits_with_the_code_the_python_package_reports() {
+    use waypoint_application::{ErrorKind, ServiceError};
+    let kinds = [
+        (ErrorKind::NotFound, exit::NOT_FOUND),
+        (ErrorKind::NotEligible, exit::NOT_ELIGIBLE),
+        (ErrorKind::Conflict, exit::CONFLICT),
+        (ErrorKind::StoreUnreadable, exit::STORE_UNREADABLE),
+        (ErrorKind::InvalidCommand, exit::INVALID_COMMAND),
+        (ErrorKind::Unexpected, exit::UNEXPECTED),
+    ];
+    for (kind, code) in kinds {
+        assert_eq!(kind.exit_code(), code, "{kind:?}");
+    }
+    let not_found = ServiceError::NotFound(PlanId::parse("p").expect("a plan id"));
+    assert_eq!(crate::error::CliError::from(not_found).exit, ErrorKind::NotFound.exit_code());
+}

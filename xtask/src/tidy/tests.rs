@@ -147,6 +147,32 @@ fn nothing_depends_on_the_cli_however_it_is_spelled() {
 }
 
 #[test]
+fn the_cli_and_the_python_package_open_stores_through_waypoint_stores_and_stores_do_not_reach_up() {
+    let scratch = Scratch::tidy_workspace("stores");
+    scratch.manifest("waypoint-stores", "[dependencies]\nwaypoint-store-file.workspace = true\n");
+    scratch.manifest(
+        "waypoint-python",
+        "[dependencies]\nwaypoint-stores.workspace = true\nwaypoint-application.workspace = true\n",
+    );
+    scratch.manifest("waypoint-cli", "[dependencies]\nwaypoint-stores.workspace = true\n");
+    assert_eq!(scratch.check(), Vec::new());
+    scratch.manifest("waypoint-store-file", "[dependencies]\nwaypoint-stores.workspace = true\n");
+    scratch.manifest("waypoint-cli", "[dependencies]\nwaypoint-python.workspace = true\n");
+    scratch.manifest("waypoint-python", "[dependencies]\nwaypoint-cli.workspace = true\n");
+    let violations = scratch.check();
+    assert_eq!(
+        files(&violations),
+        [
+            "crates/waypoint-cli/Cargo.toml",
+            "crates/waypoint-python/Cargo.toml",
+            "crates/waypoint-store-file/Cargo.toml"
+        ]
+        .map(PathBuf::from),
+        "{violations:?}"
+    );
+}
+
+#[test]
 fn dev_dependencies_and_comments_are_free() {
     let scratch = Scratch::tidy_workspace("dev");
     scratch.manifest(

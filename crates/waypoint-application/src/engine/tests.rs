@@ -207,6 +207,26 @@ fn an_interrupt_after_the_last_step_finishes_the_plan() {
 }
 
 #[test]
+fn a_run_that_fails_between_steps_fails_the_plan_and_the_next_run_continues_at_the_next_step() {
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        let key = key("body-fails");
+        let mut run = start(&service, &key).await;
+        let ticket = run_attempt(&mut run, 1).await;
+        run.completed(&ticket, StepResult::default()).await.unwrap();
+        let message = run.fail("ValueError: no mail").await.unwrap();
+        assert_eq!(message.as_str(), "the run failed before step 2: ValueError: no mail");
+        drop(run);
+        let summary = service.build_resume_summary(key.first(), None).await.unwrap();
+        assert_eq!(summary.error.as_deref(), Some("the run failed before step 2: ValueError: no mail"));
+        assert!(summary.eligible, "a failed plan resumes: {summary:?}");
+        let mut run = start(&service, &key).await;
+        assert!(matches!(run.begin_step(step(1), &name("s1")).await.unwrap(), StepTurn::Replay(_)));
+        assert_eq!(run_attempt(&mut run, 2).await.attempt.get(), 1);
+    });
+}
+
+#[test]
 fn the_newest_generation_is_found_by_bisection() {
     for newest in [0u64, 1, 2, 3, 7, 8, 9, 100] {
         let mut asked = 0;

@@ -22,7 +22,7 @@ use waypoint_domain::PlanId;
 use crate::error::{exit, CliError};
 use crate::render;
 use crate::steps::steps_doc;
-use crate::store::StoreLocation;
+use crate::store::{LocationExt, StoreLocation};
 use crate::text::shown_path;
 use crate::ui::Ui;
 

@@ -15,7 +15,7 @@ use crate::definition::{plan_file_path, read_plan_file};
 use crate::error::{exit, CliError};
 use crate::render::{self, HistoryDoc, PlannedStep};
 use crate::steps::{steps_doc, StepsDoc};
-use crate::store::{Service, StoreLocation};
+use crate::store::{LocationExt, Service, StoreLocation};
 
 /// The most plans one page lists, and how many it lists unless asked.
 pub const MAX_LIMIT: usize = 500;
