@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use pyo3::{create_exception, PyTypeInfo};
 use waypoint_application::{EngineError, ErrorKind, ServiceError, StoreError};
-use waypoint_domain::{InvalidValue as DomainInvalidValue, PlanId, ResumeIneligibleReason};
+use waypoint_domain::{InvalidValue as DomainInvalidValue, PlanId, ResumeIneligibleReason, StepNumber};
 use waypoint_stores::{LocationError, OpenError};
 
 create_exception!(
@@ -71,6 +71,7 @@ pub enum Family {
     StepMismatch,
     StoreUnavailable,
     StoreCorrupt,
+    Waiting,
 }
 
 /// An error on its way to Python: its class, code, exit code, message and reasons.
@@ -96,6 +97,15 @@ impl Failure {
     /// A refusal of the plan's state (exit 7, `invalid_state`).
     pub fn invalid_state(message: impl Into<String>) -> Self {
         Self::new(Family::InvalidState, "invalid_state", ErrorKind::InvalidCommand.exit_code(), message)
+    }
+
+    /// The workflow reached an approval nobody has decided (exit 0, `waiting`): the question is
+    /// recorded and the run ends; run it again once someone approved.
+    pub fn waiting(plan_id: &PlanId, step: StepNumber, question: &str) -> Self {
+        let message = format!(
+            "workflow {plan_id} waits at step {step} for a person to answer {question:?}; approve it (`waypoint plan approve {plan_id}`), then run it again"
+        );
+        Self::new(Family::Waiting, "waiting", 0, message)
     }
 
     /// Another process holds the plan (exit 5, `run_lock_busy`, reason `still_running`).
@@ -136,6 +146,11 @@ impl From<EngineError> for Failure {
     fn from(error: EngineError) -> Self {
         match error {
             EngineError::StillRunning { plan_id } => Failure::still_running(&plan_id),
+            // Still waiting for a person: the same answer as when the run stopped to ask.
+            EngineError::NotResumable { plan_id, summary, .. } if summary.waiting_for.is_some() => {
+                let waiting = summary.waiting_for.expect("checked");
+                Failure::waiting(&plan_id, waiting.step, &waiting.question)
+            }
             EngineError::NotResumable { plan_id, reasons, .. } => {
                 let codes: Vec<&str> = reasons.iter().map(|r| r.code()).collect();
                 let message = format!("plan {plan_id} cannot resume: {}", codes.join(", "));
@@ -219,6 +234,7 @@ impl Failure {
             Family::StepMismatch => StepMismatch::new_err(self.message),
             Family::StoreUnavailable => StoreUnavailable::new_err(self.message),
             Family::StoreCorrupt => StoreCorrupt::new_err(self.message),
+            Family::Waiting => Waiting::new_err(self.message),
         };
         let value = error.value(py);
         let attributes = || -> PyResult<()> {

@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use serde_json::Value;
 use waypoint_application::engine::{AttemptTicket, FinishedRun};
-use waypoint_application::{EngineError, EngineRun, Retry, StepFailure, StepPolicy, StepResult, StepTurn};
+use waypoint_application::{EngineError, EngineRun, Gate, Retry, StepFailure, StepPolicy, StepResult, StepTurn};
 use waypoint_domain::{Checkpoint, PlanId, StepName, StepNumber, StepOutput};
 use waypoint_stores::AnyStore;
 
@@ -136,6 +136,15 @@ impl NativeRun {
             }
             Turn::Run { step, attempt, rerun } => (false, (step, attempt, rerun)).into_pyobject(py),
         }
+    }
+
+    /// An approval step named `name`, asking `question`: the decision (a dict with `approved`,
+    /// `by`, `at`, `note`), recorded as this step's output. While nobody has decided, the
+    /// question is recorded and `Waiting` is raised: the plan is `waiting` and holds nothing.
+    fn approval<'py>(&self, py: Python<'py>, name: &str, question: &str) -> PyResult<Bound<'py, PyAny>> {
+        let name = StepName::parse(name).map_err(Failure::from)?;
+        let decision = py.detach(|| self.lock().approval(&name, question))?;
+        json::to_python(py, &decision)
     }
 
     /// Records that the running attempt returned `value`. A value that is not JSON is a
@@ -269,6 +278,49 @@ impl RunState {
                 }
             },
         }
+    }
+
+    fn approval(&mut self, name: &StepName, question: &str) -> Result<Value, Failure> {
+        let step = self.next;
+        let plan_id = self.plan_id.clone();
+        let decision = match self.mode.as_mut() {
+            None => return Err(ended(&plan_id)),
+            Some(Mode::Replay(checkpoints)) => {
+                let Some(done) = checkpoints.iter().find(|c| c.step == step) else {
+                    return Err(Failure::invalid_state(format!(
+                        "workflow {plan_id} finished without a step {step}; run it with new=True to start afresh"
+                    )));
+                };
+                if let Some(recorded) = done.name.as_ref().filter(|recorded| *recorded != name) {
+                    let mismatch = EngineError::StepMismatch { step, recorded: recorded.clone(), given: name.clone() };
+                    return Err(mismatch.into());
+                }
+                done.output.as_ref().map_or(Value::Null, |o| o.as_value().clone())
+            }
+            Some(Mode::Live(run)) => {
+                let decision = match block_on(run.approval_gate(step, name, question))? {
+                    Gate::Waiting => return Err(Failure::waiting(&plan_id, step, question)),
+                    Gate::Approved(decision) => decision,
+                };
+                match block_on(run.begin_step(step, name))? {
+                    StepTurn::Replay(done) => done.output.map_or(Value::Null, StepOutput::into_value),
+                    StepTurn::Run(ticket) => {
+                        let value = serde_json::to_value(decision.expect("an approved gate carries its decision"))
+                            .map_err(|e| Failure::invalid_state(e.to_string()))?;
+                        let output = StepOutput::new(value.clone()).map_err(Failure::from)?;
+                        block_on(run.completed(&ticket, StepResult { output: Some(output), ..StepResult::default() }))?;
+                        value
+                    }
+                    StepTurn::Paused => {
+                        return Err(Failure::invalid_state(format!(
+                            "workflow {plan_id} was paused before step {step}; run it again to continue"
+                        )))
+                    }
+                }
+            }
+        };
+        self.next = following(step);
+        Ok(decision)
     }
 
     /// `step 2 (classify)`: the attempt running now, for messages.

@@ -244,3 +244,35 @@ def test_a_step_cannot_start_another_step_of_its_run(store: waypoint.Store) -> N
             run.step("outer", lambda: run.step("inner", lambda: 1))
     summary = store.service().build_resume_summary("nested")
     assert summary.status == "failed" and summary.next_step == 1
+
+
+def test_an_approval_step_waits_for_a_person_then_gives_back_the_decision(store_dir: Path, waypoint_bin: Path) -> None:
+    import subprocess
+
+    store = waypoint.open(str(store_dir))
+    ran: List[str] = []
+
+    def body() -> Any:
+        with store.workflow("release") as run:
+            run.step("build", lambda: ran.append("build") or 1)
+            decision = run.approval("deploy", "Deploy to production?")
+            run.step("announce", lambda: ran.append("announce") or 2)
+            return decision
+
+    with pytest.raises(waypoint.Waiting) as waiting:
+        body()
+    assert waiting.value.code == "waiting"
+    summary = store.service().build_resume_summary("release")
+    assert summary.status == "waiting"
+    with pytest.raises(waypoint.Waiting):
+        body()
+    approved = subprocess.run(
+        [str(waypoint_bin), "--store", str(store_dir), "plan", "approve", "release", "--by", "alice"],
+        capture_output=True,
+        text=True,
+    )
+    assert approved.returncode == 0, approved.stderr
+    decision = body()
+    assert decision["approved"] is True and decision["by"] == "alice"
+    assert ran == ["build", "announce"], "the build ran once, and the announcement after the approval"
+    assert body() == decision, "a finished workflow gives the decision back"

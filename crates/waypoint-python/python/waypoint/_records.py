@@ -30,6 +30,10 @@ class ResumeIneligibleReason(str, enum.Enum):
     """A completed step's definition changed, or cannot be read."""
     SNAPSHOT_MISSING = "snapshot_missing"
     """The last checkpoint's snapshot or artifacts are gone or changed."""
+    WAITING_FOR_APPROVAL = "waiting_for_approval"
+    """A step waits for a person's decision: approve (or reject) it first."""
+    APPROVAL_REJECTED = "approval_rejected"
+    """The step it waited at was rejected: fork the plan or start a new one."""
 
     def __str__(self) -> str:
         return self.value
@@ -110,6 +114,19 @@ class Lease(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class WaitingFor(_Record):
+    """The step a ``waiting`` plan waits at, and what the person is asked."""
+
+    step: int
+    name: Optional[str]
+    question: str
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WaitingFor:
+        return cls(step=data["step"], name=data.get("name"), question=data["question"])
+
+
+@dataclasses.dataclass(frozen=True)
 class ResumeSummary(_Record):
     """Where a plan stands and whether, and from where, it can resume: what
     ``waypoint plan show ID --format json`` prints."""
@@ -136,12 +153,14 @@ class ResumeSummary(_Record):
     changed_steps: Tuple[ChangedStep, ...]
     error: Optional[str]
     lease: Optional[Lease]
+    waiting_for: Optional[WaitingFor]
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResumeSummary:
         interruption = data.get("interruption")
         forked_from = data.get("forked_from")
         lease = data.get("lease")
+        waiting_for = data.get("waiting_for")
         return cls(
             plan_id=data["plan_id"],
             phase=data["phase"],
@@ -165,6 +184,7 @@ class ResumeSummary(_Record):
             changed_steps=tuple(ChangedStep.from_json(c) for c in data["changed_steps"]),
             error=data.get("error"),
             lease=Lease.from_json(lease) if lease is not None else None,
+            waiting_for=WaitingFor.from_json(waiting_for) if waiting_for is not None else None,
         )
 
 

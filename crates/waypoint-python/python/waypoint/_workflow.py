@@ -35,7 +35,7 @@ from typing import (
 )
 
 from . import _native
-from ._native import OutputTooLarge
+from ._native import OutputTooLarge, Waiting
 from ._records import JSON
 
 T = TypeVar("T")
@@ -247,6 +247,9 @@ class _Core:
             if error is None:
                 native.finish()
                 return
+            if isinstance(error, Waiting):
+                # The question is on record and the plan waits, holding nothing: not a failure.
+                return
             stopped = _stopped_by(error)
             try:
                 if stopped is not None:
@@ -318,6 +321,15 @@ class Run(_RunBase):
         policy = _policy(retries, retry_delay, timeout)
         return cast(T, self._core.step(name, fn, args, kwargs, policy))
 
+    def approval(self, name: str, question: str) -> Dict[str, JSON]:
+        """An approval step: a person must answer ``question`` before the workflow goes on. The
+        first run that reaches it records the question and raises :class:`waypoint.Waiting` (the
+        plan is ``waiting``, holding nothing); once someone approved it (``waypoint plan approve
+        KEY``), the next run records the decision as this step's output and returns it
+        (``{"approved", "by", "at", "note"}``); later runs get it back. A rejection fails the
+        plan (``approval_rejected``)."""
+        return cast(Dict[str, JSON], self._core.native.approval(name, question))
+
 
 class AsyncRun(_RunBase):
     """One run of a durable workflow, in an ``async with store.workflow(key) as run:`` block.
@@ -364,6 +376,10 @@ class AsyncRun(_RunBase):
         task is cancelled when it runs past ``timeout``."""
         policy = _policy(retries, retry_delay, timeout)
         return await self._core.step_async(name, fn, args, kwargs, policy)
+
+    async def approval(self, name: str, question: str) -> Dict[str, JSON]:
+        """An approval step, as :meth:`Run.approval`, with the store call off the event loop."""
+        return cast(Dict[str, JSON], await _off_loop(self._core.native.approval, name, question))
 
 
 class Workflow:
