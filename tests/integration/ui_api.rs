@@ -172,6 +172,11 @@ fn errors_carry_the_clis_codes_and_uimd_statuses() {
     assert_eq!(status, 404);
     let cli = sandbox.run(&["plan", "show", "no-such-plan"]).expect_error(3, "plan_not_found");
     assert_eq!(missing, cli);
+    // An id given in part, too short to look up, is answered as the CLI answers it.
+    let (status, short) = server.get_json("/api/v1/plans/ab");
+    assert_eq!(status, 404);
+    let cli = sandbox.run(&["plan", "show", "ab"]).expect_error(3, "plan_not_found");
+    assert_eq!(short, cli);
     let (status, ambiguous) = server.get_json("/api/v1/plans/abcd");
     assert_eq!(status, 400);
     assert_eq!(ambiguous["error"]["code"], "ambiguous_id");

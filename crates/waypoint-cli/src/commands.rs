@@ -6,8 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use waypoint_application::{
-    LogStream, NewPlan, PlanStore, PlanView, Removal, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
-    STEP_LOG_CAP,
+    LogStream, NewPlan, PlanView, Removal, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
 };
 use waypoint_domain::{
     Attempt, Fingerprint, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,
@@ -21,7 +20,7 @@ use crate::plan_file::PlanFile;
 use crate::progress::Progress;
 use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
 use crate::runner::{watch_signals, Events, Runner};
-use crate::store::{acquire_run_lock, runner_id, LocationExt, Service, StoreLocation};
+use crate::store::{acquire_run_lock, resolve_plan_id, runner_id, LocationExt, Service, StoreLocation};
 use crate::text::{columns, count, cut, local_time};
 use crate::text::{escape_controls, shown_path};
 use crate::ui::Ui;
@@ -288,63 +287,12 @@ fn history(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliErro
     Ok(())
 }
 
-/// The full id of the plan `given` names: itself when a plan has that id, otherwise the one plan
-/// whose id starts with it (at least [`MIN_PREFIX`] characters, as git abbreviates), or the one
-/// plan retention removed whose id starts with it (then: where its events are). Only a given id
-/// that is not a full id costs a read of the catalog.
+/// The full id of the plan `given` names, as [`resolve_plan_id`] finds it; `given` itself when
+/// there is no store yet.
 fn resolve_id(location: &StoreLocation, given: &PlanId) -> Result<PlanId, CliError> {
     let Some(service) = location.open_read_only()? else { return Ok(given.clone()) };
-    match block_on(service.load_summary(given)) {
-        Ok(_) => return Ok(given.clone()),
-        Err(ServiceError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    if given.as_str().len() < MIN_PREFIX {
-        return Err(CliError::new(
-            exit::NOT_FOUND,
-            "plan_not_found",
-            format!(
-                "plan {given} not found; an id given in part needs at least {MIN_PREFIX} characters; \
-                 `waypoint plan list` shows the ids"
-            ),
-        )
-        .with("plan_id", given.as_str()));
-    }
-    let store_error = |e| CliError::from(ServiceError::from(e));
-    let mut candidates: Vec<PlanId> = block_on(service.store().catalog())
-        .map_err(store_error)?
-        .into_iter()
-        .map(|view| view.plan_id)
-        .filter(|id| id.as_str().starts_with(given.as_str()))
-        .collect();
-    candidates.sort();
-    if candidates.is_empty() {
-        let mut removed = block_on(service.store().removals_with_prefix(given.as_str())).map_err(store_error)?;
-        if removed.len() == 1 {
-            return Err(ServiceError::Removed(removed.remove(0)).into());
-        }
-        candidates = removed.into_iter().map(|r| r.plan_id).collect();
-    }
-    match candidates.len() {
-        0 => Ok(given.clone()),
-        1 => Ok(candidates.remove(0)),
-        _ => {
-            let listed: Vec<&str> = candidates.iter().map(PlanId::as_str).collect();
-            Err(CliError::usage(
-                "ambiguous_id",
-                format!(
-                    "{given} is the start of {} plan ids: {}; give more of the id",
-                    listed.len(),
-                    listed.join(", ")
-                ),
-            )
-            .with("candidates", listed))
-        }
-    }
+    resolve_plan_id(&service, given)
 }
-
-/// The shortest id prefix git would accept here.
-const MIN_PREFIX: usize = 4;
 
 /// `plan interrupt`: takes the plan's run lock first, so that a plan being run by `waypoint
 /// run` is never marked interrupted under its runner's feet (its next checkpoint would be
@@ -424,44 +372,12 @@ fn logs(
 ) -> Result<(), CliError> {
     let service = location.open_read_only_for(id)?;
     let attempt = attempt.map(Attempt::new).transpose().map_err(|e| CliError::usage("invalid_value", e.to_string()))?;
-    // Every attempt the plan recorded, whether or not it printed anything, with what the store
-    // kept of its output.
-    let mut attempts: std::collections::BTreeSet<(StepNumber, Attempt)> = block_on(service.history(id))?
-        .iter()
-        .filter_map(|stored| match &stored.event {
-            waypoint_domain::PlanEvent::StepStarted(started) => Some((started.step, started.attempt?)),
-            _ => None,
-        })
-        .collect();
-    let stored = block_on(service.store().step_logs(id, step, attempt)).map_err(ServiceError::from)?;
-    attempts.extend(stored.iter().map(|log| (log.step, log.attempt)));
-    let text_of = |step: StepNumber, attempt: Attempt, stream: LogStream| {
-        stored
-            .iter()
-            .find(|log| (log.step, log.attempt, log.stream) == (step, attempt, stream))
-            .map(crate::logs::shown)
-            .unwrap_or_default()
-    };
-    let found: Vec<(StepNumber, Attempt)> = attempts
-        .into_iter()
-        .filter(|(s, a)| step.is_none_or(|want| want == *s) && attempt.is_none_or(|want| want == *a))
-        .collect();
+    let doc = crate::logs::logs_doc(&service, id, step, attempt)?;
     if ui.json() {
-        let entries: Vec<serde_json::Value> = found
-            .iter()
-            .map(|&(s, a)| {
-                serde_json::json!({
-                    "step": s,
-                    "attempt": a.get(),
-                    "stdout": text_of(s, a, LogStream::Stdout),
-                    "stderr": text_of(s, a, LogStream::Stderr),
-                })
-            })
-            .collect();
-        ui.json_document(&serde_json::json!({"plan_id": id, "cap_bytes": STEP_LOG_CAP, "logs": entries}));
+        ui.json_document(&doc);
         return Ok(());
     }
-    if found.is_empty() {
+    if doc.logs.is_empty() {
         ui.stdout(&format!(
             "no logs for plan {id}{}; logs are kept for steps run by `waypoint run` (the last 1 MiB of each stream)",
             step.map_or(String::new(), |s| format!(" step {s}"))
@@ -470,10 +386,14 @@ fn logs(
     }
     let view = block_on(service.load_summary(id))?;
     let mut text = String::new();
-    for &(s, a) in &found {
+    for entry in &doc.logs {
+        let s = entry.step;
         for stream in LogStream::ALL {
-            let body = text_of(s, a, stream);
-            let tail = format!(" · attempt {} · {stream}", a.get());
+            let body = match stream {
+                LogStream::Stdout => &entry.stdout,
+                LogStream::Stderr => &entry.stderr,
+            };
+            let tail = format!(" · attempt {} · {stream}", entry.attempt);
             let name = render::step_name(&view, s).map(|n| n.as_str());
             let header =
                 format!("── {}{tail}", render::step_label(s, name, ui.width.saturating_sub(columns(&tail) + 3)));
@@ -481,7 +401,7 @@ fn logs(
             if body.is_empty() {
                 text.push_str(&format!("{}\n", ui.out.dim("(empty)")));
             } else {
-                text.push_str(&escape_terminal(&body));
+                text.push_str(&escape_terminal(body));
                 if !body.ends_with('\n') {
                     text.push('\n');
                 }

@@ -15,6 +15,7 @@ use waypoint_domain::{
 
 use crate::definition::plan_file_path;
 use crate::error::rerun_command;
+use crate::plan_file::PlanFile;
 use crate::progress::bar;
 use crate::text::{ago, columns, count, cut, cut_left, escape_controls, local_time, wrap};
 use crate::ui::{Style, Ui};
@@ -41,6 +42,26 @@ pub struct PlannedStep {
     pub step: u32,
     pub name: String,
     pub action: &'static str,
+}
+
+/// Each step of the plan file and what a resume would do with it: skip, rerun (the uncertain
+/// step) or run, as `resume --dry-run` and the dashboard's preview say.
+pub fn planned_steps(file: &PlanFile, summary: &ResumeSummary) -> Vec<PlannedStep> {
+    let done = summary.last_completed_step.map_or(0, StepNumber::get);
+    let uncertain = summary.uncertain_step.map(StepNumber::get);
+    (1..)
+        .zip(&file.steps)
+        .map(|(n, step)| {
+            let action = if n <= done {
+                "skip"
+            } else if Some(n) == uncertain {
+                "rerun"
+            } else {
+                "run"
+            };
+            PlannedStep { step: n, name: step.name.clone(), action }
+        })
+        .collect()
 }
 
 /// What became of one step of the plan file in this run.

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use futures::executor::block_on;
 use waypoint_application::{PlanResumeService, PlanStore, RunLockError, RunLockGuard, ServiceError, StoreError};
 use waypoint_domain::{Actor, PlanId, ResumeIneligibleReason, RunnerId};
 use waypoint_store_file::{FileStore, FileStoreError};
@@ -203,4 +204,61 @@ fn actor() -> Actor {
 /// The runner id this process records when it takes a plan's run lock.
 pub fn runner_id() -> RunnerId {
     RunnerId::parse(&format!("waypoint-{}", std::process::id())).expect("a pid makes a valid runner id")
+}
+
+/// The shortest part of an id that names a plan, as git abbreviates.
+const MIN_PREFIX: usize = 4;
+
+/// The full id of the plan `given` names: itself when a plan has that id, otherwise the one plan
+/// whose id starts with it (at least [`MIN_PREFIX`] characters), or the one plan retention
+/// removed whose id starts with it (then: where its events are). Only a given id that is not a
+/// full id costs a read of the catalog. `plan` commands and the dashboard both resolve ids here.
+pub fn resolve_plan_id(service: &Service, given: &PlanId) -> Result<PlanId, CliError> {
+    match block_on(service.load_summary(given)) {
+        Ok(_) => return Ok(given.clone()),
+        Err(ServiceError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if given.as_str().len() < MIN_PREFIX {
+        return Err(CliError::new(
+            exit::NOT_FOUND,
+            "plan_not_found",
+            format!(
+                "plan {given} not found; an id given in part needs at least {MIN_PREFIX} characters; \
+                 `waypoint plan list` shows the ids"
+            ),
+        )
+        .with("plan_id", given.as_str()));
+    }
+    let store_error = |e| CliError::from(ServiceError::from(e));
+    let mut candidates: Vec<PlanId> = block_on(service.store().catalog())
+        .map_err(store_error)?
+        .into_iter()
+        .map(|view| view.plan_id)
+        .filter(|id| id.as_str().starts_with(given.as_str()))
+        .collect();
+    candidates.sort();
+    if candidates.is_empty() {
+        let mut removed = block_on(service.store().removals_with_prefix(given.as_str())).map_err(store_error)?;
+        if removed.len() == 1 {
+            return Err(ServiceError::Removed(removed.remove(0)).into());
+        }
+        candidates = removed.into_iter().map(|r| r.plan_id).collect();
+    }
+    match candidates.len() {
+        0 => Ok(given.clone()),
+        1 => Ok(candidates.remove(0)),
+        _ => {
+            let listed: Vec<&str> = candidates.iter().map(PlanId::as_str).collect();
+            Err(CliError::usage(
+                "ambiguous_id",
+                format!(
+                    "{given} is the start of {} plan ids: {}; give more of the id",
+                    listed.len(),
+                    listed.join(", ")
+                ),
+            )
+            .with("candidates", listed))
+        }
+    }
 }

@@ -33,7 +33,7 @@ pub(super) fn resume_preview(
     let summary = outcome.summary;
     let current = plan_file_source(&view).map(read_plan_file);
     let steps = match &current {
-        Some(Ok(file)) => Some(planned_steps(file, &summary)),
+        Some(Ok(file)) => Some(render::planned_steps(file, &summary)),
         _ => None,
     };
     if ui.json() {
@@ -66,26 +66,6 @@ pub(super) fn resume_preview(
         ui.stdout(&text);
     }
     Ok(())
-}
-
-/// Each step of the plan file and what a resume would do with it: skip, rerun (the uncertain
-/// step) or run.
-fn planned_steps(file: &PlanFile, summary: &ResumeSummary) -> Vec<PlannedStep> {
-    let done = summary.last_completed_step.map_or(0, StepNumber::get);
-    let uncertain = summary.uncertain_step.map(StepNumber::get);
-    (1..)
-        .zip(&file.steps)
-        .map(|(n, step)| {
-            let action = if n <= done {
-                "skip"
-            } else if Some(n) == uncertain {
-                "rerun"
-            } else {
-                "run"
-            };
-            PlannedStep { step: n, name: step.name.clone(), action }
-        })
-        .collect()
 }
 
 pub(super) fn resume(

@@ -8,8 +8,9 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use waypoint_application::PlanView;
 use waypoint_domain::{PlanStatus, ProcessingState, ResumeSummary, StepChange, LEASE_EXPIRED_REASON};
 
-use super::reads::{LogsDoc, Page, PageQuery, Preview};
+use super::reads::{Page, PageQuery, Preview};
 use crate::error::CliError;
+use crate::logs::LogsDoc;
 use crate::render::{short_ids, HistoryDoc};
 use crate::steps::{AttemptEntry, StepEntry, StepsDoc};
 use crate::text::{ago, local_time as clock_time};

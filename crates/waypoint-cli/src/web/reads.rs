@@ -3,26 +3,22 @@
 //! history, logs, a resume preview) or the CLI's error. The server runs these on tokio's
 //! blocking threads; `plan report` and `plan show --steps` call them directly.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use serde::Serialize;
-use waypoint_application::{LogStream, PlanStore, PlanView, ServiceError, StoredEvent, STEP_LOG_CAP};
+use waypoint_application::{PlanStore, PlanView, ServiceError, StoredEvent};
 use waypoint_domain::{Attempt, Message, PlanId, PlanStatus, ResumeSummary, StepNumber};
 
 use crate::definition::{plan_file_path, read_plan_file};
 use crate::error::{exit, CliError};
+use crate::logs::LogsDoc;
 use crate::render::{self, HistoryDoc, PlannedStep};
 use crate::steps::{steps_doc, StepsDoc};
-use crate::store::{LocationExt, Service, StoreLocation};
+use crate::store::{resolve_plan_id, LocationExt, Service, StoreLocation};
 
 /// The most plans one page lists, and how many it lists unless asked.
 pub const MAX_LIMIT: usize = 500;
 pub const DEFAULT_LIMIT: usize = 50;
-
-/// The shortest id prefix accepted for a plan id, as in the CLI.
-const MIN_PREFIX: usize = 4;
 
 /// The services the dashboard reads and writes through: `list` checks recorded outputs only for
 /// presence (a listing must not read every plan's outputs), `full` checks their digests (a
@@ -66,42 +62,10 @@ impl Stores {
         self.full.clone().with_definition_probe(crate::definition::PlanFileProbe::default())
     }
 
-    /// The plan `given` names: a full id, or the one plan whose id starts with it (at least 4
-    /// characters), as the CLI resolves ids.
+    /// The plan `given` names, as the CLI resolves ids ([`resolve_plan_id`]).
     pub fn resolve(&self, given: &str) -> Result<PlanId, CliError> {
         let given = PlanId::parse(given).map_err(|e| CliError::usage("invalid_value", e.to_string()))?;
-        let service = &self.list;
-        match block_on(service.load_summary(&given)) {
-            Ok(_) => return Ok(given),
-            Err(ServiceError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if given.as_str().len() < MIN_PREFIX {
-            return Ok(given);
-        }
-        let mut candidates: Vec<PlanId> = block_on(service.store().catalog())
-            .map_err(|e| CliError::from(ServiceError::from(e)))?
-            .into_iter()
-            .map(|view| view.plan_id)
-            .filter(|id| id.as_str().starts_with(given.as_str()))
-            .collect();
-        candidates.sort();
-        match candidates.len() {
-            0 => Ok(given),
-            1 => Ok(candidates.remove(0)),
-            _ => {
-                let listed: Vec<&str> = candidates.iter().map(PlanId::as_str).collect();
-                Err(CliError::usage(
-                    "ambiguous_id",
-                    format!(
-                        "{given} is the start of {} plan ids: {}; give more of the id",
-                        listed.len(),
-                        listed.join(", ")
-                    ),
-                )
-                .with("candidates", listed))
-            }
-        }
+        resolve_plan_id(&self.list, &given)
     }
 
     /// Whether the store answers: its catalog is read.
@@ -194,34 +158,7 @@ impl Stores {
     /// `plan logs --format json`: every recorded attempt (only `step` and `attempt` where given),
     /// with what the store kept of its stdout and stderr.
     pub fn logs(&self, id: &PlanId, step: Option<StepNumber>, attempt: Option<Attempt>) -> Result<LogsDoc, CliError> {
-        let service = &self.list;
-        let mut attempts: BTreeSet<(StepNumber, Attempt)> = block_on(service.history(id))?
-            .iter()
-            .filter_map(|stored| match &stored.event {
-                waypoint_domain::PlanEvent::StepStarted(started) => Some((started.step, started.attempt?)),
-                _ => None,
-            })
-            .collect();
-        let stored = block_on(service.store().step_logs(id, step, attempt)).map_err(ServiceError::from)?;
-        attempts.extend(stored.iter().map(|log| (log.step, log.attempt)));
-        let text_of = |step: StepNumber, attempt: Attempt, stream: LogStream| {
-            stored
-                .iter()
-                .find(|log| (log.step, log.attempt, log.stream) == (step, attempt, stream))
-                .map(crate::logs::shown)
-                .unwrap_or_default()
-        };
-        let logs = attempts
-            .into_iter()
-            .filter(|(s, a)| step.is_none_or(|want| want == *s) && attempt.is_none_or(|want| want == *a))
-            .map(|(s, a)| LogEntry {
-                step: s,
-                attempt: a.get(),
-                stdout: text_of(s, a, LogStream::Stdout),
-                stderr: text_of(s, a, LogStream::Stderr),
-            })
-            .collect();
-        Ok(LogsDoc { plan_id: id.clone(), cap_bytes: STEP_LOG_CAP, logs })
+        crate::logs::logs_doc(&self.list, id, step, attempt)
     }
 
     /// `plan resume ID --dry-run --format json`: the verdict (outputs' digests checked), and for
@@ -232,7 +169,7 @@ impl Stores {
         let request = waypoint_application::ResumeRequest { dry_run: true, ..Default::default() };
         let summary = block_on(service.resume_plan(id, request))?.summary;
         let steps = match plan_file_path(&view.state).map(read_plan_file) {
-            Some(Ok(file)) => Some(planned_steps(file.steps.iter().map(|s| s.name.clone()), &summary)),
+            Some(Ok(file)) => Some(render::planned_steps(&file, &summary)),
             _ => None,
         };
         Ok(Preview { summary, steps })
@@ -301,26 +238,6 @@ pub fn read_only_refusal() -> CliError {
     )
 }
 
-/// What a resume would do with each step of a plan file: `skip` (completed), `rerun` (the
-/// uncertain step) or `run`, as `resume --dry-run` says.
-fn planned_steps(names: impl Iterator<Item = String>, summary: &ResumeSummary) -> Vec<PlannedStep> {
-    let done = summary.last_completed_step.map_or(0, StepNumber::get);
-    let uncertain = summary.uncertain_step.map(StepNumber::get);
-    (1..)
-        .zip(names)
-        .map(|(n, name)| {
-            let action = if n <= done {
-                "skip"
-            } else if Some(n) == uncertain {
-                "rerun"
-            } else {
-                "run"
-            };
-            PlannedStep { step: n, name, action }
-        })
-        .collect()
-}
-
 /// A resume preview, owned; [`Preview::doc`] is the CLI's document.
 #[derive(Debug, Clone)]
 pub struct Preview {
@@ -332,22 +249,6 @@ impl Preview {
     pub fn doc(&self) -> render::PreviewDoc<'_> {
         render::PreviewDoc { summary: &self.summary, steps: self.steps.as_deref() }
     }
-}
-
-/// `{"plan_id", "cap_bytes", "logs": [{"step", "attempt", "stdout", "stderr"}]}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct LogsDoc {
-    pub plan_id: PlanId,
-    pub cap_bytes: usize,
-    pub logs: Vec<LogEntry>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LogEntry {
-    pub step: StepNumber,
-    pub attempt: u32,
-    pub stdout: String,
-    pub stderr: String,
 }
 
 /// A listing request: filters, page size and where the page starts.

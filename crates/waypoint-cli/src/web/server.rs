@@ -126,6 +126,14 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(CliError::unexpected(format!("a store call stopped: {e}"))))
 }
 
+/// Renders a page on the blocking threads; a failure is the error page.
+async fn html_page(render: impl FnOnce() -> Result<String, CliError> + Send + 'static) -> Response {
+    match blocking(render).await {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => PageError(e).into_response(),
+    }
+}
+
 fn mode(app: &App) -> Mode {
     Mode::Served { read_only: app.stores.read_only }
 }
@@ -136,55 +144,39 @@ fn page_query(query: &HashMap<String, String>) -> Result<PageQuery, CliError> {
 
 async fn plans_page(State(app): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
     let mode = mode(&app);
-    let result = blocking(move || {
+    html_page(move || {
         let query = page_query(&query)?;
         let page = app.stores.page(&query)?;
         Ok(pages::plans_page(mode, &page, &query, Utc::now()).into_string())
     })
-    .await;
-    match result {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => PageError(e).into_response(),
-    }
+    .await
 }
 
 async fn plans_fragment(State(app): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let result = blocking(move || {
+    html_page(move || {
         let query = page_query(&query)?;
         let page = app.stores.page(&query)?;
         Ok(pages::plans_live(&page, &query, Utc::now()).into_string())
     })
-    .await;
-    match result {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => PageError(e).into_response(),
-    }
+    .await
 }
 
 async fn plan_page(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     let mode = mode(&app);
-    let result = blocking(move || {
+    html_page(move || {
         let plan = super::plan_page_data(&app.stores, &id)?;
         Ok(pages::plan_page(mode, &plan, Utc::now()).into_string())
     })
-    .await;
-    match result {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => PageError(e).into_response(),
-    }
+    .await
 }
 
 async fn plan_fragment(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     let mode = mode(&app);
-    let result = blocking(move || {
+    html_page(move || {
         let plan = super::plan_page_data(&app.stores, &id)?;
         Ok(pages::plan_live(mode, &plan, Utc::now()).into_string())
     })
-    .await;
-    match result {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => PageError(e).into_response(),
-    }
+    .await
 }
 
 async fn api_plans(
