@@ -581,3 +581,86 @@ run = "setsid sh -c 'echo $$ > setsid.pid; exec sleep 300' & timeout 600 sh -c '
         assert!(!alive(pid.parse().unwrap()), "the process in {file} ({pid}) outlived its step");
     }
 }
+
+/// Slow (about five seconds: the grace period before SIGKILL).
+#[test]
+fn a_step_that_removes_its_run_folder_still_keeps_a_resume_from_starting_beside_it() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        r#"
+name = "removes its folder"
+[[steps]]
+name = "slow"
+run = """
+echo start >> effects.log
+if [ -f release ]; then echo done >> effects.log; exit 0; fi
+rm -rf "$(dirname "$WAYPOINT_OUTPUT")"
+( trap '' TERM; sleep 8; echo late > late.txt ) &
+echo $! > late.pid
+touch slow.started
+wait
+"""
+"#,
+    );
+    let mut child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+    wait_for_file(&sandbox.path("slow.started"), "the step to start");
+    child.kill().expect("SIGKILL reaches the runner");
+    assert_eq!(finish(child).code, None);
+    let id = sandbox.only_plan_id();
+    // The attempt lock was never in the removed folder: the plan still counts as running.
+    assert_eq!(show(&sandbox, &id)["reasons"], json!(["still_running"]));
+    sandbox.write("release", "");
+    let resumed = sandbox.run(&["plan", "resume", &id]);
+    resumed.expect_code(0);
+    let late: i64 = sandbox.read("late.pid").trim().parse().expect("the step wrote its child's pid");
+    assert!(!alive(late), "the step's child outlived its runner");
+    assert!(!sandbox.path("late.txt").exists(), "the killed attempt never finished its work");
+    assert_eq!(effects(&sandbox), ["start", "start", "done"]);
+}
+
+/// A step whose first attempt starts a child that ignores SIGTERM and records its supervisor's
+/// pid; the second attempt notes whether that child still runs.
+const SUPERVISOR_KILLED: &str = r#"
+name = "supervisor killed"
+[[steps]]
+name = "slow"
+retries = RETRIES
+retry_delay = "0s"
+run = """
+echo "start $WAYPOINT_ATTEMPT" >> effects.log
+if [ "$WAYPOINT_ATTEMPT" != 1 ]; then
+  if kill -0 "$(cat late.pid)" 2>/dev/null; then echo overlap >> effects.log; fi
+  exit 0
+fi
+( trap '' TERM; sleep 8; echo late > late.txt ) &
+echo $! > late.pid
+echo $PPID > supervisor.pid
+touch slow.started
+wait
+"""
+"#;
+
+/// Slow (about five seconds each: the grace period before SIGKILL).
+#[test]
+fn a_supervisor_killed_outright_takes_its_step_with_it_before_the_retry_or_the_end_of_run() {
+    for retries in [1, 0] {
+        let sandbox = Sandbox::new();
+        let plan = sandbox.write("plan.toml", &SUPERVISOR_KILLED.replace("RETRIES", &retries.to_string()));
+        let child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+        wait_for_file(&sandbox.path("slow.started"), "the step to start");
+        let supervisor: i64 = sandbox.read("supervisor.pid").trim().parse().expect("the step wrote its parent's pid");
+        send_signal(supervisor, "KILL");
+        let run = finish(child);
+        let late: i64 = sandbox.read("late.pid").trim().parse().expect("the step wrote its child's pid");
+        assert!(!alive(late), "retries = {retries}: the step's child outlived its supervisor and its run");
+        assert!(!sandbox.path("late.txt").exists(), "retries = {retries}: the killed attempt went on");
+        if retries == 1 {
+            run.expect_code(0);
+            assert_eq!(effects(&sandbox), ["start 1", "start 2"], "the retry started once attempt 1 was gone");
+        } else {
+            assert_ne!(run.code, Some(0), "a step whose supervisor was killed failed");
+            assert_eq!(effects(&sandbox), ["start 1"]);
+        }
+    }
+}

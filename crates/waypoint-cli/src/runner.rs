@@ -434,12 +434,13 @@ impl Runner<'_> {
         // the whole step (the supervisor, the shell and everything it started) and then records
         // what happened.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let spawned = command.spawn();
+        supervise::adopt_orphans();
+        let spawned = supervise::Supervised::spawn(&mut command);
         // The command holds the supervisor's end of the lifeline: close it here, so that the
         // supervisor's exit is seen as the end of the socket.
         drop(command);
-        let mut child = match spawned {
-            Ok(child) => child,
+        let (mut child, supervised) = match spawned {
+            Ok(spawned) => spawned,
             Err(e) => {
                 let status = StepExit::Lost(format!("could not be started in {}: {e}", shown_path(&step.workdir)));
                 return Ok(Ran { status: Some(status), signal: None, timed_out: false, tail: Vec::new() });
@@ -459,7 +460,9 @@ impl Runner<'_> {
         let exited = self.events.sender.clone();
         std::thread::spawn(move || {
             let report = read_report(lifeline);
-            let end = StepExit::from_supervisor(report, child.wait());
+            let status = child.wait();
+            supervised.ended(report.is_some());
+            let end = StepExit::from_supervisor(report, status);
             let _ = exited.send(Event::Exited { step: n, end });
         });
         let waited = self.wait(group, n, step.timeout)?;

@@ -2,9 +2,11 @@
 //! attempt lock and its steps' output files. Every such path is built here. (Step logs are the
 //! store's: they go through the store port.)
 //!
-//! For a directory store it lives in the store's directory: `runs/<plan>/` (the attempt lock,
-//! the files behind `$WAYPOINT_OUTPUT` and `$WAYPOINT_OUTPUTS`). A plan id is
-//! `[A-Za-z0-9_-]{1,64}`, so no path can leave that folder.
+//! For a directory store it lives in the store's directory: `runs/<plan>/` (the files behind
+//! `$WAYPOINT_OUTPUT` and `$WAYPOINT_OUTPUTS`) and `locks/<plan>.attempt` (the attempt lock,
+//! kept out of the folder a step is told about, so that a step removing that folder cannot
+//! remove the lock that keeps a second attempt from starting beside it). A plan id is
+//! `[A-Za-z0-9_-]{1,64}`, so no path can leave those folders.
 
 use std::fs::{DirBuilder, File, TryLockError};
 use std::os::unix::fs::DirBuilderExt;
@@ -42,9 +44,10 @@ impl Sidecar {
         waypoint_store_file::plan_run_folder(&self.root, plan_id)
     }
 
-    /// The OS file lock a step's supervisor holds while any process of the step lives.
+    /// The OS file lock a step's supervisor holds while any process of the step lives:
+    /// `locks/<plan>.attempt`, beside the store's run locks and outside the run folder.
     pub fn attempt_lock(&self, plan_id: &PlanId) -> PathBuf {
-        self.run_dir(plan_id).join("attempt.lock")
+        waypoint_store_file::plan_attempt_lock(&self.root, plan_id)
     }
 
     /// The file a step appends its outputs to (`$WAYPOINT_OUTPUT`).
@@ -61,17 +64,26 @@ impl Sidecar {
     /// folders this user owns and nobody else can write: a folder another local user created
     /// first (to plant links) is refused, never written through.
     pub fn prepare(&self, plan_id: &PlanId) -> std::io::Result<()> {
+        let run_dir = self.run_dir(plan_id);
+        self.prepare_folder(&run_dir, run_dir.parent())?;
+        let lock = self.attempt_lock(plan_id);
+        match lock.parent() {
+            Some(locks) => self.prepare_folder(locks, Some(locks)),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates `folder` and checks every folder from it up to the first this sidecar owns
+    /// outright (`top`; beside a directory store `runs/` or `locks/`, the store itself being the
+    /// store's to check). The top one is checked before anything is created inside it.
+    fn prepare_folder(&self, folder: &Path, top: Option<&Path>) -> std::io::Result<()> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        let run_dir = self.run_dir(plan_id);
-        // Every folder from the plan's up to the first this sidecar owns outright (beside a
-        // directory store: its `runs/`, the store itself being the store's to check). The top
-        // one is checked before anything is created inside it.
-        let top = self.private_from.as_deref().or(run_dir.parent()).unwrap_or(&self.root);
+        let top = self.private_from.as_deref().or(top).unwrap_or(&self.root);
         builder.create(top)?;
         check_private(top)?;
-        builder.create(&run_dir)?;
-        let mut dir = run_dir.as_path();
+        builder.create(folder)?;
+        let mut dir = folder;
         loop {
             check_private(dir)?;
             match dir.parent() {

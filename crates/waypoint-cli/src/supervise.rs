@@ -14,6 +14,10 @@
 //!   then stops what the shell left running in the group and exits;
 //! - when the socket closes before the shell ends, the runner has died (even by SIGKILL): it stops
 //!   the whole group (SIGTERM, SIGKILL after [`GRACE`]) and exits.
+//!
+//! The other way round, the runner is a subreaper too ([`adopt_orphans`]): when a supervisor is
+//! killed before it could report, the runner stops the step's processes that came to it
+//! ([`Supervised::ended`]) before it records the attempt or starts another.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -234,12 +238,25 @@ fn signal_step(group: Pid, signal: Signal) {
     }
 }
 
-/// Every live descendant of this process, with its process group, as `/proc` lists them. The
-/// subreaper makes orphans our children, so a process whose parent died is still found.
-fn descendants() -> Vec<(Pid, Pid)> {
+/// This process's children that ended and wait to be reaped (zombies).
+fn ended_children() -> Vec<Pid> {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    proc_table().into_iter().filter(|p| p.parent == me && p.ended).filter_map(|p| Pid::from_raw(p.pid)).collect()
+}
+
+/// One process as `/proc/PID/stat` shows it.
+struct ProcEntry {
+    pid: i32,
+    parent: i32,
+    group: i32,
+    /// A zombie: it has ended, only its parent's reaping is left.
+    ended: bool,
+}
+
+/// Every process this one may read in `/proc`.
+fn proc_table() -> Vec<ProcEntry> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    // (pid, parent, group) of every process we may read.
-    let table: Vec<(i32, i32, i32)> = entries
+    entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {
@@ -247,20 +264,30 @@ fn descendants() -> Vec<(Pid, Pid)> {
             // `pid (comm) state ppid pgrp …`: comm may hold spaces and parentheses.
             let after = &stat[stat.rfind(')')? + 1..];
             let mut fields = after.split_whitespace();
-            // A zombie has ended; only its parent's reaping is left.
-            if fields.next()? == "Z" {
-                return None;
-            }
+            let ended = fields.next()? == "Z";
             let parent = fields.next()?.parse().ok()?;
             let group = fields.next()?.parse().ok()?;
-            Some((pid, parent, group))
+            Some(ProcEntry { pid, parent, group, ended })
         })
-        .collect();
+        .collect()
+}
+
+/// Every live descendant of this process, with its process group, as `/proc` lists them. The
+/// subreaper makes orphans our children, so a process whose parent died is still found.
+fn descendants() -> Vec<(Pid, Pid)> {
+    descendants_except(&[])
+}
+
+/// Every live descendant of this process but those of the subtrees rooted at `spared` (and
+/// those processes themselves).
+fn descendants_except(spared: &[i32]) -> Vec<(Pid, Pid)> {
+    let table: Vec<(i32, i32, i32)> =
+        proc_table().into_iter().filter(|p| !p.ended).map(|p| (p.pid, p.parent, p.group)).collect();
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let mut found = Vec::new();
     let mut parents = vec![me];
     while let Some(parent) = parents.pop() {
-        for &(pid, _, group) in table.iter().filter(|(_, p, _)| *p == parent) {
+        for &(pid, _, group) in table.iter().filter(|(pid, p, _)| *p == parent && !spared.contains(pid)) {
             if let (Some(pid), Some(group)) = (Pid::from_raw(pid), Pid::from_raw(group)) {
                 found.push((pid, group));
             }
@@ -268,4 +295,84 @@ fn descendants() -> Vec<(Pid, Pid)> {
         }
     }
     found
+}
+
+/// The supervisors this process runs now: [`stop_orphans`] spares them and their steps.
+static LIVE_SUPERVISORS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes this process (a runner) the reaper of its supervisors' orphans, so that a step's
+/// processes whose supervisor was killed outright (SIGKILL, the OOM killer) become its children
+/// and [`stop_orphans`] can stop them before anything else of the plan runs. Linux only.
+pub fn adopt_orphans() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+}
+
+/// A supervisor this process started, counted as live from start to [`Supervised::ended`].
+#[derive(Debug)]
+pub struct Supervised(i32);
+
+impl Supervised {
+    /// Starts a supervisor. The list of live ones is held while it starts, so that no
+    /// [`stop_orphans`] of another step takes it for an orphan.
+    pub fn spawn(command: &mut Command) -> std::io::Result<(std::process::Child, Self)> {
+        let mut live = LIVE_SUPERVISORS.lock().unwrap_or_else(|p| p.into_inner());
+        let child = command.spawn()?;
+        let pid = child.id() as i32;
+        live.push(pid);
+        Ok((child, Self(pid)))
+    }
+
+    /// The supervisor is gone (waited for). Without its report it was killed before it could
+    /// stop its step: whatever the step left running has come to this process (see
+    /// [`adopt_orphans`]) and is stopped now, before the runner records the attempt and maybe
+    /// starts the next one. Returns once they are gone (SIGTERM, SIGKILL after [`GRACE`]).
+    pub fn ended(self, reported: bool) {
+        LIVE_SUPERVISORS.lock().unwrap_or_else(|p| p.into_inner()).retain(|&pid| pid != self.0);
+        if !reported {
+            stop_orphans();
+        }
+    }
+}
+
+/// Stops every descendant of this process that no live supervisor of it answers for: the
+/// processes of steps whose supervisor was killed outright. Each is signalled, with any group
+/// it leads; those that are this process's own children are reaped by pid, never by
+/// `waitpid(-1)`, which would take a live supervisor's status from the thread waiting for it.
+fn stop_orphans() {
+    // Under the list's lock: a supervisor starting meanwhile is either spared or not yet born.
+    let orphans = || {
+        let live = LIVE_SUPERVISORS.lock().unwrap_or_else(|p| p.into_inner());
+        descendants_except(&live)
+    };
+    // Orphans that ended are zombies until reaped: only their pids are waited for.
+    let reap = || {
+        let live = LIVE_SUPERVISORS.lock().unwrap_or_else(|p| p.into_inner());
+        for pid in ended_children().into_iter().filter(|pid| !live.contains(&pid.as_raw_nonzero().get())) {
+            let _ = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG);
+        }
+    };
+    for (signal, within) in [(Signal::TERM, GRACE), (Signal::KILL, Duration::from_secs(1))] {
+        reap();
+        let found = orphans();
+        if found.is_empty() {
+            return;
+        }
+        for &(pid, group) in &found {
+            let _ = rustix::process::kill_process(pid, signal);
+            if found.iter().any(|(other, _)| *other == group) {
+                let _ = kill_process_group(group, signal);
+            }
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            // Reaped after the look: one that ends in between is a zombie by then.
+            let left = orphans();
+            reap();
+            if left.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

@@ -70,6 +70,13 @@ impl Layout {
         self.locks_dir().join(format!("{}.lock", plan_id.as_str()))
     }
 
+    /// `locks/<plan>.attempt`: the lock a plan-file step's supervisor holds while any process of
+    /// the step lives. Beside the run lock, never in the step's own run folder: a step may remove
+    /// that folder (it knows its path from `$WAYPOINT_OUTPUT`), and the lock with it.
+    pub fn attempt_lock(&self, plan_id: &PlanId) -> PathBuf {
+        self.locks_dir().join(format!("{}.attempt", plan_id.as_str()))
+    }
+
     /// `catalog.ckpt`: the catalog checkpoint.
     pub fn checkpoint(&self) -> PathBuf {
         self.dir.join(CHECKPOINT_FILE)
@@ -169,7 +176,7 @@ impl Layout {
     }
 
     /// `runs/<plan>/`: what a runner keeps for a plan's running step and nothing reads later
-    /// (its attempt lock, the files behind `$WAYPOINT_OUTPUT` and `$WAYPOINT_OUTPUTS`). The
+    /// (the files behind `$WAYPOINT_OUTPUT` and `$WAYPOINT_OUTPUTS`). The
     /// store only names it; the runner that owns it builds the names inside.
     pub fn plan_runs(&self, plan_id: &PlanId) -> PathBuf {
         self.dir.join(RUNS_DIR).join(plan_id.as_str())

@@ -97,10 +97,16 @@ pub use state::StoreOptions;
 pub use store::FileStore;
 
 /// `<store>/runs/<plan>/`: the folder a plan-file runner keeps for a plan's running step (its
-/// attempt lock and output files), named by the store's layout like every entry of the store
+/// output files), named by the store's layout like every entry of the store
 /// directory.
 pub fn plan_run_folder(store_dir: &std::path::Path, plan_id: &waypoint_domain::PlanId) -> std::path::PathBuf {
     layout::Layout::new(store_dir).plan_runs(plan_id)
+}
+
+/// `<store>/locks/<plan>.attempt`: the attempt lock of a plan-file runner's step, beside the
+/// plan's run lock and outside the folder the step is told about.
+pub fn plan_attempt_lock(store_dir: &std::path::Path, plan_id: &waypoint_domain::PlanId) -> std::path::PathBuf {
+    layout::Layout::new(store_dir).attempt_lock(plan_id)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ fn every_name_is_the_documented_one() {
         (layout.write_lock(), "/s/write.lock"),
         (layout.locks_dir(), "/s/locks"),
         (layout.run_lock(&plan), "/s/locks/p-1.lock"),
+        (layout.attempt_lock(&plan), "/s/locks/p-1.attempt"),
         (layout.checkpoint(), "/s/catalog.ckpt"),
         (layout.index_dir(), "/s/index"),
         (layout.plan_index(&plan), "/s/index/p-1.idx"),
