@@ -179,3 +179,85 @@ fn a_failed_verify_on_postgres_names_no_command_that_refuses_postgres() {
     assert!(!message.contains("store repair"), "`store repair` refuses PostgreSQL: {message}");
     assert!(message.contains("pg_dump"), "{message}");
 }
+
+#[test]
+fn a_server_that_accepts_and_never_answers_is_exit_6_within_the_connect_timeout_naming_it() {
+    let sandbox = Sandbox::new();
+    // Accepts every connection and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let url = format!("postgres://waypoint:{PASSWORD}@127.0.0.1:{port}/waypoint?connect_timeout=2");
+    let started = std::time::Instant::now();
+    let error = run(&sandbox, &url, &["plan", "list"]).expect_error(6, "store_unavailable");
+    let waited = started.elapsed();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("127.0.0.1:{port}")) && message.contains("did not answer within 2s"),
+        "{message}"
+    );
+    // Bounded by the connect timeout (a hang lasts as long as the OS keeps the socket: minutes).
+    assert!(waited < std::time::Duration::from_secs(10), "waited {waited:?}");
+}
+
+/// A role of the test server with `grants` (SQL run as the owner, `ROLE` standing for the role's
+/// name) and a URL that logs in as it; the role is dropped at the end of the test.
+struct Role {
+    admin: postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl Role {
+    fn new(db: &TestDatabase, suffix: &str, grants: &str) -> Role {
+        let mut admin = postgres::Client::connect(db.url(), postgres::NoTls).expect("the test server is reachable");
+        let name = format!("{}_{suffix}", db.name());
+        admin.batch_execute(&format!("CREATE ROLE {name} LOGIN; {}", grants.replace("ROLE", &name))).expect("a role");
+        let url = db.url().replacen("postgres@", &format!("{name}@"), 1);
+        assert_ne!(url, db.url(), "the test server's URL names its user");
+        Role { admin, name, url }
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.admin.batch_execute(&format!("DROP OWNED BY {0}; DROP ROLE {0}", self.name));
+    }
+}
+
+#[test]
+fn a_role_that_may_only_read_opens_the_store_and_refusals_carry_the_servers_message() {
+    let db = TestDatabase::create("cli_reader");
+    let url = url_with_password(&db);
+    let sandbox = Sandbox::new();
+    run(&sandbox, &url, &["plan", "create", "--id", "read-me", "--name", "report"]).expect_code(0);
+
+    // SELECT only: reads work, as no open runs DDL on a current schema.
+    let reader = Role::new(&db, "reader", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO ROLE");
+    let listed = run(&sandbox, &reader.url, &["plan", "list"]);
+    listed.expect_code(0);
+    assert_eq!(listed.json()["plans"][0]["plan_id"], "read-me", "{}", listed.stdout);
+    run(&sandbox, &reader.url, &["plan", "show", "read-me"]).expect_code(0);
+    // A write is refused with what the server said, not "db error".
+    let refused = run(&sandbox, &reader.url, &["plan", "create", "--id", "not-mine"]);
+    assert_ne!(refused.code, Some(0));
+    assert!(refused.stderr.contains("permission denied"), "{}", refused.stderr);
+    assert!(!refused.stderr.contains("db error"), "{}", refused.stderr);
+
+    // No rights at all: the server's words name the table.
+    let stranger = Role::new(&db, "stranger", "SELECT 1");
+    let refused = run(&sandbox, &stranger.url, &["plan", "list"]);
+    assert_ne!(refused.code, Some(0));
+    assert!(refused.stderr.contains("permission denied for table"), "{}", refused.stderr);
+
+    // A database that does not exist says so.
+    let missing = waypoint_store_postgres::testing::with_database(&url, "wp_no_such_database");
+    let refused = run(&sandbox, &missing, &["plan", "list"]);
+    assert_ne!(refused.code, Some(0));
+    assert!(refused.stderr.contains("database \"wp_no_such_database\" does not exist"), "{}", refused.stderr);
+}

@@ -10,7 +10,8 @@ use waypoint_domain::{DecodeError, PlanId};
 pub enum PgStoreError {
     /// The server could not be reached, or the connection broke: retrying later may succeed.
     #[error(
-        "PostgreSQL at {target} is unavailable ({context}): {source}; check that the server is running and reachable"
+        "PostgreSQL at {target} is unavailable ({context}): {}; check that the server is running and reachable",
+        describe(.source)
     )]
     Unavailable {
         /// The connection string, password masked.
@@ -19,6 +20,20 @@ pub enum PgStoreError {
         context: &'static str,
         /// The driver's error.
         source: postgres::Error,
+    },
+    /// The server accepted the connection but did not answer in time (a hung server, a proxy
+    /// that accepts and forwards nowhere, a firewall that drops packets after the handshake).
+    #[error(
+        "PostgreSQL at {target} did not answer within {} ({context}); check that the server is running and not overloaded, or set connect_timeout in the connection string",
+        waypoint_application::engine::format_duration(*.waited)
+    )]
+    NoAnswer {
+        /// The connection string, password masked.
+        target: String,
+        /// What the store was doing.
+        context: &'static str,
+        /// How long it waited.
+        waited: std::time::Duration,
     },
     /// The connection string does not parse.
     #[error("invalid PostgreSQL connection string {target}: {detail}")]
@@ -29,7 +44,7 @@ pub enum PgStoreError {
         detail: String,
     },
     /// The server answered with an error that is not about the connection.
-    #[error("PostgreSQL at {target} refused to {context}: {source}")]
+    #[error("PostgreSQL at {target} refused to {context}: {}", describe(.source))]
     Query {
         /// The connection string, password masked.
         target: String,
@@ -118,7 +133,7 @@ pub enum PgStoreError {
 impl PgStoreError {
     /// Whether retrying once PostgreSQL is back could succeed.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, PgStoreError::Unavailable { .. })
+        matches!(self, PgStoreError::Unavailable { .. } | PgStoreError::NoAnswer { .. })
     }
 
     /// Sorts a driver error into `Unavailable` (the connection) or `Query` (the statement).
@@ -129,6 +144,34 @@ impl PgStoreError {
             PgStoreError::Query { target: target.to_owned(), context, source }
         }
     }
+}
+
+/// What the driver's error says, in full: the driver's own text names only the kind of failure
+/// ("db error", "error connecting to server"); the server's message (with its SQLSTATE, detail
+/// and hint) or the cause below (the socket's error) is what tells a person what to fix. A
+/// server's message is not secret: it never holds the password.
+pub(crate) fn describe(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!("; {detail}"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+        return text;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A broken or refused connection, a server shutting down or not yet accepting connections.
@@ -169,7 +212,11 @@ impl From<PgStoreError> for StoreError {
                 StoreError::Locked(e.to_string())
             }
             PgStoreError::Unavailable { target, context, source } => {
-                StoreError::Unavailable { location: target, detail: format!("{context}: {source}") }
+                StoreError::Unavailable { location: target, detail: format!("{context}: {}", describe(&source)) }
+            }
+            PgStoreError::NoAnswer { target, context, waited } => {
+                let detail = PgStoreError::NoAnswer { target: target.clone(), context, waited }.to_string();
+                StoreError::Unavailable { location: target, detail }
             }
             e @ (PgStoreError::InvalidUrl { .. } | PgStoreError::Query { .. } | PgStoreError::SchemaTooNew { .. }) => {
                 StoreError::io("the PostgreSQL store failed", std::io::Error::other(e.to_string()))

@@ -3,7 +3,7 @@
 //! because the synchronous client needs nothing more.
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use postgres::{Client, NoTls, Statement};
@@ -67,6 +67,14 @@ impl Pool {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
+        // A server that vanished (a lost machine, a cut network) while a statement waits for its
+        // answer is noticed by TCP keepalives within about half a minute, not two hours.
+        config.keepalives(true).keepalives_idle(Duration::from_secs(15));
+        #[cfg(target_os = "linux")]
+        config
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(30));
         if config.get_application_name().is_none() {
             config.application_name("waypoint");
         }
@@ -79,8 +87,27 @@ impl Pool {
     }
 
     /// A new connection of its own (not from the pool): for migrations and run locks.
+    ///
+    /// The driver bounds only the socket's connect by `connect_timeout`; a server that accepts
+    /// and then says nothing (hung, or a proxy with nothing behind it) would hold the handshake
+    /// for as long as the OS keeps the socket. So the whole connect (socket, startup,
+    /// authentication) runs on a thread of its own and is given up after the same time, with a
+    /// message naming the server. The thread is left to end on its own.
     pub(crate) fn connect_client(&self) -> Result<Client, PgStoreError> {
-        self.config.connect(NoTls).map_err(|e| PgStoreError::from_driver(&self.target, "connect", e))
+        let fail = |e| PgStoreError::from_driver(&self.target, "connect", e);
+        let config = self.config.clone();
+        let (sender, answer) = mpsc::channel();
+        let spawned = std::thread::Builder::new().name("waypoint-pg-connect".into()).spawn(move || {
+            let _ = sender.send(config.connect(NoTls));
+        });
+        if spawned.is_err() {
+            return self.config.connect(NoTls).map_err(fail);
+        }
+        let waited = self.config.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        match answer.recv_timeout(waited) {
+            Ok(connected) => connected.map_err(fail),
+            Err(_) => Err(PgStoreError::NoAnswer { target: self.target.clone(), context: "connect", waited }),
+        }
     }
 
     fn connect(&self) -> Result<Conn, PgStoreError> {

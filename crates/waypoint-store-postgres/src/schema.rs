@@ -1,5 +1,6 @@
-//! The schema and its migrations. Every open runs `migrate`, under a transaction-scoped advisory
-//! lock, so processes starting at once apply each migration exactly once.
+//! The schema and its migrations. Every open reads the schema version; only when it is behind
+//! does it run `migrate_to`, under a transaction-scoped advisory lock, so processes starting at
+//! once apply each migration exactly once (and a role that may only read opens a current store).
 
 use postgres::Client;
 
@@ -66,7 +67,34 @@ const MIGRATIONS: &[&str] = &[
 
 /// Brings the database's schema to [`SCHEMA_VERSION`]; refuses one newer than this build.
 pub(crate) fn migrate(client: &mut Client, target: &str) -> Result<i32, PgStoreError> {
+    // Most opens find the schema current: two reads, no lock and no DDL, so that a role that may
+    // only read (a dashboard, a reporting job) can open the store.
+    if let Some(found) = current_version(client, target)? {
+        if found > SCHEMA_VERSION {
+            return Err(PgStoreError::SchemaTooNew { target: target.to_owned(), found, supported: SCHEMA_VERSION });
+        }
+        if found == SCHEMA_VERSION {
+            return Ok(found);
+        }
+    }
     migrate_to(client, target, SCHEMA_VERSION)
+}
+
+/// The schema version the database records, or `None` before the first migration.
+fn current_version(client: &mut Client, target: &str) -> Result<Option<i32>, PgStoreError> {
+    let fail = |context| move |e| PgStoreError::from_driver(target, context, e);
+    let exists: bool = client
+        .query_one("SELECT to_regclass('waypoint_schema') IS NOT NULL", &[])
+        .map_err(fail("look for the schema-version table"))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let found: i32 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM waypoint_schema", &[])
+        .map_err(fail("read the schema version"))?
+        .get(0);
+    Ok(Some(found))
 }
 
 /// Brings the database's schema to version `upto` (at most [`SCHEMA_VERSION`]); tests use an
