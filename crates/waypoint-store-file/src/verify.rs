@@ -130,6 +130,13 @@ impl Verifier {
             let ids: BTreeSet<&PlanId> =
                 stored.catalog.plans.keys().chain(at_checkpoint.plans.keys()).filter(|id| selected(id)).collect();
             for id in ids {
+                // A removal killed past its commit point: the plan is removed (readers step over
+                // its records), but only a writable open finishes the batch and rewrites the
+                // catalog, and verification writes nothing. Its rows are work left, not damage.
+                if live.shared.lock_retention().hides_row(id) {
+                    report.count("pending_removals", 1);
+                    continue;
+                }
                 report.count("catalog_plans", 1);
                 let context = format!("catalog checkpoint (position {}): plan {id}", stored.position);
                 compare_views(

@@ -174,8 +174,6 @@ fn tombstones_of_a_removal_that_died_before_its_commit_are_void() {
 /// with its other files.
 #[test]
 fn finishing_a_batch_a_crash_interrupted_deletes_its_plans_step_logs() {
-    use std::collections::HashSet;
-
     use waypoint_application::{LogStream, StepLog};
     use waypoint_domain::{Attempt, StepNumber};
 
@@ -194,24 +192,8 @@ fn finishing_a_batch_a_crash_interrupted_deletes_its_plans_step_logs() {
     store.write_step_log(&gone, &log(b"gone")).unwrap();
     store.write_step_log(&kept, &log(b"kept")).unwrap();
 
-    // `remove_plans` up to its commit point, then the process dies.
     let layout = crate::layout::Layout::new(dir.path());
-    store.checkpoint().unwrap();
-    let len = super::append_commit(&layout, super::Commit::Started { batch: 1 }, 0).unwrap();
-    store.shared.write_tombstones(&[super::Tombstone { plan: gone.clone(), batch: 1, version: 2 }]).unwrap();
-    let log_end = store.shared.lock_state().end;
-    let keep_last = crate::catalog::read_head(&layout).unwrap().map(|head| head.last.offset);
-    let (holes, keep) = store.shared.find_holes(&HashSet::from([&gone]), log_end, keep_last).unwrap();
-    let batch = super::Batch { batch: 1, plans: vec![(gone.clone(), 2)], holes, keep };
-    crate::fsutil::write_atomically(
-        &layout.tmp_dir(),
-        &layout.retention_dir(),
-        &layout.retention_batch(1),
-        &crate::frame::encode(super::BATCH_MAGIC, &batch),
-    )
-    .unwrap();
-    let commit = super::Commit::Committed { batch: 1, log_end, removed_at: Utc::now(), archive: "archive".into() };
-    super::append_commit(&layout, commit, len).unwrap();
+    die_after_commit(&store, std::slice::from_ref(&gone));
     assert!(layout.plan_logs(&gone).exists(), "the crash left the removed plan's logs on disk");
     assert!(store.read_step_logs(&gone, None, None).unwrap().is_empty(), "but a removed plan has no logs");
     drop(store);
@@ -222,6 +204,57 @@ fn finishing_a_batch_a_crash_interrupted_deletes_its_plans_step_logs() {
     assert!(matches!(store.write_step_log(&gone, &log(b"late")), Err(crate::FileStoreError::Removed { .. })));
     assert!(!layout.plan_logs(&gone).exists(), "a refused log leaves nothing");
     assert_eq!(store.read_step_logs(&kept, None, None).unwrap(), vec![log(b"kept")], "the kept plan's logs stay");
+    let report = futures::executor::block_on(waypoint_application::PlanStore::verify(&store)).unwrap();
+    assert!(report.ok, "{:?}", report.differences);
+}
+
+/// Runs `remove_plans` of `gone` up to its commit point, as a process killed right after it
+/// would leave the store: the batch committed, nothing of it finished.
+fn die_after_commit(store: &FileStore, gone: &[PlanId]) {
+    use std::collections::HashSet;
+
+    let layout = crate::layout::Layout::new(store.dir());
+    store.checkpoint().unwrap();
+    let len = super::append_commit(&layout, super::Commit::Started { batch: 1 }, 0).unwrap();
+    let tombstones: Vec<super::Tombstone> =
+        gone.iter().map(|plan| super::Tombstone { plan: plan.clone(), batch: 1, version: 2 }).collect();
+    store.shared.write_tombstones(&tombstones).unwrap();
+    let log_end = store.shared.lock_state().end;
+    let keep_last = crate::catalog::read_head(&layout).unwrap().map(|head| head.last.offset);
+    let (holes, keep) = store.shared.find_holes(&gone.iter().collect::<HashSet<_>>(), log_end, keep_last).unwrap();
+    let batch = super::Batch { batch: 1, plans: gone.iter().map(|plan| (plan.clone(), 2)).collect(), holes, keep };
+    crate::fsutil::write_atomically(
+        &layout.tmp_dir(),
+        &layout.retention_dir(),
+        &layout.retention_batch(1),
+        &crate::frame::encode(super::BATCH_MAGIC, &batch),
+    )
+    .unwrap();
+    let commit = super::Commit::Committed { batch: 1, log_end, removed_at: Utc::now(), archive: "archive".into() };
+    super::append_commit(&layout, commit, len).unwrap();
+}
+
+/// `store verify` opens read-only, so it cannot finish a batch a killed compaction committed:
+/// it counts the batch's plans as removed, and finds no difference where the next writable open
+/// has only work left to do.
+#[test]
+fn verify_after_a_compaction_killed_past_its_commit_point_finds_nothing_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let kept = plan("kept-beside-it");
+    let gone: Vec<PlanId> = (0..20).map(|i| plan(&format!("removed-{i}"))).collect();
+    for id in gone.iter().chain([&kept]) {
+        fill(&store, id, 2);
+    }
+    die_after_commit(&store, &gone);
+    drop(store);
+    let before = crate::fingerprint::of_dir(dir.path()).unwrap();
+    let read_only = FileStore::open_read_only(dir.path()).unwrap();
+    let report = futures::executor::block_on(waypoint_application::PlanStore::verify(&read_only)).unwrap();
+    assert!(report.ok, "{:?}", report.differences);
+    assert_eq!(crate::fingerprint::of_dir(dir.path()).unwrap(), before, "verify wrote nothing");
+    drop(read_only);
+    let store = FileStore::open(dir.path()).unwrap();
     let report = futures::executor::block_on(waypoint_application::PlanStore::verify(&store)).unwrap();
     assert!(report.ok, "{:?}", report.differences);
 }
