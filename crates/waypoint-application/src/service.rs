@@ -757,7 +757,20 @@ impl<S: PlanStore> PlanResumeService<S> {
         let appended = !recorded.is_empty();
         if appended {
             let count = recorded.len() as u32;
-            self.store.clone().append(plan_id.clone(), Expected::Exact(version), recorded).await?;
+            match self.store.clone().append(plan_id.clone(), Expected::Exact(version), recorded).await {
+                Ok(_) => {}
+                // The plan was there when it was loaded and a compaction removed it since: the
+                // writer hears what any later reader would, the removal and its archive. (At
+                // version 0 the id is being created anew, and the store's refusal stands.)
+                Err(removed @ StoreError::Removed { .. }) if version > 0 => {
+                    return Err(match self.store.removal(plan_id).await? {
+                        Some(removal) => ServiceError::Removed(removal),
+                        // A removal still deciding: the store's own refusal says so.
+                        None => ServiceError::Store(removed),
+                    });
+                }
+                Err(other) => return Err(other.into()),
+            }
             version += count;
             last_activity_at = Some(now);
         }

@@ -47,12 +47,22 @@ fn an_archive_holding_another_plan_under_a_due_id_stops_the_compaction_before_an
     }
 }
 
-/// An archive that takes histories and refuses every step log, as one whose disk filled up
-/// between the two would.
-#[derive(Debug, Clone, Default)]
-struct RefusesLogs(InMemoryStore);
+/// A store that misbehaves in one way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Fault {
+    /// Takes histories and refuses every step log, as an archive whose disk filled up between
+    /// the two would.
+    #[default]
+    RefusesLogs,
+    /// A compaction wins the race with each append: the plan is removed just before the
+    /// append reaches the store.
+    RemovedBeforeAppend,
+}
 
-impl EventStore for RefusesLogs {
+#[derive(Debug, Clone, Default)]
+struct Faulty(InMemoryStore, Fault);
+
+impl EventStore for Faulty {
     type SourceId = PlanId;
     type Event = RecordedEvent;
     type Error = StoreError;
@@ -63,7 +73,12 @@ impl EventStore for RefusesLogs {
         version: Expected,
         events: Vec<RecordedEvent>,
     ) -> BoxFuture<'_, Result<u32, StoreError>> {
-        self.0.append(source_id, version, events)
+        Box::pin(async move {
+            if let (Fault::RemovedBeforeAppend, Expected::Exact(at)) = (self.1, version) {
+                self.0.remove_plans(&[(source_id.clone(), at)], Utc::now(), "the-archive").await?;
+            }
+            self.0.append(source_id, version, events).await
+        })
     }
 
     fn stream(&self, source_id: PlanId, select: Select) -> BoxFuture<'_, Result<EventStream<'_, Self>, StoreError>> {
@@ -79,7 +94,7 @@ impl EventStore for RefusesLogs {
     }
 }
 
-impl PlanStore for RefusesLogs {
+impl PlanStore for Faulty {
     fn run_locks(&self) -> Arc<dyn RunLocks> {
         self.0.run_locks()
     }
@@ -113,7 +128,10 @@ impl PlanStore for RefusesLogs {
         self.0.import_plans(histories)
     }
 
-    fn put_step_log<'a>(&'a self, _plan_id: &'a PlanId, _log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn put_step_log<'a>(&'a self, plan_id: &'a PlanId, log: StepLog) -> BoxFuture<'a, Result<(), StoreError>> {
+        if self.1 != Fault::RefusesLogs {
+            return self.0.put_step_log(plan_id, log);
+        }
         let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device");
         Box::pin(futures::future::ready(Err(StoreError::io("cannot write a step log", full))))
     }
@@ -149,10 +167,29 @@ fn an_archive_that_cannot_take_a_plans_step_logs_stops_the_compaction_before_any
     });
     clock.advance(Duration::days(2));
     let request = CompactRequest { older_than: Duration::days(1), dry_run: false };
-    match block_on(service.compact(request, &RefusesLogs::default(), "full")) {
+    match block_on(service.compact(request, &Faulty::default(), "full")) {
         Err(ServiceError::Store(StoreError::Io { .. })) => {}
         other => panic!("a log the archive refuses stops the compaction: {other:?}"),
     }
     assert!(block_on(service.load(&id)).is_ok(), "the plan is still in the store");
     assert_eq!(block_on(store.step_logs(&id, None, None)).unwrap(), vec![log], "with its logs");
+}
+
+/// A writer that loaded a plan before a compaction removed it, and appends after: it hears that
+/// the plan was removed (with its archive), as one that came later would, not a conflict.
+#[test]
+fn an_append_that_loses_the_race_with_a_compaction_says_the_plan_was_removed() {
+    let store = Faulty(InMemoryStore::new(), Fault::RemovedBeforeAppend);
+    let service = PlanResumeService::new(store.clone());
+    let id = PlanId::parse("raced").unwrap();
+    let new = NewPlan { id: Some(id.clone()), start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+    block_on(service.create_plan(new)).expect("nothing to remove at version 0");
+    match block_on(service.cancel(&id, None)) {
+        Err(error @ ServiceError::Removed(_)) => {
+            assert_eq!(error.kind(), ErrorKind::NotFound);
+            let ServiceError::Removed(removal) = error else { unreachable!() };
+            assert_eq!((removal.plan_id, removal.archive.as_str()), (id, "the-archive"));
+        }
+        other => panic!("expected the removal, got {other:?}"),
+    }
 }
