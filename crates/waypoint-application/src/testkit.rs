@@ -18,7 +18,7 @@ use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
     Artifact, Attempt, DecisionId, EventId, Message, Phase, PlanError, PlanEvent, PlanId, PlanStatus,
-    ResumeIneligibleReason, RunnerId, StepNumber, LEASE_EXPIRED_REASON,
+    ResumeIneligibleReason, RunnerId, StepNumber, StepOutput, LEASE_EXPIRED_REASON,
 };
 
 use crate::error::ServiceError;
@@ -63,6 +63,7 @@ pub fn cases<F: StoreFixture>() -> Vec<Case<F>> {
         ("racing_resumes_have_one_winner", racing_resumes_have_one_winner::<F>),
         ("unknown_plans_are_not_found", unknown_plans_are_not_found::<F>),
         ("large_events_round_trip", large_events_round_trip::<F>),
+        ("a_fork_of_large_outputs_fits_every_record", a_fork_of_large_outputs_fits_every_record::<F>),
         ("stats_count_the_log", stats_count_the_log::<F>),
         ("removal_leaves_tombstones_and_keeps_the_rest", removal_leaves_tombstones_and_keeps_the_rest::<F>),
         ("removal_skips_plans_that_moved", removal_skips_plans_that_moved::<F>),
@@ -649,6 +650,41 @@ fn large_events_round_trip<F: StoreFixture>(fixture: &F) {
     assert_eq!(stored[1].event, event.event, "the payload comes back exactly");
     assert_eq!(stored[1].recorded_at, event.recorded_at, "the recording time comes back exactly");
     assert_eq!(stored[1].event_id, event.event_id);
+}
+
+/// Steps of about 1 MiB of output each, more of them than one fork event carries: the fork
+/// copies the rest in events of their own (a fork of 17 such steps would pass the file store's
+/// 16 MiB record limit in one event). It succeeds, no event is larger than the source's largest
+/// plus the fork's own budget, and the fork holds every output.
+fn a_fork_of_large_outputs_fits_every_record<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let service = PlanResumeService::new(store.clone());
+    let source = plan("large-outputs");
+    let new = NewPlan { id: Some(source.clone()), start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+    block_on(service.create_plan(new)).expect("create");
+    let steps = (waypoint_domain::FORK_EVENT_CHECKPOINT_BYTES / StepOutput::MAX_ENCODED_LEN + 1) as u32;
+    for n in 1..=steps {
+        let text: String = format!("step {n} ").chars().cycle().take(StepOutput::MAX_ENCODED_LEN - 64).collect();
+        let output = StepOutput::new(serde_json::json!({ "text": text })).expect("an output within the bound");
+        let checkpoint = StepCheckpoint { output: Some(output), ..StepCheckpoint::new(step(n), decision(n)) };
+        block_on(service.record_step_checkpoint(&source, checkpoint)).expect("checkpoint");
+    }
+    let fork = plan("large-outputs-fork");
+    let forked = block_on(service.fork_plan(&source, Some(step(steps)), Some(fork.clone()))).expect("the fork fits");
+    let events = read(&store, &fork, Select::All);
+    assert!(events.len() > 1, "the checkpoints past the budget follow the fork event");
+    for stored in &events {
+        let size = stored.event.encode_data().len();
+        let bound = waypoint_domain::FORK_EVENT_CHECKPOINT_BYTES + StepOutput::MAX_ENCODED_LEN + 64 * 1024;
+        assert!(size <= bound, "a fork event of {size} bytes, more than {bound}");
+    }
+    let source_view = block_on(service.load(&source)).expect("source");
+    let outputs = |view: &PlanView| view.state.resume.checkpoints.iter().map(|c| c.output.clone()).collect::<Vec<_>>();
+    assert_eq!(outputs(&forked), outputs(&source_view), "the fork holds every output");
+    let again = PlanResumeService::new(fixture.reopen(&store));
+    let reread = block_on(again.load(&fork)).expect("the fork reads back");
+    assert_eq!(outputs(&reread), outputs(&source_view));
+    assert_eq!(reread.state.resume.last_completed_step, Some(step(steps)));
 }
 
 fn stats_count_the_log<F: StoreFixture>(fixture: &F) {

@@ -579,7 +579,7 @@ fn describe(event: &PlanEvent, names: &StepNames, room: usize) -> String {
             step(e.step, columns(&rest)) + &rest
         }
         PlanEvent::PlanForked(e) => match e.at_step {
-            Some(at) => format!("from {} at step {at} · {} steps copied", e.source, e.checkpoints.len()),
+            Some(at) => format!("from {} at step {at} · {at} steps copied", e.source),
             None => format!("from {} before step 1", e.source),
         },
         PlanEvent::LeaseRenewed(e) => format!("runner {} · until {}", e.runner, local_time(e.expires_at)),

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use waypoint_application::StoredEvent;
-use waypoint_domain::{AttemptFailure, Phase, PlanEvent, PlanId, PlanStatus};
+use waypoint_domain::{AttemptFailure, Phase, PlanEvent, PlanId, PlanStatus, StepCompleted};
 
 /// `{"plan_id", "steps": [...]}`.
 #[derive(Debug, Clone, Serialize)]
@@ -59,24 +59,35 @@ impl Step {
     }
 }
 
+/// A step a fork copied from its source: completed, with no attempt of this plan.
+fn copied_step(steps: &mut BTreeMap<u32, Step>, copied: &StepCompleted) {
+    let step = steps.entry(copied.step.get()).or_default();
+    step.completed = true;
+    step.name = copied.name.as_ref().map(|n| n.as_str().to_owned()).or(step.name.take());
+    step.output = copied.output.as_ref().map(|o| o.as_value().clone());
+}
+
 /// The timeline of `plan_id` from its history; `status` (the summary's) says whether an attempt
 /// still open at the end is running or was left by a runner that is gone.
 pub fn steps_doc(plan_id: &PlanId, events: &[StoredEvent], status: PlanStatus) -> StepsDoc {
     let mut steps: BTreeMap<u32, Step> = BTreeMap::new();
     let mut phase: Option<Phase> = None;
     let mut definition: Vec<String> = Vec::new();
+    // Right after `PlanForked`, `step_completed` events are the rest of the fork's copies (a fork
+    // of large outputs carries them apart): completed steps, not attempts of this plan.
+    let mut copying = false;
     for stored in events {
         let at = stored.recorded_at;
+        let copy = copying && matches!(stored.event, PlanEvent::StepCompleted(_));
+        copying = copy || matches!(stored.event, PlanEvent::PlanForked(_));
         match &stored.event {
+            PlanEvent::StepCompleted(copied) if copy => copied_step(&mut steps, copied),
             PlanEvent::PlanCreated(e) => definition = e.steps.iter().map(|s| s.name.as_str().to_owned()).collect(),
             PlanEvent::PlanForked(e) => {
                 definition = e.steps.iter().map(|s| s.name.as_str().to_owned()).collect();
                 phase = Some(e.phase);
                 for copied in &e.checkpoints {
-                    let step = steps.entry(copied.step.get()).or_default();
-                    step.completed = true;
-                    step.name = copied.name.as_ref().map(|n| n.as_str().to_owned()).or(step.name.take());
-                    step.output = copied.output.as_ref().map(|o| o.as_value().clone());
+                    copied_step(&mut steps, copied);
                 }
             }
             PlanEvent::PhaseStarted(e) => {

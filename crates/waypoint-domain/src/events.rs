@@ -55,7 +55,9 @@ pub struct PlanForked {
     /// The source's phase, which the fork starts in (`queued`).
     pub phase: Phase,
     /// Copies of the source's checkpoints 1..=at_step of that phase, outputs included, in the
-    /// wire form of the `step_completed` events that recorded them.
+    /// wire form of the `step_completed` events that recorded them: the first of them, as many
+    /// as fit in [`crate::FORK_EVENT_CHECKPOINT_BYTES`]; the rest follow this event as
+    /// `step_completed` events of their own, in the same append.
     pub checkpoints: Vec<StepCompleted>,
     /// When the fork was made.
     pub created_at: DateTime<Utc>,

@@ -97,7 +97,7 @@ pub use ids::{
 };
 pub use lease::Lease;
 pub use lifecycle::{check_phase_transition, Phase, ProcessingState, TransitionKind};
-pub use plan::{decide, Plan, PlanCommand};
+pub use plan::{decide, Plan, PlanCommand, FORK_EVENT_CHECKPOINT_BYTES};
 pub use state::{Checkpoint, CheckpointPayload, Interruption, PlanState, ResumeMetadata};
 pub use summary::{
     ForkedFrom, InterruptionSummary, PlanStatus, ResumeSummary, WaitingFor, CRASH_REASON, LEASE_EXPIRED_REASON,

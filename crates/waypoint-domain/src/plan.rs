@@ -274,7 +274,7 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
         (Some(_), PlanCommand::Create { .. } | PlanCommand::Fork { .. }) => return Err(PlanError::AlreadyExists),
         (None, PlanCommand::Fork { .. }) => {
             let PlanCommand::Fork { source_id, source, source_version, at_step, at } = command else { unreachable!() };
-            return fork(source_id, &source, source_version, at_step, at).map(|event| vec![event]);
+            return fork(source_id, &source, source_version, at_step, at);
         }
         (None, PlanCommand::Create { .. }) => {
             let PlanCommand::Create { name, total_steps, fingerprint, source, steps, at } = command else {
@@ -544,15 +544,27 @@ fn check_same_name(step: StepNumber, recorded: Option<&StepName>, given: Option<
     }
 }
 
-/// The `PlanForked` event of a fork of `source` at `at_step`: only completed steps of the
-/// source's current phase can be copied, and a plan that never left `action` has none.
+/// How many bytes of copied checkpoints (their wire form) a `PlanForked` event carries at most.
+/// A store keeps each event within a record limit (16 MiB in the file store), and a step's
+/// output may be up to 1 MiB: a fork of many such steps carries the checkpoints past this
+/// budget as `step_completed` events appended with it (see [`fork`]).
+pub const FORK_EVENT_CHECKPOINT_BYTES: usize = 4 * 1024 * 1024;
+
+/// The events of a fork of `source` at `at_step`: only completed steps of the source's current
+/// phase can be copied, and a plan that never left `action` has none.
+///
+/// The first is `PlanForked`, with as many copied checkpoints as fit in
+/// [`FORK_EVENT_CHECKPOINT_BYTES`] (always at least one); each checkpoint past those follows as
+/// a `step_completed` event of its own, in the same append. The fold gives the same state either
+/// way (a fork's state *is* its `PlanForked` state with its checkpoints' completions applied),
+/// and every event stays as small as the largest event the source already holds.
 fn fork(
     source_id: PlanId,
     source: &PlanState,
     source_version: u32,
     at_step: Option<StepNumber>,
     at: DateTime<Utc>,
-) -> Result<PlanEvent, PlanError> {
+) -> Result<Vec<PlanEvent>, PlanError> {
     if source.phase == Phase::Action {
         return Err(PlanError::InvalidState {
             command: "fork the plan",
@@ -568,20 +580,30 @@ fn fork(
     if let (Some(step), false) = (at_step, complete) {
         return Err(PlanError::StepNotCompleted { step, last_completed: source.resume.last_completed_step });
     }
-    let checkpoints = checkpoints[..copied]
-        .iter()
-        .map(|c| StepCompleted {
-            checkpoint_id: c.checkpoint_id,
-            step: c.step,
-            decision_id: c.decision_id.clone(),
-            snapshot_id: c.snapshot_id.clone(),
-            artifacts: c.artifacts.clone(),
-            name: c.name.clone(),
-            output: c.output.clone(),
-            fingerprint: c.fingerprint.clone(),
-        })
-        .collect();
-    Ok(PlanEvent::PlanForked(PlanForked {
+    let mut copies = checkpoints[..copied].iter().map(|c| StepCompleted {
+        checkpoint_id: c.checkpoint_id,
+        step: c.step,
+        decision_id: c.decision_id.clone(),
+        snapshot_id: c.snapshot_id.clone(),
+        artifacts: c.artifacts.clone(),
+        name: c.name.clone(),
+        output: c.output.clone(),
+        fingerprint: c.fingerprint.clone(),
+    });
+    let mut carried = Vec::new();
+    let mut bytes = 0;
+    let mut rest = Vec::new();
+    for copy in copies.by_ref() {
+        bytes += serde_json::to_vec(&copy).map_or(usize::MAX, |wire| wire.len());
+        if carried.is_empty() || bytes <= FORK_EVENT_CHECKPOINT_BYTES {
+            carried.push(copy);
+        } else {
+            rest.push(PlanEvent::StepCompleted(copy));
+            break;
+        }
+    }
+    rest.extend(copies.map(PlanEvent::StepCompleted));
+    let mut events = vec![PlanEvent::PlanForked(PlanForked {
         source: source_id,
         source_version,
         at_step,
@@ -591,9 +613,11 @@ fn fork(
         definition_source: source.source.clone(),
         steps: source.definition.clone(),
         phase: source.phase,
-        checkpoints,
+        checkpoints: carried,
         created_at: at,
-    }))
+    })];
+    events.extend(rest);
+    Ok(events)
 }
 
 /// Step `step` is the one after the last completed step and within the known total.
