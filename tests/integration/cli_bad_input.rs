@@ -221,5 +221,22 @@ fn oversized_input_is_refused_with_its_limit_and_writes_nothing() {
     let error = run.expect_error(2, "plan_file_unreadable");
     assert!(error["error"]["message"].as_str().unwrap().contains("larger than"), "{error}");
 
+    // A 100 KB argument is not echoed whole, in JSON or on the terminal: every message and
+    // text detail is cut to 2,000 characters.
+    let huge_id = "i".repeat(100_000);
+    let huge_store = format!("postgres://u:secret@127.0.0.1:1/{}", "d".repeat(100_000));
+    for args in [vec!["plan", "show", huge_id.as_str()], vec!["--store", huge_store.as_str(), "plan", "list"]] {
+        let run = sandbox.run(&args);
+        assert_ne!(run.code, Some(0));
+        let error: serde_json::Value = serde_json::from_str(&run.stdout).expect("a JSON error");
+        for (key, value) in error["error"].as_object().unwrap() {
+            let chars = value.as_str().map_or(0, |text| text.chars().count());
+            assert!(chars <= 2000, "error.{key} is {chars} characters long");
+        }
+        assert!(run.stderr.chars().count() <= 2100, "stderr is {} characters long", run.stderr.chars().count());
+        let rich = sandbox.run_rich(&args);
+        assert!(rich.stderr.chars().count() <= 2100, "rich stderr is {} characters long", rich.stderr.chars().count());
+    }
+
     assert_eq!(sandbox.store_bytes(), before, "refused input writes nothing");
 }

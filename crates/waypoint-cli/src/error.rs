@@ -43,7 +43,8 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(exit: u8, code: &'static str, message: impl Into<String>) -> Self {
-        Self { exit, code, message: message.into(), reasons: Vec::new(), details: Vec::new(), context: None }
+        let message = bounded(message.into());
+        Self { exit, code, message, reasons: Vec::new(), details: Vec::new(), context: None }
     }
 
     pub fn usage(code: &'static str, message: impl Into<String>) -> Self {
@@ -55,7 +56,10 @@ impl CliError {
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        let value = value.into();
+        let value = match value.into() {
+            Value::String(text) => Value::String(bounded(text)),
+            other => other,
+        };
         match self.details.iter_mut().find(|(k, _)| k == key) {
             Some((_, held)) => *held = value,
             None => self.details.push((key.to_owned(), value)),
@@ -86,6 +90,24 @@ impl CliError {
         }
         json!({ "error": error })
     }
+}
+
+/// The most characters of an error's message (or of one of its text details) that the binary
+/// prints, on a terminal or in a JSON document: a 100 KB argument echoed whole helps nobody.
+pub const MAX_ERROR_CHARS: usize = 2000;
+
+/// `text`, or its beginning and end around a note of how much was cut when it is longer than
+/// [`MAX_ERROR_CHARS`].
+fn bounded(text: String) -> String {
+    let count = text.chars().count();
+    if count <= MAX_ERROR_CHARS {
+        return text;
+    }
+    let note = format!(" …({} characters cut)… ", count - (MAX_ERROR_CHARS - 100));
+    let keep = (MAX_ERROR_CHARS - 100) / 2;
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(count - keep).collect();
+    format!("{head}{note}{tail}")
 }
 
 impl From<waypoint_stores::LocationError> for CliError {
