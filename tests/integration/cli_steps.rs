@@ -540,3 +540,22 @@ fn a_step_never_sees_the_store_location_and_its_password() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(sandbox.read("seen.txt"), "store=none\n");
 }
+
+#[test]
+fn a_link_a_step_plants_at_its_output_file_is_never_followed_into_the_log() {
+    let sandbox = Sandbox::new();
+    sandbox.write("secret.txt", "password=hunter2\n");
+    let plan = sandbox.write(
+        "plan.toml",
+        "name = \"links\"\n[[steps]]\nname = \"plant\"\nrun = \"ln -sf \\\"$PWD/secret.txt\\\" \\\"$WAYPOINT_OUTPUT\\\"\"\n",
+    );
+    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
+    let error = run.expect_error(1, "step_failed");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("symbolic link"), "{message}");
+    let id = sandbox.only_plan_id();
+    for args in [vec!["plan", "show", id.as_str(), "--outputs"], vec!["plan", "history", id.as_str()]] {
+        let shown = sandbox.run(&args);
+        assert!(!shown.stdout.contains("hunter2"), "{}", shown.stdout);
+    }
+}

@@ -54,10 +54,20 @@ pub fn digest_outputs(paths: &[PathBuf]) -> Result<SnapshotId, OutputError> {
 /// device given as an output is refused, never waited on) and the type is checked on the open
 /// file, so a swap between check and open cannot slip past.
 pub fn open_regular(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), String> {
+    open_regular_with(path, rustix::fs::OFlags::empty())
+}
+
+/// [`open_regular`] with `extra` open flags (`NOFOLLOW` for a file Waypoint made itself, which a
+/// step may have replaced with a link to something it should not hand over).
+fn open_regular_with(path: &Path, extra: rustix::fs::OFlags) -> Result<(std::fs::File, std::fs::Metadata), String> {
     use rustix::fs::{Mode, OFlags};
-    let fd =
-        rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty())
-            .map_err(|e| format!("cannot be read ({})", std::io::Error::from(e)))?;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY | extra;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::LOOP if extra.contains(OFlags::NOFOLLOW) => {
+            "is a symbolic link, which is never followed (append to the file; do not replace it)".to_owned()
+        }
+        e => format!("cannot be read ({})", std::io::Error::from(e)),
+    })?;
     let file = std::fs::File::from(fd);
     let meta = file.metadata().map_err(|e| format!("cannot be read ({e})"))?;
     if !meta.is_file() {
@@ -112,7 +122,9 @@ pub const MAX_STEP_OUTPUT_BYTES: u64 = 1024 * 1024;
 /// lines up to a line that is exactly `DELIM` (as GitHub Actions reads `$GITHUB_OUTPUT`). A later
 /// key wins. An absent file is no output.
 pub fn read_step_outputs(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let (file, meta) = match open_regular(path) {
+    // Waypoint made this file: a link in its place was planted by the step, and following it
+    // would record whatever it points at (a credentials file) in the log for good.
+    let (file, meta) = match open_regular_with(path, rustix::fs::OFlags::NOFOLLOW) {
         Ok(opened) => opened,
         Err(_) if !path.exists() => return Ok(serde_json::Map::new()),
         Err(e) => return Err(format!("$WAYPOINT_OUTPUT {e}")),
