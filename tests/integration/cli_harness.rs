@@ -21,7 +21,11 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// The `waypoint` binary, built on first use.
 pub fn waypoint_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| built_binary("waypoint-cli", "waypoint"))
+    BIN.get_or_init(|| {
+        // The runner starts `waypoint-supervise` from beside itself: never a stale one.
+        built_binary("waypoint-cli", "waypoint-supervise");
+        built_binary("waypoint-cli", "waypoint")
+    })
 }
 
 /// Builds `bin` of `package` with the `cargo` that runs these tests (same target directory and

@@ -405,7 +405,7 @@ fn progress(what: &str) {
 fn build_waypoint(root: &Path, quick: bool) -> Result<PathBuf, String> {
     let release = !cfg!(debug_assertions) && !quick;
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo.args(["build", "--quiet", "-p", "waypoint-cli", "--bin", "waypoint"]).current_dir(root);
+    cargo.args(["build", "--quiet", "-p", "waypoint-cli", "--bins"]).current_dir(root);
     if release {
         cargo.arg("--release");
     }

@@ -74,8 +74,8 @@ fn target_dir(root: &Path) -> Result<PathBuf, String> {
 /// Builds the `waypoint` binary (debug) and returns its path: the interop tests run it.
 pub fn waypoint_binary(root: &Path) -> Result<PathBuf, String> {
     let mut build = Command::new(cargo());
-    build.current_dir(root).args(["build", "--locked", "-p", "waypoint-cli", "--bin", "waypoint"]);
-    run(&mut build, "cargo build -p waypoint-cli --bin waypoint (for the Python interop tests)")?;
+    build.current_dir(root).args(["build", "--locked", "-p", "waypoint-cli", "--bins"]);
+    run(&mut build, "cargo build -p waypoint-cli --bins (for the Python interop tests)")?;
     let binary = target_dir(root)?.join("debug").join("waypoint");
     if binary.is_file() {
         Ok(binary)

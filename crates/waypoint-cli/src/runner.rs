@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -384,12 +384,8 @@ impl Runner<'_> {
         let plan_id = self.plan_id().clone();
         let plan_id = &plan_id;
         let lock = self.sidecar.attempt_lock(plan_id);
-        let supervisor = match std::env::current_exe() {
-            Ok(exe) => exe,
-            Err(e) => {
-                return Err(CliError::unexpected(format!("cannot find the waypoint binary to supervise steps: {e}")))
-            }
-        };
+        let mut command = supervise::command()
+            .map_err(|e| CliError::unexpected(format!("cannot find the waypoint binary to supervise steps: {e}")))?;
         self.sidecar
             .prepare(plan_id)
             .map_err(|e| CliError::unexpected(format!("cannot create the plan's run folder beside the store: {e}")))?;
@@ -408,12 +404,10 @@ impl Runner<'_> {
         // The lifeline: the supervisor stops the step when the runner's end of it closes.
         let (lifeline, supervisor_end) = UnixStream::pair()
             .map_err(|e| CliError::unexpected(format!("cannot create the step supervisor's socket: {e}")))?;
-        let mut command = Command::new(supervisor);
         command
-            .arg(supervise::ARG)
             .arg(&lock)
             .arg("--")
-            .arg("sh")
+            .arg(supervise::shell())
             .arg("-c")
             .arg(&step.run)
             .current_dir(&step.workdir)

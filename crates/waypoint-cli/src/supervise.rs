@@ -39,6 +39,31 @@ pub const ARG: &str = "__supervise";
 /// How long the step's processes get between SIGTERM and SIGKILL, whoever stops them.
 pub const GRACE: Duration = Duration::from_secs(5);
 
+/// The supervisor's program, ready for its `LOCK -- PROGRAM ARGS…`: the small
+/// `waypoint-supervise` installed beside this binary, or else this binary as `waypoint
+/// __supervise`. Looked up once per process.
+pub fn command() -> std::io::Result<Command> {
+    static FOUND: std::sync::OnceLock<Result<(std::path::PathBuf, bool), String>> = std::sync::OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let small = exe.with_file_name("waypoint-supervise");
+        Ok(if small.is_file() { (small, false) } else { (exe, true) })
+    });
+    let (program, whole) = found.clone().map_err(std::io::Error::other)?;
+    let mut command = Command::new(program);
+    if whole {
+        command.arg(ARG);
+    }
+    Ok(command)
+}
+
+/// The shell a step's `run` line is given to: `/bin/sh` (no search of `$PATH` on every step),
+/// or `sh` from `$PATH` on a system without it.
+pub fn shell() -> &'static str {
+    static SHELL: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    SHELL.get_or_init(|| if std::path::Path::new("/bin/sh").is_file() { "/bin/sh" } else { "sh" })
+}
+
 /// How a step's shell ended, as the supervisor reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShellEnd {
@@ -122,7 +147,9 @@ pub fn main(args: &[OsString]) -> ExitCode {
     };
     // Linux only; elsewhere, orphans of the step are stopped by the group signal alone.
     #[cfg(target_os = "linux")]
-    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    if rustix::process::set_child_subreaper(Some(rustix::process::getpid())).is_ok() {
+        REAPS_ORPHANS.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     // A SIGCHLD ignored by whoever started us (inherited across exec) would have the kernel reap
     // the step's orphans unseen and make `waitpid` answer "no children" while they run: a handler
     // of our own restores the normal bookkeeping.
@@ -173,14 +200,22 @@ pub fn main(args: &[OsString]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Whether this supervisor is a child subreaper: every orphan of the step is then its child.
+static REAPS_ORPHANS: AtomicBool = AtomicBool::new(false);
+
 /// Whether any descendant of the step is still alive (reaping any child that ended).
 fn children_left() -> bool {
     loop {
-        match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        // Any child, whatever its process group (`waitpid(-1)`; `waitpid(0)` sees only our own
+        // group, and a step's `setsid` or `timeout` leaves it).
+        match rustix::process::wait(WaitOptions::NOHANG) {
             Ok(Some(_)) => continue,
             Ok(None) => return true,
-            // No child to wait for; a descendant whose parent still lives is not one.
-            Err(_) => return !descendants().is_empty(),
+            // No child to wait for. As a subreaper that settles it: every live descendant has an
+            // ancestor among our children, since an orphan is re-parented to us. Without it, a
+            // descendant whose parent still lives may be left, and only `/proc` can tell (a scan
+            // of every process: the cost the subreaper saves on each step).
+            Err(_) => return !REAPS_ORPHANS.load(std::sync::atomic::Ordering::Relaxed) && !descendants().is_empty(),
         }
     }
 }

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def _built_binary() -> Path:
     cargo = os.environ.get("CARGO", "cargo")
-    subprocess.run([cargo, "build", "--quiet", "-p", "waypoint-cli", "--bin", "waypoint"], cwd=ROOT, check=True)
+    subprocess.run([cargo, "build", "--quiet", "-p", "waypoint-cli", "--bins"], cwd=ROOT, check=True)
     metadata = subprocess.run(
         [cargo, "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT, check=True, capture_output=True, text=True
     )
