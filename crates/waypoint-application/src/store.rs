@@ -213,6 +213,15 @@ impl PlanView {
         if let Some(last) = checkpoints.last_mut() {
             last.output = None;
         }
+        // The completed steps' names and digests grow with the plan too. Only a definition
+        // check reads them all, and only for a plan that recorded a definition or a step
+        // fingerprint; a plumbing plan or a library workflow keeps the last one, so its
+        // summary costs the same at 5 steps as at 50,000. Commands that show every step's
+        // name read the full view.
+        let meta = &mut self.state.resume;
+        if self.state.definition.is_empty() && !meta.has_step_fingerprints() {
+            meta.keep_last_digest();
+        }
     }
 
     /// Rebuilds a view from a plan's events in version order.

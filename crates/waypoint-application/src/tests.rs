@@ -153,3 +153,51 @@ fn a_lease_past_the_calendar_is_a_typed_error() {
     assert_eq!((error.code(), error.kind()), ("lease_too_long", crate::ErrorKind::InvalidCommand));
     assert_eq!(block_on(service.history(&id)).unwrap().len(), 1, "nothing was written");
 }
+
+/// A plumbing plan of `steps` named steps, run through the service on a fresh store.
+fn named_plumbing_plan(steps: u32) -> (crate::PlanResumeService<InMemoryStore>, waypoint_domain::PlanId) {
+    use crate::service::{NewPlan, StepCheckpoint};
+    use waypoint_domain::{DecisionId, Phase, PlanId, StepName, StepNumber};
+    let service = crate::PlanResumeService::new(InMemoryStore::new());
+    let id = PlanId::parse("named").unwrap();
+    let new = NewPlan { id: Some(id.clone()), start: Some((Phase::Strategize, None)), ..NewPlan::default() };
+    futures::executor::block_on(service.create_plan(new)).unwrap();
+    for n in 1..=steps {
+        let step = StepNumber::new(n).unwrap();
+        let checkpoint = StepCheckpoint {
+            name: Some(StepName::parse(&format!("step number {n}")).unwrap()),
+            ..StepCheckpoint::new(step, DecisionId::parse(&format!("d{n}")).unwrap())
+        };
+        futures::executor::block_on(service.record_step_checkpoint(&id, checkpoint)).unwrap();
+    }
+    (service, id)
+}
+
+/// What every summary reads of a plumbing plan does not grow with its steps (issue 27): the
+/// compact view of 2,000 named steps is the size of one of 5, and says the same about the plan;
+/// the full view still names every step.
+#[test]
+fn a_compact_view_of_a_long_plumbing_plan_is_the_size_of_a_short_ones() {
+    use waypoint_domain::StepNumber;
+    let size = |steps: u32| {
+        let (service, id) = named_plumbing_plan(steps);
+        let compact = futures::executor::block_on(service.load_summary(&id)).unwrap();
+        let full = futures::executor::block_on(service.load(&id)).unwrap();
+        let first = full.state.resume.completed_digest(StepNumber::FIRST).and_then(|d| d.name.clone());
+        assert_eq!(
+            first.map(|n| n.as_str().to_owned()),
+            Some("step number 1".to_owned()),
+            "the full view names step 1"
+        );
+        let last = compact.state.resume.completed_digest(StepNumber::new(steps).unwrap()).and_then(|d| d.name.clone());
+        assert_eq!(
+            last.map(|n| n.as_str().to_owned()),
+            Some(format!("step number {steps}")),
+            "and the compact the last"
+        );
+        assert_eq!(compact.state.resume.last_completed_step, StepNumber::new(steps).ok());
+        serde_json::to_vec(&compact).unwrap().len()
+    };
+    let (short, long) = (size(5), size(2_000));
+    assert!(long as f64 <= short as f64 * 1.1, "compact views: {long} bytes for 2,000 steps, {short} for 5");
+}

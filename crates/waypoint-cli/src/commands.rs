@@ -384,7 +384,8 @@ fn logs(
         ));
         return Ok(());
     }
-    let view = block_on(service.load_summary(id))?;
+    // The full view: it names every step (a compact one may hold only the last step's name).
+    let view = block_on(service.load(id))?;
     let mut text = String::new();
     for entry in &doc.logs {
         let s = entry.step;

@@ -208,7 +208,7 @@ fn reason_word(reason: ResumeIneligibleReason) -> &'static str {
 pub fn step_name(view: &PlanView, step: StepNumber) -> Option<&StepName> {
     let meta = &view.state.resume;
     let index = step.get() as usize - 1;
-    let completed = meta.completed_steps.get(index).and_then(|digest| digest.name.as_ref());
+    let completed = meta.completed_digest(step).and_then(|digest| digest.name.as_ref());
     let started = meta.uncertain_name.as_ref().filter(|_| meta.uncertain_step == Some(step));
     completed.or(started).or_else(|| view.state.definition.get(index).map(|d| &d.name))
 }

@@ -136,7 +136,7 @@ pub fn check_definition(plan: &PlanState, current: &CurrentDefinition) -> Defini
     let meta = &plan.resume;
     // An empty list of steps now means the caller has no per-step definition, not that every
     // step was removed: no plan definition has zero steps.
-    let recorded_per_step = !plan.definition.is_empty() || meta.completed_steps.iter().any(|d| d.fingerprint.is_some());
+    let recorded_per_step = !plan.definition.is_empty() || meta.has_step_fingerprints();
     let per_step = recorded_per_step && !steps.is_empty();
     if !per_step {
         let changed = matches!((fingerprint, &plan.fingerprint), (Some(now), Some(then)) if now != then);
@@ -145,7 +145,7 @@ pub fn check_definition(plan: &PlanState, current: &CurrentDefinition) -> Defini
     let completed = meta.completed_count() as usize;
     let mut changed_steps = Vec::new();
     for index in 0..completed {
-        let digest = meta.completed_steps.get(index);
+        let digest = meta.completed_digest(step_at(index));
         let created = plan.definition.get(index);
         let name = digest.and_then(|d| d.name.as_ref()).or(created.map(|c| &c.name));
         let fingerprint = digest.and_then(|d| d.fingerprint.as_ref()).or(created.map(|c| &c.fingerprint));

@@ -91,11 +91,16 @@ pub struct ResumeMetadata {
     pub last_checkpoint_id: Option<CheckpointId>,
     /// The current phase's checkpoints, in step order.
     pub checkpoints: Vec<Checkpoint>,
-    /// The name and definition fingerprint of every completed step of the current phase, in
-    /// step order. Unlike `checkpoints`, kept whole in a compact view: the definition check
-    /// needs every completed step.
+    /// The name and definition fingerprint of the completed steps of the current phase, in
+    /// step order, from step `completed_steps_from + 1` on (see [`Self::completed_digest`]).
+    /// A full view holds every one. A compact view holds every one only when a definition
+    /// check may need them (a definition recorded at creation, or a step fingerprint); else
+    /// only the last, so that what every summary reads does not grow with the plan's steps.
     #[serde(default)]
     pub completed_steps: Vec<StepDigest>,
+    /// How many completed steps, from step 1, `completed_steps` leaves out (0 in a full view).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub completed_steps_from: u32,
     /// The current phase's number of steps; `None` while unknown.
     pub total_steps: Option<TotalSteps>,
     /// An `interrupted` event was recorded and no resume or phase start followed it.
@@ -117,7 +122,32 @@ pub struct ResumeMetadata {
     pub uncertain_attempt: Option<Attempt>,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 impl ResumeMetadata {
+    /// The name and fingerprint step `step` completed under, when this view holds them.
+    pub fn completed_digest(&self, step: StepNumber) -> Option<&StepDigest> {
+        let index = (step.get() - 1).checked_sub(self.completed_steps_from)?;
+        self.completed_steps.get(index as usize)
+    }
+
+    /// Whether any completed step this view holds recorded a definition fingerprint.
+    pub fn has_step_fingerprints(&self) -> bool {
+        self.completed_steps.iter().any(|d| d.fingerprint.is_some())
+    }
+
+    /// Keeps only the last completed step's digest: for a compact view of a plan whose
+    /// definition check never reads the others (see [`Self::completed_steps`]).
+    pub fn keep_last_digest(&mut self) {
+        let drop = self.completed_steps.len().saturating_sub(1);
+        if drop > 0 {
+            self.completed_steps.drain(..drop);
+            self.completed_steps_from += drop as u32;
+        }
+    }
+
     fn clear_uncertain(&mut self) {
         self.uncertain_step = None;
         self.uncertain_name = None;
