@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::Client;
-use waypoint_application::{HeldRunLock, RunLockError, RunLockGuard, RunLocks, StoreError};
-use waypoint_domain::{PlanId, RunnerId};
+use waypoint_application::{HeldQueueLock, HeldRunLock, QueueLock, RunLockError, RunLockGuard, RunLocks, StoreError};
+use waypoint_domain::{PlanId, QueueName, RunnerId};
 
 use crate::error::PgStoreError;
 use crate::pool::Pool;
@@ -135,4 +135,48 @@ impl Drop for PgRunLockGuard {
         // notice the closed socket a moment after a waiting runner retries.
         let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
     }
+}
+
+/// The claim lock of a queue (ADR 0017), in the two-key advisory space (run locks use the
+/// one-key space): 'WPQC' and a hash of the queue's name.
+const QUEUE_LOCK_CLASS: i32 = 0x5750_5143;
+
+fn queue_key(queue: &QueueName) -> i32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in queue.as_str().as_bytes() {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash as i32
+}
+
+/// A held claim lock: a session of its own that holds the advisory lock. PostgreSQL releases it
+/// when the session ends, so a worker that dies while claiming never blocks a queue.
+struct PgClaimLock {
+    key: i32,
+    client: Client,
+}
+
+impl std::fmt::Debug for PgClaimLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgClaimLock").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl HeldQueueLock for PgClaimLock {}
+
+impl Drop for PgClaimLock {
+    fn drop(&mut self) {
+        let _ = self.client.execute("SELECT pg_advisory_unlock($1, $2)", &[&QUEUE_LOCK_CLASS, &self.key]);
+    }
+}
+
+/// Waits for `queue`'s claim lock on a new session, which then holds it.
+pub(crate) fn lock_queue(pool: &Arc<Pool>, queue: &QueueName) -> Result<QueueLock, PgStoreError> {
+    let key = queue_key(queue);
+    let mut client = pool.connect_client()?;
+    client
+        .execute("SELECT pg_advisory_lock($1, $2)", &[&QUEUE_LOCK_CLASS, &key])
+        .map_err(|e| PgStoreError::from_driver(&pool.target, "take a queue's claim lock", e))?;
+    Ok(QueueLock::new(queue.clone(), PgClaimLock { key, client }))
 }

@@ -447,5 +447,7 @@ fn run_plan_file(
     let total = u32::try_from(file.steps.len()).expect("checked when parsed");
     let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total, ui.width));
     let sidecar = location.sidecar();
-    Runner { run, sidecar: &sidecar, file, progress, events, outputs: Default::default(), logs: None }.run_all()
+    let outputs = Default::default();
+    Runner { run, sidecar: &sidecar, file, progress, events, outputs, logs: None, lease: None, draining: false }
+        .run_all()
 }

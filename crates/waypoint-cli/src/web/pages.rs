@@ -84,6 +84,7 @@ pub fn status_badge(status: PlanStatus) -> Markup {
         PlanStatus::NotStarted => "○",
         PlanStatus::Waiting => "?",
         PlanStatus::Paused => "‖",
+        PlanStatus::Queued => "◷",
     };
     html! {
         span class={ "status status-" (status.as_str()) } {
@@ -336,6 +337,10 @@ fn summary_sentences(plan: &PlanPage) -> Vec<String> {
         PlanStatus::Waiting => match &summary.waiting_for {
             Some(w) => format!("It waits at {} for a person to answer: {}", step_name(w.step.get()), w.question),
             None => "It waits for an approval.".to_owned(),
+        },
+        PlanStatus::Queued => match &summary.queue {
+            Some(queue) => format!("It waits in queue {queue} for a worker to claim it."),
+            None => "It waits for a worker to claim it.".to_owned(),
         },
         PlanStatus::Paused => match summary.next_step {
             Some(n) => format!("Someone paused it; it continues with {} when run again.", step_name(n.get())),
