@@ -14,7 +14,7 @@ use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use waypoint_application::{Claimed, EngineRun, LeaseRequest};
-use waypoint_domain::{PlanId, PlanSubmitted, RunnerId};
+use waypoint_domain::{PlanId, PlanSubmitted, QueueStanding, RunnerId};
 
 use crate::cli::WorkerArgs;
 use crate::commands::PLAN_FILE_FORMAT;
@@ -166,7 +166,8 @@ impl Slot<'_> {
             let lease = LeaseRequest::new(self.runner.clone(), self.args.lease);
             match block_on(self.service.claim(&self.args.queue, lease)) {
                 Ok(Some(claimed)) => self.run_claimed(claimed, &events),
-                Ok(None) if self.args.once => return,
+                // Only an empty queue ends a `--once` worker: a queue at its limit still has work.
+                Ok(None) if self.args.once && !self.claimable_left() => return,
                 Ok(None) => self.pause(),
                 Err(e) => {
                     let message = crate::runner::engine_error(&placeholder_id(), e).message;
@@ -183,6 +184,12 @@ impl Slot<'_> {
                 }
             }
         }
+    }
+
+    /// Whether the queue still holds a plan a worker could claim once its limit allows.
+    fn claimable_left(&self) -> bool {
+        let plans = block_on(self.service.queue_plans(&self.args.queue)).unwrap_or_default();
+        plans.iter().any(|(_, standing)| *standing == QueueStanding::Claimable)
     }
 
     /// Waits a moment before asking the queue again; a drain ends the wait.
