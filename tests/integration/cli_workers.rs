@@ -351,3 +351,35 @@ fn a_queue_limit_holds_across_workers_on_the_file_store() {
 fn a_queue_limit_holds_across_workers_on_postgres() {
     a_queue_limit_holds_across_workers(Store::postgres("workers_limit"));
 }
+
+#[test]
+fn the_dashboard_shows_each_plans_queue_and_the_worker_that_runs_it() {
+    use super::ui_harness::UiServer;
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path("work")).unwrap();
+    let work = sandbox.path("work");
+    let file = sandbox.write("stuck.toml", STUCK);
+    let store = Store::Dir;
+    submit_many(&store, &sandbox, file.to_str().unwrap(), "shown", 2, "shown");
+    let server = UiServer::start(&sandbox, &[]);
+    let (_, page) = server.get("/");
+    assert!(page.contains("Queue · worker") && page.contains(">shown<"), "the list names each plan's queue");
+    let (_, queued) = server.get("/plans/shown-00");
+    assert!(queued.contains("It waits in queue shown for a worker to claim it."), "{queued}");
+    let args = ["worker", "--queue", "shown", "--grace", "1s", "--workdir", work.to_str().unwrap()];
+    let worker = store.spawn(&sandbox, &args);
+    wait_for_file(&sandbox.path("work/stuck-started"), "the first plan's step");
+    let (_, listed) = server.get_json("/api/v1/plans");
+    let running =
+        listed["plans"].as_array().unwrap().iter().find(|p| p["status"] == "running").cloned().expect("one runs");
+    let runner = running["lease"]["runner"].as_str().expect("held by a worker's lease").to_owned();
+    assert!(runner.starts_with("worker-"), "{runner}");
+    assert_eq!(running["queue"], "shown");
+    let (_, page) = server.get("/");
+    assert!(page.contains(&format!("shown · {runner}")), "the list names the worker that runs the plan");
+    let (_, shown) = server.get(&format!("/plans/{}", running["plan_id"].as_str().unwrap()));
+    assert!(shown.contains(&format!("{runner} holds it by a lease")), "the plan page names its worker");
+    send_signal(i64::from(worker.id()), "TERM");
+    // The stuck step outlasts the grace period.
+    finish(worker).expect_code(0);
+}

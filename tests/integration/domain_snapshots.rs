@@ -409,8 +409,12 @@ fn every_status_is_one_plain_word_for_a_typical_history() {
         (
             History::new().created(Some(2)).run(PlanCommand::Submit {
                 queue: waypoint_domain::QueueName::parse("builds").expect("a valid queue"),
-                definition: waypoint_domain::SubmittedDefinition::new("plan_file", "name = 'x'".into(), "x.toml".into())
-                    .expect("a small definition"),
+                definition: waypoint_domain::SubmittedDefinition::new(
+                    "plan_file",
+                    "name = 'x'".into(),
+                    "x.toml".into(),
+                )
+                .expect("a small definition"),
                 workdir: None,
                 at: started().now(),
             }),
