@@ -170,7 +170,7 @@ impl Slot<'_> {
                 Ok(None) if self.args.once && !self.claimable_left() => return,
                 Ok(None) => self.pause(),
                 Err(e) => {
-                    let message = crate::runner::engine_error(&placeholder_id(), e).message;
+                    let message = e.to_string();
                     self.shared.say(
                         "error",
                         None,
@@ -296,11 +296,6 @@ impl Slot<'_> {
         file.check_runnable().map_err(|e| e.message)?;
         Ok(file)
     }
-}
-
-/// The id a claim error is reported under: no plan was claimed.
-fn placeholder_id() -> PlanId {
-    PlanId::parse("queue").expect("a valid id")
 }
 
 /// Says each step of one plan, as the executor reports it.

@@ -5,15 +5,15 @@
 //! on the one machine that holds the directory.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 
 use serde::{Deserialize, Serialize};
-use waypoint_application::{HeldQueueLock, QueueLimit, QueueLock};
+use waypoint_application::{QueueLimit, QueueLock};
 use waypoint_domain::QueueName;
 
 use crate::error::FileStoreError;
 use crate::fsutil;
 use crate::layout::Layout;
+use crate::runlock::HeldFileLock;
 
 /// `queues/limits.json`.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -23,18 +23,6 @@ struct LimitsFile {
 }
 
 const LIMITS_FORMAT: u32 = 1;
-
-/// The open claim-lock file of a held claim lock: dropping it (or the process dying) releases it.
-#[derive(Debug)]
-struct HeldClaim(File);
-
-impl HeldQueueLock for HeldClaim {}
-
-impl Drop for HeldClaim {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
 
 /// Waits (at most `timeout`) for `queue`'s claim lock and takes it.
 pub(crate) fn lock_claims(
@@ -46,7 +34,7 @@ pub(crate) fn lock_claims(
     let path = layout.queue_claim_lock(queue);
     let file = fsutil::open_lock_file(&path)?;
     fsutil::lock_bounded(&file, &path, true, timeout)?;
-    Ok(QueueLock::new(queue.clone(), HeldClaim(file)))
+    Ok(QueueLock::new(queue.clone(), HeldFileLock(file)))
 }
 
 fn read_file(layout: &Layout) -> Result<LimitsFile, FileStoreError> {
