@@ -414,7 +414,7 @@ impl Runner<'_> {
             ticket.attempt.get(),
             format_duration(retry.delay),
         ));
-        match self.sleep_unless_signalled(retry.delay) {
+        match self.sleep_unless_signalled(retry.delay)? {
             Some(signal) => {
                 self.progress.finished(n, &step.name, StepEnd::Interrupted);
                 let reason = format!("{} received while step {n} waited to retry", signal_name(signal));
@@ -572,24 +572,24 @@ impl Runner<'_> {
     }
 
     /// Waits `delay` before a retry; a signal meanwhile ends the wait and is returned.
-    fn sleep_unless_signalled(&mut self, delay: Duration) -> Option<i32> {
+    /// A lease that cannot be kept ends the wait with its error: the plan is someone else's, or
+    /// soon may be, so nothing more is recorded.
+    fn sleep_unless_signalled(&mut self, delay: Duration) -> Result<Option<i32>, CliError> {
         let until = Instant::now() + delay;
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return None;
+                return Ok(None);
             }
             match self.events.receiver.recv_timeout(left.min(TICK)) {
-                Ok(Event::Signal(signal)) => return Some(signal),
+                Ok(Event::Signal(signal)) => return Ok(Some(signal)),
                 Ok(Event::Drain) => {
                     self.draining = true;
-                    return Some(SIGTERM);
+                    return Ok(Some(SIGTERM));
                 }
                 Ok(Event::Exited { .. }) | Err(RecvTimeoutError::Timeout) => {
                     self.progress.tick();
-                    if self.keep_lease().is_err() {
-                        return Some(SIGTERM);
-                    }
+                    self.keep_lease()?;
                 }
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the runner holds a sender"),
             }
