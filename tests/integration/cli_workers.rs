@@ -383,3 +383,35 @@ fn the_dashboard_shows_each_plans_queue_and_the_worker_that_runs_it() {
     // The stuck step outlasts the grace period.
     finish(worker).expect_code(0);
 }
+
+const FLAKY: &str = r#"
+name = "flaky"
+[[steps]]
+name = "one"
+run = "echo one >> effects.log"
+[[steps]]
+name = "two"
+run = "[ -f fixed ] || exit 3; echo two >> effects.log"
+"#;
+
+#[test]
+fn a_failed_plan_leaves_the_queue_and_plan_resume_runs_its_stored_definition() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.write("flaky.toml", FLAKY);
+    let store = Store::Dir;
+    submit_many(&store, &sandbox, file.to_str().unwrap(), "flaky", 1, "flaky");
+    // The file is gone: the store holds the definition.
+    std::fs::remove_file(&file).unwrap();
+    let run = store.run(&sandbox, &["worker", "--queue", "flaky", "--once"]);
+    run.expect_code(0);
+    let finished = lines(&run).into_iter().find(|l| l["event"] == "finished").expect("a finish line");
+    assert_eq!(finished["outcome"], "failed");
+    assert_eq!(statuses(&store, &sandbox, "flaky"), ["failed"]);
+    let again = store.run(&sandbox, &["worker", "--queue", "flaky", "--once"]);
+    assert!(lines(&again).iter().all(|l| l["event"] != "claimed"), "a failed plan is not claimed again");
+    sandbox.write("fixed", "");
+    let resumed = store.run(&sandbox, &["plan", "resume", "flaky-00"]);
+    resumed.expect_code(0);
+    assert_eq!(resumed.json()["summary"]["status"], "completed", "{}", resumed.stdout);
+    assert_eq!(sandbox.read("effects.log"), "one\ntwo\n", "step 1 once; step 2 ran in the foreground");
+}

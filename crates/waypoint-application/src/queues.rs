@@ -136,7 +136,15 @@ impl<S: PlanStore> PlanResumeService<S> {
     /// as many plans as its limit allows. Claims of one queue are serialised by the store's claim
     /// lock; each is fenced by the expected-version check as well.
     pub async fn claim(&self, queue: &QueueName, lease: LeaseRequest) -> Result<Option<Claimed<S>>, EngineError> {
+        // An idle worker polls: when nothing is claimable it need not take the claim lock.
+        let claimable = |plans: &[(ResumeSummary, QueueStanding)]| {
+            plans.iter().any(|(_, standing)| *standing == QueueStanding::Claimable)
+        };
+        if !claimable(&self.queue_plans(queue).await?) {
+            return Ok(None);
+        }
         let _claiming = self.store().lock_queue(queue).await.map_err(ServiceError::from)?;
+        // Read again under the lock: what another claimant did meanwhile counts.
         let plans = self.queue_plans(queue).await?;
         let limit = self.queue_limit(queue).await?;
         let running = plans.iter().filter(|(_, standing)| *standing == QueueStanding::Running).count();

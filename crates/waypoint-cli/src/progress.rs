@@ -135,7 +135,7 @@ impl Progress {
     /// A step that an earlier run started but did not finish starts again.
     pub fn rerun(&self, step: u32, name: &str) {
         self.tell(step, name, "rerun");
-        self.start(step, name, "started again: its earlier start did not finish");
+        self.start(step, name, "started again");
     }
 
     fn start(&self, step: u32, name: &str, word: &str) {

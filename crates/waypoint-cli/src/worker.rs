@@ -24,7 +24,7 @@ use crate::progress::Progress;
 use crate::runner::{signal_name, Events, LeaseKeeper, Nudge, RunEnd, Runner, Stopped};
 use crate::sidecar::Sidecar;
 use crate::store::{AnyStore, LocationExt, Service, StoreLocation};
-use crate::text::{escape_controls, fit};
+use crate::text::{cut, escape_controls};
 use crate::ui::Ui;
 
 /// How long a worker waits before asking its queue again when nothing could be claimed.
@@ -69,7 +69,8 @@ fn say(ui: &Ui, event: &str, plan: Option<&PlanId>, rich: &str, fields: serde_js
         ui.stdout(&line.to_string());
     } else {
         let time = chrono::Local::now().format("%H:%M:%S");
-        ui.stdout(&fit(&format!("{time} {rich}"), ui.width));
+        // One line per event, however long: cut, never wrapped.
+        ui.stdout(&cut(&format!("{time} {rich}"), ui.width));
     }
 }
 
@@ -276,26 +277,32 @@ impl Slot<'_> {
         );
     }
 
-    /// The claimed plan's definition as it was submitted, parsed inside this worker's working
-    /// folder (or the submission's, taken inside it when relative).
+    /// The claimed plan's definition as it was submitted, ready to run in this worker's
+    /// working folder.
     fn definition(&self, id: &PlanId) -> Result<PlanFile, String> {
-        let submitted = block_on(self.service.submission(id)).map_err(|e| format!("its definition: {e}"))?;
-        let Some(PlanSubmitted { definition, workdir, .. }) = submitted else {
-            return Err("it was not submitted with a definition a worker can run".to_owned());
-        };
-        if definition.format != PLAN_FILE_FORMAT {
-            return Err(format!("its definition is of format {:?}, which this worker cannot run", definition.format));
-        }
-        let base = match workdir {
-            Some(dir) => self.workdir.join(dir),
-            None => self.workdir.to_path_buf(),
-        };
-        let name =
-            Path::new(&definition.file_name).file_name().map_or_else(|| PathBuf::from("plan.toml"), PathBuf::from);
-        let file = PlanFile::parse(&base.join(name), definition.text.as_bytes()).map_err(|e| e.message)?;
+        let file = submitted_plan_file(&self.service, id, self.workdir)?;
         file.check_runnable().map_err(|e| e.message)?;
         Ok(file)
     }
+}
+
+/// A submitted plan's definition as it was submitted, parsed inside `workdir` (joined with the
+/// submission's own working folder when it named one): what a worker runs, and what `plan
+/// resume` runs in the foreground.
+pub fn submitted_plan_file(service: &Service, id: &PlanId, workdir: &Path) -> Result<PlanFile, String> {
+    let submitted = block_on(service.submission(id)).map_err(|e| format!("its definition: {e}"))?;
+    let Some(PlanSubmitted { definition, workdir: recorded, .. }) = submitted else {
+        return Err("it was not submitted with a definition a worker can run".to_owned());
+    };
+    if definition.format != PLAN_FILE_FORMAT {
+        return Err(format!("its definition is of format {:?}, which this build cannot run", definition.format));
+    }
+    let base = match recorded {
+        Some(dir) => workdir.join(dir),
+        None => workdir.to_path_buf(),
+    };
+    let name = Path::new(&definition.file_name).file_name().map_or_else(|| PathBuf::from("plan.toml"), PathBuf::from);
+    PlanFile::parse(&base.join(name), definition.text.as_bytes()).map_err(|e| e.message)
 }
 
 /// Says each step of one plan, as the executor reports it.

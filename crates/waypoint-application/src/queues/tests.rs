@@ -1,3 +1,6 @@
+//! Submitting and claiming: given submitted plans, when workers claim, then the oldest comes
+//! first, a key submitted again is the same plan, and a queue limit holds.
+
 use std::time::Duration;
 
 use futures::executor::block_on;

@@ -1,3 +1,5 @@
+//! Queue names and submitted definitions: the allow-list and the size limit.
+
 use super::*;
 
 #[test]
