@@ -54,6 +54,8 @@ pub struct PlanWorld {
     pub workflow_end: Option<String>,
     /// How many events the last workflow run appended.
     pub workflow_appended: usize,
+    /// What the last claim by a worker took: a plan, or nothing.
+    pub claimed: Option<Option<PlanId>>,
 }
 
 #[derive(Debug)]
@@ -204,6 +206,7 @@ impl PlanWorld {
             workflow_ran: Vec::new(),
             workflow_end: None,
             workflow_appended: 0,
+            claimed: None,
         }
     }
 

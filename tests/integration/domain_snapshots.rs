@@ -211,6 +211,17 @@ fn one_of_each_event() -> Vec<PlanEvent> {
             reason: Some(message("checking the migration")),
             at,
         }),
+        PlanEvent::PlanSubmitted(waypoint_domain::PlanSubmitted {
+            queue: waypoint_domain::QueueName::parse("builds").expect("a valid queue"),
+            definition: waypoint_domain::SubmittedDefinition::new(
+                "plan_file",
+                "name = \"nightly\"\n[[steps]]\nname = \"build\"\nrun = \"make\"\n".to_owned(),
+                "nightly.toml".to_owned(),
+            )
+            .expect("a small definition"),
+            workdir: Some("checkout".to_owned()),
+            at,
+        }),
     ]
 }
 
@@ -396,6 +407,21 @@ fn every_status_is_one_plain_word_for_a_typical_history() {
             Waiting,
         ),
         (
+            History::new().created(Some(2)).run(PlanCommand::Submit {
+                queue: waypoint_domain::QueueName::parse("builds").expect("a valid queue"),
+                definition: waypoint_domain::SubmittedDefinition::new(
+                    "plan_file",
+                    "name = 'x'".into(),
+                    "x.toml".into(),
+                )
+                .expect("a small definition"),
+                workdir: None,
+                at: started().now(),
+            }),
+            runner_gone(),
+            Queued,
+        ),
+        (
             started().shut_down("SIGTERM").run(PlanCommand::RequestPause {
                 by: actor("carol"),
                 reason: None,
@@ -427,6 +453,6 @@ fn every_status_is_one_plain_word_for_a_typical_history() {
         waypoint_domain::PlanStatus::ALL.iter().map(|s| serde_json::to_value(s).unwrap().to_string()).collect();
     assert_eq!(
         words.join(" "),
-        r#""running" "interrupted" "crashed" "failed" "completed" "cancelled" "applied" "not_started" "waiting" "paused""#
+        r#""running" "interrupted" "crashed" "failed" "completed" "cancelled" "applied" "not_started" "waiting" "paused" "queued""#
     );
 }

@@ -15,6 +15,7 @@ mod cli_retention;
 mod cli_runner;
 mod cli_steps;
 mod cli_store;
+mod cli_workers;
 mod domain_coverage;
 mod domain_definition;
 mod domain_history;

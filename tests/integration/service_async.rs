@@ -109,6 +109,32 @@ impl PlanStore for GatedStore {
     ) -> BoxFuture<'a, Result<Vec<waypoint_application::StepLog>, StoreError>> {
         self.inner.step_logs(plan_id, step, attempt)
     }
+
+    fn queue_plans<'a>(
+        &'a self,
+        queue: &'a waypoint_application::domain::QueueName,
+    ) -> BoxFuture<'a, Result<Vec<waypoint_application::PlanView>, StoreError>> {
+        self.inner.queue_plans(queue)
+    }
+
+    fn lock_queue<'a>(
+        &'a self,
+        queue: &'a waypoint_application::domain::QueueName,
+    ) -> BoxFuture<'a, Result<waypoint_application::QueueLock, StoreError>> {
+        self.inner.lock_queue(queue)
+    }
+
+    fn queue_limits(&self) -> BoxFuture<'_, Result<Vec<waypoint_application::QueueLimit>, StoreError>> {
+        self.inner.queue_limits()
+    }
+
+    fn set_queue_limit<'a>(
+        &'a self,
+        queue: &'a waypoint_application::domain::QueueName,
+        limit: Option<u32>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.set_queue_limit(queue, limit)
+    }
 }
 
 /// On a runtime with a single thread, an append that blocks for a slow disk would freeze every

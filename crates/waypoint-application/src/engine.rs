@@ -310,7 +310,7 @@ impl RunDefinition {
         Self { name, source, fingerprint: None, steps: Vec::new() }
     }
 
-    fn total_steps(&self) -> Option<TotalSteps> {
+    pub(crate) fn total_steps(&self) -> Option<TotalSteps> {
         u32::try_from(self.steps.len()).ok().and_then(|n| TotalSteps::new(n).ok())
     }
 

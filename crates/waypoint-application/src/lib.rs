@@ -37,6 +37,7 @@ mod error;
 mod memory;
 mod offload;
 mod ports;
+mod queues;
 mod service;
 mod store;
 #[cfg(any(test, feature = "testkit"))]
@@ -59,13 +60,14 @@ pub use ports::{
     Clock, DefinitionProbe, HeldRunLock, InMemoryRunLocks, InMemorySnapshots, ManualClock, NoDefinitionProbe,
     NoSnapshotProbe, RunLockError, RunLockGuard, RunLocks, SnapshotProbe, SystemClock,
 };
+pub use queues::{Claimed, QueueOverview, Submit};
 pub use service::{
     is_due, CheckpointRecorded, CompactProgress, CompactRequest, Compaction, FailedAttempt, LeaseRequest, NewPlan,
     PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
 };
 pub use store::{
-    same_history, Catalog, LogStream, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StepLog, StoreError,
-    StoredEvent, STEP_LOG_CAP,
+    in_queue, same_history, Catalog, HeldQueueLock, LogStream, PlanStore, PlanView, QueueLimit, QueueLock,
+    RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent, STEP_LOG_CAP,
 };
 pub use verify::{StoreStats, VerifyReport};
 pub use waypoint_domain as domain;

@@ -1,16 +1,19 @@
 //! An in-memory store, correct under concurrent appends: for tests and for embedding.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
 use eventually::versioning::Versioned;
 use futures::future::BoxFuture;
-use waypoint_domain::{Attempt, PlanId, StepNumber};
+use waypoint_domain::{Attempt, PlanId, QueueName, StepNumber};
 
 use crate::ports::{Clock, InMemoryRunLocks, RunLocks, SystemClock};
-use crate::store::{LogStream, PlanStore, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent};
+use crate::store::{
+    HeldQueueLock, LogStream, PlanStore, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, StepLog,
+    StoreError, StoredEvent,
+};
 
 /// Every append takes one lock, checks the expected version and assigns versions and global
 /// positions under it, so racing appends to one plan see exactly one winner.
@@ -20,6 +23,25 @@ pub struct InMemoryStore {
     locks: InMemoryRunLocks,
     /// The store's clock ([`PlanStore::now`]); the system clock unless a test sets one.
     clock: Option<Arc<dyn Clock>>,
+    /// The queues whose claim lock someone holds, and a wake-up for those waiting.
+    claims: Arc<(Mutex<HashSet<QueueName>>, Condvar)>,
+}
+
+/// A held claim lock of the in-memory store: released on drop.
+#[derive(Debug)]
+struct MemoryClaim {
+    claims: Arc<(Mutex<HashSet<QueueName>>, Condvar)>,
+    queue: QueueName,
+}
+
+impl HeldQueueLock for MemoryClaim {}
+
+impl Drop for MemoryClaim {
+    fn drop(&mut self) {
+        let (held, wake) = &*self.claims;
+        held.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.queue);
+        wake.notify_all();
+    }
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +55,8 @@ struct Inner {
     position: u32,
     /// Step logs, in the order reads return them.
     logs: BTreeMap<(PlanId, StepNumber, Attempt, LogStream), StepLog>,
+    /// Queue limits on running plans.
+    limits: BTreeMap<QueueName, u32>,
 }
 
 impl InMemoryStore {
@@ -209,6 +233,7 @@ impl PlanStore for InMemoryStore {
         for (key, log) in &inner.logs {
             (key, &log.bytes, log.cut).hash(&mut hasher);
         }
+        inner.limits.hash(&mut hasher);
         Box::pin(futures::future::ready(Ok(format!("memory:{}:{:016x}", inner.log.len(), hasher.finish()))))
     }
 
@@ -248,5 +273,41 @@ impl PlanStore for InMemoryStore {
         attempt: Option<Attempt>,
     ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
         Box::pin(futures::future::ready(Ok(self.step_logs_now(plan_id, step, attempt))))
+    }
+
+    // Workers and queues (ADR 0017): the claim index is the default, over the catalog.
+
+    fn lock_queue<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<QueueLock, StoreError>> {
+        let (held, wake) = &*self.claims;
+        let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+        while held.contains(queue) {
+            held = wake.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        held.insert(queue.clone());
+        let claim = MemoryClaim { claims: Arc::clone(&self.claims), queue: queue.clone() };
+        Box::pin(futures::future::ready(Ok(QueueLock::new(queue.clone(), claim))))
+    }
+
+    fn queue_limits(&self) -> BoxFuture<'_, Result<Vec<QueueLimit>, StoreError>> {
+        let limits: Vec<QueueLimit> = self
+            .lock()
+            .limits
+            .iter()
+            .map(|(queue, limit)| QueueLimit { queue: queue.clone(), limit: *limit })
+            .collect();
+        Box::pin(futures::future::ready(Ok(limits)))
+    }
+
+    fn set_queue_limit<'a>(
+        &'a self,
+        queue: &'a QueueName,
+        limit: Option<u32>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let mut inner = self.lock();
+        match limit {
+            Some(limit) => inner.limits.insert(queue.clone(), limit),
+            None => inner.limits.remove(queue),
+        };
+        Box::pin(futures::future::ready(Ok(())))
     }
 }

@@ -13,10 +13,12 @@ use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::channel::{mpsc as async_mpsc, oneshot};
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
-use waypoint_domain::{Attempt, PlanId, StepNumber};
+use waypoint_domain::{Attempt, PlanId, QueueName, StepNumber};
 
 use crate::ports::RunLocks;
-use crate::store::{PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent};
+use crate::store::{
+    PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent,
+};
 use crate::verify::{StoreStats, VerifyReport};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -255,5 +257,31 @@ impl<S: PlanStore> PlanStore for OffThreadStore<S> {
     ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
         let plan_id = plan_id.clone();
         self.offload(move |store| ready(store.step_logs(&plan_id, step, attempt)))
+    }
+
+    // Workers and queues (ADR 0017).
+
+    fn queue_plans<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
+        let queue = queue.clone();
+        self.offload(move |store| ready(store.queue_plans(&queue)))
+    }
+
+    fn lock_queue<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<QueueLock, StoreError>> {
+        // Waiting for a claim lock stays on the caller, like a run lock: a claimant waiting on a
+        // worker thread could take every worker thread while the holder needs one to finish.
+        self.inner.lock_queue(queue)
+    }
+
+    fn queue_limits(&self) -> BoxFuture<'_, Result<Vec<QueueLimit>, StoreError>> {
+        self.offload(|store| ready(store.queue_limits()))
+    }
+
+    fn set_queue_limit<'a>(
+        &'a self,
+        queue: &'a QueueName,
+        limit: Option<u32>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let queue = queue.clone();
+        self.offload(move |store| ready(store.set_queue_limit(&queue, limit)))
     }
 }

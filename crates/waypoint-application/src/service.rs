@@ -731,7 +731,7 @@ impl<S: PlanStore> PlanResumeService<S> {
 
     /// Decides `commands` against `view` and appends the result with an expected-version check.
     /// Returns the view after the command and whether anything was appended.
-    async fn execute_on(
+    pub(crate) async fn execute_on(
         &self,
         plan_id: &PlanId,
         view: Option<PlanView>,

@@ -10,14 +10,16 @@ use eventually::store::{EventStore, Persisted, Select};
 use futures::future::BoxFuture;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use waypoint_domain::{Attempt, DecodeError, EventId, PlanEvent, PlanId, PlanState, StepNumber};
+use waypoint_domain::{Attempt, DecodeError, EventId, PlanEvent, PlanId, PlanState, QueueName, StepNumber};
 
 use crate::ports::RunLocks;
 use crate::verify::{self, StoreStats, VerifyReport};
 
 mod logs;
+mod queues;
 
 pub use logs::{LogStream, StepLog, STEP_LOG_CAP};
+pub use queues::{in_queue, HeldQueueLock, QueueLimit, QueueLock};
 
 /// What the application hands to a store: the domain event plus the envelope fields that the
 /// application decides (id and time). The store adds the plan id, the version and the global
@@ -430,4 +432,37 @@ pub trait PlanStore:
     fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
         Box::pin(async move { Ok(StoreStats::from_views(&self.catalog().await?, None)) })
     }
+
+    // ---------------------------------------------------------------------------------------
+    // Workers and queues (ADR 0017). One block, apart from the rest of the port: the claim
+    // index, the claim lock and the queue limits.
+    // ---------------------------------------------------------------------------------------
+
+    /// The claim index of `queue`: the compact views of every plan submitted to it that is
+    /// still in it ([`in_queue`]: not yet claimed, or running, or stopped without finishing or
+    /// failing), oldest submission first (ties by plan id). Stores override this to serve it
+    /// from an index of their own, so a claim never reads every plan; the default filters the
+    /// open catalog.
+    fn queue_plans<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(async move {
+            let mut views = self.open_catalog().await?;
+            views.retain(|view| in_queue(&view.state) == Some(queue));
+            queues::sort_oldest_first(&mut views);
+            Ok(views)
+        })
+    }
+
+    /// Takes `queue`'s claim lock, waiting while another claimant (in this process or any other
+    /// process sharing the store) holds it. Claims of one queue happen one at a time, so a
+    /// queue's limit holds across every worker; the expected-version check still fences every
+    /// claim on its own. The lock is released when the guard drops, or when its holder's
+    /// process (or connection) dies. Wrappers delegate, so there is no default.
+    fn lock_queue<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<QueueLock, StoreError>>;
+
+    /// Every queue that carries a limit on its running plans, by name.
+    fn queue_limits(&self) -> BoxFuture<'_, Result<Vec<QueueLimit>, StoreError>>;
+
+    /// Sets `queue`'s limit on running plans (`None`: no limit). Durable when it returns.
+    fn set_queue_limit<'a>(&'a self, queue: &'a QueueName, limit: Option<u32>)
+        -> BoxFuture<'a, Result<(), StoreError>>;
 }

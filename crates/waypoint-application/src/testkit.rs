@@ -17,16 +17,19 @@ use futures::executor::block_on;
 use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
-    Artifact, Attempt, DecisionId, EventId, Message, Phase, PlanError, PlanEvent, PlanId, PlanStatus,
-    ResumeIneligibleReason, RunnerId, StepNumber, StepOutput, LEASE_EXPIRED_REASON,
+    Artifact, Attempt, DecisionId, EventId, Message, Phase, PlanError, PlanEvent, PlanId, PlanName, PlanStatus,
+    QueueName, ResumeIneligibleReason, RunnerId, StepName, StepNumber, StepOutput, SubmittedDefinition, LEASE_EXPIRED_REASON,
 };
 
+use crate::engine::{EngineError, RunDefinition, StepTurn};
 use crate::error::ServiceError;
 use crate::ports::RunLockError;
+use crate::queues::{Claimed, Submit};
 use crate::service::{CompactRequest, Compaction};
 use crate::service::{LeaseRequest, NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StepStart};
 use crate::store::{
-    Catalog, LogStream, PlanStore, PlanView, RecordedEvent, Removal, StepLog, StoreError, StoredEvent, STEP_LOG_CAP,
+    Catalog, LogStream, PlanStore, PlanView, QueueLimit, RecordedEvent, Removal, StepLog, StoreError, StoredEvent,
+    STEP_LOG_CAP,
 };
 
 /// How the kit gets stores to test.
@@ -75,6 +78,11 @@ pub fn cases<F: StoreFixture>() -> Vec<Case<F>> {
         ("a_step_log_over_the_cap_is_refused", a_step_log_over_the_cap_is_refused::<F>),
         ("a_step_log_of_an_unknown_plan_is_refused", a_step_log_of_an_unknown_plan_is_refused::<F>),
         ("compaction_archives_and_removes_step_logs", compaction_archives_and_removes_step_logs::<F>),
+        ("racing_claims_have_exactly_one_claimant", racing_claims_have_exactly_one_claimant::<F>),
+        ("a_claim_skips_a_plan_whose_lease_is_live", a_claim_skips_a_plan_whose_lease_is_live::<F>),
+        ("a_plan_whose_lease_expired_is_claimable", a_plan_whose_lease_expired_is_claimable::<F>),
+        ("the_fence_refuses_a_worker_that_lost_its_lease", the_fence_refuses_a_worker_that_lost_its_lease::<F>),
+        ("queue_limits_hold_and_are_durable", queue_limits_hold_and_are_durable::<F>),
     ]
 }
 
@@ -1118,4 +1126,160 @@ fn compaction_archives_and_removes_step_logs<F: StoreFixture>(fixture: &F) {
     let again = block_on(late.compact(request, &archive, "kit-archive")).expect("compact again");
     assert!(again.removed.is_empty(), "{again:?}");
     assert_eq!(logs_of(&archive, &done, None, None), done_logs, "a second compaction leaves the archive as it was");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers and queues (ADR 0017): claims, their fence, and queue limits.
+// ---------------------------------------------------------------------------------------------
+
+fn queue(name: &str) -> QueueName {
+    QueueName::parse(name).expect("kit queue names are valid")
+}
+
+/// Submits plan `id` (two steps) to `queue_name`, waiting a moment first so submissions are
+/// ordered in time.
+fn submit_to<S: PlanStore>(store: &S, id: &str, queue_name: &str) -> PlanId {
+    std::thread::sleep(Duration::from_millis(2));
+    let service = PlanResumeService::new(store.clone());
+    let definition = RunDefinition {
+        name: PlanName::parse(id).expect("a name"),
+        source: Artifact::parse(&format!("submitted:{id}.toml")).expect("a source"),
+        fingerprint: None,
+        steps: Vec::new(),
+    };
+    let submit = Submit {
+        plan_id: plan(id),
+        definition,
+        submitted: SubmittedDefinition::new("plan_file", format!("name = {id:?}"), format!("{id}.toml"))
+            .expect("a small definition"),
+        queue: queue(queue_name),
+        workdir: None,
+    };
+    let (view, created) = block_on(service.submit(submit)).expect("submit");
+    assert!(created, "a new key makes a plan");
+    view.plan_id
+}
+
+/// A worker's service: the system clock, as a worker has.
+fn worker<S: PlanStore>(store: S) -> PlanResumeService<S> {
+    PlanResumeService::new(store)
+}
+
+fn claim<S: PlanStore>(
+    service: &PlanResumeService<S>,
+    queue_name: &str,
+    runner_name: &str,
+    lease_for: Duration,
+) -> Option<Claimed<S>> {
+    block_on(service.claim(&queue(queue_name), lease(runner_name, lease_for))).expect("a claim answers")
+}
+
+fn racing_claims_have_exactly_one_claimant<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let id = submit_to(&store, "claim-race", "race");
+    let services: Vec<_> = (0..4).map(|_| worker(fixture.reopen(&store))).collect();
+    let barrier = Barrier::new(services.len());
+    let claimed: Vec<Option<String>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = services
+            .iter()
+            .enumerate()
+            .map(|(n, service)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let got = claim(service, "race", &format!("worker-{n}"), Duration::from_secs(3600));
+                    got.map(|c| c.run.plan_id().to_string())
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("claimant thread")).collect()
+    });
+    let winners: Vec<_> = claimed.iter().flatten().collect();
+    assert_eq!(winners, [&id.to_string()], "exactly one claimant: {claimed:?}");
+    let starts =
+        read(&store, &id, Select::All).iter().filter(|e| matches!(e.event, PlanEvent::PhaseStarted(_))).count();
+    assert_eq!(starts, 1, "one phase_started");
+}
+
+fn a_claim_skips_a_plan_whose_lease_is_live<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let first = submit_to(&store, "live-first", "live");
+    let second = submit_to(&store, "live-second", "live");
+    let a = worker(store.clone());
+    let held = claim(&a, "live", "worker-a", Duration::from_secs(3600)).expect("the oldest plan");
+    assert_eq!(held.run.plan_id(), &first, "oldest submission first");
+    let b = worker(fixture.reopen(&store));
+    let next = claim(&b, "live", "worker-b", Duration::from_secs(3600)).expect("the next plan");
+    assert_eq!(next.run.plan_id(), &second, "a live lease keeps its plan from other workers");
+    assert!(claim(&b, "live", "worker-c", Duration::from_secs(3600)).is_none(), "nothing more to claim");
+    assert!(claim(&b, "elsewhere", "worker-c", Duration::from_secs(3600)).is_none(), "another queue is empty");
+}
+
+/// A plan claimed by `worker-a` under a 20 ms lease, with its first step started, then taken over
+/// by `worker-b` once the lease expired: (the old run, the new claim).
+fn taken_over<F: StoreFixture>(fixture: &F, store: &F::Store, id: &str) -> (Claimed<F::Store>, Claimed<F::Store>) {
+    let id = submit_to(store, id, "takeover");
+    let a = worker(store.clone());
+    let mut old = claim(&a, "takeover", "worker-a", Duration::from_millis(20)).expect("claimed");
+    let turn = block_on(old.run.begin_step(step(1), &StepName::parse("one").expect("a name"))).expect("a step starts");
+    assert!(matches!(turn, StepTurn::Run(_)), "the step runs");
+    let expires_at =
+        block_on(store.load_view(&id)).expect("load").and_then(|v| v.state.lease).expect("a lease").expires_at;
+    let other = fixture.reopen(store);
+    wait_for_expiry(&other, expires_at);
+    let b = worker(other);
+    let new = claim(&b, "takeover", "worker-b", Duration::from_secs(3600)).expect("the expired plan is claimable");
+    (old, new)
+}
+
+fn a_plan_whose_lease_expired_is_claimable<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let (_old, mut new) = taken_over(fixture, &store, "expired-claim");
+    assert_eq!(new.before.status, PlanStatus::Crashed, "it was claimed as crashed");
+    assert_eq!(new.before.interruption.as_ref().map(|i| i.reason.as_str()), Some(LEASE_EXPIRED_REASON));
+    let turn = block_on(new.run.begin_step(step(1), &StepName::parse("one").expect("a name"))).expect("step 1 again");
+    match turn {
+        StepTurn::Run(ticket) => {
+            assert!(ticket.rerun, "the uncertain step runs again, named as such");
+            assert_eq!(ticket.attempt.get(), 2, "attempts count on");
+        }
+        other => panic!("step 1 must run again, got {other:?}"),
+    }
+}
+
+fn the_fence_refuses_a_worker_that_lost_its_lease<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let (mut old, _new) = taken_over(fixture, &store, "fenced-claim");
+    let before = block_on(store.content_fingerprint()).expect("fingerprint");
+    let heartbeat = block_on(old.run.heartbeat());
+    assert!(
+        matches!(heartbeat, Err(EngineError::Service(ServiceError::Plan { source: PlanError::LeaseLost { .. }, .. }))),
+        "the old worker's heartbeat is lease_lost: {heartbeat:?}"
+    );
+    let step = block_on(old.run.begin_step(step(2), &StepName::parse("two").expect("a name")));
+    assert!(step.is_err(), "the old worker starts no step: {step:?}");
+    assert_eq!(block_on(store.content_fingerprint()).expect("fingerprint"), before, "the fenced worker wrote nothing");
+}
+
+fn queue_limits_hold_and_are_durable<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    for n in 0..3 {
+        submit_to(&store, &format!("limited-{n}"), "limited");
+    }
+    let service = worker(store.clone());
+    block_on(service.set_queue_limit(&queue("limited"), Some(2))).expect("set the limit");
+    let reopened = fixture.reopen(&store);
+    let limits = block_on(reopened.queue_limits()).expect("limits");
+    assert_eq!(limits, [QueueLimit { queue: queue("limited"), limit: 2 }], "another handle sees the limit");
+    let other = worker(reopened);
+    let mut held = Vec::new();
+    for n in 0..3 {
+        if let Some(claimed) = claim(&other, "limited", &format!("worker-{n}"), Duration::from_secs(3600)) {
+            held.push(claimed);
+        }
+    }
+    assert_eq!(held.len(), 2, "at most two plans of the queue run");
+    block_on(service.set_queue_limit(&queue("limited"), None)).expect("clear the limit");
+    assert!(block_on(store.queue_limits()).expect("limits").is_empty());
+    assert!(claim(&other, "limited", "worker-9", Duration::from_secs(3600)).is_some(), "no limit: the third runs");
 }

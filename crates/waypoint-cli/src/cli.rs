@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use waypoint_application::LeaseRequest;
 use waypoint_domain::{
-    Actor, Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, RunnerId, SnapshotId, StepName,
-    StepNumber, StepOutput, TotalSteps,
+    Actor, Artifact, DecisionId, Fingerprint, Message, Phase, PlanId, PlanName, QueueName, RunnerId, SnapshotId,
+    StepName, StepNumber, StepOutput, TotalSteps,
 };
 
 const ABOUT: &str = "Resumable multi-step work: every completed step is recorded, so an interrupted plan resumes \
@@ -198,6 +198,103 @@ pub enum Command {
     /// Serve a web dashboard and its JSON HTTP API over this store (127.0.0.1:8080 by default)
     #[command(long_about = crate::web::UI_LONG_ABOUT, after_help = crate::web::UI_EXAMPLES)]
     Ui(crate::web::UiArgs),
+    /// Submit a plan file to a queue, whole, for workers on any machine to run
+    #[command(long_about = SUBMIT_LONG_ABOUT, after_help = WORKER_EXAMPLES)]
+    Submit(SubmitArgs),
+    /// Claim and run the submitted plans of a queue until SIGINT or SIGTERM (`--once`: until it is empty)
+    #[command(long_about = WORKER_LONG_ABOUT, after_help = WORKER_EXAMPLES)]
+    Worker(WorkerArgs),
+    /// Set and list queue limits on running plans
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+const SUBMIT_LONG_ABOUT: &str = "\
+Records a plan from a plan file without running it: the store keeps the file's whole definition (every \
+step's command, environment, folder and policy), so a worker on any machine that shares the store runs it \
+without a copy of the file. Step folders are taken inside the worker's working folder (`--workdir` here, \
+when given, is joined to the worker's own when relative). The plan's status is `queued` until a worker \
+claims it.
+
+Submitting is idempotent by key: the key defaults to the plan file's path, as `waypoint run FILE` derives \
+it; submitting the same key again gives back the plan it made (json: `\"created\": false`).";
+
+const WORKER_LONG_ABOUT: &str = "\
+Claims the oldest submitted plan of its queue, and plans of its queue whose worker stopped (interrupted) or \
+vanished (its lease expired), and runs them step by step like `waypoint run`, holding each by a lease that it \
+renews while the step runs. Exactly one runner holds a plan at a time, across every worker of every machine.
+
+A worker killed outright (SIGKILL, a lost machine, a cut connection) loses its plans to other workers once \
+their leases expire; the step it was running runs again there. Its steps die with it, and a worker that \
+cannot renew its lease stops its step before the lease can run out, so a step never runs twice at once.
+
+SIGINT or SIGTERM drains the worker: it claims nothing more, lets its running steps finish within the grace \
+period, then stops what still runs, records the interruption (another worker picks the plan up) and exits 0. \
+A second signal stops the steps at once.
+
+It prints one line per claim, step and finish; with --format json, one JSON object per line.";
+
+const WORKER_EXAMPLES: &str = "\
+Examples:
+  waypoint --store postgres://wp@db/wp submit build.toml --queue builds
+  waypoint --store postgres://wp@db/wp worker --queue builds --concurrency 4
+  waypoint --store postgres://wp@db/wp queue set builds --limit 2
+  waypoint worker --once          # run what is queued in `default`, then exit";
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The plan file (TOML)
+    pub file: PathBuf,
+    /// The plan's key (its id); default: derived from the file's path, as `waypoint run` does
+    #[arg(long, value_parser = PlanId::parse)]
+    pub key: Option<PlanId>,
+    /// The queue it waits in
+    #[arg(long, value_parser = QueueName::parse, default_value = QueueName::DEFAULT)]
+    pub queue: QueueName,
+    /// The working folder its step folders are relative to (relative: inside the worker's own)
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The queue it claims from
+    #[arg(long, value_parser = QueueName::parse, default_value = QueueName::DEFAULT)]
+    pub queue: QueueName,
+    /// How many plans it runs at once
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// How long a claim holds without a renewal; renewed every third of it
+    #[arg(long, value_parser = lease_duration, default_value = "30s", value_name = "DURATION")]
+    pub lease: Duration,
+    /// Where plans' step folders are taken from (default: the current folder)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub workdir: PathBuf,
+    /// Exit once nothing in the queue can be claimed, instead of waiting for more
+    #[arg(long)]
+    pub once: bool,
+    /// On SIGINT/SIGTERM, how long running steps may take to finish before they are stopped
+    #[arg(long, value_parser = lease_duration, default_value = "30s", value_name = "DURATION")]
+    pub grace: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Limit how many plans of a queue run at once, across every worker of every machine
+    #[command(after_help = "Examples:\n  waypoint queue set builds --limit 2\n  waypoint queue set builds --no-limit")]
+    Set {
+        /// The queue
+        #[arg(value_parser = QueueName::parse)]
+        name: QueueName,
+        /// At most this many of its plans run at once (0: none starts)
+        #[arg(long, required_unless_present = "no_limit", conflicts_with = "no_limit")]
+        limit: Option<u32>,
+        /// Remove the queue's limit
+        #[arg(long)]
+        no_limit: bool,
+    },
+    /// Every queue with a limit or with plans: its limit, and how many plans wait and run
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -409,6 +506,9 @@ pub enum PlanCommand {
         /// Only plans that can resume now
         #[arg(long)]
         resumable: bool,
+        /// Only plans submitted to this queue
+        #[arg(long, value_parser = QueueName::parse)]
+        queue: Option<QueueName>,
     },
     /// Show one plan's summary: phase, state, progress, and whether it can resume
     Show {

@@ -26,8 +26,10 @@ use crate::text::{escape_controls, shown_path};
 use crate::ui::Ui;
 
 mod lease;
+mod queues;
 mod run;
 
+pub use queues::PLAN_FILE_FORMAT;
 use run::{resume, resume_preview, run};
 
 pub fn execute(cli: Cli, ui: &Ui) -> Result<(), CliError> {
@@ -46,6 +48,9 @@ pub fn execute(cli: Cli, ui: &Ui) -> Result<(), CliError> {
         }
         Command::Store(command) => crate::operate::store(&location, ui, command),
         Command::Ui(args) => crate::web::serve(&location, ui, args),
+        Command::Submit(args) => queues::submit(&location, ui, args),
+        Command::Worker(args) => crate::worker::work(&location, ui, args),
+        Command::Queue(command) => queues::queue(&location, ui, command),
     }
 }
 
@@ -96,7 +101,7 @@ fn plan(location: &StoreLocation, ui: &Ui, command: PlanCommand) -> Result<(), C
             let done = "pause asked for: the plan stops at its next step boundary";
             write(location, ui, &id, done, |s| block_on(s.pause(&id, login_name(), reason)))
         }
-        PlanCommand::List { resumable } => list(location, ui, resumable),
+        PlanCommand::List { resumable, queue } => list(location, ui, resumable, queue.as_ref()),
         PlanCommand::Show { id, steps: true, .. } => crate::web::show_steps(location, ui, &id),
         PlanCommand::Show { id, outputs: false, .. } => show(location, ui, &id),
         PlanCommand::Show { id, outputs: true, .. } => show_outputs(location, ui, &id),
@@ -241,7 +246,12 @@ fn checkpoint(location: &StoreLocation, ui: &Ui, args: CheckpointArgs) -> Result
     print_after_write(&service, ui, &args.id, &done)
 }
 
-fn list(location: &StoreLocation, ui: &Ui, resumable: bool) -> Result<(), CliError> {
+fn list(
+    location: &StoreLocation,
+    ui: &Ui,
+    resumable: bool,
+    queue: Option<&waypoint_domain::QueueName>,
+) -> Result<(), CliError> {
     // Every plan's summary is built either way: filtering here costs nothing more, and lets an
     // empty listing say how many plans there are.
     let all = match location.open_read_only()? {
@@ -249,7 +259,9 @@ fn list(location: &StoreLocation, ui: &Ui, resumable: bool) -> Result<(), CliErr
         None => Vec::new(),
     };
     let total = all.len();
-    let plans: Vec<_> = all.into_iter().filter(|(_, summary)| summary.eligible || !resumable).collect();
+    let in_queue = |summary: &ResumeSummary| queue.is_none_or(|queue| summary.queue.as_ref() == Some(queue));
+    let plans: Vec<_> =
+        all.into_iter().filter(|(_, summary)| (summary.eligible || !resumable) && in_queue(summary)).collect();
     if ui.json() {
         ui.json_document(&render::PlansDoc { plans: plans.iter().map(|(_, summary)| summary).collect() });
     } else {

@@ -21,6 +21,7 @@ mod supervise;
 mod text;
 mod ui;
 mod web;
+mod worker;
 
 #[cfg(test)]
 mod tests;

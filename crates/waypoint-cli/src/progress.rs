@@ -12,7 +12,6 @@ use crate::ui::Style;
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
-#[derive(Debug)]
 pub struct Progress {
     style: Style,
     live: bool,
@@ -20,6 +19,18 @@ pub struct Progress {
     /// The columns a line may take.
     width: usize,
     state: Mutex<State>,
+    /// A worker's own report of each step (ADR 0017); a worker's progress writes nothing else.
+    feed: Option<StepFeed>,
+}
+
+/// Told of every step's start, rerun, skip and end: `(step, name, what)`, `what` one of
+/// `started`, `rerun`, `skipped`, `completed`, `failed`, `interrupted`.
+pub type StepFeed = Box<dyn Fn(u32, &str, &'static str) + Send + Sync>;
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress").field("live", &self.live).field("total", &self.total).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -48,7 +59,20 @@ impl Progress {
     /// `live`: draw a bar (stderr is a terminal); otherwise print plain lines, each within
     /// `width` columns.
     pub fn new(style: Style, live: bool, total: u32, width: usize) -> Self {
-        Self { style, live, total, width, state: Mutex::new(State::default()) }
+        Self { style, live, total, width, state: Mutex::new(State::default()), feed: None }
+    }
+
+    /// A worker's progress: each step goes to `feed`, and nothing is written to stderr (a worker
+    /// runs many plans at once; their steps' output is in the store's logs).
+    pub fn for_worker(total: u32, feed: StepFeed) -> Self {
+        let style = Style::for_terminal(false);
+        Self { style, live: false, total, width: usize::MAX, state: Mutex::new(State::default()), feed: Some(feed) }
+    }
+
+    fn tell(&self, step: u32, name: &str, what: &'static str) {
+        if let Some(feed) = &self.feed {
+            feed(step, name, what);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -56,6 +80,9 @@ impl Progress {
     }
 
     fn write(&self, state: &mut State, line: Option<&str>) {
+        if self.feed.is_some() {
+            return;
+        }
         let mut err = std::io::stderr().lock();
         if state.bar_drawn {
             let _ = write!(err, "\r\x1b[2K");
@@ -93,6 +120,7 @@ impl Progress {
     }
 
     pub fn skipped(&self, step: u32, name: &str) {
+        self.tell(step, name, "skipped");
         let mut state = self.lock();
         state.completed = state.completed.max(step);
         let line = self.line(&self.style.dim("↷"), step, name, &self.style.dim("skipped: completed before"));
@@ -100,9 +128,20 @@ impl Progress {
     }
 
     pub fn started(&self, step: u32, name: &str) {
+        self.tell(step, name, "started");
+        self.start(step, name, "started");
+    }
+
+    /// A step that an earlier run started but did not finish starts again.
+    pub fn rerun(&self, step: u32, name: &str) {
+        self.tell(step, name, "rerun");
+        self.start(step, name, "started again");
+    }
+
+    fn start(&self, step: u32, name: &str, word: &str) {
         let mut state = self.lock();
         state.current = Some(Current { step, name: name.to_owned(), started: Instant::now() });
-        let line = (!self.live).then(|| self.line("▶", step, name, "started"));
+        let line = (!self.live).then(|| self.line("▶", step, name, word));
         self.write(&mut state, line.as_deref());
     }
 
@@ -120,6 +159,15 @@ impl Progress {
     }
 
     pub fn finished(&self, step: u32, name: &str, end: StepEnd) {
+        self.tell(
+            step,
+            name,
+            match end {
+                StepEnd::Completed => "completed",
+                StepEnd::Failed => "failed",
+                StepEnd::Interrupted => "interrupted",
+            },
+        );
         let mut state = self.lock();
         let took = state.current.take().map(|c| c.started.elapsed()).unwrap_or_default();
         let (mark, word) = match end {

@@ -175,7 +175,7 @@ fn paint_status(style: Style, status: PlanStatus, text: &str) -> String {
         PlanStatus::Completed | PlanStatus::Applied => style.green(text),
         PlanStatus::Failed | PlanStatus::Crashed => style.red(text),
         PlanStatus::Running => style.cyan(text),
-        PlanStatus::Interrupted | PlanStatus::Waiting | PlanStatus::Paused => style.yellow(text),
+        PlanStatus::Interrupted | PlanStatus::Waiting | PlanStatus::Paused | PlanStatus::Queued => style.yellow(text),
         PlanStatus::Cancelled | PlanStatus::NotStarted => style.dim(text),
     }
 }
@@ -596,6 +596,7 @@ fn describe(event: &PlanEvent, names: &StepNames, room: usize) -> String {
             step(e.step, columns(&rest)) + &rest
         }
         PlanEvent::PauseRequested(e) => format!("by {}", e.by),
+        PlanEvent::PlanSubmitted(e) => format!("to queue {} · {}", e.queue, escape_controls(&e.definition.file_name)),
     }
 }
 

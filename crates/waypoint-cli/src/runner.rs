@@ -49,7 +49,12 @@ const TAIL_CHARS: usize = 2000;
 #[derive(Debug)]
 enum Event {
     Signal(i32),
-    Exited { step: u32, end: StepExit },
+    Exited {
+        step: u32,
+        end: StepExit,
+    },
+    /// A worker drains (ADR 0017): the running step may finish, but no further step starts.
+    Drain,
 }
 
 /// How a step's shell ended, once its supervisor is gone (and with it every process of the step).
@@ -86,6 +91,36 @@ impl StepExit {
 pub struct Events {
     sender: Sender<Event>,
     receiver: Receiver<Event>,
+}
+
+impl Events {
+    /// Events that no signal reaches by itself: a worker's slot, told by the worker what its
+    /// signals mean ([`Nudge`]).
+    pub fn unwatched() -> Self {
+        let (sender, receiver) = mpsc::channel();
+        Events { sender, receiver }
+    }
+
+    /// A handle that tells the run using these events to drain or to stop.
+    pub fn nudge(&self) -> Nudge {
+        Nudge(self.sender.clone())
+    }
+}
+
+/// Tells a run to drain (finish its step, start no other) or to stop as on a signal.
+#[derive(Debug, Clone)]
+pub struct Nudge(Sender<Event>);
+
+impl Nudge {
+    /// The running step may finish; the run then records its interruption and stops.
+    pub fn drain(&self) {
+        let _ = self.0.send(Event::Drain);
+    }
+
+    /// As if `signal` reached the run: it is passed to the running step's process group.
+    pub fn signal(&self, signal: i32) {
+        let _ = self.0.send(Event::Signal(signal));
+    }
 }
 
 /// Starts watching for SIGINT and SIGTERM. Call it before the plan is touched, so that a signal
@@ -132,6 +167,37 @@ pub struct Runner<'a> {
     pub outputs: serde_json::Map<String, Value>,
     /// The running attempt's output, kept until it reaches the store.
     pub logs: Option<AttemptLogs>,
+    /// For a run held by lease (a worker's): when to renew it while a step runs.
+    pub lease: Option<LeaseKeeper>,
+    /// A drain was asked for while a step ran: no further step starts.
+    pub draining: bool,
+}
+
+/// Keeps a worker's lease while its step runs (ADR 0017): renewed every third of its length,
+/// and, when renewals fail, the step is killed before the lease can run out, so a taken-over
+/// step never runs on two machines at once.
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    length: Duration,
+    /// When the last renewal that succeeded was asked for: the lease lasts from no earlier.
+    renewed_at: Instant,
+}
+
+impl LeaseKeeper {
+    /// A keeper for a lease of `length`, granted just now.
+    pub fn new(length: Duration) -> Self {
+        Self { length, renewed_at: Instant::now() }
+    }
+
+    fn renew_due(&self) -> bool {
+        self.renewed_at.elapsed() >= self.length / 3
+    }
+
+    /// Past this, the lease may have run out: the step must be dead by then. A fifth of the
+    /// lease is left for the kill to land.
+    fn must_stop(&self) -> bool {
+        self.renewed_at.elapsed() >= self.length.mul_f64(0.8)
+    }
 }
 
 /// The output of the attempt that runs now: stdout's and stderr's kept ends, and when the store
@@ -263,18 +329,25 @@ impl Runner<'_> {
         let policy = step.policy();
         loop {
             let id = self.plan_id().clone();
-            let ticket =
-                match block_on(self.run.begin_step(number, &step.step_name)).map_err(|e| engine_error(&id, e))? {
-                    StepTurn::Replay(done) => {
-                        self.progress.skipped(n, &step.name);
-                        let output = done.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
-                        self.outputs.insert(step.name.clone(), output);
-                        return Ok(Some(StepReport::skipped(n, &step.name)));
-                    }
-                    StepTurn::Run(ticket) => ticket,
-                    StepTurn::Paused => return Ok(None),
-                };
-            if ticket.attempt == waypoint_domain::Attempt::FIRST || ticket.rerun {
+            let asked_at = Instant::now();
+            let turn = block_on(self.run.begin_step(number, &step.step_name)).map_err(|e| engine_error(&id, e))?;
+            // A step's start under a lease renews it.
+            if let Some(keeper) = self.lease.as_mut() {
+                keeper.renewed_at = asked_at;
+            }
+            let ticket = match turn {
+                StepTurn::Replay(done) => {
+                    self.progress.skipped(n, &step.name);
+                    let output = done.output.map_or(Value::Object(Default::default()), StepOutput::into_value);
+                    self.outputs.insert(step.name.clone(), output);
+                    return Ok(Some(StepReport::skipped(n, &step.name)));
+                }
+                StepTurn::Run(ticket) => ticket,
+                StepTurn::Paused => return Ok(None),
+            };
+            if ticket.rerun {
+                self.progress.rerun(n, &step.name);
+            } else if ticket.attempt == waypoint_domain::Attempt::FIRST {
                 self.progress.started(n, &step.name);
             } else {
                 self.progress.note(&format!("step {n} ({}): attempt {}", step.name, ticket.attempt.get()));
@@ -341,7 +414,7 @@ impl Runner<'_> {
             ticket.attempt.get(),
             format_duration(retry.delay),
         ));
-        match self.sleep_unless_signalled(retry.delay) {
+        match self.sleep_unless_signalled(retry.delay)? {
             Some(signal) => {
                 self.progress.finished(n, &step.name, StepEnd::Interrupted);
                 let reason = format!("{} received while step {n} waited to retry", signal_name(signal));
@@ -496,27 +569,73 @@ impl Runner<'_> {
     }
 
     /// Waits `delay` before a retry; a signal meanwhile ends the wait and is returned.
-    fn sleep_unless_signalled(&mut self, delay: Duration) -> Option<i32> {
+    /// A lease that cannot be kept ends the wait with its error: the plan is someone else's, or
+    /// soon may be, so nothing more is recorded.
+    fn sleep_unless_signalled(&mut self, delay: Duration) -> Result<Option<i32>, CliError> {
         let until = Instant::now() + delay;
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return None;
+                return Ok(None);
             }
             match self.events.receiver.recv_timeout(left.min(TICK)) {
-                Ok(Event::Signal(signal)) => return Some(signal),
-                Ok(Event::Exited { .. }) | Err(RecvTimeoutError::Timeout) => self.progress.tick(),
+                Ok(Event::Signal(signal)) => return Ok(Some(signal)),
+                Ok(Event::Drain) => {
+                    self.draining = true;
+                    return Ok(Some(SIGTERM));
+                }
+                Ok(Event::Exited { .. }) | Err(RecvTimeoutError::Timeout) => {
+                    self.progress.tick();
+                    self.keep_lease()?;
+                }
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the runner holds a sender"),
             }
         }
     }
 
     /// A signal that arrived while no step was running, if any.
-    fn signal_received(&self) -> Option<i32> {
-        self.events.receiver.try_iter().find_map(|event| match event {
+    fn signal_received(&mut self) -> Option<i32> {
+        let mut drained = self.draining;
+        let signal = self.events.receiver.try_iter().find_map(|event| match event {
             Event::Signal(signal) => Some(signal),
+            Event::Drain => {
+                drained = true;
+                None
+            }
             Event::Exited { .. } => None,
-        })
+        });
+        self.draining = drained;
+        signal.or(drained.then_some(SIGTERM))
+    }
+
+    /// Renews a worker's lease when due. An error means the step must stop now: another runner
+    /// holds the plan (`lease_lost`), or renewals failed for so long that the lease may run out.
+    fn keep_lease(&mut self) -> Result<(), CliError> {
+        let Some(keeper) = self.lease.as_mut() else { return Ok(()) };
+        if !keeper.renew_due() {
+            return Ok(());
+        }
+        let asked_at = Instant::now();
+        match block_on(self.run.heartbeat()) {
+            Ok(()) => {
+                keeper.renewed_at = asked_at;
+                Ok(())
+            }
+            Err(error @ EngineError::Service(ServiceError::Plan { source: PlanError::LeaseLost { .. }, .. })) => {
+                Err(engine_error(self.run.plan_id(), error))
+            }
+            Err(error) if keeper.must_stop() => {
+                let id = self.run.plan_id().clone();
+                Err(CliError::new(
+                    exit::CONFLICT,
+                    "lease_lost",
+                    format!("plan {id}: the lease could not be renewed in time ({error}); the step was stopped"),
+                )
+                .with("plan_id", id.as_str()))
+            }
+            // Not yet at risk: try again at the next tick.
+            Err(_) => Ok(()),
+        }
     }
 
     /// Waits for step `n`'s process, passing the first SIGINT/SIGTERM on to its process group. A
@@ -545,9 +664,15 @@ impl Runner<'_> {
                     let _ = kill_process_group(group, Signal::KILL);
                     return Ok(Waited { status: None, signal: first, timed_out: kill_at.is_some() });
                 }
+                // The step may finish; the run stops at the next step boundary.
+                Ok(Event::Drain) => self.draining = true,
                 Err(RecvTimeoutError::Timeout) => {
                     self.progress.tick();
                     self.write_logs(false);
+                    if let Err(lost) = self.keep_lease() {
+                        let _ = kill_process_group(group, Signal::KILL);
+                        return Err(lost);
+                    }
                 }
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the runner holds a sender"),
             }

@@ -182,7 +182,8 @@ pub fn steps_doc(plan_id: &PlanId, events: &[StoredEvent], status: PlanStatus) -
             | PlanEvent::ApprovalRequested(_)
             | PlanEvent::StepApproved(_)
             | PlanEvent::StepRejected(_)
-            | PlanEvent::PauseRequested(_) => {}
+            | PlanEvent::PauseRequested(_)
+            | PlanEvent::PlanSubmitted(_) => {}
         }
     }
     // An attempt still open is running, unless its runner is gone.

@@ -13,6 +13,7 @@ use crate::ids::{
 };
 use crate::lease::Lease;
 use crate::lifecycle::Phase;
+use crate::queue::{QueueName, SubmittedDefinition};
 
 /// A plan's first event: it exists, in `action`/`queued`. Schema version 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +200,22 @@ pub struct StepRejected {
     pub at: DateTime<Utc>,
 }
 
+/// The plan was submitted to a queue with its whole definition, for a worker to claim and run.
+/// Recorded with `plan_created`, in the same append; the plan stays `action`/`queued` (status
+/// `queued`) until a worker claims it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSubmitted {
+    /// The queue it waits in.
+    pub queue: QueueName,
+    /// What the workers run: the definition, whole.
+    pub definition: SubmittedDefinition,
+    /// The working folder the definition's folders are relative to, as the submitter named it;
+    /// a relative one is taken inside the worker's own working folder.
+    pub workdir: Option<String>,
+    /// When it was submitted.
+    pub at: DateTime<Utc>,
+}
+
 /// Someone asked the plan to stop at its next step boundary. A plan nobody runs stops at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PauseRequested {
@@ -337,6 +354,8 @@ pub enum PlanEvent {
     StepRejected(StepRejected),
     /// `pause_requested`: see [`PauseRequested`].
     PauseRequested(PauseRequested),
+    /// `plan_submitted`: see [`PlanSubmitted`].
+    PlanSubmitted(PlanSubmitted),
 }
 
 /// The stable name of each event type, as stored. One variant per [`PlanEvent`] variant.
@@ -381,11 +400,13 @@ pub enum EventType {
     StepRejected,
     /// `pause_requested`.
     PauseRequested,
+    /// `plan_submitted`.
+    PlanSubmitted,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 20] = [
         EventType::PlanCreated,
         EventType::PhaseStarted,
         EventType::TotalStepsSet,
@@ -405,6 +426,7 @@ impl EventType {
         EventType::StepApproved,
         EventType::StepRejected,
         EventType::PauseRequested,
+        EventType::PlanSubmitted,
     ];
 
     /// The stable snake_case name, as stored.
@@ -429,6 +451,7 @@ impl EventType {
             EventType::StepApproved => "step_approved",
             EventType::StepRejected => "step_rejected",
             EventType::PauseRequested => "pause_requested",
+            EventType::PlanSubmitted => "plan_submitted",
         }
     }
 
@@ -512,6 +535,7 @@ impl PlanEvent {
             PlanEvent::StepApproved(_) => EventType::StepApproved,
             PlanEvent::StepRejected(_) => EventType::StepRejected,
             PlanEvent::PauseRequested(_) => EventType::PauseRequested,
+            PlanEvent::PlanSubmitted(_) => EventType::PlanSubmitted,
         }
     }
 
@@ -546,6 +570,7 @@ impl PlanEvent {
             PlanEvent::StepApproved(d) => to_vec(d),
             PlanEvent::StepRejected(d) => to_vec(d),
             PlanEvent::PauseRequested(d) => to_vec(d),
+            PlanEvent::PlanSubmitted(d) => to_vec(d),
         }
     }
 
@@ -605,6 +630,7 @@ impl PlanEvent {
             EventType::StepApproved => PlanEvent::StepApproved(parse(data)?),
             EventType::StepRejected => PlanEvent::StepRejected(parse(data)?),
             EventType::PauseRequested => PlanEvent::PauseRequested(parse(data)?),
+            EventType::PlanSubmitted => PlanEvent::PlanSubmitted(parse(data)?),
         })
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn fold(lease: &mut Option<Lease>, event: &PlanEvent) {
         | PlanEvent::StepCompleted(_)
         | PlanEvent::StepAttemptFailed(_)
         | PlanEvent::StepApproved(_)
-        | PlanEvent::PauseRequested(_) => {}
+        | PlanEvent::PauseRequested(_)
+        | PlanEvent::PlanSubmitted(_) => {}
     }
 }

@@ -74,6 +74,7 @@ mod ids;
 mod lease;
 mod lifecycle;
 mod plan;
+mod queue;
 mod state;
 mod summary;
 
@@ -89,7 +90,8 @@ pub use error::PlanError;
 pub use events::{
     ApprovalRequested, AttemptFailure, DecodeError, EventType, Interrupted, LeaseRenewed, PauseRequested,
     PhaseCompleted, PhaseStarted, PlanApplied, PlanCancelled, PlanConstrained, PlanCreated, PlanErrored, PlanEvent,
-    PlanForked, Resumed, StepApproved, StepAttemptFailed, StepCompleted, StepRejected, StepStarted, TotalStepsSet,
+    PlanForked, PlanSubmitted, Resumed, StepApproved, StepAttemptFailed, StepCompleted, StepRejected, StepStarted,
+    TotalStepsSet,
 };
 pub use ids::{
     Actor, Artifact, Attempt, CheckpointId, DecisionId, EventId, Fingerprint, InvalidValue, Message, PlanId, PlanName,
@@ -98,6 +100,7 @@ pub use ids::{
 pub use lease::Lease;
 pub use lifecycle::{check_phase_transition, Phase, ProcessingState, TransitionKind};
 pub use plan::{decide, Plan, PlanCommand, FORK_EVENT_CHECKPOINT_BYTES};
+pub use queue::{QueueName, QueueStanding, Submission, SubmittedDefinition, MAX_DEFINITION_BYTES};
 pub use state::{Checkpoint, CheckpointPayload, Interruption, PlanState, ResumeMetadata};
 pub use summary::{
     ForkedFrom, InterruptionSummary, PlanStatus, ResumeSummary, WaitingFor, CRASH_REASON, LEASE_EXPIRED_REASON,

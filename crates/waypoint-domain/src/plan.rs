@@ -16,6 +16,7 @@ use crate::ids::{
 };
 use crate::lease::Lease;
 use crate::lifecycle::{check_phase_transition, Phase, ProcessingState};
+use crate::queue::{QueueName, SubmittedDefinition};
 use crate::state::{CheckpointPayload, PlanState};
 
 /// Everything a plan can be asked to do; [`decide`] turns each into events or a [`PlanError`].
@@ -197,6 +198,18 @@ pub enum PlanCommand {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Submit the plan, just created, to `queue` with its whole definition, for a worker to
+    /// claim (needs `action`/`queued` and no earlier submission).
+    Submit {
+        /// The queue it waits in.
+        queue: QueueName,
+        /// What the workers run.
+        definition: SubmittedDefinition,
+        /// The working folder its folders are relative to, as the submitter named it.
+        workdir: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Ask the plan to stop at its next step boundary (needs `processing` or `queued`); asked
     /// again while it stands, nothing is appended.
     RequestPause {
@@ -232,6 +245,7 @@ impl PlanCommand {
             PlanCommand::Approve { .. } => "approve a step",
             PlanCommand::Reject { .. } => "reject a step",
             PlanCommand::RequestPause { .. } => "pause the plan",
+            PlanCommand::Submit { .. } => "submit the plan",
         }
     }
 
@@ -399,6 +413,10 @@ pub fn decide(state: Option<&PlanState>, command: PlanCommand) -> Result<Vec<Pla
                 return Err(PlanError::AttemptNotRunning { step, attempt, uncertain: meta.uncertain_step });
             }
             PlanEvent::StepAttemptFailed(StepAttemptFailed { step, attempt, reason, retry_at })
+        }
+        PlanCommand::Submit { queue, definition, workdir, at } => {
+            require(plan.phase == Phase::Action && plan.submission.is_none(), "action/queued, not yet submitted")?;
+            PlanEvent::PlanSubmitted(PlanSubmitted { queue, definition, workdir, at })
         }
         PlanCommand::RecordShutdown { ref reason, at } => {
             require(

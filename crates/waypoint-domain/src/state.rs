@@ -12,6 +12,7 @@ use crate::ids::{
 };
 use crate::lease::Lease;
 use crate::lifecycle::{Phase, ProcessingState};
+use crate::queue::Submission;
 use crate::summary::ForkedFrom;
 
 /// The durable record that a step completed, as the fold keeps it from its `step_completed`
@@ -266,6 +267,10 @@ pub struct PlanState {
     /// lease (always so outside `processing`). Absent from views stored before leases existed.
     #[serde(default)]
     pub lease: Option<Lease>,
+    /// The queue the plan was submitted to, and when, for a worker to claim it; `None` for a
+    /// plan run where it was started. Absent from views stored before queues existed.
+    #[serde(default)]
+    pub submission: Option<Submission>,
 }
 
 impl PlanState {
@@ -299,6 +304,7 @@ impl PlanState {
             lease: None,
             approval: None,
             pause: None,
+            submission: None,
         }
     }
 
@@ -320,6 +326,7 @@ impl PlanState {
             lease: None,
             approval: None,
             pause: None,
+            submission: None,
         };
         for checkpoint in &event.checkpoints {
             state.apply(&PlanEvent::StepCompleted(checkpoint.clone()));
@@ -355,6 +362,9 @@ impl PlanState {
         match event {
             // A plan's first event only: nothing to fold into an existing plan.
             PlanEvent::PlanCreated(_) | PlanEvent::PlanForked(_) => {}
+            PlanEvent::PlanSubmitted(e) => {
+                self.submission = Some(Submission { queue: e.queue.clone(), at: e.at });
+            }
             PlanEvent::PhaseStarted(e) => {
                 // A new phase counts its steps afresh. The total given at creation belongs to
                 // the first phase started after `action`; later phases set their own.

@@ -9,6 +9,7 @@ use crate::eligibility::{ResumeEligibility, ResumeIneligibleReason};
 use crate::ids::{CheckpointId, DecisionId, PlanId, SnapshotId, StepName, StepNumber, TotalSteps};
 use crate::lease::Lease;
 use crate::lifecycle::{Phase, ProcessingState};
+use crate::queue::QueueName;
 use crate::state::PlanState;
 
 /// Why and when the plan stopped. `inferred` is true when no interruption was recorded and the
@@ -46,6 +47,7 @@ pub const LEASE_EXPIRED_REASON: &str = "lease_expired";
 ///   lockless external worker moved it there.
 /// - `paused`: `queued` after someone paused it (the interruption's reason is `paused`).
 /// - `interrupted`: `queued` after any other recorded interruption.
+/// - `queued`: submitted to a queue (in `action`), not yet claimed by a worker.
 /// - `not_started`: `queued` without an interruption (a phase that never ran).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -71,11 +73,13 @@ pub enum PlanStatus {
     Waiting,
     /// `paused`: someone paused it; it continues when run again.
     Paused,
+    /// `queued`: submitted to a queue, not yet claimed by a worker.
+    Queued,
 }
 
 impl PlanStatus {
     /// Every status.
-    pub const ALL: [PlanStatus; 10] = [
+    pub const ALL: [PlanStatus; 11] = [
         PlanStatus::Running,
         PlanStatus::Interrupted,
         PlanStatus::Crashed,
@@ -86,6 +90,7 @@ impl PlanStatus {
         PlanStatus::NotStarted,
         PlanStatus::Waiting,
         PlanStatus::Paused,
+        PlanStatus::Queued,
     ];
 
     /// The status of `plan` given its eligibility verdict (which knows whether a crash is inferred).
@@ -95,6 +100,9 @@ impl PlanStatus {
             Applied => return PlanStatus::Applied,
             Cancelled => return PlanStatus::Cancelled,
             _ => {}
+        }
+        if plan.phase == Phase::Action && plan.submission.is_some() {
+            return PlanStatus::Queued;
         }
         if plan.phase == Phase::Action {
             return PlanStatus::NotStarted;
@@ -127,6 +135,7 @@ impl PlanStatus {
             PlanStatus::NotStarted => "not_started",
             PlanStatus::Waiting => "waiting",
             PlanStatus::Paused => "paused",
+            PlanStatus::Queued => "queued",
         }
     }
 }
@@ -204,6 +213,9 @@ pub struct ResumeSummary {
     pub lease: Option<Lease>,
     /// The step the plan waits at for a person's decision, while it is `waiting`.
     pub waiting_for: Option<WaitingFor>,
+    /// The queue the plan was submitted to, when it was submitted for workers to run.
+    #[serde(default)]
+    pub queue: Option<QueueName>,
 }
 
 /// The step a `waiting` plan waits at, and what the person is asked.
@@ -277,6 +289,7 @@ impl ResumeSummary {
                 name: a.name.clone(),
                 question: a.question.to_string(),
             }),
+            queue: plan.submission.as_ref().map(|s| s.queue.clone()),
         }
     }
 }

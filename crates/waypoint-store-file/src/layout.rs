@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use waypoint_application::LogStream;
-use waypoint_domain::{Attempt, PlanId, StepNumber};
+use waypoint_domain::{Attempt, PlanId, QueueName, StepNumber};
 
 const LOG_FILE: &str = "events.log";
 const STORE_LOCK: &str = "store.lock";
@@ -22,6 +22,8 @@ const RETENTION_DIR: &str = "retention";
 const REMOVED_DIR: &str = "removed";
 const LOGS_DIR: &str = "logs";
 const RUNS_DIR: &str = "runs";
+const QUEUES_DIR: &str = "queues";
+const QUEUE_LIMITS: &str = "limits.json";
 
 /// The paths of one store directory. Per-plan names use the plan id as is: `PlanId` admits only
 /// `[A-Za-z0-9_-]{1,64}`, so no such path can leave its directory.
@@ -117,8 +119,29 @@ impl Layout {
         [LOG_FILE, STORE_LOCK, WRITE_LOCK, CHECKPOINT_LOCK, CHECKPOINT_FILE, LOCKS_DIR, INDEX_DIR, VIEWS_DIR]
             .iter()
             .chain(&[CATALOG_DIR, TMP_DIR, TORN_DIR, BACKUP_DIR, RETENTION_DIR, REMOVED_DIR, LOGS_DIR, RUNS_DIR])
+            .chain(&[QUEUES_DIR])
             .map(|name| self.dir.join(name))
             .collect()
+    }
+
+    /// `queues/`: the queues' claim locks and limits (ADR 0017).
+    pub fn queues_dir(&self) -> PathBuf {
+        self.dir.join(QUEUES_DIR)
+    }
+
+    /// `queues/<queue>.claim`: held exclusively while a worker claims a plan of `queue`.
+    pub fn queue_claim_lock(&self, queue: &QueueName) -> PathBuf {
+        self.queues_dir().join(format!("{}.claim", queue.as_str()))
+    }
+
+    /// `queues/limits.json`: every queue's limit on running plans.
+    pub fn queue_limits(&self) -> PathBuf {
+        self.queues_dir().join(QUEUE_LIMITS)
+    }
+
+    /// `queues/limits.lock`: held exclusively while the limits are rewritten.
+    pub fn queue_limits_lock(&self) -> PathBuf {
+        self.queues_dir().join("limits.lock")
     }
 
     /// `catalog/`: the catalog's rows files.

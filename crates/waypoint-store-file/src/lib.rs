@@ -13,6 +13,8 @@
 //! <store>/views/<plan>.sum   a plan's compact view, kept current by checkpoints
 //! <store>/views/<plan>.view  a snapshot of one plan's full view, to resume without replay
 //! <store>/logs/<plan>/<step>-<attempt>.out|err  the kept end of each attempt's stdout / stderr
+//! <store>/queues/<queue>.claim  a queue's claim lock, held while a worker claims (ADR 0017)
+//! <store>/queues/limits.json    every queue's limit on running plans (limits.lock guards it)
 //! <store>/tmp/<name>.<pid>.tmp  a file being written atomically
 //! <store>/torn/            bytes of torn last records cut off on open, kept for inspection
 //! <store>/backup/          copies of the log taken by `repair` before it changes anything
@@ -77,6 +79,7 @@ pub mod inspect;
 mod layout;
 mod log;
 mod projections;
+mod queues;
 pub mod record;
 mod recovery;
 mod repair;

@@ -21,11 +21,14 @@ pub struct FileRunLocks {
     read_only: bool,
 }
 
-/// The open lock file of a held run lock. Dropping it (or the process dying) releases the lock.
+/// The open lock file of a held run lock (or a queue's claim lock). Dropping it (or the process
+/// dying) releases the lock.
 #[derive(Debug)]
-struct HeldFileLock(File);
+pub(crate) struct HeldFileLock(pub(crate) File);
 
 impl HeldRunLock for HeldFileLock {}
+
+impl waypoint_application::HeldQueueLock for HeldFileLock {}
 
 impl Drop for HeldFileLock {
     fn drop(&mut self) {

@@ -16,10 +16,10 @@ use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::future::BoxFuture;
 use waypoint_application::{
-    Catalog, Clock, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError,
-    StoreStats, StoredEvent, SystemClock, VerifyReport,
+    Catalog, Clock, PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, RunLocks,
+    StepLog, StoreError, StoreStats, StoredEvent, SystemClock, VerifyReport,
 };
-use waypoint_domain::{Attempt, PlanId, StepNumber};
+use waypoint_domain::{Attempt, PlanId, QueueName, StepNumber};
 
 use crate::commit::AppendRequest;
 use crate::error::FileStoreError;
@@ -361,6 +361,35 @@ impl PlanStore for FileStore {
         attempt: Option<Attempt>,
     ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
         Box::pin(futures::future::ready(self.read_step_logs(plan_id, step, attempt).map_err(StoreError::from)))
+    }
+
+    // Workers and queues (ADR 0017): the claim index is the open catalog (the default), the
+    // claim lock an OS file lock.
+
+    fn lock_queue<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<QueueLock, StoreError>> {
+        let result = if self.is_read_only() {
+            Err(FileStoreError::ReadOnly { path: self.shared.layout.queues_dir() })
+        } else {
+            crate::queues::lock_claims(&self.shared.layout, queue, self.shared.options.lock_timeout)
+        };
+        Box::pin(futures::future::ready(result.map_err(StoreError::from)))
+    }
+
+    fn queue_limits(&self) -> BoxFuture<'_, Result<Vec<QueueLimit>, StoreError>> {
+        Box::pin(futures::future::ready(crate::queues::read_limits(&self.shared.layout).map_err(StoreError::from)))
+    }
+
+    fn set_queue_limit<'a>(
+        &'a self,
+        queue: &'a QueueName,
+        limit: Option<u32>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = if self.is_read_only() {
+            Err(FileStoreError::ReadOnly { path: self.shared.layout.queues_dir() })
+        } else {
+            crate::queues::write_limit(&self.shared.layout, queue, limit, self.shared.options.lock_timeout)
+        };
+        Box::pin(futures::future::ready(result.map_err(StoreError::from)))
     }
 }
 

@@ -54,6 +54,7 @@ pub(crate) struct Statements {
     pub(crate) remove_plans: Statement,
     pub(crate) put_step_log: Statement,
     pub(crate) step_logs: Statement,
+    pub(crate) queue_plans: Statement,
 }
 
 impl Pool {
@@ -192,7 +193,8 @@ impl Conn {
                      AS u(version, event_id, recorded_at, event_type, schema_version, data) \
                    ORDER BY u.version) \
                  UPDATE waypoint_plans SET version = $8, last_transaction_id = pg_current_xact_id(), \
-                   view = $9, phase = $10, state = $11, last_activity_at = $12::text::timestamptz \
+                   view = $9, phase = $10, state = $11, last_activity_at = $12::text::timestamptz, \
+                   queue = $13, queued_at = $14::text::timestamptz \
                  WHERE plan_id = $1 AND last_transaction_id < pg_current_xact_id()",
             )?,
             plan_version: prepare("SELECT version FROM waypoint_plans WHERE plan_id = $1 AND removed_at IS NULL")?,
@@ -208,6 +210,9 @@ impl Conn {
             )?,
             summary_view: prepare("SELECT view FROM waypoint_plans WHERE plan_id = $1")?,
             catalog: prepare("SELECT view FROM waypoint_plans WHERE view IS NOT NULL")?,
+            queue_plans: prepare(
+                "SELECT view FROM waypoint_plans WHERE queue = $1 AND view IS NOT NULL ORDER BY queued_at, plan_id",
+            )?,
             view_snapshot: prepare(
                 "SELECT version, view FROM waypoint_view_snapshots WHERE plan_id = $1 AND format = $2",
             )?,
@@ -235,7 +240,7 @@ impl Conn {
             // versions before committing.
             remove_plans: prepare(
                 "WITH tombstones AS ( \
-                   UPDATE waypoint_plans SET view = NULL, phase = NULL, state = NULL, last_activity_at = NULL, \
+                   UPDATE waypoint_plans SET view = NULL, phase = NULL, state = NULL, last_activity_at = NULL, queue = NULL, \
                      removed_at = $2, archive = $3 \
                    WHERE plan_id = ANY($1) AND removed_at IS NULL RETURNING 1), \
                  snapshots AS (DELETE FROM waypoint_view_snapshots WHERE plan_id = ANY($1) RETURNING 1), \

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::Client;
-use waypoint_application::{HeldRunLock, RunLockError, RunLockGuard, RunLocks, StoreError};
-use waypoint_domain::{PlanId, RunnerId};
+use waypoint_application::{HeldQueueLock, HeldRunLock, QueueLock, RunLockError, RunLockGuard, RunLocks, StoreError};
+use waypoint_domain::{PlanId, QueueName, RunnerId};
 
 use crate::error::PgStoreError;
-use crate::pool::Pool;
+use crate::pool::{Pool, Pooled};
 
 /// How long a guard's check waits for the server to answer.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -135,4 +135,65 @@ impl Drop for PgRunLockGuard {
         // notice the closed socket a moment after a waiting runner retries.
         let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&self.key]);
     }
+}
+
+/// The claim lock of a queue (ADR 0017), in the two-key advisory space (run locks use the
+/// one-key space): 'WPQC' and a hash of the queue's name.
+const QUEUE_LOCK_CLASS: i32 = 0x5750_5143;
+
+fn queue_key(queue: &QueueName) -> i32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in queue.as_str().as_bytes() {
+        hash ^= u32::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash as i32
+}
+
+/// A held claim lock: the pooled session that holds the advisory lock. Unlocked and given back
+/// to the pool on drop (an idle worker claims every few hundred milliseconds: a session of its
+/// own each time would cost a connection per poll); a session whose unlock fails is closed, which
+/// releases the lock too. PostgreSQL releases it when the session ends, so a worker that dies
+/// while claiming never blocks a queue.
+struct PgClaimLock {
+    key: i32,
+    pooled: Option<Pooled>,
+}
+
+impl std::fmt::Debug for PgClaimLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgClaimLock").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl HeldQueueLock for PgClaimLock {}
+
+impl Drop for PgClaimLock {
+    fn drop(&mut self) {
+        let Some(mut pooled) = self.pooled.take() else { return };
+        let unlocked =
+            pooled.conn().client.query_one("SELECT pg_advisory_unlock($1, $2)", &[&QUEUE_LOCK_CLASS, &self.key]);
+        if !matches!(unlocked.map(|row| row.get::<_, bool>(0)), Ok(true)) {
+            pooled.discard();
+        }
+    }
+}
+
+/// Waits for `queue`'s claim lock on a pooled session, which then holds it.
+pub(crate) fn lock_queue(pool: &Arc<Pool>, queue: &QueueName) -> Result<QueueLock, PgStoreError> {
+    let key = queue_key(queue);
+    let mut pooled = pool.get()?;
+    let taken = pooled.conn().client.execute("SELECT pg_advisory_lock($1, $2)", &[&QUEUE_LOCK_CLASS, &key]);
+    if taken.is_err() {
+        // A pooled session may have died while idle (the server restarted): one fresh try.
+        pooled.discard();
+        let mut fresh = pool.get_fresh()?;
+        fresh
+            .conn()
+            .client
+            .execute("SELECT pg_advisory_lock($1, $2)", &[&QUEUE_LOCK_CLASS, &key])
+            .map_err(|e| PgStoreError::from_driver(&pool.target, "take a queue's claim lock", e))?;
+        return Ok(QueueLock::new(queue.clone(), PgClaimLock { key, pooled: Some(fresh) }));
+    }
+    Ok(QueueLock::new(queue.clone(), PgClaimLock { key, pooled: Some(pooled) }))
 }

@@ -63,6 +63,17 @@ const MIGRATIONS: &[&str] = &[
         cut bigint NOT NULL CHECK (cut >= 0),
         PRIMARY KEY (plan_id, step, attempt, stream)
     );",
+    // 4: workers and queues (ADR 0017). The claim index: a plan's catalog row names its queue
+    // (and when it was submitted) exactly while the plan is in that queue (submitted, neither
+    // finished nor failed), kept by the append that moves the plan; a partial index serves a
+    // queue's plans oldest first without reading any other plan. Queue limits are a table of
+    // their own.
+    "ALTER TABLE waypoint_plans ADD COLUMN queue text, ADD COLUMN queued_at timestamptz;
+    CREATE INDEX waypoint_plans_queue ON waypoint_plans (queue, queued_at, plan_id) WHERE queue IS NOT NULL;
+    CREATE TABLE waypoint_queues (
+        name text PRIMARY KEY,
+        max_running integer NOT NULL CHECK (max_running >= 0)
+    );",
 ];
 
 /// Brings the database's schema to [`SCHEMA_VERSION`]; refuses one newer than this build.

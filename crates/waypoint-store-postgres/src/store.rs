@@ -21,9 +21,10 @@ use futures::future::BoxFuture;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Row;
 use waypoint_application::{
-    PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError, StoredEvent,
+    PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError,
+    StoredEvent,
 };
-use waypoint_domain::{EventId, PlanEvent, PlanId, StepNumber};
+use waypoint_domain::{EventId, PlanEvent, PlanId, QueueName, StepNumber};
 
 use crate::error::PgStoreError;
 use crate::pool::{Conn, Pool, Pooled};
@@ -228,6 +229,13 @@ impl PostgresStore {
         let phase = view.as_ref().map(|v| v.state.phase.as_str());
         let state = view.as_ref().map(|v| v.state.state.as_str());
         let last_activity = view.as_ref().map(|v| timestamp(v.last_activity_at));
+        // The claim index (ADR 0017): the row names its queue only while the plan is in it.
+        let queue = view.as_ref().and_then(|v| waypoint_application::in_queue(&v.state)).map(|q| q.as_str());
+        let queued_at = view
+            .as_ref()
+            .filter(|_| queue.is_some())
+            .and_then(|v| v.state.submission.as_ref())
+            .map(|submission| timestamp(submission.at));
         let updated = tx
             .client
             .execute(
@@ -245,6 +253,8 @@ impl PostgresStore {
                     &phase,
                     &state,
                     &last_activity,
+                    &queue,
+                    &queued_at,
                 ],
             )
             .map_err(|e| {
@@ -278,7 +288,11 @@ impl PostgresStore {
                             event_id, recorded_at, event_type, schema_version, encode(data, 'hex')), ',' \
                             ORDER BY position)) FROM waypoint_events), '') || ':' \
                        || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, version, view, phase, state, \
-                            last_activity_at, removed_at, archive), ',' ORDER BY plan_id)) FROM waypoint_plans), '') \
+                            last_activity_at, removed_at, archive, queue, queued_at), ',' ORDER BY plan_id)) \
+                            FROM waypoint_plans), '') \
+                       || ':' \
+                       || coalesce((SELECT md5(string_agg(concat_ws('|', name, max_running), ',' ORDER BY name)) \
+                            FROM waypoint_queues), '') \
                        || ':' \
                        || coalesce((SELECT md5(string_agg(concat_ws('|', plan_id, version, format, view), ',' \
                             ORDER BY plan_id)) FROM waypoint_view_snapshots), '') \
@@ -399,6 +413,53 @@ impl PostgresStore {
             }
             Ok(views)
         })
+    }
+
+    /// The claim index of `queue` (ADR 0017): the compact views of the plans in it, oldest
+    /// submission first, read through the partial index on the catalog's queue column.
+    pub fn queue_views(&self, queue: &QueueName) -> Result<Vec<PlanView>, PgStoreError> {
+        self.read(|conn| {
+            let rows = conn
+                .client
+                .query(&conn.statements.queue_plans, &[&queue.as_str()])
+                .map_err(self.fail("read a queue's plans"))?;
+            rows.iter().map(|row| Ok(decode_view(row.get(0))?.expect("the query skips empty views"))).collect()
+        })
+    }
+
+    /// Every queue's limit on running plans, by name.
+    pub fn queue_limits(&self) -> Result<Vec<QueueLimit>, PgStoreError> {
+        self.read(|conn| {
+            let rows = conn
+                .client
+                .query("SELECT name, max_running FROM waypoint_queues ORDER BY name", &[])
+                .map_err(self.fail("read the queue limits"))?;
+            rows.iter()
+                .map(|row| {
+                    let name: &str = row.get(0);
+                    let queue = QueueName::parse(name).map_err(|e| PgStoreError::Corrupt {
+                        location: "table waypoint_queues".into(),
+                        detail: format!("a queue name does not parse: {e}"),
+                    })?;
+                    Ok(QueueLimit { queue, limit: row.get::<_, i32>(1).max(0) as u32 })
+                })
+                .collect()
+        })
+    }
+
+    /// Sets (or, with `None`, clears) `queue`'s limit.
+    pub fn set_queue_limit(&self, queue: &QueueName, limit: Option<u32>) -> Result<(), PgStoreError> {
+        let mut pooled = self.pool().get()?;
+        let client = &mut pooled.conn().client;
+        let result = match limit {
+            Some(limit) => client.execute(
+                "INSERT INTO waypoint_queues (name, max_running) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET max_running = EXCLUDED.max_running",
+                &[&queue.as_str(), &(limit.min(i32::MAX as u32) as i32)],
+            ),
+            None => client.execute("DELETE FROM waypoint_queues WHERE name = $1", &[&queue.as_str()]),
+        };
+        result.map(|_| ()).map_err(self.fail("set a queue limit"))
     }
 
     /// Every event from global position `from` (1: all) in position order, as one consistent
@@ -763,5 +824,28 @@ impl PlanStore for PostgresStore {
         attempt: Option<waypoint_domain::Attempt>,
     ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
         Box::pin(futures::future::ready(self.read_step_logs(plan_id, step, attempt).map_err(StoreError::from)))
+    }
+
+    // Workers and queues (ADR 0017): the claim index is a partial index on the catalog, the claim
+    // lock a session advisory lock.
+
+    fn queue_plans<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(futures::future::ready(self.queue_views(queue).map_err(StoreError::from)))
+    }
+
+    fn lock_queue<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<QueueLock, StoreError>> {
+        Box::pin(futures::future::ready(crate::runlock::lock_queue(self.pool(), queue).map_err(StoreError::from)))
+    }
+
+    fn queue_limits(&self) -> BoxFuture<'_, Result<Vec<QueueLimit>, StoreError>> {
+        Box::pin(futures::future::ready(PostgresStore::queue_limits(self).map_err(StoreError::from)))
+    }
+
+    fn set_queue_limit<'a>(
+        &'a self,
+        queue: &'a QueueName,
+        limit: Option<u32>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(futures::future::ready(PostgresStore::set_queue_limit(self, queue, limit).map_err(StoreError::from)))
     }
 }

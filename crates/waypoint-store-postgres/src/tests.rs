@@ -764,7 +764,7 @@ fn a_database_of_schema_1_upgrades_and_keeps_its_plans() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let verified = block_on(store.verify()).unwrap();
     assert!(verified.ok, "{verified}");
     assert_eq!(store.catalog_views().unwrap().len(), 2);

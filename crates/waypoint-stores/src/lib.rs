@@ -142,6 +142,32 @@ impl PlanStore for AnyStore {
     ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
         delegate!(self, s => s.step_logs(plan_id, step, attempt))
     }
+
+    fn queue_plans<'a>(
+        &'a self,
+        queue: &'a waypoint_application::domain::QueueName,
+    ) -> BoxFuture<'a, Result<Vec<waypoint_application::PlanView>, StoreError>> {
+        delegate!(self, s => PlanStore::queue_plans(s, queue))
+    }
+
+    fn lock_queue<'a>(
+        &'a self,
+        queue: &'a waypoint_application::domain::QueueName,
+    ) -> BoxFuture<'a, Result<waypoint_application::QueueLock, StoreError>> {
+        delegate!(self, s => PlanStore::lock_queue(s, queue))
+    }
+
+    fn queue_limits(&self) -> BoxFuture<'_, Result<Vec<waypoint_application::QueueLimit>, StoreError>> {
+        delegate!(self, s => PlanStore::queue_limits(s))
+    }
+
+    fn set_queue_limit<'a>(
+        &'a self,
+        queue: &'a waypoint_application::domain::QueueName,
+        limit: Option<u32>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        delegate!(self, s => PlanStore::set_queue_limit(s, queue, limit))
+    }
 }
 
 /// A parsed store location: a directory, or a PostgreSQL URL.

@@ -1,5 +1,5 @@
 //! Step definitions: commands (`Given`/`When`), checks (`Then`), named steps (outputs, attempts,
-//! drift), workflows over the step engine, forks, leases and retention.
+//! drift), workflows over the step engine, forks, leases, queues and retention.
 
 mod checks;
 mod commands;
@@ -8,4 +8,5 @@ mod forks;
 mod leases;
 mod outputs;
 mod people;
+mod queues;
 mod retention;

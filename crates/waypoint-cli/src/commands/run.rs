@@ -76,7 +76,20 @@ pub(super) fn resume(
 ) -> Result<(), CliError> {
     let service = location.open_existing_for_write(id)?;
     let view = block_on(service.load_summary(id))?;
-    let Some(path) = plan_file_source(&view).map(Path::to_path_buf) else {
+    // A file that cannot be read now refuses the resume below (definition_changed). A submitted
+    // plan's definition is the one stored with it, run in the current folder as a worker would.
+    let source = match plan_file_source(&view) {
+        Some(path) => Some((path.to_path_buf(), read_plan_file(path))),
+        None if view.state.submission.is_some() => {
+            let here = std::env::current_dir()
+                .map_err(|e| CliError::unexpected(format!("cannot read the current folder: {e}")))?;
+            let file = crate::worker::submitted_plan_file(&service, id, &here);
+            let path = file.as_ref().map_or_else(|_| here.join("plan.toml"), |file| file.path.clone());
+            Some((path, file))
+        }
+        None => None,
+    };
+    let Some((path, file)) = source else {
         let request = ResumeRequest { dry_run: false, fingerprint, ..ResumeRequest::default() };
         let outcome = block_on(service.resume_plan(id, request))?;
         let point = outcome.resumed.expect("a real resume returns its resume point");
@@ -98,8 +111,6 @@ pub(super) fn resume(
         }
     }
     let events = watch_signals()?;
-    // A file that cannot be read now refuses the resume below (definition_changed).
-    let file = read_plan_file(&path);
     let definition = file.as_ref().ok().map(PlanFile::run_definition).transpose()?;
     let prepared = block_on(service.prepare_continue(id, definition, runner_id()));
     let ready = match prepared.map_err(|e| refused(e, id, &path))? {
@@ -447,5 +458,7 @@ fn run_plan_file(
     let total = u32::try_from(file.steps.len()).expect("checked when parsed");
     let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total, ui.width));
     let sidecar = location.sidecar();
-    Runner { run, sidecar: &sidecar, file, progress, events, outputs: Default::default(), logs: None }.run_all()
+    let outputs = Default::default();
+    Runner { run, sidecar: &sidecar, file, progress, events, outputs, logs: None, lease: None, draining: false }
+        .run_all()
 }

@@ -84,6 +84,7 @@ pub fn status_badge(status: PlanStatus) -> Markup {
         PlanStatus::NotStarted => "○",
         PlanStatus::Waiting => "?",
         PlanStatus::Paused => "‖",
+        PlanStatus::Queued => "◷",
     };
     html! {
         span class={ "status status-" (status.as_str()) } {
@@ -181,7 +182,8 @@ pub fn plans_live(page: &Page, query: &PageQuery, now: DateTime<Utc>) -> Markup 
                 caption.visually-hidden { "Plans, newest activity first" }
                 thead { tr {
                     th scope="col" { "Status" } th scope="col" { "Name" } th scope="col" { "Id" }
-                    th scope="col" { "Progress" } th scope="col" { "Can resume" } th scope="col" { "Last activity" }
+                    th scope="col" { "Progress" } th scope="col" { "Can resume" }
+                    th scope="col" { "Queue · worker" } th scope="col" { "Last activity" }
                 } }
                 tbody {
                     @for ((view, summary), short) in page.rows.iter().zip(&shorts) {
@@ -191,6 +193,7 @@ pub fn plans_live(page: &Page, query: &PageQuery, now: DateTime<Utc>) -> Markup 
                             td { code title=(view.plan_id) { (short) } }
                             td.progress { (progress(summary)) }
                             td.resumable { (resumable_words(summary)) }
+                            td.queue { (queue_and_worker(summary)) }
                             td { (time(view.last_activity_at, now)) }
                         }
                     }
@@ -206,6 +209,18 @@ pub fn plans_live(page: &Page, query: &PageQuery, now: DateTime<Utc>) -> Markup 
             }
             span.count { (page.rows.len()) " shown · " (page.total) " plans in the store" }
         }
+    }
+}
+
+/// The queue a plan was submitted to and the worker (any lease holder) that runs it now:
+/// `builds · worker-host-12-1`, `builds`, or `-`.
+fn queue_and_worker(summary: &ResumeSummary) -> String {
+    let worker = summary.lease.as_ref().filter(|_| summary.status == PlanStatus::Running).map(|l| l.runner.to_string());
+    match (summary.queue.as_ref(), worker) {
+        (Some(queue), Some(worker)) => format!("{queue} · {worker}"),
+        (Some(queue), None) => queue.to_string(),
+        (None, Some(worker)) => worker,
+        (None, None) => "-".to_owned(),
     }
 }
 
@@ -337,6 +352,10 @@ fn summary_sentences(plan: &PlanPage) -> Vec<String> {
             Some(w) => format!("It waits at {} for a person to answer: {}", step_name(w.step.get()), w.question),
             None => "It waits for an approval.".to_owned(),
         },
+        PlanStatus::Queued => match &summary.queue {
+            Some(queue) => format!("It waits in queue {queue} for a worker to claim it."),
+            None => "It waits for a worker to claim it.".to_owned(),
+        },
         PlanStatus::Paused => match summary.next_step {
             Some(n) => format!("Someone paused it; it continues with {} when run again.", step_name(n.get())),
             None => "Someone paused it.".to_owned(),
@@ -360,6 +379,12 @@ fn summary_sentences(plan: &PlanPage) -> Vec<String> {
         PlanStatus::Applied => "It was applied; nothing more to do.".to_owned(),
         PlanStatus::NotStarted => "Nothing has run yet.".to_owned(),
     });
+    if let Some(lease) = summary.lease.as_ref().filter(|_| summary.status == PlanStatus::Running) {
+        out.push(format!("{} holds it by a lease until {}.", lease.runner, clock_time(lease.expires_at)));
+    }
+    if let (Some(queue), false) = (&summary.queue, summary.status == PlanStatus::Queued) {
+        out.push(format!("It was submitted to queue {queue}."));
+    }
     if let Some(n) = summary.uncertain_step.filter(|_| summary.status != PlanStatus::Running) {
         out.push(format!("{} started but did not finish, so a resume runs it again.", capitalize(&step_name(n.get()))));
     }

@@ -154,6 +154,8 @@ class ResumeSummary(_Record):
     error: Optional[str]
     lease: Optional[Lease]
     waiting_for: Optional[WaitingFor]
+    queue: Optional[str] = None
+    """The queue the plan was submitted to for workers (``waypoint submit``), if any."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResumeSummary:
@@ -185,6 +187,7 @@ class ResumeSummary(_Record):
             error=data.get("error"),
             lease=Lease.from_json(lease) if lease is not None else None,
             waiting_for=WaitingFor.from_json(waiting_for) if waiting_for is not None else None,
+            queue=data.get("queue"),
         )
 
 

@@ -7,11 +7,14 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::executor::block_on;
 use futures::future::BoxFuture;
-use waypoint_domain::{Attempt, Phase, PlanId, StepNumber};
+use waypoint_domain::{Attempt, Phase, PlanId, QueueName, StepNumber};
 
 use crate::ports::RunLocks;
 use crate::service::{CompactRequest, NewPlan, PlanResumeService};
-use crate::store::{LogStream, PlanStore, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent};
+use crate::store::{
+    LogStream, PlanStore, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, StepLog, StoreError,
+    StoredEvent,
+};
 use crate::testkit::plan_created;
 use crate::{ErrorKind, InMemoryStore, ManualClock, ServiceError};
 
@@ -143,6 +146,22 @@ impl PlanStore for Faulty {
         attempt: Option<Attempt>,
     ) -> BoxFuture<'a, Result<Vec<StepLog>, StoreError>> {
         self.0.step_logs(plan_id, step, attempt)
+    }
+
+    fn lock_queue<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<QueueLock, StoreError>> {
+        self.0.lock_queue(queue)
+    }
+
+    fn queue_limits(&self) -> BoxFuture<'_, Result<Vec<QueueLimit>, StoreError>> {
+        self.0.queue_limits()
+    }
+
+    fn set_queue_limit<'a>(
+        &'a self,
+        queue: &'a QueueName,
+        limit: Option<u32>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.0.set_queue_limit(queue, limit)
     }
 }
 
