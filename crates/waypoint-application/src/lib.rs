@@ -64,7 +64,7 @@ pub use service::{
     PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
 };
 pub use store::{
-    same_history, Catalog, LogStream, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StepLog, StoreError,
+    listing_order, same_history, Catalog, CatalogCursor, CatalogQuery, LogStream, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StepLog, StoreError,
     StoredEvent, STEP_LOG_CAP,
 };
 pub use verify::{StoreStats, VerifyReport};
