@@ -76,6 +76,7 @@ mod index;
 pub mod inspect;
 mod layout;
 mod log;
+mod order;
 mod projections;
 pub mod record;
 mod recovery;
