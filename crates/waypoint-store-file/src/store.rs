@@ -132,7 +132,7 @@ impl FileStore {
 
     /// A page of the listing (see `PlanStore::catalog_page`), caught up with the log: cost in
     /// the rows it reads, through the catalog's order by activity.
-    pub fn catalog_page(&self, query: &CatalogQuery) -> Result<Vec<PlanView>, FileStoreError> {
+    pub fn catalog_page_views(&self, query: &CatalogQuery) -> Result<Vec<PlanView>, FileStoreError> {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
         self.shared.page(&mut state, query)
@@ -338,7 +338,7 @@ impl PlanStore for FileStore {
     }
 
     fn catalog_page<'a>(&'a self, query: &'a CatalogQuery) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
-        Box::pin(futures::future::ready(FileStore::catalog_page(self, query).map_err(StoreError::from)))
+        Box::pin(futures::future::ready(self.catalog_page_views(query).map_err(StoreError::from)))
     }
 
     fn remove_plans<'a>(

@@ -228,7 +228,7 @@ impl Verifier {
             let mut ask = CatalogQuery::first(500);
             let mut listed = Vec::with_capacity(expected.len());
             loop {
-                let page = live.catalog_page(&ask)?;
+                let page = live.catalog_page_views(&ask)?;
                 let end = page.len() < 500;
                 ask = ask.after(page.last().map(CatalogCursor::after));
                 listed.extend(page.into_iter().map(|v| (v.plan_id, v.version)));

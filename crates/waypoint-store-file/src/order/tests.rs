@@ -16,7 +16,7 @@ fn paged(store: &FileStore, query: CatalogQuery) -> Vec<PlanView> {
     let mut out = Vec::new();
     let mut ask = query;
     loop {
-        let page = store.catalog_page(&ask).unwrap();
+        let page = store.catalog_page_views(&ask).unwrap();
         let end = page.len() < ask.limit();
         ask = ask.after(page.last().map(CatalogCursor::after));
         out.extend(page);
@@ -47,7 +47,7 @@ fn a_page_reads_its_rows_not_the_catalog() {
     let reader = FileStore::open_read_only_with(dir.path(), bulk_options()).unwrap();
     let rows_bytes = std::fs::metadata(Layout::new(dir.path()).rows(RowsKind::Open, 0)).unwrap().len();
     let before = crate::storage::bytes_read_on_this_thread();
-    let page = reader.catalog_page(&CatalogQuery::first(50)).unwrap();
+    let page = reader.catalog_page_views(&CatalogQuery::first(50)).unwrap();
     let read = crate::storage::bytes_read_on_this_thread() - before;
     assert_eq!(page, sorted(&reader)[..50].to_vec());
     assert!(read * 20 < rows_bytes, "a page of 50 read {read} bytes of a {rows_bytes}-byte rows file");
