@@ -75,9 +75,29 @@ impl Stores {
             .map_err(|e| ServiceError::from(e).into())
     }
 
-    /// Every plan's compact view (the live updates and the metrics start from it).
-    pub fn catalog(&self) -> Result<Vec<PlanView>, CliError> {
-        block_on(self.list.store().catalog()).map_err(|e| ServiceError::from(e).into())
+    /// Walks the listing (only the open plans with `open_only`), newest activity first, `batch`
+    /// plans at a time, while `visit` answers `true`: the live updates and the metrics hold one
+    /// batch at a time, never the catalog.
+    pub fn walk_listing(
+        &self,
+        open_only: bool,
+        batch: usize,
+        mut visit: impl FnMut(Vec<PlanView>) -> Result<bool, CliError>,
+    ) -> Result<(), CliError> {
+        let mut ask = CatalogQuery::first(batch).only_open(open_only);
+        loop {
+            let page = block_on(self.list.store().catalog_page(&ask)).map_err(ServiceError::from)?;
+            let end = page.len() < ask.limit();
+            ask = ask.after(page.last().map(CatalogCursor::after));
+            if !visit(page)? || end {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One plan's compact view, or `None` if the store holds no such plan (any more).
+    pub fn summary_view(&self, id: &PlanId) -> Result<Option<PlanView>, CliError> {
+        block_on(self.list.store().load_summary_view(id)).map_err(|e| ServiceError::from(e).into())
     }
 
     /// The summaries of `views`, as `plan list` builds them.
