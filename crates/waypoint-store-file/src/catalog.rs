@@ -7,6 +7,9 @@
 //! file holds more than twice the rows it had after its last compaction (plus a slack), the
 //! checkpoint rewrites it with only the latest rows under the next generation number.
 //!
+//! Beside each rows file, `order.rs` keeps its order by last activity, which the head vouches for
+//! too (`RowsFile::order`); every append and compaction here writes it.
+//!
 //! Row frame, little-endian: `len u32 | crc32c(body) u32 | body`, body `kind u8 (1 view, 0
 //! tombstone) | version u32 | plan_len u8 | plan id | compact view (JSON)`. The view is the
 //! application's `PlanView`, stored opaque: the store never depends on its fields.
