@@ -64,8 +64,8 @@ pub use service::{
     PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
 };
 pub use store::{
-    listing_order, same_history, Catalog, CatalogCursor, CatalogQuery, LogStream, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StepLog, StoreError,
-    StoredEvent, STEP_LOG_CAP,
+    listing_order, same_history, Catalog, CatalogCursor, CatalogQuery, LogStream, PlanStore, PlanView, RecordedEvent,
+    Removal, RemovalReport, StepLog, StoreError, StoredEvent, STEP_LOG_CAP,
 };
 pub use verify::{StoreStats, VerifyReport};
 pub use waypoint_domain as domain;

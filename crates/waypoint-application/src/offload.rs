@@ -16,7 +16,9 @@ use futures::{SinkExt, StreamExt};
 use waypoint_domain::{Attempt, PlanId, StepNumber};
 
 use crate::ports::RunLocks;
-use crate::store::{CatalogQuery, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent};
+use crate::store::{
+    CatalogQuery, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent,
+};
 use crate::verify::{StoreStats, VerifyReport};
 
 type Job = Box<dyn FnOnce() + Send>;

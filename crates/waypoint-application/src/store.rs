@@ -281,7 +281,8 @@ impl CatalogCursor {
 
     /// Whether a plan with this activity and id comes after the cursor in the listing's order.
     pub fn precedes(&self, last_activity_at: DateTime<Utc>, plan_id: &PlanId) -> bool {
-        last_activity_at < self.last_activity_at || (last_activity_at == self.last_activity_at && *plan_id > self.plan_id)
+        last_activity_at < self.last_activity_at
+            || (last_activity_at == self.last_activity_at && *plan_id > self.plan_id)
     }
 }
 

@@ -26,7 +26,8 @@ use crate::ports::RunLockError;
 use crate::service::{CompactRequest, Compaction};
 use crate::service::{LeaseRequest, NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StepStart};
 use crate::store::{
-    listing_order, Catalog, CatalogCursor, CatalogQuery, LogStream, PlanStore, PlanView, RecordedEvent, Removal, StepLog, StoreError, StoredEvent, STEP_LOG_CAP,
+    listing_order, Catalog, CatalogCursor, CatalogQuery, LogStream, PlanStore, PlanView, RecordedEvent, Removal,
+    StepLog, StoreError, StoredEvent, STEP_LOG_CAP,
 };
 
 /// How the kit gets stores to test.
@@ -1247,8 +1248,7 @@ fn catalog_pages_never_list_removed_plans<F: StoreFixture>(fixture: &F) {
             fixture.settle(&store);
         }
         for handle in [store.clone(), fixture.reopen(&store)] {
-            let listed: Vec<PlanView> =
-                every_page(&handle, &CatalogQuery::first(1), 5).into_iter().flatten().collect();
+            let listed: Vec<PlanView> = every_page(&handle, &CatalogQuery::first(1), 5).into_iter().flatten().collect();
             assert_eq!(ids_in(&listed).len(), ids.len() - 2, "settled: {settled}");
             assert!(!ids_in(&listed).contains(&ids[0]) && !ids_in(&listed).contains(&ids[9]));
             assert_eq!(listed, expected_listing(&handle, &CatalogQuery::first(1)));

@@ -328,8 +328,7 @@ fn rewrite(
     // The order first: the rows file is what makes the new generation visible to a head.
     let order = order::write_whole(layout, &head.store, kind, generation, &mut placed)?;
     fsutil::write_atomically(&layout.tmp_dir(), &layout.catalog_dir(), &path, &out)?;
-    *head.rows_mut(kind) =
-        RowsFile { generation, len: out.len() as u64, rows: count, compacted_rows: count, order };
+    *head.rows_mut(kind) = RowsFile { generation, len: out.len() as u64, rows: count, compacted_rows: count, order };
     Ok((current.len > 0).then(|| layout.rows(kind, current.generation)))
 }
 

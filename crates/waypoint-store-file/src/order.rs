@@ -242,7 +242,8 @@ impl Ordered {
                 run.start
             )));
         }
-        let rising = bytes.chunks_exact(ENTRY_LEN).map(decode_entry).collect::<Vec<_>>().windows(2).any(|w| w[1].0 > w[0].0);
+        let rising =
+            bytes.chunks_exact(ENTRY_LEN).map(decode_entry).collect::<Vec<_>>().windows(2).any(|w| w[1].0 > w[0].0);
         if rising {
             return Err(Unusable(format!("{}: the run at {} is out of order", self.order_path.display(), run.start)));
         }

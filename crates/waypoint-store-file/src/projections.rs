@@ -653,7 +653,8 @@ impl Shared {
         newer.sort_unstable_by(listing_order);
         let mut newer = newer.into_iter().peekable();
 
-        let kinds: &[RowsKind] = if query.is_open_only() { &[RowsKind::Open] } else { &[RowsKind::Open, RowsKind::Done] };
+        let kinds: &[RowsKind] =
+            if query.is_open_only() { &[RowsKind::Open] } else { &[RowsKind::Open, RowsKind::Done] };
         let mut files = Vec::new();
         if let Some(head) = &state.base {
             // An empty rows file has nothing to order.

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::future::BoxFuture;
 use waypoint_application::{
-    Catalog, CatalogQuery, Clock, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError,
-    StoreStats, StoredEvent, SystemClock, VerifyReport,
+    Catalog, CatalogQuery, Clock, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog,
+    StoreError, StoreStats, StoredEvent, SystemClock, VerifyReport,
 };
 use waypoint_domain::{Attempt, PlanId, StepNumber};
 

@@ -21,7 +21,8 @@ use futures::future::BoxFuture;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Row;
 use waypoint_application::{
-    CatalogQuery, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError, StoredEvent,
+    CatalogQuery, PlanStore, PlanView, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError,
+    StoredEvent,
 };
 use waypoint_domain::{EventId, PlanEvent, PlanId, StepNumber};
 
