@@ -394,7 +394,7 @@ async fn metrics(State(app): State<Shared>) -> Result<Response, ApiError> {
             statuses.extend(app.stores.summarize(&page)?.into_iter().map(|s| s.status));
             Ok(true)
         })?;
-        Ok(app.metrics.render(statuses.into_iter()))
+        Ok(app.metrics.render(statuses))
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
