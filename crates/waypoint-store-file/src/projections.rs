@@ -700,8 +700,17 @@ impl Shared {
             };
             // The tail's view of the plan is newer than any row; an older row of a plan that
             // moved, or of one retention removed, is not the plan's version at the checkpoint.
-            if state.tail.contains_key(&row.plan_id) || self.current_version(state, &row.plan_id)? != row.version {
+            if state.tail.contains_key(&row.plan_id) {
                 continue;
+            }
+            match self.current_version(state, &row.plan_id)? {
+                version if version == row.version => {}
+                0 if !self.lock_retention().hides_row(&row.plan_id) && self.removal(&row.plan_id)?.is_none() => {
+                    // No index says where the plan is, and retention did not remove it: the
+                    // index is lost, and only the rows can tell whether this one is the latest.
+                    return Ok(Err(order::Unusable(format!("plan {} has a row and no index", row.plan_id))));
+                }
+                _ => continue,
             }
             let view = match row.view(merged[i].ordered()) {
                 Ok(view) => view,

@@ -159,3 +159,16 @@ fn damaged_missing_or_foreign_orders_change_no_answer_and_are_written_again() {
         assert_eq!(report.ok, rewritten_by_a_checkpoint, "{name}: {report:?}");
     }
 }
+
+/// A plan whose index is lost still lists: without an index to say which of its rows is the
+/// latest, the page sorts the rows instead of skipping it.
+#[test]
+fn a_plan_whose_index_is_lost_is_still_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = build(dir.path());
+    let expected = sorted(&store);
+    drop(store);
+    std::fs::remove_file(Layout::new(dir.path()).plan_index(&plan("damaged-05"))).unwrap();
+    let store = FileStore::open_read_only_with(dir.path(), bulk_options()).unwrap();
+    assert_eq!(paged(&store, CatalogQuery::first(5)), expected);
+}
