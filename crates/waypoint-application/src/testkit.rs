@@ -1137,6 +1137,11 @@ fn populate_listing<F: StoreFixture>(fixture: &F, store: &F::Store) -> Vec<PlanI
     for (id, &t) in ids.iter().zip(&times) {
         append(store, id, 0, vec![recorded_at(created(&format!("Listing {id}")), t)]).expect("create");
     }
+    // A nanosecond after two plans of equal time: before both, whatever their ids (a store
+    // keeping microseconds would tie it with them).
+    let mut later = recorded_at(phase_started(), 7);
+    later.recorded_at += chrono::Duration::nanoseconds(1);
+    append(store, &ids[9], 1, vec![later]).expect("a nanosecond later");
     fixture.settle(store);
     // Moved after the settle: their settled rows are older than what they are now.
     for (n, id) in ids.iter().enumerate().filter(|(n, _)| n % 2 == 0) {
@@ -1162,6 +1167,12 @@ fn catalog_pages_follow_the_listing_order<F: StoreFixture>(fixture: &F) {
             assert_eq!(ids_in(&listed), ids_in(&expected), "pages of {limit}: newest activity first, ties by id");
             assert_eq!(listed, expected, "pages of {limit} hold the catalog's views");
         }
+        let at_seven: Vec<PlanId> = expected
+            .iter()
+            .filter(|v| v.last_activity_at.timestamp() == at(7).timestamp())
+            .map(|v| v.plan_id.clone())
+            .collect();
+        assert_eq!(at_seven, vec![ids[9].clone(), ids[5].clone(), ids[7].clone()], "nanoseconds before ids");
         let first = block_on(handle.catalog_page(&CatalogQuery::first(3))).expect("page");
         assert_eq!(ids_in(&first), vec![ids[4].clone(), ids[0].clone(), ids[1].clone()]);
         // A cursor between two plans of equal time.
