@@ -23,7 +23,7 @@ use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 mod ui;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python] [--format rich|json]
+    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
@@ -34,7 +34,8 @@ builds the large store and measures retention alone (it always runs last: it com
 The full run (not --quick) ends with a durable step from Python vs one from Rust on the same file
 store, which builds the Python wheel with maturin into a throwaway virtualenv (maturin must be
 installed in python3 or $WAYPOINT_PYTHON); --only python measures that alone (with --quick, a
-smoke run of it on a dev build).";
+smoke run of it on a dev build); --only ui builds the large store and measures the dashboard's page
+of 50 and its memory alone.";
 
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,8 @@ enum Only {
     Retention,
     /// A durable step from Python vs from Rust.
     Python,
+    /// The large store and the dashboard's page of 50.
+    Ui,
 }
 
 /// How big the synthetic stores are.
@@ -155,7 +158,8 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
             "--only" => match it.next().map(String::as_str) {
                 Some("retention") => only = Only::Retention,
                 Some("python") => only = Only::Python,
-                _ => return usage_error("--only takes retention or python"),
+                Some("ui") => only = Only::Ui,
+                _ => return usage_error("--only takes retention, python or ui"),
             },
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
@@ -254,6 +258,10 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only) -> Result
     let (large_events, per_filler) = build_large_store(&large, sizes)?;
     let built_in = started.elapsed();
     progress(&format!("built {large_events} events in {:.1} s", built_in.as_secs_f64()));
+    if only == Only::Ui {
+        figures.extend(ui::page_of_50(&waypoint, &large, &scratch.0, sizes)?);
+        return Ok(report(figures, large_events));
+    }
     if only == Only::All {
         other_figures(&waypoint, &scratch.0, &large, sizes, &mut figures)?;
     }

@@ -17,7 +17,8 @@ use waypoint_domain::{Attempt, PlanId, QueueName, StepNumber};
 
 use crate::ports::RunLocks;
 use crate::store::{
-    PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent,
+    CatalogQuery, PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, StepLog,
+    StoreError, StoredEvent,
 };
 use crate::verify::{StoreStats, VerifyReport};
 
@@ -210,6 +211,11 @@ impl<S: PlanStore> PlanStore for OffThreadStore<S> {
 
     fn open_catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
         self.offload(|store| ready(store.open_catalog()))
+    }
+
+    fn catalog_page<'a>(&'a self, query: &'a CatalogQuery) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
+        let query = query.clone();
+        self.offload(move |store| ready(store.catalog_page(&query)))
     }
 
     fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {

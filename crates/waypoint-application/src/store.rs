@@ -274,6 +274,124 @@ impl eventually::projection::Projection for Catalog {
     }
 }
 
+/// Where a page of the catalog starts: after the plan with this last activity and id in the
+/// listing's order, newest activity first and, at equal times, plan ids in byte order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CatalogCursor {
+    /// The last activity of the plan the previous page ended with.
+    pub last_activity_at: DateTime<Utc>,
+    /// That plan.
+    pub plan_id: PlanId,
+}
+
+impl CatalogCursor {
+    /// The cursor just after `view`.
+    pub fn after(view: &PlanView) -> Self {
+        Self { last_activity_at: view.last_activity_at, plan_id: view.plan_id.clone() }
+    }
+
+    /// Whether a plan with this activity and id comes after the cursor in the listing's order.
+    pub fn precedes(&self, last_activity_at: DateTime<Utc>, plan_id: &PlanId) -> bool {
+        last_activity_at < self.last_activity_at
+            || (last_activity_at == self.last_activity_at && *plan_id > self.plan_id)
+    }
+}
+
+/// The listing's order: newest activity first, then plan id.
+pub fn listing_order(a: &PlanView, b: &PlanView) -> std::cmp::Ordering {
+    b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id))
+}
+
+/// What [`PlanStore::catalog_page`] is asked: how many views at most, where the page starts, and
+/// which plans it admits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogQuery {
+    limit: usize,
+    after: Option<CatalogCursor>,
+    open_only: bool,
+    /// Lowercase; never empty.
+    text: Option<String>,
+}
+
+impl CatalogQuery {
+    /// The first `limit` plans of the listing (at least one).
+    pub fn first(limit: usize) -> Self {
+        Self { limit: limit.max(1), after: None, open_only: false, text: None }
+    }
+
+    /// The same query with pages of `limit` plans (at least one).
+    pub fn with_limit(self, limit: usize) -> Self {
+        Self { limit: limit.max(1), ..self }
+    }
+
+    /// The same query starting after `cursor`.
+    pub fn after(self, cursor: Option<CatalogCursor>) -> Self {
+        Self { after: cursor, ..self }
+    }
+
+    /// Whether only plans that are not finished (not applied or cancelled) are admitted.
+    pub fn is_open_only(&self) -> bool {
+        self.open_only
+    }
+
+    /// The same query admitting only unfinished plans when `open_only` is set.
+    pub fn only_open(self, open_only: bool) -> Self {
+        Self { open_only, ..self }
+    }
+
+    /// The same query admitting only plans whose id or name contains `text`, ignoring case (an
+    /// empty or blank text admits every plan).
+    pub fn containing(self, text: Option<&str>) -> Self {
+        let text = text.filter(|t| !t.trim().is_empty()).map(str::to_lowercase);
+        Self { text, ..self }
+    }
+
+    /// How many views a page holds at most.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Where the page starts.
+    pub fn cursor(&self) -> Option<&CatalogCursor> {
+        self.after.as_ref()
+    }
+
+    /// The lowercase text a plan's id or name must contain, if any.
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+
+    /// Whether a plan at this activity and id lies after the cursor.
+    pub fn starts_before(&self, last_activity_at: DateTime<Utc>, plan_id: &PlanId) -> bool {
+        self.after.as_ref().is_none_or(|cursor| cursor.precedes(last_activity_at, plan_id))
+    }
+
+    /// Whether `view` is on a page of this query: after the cursor, and admitted by the filters.
+    pub fn admits(&self, view: &PlanView) -> bool {
+        self.starts_before(view.last_activity_at, &view.plan_id)
+            && (!self.open_only || !view.state.state.is_terminal())
+            && self.matches_text(view)
+    }
+
+    /// Whether `view`'s id or name contains the text (always, without one).
+    pub fn matches_text(&self, view: &PlanView) -> bool {
+        let Some(text) = &self.text else { return true };
+        view.plan_id.as_str().to_lowercase().contains(text)
+            || view.state.name.as_ref().is_some_and(|n| n.as_str().to_lowercase().contains(text))
+    }
+
+    /// The page out of `views`, in any order: those admitted, sorted, the first `limit`.
+    pub fn select(&self, mut views: Vec<PlanView>) -> Vec<PlanView> {
+        views.retain(|view| self.admits(view));
+        if views.len() > self.limit {
+            views.select_nth_unstable_by(self.limit, listing_order);
+            views.truncate(self.limit);
+        }
+        views.sort_unstable_by(listing_order);
+        views
+    }
+}
+
 /// Whether `held` is `history` as written before: the same event ids in the same order. An
 /// import that finds this skips the plan.
 pub fn same_history(held: &[StoredEvent], history: &[StoredEvent]) -> bool {
@@ -346,6 +464,24 @@ pub trait PlanStore:
             Ok(views)
         })
     }
+
+    // ---- The catalog a page at a time (ADR 0009, "Pages of the listing") ----
+
+    /// At most `query.limit` compact views, in the listing's order (newest activity first, then
+    /// plan id; see [`CatalogCursor`]), after `query`'s cursor and admitted by its filters. Fewer
+    /// than the limit means the listing ends there. A caller pages on from the last view's
+    /// cursor, so it holds one page at a time; a plan that moves meanwhile goes to the front and
+    /// is neither repeated nor skipped among the plans that did not. Plans removed by retention
+    /// are never listed. The default sorts the whole catalog; stores override it with an order
+    /// they keep, so that a page costs what its plans cost, not what the store holds.
+    fn catalog_page<'a>(&'a self, query: &'a CatalogQuery) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(async move {
+            let views = if query.is_open_only() { self.open_catalog().await? } else { self.catalog().await? };
+            Ok(query.select(views))
+        })
+    }
+
+    // ---- end of the catalog a page at a time ----
 
     /// Rebuilds every projection from the log and compares it with what the store serves,
     /// naming each difference. Stores with projections of their own (checkpoints, indexes,

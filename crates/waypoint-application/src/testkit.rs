@@ -28,8 +28,8 @@ use crate::queues::{Claimed, Submit};
 use crate::service::{CompactRequest, Compaction};
 use crate::service::{LeaseRequest, NewPlan, PlanResumeService, ResumeRequest, StepCheckpoint, StepStart};
 use crate::store::{
-    Catalog, LogStream, PlanStore, PlanView, QueueLimit, RecordedEvent, Removal, StepLog, StoreError, StoredEvent,
-    STEP_LOG_CAP,
+    listing_order, Catalog, CatalogCursor, CatalogQuery, LogStream, PlanStore, PlanView, QueueLimit, RecordedEvent,
+    Removal, StepLog, StoreError, StoredEvent, STEP_LOG_CAP,
 };
 
 /// How the kit gets stores to test.
@@ -42,6 +42,11 @@ pub trait StoreFixture: Sync {
 
     /// Another handle on the same store, opened as a second process would open it.
     fn reopen(&self, store: &Self::Store) -> Self::Store;
+
+    /// Moves what was written recently into the store's long-term form, where a store keeps
+    /// one (the file store's checkpoint); nothing by default. Cases call it between writes so
+    /// that reads meet both forms at once.
+    fn settle(&self, _store: &Self::Store) {}
 }
 
 type Case<F> = (&'static str, fn(&F));
@@ -83,6 +88,10 @@ pub fn cases<F: StoreFixture>() -> Vec<Case<F>> {
         ("a_plan_whose_lease_expired_is_claimable", a_plan_whose_lease_expired_is_claimable::<F>),
         ("the_fence_refuses_a_worker_that_lost_its_lease", the_fence_refuses_a_worker_that_lost_its_lease::<F>),
         ("queue_limits_hold_and_are_durable", queue_limits_hold_and_are_durable::<F>),
+        ("catalog_pages_follow_the_listing_order", catalog_pages_follow_the_listing_order::<F>),
+        ("catalog_pages_continue_while_plans_move", catalog_pages_continue_while_plans_move::<F>),
+        ("catalog_pages_filter_open_and_text", catalog_pages_filter_open_and_text::<F>),
+        ("catalog_pages_never_list_removed_plans", catalog_pages_never_list_removed_plans::<F>),
     ]
 }
 
@@ -1282,4 +1291,177 @@ fn queue_limits_hold_and_are_durable<F: StoreFixture>(fixture: &F) {
     block_on(service.set_queue_limit(&queue("limited"), None)).expect("clear the limit");
     assert!(block_on(store.queue_limits()).expect("limits").is_empty());
     assert!(claim(&other, "limited", "worker-9", Duration::from_secs(3600)).is_some(), "no limit: the third runs");
+}
+
+// ---- the catalog a page at a time ----
+
+fn recorded_at(mut event: RecordedEvent, seconds: i64) -> RecordedEvent {
+    event.recorded_at = at(seconds);
+    event
+}
+
+/// Every page of `query` at `limit` plans a page, until a short page ends the listing.
+fn every_page(store: &impl PlanStore, query: &CatalogQuery, limit: usize) -> Vec<Vec<PlanView>> {
+    let mut pages = Vec::new();
+    let mut ask = query.clone().with_limit(limit);
+    loop {
+        let page = block_on(store.catalog_page(&ask)).expect("a catalog page");
+        assert!(page.len() <= limit, "a page holds at most its limit: {} > {limit}", page.len());
+        let end = page.len() < limit;
+        ask = ask.after(page.last().map(CatalogCursor::after));
+        pages.push(page);
+        if end {
+            return pages;
+        }
+        assert!(pages.len() < 1000, "the listing ends");
+    }
+}
+
+fn ids_in(views: &[PlanView]) -> Vec<PlanId> {
+    views.iter().map(|v| v.plan_id.clone()).collect()
+}
+
+/// What the listing of `query` is: the catalog filtered and sorted.
+fn expected_listing(store: &impl PlanStore, query: &CatalogQuery) -> Vec<PlanView> {
+    let mut views = block_on(store.catalog()).expect("catalog");
+    views.retain(|v| query.admits(v));
+    views.sort_by(listing_order);
+    views
+}
+
+/// Twelve plans created at times with ties, half of them moved on later.
+fn populate_listing<F: StoreFixture>(fixture: &F, store: &F::Store) -> Vec<PlanId> {
+    let times = [5, 3, 3, 9, 1, 7, 7, 7, 2, 8, 4, 6];
+    let ids: Vec<PlanId> = (0..times.len()).map(|i| plan(&format!("pg-{i:02}"))).collect();
+    for (id, &t) in ids.iter().zip(&times) {
+        append(store, id, 0, vec![recorded_at(created(&format!("Listing {id}")), t)]).expect("create");
+    }
+    // A nanosecond after two plans of equal time: before both, whatever their ids (a store
+    // keeping microseconds would tie it with them).
+    let mut later = recorded_at(phase_started(), 7);
+    later.recorded_at += chrono::Duration::nanoseconds(1);
+    append(store, &ids[9], 1, vec![later]).expect("a nanosecond later");
+    fixture.settle(store);
+    // Moved after the settle: their settled rows are older than what they are now.
+    for (n, id) in ids.iter().enumerate().filter(|(n, _)| n % 2 == 0) {
+        let t = if n % 4 == 0 { 20 } else { 10 + n as i64 };
+        append(store, id, 1, vec![recorded_at(phase_started(), t)]).expect("move");
+    }
+    fixture.settle(store);
+    append(store, &ids[1], 1, vec![recorded_at(phase_started(), 20)]).expect("a tie with the settled ones");
+    append(store, &ids[4], 2, vec![recorded_at(errored("later"), 30)]).expect("a plan moved twice");
+    ids
+}
+
+fn catalog_pages_follow_the_listing_order<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    assert!(block_on(store.catalog_page(&CatalogQuery::first(5))).expect("page").is_empty(), "an empty store");
+    let ids = populate_listing(fixture, &store);
+    let expected = expected_listing(&store, &CatalogQuery::first(1));
+    assert_eq!(expected.len(), ids.len());
+    for handle in [store.clone(), fixture.reopen(&store)] {
+        for limit in [1, 3, 5, 12, 50] {
+            let pages = every_page(&handle, &CatalogQuery::first(limit), limit);
+            let listed: Vec<PlanView> = pages.into_iter().flatten().collect();
+            assert_eq!(ids_in(&listed), ids_in(&expected), "pages of {limit}: newest activity first, ties by id");
+            assert_eq!(listed, expected, "pages of {limit} hold the catalog's views");
+        }
+        let at_seven: Vec<PlanId> = expected
+            .iter()
+            .filter(|v| v.last_activity_at.timestamp() == at(7).timestamp())
+            .map(|v| v.plan_id.clone())
+            .collect();
+        assert_eq!(at_seven, vec![ids[9].clone(), ids[5].clone(), ids[7].clone()], "nanoseconds before ids");
+        let first = block_on(handle.catalog_page(&CatalogQuery::first(3))).expect("page");
+        assert_eq!(ids_in(&first), vec![ids[4].clone(), ids[0].clone(), ids[1].clone()]);
+        // A cursor between two plans of equal time.
+        let cursor = CatalogCursor { last_activity_at: at(7), plan_id: ids[5].clone() };
+        let after = block_on(handle.catalog_page(&CatalogQuery::first(2).after(Some(cursor)))).expect("page");
+        assert_eq!(ids_in(&after), vec![ids[7].clone(), ids[11].clone()]);
+    }
+}
+
+fn catalog_pages_continue_while_plans_move<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    populate_listing(fixture, &store);
+    let before = ids_in(&expected_listing(&store, &CatalogQuery::first(1)));
+    let mut seen: Vec<PlanId> = Vec::new();
+    let mut moved: BTreeSet<PlanId> = BTreeSet::new();
+    let mut ask = CatalogQuery::first(2);
+    let mut round = 0;
+    loop {
+        let page = block_on(store.catalog_page(&ask)).expect("page");
+        seen.extend(ids_in(&page));
+        if page.len() < 2 {
+            break;
+        }
+        ask = ask.after(page.last().map(CatalogCursor::after));
+        // Between pages: a plan already listed moves, one not listed yet moves, a new one comes.
+        round += 1;
+        let listed = &page[0].plan_id;
+        let ahead = before.iter().rev().find(|id| !seen.contains(id) && !moved.contains(*id)).cloned();
+        for id in [Some(listed.clone()), ahead].into_iter().flatten() {
+            let version = block_on(store.load_summary_view(&id)).expect("view").expect("exists").version;
+            append(&store, &id, version, vec![recorded_at(errored("moved"), 100 + round)]).expect("move");
+            moved.insert(id);
+        }
+        append(&store, &plan(&format!("pg-new-{round}")), 0, vec![recorded_at(created("new"), 100 + round)])
+            .expect("a new plan");
+        if round % 2 == 0 {
+            fixture.settle(&store);
+        }
+    }
+    let unique: BTreeSet<&PlanId> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no plan repeated across pages: {seen:?}");
+    for id in before.iter().filter(|id| !moved.contains(*id)) {
+        assert!(seen.contains(id), "plan {id}, which did not move, is listed: {seen:?}");
+    }
+    assert!(seen.iter().all(|id| !id.as_str().starts_with("pg-new")), "plans newer than the cursor are not listed");
+}
+
+fn catalog_pages_filter_open_and_text<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let ids = populate_listing(fixture, &store);
+    let service = service(store.clone());
+    block_on(service.cancel(&ids[2], None)).expect("cancel a settled plan");
+    block_on(service.cancel(&ids[6], None)).expect("cancel another");
+    fixture.settle(&store);
+    block_on(service.cancel(&ids[8], None)).expect("cancel one after the settle");
+    for handle in [store.clone(), fixture.reopen(&store)] {
+        let open = CatalogQuery::first(1).only_open(true);
+        let listed: Vec<PlanView> = every_page(&handle, &open, 4).into_iter().flatten().collect();
+        assert_eq!(listed, expected_listing(&handle, &open), "open plans only");
+        assert_eq!(listed.len(), ids.len() - 3);
+        assert!(listed.iter().all(|v| ![&ids[2], &ids[6], &ids[8]].contains(&&v.plan_id)));
+        let text = CatalogQuery::first(1).containing(Some("LISTING PG-1"));
+        let listed: Vec<PlanView> = every_page(&handle, &text, 1).into_iter().flatten().collect();
+        assert_eq!(ids_in(&listed), ids_in(&expected_listing(&handle, &text)), "by name, ignoring case");
+        assert_eq!(listed.len(), 2, "pg-10 and pg-11: {:?}", ids_in(&listed));
+        let by_id = CatalogQuery::first(1).containing(Some("g-0")).only_open(true);
+        let listed: Vec<PlanView> = every_page(&handle, &by_id, 3).into_iter().flatten().collect();
+        assert_eq!(ids_in(&listed), ids_in(&expected_listing(&handle, &by_id)), "by id, open only");
+        assert_eq!(listed.len(), 7);
+        let blank = CatalogQuery::first(50).containing(Some("  "));
+        assert_eq!(block_on(handle.catalog_page(&blank)).expect("page").len(), ids.len(), "a blank text admits all");
+    }
+}
+
+fn catalog_pages_never_list_removed_plans<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    let ids = populate_listing(fixture, &store);
+    let version = |id: &PlanId| block_on(store.load_summary_view(id)).expect("view").expect("exists").version;
+    let report = remove(&store, &[(ids[0].clone(), version(&ids[0])), (ids[9].clone(), version(&ids[9]))]);
+    assert_eq!(report.removed.len(), 2);
+    for settled in [false, true] {
+        if settled {
+            append(&store, &ids[2], version(&ids[2]), vec![recorded_at(errored("after"), 40)]).expect("append");
+            fixture.settle(&store);
+        }
+        for handle in [store.clone(), fixture.reopen(&store)] {
+            let listed: Vec<PlanView> = every_page(&handle, &CatalogQuery::first(1), 5).into_iter().flatten().collect();
+            assert_eq!(ids_in(&listed).len(), ids.len() - 2, "settled: {settled}");
+            assert!(!ids_in(&listed).contains(&ids[0]) && !ids_in(&listed).contains(&ids[9]));
+            assert_eq!(listed, expected_listing(&handle, &CatalogQuery::first(1)));
+        }
+    }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use waypoint_domain::PlanId;
 
-use crate::store::{Catalog, PlanStore, PlanView, StoreError, StoredEvent};
+use crate::store::{Catalog, CatalogCursor, CatalogQuery, PlanStore, PlanView, StoreError, StoredEvent};
 
 /// What a verification checked and every difference it found. `ok` is true exactly when there is
 /// no difference.
@@ -139,6 +139,31 @@ pub async fn verify_folds<S: PlanStore>(store: &S) -> Result<VerifyReport, Store
     for id in ids {
         report.count("catalog_plans", 1);
         compare_views(&format!("catalog: plan {id}"), served.get(id), rebuilt.plans.get(id), &mut report.differences);
+    }
+    // The listing a page at a time is the rebuilt catalog in the listing's order.
+    let mut expected: Vec<&PlanView> = rebuilt.plans.values().collect();
+    expected.sort_by(|a, b| crate::store::listing_order(a, b));
+    let mut listed: Vec<(PlanId, u32)> = Vec::with_capacity(expected.len());
+    let mut ask = CatalogQuery::first(500);
+    loop {
+        let page = store.catalog_page(&ask).await?;
+        let end = page.len() < ask.limit();
+        ask = ask.after(page.last().map(CatalogCursor::after));
+        listed.extend(page.into_iter().map(|view| (view.plan_id, view.version)));
+        if end || listed.len() > expected.len() {
+            break;
+        }
+    }
+    report.count("listing_plans", listed.len() as u64);
+    let expected: Vec<(PlanId, u32)> = expected.into_iter().map(|view| (view.plan_id.clone(), view.version)).collect();
+    if listed != expected {
+        let first = listed.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(listed.len().min(expected.len()));
+        report.differ(format!(
+            "the listing read a page at a time holds {} plans and the log {}, newest activity first; they part at place {}",
+            listed.len(),
+            expected.len(),
+            first + 1
+        ));
     }
     for (id, compact) in &rebuilt.plans {
         report.count("summary_views", 1);

@@ -7,6 +7,9 @@
 //! file holds more than twice the rows it had after its last compaction (plus a slack), the
 //! checkpoint rewrites it with only the latest rows under the next generation number.
 //!
+//! Beside each rows file, `order.rs` keeps its order by last activity, which the head vouches for
+//! too (`RowsFile::order`); every append and compaction here writes it.
+//!
 //! Row frame, little-endian: `len u32 | crc32c(body) u32 | body`, body `kind u8 (1 view, 0
 //! tombstone) | version u32 | plan_len u8 | plan id | compact view (JSON)`. The view is the
 //! application's `PlanView`, stored opaque: the store never depends on its fields.
@@ -22,7 +25,7 @@ use waypoint_domain::PlanId;
 use crate::binding::{self, Binding, StoreId, FILE_HEADER_LEN};
 use crate::error::FileStoreError;
 use crate::layout::{Layout, RowsKind};
-use crate::{crc, frame, fsutil};
+use crate::{crc, frame, fsutil, order};
 
 use crate::format::{CATALOG_HEAD_MAGIC as HEAD_MAGIC, CATALOG_ROWS_MAGIC as ROWS_MAGIC};
 const FORMAT: u32 = 2;
@@ -39,6 +42,10 @@ pub struct RowsFile {
     pub rows: u64,
     /// Rows right after the last compaction: the live plans then.
     pub compacted_rows: u64,
+    /// Bytes of the order file (`order.rs`) vouched for; 0: none (a head written before order
+    /// files, or by a build without them), and a listing sorts the rows instead.
+    #[serde(default)]
+    pub order: u64,
 }
 
 /// `catalog.ckpt`: the checkpoint head.
@@ -247,12 +254,21 @@ pub fn append_rows(
     }
     let store = head.store;
     let current = *head.rows(kind);
+    let mut len = if current.len == 0 { FILE_HEADER_LEN as u64 } else { current.len };
     let mut bytes = Vec::new();
+    let mut placed = Vec::with_capacity(rows.len());
     for row in rows {
+        if let Some(view) = row.view {
+            let activity = order::activity_key(view.last_activity_at);
+            placed.push(order::Placed { activity, plan_id: row.plan_id, offset: len + bytes.len() as u64 });
+        }
         encode_row(&mut bytes, row.plan_id, row.version, row.view);
     }
     let total = current.rows + rows.len() as u64;
-    if current.len > 0 && total > 2 * current.compacted_rows + COMPACTION_SLACK {
+    // Rows without a usable order (written by a build before order files, or whose order file
+    // was lost or damaged) are ordered again by compacting.
+    let unordered = current.len > 0 && !order::usable(layout, head, kind);
+    if current.len > 0 && (unordered || total > 2 * current.compacted_rows + COMPACTION_SLACK) {
         // Rewrite with only each plan's latest row: cost in the live plans, paid once per
         // doubling, so a row costs O(1) amortized.
         let mut live: HashMap<PlanId, (u32, Option<PlanView>)> =
@@ -265,12 +281,10 @@ pub fn append_rows(
     let path = layout.rows(kind, current.generation);
     fsutil::ensure_dir(&layout.catalog_dir())?;
     let (file, created) = fsutil::open_or_create(&path)?;
-    let mut len = current.len;
-    if len == 0 {
+    if current.len == 0 {
         file.set_len(0).map_err(|e| FileStoreError::io("cannot reset a catalog rows file", &path, e))?;
         file.write_all_at(&binding::file_header(ROWS_MAGIC, FORMAT, &store), 0)
             .map_err(|e| FileStoreError::io("cannot write a catalog rows file", &path, e))?;
-        len = FILE_HEADER_LEN as u64;
     } else {
         // Rows past what the head vouches for are a checkpoint that did not finish.
         file.set_len(len).map_err(|e| FileStoreError::io("cannot trim a catalog rows file", &path, e))?;
@@ -280,7 +294,11 @@ pub fn append_rows(
     if created {
         fsutil::sync_dir(&layout.catalog_dir())?;
     }
-    *head.rows_mut(kind) = RowsFile { len: len + bytes.len() as u64, rows: total, ..current };
+    // A fresh rows file starts a fresh order.
+    let vouched = RowsFile { order: if current.len == 0 { 0 } else { current.order }, ..current };
+    let order = order::append_run(layout, &store, kind, &vouched, &mut placed)?;
+    len += bytes.len() as u64;
+    *head.rows_mut(kind) = RowsFile { len, rows: total, order, ..current };
     Ok(None)
 }
 
@@ -296,16 +314,21 @@ fn rewrite(
     let generation = current.generation + 1;
     let mut out = binding::file_header(ROWS_MAGIC, FORMAT, &head.store).to_vec();
     let mut count = 0;
+    let mut placed = Vec::with_capacity(live.len());
     for (plan_id, (version, view)) in live {
         if let Some(view) = view {
+            let activity = order::activity_key(view.last_activity_at);
+            placed.push(order::Placed { activity, plan_id, offset: out.len() as u64 });
             encode_row(&mut out, plan_id, *version, Some(view));
             count += 1;
         }
     }
     let path = layout.rows(kind, generation);
     fsutil::ensure_dir(&layout.catalog_dir())?;
+    // The order first: the rows file is what makes the new generation visible to a head.
+    let order = order::write_whole(layout, &head.store, kind, generation, &mut placed)?;
     fsutil::write_atomically(&layout.tmp_dir(), &layout.catalog_dir(), &path, &out)?;
-    *head.rows_mut(kind) = RowsFile { generation, len: out.len() as u64, rows: count, compacted_rows: count };
+    *head.rows_mut(kind) = RowsFile { generation, len: out.len() as u64, rows: count, compacted_rows: count, order };
     Ok((current.len > 0).then(|| layout.rows(kind, current.generation)))
 }
 
@@ -328,13 +351,18 @@ pub fn rewrite_without(
     rewrite(layout, head, kind, &live)
 }
 
-/// Deletes rows files that no head refers to any more (left by compactions and crashes).
+/// Deletes rows and order files that no head refers to any more (left by compactions and crashes).
 pub fn remove_stale(layout: &Layout, head: &Head) {
     let Ok(entries) = std::fs::read_dir(layout.catalog_dir()) else { return };
-    let keep = [layout.rows(RowsKind::Open, head.open.generation), layout.rows(RowsKind::Done, head.done.generation)];
+    let keep = [
+        layout.rows(RowsKind::Open, head.open.generation),
+        layout.rows(RowsKind::Done, head.done.generation),
+        layout.order(RowsKind::Open, head.open.generation),
+        layout.order(RowsKind::Done, head.done.generation),
+    ];
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "rows") && !keep.contains(&path) {
+        if path.extension().is_some_and(|e| e == "rows" || e == "order") && !keep.contains(&path) {
             let _ = std::fs::remove_file(&path);
         }
     }

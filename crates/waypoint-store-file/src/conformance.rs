@@ -26,6 +26,10 @@ impl StoreFixture for Files {
     fn reopen(&self, store: &FileStore) -> FileStore {
         FileStore::open(store.dir()).expect("open the same store again")
     }
+
+    fn settle(&self, store: &FileStore) {
+        store.checkpoint().expect("write a checkpoint");
+    }
 }
 
 #[test]

@@ -10,6 +10,10 @@ pub const RECORD_MAGIC: [u8; 4] = [0xFF, b'W', b'P', b'R'];
 pub(crate) const CATALOG_HEAD_MAGIC: [u8; 4] = *b"WPC2";
 /// A catalog rows file (`catalog/…`).
 pub(crate) const CATALOG_ROWS_MAGIC: [u8; 4] = *b"WPRS";
+/// A catalog order file (`catalog/….order`): a rows file's order by last activity.
+pub(crate) const CATALOG_ORDER_MAGIC: [u8; 4] = *b"WPCO";
+/// Ends each sorted run of a catalog order file.
+pub(crate) const CATALOG_ORDER_RUN_MAGIC: [u8; 4] = *b"WPCR";
 /// A plan's index of offsets (`index/…`).
 pub(crate) const INDEX_MAGIC: [u8; 4] = *b"WPIX";
 /// A plan's full-view snapshot (`views/….view`).

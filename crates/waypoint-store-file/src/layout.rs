@@ -151,11 +151,13 @@ impl Layout {
 
     /// `catalog/open-<generation>.rows` or `catalog/done-<generation>.rows`.
     pub fn rows(&self, kind: RowsKind, generation: u64) -> PathBuf {
-        let class = match kind {
-            RowsKind::Open => "open",
-            RowsKind::Done => "done",
-        };
-        self.catalog_dir().join(format!("{class}-{generation}.rows"))
+        self.catalog_dir().join(format!("{}-{generation}.rows", kind.class()))
+    }
+
+    /// `catalog/open-<generation>.order` or `catalog/done-<generation>.order`: the rows file's
+    /// order by last activity.
+    pub fn order(&self, kind: RowsKind, generation: u64) -> PathBuf {
+        self.catalog_dir().join(format!("{}-{generation}.order", kind.class()))
     }
 
     /// `torn/`: bytes cut off the log, kept for inspection.
@@ -272,10 +274,20 @@ pub fn parse_step_log(name: &str) -> Option<(StepNumber, Attempt, LogStream)> {
 }
 
 /// The two classes of catalog rows: plans that may still move, and finished (terminal) ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RowsKind {
     Open,
     Done,
+}
+
+impl RowsKind {
+    /// The class's word in its files' names.
+    fn class(self) -> &'static str {
+        match self {
+            RowsKind::Open => "open",
+            RowsKind::Done => "done",
+        }
+    }
 }
 
 /// The UTC time stamp in the names of cut-off and backup files; sorts by time as text.

@@ -78,6 +78,7 @@ mod index;
 pub mod inspect;
 mod layout;
 mod log;
+mod order;
 mod projections;
 mod queues;
 pub mod record;

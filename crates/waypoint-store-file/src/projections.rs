@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs::TryLockError;
 
 use serde::{Deserialize, Serialize};
-use waypoint_application::{Catalog, PlanView, StoredEvent};
+use waypoint_application::{listing_order, Catalog, CatalogQuery, PlanView, StoredEvent};
 use waypoint_domain::PlanId;
 
 use crate::binding::{self, Binding, Check, StoreId};
@@ -17,7 +17,7 @@ use crate::index::{self, IndexEntry};
 use crate::layout::{Layout, RowsKind};
 use crate::log::{self, RecordReader, FIRST_RECORD};
 use crate::state::{Shared, State};
-use crate::{frame, fsutil};
+use crate::{frame, fsutil, order};
 
 use crate::format::{SUMMARY_MAGIC, VIEW_MAGIC};
 
@@ -618,6 +618,109 @@ impl Shared {
             }
         }
         Ok(plans.into_values().collect())
+    }
+}
+
+impl Shared {
+    /// A page of the listing (`PlanStore::catalog_page`): the checkpoint's rows in their order
+    /// (`order.rs`), merged with the plans of the tail, which are newer than their rows. Reads
+    /// the rows it returns and the ones it skips on the way (older rows of plans that moved since,
+    /// rows the text filter refuses), never the whole catalog. Without a usable order it sorts
+    /// the listing instead.
+    pub(crate) fn page(&self, state: &mut State, query: &CatalogQuery) -> Result<Vec<PlanView>, FileStoreError> {
+        match self.ordered_page(state, query)? {
+            Ok(page) => Ok(page),
+            Err(order::Unusable(_)) => Ok(query.select(self.list(state, query.is_open_only())?)),
+        }
+    }
+
+    fn ordered_page(
+        &self,
+        state: &mut State,
+        query: &CatalogQuery,
+    ) -> Result<Result<Vec<PlanView>, order::Unusable>, FileStoreError> {
+        // The tail's plans, folded forward: as many as the checkpoint interval allows at most.
+        let tail: Vec<(PlanId, u32)> = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
+        let mut newer = Vec::new();
+        for (plan_id, version) in tail {
+            let cached = state.summaries.get(&plan_id).filter(|v| v.version == version).cloned();
+            let view = match cached {
+                Some(view) => Some(view),
+                None => self.summary(state, &plan_id)?,
+            };
+            newer.extend(view.filter(|v| query.admits(v)));
+        }
+        newer.sort_unstable_by(listing_order);
+        let mut newer = newer.into_iter().peekable();
+
+        let kinds: &[RowsKind] =
+            if query.is_open_only() { &[RowsKind::Open] } else { &[RowsKind::Open, RowsKind::Done] };
+        let mut files = Vec::new();
+        if let Some(head) = &state.base {
+            // An empty rows file has nothing to order.
+            for &kind in kinds.iter().filter(|&&kind| head.rows(kind).len > 0) {
+                match order::Ordered::open(&self.layout, head, kind, &mut state.checked_runs) {
+                    Ok(ordered) => files.push(ordered),
+                    Err(unusable) => return Ok(Err(unusable)),
+                }
+            }
+        }
+        let mut merged = Vec::with_capacity(files.len());
+        for ordered in &files {
+            match ordered.rows_after(query) {
+                Ok(rows) => merged.push(rows),
+                Err(unusable) => return Ok(Err(unusable)),
+            }
+        }
+        let mut page = Vec::with_capacity(query.limit());
+        while page.len() < query.limit() {
+            // The next row of any file: the greatest in the listing's order.
+            let next = merged
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| m.peek().map(|row| (i, row.activity, row.plan_id.clone())))
+                .min_by(|a, b| b.1.cmp(&a.1).then_with(|| a.2.cmp(&b.2)));
+            let tail_first = match (&next, newer.peek()) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some((_, activity, plan_id)), Some(view)) => {
+                    let key = order::activity_key(view.last_activity_at);
+                    key > *activity || (key == *activity && view.plan_id < *plan_id)
+                }
+            };
+            if tail_first {
+                page.extend(newer.next());
+                continue;
+            }
+            let Some((i, _, _)) = next else { break };
+            let row = match merged[i].next_row() {
+                Ok(Some(row)) => row,
+                Ok(None) => continue,
+                Err(unusable) => return Ok(Err(unusable)),
+            };
+            // The tail's view of the plan is newer than any row; an older row of a plan that
+            // moved, or of one retention removed, is not the plan's version at the checkpoint.
+            if state.tail.contains_key(&row.plan_id) {
+                continue;
+            }
+            match self.current_version(state, &row.plan_id)? {
+                version if version == row.version => {}
+                0 if !self.lock_retention().hides_row(&row.plan_id) && self.removal(&row.plan_id)?.is_none() => {
+                    // No index says where the plan is, and retention did not remove it: the
+                    // index is lost, and only the rows can tell whether this one is the latest.
+                    return Ok(Err(order::Unusable(format!("plan {} has a row and no index", row.plan_id))));
+                }
+                _ => continue,
+            }
+            let view = match row.view(merged[i].ordered()) {
+                Ok(view) => view,
+                Err(unusable) => return Ok(Err(unusable)),
+            };
+            if query.admits(&view) {
+                page.push(view);
+            }
+        }
+        Ok(Ok(page))
     }
 }
 

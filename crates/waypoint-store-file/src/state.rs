@@ -98,6 +98,8 @@ pub(crate) struct State {
     /// Removed records (retention's holes) after the last record folded: where the log really
     /// ends, and how many positions they took. The next append goes after them.
     pub(crate) trailing: Option<(u64, u32)>,
+    /// The runs of the catalog's order files read whole and found sound (a few per file).
+    pub(crate) checked_runs: crate::order::CheckedRuns,
 }
 
 #[derive(Debug)]

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Select};
 use futures::future::BoxFuture;
 use waypoint_application::{
-    Catalog, Clock, PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, RunLocks,
-    StepLog, StoreError, StoreStats, StoredEvent, SystemClock, VerifyReport,
+    Catalog, CatalogQuery, Clock, PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport,
+    RunLocks, StepLog, StoreError, StoreStats, StoredEvent, SystemClock, VerifyReport,
 };
 use waypoint_domain::{Attempt, PlanId, QueueName, StepNumber};
 
@@ -128,6 +128,14 @@ impl FileStore {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
         self.shared.list(&mut state, true)
+    }
+
+    /// A page of the listing (see `PlanStore::catalog_page`), caught up with the log: cost in
+    /// the rows it reads, through the catalog's order by activity.
+    pub fn catalog_page_views(&self, query: &CatalogQuery) -> Result<Vec<PlanView>, FileStoreError> {
+        let mut state = self.shared.lock_state();
+        self.shared.catch_up_shared(&mut state)?;
+        self.shared.page(&mut state, query)
     }
 
     /// Every event from global position `from` (1: all), read lazily in flat memory up to the
@@ -327,6 +335,10 @@ impl PlanStore for FileStore {
 
     fn open_catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
         Box::pin(futures::future::ready(self.open_plans().map_err(StoreError::from)))
+    }
+
+    fn catalog_page<'a>(&'a self, query: &'a CatalogQuery) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(futures::future::ready(self.catalog_page_views(query).map_err(StoreError::from)))
     }
 
     fn remove_plans<'a>(

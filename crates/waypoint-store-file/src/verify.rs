@@ -1,5 +1,6 @@
 //! Verification of a file store against its log: the checkpointed catalog, every index entry,
-//! every view snapshot and the store's own incremental fold, each compared with a replay. Shared
+//! every view snapshot and the store's own incremental fold, each compared with a replay, and
+//! the catalog's order by activity. Shared
 //! by `waypoint store verify` (through the port's `verify`) and `cargo xtask replay --verify`,
 //! which feeds the same [`Verifier`] from its own pass over the log.
 
@@ -11,8 +12,11 @@ use waypoint_application::verify::compare_views;
 use waypoint_application::{Catalog, PlanView, StoredEvent, VerifyReport};
 use waypoint_domain::PlanId;
 
+use crate::catalog;
 use crate::error::FileStoreError;
 use crate::inspect::{self, CatalogFile, LocatedEvent};
+use crate::layout::Layout;
+use crate::order;
 use crate::projections::StoredCatalog;
 use crate::store::FileStore;
 
@@ -212,6 +216,19 @@ impl Verifier {
                     replayed.as_ref(),
                     &mut report.differences,
                 );
+            }
+        }
+        // 4. The catalog's order: every run whole and sorted, every entry naming a row of its
+        //    activity. (That the listing read through it is the catalog sorted, the checks every
+        //    store shares verify.)
+        if only.is_none() && self.stored_catalog.is_some() {
+            let layout = Layout::new(dir);
+            if let Some(head) = catalog::read_head(&layout)? {
+                let (entries, problems) = order::verify(&layout, &head);
+                report.count("catalog_order_entries", entries);
+                for problem in problems {
+                    report.differ(problem);
+                }
             }
         }
         Ok(report.finish())

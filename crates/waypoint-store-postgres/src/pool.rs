@@ -46,6 +46,8 @@ pub(crate) struct Statements {
     pub(crate) read_all_page: Statement,
     pub(crate) summary_view: Statement,
     pub(crate) catalog: Statement,
+    /// The listing's first page and the pages after a cursor, of every plan or the open ones.
+    pub(crate) listing: [Statement; 4],
     pub(crate) view_snapshot: Statement,
     pub(crate) save_view_snapshot: Statement,
     pub(crate) removal: Statement,
@@ -170,6 +172,18 @@ impl Drop for Pooled {
     }
 }
 
+const LISTING_FIRST: &str = "SELECT view, activity_ns, plan_id FROM waypoint_plans WHERE view IS NOT NULL \
+     ORDER BY activity_ns DESC, plan_id COLLATE \"C\" LIMIT $1";
+const LISTING_AFTER: &str = "SELECT view, activity_ns, plan_id FROM waypoint_plans WHERE view IS NOT NULL \
+     AND activity_ns <= $2 AND (activity_ns < $2 OR plan_id COLLATE \"C\" > $3) \
+     ORDER BY activity_ns DESC, plan_id COLLATE \"C\" LIMIT $1";
+const LISTING_OPEN_FIRST: &str = "SELECT view, activity_ns, plan_id FROM waypoint_plans WHERE view IS NOT NULL \
+     AND state NOT IN ('applied', 'cancelled') ORDER BY activity_ns DESC, plan_id COLLATE \"C\" LIMIT $1";
+const LISTING_OPEN_AFTER: &str = "SELECT view, activity_ns, plan_id FROM waypoint_plans WHERE view IS NOT NULL \
+     AND state NOT IN ('applied', 'cancelled') \
+     AND activity_ns <= $2 AND (activity_ns < $2 OR plan_id COLLATE \"C\" > $3) \
+     ORDER BY activity_ns DESC, plan_id COLLATE \"C\" LIMIT $1";
+
 impl Conn {
     fn prepare(mut client: Client, target: &str) -> Result<Conn, PgStoreError> {
         let mut prepare =
@@ -194,7 +208,7 @@ impl Conn {
                    ORDER BY u.version) \
                  UPDATE waypoint_plans SET version = $8, last_transaction_id = pg_current_xact_id(), \
                    view = $9, phase = $10, state = $11, last_activity_at = $12::text::timestamptz, \
-                   queue = $13, queued_at = $14::text::timestamptz \
+                   queue = $13, queued_at = $14::text::timestamptz, activity_ns = $15 \
                  WHERE plan_id = $1 AND last_transaction_id < pg_current_xact_id()",
             )?,
             plan_version: prepare("SELECT version FROM waypoint_plans WHERE plan_id = $1 AND removed_at IS NULL")?,
@@ -213,6 +227,14 @@ impl Conn {
             queue_plans: prepare(
                 "SELECT view FROM waypoint_plans WHERE queue = $1 AND view IS NOT NULL ORDER BY queued_at, plan_id",
             )?,
+            // Keyset pages over the listing's indexes: `activity_ns <= $1` bounds the index scan,
+            // and the rest of the condition steps past the cursor's own plan and its ties.
+            listing: [
+                prepare(LISTING_FIRST)?,
+                prepare(LISTING_AFTER)?,
+                prepare(LISTING_OPEN_FIRST)?,
+                prepare(LISTING_OPEN_AFTER)?,
+            ],
             view_snapshot: prepare(
                 "SELECT version, view FROM waypoint_view_snapshots WHERE plan_id = $1 AND format = $2",
             )?,

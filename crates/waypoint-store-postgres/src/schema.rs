@@ -74,6 +74,19 @@ const MIGRATIONS: &[&str] = &[
         name text PRIMARY KEY,
         max_running integer NOT NULL CHECK (max_running >= 0)
     );",
+    // 5: the listing a page at a time, newest activity first: each catalog row's last activity
+    // in nanoseconds (timestamptz keeps microseconds), filled in from the view for rows written
+    // before, and an index in the listing's order (plan ids in byte order, as Rust compares
+    // them), with a partial one for the plans that may still move.
+    "ALTER TABLE waypoint_plans ADD COLUMN activity_ns bigint;
+    UPDATE waypoint_plans SET activity_ns =
+        extract(epoch FROM (left(view::json->>'last_activity_at', 19) || '+00')::timestamptz)::bigint * 1000000000
+        + coalesce(rpad(substring(view::json->>'last_activity_at' FROM '\\.([0-9]+)'), 9, '0')::bigint, 0)
+      WHERE view IS NOT NULL;
+    CREATE INDEX waypoint_plans_listing ON waypoint_plans (activity_ns DESC, plan_id COLLATE \"C\")
+      WHERE view IS NOT NULL;
+    CREATE INDEX waypoint_plans_open_listing ON waypoint_plans (activity_ns DESC, plan_id COLLATE \"C\")
+      WHERE view IS NOT NULL AND state NOT IN ('applied', 'cancelled');",
 ];
 
 /// Brings the database's schema to [`SCHEMA_VERSION`]; refuses one newer than this build.

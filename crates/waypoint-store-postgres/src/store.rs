@@ -21,7 +21,8 @@ use futures::future::BoxFuture;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Row;
 use waypoint_application::{
-    PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog, StoreError,
+    CatalogQuery, PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog,
+    StoreError,
     StoredEvent,
 };
 use waypoint_domain::{EventId, PlanEvent, PlanId, QueueName, StepNumber};
@@ -236,6 +237,7 @@ impl PostgresStore {
             .filter(|_| queue.is_some())
             .and_then(|v| v.state.submission.as_ref())
             .map(|submission| timestamp(submission.at));
+        let activity_ns = view.as_ref().map(|v| activity_ns(v.last_activity_at));
         let updated = tx
             .client
             .execute(
@@ -255,6 +257,7 @@ impl PostgresStore {
                     &last_activity,
                     &queue,
                     &queued_at,
+                    &activity_ns,
                 ],
             )
             .map_err(|e| {
@@ -462,6 +465,38 @@ impl PostgresStore {
         result.map(|_| ()).map_err(self.fail("set a queue limit"))
     }
 
+    /// A page of the listing (`PlanStore::catalog_page`): keyset pages over the listing's
+    /// index, fetched until the text filter (applied here, as every store applies it) has
+    /// admitted a page or the listing ends.
+    pub fn catalog_page_views(&self, query: &CatalogQuery) -> Result<Vec<PlanView>, PgStoreError> {
+        self.read(|conn| {
+            let limit = i64::try_from(query.limit()).unwrap_or(i64::MAX);
+            let open = usize::from(query.is_open_only()) * 2;
+            let mut after = query.cursor().map(|c| (activity_ns(c.last_activity_at), c.plan_id.as_str().to_owned()));
+            let mut page = Vec::with_capacity(query.limit());
+            loop {
+                let rows = match &after {
+                    None => conn.client.query(&conn.statements.listing[open], &[&limit]),
+                    Some((ns, id)) => conn.client.query(&conn.statements.listing[open + 1], &[&limit, ns, id]),
+                }
+                .map_err(self.fail("read a page of the catalog"))?;
+                let fetched = rows.len();
+                for row in &rows {
+                    let view = decode_view(row.get(0))?.expect("the query skips empty views");
+                    if query.matches_text(&view) && page.len() < query.limit() {
+                        page.push(view);
+                    }
+                }
+                match rows.last() {
+                    Some(last) if fetched as i64 == limit && page.len() < query.limit() => {
+                        after = Some((last.get::<_, i64>(1), last.get::<_, String>(2)));
+                    }
+                    _ => return Ok(page),
+                }
+            }
+        })
+    }
+
     /// Every event from global position `from` (1: all) in position order, as one consistent
     /// snapshot of the log, read page by page on one connection. It first waits for the appends
     /// in flight (the settle lock) and stops at the highest position drawn before that, so no
@@ -644,6 +679,12 @@ fn encode(events: &[RecordedEvent]) -> Encoded {
 
 /// RFC 3339 with nanoseconds: the text form keeps the full precision of `recorded_at`, which
 /// `timestamptz` (microseconds) would round.
+/// A catalog row's last activity in nanoseconds since 1970, the listing's key (times outside
+/// 1677..2262 are clamped).
+pub(crate) fn activity_ns(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 { i64::MIN } else { i64::MAX })
+}
+
 pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
@@ -793,6 +834,10 @@ impl PlanStore for PostgresStore {
 
     fn catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
         Box::pin(futures::future::ready(self.catalog_views().map_err(StoreError::from)))
+    }
+
+    fn catalog_page<'a>(&'a self, query: &'a CatalogQuery) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(futures::future::ready(self.catalog_page_views(query).map_err(StoreError::from)))
     }
 
     fn remove_plans<'a>(

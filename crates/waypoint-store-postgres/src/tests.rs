@@ -764,10 +764,19 @@ fn a_database_of_schema_1_upgrades_and_keeps_its_plans() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     let verified = block_on(store.verify()).unwrap();
     assert!(verified.ok, "{verified}");
     assert_eq!(store.catalog_views().unwrap().len(), 2);
+    // Rows written before the listing's key have it filled in from their views, to the
+    // nanosecond: the listing a page at a time is the catalog sorted.
+    let mut sorted = store.catalog_views().unwrap();
+    sorted.sort_by(waypoint_application::listing_order);
+    let first = store.catalog_page_views(&waypoint_application::CatalogQuery::first(1)).unwrap();
+    assert_eq!(first, sorted[..1]);
+    let cursor = waypoint_application::CatalogCursor::after(&first[0]);
+    let second = store.catalog_page_views(&waypoint_application::CatalogQuery::first(5).after(Some(cursor))).unwrap();
+    assert_eq!(second, sorted[1..]);
     // Plans written before step logs existed take logs, and retention removes them.
     let log = |bytes: &[u8]| waypoint_application::StepLog {
         step: StepNumber::FIRST,

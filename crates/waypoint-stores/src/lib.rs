@@ -101,6 +101,13 @@ impl PlanStore for AnyStore {
         delegate!(self, s => s.open_catalog())
     }
 
+    fn catalog_page<'a>(
+        &'a self,
+        query: &'a waypoint_application::CatalogQuery,
+    ) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
+        delegate!(self, s => s.catalog_page(query))
+    }
+
     fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {
         delegate!(self, s => s.verify())
     }

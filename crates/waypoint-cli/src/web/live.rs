@@ -1,5 +1,6 @@
-//! Noticing changes: a poller reads the store's catalog about once a second and, for each plan
-//! whose version moved, sends its summary to every Server-Sent Events subscriber (`plan`
+//! Noticing changes: a poller reads the front of the store's listing (the plans active since the
+//! last poll, newest first, a page at a time) about once a second and, for each plan whose
+//! version moved, sends its summary to every Server-Sent Events subscriber (`plan`
 //! events) and counts its new step events into the metrics. It remembers only the plans that
 //! changed in the last few seconds and the plans in `processing` (whose runner may vanish
 //! without an event), never every plan.
@@ -20,8 +21,8 @@ use super::reads::Stores;
 /// activity seen (the same machine's processes, or a PostgreSQL store's clients).
 const SLACK: chrono::Duration = chrono::Duration::seconds(5);
 
-/// The shortest wait between two polls; a slow catalog (a very large store) stretches it to ten
-/// times the catalog's read, so the poller never takes more than a tenth of a core.
+/// The shortest wait between two polls; a slow store stretches it to ten times the poll's read,
+/// so the poller never takes more than a tenth of a core.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The `plan` events, as the JSON summaries sent to subscribers.
@@ -52,12 +53,18 @@ struct Seen {
     recent: HashMap<PlanId, u32>,
     /// Plans in `processing` and the status last seen: a runner's death changes it without an event.
     processing: HashMap<PlanId, PlanStatus>,
+    /// Whether the plans in `processing` at the start were looked for.
+    scanned: bool,
 }
+
+/// Plans read at once while the poller walks the listing.
+const POLL_PAGE: usize = 200;
 
 /// Polls forever on the runtime (the store calls on its blocking threads).
 pub fn spawn_poller(stores: Stores, live: Live, metrics: Arc<Metrics>) {
     let now = Utc::now();
-    let seen = Seen { started: now, watermark: now, recent: HashMap::new(), processing: HashMap::new() };
+    let seen =
+        Seen { started: now, watermark: now, recent: HashMap::new(), processing: HashMap::new(), scanned: false };
     let seen = Arc::new(Mutex::new(seen));
     tokio::spawn(async move {
         loop {
@@ -80,18 +87,44 @@ pub fn spawn_poller(stores: Stores, live: Live, metrics: Arc<Metrics>) {
 
 /// One poll: the summaries of the plans that changed since the last one, as JSON.
 fn poll(stores: &Stores, seen: &mut Seen, metrics: &Metrics) -> Result<Vec<String>, crate::error::CliError> {
-    let views = stores.catalog()?;
-    let newest = views.iter().map(|v| v.last_activity_at).max();
     let watermark = seen.watermark;
     let since = watermark - SLACK;
-    let mut changed: Vec<PlanView> = Vec::new();
+    // Only the front of the listing (newest activity first) can hold a change: it is read a
+    // page at a time until the activity is older than `since`.
+    let mut views: Vec<PlanView> = Vec::new();
+    stores.walk_listing(false, POLL_PAGE, |page| {
+        let before = views.len();
+        views.extend(page.into_iter().filter(|view| view.last_activity_at >= since));
+        Ok(views.len() - before == POLL_PAGE)
+    })?;
     let mut watched: Vec<PlanView> = Vec::new();
+    if !seen.scanned {
+        // The plans in `processing` when the server starts: the open plans, a page at a time.
+        stores.walk_listing(true, POLL_PAGE, |page| {
+            watched.extend(page.into_iter().filter(|view| is_processing(view) && view.last_activity_at < since));
+            Ok(true)
+        })?;
+        seen.scanned = true;
+    }
+    let newest = views.iter().map(|v| v.last_activity_at).max();
+    let mut changed: Vec<PlanView> = Vec::new();
     for view in &views {
-        let moved = view.last_activity_at >= since && seen.recent.get(&view.plan_id) != Some(&view.version);
+        let moved = seen.recent.get(&view.plan_id) != Some(&view.version);
         if moved {
             changed.push(view.clone());
         } else if seen.processing.contains_key(&view.plan_id) || is_processing(view) {
             watched.push(view.clone());
+        }
+    }
+    // Processing plans that did not move lately: their runner may have vanished.
+    let front: std::collections::HashSet<&PlanId> = views.iter().map(|v| &v.plan_id).collect();
+    let quiet: Vec<PlanId> = seen.processing.keys().filter(|id| !front.contains(id)).cloned().collect();
+    for id in quiet {
+        match stores.summary_view(&id)? {
+            Some(view) => watched.push(view),
+            None => {
+                seen.processing.remove(&id);
+            }
         }
     }
     for view in &changed {

@@ -174,7 +174,7 @@ pub fn plans_live(page: &Page, query: &PageQuery, now: DateTime<Utc>) -> Markup 
     html! {
         @if page.rows.is_empty() {
             p.empty {
-                @if page.total == 0 { "No plans here yet. Start one with " code { "waypoint run PLAN.toml" } "." }
+                @if page.empty_store { "No plans here yet. Start one with " code { "waypoint run PLAN.toml" } "." }
                 @else { "No plan matches these filters." }
             }
         } @else {
@@ -207,7 +207,7 @@ pub fn plans_live(page: &Page, query: &PageQuery, now: DateTime<Utc>) -> Markup 
             @if let Some(next) = &page.next_cursor {
                 a href=(list_href(query, Some(next))) rel="next" { "Next page →" }
             }
-            span.count { (page.rows.len()) " shown · " (page.total) " plans in the store" }
+            span.count { (page.rows.len()) " shown" }
         }
     }
 }

@@ -3,10 +3,10 @@
 //! history, logs, a resume preview) or the CLI's error. The server runs these on tokio's
 //! blocking threads; `plan report` and `plan show --steps` call them directly.
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use futures::executor::block_on;
 use serde::Serialize;
-use waypoint_application::{PlanStore, PlanView, ServiceError, StoredEvent};
+use waypoint_application::{CatalogCursor, CatalogQuery, PlanStore, PlanView, ServiceError, StoredEvent};
 use waypoint_domain::{Attempt, Message, PlanId, PlanStatus, ResumeSummary, StepNumber};
 
 use crate::definition::{plan_file_path, read_plan_file};
@@ -68,14 +68,36 @@ impl Stores {
         resolve_plan_id(&self.list, &given)
     }
 
-    /// Whether the store answers: its catalog is read.
+    /// Whether the store answers: the first plan of its listing is read.
     pub fn health(&self) -> Result<(), CliError> {
-        block_on(self.list.store().catalog()).map(|_| ()).map_err(|e| ServiceError::from(e).into())
+        block_on(self.list.store().catalog_page(&CatalogQuery::first(1)))
+            .map(|_| ())
+            .map_err(|e| ServiceError::from(e).into())
     }
 
-    /// Every plan's compact view (the live updates and the metrics start from it).
-    pub fn catalog(&self) -> Result<Vec<PlanView>, CliError> {
-        block_on(self.list.store().catalog()).map_err(|e| ServiceError::from(e).into())
+    /// Walks the listing (only the open plans with `open_only`), newest activity first, `batch`
+    /// plans at a time, while `visit` answers `true`: the live updates and the metrics hold one
+    /// batch at a time, never the catalog.
+    pub fn walk_listing(
+        &self,
+        open_only: bool,
+        batch: usize,
+        mut visit: impl FnMut(Vec<PlanView>) -> Result<bool, CliError>,
+    ) -> Result<(), CliError> {
+        let mut ask = CatalogQuery::first(batch).only_open(open_only);
+        loop {
+            let page = block_on(self.list.store().catalog_page(&ask)).map_err(ServiceError::from)?;
+            let end = page.len() < ask.limit();
+            ask = ask.after(page.last().map(CatalogCursor::after));
+            if !visit(page)? || end {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One plan's compact view, or `None` if the store holds no such plan (any more).
+    pub fn summary_view(&self, id: &PlanId) -> Result<Option<PlanView>, CliError> {
+        block_on(self.list.store().load_summary_view(id)).map_err(|e| ServiceError::from(e).into())
     }
 
     /// The summaries of `views`, as `plan list` builds them.
@@ -83,37 +105,25 @@ impl Stores {
         Ok(block_on(self.lister().summarize_views(views))?)
     }
 
-    /// One page of plans, newest activity first, as `GET /api/v1/plans` answers.
+    /// One page of plans, newest activity first, as `GET /api/v1/plans` answers. The store is
+    /// asked a page at a time ([`PlanStore::catalog_page`]), so the server holds the plans it is
+    /// sending and a batch of candidates, never the catalog; with a status or resumable filter,
+    /// batches are summarized (a run-lock probe each) until the page is full.
     pub fn page(&self, query: &PageQuery) -> Result<Page, CliError> {
         let store = self.list.store();
-        let mut views = if query.resumable { block_on(store.open_catalog()) } else { block_on(store.catalog()) }
-            .map_err(ServiceError::from)?;
-        let total = views.len();
-        if let Some(text) = query.q.as_deref().map(str::to_lowercase).filter(|t| !t.is_empty()) {
-            views.retain(|view| {
-                view.plan_id.as_str().to_lowercase().contains(&text)
-                    || view.state.name.as_ref().is_some_and(|n| n.as_str().to_lowercase().contains(&text))
-            });
-        }
-        views.sort_unstable_by(|a, b| {
-            b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id))
-        });
-        if let Some(cursor) = &query.cursor {
-            let start = views.partition_point(|view| cursor.is_before(view));
-            views.drain(..start);
-        }
-        // Only the plans on the page are summarized (a run-lock probe each); with a status filter
-        // the candidates are summarized a chunk at a time until the page is full.
         let service = self.lister();
-        let mut rows: Vec<(PlanView, ResumeSummary)> = Vec::with_capacity(query.limit + 1);
         let filtered = query.status.is_some() || query.resumable;
-        let chunk = if filtered { (query.limit + 1).max(64) } else { query.limit + 1 };
-        let mut rest = views.into_iter();
-        while rows.len() <= query.limit {
-            let batch: Vec<PlanView> = rest.by_ref().take(chunk).collect();
-            if batch.is_empty() {
-                break;
-            }
+        // One more than the page, to know whether a next page exists.
+        let batch_size = if filtered { (query.limit + 1).max(64) } else { query.limit + 1 };
+        let mut ask = CatalogQuery::first(batch_size)
+            .only_open(query.resumable)
+            .containing(query.q.as_deref())
+            .after(query.cursor.clone().map(|c| c.0));
+        let mut rows: Vec<(PlanView, ResumeSummary)> = Vec::with_capacity(query.limit + 1);
+        loop {
+            let batch = block_on(store.catalog_page(&ask)).map_err(ServiceError::from)?;
+            let last_batch = batch.len() < batch_size;
+            ask = ask.after(batch.last().map(CatalogCursor::after));
             let summaries = block_on(service.summarize_views(&batch))?;
             for (view, summary) in batch.into_iter().zip(summaries) {
                 let wanted = query.status.is_none_or(|s| s == summary.status) && (summary.eligible || !query.resumable);
@@ -121,14 +131,21 @@ impl Stores {
                     rows.push((view, summary));
                 }
             }
+            if last_batch || rows.len() > query.limit {
+                break;
+            }
         }
         let next_cursor = if rows.len() > query.limit {
             rows.truncate(query.limit);
-            rows.last().map(|(view, _)| Cursor::after(view).to_string())
+            rows.last().map(|(view, _)| Cursor(CatalogCursor::after(view)).to_string())
         } else {
             None
         };
-        Ok(Page { rows, next_cursor, total })
+        // An empty page says whether the store holds no plan at all, or none of these.
+        let empty_store = rows.is_empty()
+            && (query.cursor.is_none() && query.q.is_none() && !filtered
+                || block_on(store.catalog_page(&CatalogQuery::first(1))).map_err(ServiceError::from)?.is_empty());
+        Ok(Page { rows, next_cursor, empty_store })
     }
 
     /// The plan's summary and compact view (its name, source and last activity).
@@ -296,35 +313,23 @@ impl PageQuery {
     }
 }
 
-/// Where the next page starts: after the plan with this last activity and id, in the listing's
-/// order (newest activity first, then id). Plans that change meanwhile move to the front, so a
-/// page never repeats or skips a plan that did not change.
+/// Where the next page starts, as the API writes it: `NANOS.PLAN_ID`, after that plan in the
+/// listing's order (newest activity first, then id). Plans that change meanwhile move to the
+/// front, so a page never repeats or skips a plan that did not change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    at: DateTime<Utc>,
-    plan_id: PlanId,
-}
+pub struct Cursor(CatalogCursor);
 
 impl Cursor {
-    fn after(view: &PlanView) -> Self {
-        Self { at: view.last_activity_at, plan_id: view.plan_id.clone() }
-    }
-
-    /// Whether `view` comes at or before this cursor in the listing's order.
-    fn is_before(&self, view: &PlanView) -> bool {
-        view.last_activity_at > self.at || (view.last_activity_at == self.at && view.plan_id <= self.plan_id)
-    }
-
     fn parse(text: &str) -> Option<Self> {
         let (nanos, id) = text.split_once('.')?;
-        let at = DateTime::from_timestamp_nanos(nanos.parse().ok()?);
-        Some(Self { at, plan_id: PlanId::parse(id).ok()? })
+        let last_activity_at = DateTime::from_timestamp_nanos(nanos.parse().ok()?);
+        Some(Self(CatalogCursor { last_activity_at, plan_id: PlanId::parse(id).ok()? }))
     }
 }
 
 impl std::fmt::Display for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.at.timestamp_nanos_opt().unwrap_or(i64::MAX), self.plan_id)
+        write!(f, "{}.{}", self.0.last_activity_at.timestamp_nanos_opt().unwrap_or(i64::MAX), self.0.plan_id)
     }
 }
 
@@ -333,8 +338,8 @@ impl std::fmt::Display for Cursor {
 pub struct Page {
     pub rows: Vec<(PlanView, ResumeSummary)>,
     pub next_cursor: Option<String>,
-    /// How many plans the store (or its open part, for `resumable`) holds.
-    pub total: usize,
+    /// Whether the page is empty because the store holds no plan at all.
+    pub empty_store: bool,
 }
 
 /// `{"plans": [summary…], "next_cursor": C or null}`.

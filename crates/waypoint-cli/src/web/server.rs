@@ -388,8 +388,12 @@ async fn api_events(State(app): State<Shared>) -> Sse<impl Stream<Item = Result<
 
 async fn metrics(State(app): State<Shared>) -> Result<Response, ApiError> {
     let text = blocking(move || {
-        let views = app.stores.catalog()?;
-        let statuses = app.stores.summarize(&views)?.into_iter().map(|s| s.status);
+        // Every plan's status, a batch of summaries at a time.
+        let mut statuses = Vec::new();
+        app.stores.walk_listing(false, 500, |page| {
+            statuses.extend(app.stores.summarize(&page)?.into_iter().map(|s| s.status));
+            Ok(true)
+        })?;
         Ok(app.metrics.render(statuses))
     })
     .await?;

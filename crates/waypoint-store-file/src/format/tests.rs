@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn every_magic_is_pinned_and_distinct() {
-    let magics: [(&str, [u8; 4]); 10] = [
+    let magics: [(&str, [u8; 4]); 12] = [
         ("record", RECORD_MAGIC),
         ("catalog head", CATALOG_HEAD_MAGIC),
         ("catalog rows", CATALOG_ROWS_MAGIC),
@@ -15,6 +15,8 @@ fn every_magic_is_pinned_and_distinct() {
         ("retention batch", RETENTION_BATCH_MAGIC),
         ("tombstones", TOMBSTONE_MAGIC),
         ("step log", STEP_LOG_MAGIC),
+        ("catalog order", CATALOG_ORDER_MAGIC),
+        ("catalog order run", CATALOG_ORDER_RUN_MAGIC),
     ];
     let pinned: Vec<&[u8]> = magics.iter().map(|(_, m)| &m[..]).collect();
     assert_eq!(
@@ -29,7 +31,9 @@ fn every_magic_is_pinned_and_distinct() {
             b"WPRC",
             b"WPRB",
             b"WPRT",
-            b"WPSL"
+            b"WPSL",
+            b"WPCO",
+            b"WPCR"
         ]
     );
     let mut distinct = pinned.clone();
