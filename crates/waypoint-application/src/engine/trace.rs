@@ -178,3 +178,6 @@ impl Drop for RunTrace {
         tracing::debug!(target: "waypoint", plan_id = self.plan_id.as_str(), "run ended");
     }
 }
+
+#[cfg(test)]
+mod tests;
