@@ -823,8 +823,8 @@ pub struct EngineRun<S> {
     uncertain: Option<StepNumber>,
     attempts: AttemptCounter,
     resumed: Option<ResumePoint>,
-    /// The run's spans and operator log (ADR 0016).
-    trace: RunTrace,
+    /// The run's spans and operator log (ADR 0016), boxed to keep the run small to move.
+    trace: Box<RunTrace>,
 }
 
 impl<S: PlanStore> EngineRun<S> {
@@ -837,7 +837,7 @@ impl<S: PlanStore> EngineRun<S> {
         resumed: Option<ResumePoint>,
     ) -> Self {
         EngineRun {
-            trace: RunTrace::start(&plan_id, view.state.name.as_ref(), resumed),
+            trace: Box::new(RunTrace::start(&plan_id, view.state.name.as_ref(), resumed)),
             service,
             plan_id,
             guard,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::{median, millis, progress, Figure};
 
 /// At most this many rounds of the pair (untraced, traced).
-pub const MAX_ROUNDS: usize = 5;
+pub const MAX_ROUNDS: usize = 7;
 
 /// The traced run's time over the untraced one's, median of `rounds` paired rounds.
 pub fn trace_overhead(waypoint: &Path, dir: &Path, steps: u32, rounds: usize) -> Result<Figure, String> {
@@ -26,8 +26,17 @@ pub fn trace_overhead(waypoint: &Path, dir: &Path, steps: u32, rounds: usize) ->
     let sink = Sink::start()?;
     let (mut traced, mut untraced, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let plain = run_plan(waypoint, &plan_path, &dir.join(format!("untraced-{round}")), None)?;
-        let with_spans = run_plan(waypoint, &plan_path, &dir.join(format!("traced-{round}")), Some(&sink.endpoint))?;
+        let untraced_run = || run_plan(waypoint, &plan_path, &dir.join(format!("untraced-{round}")), None);
+        let traced_run = || run_plan(waypoint, &plan_path, &dir.join(format!("traced-{round}")), Some(&sink.endpoint));
+        // Each side goes first every other round, so that a machine speeding up or slowing down
+        // during a round favours neither.
+        let (plain, with_spans) = if round % 2 == 0 {
+            let plain = untraced_run()?;
+            (plain, traced_run()?)
+        } else {
+            let with_spans = traced_run()?;
+            (untraced_run()?, with_spans)
+        };
         ratios.push(with_spans.as_secs_f64() / plain.as_secs_f64());
         traced.push(with_spans);
         untraced.push(plain);
@@ -45,7 +54,7 @@ pub fn trace_overhead(waypoint: &Path, dir: &Path, steps: u32, rounds: usize) ->
         met: ratio <= 1.05,
         how: format!(
             "`waypoint run` of {steps} `true` steps with OTEL_EXPORTER_OTLP_ENDPOINT set (spans exported to a local \
-             OTLP/HTTP sink, flushed at exit) against the same run untraced, per step; median of {rounds} paired rounds"
+             OTLP/HTTP sink, flushed at exit) against the same run untraced, per step; the median of {rounds} paired rounds' ratios, each side first every other round"
         ),
     })
 }
