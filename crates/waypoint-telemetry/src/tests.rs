@@ -1,3 +1,5 @@
+//! What turns trace export on and how: the `OTEL_*` variables as `TraceConfig` reads them.
+
 use std::collections::HashMap;
 use std::time::Duration;
 
