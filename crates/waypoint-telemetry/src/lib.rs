@@ -26,7 +26,7 @@ use opentelemetry_sdk::Resource;
 
 /// The longest the flush at exit may take, whatever the collector does: a closed port fails at
 /// once, a collector that accepts and never answers is given up on after this.
-pub const FLUSH_BOUND: Duration = Duration::from_millis(1500);
+pub const FLUSH_BOUND: Duration = Duration::from_millis(1250);
 
 /// The service name when `OTEL_SERVICE_NAME` is not set.
 pub const DEFAULT_SERVICE_NAME: &str = "waypoint";
