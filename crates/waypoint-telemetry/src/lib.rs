@@ -81,7 +81,8 @@ impl TraceConfig {
             Some(p) if p == "http/json" => Protocol::HttpJson,
             Some(other) => {
                 return Err(format!(
-                    "the OTLP protocol {other:?} is not supported; set OTEL_EXPORTER_OTLP_PROTOCOL to http/protobuf or http/json"
+                    "the OTLP protocol {other:?} is not supported; \
+                     set OTEL_EXPORTER_OTLP_PROTOCOL to http/protobuf or http/json"
                 ))
             }
         };

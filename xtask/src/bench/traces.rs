@@ -54,7 +54,8 @@ pub fn trace_overhead(waypoint: &Path, dir: &Path, steps: u32, rounds: usize) ->
         met: ratio <= 1.05,
         how: format!(
             "`waypoint run` of {steps} `true` steps with OTEL_EXPORTER_OTLP_ENDPOINT set (spans exported to a local \
-             OTLP/HTTP sink, flushed at exit) against the same run untraced, per step; the median of {rounds} paired rounds' ratios, each side first every other round"
+             OTLP/HTTP sink, flushed at exit) against the same run untraced, per step; the median of {rounds} \
+             paired rounds' ratios, each side first every other round"
         ),
     })
 }

@@ -87,7 +87,8 @@ impl RunTrace {
             .with_attributes(attributes)
             .start_with_context(&tracer, &Context::current());
         let run = Context::current().with_span(span);
-        tracing::info!(target: "waypoint", plan_id = plan_id.as_str(), resumed_from_step = resumed.map(|r| r.from_step.get()), "run started");
+        let resumed_from_step = resumed.map(|r| r.from_step.get());
+        tracing::info!(target: "waypoint", plan_id = plan_id.as_str(), resumed_from_step, "run started");
         RunTrace { tracer, plan_id: plan_id.clone(), plan, run, step: None }
     }
 
@@ -107,7 +108,8 @@ impl RunTrace {
             .with_attributes(attributes)
             .start_with_context(&self.tracer, &self.run);
         self.step = Some(self.run.with_span(span));
-        tracing::debug!(target: "waypoint",
+        tracing::debug!(
+            target: "waypoint",
             plan_id = self.plan_id.as_str(),
             step = ticket.step.get(),
             name = ticket.name.as_str(),
@@ -126,13 +128,10 @@ impl RunTrace {
             span.set_status(Status::error(message.to_owned()));
         }
         span.end();
+        let (plan_id, outcome) = (self.plan_id.as_str(), outcome.as_str());
         match message {
-            Some(message) => {
-                tracing::warn!(target: "waypoint", plan_id = self.plan_id.as_str(), outcome = outcome.as_str(), "{message}")
-            }
-            None => {
-                tracing::debug!(target: "waypoint", plan_id = self.plan_id.as_str(), outcome = outcome.as_str(), "step ended")
-            }
+            Some(message) => tracing::warn!(target: "waypoint", plan_id, outcome, "{message}"),
+            None => tracing::debug!(target: "waypoint", plan_id, outcome, "step ended"),
         }
     }
 
