@@ -20,10 +20,11 @@ use waypoint_application::{Catalog, PlanResumeService, RecordedEvent};
 use waypoint_store_file::record::{self, FILE_HEADER};
 use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
+mod traces;
 mod ui;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui] [--format rich|json]
+    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
@@ -35,7 +36,8 @@ The full run (not --quick) ends with a durable step from Python vs one from Rust
 store, which builds the Python wheel with maturin into a throwaway virtualenv (maturin must be
 installed in python3 or $WAYPOINT_PYTHON); --only python measures that alone (with --quick, a
 smoke run of it on a dev build); --only ui builds the large store and measures the dashboard's page
-of 50 and its memory alone.";
+of 50 and its memory alone; --only traces measures a traced plan-file step against an untraced
+one alone.";
 
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,8 @@ enum Only {
     Python,
     /// The large store and the dashboard's page of 50.
     Ui,
+    /// A traced plan-file step vs an untraced one.
+    Traces,
 }
 
 /// How big the synthetic stores are.
@@ -159,7 +163,8 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
                 Some("retention") => only = Only::Retention,
                 Some("python") => only = Only::Python,
                 Some("ui") => only = Only::Ui,
-                _ => return usage_error("--only takes retention, python or ui"),
+                Some("traces") => only = Only::Traces,
+                _ => return usage_error("--only takes retention, python, ui or traces"),
             },
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
@@ -251,6 +256,15 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only) -> Result
         return Ok(report(figures, 0));
     }
     let waypoint = build_waypoint(root, quick)?;
+    if only == Only::Traces {
+        figures.push(traces::trace_overhead(
+            &waypoint,
+            &scratch.0.join("traces"),
+            sizes.runner_steps,
+            sizes.runs.min(traces::MAX_ROUNDS),
+        )?);
+        return Ok(report(figures, 0));
+    }
 
     progress("building the large store");
     let large = scratch.0.join("large");
@@ -401,6 +415,12 @@ fn other_figures(
 
     progress("measuring the runner's overhead per step");
     figures.push(runner_overhead(waypoint, &scratch.join("runner"), sizes.runner_steps)?);
+    figures.push(traces::trace_overhead(
+        waypoint,
+        &scratch.join("traces"),
+        sizes.runner_steps,
+        sizes.runs.min(traces::MAX_ROUNDS),
+    )?);
 
     Ok(())
 }

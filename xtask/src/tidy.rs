@@ -3,7 +3,8 @@
 //! 1. Every `.rs` file under `crates/`, `tests/` and `xtask/` opens with a `//!` line.
 //! 2. No test is switched off or inverted with the `ignore` or `should_panic` attributes.
 //! 3. Crate dependencies point one way: domain ← application ← store-* ← stores ← cli and
-//!    python, and nothing depends on the cli or the Python package.
+//!    python, and nothing depends on the cli or the Python package. `waypoint-telemetry` (trace
+//!    export, installed by the cli and python) depends on no Waypoint crate.
 //! 4. Every store crate (`crates/waypoint-store-*`) runs the conformance kit
 //!    (`waypoint_application::testkit::run`) from a test, and only dev-dependencies switch the
 //!    kit's `testkit` feature on, so it never ships in a binary.
@@ -154,6 +155,9 @@ fn forbidden_attribute(body: &str) -> Option<&'static str> {
 /// layer, so `Store` crates cannot depend on each other and nothing can depend on `Cli`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Layer {
+    /// `waypoint-telemetry`: the OpenTelemetry SDK behind the engine's spans, which knows no
+    /// Waypoint crate.
+    Telemetry,
     Domain,
     Application,
     Store,
@@ -166,6 +170,7 @@ enum Layer {
 
 fn layer_of(package: &str) -> Option<Layer> {
     match package {
+        "waypoint-telemetry" => Some(Layer::Telemetry),
         "waypoint-domain" => Some(Layer::Domain),
         "waypoint-application" => Some(Layer::Application),
         "waypoint-stores" => Some(Layer::Stores),
@@ -207,7 +212,7 @@ fn check_dependency_direction(root: &Path, out: &mut Vec<Violation>) -> io::Resu
             out.push(violation(
                 None,
                 format!(
-                    "`{package}` is not in the layering (domain, application, store-*, stores, cli, python); \
+                    "`{package}` is not in the layering (telemetry, domain, application, store-*, stores, cli, python); \
                      rename it or teach xtask/src/tidy.rs where it belongs"
                 ),
             ));

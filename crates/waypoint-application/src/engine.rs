@@ -54,6 +54,9 @@ use crate::service::{
 };
 use crate::store::{PlanStore, PlanView, Removal};
 
+mod trace;
+use trace::{Outcome, RunTrace};
+
 /// The longest wait between two attempts of a step, however often the delay doubles.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
@@ -820,6 +823,8 @@ pub struct EngineRun<S> {
     uncertain: Option<StepNumber>,
     attempts: AttemptCounter,
     resumed: Option<ResumePoint>,
+    /// The run's spans and operator log (ADR 0016), boxed to keep the run small to move.
+    trace: Box<RunTrace>,
 }
 
 impl<S: PlanStore> EngineRun<S> {
@@ -832,6 +837,7 @@ impl<S: PlanStore> EngineRun<S> {
         resumed: Option<ResumePoint>,
     ) -> Self {
         EngineRun {
+            trace: Box::new(RunTrace::start(&plan_id, view.state.name.as_ref(), resumed)),
             service,
             plan_id,
             guard,
@@ -910,7 +916,16 @@ impl<S: PlanStore> EngineRun<S> {
         }
         self.attempts.last = Some(attempt);
         let rerun = self.uncertain == Some(step) && self.attempts.failures == 0;
-        Ok(StepTurn::Run(AttemptTicket { step, name: name.clone(), attempt, decision_id, rerun }))
+        let ticket = AttemptTicket { step, name: name.clone(), attempt, decision_id, rerun };
+        self.trace.step_started(&ticket);
+        Ok(StepTurn::Run(ticket))
+    }
+
+    /// The trace context of the attempt running now, as environment variables for its
+    /// process (`TRACEPARENT`, `TRACESTATE`), so that the step's own spans nest under its
+    /// attempt's span. Empty when traces are off.
+    pub fn step_trace_environment(&self) -> Vec<(&'static str, String)> {
+        self.trace.step_environment()
     }
 
     /// Renews the run's lease (a step that runs longer than the lease must be heartbeated), or
@@ -962,6 +977,7 @@ impl<S: PlanStore> EngineRun<S> {
         let recorded = self.service.record_step_checkpoint(&self.plan_id, checkpoint).await?.checkpoint;
         self.checkpoints.push(recorded.clone());
         self.uncertain = None;
+        self.trace.end_step(Outcome::Completed, None);
         Ok(recorded)
     }
 
@@ -976,6 +992,8 @@ impl<S: PlanStore> EngineRun<S> {
         policy: &StepPolicy,
         evidence: Option<&str>,
     ) -> Result<Retry, EngineError> {
+        let described = format!("step {} ({}) {failure}", ticket.step, ticket.name);
+        self.trace.end_step(Outcome::of(&failure), Some(&described));
         self.attempts.failures += 1;
         if self.attempts.failures <= policy.retries {
             let delay = policy.delay_after(self.attempts.failures);
@@ -989,11 +1007,12 @@ impl<S: PlanStore> EngineRun<S> {
             self.service.record_attempt_failed(&self.plan_id, failed).await?;
             return Ok(Retry { delay, retries_left: policy.retries - self.attempts.failures });
         }
-        let mut text = format!("step {} ({}) {failure}", ticket.step, ticket.name);
+        let mut text = described;
         if let Some(evidence) = evidence.filter(|e| !e.trim().is_empty()) {
             text.push_str(&format!("; stderr ends with:\n{evidence}"));
         }
         let message = Message::lossy(&text);
+        self.trace.run_failed(message.as_str());
         self.service.fail(&self.plan_id, message.clone()).await?;
         Err(EngineError::StepFailed {
             step: ticket.step,
@@ -1006,6 +1025,7 @@ impl<S: PlanStore> EngineRun<S> {
 
     /// Stops the run, recording why. A plan whose every step completed is finished instead.
     pub async fn interrupt(&mut self, reason: &str) -> Result<Stopped, EngineError> {
+        self.trace.interrupted(reason);
         let view = self.service.load_summary(&self.plan_id).await?;
         if view.state.resume.all_steps_completed() && view.state.state == ProcessingState::Processing {
             self.service.complete_phase(&self.plan_id).await?;
@@ -1021,6 +1041,7 @@ impl<S: PlanStore> EngineRun<S> {
     /// recorded message.
     pub async fn fail(&mut self, what: &str) -> Result<Message, EngineError> {
         let message = Message::lossy(&format!("the run failed before step {}: {what}", self.next_step()));
+        self.trace.run_failed(message.as_str());
         self.service.fail(&self.plan_id, message.clone()).await?;
         Ok(message)
     }

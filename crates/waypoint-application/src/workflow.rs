@@ -263,7 +263,7 @@ pub struct StepContext {
 /// How this run of the workflow works: live under the run lock, or replaying a finished one.
 #[derive(Debug)]
 enum Mode<S> {
-    Live(EngineRun<S>),
+    Live(Box<EngineRun<S>>),
     Replay { checkpoints: Vec<Checkpoint>, summary: Box<ResumeSummary> },
 }
 
@@ -307,7 +307,7 @@ impl<S: PlanStore> PlanResumeService<S> {
             Prepared::Fresh(ready) | Prepared::Continue(ready, _) => {
                 let run = ready.start().await?;
                 let (plan_id, resumed) = (run.plan_id().clone(), run.resumed().map(|p| p.from_step));
-                (Mode::Live(run), plan_id, resumed)
+                (Mode::Live(Box::new(run)), plan_id, resumed)
             }
             Prepared::Finished(finished) => {
                 let plan_id = finished.view.plan_id.clone();

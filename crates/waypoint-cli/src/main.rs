@@ -45,14 +45,22 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err, json_requested(&args)),
     };
+    // Traces and operator logs, as OTEL_* and WAYPOINT_LOG ask (ADR 0016): the engine makes the
+    // spans; here they are exported, under the trace this process was started in, if any.
+    waypoint_telemetry::init_logs();
+    let telemetry = waypoint_telemetry::Telemetry::from_env();
+    let parent = telemetry.parent_from_env();
     let ui = Ui::new(cli.format, cli.verbose);
-    match commands::execute(cli, &ui).and_then(|()| ui::stdout_failure().map_or(Ok(()), Err)) {
+    let code = match commands::execute(cli, &ui).and_then(|()| ui::stdout_failure().map_or(Ok(()), Err)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
             ui.error(&err);
             ExitCode::from(err.exit)
         }
-    }
+    };
+    drop(parent);
+    telemetry.shutdown();
+    code
 }
 
 /// Help and version go to stdout with exit 0; every other parse failure is a usage error (exit 2),

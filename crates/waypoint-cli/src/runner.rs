@@ -494,6 +494,8 @@ impl Runner<'_> {
             .env("WAYPOINT_ATTEMPT", attempt.get().to_string())
             .env("WAYPOINT_OUTPUT", &output_file)
             .env("WAYPOINT_OUTPUTS", &outputs_file)
+            // The attempt's span, so that the step's own spans nest under it.
+            .envs(self.run.step_trace_environment())
             .stdin(Stdio::from(OwnedFd::from(supervisor_end)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
