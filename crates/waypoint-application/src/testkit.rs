@@ -18,7 +18,8 @@ use futures::TryStreamExt;
 use uuid::Uuid;
 use waypoint_domain::{
     Artifact, Attempt, DecisionId, EventId, Message, Phase, PlanError, PlanEvent, PlanId, PlanName, PlanStatus,
-    QueueName, ResumeIneligibleReason, RunnerId, StepName, StepNumber, StepOutput, SubmittedDefinition, LEASE_EXPIRED_REASON,
+    QueueName, ResumeIneligibleReason, RunnerId, StepName, StepNumber, StepOutput, SubmittedDefinition,
+    LEASE_EXPIRED_REASON,
 };
 
 use crate::engine::{EngineError, RunDefinition, StepTurn};

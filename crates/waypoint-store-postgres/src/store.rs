@@ -22,8 +22,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::Row;
 use waypoint_application::{
     CatalogQuery, PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog,
-    StoreError,
-    StoredEvent,
+    StoreError, StoredEvent,
 };
 use waypoint_domain::{EventId, PlanEvent, PlanId, QueueName, StepNumber};
 
