@@ -4,11 +4,9 @@
 //! what that means: attempt numbers, retries and their delays, the plan's failure, finishing.
 //! This file decides nothing of that; it runs processes and shows progress.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,7 +31,7 @@ use crate::progress::{Progress, StepEnd};
 use crate::render::StepReport;
 use crate::sidecar::Sidecar;
 use crate::store::AnyStore;
-use crate::supervise::{self, read_report, ShellEnd, GRACE};
+use crate::supervise::{self, AttemptSpec, Begun, Ended, ShellEnd, Supervisor, GRACE};
 use crate::text::shown_path;
 
 /// How often the progress display redraws while a step runs (its clock and spinner move).
@@ -71,16 +69,21 @@ impl StepExit {
         *self == StepExit::Code(0)
     }
 
-    fn from_supervisor(report: Option<ShellEnd>, status: std::io::Result<ExitStatus>) -> Self {
-        match report {
+    fn from_supervisor(ended: Ended) -> Self {
+        match ended.report {
             Some(ShellEnd::Exited(code)) => StepExit::Code(code),
             Some(ShellEnd::Signalled(signal)) => StepExit::Signal(signal),
             Some(ShellEnd::Failed(text)) => StepExit::Lost(text),
-            // Killed with its step (a second Ctrl-C, a timeout's SIGKILL) before it could report.
-            None => match status.ok().and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)) {
-                Some(signal) => StepExit::Signal(signal),
-                None => StepExit::Lost("its supervisor ended without saying how the step ended".into()),
-            },
+            // Killed (SIGKILL, the OOM killer) before it could report.
+            None => {
+                match ended.supervisor_died.flatten().and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)) {
+                    Some(signal) => StepExit::Lost(format!(
+                        "its supervisor was killed ({}) before the step ended",
+                        signal_name(signal)
+                    )),
+                    None => StepExit::Lost("its supervisor ended without saying how the step ended".into()),
+                }
+            }
         }
     }
 }
@@ -171,6 +174,8 @@ pub struct Runner<'a> {
     pub lease: Option<LeaseKeeper>,
     /// A drain was asked for while a step ran: no further step starts.
     pub draining: bool,
+    /// The step supervisor of this run, started with its first attempt.
+    pub supervisor: Option<Supervisor>,
 }
 
 /// Keeps a worker's lease while its step runs (ADR 0017): renewed every third of its length,
@@ -284,6 +289,17 @@ impl LineSplitter {
 impl Runner<'_> {
     fn plan_id(&self) -> &PlanId {
         self.run.plan_id()
+    }
+
+    /// The run's step supervisor, started now if it is not running (the first attempt, or one
+    /// after the last supervisor died).
+    fn supervisor(&mut self) -> Result<&mut Supervisor, CliError> {
+        if self.supervisor.as_ref().is_none_or(Supervisor::is_gone) {
+            let started = Supervisor::start()
+                .map_err(|e| CliError::unexpected(format!("cannot start the step supervisor: {e}")))?;
+            self.supervisor = Some(started);
+        }
+        Ok(self.supervisor.as_mut().expect("started above"))
     }
 
     /// Runs every step of the plan file in order and finishes the plan. A step that completed
@@ -456,9 +472,6 @@ impl Runner<'_> {
         let (attempt, decision_id) = (ticket.attempt, &ticket.decision_id);
         let plan_id = self.plan_id().clone();
         let plan_id = &plan_id;
-        let lock = self.sidecar.attempt_lock(plan_id);
-        let mut command = supervise::command()
-            .map_err(|e| CliError::unexpected(format!("cannot find the waypoint binary to supervise steps: {e}")))?;
         self.sidecar
             .prepare(plan_id)
             .map_err(|e| CliError::unexpected(format!("cannot create the plan's run folder beside the store: {e}")))?;
@@ -474,43 +487,44 @@ impl Runner<'_> {
             .map_err(|e| {
                 CliError::unexpected(format!("cannot prepare the step's output files beside the store: {e}"))
             })?;
-        // The lifeline: the supervisor stops the step when the runner's end of it closes.
-        let (lifeline, supervisor_end) = UnixStream::pair()
-            .map_err(|e| CliError::unexpected(format!("cannot create the step supervisor's socket: {e}")))?;
-        command
-            .arg(&lock)
-            .arg("--")
-            .arg(supervise::shell())
-            .arg("-c")
-            .arg(&step.run)
-            .current_dir(&step.workdir)
-            // The store's location may carry its password: no step needs it, none gets it.
-            .env_remove("WAYPOINT_STORE")
-            .envs(&step.env)
-            .env("WAYPOINT_PLAN_ID", plan_id.as_str())
-            .env("WAYPOINT_STEP", n.to_string())
-            .env("WAYPOINT_STEP_NAME", &step.name)
-            .env("WAYPOINT_DECISION_ID", decision_id.as_str())
-            .env("WAYPOINT_ATTEMPT", attempt.get().to_string())
-            .env("WAYPOINT_OUTPUT", &output_file)
-            .env("WAYPOINT_OUTPUTS", &outputs_file)
-            // The attempt's span, so that the step's own spans nest under it.
-            .envs(self.run.step_trace_environment())
-            .stdin(Stdio::from(OwnedFd::from(supervisor_end)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // Its own process group: a terminal's Ctrl-C reaches only Waypoint, which passes it on to
-        // the whole step (the supervisor, the shell and everything it started) and then records
-        // what happened.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        supervise::adopt_orphans();
-        let spawned = supervise::Supervised::spawn(&mut command);
-        // The command holds the supervisor's end of the lifeline: close it here, so that the
-        // supervisor's exit is seen as the end of the socket.
-        drop(command);
-        let (mut child, supervised) = match spawned {
-            Ok(spawned) => spawned,
+        let pipes =
+            |what| move |e: std::io::Error| CliError::unexpected(format!("cannot create the step's {what} pipe: {e}"));
+        let (stdout, stdout_end) = std::io::pipe().map_err(pipes("stdout"))?;
+        let (stderr, stderr_end) = std::io::pipe().map_err(pipes("stderr"))?;
+        // The runner's environment, without the store's location (it may carry a password: no
+        // step needs it, none gets it), with the step's own and Waypoint's variables.
+        let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        env.remove(OsStr::new("WAYPOINT_STORE"));
+        env.extend(step.env.iter().map(|(k, v)| (k.into(), v.into())));
+        let ours = [
+            ("WAYPOINT_PLAN_ID", plan_id.as_str().into()),
+            ("WAYPOINT_STEP", n.to_string().into()),
+            ("WAYPOINT_STEP_NAME", step.name.as_str().into()),
+            ("WAYPOINT_DECISION_ID", decision_id.as_str().into()),
+            ("WAYPOINT_ATTEMPT", attempt.get().to_string().into()),
+            ("WAYPOINT_OUTPUT", output_file.clone().into_os_string()),
+            ("WAYPOINT_OUTPUTS", outputs_file.into_os_string()),
+        ];
+        env.extend(ours.into_iter().map(|(k, v): (&str, OsString)| (k.into(), v)));
+        // The attempt's span, so that the step's own spans nest under it.
+        env.extend(self.run.step_trace_environment().into_iter().map(|(k, v)| (k.into(), v.into())));
+        let spec = AttemptSpec {
+            lock: self.sidecar.attempt_lock(plan_id),
+            program: supervise::shell().into(),
+            args: vec!["-c".into(), step.run.as_str().into()],
+            dir: step.workdir.clone(),
+            env,
+            stdout: stdout_end.into(),
+            stderr: stderr_end.into(),
+        };
+        let begun = self.supervisor()?.begin(spec);
+        let (group, ending) = match begun {
+            Ok(Begun::Started(group, ending)) => (group, ending),
+            Ok(Begun::Refused(text)) => {
+                return Ok(Ran { status: Some(StepExit::Lost(text)), signal: None, timed_out: false, tail: Vec::new() })
+            }
             Err(e) => {
+                self.supervisor = None;
                 let status = StepExit::Lost(format!("could not be started in {}: {e}", shown_path(&step.workdir)));
                 return Ok(Ran { status: Some(status), signal: None, timed_out: false, tail: Vec::new() });
             }
@@ -524,14 +538,10 @@ impl Runner<'_> {
             written_at: Instant::now(),
             warned: false,
         });
-        let drained = self.forward_output(&mut child, &tail, logs);
-        let group = Pid::from_child(&child);
+        let drained = self.forward_output([Box::new(stdout), Box::new(stderr)], &tail, logs);
         let exited = self.events.sender.clone();
         std::thread::spawn(move || {
-            let report = read_report(lifeline);
-            let status = child.wait();
-            supervised.ended(report.is_some());
-            let end = StepExit::from_supervisor(report, status);
+            let end = StepExit::from_supervisor(ending.wait());
             let _ = exited.send(Event::Exited { step: n, end });
         });
         let waited = self.wait(group, n, step.timeout)?;
@@ -698,21 +708,14 @@ impl Runner<'_> {
     /// bounded memory. The receiver gets one message per stream when it closes.
     fn forward_output(
         &self,
-        child: &mut Child,
+        [stdout, stderr]: [Stream; 2],
         tail: &Arc<Mutex<VecDeque<String>>>,
         logs: [KeptTail; 2],
     ) -> Receiver<()> {
         let (done, drained) = mpsc::channel();
         let [out_log, err_log] = logs;
-        let streams: [(Option<Stream>, KeptTail, bool); 2] = [
-            (child.stdout.take().map(|s| Box::new(s) as Stream), out_log, false),
-            (child.stderr.take().map(|s| Box::new(s) as Stream), err_log, true),
-        ];
-        for (stream, log, keep_tail) in streams {
-            let Some(mut stream) = stream else {
-                let _ = done.send(());
-                continue;
-            };
+        let streams: [(Stream, KeptTail, bool); 2] = [(stdout, out_log, false), (stderr, err_log, true)];
+        for (mut stream, log, keep_tail) in streams {
             let progress = Arc::clone(&self.progress);
             let tail = Arc::clone(tail);
             let done = done.clone();

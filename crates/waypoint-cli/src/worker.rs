@@ -259,6 +259,7 @@ impl Slot<'_> {
             logs: None,
             lease: Some(LeaseKeeper::new(self.args.lease)),
             draining: false,
+            supervisor: None,
         }
         .run_all()
     }

@@ -459,6 +459,17 @@ fn run_plan_file(
     let progress = Arc::new(Progress::new(ui.err, ui.stderr_is_terminal, total, ui.width));
     let sidecar = location.sidecar();
     let outputs = Default::default();
-    Runner { run, sidecar: &sidecar, file, progress, events, outputs, logs: None, lease: None, draining: false }
-        .run_all()
+    Runner {
+        run,
+        sidecar: &sidecar,
+        file,
+        progress,
+        events,
+        outputs,
+        logs: None,
+        lease: None,
+        draining: false,
+        supervisor: None,
+    }
+    .run_all()
 }
