@@ -2,9 +2,10 @@
 
 use serde_json::{json, Map, Value};
 use std::path::Path;
+use waypoint_application::engine::EngineError;
 use waypoint_application::{ErrorKind, ServiceError, StoreError};
 
-use waypoint_domain::{ChangedStep, PlanError, PlanId, ResumeIneligibleReason, StepChange, StepNumber};
+use waypoint_domain::{ChangedStep, PlanError, PlanId, ResumeIneligibleReason, ResumeSummary, StepChange, StepNumber};
 
 use crate::text::{local_time, shown_path};
 
@@ -264,4 +265,27 @@ fn shell_word(text: &str) -> String {
 /// Messages go on one line of stderr: fold any embedded newlines.
 pub fn one_line(text: &str) -> String {
     text.split('\n').map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// The CLI's error for an engine refusal or failure.
+pub fn engine_error(plan_id: &PlanId, error: EngineError) -> CliError {
+    match error {
+        EngineError::StillRunning { plan_id } => crate::store::run_lock_busy(&plan_id),
+        EngineError::Service(service) => service.into(),
+        EngineError::RunLock(lost) => ServiceError::RunLock(lost).into(),
+        EngineError::NotResumable { plan_id, reasons, summary } => not_resumable(plan_id, reasons, &summary).into(),
+        EngineError::StepMismatch { step, recorded, given } => {
+            ServiceError::Plan { plan_id: plan_id.clone(), source: PlanError::StepMismatch { step, recorded, given } }
+                .into()
+        }
+        EngineError::StepFailed { message, .. } => CliError::new(exit::UNEXPECTED, "step_failed", message.to_string()),
+        other => CliError::unexpected(format!("plan {plan_id}: {other}")),
+    }
+}
+
+/// A refused resume as the service words it: every reason, and the steps that changed since
+/// they completed.
+pub fn not_resumable(plan_id: PlanId, reasons: Vec<ResumeIneligibleReason>, summary: &ResumeSummary) -> ServiceError {
+    let changed_steps = summary.changed_steps.iter().filter(|c| c.completed).cloned().collect();
+    ServiceError::Plan { plan_id, source: PlanError::NotEligible { reasons, changed_steps } }
 }

@@ -1,6 +1,7 @@
 //! `waypoint`: the command line of Waypoint. Parses arguments, runs one command, prints its result,
 //! and turns any failure into the contract's exit code (see `waypoint --help`).
 
+mod capture;
 mod cli;
 mod commands;
 mod compact;
@@ -15,6 +16,7 @@ mod progress;
 mod render;
 mod runner;
 mod sidecar;
+mod signals;
 mod steps;
 mod store;
 mod supervise;

@@ -6,54 +6,40 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::{OsStr, OsString};
-use std::io::Read;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use rustix::process::{kill_process_group, Pid, Signal};
 use serde_json::{json, Value};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use signal_hook::consts::SIGTERM;
 pub use waypoint_application::engine::{format_duration, signal_name};
 use waypoint_application::engine::{
     AttemptTicket, EngineError, EngineRun, Gate, Retry, StepFailure, StepResult, StepTurn, Stopped as EngineStopped,
 };
 use waypoint_application::{LogStream, PlanStore, ServiceError};
-use waypoint_domain::{Artifact, PlanError, PlanId, ResumeIneligibleReason, ResumeSummary, StepNumber, StepOutput};
+use waypoint_domain::{Artifact, PlanError, PlanId, StepNumber, StepOutput};
 
-use crate::error::{exit, one_line, CliError};
+use crate::capture::{self, last_line, stderr_tail};
+use crate::error::{engine_error, exit, one_line, CliError};
 use crate::logs::KeptTail;
 use crate::outputs::{digest_outputs, read_step_outputs};
 use crate::plan_file::{PlanFile, Step};
 use crate::progress::{Progress, StepEnd};
 use crate::render::StepReport;
 use crate::sidecar::Sidecar;
+use crate::signals::{Event, Events};
 use crate::store::AnyStore;
 use crate::supervise::{self, AttemptSpec, Begun, Ended, ShellEnd, Supervisor, GRACE};
 use crate::text::shown_path;
+use crate::worker::LeaseKeeper;
 
 /// How often the progress display redraws while a step runs (its clock and spinner move).
 const TICK: Duration = Duration::from_millis(100);
 /// How long to wait, after a step exits, for output still buffered in its pipes. Output held open
 /// by a process the step left behind must not keep the runner forever.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
-/// How much of a failed step's stderr goes into the plan's error.
-const TAIL_LINES: usize = 20;
-const TAIL_CHARS: usize = 2000;
-
-/// What the runner waits for while a step runs: a signal, or a step's process exiting.
-#[derive(Debug)]
-enum Event {
-    Signal(i32),
-    Exited {
-        step: u32,
-        end: StepExit,
-    },
-    /// A worker drains (ADR 0017): the running step may finish, but no further step starts.
-    Drain,
-}
 
 /// How a step's shell ended, once its supervisor is gone (and with it every process of the step).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,61 +72,6 @@ impl StepExit {
             }
         }
     }
-}
-
-/// SIGINT and SIGTERM, handled by the runner instead of ending it, arrive here as events, next to
-/// the exits of the steps' processes: the runner reacts to either at once, without polling.
-#[derive(Debug)]
-pub struct Events {
-    sender: Sender<Event>,
-    receiver: Receiver<Event>,
-}
-
-impl Events {
-    /// Events that no signal reaches by itself: a worker's slot, told by the worker what its
-    /// signals mean ([`Nudge`]).
-    pub fn unwatched() -> Self {
-        let (sender, receiver) = mpsc::channel();
-        Events { sender, receiver }
-    }
-
-    /// A handle that tells the run using these events to drain or to stop.
-    pub fn nudge(&self) -> Nudge {
-        Nudge(self.sender.clone())
-    }
-}
-
-/// Tells a run to drain (finish its step, start no other) or to stop as on a signal.
-#[derive(Debug, Clone)]
-pub struct Nudge(Sender<Event>);
-
-impl Nudge {
-    /// The running step may finish; the run then records its interruption and stops.
-    pub fn drain(&self) {
-        let _ = self.0.send(Event::Drain);
-    }
-
-    /// As if `signal` reached the run: it is passed to the running step's process group.
-    pub fn signal(&self, signal: i32) {
-        let _ = self.0.send(Event::Signal(signal));
-    }
-}
-
-/// Starts watching for SIGINT and SIGTERM. Call it before the plan is touched, so that a signal
-/// never finds the plan half-recorded.
-pub fn watch_signals() -> Result<Events, CliError> {
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM]).map_err(|e| CliError::unexpected(format!("cannot watch for signals: {e}")))?;
-    let (sender, receiver) = mpsc::channel();
-    let signal_sender = sender.clone();
-    std::thread::spawn(move || {
-        for signal in signals.forever() {
-            if signal_sender.send(Event::Signal(signal)).is_err() {
-                break;
-            }
-        }
-    });
-    Ok(Events { sender, receiver })
 }
 
 /// How a run of the plan file ended without an error: every step done (`stopped: None`), or
@@ -178,33 +109,6 @@ pub struct Runner<'a> {
     pub supervisor: Option<Supervisor>,
 }
 
-/// Keeps a worker's lease while its step runs (ADR 0017): renewed every third of its length,
-/// and, when renewals fail, the step is killed before the lease can run out, so a taken-over
-/// step never runs on two machines at once.
-#[derive(Debug)]
-pub struct LeaseKeeper {
-    length: Duration,
-    /// When the last renewal that succeeded was asked for: the lease lasts from no earlier.
-    renewed_at: Instant,
-}
-
-impl LeaseKeeper {
-    /// A keeper for a lease of `length`, granted just now.
-    pub fn new(length: Duration) -> Self {
-        Self { length, renewed_at: Instant::now() }
-    }
-
-    fn renew_due(&self) -> bool {
-        self.renewed_at.elapsed() >= self.length / 3
-    }
-
-    /// Past this, the lease may have run out: the step must be dead by then. A fifth of the
-    /// lease is left for the kill to land.
-    fn must_stop(&self) -> bool {
-        self.renewed_at.elapsed() >= self.length.mul_f64(0.8)
-    }
-}
-
 /// The output of the attempt that runs now: stdout's and stderr's kept ends, and when the store
 /// last got them.
 #[derive(Debug)]
@@ -230,60 +134,12 @@ struct Waited {
     timed_out: bool,
 }
 
-/// One of a step's output streams.
-type Stream = Box<dyn Read + Send>;
-
 /// How one attempt ended, with the last lines of its stderr.
 struct Ran {
     status: Option<StepExit>,
     signal: Option<i32>,
     timed_out: bool,
     tail: Vec<String>,
-}
-
-/// The longest line shown on the progress display or kept in the stderr tail; the rest of a
-/// longer line is dropped (the log keeps the bytes, up to its cap).
-const MAX_LINE_BYTES: usize = 8 * 1024;
-
-/// Splits a stream's chunks into lines, holding at most [`MAX_LINE_BYTES`] of a line.
-#[derive(Debug, Default)]
-struct LineSplitter {
-    pending: Vec<u8>,
-    dropped: usize,
-}
-
-impl LineSplitter {
-    fn push(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(String)) {
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
-            self.keep(&bytes[..end]);
-            self.flush(emit);
-            bytes = &bytes[end + 1..];
-        }
-        self.keep(bytes);
-    }
-
-    fn keep(&mut self, bytes: &[u8]) {
-        let room = MAX_LINE_BYTES.saturating_sub(self.pending.len());
-        let kept = bytes.len().min(room);
-        self.pending.extend_from_slice(&bytes[..kept]);
-        self.dropped += bytes.len() - kept;
-    }
-
-    fn flush(&mut self, emit: &mut impl FnMut(String)) {
-        let mut line = String::from_utf8_lossy(&self.pending).trim_end_matches('\r').to_owned();
-        if self.dropped > 0 {
-            line.push_str(&format!(" … ({} more bytes on this line)", self.dropped));
-        }
-        emit(line);
-        self.pending.clear();
-        self.dropped = 0;
-    }
-
-    fn finish(&mut self, emit: &mut impl FnMut(String)) {
-        if !self.pending.is_empty() || self.dropped > 0 {
-            self.flush(emit);
-        }
-    }
 }
 
 impl Runner<'_> {
@@ -538,7 +394,7 @@ impl Runner<'_> {
             written_at: Instant::now(),
             warned: false,
         });
-        let drained = self.forward_output([Box::new(stdout), Box::new(stderr)], &tail, logs);
+        let drained = capture::forward(&self.progress, [Box::new(stdout), Box::new(stderr)], &tail, logs);
         let exited = self.events.sender.clone();
         std::thread::spawn(move || {
             let end = StepExit::from_supervisor(ending.wait());
@@ -703,50 +559,6 @@ impl Runner<'_> {
         }
     }
 
-    /// Passes the step's stdout and stderr through the progress display and into their capped
-    /// logs, keeping stderr's last lines. Reads in chunks, so a step printing one huge line costs
-    /// bounded memory. The receiver gets one message per stream when it closes.
-    fn forward_output(
-        &self,
-        [stdout, stderr]: [Stream; 2],
-        tail: &Arc<Mutex<VecDeque<String>>>,
-        logs: [KeptTail; 2],
-    ) -> Receiver<()> {
-        let (done, drained) = mpsc::channel();
-        let [out_log, err_log] = logs;
-        let streams: [(Stream, KeptTail, bool); 2] = [(stdout, out_log, false), (stderr, err_log, true)];
-        for (mut stream, log, keep_tail) in streams {
-            let progress = Arc::clone(&self.progress);
-            let tail = Arc::clone(tail);
-            let done = done.clone();
-            std::thread::spawn(move || {
-                let mut lines = LineSplitter::default();
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut emit = |line: String| {
-                    progress.output(&line);
-                    if keep_tail {
-                        let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
-                        tail.push_back(line);
-                        if tail.len() > TAIL_LINES {
-                            tail.pop_front();
-                        }
-                    }
-                };
-                loop {
-                    let n = match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    log.push(&buf[..n]);
-                    lines.push(&buf[..n], &mut emit);
-                }
-                lines.finish(&mut emit);
-                let _ = done.send(());
-            });
-        }
-        drained
-    }
-
     /// The error that ends a run whose step failed for good (exit 1); the engine has recorded
     /// the plan's failure.
     fn failed(&self, n: u32, step: &Step, failure: &StepFailure, tail: &str) -> CliError {
@@ -805,68 +617,6 @@ fn failure_of(status: Option<&StepExit>, timed_out: bool, timeout: Option<Durati
         Some(StepExit::Lost(text)) => StepFailure::Error { message: format!("could not be run: {}", one_line(text)) },
         None => StepFailure::Error { message: "ended in an unknown way".to_owned() },
     }
-}
-
-/// The CLI's error for an engine refusal or failure.
-pub fn engine_error(plan_id: &PlanId, error: EngineError) -> CliError {
-    match error {
-        EngineError::StillRunning { plan_id } => crate::store::run_lock_busy(&plan_id),
-        EngineError::Service(service) => service.into(),
-        EngineError::RunLock(lost) => ServiceError::RunLock(lost).into(),
-        EngineError::NotResumable { plan_id, reasons, summary } => not_resumable(plan_id, reasons, &summary).into(),
-        EngineError::StepMismatch { step, recorded, given } => {
-            ServiceError::Plan { plan_id: plan_id.clone(), source: PlanError::StepMismatch { step, recorded, given } }
-                .into()
-        }
-        EngineError::StepFailed { message, .. } => CliError::new(exit::UNEXPECTED, "step_failed", message.to_string()),
-        other => CliError::unexpected(format!("plan {plan_id}: {other}")),
-    }
-}
-
-/// A refused resume as the service words it: every reason, and the steps that changed since
-/// they completed.
-pub fn not_resumable(plan_id: PlanId, reasons: Vec<ResumeIneligibleReason>, summary: &ResumeSummary) -> ServiceError {
-    let changed_steps = summary.changed_steps.iter().filter(|c| c.completed).cloned().collect();
-    ServiceError::Plan { plan_id, source: PlanError::NotEligible { reasons, changed_steps } }
-}
-
-/// The end of a step's stderr, made safe to record and print: colour sequences dropped, other
-/// control characters (but newline and tab) replaced, at most `TAIL_CHARS` characters.
-pub fn stderr_tail(lines: &[String]) -> String {
-    let text = strip_control(&lines.join("\n"));
-    let text = text.trim();
-    let chars = text.chars().count();
-    if chars > TAIL_CHARS {
-        text.chars().skip(chars - TAIL_CHARS).collect()
-    } else {
-        text.to_owned()
-    }
-}
-
-fn strip_control(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            // CSI sequences (`ESC [ … final byte`), such as colours: dropped whole.
-            '\x1b' if chars.peek() == Some(&'[') => {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            '\n' | '\t' => out.push(c),
-            c if c.is_control() => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn last_line(text: &str) -> Option<String> {
-    text.lines().rev().find(|l| !l.trim().is_empty()).map(one_line)
 }
 
 fn rustix_signal(signal: i32) -> Signal {

@@ -188,10 +188,10 @@ fn bars_and_ages_read_well() {
 #[test]
 fn a_stderr_tail_is_printable_and_bounded() {
     let lines: Vec<String> = ["\x1b[31merror\x1b[0m: disk full\r", "bell\x07 tab\tend"].map(String::from).to_vec();
-    assert_eq!(crate::runner::stderr_tail(&lines), "error: disk full\u{fffd}\nbell\u{fffd} tab\tend");
+    assert_eq!(crate::capture::stderr_tail(&lines), "error: disk full\u{fffd}\nbell\u{fffd} tab\tend");
     let long = vec!["x".repeat(5000)];
-    assert_eq!(crate::runner::stderr_tail(&long).chars().count(), 2000);
-    assert!(waypoint_domain::Message::parse(&crate::runner::stderr_tail(&lines)).is_ok());
+    assert_eq!(crate::capture::stderr_tail(&long).chars().count(), 2000);
+    assert!(waypoint_domain::Message::parse(&crate::capture::stderr_tail(&lines)).is_ok());
 }
 
 #[test]

@@ -21,8 +21,9 @@ use crate::commands::PLAN_FILE_FORMAT;
 use crate::error::CliError;
 use crate::plan_file::PlanFile;
 use crate::progress::Progress;
-use crate::runner::{signal_name, Events, LeaseKeeper, Nudge, RunEnd, Runner, Stopped};
+use crate::runner::{signal_name, RunEnd, Runner, Stopped};
 use crate::sidecar::Sidecar;
+use crate::signals::{Events, Nudge};
 use crate::store::{AnyStore, LocationExt, Service, StoreLocation};
 use crate::text::{cut, escape_controls};
 use crate::ui::Ui;
@@ -330,5 +331,32 @@ impl SayStep {
             &rich,
             json!({ "worker": self.worker, "step": step, "name": name, "status": what }),
         );
+    }
+}
+
+/// Keeps a worker's lease while its step runs (ADR 0017): renewed every third of its length,
+/// and, when renewals fail, the step is killed before the lease can run out, so a taken-over
+/// step never runs on two machines at once.
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    length: Duration,
+    /// When the last renewal that succeeded was asked for: the lease lasts from no earlier.
+    pub(crate) renewed_at: Instant,
+}
+
+impl LeaseKeeper {
+    /// A keeper for a lease of `length`, granted just now.
+    pub fn new(length: Duration) -> Self {
+        Self { length, renewed_at: Instant::now() }
+    }
+
+    pub(crate) fn renew_due(&self) -> bool {
+        self.renewed_at.elapsed() >= self.length / 3
+    }
+
+    /// Past this, the lease may have run out: the step must be dead by then. A fifth of the
+    /// lease is left for the kill to land.
+    pub(crate) fn must_stop(&self) -> bool {
+        self.renewed_at.elapsed() >= self.length.mul_f64(0.8)
     }
 }

@@ -8,8 +8,9 @@ use waypoint_domain::{describe_changes, ChangedStep, PlanStatus};
 
 use super::*;
 use crate::error::rerun_command;
+use crate::error::{engine_error, not_resumable};
 use crate::keys::PlanFileKey;
-use crate::runner::{engine_error, not_resumable, RunEnd, Stopped};
+use crate::runner::{RunEnd, Stopped};
 use crate::store::AnyStore;
 use crate::text::with_name;
 
