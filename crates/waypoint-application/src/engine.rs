@@ -825,6 +825,9 @@ pub struct EngineRun<S> {
     resumed: Option<ResumePoint>,
     /// The run's spans and operator log (ADR 0016), boxed to keep the run small to move.
     trace: Box<RunTrace>,
+    /// The plan as this run's last step record left it: the next record is decided against it
+    /// rather than a copy read back from the store (`PlanResumeService::execute_known`).
+    known: Option<PlanView>,
 }
 
 impl<S: PlanStore> EngineRun<S> {
@@ -838,6 +841,7 @@ impl<S: PlanStore> EngineRun<S> {
     ) -> Self {
         EngineRun {
             trace: Box::new(RunTrace::start(&plan_id, view.state.name.as_ref(), resumed)),
+            known: None,
             service,
             plan_id,
             guard,
@@ -905,8 +909,8 @@ impl<S: PlanStore> EngineRun<S> {
             lease: self.guard.lease(),
             ..StepStart::new(step, decision_id.clone())
         };
-        match self.service.record_step_started(&self.plan_id, start).await {
-            Ok(_) => {}
+        match self.service.record_step_started_after(&self.plan_id, start, self.known.take()).await {
+            Ok(view) => self.known = Some(view),
             // A pause asked for meanwhile: this is the step boundary where the run stops.
             Err(ServiceError::Plan { source: PlanError::PauseRequested { .. }, .. }) => {
                 self.service.record_shutdown(&self.plan_id, Message::lossy(PAUSED_REASON)).await?;
@@ -974,7 +978,10 @@ impl<S: PlanStore> EngineRun<S> {
             output: result.output,
             fingerprint: result.fingerprint,
         };
-        let recorded = self.service.record_step_checkpoint(&self.plan_id, checkpoint).await?.checkpoint;
+        let (recorded, view) =
+            self.service.record_step_checkpoint_after(&self.plan_id, checkpoint, self.known.take()).await?;
+        self.known = Some(view);
+        let recorded = recorded.checkpoint;
         self.checkpoints.push(recorded.clone());
         self.uncertain = None;
         self.trace.end_step(Outcome::Completed, None);

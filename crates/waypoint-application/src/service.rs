@@ -390,12 +390,23 @@ impl<S: PlanStore> PlanResumeService<S> {
     /// Records the intent to run a step: until its checkpoint lands it is the uncertain step.
     /// Under a lease ([`StepStart::lease`]) it also renews the caller's lease, which it must hold.
     pub async fn record_step_started(&self, plan_id: &PlanId, start: StepStart) -> Result<PlanView, ServiceError> {
+        self.record_step_started_after(plan_id, start, None).await
+    }
+
+    /// [`Self::record_step_started`], decided first against `known` (see [`Self::execute_known`]).
+    pub(crate) async fn record_step_started_after(
+        &self,
+        plan_id: &PlanId,
+        start: StepStart,
+        known: Option<PlanView>,
+    ) -> Result<PlanView, ServiceError> {
         let StepStart { step, decision_id, name, attempt, lease } = start;
         let lease = match lease {
             Some(lease) => Some(self.lease_from_now(lease).await?),
             None => None,
         };
-        self.execute(plan_id, PlanCommand::StartStep { step, decision_id, name, attempt, lease }).await
+        let command = PlanCommand::StartStep { step, decision_id, name, attempt, lease };
+        Ok(self.execute_known(plan_id, known, command).await?.0)
     }
 
     /// Records that an attempt at the running step failed and will be retried: the plan stays
@@ -417,6 +428,17 @@ impl<S: PlanStore> PlanResumeService<S> {
         plan_id: &PlanId,
         checkpoint: StepCheckpoint,
     ) -> Result<CheckpointRecorded, ServiceError> {
+        Ok(self.record_step_checkpoint_after(plan_id, checkpoint, None).await?.0)
+    }
+
+    /// [`Self::record_step_checkpoint`], decided first against `known` (see
+    /// [`Self::execute_known`]); also returns the plan's view after it.
+    pub(crate) async fn record_step_checkpoint_after(
+        &self,
+        plan_id: &PlanId,
+        checkpoint: StepCheckpoint,
+        known: Option<PlanView>,
+    ) -> Result<(CheckpointRecorded, PlanView), ServiceError> {
         let step = checkpoint.step;
         let command = PlanCommand::RecordCheckpoint {
             checkpoint_id: CheckpointId::from_uuid(Uuid::new_v4()),
@@ -428,10 +450,10 @@ impl<S: PlanStore> PlanResumeService<S> {
             output: checkpoint.output,
             fingerprint: checkpoint.fingerprint,
         };
-        let (view, appended) = self.execute_appending(plan_id, command).await?;
+        let (view, appended) = self.execute_known(plan_id, known, command).await?;
         let checkpoint =
             view.state.resume.checkpoint(step).cloned().expect("an accepted checkpoint is in the folded state");
-        Ok(CheckpointRecorded { checkpoint, appended })
+        Ok((CheckpointRecorded { checkpoint, appended }, view))
     }
 
     /// Records a graceful shutdown. Returns `false` when it was already recorded (idempotent).
@@ -727,6 +749,29 @@ impl<S: PlanStore> PlanResumeService<S> {
             }
             other => other,
         }
+    }
+
+    /// [`Self::execute_appending`], decided first against `known`: the view the caller's own
+    /// last command returned, so that a runner recording step after step does not read the
+    /// plan back (for a plan of many steps, a copy of every checkpoint) before each one. The
+    /// expected-version check makes that safe: if anyone wrote since, the append is refused and
+    /// the command is decided again against the plan as it is now. So is a refusal by the
+    /// domain, and a decision that writes nothing (an idempotent repeat), which the known view
+    /// alone may not be trusted to settle.
+    pub(crate) async fn execute_known(
+        &self,
+        plan_id: &PlanId,
+        known: Option<PlanView>,
+        command: PlanCommand,
+    ) -> Result<(PlanView, bool), ServiceError> {
+        if let Some(view) = known {
+            match self.execute_on(plan_id, Some(view), vec![command.clone()]).await {
+                Ok((view, true)) => return Ok((view, true)),
+                Ok((_, false)) | Err(ServiceError::Store(StoreError::Conflict { .. }) | ServiceError::Plan { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        self.execute_appending(plan_id, command).await
     }
 
     /// Decides `commands` against `view` and appends the result with an expected-version check.

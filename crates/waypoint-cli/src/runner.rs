@@ -227,7 +227,7 @@ impl Runner<'_> {
             let ran = self.run_attempt(n, step, &ticket)?;
             // A step that exited 0 did its work, even if a signal came meanwhile: record it.
             let outcome = match &ran.status {
-                Some(status) if status.success() && !ran.timed_out => self.collect(n, step, &ticket),
+                Some(status) if status.success() && !ran.timed_out => self.collect(step),
                 status => Err(failure_of(status.as_ref(), ran.timed_out, step.timeout)),
             };
             let completed = match outcome {
@@ -298,7 +298,7 @@ impl Runner<'_> {
 
     /// What a step that exited 0 produced: its declared outputs must be files, and what it
     /// wrote to `$WAYPOINT_OUTPUT` must parse; otherwise the attempt failed like any other.
-    fn collect(&self, n: u32, step: &Step, ticket: &AttemptTicket) -> Result<StepResult, StepFailure> {
+    fn collect(&self, step: &Step) -> Result<StepResult, StepFailure> {
         let snapshot_id = if step.outputs.is_empty() {
             None
         } else {
@@ -306,7 +306,7 @@ impl Runner<'_> {
                 .map_err(|e| StepFailure::Error { message: format!("exited 0 but its declared {e}") })?;
             Some(digest)
         };
-        let written = read_step_outputs(&self.sidecar.output_file(self.plan_id(), n, ticket.attempt.get()))
+        let written = read_step_outputs(&self.sidecar.output_file(self.plan_id()))
             .map_err(|e| StepFailure::Error { message: format!("exited 0 but {e}") })?;
         let output = if written.is_empty() {
             None
@@ -331,7 +331,7 @@ impl Runner<'_> {
         self.sidecar
             .prepare(plan_id)
             .map_err(|e| CliError::unexpected(format!("cannot create the plan's run folder beside the store: {e}")))?;
-        let output_file = self.sidecar.output_file(plan_id, n, attempt.get());
+        let output_file = self.sidecar.output_file(plan_id);
         let outputs_file = self.sidecar.outputs_file(plan_id);
         crate::sidecar::write_private(&output_file, b"")
             .and_then(|()| {

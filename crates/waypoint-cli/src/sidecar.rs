@@ -50,9 +50,11 @@ impl Sidecar {
         waypoint_store_file::plan_attempt_lock(&self.root, plan_id)
     }
 
-    /// The file a step appends its outputs to (`$WAYPOINT_OUTPUT`).
-    pub fn output_file(&self, plan_id: &PlanId, step: u32, attempt: u32) -> PathBuf {
-        self.run_dir(plan_id).join(format!("{step}-{attempt}.output"))
+    /// The file a step appends its outputs to (`$WAYPOINT_OUTPUT`): one per plan, emptied
+    /// before each attempt (attempts of a plan never run at once) and read after it. One file
+    /// rather than one per attempt: creating a file is a good part of what a short step costs.
+    pub fn output_file(&self, plan_id: &PlanId) -> PathBuf {
+        self.run_dir(plan_id).join("step.output")
     }
 
     /// The completed steps' outputs, as JSON, for the next step (`$WAYPOINT_OUTPUTS`).
@@ -112,21 +114,39 @@ impl Sidecar {
     }
 }
 
-/// Creates or empties the file at `path` with `bytes`, private to the store's owner (0600,
-/// whatever the umask) and never through a symbolic link a step may have planted there.
+/// Creates or replaces the contents of the file at `path` with `bytes`, private to the store's
+/// owner (0600, whatever the umask) and never through a symbolic link a step may have planted
+/// there.
+///
+/// The file is written over in place and then cut to its new length, never emptied first: on
+/// ext4, a file truncated to nothing and written again is flushed with the next journal commit
+/// (`auto_da_alloc`), so every durable append of the store would wait for it, and
+/// `$WAYPOINT_OUTPUTS`, rewritten before each step, grows with the plan.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut file = File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
+    let open = || {
+        File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+    };
+    let mut file = match open() {
+        // A symbolic link an earlier step planted here is removed (the link itself, never what
+        // it points at) and the file made anew.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            std::fs::remove_file(path)?;
+            open()?
+        }
+        other => other?,
+    };
     // A file that existed keeps its mode through open: make it private too.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(bytes)
+    file.write_all(bytes)?;
+    file.set_len(bytes.len() as u64)
 }
 
 /// `dir` is a real folder (not a link) that this user owns and that no one else can write.

@@ -376,3 +376,23 @@ fn a_fork_run_of_a_plan_that_runs_now_is_refused() {
         );
     });
 }
+
+#[test]
+fn a_run_that_records_against_its_own_last_view_sees_what_others_wrote_meanwhile() {
+    block_on(async {
+        let service = PlanResumeService::new(InMemoryStore::new());
+        let key = key("known-view");
+        let mut run = start(&service, &key).await;
+        let first = run_attempt(&mut run, 1).await;
+        run.completed(&first, StepResult::default()).await.unwrap();
+        // Someone else writes between two of the run's records: the run's view is stale now.
+        service.pause(run.plan_id(), waypoint_domain::Actor::parse("operator").unwrap(), None).await.unwrap();
+        match run.begin_step(step(2), &name("s2")).await.unwrap() {
+            StepTurn::Paused => {}
+            other => panic!("the pause asked for meanwhile stops the run at the step boundary: {other:?}"),
+        }
+        let view = service.load(run.plan_id()).await.unwrap();
+        assert_eq!(view.state.resume.checkpoints.len(), 1, "step 1 recorded once, step 2 never started");
+        assert!(view.state.resume.uncertain_step.is_none());
+    })
+}
