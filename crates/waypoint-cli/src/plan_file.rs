@@ -165,6 +165,8 @@ impl PlanFile {
             None => base.to_path_buf(),
         };
         let mut steps = Vec::with_capacity(raw.steps.len());
+        // Each name's step number, so that a repeated name is found in one look, not a scan.
+        let mut named: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (index, step) in raw.steps.into_iter().enumerate() {
             let n = index + 1;
             if step.name.trim().is_empty() {
@@ -175,10 +177,9 @@ impl PlanFile {
             let label = format!("step {n} ({})", escape_controls(&step.name));
             // Later steps find outputs by step name (`$WAYPOINT_OUTPUTS`): two steps of one name
             // would hide the first one's.
-            if let Some(first) = steps.iter().position(|s: &Step| s.name == step.name) {
+            if let Some(first) = named.insert(step.name.clone(), n) {
                 return Err(invalid(format!(
-                    "steps {} and {n} are both named {:?}; give every step its own name",
-                    first + 1,
+                    "steps {first} and {n} are both named {:?}; give every step its own name",
                     escape_controls(&step.name)
                 )));
             }
