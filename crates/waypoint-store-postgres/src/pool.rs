@@ -306,7 +306,10 @@ impl Conn {
             )?,
         };
         let row = client
-            .query_one("SELECT pg_backend_pid(), backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()", &[])
+            .query_one(
+                "SELECT pg_backend_pid(), backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                &[],
+            )
             .map_err(|e| PgStoreError::from_driver(target, "identify the connection's server process", e))?;
         let backend = Backend { pid: row.get(0), started: row.get(1) };
         Ok(Conn { client, statements, backend })

@@ -1,16 +1,21 @@
 //! `PostgresStore`: the event-store port over PostgreSQL. Every call runs synchronously on a
 //! pooled connection and returns a ready future, like the file store.
 //!
-//! Why this file is long (about 720 lines): the append, the reads and the whole-log reader share
-//! one invariant (a reader never passes an append in flight, see ADR 0007), and keeping the SQL
-//! that upholds it in one file keeps it reviewable as one piece.
+//! Why this file is long (about 1,200 lines): the append, the reads and the whole-log reader
+//! share one invariant (a reader never passes an append in flight, see ADR 0007), and keeping the
+//! SQL that upholds it in one file keeps it reviewable as one piece.
 //!
-//! An append is one transaction: lock the plan's catalog row (which serialises appends to the
-//! plan), check the expected version, then insert the events and update the row in one
-//! statement. The log's `UNIQUE (plan_id, version)` is the last guard: a violation is a conflict.
-//! A row that is a retention tombstone refuses the append (`Removed`). Retention removes plans in
-//! batches, each one transaction that locks the batch's rows, so an append and a removal of the
-//! same plan are ordered by that row lock too.
+//! An append is normally one statement in one round trip (`waypoint_append`, migration 6): the
+//! events with the catalog row as it will be after them, written only if the row is still at the
+//! version the view was folded from. That view comes from the row this store's last append to
+//! the plan wrote (a small cache), or else from reading the row. When the statement writes
+//! nothing, the append runs as a transaction that locks the plan's catalog row (which serialises
+//! appends to the plan), checks the expected version, then inserts the events and updates the
+//! row in one statement. The log's `UNIQUE (plan_id, version)` is the last guard: a violation is
+//! a conflict. A row that is a retention tombstone refuses the append (`Removed`). Retention
+//! removes plans in batches, each one transaction that locks the batch's rows, so an append and a
+//! removal of the same plan are ordered by that row lock too. An append whose answer was lost
+//! with its connection is settled before anything is reported (see `settle`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -179,10 +184,7 @@ impl PostgresStore {
 
     /// Runs a writing transaction on a pooled connection. If its `BEGIN` failed on a connection
     /// that had died while idle (nothing else was sent), runs it once more on a fresh one.
-    pub(crate) fn write<T>(
-        &self,
-        once: impl FnMut(&mut Conn) -> Result<T, AppendFailure>,
-    ) -> Result<T, PgStoreError> {
+    pub(crate) fn write<T>(&self, once: impl FnMut(&mut Conn) -> Result<T, AppendFailure>) -> Result<T, PgStoreError> {
         self.write_attempt(once).map_err(|failure| match failure {
             BeginFailed(error) | Failed(error) | Uncertain { error, .. } => error,
         })
@@ -765,7 +767,10 @@ pub(crate) enum AppendFailure {
     Failed(PgStoreError),
     /// The commit was sent on the connection to `backend`, which broke before it answered: the
     /// append may have committed.
-    Uncertain { backend: Backend, error: PgStoreError },
+    Uncertain {
+        backend: Backend,
+        error: PgStoreError,
+    },
 }
 pub(crate) use AppendFailure::{BeginFailed, Failed, Uncertain};
 
@@ -978,7 +983,13 @@ impl CatalogWrite {
 
 /// A driver error of an append's write, typed: a unique violation on `(plan_id, version)` is a
 /// conflict (the last guard), an exhausted position sequence is `TooLarge`.
-fn append_error(plan_id: &PlanId, current: u32, target: &str, context: &'static str, e: postgres::Error) -> PgStoreError {
+fn append_error(
+    plan_id: &PlanId,
+    current: u32,
+    target: &str,
+    context: &'static str,
+    e: postgres::Error,
+) -> PgStoreError {
     if is_unique_violation(&e) {
         PgStoreError::Conflict { plan_id: plan_id.clone(), expected: current, actual: current + 1 }
     } else if is_sequence_exhausted(&e) {

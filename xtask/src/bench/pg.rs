@@ -119,10 +119,8 @@ impl Side {
         drop(store);
         let mut probe_client =
             postgres::Config::from_str(probe.url()).and_then(|c| c.connect(postgres::NoTls)).map_err(fail)?;
-        let row_bytes: i32 = probe_client
-            .query_one("SELECT pg_column_size(e.*) FROM waypoint_events e", &[])
-            .map_err(fail)?
-            .get(0);
+        let row_bytes: i32 =
+            probe_client.query_one("SELECT pg_column_size(e.*) FROM waypoint_events e", &[]).map_err(fail)?.get(0);
         drop(probe_client);
         self.bytes = vec![0x5A; row_bytes.max(1) as usize];
         let mut round_trips = Vec::new();
@@ -155,7 +153,8 @@ fn step_completed(step: u32) -> RecordedEvent {
         step: StepNumber::new(step.max(1)).expect("positive"),
         decision_id: DecisionId::parse(&format!("decision-{step}")).expect("valid"),
         snapshot_id: Some(
-            SnapshotId::parse("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08").expect("valid"),
+            SnapshotId::parse("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+                .expect("valid"),
         ),
         artifacts: vec![Artifact::parse("build/output/report.json").expect("valid")],
         name: None,
