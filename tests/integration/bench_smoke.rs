@@ -51,6 +51,9 @@ fn quick_bench_produces_every_figure() {
             "plan show, compacted vs before",
             "resume --dry-run, compacted vs before",
             "compaction vs bulk write, events/s",
+            "pg durable append vs bare commit",
+            "pg workflow step vs bare commit",
+            "pg 16 writers vs one, throughput",
         ]
     );
     for figure in figures {

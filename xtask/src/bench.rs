@@ -20,11 +20,12 @@ use waypoint_application::{Catalog, PlanResumeService, RecordedEvent};
 use waypoint_store_file::record::{self, FILE_HEADER};
 use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
+mod pg;
 mod traces;
 mod ui;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces|runner] [--format rich|json]
+    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces|runner|postgres] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
@@ -37,7 +38,11 @@ store, which builds the Python wheel with maturin into a throwaway virtualenv (m
 installed in python3 or $WAYPOINT_PYTHON); --only python measures that alone (with --quick, a
 smoke run of it on a dev build); --only ui builds the large store and measures the dashboard's page
 of 50 and its memory alone; --only traces measures a traced plan-file step against an untraced
-one alone; --only runner measures the plan-file runner's overhead per `true` step alone.";
+one alone; --only runner measures the plan-file runner's overhead per `true` step alone. The
+PostgreSQL figures (a durable append and a workflow step against a bare commit, 16 writers against
+one) run on the server WAYPOINT_TEST_POSTGRES_URL names, or on a throwaway cluster started with
+the server binaries `cargo xtask test` finds; without either the full run says they were not
+measured, and --only postgres (those figures alone) fails.";
 
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +59,8 @@ enum Only {
     Traces,
     /// The plan-file runner's overhead per `true` step.
     Runner,
+    /// The PostgreSQL store's appends, workflow step and writers.
+    Postgres,
 }
 
 /// How big the synthetic stores are.
@@ -167,7 +174,8 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
                 Some("ui") => only = Only::Ui,
                 Some("traces") => only = Only::Traces,
                 Some("runner") => only = Only::Runner,
-                _ => return usage_error("--only takes retention, python, ui, traces or runner"),
+                Some("postgres") => only = Only::Postgres,
+                _ => return usage_error("--only takes retention, python, ui, traces, runner or postgres"),
             },
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
@@ -258,6 +266,11 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only) -> Result
         figures.push(python_step_cost(root, &scratch.0, sizes.workflow_steps, quick)?);
         return Ok(report(figures, 0));
     }
+    if only == Only::Postgres {
+        let server = pg::Server::find().map_err(|e| format!("no PostgreSQL server to measure on: {e}"))?;
+        figures.extend(pg::figures(&server, quick)?);
+        return Ok(report(figures, 0));
+    }
     let waypoint = build_waypoint(root, quick)?;
     if only == Only::Traces {
         figures.push(traces::trace_overhead(
@@ -290,6 +303,12 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only) -> Result
     progress("measuring retention");
     let build = (large_events, built_in);
     figures.extend(retention(&waypoint, &large, &scratch.0.join("archive"), sizes, per_filler, build)?);
+    if only == Only::All {
+        match pg::Server::find() {
+            Ok(server) => figures.extend(pg::figures(&server, quick)?),
+            Err(why) => progress(&format!("the PostgreSQL figures were not measured: {why}")),
+        }
+    }
     if only == Only::All && !quick {
         figures.push(python_step_cost(root, &scratch.0, sizes.workflow_steps, quick)?);
     }

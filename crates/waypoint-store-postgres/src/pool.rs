@@ -34,10 +34,24 @@ impl std::fmt::Debug for Pool {
 pub(crate) struct Conn {
     pub(crate) client: Client,
     pub(crate) statements: Statements,
+    /// The server process behind this connection: after the connection broke during an append,
+    /// the append's outcome is settled by ending that process and looking (see `store.rs`).
+    pub(crate) backend: Backend,
+}
+
+/// A server process: its pid, and when it started (a pid alone may be reused by a later one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Backend {
+    pub(crate) pid: i32,
+    pub(crate) started: String,
 }
 
 /// The store's statements. Preparing them once per connection saves a round trip per query.
 pub(crate) struct Statements {
+    /// The append in one round trip (migration 6), and the catalog row it starts from when this
+    /// store has none cached.
+    pub(crate) append: Statement,
+    pub(crate) plan_row: Statement,
     pub(crate) lock_plan: Statement,
     pub(crate) insert_plan: Statement,
     pub(crate) write_events: Statement,
@@ -189,6 +203,10 @@ impl Conn {
         let mut prepare =
             |sql: &str| client.prepare(sql).map_err(|e| PgStoreError::from_driver(target, "prepare a statement", e));
         let statements = Statements {
+            append: prepare(
+                "SELECT waypoint_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            )?,
+            plan_row: prepare("SELECT version, view, removed_at FROM waypoint_plans WHERE plan_id = $1")?,
             // `removed_at` comes with the row the append locks anyway: a tombstone costs no query.
             lock_plan: prepare("SELECT version, view, removed_at FROM waypoint_plans WHERE plan_id = $1 FOR UPDATE")?,
             insert_plan: prepare(
@@ -287,6 +305,13 @@ impl Conn {
                  ORDER BY step, attempt, stream = 'stderr'",
             )?,
         };
-        Ok(Conn { client, statements })
+        let row = client
+            .query_one(
+                "SELECT pg_backend_pid(), backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .map_err(|e| PgStoreError::from_driver(target, "identify the connection's server process", e))?;
+        let backend = Backend { pid: row.get(0), started: row.get(1) };
+        Ok(Conn { client, statements, backend })
     }
 }

@@ -72,7 +72,7 @@ impl PostgresStore {
             let target = &self.pool().target;
             move |e| Failed(PgStoreError::from_driver(target, context, e))
         };
-        let Conn { client, statements: st } = conn;
+        let Conn { client, statements: st, .. } = conn;
         client
             .batch_execute("BEGIN")
             .map_err(|e| BeginFailed(PgStoreError::from_driver(&self.pool().target, "begin a removal", e)))?;

@@ -87,6 +87,43 @@ const MIGRATIONS: &[&str] = &[
       WHERE view IS NOT NULL;
     CREATE INDEX waypoint_plans_open_listing ON waypoint_plans (activity_ns DESC, plan_id COLLATE \"C\")
       WHERE view IS NOT NULL AND state NOT IN ('applied', 'cancelled');",
+    // 6: an append in one round trip (ADR 0007). The caller folded the events into the view of
+    // the version it expects; this takes the settle lock shared, then moves the catalog row on
+    // only if it is still at that version, no tombstone, and its last append's transaction id is
+    // below this one's (for a new plan: inserts the row unless one exists), and inserts the
+    // events only then. `false`: nothing was written, and the caller takes the locking path.
+    "CREATE FUNCTION waypoint_append(
+        p_plan_id text, p_expected bigint, p_versions bigint[], p_event_ids uuid[], p_recorded_at text[],
+        p_event_types text[], p_schema_versions integer[], p_data bytea[], p_version bigint, p_view text,
+        p_phase text, p_state text, p_last_activity_at text, p_queue text, p_queued_at text, p_activity_ns bigint)
+    RETURNS boolean LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock_shared(1465011527, 2);
+        IF p_expected = 0 THEN
+            INSERT INTO waypoint_plans (plan_id, version, last_transaction_id, view, phase, state,
+                last_activity_at, queue, queued_at, activity_ns)
+            VALUES (p_plan_id, p_version, pg_current_xact_id(), p_view, p_phase, p_state,
+                p_last_activity_at::timestamptz, p_queue, p_queued_at::timestamptz, p_activity_ns)
+            ON CONFLICT (plan_id) DO NOTHING;
+        ELSE
+            UPDATE waypoint_plans SET version = p_version, last_transaction_id = pg_current_xact_id(),
+                view = p_view, phase = p_phase, state = p_state,
+                last_activity_at = p_last_activity_at::timestamptz, queue = p_queue,
+                queued_at = p_queued_at::timestamptz, activity_ns = p_activity_ns
+            WHERE plan_id = p_plan_id AND version = p_expected AND removed_at IS NULL
+                AND last_transaction_id < pg_current_xact_id();
+        END IF;
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+        INSERT INTO waypoint_events (plan_id, version, event_id, recorded_at, event_type, schema_version, data)
+        SELECT p_plan_id, u.version, u.event_id, u.recorded_at, u.event_type, u.schema_version, u.data
+        FROM unnest(p_versions, p_event_ids, p_recorded_at, p_event_types, p_schema_versions, p_data)
+            AS u(version, event_id, recorded_at, event_type, schema_version, data)
+        ORDER BY u.version;
+        RETURN true;
+    END
+    $$;",
 ];
 
 /// Brings the database's schema to [`SCHEMA_VERSION`]; refuses one newer than this build.

@@ -1,19 +1,24 @@
 //! `PostgresStore`: the event-store port over PostgreSQL. Every call runs synchronously on a
 //! pooled connection and returns a ready future, like the file store.
 //!
-//! Why this file is long (about 720 lines): the append, the reads and the whole-log reader share
-//! one invariant (a reader never passes an append in flight, see ADR 0007), and keeping the SQL
-//! that upholds it in one file keeps it reviewable as one piece.
+//! Why this file is long (about 1,200 lines): the append, the reads and the whole-log reader
+//! share one invariant (a reader never passes an append in flight, see ADR 0007), and keeping the
+//! SQL that upholds it in one file keeps it reviewable as one piece.
 //!
-//! An append is one transaction: lock the plan's catalog row (which serialises appends to the
-//! plan), check the expected version, then insert the events and update the row in one
-//! statement. The log's `UNIQUE (plan_id, version)` is the last guard: a violation is a conflict.
-//! A row that is a retention tombstone refuses the append (`Removed`). Retention removes plans in
-//! batches, each one transaction that locks the batch's rows, so an append and a removal of the
-//! same plan are ordered by that row lock too.
+//! An append is normally one statement in one round trip (`waypoint_append`, migration 6): the
+//! events with the catalog row as it will be after them, written only if the row is still at the
+//! version the view was folded from. That view comes from the row this store's last append to
+//! the plan wrote (a small cache), or else from reading the row. When the statement writes
+//! nothing, the append runs as a transaction that locks the plan's catalog row (which serialises
+//! appends to the plan), checks the expected version, then inserts the events and updates the
+//! row in one statement. The log's `UNIQUE (plan_id, version)` is the last guard: a violation is
+//! a conflict. A row that is a retention tombstone refuses the append (`Removed`). Retention
+//! removes plans in batches, each one transaction that locks the batch's rows, so an append and a
+//! removal of the same plan are ordered by that row lock too. An append whose answer was lost
+//! with its connection is settled before anything is reported (see `settle`).
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
@@ -27,7 +32,7 @@ use waypoint_application::{
 use waypoint_domain::{EventId, PlanEvent, PlanId, QueueName, StepNumber};
 
 use crate::error::PgStoreError;
-use crate::pool::{Conn, Pool, Pooled};
+use crate::pool::{Backend, Conn, Pool, Pooled};
 use crate::retention;
 use crate::runlock::PgRunLocks;
 use crate::schema;
@@ -40,6 +45,10 @@ const VIEW_FORMAT: i32 = 1;
 const PAGE: i64 = 512;
 /// Attempts of one append when its transaction id came out below the plan's last one.
 const APPEND_ATTEMPTS: usize = 8;
+/// Plans whose catalog row the store keeps for its next append (see [`RowCache`]).
+const CACHED_ROWS: usize = 4096;
+/// How long settling an append whose answer was lost waits for its server process to end.
+const SETTLE_WAIT_MS: i64 = 10_000;
 
 /// The PostgreSQL store. Cheap to clone: clones share one pool of connections.
 #[derive(Debug, Clone)]
@@ -50,6 +59,7 @@ pub struct PostgresStore {
 #[derive(Debug)]
 struct Shared {
     pool: Arc<Pool>,
+    cache: RowCache,
     /// Kept alive as long as the store: a test database is dropped after the last handle.
     _attachment: Option<Box<dyn std::fmt::Debug + Send + Sync>>,
 }
@@ -67,6 +77,49 @@ enum Attempt {
     Done(u32),
     /// This transaction's id came out below the plan's last append's: try a new transaction.
     Again,
+    /// The one-statement append wrote nothing: the plan is not at the version its view was
+    /// folded from (or is removed, or its last append's transaction id is above this one's).
+    Missed,
+}
+
+/// What became of an append whose answer was lost.
+enum Settled {
+    Stored(u32),
+    /// Its transaction is over and wrote nothing; the error it met.
+    NotStored(PgStoreError),
+}
+
+/// A plan's catalog row as an append starts from it: the plan's version and its compact view.
+#[derive(Debug)]
+struct Base {
+    version: u32,
+    view: Option<PlanView>,
+}
+
+/// The catalog rows this store's appends last wrote (or the locking append last read), by
+/// plan: the next append to such a plan folds its events into the cached view and sends them
+/// in one statement, which writes only if the row is still at the cached version. An entry is
+/// taken out while an append uses it and put back only when the append succeeds.
+#[derive(Debug, Default)]
+struct RowCache {
+    rows: Mutex<HashMap<PlanId, Base>>,
+}
+
+impl RowCache {
+    fn take(&self, plan_id: &PlanId) -> Option<Base> {
+        self.rows.lock().unwrap_or_else(|p| p.into_inner()).remove(plan_id)
+    }
+
+    fn put(&self, plan_id: &PlanId, base: Base) {
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        if rows.len() >= CACHED_ROWS {
+            // Any entry will do: a plan not cached costs one more round trip, nothing else.
+            if let Some(evicted) = rows.keys().next().cloned() {
+                rows.remove(&evicted);
+            }
+        }
+        rows.insert(plan_id.clone(), base);
+    }
 }
 
 impl PostgresStore {
@@ -86,7 +139,7 @@ impl PostgresStore {
         drop(client);
         // Prepares the statements now, so a broken schema fails the open rather than a read.
         drop(pool.get()?);
-        Ok(PostgresStore { shared: Arc::new(Shared { pool, _attachment: attachment }) })
+        Ok(PostgresStore { shared: Arc::new(Shared { pool, cache: RowCache::default(), _attachment: attachment }) })
     }
 
     /// Another handle on the same database with a pool of its own, as a second process would
@@ -94,7 +147,7 @@ impl PostgresStore {
     pub fn reconnect(&self) -> Result<PostgresStore, PgStoreError> {
         let pool = Arc::new(self.shared.pool.independent());
         drop(pool.get()?);
-        Ok(PostgresStore { shared: Arc::new(Shared { pool, _attachment: None }) })
+        Ok(PostgresStore { shared: Arc::new(Shared { pool, cache: RowCache::default(), _attachment: None }) })
     }
 
     /// The connection string, password masked.
@@ -131,28 +184,18 @@ impl PostgresStore {
 
     /// Runs a writing transaction on a pooled connection. If its `BEGIN` failed on a connection
     /// that had died while idle (nothing else was sent), runs it once more on a fresh one.
-    pub(crate) fn write<T>(
-        &self,
-        mut once: impl FnMut(&mut Conn) -> Result<T, AppendFailure>,
-    ) -> Result<T, PgStoreError> {
-        let mut fresh = false;
-        loop {
-            let mut pooled = if fresh { self.pool().get_fresh()? } else { self.pool().get()? };
-            let reused = pooled.reused;
-            match once(pooled.conn()) {
-                Ok(done) => return Ok(done),
-                Err(BeginFailed(e)) if reused && e.is_unavailable() && !fresh => {
-                    pooled.discard();
-                    self.pool().clear();
-                    fresh = true;
-                }
-                Err(BeginFailed(e) | Failed(e)) => return Err(e),
-            }
-        }
+    pub(crate) fn write<T>(&self, once: impl FnMut(&mut Conn) -> Result<T, AppendFailure>) -> Result<T, PgStoreError> {
+        self.write_attempt(once).map_err(|failure| match failure {
+            BeginFailed(error) | Failed(error) | Uncertain { error, .. } => error,
+        })
     }
 
     /// Appends `events` to `plan_id`'s stream if its version is `expected`; returns the new
     /// version once the transaction has committed.
+    ///
+    /// First in one round trip (see [`Self::append_in_one_statement`]); if that wrote nothing
+    /// (another writer moved the plan, a removal, a transaction id below the plan's last), in
+    /// a transaction that locks the plan's catalog row and says why.
     pub fn append_events(
         &self,
         plan_id: &PlanId,
@@ -160,10 +203,39 @@ impl PostgresStore {
         events: Vec<RecordedEvent>,
     ) -> Result<u32, PgStoreError> {
         let encoded = encode(&events);
+        let mut optimistic = true;
+        // Each done at most once: an append that wrote nothing and met a broken connection (one
+        // that died while idle, or while the append was on its way) is sent again.
+        let (mut settled_once, mut refreshed) = (false, false);
         for _ in 0..APPEND_ATTEMPTS {
-            match self.write(|conn| self.append_once(conn, plan_id, expected, &events, &encoded))? {
-                Attempt::Done(version) => return Ok(version),
-                Attempt::Again => {}
+            let attempt = if optimistic {
+                self.append_in_one_statement(plan_id, expected, &events, &encoded)
+            } else {
+                self.write_attempt(|conn| self.append_locked(conn, plan_id, expected, &events, &encoded))
+            };
+            match attempt {
+                Ok(Attempt::Done(version)) => return Ok(version),
+                Ok(Attempt::Again) => {}
+                Ok(Attempt::Missed) => optimistic = false,
+                Err(Uncertain { backend, error }) => {
+                    // The answer was lost: look whether the events are stored, once their
+                    // writer can no longer commit.
+                    let first = encoded.event_ids.first().copied().unwrap_or_default();
+                    match self.settle(&backend, plan_id, first, error)? {
+                        Settled::Stored(version) => return Ok(version + events.len() as u32 - 1),
+                        // Not stored, and never will be: trying again cannot write twice.
+                        Settled::NotStored(_) if !settled_once => {
+                            settled_once = true;
+                            self.pool().clear();
+                        }
+                        Settled::NotStored(error) => return Err(error),
+                    }
+                }
+                Err(BeginFailed(error)) if error.is_unavailable() && !refreshed => {
+                    refreshed = true;
+                    self.pool().clear();
+                }
+                Err(BeginFailed(error) | Failed(error)) => return Err(error),
             }
         }
         Err(PgStoreError::Corrupt {
@@ -172,7 +244,105 @@ impl PostgresStore {
         })
     }
 
-    fn append_once(
+    /// The append in one round trip: the view of the expected version (the one this store
+    /// cached when it last wrote the plan, or else the catalog row, read without a lock) with
+    /// the events folded in goes to `waypoint_append` (migration 6), which runs as one
+    /// statement in its own transaction and writes only if the catalog row is still at that
+    /// version. The reply arrives after the commit.
+    fn append_in_one_statement(
+        &self,
+        plan_id: &PlanId,
+        expected: Expected,
+        events: &[RecordedEvent],
+        encoded: &Encoded,
+    ) -> Result<Attempt, AppendFailure> {
+        let mut pooled = self.pool().get().map_err(Failed)?;
+        let conn = pooled.conn();
+        let backend = conn.backend.clone();
+        let target = &self.shared.pool.target;
+        // A cached entry is taken out: it is put back only by an append that succeeds. An empty
+        // append only checks the version, which a cache cannot tell.
+        let cached = self.shared.cache.take(plan_id).filter(|base| {
+            !events.is_empty()
+                && match expected {
+                    Expected::Exact(expected) => base.version == expected,
+                    Expected::Any => true,
+                }
+        });
+        let base = match cached {
+            Some(base) => base,
+            None => {
+                let row = conn.client.query_opt(&conn.statements.plan_row, &[&plan_id.as_str()]).map_err(|e| {
+                    // Nothing was written: like a failed BEGIN, this may be retried on a fresh
+                    // connection.
+                    BeginFailed(PgStoreError::from_driver(target, "read the plan's catalog row", e))
+                })?;
+                let base = catalog_row(plan_id, row.as_ref()).map_err(Failed)?;
+                if let Expected::Exact(expected) = expected {
+                    if expected != base.version {
+                        return Err(Failed(PgStoreError::Conflict {
+                            plan_id: plan_id.clone(),
+                            expected,
+                            actual: base.version,
+                        }));
+                    }
+                }
+                if events.is_empty() {
+                    return Ok(Attempt::Done(base.version));
+                }
+                base
+            }
+        };
+        let current = base.version;
+        let write = CatalogWrite::fold(plan_id, base, events).map_err(Failed)?;
+        let view_json = write.view.as_ref().map(encode_view);
+        let columns = write.columns();
+        let written = conn.client.query_one(
+            &conn.statements.append,
+            &[
+                &plan_id.as_str(),
+                &i64::from(current),
+                &write.versions,
+                &encoded.event_ids,
+                &encoded.recorded_at,
+                &encoded.event_types,
+                &encoded.schema_versions,
+                &encoded.data,
+                &i64::from(write.version),
+                &view_json,
+                &columns.phase,
+                &columns.state,
+                &columns.last_activity,
+                &columns.queue,
+                &columns.queued_at,
+                &columns.activity_ns,
+            ],
+        );
+        match written {
+            Ok(row) if row.get::<_, bool>(0) => {
+                let version = write.version;
+                self.shared.cache.put(plan_id, write.into_base());
+                Ok(Attempt::Done(version))
+            }
+            Ok(_) => Ok(Attempt::Missed),
+            Err(e) => {
+                let error = append_error(plan_id, current, target, "append events", e);
+                if error.is_unavailable() {
+                    // Sent, and no answer: the statement may have committed.
+                    pooled.discard();
+                    Err(Uncertain { backend, error })
+                } else {
+                    Err(Failed(error))
+                }
+            }
+        }
+    }
+
+    /// The append as one transaction that locks the plan's catalog row: used when the one
+    /// statement wrote nothing, to tell a conflict, a removal or a transaction id below the
+    /// plan's last one apart, and to append whatever the plan's version when `expected` is
+    /// `Any`.
+    fn append_locked(
         &self,
         conn: &mut Conn,
         plan_id: &PlanId,
@@ -184,7 +354,7 @@ impl PostgresStore {
             let target = &self.shared.pool.target;
             move |e| Failed(PgStoreError::from_driver(target, context, e))
         };
-        let Conn { client, statements: st } = conn;
+        let Conn { client, statements: st, backend } = conn;
         client
             .batch_execute(BEGIN_APPEND)
             .map_err(|e| BeginFailed(PgStoreError::from_driver(&self.shared.pool.target, "begin an append", e)))?;
@@ -197,16 +367,8 @@ impl PostgresStore {
                 row = tx.client.query_opt(&st.lock_plan, &[&plan_id.as_str()]).map_err(fail("lock the plan"))?;
             }
         }
-        let (current, mut view) = match &row {
-            Some(row) => {
-                if let Some(removed_at) = row.get::<_, Option<&str>>(2) {
-                    let removed_at = retention::parse_removed_at(plan_id, removed_at).map_err(Failed)?;
-                    return Err(Failed(PgStoreError::Removed { plan_id: plan_id.clone(), removed_at }));
-                }
-                (to_u32(row.get::<_, i64>(0), "version").map_err(Failed)?, decode_view(row.get(1)).map_err(Failed)?)
-            }
-            None => (0, None),
-        };
+        let base = catalog_row(plan_id, row.as_ref()).map_err(Failed)?;
+        let current = base.version;
         if let Expected::Exact(expected) = expected {
             if expected != current {
                 return Err(Failed(PgStoreError::Conflict { plan_id: plan_id.clone(), expected, actual: current }));
@@ -215,67 +377,111 @@ impl PostgresStore {
         if events.is_empty() {
             return Ok(Attempt::Done(current));
         }
-        let count = events.len() as u32;
-        let Some(new_version) = current.checked_add(count) else {
-            return Err(Failed(PgStoreError::TooLarge(format!(
-                "plan {plan_id} would pass u32::MAX events; start a new plan"
-            ))));
-        };
-        let versions: Vec<i64> = (1..=i64::from(count)).map(|i| i64::from(current) + i).collect();
-        for (event, version) in events.iter().zip(current + 1..) {
-            fold_compact(&mut view, plan_id, version, event);
-        }
-        let view_json = view.as_ref().map(encode_view);
-        let phase = view.as_ref().map(|v| v.state.phase.as_str());
-        let state = view.as_ref().map(|v| v.state.state.as_str());
-        let last_activity = view.as_ref().map(|v| timestamp(v.last_activity_at));
-        // The claim index (ADR 0017): the row names its queue only while the plan is in it.
-        let queue = view.as_ref().and_then(|v| waypoint_application::in_queue(&v.state)).map(|q| q.as_str());
-        let queued_at = view
-            .as_ref()
-            .filter(|_| queue.is_some())
-            .and_then(|v| v.state.submission.as_ref())
-            .map(|submission| timestamp(submission.at));
-        let activity_ns = view.as_ref().map(|v| activity_ns(v.last_activity_at));
+        let write = CatalogWrite::fold(plan_id, base, events).map_err(Failed)?;
+        let view_json = write.view.as_ref().map(encode_view);
+        let columns = write.columns();
         let updated = tx
             .client
             .execute(
                 &st.write_events,
                 &[
                     &plan_id.as_str(),
-                    &versions,
+                    &write.versions,
                     &encoded.event_ids,
                     &encoded.recorded_at,
                     &encoded.event_types,
                     &encoded.schema_versions,
                     &encoded.data,
-                    &i64::from(new_version),
+                    &i64::from(write.version),
                     &view_json,
-                    &phase,
-                    &state,
-                    &last_activity,
-                    &queue,
-                    &queued_at,
-                    &activity_ns,
+                    &columns.phase,
+                    &columns.state,
+                    &columns.last_activity,
+                    &columns.queue,
+                    &columns.queued_at,
+                    &columns.activity_ns,
                 ],
             )
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    Failed(PgStoreError::Conflict { plan_id: plan_id.clone(), expected: current, actual: current + 1 })
-                } else if is_sequence_exhausted(&e) {
-                    Failed(PgStoreError::TooLarge(
-                        "the log's global positions reached u32::MAX; start a new database".into(),
-                    ))
-                } else {
-                    fail("append events")(e)
-                }
-            })?;
+            .map_err(|e| Failed(append_error(plan_id, current, &self.shared.pool.target, "append events", e)))?;
         if updated == 0 {
             return Ok(Attempt::Again);
         }
-        tx.client.batch_execute("COMMIT").map_err(fail("commit an append (it may or may not have been stored)"))?;
+        if let Err(e) = tx.client.batch_execute("COMMIT") {
+            let error = PgStoreError::from_driver(
+                &self.shared.pool.target,
+                "commit an append (it may or may not have been stored)",
+                e,
+            );
+            // The transaction is over either way: nothing to roll back.
+            tx.committed = true;
+            return Err(if error.is_unavailable() {
+                Uncertain { backend: backend.clone(), error }
+            } else {
+                Failed(error)
+            });
+        }
         tx.committed = true;
-        Ok(Attempt::Done(new_version))
+        let version = write.version;
+        self.shared.cache.put(plan_id, write.into_base());
+        Ok(Attempt::Done(version))
+    }
+
+    /// Settles an append whose answer was lost with its connection: on a fresh connection, ends
+    /// the server process that ran it (if it still runs, and waits until it has ended), after
+    /// which its transaction has committed or never will; then looks for the append's first
+    /// event (`event_id`). If even that cannot be told (the server is unreachable), the
+    /// append's error, saying that the events may or may not have been stored.
+    fn settle(
+        &self,
+        backend: &Backend,
+        plan_id: &PlanId,
+        event_id: uuid::Uuid,
+        error: PgStoreError,
+    ) -> Result<Settled, PgStoreError> {
+        let unknown = |error| recontext(error, "append events (they may or may not have been stored)");
+        let Ok(mut pooled) = self.pool().get_fresh() else { return Err(unknown(error)) };
+        let client = &mut pooled.conn().client;
+        let ended = client.query_opt(
+            "SELECT pg_terminate_backend(pid, $3) FROM pg_stat_activity WHERE pid = $1 AND backend_start::text = $2",
+            &[&backend.pid, &backend.started, &SETTLE_WAIT_MS],
+        );
+        match ended {
+            // Gone already, or ended now.
+            Ok(None) => {}
+            Ok(Some(row)) if row.get::<_, bool>(0) => {}
+            // Still running after the wait, or not ours to end: its outcome stays open.
+            Ok(Some(_)) | Err(_) => return Err(unknown(error)),
+        }
+        let found = client.query_opt(
+            "SELECT version FROM waypoint_events WHERE plan_id = $1 AND event_id = $2",
+            &[&plan_id.as_str(), &event_id],
+        );
+        match found {
+            Ok(Some(row)) => Ok(Settled::Stored(to_u32(row.get(0), "version")?)),
+            Ok(None) => Ok(Settled::NotStored(recontext(error, "append events (nothing was stored)"))),
+            Err(_) => Err(unknown(error)),
+        }
+    }
+
+    /// [`Self::write`] for appends: an uncertain commit comes back as such.
+    fn write_attempt<T>(
+        &self,
+        mut once: impl FnMut(&mut Conn) -> Result<T, AppendFailure>,
+    ) -> Result<T, AppendFailure> {
+        let mut fresh = false;
+        loop {
+            let mut pooled = if fresh { self.pool().get_fresh() } else { self.pool().get() }.map_err(Failed)?;
+            let reused = pooled.reused;
+            match once(pooled.conn()) {
+                Err(BeginFailed(e)) if reused && e.is_unavailable() && !fresh => {
+                    pooled.discard();
+                    self.pool().clear();
+                    fresh = true;
+                }
+                Err(BeginFailed(e)) => return Err(Failed(e)),
+                other => return other,
+            }
+        }
     }
 
     /// A digest of every table the store keeps (log, catalog, view snapshots, step logs),
@@ -555,12 +761,18 @@ impl Drop for OpenTransaction<'_> {
 }
 
 /// Why an append or removal attempt failed: at BEGIN (nothing was sent; a dead idle connection may be
-/// replaced) or later (the outcome is the caller's to handle).
+/// replaced), later (nothing was committed), or with the answer to its commit lost.
 pub(crate) enum AppendFailure {
     BeginFailed(PgStoreError),
     Failed(PgStoreError),
+    /// The commit was sent on the connection to `backend`, which broke before it answered: the
+    /// append may have committed.
+    Uncertain {
+        backend: Backend,
+        error: PgStoreError,
+    },
 }
-pub(crate) use AppendFailure::{BeginFailed, Failed};
+pub(crate) use AppendFailure::{BeginFailed, Failed, Uncertain};
 
 /// The whole log read in one REPEATABLE READ snapshot, a page at a time.
 pub struct LogReader {
@@ -702,6 +914,96 @@ fn fold_compact(view: &mut Option<PlanView>, plan_id: &PlanId, version: u32, eve
                 view
             });
         }
+    }
+}
+
+/// A catalog row (version, view, removed_at) as an append's base; no row is version 0.
+fn catalog_row(plan_id: &PlanId, row: Option<&Row>) -> Result<Base, PgStoreError> {
+    let Some(row) = row else { return Ok(Base { version: 0, view: None }) };
+    if let Some(removed_at) = row.get::<_, Option<&str>>(2) {
+        let removed_at = retention::parse_removed_at(plan_id, removed_at)?;
+        return Err(PgStoreError::Removed { plan_id: plan_id.clone(), removed_at });
+    }
+    Ok(Base { version: to_u32(row.get::<_, i64>(0), "version")?, view: decode_view(row.get(1))? })
+}
+
+/// What an append writes into the plan's catalog row: the new version, the versions of its
+/// events, and the compact view with them folded in.
+struct CatalogWrite {
+    version: u32,
+    versions: Vec<i64>,
+    view: Option<PlanView>,
+}
+
+/// The catalog row's columns derived from its view.
+struct Columns<'a> {
+    phase: Option<&'a str>,
+    state: Option<&'a str>,
+    last_activity: Option<String>,
+    queue: Option<&'a str>,
+    queued_at: Option<String>,
+    activity_ns: Option<i64>,
+}
+
+impl CatalogWrite {
+    fn fold(plan_id: &PlanId, base: Base, events: &[RecordedEvent]) -> Result<CatalogWrite, PgStoreError> {
+        let count = events.len() as u32;
+        let Some(version) = base.version.checked_add(count) else {
+            return Err(PgStoreError::TooLarge(format!("plan {plan_id} would pass u32::MAX events; start a new plan")));
+        };
+        let versions = (1..=i64::from(count)).map(|i| i64::from(base.version) + i).collect();
+        let mut view = base.view;
+        for (event, version) in events.iter().zip(base.version + 1..) {
+            fold_compact(&mut view, plan_id, version, event);
+        }
+        Ok(CatalogWrite { version, versions, view })
+    }
+
+    fn columns(&self) -> Columns<'_> {
+        let view = self.view.as_ref();
+        // The claim index (ADR 0017): the row names its queue only while the plan is in it.
+        let queue = view.and_then(|v| waypoint_application::in_queue(&v.state)).map(|q| q.as_str());
+        Columns {
+            phase: view.map(|v| v.state.phase.as_str()),
+            state: view.map(|v| v.state.state.as_str()),
+            last_activity: view.map(|v| timestamp(v.last_activity_at)),
+            queue,
+            queued_at: view
+                .filter(|_| queue.is_some())
+                .and_then(|v| v.state.submission.as_ref())
+                .map(|submission| timestamp(submission.at)),
+            activity_ns: view.map(|v| activity_ns(v.last_activity_at)),
+        }
+    }
+
+    fn into_base(self) -> Base {
+        Base { version: self.version, view: self.view }
+    }
+}
+
+/// A driver error of an append's write, typed: a unique violation on `(plan_id, version)` is a
+/// conflict (the last guard), an exhausted position sequence is `TooLarge`.
+fn append_error(
+    plan_id: &PlanId,
+    current: u32,
+    target: &str,
+    context: &'static str,
+    e: postgres::Error,
+) -> PgStoreError {
+    if is_unique_violation(&e) {
+        PgStoreError::Conflict { plan_id: plan_id.clone(), expected: current, actual: current + 1 }
+    } else if is_sequence_exhausted(&e) {
+        PgStoreError::TooLarge("the log's global positions reached u32::MAX; start a new database".into())
+    } else {
+        PgStoreError::from_driver(target, context, e)
+    }
+}
+
+/// `error` saying `context` instead of what it said, if it is a connection's.
+fn recontext(error: PgStoreError, context: &'static str) -> PgStoreError {
+    match error {
+        PgStoreError::Unavailable { target, source, .. } => PgStoreError::Unavailable { target, context, source },
+        other => other,
     }
 }
 

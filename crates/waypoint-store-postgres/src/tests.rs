@@ -21,6 +21,8 @@ use crate::testing::{fresh_store, TestDatabase};
 use crate::{redact, PgStoreError, PostgresStore, SCHEMA_VERSION};
 use waypoint_application::testkit::{all_events, plan_created as created};
 
+mod one_round_trip;
+
 fn plan(id: &str) -> PlanId {
     PlanId::parse(id).expect("valid plan id")
 }
@@ -764,7 +766,7 @@ fn a_database_of_schema_1_upgrades_and_keeps_its_plans() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
     let verified = block_on(store.verify()).unwrap();
     assert!(verified.ok, "{verified}");
     assert_eq!(store.catalog_views().unwrap().len(), 2);
