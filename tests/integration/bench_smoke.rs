@@ -46,6 +46,8 @@ fn quick_bench_produces_every_figure() {
             "durable append latency",
             "16 writers vs one, throughput",
             "run, overhead per step",
+            "run, per step of a long plan file",
+            "plan show, long plan-file plan",
             "run, per step traced vs untraced",
             "compacted store size vs before",
             "plan show, compacted vs before",

@@ -78,6 +78,8 @@ struct Sizes {
     list_plans: (u32, u32),
     /// Process runs per timed command; the median is reported.
     runs: usize,
+    /// Steps of the long plan-file plan (against one of [`SHORT_PLAN_FILE`] steps).
+    plan_file_steps: u32,
     /// Appends per latency sample set.
     appends: usize,
     /// Steps of `true` in the plan file whose per-step overhead is measured.
@@ -95,6 +97,7 @@ const FULL: Sizes = Sizes {
     long_plan_events: 100_000,
     list_plans: (1_000, 10_000),
     runs: 15,
+    plan_file_steps: 10_000,
     appends: 300,
     runner_steps: 1_000,
     writer_appends: 200,
@@ -107,6 +110,7 @@ const QUICK: Sizes = Sizes {
     long_plan_events: 1_000,
     list_plans: (10, 100),
     runs: 3,
+    plan_file_steps: 100,
     appends: 20,
     runner_steps: 20,
     writer_appends: 10,
@@ -441,6 +445,7 @@ fn other_figures(
 
     progress("measuring the runner's overhead per step");
     figures.push(runner_overhead(waypoint, &scratch.join("runner"), sizes.runner_steps)?);
+    figures.extend(long_plan_file(waypoint, &scratch.join("long-plan-file"), sizes.plan_file_steps, sizes.runs)?);
     figures.push(traces::trace_overhead(
         waypoint,
         &scratch.join("traces"),
@@ -844,6 +849,89 @@ fn runner_overhead(waypoint: &Path, dir: &Path, steps: u32) -> Result<Figure, St
             "`waypoint run` of a plan file of {per_round} `true` steps, per step, against `sh -c true` started {per_round} times just before it; median of {RUNNER_ROUNDS} paired rounds"
         ),
     })
+}
+
+/// Steps of the short plan-file plan the long one is compared with.
+const SHORT_PLAN_FILE: u32 = 10;
+
+/// A plan file of `steps` steps that each run `true`, written to `path`.
+fn write_true_plan(path: &Path, name: &str, steps: u32) -> Result<(), String> {
+    let mut plan = format!("name = \"{name}\"\n");
+    for n in 1..=steps {
+        plan.push_str(&format!("[[steps]]\nname = \"step {n}\"\nrun = \"true\"\n"));
+    }
+    std::fs::write(path, plan).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// A plan-file plan of `steps` steps against one of [`SHORT_PLAN_FILE`] (issue: long plans):
+/// what `waypoint run` costs per step, and what `plan show` of the finished plan costs. A plan
+/// file's drift check reads every step's definition, so `plan show` may grow with the steps; the
+/// run's cost per step must not.
+fn long_plan_file(waypoint: &Path, dir: &Path, steps: u32, runs: usize) -> Result<[Figure; 2], String> {
+    progress(&format!("running a plan file of {steps} steps"));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut ran = Vec::new();
+    for (name, count) in [("short", SHORT_PLAN_FILE), ("long", steps)] {
+        let plan = dir.join(format!("{name}.toml"));
+        write_true_plan(&plan, name, count)?;
+        let store = dir.join(format!("{name}-store"));
+        let started = Instant::now();
+        let output = Command::new(waypoint)
+            .arg("--store")
+            .arg(&store)
+            .args(["--format", "json", "run"])
+            .arg(&plan)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let per_step = started.elapsed() / count;
+        if !output.status.success() {
+            return Err(format!("waypoint run failed: {}", String::from_utf8_lossy(&output.stderr)));
+        }
+        let listed = Command::new(waypoint)
+            .arg("--store")
+            .arg(&store)
+            .args(["--format", "json", "plan", "list"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let listing: serde_json::Value = serde_json::from_slice(&listed.stdout).map_err(|e| e.to_string())?;
+        let id = listing["plans"][0]["plan_id"].as_str().ok_or("the plan list names no plan")?.to_owned();
+        ran.push((store, id, per_step));
+    }
+    let show = |(store, id, _): &(PathBuf, String, Duration)| -> Result<Duration, String> {
+        let store = store.display().to_string();
+        time_process(waypoint, &["--store", &store, "--format", "json", "plan", "show", id.as_str()], runs)
+    };
+    let (short_show, long_show) = (show(&ran[0])?, show(&ran[1])?);
+    let (short_step, long_step) = (ran[0].2, ran[1].2);
+    let run_ratio = long_step.as_secs_f64() / short_step.as_secs_f64();
+    let show_ratio = long_show.as_secs_f64() / short_show.as_secs_f64();
+    Ok([
+        Figure {
+            name: "run, per step of a long plan file",
+            measured: millis(long_step),
+            baseline: Some(millis(short_step)),
+            unit: "ms",
+            value: run_ratio,
+            goal: "<= 1.5",
+            met: run_ratio <= 1.5,
+            how: format!("`waypoint run` of {steps} `true` steps vs {SHORT_PLAN_FILE}, whole run divided by its steps"),
+        },
+        Figure {
+            name: "plan show, long plan-file plan",
+            measured: millis(long_show),
+            baseline: Some(millis(short_show)),
+            unit: "ms",
+            value: show_ratio,
+            goal: "<= 1.5",
+            met: show_ratio <= 1.5,
+            how: format!(
+                "whole `waypoint plan show ID --format json` of the finished {steps}-step plan-file plan vs the {SHORT_PLAN_FILE}-step one, median; it re-reads the plan file to check every step's definition"
+            ),
+        },
+    ])
 }
 
 /// Paired rounds of the runner's overhead figure.
