@@ -22,9 +22,10 @@ use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
 mod traces;
 mod ui;
+mod workers;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces] [--format rich|json]
+    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces|workers] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
@@ -37,7 +38,10 @@ store, which builds the Python wheel with maturin into a throwaway virtualenv (m
 installed in python3 or $WAYPOINT_PYTHON); --only python measures that alone (with --quick, a
 smoke run of it on a dev build); --only ui builds the large store and measures the dashboard's page
 of 50 and its memory alone; --only traces measures a traced plan-file step against an untraced
-one alone.";
+one alone. The workers figures (plans/s of 1, 2 and 4 `waypoint worker --once` processes, 100 plans
+of 5 steps, 10 with --quick) need a throwaway PostgreSQL server (its binaries as `cargo xtask test`
+finds them): the full run says why they were not measured when there are none, --only workers
+fails; both also measure the file store, and a queue's poll beside 10,000 open plans of others.";
 
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +56,8 @@ enum Only {
     Ui,
     /// A traced plan-file step vs an untraced one.
     Traces,
+    /// Workers' throughput and a queue's poll.
+    Workers,
 }
 
 /// How big the synthetic stores are.
@@ -164,7 +170,8 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
                 Some("python") => only = Only::Python,
                 Some("ui") => only = Only::Ui,
                 Some("traces") => only = Only::Traces,
-                _ => return usage_error("--only takes retention, python, ui or traces"),
+                Some("workers") => only = Only::Workers,
+                _ => return usage_error("--only takes retention, python, ui, traces or workers"),
             },
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
@@ -265,6 +272,10 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only) -> Result
         )?);
         return Ok(report(figures, 0));
     }
+    if only == Only::Workers {
+        figures.extend(workers::figures(&waypoint, &scratch.0.join("workers"), quick, true)?);
+        return Ok(report(figures, 0));
+    }
 
     progress("building the large store");
     let large = scratch.0.join("large");
@@ -278,6 +289,7 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only) -> Result
     }
     if only == Only::All {
         other_figures(&waypoint, &scratch.0, &large, sizes, &mut figures)?;
+        figures.extend(workers::figures(&waypoint, &scratch.0.join("workers"), quick, false)?);
     }
     // Last of the store's figures: it removes the finished plans of the large store.
     progress("measuring retention");
