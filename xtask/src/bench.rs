@@ -23,9 +23,10 @@ use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 mod pg;
 mod traces;
 mod ui;
+mod workers;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces|runner|postgres] [--format rich|json]
+    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces|runner|postgres|workers] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
@@ -42,7 +43,11 @@ one alone; --only runner measures the plan-file runner's overhead per `true` ste
 PostgreSQL figures (a durable append and a workflow step against a bare commit, 16 writers against
 one) run on the server WAYPOINT_TEST_POSTGRES_URL names, or on a throwaway cluster started with
 the server binaries `cargo xtask test` finds; without either the full run says they were not
-measured, and --only postgres (those figures alone) fails.";
+measured, and --only postgres (those figures alone) fails. The workers figures (plans/s of 1, 2
+and 4 `waypoint worker --once` processes, 100 plans of 5 steps, 10 with --quick) need a throwaway
+PostgreSQL server (its binaries as `cargo xtask test` finds them): the full run says why they were
+not measured when there are none, --only workers fails; both also measure the file store, and a
+queue's poll beside 10,000 open plans of others.";
 
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +66,8 @@ enum Only {
     Runner,
     /// The PostgreSQL store's appends, workflow step and writers.
     Postgres,
+    /// Workers' throughput and a queue's poll.
+    Workers,
 }
 
 /// How big the synthetic stores are.
@@ -179,7 +186,8 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
                 Some("traces") => only = Only::Traces,
                 Some("runner") => only = Only::Runner,
                 Some("postgres") => only = Only::Postgres,
-                _ => return usage_error("--only takes retention, python, ui, traces, runner or postgres"),
+                Some("workers") => only = Only::Workers,
+                _ => return usage_error("--only takes retention, python, ui, traces, runner, postgres or workers"),
             },
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
@@ -289,6 +297,10 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only) -> Result
         figures.push(runner_overhead(&waypoint, &scratch.0.join("runner"), sizes.runner_steps)?);
         return Ok(report(figures, 0));
     }
+    if only == Only::Workers {
+        figures.extend(workers::figures(&waypoint, &scratch.0.join("workers"), quick, true)?);
+        return Ok(report(figures, 0));
+    }
 
     progress("building the large store");
     let large = scratch.0.join("large");
@@ -302,6 +314,7 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only) -> Result
     }
     if only == Only::All {
         other_figures(&waypoint, &scratch.0, &large, sizes, &mut figures)?;
+        figures.extend(workers::figures(&waypoint, &scratch.0.join("workers"), quick, false)?);
     }
     // Last of the store's figures: it removes the finished plans of the large store.
     progress("measuring retention");

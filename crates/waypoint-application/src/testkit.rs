@@ -89,6 +89,7 @@ pub fn cases<F: StoreFixture>() -> Vec<Case<F>> {
         ("a_plan_whose_lease_expired_is_claimable", a_plan_whose_lease_expired_is_claimable::<F>),
         ("the_fence_refuses_a_worker_that_lost_its_lease", the_fence_refuses_a_worker_that_lost_its_lease::<F>),
         ("queue_limits_hold_and_are_durable", queue_limits_hold_and_are_durable::<F>),
+        ("a_queue_lists_its_own_plans_oldest_first", a_queue_lists_its_own_plans_oldest_first::<F>),
         ("catalog_pages_follow_the_listing_order", catalog_pages_follow_the_listing_order::<F>),
         ("catalog_pages_continue_while_plans_move", catalog_pages_continue_while_plans_move::<F>),
         ("catalog_pages_filter_open_and_text", catalog_pages_filter_open_and_text::<F>),
@@ -1292,6 +1293,59 @@ fn queue_limits_hold_and_are_durable<F: StoreFixture>(fixture: &F) {
     block_on(service.set_queue_limit(&queue("limited"), None)).expect("clear the limit");
     assert!(block_on(store.queue_limits()).expect("limits").is_empty());
     assert!(claim(&other, "limited", "worker-9", Duration::from_secs(3600)).is_some(), "no limit: the third runs");
+}
+
+/// The ids `queue_plans` answers for `queue_name`, in its order.
+fn queued_ids(store: &impl PlanStore, queue_name: &str) -> Vec<String> {
+    let views = block_on(store.queue_plans(&queue(queue_name))).expect("queue plans");
+    views.iter().map(|v| v.plan_id.to_string()).collect()
+}
+
+fn a_queue_lists_its_own_plans_oldest_first<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    // Another handle that polls before, between and after the changes, as a worker does.
+    let watcher = fixture.reopen(&store);
+    assert!(queued_ids(&watcher, "alpha").is_empty(), "an empty store has empty queues");
+    let clock = crate::ports::ManualClock::new(at(100));
+    let submitter = PlanResumeService::new(store.clone()).with_clock(clock.clone());
+    let submit = |id: &str, queue_name: &str| {
+        let definition = RunDefinition::unnamed_steps(
+            PlanName::parse(id).expect("a name"),
+            Artifact::parse(&format!("submitted:{id}.toml")).expect("a source"),
+        );
+        let submitted = SubmittedDefinition::new("plan_file", format!("name = {id:?}"), format!("{id}.toml"))
+            .expect("a small definition");
+        let submit = Submit { plan_id: plan(id), definition, submitted, queue: queue(queue_name), workdir: None };
+        assert!(block_on(submitter.submit(submit)).expect("submit").1, "a new key makes a plan");
+    };
+    submit("late", "alpha");
+    clock.advance(chrono::Duration::seconds(-50));
+    // Two submissions at one instant: ordered by plan id, not by arrival.
+    submit("tie-z", "alpha");
+    submit("tie-a", "alpha");
+    fixture.settle(&store);
+    submit("other", "beta");
+    append(&store, &plan("plain"), 0, vec![created("plain")]).expect("a plan not submitted");
+    for handle in [&store, &watcher] {
+        assert_eq!(queued_ids(handle, "alpha"), ["tie-a", "tie-z", "late"], "oldest submission first, ties by id");
+        assert_eq!(queued_ids(handle, "beta"), ["other"], "a queue holds only the plans submitted to it");
+        assert!(queued_ids(handle, "gamma").is_empty(), "a queue nobody submitted to is empty");
+    }
+
+    let service = worker(store.clone());
+    let first = claim(&service, "alpha", "worker-a", Duration::from_secs(3600)).expect("the oldest plan");
+    assert_eq!(first.run.plan_id(), &plan("tie-a"));
+    let second = claim(&service, "alpha", "worker-b", Duration::from_secs(3600)).expect("the next plan");
+    assert_eq!(queued_ids(&watcher, "alpha"), ["tie-a", "tie-z", "late"], "running plans stay in their queue");
+    block_on(service.fail(first.run.plan_id(), Message::parse("it failed").expect("a message"))).expect("fail");
+    fixture.settle(&store);
+    block_on(service.cancel(second.run.plan_id(), None)).expect("cancel");
+    for handle in [&store, &watcher] {
+        assert_eq!(queued_ids(handle, "alpha"), ["late"], "failed and cancelled plans leave their queue");
+        assert_eq!(queued_ids(handle, "beta"), ["other"]);
+    }
+    let reopened = fixture.reopen(&store);
+    assert_eq!(queued_ids(&reopened, "alpha"), ["late"], "a new handle sees the same queue");
 }
 
 // ---- the catalog a page at a time ----

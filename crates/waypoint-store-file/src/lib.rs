@@ -80,6 +80,7 @@ mod layout;
 mod log;
 mod order;
 mod projections;
+mod queue_index;
 mod queues;
 pub mod record;
 mod recovery;

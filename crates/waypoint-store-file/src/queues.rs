@@ -1,7 +1,7 @@
 //! Workers and queues in the file store (ADR 0017): a queue's claim lock is an OS file lock on
 //! `queues/<queue>.claim` (released by the OS when a worker dies), and the queues' limits live in
-//! `queues/limits.json`, rewritten atomically under `queues/limits.lock`. The claim index is the
-//! open catalog (plans that may still move) filtered by queue: every worker of a file store runs
+//! `queues/limits.json`, rewritten atomically under `queues/limits.lock`. The claim index is kept
+//! in the memory of each process that polls (`queue_index.rs`): every worker of a file store runs
 //! on the one machine that holds the directory.
 
 use std::collections::BTreeMap;

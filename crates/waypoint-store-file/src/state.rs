@@ -100,6 +100,9 @@ pub(crate) struct State {
     pub(crate) trailing: Option<(u64, u32)>,
     /// The runs of the catalog's order files read whole and found sound (a few per file).
     pub(crate) checked_runs: crate::order::CheckedRuns,
+    /// The claim index (`queue_index.rs`), once this process has polled a queue: the one thing
+    /// here that grows with the store, with the plans in its queues, and only in a worker.
+    pub(crate) queues: Option<crate::queue_index::QueueIndex>,
 }
 
 #[derive(Debug)]
@@ -253,7 +256,17 @@ impl State {
         self.last_offset = offset;
         self.last_crc = crc;
         self.trailing = None;
+        self.touch_queued(plan_id);
         Ok(())
+    }
+
+    /// Tells the claim index, if there is one, that `plan_id` changed: the next poll places it
+    /// again. An index that would grow past its bound is dropped instead (the next poll
+    /// rebuilds it).
+    fn touch_queued(&mut self, plan_id: &PlanId) {
+        if self.queues.as_mut().is_some_and(|index| !index.touch(plan_id)) {
+            self.queues = None;
+        }
     }
 
     /// Forgets everything this process holds of `plans` (retention removed them): tail records,
@@ -265,6 +278,7 @@ impl State {
             self.views.remove(plan_id);
             self.summaries.remove(plan_id);
             self.index.forget(plan_id);
+            self.touch_queued(plan_id);
         }
         self.tail_len = self.tail.values().map(|t| t.records.len() as u32).sum();
     }

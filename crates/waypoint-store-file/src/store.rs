@@ -130,6 +130,16 @@ impl FileStore {
         self.shared.list(&mut state, true)
     }
 
+    /// `queue`'s plans (see `PlanStore::queue_plans`), caught up with the log: oldest submission
+    /// first, from this process's claim index, so the cost is the queue's plans and the plans
+    /// that changed since the last call, never the catalog (but at the first call, which builds
+    /// the index from the open catalog).
+    pub fn queue_views(&self, queue: &QueueName) -> Result<Vec<PlanView>, FileStoreError> {
+        let mut state = self.shared.lock_state();
+        self.shared.catch_up_shared(&mut state)?;
+        self.shared.queue_plans(&mut state, queue)
+    }
+
     /// A page of the listing (see `PlanStore::catalog_page`), caught up with the log: cost in
     /// the rows it reads, through the catalog's order by activity.
     pub fn catalog_page_views(&self, query: &CatalogQuery) -> Result<Vec<PlanView>, FileStoreError> {
@@ -375,8 +385,12 @@ impl PlanStore for FileStore {
         Box::pin(futures::future::ready(self.read_step_logs(plan_id, step, attempt).map_err(StoreError::from)))
     }
 
-    // Workers and queues (ADR 0017): the claim index is the open catalog (the default), the
-    // claim lock an OS file lock.
+    // Workers and queues (ADR 0017): the claim index is kept in memory by the processes that
+    // poll (`queue_index.rs`), the claim lock is an OS file lock.
+
+    fn queue_plans<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
+        Box::pin(futures::future::ready(self.queue_views(queue).map_err(StoreError::from)))
+    }
 
     fn lock_queue<'a>(&'a self, queue: &'a QueueName) -> BoxFuture<'a, Result<QueueLock, StoreError>> {
         let result = if self.is_read_only() {
