@@ -30,8 +30,8 @@ use crate::{fsutil, projections};
 /// One stored event and where it lies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocatedEvent {
-    /// The log the event was read from.
-    pub file: PathBuf,
+    /// The log the event was read from (shared by every event of the stream, not copied).
+    pub file: Arc<Path>,
     /// Where its record starts in that file.
     pub offset: u64,
     /// The schema version as stored, before upcasting: replay statistics count old versions.
@@ -44,7 +44,7 @@ pub struct LocatedEvent {
 /// change the log underneath; reads up to the log's end as it was when created.
 #[derive(Debug)]
 pub struct Events {
-    path: PathBuf,
+    path: Arc<Path>,
     reader: Option<RecordReader>,
     _store_lock: Option<File>,
 }
@@ -55,19 +55,21 @@ impl Iterator for Events {
     type Item = Result<LocatedEvent, FileStoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let item = self.reader.as_mut()?.next()?;
+        let path = &self.path;
+        // Decoded straight from the read buffer: no copy of the record's data or texts.
+        let item = self.reader.as_mut()?.next_with(|offset, raw| {
+            let schema_version = raw.schema_version;
+            log::to_stored_ref(path, offset, raw).map(|event| LocatedEvent {
+                file: path.clone(),
+                offset,
+                schema_version,
+                event,
+            })
+        })?;
         let result = match item {
             Err(e) => Err(e),
-            Ok(Err(bad)) => Err(FileStoreError::corrupt(&self.path, bad.offset, bad.error.to_string())),
-            Ok(Ok((offset, raw))) => {
-                let schema_version = raw.schema_version;
-                log::to_stored(&self.path, offset, raw).map(|event| LocatedEvent {
-                    file: self.path.clone(),
-                    offset,
-                    schema_version,
-                    event,
-                })
-            }
+            Ok(Err(bad)) => Err(FileStoreError::corrupt(&*self.path, bad.offset, bad.error.to_string())),
+            Ok(Ok(located)) => located,
         };
         if result.is_err() {
             self.reader = None;
@@ -112,7 +114,7 @@ pub fn events(dir: impl AsRef<Path>) -> Result<Events, FileStoreError> {
         }
         None => None,
     };
-    Ok(Events { path, reader, _store_lock: store_lock })
+    Ok(Events { path: path.into(), reader, _store_lock: store_lock })
 }
 
 /// Where the log lives, whether or not it exists.

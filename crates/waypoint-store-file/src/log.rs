@@ -11,7 +11,7 @@ use waypoint_application::{RecordedEvent, StoredEvent};
 use waypoint_domain::{EventId, PlanEvent, PlanId};
 
 use crate::error::FileStoreError;
-use crate::record::{self, RawRecord, RecordError, FILE_HEADER, HEADER_LEN, MAGIC};
+use crate::record::{self, RawRecord, RecordError, RecordRef, FILE_HEADER, HEADER_LEN, MAGIC};
 use crate::retention::Holes;
 
 /// Where the first record starts.
@@ -147,7 +147,18 @@ impl RecordReader {
         Ok(&self.buf[from..upto])
     }
 
-    fn next_record(&mut self) -> Option<ReadItem> {
+    /// The next record, handed to `take` as it lies in the read buffer (nothing copied), and what
+    /// `take` made of it. Like [`Iterator::next`], a bad record ends the reading after it is
+    /// reported.
+    pub fn next_with<T>(&mut self, take: impl FnOnce(u64, RecordRef<'_>) -> T) -> Option<ReadWith<T>> {
+        let item = self.next_record(take);
+        if matches!(item, Some(Err(_)) | Some(Ok(Err(_)))) {
+            self.failed = true;
+        }
+        item
+    }
+
+    fn next_record<T>(&mut self, take: impl FnOnce(u64, RecordRef<'_>) -> T) -> Option<ReadWith<T>> {
         self.skipped = 0;
         while self.offset < self.end {
             let Some((_, hole)) = self.holes.range(..=self.offset).next_back().filter(|(_, h)| h.end > self.offset)
@@ -179,31 +190,34 @@ impl RecordReader {
             Ok(bytes) => bytes,
             Err(e) => return Some(Err(e)),
         };
-        match record::decode(bytes) {
+        match record::decode_ref(bytes) {
             Ok((raw, len)) => {
-                self.crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+                let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+                let position = raw.position;
+                let taken = take(offset, raw);
+                self.crc = crc;
                 self.offset += len as u64;
-                self.last_position = raw.position;
-                Some(Ok(Ok((offset, raw))))
+                self.last_position = position;
+                Some(Ok(Ok(taken)))
             }
             Err(error) => bad(error),
         }
     }
 }
 
+/// What [`RecordReader::next_with`] made of a whole record, or the bad record where reading
+/// stopped.
+pub type ReadWith<T> = Result<Result<T, BadRecord>, FileStoreError>;
+
 /// A whole record and its offset, or the bad record where reading stopped.
-pub type ReadItem = Result<Result<(u64, RawRecord), BadRecord>, FileStoreError>;
+pub type ReadItem = ReadWith<(u64, RawRecord)>;
 
 impl Iterator for RecordReader {
     /// A bad record ends the iteration after it is reported.
     type Item = ReadItem;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let item = self.next_record();
-        if matches!(item, Some(Err(_)) | Some(Ok(Err(_)))) {
-            self.failed = true;
-        }
-        item
+        self.next_with(|offset, raw| (offset, raw.to_owned()))
     }
 }
 
@@ -262,13 +276,19 @@ pub fn check_file_header(file: &File, path: &Path, len: u64) -> Result<bool, Fil
 
 /// Turns a stored record into the port's event, upcasting old schema versions.
 pub(crate) fn to_stored(path: &Path, offset: u64, raw: RawRecord) -> Result<StoredEvent, FileStoreError> {
-    let plan_id = PlanId::parse(&raw.plan_id)
+    to_stored_ref(path, offset, raw.as_ref())
+}
+
+/// [`to_stored`] of a record still in the read buffer: the event is decoded straight from the
+/// buffer's bytes.
+pub(crate) fn to_stored_ref(path: &Path, offset: u64, raw: RecordRef<'_>) -> Result<StoredEvent, FileStoreError> {
+    let plan_id = PlanId::parse(raw.plan_id)
         .map_err(|e| FileStoreError::corrupt(path, offset, format!("the record's plan id is invalid: {e}")))?;
     let event =
-        PlanEvent::decode(&raw.event_type, raw.schema_version, &raw.data).map_err(|source| FileStoreError::Decode {
+        PlanEvent::decode(raw.event_type, raw.schema_version, raw.data).map_err(|source| FileStoreError::Decode {
             path: path.to_path_buf(),
             offset,
-            plan_id: raw.plan_id.clone(),
+            plan_id: raw.plan_id.to_owned(),
             version: raw.version,
             source,
         })?;

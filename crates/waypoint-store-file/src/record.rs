@@ -49,6 +49,48 @@ pub struct RawRecord {
     pub data: Vec<u8>,
 }
 
+/// One record as it lies in a read buffer: [`RawRecord`]'s fields, the texts and the data
+/// borrowed rather than copied. Replay decodes each event straight from here, so reading a
+/// record allocates nothing of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// See [`RawRecord::position`].
+    pub position: u32,
+    /// See [`RawRecord::version`].
+    pub version: u32,
+    /// See [`RawRecord::batch_start`].
+    pub batch_start: u32,
+    /// See [`RawRecord::event_id`].
+    pub event_id: Uuid,
+    /// See [`RawRecord::recorded_at`].
+    pub recorded_at: DateTime<Utc>,
+    /// See [`RawRecord::plan_id`].
+    pub plan_id: &'a str,
+    /// See [`RawRecord::event_type`].
+    pub event_type: &'a str,
+    /// See [`RawRecord::schema_version`].
+    pub schema_version: u16,
+    /// See [`RawRecord::data`].
+    pub data: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    /// The record with its texts and data copied out of the buffer.
+    pub fn to_owned(&self) -> RawRecord {
+        RawRecord {
+            position: self.position,
+            version: self.version,
+            batch_start: self.batch_start,
+            event_id: self.event_id,
+            recorded_at: self.recorded_at,
+            plan_id: self.plan_id.to_owned(),
+            event_type: self.event_type.to_owned(),
+            schema_version: self.schema_version,
+            data: self.data.to_vec(),
+        }
+    }
+}
+
 /// Why bytes are not a whole, intact record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
@@ -96,6 +138,21 @@ impl RecordError {
 }
 
 impl RawRecord {
+    /// The record as a [`RecordRef`] borrowing this one's texts and data.
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            position: self.position,
+            version: self.version,
+            batch_start: self.batch_start,
+            event_id: self.event_id,
+            recorded_at: self.recorded_at,
+            plan_id: &self.plan_id,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            data: &self.data,
+        }
+    }
+
     /// Frames this record: header and payload, ready to write.
     pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
         let plan_id = self.plan_id.as_bytes();
@@ -167,6 +224,11 @@ pub fn frame_len(header: &[u8]) -> Result<usize, RecordError> {
 /// Decodes the record at the start of `bytes`, returning it and its framed length. Never
 /// panics, whatever the bytes: this is the fuzz target's subject.
 pub fn decode(bytes: &[u8]) -> Result<(RawRecord, usize), RecordError> {
+    decode_ref(bytes).map(|(record, len)| (record.to_owned(), len))
+}
+
+/// [`decode`], borrowing the record's texts and data from `bytes` instead of copying them.
+pub fn decode_ref(bytes: &[u8]) -> Result<(RecordRef<'_>, usize), RecordError> {
     let total = frame_len(bytes)?;
     if bytes.len() < total {
         return Err(RecordError::Incomplete { needed: total, available: bytes.len() });
@@ -216,13 +278,13 @@ impl<'a> Cursor<'a> {
         Ok(i64::from_le_bytes(self.array()?))
     }
 
-    fn text(&mut self, len: usize) -> Result<String, RecordError> {
+    fn text(&mut self, len: usize) -> Result<&'a str, RecordError> {
         let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| RecordError::Malformed("a text field is not UTF-8"))
+        std::str::from_utf8(bytes).map_err(|_| RecordError::Malformed("a text field is not UTF-8"))
     }
 }
 
-fn decode_payload(payload: &[u8]) -> Result<RawRecord, RecordError> {
+fn decode_payload(payload: &[u8]) -> Result<RecordRef<'_>, RecordError> {
     let mut cursor = Cursor { bytes: payload };
     let format = cursor.u8()?;
     if format != RECORD_FORMAT {
@@ -247,11 +309,11 @@ fn decode_payload(payload: &[u8]) -> Result<RawRecord, RecordError> {
     let event_type = cursor.text(type_len)?;
     let schema_version = cursor.u16()?;
     let data_len = cursor.u32()? as usize;
-    let data = cursor.take(data_len)?.to_vec();
+    let data = cursor.take(data_len)?;
     if !cursor.bytes.is_empty() {
         return Err(RecordError::Malformed("bytes left over after the data"));
     }
-    Ok(RawRecord { position, version, batch_start, event_id, recorded_at, plan_id, event_type, schema_version, data })
+    Ok(RecordRef { position, version, batch_start, event_id, recorded_at, plan_id, event_type, schema_version, data })
 }
 
 #[cfg(test)]

@@ -166,15 +166,21 @@ impl FileStore {
             .log
             .clone()
             .map(|file| RecordReader::new(file, path.clone(), FIRST_RECORD, end).skipping(holes));
-        Ok(reader.into_iter().flatten().filter_map(move |item| {
-            let result = match item {
-                Err(e) => Err(e),
-                Ok(Err(bad)) => Err(FileStoreError::corrupt(&path, bad.offset, bad.error.to_string())),
-                Ok(Ok((_, raw))) if raw.position < from => return None,
-                Ok(Ok((offset, raw))) => log::to_stored(&path, offset, raw),
-            };
-            Some(result)
-        }))
+        let mut reader = reader;
+        // Each event is decoded straight from the read buffer; records before `from` are skipped
+        // undecoded.
+        let events = std::iter::from_fn(move || {
+            let reader = reader.as_mut()?;
+            let path = &path;
+            reader.next_with(|offset, raw| (raw.position >= from).then(|| log::to_stored_ref(path, offset, raw))).map(
+                |item| match item {
+                    Err(e) => Some(Err(e)),
+                    Ok(Err(bad)) => Some(Err(FileStoreError::corrupt(path, bad.offset, bad.error.to_string()))),
+                    Ok(Ok(event)) => event,
+                },
+            )
+        });
+        Ok(events.flatten())
     }
 
     /// Retention: removes each `(plan, version)` whose current version is exactly that, leaving a
