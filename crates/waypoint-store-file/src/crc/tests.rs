@@ -27,13 +27,14 @@ fn the_rfc_3720_vectors() {
 
 #[test]
 fn extending_in_pieces_equals_one_pass_at_every_split() {
-    // Slicing-by-8 takes 8 bytes at a time: splits at every offset exercise the remainder path.
+    // Implementations take 8 or 16 bytes at a time: splits at every offset exercise the remainder
+    // paths.
     let bytes: Vec<u8> = (0..100u8).map(|b| b.wrapping_mul(37)).collect();
     let whole = checksum(&bytes);
     for split in 0..=bytes.len() {
         assert_eq!(extend(checksum(&bytes[..split]), &bytes[split..]), whole, "split at {split}");
     }
-    // The bytewise definition, for lengths that are not a multiple of 8.
+    // The bytewise definition, for lengths that are not a multiple of 8 or 16.
     for len in 0..=bytes.len() {
         let bitwise = bytes[..len].iter().fold(!0u32, |mut crc, &byte| {
             crc ^= u32::from(byte);
