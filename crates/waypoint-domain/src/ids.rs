@@ -88,6 +88,11 @@ fn check_allow_list(
     if value.is_empty() {
         return Err(InvalidValue::Empty { kind });
     }
+    // Ids and names are ASCII almost always: then characters are bytes, and one pass checks all
+    // of them (replay validates every id of every event it reads).
+    if value.is_ascii() && value.len() <= max && value.bytes().all(|b| allowed(char::from(b))) {
+        return Ok(());
+    }
     let len = value.chars().count();
     if len > max {
         return Err(InvalidValue::TooLong { kind, len, max });
@@ -110,6 +115,10 @@ fn is_token_char(c: char) -> bool {
 
 /// Serializes a validated string newtype as its string; deserializing re-validates it, so a
 /// stored value that breaks the rules is an error, never a silently accepted id.
+///
+/// Deserializing reads the text where the decoder holds it (the record's own bytes, for JSON
+/// without escapes) and allocates once, for the value kept; a `String` the decoder already
+/// built is kept as it is.
 macro_rules! string_serde {
     ($name:ident) => {
         impl Serialize for $name {
@@ -120,8 +129,34 @@ macro_rules! string_serde {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let raw = String::deserialize(d)?;
-                Self::parse(&raw).map_err(serde::de::Error::custom)
+                struct Visitor;
+
+                impl<'de> serde::de::Visitor<'de> for Visitor {
+                    type Value = $name;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a string")
+                    }
+
+                    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<$name, E> {
+                        $name::parse(value).map_err(E::custom)
+                    }
+
+                    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<$name, E> {
+                        $name::check(&value).map_err(E::custom)?;
+                        Ok($name(value))
+                    }
+
+                    fn visit_bytes<E: serde::de::Error>(self, value: &[u8]) -> Result<$name, E> {
+                        // As `String`'s own visitor does: UTF-8 bytes are text.
+                        match std::str::from_utf8(value) {
+                            Ok(text) => self.visit_str(text),
+                            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(value), &self)),
+                        }
+                    }
+                }
+
+                d.deserialize_string(Visitor)
             }
         }
     };
@@ -139,8 +174,12 @@ macro_rules! validated_string {
 
             /// Validates `value` against the allow-list.
             pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-                check_allow_list($kind, value, $max, $desc, $pred)?;
+                Self::check(value)?;
                 Ok(Self(value.to_owned()))
+            }
+
+            fn check(value: &str) -> Result<(), InvalidValue> {
+                check_allow_list($kind, value, $max, $desc, $pred)
             }
 
             /// The validated text.
@@ -226,10 +265,14 @@ impl Artifact {
     /// Accepts any non-empty text up to [`Self::MAX_LEN`] characters without control
     /// characters (NUL included), so a stored path is safe to print.
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        Self::check(value)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    fn check(value: &str) -> Result<(), InvalidValue> {
         check_allow_list("artifact", value, Self::MAX_LEN, "any character but NUL and control characters", |c| {
             !c.is_control()
-        })?;
-        Ok(Self(value.to_owned()))
+        })
     }
 
     /// The validated text.
@@ -449,10 +492,14 @@ macro_rules! bounded_text {
             /// Accepts any non-empty text up to the limit; control characters other than
             /// newline and tab are refused so stored text is safe to print.
             pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+                Self::check(value)?;
+                Ok(Self(value.to_owned()))
+            }
+
+            fn check(value: &str) -> Result<(), InvalidValue> {
                 check_allow_list($kind, value, $max, "printable text", |c| {
                     !c.is_control() || c == '\n' || c == '\t'
-                })?;
-                Ok(Self(value.to_owned()))
+                })
             }
 
             /// Any text made acceptable, for text that comes from outside (a step's error, a
