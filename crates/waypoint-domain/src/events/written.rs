@@ -32,7 +32,7 @@ pub(super) fn step_started(data: &[u8]) -> Option<PlanEvent> {
     r.literal(br#","attempt":"#)?;
     let attempt = r.optional(|r| Attempt::new(r.number()?).ok())?;
     r.literal(br#","lease":"#)?;
-    let lease = r.nested()?;
+    let lease = r.optional(Reader::nested)?;
     r.end()?;
     Some(PlanEvent::StepStarted(StepStarted { step, decision_id, name, attempt, lease }))
 }
@@ -53,7 +53,7 @@ pub(super) fn step_completed(data: &[u8]) -> Option<PlanEvent> {
     r.literal(br#","name":"#)?;
     let name = r.optional(|r| r.text(StepName::parse))?;
     r.literal(br#","output":"#)?;
-    let output = r.nested()?;
+    let output = r.optional(Reader::nested)?;
     r.literal(br#","fingerprint":"#)?;
     let fingerprint = r.optional(|r| r.text(Fingerprint::parse))?;
     r.end()?;
@@ -157,7 +157,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Any value read by `serde_json` from where it starts, as the derived decoder reads it.
+    /// Whitespace first gives up: the writer writes none, and `serde_json` would skip it where
+    /// the caller has already looked for `null` without skipping it.
     fn nested<T: DeserializeOwned>(&mut self) -> Option<T> {
+        if matches!(self.bytes.first(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            return None;
+        }
         let mut values = serde_json::Deserializer::from_slice(self.bytes).into_iter::<T>();
         let value = values.next()?.ok()?;
         let (read, rest) = self.bytes.split_at(values.byte_offset());

@@ -99,8 +99,11 @@ fn other_forms_give_up_or_agree_with_the_derived_decoder() {
 
 #[test]
 fn keys_out_of_order_extra_keys_and_whitespace_leave_it_to_the_derived_decoder() {
-    let cases: [&[u8]; 5] = [
+    let cases: [&[u8]; 7] = [
         br#"{"decision_id":"d","step":1,"name":null,"attempt":null,"lease":null}"#,
+        br#"{"step":1,"decision_id":"d","name":null,"attempt":null,"lease": null}"#,
+        br#"{"step":1,"decision_id":"d","name":null,"attempt":null,"lease":
+null}"#,
         br#"{"step":1,"decision_id":"d","name":null,"attempt":null,"lease":null,"later":1}"#,
         br#"{"step":1,"decision_id":"d","name":null,"attempt":null}"#,
         br#"{"step":1, "decision_id":"d","name":null,"attempt":null,"lease":null}"#,
