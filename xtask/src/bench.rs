@@ -193,7 +193,11 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
                 Some("postgres") => only = Only::Postgres,
                 Some("workers") => only = Only::Workers,
                 Some("replay") => only = Only::Replay,
-                _ => return usage_error("--only takes retention, python, ui, traces, runner, postgres, workers or replay"),
+                _ => {
+                    return usage_error(
+                        "--only takes retention, python, ui, traces, runner, postgres, workers or replay",
+                    )
+                }
             },
             "--store" => match it.next() {
                 Some(dir) => reuse = Some(PathBuf::from(dir)),

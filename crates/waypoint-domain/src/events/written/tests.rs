@@ -9,7 +9,8 @@ use crate::events::tests::samples;
 use crate::events::{PlanEvent, StepCompleted, StepStarted};
 use crate::ids::{Fingerprint, StepOutput};
 
-type FastPath = fn(&[u8]) -> Option<PlanEvent>;
+/// A reading of a record's data: the fast path's, or the derived decoder's.
+type Reading = fn(&[u8]) -> Option<PlanEvent>;
 
 /// The derived decoder's reading of `data` as a `T`, wrapped as `wrap` would.
 fn derived<T: DeserializeOwned>(data: &[u8], wrap: fn(T) -> PlanEvent) -> Option<PlanEvent> {
@@ -42,7 +43,8 @@ fn step_events() -> Vec<PlanEvent> {
     events
 }
 
-fn fast_path_of(event: &PlanEvent) -> (FastPath, fn(&[u8]) -> Option<PlanEvent>) {
+/// The fast path for `event`'s type, and the derived decoder's reading of the same type.
+fn fast_path_of(event: &PlanEvent) -> (Reading, Reading) {
     match event {
         PlanEvent::StepStarted(_) => (step_started, |d| derived(d, PlanEvent::StepStarted as fn(StepStarted) -> _)),
         PlanEvent::StepCompleted(_) => {
