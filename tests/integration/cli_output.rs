@@ -250,3 +250,27 @@ fn a_short_prefix_and_a_prefix_of_a_removed_plan_say_so() {
     assert!(message.contains("plan removed-one was removed by retention"), "{removed}");
     assert_eq!(removed["error"]["plan_id"], "removed-one");
 }
+
+#[test]
+fn an_empty_resumable_listing_counts_every_plan_and_json_lists_only_resumable_ones() {
+    let sandbox = Sandbox::new();
+    sandbox.write("done.toml", "name = \"done\"\n[[steps]]\nname = \"one\"\nrun = \"true\"\n");
+    sandbox.run(&["run", "done.toml"]).expect_code(0);
+    sandbox.write("more.toml", "name = \"more\"\n[[steps]]\nname = \"one\"\nrun = \"true\"\n");
+    sandbox.run(&["run", "more.toml"]).expect_code(0);
+    let empty = rich(&sandbox, &["plan", "list", "--resumable"]);
+    empty.expect_code(0);
+    assert!(
+        empty.stdout.contains("None of the 2 plans here can resume now; `waypoint plan list` shows them all."),
+        "{}",
+        empty.stdout
+    );
+    // A failed plan is the one resumable plan: listed alone, the finished ones not.
+    sandbox.write("fails.toml", "name = \"fails\"\n[[steps]]\nname = \"one\"\nrun = \"exit 3\"\n");
+    sandbox.run(&["run", "fails.toml"]).expect_code(1);
+    let listed = sandbox.run(&["plan", "list", "--resumable"]).json();
+    let plans = listed["plans"].as_array().unwrap();
+    assert_eq!(plans.len(), 1, "{listed}");
+    assert_eq!(plans[0]["state"], "errored", "{listed}");
+    assert_eq!(sandbox.run(&["plan", "list"]).json()["plans"].as_array().unwrap().len(), 3);
+}

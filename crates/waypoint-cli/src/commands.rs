@@ -253,16 +253,21 @@ fn list(
     resumable: bool,
     queue: Option<&waypoint_domain::QueueName>,
 ) -> Result<(), CliError> {
-    // Every plan's summary is built either way: filtering here costs nothing more, and lets an
-    // empty listing say how many plans there are.
-    let all = match location.open_read_only()? {
-        Some(service) => block_on(service.list(false))?,
+    // A resumable listing reads only the plans that are not finished (ADR 0009): a store of many
+    // finished plans lists its few resumable ones at their cost, not the store's.
+    let service = location.open_read_only()?;
+    let listed = match &service {
+        Some(service) => block_on(service.list(resumable))?,
         None => Vec::new(),
     };
-    let total = all.len();
+    let listed_count = listed.len();
     let in_queue = |summary: &ResumeSummary| queue.is_none_or(|queue| summary.queue.as_ref() == Some(queue));
-    let plans: Vec<_> =
-        all.into_iter().filter(|(_, summary)| (summary.eligible || !resumable) && in_queue(summary)).collect();
+    let plans: Vec<_> = listed.into_iter().filter(|(_, summary)| in_queue(summary)).collect();
+    // An empty table says how many plans the store holds: counted only then, and only for people.
+    let total = match &service {
+        Some(service) if resumable && plans.is_empty() && !ui.json() => block_on(service.list(false))?.len(),
+        _ => listed_count,
+    };
     if ui.json() {
         ui.json_document(&render::PlansDoc { plans: plans.iter().map(|(_, summary)| summary).collect() });
     } else {
