@@ -422,8 +422,7 @@ fn python_step_cost(root: &Path, scratch: &Path, steps: u32, quick: bool) -> Res
         rust.push(rust_step);
     }
     let (python, rust) = (median(python), median(rust));
-    ratios.sort_by(f64::total_cmp);
-    let ratio = ratios[ratios.len() / 2];
+    let ratio = median_f64(ratios);
     Ok(Figure {
         name: "durable step, Python vs Rust",
         measured: millis(python),
@@ -693,6 +692,27 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// The median of rates or ratios (the upper one of an even count, as [`median`]).
+fn median_f64(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Throughput of one writer and of 16, in `rounds` paired rounds (one, then 16, alternating, so
+/// drift in the disk's speed hits both alike), the median of each. `rate(writers, round)`
+/// measures one round.
+fn paired_writer_rates(
+    rounds: usize,
+    mut rate: impl FnMut(u32, usize) -> Result<f64, String>,
+) -> Result<(f64, f64), String> {
+    let (mut single, mut sixteen) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        single.push(rate(1, round)?);
+        sixteen.push(rate(16, round)?);
+    }
+    Ok((median_f64(single), median_f64(sixteen)))
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -735,15 +755,11 @@ fn replay_throughput(store: &Path) -> Result<(Figure, u64), String> {
         replay_rates.push(replay_rate);
         parse_rates.push(parse_rate);
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let ratio = median(ratios);
+    let ratio = median_f64(ratios);
     let figure = Figure {
         name: "replay throughput",
-        measured: median(replay_rates),
-        baseline: Some(median(parse_rates)),
+        measured: median_f64(replay_rates),
+        baseline: Some(median_f64(parse_rates)),
         unit: "events/s",
         value: ratio,
         goal: ">= 1.0",
@@ -1454,7 +1470,7 @@ fn time_once(waypoint: &Path, args: &[&str]) -> Result<Duration, String> {
 fn writers_throughput(dir: &Path, appends: u32) -> Result<Figure, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let store = FileStore::open(dir.join("store")).map_err(|e| e.to_string())?;
-    let rate = |writers: u32, round: u32| -> Result<f64, String> {
+    let rate = |writers: u32, round: usize| -> Result<f64, String> {
         let started = Instant::now();
         let handles: Vec<_> = (0..writers)
             .map(|w| {
@@ -1477,17 +1493,7 @@ fn writers_throughput(dir: &Path, appends: u32) -> Result<Figure, String> {
         }
         Ok(f64::from(writers * appends) / started.elapsed().as_secs_f64())
     };
-    // Paired rounds, alternating, so drift in the disk's speed hits both alike.
-    let (mut single, mut sixteen) = (Vec::new(), Vec::new());
-    for round in 0..3 {
-        single.push(rate(1, round)?);
-        sixteen.push(rate(16, round)?);
-    }
-    let med = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (one, many) = (med(single), med(sixteen));
+    let (one, many) = paired_writer_rates(3, rate)?;
     let ratio = many / one;
     Ok(Figure {
         name: "16 writers vs one, throughput",

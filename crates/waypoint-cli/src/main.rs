@@ -41,7 +41,7 @@ use crate::ui::Ui;
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == supervise::ARG) {
-        return supervise::main(&args[2..]);
+        return supervise::main();
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,

@@ -288,8 +288,11 @@ impl Supervisor {
                     return Ok(Begun::Refused(refusal.unwrap_or_else(|| "the supervisor ran nothing".into())))
                 }
                 Ok(News::Said(_)) => {}
+                // Killed between its spawn and its word: a shell it started has come to this
+                // process, and is stopped before anything is recorded or tried again.
                 Ok(News::Gone(_)) | Err(_) => {
-                    return Err(std::io::Error::other("the step supervisor ended before it started the step"))
+                    stop_orphans();
+                    return Err(std::io::Error::other("the step supervisor ended before it started the step"));
                 }
             }
         }
@@ -377,7 +380,7 @@ fn read_request(lifeline: &mut UnixStream) -> std::io::Result<Option<(Vec<u8>, V
 /// `waypoint-supervise` (or `waypoint __supervise`): serves one runner's attempts until its
 /// lifeline closes. Its exit code means nothing to anyone: what it says on the socket is what
 /// the runner reads.
-pub fn main(_args: &[OsString]) -> ExitCode {
+pub fn main() -> ExitCode {
     let lifeline = match std::io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => UnixStream::from(fd),
         Err(_) => return ExitCode::from(1),

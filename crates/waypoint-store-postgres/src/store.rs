@@ -24,6 +24,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use eventually::store::{EventStore, EventStream, Expected, Persisted, Select};
 use futures::future::BoxFuture;
 use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
 use postgres::Row;
 use waypoint_application::{
     CatalogQuery, PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, RunLocks, StepLog,
@@ -295,29 +296,12 @@ impl PostgresStore {
         };
         let current = base.version;
         let write = CatalogWrite::fold(plan_id, base, events).map_err(Failed)?;
-        let view_json = write.view.as_ref().map(encode_view);
-        let columns = write.columns();
-        let written = conn.client.query_one(
-            &conn.statements.append,
-            &[
-                &plan_id.as_str(),
-                &i64::from(current),
-                &write.versions,
-                &encoded.event_ids,
-                &encoded.recorded_at,
-                &encoded.event_types,
-                &encoded.schema_versions,
-                &encoded.data,
-                &i64::from(write.version),
-                &view_json,
-                &columns.phase,
-                &columns.state,
-                &columns.last_activity,
-                &columns.queue,
-                &columns.queued_at,
-                &columns.activity_ns,
-            ],
-        );
+        let written = {
+            let row = RowParams::new(&write, encoded);
+            let (id, expected) = (plan_id.as_str(), i64::from(current));
+            let params: Vec<&(dyn ToSql + Sync)> = [&id as _, &expected as _].into_iter().chain(row.params()).collect();
+            conn.client.query_one(&conn.statements.append, &params)
+        };
         match written {
             Ok(row) if row.get::<_, bool>(0) => {
                 let version = write.version;
@@ -378,30 +362,12 @@ impl PostgresStore {
             return Ok(Attempt::Done(current));
         }
         let write = CatalogWrite::fold(plan_id, base, events).map_err(Failed)?;
-        let view_json = write.view.as_ref().map(encode_view);
-        let columns = write.columns();
+        let row = RowParams::new(&write, encoded);
+        let id = plan_id.as_str();
+        let params: Vec<&(dyn ToSql + Sync)> = [&id as _].into_iter().chain(row.params()).collect();
         let updated = tx
             .client
-            .execute(
-                &st.write_events,
-                &[
-                    &plan_id.as_str(),
-                    &write.versions,
-                    &encoded.event_ids,
-                    &encoded.recorded_at,
-                    &encoded.event_types,
-                    &encoded.schema_versions,
-                    &encoded.data,
-                    &i64::from(write.version),
-                    &view_json,
-                    &columns.phase,
-                    &columns.state,
-                    &columns.last_activity,
-                    &columns.queue,
-                    &columns.queued_at,
-                    &columns.activity_ns,
-                ],
-            )
+            .execute(&st.write_events, &params)
             .map_err(|e| Failed(append_error(plan_id, current, &self.shared.pool.target, "append events", e)))?;
         if updated == 0 {
             return Ok(Attempt::Again);
@@ -933,6 +899,49 @@ struct CatalogWrite {
     version: u32,
     versions: Vec<i64>,
     view: Option<PlanView>,
+}
+
+/// What both append statements (`waypoint_append` and the locking path's `write_events`) take
+/// after the plan id and, for the first, the expected version: the events' columns, then the
+/// catalog row's, in that order. One list, so the two statements cannot drift apart.
+struct RowParams<'a> {
+    write: &'a CatalogWrite,
+    encoded: &'a Encoded,
+    version: i64,
+    view_json: Option<String>,
+    columns: Columns<'a>,
+}
+
+impl<'a> RowParams<'a> {
+    fn new(write: &'a CatalogWrite, encoded: &'a Encoded) -> Self {
+        RowParams {
+            write,
+            encoded,
+            version: i64::from(write.version),
+            view_json: write.view.as_ref().map(encode_view),
+            columns: write.columns(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+        let (write, encoded, columns) = (self.write, self.encoded, &self.columns);
+        [
+            &write.versions,
+            &encoded.event_ids,
+            &encoded.recorded_at,
+            &encoded.event_types,
+            &encoded.schema_versions,
+            &encoded.data,
+            &self.version,
+            &self.view_json,
+            &columns.phase,
+            &columns.state,
+            &columns.last_activity,
+            &columns.queue,
+            &columns.queued_at,
+            &columns.activity_ns,
+        ]
+    }
 }
 
 /// The catalog row's columns derived from its view.

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use eventually::store::Expected;
 use waypoint_application::domain::{
-    Artifact, CheckpointId, DecisionId, EventId, Phase, PhaseStarted, PlanCreated, PlanEvent, PlanId, SnapshotId,
-    StepCompleted, StepNumber,
+    Artifact, CheckpointId, DecisionId, Phase, PhaseStarted, PlanCreated, PlanEvent, PlanId, SnapshotId, StepCompleted,
+    StepNumber,
 };
 use waypoint_application::{PlanResumeService, RecordedEvent};
 use waypoint_store_postgres::testing::{find_server_binaries, TestCluster, TestDatabase, URL_VAR};
 use waypoint_store_postgres::PostgresStore;
 
-use super::{median, millis, progress, Figure};
+use super::{median, millis, progress, recorded, Figure};
 
 /// How many samples each figure takes.
 struct Rounds {
@@ -140,10 +140,6 @@ impl Side {
             millis(median(round_trips)),
         ))
     }
-}
-
-fn recorded(event: PlanEvent) -> RecordedEvent {
-    RecordedEvent { event_id: EventId::from_uuid(uuid::Uuid::new_v4()), recorded_at: Utc::now(), event }
 }
 
 /// A typical checkpoint: a decision id, a snapshot digest and one artifact.
@@ -303,16 +299,7 @@ fn writers_vs_one(store: &PostgresStore, rounds: &Rounds) -> Result<Figure, Stri
     };
     // A round of 16 first, untimed: the pool opens its connections.
     rate(16, usize::MAX)?;
-    let (mut single, mut sixteen) = (Vec::new(), Vec::new());
-    for round in 0..rounds.writer_rounds {
-        single.push(rate(1, round)?);
-        sixteen.push(rate(16, round)?);
-    }
-    let med = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (one, many) = (med(single), med(sixteen));
+    let (one, many) = super::paired_writer_rates(rounds.writer_rounds, rate)?;
     let ratio = many / one;
     Ok(Figure {
         name: "pg 16 writers vs one, throughput",

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{median, millis, progress, Figure};
+use super::{median, median_f64, millis, progress, Figure};
 
 /// At most this many rounds of the pair (untraced, traced).
 pub const MAX_ROUNDS: usize = 7;
@@ -41,8 +41,7 @@ pub fn trace_overhead(waypoint: &Path, dir: &Path, steps: u32, rounds: usize) ->
         traced.push(with_spans);
         untraced.push(plain);
     }
-    ratios.sort_by(f64::total_cmp);
-    let ratio = ratios[ratios.len() / 2];
+    let ratio = median_f64(ratios);
     let (traced, untraced) = (median(traced), median(untraced));
     Ok(Figure {
         name: "run, per step traced vs untraced",

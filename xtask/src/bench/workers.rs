@@ -17,7 +17,7 @@ use waypoint_application::{in_queue, PlanResumeService, PlanView, RunDefinition,
 use waypoint_store_file::{AppendRequest, FileStore};
 use waypoint_store_postgres::testing::{find_server_binaries, TestCluster};
 
-use super::{median, millis, progress, recorded, Figure};
+use super::{median, median_f64, millis, progress, recorded, Figure};
 
 /// Steps of `true` in each submitted plan.
 const STEPS: u32 = 5;
@@ -108,17 +108,12 @@ fn throughput(
         }
         rates.push(rate);
     }
-    let median_of = |values: Vec<f64>| {
-        let mut values = values;
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
     let figure = |name: &'static str, i: usize, goal: f64| {
-        let ratio = median_of(rates.iter().map(|r| r[i] / r[0]).collect());
+        let ratio = median_f64(rates.iter().map(|r| r[i] / r[0]).collect());
         Figure {
             name,
-            measured: median_of(rates.iter().map(|r| r[i]).collect()),
-            baseline: Some(median_of(rates.iter().map(|r| r[0]).collect())),
+            measured: median_f64(rates.iter().map(|r| r[i]).collect()),
+            baseline: Some(median_f64(rates.iter().map(|r| r[0]).collect())),
             unit: "plans/s",
             value: ratio,
             goal: if goal >= 2.0 { ">= 2" } else { ">= 1.5" },
