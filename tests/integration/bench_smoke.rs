@@ -45,6 +45,8 @@ fn quick_bench_produces_every_figure() {
             "plan history, large vs one-plan",
             "ui page of 50 vs plan list of 50",
             "ui memory while serving pages",
+            "plan show, a checkpoint due",
+            "resume --dry-run, a checkpoint due",
             "durable append latency",
             "16 writers vs one, throughput",
             "run, overhead per step",

@@ -26,7 +26,7 @@ mod ui;
 mod workers;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces|runner|postgres|workers|replay [--store DIR]] [--format rich|json]
+    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces|runner|postgres|workers|replay|list|single [--store DIR]] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
@@ -49,7 +49,9 @@ PostgreSQL server (its binaries as `cargo xtask test` finds them): the full run 
 not measured when there are none, --only workers fails; both also measure the file store, and a
 queue's poll beside 10,000 open plans of others. --only replay builds the large store and measures
 replay's throughput and peak memory alone, or with --store DIR measures them over an existing
-store instead (one kept with --keep).";
+store instead (one kept with --keep). --only list builds the two listing stores and measures
+`plan list --resumable` over them alone; --only single builds the large store and measures the
+single-plan commands against a one-plan store, right after a checkpoint and just before one.";
 
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,10 @@ enum Only {
     Workers,
     /// The large store's replay: throughput and peak memory.
     Replay,
+    /// `plan list --resumable` over the listing stores.
+    List,
+    /// The large store's single-plan commands, after a checkpoint and just before one.
+    Single,
 }
 
 /// How big the synthetic stores are.
@@ -193,9 +199,11 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
                 Some("postgres") => only = Only::Postgres,
                 Some("workers") => only = Only::Workers,
                 Some("replay") => only = Only::Replay,
+                Some("list") => only = Only::List,
+                Some("single") => only = Only::Single,
                 _ => {
                     return usage_error(
-                        "--only takes retention, python, ui, traces, runner, postgres, workers or replay",
+                        "--only takes retention, python, ui, traces, runner, postgres, workers, replay, list or single",
                     )
                 }
             },
@@ -334,6 +342,10 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only, reuse: Op
         figures.extend(workers::figures(&waypoint, &scratch.0.join("workers"), quick, true)?);
         return Ok(report(figures, 0));
     }
+    if only == Only::List {
+        figures.extend(listing(&waypoint, &scratch.0, sizes)?);
+        return Ok(report(figures, 0));
+    }
 
     progress("building the large store");
     let large = scratch.0.join("large");
@@ -343,6 +355,13 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only, reuse: Op
     progress(&format!("built {large_events} events in {:.1} s", built_in.as_secs_f64()));
     if only == Only::Ui {
         figures.extend(ui::page_of_50(&waypoint, &large, &scratch.0, sizes)?);
+        return Ok(report(figures, large_events));
+    }
+    if only == Only::Single {
+        let one = scratch.0.join("one");
+        build_one_plan_store(&one)?;
+        figures.extend(single_plan_commands(&waypoint, &large, &one, sizes)?);
+        figures.extend(worst_point_of_cycle(&waypoint, &large, &one, sizes)?);
         return Ok(report(figures, large_events));
     }
     if only == Only::All {
@@ -473,16 +492,11 @@ fn other_figures(
     figures.push(resume_dry_run(waypoint, large, sizes.runs)?);
     figures.push(open_peak_memory(large, &one)?);
 
-    progress("building the listing stores");
-    let (few, many) = sizes.list_plans;
-    let small_list = scratch.join("list-small");
-    let large_list = scratch.join("list-large");
-    build_list_store(&small_list, few)?;
-    build_list_store(&large_list, many)?;
-    figures.extend(list_resumable(waypoint, (&small_list, few), (&large_list, many), sizes.runs)?);
-    figures.extend(list_at_scale(waypoint, large, &large_list, sizes)?);
+    figures.extend(listing(waypoint, scratch, sizes)?);
+    figures.extend(list_at_scale(waypoint, large, &scratch.join("list-large"), sizes)?);
     figures.extend(single_plan_commands(waypoint, large, &one, sizes)?);
     figures.extend(ui::page_of_50(waypoint, large, scratch, sizes)?);
+    figures.extend(worst_point_of_cycle(waypoint, large, &one, sizes)?);
 
     progress("measuring durable appends");
     figures.push(append_latency(&scratch.join("append"), sizes.appends)?);
@@ -1015,6 +1029,68 @@ fn long_plan_file(waypoint: &Path, dir: &Path, steps: u32, runs: usize) -> Resul
             ),
         },
     ])
+}
+
+/// Builds the two listing stores under `scratch` and measures `plan list --resumable` on them.
+fn listing(waypoint: &Path, scratch: &Path, sizes: Sizes) -> Result<[Figure; 2], String> {
+    progress("building the listing stores");
+    let (few, many) = sizes.list_plans;
+    let small_list = scratch.join("list-small");
+    let large_list = scratch.join("list-large");
+    build_list_store(&small_list, few)?;
+    build_list_store(&large_list, many)?;
+    list_resumable(waypoint, (&small_list, few), (&large_list, many), sizes.runs)
+}
+
+/// `plan show` and `resume --dry-run` of one plan with the large store's tail one record short
+/// of a checkpoint: the most a single-plan command reads past the checkpoint. The tail is made of
+/// other plans' first events, which every open must decode (a new plan has no view yet).
+fn worst_point_of_cycle(waypoint: &Path, large: &Path, one: &Path, sizes: Sizes) -> Result<[Figure; 2], String> {
+    progress("measuring single-plan commands just before a checkpoint is due");
+    let store = FileStore::open(large).map_err(|e| e.to_string())?;
+    store.checkpoint().map_err(|e| e.to_string())?;
+    let tail = StoreOptions::default().checkpoint_every - 1;
+    let requests = (0..tail)
+        .map(|i| AppendRequest {
+            plan_id: PlanId::parse(&format!("tail-{i}")).expect("valid"),
+            expected: Expected::Exact(0),
+            events: plan_events(1, 1, None, false),
+        })
+        .collect();
+    append_all(&store, requests)?;
+    drop(store);
+    let mut figures = Vec::new();
+    for (name, command) in [
+        ("plan show, a checkpoint due", &["show", "short"][..]),
+        ("resume --dry-run, a checkpoint due", &["resume", "short", "--dry-run"][..]),
+    ] {
+        let args = |store: &Path| -> Vec<String> {
+            ["--store", &store.display().to_string(), "--format", "json", "plan"]
+                .iter()
+                .chain(command)
+                .map(|a| a.to_string())
+                .collect()
+        };
+        let (many, alone) = (args(large), args(one));
+        let many = time_process(waypoint, &many.iter().map(String::as_str).collect::<Vec<_>>(), sizes.runs)?;
+        let alone = time_process(waypoint, &alone.iter().map(String::as_str).collect::<Vec<_>>(), sizes.runs)?;
+        let ratio = many.as_secs_f64() / alone.as_secs_f64();
+        figures.push(Figure {
+            name,
+            measured: millis(many),
+            baseline: Some(millis(alone)),
+            unit: "ms",
+            value: ratio,
+            goal: "<= 1.5",
+            met: ratio <= 1.5,
+            how: format!(
+                "whole `waypoint plan {}` process, median, large store with {tail} records past its checkpoint vs a store of one plan",
+                command.join(" ")
+            ),
+        });
+    }
+    let [show, dry_run]: [Figure; 2] = figures.try_into().expect("two figures");
+    Ok([show, dry_run])
 }
 
 /// Paired rounds of the runner's overhead figure.

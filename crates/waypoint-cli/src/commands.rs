@@ -309,7 +309,10 @@ fn history(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliErro
 /// there is no store yet.
 fn resolve_id(location: &StoreLocation, given: &PlanId) -> Result<PlanId, CliError> {
     let Some(service) = location.open_read_only()? else { return Ok(given.clone()) };
-    resolve_plan_id(&service, given)
+    let resolved = resolve_plan_id(&service, given)?;
+    // The command's own read-only open takes this one rather than opening the store again.
+    crate::store::keep_read_only(service.store().clone());
+    Ok(resolved)
 }
 
 /// `plan interrupt`: takes the plan's run lock first, so that a plan being run by `waypoint

@@ -80,6 +80,8 @@ impl LocationExt for StoreLocation {
 
     /// Opens for writing, creating the store if needed. For `create` and `run`.
     fn open_for_write(&self) -> Result<Service, CliError> {
+        // A writer reads through its own open; a read-only one kept for reuse is let go first.
+        drop(take_kept_read_only());
         let store = self.open().map_err(open_error)?;
         Ok(compose(store, self.sidecar(), OutputsProbe::Digest))
     }
@@ -118,10 +120,29 @@ impl LocationExt for StoreLocation {
     }
 }
 
-/// Opens `location` without writing a byte, composed with `outputs` as its snapshot probe.
+/// Opens `location` without writing a byte, composed with `outputs` as its snapshot probe. A
+/// store kept by [`keep_read_only`] is taken instead of opening again.
 fn open_read_only_with(location: &StoreLocation, outputs: OutputsProbe) -> Result<Option<Service>, CliError> {
-    let store = location.open_read_only_if_present().map_err(open_error)?;
+    let store = match take_kept_read_only() {
+        Some(kept) => Some(kept),
+        None => location.open_read_only_if_present().map_err(open_error)?,
+    };
     Ok(store.map(|store| compose(store, location.sidecar(), outputs)))
+}
+
+/// A read-only store this process opened and has not finished with. A command opens its store
+/// once: resolving a plan id opens it, and the command's own read takes it from here (a read
+/// catches up with the log first, so it sees what was written meanwhile), rather than opening
+/// and catching up with the log's tail, or connecting to the server, a second time.
+static KEPT_READ_ONLY: std::sync::Mutex<Option<AnyStore>> = std::sync::Mutex::new(None);
+
+/// Keeps `store` (opened read-only on this process's one `--store`) for the next read-only open.
+pub fn keep_read_only(store: AnyStore) {
+    *KEPT_READ_ONLY.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
+}
+
+fn take_kept_read_only() -> Option<AnyStore> {
+    KEPT_READ_ONLY.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 /// A store that could not be opened, in the CLI's words: exit 6 naming the store (never a

@@ -13,6 +13,16 @@ use crate::text::{cut, escape_controls, fit, wrap};
 /// The first failed write to stdout, if any.
 static STDOUT_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
+/// Remembers a failed write to stdout for [`stdout_failure`], unless the reader closed the pipe.
+fn remember_failure(result: std::io::Result<()>) {
+    if let Err(e) = result {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let mut failure = STDOUT_FAILURE.lock().unwrap_or_else(|p| p.into_inner());
+            failure.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
 /// Why writing the command's result failed, if it did: the command must then exit 1.
 pub fn stdout_failure() -> Option<CliError> {
     let failure = STDOUT_FAILURE.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
@@ -97,27 +107,31 @@ impl Ui {
     /// error; any other failed write (a full disk, `> /dev/full`) is remembered, and the command
     /// then exits 1 ([`stdout_failure`]): output that was lost must not look like success.
     pub fn stdout(&self, text: &str) {
-        let text = if self.json() { text.to_owned() } else { fit(text, self.width) };
+        let fitted;
+        let text = if self.json() {
+            text
+        } else {
+            fitted = fit(text, self.width);
+            &fitted
+        };
         let mut out = std::io::stdout().lock();
         let mut result = out.write_all(text.as_bytes());
         if result.is_ok() && !text.ends_with('\n') {
             result = out.write_all(b"\n");
         }
-        if result.is_ok() {
-            result = out.flush();
-        }
-        if let Err(e) = result {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                let mut failure = STDOUT_FAILURE.lock().unwrap_or_else(|p| p.into_inner());
-                failure.get_or_insert_with(|| e.to_string());
-            }
-        }
+        remember_failure(result.and_then(|()| out.flush()));
     }
 
-    /// The one JSON document of a `--format json` command.
+    /// The one JSON document of a `--format json` command, written as it is serialized: a
+    /// listing of many plans is never held twice in memory.
     pub fn json_document(&self, value: &impl Serialize) {
-        let text = serde_json::to_string_pretty(value).expect("a JSON value serializes");
-        self.stdout(&text);
+        // Stdout is line-buffered; a pretty document is many lines, so buffer it whole.
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        let result = serde_json::to_writer_pretty(&mut out, value)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        remember_failure(result);
     }
 
     /// A message for the person at the terminal (stderr in every format), within the width.

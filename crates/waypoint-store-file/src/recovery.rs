@@ -229,10 +229,16 @@ impl Shared {
                     })?;
                     let (position, version, event_id) = (raw.position, raw.version, *raw.event_id.as_bytes());
                     // Decoded only for a plan whose view this process holds: opening costs
-                    // the records' envelopes, not their events.
+                    // the records' envelopes, not their events. A writer also starts the view
+                    // of a plan at its first record, for the checkpoint it will write; a reader
+                    // writes none, and reads a tail plan's records only if it is asked for it.
                     let cached = state.views.contains_key(&plan_id) || state.summaries.contains_key(&plan_id);
-                    let stored =
-                        if cached || version == 1 { Some(log::to_stored(&self.log_path, offset, raw)?) } else { None };
+                    let starts_view = version == 1 && !self.read_only;
+                    let stored = if cached || starts_view {
+                        Some(log::to_stored(&self.log_path, offset, raw)?)
+                    } else {
+                        None
+                    };
                     let folded = Folded {
                         offset,
                         crc: reader.crc(),
