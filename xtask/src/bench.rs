@@ -190,23 +190,23 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
                 Some(n) => events = Some(n),
                 None => return usage_error("--events takes a number"),
             },
-            "--only" => match it.next().map(String::as_str) {
-                Some("retention") => only = Only::Retention,
-                Some("python") => only = Only::Python,
-                Some("ui") => only = Only::Ui,
-                Some("traces") => only = Only::Traces,
-                Some("runner") => only = Only::Runner,
-                Some("postgres") => only = Only::Postgres,
-                Some("workers") => only = Only::Workers,
-                Some("replay") => only = Only::Replay,
-                Some("list") => only = Only::List,
-                Some("single") => only = Only::Single,
-                _ => {
-                    return usage_error(
+            "--only" => {
+                match it.next().map(String::as_str) {
+                    Some("retention") => only = Only::Retention,
+                    Some("python") => only = Only::Python,
+                    Some("ui") => only = Only::Ui,
+                    Some("traces") => only = Only::Traces,
+                    Some("runner") => only = Only::Runner,
+                    Some("postgres") => only = Only::Postgres,
+                    Some("workers") => only = Only::Workers,
+                    Some("replay") => only = Only::Replay,
+                    Some("list") => only = Only::List,
+                    Some("single") => only = Only::Single,
+                    _ => return usage_error(
                         "--only takes retention, python, ui, traces, runner, postgres, workers, replay, list or single",
-                    )
+                    ),
                 }
-            },
+            }
             "--store" => match it.next() {
                 Some(dir) => reuse = Some(PathBuf::from(dir)),
                 None => return usage_error("--store takes a store's directory"),

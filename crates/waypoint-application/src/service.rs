@@ -628,15 +628,16 @@ impl<S: PlanStore> PlanResumeService<S> {
             let (a, b) = (&views[a], &views[b]);
             b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id))
         });
+        let mut listed = Vec::with_capacity(views.len());
         let mut views: Vec<Option<PlanView>> = views.into_iter().map(Some).collect();
-        Ok(order
-            .into_iter()
-            .filter_map(|i| {
-                let view = views[i].take().expect("each index once");
-                let summary = self.summarize(&view, None, now);
-                (summary.eligible || !resumable_only).then_some((view, summary))
-            })
-            .collect())
+        for i in order {
+            let view = views[i].take().expect("each index once");
+            let summary = self.summarize(&view, None, now);
+            if summary.eligible || !resumable_only {
+                listed.push((view, summary));
+            }
+        }
+        Ok(listed)
     }
 
     /// The summaries of `views` (compact views from [`PlanStore::catalog`]), in their order, as

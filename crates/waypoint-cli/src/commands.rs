@@ -261,8 +261,10 @@ fn list(
         None => Vec::new(),
     };
     let listed_count = listed.len();
-    let in_queue = |summary: &ResumeSummary| queue.is_none_or(|queue| summary.queue.as_ref() == Some(queue));
-    let plans: Vec<_> = listed.into_iter().filter(|(_, summary)| in_queue(summary)).collect();
+    let plans = match queue {
+        Some(queue) => listed.into_iter().filter(|(_, summary)| summary.queue.as_ref() == Some(queue)).collect(),
+        None => listed,
+    };
     // An empty table says how many plans the store holds: counted only then, and only for people.
     let total = match &service {
         Some(service) if resumable && plans.is_empty() && !ui.json() => block_on(service.list(false))?.len(),

@@ -10,9 +10,14 @@
 //! Beside each rows file, `order.rs` keeps its order by last activity, which the head vouches for
 //! too (`RowsFile::order`); every append and compaction here writes it.
 //!
-//! Row frame, little-endian: `len u32 | crc32c(body) u32 | body`, body `kind u8 (1 view, 0
-//! tombstone) | version u32 | plan_len u8 | plan id | compact view (JSON)`. The view is the
-//! application's `PlanView`, stored opaque: the store never depends on its fields.
+//! Row frame, little-endian: `len u32 | crc32c(body) u32 | body`, body `kind u8 | version u32 |
+//! plan_len u8 | plan id | compact view`. The kind says how the view is encoded: 2 binary
+//! (postcard: a listing decodes one view per plan, and binary costs a fraction of JSON), 1 JSON
+//! (a view the binary encoding cannot carry: one that does not read back equal), 0 none (a
+//! tombstone). The view is the application's `PlanView`, stored opaque: the store names none of
+//! its fields. The binary encoding follows the fields' order, so a change to `PlanView`'s shape
+//! changes [`FORMAT`] (a pinned test says when): a head of another format is not taken, and the
+//! catalog is folded again from the log.
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -28,7 +33,14 @@ use crate::layout::{Layout, RowsKind};
 use crate::{crc, frame, fsutil, order};
 
 use crate::format::{CATALOG_HEAD_MAGIC as HEAD_MAGIC, CATALOG_ROWS_MAGIC as ROWS_MAGIC};
-const FORMAT: u32 = 2;
+/// The catalog's format: 3 since rows carry binary views. A test pins the binary encoding of a
+/// view with every field set; when it fails, `PlanView` changed shape and this must change.
+pub(crate) const FORMAT: u32 = 3;
+
+/// A row's kind: a tombstone, a view in JSON, a view in the binary encoding.
+const TOMBSTONE: u8 = 0;
+const JSON_VIEW: u8 = 1;
+const BINARY_VIEW: u8 = 2;
 /// Rows a file may gain past twice its size after the last compaction before it is compacted.
 const COMPACTION_SLACK: u64 = 1024;
 
@@ -128,8 +140,8 @@ pub fn kind_of(view: &PlanView) -> RowsKind {
 /// `None` for a tombstone.
 pub type Rows = Vec<(PlanId, u32, Option<PlanView>)>;
 
-/// A row found by the walk: its plan, version, and where its view's JSON lies (none: tombstone).
-type Found = (PlanId, u32, Option<(usize, usize)>);
+/// A plan's latest row: its version, and its view's kind and span in the file (none: tombstone).
+type Found = (PlanId, u32, Option<(u8, usize, usize)>);
 
 /// Rows past which a listing parses its views on two threads.
 const PARALLEL_FROM: usize = 2048;
@@ -147,7 +159,7 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
         return Err(FileStoreError::corrupt(&path, 0, "the rows file does not belong to this store's log"));
     }
     // Latest row of each plan first, then decode only those views.
-    let mut latest: HashMap<PlanId, (u32, Option<(usize, usize)>)> = HashMap::new();
+    let mut latest: HashMap<PlanId, (u32, Option<(u8, usize, usize)>)> = HashMap::new();
     let mut at = FILE_HEADER_LEN;
     while at < bytes.len() {
         let bad = |detail: &str| FileStoreError::corrupt(&path, at as u64, detail.to_owned());
@@ -165,7 +177,7 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
             .ok()
             .and_then(|p| PlanId::parse(p).ok())
             .ok_or_else(|| bad("a row's plan id is invalid"))?;
-        let view = (body[0] == 1).then_some((at + 8 + 6 + plan_len, at + 8 + len));
+        let view = (body[0] != TOMBSTONE).then_some((body[0], at + 8 + 6 + plan_len, at + 8 + len));
         latest.insert(plan_id, (version, view));
         at += 8 + len;
     }
@@ -174,7 +186,7 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
         rows.iter()
             .map(|(plan_id, version, span)| {
                 let view = match span {
-                    Some((from, to)) => Some(serde_json::from_slice::<PlanView>(&bytes[*from..*to]).map_err(|e| {
+                    Some((kind, from, to)) => Some(decode_view(*kind, &bytes[*from..*to]).map_err(|e| {
                         FileStoreError::corrupt(&path, *from as u64, format!("a row's view is unreadable: {e}"))
                     })?),
                     None => None,
@@ -220,17 +232,44 @@ fn read_vouched(path: &PathBuf, len: u64) -> Result<Vec<u8>, FileStoreError> {
 
 fn encode_row(out: &mut Vec<u8>, plan_id: &PlanId, version: u32, view: Option<&PlanView>) {
     let mut body = Vec::with_capacity(256);
-    body.push(u8::from(view.is_some()));
+    body.push(TOMBSTONE);
     body.extend_from_slice(&version.to_le_bytes());
     body.push(plan_id.as_str().len() as u8);
     body.extend_from_slice(plan_id.as_str().as_bytes());
     if let Some(view) = view {
-        // A view of maps, strings and numbers: serialization cannot fail.
-        serde_json::to_writer(&mut body, view).expect("a view serializes");
+        body[0] = encode_view(&mut body, view);
     }
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc::checksum(&body).to_le_bytes());
     out.extend_from_slice(&body);
+}
+
+/// Appends `view` to `out` in the binary encoding when it reads back equal (a step output, which
+/// is any JSON, cannot be decoded without JSON's own types), else in JSON. Returns the row kind.
+fn encode_view(out: &mut Vec<u8>, view: &PlanView) -> u8 {
+    if let Ok(bytes) = postcard::to_allocvec(view) {
+        if postcard::from_bytes::<PlanView>(&bytes).is_ok_and(|back| back == *view) {
+            out.extend_from_slice(&bytes);
+            return BINARY_VIEW;
+        }
+    }
+    // A view of maps, strings and numbers: serialization cannot fail.
+    serde_json::to_writer(out, view).expect("a view serializes");
+    JSON_VIEW
+}
+
+/// A row of `kind` carries a view (it is no tombstone).
+pub fn is_view_row(kind: u8) -> bool {
+    kind == BINARY_VIEW || kind == JSON_VIEW
+}
+
+/// The view a row of `kind` carries in `bytes`.
+pub fn decode_view(kind: u8, bytes: &[u8]) -> Result<PlanView, String> {
+    match kind {
+        BINARY_VIEW => postcard::from_bytes(bytes).map_err(|e| e.to_string()),
+        JSON_VIEW => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        other => Err(format!("unknown row kind {other}")),
+    }
 }
 
 /// A row to add: a plan's compact view at its version, or a tombstone.
@@ -379,3 +418,6 @@ pub fn empty_head(store: StoreId) -> Head {
         done: RowsFile::default(),
     }
 }
+
+#[cfg(test)]
+mod tests;

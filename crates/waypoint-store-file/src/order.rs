@@ -151,7 +151,7 @@ pub struct Row {
 impl Row {
     /// Parses the row's view and checks that it is the row the order named.
     pub fn view(&self, ordered: &Ordered) -> Result<PlanView, Unusable> {
-        let view: PlanView = serde_json::from_slice(&self.body[self.view_at..]).map_err(|e| {
+        let view = crate::catalog::decode_view(self.body[0], &self.body[self.view_at..]).map_err(|e| {
             Unusable(format!("{} at {}: a row's view is unreadable: {e}", ordered.rows_path.display(), self.offset))
         })?;
         if view.plan_id != self.plan_id || activity_key(view.last_activity_at) != self.activity {
@@ -274,7 +274,7 @@ impl Ordered {
         let mut body = vec![0u8; len as usize];
         crate::storage::count_read(body.len() + 8);
         self.rows.read_exact_at(&mut body, offset + 8).map_err(|_| bad("a row is unreadable"))?;
-        if crc::checksum(&body) != stored || body[0] != 1 {
+        if crc::checksum(&body) != stored || !crate::catalog::is_view_row(body[0]) {
             return Err(bad("an order entry names no view row"));
         }
         let version = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));

@@ -3,6 +3,7 @@
 //! catalog's rows), a plan's version and records through its index, its full and compact views
 //! from their snapshots, and listings from the rows plus the records after the checkpoint.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::TryLockError;
 
@@ -574,50 +575,68 @@ impl Shared {
     /// ones' rows are not read at all): the checkpoint's rows, with the plans of the tail folded
     /// forward.
     pub(crate) fn list(&self, state: &mut State, open_only: bool) -> Result<Vec<PlanView>, FileStoreError> {
-        let mut plans: HashMap<PlanId, PlanView> = HashMap::new();
+        // Views stay where they were decoded; the map holds where each plan's is (and its row's
+        // version), so that a listing of many plans moves no view more than it must.
+        let mut views: Vec<Option<PlanView>> = Vec::new();
+        let mut at: HashMap<PlanId, (u32, usize)> = HashMap::new();
         if let Some(head) = state.base.clone() {
             let kinds: &[RowsKind] = if open_only { &[RowsKind::Open] } else { &[RowsKind::Open, RowsKind::Done] };
-            let mut versions: HashMap<PlanId, u32> = HashMap::new();
-            for (i, &kind) in kinds.iter().enumerate() {
+            for &kind in kinds {
                 let rows = catalog::read_rows(&self.layout, &head, kind)?;
-                plans.reserve(rows.len());
+                views.reserve(rows.len());
+                at.reserve(rows.len());
                 for (plan_id, version, view) in rows {
-                    // A plan in both files (it moved, or a crash left an older row): the later
-                    // version wins. Only needed once a second file is read.
-                    if i > 0 || kinds.len() > 1 {
-                        // At equal versions a view beats the open file's "moved to done" row.
-                        if versions.get(&plan_id).is_some_and(|&v| v > version || (v == version && view.is_none())) {
-                            continue;
+                    match at.entry(plan_id) {
+                        // A plan in both files (it moved, or a crash left an older row): the
+                        // later version wins; at equal versions a view beats the open file's
+                        // "moved to done" row.
+                        Entry::Occupied(mut found) => {
+                            let (v, i) = *found.get();
+                            if v > version || (v == version && view.is_none()) {
+                                continue;
+                            }
+                            views[i] = view;
+                            found.insert((version, i));
                         }
-                        versions.insert(plan_id.clone(), version);
+                        Entry::Vacant(slot) => {
+                            slot.insert((version, views.len()));
+                            views.push(view);
+                        }
                     }
-                    match view {
-                        Some(view) => plans.insert(plan_id, view),
-                        None => plans.remove(&plan_id),
-                    };
                 }
             }
         }
         if self.lock_retention().any() {
             // A removal that has not finished may not have rewritten the rows yet.
             let hidden = self.lock_retention();
-            plans.retain(|id, _| !hidden.hides_row(id));
+            for (id, &(_, i)) in &at {
+                if hidden.hides_row(id) {
+                    views[i] = None;
+                }
+            }
         }
         let tail: Vec<(PlanId, u32)> = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
         for (plan_id, version) in tail {
+            let slot = at.get(&plan_id).map(|&(_, i)| i);
+            let base = slot.and_then(|i| views[i].take());
             let cached = state.summaries.get(&plan_id).filter(|v| v.version == version).cloned();
-            let view = match (cached, plans.remove(&plan_id)) {
+            let view = match (cached, base) {
                 (Some(view), _) => Some(view),
                 (None, Some(base)) if base.version < version => {
                     self.fold_summary(state, &plan_id, Some(base), version)?
                 }
                 (None, _) => self.summary(state, &plan_id)?,
             };
-            if let Some(view) = view.filter(|v| !open_only || catalog::kind_of(v) == RowsKind::Open) {
-                plans.insert(plan_id, view);
+            let view = view.filter(|v| !open_only || catalog::kind_of(v) == RowsKind::Open);
+            match slot {
+                Some(i) => views[i] = view,
+                None => views.push(view),
             }
         }
-        Ok(plans.into_values().collect())
+        // In place: the views are not moved to a new vector.
+        #[allow(clippy::filter_map_identity)]
+        let listed: Vec<PlanView> = views.into_iter().filter_map(|view| view).collect();
+        Ok(listed)
     }
 }
 

@@ -234,11 +234,8 @@ impl Shared {
                     // writes none, and reads a tail plan's records only if it is asked for it.
                     let cached = state.views.contains_key(&plan_id) || state.summaries.contains_key(&plan_id);
                     let starts_view = version == 1 && !self.read_only;
-                    let stored = if cached || starts_view {
-                        Some(log::to_stored(&self.log_path, offset, raw)?)
-                    } else {
-                        None
-                    };
+                    let stored =
+                        if cached || starts_view { Some(log::to_stored(&self.log_path, offset, raw)?) } else { None };
                     let folded = Folded {
                         offset,
                         crc: reader.crc(),

@@ -1,0 +1,60 @@
+//! The rows' view encodings: what the binary one carries, what falls back to JSON, and the pin
+//! that says when `PlanView` changed shape (and with it the meaning of binary rows on disk).
+
+use super::*;
+
+/// A compact view with every field set (every `Option` `Some`, every list non-empty), as JSON.
+const FULL_VIEW: &str = r#"{"plan_id":"plan-1","version":12,"last_activity_at":"2026-12-07T10:00:00Z","state":{"name":"nightly build","fingerprint":"ab12","source":"plans/build.toml","created_at":"2026-12-07T09:00:00Z","definition":[{"name":"fetch","fingerprint":"cd34"}],"phase":"execute","state":"processing","runner":"waypoint-42","resume":{"last_completed_step":2,"last_checkpoint_id":"d5c3e7d5-8e1c-4fe1-ac3b-c85636dcff20","checkpoints":[{"checkpoint_id":"d5c3e7d5-8e1c-4fe1-ac3b-c85636dcff20","step":2,"decision_id":"decision-2","snapshot_id":"sha256:ef56","artifacts":["out/a.txt"],"name":"build","output":null,"fingerprint":"ef56"}],"completed_steps":[{"name":"build","fingerprint":"ef56"}],"completed_steps_from":1,"total_steps":5,"interrupted":true,"interruption":{"reason":"deploy","at":"2026-12-07T09:30:00Z"},"resume_count":3,"uncertain_step":3,"uncertain_name":"test","uncertain_attempt":2},"last_error":"tests failed","forked_from":{"plan_id":"plan-0","step":2},"approval":{"step":4,"name":"ship","question":"Ship it?","requested_at":"2026-12-07T09:40:00Z","decision":{"approved":true,"by":"cli:ana@host:1","at":"2026-12-07T09:45:00Z","note":"go"}},"pause":{"by":"cli:ana@host:1","reason":"lunch","at":"2026-12-07T09:50:00Z"},"lease":{"runner":"worker-7","expires_at":"2026-12-07T10:05:00Z"},"submission":{"queue":"builds","at":"2026-12-07T08:55:00Z"}}}"#;
+
+fn full_view() -> PlanView {
+    serde_json::from_str(FULL_VIEW).expect("the full view parses")
+}
+
+#[test]
+fn a_view_with_every_field_set_has_a_pinned_binary_encoding() {
+    let view = full_view();
+    // A field added, removed or renamed shows here first.
+    assert_eq!(
+        serde_json::to_string(&view).expect("serializes"),
+        FULL_VIEW,
+        "PlanView changed shape: binary rows written before now no longer mean the same; \
+         change FORMAT in catalog.rs, then FULL_VIEW and the pin below"
+    );
+    let bytes = postcard::to_allocvec(&view).expect("encodes");
+    // A field moved or retyped shows here. Pinned for FORMAT 3.
+    assert_eq!(
+        (FORMAT, bytes.len(), crc::checksum(&bytes)),
+        (3, 470, 1_438_118_018),
+        "PlanView's binary encoding changed: change FORMAT in catalog.rs, then this pin"
+    );
+}
+
+#[test]
+fn a_view_reads_back_equal_from_its_row_in_either_encoding() {
+    let view = full_view();
+    let mut binary = Vec::new();
+    assert_eq!(encode_view(&mut binary, &view), BINARY_VIEW);
+    assert_eq!(decode_view(BINARY_VIEW, &binary).expect("binary decodes"), view);
+    let json = serde_json::to_vec(&view).expect("serializes");
+    assert_eq!(decode_view(JSON_VIEW, &json).expect("JSON decodes"), view);
+    assert!(binary.len() * 2 < json.len(), "binary {} bytes vs JSON {}", binary.len(), json.len());
+}
+
+#[test]
+fn a_view_the_binary_encoding_cannot_carry_is_kept_in_json() {
+    // A step output is any JSON: it has no binary decoding, so the row keeps the view in JSON.
+    let mut view = full_view();
+    let output = waypoint_domain::StepOutput::new(serde_json::json!({ "rows": [1, 2.5, "x", null] })).expect("small");
+    view.state.resume.checkpoints[0].output = Some(output);
+    let mut body = Vec::new();
+    assert_eq!(encode_view(&mut body, &view), JSON_VIEW);
+    assert_eq!(decode_view(JSON_VIEW, &body).expect("decodes"), view);
+}
+
+#[test]
+fn a_row_of_an_unknown_kind_is_an_error_not_a_view() {
+    let error = decode_view(7, b"{}").expect_err("kind 7 is unknown");
+    assert!(error.contains("unknown row kind 7"), "{error}");
+    assert!(decode_view(BINARY_VIEW, &[0xFF; 3]).is_err());
+    assert!(!is_view_row(TOMBSTONE));
+}
