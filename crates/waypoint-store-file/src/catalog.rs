@@ -140,8 +140,11 @@ pub fn kind_of(view: &PlanView) -> RowsKind {
 /// `None` for a tombstone.
 pub type Rows = Vec<(PlanId, u32, Option<PlanView>)>;
 
-/// A plan's latest row: its version, and its view's kind and span in the file (none: tombstone).
-type Found = (PlanId, u32, Option<(u8, usize, usize)>);
+/// Where a row's view lies: its kind, and its span in the file.
+type ViewAt = (u8, usize, usize);
+
+/// A plan's latest row: its version, and where its view lies (none: tombstone).
+type Found = (PlanId, u32, Option<ViewAt>);
 
 /// Rows past which a listing parses its views on two threads.
 const PARALLEL_FROM: usize = 2048;
@@ -159,7 +162,7 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
         return Err(FileStoreError::corrupt(&path, 0, "the rows file does not belong to this store's log"));
     }
     // Latest row of each plan first, then decode only those views.
-    let mut latest: HashMap<PlanId, (u32, Option<(u8, usize, usize)>)> = HashMap::new();
+    let mut latest: HashMap<PlanId, (u32, Option<ViewAt>)> = HashMap::new();
     let mut at = FILE_HEADER_LEN;
     while at < bytes.len() {
         let bad = |detail: &str| FileStoreError::corrupt(&path, at as u64, detail.to_owned());
