@@ -47,6 +47,7 @@ pub enum Stopped {
     Paused,
 }
 
+/// One run of a plan file: its steps in order, each through the step engine.
 pub struct Runner<'a> {
     run: EngineRun<AnyStore>,
     sidecar: &'a Sidecar,
@@ -86,18 +87,18 @@ impl<'a> Runner<'a> {
         let mut reports = Vec::with_capacity(self.file.steps.len());
         for (index, step) in self.file.steps.iter().enumerate() {
             let n = index as u32 + 1;
+            let number = StepNumber::new(n).expect("steps count from 1");
             if let Some(signal) = self.signal_received() {
                 return Err(self.interrupted(signal, n, &format!("before step {n}")));
             }
             if let Some(question) = &step.approval {
-                let number = StepNumber::new(n).expect("steps count from 1");
                 let gate = block_on(self.run.approval_gate(number, &step.step_name, question));
                 if gate.map_err(|e| engine_error(self.run.plan_id(), e))? == Gate::Waiting {
                     self.progress.note(&format!("step {n} ({}) waits for approval: {question}", step.name));
                     return Ok(RunEnd { reports, stopped: Some(Stopped::Waiting) });
                 }
             }
-            match self.run_step(n, step)? {
+            match self.run_step(number, step)? {
                 Some(report) => reports.push(report),
                 None => {
                     self.progress.note(&format!("paused before step {n} ({})", step.name));
@@ -110,11 +111,11 @@ impl<'a> Runner<'a> {
         Ok(RunEnd { reports, stopped: None })
     }
 
-    /// Runs step `n`, attempt after attempt, until one succeeds, the engine says the retries
+    /// Runs step `number`, attempt after attempt, until one succeeds, the engine says the retries
     /// are spent, or a signal stops it; a step that completed earlier is only reported. `None`:
     /// the plan was paused, and this step did not start.
-    fn run_step(&mut self, n: u32, step: &Step) -> Result<Option<StepReport>, CliError> {
-        let number = StepNumber::new(n).expect("steps count from 1");
+    fn run_step(&mut self, number: StepNumber, step: &Step) -> Result<Option<StepReport>, CliError> {
+        let n = number.get();
         let policy = step.policy();
         loop {
             let asked_at = Instant::now();
