@@ -753,6 +753,23 @@ pub enum StepTurn {
     Paused,
 }
 
+/// The checkpoint of step `step` among a plan's `checkpoints`, if the step completed: what a
+/// step that runs again gives back instead of running, in a live run as in the replay of a
+/// finished one. Recorded under another name than `name`, it is [`EngineError::StepMismatch`]:
+/// the code that runs the steps changed under a plan that had started.
+pub fn recorded_step<'c>(
+    checkpoints: &'c [Checkpoint],
+    step: StepNumber,
+    name: &StepName,
+) -> Result<Option<&'c Checkpoint>, EngineError> {
+    // Checkpoints are contiguous from step 1: the step's index is its number less one.
+    let Some(done) = checkpoints.get(step.get() as usize - 1).filter(|c| c.step == step) else { return Ok(None) };
+    match done.name.as_ref().filter(|recorded| *recorded != name) {
+        Some(recorded) => Err(EngineError::StepMismatch { step, recorded: recorded.clone(), given: name.clone() }),
+        None => Ok(Some(done)),
+    }
+}
+
 /// Whether a step that needs a person's decision may run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
@@ -885,12 +902,7 @@ impl<S: PlanStore> EngineRun<S> {
     /// other than the recorded one is [`EngineError::StepMismatch`]; a lost run lock starts
     /// nothing.
     pub async fn begin_step(&mut self, step: StepNumber, name: &StepName) -> Result<StepTurn, EngineError> {
-        // Checkpoints are contiguous from step 1: the step's index is its number less one.
-        let recorded = self.checkpoints.get(step.get() as usize - 1).filter(|c| c.step == step);
-        if let Some(done) = recorded {
-            if let Some(recorded) = done.name.as_ref().filter(|recorded| *recorded != name) {
-                return Err(EngineError::StepMismatch { step, recorded: recorded.clone(), given: name.clone() });
-            }
+        if let Some(done) = recorded_step(&self.checkpoints, step, name)? {
             return Ok(StepTurn::Replay(done.clone()));
         }
         if let Holder::Lock(guard) = &self.guard {

@@ -27,8 +27,6 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::Either;
@@ -36,235 +34,37 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use waypoint_domain::{
-    ApprovalDecision, Attempt, Checkpoint, DecisionId, InvalidValue, PlanId, PlanName, ResumeIneligibleReason,
-    ResumeSummary, RunnerId, StepName, StepNumber, StepOutput,
+    ApprovalDecision, Checkpoint, PlanId, PlanName, ResumeSummary, RunnerId, StepName, StepNumber, StepOutput,
+    PAUSED_REASON,
 };
 
 use crate::engine::{
-    EngineError, EngineRun, Gate, Hold, Prepared, Retry, RunDefinition, StepFailure, StepPolicy, StepResult, StepTurn,
-    Stopped, WorkflowKey,
+    recorded_step, AttemptTicket, EngineError, EngineRun, Gate, Hold, Prepared, Retry, RunDefinition, StepFailure,
+    StepPolicy, StepResult, StepTurn, Stopped, WorkflowKey,
 };
 use crate::error::ServiceError;
-use crate::ports::RunLockError;
 use crate::service::{LeaseRequest, PlanResumeService};
 use crate::store::PlanStore;
 use crate::timer::Timer;
 
-/// Why a workflow could not start, continue or record a step. Nothing half-done is left
-/// behind: a failed step is recorded as the plan's failure, and the workflow can run again.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WorkflowError {
-    /// Another runner holds the workflow's run lock: it is running now.
-    #[error("workflow {plan_id} is running elsewhere (still_running)")]
-    StillRunning {
-        /// The workflow's key.
-        plan_id: PlanId,
-    },
-    /// The workflow finished before this step was ever recorded: a replay has nothing to give
-    /// back. Run the key with [`WorkflowOptions::new`] to start afresh.
-    #[error("workflow {plan_id} finished without a step {step}; run it with `new` to start afresh")]
-    Finished {
-        /// The workflow's key.
-        plan_id: PlanId,
-        /// The step asked for.
-        step: StepNumber,
-    },
-    /// The workflow exists but cannot resume, for every reason listed.
-    #[error("workflow {plan_id} cannot resume: {}", reasons.iter().map(|r| r.code()).collect::<Vec<_>>().join(", "))]
-    NotResumable {
-        /// The workflow's key.
-        plan_id: PlanId,
-        /// Every reason, as the eligibility function gives them.
-        reasons: Vec<ResumeIneligibleReason>,
-    },
-    /// The code asks for a step under another name than the one recorded at that position:
-    /// the workflow's code changed under a run that had already started.
-    #[error("step {step} was recorded as {recorded:?}, but the code now calls it {given:?} (step_mismatch)")]
-    StepMismatch {
-        /// The step's position.
-        step: StepNumber,
-        /// The name in the log.
-        recorded: StepName,
-        /// The name the code gave.
-        given: StepName,
-    },
-    /// The step's last attempt returned an error, panicked, timed out or gave an output that
-    /// cannot be recorded; the failure is recorded and the workflow resumes from this step on
-    /// its next run.
-    #[error("step {step} ({name}) failed: {message}")]
-    StepFailed {
-        /// The step's position.
-        step: StepNumber,
-        /// The step's name.
-        name: StepName,
-        /// What the step said.
-        message: String,
-    },
-    /// A recorded output does not read back as the step's type.
-    #[error("the output of step {step} ({name}) {detail}")]
-    Output {
-        /// The step's position.
-        step: StepNumber,
-        /// The step's name.
-        name: StepName,
-        /// What went wrong.
-        detail: String,
-    },
-    /// A shutdown was requested: the interruption is recorded and no further step started.
-    #[error("workflow {plan_id} stopped before step {next_step}: {reason}")]
-    Interrupted {
-        /// The workflow's key.
-        plan_id: PlanId,
-        /// The step a resume will run first.
-        next_step: StepNumber,
-        /// Why it stopped.
-        reason: String,
-    },
-    /// The workflow reached an approval step nobody has decided yet: the question is recorded,
-    /// the plan is `waiting`, and this run ends. Run it again once someone approved
-    /// (`waypoint plan approve KEY`); a rejection fails the plan.
-    #[error("workflow {plan_id} waits at step {step} for a person to answer {question:?}")]
-    Waiting {
-        /// The workflow's key.
-        plan_id: PlanId,
-        /// The approval step.
-        step: StepNumber,
-        /// What the person is asked.
-        question: String,
-    },
-    /// A step name or message is not a valid value.
-    #[error(transparent)]
-    InvalidValue(#[from] InvalidValue),
-    /// The run lock was lost (its connection died): no further step starts.
-    #[error(transparent)]
-    RunLock(RunLockError),
-    /// The service or the store failed.
-    #[error(transparent)]
-    Service(ServiceError),
-}
+mod error;
+mod options;
 
-impl From<ServiceError> for WorkflowError {
-    fn from(error: ServiceError) -> Self {
-        EngineError::from(error).into()
-    }
-}
-
-impl From<EngineError> for WorkflowError {
-    fn from(error: EngineError) -> Self {
-        match error {
-            EngineError::StillRunning { plan_id } => WorkflowError::StillRunning { plan_id },
-            // Still waiting for a person: the same answer as when the run stopped to ask.
-            EngineError::NotResumable { plan_id, summary, .. } if summary.waiting_for.is_some() => {
-                let waiting = summary.waiting_for.expect("checked");
-                WorkflowError::Waiting { plan_id, step: waiting.step, question: waiting.question }
-            }
-            EngineError::NotResumable { plan_id, reasons, .. } => WorkflowError::NotResumable { plan_id, reasons },
-            EngineError::StepMismatch { step, recorded, given } => {
-                WorkflowError::StepMismatch { step, recorded, given }
-            }
-            EngineError::StepFailed { step, name, failure, .. } => {
-                let message = match failure {
-                    StepFailure::Error { message } => message,
-                    other => other.to_string(),
-                };
-                WorkflowError::StepFailed { step, name, message }
-            }
-            EngineError::RunLock(lost) => WorkflowError::RunLock(lost),
-            EngineError::Service(other) => WorkflowError::Service(other),
-        }
-    }
-}
-
-/// A request to stop a running workflow gracefully: the next [`Workflow::step`] records the
-/// interruption instead of starting. Cheap to clone; hand one to a signal handler.
-#[derive(Debug, Clone, Default)]
-pub struct ShutdownToken(Arc<AtomicBool>);
-
-impl ShutdownToken {
-    /// Asks the workflow to stop before its next step.
-    pub fn request(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether a stop was asked for.
-    pub fn is_requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// How to start a workflow; [`PlanResumeService::workflow`] uses the defaults.
-#[derive(Debug, Clone, Default)]
-pub struct WorkflowOptions {
-    /// The plan's name, shown by `plan list`; the key when absent.
-    pub name: Option<String>,
-    /// Start a fresh plan even if the key's workflow finished (its next generation).
-    pub new: bool,
-    /// Hold the workflow by a lease of this length instead of its run lock: for a runner that
-    /// cannot keep a lock for the whole run. Each step's start renews it; a step that runs
-    /// longer must call [`Workflow::heartbeat`]. Once it expired, another runner may take the
-    /// workflow over, and this one can record nothing more (`lease_lost`).
-    pub lease: Option<Duration>,
-}
-
-/// How to run one step; [`StepOptions::named`] is what [`Workflow::step`] uses.
-#[derive(Debug, Clone)]
-pub struct StepOptions {
-    /// The step's name: the same name must come at the same position on every run.
-    pub name: String,
-    /// Retries, their delay (doubled after each failure, capped at 5 minutes) and a timeout;
-    /// a step that runs past its timeout is cancelled (its future is dropped).
-    pub policy: StepPolicy,
-}
-
-impl StepOptions {
-    /// A step with this name, no retries and no timeout.
-    pub fn named(name: impl Into<String>) -> Self {
-        Self { name: name.into(), policy: StepPolicy::default() }
-    }
-
-    /// Tries a failed attempt again up to `retries` times.
-    pub fn retries(mut self, retries: u32) -> Self {
-        self.policy.retries = retries;
-        self
-    }
-
-    /// Waits `delay` before the first retry, twice that before the next, and so on.
-    pub fn retry_delay(mut self, delay: Duration) -> Self {
-        self.policy.retry_delay = delay;
-        self
-    }
-
-    /// Cancels an attempt that runs longer than `timeout`; it counts as a failed attempt.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.policy.timeout = Some(timeout);
-        self
-    }
-}
-
-/// What a running step knows about itself.
-#[derive(Debug, Clone)]
-pub struct StepContext {
-    /// The workflow's key.
-    pub plan_id: PlanId,
-    /// The step's position, from 1.
-    pub step: StepNumber,
-    /// The step's name.
-    pub name: StepName,
-    /// The decision recorded for this attempt of the step.
-    pub decision_id: DecisionId,
-    /// Which attempt this is, counted across runs.
-    pub attempt: Attempt,
-    /// True when an earlier run started this step but did not record its completion: its effects
-    /// may be partly done, so make it idempotent.
-    pub rerun: bool,
-}
+pub use error::WorkflowError;
+pub use options::{ShutdownToken, StepContext, StepOptions, WorkflowOptions};
 
 /// How this run of the workflow works: live under the run lock, or replaying a finished one.
 #[derive(Debug)]
 enum Mode<S> {
     Live(Box<EngineRun<S>>),
     Replay { checkpoints: Vec<Checkpoint>, summary: Box<ResumeSummary> },
+}
+
+/// Where the value of a step comes from: something to run (the live run, the attempt), or
+/// the step's recorded output.
+enum Next<R, T> {
+    Run(R),
+    Recorded(T),
 }
 
 /// One run of a durable workflow. A live run holds the workflow's run lock until it is dropped,
@@ -278,7 +78,6 @@ pub struct Workflow<S> {
     resumed_from: Option<StepNumber>,
     shutdown: ShutdownToken,
 }
-
 impl<S: PlanStore> PlanResumeService<S> {
     /// Starts the workflow keyed `key`, or continues it: created if it does not exist, resumed
     /// from its first incomplete step if it was interrupted, failed or crashed, replayed if it
@@ -360,7 +159,7 @@ impl<S: PlanStore> Workflow<S> {
 
     /// [`Self::step`] with options: retries with a growing delay, and a timeout. The step is
     /// called once per attempt.
-    pub async fn step_with<T, E, F, Fut>(&mut self, options: StepOptions, mut run: F) -> Result<T, WorkflowError>
+    pub async fn step_with<T, E, F, Fut>(&mut self, options: StepOptions, run: F) -> Result<T, WorkflowError>
     where
         T: Serialize + DeserializeOwned,
         E: fmt::Display,
@@ -369,81 +168,12 @@ impl<S: PlanStore> Workflow<S> {
     {
         let step = self.next;
         let name = StepName::parse(&options.name)?;
-        let live = match &mut self.mode {
-            Mode::Replay { checkpoints, .. } => {
-                let Some(done) = checkpoints.iter().find(|c| c.step == step) else {
-                    return Err(WorkflowError::Finished { plan_id: self.plan_id.clone(), step });
-                };
-                let value = read_back(done, step, &name)?;
-                self.next = following(step);
-                return Ok(value);
-            }
-            Mode::Live(live) => live,
+        let value = match self.mode.next(&self.plan_id, step, &name)? {
+            Next::Recorded(value) => value,
+            Next::Run(live) => attempts(live, &self.shutdown, step, &name, &options.policy, run).await?,
         };
-        loop {
-            if self.shutdown.is_requested() {
-                return Err(interrupted(live, self.next, "shutdown requested").await);
-            }
-            let ticket = match live.begin_step(step, &name).await? {
-                StepTurn::Replay(done) => {
-                    let value = read_back(&done, step, &name)?;
-                    self.next = following(step);
-                    return Ok(value);
-                }
-                StepTurn::Run(ticket) => ticket,
-                StepTurn::Paused => {
-                    return Err(WorkflowError::Interrupted {
-                        plan_id: self.plan_id.clone(),
-                        next_step: step,
-                        reason: waypoint_domain::PAUSED_REASON.to_owned(),
-                    })
-                }
-            };
-            let context = StepContext {
-                plan_id: self.plan_id.clone(),
-                step,
-                name: name.clone(),
-                decision_id: ticket.decision_id.clone(),
-                attempt: ticket.attempt,
-                rerun: ticket.rerun,
-            };
-            let attempt = AssertUnwindSafe(run(context)).catch_unwind();
-            let ran = match options.policy.timeout {
-                None => Some(attempt.await),
-                Some(limit) => match futures::future::select(Box::pin(attempt), Timer::after(limit)).await {
-                    Either::Left((ran, _)) => Some(ran),
-                    Either::Right(((), _)) => None,
-                },
-            };
-            let mut panic = None;
-            let failure = match ran {
-                Some(Ok(Ok(value))) => match to_output(&value) {
-                    Ok(output) => {
-                        live.completed(&ticket, StepResult { output: Some(output), ..StepResult::default() }).await?;
-                        self.next = following(step);
-                        return Ok(value);
-                    }
-                    Err(detail) => StepFailure::Error { message: format!("its output cannot be recorded: {detail}") },
-                },
-                Some(Ok(Err(error))) => StepFailure::Error { message: error.to_string() },
-                Some(Err(payload)) => {
-                    let message = panic_message(&*payload);
-                    panic = Some(payload);
-                    StepFailure::Panic { message }
-                }
-                None => StepFailure::Timeout { limit: options.policy.timeout.unwrap_or_default() },
-            };
-            match live.attempt_failed(&ticket, failure, &options.policy, None).await {
-                Ok(Retry { delay, .. }) => Timer::after(delay).await,
-                Err(error) => {
-                    // The failure is on record; a panic goes on to the caller as panics do.
-                    if let (Some(payload), EngineError::StepFailed { .. }) = (panic, &error) {
-                        std::panic::resume_unwind(payload);
-                    }
-                    return Err(error.into());
-                }
-            }
-        }
+        self.next = following(step);
+        Ok(value)
     }
 
     /// An approval step: the workflow asks a person `question` before going on. The first run
@@ -454,50 +184,13 @@ impl<S: PlanStore> Workflow<S> {
     pub async fn approval(&mut self, name: &str, question: &str) -> Result<ApprovalDecision, WorkflowError> {
         let step = self.next;
         let name = StepName::parse(name)?;
-        let live = match &mut self.mode {
-            Mode::Replay { checkpoints, .. } => {
-                let Some(done) = checkpoints.iter().find(|c| c.step == step) else {
-                    return Err(WorkflowError::Finished { plan_id: self.plan_id.clone(), step });
-                };
-                let decision = read_back(done, step, &name)?;
-                self.next = following(step);
-                return Ok(decision);
-            }
-            Mode::Live(live) => live,
+        let decision = match self.mode.next(&self.plan_id, step, &name)? {
+            Next::Recorded(decision) => decision,
+            Next::Run(live) => approve(live, step, &name, question).await?,
         };
-        let decision = match live.approval_gate(step, &name, question).await? {
-            Gate::Waiting => {
-                return Err(WorkflowError::Waiting {
-                    plan_id: self.plan_id.clone(),
-                    step,
-                    question: question.to_owned(),
-                })
-            }
-            Gate::Approved(decision) => decision,
-        };
-        let ticket = match live.begin_step(step, &name).await? {
-            StepTurn::Replay(done) => {
-                let decision = read_back(&done, step, &name)?;
-                self.next = following(step);
-                return Ok(decision);
-            }
-            StepTurn::Run(ticket) => ticket,
-            StepTurn::Paused => {
-                let reason = waypoint_domain::PAUSED_REASON.to_owned();
-                return Err(WorkflowError::Interrupted { plan_id: self.plan_id.clone(), next_step: step, reason });
-            }
-        };
-        let decision = decision.expect("an approved gate carries its decision");
-        let output = to_output(&decision).map_err(|detail| WorkflowError::Output {
-            step,
-            name: name.clone(),
-            detail: format!("cannot be recorded: {detail}"),
-        })?;
-        live.completed(&ticket, StepResult { output: Some(output), ..StepResult::default() }).await?;
         self.next = following(step);
         Ok(decision)
     }
-
     /// Renews the workflow's lease ([`WorkflowOptions::lease`]), or checks its run lock. Call it
     /// from a step that runs longer than the lease.
     pub async fn heartbeat(&self) -> Result<(), WorkflowError> {
@@ -530,6 +223,143 @@ impl<S: PlanStore> Workflow<S> {
     }
 }
 
+impl<S: PlanStore> Mode<S> {
+    /// The live run, which runs step `step` named `name`; or, replaying a finished workflow,
+    /// the step's recorded output.
+    fn next<T: DeserializeOwned>(
+        &mut self,
+        plan_id: &PlanId,
+        step: StepNumber,
+        name: &StepName,
+    ) -> Result<Next<&mut EngineRun<S>, T>, WorkflowError> {
+        match self {
+            Mode::Live(live) => Ok(Next::Run(live)),
+            Mode::Replay { checkpoints, .. } => match recorded_step(checkpoints, step, name)? {
+                Some(done) => Ok(Next::Recorded(read_back(done, step, name)?)),
+                None => Err(WorkflowError::Finished { plan_id: plan_id.clone(), step }),
+            },
+        }
+    }
+}
+
+/// Runs step `step` on the live run, attempt after attempt, until one succeeds or the engine
+/// says the retries are spent.
+async fn attempts<S, T, E, F, Fut>(
+    live: &mut EngineRun<S>,
+    shutdown: &ShutdownToken,
+    step: StepNumber,
+    name: &StepName,
+    policy: &StepPolicy,
+    mut run: F,
+) -> Result<T, WorkflowError>
+where
+    S: PlanStore,
+    T: Serialize + DeserializeOwned,
+    E: fmt::Display,
+    F: FnMut(StepContext) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    loop {
+        if shutdown.is_requested() {
+            return Err(interrupted(live, step, "shutdown requested").await);
+        }
+        let ticket = match begin(live, step, name).await? {
+            Next::Recorded(value) => return Ok(value),
+            Next::Run(ticket) => ticket,
+        };
+        let context = StepContext {
+            plan_id: live.plan_id().clone(),
+            step,
+            name: name.clone(),
+            decision_id: ticket.decision_id.clone(),
+            attempt: ticket.attempt,
+            rerun: ticket.rerun,
+        };
+        let attempt = AssertUnwindSafe(run(context)).catch_unwind();
+        let ran = match policy.timeout {
+            None => Some(attempt.await),
+            Some(limit) => match futures::future::select(Box::pin(attempt), Timer::after(limit)).await {
+                Either::Left((ran, _)) => Some(ran),
+                Either::Right(((), _)) => None,
+            },
+        };
+        let mut panic = None;
+        let failure = match ran {
+            Some(Ok(Ok(value))) => match to_output(&value) {
+                Ok(output) => {
+                    live.completed(&ticket, StepResult { output: Some(output), ..StepResult::default() }).await?;
+                    return Ok(value);
+                }
+                Err(detail) => StepFailure::Error { message: format!("its output cannot be recorded: {detail}") },
+            },
+            Some(Ok(Err(error))) => StepFailure::Error { message: error.to_string() },
+            Some(Err(payload)) => {
+                let message = panic_message(&*payload);
+                panic = Some(payload);
+                StepFailure::Panic { message }
+            }
+            None => StepFailure::Timeout { limit: policy.timeout.unwrap_or_default() },
+        };
+        match live.attempt_failed(&ticket, failure, policy, None).await {
+            Ok(Retry { delay, .. }) => Timer::after(delay).await,
+            Err(error) => {
+                // The failure is on record; a panic goes on to the caller as panics do.
+                if let (Some(payload), EngineError::StepFailed { .. }) = (panic, &error) {
+                    std::panic::resume_unwind(payload);
+                }
+                return Err(error.into());
+            }
+        }
+    }
+}
+
+/// Passes approval step `step` on the live run once someone approved it, recording the
+/// decision as the step's output.
+async fn approve<S: PlanStore>(
+    live: &mut EngineRun<S>,
+    step: StepNumber,
+    name: &StepName,
+    question: &str,
+) -> Result<ApprovalDecision, WorkflowError> {
+    let decision = match live.approval_gate(step, name, question).await? {
+        Gate::Waiting => {
+            let plan_id = live.plan_id().clone();
+            return Err(WorkflowError::Waiting { plan_id, step, question: question.to_owned() });
+        }
+        Gate::Approved(decision) => decision,
+    };
+    let ticket = match begin(live, step, name).await? {
+        Next::Recorded(decision) => return Ok(decision),
+        Next::Run(ticket) => ticket,
+    };
+    let decision = decision.expect("an approved gate carries its decision");
+    let output = to_output(&decision).map_err(|detail| WorkflowError::Output {
+        step,
+        name: name.clone(),
+        detail: format!("cannot be recorded: {detail}"),
+    })?;
+    live.completed(&ticket, StepResult { output: Some(output), ..StepResult::default() }).await?;
+    Ok(decision)
+}
+
+/// Starts step `step` on the live run: its attempt, or the output it recorded when it
+/// completed earlier. A paused plan ends the run here: the engine recorded the interruption.
+async fn begin<S: PlanStore, T: DeserializeOwned>(
+    live: &mut EngineRun<S>,
+    step: StepNumber,
+    name: &StepName,
+) -> Result<Next<AttemptTicket, T>, WorkflowError> {
+    match live.begin_step(step, name).await? {
+        StepTurn::Run(ticket) => Ok(Next::Run(ticket)),
+        StepTurn::Replay(done) => Ok(Next::Recorded(read_back(&done, step, name)?)),
+        StepTurn::Paused => Err(WorkflowError::Interrupted {
+            plan_id: live.plan_id().clone(),
+            next_step: step,
+            reason: PAUSED_REASON.to_owned(),
+        }),
+    }
+}
+
 /// The position after `step`. Past u32::MAX steps it stays put; the domain refuses such a step.
 fn following(step: StepNumber) -> StepNumber {
     step.next().unwrap_or(step)
@@ -547,9 +377,6 @@ async fn interrupted<S: PlanStore>(run: &mut EngineRun<S>, next_step: StepNumber
 
 /// A completed step's recorded output, as the step's type.
 fn read_back<T: DeserializeOwned>(done: &Checkpoint, step: StepNumber, name: &StepName) -> Result<T, WorkflowError> {
-    if let Some(recorded) = done.name.as_ref().filter(|recorded| *recorded != name) {
-        return Err(WorkflowError::StepMismatch { step, recorded: recorded.clone(), given: name.clone() });
-    }
     let value = done.output.as_ref().map_or(serde_json::Value::Null, |o| o.as_value().clone());
     serde_json::from_value(value).map_err(|e| WorkflowError::Output {
         step,

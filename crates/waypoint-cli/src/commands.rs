@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use waypoint_application::{
-    LogStream, NewPlan, PlanView, Removal, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
+    LogStream, NewPlan, PlanView, ResumeOutcome, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
 };
 use waypoint_domain::{
     Attempt, Fingerprint, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,
@@ -18,7 +18,7 @@ use crate::error::{exit, CliError};
 use crate::keys::{keyed_id, random_id, PlanFileKey};
 use crate::plan_file::PlanFile;
 use crate::progress::Progress;
-use crate::render::{self, PlannedStep, ResumedDoc, RunDoc};
+use crate::render::{self, ResumedDoc, RunDoc};
 use crate::runner::Runner;
 use crate::signals::{watch_signals, Events};
 use crate::store::{acquire_run_lock, resolve_plan_id, runner_id, LocationExt, Service, StoreLocation};
@@ -294,6 +294,19 @@ fn print_summary_block(service: &Service, ui: &Ui, id: &PlanId, summary: &Resume
     let view = block_on(service.load_summary(id))?;
     ui.stdout(&render::summary_block(ui, summary, &view));
     Ok(())
+}
+
+/// A resume recorded without running anything here (a plan with no plan file): the step it
+/// resumes from, `held` after it (` · held by R until T`), and the plan's summary.
+fn print_resumed(ui: &Ui, outcome: &ResumeOutcome, view: &PlanView, held: &str) {
+    let point = outcome.resumed.expect("a real resume returns its resume point");
+    if ui.json() {
+        ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: None, summary: &outcome.summary });
+    } else {
+        let again = if point.rerun_uncertain { " (it started but did not complete, so it runs again)" } else { "" };
+        ui.stdout(&format!("{} resumed from step {}{again}{held}", ui.out.green("↻"), point.from_step));
+        ui.stdout(&render::summary_block(ui, &outcome.summary, view));
+    }
 }
 
 fn history(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliError> {

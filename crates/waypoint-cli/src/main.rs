@@ -1,6 +1,7 @@
 //! `waypoint`: the command line of Waypoint. Parses arguments, runs one command, prints its result,
 //! and turns any failure into the contract's exit code (see `waypoint --help`).
 
+mod attempt;
 mod capture;
 mod cli;
 mod commands;

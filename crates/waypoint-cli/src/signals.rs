@@ -7,8 +7,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::attempt::StepExit;
 use crate::error::CliError;
-use crate::runner::StepExit;
 
 /// What the runner waits for while a step runs: a signal, or a step's process exiting.
 #[derive(Debug)]

@@ -13,12 +13,12 @@ use futures::executor::block_on;
 use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use waypoint_application::{Claimed, EngineRun, LeaseRequest};
-use waypoint_domain::{PlanId, PlanSubmitted, QueueStanding, RunnerId};
+use waypoint_application::{Claimed, EngineError, EngineRun, LeaseRequest, ServiceError};
+use waypoint_domain::{PlanError, PlanId, PlanSubmitted, QueueStanding, RunnerId};
 
 use crate::cli::WorkerArgs;
 use crate::commands::PLAN_FILE_FORMAT;
-use crate::error::CliError;
+use crate::error::{engine_error, exit, CliError};
 use crate::plan_file::PlanFile;
 use crate::progress::Progress;
 use crate::runner::{signal_name, RunEnd, Runner, Stopped};
@@ -250,19 +250,8 @@ impl Slot<'_> {
         let total = u32::try_from(file.steps.len()).expect("checked when parsed");
         let steps = SayStep { ui: self.shared.ui, plan: run.plan_id().clone(), worker: self.runner.clone() };
         let progress = Progress::for_worker(total, Box::new(move |step, name, what| steps.say(step, name, what)));
-        Runner {
-            run,
-            sidecar: self.sidecar,
-            file,
-            progress: Arc::new(progress),
-            events,
-            outputs: Default::default(),
-            logs: None,
-            lease: Some(LeaseKeeper::new(self.args.lease)),
-            draining: false,
-            supervisor: None,
-        }
-        .run_all()
+        let lease = Some(LeaseKeeper::new(self.args.lease));
+        Runner::new(run, self.sidecar, file, Arc::new(progress), events, lease).run_all()
     }
 
     fn finished(&self, id: &PlanId, outcome: &str, message: &str) {
@@ -350,13 +339,42 @@ impl LeaseKeeper {
         Self { length, renewed_at: Instant::now() }
     }
 
-    pub(crate) fn renew_due(&self) -> bool {
+    fn renew_due(&self) -> bool {
         self.renewed_at.elapsed() >= self.length / 3
     }
 
     /// Past this, the lease may have run out: the step must be dead by then. A fifth of the
     /// lease is left for the kill to land.
-    pub(crate) fn must_stop(&self) -> bool {
+    fn must_stop(&self) -> bool {
         self.renewed_at.elapsed() >= self.length.mul_f64(0.8)
+    }
+
+    /// Renews `run`'s lease when due. An error means the step must stop now: another runner
+    /// holds the plan (`lease_lost`), or renewals failed for so long that the lease may run out.
+    pub fn keep(&mut self, run: &EngineRun<AnyStore>) -> Result<(), CliError> {
+        if !self.renew_due() {
+            return Ok(());
+        }
+        let asked_at = Instant::now();
+        match block_on(run.heartbeat()) {
+            Ok(()) => {
+                self.renewed_at = asked_at;
+                Ok(())
+            }
+            Err(error @ EngineError::Service(ServiceError::Plan { source: PlanError::LeaseLost { .. }, .. })) => {
+                Err(engine_error(run.plan_id(), error))
+            }
+            Err(error) if self.must_stop() => {
+                let id = run.plan_id();
+                Err(CliError::new(
+                    exit::CONFLICT,
+                    "lease_lost",
+                    format!("plan {id}: the lease could not be renewed in time ({error}); the step was stopped"),
+                )
+                .with("plan_id", id.as_str()))
+            }
+            // Not yet at risk: try again at the next tick.
+            Err(_) => Ok(()),
+        }
     }
 }

@@ -60,15 +60,7 @@ pub(super) fn resume(
     }
     let request = ResumeRequest { fingerprint, lease: Some(lease), ..ResumeRequest::default() };
     let outcome = block_on(service.resume_plan(id, request))?;
-    let point = outcome.resumed.expect("a real resume returns its resume point");
-    if ui.json() {
-        ui.json_document(&ResumedDoc { resumed: (&point).into(), steps: None, summary: &outcome.summary });
-    } else {
-        let again = if point.rerun_uncertain { " (it started but did not complete, so it runs again)" } else { "" };
-        let held = held(outcome.summary.lease.as_ref());
-        ui.stdout(&format!("{} resumed from step {}{again}{held}", ui.out.green("↻"), point.from_step));
-        ui.stdout(&render::summary_block(ui, &outcome.summary, &view));
-    }
+    print_resumed(ui, &outcome, &view, &held(outcome.summary.lease.as_ref()));
     Ok(())
 }
 
