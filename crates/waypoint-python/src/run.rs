@@ -16,7 +16,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use serde_json::Value;
-use waypoint_application::engine::{AttemptTicket, FinishedRun};
+use waypoint_application::engine::{recorded_step, AttemptTicket, FinishedRun};
 use waypoint_application::{EngineError, EngineRun, Gate, Retry, StepFailure, StepPolicy, StepResult, StepTurn};
 use waypoint_domain::{Checkpoint, PlanId, StepName, StepNumber, StepOutput};
 use waypoint_stores::AnyStore;
@@ -232,6 +232,21 @@ impl NativeRun {
     }
 }
 
+/// Step `step` of a finished workflow being replayed, through the engine's one lookup (which
+/// checks its name); a step the workflow never had is an error, as nothing may run.
+fn replayed<'c>(
+    checkpoints: &'c [Checkpoint],
+    plan_id: &PlanId,
+    step: StepNumber,
+    name: &StepName,
+) -> Result<&'c Checkpoint, Failure> {
+    recorded_step(checkpoints, step, name)?.ok_or_else(|| {
+        Failure::invalid_state(format!(
+            "workflow {plan_id} finished without a step {step}; run it with new=True to start afresh"
+        ))
+    })
+}
+
 impl RunState {
     fn begin(&mut self, name: &StepName) -> Result<Turn, Failure> {
         let step = self.next;
@@ -246,15 +261,7 @@ impl RunState {
         match self.mode.as_mut() {
             None => Err(ended(&plan_id)),
             Some(Mode::Replay(checkpoints)) => {
-                let Some(done) = checkpoints.iter().find(|c| c.step == step) else {
-                    return Err(Failure::invalid_state(format!(
-                        "workflow {plan_id} finished without a step {step}; run it with new=True to start afresh"
-                    )));
-                };
-                if let Some(recorded) = done.name.as_ref().filter(|recorded| *recorded != name) {
-                    let mismatch = EngineError::StepMismatch { step, recorded: recorded.clone(), given: name.clone() };
-                    return Err(mismatch.into());
-                }
+                let done = replayed(checkpoints, &plan_id, step, name)?;
                 let output = done.output.as_ref().map(|o| o.as_value().clone());
                 self.next = following(step);
                 Ok(Turn::Replay(output))
@@ -286,15 +293,7 @@ impl RunState {
         let decision = match self.mode.as_mut() {
             None => return Err(ended(&plan_id)),
             Some(Mode::Replay(checkpoints)) => {
-                let Some(done) = checkpoints.iter().find(|c| c.step == step) else {
-                    return Err(Failure::invalid_state(format!(
-                        "workflow {plan_id} finished without a step {step}; run it with new=True to start afresh"
-                    )));
-                };
-                if let Some(recorded) = done.name.as_ref().filter(|recorded| *recorded != name) {
-                    let mismatch = EngineError::StepMismatch { step, recorded: recorded.clone(), given: name.clone() };
-                    return Err(mismatch.into());
-                }
+                let done = replayed(checkpoints, &plan_id, step, name)?;
                 done.output.as_ref().map_or(Value::Null, |o| o.as_value().clone())
             }
             Some(Mode::Live(run)) => {
