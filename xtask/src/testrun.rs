@@ -2,7 +2,8 @@
 //! temporary directory, a server on 127.0.0.1 at a free port), runs `cargo test --workspace
 //! --locked` against it with `WAYPOINT_TEST_POSTGRES_URL` set, then the Python package's tests
 //! (`python.rs`: the wheel built with maturin into a throwaway virtualenv, `mypy --strict`,
-//! pytest on the file store and the same server), then stops the server and removes its files,
+//! pytest on the file store and the same server), then builds the fuzz target from its lock
+//! file, then stops the server and removes its files,
 //! also when the tests fail or Ctrl-C is pressed. No server, no test run: the PostgreSQL suite
 //! never skips, and neither does the Python one for a missing tool.
 
@@ -21,7 +22,8 @@ Starts a throwaway PostgreSQL server (the binaries from $WAYPOINT_TEST_POSTGRES_
 further arguments on (with -p/--package, only those packages: `cargo xtask test -p waypoint-python`
 runs the Python suite alone), then builds the Python package's wheel with maturin into a
 throwaway virtualenv, runs `mypy --strict` on the examples and pytest on crates/waypoint-python/tests
-against the file store and the same server, and removes the server again. maturin, pytest and mypy
+against the file store and the same server, then (a whole run) builds the file store's fuzz target
+from its own lock file, and removes the server again. maturin, pytest and mypy
 must be installed in python3 (or $WAYPOINT_PYTHON): `python3 -m pip install maturin pytest mypy`.
 As root, the server runs as user `postgres`.";
 
@@ -86,7 +88,37 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
             code = ExitCode::FAILURE;
         }
     }
+    if code == ExitCode::SUCCESS && !narrowed {
+        if let Err(e) = fuzz_target_builds(root) {
+            eprintln!("xtask test: the fuzz target: {e}");
+            code = ExitCode::FAILURE;
+        }
+    }
     println!("== stopping PostgreSQL and removing {}", cluster.dir().display());
     drop(cluster);
     code
+}
+
+/// The file store's fuzz target (its own workspace, with its own lock file) still builds from its
+/// locked dependencies: a dependency the store gains must reach that lock file too. It shares the
+/// workspace's target directory, so only the fuzz harness itself is compiled again.
+fn fuzz_target_builds(root: &Path) -> Result<(), String> {
+    let manifest = root.join("crates/waypoint-store-file/fuzz/Cargo.toml");
+    println!("== the fuzz target builds (cargo build --locked --manifest-path {})", manifest.display());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--locked", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .status()
+        .map_err(|e| format!("cannot run cargo build: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cargo build {status}; if its lock file is behind, run `cargo update --offline --manifest-path {}`",
+            manifest.display()
+        ))
+    }
 }
