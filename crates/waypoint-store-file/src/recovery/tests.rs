@@ -279,3 +279,29 @@ fn a_reader_never_waits_for_a_writer_stopped_in_the_middle_of_an_append() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "no wait for the stopped writer");
     drop(held);
 }
+
+#[test]
+fn a_read_only_open_decodes_no_record_of_a_plan_it_is_not_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = crate::StoreOptions { checkpoint_every: 1_000, ..Default::default() };
+    let writer = FileStore::open_with(dir.path(), options.clone()).unwrap();
+    fill(&writer, &[plan("asked")], 3);
+    writer.checkpoint().unwrap();
+    // New plans after the checkpoint: their first records are the tail.
+    let others: Vec<_> = (0..50).map(|i| plan(&format!("other-{i}"))).collect();
+    fill(&writer, &others, 2);
+    drop(writer);
+
+    // A writer starts the views of the tail's new plans, for the checkpoint it will write.
+    let writable = FileStore::open_with(dir.path(), options.clone()).unwrap();
+    assert_eq!(writable.shared.lock_state().summaries.len(), others.len());
+    drop(writable);
+
+    // A reader writes no checkpoint: it decodes none of them, and still answers for any plan.
+    let reader = FileStore::open_read_only_with(dir.path(), options).unwrap();
+    assert_eq!(reader.shared.lock_state().tail_len, 100);
+    assert!(reader.shared.lock_state().summaries.is_empty(), "a read-only open decoded other plans' records");
+    assert_eq!(reader.summary_view(&plan("asked")).unwrap().unwrap().version, 3);
+    assert_eq!(reader.summary_view(&others[7]).unwrap().unwrap().version, 2);
+    assert_eq!(reader.catalog_snapshot().unwrap().plans.len(), 51);
+}
