@@ -845,24 +845,25 @@ fn replay_peak_memory(store: &Path) -> Result<Figure, String> {
 fn time_process(waypoint: &Path, args: &[&str], runs: usize) -> Result<Duration, String> {
     let mut samples = Vec::with_capacity(runs);
     for i in 0..=runs {
-        let started = Instant::now();
-        let output = Command::new(waypoint)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())?;
-        let elapsed = started.elapsed();
-        if !output.status.success() {
-            return Err(format!("waypoint {args:?} failed: {}", String::from_utf8_lossy(&output.stderr)));
-        }
+        let elapsed = time_once(waypoint, args)?;
         if i > 0 {
             samples.push(elapsed);
         }
     }
     Ok(median(samples))
+}
+
+/// Runs `command` (a `waypoint` process, its stdout as the caller set it) without colour or
+/// input, and times it; an error with its stderr when it fails.
+fn run_timed(command: &mut Command) -> Result<(Duration, std::process::Output), String> {
+    let started = Instant::now();
+    let output =
+        command.env("NO_COLOR", "1").stdin(Stdio::null()).stderr(Stdio::piped()).output().map_err(|e| e.to_string())?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        return Err(format!("{command:?} failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    Ok((elapsed, output))
 }
 
 fn resume_dry_run(waypoint: &Path, store: &Path, runs: usize) -> Result<Figure, String> {
@@ -904,12 +905,8 @@ fn runner_overhead(waypoint: &Path, dir: &Path, steps: u32) -> Result<Figure, St
     // round's run is compared with the shells started just before it, and the median of those
     // ratios is the figure.
     let per_round = (steps / RUNNER_ROUNDS as u32).max(1);
-    let mut plan = String::from("name = \"overhead\"\n");
-    for n in 1..=per_round {
-        plan.push_str(&format!("[[steps]]\nname = \"step {n}\"\nrun = \"true\"\n"));
-    }
     let plan_path = dir.join("plan.toml");
-    std::fs::write(&plan_path, plan).map_err(|e| format!("cannot write {}: {e}", plan_path.display()))?;
+    write_true_plan(&plan_path, "overhead", per_round)?;
     let mut rounds = Vec::with_capacity(RUNNER_ROUNDS);
     for round in 0..RUNNER_ROUNDS {
         let started = Instant::now();
@@ -921,23 +918,7 @@ fn runner_overhead(waypoint: &Path, dir: &Path, steps: u32) -> Result<Figure, St
             }
         }
         let baseline = started.elapsed();
-        let store = dir.join(format!("store-{round}"));
-        let started = Instant::now();
-        let output = Command::new(waypoint)
-            .arg("--store")
-            .arg(&store)
-            .args(["--format", "json", "run"])
-            .arg(&plan_path)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| e.to_string())?;
-        let run = started.elapsed();
-        if !output.status.success() {
-            return Err(format!("waypoint run failed: {}", String::from_utf8_lossy(&output.stderr)));
-        }
+        let run = time_run(waypoint, &dir.join(format!("store-{round}")), &plan_path)?;
         rounds.push((run / per_round, baseline / per_round));
     }
     rounds.sort_by(|a, b| {
@@ -958,6 +939,13 @@ fn runner_overhead(waypoint: &Path, dir: &Path, steps: u32) -> Result<Figure, St
             "`waypoint run` of a plan file of {per_round} `true` steps, per step, against `sh -c true` started {per_round} times just before it; median of {RUNNER_ROUNDS} paired rounds"
         ),
     })
+}
+
+/// The time of `waypoint --store STORE run PLAN`, whole process.
+fn time_run(waypoint: &Path, store: &Path, plan: &Path) -> Result<Duration, String> {
+    let mut run = Command::new(waypoint);
+    run.arg("--store").arg(store).args(["--format", "json", "run"]).arg(plan).stdout(Stdio::null());
+    Ok(run_timed(&mut run)?.0)
 }
 
 /// Steps of the short plan-file plan the long one is compared with.
@@ -984,27 +972,9 @@ fn long_plan_file(waypoint: &Path, dir: &Path, steps: u32, runs: usize) -> Resul
         let plan = dir.join(format!("{name}.toml"));
         write_true_plan(&plan, name, count)?;
         let store = dir.join(format!("{name}-store"));
-        let started = Instant::now();
-        let output = Command::new(waypoint)
-            .arg("--store")
-            .arg(&store)
-            .args(["--format", "json", "run"])
-            .arg(&plan)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| e.to_string())?;
-        let per_step = started.elapsed() / count;
-        if !output.status.success() {
-            return Err(format!("waypoint run failed: {}", String::from_utf8_lossy(&output.stderr)));
-        }
-        let listed = Command::new(waypoint)
-            .arg("--store")
-            .arg(&store)
-            .args(["--format", "json", "plan", "list"])
-            .output()
-            .map_err(|e| e.to_string())?;
+        let per_step = time_run(waypoint, &store, &plan)? / count;
+        let (_, listed) =
+            run_timed(Command::new(waypoint).arg("--store").arg(&store).args(["--format", "json", "plan", "list"]))?;
         let listing: serde_json::Value = serde_json::from_slice(&listed.stdout).map_err(|e| e.to_string())?;
         let id = listing["plans"][0]["plan_id"].as_str().ok_or("the plan list names no plan")?.to_owned();
         ran.push((store, id, per_step));
@@ -1057,7 +1027,7 @@ fn listing(waypoint: &Path, scratch: &Path, sizes: Sizes) -> Result<[Figure; 2],
 /// `plan show` and `resume --dry-run` of one plan with the large store's tail one record short
 /// of a checkpoint: the most a single-plan command reads past the checkpoint. The tail is made of
 /// other plans' first events, which every open must decode (a new plan has no view yet).
-fn worst_point_of_cycle(waypoint: &Path, large: &Path, one: &Path, sizes: Sizes) -> Result<[Figure; 2], String> {
+fn worst_point_of_cycle(waypoint: &Path, large: &Path, one: &Path, sizes: Sizes) -> Result<Vec<Figure>, String> {
     progress("measuring single-plan commands just before a checkpoint is due");
     let store = FileStore::open(large).map_err(|e| e.to_string())?;
     store.checkpoint().map_err(|e| e.to_string())?;
@@ -1101,8 +1071,7 @@ fn worst_point_of_cycle(waypoint: &Path, large: &Path, one: &Path, sizes: Sizes)
             ),
         });
     }
-    let [show, dry_run]: [Figure; 2] = figures.try_into().expect("two figures");
-    Ok([show, dry_run])
+    Ok(figures)
 }
 
 /// Paired rounds of the runner's overhead figure.
@@ -1471,19 +1440,7 @@ fn retention(
     let dry_run_before = time_process(waypoint, &dry_run, sizes.runs)?;
 
     let compact = ["--store", store_arg, "--format", "json", "store", "compact", "--older-than", "0s"];
-    let started = Instant::now();
-    let output = Command::new(waypoint)
-        .args(compact)
-        .args(["--archive", archive_arg])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| e.to_string())?;
-    let compacted_in = started.elapsed();
-    if !output.status.success() {
-        return Err(format!("waypoint store compact failed: {}", String::from_utf8_lossy(&output.stderr)));
-    }
+    let (compacted_in, output) = run_timed(Command::new(waypoint).args(compact).args(["--archive", archive_arg]))?;
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
     let removed = doc["removed"].as_array().map_or(0, Vec::len) as u64;
     let finished = u64::from(sizes.large_plans - 2 - sizes.resumable_plans);
@@ -1575,20 +1532,7 @@ fn disk_usage(dir: &Path) -> Result<u64, String> {
 
 /// Wall time of one `waypoint ARGS` process, which must succeed.
 fn time_once(waypoint: &Path, args: &[&str]) -> Result<Duration, String> {
-    let started = Instant::now();
-    let output = Command::new(waypoint)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    let elapsed = started.elapsed();
-    if !output.status.success() {
-        return Err(format!("waypoint {args:?} failed: {}", String::from_utf8_lossy(&output.stderr)));
-    }
-    Ok(elapsed)
+    Ok(run_timed(Command::new(waypoint).args(args).stdout(Stdio::null()))?.0)
 }
 
 /// Appends per second of 16 threads, each appending to its own plan of one store (group commit

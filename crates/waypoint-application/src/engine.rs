@@ -762,10 +762,7 @@ pub fn recorded_step<'c>(
     step: StepNumber,
     name: &StepName,
 ) -> Result<Option<&'c Checkpoint>, EngineError> {
-    // A workflow's checkpoints run from step 1 without a gap, so the step's index is its number
-    // less one; a plan whose first checkpoint is a later step (a plumbing plan, say) is searched.
-    let at_index = checkpoints.get(step.get() as usize - 1).filter(|c| c.step == step);
-    let Some(done) = at_index.or_else(|| checkpoints.iter().find(|c| c.step == step)) else { return Ok(None) };
+    let Some(done) = Checkpoint::of_step(checkpoints, step) else { return Ok(None) };
     match done.name.as_ref().filter(|recorded| *recorded != name) {
         Some(recorded) => Err(EngineError::StepMismatch { step, recorded: recorded.clone(), given: name.clone() }),
         None => Ok(Some(done)),

@@ -59,6 +59,15 @@ pub struct CheckpointPayload<'a> {
 }
 
 impl Checkpoint {
+    /// The checkpoint of `step` among a phase's `checkpoints`, if the step completed. A phase
+    /// records its steps in order from step 1, so a full list holds step N at index N - 1; a
+    /// compacted one (only the last kept) or a later step is found by binary search, so a step
+    /// that has not completed costs no scan of the steps that have.
+    pub fn of_step(checkpoints: &[Checkpoint], step: StepNumber) -> Option<&Checkpoint> {
+        let by_index = checkpoints.get(step.get() as usize - 1).filter(|c| c.step == step);
+        by_index.or_else(|| checkpoints.binary_search_by_key(&step, |c| c.step).ok().map(|i| &checkpoints[i]))
+    }
+
     /// Same decision, snapshot, artifacts, name and output: a retry of this checkpoint, not a
     /// new fact. The definition fingerprint is not compared: a retry after the definition changed
     /// still reports the same completed work.
@@ -173,10 +182,7 @@ impl ResumeMetadata {
     /// The checkpoint of `step` in the current phase, if it completed and this view keeps it
     /// (a compact view keeps only the last one).
     pub fn checkpoint(&self, step: StepNumber) -> Option<&Checkpoint> {
-        // Checkpoints are contiguous from step 1, so the index is the step number minus one.
-        // A compacted list (only the last checkpoint kept) falls back to a search.
-        let by_index = self.checkpoints.get(step.get() as usize - 1).filter(|c| c.step == step);
-        by_index.or_else(|| self.checkpoints.iter().rev().find(|c| c.step == step))
+        Checkpoint::of_step(&self.checkpoints, step)
     }
 
     /// The step that would be recorded next, ignoring the total.

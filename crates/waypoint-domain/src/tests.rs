@@ -123,3 +123,29 @@ fn events_from_before_leases_upcast_with_none() {
         Err(DecodeError::UnknownSchemaVersion { found: 2, known: 1, .. })
     ));
 }
+
+#[test]
+fn a_steps_checkpoint_is_found_in_a_full_or_a_compacted_list_and_a_later_step_in_neither() {
+    let checkpoint = |n: u32| Checkpoint {
+        checkpoint_id: CheckpointId::from_uuid(uuid::Uuid::from_u128(u128::from(n))),
+        step: StepNumber::new(n).unwrap(),
+        decision_id: DecisionId::parse(&format!("d-{n}")).unwrap(),
+        snapshot_id: None,
+        artifacts: vec![],
+        name: None,
+        output: None,
+        fingerprint: None,
+    };
+    let step = |n: u32| StepNumber::new(n).unwrap();
+    let full: Vec<Checkpoint> = (1..=5).map(checkpoint).collect();
+    for n in 1..=5 {
+        assert_eq!(Checkpoint::of_step(&full, step(n)).map(|c| c.step), Some(step(n)));
+    }
+    assert!(Checkpoint::of_step(&full, step(6)).is_none());
+    // A compact view keeps only the last checkpoint.
+    let compacted = vec![checkpoint(5)];
+    assert_eq!(Checkpoint::of_step(&compacted, step(5)).map(|c| c.step), Some(step(5)));
+    assert!(Checkpoint::of_step(&compacted, step(1)).is_none());
+    assert!(Checkpoint::of_step(&compacted, step(6)).is_none());
+    assert!(Checkpoint::of_step(&[], step(1)).is_none());
+}

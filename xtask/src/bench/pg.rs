@@ -6,11 +6,9 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use eventually::store::Expected;
 use waypoint_application::domain::{
-    Artifact, CheckpointId, DecisionId, Phase, PhaseStarted, PlanCreated, PlanEvent, PlanId, SnapshotId, StepCompleted,
-    StepNumber,
+    Artifact, CheckpointId, DecisionId, PlanEvent, PlanId, SnapshotId, StepCompleted, StepNumber,
 };
 use waypoint_application::{PlanResumeService, RecordedEvent};
 use waypoint_store_postgres::testing::{find_server_binaries, TestCluster, TestDatabase, URL_VAR};
@@ -159,24 +157,12 @@ fn step_completed(step: u32) -> RecordedEvent {
     }))
 }
 
-fn started_plan() -> Vec<RecordedEvent> {
-    vec![
-        recorded(PlanEvent::PlanCreated(PlanCreated {
-            name: None,
-            total_steps: None,
-            fingerprint: None,
-            source: None,
-            created_at: Utc::now(),
-            steps: vec![],
-        })),
-        recorded(PlanEvent::PhaseStarted(PhaseStarted { phase: Phase::Strategize, runner: None, lease: None })),
-    ]
-}
-
 /// A plan `name` created and started: appends to it are checkpoints of a running plan.
 fn new_plan(store: &PostgresStore, name: &str) -> Result<(PlanId, u32), String> {
     let plan = PlanId::parse(name).map_err(|e| e.to_string())?;
-    let version = store.append_events(&plan, Expected::Exact(0), started_plan()).map_err(|e| e.to_string())?;
+    let version = store
+        .append_events(&plan, Expected::Exact(0), super::plan_events(1, 2, None, false))
+        .map_err(|e| e.to_string())?;
     Ok((plan, version))
 }
 

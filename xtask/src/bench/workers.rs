@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use eventually::store::Expected;
 use waypoint_application::domain::{
-    Artifact, PlanCreated, PlanEvent, PlanId, PlanName, PlanSubmitted, QueueName, SubmittedDefinition,
+    Artifact, PlanEvent, PlanId, PlanName, PlanSubmitted, QueueName, SubmittedDefinition,
 };
 use waypoint_application::{in_queue, PlanResumeService, PlanView, RunDefinition, Submit};
 use waypoint_store_file::{AppendRequest, FileStore};
@@ -212,15 +212,7 @@ fn poll_cost(dir: &Path, others: u32, runs: usize) -> Result<Figure, String> {
     let other = QueueName::parse("other").expect("valid");
     let requests: Vec<AppendRequest> = (0..others)
         .map(|n| {
-            let created = recorded(PlanEvent::PlanCreated(PlanCreated {
-                name: None,
-                total_steps: None,
-                fingerprint: None,
-                source: None,
-                created_at: Utc::now(),
-                steps: vec![],
-            }));
-            let mut events = vec![created];
+            let mut events = vec![super::plan_event(1, None)];
             if n % 2 == 0 {
                 events.push(recorded(PlanEvent::PlanSubmitted(PlanSubmitted {
                     queue: other.clone(),

@@ -58,3 +58,36 @@ fn a_row_of_an_unknown_kind_is_an_error_not_a_view() {
     assert!(decode_view(BINARY_VIEW, &[0xFF; 3]).is_err());
     assert!(!is_view_row(TOMBSTONE));
 }
+
+#[test]
+fn a_catalog_of_the_previous_format_is_folded_again_and_replaced_losing_nothing() {
+    use crate::test_support::{fill, plan};
+    use crate::FileStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let plans: Vec<_> = (0..20).map(|i| plan(&format!("plan-{i}"))).collect();
+    let store = FileStore::open(dir.path()).unwrap();
+    fill(&store, &plans, 3);
+    store.checkpoint().unwrap();
+    drop(store);
+    // The head as the build before binary rows wrote it: format 2.
+    let layout = Layout::new(dir.path());
+    let mut head = read_head(&layout).unwrap().expect("a head");
+    head.format = FORMAT - 1;
+    write_head(&layout, &head).unwrap();
+    assert!(read_head(&layout).unwrap().is_none(), "a head of another format is not taken");
+
+    // A reader folds the log instead, and lists every plan.
+    let reader = FileStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.catalog_snapshot().unwrap().plans.len(), plans.len());
+    drop(reader);
+    // A writer writes the head anew, in this format, and the rows read back the same plans.
+    let writer = FileStore::open(dir.path()).unwrap();
+    let listed = writer.catalog_snapshot().unwrap();
+    assert_eq!(listed.plans.len(), plans.len());
+    assert!(plans.iter().all(|id| listed.plans[id].version == 3));
+    drop(writer);
+    assert_eq!(read_head(&layout).unwrap().expect("a new head").format, FORMAT);
+    let reopened = FileStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(reopened.catalog_snapshot().unwrap(), listed);
+}
