@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::{median, median_f64, millis, progress, Figure};
 
 /// At most this many rounds of the pair (untraced, traced).
-pub const MAX_ROUNDS: usize = 7;
+pub const MAX_ROUNDS: usize = 11;
 
 /// The traced run's time over the untraced one's, median of `rounds` paired rounds.
 pub fn trace_overhead(waypoint: &Path, dir: &Path, steps: u32, rounds: usize) -> Result<Figure, String> {
