@@ -1,9 +1,10 @@
 //! Traces of plan-file runs, through the real binary and a collector stand-in
 //! ([`crate::otlp_receiver`]): a `waypoint.run` span per run and a `waypoint.step` span per
 //! attempt with their attributes and parentage, a step's own trace context (`TRACEPARENT`)
-//! under its attempt's span, failed, retried, timed-out and interrupted attempts, resumed runs,
-//! both protocols, and what an unreachable collector may cost (at most two seconds at exit and
-//! one warning line).
+//! under its attempt's span (and an instrumented step's own spans nested there), failed,
+//! retried, timed-out and interrupted attempts, resumed runs, a worker's claimed runs, both
+//! protocols and their headers, and what an unreachable collector may cost (at most two seconds
+//! at exit and one warning line).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -246,6 +247,81 @@ run = "sleep 30"
     let interrupted = the_one(steps_numbered(&receiver, 1), "attempt");
     assert_eq!(interrupted.str("waypoint.step.outcome"), "interrupted");
     the_one(receiver.named("waypoint.run"), "run span");
+}
+
+#[test]
+fn a_step_that_exports_its_own_spans_nests_them_under_its_attempt() {
+    // The step is itself an instrumented program: a second `waypoint run` on a store of its
+    // own, which inherits the collector's variables and its step's TRACEPARENT.
+    let sandbox = Sandbox::new();
+    let receiver = Receiver::start();
+    sandbox.write("inner.toml", "name = \"inner\"\n\n[[steps]]\nname = \"leaf\"\nrun = \"true\"\n");
+    let bin = crate::cli_harness::waypoint_bin().display().to_string();
+    let outer = format!(
+        "name = \"outer\"\n\n[[steps]]\nname = \"nested\"\nrun = \"'{bin}' --store inner-store --format json run inner.toml > /dev/null\"\n"
+    );
+    traced(&sandbox, &receiver, &outer).expect_code(0);
+
+    let runs = receiver.named("waypoint.run");
+    let outer_run =
+        the_one(runs.iter().filter(|r| r.str("waypoint.plan.name") == "outer").cloned().collect(), "outer run");
+    let inner_run =
+        the_one(runs.iter().filter(|r| r.str("waypoint.plan.name") == "inner").cloned().collect(), "inner run");
+    let steps = receiver.named("waypoint.step");
+    let nested = the_one(steps.iter().filter(|s| s.str("waypoint.step.name") == "nested").cloned().collect(), "nested");
+    let leaf = the_one(steps.iter().filter(|s| s.str("waypoint.step.name") == "leaf").cloned().collect(), "leaf");
+    assert_eq!(nested.parent_span_id, outer_run.span_id);
+    assert_eq!(inner_run.parent_span_id, nested.span_id, "the step's own span is a child of its attempt's span");
+    assert_eq!(leaf.parent_span_id, inner_run.span_id);
+    for span in [&nested, &inner_run, &leaf] {
+        assert_eq!(span.trace_id, outer_run.trace_id, "{} is in the outer run's trace", span.name);
+    }
+}
+
+#[test]
+fn headers_are_sent_with_every_export() {
+    let sandbox = Sandbox::new();
+    let receiver = Receiver::start();
+    let plan = sandbox.write("plan.toml", TWO_STEPS);
+    run(
+        &sandbox,
+        &["run", plan.to_str().unwrap()],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=secret%20key,tenant=night"),
+        ],
+    )
+    .expect_code(0);
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 3, "a run and two attempts: {spans:#?}");
+    for span in spans {
+        assert_eq!(span.headers.get("x-honeycomb-team").map(String::as_str), Some("secret key"), "{span:#?}");
+        assert_eq!(span.headers.get("tenant").map(String::as_str), Some("night"), "{span:#?}");
+    }
+}
+
+#[test]
+fn a_worker_exports_its_claimed_runs() {
+    let sandbox = Sandbox::new();
+    let receiver = Receiver::start();
+    let plan = sandbox.write("plan.toml", TWO_STEPS);
+    let endpoint = [("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())];
+    let endpoint: Vec<(&str, &str)> = endpoint.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run(&sandbox, &["submit", plan.to_str().unwrap(), "--key", "traced"], &endpoint).expect_code(0);
+    assert!(receiver.spans().is_empty(), "submitting runs no step");
+    let workdir = sandbox.path("work");
+    std::fs::create_dir_all(&workdir).unwrap();
+    run(&sandbox, &["worker", "--once", "--workdir", workdir.to_str().unwrap()], &endpoint).expect_code(0);
+
+    let run = the_one(receiver.named("waypoint.run"), "the worker's run span");
+    assert_eq!(run.str("waypoint.plan.id"), sandbox.only_plan_id());
+    assert_eq!(run.str("waypoint.plan.name"), "nightly");
+    let steps = receiver.named("waypoint.step");
+    assert_eq!(steps.len(), 2, "{steps:#?}");
+    assert!(steps.iter().all(|s| s.parent_span_id == run.span_id && s.str("waypoint.step.outcome") == "completed"));
+    let build = the_one(steps_numbered(&receiver, 2), "build attempt");
+    let traceparent = std::fs::read_to_string(workdir.join("traceparent.txt")).expect("the step ran in the workdir");
+    assert_eq!(traceparent.trim(), format!("00-{}-{}-01", build.trace_id, build.span_id));
 }
 
 #[test]

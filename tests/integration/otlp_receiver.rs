@@ -40,6 +40,8 @@ pub struct ReceivedSpan {
     pub service_name: String,
     /// The request's content type.
     pub content_type: String,
+    /// The request's headers, names in lowercase.
+    pub headers: BTreeMap<String, String>,
 }
 
 impl ReceivedSpan {
@@ -126,13 +128,16 @@ fn serve(stream: TcpStream, kept: &Mutex<Vec<ReceivedSpan>>) {
             return;
         }
         let content_type = headers.get("content-type").cloned().unwrap_or_default();
+        let with_headers = |spans: Vec<ReceivedSpan>| {
+            spans.into_iter().map(|span| ReceivedSpan { headers: headers.clone(), ..span }).collect::<Vec<_>>()
+        };
         let (status, answer) = if !request_line.starts_with("POST /v1/traces ") {
             ("404 Not Found", Vec::new())
         } else if content_type.starts_with("application/json") {
-            kept.lock().unwrap().extend(from_json(&body, &content_type));
+            kept.lock().unwrap().extend(with_headers(from_json(&body, &content_type)));
             ("200 OK", b"{}".to_vec())
         } else {
-            kept.lock().unwrap().extend(from_protobuf(&body, &content_type));
+            kept.lock().unwrap().extend(with_headers(from_protobuf(&body, &content_type)));
             ("200 OK", Vec::new())
         };
         let head =
@@ -165,6 +170,7 @@ fn from_protobuf(body: &[u8], content_type: &str) -> Vec<ReceivedSpan> {
                     status_message: status.message,
                     service_name: service_name.clone(),
                     content_type: content_type.to_owned(),
+                    headers: BTreeMap::new(),
                 });
             }
         }
@@ -214,6 +220,7 @@ fn from_json(body: &[u8], content_type: &str) -> Vec<ReceivedSpan> {
                     status_message: span["status"]["message"].as_str().unwrap_or_default().to_owned(),
                     service_name: service_name.clone(),
                     content_type: content_type.to_owned(),
+                    headers: BTreeMap::new(),
                 });
             }
         }
