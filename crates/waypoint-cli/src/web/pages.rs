@@ -316,8 +316,8 @@ pub fn queues_live(board: &QueueBoard) -> Markup {
             table.queues {
                 caption.visually-hidden { "Queues, by name" }
                 thead { tr {
-                    th scope="col" { "Queue" } th scope="col" { "Limit" } th scope="col" { "Queued" }
-                    th scope="col" { "Running" } th scope="col" { "Held" } th scope="col" { "Running now (worker: plan)" }
+                    th scope="col" { "Queue" } th.number scope="col" { "Limit" } th.number scope="col" { "Queued" }
+                    th.number scope="col" { "Running" } th.number scope="col" { "Held" } th scope="col" { "Running now (worker: plan)" }
                 } }
                 tbody {
                     @for (queue, running) in board.queues.iter().zip(&board.running) {
