@@ -588,6 +588,20 @@ fn the_plan_page_says_what_plan_show_and_plan_history_say() {
     }
     assert!(compared >= 5, "{}", history.stdout);
     assert!(page.contains("step 2 (train) · attempt 1"), "the failed attempt, named");
+    // The preview, in the words of `resume --dry-run`.
+    let dry_run = sandbox.run_rich(&["resume", id, "--dry-run"]);
+    dry_run.expect_code(0);
+    for (step, words) in
+        [("1 (fetch)", "skipped: completed"), ("2 (train)", "runs again: it failed"), ("3 (publish)", "runs")]
+    {
+        let name = step.split(['(', ')']).nth(1).expect("a name");
+        assert!(
+            dry_run.stdout.lines().any(|l| l.contains(name) && l.trim_end().ends_with(words)),
+            "{}",
+            dry_run.stdout
+        );
+        assert!(page.contains(&format!("step {step}: {words}<")), "{step}: {words} on the page");
+    }
     assert!(!page.contains("\"decision_id\""), "no event JSON");
 }
 

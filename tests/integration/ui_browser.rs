@@ -60,7 +60,7 @@ fn a_person_reads_and_acts_through_the_pages() {
     let summary = browser.text("table.summary");
     assert!(summary.contains("step 2 (train) · it failed: it runs again"), "{summary}");
     assert!(summary.contains("exited with code 3"), "{summary}");
-    assert!(browser.text("main").contains("run step 2 (train) again, because it started but did not finish"));
+    assert!(browser.text("main").contains("step 2 (train): runs again: it failed"), "{}", browser.text("main"));
     browser.click("#logs-2-1 summary");
     wait_until("the attempt's stderr to show", || browser.text("#logs-2-1 pre.stderr").contains("boom: out of memory"));
     browser.screenshot(&shots.join("plan.png"));

@@ -64,6 +64,17 @@ pub fn planned_steps(file: &PlanFile, summary: &ResumeSummary) -> Vec<PlannedSte
         .collect()
 }
 
+/// What a resume would do with `step` of a plan whose status is `status`, and why: the wording of
+/// `resume --dry-run` and of the dashboard's preview.
+pub fn planned_step_words(step: &PlannedStep, status: PlanStatus) -> &'static str {
+    match step.action {
+        "skip" => "skipped: completed",
+        "rerun" if status == PlanStatus::Failed => "runs again: it failed",
+        "rerun" => "runs again: it started but did not complete",
+        _ => "runs",
+    }
+}
+
 /// What became of one step of the plan file in this run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {

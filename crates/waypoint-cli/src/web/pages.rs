@@ -623,16 +623,10 @@ fn preview_words(preview: &Preview) -> Markup {
                 ul { @for reason in &summary.reasons { li { (reason.explanation()) " (" code { (reason.code()) } ")" } } }
             }
         } @else if let Some(steps) = &preview.steps {
-            p { "Resuming would:" }
+            p { "A resume would run the plan file's steps this way:" }
             ol.preview {
                 @for step in steps {
-                    li {
-                        @match step.action {
-                            "skip" => { "skip step " (step.step) " (" (step.name) "): it completed" }
-                            "rerun" => { "run step " (step.step) " (" (step.name) ") again, because it started but did not finish" }
-                            _ => { "run step " (step.step) " (" (step.name) ")" }
-                        }
-                    }
+                    li { "step " (step.step) " (" (step.name) "): " (render::planned_step_words(step, summary.status)) }
                 }
             }
         } @else {
