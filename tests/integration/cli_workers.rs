@@ -365,7 +365,7 @@ fn the_dashboard_shows_each_plans_queue_and_the_worker_that_runs_it() {
     let (_, page) = server.get("/");
     assert!(page.contains("Queue · worker") && page.contains(">shown<"), "the list names each plan's queue");
     let (_, queued) = server.get("/plans/shown-00");
-    assert!(queued.contains("It waits in queue shown for a worker to claim it."), "{queued}");
+    assert!(queued.contains(">queued<") && queued.contains(r#"<th scope="row">queue</th><td>shown</td>"#), "{queued}");
     let args = ["worker", "--queue", "shown", "--grace", "1s", "--workdir", work.to_str().unwrap()];
     let worker = store.spawn(&sandbox, &args);
     wait_for_file(&sandbox.path("work/stuck-started"), "the first plan's step");
@@ -376,9 +376,11 @@ fn the_dashboard_shows_each_plans_queue_and_the_worker_that_runs_it() {
     assert!(runner.starts_with("worker-"), "{runner}");
     assert_eq!(running["queue"], "shown");
     let (_, page) = server.get("/");
-    assert!(page.contains(&format!("shown · {runner}")), "the list names the worker that runs the plan");
+    assert!(page.contains(&format!(">shown</a> · {runner}")), "the list names the worker that runs the plan");
     let (_, shown) = server.get(&format!("/plans/{}", running["plan_id"].as_str().unwrap()));
-    assert!(shown.contains(&format!("{runner} holds it by a lease")), "the plan page names its worker");
+    assert!(shown.contains(&format!("held by {runner} until")), "the plan page names its worker");
+    let (_, queues) = server.get("/queues");
+    assert!(queues.contains(&format!("{runner}: ")), "the queues page names the worker: {queues}");
     send_signal(i64::from(worker.id()), "TERM");
     // The stuck step outlasts the grace period.
     finish(worker).expect_code(0);

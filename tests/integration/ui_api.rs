@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use waypoint_store_postgres::testing::TestDatabase;
+
 use crate::cli_harness::{Run, Sandbox};
-use crate::ui_harness::{agent, cli_ok, wait_until, UiServer};
+use crate::ui_harness::{agent, cli_ok, unescape_html, wait_until, UiServer};
 
 /// The name that must always render as text.
 pub const XSS_NAME: &str = "<img src=x onerror=alert(1)>";
@@ -283,9 +285,13 @@ fn read_only_refuses_every_action() {
     populate(&sandbox);
     let server = UiServer::start(&sandbox, &["--read-only"]);
     let before = sandbox.store_bytes();
-    for (path, body) in
-        [("/api/v1/plans/tour-1/cancel", json!({})), ("/api/v1/plans/tour-1/fork", json!({"from_step": 2}))]
-    {
+    for (path, body) in [
+        ("/api/v1/plans/tour-1/cancel", json!({})),
+        ("/api/v1/plans/tour-1/fork", json!({"from_step": 2})),
+        ("/api/v1/plans/tour-1/pause", json!({})),
+        ("/api/v1/plans/tour-1/approve", json!({})),
+        ("/api/v1/plans/tour-1/reject", json!({"reason": "no"})),
+    ] {
         let (status, error) = server.post_json(path, &body);
         assert_eq!((status, error["error"]["code"].as_str()), (403, Some("read_only")), "{path}");
     }
@@ -436,4 +442,210 @@ fn pages_escape_plan_data_and_send_a_policy() {
     let xss = sandbox.run_rich(&["plan", "report", &plans.xss]);
     xss.expect_code(0);
     assert!(xss.stdout.contains("&lt;img src=x onerror=alert(1)&gt;") && !xss.stdout.contains("<img"));
+}
+
+/// A one-step plan file for the queue tests.
+const QUEUED_PLAN: &str = "name = \"nightly build\"\n[[steps]]\nname = \"build\"\nrun = \"true\"\n";
+
+/// Plans in two queues (`builds`, limited to 2, and `docs`) and one in none; `b-1` held by a
+/// runner `worker-7`, the others waiting.
+fn queued_plans(sandbox: &Sandbox) {
+    let file = sandbox.write("build.toml", QUEUED_PLAN);
+    let file = file.to_str().expect("a UTF-8 path");
+    for (key, queue) in [("b-1", "builds"), ("b-2", "builds"), ("b-3", "builds"), ("d-1", "docs")] {
+        cli_ok(sandbox, &["submit", file, "--queue", queue, "--key", key]);
+    }
+    cli_ok(sandbox, &["queue", "set", "builds", "--limit", "2"]);
+    cli_ok(sandbox, &["plan", "start", "b-1", "--phase", "strategize", "--runner", "worker-7", "--lease", "10m"]);
+    cli_ok(sandbox, &["plan", "create", "--id", "loose-1", "--name", "in no queue"]);
+}
+
+#[test]
+fn queues_answer_as_queue_list_and_filter_the_plan_list() {
+    let sandbox = Sandbox::new();
+    queued_plans(&sandbox);
+    let server = UiServer::start(&sandbox, &[]);
+
+    let cli = cli_ok(&sandbox, &["queue", "list"]);
+    let (status, queues) = server.get_json("/api/v1/queues");
+    assert_eq!(status, 200);
+    assert_eq!(queues, cli);
+    let (_, text) = server.get("/api/v1/queues");
+    assert!(text.starts_with(r#"{"queues":[{"queue":"builds","limit":2,"queued":2,"running":1"#), "{text}");
+
+    // `queue=` keeps what `plan list --queue` keeps, a page at a time.
+    let (status, builds) = server.get_json("/api/v1/plans?queue=builds");
+    assert_eq!(status, 200, "{builds}");
+    let listed = cli_ok(&sandbox, &["plan", "list", "--queue", "builds"])["plans"].clone();
+    assert_eq!(builds["plans"], listed);
+    assert_eq!(listed.as_array().map(Vec::len), Some(3));
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/plans?queue=builds&limit=1".to_owned();
+    loop {
+        let (status, page) = server.get_json(&path);
+        assert_eq!(status, 200, "{page}");
+        assert!(page["plans"].as_array().is_some_and(|p| p.len() <= 1), "{page}");
+        seen.extend(page["plans"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) => path = format!("/api/v1/plans?queue=builds&limit=1&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(Value::from(seen), listed);
+    let (_, running) = server.get_json("/api/v1/plans?queue=builds&status=running");
+    let ids: Vec<&str> =
+        running["plans"].as_array().expect("plans").iter().filter_map(|p| p["plan_id"].as_str()).collect();
+    assert_eq!(ids, ["b-1"]);
+    let (_, none) = server.get_json("/api/v1/plans?queue=nobody-uses-this");
+    assert_eq!(none["plans"], json!([]));
+    let (status, error) = server.get_json("/api/v1/plans?queue=no%20such%20name");
+    assert_eq!((status, error["error"]["code"].as_str()), (400, Some("invalid_value")), "{error}");
+
+    // The list page filters the same way and keeps the filter in its form and links.
+    let (status, html) = server.get("/?queue=docs");
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"data-plan-id="d-1""#), "{html}");
+    for other in ["b-1", "b-2", "loose-1"] {
+        assert!(!html.contains(&format!(r#"data-plan-id="{other}""#)), "{other} is not in docs");
+    }
+    assert!(html.contains(r#"name="queue" value="docs""#), "the form keeps the queue");
+
+    // The queues page: each queue's counts as `queue list`, and who runs what.
+    let (status, html) = server.get("/queues");
+    assert_eq!(status, 200);
+    let row = html
+        .split(r#"<tr data-queue="builds">"#)
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("a row for builds");
+    for cell in [">2<", ">1<", "worker-7", "/plans/b-1", "href=\"/?queue=builds\""] {
+        assert!(row.contains(cell), "{cell:?} in the builds row: {row}");
+    }
+    assert!(html.contains(r#"<tr data-queue="docs">"#), "{html}");
+    let (status, empty) = UiServer::start(&Sandbox::new(), &[]).get("/queues");
+    assert_eq!(status, 200);
+    assert!(empty.contains("No queues yet"), "{empty}");
+}
+
+/// A plan file whose one step has a name made of markup.
+const XSS_STEP_PLAN: &str =
+    "name = \"hostile step\"\n[[steps]]\nname = \"<img src=x onerror=alert(1)>\"\nrun = \"echo hi\"\n";
+
+#[test]
+fn a_step_named_like_markup_is_text_on_the_page_and_in_the_report() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.write("xss.toml", XSS_STEP_PLAN);
+    sandbox.run(&["run", file.to_str().expect("UTF-8")]).expect_code(0);
+    let id = sandbox.only_plan_id();
+    let server = UiServer::start(&sandbox, &[]);
+    let (status, page) = server.get(&format!("/plans/{id}"));
+    assert_eq!(status, 200);
+    let report = sandbox.run_rich(&["plan", "report", &id]);
+    report.expect_code(0);
+    for (what, html) in [("the plan page", &page), ("the report", &report.stdout)] {
+        assert!(!html.contains("<img"), "{what}: no markup from a step's name");
+        // In the steps and in the history, as text.
+        let shown = html.matches("&lt;img src=x onerror=alert(1)&gt;").count();
+        assert!(shown >= 2, "{what} shows the name {shown} times: {html}");
+    }
+}
+
+#[test]
+fn the_plan_page_says_what_plan_show_and_plan_history_say() {
+    let sandbox = Sandbox::new();
+    let plans = populate(&sandbox);
+    let server = UiServer::start(&sandbox, &[]);
+    let id = &plans.failed;
+    let (status, html) = server.get(&format!("/plans/{id}"));
+    assert_eq!(status, 200);
+    let page = unescape_html(&html);
+    // Above the history (which, as `plan history`, may name phases), no phase or processing
+    // state: the status word and the steps' names.
+    let above_history = page.split("id=\"h-history\"").next().expect("the page");
+    for internal in ["strategize", "errored", "processing", "phase"] {
+        assert!(!above_history.contains(internal), "{internal:?} on the page:\n{above_history}");
+    }
+    assert!(above_history.contains(">failed<"), "the status word");
+    // `plan show`'s rows, in its words.
+    let shown = sandbox.run_rich(&["plan", "show", id]);
+    shown.expect_code(0);
+    let next = shown.stdout.lines().find_map(|l| l.trim().strip_prefix("next")).expect("a next row").trim();
+    assert_eq!(next, "step 2 (train) · it failed: it runs again");
+    assert!(page.contains(next), "{next:?} on the page");
+    assert!(page.contains(">resumable<") && page.contains("waypoint resume"), "{page}");
+    // The history in words, as `plan history` prints it (lines it had to cut aside), never
+    // the events' JSON.
+    let history = sandbox.run_rich(&["plan", "history", id]);
+    history.expect_code(0);
+    let mut compared = 0;
+    for line in history.stdout.lines().filter(|l| !l.contains('…')) {
+        let kind = line.split_whitespace().nth(3).expect("a type");
+        let said = line.split_once(&format!("{kind} ")).map_or("", |(_, rest)| rest).trim();
+        if !said.is_empty() {
+            assert!(page.contains(said), "{said:?} from `plan history` on the page");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 5, "{}", history.stdout);
+    assert!(page.contains("step 2 (train) · attempt 1"), "the failed attempt, named");
+    // The preview, in the words of `resume --dry-run`.
+    let dry_run = sandbox.run_rich(&["resume", id, "--dry-run"]);
+    dry_run.expect_code(0);
+    for (step, words) in
+        [("1 (fetch)", "skipped: completed"), ("2 (train)", "runs again: it failed"), ("3 (publish)", "runs")]
+    {
+        let name = step.split(['(', ')']).nth(1).expect("a name");
+        assert!(
+            dry_run.stdout.lines().any(|l| l.contains(name) && l.trim_end().ends_with(words)),
+            "{}",
+            dry_run.stdout
+        );
+        assert!(page.contains(&format!("step {step}: {words}<")), "{step}: {words} on the page");
+    }
+    assert!(!page.contains("\"decision_id\""), "no event JSON");
+}
+
+#[test]
+fn the_dashboard_serves_a_postgresql_store_and_says_when_it_is_gone() {
+    let db = TestDatabase::create("ui_api");
+    let url = db.url().to_owned();
+    let sandbox = Sandbox::new();
+    let file = sandbox.write("train.toml", FAILING_PLAN);
+    sandbox.run(&["--store", &url, "run", file.to_str().expect("UTF-8")]).expect_code(1);
+    cli_ok(&sandbox, &["--store", &url, "plan", "create", "--id", "pg-2", "--name", XSS_NAME]);
+    let server = UiServer::start(&sandbox, &["--store", &url]);
+
+    let listed = cli_ok(&sandbox, &["--store", &url, "plan", "list"]);
+    let (status, page) = server.get_json("/api/v1/plans");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["plans"], listed["plans"]);
+    assert_eq!(page["plans"].as_array().map(Vec::len), Some(2));
+    let id = listed["plans"]
+        .as_array()
+        .and_then(|plans| plans.iter().find(|p| p["status"] == "failed"))
+        .and_then(|p| p["plan_id"].as_str())
+        .expect("the failed plan")
+        .to_owned();
+    let (status, steps) = server.get_json(&format!("/api/v1/plans/{id}/steps"));
+    assert_eq!(status, 200);
+    assert_eq!(steps, cli_ok(&sandbox, &["--store", &url, "plan", "show", &id, "--steps"]));
+
+    let (status, html) = server.get("/");
+    assert_eq!(status, 200);
+    assert!(html.contains("train model") && html.contains("&lt;img src=x onerror=alert(1)&gt;"), "{html}");
+    let (status, html) = server.get(&format!("/plans/{id}"));
+    assert_eq!(status, 200);
+    assert!(html.contains("boom: out of memory"), "the failed attempt's stderr");
+    assert!(html.contains("step 2 (train)"), "steps by name");
+
+    // The database goes away under the server: the API says the store is unavailable (503).
+    drop(db);
+    let (status, error) = server.get_json("/api/v1/plans");
+    assert_eq!(status, 503, "{error}");
+    assert!(error["error"]["code"].as_str().is_some_and(|c| c.starts_with("store_")), "{error}");
+    let (status, _) = server.get("/healthz");
+    assert_eq!(status, 503);
+    let (status, html) = server.get("/");
+    assert_eq!(status, 503);
+    assert!(html.contains("Something is wrong"), "{html}");
 }

@@ -14,6 +14,12 @@ use crate::ui_harness::{cli_ok, screenshot_dir, wait_until, Browser, UiServer};
 fn a_person_reads_and_acts_through_the_pages() {
     let sandbox = Sandbox::new();
     let plans = populate(&sandbox);
+    // A plan waiting in a queue, for the queue column and the queues page.
+    let build = sandbox.write("build.toml", "name = \"nightly build\"\n[[steps]]\nname = \"build\"\nrun = \"true\"\n");
+    cli_ok(&sandbox, &["submit", build.to_str().expect("UTF-8"), "--queue", "builds", "--key", "build-1"]);
+    cli_ok(&sandbox, &["submit", build.to_str().expect("UTF-8"), "--queue", "builds", "--key", "build-2"]);
+    cli_ok(&sandbox, &["queue", "set", "builds", "--limit", "2"]);
+    cli_ok(&sandbox, &["plan", "start", "build-1", "--phase", "strategize", "--runner", "worker-7", "--lease", "1h"]);
     let server = UiServer::start(&sandbox, &[]);
     let browser = Browser::start();
     let shots = screenshot_dir();
@@ -51,8 +57,10 @@ fn a_person_reads_and_acts_through_the_pages() {
     // The failed plan's page: its failed attempt's stderr, its resume preview in words.
     browser.goto(&server.url(&format!("/plans/{}", plans.failed)));
     browser.wait_for("#plan-live");
-    assert!(browser.text("main").contains("It failed: step 2 (train) exited with code 3"), "{}", browser.text("main"));
-    assert!(browser.text("main").contains("run step 2 (train) again, because it started but did not finish"));
+    let summary = browser.text("table.summary");
+    assert!(summary.contains("step 2 (train) · it failed: it runs again"), "{summary}");
+    assert!(summary.contains("exited with code 3"), "{summary}");
+    assert!(browser.text("main").contains("step 2 (train): runs again: it failed"), "{}", browser.text("main"));
     browser.click("#logs-2-1 summary");
     wait_until("the attempt's stderr to show", || browser.text("#logs-2-1 pre.stderr").contains("boom: out of memory"));
     browser.screenshot(&shots.join("plan.png"));
@@ -74,4 +82,16 @@ fn a_person_reads_and_acts_through_the_pages() {
     wait_until("the summary to follow", || browser.text(".ids").contains("cancelled"));
     assert_eq!(cli_ok(&sandbox, &["plan", "show", &plans.interrupted])["status"], "cancelled");
     assert!(browser.find("form[data-action=cancel]").is_none(), "a cancelled plan offers no cancel");
+
+    // The queues, reached from the header with the keyboard; a queue's link lists its plans.
+    browser.keys("nav.sections a[href=\"/queues\"]", "\u{E007}");
+    browser.wait_for("table.queues");
+    let builds = browser.text("tr[data-queue=builds]");
+    assert!(builds.contains("worker-7: build-1"), "who runs what: {builds}");
+    browser.screenshot(&shots.join("queues.png"));
+    browser.click("tr[data-queue=builds] a");
+    wait_until("the list of the queue's plans", || browser.current_url().contains("queue=builds"));
+    browser.wait_for("table.plans");
+    assert!(browser.text("table.plans").contains("nightly build"));
+    assert!(!browser.text("table.plans").contains("train model"));
 }

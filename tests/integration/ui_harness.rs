@@ -134,6 +134,12 @@ pub fn cli_ok(sandbox: &Sandbox, args: &[&str]) -> Value {
     }
 }
 
+/// The text an HTML page says: its character references decoded (the pages' templates escape
+/// `&`, `<`, `>`, `"` and `'`), its markup left as it is.
+pub fn unescape_html(html: &str) -> String {
+    html.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&amp;", "&")
+}
+
 /// Waits for `condition`, panicking with `what` if it never holds.
 #[track_caller]
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -302,7 +308,9 @@ impl Browser {
     /// A PNG of the whole page, written to `path`.
     pub fn screenshot(&self, path: &Path) {
         use base64::Engine as _;
-        // The window as tall as the page, so the screenshot shows all of it.
+        // The window as tall as the page, so the screenshot shows all of it (measured in a
+        // short window: a page is never shorter than its window).
+        self.command("POST", &self.session_path("/window/rect"), Some(json!({"width": 1280, "height": 600})));
         let height = self.execute("return document.documentElement.scrollHeight;", json!([])).as_u64().unwrap_or(1000);
         self.command(
             "POST",

@@ -30,7 +30,7 @@ mod lease;
 mod queues;
 mod run;
 
-pub use queues::PLAN_FILE_FORMAT;
+pub use queues::{list_queues, queues_doc, PLAN_FILE_FORMAT};
 use run::{resume, resume_preview, run};
 
 pub fn execute(cli: Cli, ui: &Ui) -> Result<(), CliError> {

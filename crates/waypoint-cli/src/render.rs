@@ -64,6 +64,17 @@ pub fn planned_steps(file: &PlanFile, summary: &ResumeSummary) -> Vec<PlannedSte
         .collect()
 }
 
+/// What a resume would do with `step` of a plan whose status is `status`, and why: the wording of
+/// `resume --dry-run` and of the dashboard's preview.
+pub fn planned_step_words(step: &PlannedStep, status: PlanStatus) -> &'static str {
+    match step.action {
+        "skip" => "skipped: completed",
+        "rerun" if status == PlanStatus::Failed => "runs again: it failed",
+        "rerun" => "runs again: it started but did not complete",
+        _ => "runs",
+    }
+}
+
 /// What became of one step of the plan file in this run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
@@ -266,25 +277,36 @@ impl Rows<'_> {
     }
 }
 
-/// The summary block for one plan: plain words and step names; phases, processing states and
-/// decision ids only with `-v`.
-pub fn summary_block(ui: &Ui, summary: &ResumeSummary, view: &PlanView) -> String {
-    let style = ui.out;
-    let id = summary.plan_id.as_str();
-    let title = match &view.state.name {
-        Some(name) => {
-            let room = ui.width.saturating_sub(columns(id) + 2).max(1);
-            format!("{}  {}", style.bold(&cut(&escape_controls(name.as_str()), room)), style.dim(id))
-        }
-        None => format!("plan {}", style.bold(id)),
-    };
-    let mut rows = Rows { ui, out: format!("{title}\n") };
+/// One row of a plan's summary as `plan show` says it: a label (empty: the row goes on with the
+/// one above) and its value in words, with the status word and step names, never a phase or a
+/// processing state unless `verbose`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub label: &'static str,
+    pub value: String,
+    /// The recorded error: several lines, cut to the width (at most 24 lines) in a terminal and
+    /// shown whole on the dashboard.
+    pub error: bool,
+}
+
+/// The rows of a plan's summary: the one wording `plan show` prints in a terminal
+/// ([`summary_block`]) and the dashboard's plan page shows. `room` is the columns a value may
+/// take (a step's name and a path are cut to it); `style` paints the words that carry colour.
+pub fn summary_rows(
+    style: Style,
+    verbose: bool,
+    room: usize,
+    summary: &ResumeSummary,
+    view: &PlanView,
+) -> Vec<SummaryRow> {
+    let mut rows = Vec::new();
+    let mut row = |label: &'static str, value: String| rows.push(SummaryRow { label, value, error: false });
     let status = summary.status;
     let mut status_text = paint_status(style, status, status.as_str());
-    if ui.verbose {
+    if verbose {
         status_text.push_str(&style.dim(&format!(" · {}/{}", summary.phase, summary.state)));
     }
-    rows.row("status", &status_text);
+    row("status", status_text);
     let done = summary.last_completed_step.map_or(0, |s| s.get());
     let progress = match (summary.total_steps, summary.progress_percent) {
         (Some(total), Some(pct)) => format!(
@@ -294,18 +316,22 @@ pub fn summary_block(ui: &Ui, summary: &ResumeSummary, view: &PlanView) -> Strin
         ),
         _ => format!("{} completed · total unknown", count(done as usize, "step")),
     };
-    rows.row("progress", &progress);
+    row("progress", progress);
     if let Some(next) = summary.next_step {
-        let label = step_label(next, step_name(view, next).map(StepName::as_str), rows.room());
+        let label = step_label(next, step_name(view, next).map(StepName::as_str), room);
         if summary.uncertain_step == Some(next) {
             let why = match status {
                 PlanStatus::Failed => "· it failed: it runs again",
                 _ => "· it started but did not finish: it runs again",
             };
-            rows.row("next", &format!("{label} {}", style.yellow(why)));
+            row("next", format!("{label} {}", style.yellow(why)));
         } else {
-            rows.row("next", &label);
+            row("next", label);
         }
+    }
+    if let Some(waiting) = &summary.waiting_for {
+        let label = step_label(waiting.step, waiting.name.as_ref().map(StepName::as_str), room);
+        row("waiting", format!("{label} asks: {}", escape_controls(&waiting.question)));
     }
     // How it stopped matters only while it is stopped.
     if let (PlanStatus::Interrupted | PlanStatus::Crashed, Some(interruption)) = (status, &summary.interruption) {
@@ -319,57 +345,83 @@ pub fn summary_block(ui: &Ui, summary: &ResumeSummary, view: &PlanView) -> Strin
         if let Some(at) = interruption.at {
             text.push_str(&format!(" · {}", local_time(at)));
         }
-        rows.row("stopped", &text);
+        row("stopped", text);
     }
     if let (PlanStatus::Running, Some(lease)) = (status, &summary.lease) {
-        rows.row("lease", &format!("held by {} until {}", lease.runner, local_time(lease.expires_at)));
+        row("lease", format!("held by {} until {}", lease.runner, local_time(lease.expires_at)));
+    }
+    if let Some(queue) = &summary.queue {
+        row("queue", queue.to_string());
     }
     if let Some(error) = &summary.error {
-        rows.lines("error", error, 24, |line| style.red(line));
+        rows.push(SummaryRow { label: "error", value: error.clone(), error: true });
     }
+    let mut row = |label: &'static str, value: String| rows.push(SummaryRow { label, value, error: false });
     for changed in &summary.changed_steps {
         let when = if changed.completed { style.yellow("after it completed") } else { style.dim("not run yet") };
-        rows.row("changed", &format!("{}, {when}", escape_controls(&changed.describe())));
+        row("changed", format!("{}, {when}", escape_controls(&changed.describe())));
     }
     let blocking: Vec<_> = summary.changed_steps.iter().filter(|c| c.completed).cloned().collect();
     if let Some((from, command)) = rerun_command(&summary.plan_id, plan_file_path(&view.state), &blocking) {
-        rows.row("", &format!("`{command}` runs it again from step {from}"));
+        row("", format!("`{command}` runs it again from step {from}"));
     }
     if let Some(checkpoint) = summary.last_checkpoint_id {
         let mut text = cut(&checkpoint.to_string(), 9);
-        if let (Some(decision), true) = (&summary.decision_id, ui.verbose) {
+        if let (Some(decision), true) = (&summary.decision_id, verbose) {
             text.push_str(&format!(" · decision {}", cut(decision.as_str(), 24)));
         }
         if let Some(snapshot) = &summary.snapshot_id {
             text.push_str(&format!(" · {}", cut(snapshot.as_str(), 19)));
         }
-        rows.row("checkpoint", &text);
+        row("checkpoint", text);
     }
     if let Some(forked) = &summary.forked_from {
         let copied = forked.step.map_or("no step copied".to_owned(), |n| format!("steps 1 to {n} copied"));
-        rows.row("forked", &format!("from plan {} ({copied})", forked.plan_id));
+        row("forked", format!("from plan {} ({copied})", forked.plan_id));
     }
     if let Some(source) = &view.state.source {
-        let room = rows.room();
-        rows.row("plan file", &cut_left(&escape_controls(source.as_str()), room));
+        row("plan file", cut_left(&escape_controls(source.as_str()), room));
     }
     if summary.resume_count > 0 {
         let times = if summary.resume_count == 1 { "time" } else { "times" };
-        rows.row("resumed", &format!("{} {times}", summary.resume_count));
+        row("resumed", format!("{} {times}", summary.resume_count));
     }
     if summary.eligible {
-        rows.row("resumable", &format!("{} · waypoint resume {}", style.green("yes"), summary.plan_id));
+        row("resumable", format!("{} · waypoint resume {}", style.green("yes"), summary.plan_id));
     } else if status == PlanStatus::Completed {
-        rows.row("resumable", &style.dim("no need: every step has completed"));
+        row("resumable", style.dim("no need: every step has completed"));
     } else {
         for (i, reason) in summary.reasons.iter().enumerate() {
-            let word = match ui.verbose {
+            let word = match verbose {
                 true => format!("{} ({})", reason_word(*reason), reason.code()),
                 false => reason_word(*reason).to_owned(),
             };
             let prefix = if i == 0 { "no: " } else { "" };
             let label = if i == 0 { "resumable" } else { "" };
-            rows.row(label, &format!("{prefix}{} · {}", style.yellow(&word), reason.explanation()));
+            row(label, format!("{prefix}{} · {}", style.yellow(&word), reason.explanation()));
+        }
+    }
+    rows
+}
+
+/// The summary block for one plan: its name and id, then [`summary_rows`] within the width.
+pub fn summary_block(ui: &Ui, summary: &ResumeSummary, view: &PlanView) -> String {
+    let style = ui.out;
+    let id = summary.plan_id.as_str();
+    let title = match &view.state.name {
+        Some(name) => {
+            let room = ui.width.saturating_sub(columns(id) + 2).max(1);
+            format!("{}  {}", style.bold(&cut(&escape_controls(name.as_str()), room)), style.dim(id))
+        }
+        None => format!("plan {}", style.bold(id)),
+    };
+    let mut rows = Rows { ui, out: format!("{title}\n") };
+    let room = rows.room();
+    for row in summary_rows(style, ui.verbose, room, summary, view) {
+        if row.error {
+            rows.lines(row.label, &row.value, 24, |line| style.red(line));
+        } else {
+            rows.row(row.label, &row.value);
         }
     }
     rows.out
@@ -470,16 +522,38 @@ pub fn plans_table(ui: &Ui, rows: &[(PlanView, ResumeSummary)], now: DateTime<Ut
     out
 }
 
+/// One event of a plan's history in words, as `plan history` says it.
+#[derive(Debug)]
+pub struct TimelineEntry<'a> {
+    pub stored: &'a StoredEvent,
+    /// What the event says, steps named, in at most the room it was given.
+    pub text: String,
+}
+
+/// Every event of a plan in words, oldest first: the one wording `plan history` prints
+/// ([`timeline`]) and the dashboard's history shows. `room` is the columns each text may take.
+pub fn timeline_entries(events: &[StoredEvent], room: usize) -> Vec<TimelineEntry<'_>> {
+    let mut names = StepNames::default();
+    events
+        .iter()
+        .map(|stored| {
+            names.learn(&stored.event);
+            TimelineEntry { stored, text: cut(&describe(&stored.event, &names, room), room) }
+        })
+        .collect()
+}
+
 /// One line per event, within the width: version, local time, type, what it says (steps named).
 pub fn timeline(ui: &Ui, events: &[StoredEvent]) -> String {
     let style = ui.out;
     let mut out = String::new();
     let width = events.iter().map(|e| e.event.event_type().as_str().len()).max().unwrap_or(0);
     let versions = events.iter().map(|e| format!("v{}", e.version()).len()).max().unwrap_or(0);
-    let mut names = StepNames::default();
-    for stored in events {
+    // Every line's time takes the same columns.
+    let at_columns = columns(&local_time(DateTime::<Utc>::UNIX_EPOCH));
+    let room = ui.width.saturating_sub(versions + 1 + at_columns + 2 + width + 2);
+    for TimelineEntry { stored, text } in timeline_entries(events, room) {
         let event = &stored.event;
-        names.learn(event);
         let kind = format!("{:<width$}", event.event_type().as_str());
         let kind = match event {
             PlanEvent::StepCompleted(_) | PlanEvent::PhaseCompleted(_) | PlanEvent::PlanApplied(_) => {
@@ -491,8 +565,6 @@ pub fn timeline(ui: &Ui, events: &[StoredEvent]) -> String {
         };
         let version = format!("{:>versions$}", format!("v{}", stored.version()));
         let at = local_time(stored.recorded_at);
-        let room = ui.width.saturating_sub(columns(&version) + 1 + columns(&at) + 2 + width + 2);
-        let text = cut(&describe(event, &names, room), room);
         let line = format!("{} {}  {kind}  {text}", style.dim(&version), style.dim(&at));
         out.push_str(line.trim_end());
         out.push('\n');

@@ -43,6 +43,11 @@ impl Style {
         Self { enabled: is_terminal && !no_color && !dumb }
     }
 
+    /// No colour at all: for text that is not bound for a terminal (the dashboard's pages).
+    pub fn plain() -> Self {
+        Self { enabled: false }
+    }
+
     fn paint(self, code: &str, text: &str) -> String {
         if self.enabled {
             format!("\x1b[{code}m{text}\x1b[0m")

@@ -1,7 +1,7 @@
 //! `waypoint submit` and `waypoint queue set|list` (ADR 0017): a plan file recorded whole for the
 //! workers, and the queues' limits. The worker itself is `crate::worker`.
 
-use waypoint_application::Submit;
+use waypoint_application::{QueueOverview, Submit};
 use waypoint_domain::{Artifact, SubmittedDefinition};
 
 use super::*;
@@ -69,24 +69,9 @@ pub(super) fn queue(location: &StoreLocation, ui: &Ui, command: QueueCommand) ->
             Ok(())
         }
         QueueCommand::List => {
-            let queues = match location.open_read_only()? {
-                Some(service) => block_on(service.queues())?,
-                None => Vec::new(),
-            };
+            let queues = list_queues(location.open_read_only()?.as_ref())?;
             if ui.json() {
-                let rows: Vec<serde_json::Value> = queues
-                    .iter()
-                    .map(|q| {
-                        serde_json::json!({
-                            "queue": q.queue,
-                            "limit": q.limit,
-                            "queued": q.claimable,
-                            "running": q.running,
-                            "held": q.settled,
-                        })
-                    })
-                    .collect();
-                ui.json_document(&serde_json::json!({ "queues": rows }));
+                ui.json_document(&queues_doc(&queues));
             } else if queues.is_empty() {
                 ui.stdout("No queues yet. Submit a plan with `waypoint submit PLAN.toml`.");
             } else {
@@ -108,4 +93,31 @@ pub(super) fn queue(location: &StoreLocation, ui: &Ui, command: QueueCommand) ->
             Ok(())
         }
     }
+}
+
+/// Every queue that has a limit or holds plans, as `queue list` shows them; none when there is
+/// no store yet.
+pub fn list_queues(service: Option<&Service>) -> Result<Vec<QueueOverview>, CliError> {
+    match service {
+        Some(service) => Ok(block_on(service.queues())?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// `queue list --format json`: `{"queues": [{"queue", "limit", "queued", "running", "held"}]}`,
+/// which the dashboard's `GET /api/v1/queues` answers with too.
+pub fn queues_doc(queues: &[QueueOverview]) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = queues
+        .iter()
+        .map(|q| {
+            serde_json::json!({
+                "queue": q.queue,
+                "limit": q.limit,
+                "queued": q.claimable,
+                "running": q.running,
+                "held": q.settled,
+            })
+        })
+        .collect();
+    serde_json::json!({ "queues": rows })
 }

@@ -20,7 +20,6 @@ use clap::Args;
 use waypoint_domain::PlanId;
 
 use crate::error::{exit, CliError};
-use crate::render;
 use crate::steps::steps_doc;
 use crate::store::{LocationExt, StoreLocation};
 use crate::text::shown_path;
@@ -30,14 +29,15 @@ pub const UI_LONG_ABOUT: &str = "\
 Serves a web dashboard and the JSON HTTP API it is built on, over this store (--store as everywhere), until \
 you stop it with Ctrl-C. It prints the address to open.
 
-The pages: every plan with its status, progress, whether it can resume and why not, updated live; and each \
-plan's summary in words, a timeline of its steps with every attempt drawn to scale, their outputs and logs, \
-what a resume would do, its history, and buttons for what it allows now (cancel, fork).
+The pages: every plan with its status, progress, whether it can resume and why not, updated live (filter \
+by status, queue or text); each plan's summary in words, a timeline of its steps with every attempt drawn \
+to scale, their outputs and logs, what a resume would do, its history, and buttons for what it allows now \
+(cancel, pause, approve or reject a waiting step, fork); and the queues, with who runs what.
 
 The API (/api/v1) answers with the same JSON documents as `--format json`: GET /api/v1/plans \
-(?status=&resumable=true&q=&limit=&cursor=), /api/v1/plans/ID, …/steps, …/history, …/logs, …/resume-preview; \
-POST …/cancel and …/fork ({\"from_step\": N}); GET /api/v1/events (Server-Sent Events), /metrics \
-(Prometheus), /healthz.
+(?status=&resumable=true&q=&queue=&limit=&cursor=), /api/v1/plans/ID, …/steps, …/history, …/logs, \
+…/resume-preview, /api/v1/queues; POST …/cancel, …/pause, …/approve, …/reject and …/fork \
+({\"from_step\": N}); GET /api/v1/events (Server-Sent Events), /metrics (Prometheus), /healthz.
 
 It listens on 127.0.0.1 unless told otherwise. Any other address needs a token (--token or \
 $WAYPOINT_UI_TOKEN: at least 16 letters, digits, `-`, `.`, `_` or `~`); with a token every request must \
@@ -61,7 +61,7 @@ pub struct UiArgs {
     /// The secret every request must carry (at least 16 of A-Z a-z 0-9 - . _ ~)
     #[arg(long, value_name = "TOKEN", env = "WAYPOINT_UI_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Show plans but refuse every action (cancel, fork)
+    /// Show plans but refuse every action (cancel, pause, approve, reject, fork)
     #[arg(long)]
     pub read_only: bool,
 }
@@ -170,10 +170,9 @@ fn plan_page_data(stores: &reads::Stores, given: &str) -> Result<pages::PlanPage
     let (summary, view) = stores.summary(&id)?;
     let events = stores.events(&id)?;
     let steps = steps_doc(&id, &events, summary.status);
-    let history = render::history_doc(&events);
     let logs = stores.logs(&id, None, None)?;
     let preview = stores.preview(&id);
-    Ok(pages::PlanPage { summary, view, steps, logs, preview, history })
+    Ok(pages::PlanPage { summary, view, steps, logs, preview, events })
 }
 
 /// `plan show ID --steps`: the attempt timeline, as JSON (the same document in either format).

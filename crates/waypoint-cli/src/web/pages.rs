@@ -4,16 +4,19 @@
 //! inlined, no script, no actions).
 
 use chrono::{DateTime, Utc};
+use eventually::versioning::Versioned;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use waypoint_application::PlanView;
-use waypoint_domain::{PlanStatus, ProcessingState, ResumeSummary, StepChange, LEASE_EXPIRED_REASON};
+use waypoint_application::{QueueOverview, StoredEvent};
+use waypoint_domain::{PlanStatus, ProcessingState, QueueName, ResumeSummary};
 
 use super::reads::{Page, PageQuery, Preview};
 use crate::error::CliError;
 use crate::logs::LogsDoc;
-use crate::render::{short_ids, HistoryDoc};
+use crate::render::{self, short_ids, TimelineEntry};
 use crate::steps::{AttemptEntry, StepEntry, StepsDoc};
 use crate::text::{ago, local_time as clock_time};
+use crate::ui::Style;
 
 /// The stylesheet, served at `/assets/app.css` and inlined into reports.
 pub const CSS: &str = include_str!("assets/app.css");
@@ -55,7 +58,13 @@ fn layout(mode: Mode, title: &str, page: &str, body: Markup) -> Markup {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
                     @match mode {
-                        Mode::Served { .. } => a.brand href="/" { span aria-hidden="true" { "◆ " } "Waypoint" },
+                        Mode::Served { .. } => {
+                            a.brand href="/" { span aria-hidden="true" { "◆ " } "Waypoint" }
+                            nav.sections aria-label="Sections" {
+                                a href="/" aria-current=[(page == "plans").then_some("page")] { "Plans" }
+                                a href="/queues" aria-current=[(page == "queues").then_some("page")] { "Queues" }
+                            }
+                        }
                         Mode::Report => span.brand { span aria-hidden="true" { "◆ " } "Waypoint report" },
                     }
                     @if let Mode::Served { read_only: true } = mode {
@@ -157,6 +166,9 @@ pub fn plans_page(mode: Mode, page: &Page, query: &PageQuery, now: DateTime<Utc>
             label { "Search "
                 input type="search" name="q" value=(query.q.as_deref().unwrap_or("")) placeholder="name or id";
             }
+            label { "Queue "
+                input type="text" name="queue" value=(query.queue.as_ref().map_or("", |q| q.as_str())) placeholder="any" size="12";
+            }
             @if query.limit != super::reads::DEFAULT_LIMIT {
                 input type="hidden" name="limit" value=(query.limit);
             }
@@ -193,7 +205,7 @@ pub fn plans_live(page: &Page, query: &PageQuery, now: DateTime<Utc>) -> Markup 
                             td { code title=(view.plan_id) { (short) } }
                             td.progress { (progress(summary)) }
                             td.resumable { (resumable_words(summary)) }
-                            td.queue { (queue_and_worker(summary)) }
+                            td.queue { (queue_and_worker(summary, query)) }
                             td { (time(view.last_activity_at, now)) }
                         }
                     }
@@ -212,16 +224,27 @@ pub fn plans_live(page: &Page, query: &PageQuery, now: DateTime<Utc>) -> Markup 
     }
 }
 
-/// The queue a plan was submitted to and the worker (any lease holder) that runs it now:
-/// `builds · worker-host-12-1`, `builds`, or `-`.
-fn queue_and_worker(summary: &ResumeSummary) -> String {
+/// The queue a plan was submitted to (a link to the list of its plans) and the worker (any
+/// lease holder) that runs it now: `builds · worker-host-12-1`, `builds`, or `-`.
+fn queue_and_worker(summary: &ResumeSummary, query: &PageQuery) -> Markup {
     let worker = summary.lease.as_ref().filter(|_| summary.status == PlanStatus::Running).map(|l| l.runner.to_string());
-    match (summary.queue.as_ref(), worker) {
-        (Some(queue), Some(worker)) => format!("{queue} · {worker}"),
-        (Some(queue), None) => queue.to_string(),
-        (None, Some(worker)) => worker,
-        (None, None) => "-".to_owned(),
+    html! {
+        @if let Some(queue) = &summary.queue {
+            a href=(queue_href(queue, query)) title={ "Plans of queue " (queue) } { (queue) }
+        }
+        @match (summary.queue.is_some(), worker) {
+            (true, Some(worker)) => { " · " (worker) }
+            (false, Some(worker)) => (worker),
+            (true, None) => {},
+            (false, None) => "-",
+        }
     }
+}
+
+/// The list of `queue`'s plans, with the list's other filters.
+fn queue_href(queue: &QueueName, query: &PageQuery) -> String {
+    let query = PageQuery { queue: Some(queue.clone()), cursor: None, ..query.clone() };
+    list_href(&query, None)
 }
 
 /// The list's address with the same filters, at `cursor`.
@@ -235,6 +258,9 @@ fn list_href(query: &PageQuery, cursor: Option<&str>) -> String {
     }
     if let Some(q) = &query.q {
         parts.push(("q", q.clone()));
+    }
+    if let Some(queue) = &query.queue {
+        parts.push(("queue", queue.to_string()));
     }
     if query.limit != super::reads::DEFAULT_LIMIT {
         parts.push(("limit", query.limit.to_string()));
@@ -260,6 +286,71 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
+/// What the queues page shows: every queue as `queue list` shows it, and for each (in the
+/// same order) the plans a runner holds in it now.
+#[derive(Debug)]
+pub struct QueueBoard {
+    pub queues: Vec<QueueOverview>,
+    pub running: Vec<Vec<ResumeSummary>>,
+}
+
+/// `/queues`: every queue, its limit and what it holds, and which worker runs which plan; the
+/// live part is [`queues_live`].
+pub fn queues_page(mode: Mode, board: &QueueBoard) -> Markup {
+    let body = html! {
+        h1 { "Queues" }
+        p.hint { "Plans submitted with " code { "waypoint submit" } " wait in a queue until a "
+            code { "waypoint worker" } " claims them. The same as " code { "waypoint queue list" } "." }
+        div #queues-live { (queues_live(board)) }
+    };
+    layout(mode, "Queues", "queues", body)
+}
+
+/// The queues' table and who runs what.
+pub fn queues_live(board: &QueueBoard) -> Markup {
+    let all = PageQuery::default();
+    html! {
+        @if board.queues.is_empty() {
+            p.empty { "No queues yet. Submit a plan with " code { "waypoint submit PLAN.toml" } "." }
+        } @else {
+            table.queues {
+                caption.visually-hidden { "Queues, by name" }
+                thead { tr {
+                    th scope="col" { "Queue" } th.number scope="col" { "Limit" } th.number scope="col" { "Queued" }
+                    th.number scope="col" { "Running" } th.number scope="col" { "Held" } th scope="col" { "Running now (worker: plan)" }
+                } }
+                tbody {
+                    @for (queue, running) in board.queues.iter().zip(&board.running) {
+                        tr data-queue=(queue.queue) {
+                            th scope="row" { a href=(queue_href(&queue.queue, &all)) title={ "Plans of queue " (queue.queue) } { (queue.queue) } }
+                            td.number { @match queue.limit { Some(limit) => (limit), None => "none" } }
+                            td.number { (queue.claimable) }
+                            td.number { (queue.running) }
+                            td.number { (queue.settled) }
+                            td.workers {
+                                @if running.is_empty() {
+                                    span.empty { "-" }
+                                } @else {
+                                    ul.workers {
+                                        @for summary in running {
+                                            li {
+                                                @if let Some(lease) = &summary.lease { (lease.runner) ": " }
+                                                a href={ "/plans/" (summary.plan_id) } { code { (summary.plan_id) } }
+                                                @if let Some(next) = summary.next_step { " · step " (next) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p.hint { "Queued: a worker may claim it now. Running: a worker holds it; a limit counts these. Held: nobody claims it (paused, or waiting for a person)." }
+        }
+    }
+}
+
 /// Everything the plan page shows.
 #[derive(Debug)]
 pub struct PlanPage {
@@ -268,8 +359,14 @@ pub struct PlanPage {
     pub steps: StepsDoc,
     pub logs: LogsDoc,
     pub preview: Result<Preview, CliError>,
-    pub history: HistoryDoc,
+    /// Every event of the plan, oldest first: the history, in words.
+    pub events: Vec<StoredEvent>,
 }
+
+/// The columns a value of the summary or a line of the history may take on a page: wide enough
+/// that the browser, not the text, decides where lines break (a step's name is at most 200
+/// characters), short enough that a runaway message stays a line.
+const PAGE_COLUMNS: usize = 400;
 
 /// `/plans/ID` (and `plan report`): the live part is [`plan_live`].
 pub fn plan_page(mode: Mode, plan: &PlanPage, now: DateTime<Utc>) -> Markup {
@@ -285,20 +382,11 @@ pub fn plan_live(mode: Mode, plan: &PlanPage, now: DateTime<Utc>) -> Markup {
     let summary = &plan.summary;
     html! {
         h1 { (plan_title(&plan.view)) }
-        p.ids { "Plan " code { (summary.plan_id) } " · " (status_badge(summary.status)) " · " (summary.phase) "/" (summary.state)
+        p.ids { "Plan " code { (summary.plan_id) } " · " (status_badge(summary.status))
             " · last activity " (time(plan.view.last_activity_at, now)) }
         section aria-labelledby="h-summary" {
             h2 #h-summary { "Summary" }
-            p.progress-line { (progress(summary)) " steps completed" }
-            ul.sentences {
-                @for sentence in summary_sentences(plan) { li { (sentence) } }
-            }
-            @if let Some(error) = &summary.error {
-                details.error-box open {
-                    summary { "The error, as recorded" }
-                    pre { (error) }
-                }
-            }
+            (summary_table(plan))
         }
         @if let Mode::Served { read_only } = mode {
             (actions(summary, read_only))
@@ -316,114 +404,32 @@ pub fn plan_live(mode: Mode, plan: &PlanPage, now: DateTime<Utc>) -> Markup {
         }
         section aria-labelledby="h-history" {
             h2 #h-history { "History" }
-            (history_table(&plan.history))
+            (history_table(&plan.events))
         }
     }
 }
 
-/// The plan in sentences: how it stands, why, and whether it can resume.
-fn summary_sentences(plan: &PlanPage) -> Vec<String> {
-    let summary = &plan.summary;
-    let step_name = |n: u32| -> String {
-        plan.steps
-            .steps
-            .iter()
-            .find(|s| s.step == n)
-            .and_then(|s| s.name.clone())
-            .map_or(format!("step {n}"), |name| format!("step {n} ({name})"))
-    };
-    let mut out = Vec::new();
-    let first_line = |text: &str| text.lines().next().unwrap_or("").to_owned();
-    out.push(match summary.status {
-        PlanStatus::Running => match summary.next_step {
-            Some(n) => format!("It is running {}.", step_name(n.get())),
-            None => "It is running.".to_owned(),
-        },
-        PlanStatus::Failed => match (&summary.error, summary.next_step) {
-            (Some(error), _) => {
-                let said = first_line(error);
-                let said = said.split("; stderr ends with").next().unwrap_or("").trim_end_matches(['.', ':', ';']);
-                format!("It failed: {said}.")
+/// The plan's summary in the words of `plan show` ([`render::summary_rows`]): its status word,
+/// progress, the step it runs next and why, how it stopped, its error, whether it can resume.
+fn summary_table(plan: &PlanPage) -> Markup {
+    let rows = render::summary_rows(Style::plain(), false, PAGE_COLUMNS, &plan.summary, &plan.view);
+    html! {
+        table.summary {
+            caption.visually-hidden { "The plan's summary" }
+            tbody {
+                @for row in &rows {
+                    tr class=[row.label.is_empty().then_some("continued")] {
+                        th scope="row" { (row.label) }
+                        @if row.error {
+                            td.error-box { pre { (row.value) } }
+                        } @else {
+                            td { (row.value) }
+                        }
+                    }
+                }
             }
-            (None, Some(n)) => format!("It failed at {}.", step_name(n.get())),
-            (None, None) => "It failed.".to_owned(),
-        },
-        PlanStatus::Waiting => match &summary.waiting_for {
-            Some(w) => format!("It waits at {} for a person to answer: {}", step_name(w.step.get()), w.question),
-            None => "It waits for an approval.".to_owned(),
-        },
-        PlanStatus::Queued => match &summary.queue {
-            Some(queue) => format!("It waits in queue {queue} for a worker to claim it."),
-            None => "It waits for a worker to claim it.".to_owned(),
-        },
-        PlanStatus::Paused => match summary.next_step {
-            Some(n) => format!("Someone paused it; it continues with {} when run again.", step_name(n.get())),
-            None => "Someone paused it.".to_owned(),
-        },
-        PlanStatus::Interrupted => match &summary.interruption {
-            Some(i) => format!(
-                "It was interrupted{}: {}.",
-                i.at.map_or(String::new(), |at| format!(" at {}", clock_time(at))),
-                i.reason
-            ),
-            None => "It was interrupted.".to_owned(),
-        },
-        PlanStatus::Crashed => match &summary.interruption {
-            Some(i) if i.reason == LEASE_EXPIRED_REASON => {
-                "Its runner's lease ran out without a heartbeat: the runner is gone (lease_expired).".to_owned()
-            }
-            _ => "Its runner stopped without recording why: a crash is assumed.".to_owned(),
-        },
-        PlanStatus::Completed => "Every step has completed.".to_owned(),
-        PlanStatus::Cancelled => "It was cancelled; it will not run again.".to_owned(),
-        PlanStatus::Applied => "It was applied; nothing more to do.".to_owned(),
-        PlanStatus::NotStarted => "Nothing has run yet.".to_owned(),
-    });
-    if let Some(lease) = summary.lease.as_ref().filter(|_| summary.status == PlanStatus::Running) {
-        out.push(format!("{} holds it by a lease until {}.", lease.runner, clock_time(lease.expires_at)));
-    }
-    if let (Some(queue), false) = (&summary.queue, summary.status == PlanStatus::Queued) {
-        out.push(format!("It was submitted to queue {queue}."));
-    }
-    if let Some(n) = summary.uncertain_step.filter(|_| summary.status != PlanStatus::Running) {
-        out.push(format!("{} started but did not finish, so a resume runs it again.", capitalize(&step_name(n.get()))));
-    }
-    for changed in &summary.changed_steps {
-        let how = match changed.change {
-            StepChange::Changed => "changed",
-            StepChange::Replaced => "was replaced by another step",
-            StepChange::Removed => "was removed",
-            StepChange::Added => "was added",
-        };
-        let when = if changed.completed { "after it completed" } else { "before it ran" };
-        out.push(format!("In the plan file, {} {how} {when}.", step_name(changed.step.get())));
-    }
-    if let Some(forked) = &summary.forked_from {
-        out.push(match forked.step {
-            Some(step) => format!("It is a fork of plan {} after its step {step}.", forked.plan_id),
-            None => format!("It is a fork of plan {} before its first step.", forked.plan_id),
-        });
-    }
-    if summary.resume_count > 0 {
-        let times = if summary.resume_count == 1 { "once" } else { "times" };
-        if summary.resume_count == 1 {
-            out.push(format!("It was resumed {times}."));
-        } else {
-            out.push(format!("It was resumed {} {times}.", summary.resume_count));
         }
     }
-    if summary.eligible {
-        out.push(format!("It can resume now: waypoint resume {}", summary.plan_id));
-    } else if summary.status != PlanStatus::Completed {
-        let why: Vec<&str> = summary.reasons.iter().map(|r| r.explanation()).collect();
-        out.push(format!("It cannot resume: {}.", why.join("; ")));
-    }
-    out
-}
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map_or(String::new(), |c| c.to_uppercase().collect::<String>() + chars.as_str())
 }
 
 /// The buttons for what the plan allows now, and the place their refusals are shown.
@@ -617,16 +623,10 @@ fn preview_words(preview: &Preview) -> Markup {
                 ul { @for reason in &summary.reasons { li { (reason.explanation()) " (" code { (reason.code()) } ")" } } }
             }
         } @else if let Some(steps) = &preview.steps {
-            p { "Resuming would:" }
+            p { "A resume would run the plan file's steps this way:" }
             ol.preview {
                 @for step in steps {
-                    li {
-                        @match step.action {
-                            "skip" => { "skip step " (step.step) " (" (step.name) "): it completed" }
-                            "rerun" => { "run step " (step.step) " (" (step.name) ") again, because it started but did not finish" }
-                            _ => { "run step " (step.step) " (" (step.name) ")" }
-                        }
-                    }
+                    li { "step " (step.step) " (" (step.name) "): " (render::planned_step_words(step, summary.status)) }
                 }
             }
         } @else {
@@ -644,30 +644,23 @@ fn preview_words(preview: &Preview) -> Markup {
     }
 }
 
-fn history_table(history: &HistoryDoc) -> Markup {
+/// Every event in the words of `plan history` ([`render::timeline_entries`]), steps named.
+fn history_table(events: &[StoredEvent]) -> Markup {
     html! {
         table.history {
             caption.visually-hidden { "Every recorded event, oldest first" }
-            thead { tr { th scope="col" { "#" } th scope="col" { "Recorded" } th scope="col" { "Event" } th scope="col" { "Data" } } }
+            thead { tr { th scope="col" { "#" } th scope="col" { "Recorded" } th scope="col" { "Event" } th scope="col" { "What it says" } } }
             tbody {
-                @for event in &history.events {
+                @for TimelineEntry { stored, text } in render::timeline_entries(events, PAGE_COLUMNS) {
                     tr {
-                        td { (event.version) }
-                        td { (clock_time(event.at)) }
-                        td { code { (event.event_type) } }
-                        td.data { code { (shorten(&event.data.to_string(), 240)) } }
+                        td { (stored.version()) }
+                        td { (clock_time(stored.recorded_at)) }
+                        td { code { (stored.event.event_type().as_str()) } }
+                        td.data { (text) }
                     }
                 }
             }
         }
-    }
-}
-
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        text.chars().take(max - 1).collect::<String>() + "…"
     }
 }
 

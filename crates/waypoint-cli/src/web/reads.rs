@@ -6,8 +6,10 @@
 use chrono::DateTime;
 use futures::executor::block_on;
 use serde::Serialize;
-use waypoint_application::{CatalogCursor, CatalogQuery, PlanStore, PlanView, ServiceError, StoredEvent};
-use waypoint_domain::{Attempt, Message, PlanId, PlanStatus, ResumeSummary, StepNumber};
+use waypoint_application::{
+    CatalogCursor, CatalogQuery, PlanStore, PlanView, QueueOverview, ServiceError, StoredEvent,
+};
+use waypoint_domain::{Attempt, Message, PlanId, PlanStatus, QueueName, QueueStanding, ResumeSummary, StepNumber};
 
 use crate::definition::{plan_file_path, read_plan_file};
 use crate::error::{exit, CliError};
@@ -148,6 +150,53 @@ impl Stores {
         Ok(Page { rows, next_cursor, empty_store })
     }
 
+    /// The page `query` asks for: [`Stores::page`], or with a queue [`Stores::page_in_queue`].
+    pub fn listing(&self, query: &PageQuery) -> Result<Page, CliError> {
+        match &query.queue {
+            None => self.page(query),
+            Some(queue) => self.page_in_queue(query, queue),
+        }
+    }
+
+    /// One page of the plans submitted to `queue` (what `plan list --queue NAME` keeps), newest
+    /// activity first. Pages of the listing with the query's other filters ([`Stores::page`]) are
+    /// read one after another until this one is full, so the server still holds a page at a time.
+    pub fn page_in_queue(&self, query: &PageQuery, queue: &QueueName) -> Result<Page, CliError> {
+        let mut ask = PageQuery { queue: None, limit: (query.limit + 1).clamp(64, MAX_LIMIT), ..query.clone() };
+        let mut rows: Vec<(PlanView, ResumeSummary)> = Vec::with_capacity(query.limit + 1);
+        let mut empty_store = None;
+        loop {
+            let page = self.page(&ask)?;
+            empty_store.get_or_insert(page.empty_store);
+            let after = page.rows.last().map(|(view, _)| Cursor(CatalogCursor::after(view)));
+            let more = page.next_cursor.is_some();
+            rows.extend(page.rows.into_iter().filter(|(_, summary)| summary.queue.as_ref() == Some(queue)));
+            match after {
+                Some(after) if more && rows.len() <= query.limit => ask.cursor = Some(after),
+                _ => break,
+            }
+        }
+        let next_cursor = if rows.len() > query.limit {
+            rows.truncate(query.limit);
+            rows.last().map(|(view, _)| Cursor(CatalogCursor::after(view)).to_string())
+        } else {
+            None
+        };
+        let empty_store = rows.is_empty() && empty_store.unwrap_or(false);
+        Ok(Page { rows, next_cursor, empty_store })
+    }
+
+    /// Every queue as `queue list` shows it ([`crate::commands::list_queues`]).
+    pub fn queues(&self) -> Result<Vec<QueueOverview>, CliError> {
+        crate::commands::list_queues(Some(&self.list))
+    }
+
+    /// The plans a runner holds in `queue` now, oldest submission first: who runs what.
+    pub fn running_in(&self, queue: &QueueName) -> Result<Vec<ResumeSummary>, CliError> {
+        let plans = block_on(self.lister().queue_plans(queue))?;
+        Ok(plans.into_iter().filter(|(_, standing)| *standing == QueueStanding::Running).map(|(s, _)| s).collect())
+    }
+
     /// The plan's summary and compact view (its name, source and last activity).
     pub fn summary(&self, id: &PlanId) -> Result<(ResumeSummary, PlanView), CliError> {
         let service = self.lister();
@@ -269,17 +318,26 @@ impl Preview {
 }
 
 /// A listing request: filters, page size and where the page starts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PageQuery {
     pub status: Option<PlanStatus>,
     pub resumable: bool,
     pub q: Option<String>,
+    /// Only plans submitted to this queue, as `plan list --queue` (see [`Stores::listing`]).
+    pub queue: Option<QueueName>,
     pub limit: usize,
     pub cursor: Option<Cursor>,
 }
 
+/// The first page of every plan, as many as a page holds unless asked.
+impl Default for PageQuery {
+    fn default() -> Self {
+        Self { status: None, resumable: false, q: None, queue: None, limit: DEFAULT_LIMIT, cursor: None }
+    }
+}
+
 impl PageQuery {
-    /// Parses the query string's fields (`status`, `resumable`, `q`, `limit`, `cursor`); a bad
+    /// Parses the query string's fields (`status`, `resumable`, `q`, `queue`, `limit`, `cursor`); a bad
     /// value is a usage error (HTTP 400).
     pub fn parse(get: impl Fn(&str) -> Option<String>) -> Result<Self, CliError> {
         let bad = |message: String| CliError::usage("invalid_value", message);
@@ -309,7 +367,13 @@ impl PageQuery {
                     bad(format!("cursor {text:?} is not one this server gave; start again without it"))
                 })?),
             };
-        Ok(Self { status, resumable, q: get("q").filter(|q| !q.trim().is_empty()), limit, cursor })
+        let queue = match get("queue").filter(|q| !q.is_empty()) {
+            None => None,
+            Some(text) => {
+                Some(QueueName::parse(&text).map_err(|e| bad(format!("queue {text:?} is not a queue's name: {e}")))?)
+            }
+        };
+        Ok(Self { status, resumable, q: get("q").filter(|q| !q.trim().is_empty()), queue, limit, cursor })
     }
 }
 

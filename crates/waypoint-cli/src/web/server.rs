@@ -48,6 +48,8 @@ pub fn router(app: Shared) -> Router {
     Router::new()
         .route("/", get(plans_page))
         .route("/plans/{id}", get(plan_page))
+        .route("/queues", get(queues_page))
+        .route("/fragments/queues", get(queues_fragment))
         .route("/fragments/plans", get(plans_fragment))
         .route("/fragments/plans/{id}", get(plan_fragment))
         .route("/assets/app.css", get(|| async { asset("text/css; charset=utf-8", pages::CSS) }))
@@ -55,6 +57,7 @@ pub fn router(app: Shared) -> Router {
         .route("/assets/icon.svg", get(|| async { asset("image/svg+xml", pages::ICON) }))
         .route("/api/v1/plans", get(api_plans))
         .route("/api/v1/plans/{id}", get(api_plan))
+        .route("/api/v1/queues", get(api_queues))
         .route("/api/v1/plans/{id}/steps", get(api_steps))
         .route("/api/v1/plans/{id}/history", get(api_history))
         .route("/api/v1/plans/{id}/logs", get(api_logs))
@@ -146,7 +149,7 @@ async fn plans_page(State(app): State<Shared>, Query(query): Query<HashMap<Strin
     let mode = mode(&app);
     html_page(move || {
         let query = page_query(&query)?;
-        let page = app.stores.page(&query)?;
+        let page = app.stores.listing(&query)?;
         Ok(pages::plans_page(mode, &page, &query, Utc::now()).into_string())
     })
     .await
@@ -155,7 +158,7 @@ async fn plans_page(State(app): State<Shared>, Query(query): Query<HashMap<Strin
 async fn plans_fragment(State(app): State<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
     html_page(move || {
         let query = page_query(&query)?;
-        let page = app.stores.page(&query)?;
+        let page = app.stores.listing(&query)?;
         Ok(pages::plans_live(&page, &query, Utc::now()).into_string())
     })
     .await
@@ -179,13 +182,35 @@ async fn plan_fragment(State(app): State<Shared>, Path(id): Path<String>) -> Res
     .await
 }
 
+/// The queue overview: every queue (as `queue list`) and who runs what in each.
+fn queue_board(stores: &Stores) -> Result<pages::QueueBoard, CliError> {
+    let queues = stores.queues()?;
+    let running = queues.iter().map(|q| stores.running_in(&q.queue)).collect::<Result<Vec<_>, _>>()?;
+    Ok(pages::QueueBoard { queues, running })
+}
+
+async fn queues_page(State(app): State<Shared>) -> Response {
+    let mode = mode(&app);
+    html_page(move || Ok(pages::queues_page(mode, &queue_board(&app.stores)?).into_string())).await
+}
+
+async fn queues_fragment(State(app): State<Shared>) -> Response {
+    html_page(move || Ok(pages::queues_live(&queue_board(&app.stores)?).into_string())).await
+}
+
+/// `queue list --format json`'s document, built by the same function.
+async fn api_queues(State(app): State<Shared>) -> Result<Response, ApiError> {
+    let queues = blocking(move || app.stores.queues()).await?;
+    Ok(Json(crate::commands::queues_doc(&queues)).into_response())
+}
+
 async fn api_plans(
     State(app): State<Shared>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let body = blocking(move || {
         let query = page_query(&query)?;
-        let page = app.stores.page(&query)?;
+        let page = app.stores.listing(&query)?;
         Ok(serde_json::to_string(&page.doc()).expect("a page serializes"))
     })
     .await?;

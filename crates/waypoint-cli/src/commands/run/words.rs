@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 use waypoint_application::engine::{EngineError, EngineRun};
 use waypoint_application::{PlanView, Removal};
-use waypoint_domain::{describe_changes, ChangedStep, PlanId, PlanStatus, ProcessingState, ResumeIneligibleReason};
+use waypoint_domain::{describe_changes, ChangedStep, PlanId, ProcessingState, ResumeIneligibleReason};
 use waypoint_domain::{ResumeSummary, StepNumber};
 
 use crate::commands::print_summary_block;
@@ -36,14 +36,13 @@ pub(super) fn preview(ui: &Ui, summary: &ResumeSummary, view: &PlanView, current
     }
     if let Some(steps) = &steps {
         text.push_str(&format!("\n{}\n", ui.out.bold("If resumed now:")));
-        for PlannedStep { step: n, name, action } in steps {
+        for planned in steps {
+            let PlannedStep { step: n, name, action } = planned;
+            let words = render::planned_step_words(planned, summary.status);
             let (mark, tail) = match *action {
-                "skip" => (ui.out.dim("↷"), ui.out.dim("skipped: completed")),
-                "rerun" if summary.status == PlanStatus::Failed => {
-                    (ui.out.yellow("↻"), ui.out.yellow("runs again: it failed"))
-                }
-                "rerun" => (ui.out.yellow("↻"), ui.out.yellow("runs again: it started but did not complete")),
-                _ => (ui.out.cyan("▶"), "runs".to_owned()),
+                "skip" => (ui.out.dim("↷"), ui.out.dim(words)),
+                "rerun" => (ui.out.yellow("↻"), ui.out.yellow(words)),
+                _ => (ui.out.cyan("▶"), words.to_owned()),
             };
             text.push_str(&with_name(
                 &format!("  {mark} {n}  "),

@@ -17,6 +17,9 @@
     } else if (page === "plan") {
       target = document.getElementById("plan-live");
       url = "/fragments/plans/" + encodeURIComponent(target.getAttribute("data-plan-id"));
+    } else if (page === "queues") {
+      url = "/fragments/queues";
+      target = document.getElementById("queues-live");
     }
     if (!url || !target) { return; }
     fetch(url, { credentials: "same-origin" }).then(function (response) {
@@ -45,7 +48,7 @@
     pending = setTimeout(function () { pending = null; refresh(); }, 250);
   }
 
-  if (window.EventSource && (page === "plans" || page === "plan")) {
+  if (window.EventSource && (page === "plans" || page === "plan" || page === "queues")) {
     var source = new EventSource("/api/v1/events");
     source.addEventListener("open", function () { say("Live updates: on"); });
     source.addEventListener("error", function () { say("Live updates: reconnecting…"); });
