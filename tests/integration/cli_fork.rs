@@ -47,3 +47,43 @@ fn forking_from_a_step_after_the_completed_ones_is_refused() {
     assert_eq!(sandbox.store_bytes(), before, "nothing was written");
     sandbox.run(&["plan", "fork", "nope", "--from-step", "1"]).expect_error(3, "plan_not_found");
 }
+
+/// The issue's case: 17 steps that each recorded about 1 MB of output (together far over one
+/// record's limit), then a step with none. A fork that keeps all 17 fits the store, and the
+/// fork's outputs are the source's.
+#[test]
+fn a_fork_of_seventeen_steps_of_a_megabyte_of_output_each_keeps_every_output() {
+    const BIG: usize = 17;
+    let sandbox = Sandbox::new();
+    let mut plan = String::from("name = \"big outputs\"\n");
+    for (i, letter) in ('a'..='z').take(BIG).enumerate() {
+        plan.push_str(&format!(
+            "\n[[steps]]\nname = \"s{}\"\nrun = \"printf 'blob=' >> \\\"$WAYPOINT_OUTPUT\\\"; \
+             head -c 1000000 /dev/zero | tr '\\\\0' '{letter}' >> \\\"$WAYPOINT_OUTPUT\\\"\"\n",
+            i + 1
+        ));
+    }
+    plan.push_str("\n[[steps]]\nname = \"last\"\nrun = \"echo last >> last.txt\"\n");
+    let file = sandbox.write("plan.toml", &plan);
+    let run = sandbox.run(&["run", file.to_str().unwrap()]);
+    run.expect_code(0);
+    let source = run.json()["plan_id"].as_str().unwrap().to_owned();
+    let outputs = |id: &str| {
+        let shown = sandbox.run(&["plan", "show", id, "--outputs"]);
+        shown.expect_code(0);
+        shown.json()["outputs"].clone()
+    };
+    let source_outputs = outputs(&source);
+    for (i, letter) in ('a'..='z').take(BIG).enumerate() {
+        let blob = source_outputs[format!("s{}", i + 1)]["blob"].as_str().unwrap_or_default();
+        assert!(blob.len() == 1_000_000 && blob.chars().all(|c| c == letter), "step {} recorded its megabyte", i + 1);
+    }
+
+    let fork = sandbox.run(&["plan", "fork", &source, "--from-step", "18", "--id", "big-fork"]);
+    fork.expect_code(0);
+    assert_eq!(fork.json()["forked_from"], serde_json::json!({"plan_id": source, "step": 17}), "{}", fork.stdout);
+    sandbox.run(&["plan", "resume", "big-fork"]).expect_code(0);
+    assert_eq!(sandbox.read("last.txt"), "last\nlast\n", "only the last step ran again");
+    assert_eq!(outputs("big-fork"), source_outputs, "the fork's outputs are the source's");
+    sandbox.run(&["store", "verify"]).expect_code(0);
+}

@@ -261,3 +261,41 @@ fn a_role_that_may_only_read_opens_the_store_and_refusals_carry_the_servers_mess
     assert_ne!(refused.code, Some(0));
     assert!(refused.stderr.contains("database \"wp_no_such_database\" does not exist"), "{}", refused.stderr);
 }
+
+/// A URL without a password takes it from libpq's password file (`PGPASSFILE`, else
+/// `~/.pgpass`), which keeps it out of `ps`; a file others may read is refused, naming the file
+/// and the remedy, and never read. (The test server trusts local connections, so the password
+/// is not checked here; the store's own tests show a server asking for it gets the file's.)
+#[test]
+fn a_password_file_others_may_read_is_refused_and_a_private_one_is_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDatabase::create("cli_pgpass");
+    let sandbox = Sandbox::new();
+    let line = format!("*:*:*:postgres:{PASSWORD}\n");
+    let list = |passfile: Option<&std::path::Path>, home: &std::path::Path| {
+        let mut command = sandbox.command(&["--store", db.url(), "plan", "list"]);
+        command.env("HOME", home);
+        match passfile {
+            Some(file) => command.env("PGPASSFILE", file),
+            None => command.env_remove("PGPASSFILE"),
+        };
+        let run = Run::from_output(command.output().expect("waypoint runs"));
+        assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD), "{}\n{}", run.stdout, run.stderr);
+        run
+    };
+    for (file, home) in
+        [(Some(sandbox.write("pgpass", &line)), sandbox.path("nowhere")), (None, sandbox.dir.path().to_path_buf())]
+    {
+        let path = file.clone().unwrap_or_else(|| sandbox.write(".pgpass", &line));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = list(file.as_deref(), &home);
+        refused.expect_error(6, "store_io");
+        assert!(
+            refused.stderr.contains(&path.display().to_string()) && refused.stderr.contains("chmod 600"),
+            "{}",
+            refused.stderr
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        list(file.as_deref(), &home).expect_code(0);
+    }
+}

@@ -211,7 +211,7 @@ fn a_bad_duration_or_archive_is_a_usage_error_and_writes_nothing() {
     }
     sandbox.run(&["store", "compact"]).expect_code(2);
     let inside = sandbox.store.join("old");
-    // The store under another name: a link to its folder stands for a bind mount here.
+    // The store under another name: a link to its folder (a bind mount has a test of its own).
     let alias = sandbox.path("alias");
     std::os::unix::fs::symlink(&sandbox.store, &alias).unwrap();
     let through_alias = alias.join("old");
@@ -304,4 +304,101 @@ fn an_archive_holding_another_plan_of_the_same_id_is_refused_and_nothing_is_remo
     assert!(message.contains("clash-1") && message.contains("nothing was removed"), "{message}");
     assert_eq!(sandbox.store_bytes(), before, "the store is untouched");
     sandbox.run(&["plan", "show", "clash-1"]).expect_code(0);
+}
+
+/// Whether this process runs as root (`/proc/self` belongs to the process's effective user).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The store under a second path that no link explains: a bind mount of its folder, which
+/// `canonicalize` leaves as it is. The mount is made in a mount namespace of the command's own
+/// (`unshare --mount`; a user namespace as well when not root), so nothing stays mounted
+/// whatever happens to the test. The compaction runs in that namespace, on the store, with the
+/// archive at the mount (or inside it).
+#[test]
+fn an_archive_that_is_the_store_bind_mounted_elsewhere_is_refused_and_nothing_is_removed() {
+    let sandbox = Sandbox::new();
+    applied_plan(&sandbox, "done-1");
+    let alias = sandbox.path("mounted");
+    std::fs::create_dir(&alias).unwrap();
+    let before = sandbox.store_bytes();
+    // The mount must show the store's device and inode, or the test proves nothing: exit 99.
+    let script = r#"mount --bind "$1" "$2" || exit 98
+[ "$(stat -c %d:%i "$1")" = "$(stat -c %d:%i "$2")" ] || exit 99
+exec "$0" --store "$1" --format json store compact --older-than 0s --archive "$3""#;
+    for archive in [alias.clone(), alias.join("old")] {
+        let mut unshare = std::process::Command::new("unshare");
+        if !running_as_root() {
+            unshare.arg("--map-root-user");
+        }
+        let output = unshare
+            .args(["--mount", "sh", "-c", script])
+            .arg(super::cli_harness::waypoint_bin())
+            .arg(&sandbox.store)
+            .arg(&alias)
+            .arg(&archive)
+            .current_dir(sandbox.dir.path())
+            .env_remove("WAYPOINT_STORE")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("util-linux `unshare` runs (it makes the bind mount in a namespace of its own)");
+        let run = super::cli_harness::Run::from_output(output);
+        assert!(
+            !matches!(run.code, Some(98 | 99)),
+            "the bind mount could not be made (exit {:?}): {}",
+            run.code,
+            run.stderr
+        );
+        let error = run.expect_error(2, "invalid_archive");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("under another path"), "{archive:?}: {message}");
+    }
+    assert_eq!(sandbox.store_bytes(), before, "a refused compaction writes nothing");
+    sandbox.run(&["plan", "show", "done-1"]).expect_code(0);
+    assert_eq!(std::fs::read_dir(&alias).unwrap().count(), 0, "nothing was left at the mount point");
+}
+
+/// A plan file's plan whose one step printed `hello`: finished, with a step log.
+fn ran_plan_with_a_log(sandbox: &Sandbox) -> String {
+    let file = sandbox.write("job.toml", ONE_STEP);
+    let run = sandbox.run(&["run", file.to_str().unwrap()]);
+    run.expect_code(0);
+    run.json()["plan_id"].as_str().unwrap().to_owned()
+}
+
+/// An archive on another file system: nothing can be renamed into it, so the step logs must be
+/// copied through the store port (a rename across file systems once failed silently and left
+/// them behind). `/dev/shm` is a tmpfs; the test checks that it is another device first.
+#[test]
+fn an_archive_on_another_file_system_takes_the_removed_plans_step_logs() {
+    use std::os::unix::fs::MetadataExt;
+    let sandbox = Sandbox::new();
+    let elsewhere = tempfile::tempdir_in("/dev/shm").expect("a folder in /dev/shm (a tmpfs)");
+    let (here, there) = (sandbox.dir.path().metadata().unwrap().dev(), elsewhere.path().metadata().unwrap().dev());
+    assert_ne!(
+        here,
+        there,
+        "{} and {} are one file system: this test needs /dev/shm on another (set TMPDIR elsewhere)",
+        sandbox.dir.path().display(),
+        elsewhere.path().display()
+    );
+    let id = ran_plan_with_a_log(&sandbox);
+    let logs_here = sandbox.store.join("logs").join(&id);
+    assert!(logs_here.is_dir(), "the run kept its step log in the store");
+    let archive = elsewhere.path().join("archive");
+    let archive_named = archive.to_str().unwrap();
+    let run = sandbox.run(&["store", "compact", "--older-than", "0s", "--archive", archive_named]);
+    run.expect_code(0);
+    assert_eq!(run.json()["removed"], serde_json::json!([id]), "{}", run.stdout);
+    assert!(!logs_here.exists(), "the removed plan's logs are gone from the store");
+    assert!(!sandbox.store.join("runs").join(&id).exists(), "and its run folder");
+    let logs = sandbox.run(&["--store", archive_named, "plan", "logs", &id]);
+    logs.expect_code(0);
+    assert!(logs.json()["logs"][0]["stdout"].as_str().is_some_and(|s| s.contains("hello")), "{}", logs.stdout);
+    let shown = sandbox.run(&["--store", archive_named, "plan", "show", &id]);
+    shown.expect_code(0);
+    assert_eq!(shown.json()["status"], "completed", "{}", shown.stdout);
+    sandbox.run(&["--store", archive_named, "store", "verify"]).expect_code(0);
 }

@@ -664,3 +664,138 @@ fn a_supervisor_killed_outright_takes_its_step_with_it_before_the_retry_or_the_e
         }
     }
 }
+
+/// A step that starts two processes that leave its process group (`setsid`, and GNU `timeout`,
+/// which moves itself to a group of its own), each writing its pid, then waits in the foreground.
+/// Retries none; `TIMEOUT` is replaced by a `timeout = …` line or nothing.
+const LEAVES_ITS_GROUP: &str = r#"
+name = "leaves its group"
+[[steps]]
+name = "leave and wait"
+TIMEOUT
+run = """
+setsid sh -c 'echo $$ > setsid.pid; exec sleep 600' &
+timeout 600 sh -c 'echo $$ > timeout.pid; exec sleep 600' &
+while [ ! -s setsid.pid ] || [ ! -s timeout.pid ]; do sleep 0.05; done
+touch left.started
+sleep 600
+"""
+"#;
+
+/// How the step of [`LEAVES_ITS_GROUP`] is ended.
+#[derive(Debug, Clone, Copy)]
+enum StepStopped {
+    /// `kill -9` of the runner: its supervisor reads the end of its lifeline.
+    RunnerKilled,
+    /// SIGTERM to the runner, which passes it on to the step's group.
+    RunnerTerminated,
+    /// The step's own `timeout = "1s"`.
+    TimedOut,
+}
+
+/// Kills the processes whose pids it holds when dropped: a test that fails leaves no `sleep 600`.
+struct KillOnDrop(Vec<i64>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Whether `kill -0 PID` reaches a process that is not a zombie (a zombie has ended: only its
+/// parent's reaping is left).
+fn answers_kill_0(pid: i64) -> bool {
+    let reached = std::process::Command::new("kill")
+        .args(["-0", "--", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    reached && alive(pid)
+}
+
+/// Runs [`LEAVES_ITS_GROUP`], ends the step the way `stopped` says once both processes that left
+/// its group run, and checks that neither outlives it.
+fn a_process_that_left_the_group_is_gone_after(stopped: StepStopped) {
+    let sandbox = Sandbox::new();
+    let timeout = if matches!(stopped, StepStopped::TimedOut) { "timeout = \"1s\"" } else { "" };
+    let plan = sandbox.write("plan.toml", &LEAVES_ITS_GROUP.replace("TIMEOUT", timeout));
+    let mut child = sandbox.spawn(&["run", plan.to_str().unwrap()]);
+    wait_for_file(&sandbox.path("left.started"), "the step to start its processes");
+    let pids: Vec<i64> = ["setsid.pid", "timeout.pid"]
+        .iter()
+        .map(|file| sandbox.read(file).trim().parse().unwrap_or_else(|_| panic!("{file} holds a pid")))
+        .collect();
+    let _cleanup = KillOnDrop(pids.clone());
+    assert!(pids.iter().all(|&pid| answers_kill_0(pid)), "{stopped:?}: both run before the step is stopped");
+    let run = match stopped {
+        StepStopped::RunnerKilled => {
+            child.kill().expect("SIGKILL reaches the runner");
+            finish(child)
+        }
+        StepStopped::RunnerTerminated => {
+            send_signal(i64::from(child.id()), "TERM");
+            finish(child)
+        }
+        StepStopped::TimedOut => finish(child),
+    };
+    match stopped {
+        StepStopped::RunnerKilled => assert_eq!(run.code, None, "killed by a signal"),
+        StepStopped::RunnerTerminated => {
+            run.expect_error(143, "interrupted");
+        }
+        StepStopped::TimedOut => {
+            assert_eq!(run.expect_error(1, "step_failed")["error"]["reason"], "timeout");
+        }
+    }
+    // The runner's supervisor stops them within its grace period (SIGTERM, then SIGKILL).
+    for (file, pid) in ["setsid.pid", "timeout.pid"].iter().zip(&pids) {
+        let deadline = std::time::Instant::now() + STOPPED_WITHIN;
+        while answers_kill_0(*pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{stopped:?}: the process in {file} ({pid}) left the step's group and outlived the step"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// The supervisor's grace period (5 s) between SIGTERM and SIGKILL, with room for a loaded machine.
+const STOPPED_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
+#[test]
+fn a_process_that_left_the_steps_group_is_gone_after_kill_9_of_the_runner() {
+    a_process_that_left_the_group_is_gone_after(StepStopped::RunnerKilled);
+}
+
+#[test]
+fn a_process_that_left_the_steps_group_is_gone_after_sigterm_to_the_runner() {
+    a_process_that_left_the_group_is_gone_after(StepStopped::RunnerTerminated);
+}
+
+#[test]
+fn a_process_that_left_the_steps_group_is_gone_after_the_steps_timeout() {
+    a_process_that_left_the_group_is_gone_after(StepStopped::TimedOut);
+}
+
+#[test]
+fn run_from_step_while_the_files_plan_runs_that_step_exits_5_and_the_step_runs_once() {
+    let sandbox = Sandbox::new();
+    let child = start_and_reach_step_two(&sandbox);
+    let id = sandbox.only_plan_id();
+    let before = sandbox.store_bytes();
+    let refused = sandbox.run(&["run", "--from-step", "2", "plan.toml"]).expect_error(5, "run_lock_busy");
+    assert_eq!(refused["error"]["reasons"], json!(["still_running"]), "{refused}");
+    assert_eq!(refused["error"]["plan_id"], id.as_str(), "{refused}");
+    // Nothing was written: no fork, no event (the run's own step 2 writes nothing while it waits).
+    assert_eq!(sandbox.only_plan_id(), id, "no fork was made");
+    assert_eq!(sandbox.store_bytes().keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
+    sandbox.write("release", "");
+    finish(child).expect_code(0);
+    assert_eq!(effects(&sandbox), ["one", "two-start", "two", "three"], "step 2 ran once");
+}

@@ -553,9 +553,172 @@ fn a_link_a_step_plants_at_its_output_file_is_never_followed_into_the_log() {
     let error = run.expect_error(1, "step_failed");
     let message = error["error"]["message"].as_str().unwrap();
     assert!(message.contains("symbolic link"), "{message}");
-    let id = sandbox.only_plan_id();
-    for args in [vec!["plan", "show", id.as_str(), "--outputs"], vec!["plan", "history", id.as_str()]] {
+    never_recorded(&sandbox, &sandbox.only_plan_id(), "hunter2");
+}
+
+/// The credentials file of the link tests: a step plants links to it.
+const SECRET: &str = "password=hunter2\n";
+
+/// `secret` is nowhere in what the store holds of plan `id`: its outputs, events and step logs.
+#[track_caller]
+fn never_recorded(sandbox: &Sandbox, id: &str, secret: &str) {
+    for args in [vec!["plan", "show", id, "--outputs"], vec!["plan", "history", id], vec!["plan", "logs", id]] {
         let shown = sandbox.run(&args);
-        assert!(!shown.stdout.contains("hunter2"), "{}", shown.stdout);
+        shown.expect_code(0);
+        assert!(!shown.stdout.contains(secret), "`{}` shows the secret:\n{}", args.join(" "), shown.stdout);
     }
+}
+
+/// The folder of a store holding `$WAYPOINT_OUTPUT` (`<store>/runs/<plan>/step.output`), for a
+/// step's shell.
+const STORE_OF_STEP: &str = r#"store="$(dirname "$(dirname "$(dirname "$WAYPOINT_OUTPUT")")")""#;
+
+#[test]
+fn a_link_a_step_plants_at_outputs_json_is_removed_never_written_through() {
+    let sandbox = Sandbox::new();
+    sandbox.write("secret.txt", SECRET);
+    let plan = sandbox.write(
+        "plan.toml",
+        r#"
+name = "links"
+[[steps]]
+name = "plant"
+run = """
+echo made=here >> "$WAYPOINT_OUTPUT"
+ln -sf "$PWD/secret.txt" "$WAYPOINT_OUTPUTS"
+"""
+[[steps]]
+name = "look"
+run = "cat \"$WAYPOINT_OUTPUTS\" > seen.json"
+"#,
+    );
+    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
+    run.expect_code(0);
+    assert_eq!(sandbox.read("secret.txt"), SECRET, "nothing was written through the link");
+    let seen: Value = serde_json::from_str(&sandbox.read("seen.json")).expect("step 2 read the outputs as JSON");
+    assert_eq!(seen, json!({"plant": {"made": "here"}}));
+    let id = run.json()["plan_id"].as_str().unwrap().to_owned();
+    let outputs_json = sandbox.store.join("runs").join(&id).join("outputs.json");
+    let kind = std::fs::symlink_metadata(&outputs_json).expect("outputs.json is there").file_type();
+    assert!(kind.is_file(), "the link was replaced by a file of Waypoint's: {kind:?}");
+    never_recorded(&sandbox, &id, "hunter2");
+}
+
+#[test]
+fn a_link_a_failed_attempt_plants_at_its_output_file_is_not_written_through_by_the_next_attempt() {
+    let sandbox = Sandbox::new();
+    sandbox.write("secret.txt", SECRET);
+    let plan = sandbox.write(
+        "plan.toml",
+        r#"
+name = "links"
+[[steps]]
+name = "retried"
+retries = 1
+retry_delay = "0s"
+run = """
+if [ "$WAYPOINT_ATTEMPT" = 1 ]; then ln -sf "$PWD/secret.txt" "$WAYPOINT_OUTPUT"; exit 1; fi
+echo fresh=value >> "$WAYPOINT_OUTPUT"
+"""
+"#,
+    );
+    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
+    run.expect_code(0);
+    assert_eq!(sandbox.read("secret.txt"), SECRET, "attempt 2's output file was not the secret");
+    let id = run.json()["plan_id"].as_str().unwrap().to_owned();
+    let outputs = sandbox.run(&["plan", "show", &id, "--outputs"]).json();
+    assert_eq!(outputs["outputs"]["retried"], json!({"fresh": "value"}), "{outputs}");
+    let failed: Vec<Value> =
+        history_types(&sandbox, &id).into_iter().filter(|e| e["type"] == "step_attempt_failed").collect();
+    assert_eq!(failed.len(), 1, "attempt 1 failed, attempt 2 did not: {failed:?}");
+    never_recorded(&sandbox, &id, "hunter2");
+}
+
+#[test]
+fn a_link_a_step_plants_as_the_stores_logs_folder_is_never_written_through() {
+    let sandbox = Sandbox::new();
+    let plan = sandbox.write(
+        "plan.toml",
+        &format!(
+            r#"
+name = "links"
+[[steps]]
+name = "first"
+run = "echo first output"
+[[steps]]
+name = "plant"
+run = """
+{STORE_OF_STEP}
+mv "$store/logs" logs.moved
+mkdir decoy
+ln -s "$PWD/decoy" "$store/logs"
+echo hunter2
+"""
+[[steps]]
+name = "after"
+run = "echo after > after.txt"
+"#
+        ),
+    );
+    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
+    // The step matters more than its log: the run goes on, saying the log was not kept.
+    run.expect_code(0);
+    assert!(run.stderr.contains("could not be kept in the store"), "{}", run.stderr);
+    assert_eq!(sandbox.read("after.txt"), "after\n");
+    let decoy: Vec<_> = std::fs::read_dir(sandbox.path("decoy")).unwrap().collect();
+    assert!(decoy.is_empty(), "nothing was made through the link: {decoy:?}");
+    // The store refuses to open with a link among its own entries, naming it.
+    let refused = sandbox.run(&["plan", "list"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.stdout);
+    let message = refused.json()["error"]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("logs") && message.contains("link"), "{message}");
+    // Put back, the store opens, and what it holds never had the step's second log.
+    std::fs::remove_file(sandbox.store.join("logs")).unwrap();
+    std::fs::rename(sandbox.path("logs.moved"), sandbox.store.join("logs")).unwrap();
+    let id = sandbox.only_plan_id();
+    never_recorded(&sandbox, &id, "hunter2");
+    let logs = sandbox.run(&["plan", "logs", &id, "--step", "1"]).json();
+    assert!(logs["logs"][0]["stdout"].as_str().is_some_and(|s| s.contains("first output")), "{logs}");
+}
+
+#[test]
+fn a_link_a_step_plants_as_the_stores_runs_folder_is_never_read_or_written_through() {
+    let sandbox = Sandbox::new();
+    // A folder of credentials, whose file happens to be named like the output file.
+    std::fs::create_dir(sandbox.path("vault")).unwrap();
+    sandbox.write("vault/step.output", SECRET);
+    let plan = sandbox.write(
+        "plan.toml",
+        &format!(
+            r#"
+name = "links"
+[[steps]]
+name = "plant"
+run = """
+{STORE_OF_STEP}
+mv "$store/runs" runs.moved
+mkdir decoy
+ln -s "$PWD/vault" "decoy/$WAYPOINT_PLAN_ID"
+ln -s "$PWD/decoy" "$store/runs"
+"""
+[[steps]]
+name = "never"
+run = "touch never.ran"
+"#
+        ),
+    );
+    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
+    let error = run.expect_error(1, "step_failed");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("$WAYPOINT_OUTPUT cannot be read") && message.contains("a link"), "{message}");
+    assert!(!sandbox.path("never.ran").exists(), "no further step ran");
+    assert_eq!(sandbox.read("vault/step.output"), SECRET, "the credentials are untouched");
+    let decoy: Vec<_> = std::fs::read_dir(sandbox.path("decoy")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(decoy.len(), 1, "only the step's own link is there: {decoy:?}");
+    // `runs` is the store's own entry: the store refuses to open until it is put back.
+    let refused = sandbox.run(&["plan", "list"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.stdout);
+    std::fs::remove_file(sandbox.store.join("runs")).unwrap();
+    std::fs::rename(sandbox.path("runs.moved"), sandbox.store.join("runs")).unwrap();
+    never_recorded(&sandbox, &sandbox.only_plan_id(), "hunter2");
 }

@@ -232,6 +232,11 @@ impl<'a> Runner<'a> {
                 .map_err(|e| StepFailure::Error { message: format!("exited 0 but its declared {e}") })?;
             Some(digest)
         };
+        // The step may have replaced its run folder (or `runs/`) with a link: nothing is read
+        // through it (it could lead to a credentials file, recorded for good as the output).
+        self.sidecar.check_run_folder(self.run.plan_id()).map_err(|e| StepFailure::Error {
+            message: format!("exited 0 but $WAYPOINT_OUTPUT cannot be read: {e}"),
+        })?;
         let written = read_step_outputs(&self.sidecar.output_file(self.run.plan_id()))
             .map_err(|e| StepFailure::Error { message: format!("exited 0 but {e}") })?;
         let output = if written.is_empty() {

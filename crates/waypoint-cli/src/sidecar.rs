@@ -85,14 +85,17 @@ impl Sidecar {
         builder.create(top)?;
         check_private(top)?;
         builder.create(folder)?;
-        let mut dir = folder;
-        loop {
-            check_private(dir)?;
-            match dir.parent() {
-                Some(parent) if dir != top => dir = parent,
-                _ => return Ok(()),
-            }
-        }
+        check_chain(folder, top)
+    }
+
+    /// Checks that a plan's run folder is still what [`Self::prepare`] made: every folder from
+    /// it up to the sidecar's own is a real, private folder. A step may have replaced one with a
+    /// link (`runs/` itself, or `runs/<plan>/`): the files behind `$WAYPOINT_OUTPUT` are then
+    /// never read through it. Creates nothing.
+    pub fn check_run_folder(&self, plan_id: &PlanId) -> std::io::Result<()> {
+        let run_dir = self.run_dir(plan_id);
+        let top = self.private_from.as_deref().or(run_dir.parent()).unwrap_or(&self.root);
+        check_chain(&run_dir, top)
     }
 
     /// Whether a step of the plan may still be running: its supervisor holds the attempt lock.
@@ -147,6 +150,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(bytes)?;
     file.set_len(bytes.len() as u64)
+}
+
+/// Checks `folder` and every folder above it up to `top` with [`check_private`].
+fn check_chain(folder: &Path, top: &Path) -> std::io::Result<()> {
+    let mut dir = folder;
+    loop {
+        check_private(dir)?;
+        match dir.parent() {
+            Some(parent) if dir != top => dir = parent,
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// `dir` is a real folder (not a link) that this user owns and that no one else can write.

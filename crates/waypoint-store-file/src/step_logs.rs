@@ -39,8 +39,12 @@ impl Shared {
         }
         self.refuse_plan_not_held(plan_id)?;
         let dir = self.layout.plan_logs(plan_id);
+        let checked = [self.layout.logs_dir(), dir.clone()];
+        // Before anything is created: a link planted at `logs/` (or at the plan's folder) would
+        // have the plan's folder made through it, somewhere else. Again once it exists.
+        fsutil::refuse_symlinks(&checked)?;
         fsutil::ensure_dir(&dir)?;
-        fsutil::refuse_symlinks(&[self.layout.logs_dir(), dir.clone()])?;
+        fsutil::refuse_symlinks(&checked)?;
         let temp = self.layout.step_log_temp(
             plan_id,
             log.step,

@@ -43,6 +43,15 @@ pub enum PgStoreError {
         /// What the parser said.
         detail: String,
     },
+    /// The password file (`PGPASSFILE`, `~/.pgpass`) cannot be used: others may read it, or it
+    /// cannot be read.
+    #[error("the PostgreSQL password file {path} {detail}")]
+    PasswordFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it, and the remedy.
+        detail: String,
+    },
     /// The server answered with an error that is not about the connection.
     #[error("PostgreSQL at {target} refused to {context}: {}", describe(.source))]
     Query {
@@ -218,7 +227,10 @@ impl From<PgStoreError> for StoreError {
                 let detail = PgStoreError::NoAnswer { target: target.clone(), context, waited }.to_string();
                 StoreError::Unavailable { location: target, detail }
             }
-            e @ (PgStoreError::InvalidUrl { .. } | PgStoreError::Query { .. } | PgStoreError::SchemaTooNew { .. }) => {
+            e @ (PgStoreError::InvalidUrl { .. }
+            | PgStoreError::PasswordFile { .. }
+            | PgStoreError::Query { .. }
+            | PgStoreError::SchemaTooNew { .. }) => {
                 StoreError::io("the PostgreSQL store failed", std::io::Error::other(e.to_string()))
             }
         }

@@ -22,6 +22,8 @@
 //! - [`PgStoreError`]: every failure, mapped onto the port's
 //!   [`StoreError`](waypoint_application::StoreError); [`redact`] masks passwords in the
 //!   connection strings messages show.
+//! - `passfile`: a connection string without a password takes it from libpq's password file
+//!   (`PGPASSFILE`, else `~/.pgpass`), so that no password need be on a command line.
 //! - [`testing`]: a throwaway server and a fresh database per test.
 //!
 //! Every call runs synchronously on a pooled connection and returns a ready future, like the
@@ -54,6 +56,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod passfile;
 mod pool;
 mod redact;
 mod retention;

@@ -75,12 +75,20 @@ pub(crate) struct Statements {
 
 impl Pool {
     pub(crate) fn new(url: &str) -> Result<Pool, PgStoreError> {
+        let passfile = crate::passfile::location(std::env::var_os("PGPASSFILE"), std::env::var_os("HOME"));
+        Self::with_password_file(url, passfile.as_deref())
+    }
+
+    /// [`Pool::new`] with the password file at `passfile` (none: no file).
+    pub(crate) fn with_password_file(url: &str, passfile: Option<&std::path::Path>) -> Result<Pool, PgStoreError> {
         let target = redact(url);
         let mut config = postgres::Config::from_str(url).map_err(|e| PgStoreError::InvalidUrl {
             target: target.clone(),
             // The parser's message may quote the string, password included: keep only its gist.
             detail: redact(&e.to_string()),
         })?;
+        // No password in the string: libpq's password file may hold it (kept out of `ps`).
+        crate::passfile::fill_password(&mut config, passfile)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }

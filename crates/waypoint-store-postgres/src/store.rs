@@ -125,7 +125,9 @@ impl RowCache {
 
 impl PostgresStore {
     /// Connects to the database named by `url` (`postgres://user:password@host:port/db` or the
-    /// `host=… dbname=…` form) and brings its schema up to date. The database must exist.
+    /// `host=… dbname=…` form) and brings its schema up to date. The database must exist. A
+    /// `url` without a password takes it from libpq's password file (`PGPASSFILE`, else
+    /// `~/.pgpass`), refused if its group or others may access it.
     pub fn connect(url: &str) -> Result<PostgresStore, PgStoreError> {
         Self::connect_with_attachment(url, None)
     }
