@@ -62,8 +62,8 @@ pub use ports::{
 };
 pub use queues::{Claimed, QueueOverview, Submit};
 pub use service::{
-    is_due, CheckpointRecorded, CompactProgress, CompactRequest, Compaction, FailedAttempt, LeaseRequest, NewPlan,
-    PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
+    is_due, CheckpointRecorded, CompactProgress, CompactRequest, Compaction, FailedAttempt, LeaseRequest, Listing,
+    NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
 };
 pub use store::{
     in_queue, listing_order, same_history, Catalog, CatalogCursor, CatalogQuery, HeldQueueLock, LogStream, PlanStore,

@@ -23,7 +23,7 @@ use crate::error::ServiceError;
 use crate::ports::{
     Clock, DefinitionProbe, NoDefinitionProbe, NoSnapshotProbe, RunLockGuard, RunLocks, SnapshotProbe, SystemClock,
 };
-use crate::store::{PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
+use crate::store::{listing_order, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 
 /// What to create.
 #[derive(Debug, Clone, Default)]
@@ -617,6 +617,15 @@ impl<S: PlanStore> PlanResumeService<S> {
     /// Every plan's compact view with its summary, newest activity first; only the eligible ones
     /// when `resumable_only`. Costs time in the number of plans, not of events.
     pub async fn list(&self, resumable_only: bool) -> Result<Vec<(PlanView, ResumeSummary)>, ServiceError> {
+        let mut listing = self.listing(resumable_only).await?;
+        let views = std::mem::take(&mut listing.views);
+        Ok(views.into_iter().filter_map(|view| listing.summary(self, &view).map(|s| (view, s))).collect())
+    }
+
+    /// The plans [`Self::list`] lists, in its order, not yet summarized: for a caller that
+    /// summarizes them a batch at a time ([`Listing::summary`]), e.g. while it prints the ones
+    /// before.
+    pub async fn listing(&self, resumable_only: bool) -> Result<Listing, ServiceError> {
         // A finished plan is never resumable: the store need not read those at all.
         let views = if resumable_only { self.store.open_catalog().await? } else { self.store.catalog().await? };
         // One reading of the store's clock for the whole listing, and none without a lease in it.
@@ -624,20 +633,10 @@ impl<S: PlanStore> PlanResumeService<S> {
         // Sorted by index: a view is large, and moving each one log(n) times costs more than
         // the comparisons.
         let mut order: Vec<usize> = (0..views.len()).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (a, b) = (&views[a], &views[b]);
-            b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id))
-        });
-        let mut listed = Vec::with_capacity(views.len());
+        order.sort_unstable_by(|&a, &b| listing_order(&views[a], &views[b]));
         let mut views: Vec<Option<PlanView>> = views.into_iter().map(Some).collect();
-        for i in order {
-            let view = views[i].take().expect("each index once");
-            let summary = self.summarize(&view, None, now);
-            if summary.eligible || !resumable_only {
-                listed.push((view, summary));
-            }
-        }
-        Ok(listed)
+        let views = order.into_iter().map(|i| views[i].take().expect("each index once")).collect();
+        Ok(Listing { views, now, resumable_only })
     }
 
     /// The summaries of `views` (compact views from [`PlanStore::catalog`]), in their order, as
@@ -838,6 +837,24 @@ impl<S: PlanStore> PlanResumeService<S> {
 
 /// An uninterrupted `processing` plan: the only kind whose verdict depends on a live runner (its
 /// run lock or its lease).
+/// The plans of a listing in its order, with what their summaries need ([`PlanResumeService::listing`]).
+#[derive(Debug)]
+pub struct Listing {
+    /// The plans' compact views, newest activity first, then by plan id.
+    pub views: Vec<PlanView>,
+    now: Option<DateTime<Utc>>,
+    resumable_only: bool,
+}
+
+impl Listing {
+    /// `view`'s summary as `service` lists it: `None` for a plan a listing of the resumable
+    /// plans leaves out.
+    pub fn summary<S: PlanStore>(&self, service: &PlanResumeService<S>, view: &PlanView) -> Option<ResumeSummary> {
+        let summary = service.summarize(view, None, self.now);
+        (summary.eligible || !self.resumable_only).then_some(summary)
+    }
+}
+
 fn is_running(state: &PlanState) -> bool {
     state.state == ProcessingState::Processing && !state.resume.interrupted
 }

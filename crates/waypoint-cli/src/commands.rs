@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::executor::block_on;
 use waypoint_application::{
-    LogStream, NewPlan, PlanView, ResumeOutcome, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
+    Listing, LogStream, NewPlan, PlanView, ResumeOutcome, ResumeRequest, ServiceError, StepCheckpoint, StepStart,
 };
 use waypoint_domain::{
     Attempt, Fingerprint, Message, Phase, PlanId, ProcessingState, ResumeIneligibleReason, ResumeSummary, StepNumber,
@@ -256,6 +256,14 @@ fn list(
     // A resumable listing reads only the plans that are not finished (ADR 0009): a store of many
     // finished plans lists its few resumable ones at their cost, not the store's.
     let service = location.open_read_only()?;
+    if ui.json() {
+        let mut document = ui.json_list("plans");
+        if let Some(service) = &service {
+            print_listing(service, block_on(service.listing(resumable))?, queue, &mut document);
+        }
+        document.finish_stdout();
+        return Ok(());
+    }
     let listed = match &service {
         Some(service) => block_on(service.list(resumable))?,
         None => Vec::new(),
@@ -267,15 +275,46 @@ fn list(
     };
     // An empty table says how many plans the store holds: counted only then, and only for people.
     let total = match &service {
-        Some(service) if resumable && plans.is_empty() && !ui.json() => block_on(service.list(false))?.len(),
+        Some(service) if resumable && plans.is_empty() => block_on(service.list(false))?.len(),
         _ => listed_count,
     };
-    if ui.json() {
-        ui.json_document(&render::PlansDoc { plans: plans.iter().map(|(_, summary)| summary).collect() });
-    } else {
-        ui.stdout(&render::plans_table(ui, &plans, DateTime::<Utc>::from(std::time::SystemTime::now()), total));
-    }
+    ui.stdout(&render::plans_table(ui, &plans, DateTime::<Utc>::from(std::time::SystemTime::now()), total));
     Ok(())
+}
+
+/// How many plans the listing's summarizing thread hands over at once.
+const LISTING_BATCH: usize = 256;
+
+/// Prints `listing`'s summaries (those in `queue`, when given) into `document`, summarizing them
+/// a batch at a time on a second thread while this one prints the batch before: the two halves of
+/// a long listing's cost run side by side, in the listing's order.
+fn print_listing<W: std::io::Write>(
+    service: &Service,
+    mut listing: Listing,
+    queue: Option<&waypoint_domain::QueueName>,
+    document: &mut crate::ui::JsonList<W>,
+) {
+    let views = std::mem::take(&mut listing.views);
+    let (send, batches) = std::sync::mpsc::sync_channel::<Vec<ResumeSummary>>(4);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for batch in views.chunks(LISTING_BATCH) {
+                let summaries = batch
+                    .iter()
+                    .filter_map(|view| listing.summary(service, view))
+                    .filter(|summary| queue.is_none_or(|q| summary.queue.as_ref() == Some(q)))
+                    .collect();
+                if send.send(summaries).is_err() {
+                    return;
+                }
+            }
+        });
+        for batch in batches {
+            for summary in &batch {
+                document.push(summary);
+            }
+        }
+    });
 }
 
 fn show(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliError> {

@@ -20,13 +20,6 @@ use crate::progress::bar;
 use crate::text::{ago, columns, count, cut, cut_left, escape_controls, local_time, wrap};
 use crate::ui::{Style, Ui};
 
-/// `{"plans": [summary, …]}`. Keys keep the order they are written in (serde_json's
-/// `preserve_order`, for `json!` documents too): the contract's order.
-#[derive(Debug, Serialize)]
-pub struct PlansDoc<'a> {
-    pub plans: Vec<&'a ResumeSummary>,
-}
-
 /// A dry run: the summary object, plus for a plan file what a resume would do with each step.
 #[derive(Debug, Serialize)]
 pub struct PreviewDoc<'a> {

@@ -294,3 +294,27 @@ fn every_error_kind_exits_with_the_code_the_python_package_reports() {
     let not_found = ServiceError::NotFound(PlanId::parse("p").expect("a plan id"));
     assert_eq!(crate::error::CliError::from(not_found).exit, ErrorKind::NotFound.exit_code());
 }
+
+#[test]
+fn a_json_list_written_item_by_item_is_the_document_written_whole() {
+    #[derive(serde::Serialize)]
+    struct Doc<'a> {
+        plans: &'a [serde_json::Value],
+    }
+    let items = [
+        serde_json::json!({"plan_id": "a", "reasons": [], "nested": {"list": [1, 2], "empty": {}}}),
+        serde_json::json!({"plan_id": "b\nwith a newline", "interruption": null, "steps": [{"n": 1}]}),
+        serde_json::json!("plain"),
+    ];
+    for n in 0..=items.len() {
+        let mut whole = serde_json::to_vec_pretty(&Doc { plans: &items[..n] }).unwrap();
+        whole.push(b'\n');
+        let mut bytes = Vec::new();
+        let mut list = crate::ui::JsonList::new(&mut bytes, "plans");
+        for item in &items[..n] {
+            list.push(item);
+        }
+        list.finish().unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap(), String::from_utf8(whole).unwrap(), "{n} items");
+    }
+}

@@ -139,6 +139,13 @@ impl Ui {
         remember_failure(result);
     }
 
+    /// A `--format json` document that is one list, `{"KEY": [ITEMS]}`, written an item at a
+    /// time as the items come: a listing of a million plans holds none of them (the bytes are
+    /// those [`Self::json_document`] would write for the whole document).
+    pub fn json_list(&self, key: &'static str) -> JsonList<std::io::BufWriter<std::io::Stdout>> {
+        JsonList::new(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()), key)
+    }
+
     /// A message for the person at the terminal (stderr in every format), within the width.
     pub fn note(&self, text: &str) {
         let mut err = std::io::stderr().lock();
@@ -166,5 +173,58 @@ impl Ui {
         };
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "{text}");
+    }
+}
+
+/// A pretty JSON document `{"KEY": [ITEMS]}` written an item at a time (see [`Ui::json_list`]).
+/// The first failed write is kept, and reported by [`Self::finish`].
+pub struct JsonList<W: Write> {
+    out: W,
+    items: usize,
+    /// One item's text, printed as it stands two levels deep.
+    scratch: Vec<u8>,
+    result: std::io::Result<()>,
+}
+
+/// An item printed inside `[[ ]]` stands where a list item of the document stands (two levels
+/// deep, indented by four spaces): its text is what lies between these.
+const NESTED_OPEN: &[u8] = b"[\n  [\n    ";
+const NESTED_CLOSE: &[u8] = b"\n  ]\n]";
+
+impl<W: Write> JsonList<W> {
+    pub fn new(mut out: W, key: &'static str) -> Self {
+        let result = write!(out, "{{\n  {}: [", serde_json::Value::from(key));
+        Self { out, items: 0, scratch: Vec::new(), result }
+    }
+
+    /// Adds `item` to the list.
+    pub fn push<T: Serialize>(&mut self, item: &T) {
+        if self.result.is_err() {
+            return;
+        }
+        self.scratch.clear();
+        let nested = [std::slice::from_ref(item)];
+        if let Err(e) = serde_json::to_writer_pretty(&mut self.scratch, &nested) {
+            self.result = Err(e.into());
+            return;
+        }
+        let text = &self.scratch[NESTED_OPEN.len()..self.scratch.len() - NESTED_CLOSE.len()];
+        let separator: &[u8] = if self.items == 0 { b"\n    " } else { b",\n    " };
+        self.items += 1;
+        self.result = self.out.write_all(separator).and_then(|()| self.out.write_all(text));
+    }
+
+    /// Closes the list and the document; the first failed write, if any.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        let end: &[u8] = if self.items == 0 { b"]\n}\n" } else { b"\n  ]\n}\n" };
+        self.result.and_then(|()| self.out.write_all(end)).and_then(|()| self.out.flush())
+    }
+}
+
+impl JsonList<std::io::BufWriter<std::io::Stdout>> {
+    /// [`Self::finish`] for stdout: a failed write makes the command fail, as for
+    /// [`Ui::json_document`].
+    pub fn finish_stdout(self) {
+        remember_failure(self.finish());
     }
 }
