@@ -312,3 +312,42 @@ fn verify_passes_on_a_store_written_by_waypoint_run() {
     assert_eq!(count_of(&report, "step_completed", current), 2);
     assert_eq!(report["plans_by_phase_state"][0]["state"], "complete");
 }
+
+#[test]
+fn a_plain_replay_lets_go_of_whole_plans_and_reports_what_a_verifying_one_does() {
+    // Plans interleaved in the log, some finished, some not: a plain replay counts each plan as
+    // soon as it is folded whole and lets go of it; --verify keeps every plan to the end.
+    let sandbox = Sandbox::new();
+    let create =
+        || sandbox.run(&["plan", "create", "--total-steps", "2"]).json()["plan_id"].as_str().unwrap().to_owned();
+    let (a, b) = (create(), create());
+    sandbox.run(&["plan", "start", &a, "--phase", "strategize"]).expect_code(0);
+    sandbox.run(&["plan", "start", &b, "--phase", "strategize"]).expect_code(0);
+    let c = create();
+    sandbox.run(&["plan", "checkpoint", &a, "--step", "1", "--decision", "d1"]).expect_code(0);
+    sandbox.run(&["plan", "cancel", &b]).expect_code(0);
+    sandbox.run(&["plan", "interrupt", &a, "--reason", "lunch"]).expect_code(0);
+    sandbox.run(&["plan", "start", &c, "--phase", "strategize"]).expect_code(0);
+
+    let (plain_run, plain) = replay_json(&sandbox.store, &[]);
+    plain_run.expect_code(0);
+    let (verify_run, verified) = replay_json(&sandbox.store, &["--verify"]);
+    verify_run.expect_code(0);
+    assert_eq!(plain["plans"], 3);
+    for key in ["events", "plans", "events_by_type", "plans_by_phase_state"] {
+        assert_eq!(plain[key], verified[key], "{key}: {plain} vs {verified}");
+    }
+    let slowest = |report: &Value| {
+        let mut ids: Vec<String> = report["slowest_plans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["plan_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut all = vec![a, b, c];
+    all.sort();
+    assert_eq!(slowest(&plain), all, "every plan is among the five slowest of three");
+}

@@ -1,6 +1,9 @@
 //! `cargo xtask replay`: rebuild every projection from the log, from scratch, in flat memory;
 //! compare with what the store checkpointed (`--verify`); show a plan as it was (`--until`,
-//! `--at`); and print statistics about the log.
+//! `--at`); and print statistics about the log. A plain replay holds the plans in flight: each
+//! plan is counted and let go once it is folded to the version the store gives it, so its memory
+//! follows how many plans interleave in the log, not how many there are (`--verify` holds every
+//! plan's view, to compare them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
@@ -237,20 +240,30 @@ fn run(args: &Args) -> Result<Report, FileStoreError> {
     let log_bytes = std::fs::metadata(inspect::log_file(&args.store)).map(|m| m.len()).unwrap_or(0);
     let mut verifier = if args.verify { Some(Verifier::new(&args.store, args.plan.clone())?) } else { None };
     let mut progress = Progress::new(log_bytes);
+    // The walk's end is fixed here: the log as it stands now.
+    let walk = inspect::events(&args.store)?;
+    let live = FileStore::open_read_only(&args.store)?;
+    // Memory holds the plans in flight, not every plan: each plan's version in the store, read
+    // after the walk's end was fixed so that it is never short of the walk, says when a plan is
+    // folded whole; it is then counted and let go. Not for one plan (its view is reported) nor
+    // under --verify (the verifier holds every plan's view anyway).
+    let mut whole = Whole::new((args.plan.is_none() && !args.verify).then(|| live.plan_versions()).transpose()?);
 
     let mut catalog = Catalog::default();
     let mut by_type: BTreeMap<(String, u16), u64> = BTreeMap::new();
     let mut costs: HashMap<PlanId, PlanCost> = HashMap::new();
     let mut events = 0u64;
 
-    for located in inspect::events(&args.store)? {
+    for located in walk {
         let located = located?;
         let stored = &located.event;
         progress.update(located.offset);
         let wanted = args.plan.as_ref().is_none_or(|p| p == stored.source_id());
         if wanted && args.cut.includes(stored) {
             events += 1;
+            whole.check(stored, &located)?;
             fold(stored, located.schema_version, &mut catalog, &mut by_type, &mut costs);
+            whole.let_go(stored, &mut catalog, &mut costs);
         }
         if let Some(verifier) = verifier.as_mut() {
             verifier.observe(&located);
@@ -258,16 +271,16 @@ fn run(args: &Args) -> Result<Report, FileStoreError> {
     }
     progress.finish();
 
-    let mut plans_by_phase_state: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let plans = whole.plans + catalog.plans.len();
+    let mut plans_by_phase_state = whole.by_phase_state;
     for view in catalog.plans.values() {
-        let key = (view.state.phase.as_str().to_owned(), view.state.state.as_str().to_owned());
-        *plans_by_phase_state.entry(key).or_default() += 1;
+        count_phase_state(&mut plans_by_phase_state, view);
     }
-    let mut slowest: Vec<(PlanId, PlanCost)> = costs.into_iter().collect();
-    slowest.sort_by(|a, b| b.1.rebuild.cmp(&a.1.rebuild).then_with(|| a.0.cmp(&b.0)));
-    slowest.truncate(5);
+    let mut slowest = whole.slowest;
+    for (plan_id, cost) in costs {
+        keep_slowest(&mut slowest, plan_id, cost);
+    }
 
-    let live = FileStore::open_read_only(&args.store)?;
     let plan = match &args.plan {
         Some(plan_id) => catalog.plans.get(plan_id).map(|view| plan_report(&live, view, args.cut)),
         None => None,
@@ -277,7 +290,7 @@ fn run(args: &Args) -> Result<Report, FileStoreError> {
     Ok(Report {
         store: args.store.clone(),
         events,
-        plans: catalog.plans.len(),
+        plans,
         log_bytes,
         elapsed_ms: elapsed.as_millis() as u64,
         events_per_second: (events as f64 / elapsed.as_secs_f64().max(1e-9)) as u64,
@@ -301,6 +314,73 @@ fn run(args: &Args) -> Result<Report, FileStoreError> {
         verify,
         peak_rss_bytes: peak_rss_bytes(),
     })
+}
+
+/// How many of the slowest plans to rebuild the report names.
+const SLOWEST: usize = 5;
+
+/// Keeps `plan` among the `SLOWEST` plans to rebuild, slowest first (ties by plan id).
+fn keep_slowest(slowest: &mut Vec<(PlanId, PlanCost)>, plan: PlanId, cost: PlanCost) {
+    let at = slowest.partition_point(|(id, c)| c.rebuild > cost.rebuild || (c.rebuild == cost.rebuild && *id < plan));
+    if at < SLOWEST {
+        slowest.insert(at, (plan, cost));
+        slowest.truncate(SLOWEST);
+    }
+}
+
+fn count_phase_state(counts: &mut BTreeMap<(String, String), u64>, view: &PlanView) {
+    let key = (view.state.phase.as_str().to_owned(), view.state.state.as_str().to_owned());
+    *counts.entry(key).or_default() += 1;
+}
+
+/// The plans folded whole and let go: what the report needs of them.
+struct Whole {
+    /// Each plan's version in the store; 0 once the plan is folded whole. `None`: every plan is
+    /// kept to the end.
+    versions: Option<HashMap<PlanId, u32>>,
+    plans: usize,
+    by_phase_state: BTreeMap<(String, String), u64>,
+    slowest: Vec<(PlanId, PlanCost)>,
+}
+
+impl Whole {
+    fn new(versions: Option<HashMap<PlanId, u32>>) -> Self {
+        Self { versions, plans: 0, by_phase_state: BTreeMap::new(), slowest: Vec::new() }
+    }
+
+    /// An event of a plan already let go: the store gave it a version the log goes past, so its
+    /// derived files disagree with the log (`--verify` says how).
+    fn check(&self, stored: &StoredEvent, located: &inspect::LocatedEvent) -> Result<(), FileStoreError> {
+        match self.versions.as_ref().and_then(|versions| versions.get(stored.source_id())) {
+            Some(0) => Err(FileStoreError::Corrupt {
+                path: located.file.to_path_buf(),
+                offset: located.offset,
+                detail: format!(
+                    "plan {} has events past the version the store's catalog gives it; run `cargo xtask replay --verify`",
+                    stored.source_id()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts and lets go of `stored`'s plan if that event made it whole.
+    fn let_go(&mut self, stored: &StoredEvent, catalog: &mut Catalog, costs: &mut HashMap<PlanId, PlanCost>) {
+        let Some(versions) = self.versions.as_mut() else { return };
+        let id = stored.source_id();
+        let Some(version) = versions.get_mut(id) else { return };
+        if *version != stored.version() {
+            return;
+        }
+        *version = 0;
+        if let Some(view) = catalog.plans.remove(id) {
+            self.plans += 1;
+            count_phase_state(&mut self.by_phase_state, &view);
+        }
+        if let Some(cost) = costs.remove(id) {
+            keep_slowest(&mut self.slowest, id.clone(), cost);
+        }
+    }
 }
 
 /// Folds one event into the rebuilt catalog and the statistics.

@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use waypoint_application::PlanView;
@@ -152,39 +152,10 @@ const PARALLEL_FROM: usize = 2048;
 /// Reads the rows the head vouches for in `kind`'s file. Damage inside vouched bytes is a typed
 /// error: the head of this very store promised them.
 pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, FileStoreError> {
-    let file = head.rows(kind);
-    if file.len == 0 {
-        return Ok(Rows::new());
-    }
-    let path = layout.rows(kind, file.generation);
-    let bytes = read_vouched(&path, file.len)?;
-    if !binding::header_matches(&bytes, ROWS_MAGIC, FORMAT, &head.store) {
-        return Err(FileStoreError::corrupt(&path, 0, "the rows file does not belong to this store's log"));
-    }
+    let Some((path, bytes)) = read_file(layout, head, kind)? else { return Ok(Rows::new()) };
     // Latest row of each plan first, then decode only those views.
-    let mut latest: HashMap<PlanId, (u32, Option<ViewAt>)> = HashMap::new();
-    let mut at = FILE_HEADER_LEN;
-    while at < bytes.len() {
-        let bad = |detail: &str| FileStoreError::corrupt(&path, at as u64, detail.to_owned());
-        let header = bytes.get(at..at + 8).ok_or_else(|| bad("a row is cut short"))?;
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        let body = bytes.get(at + 8..at + 8 + len).ok_or_else(|| bad("a row is cut short"))?;
-        if crc::checksum(body) != stored || body.len() < 6 {
-            return Err(bad("a row's checksum does not match"));
-        }
-        let version = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
-        let plan_len = usize::from(body[5]);
-        let plan = body.get(6..6 + plan_len).ok_or_else(|| bad("a row is malformed"))?;
-        let plan_id = std::str::from_utf8(plan)
-            .ok()
-            .and_then(|p| PlanId::parse(p).ok())
-            .ok_or_else(|| bad("a row's plan id is invalid"))?;
-        let view = (body[0] != TOMBSTONE).then_some((body[0], at + 8 + 6 + plan_len, at + 8 + len));
-        latest.insert(plan_id, (version, view));
-        at += 8 + len;
-    }
-    let latest: Vec<Found> = latest.into_iter().map(|(plan_id, (version, span))| (plan_id, version, span)).collect();
+    let latest: Vec<Found> =
+        latest_rows(&path, &bytes)?.into_iter().map(|(plan_id, (version, span))| (plan_id, version, span)).collect();
     let parse = |rows: &[Found]| -> Result<Rows, FileStoreError> {
         rows.iter()
             .map(|(plan_id, version, span)| {
@@ -215,6 +186,84 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
         Err(_) => out.extend(parse(second)?),
     }
     Ok(out)
+}
+
+/// Each plan's latest row in `kind`'s file, as its version and whether it holds a view (not a
+/// tombstone), without decoding any view: what a caller that needs only versions reads.
+pub fn read_row_versions(
+    layout: &Layout,
+    head: &Head,
+    kind: RowsKind,
+) -> Result<HashMap<PlanId, (u32, bool)>, FileStoreError> {
+    let Some((path, bytes)) = read_file(layout, head, kind)? else { return Ok(HashMap::new()) };
+    let latest = latest_rows(&path, &bytes)?;
+    Ok(latest.into_iter().map(|(plan_id, (version, view))| (plan_id, (version, view.is_some()))).collect())
+}
+
+/// Each plan's last row in a rows file (a later row of a plan replaces its earlier ones).
+fn latest_rows(path: &Path, bytes: &[u8]) -> Result<HashMap<PlanId, (u32, Option<ViewAt>)>, FileStoreError> {
+    let mut latest = HashMap::new();
+    for row in row_heads(path, bytes) {
+        let (plan_id, version, view) = row?;
+        latest.insert(plan_id, (version, view));
+    }
+    Ok(latest)
+}
+
+/// `kind`'s rows file as the head vouches for it, checked to be this store's; `None` when the
+/// head vouches for no rows.
+fn read_file(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Option<(PathBuf, Vec<u8>)>, FileStoreError> {
+    let file = head.rows(kind);
+    if file.len == 0 {
+        return Ok(None);
+    }
+    let path = layout.rows(kind, file.generation);
+    let bytes = read_vouched(&path, file.len)?;
+    if !binding::header_matches(&bytes, ROWS_MAGIC, FORMAT, &head.store) {
+        return Err(FileStoreError::corrupt(&path, 0, "the rows file does not belong to this store's log"));
+    }
+    Ok(Some((path, bytes)))
+}
+
+/// The rows of a rows file in file order, each checked against its checksum: the plan, the
+/// version and where the view lies (`None`: a tombstone). Views are not decoded.
+fn row_heads<'a>(path: &'a Path, bytes: &'a [u8]) -> impl Iterator<Item = Result<Found, FileStoreError>> + 'a {
+    let mut at = FILE_HEADER_LEN;
+    std::iter::from_fn(move || {
+        if at >= bytes.len() {
+            return None;
+        }
+        let bad = |detail: &str| FileStoreError::corrupt(path, at as u64, detail.to_owned());
+        let row = (|| {
+            let header = bytes.get(at..at + 8).ok_or_else(|| bad("a row is cut short"))?;
+            let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+            let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+            let body = bytes.get(at + 8..at + 8 + len).ok_or_else(|| bad("a row is cut short"))?;
+            if crc::checksum(body) != stored || body.len() < 6 {
+                return Err(bad("a row's checksum does not match"));
+            }
+            let version = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
+            let plan_len = usize::from(body[5]);
+            let plan = body.get(6..6 + plan_len).ok_or_else(|| bad("a row is malformed"))?;
+            let plan_id = std::str::from_utf8(plan)
+                .ok()
+                .and_then(|p| PlanId::parse(p).ok())
+                .ok_or_else(|| bad("a row's plan id is invalid"))?;
+            let view = (body[0] != TOMBSTONE).then_some((body[0], at + 8 + 6 + plan_len, at + 8 + len));
+            Ok(((plan_id, version, view), 8 + len))
+        })();
+        match row {
+            Ok((found, len)) => {
+                at += len;
+                Some(Ok(found))
+            }
+            Err(e) => {
+                // A damaged row ends the walk: nothing after it can be trusted to be framed.
+                at = bytes.len();
+                Some(Err(e))
+            }
+        }
+    })
 }
 
 fn read_vouched(path: &PathBuf, len: u64) -> Result<Vec<u8>, FileStoreError> {

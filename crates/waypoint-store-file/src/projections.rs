@@ -641,6 +641,25 @@ impl Shared {
 }
 
 impl Shared {
+    /// Every plan's version as this state knows it (`FileStore::plan_versions`): the latest row
+    /// of each plan in the checkpoint's rows files, views left undecoded, then the tail's
+    /// versions over them. A removed plan may keep its last version here.
+    pub(crate) fn plan_versions(&self, state: &State) -> Result<HashMap<PlanId, u32>, FileStoreError> {
+        let mut versions: HashMap<PlanId, u32> = HashMap::new();
+        if let Some(head) = &state.base {
+            for kind in [RowsKind::Open, RowsKind::Done] {
+                for (plan_id, (version, _)) in catalog::read_row_versions(&self.layout, head, kind)? {
+                    let known = versions.entry(plan_id).or_insert(version);
+                    *known = (*known).max(version);
+                }
+            }
+        }
+        for (plan_id, tail) in &state.tail {
+            versions.insert(plan_id.clone(), tail.last_version());
+        }
+        Ok(versions)
+    }
+
     /// A page of the listing (`PlanStore::catalog_page`): the checkpoint's rows in their order
     /// (`order.rs`), merged with the plans of the tail, which are newer than their rows. Reads
     /// the rows it returns and the ones it skips on the way (older rows of plans that moved since,

@@ -9,6 +9,7 @@
 //! one record), `recovery` (open, catch-up, torn tails), `group_commit` and `commit` (appends),
 //! and `projections` (catalog checkpoint, plan indexes, view snapshots).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -138,6 +139,16 @@ impl FileStore {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
         self.shared.queue_plans(&mut state, queue)
+    }
+
+    /// Every plan's version, caught up with the log, without reading any plan's view: the
+    /// version a fold of the log as it stands now ends at, for a reader that folds the log
+    /// itself (replay) and lets go of each plan it has folded whole. Costs the catalog's rows
+    /// files and one map entry per plan.
+    pub fn plan_versions(&self) -> Result<HashMap<PlanId, u32>, FileStoreError> {
+        let mut state = self.shared.lock_state();
+        self.shared.catch_up_shared(&mut state)?;
+        self.shared.plan_versions(&state)
     }
 
     /// A page of the listing (see `PlanStore::catalog_page`), caught up with the log: cost in

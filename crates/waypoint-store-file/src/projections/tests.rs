@@ -1,6 +1,7 @@
 //! Derived data: a reopened store serves plans from its checkpoint, indexes and view snapshots,
 //! and every kind of damaged or missing derived file is rebuilt from the log.
 
+use eventually::store::Expected;
 use futures::executor::block_on;
 use waypoint_application::domain::{DecisionId, Phase, StepNumber};
 use waypoint_application::{NewPlan, PlanResumeService, PlanStore, StepCheckpoint};
@@ -206,4 +207,29 @@ fn a_plan_finished_after_an_earlier_checkpoint_stays_listed() {
         assert_eq!(listed, vec![id.clone()], "the finished plan is listed");
         assert!(handle.open_plans().unwrap().is_empty(), "and not among the open ones");
     }
+}
+
+#[test]
+fn plan_versions_are_each_plans_version_from_the_rows_and_the_tail_without_any_view() {
+    let dir = tempfile::tempdir().unwrap();
+    // A checkpoint every 7 records: some plans' last versions are in the rows, others in the tail.
+    let options = StoreOptions { checkpoint_every: 7, ..Default::default() };
+    let plans: Vec<PlanId> = (0..4).map(|i| plan(&format!("plan-{i}"))).collect();
+    let store = FileStore::open_with(dir.path(), options.clone()).unwrap();
+    fill(&store, &plans, 9);
+    for n in 9..11 {
+        store.append_events(&plans[0], Expected::Exact(n), vec![step_completed(n)]).unwrap();
+    }
+    let expected: std::collections::HashMap<PlanId, u32> =
+        plans.iter().map(|id| (id.clone(), store.read_plan(id, 1).unwrap().len() as u32)).collect();
+    assert_eq!(expected[&plans[0]], 11);
+    assert_eq!(store.plan_versions().unwrap(), expected);
+    assert_eq!(FileStore::open_read_only(dir.path()).unwrap().plan_versions().unwrap(), expected, "read-only");
+    store.checkpoint().unwrap();
+    drop(store);
+    assert_eq!(
+        FileStore::open_with(dir.path(), options).unwrap().plan_versions().unwrap(),
+        expected,
+        "after a checkpoint"
+    );
 }
