@@ -617,9 +617,15 @@ impl<S: PlanStore> PlanResumeService<S> {
     /// Every plan's compact view with its summary, newest activity first; only the eligible ones
     /// when `resumable_only`. Costs time in the number of plans, not of events.
     pub async fn list(&self, resumable_only: bool) -> Result<Vec<(PlanView, ResumeSummary)>, ServiceError> {
-        let mut listing = self.listing(resumable_only).await?;
-        let views = std::mem::take(&mut listing.views);
-        Ok(views.into_iter().filter_map(|view| listing.summary(self, &view).map(|s| (view, s))).collect())
+        let listing = self.listing(resumable_only).await?;
+        let summaries: Vec<Option<ResumeSummary>> = listing.views().map(|view| listing.summary(self, view)).collect();
+        let order = listing.order;
+        let mut views: Vec<Option<PlanView>> = listing.views.into_iter().map(Some).collect();
+        Ok(order
+            .into_iter()
+            .zip(summaries)
+            .filter_map(|(i, summary)| Some((views[i].take().expect("each index once"), summary?)))
+            .collect())
     }
 
     /// The plans [`Self::list`] lists, in its order, not yet summarized: for a caller that
@@ -630,13 +636,10 @@ impl<S: PlanStore> PlanResumeService<S> {
         let views = if resumable_only { self.store.open_catalog().await? } else { self.store.catalog().await? };
         // One reading of the store's clock for the whole listing, and none without a lease in it.
         let now = self.store_now_for(&views).await?;
-        // Sorted by index: a view is large, and moving each one log(n) times costs more than
-        // the comparisons.
+        // Sorted by index: a view is large, and moving each one costs more than the comparisons.
         let mut order: Vec<usize> = (0..views.len()).collect();
         order.sort_unstable_by(|&a, &b| listing_order(&views[a], &views[b]));
-        let mut views: Vec<Option<PlanView>> = views.into_iter().map(Some).collect();
-        let views = order.into_iter().map(|i| views[i].take().expect("each index once")).collect();
-        Ok(Listing { views, now, resumable_only })
+        Ok(Listing { views, order, now, resumable_only })
     }
 
     /// The summaries of `views` (compact views from [`PlanStore::catalog`]), in their order, as
@@ -840,13 +843,25 @@ impl<S: PlanStore> PlanResumeService<S> {
 /// The plans of a listing in its order, with what their summaries need ([`PlanResumeService::listing`]).
 #[derive(Debug)]
 pub struct Listing {
-    /// The plans' compact views, newest activity first, then by plan id.
-    pub views: Vec<PlanView>,
+    /// The plans' compact views, where the store put them.
+    views: Vec<PlanView>,
+    /// Indexes into `views` in the listing's order: newest activity first, then by plan id.
+    order: Vec<usize>,
     now: Option<DateTime<Utc>>,
     resumable_only: bool,
 }
 
 impl Listing {
+    /// The plans in the listing's order.
+    pub fn views(&self) -> impl ExactSizeIterator<Item = &PlanView> + Clone + '_ {
+        self.order.iter().map(|&i| &self.views[i])
+    }
+
+    /// The plans from the `from`th of the listing's order, at most `count` of them.
+    pub fn range(&self, from: usize, count: usize) -> impl Iterator<Item = &PlanView> + '_ {
+        self.order.iter().skip(from).take(count).map(|&i| &self.views[i])
+    }
+
     /// `view`'s summary as `service` lists it: `None` for a plan a listing of the resumable
     /// plans leaves out.
     pub fn summary<S: PlanStore>(&self, service: &PlanResumeService<S>, view: &PlanView) -> Option<ResumeSummary> {

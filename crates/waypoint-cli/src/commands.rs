@@ -290,17 +290,17 @@ const LISTING_BATCH: usize = 256;
 /// a long listing's cost run side by side, in the listing's order.
 fn print_listing<W: std::io::Write>(
     service: &Service,
-    mut listing: Listing,
+    listing: Listing,
     queue: Option<&waypoint_domain::QueueName>,
     document: &mut crate::ui::JsonList<W>,
 ) {
-    let views = std::mem::take(&mut listing.views);
+    let listing = &listing;
     let (send, batches) = std::sync::mpsc::sync_channel::<Vec<ResumeSummary>>(4);
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            for batch in views.chunks(LISTING_BATCH) {
-                let summaries = batch
-                    .iter()
+            for from in (0..listing.views().len()).step_by(LISTING_BATCH) {
+                let summaries = listing
+                    .range(from, LISTING_BATCH)
                     .filter_map(|view| listing.summary(service, view))
                     .filter(|summary| queue.is_none_or(|q| summary.queue.as_ref() == Some(q)))
                     .collect();
