@@ -573,12 +573,23 @@ fn never_recorded(sandbox: &Sandbox, id: &str, secret: &str) {
 /// step's shell.
 const STORE_OF_STEP: &str = r#"store="$(dirname "$(dirname "$(dirname "$WAYPOINT_OUTPUT")")")""#;
 
-#[test]
-fn a_link_a_step_plants_at_outputs_json_is_removed_never_written_through() {
+/// Runs `plan` (a plan file's text) in a fresh sandbox beside `secret.txt`: it completes, and
+/// nothing was written through a link to the secret. The sandbox and the plan's id.
+#[track_caller]
+fn run_beside_a_secret(plan: &str) -> (Sandbox, String) {
     let sandbox = Sandbox::new();
     sandbox.write("secret.txt", SECRET);
-    let plan = sandbox.write(
-        "plan.toml",
+    let path = sandbox.write("plan.toml", plan);
+    let run = sandbox.run(&["run", path.to_str().unwrap()]);
+    run.expect_code(0);
+    assert_eq!(sandbox.read("secret.txt"), SECRET, "nothing was written through the link");
+    let id = run.json()["plan_id"].as_str().unwrap().to_owned();
+    (sandbox, id)
+}
+
+#[test]
+fn a_link_a_step_plants_at_outputs_json_is_removed_never_written_through() {
+    let (sandbox, id) = run_beside_a_secret(
         r#"
 name = "links"
 [[steps]]
@@ -592,12 +603,8 @@ name = "look"
 run = "cat \"$WAYPOINT_OUTPUTS\" > seen.json"
 "#,
     );
-    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
-    run.expect_code(0);
-    assert_eq!(sandbox.read("secret.txt"), SECRET, "nothing was written through the link");
     let seen: Value = serde_json::from_str(&sandbox.read("seen.json")).expect("step 2 read the outputs as JSON");
     assert_eq!(seen, json!({"plant": {"made": "here"}}));
-    let id = run.json()["plan_id"].as_str().unwrap().to_owned();
     let outputs_json = sandbox.store.join("runs").join(&id).join("outputs.json");
     let kind = std::fs::symlink_metadata(&outputs_json).expect("outputs.json is there").file_type();
     assert!(kind.is_file(), "the link was replaced by a file of Waypoint's: {kind:?}");
@@ -606,10 +613,7 @@ run = "cat \"$WAYPOINT_OUTPUTS\" > seen.json"
 
 #[test]
 fn a_link_a_failed_attempt_plants_at_its_output_file_is_not_written_through_by_the_next_attempt() {
-    let sandbox = Sandbox::new();
-    sandbox.write("secret.txt", SECRET);
-    let plan = sandbox.write(
-        "plan.toml",
+    let (sandbox, id) = run_beside_a_secret(
         r#"
 name = "links"
 [[steps]]
@@ -622,10 +626,6 @@ echo fresh=value >> "$WAYPOINT_OUTPUT"
 """
 "#,
     );
-    let run = sandbox.run(&["run", plan.to_str().unwrap()]);
-    run.expect_code(0);
-    assert_eq!(sandbox.read("secret.txt"), SECRET, "attempt 2's output file was not the secret");
-    let id = run.json()["plan_id"].as_str().unwrap().to_owned();
     let outputs = sandbox.run(&["plan", "show", &id, "--outputs"]).json();
     assert_eq!(outputs["outputs"]["retried"], json!({"fresh": "value"}), "{outputs}");
     let failed: Vec<Value> =
