@@ -66,9 +66,9 @@ pub use service::{
     NewPlan, PlanResumeService, ResumeOutcome, ResumePoint, ResumeRequest, StepCheckpoint, StepStart,
 };
 pub use store::{
-    in_queue, listing_order, same_history, Catalog, CatalogCursor, CatalogQuery, HeldQueueLock, LogStream, PlanStore,
-    PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, StepLog, StoreError, StoredEvent,
-    STEP_LOG_CAP,
+    in_queue, listing_order, same_history, Catalog, CatalogCursor, CatalogPages, CatalogQuery, HeldQueueLock,
+    LogStream, PlanStore, PlanView, QueueLimit, QueueLock, RecordedEvent, Removal, RemovalReport, StepLog, StoreError,
+    StoredEvent, STEP_LOG_CAP,
 };
 pub use verify::{StoreStats, VerifyReport};
 pub use waypoint_domain as domain;

@@ -23,7 +23,7 @@ use crate::error::ServiceError;
 use crate::ports::{
     Clock, DefinitionProbe, NoDefinitionProbe, NoSnapshotProbe, RunLockGuard, RunLocks, SnapshotProbe, SystemClock,
 };
-use crate::store::{listing_order, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
+use crate::store::{listing_order, CatalogQuery, PlanStore, PlanView, RecordedEvent, StoreError, StoredEvent};
 
 /// What to create.
 #[derive(Debug, Clone, Default)]
@@ -640,6 +640,29 @@ impl<S: PlanStore> PlanResumeService<S> {
         let mut order: Vec<usize> = (0..views.len()).collect();
         order.sort_unstable_by(|&a, &b| listing_order(&views[a], &views[b]));
         Ok(Listing { views, order, now, resumable_only })
+    }
+
+    /// Every plan with its summary, in the listing's order, a batch at a time, for a listing of
+    /// any size: `visit` gets each batch (at most `batch` plans) and answers whether to go on. It
+    /// holds one batch, never the catalog ([`PlanStore::walk_catalog`]). The store's clock is read
+    /// once, before the walk, for whichever plans are held by lease.
+    pub async fn walk_list(
+        &self,
+        batch: usize,
+        visit: &mut (dyn FnMut(Vec<(PlanView, ResumeSummary)>) -> bool + Send),
+    ) -> Result<(), ServiceError> {
+        let now = Some(self.store.now().await?);
+        let mut summarized = |views: Vec<PlanView>| {
+            let listed = views
+                .into_iter()
+                .map(|view| {
+                    let summary = self.summarize(&view, None, now);
+                    (view, summary)
+                })
+                .collect();
+            visit(listed)
+        };
+        Ok(self.store.walk_catalog(CatalogQuery::first(batch), &mut summarized).await?)
     }
 
     /// The summaries of `views` (compact views from [`PlanStore::catalog`]), in their order, as

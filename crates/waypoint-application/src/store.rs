@@ -302,6 +302,33 @@ pub fn listing_order(a: &PlanView, b: &PlanView) -> std::cmp::Ordering {
     b.last_activity_at.cmp(&a.last_activity_at).then_with(|| a.plan_id.cmp(&b.plan_id))
 }
 
+/// The listing `query` admits, page after page of [`PlanStore::catalog_page`] (its limit is the
+/// page size): [`PlanStore::walk_catalog`]'s default, and the walk of a caller that must not hold
+/// the store between pages (a server answering other requests meanwhile). A plan that moves
+/// during the walk goes to the front, so it is listed once or not at all; every other plan is
+/// listed once.
+#[derive(Debug, Clone)]
+pub struct CatalogPages {
+    next: Option<CatalogQuery>,
+}
+
+impl CatalogPages {
+    /// The pages of `query`'s listing, from its cursor on.
+    pub fn new(query: CatalogQuery) -> Self {
+        Self { next: Some(query) }
+    }
+
+    /// The next page, or `None` once the listing has ended (after a page shorter than the limit).
+    pub async fn next<S: PlanStore>(&mut self, store: &S) -> Result<Option<Vec<PlanView>>, StoreError> {
+        let Some(ask) = self.next.take() else { return Ok(None) };
+        let page = store.catalog_page(&ask).await?;
+        if page.len() >= ask.limit() {
+            self.next = Some(ask.after(page.last().map(CatalogCursor::after)));
+        }
+        Ok(Some(page))
+    }
+}
+
 /// What [`PlanStore::catalog_page`] is asked: how many views at most, where the page starts, and
 /// which plans it admits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -478,6 +505,28 @@ pub trait PlanStore:
         Box::pin(async move {
             let views = if query.is_open_only() { self.open_catalog().await? } else { self.catalog().await? };
             Ok(query.select(views))
+        })
+    }
+
+    /// The whole listing that `query` admits (its limit is the batch size), in the listing's
+    /// order, a batch at a time: `visit` gets each batch and answers whether to go on. The caller
+    /// holds one batch, never the catalog, so a listing of a million plans costs memory in the
+    /// batch. The default pages through [`Self::catalog_page`], so a plan that moves during the
+    /// walk goes to the front and is listed once or not at all; a store that can hold one state
+    /// of its catalog for the whole walk (the file store) lists each plan of that state once.
+    fn walk_catalog<'a>(
+        &'a self,
+        query: CatalogQuery,
+        visit: &'a mut (dyn FnMut(Vec<PlanView>) -> bool + Send),
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut pages = CatalogPages::new(query);
+            while let Some(page) = pages.next(self).await? {
+                if !visit(page) {
+                    break;
+                }
+            }
+            Ok(())
         })
     }
 

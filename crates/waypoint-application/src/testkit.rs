@@ -94,6 +94,10 @@ pub fn cases<F: StoreFixture>() -> Vec<Case<F>> {
         ("catalog_pages_continue_while_plans_move", catalog_pages_continue_while_plans_move::<F>),
         ("catalog_pages_filter_open_and_text", catalog_pages_filter_open_and_text::<F>),
         ("catalog_pages_never_list_removed_plans", catalog_pages_never_list_removed_plans::<F>),
+        (
+            "a_walk_of_the_catalog_lists_each_plan_once_in_order",
+            a_walk_of_the_catalog_lists_each_plan_once_in_order::<F>,
+        ),
     ]
 }
 
@@ -1517,6 +1521,52 @@ fn catalog_pages_never_list_removed_plans<F: StoreFixture>(fixture: &F) {
             assert_eq!(ids_in(&listed).len(), ids.len() - 2, "settled: {settled}");
             assert!(!ids_in(&listed).contains(&ids[0]) && !ids_in(&listed).contains(&ids[9]));
             assert_eq!(listed, expected_listing(&handle, &CatalogQuery::first(1)));
+        }
+    }
+}
+
+/// Every batch a walk of the catalog hands over.
+fn walk(store: &impl PlanStore, query: CatalogQuery) -> Vec<Vec<PlanView>> {
+    let mut batches = Vec::new();
+    block_on(store.walk_catalog(query, &mut |batch| {
+        batches.push(batch);
+        true
+    }))
+    .expect("a walk of the catalog");
+    batches
+}
+
+fn a_walk_of_the_catalog_lists_each_plan_once_in_order<F: StoreFixture>(fixture: &F) {
+    let store = fixture.fresh();
+    assert!(walk(&store, CatalogQuery::first(3)).into_iter().flatten().next().is_none(), "an empty store");
+    let ids = populate_listing(fixture, &store);
+    let version = |id: &PlanId| block_on(store.load_summary_view(id)).expect("view").expect("exists").version;
+    remove(&store, &[(ids[3].clone(), version(&ids[3]))]);
+    for settled in [false, true] {
+        if settled {
+            append(&store, &ids[2], version(&ids[2]), vec![recorded_at(errored("after"), 40)]).expect("append");
+            fixture.settle(&store);
+        }
+        for handle in [store.clone(), fixture.reopen(&store)] {
+            for open_only in [false, true] {
+                for batch in [1, 3, 50] {
+                    let query = CatalogQuery::first(batch).only_open(open_only);
+                    let batches = walk(&handle, query.clone());
+                    assert!(batches.iter().all(|b| b.len() <= batch), "batches of at most {batch}");
+                    let listed: Vec<PlanView> = batches.into_iter().flatten().collect();
+                    let expected = expected_listing(&handle, &query);
+                    assert_eq!(ids_in(&listed), ids_in(&expected), "batches of {batch}, open only {open_only}");
+                    assert_eq!(listed, expected, "the walk holds the catalog's views");
+                    assert!(!ids_in(&listed).contains(&ids[3]), "a removed plan is never listed");
+                }
+            }
+            let mut visits = 0;
+            block_on(handle.walk_catalog(CatalogQuery::first(2), &mut |_| {
+                visits += 1;
+                false
+            }))
+            .expect("a walk");
+            assert_eq!(visits, 1, "a visitor that says stop gets no more batches");
         }
     }
 }

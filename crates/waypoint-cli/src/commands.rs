@@ -258,8 +258,11 @@ fn list(
     let service = location.open_read_only()?;
     if ui.json() {
         let mut document = ui.json_list("plans");
-        if let Some(service) = &service {
-            print_listing(service, block_on(service.listing(resumable))?, queue, &mut document);
+        match &service {
+            // Every plan: streamed, so memory does not grow with the store.
+            Some(service) if !resumable => stream_listing(service, queue, &mut document)?,
+            Some(service) => print_listing(service, block_on(service.listing(resumable))?, queue, &mut document),
+            None => {}
         }
         document.finish_stdout();
         return Ok(());
@@ -281,6 +284,41 @@ fn list(
     ui.stdout(&render::plans_table(ui, &plans, DateTime::<Utc>::from(std::time::SystemTime::now()), total));
     Ok(())
 }
+
+/// Prints every plan's summary (those in `queue`, when given) into `document` as the store walks
+/// its listing a batch at a time on a second thread ([`Service::walk_list`]): the process holds
+/// a few batches, never the catalog, whatever the store's size. A store that fails during the
+/// walk leaves the document cut short, and its error follows.
+fn stream_listing<W: std::io::Write>(
+    service: &Service,
+    queue: Option<&waypoint_domain::QueueName>,
+    document: &mut crate::ui::JsonList<W>,
+) -> Result<(), CliError> {
+    let (send, batches) = std::sync::mpsc::sync_channel::<Vec<ResumeSummary>>(4);
+    std::thread::scope(|scope| {
+        let walk = scope.spawn(move || {
+            let mut hand_over = |batch: Vec<(PlanView, ResumeSummary)>| {
+                let summaries = batch
+                    .into_iter()
+                    .map(|(_, summary)| summary)
+                    .filter(|summary| queue.is_none_or(|q| summary.queue.as_ref() == Some(q)))
+                    .collect();
+                send.send(summaries).is_ok()
+            };
+            block_on(service.walk_list(WALK_BATCH, &mut hand_over))
+        });
+        for batch in batches {
+            for summary in &batch {
+                document.push(summary);
+            }
+        }
+        walk.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })?;
+    Ok(())
+}
+
+/// How many plans a streamed listing reads from the store at once.
+const WALK_BATCH: usize = 1024;
 
 /// How many plans the listing's summarizing thread hands over at once.
 const LISTING_BATCH: usize = 256;

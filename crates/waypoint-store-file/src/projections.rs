@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fs::TryLockError;
 
 use serde::{Deserialize, Serialize};
-use waypoint_application::{listing_order, Catalog, CatalogQuery, PlanView, StoredEvent};
+use waypoint_application::{listing_order, Catalog, CatalogCursor, CatalogQuery, PlanView, StoredEvent};
 use waypoint_domain::PlanId;
 
 use crate::binding::{self, Binding, Check, StoreId};
@@ -672,10 +672,58 @@ impl Shared {
         }
     }
 
+    /// The whole listing `query` admits, `query.limit()` views at a time, in the listing's order,
+    /// while `visit` answers `true` (`PlanStore::walk_catalog`). The caller holds the state for
+    /// the whole walk, so every plan of that state is listed once; each batch is read through the
+    /// catalog's order like a page. Without a usable order the listing is sorted once, as a page
+    /// would be, and handed out in batches.
+    pub(crate) fn walk(
+        &self,
+        state: &mut State,
+        query: CatalogQuery,
+        visit: &mut dyn FnMut(Vec<PlanView>) -> bool,
+    ) -> Result<(), FileStoreError> {
+        // Each plan's version at the checkpoint, read once from the rows' headers: whether an
+        // entry of the order names its plan's latest row is a lookup, not an index file's read.
+        let versions = self.plan_versions(state)?;
+        let mut ask = query;
+        loop {
+            let page = match self.ordered_page_with(state, &ask, Some(&versions))? {
+                Ok(page) => page,
+                Err(order::Unusable(_)) => {
+                    let listed = ask.clone().with_limit(usize::MAX).select(self.list(state, ask.is_open_only())?);
+                    let mut listed = listed.into_iter();
+                    loop {
+                        let batch: Vec<PlanView> = listed.by_ref().take(ask.limit()).collect();
+                        if batch.is_empty() || !visit(batch) {
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            let end = page.len() < ask.limit();
+            ask = ask.after(page.last().map(CatalogCursor::after));
+            if !visit(page) || end {
+                return Ok(());
+            }
+        }
+    }
+
     fn ordered_page(
         &self,
         state: &mut State,
         query: &CatalogQuery,
+    ) -> Result<Result<Vec<PlanView>, order::Unusable>, FileStoreError> {
+        self.ordered_page_with(state, query, None)
+    }
+
+    /// [`Self::ordered_page`], taking each plan's version at the checkpoint from `versions` when
+    /// given (a walk of the whole listing reads them once) instead of from its index.
+    fn ordered_page_with(
+        &self,
+        state: &mut State,
+        query: &CatalogQuery,
+        versions: Option<&HashMap<PlanId, u32>>,
     ) -> Result<Result<Vec<PlanView>, order::Unusable>, FileStoreError> {
         // The tail's plans, folded forward: as many as the checkpoint interval allows at most.
         let tail: Vec<(PlanId, u32)> = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
@@ -741,8 +789,15 @@ impl Shared {
             if state.tail.contains_key(&row.plan_id) {
                 continue;
             }
-            match self.current_version(state, &row.plan_id)? {
+            let current = match versions {
+                // A plan a removal hides is not listed, whatever its rows say.
+                Some(_) if self.lock_retention().hides_row(&row.plan_id) => continue,
+                Some(versions) => versions.get(&row.plan_id).copied().unwrap_or(0),
+                None => self.current_version(state, &row.plan_id)?,
+            };
+            match current {
                 version if version == row.version => {}
+                _ if versions.is_some() => continue,
                 0 if !self.lock_retention().hides_row(&row.plan_id) && self.removal(&row.plan_id)?.is_none() => {
                     // No index says where the plan is, and retention did not remove it: the
                     // index is lost, and only the rows can tell whether this one is the latest.

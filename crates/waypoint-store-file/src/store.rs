@@ -159,6 +159,19 @@ impl FileStore {
         self.shared.page(&mut state, query)
     }
 
+    /// The whole listing `query` admits, a batch at a time (see `PlanStore::walk_catalog`),
+    /// caught up with the log once: every plan of that state is listed once, and the store is
+    /// not caught up again until the walk ends.
+    pub fn walk_catalog_views(
+        &self,
+        query: CatalogQuery,
+        visit: &mut dyn FnMut(Vec<PlanView>) -> bool,
+    ) -> Result<(), FileStoreError> {
+        let mut state = self.shared.lock_state();
+        self.shared.catch_up_shared(&mut state)?;
+        self.shared.walk(&mut state, query, visit)
+    }
+
     /// Every event from global position `from` (1: all), read lazily in flat memory up to the
     /// end of the log as it is now.
     pub fn read_all(
@@ -366,6 +379,14 @@ impl PlanStore for FileStore {
 
     fn catalog_page<'a>(&'a self, query: &'a CatalogQuery) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
         Box::pin(futures::future::ready(self.catalog_page_views(query).map_err(StoreError::from)))
+    }
+
+    fn walk_catalog<'a>(
+        &'a self,
+        query: CatalogQuery,
+        visit: &'a mut (dyn FnMut(Vec<PlanView>) -> bool + Send),
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(futures::future::ready(self.walk_catalog_views(query, visit).map_err(StoreError::from)))
     }
 
     fn remove_plans<'a>(

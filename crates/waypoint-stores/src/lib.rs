@@ -108,6 +108,14 @@ impl PlanStore for AnyStore {
         delegate!(self, s => s.catalog_page(query))
     }
 
+    fn walk_catalog<'a>(
+        &'a self,
+        query: waypoint_application::CatalogQuery,
+        visit: &'a mut (dyn FnMut(Vec<PlanView>) -> bool + Send),
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        delegate!(self, s => s.walk_catalog(query, visit))
+    }
+
     fn verify(&self) -> BoxFuture<'_, Result<VerifyReport, StoreError>> {
         delegate!(self, s => s.verify())
     }

@@ -7,7 +7,7 @@ use chrono::DateTime;
 use futures::executor::block_on;
 use serde::Serialize;
 use waypoint_application::{
-    CatalogCursor, CatalogQuery, PlanStore, PlanView, QueueOverview, ServiceError, StoredEvent,
+    CatalogCursor, CatalogPages, CatalogQuery, PlanStore, PlanView, QueueOverview, ServiceError, StoredEvent,
 };
 use waypoint_domain::{Attempt, Message, PlanId, PlanStatus, QueueName, QueueStanding, ResumeSummary, StepNumber};
 
@@ -86,15 +86,15 @@ impl Stores {
         batch: usize,
         mut visit: impl FnMut(Vec<PlanView>) -> Result<bool, CliError>,
     ) -> Result<(), CliError> {
-        let mut ask = CatalogQuery::first(batch).only_open(open_only);
-        loop {
-            let page = block_on(self.list.store().catalog_page(&ask)).map_err(ServiceError::from)?;
-            let end = page.len() < ask.limit();
-            ask = ask.after(page.last().map(CatalogCursor::after));
-            if !visit(page)? || end {
-                return Ok(());
+        // Page by page, letting the store go between pages: the server answers other requests
+        // meanwhile.
+        let mut pages = CatalogPages::new(CatalogQuery::first(batch).only_open(open_only));
+        while let Some(page) = block_on(pages.next(self.list.store())).map_err(ServiceError::from)? {
+            if !visit(page)? {
+                break;
             }
         }
+        Ok(())
     }
 
     /// One plan's compact view, or `None` if the store holds no such plan (any more).
