@@ -122,6 +122,15 @@ fn three_workers_run_thirty_plans_each_step_exactly_once(store: Store) {
     assert_eq!(counted, expected, "every step of every plan ran exactly once");
     assert_eq!(claims_by_worker.values().sum::<usize>(), 30, "30 claims: {claims_by_worker:?}");
     assert!(statuses(&store, &sandbox, "bulk").iter().all(|s| s == "completed"));
+    // Three processes each checkpointed what they had folded: the listing still names each
+    // plan once (it once named a plan once per checkpoint that held it).
+    let listed = store.ok(&sandbox, &["plan", "list"]);
+    let mut ids: Vec<&str> =
+        listed["plans"].as_array().unwrap().iter().map(|p| p["plan_id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let mut expected: Vec<&str> = keys.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "the listing names each plan once");
 }
 
 #[test]

@@ -759,6 +759,10 @@ impl Shared {
             }
         }
         let mut page = Vec::with_capacity(query.limit());
+        // The row last taken. A plan at one version can have several rows with their entries
+        // (two processes each checkpointed the tail they had folded): they come one after the
+        // other in the order, and only the first is listed.
+        let mut taken: Option<(i64, PlanId)> = None;
         while page.len() < query.limit() {
             // The next row of any file: the greatest in the listing's order.
             let next = merged
@@ -786,7 +790,11 @@ impl Shared {
             };
             // The tail's view of the plan is newer than any row; an older row of a plan that
             // moved, or of one retention removed, is not the plan's version at the checkpoint.
-            if state.tail.contains_key(&row.plan_id) {
+            if state.tail.contains_key(&row.plan_id)
+                || taken
+                    .as_ref()
+                    .is_some_and(|(activity, plan_id)| *activity == row.activity && *plan_id == row.plan_id)
+            {
                 continue;
             }
             let current = match versions {
@@ -809,6 +817,7 @@ impl Shared {
                 Ok(view) => view,
                 Err(unusable) => return Ok(Err(unusable)),
             };
+            taken = Some((row.activity, row.plan_id.clone()));
             if query.admits(&view) {
                 page.push(view);
             }

@@ -4,7 +4,7 @@
 use eventually::store::Expected;
 use futures::executor::block_on;
 use waypoint_application::domain::{DecisionId, Phase, StepNumber};
-use waypoint_application::{NewPlan, PlanResumeService, PlanStore, StepCheckpoint};
+use waypoint_application::{CatalogQuery, NewPlan, PlanResumeService, PlanStore, StepCheckpoint};
 use waypoint_domain::PlanId;
 
 use crate::index::ENTRY_LEN;
@@ -232,4 +232,45 @@ fn plan_versions_are_each_plans_version_from_the_rows_and_the_tail_without_any_v
         expected,
         "after a checkpoint"
     );
+}
+
+#[test]
+fn a_plan_with_two_rows_at_one_version_is_listed_once() {
+    // Two processes can each checkpoint the same plan at the same version: its row, and its
+    // entry in the order, are then there twice (here, written twice on purpose).
+    let dir = tempfile::tempdir().unwrap();
+    let plans: Vec<PlanId> = (0..3).map(|i| plan(&format!("plan-{i}"))).collect();
+    let store = FileStore::open(dir.path()).unwrap();
+    fill(&store, &plans, 3);
+    store.checkpoint().unwrap();
+    let layout = Layout::new(dir.path());
+    let mut head = crate::catalog::read_head(&layout).unwrap().expect("a checkpoint");
+    let view = store.summary_view(&plans[1]).unwrap().expect("a plan");
+    let again = crate::catalog::NewRow { plan_id: &plans[1], version: view.version, view: Some(&view) };
+    crate::catalog::append_rows(&layout, &mut head, crate::layout::RowsKind::Open, &[again]).unwrap();
+    crate::catalog::write_head(&layout, &head).unwrap();
+    drop(store);
+    let store = FileStore::open_read_only(dir.path()).unwrap();
+    for limit in [1, 2, 50] {
+        let mut ask = CatalogQuery::first(limit);
+        let mut paged = Vec::new();
+        loop {
+            let page = store.catalog_page_views(&ask).unwrap();
+            let end = page.len() < limit;
+            ask = ask.after(page.last().map(waypoint_application::CatalogCursor::after));
+            paged.extend(page.into_iter().map(|v| v.plan_id));
+            if end {
+                break;
+            }
+        }
+        assert_eq!(paged.len(), plans.len(), "pages of {limit} name each plan once: {paged:?}");
+    }
+    let mut walked = Vec::new();
+    store
+        .walk_catalog_views(CatalogQuery::first(50), &mut |batch| {
+            walked.extend(batch.into_iter().map(|v| v.plan_id));
+            true
+        })
+        .unwrap();
+    assert_eq!(walked.len(), plans.len(), "a walk names each plan once: {walked:?}");
 }
