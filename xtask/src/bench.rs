@@ -157,6 +157,24 @@ struct Figure {
     how: String,
 }
 
+impl Figure {
+    /// A time against a baseline time of the same run, whose goal is at most 1.5 times it: the
+    /// goal of every "costs what the small case costs" figure.
+    fn within_half_again(name: &'static str, measured: Duration, baseline: Duration, how: String) -> Self {
+        let ratio = measured.as_secs_f64() / baseline.as_secs_f64();
+        Figure {
+            name,
+            measured: millis(measured),
+            baseline: Some(millis(baseline)),
+            unit: "ms",
+            value: ratio,
+            goal: "<= 1.5",
+            met: ratio <= 1.5,
+            how,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     quick: bool,
@@ -881,7 +899,6 @@ fn resume_dry_run(waypoint: &Path, store: &Path, runs: usize) -> Result<Figure, 
         }
     }
     let (long, short) = (median(long_samples), median(short_samples));
-    let ratio = long.as_secs_f64() / short.as_secs_f64();
     // What every command about the plan reads: its compact view (ADR 0018), as JSON.
     let views = FileStore::open_read_only(store).map_err(|e| e.to_string())?;
     let view_bytes = |plan: &str| -> Result<usize, String> {
@@ -890,20 +907,16 @@ fn resume_dry_run(waypoint: &Path, store: &Path, runs: usize) -> Result<Figure, 
         serde_json::to_vec(&view).map(|bytes| bytes.len()).map_err(|e| e.to_string())
     };
     let (long_view, short_view) = (view_bytes("long")?, view_bytes("short")?);
-    Ok(Figure {
-        name: "resume --dry-run, long vs short plan",
-        measured: millis(long),
-        baseline: Some(millis(short)),
-        unit: "ms",
-        value: ratio,
-        goal: "<= 1.5",
-        met: ratio <= 1.5,
-        how: format!(
+    Ok(Figure::within_half_again(
+        "resume --dry-run, long vs short plan",
+        long,
+        short,
+        format!(
             "whole `waypoint plan resume ID --dry-run --format json` process, median; the long plan's history is \
              10,000x the short one's in the full run; their compact views are {long_view} and {short_view} bytes \
              of JSON"
         ),
-    })
+    ))
 }
 
 /// `waypoint run` on a plan file of `steps` steps that each run `true`, per step, against the
@@ -997,19 +1010,14 @@ fn long_plan_file(waypoint: &Path, dir: &Path, steps: u32, runs: usize) -> Resul
     };
     let (short_show, long_show) = (show(&ran[0])?, show(&ran[1])?);
     let (short_step, long_step) = (ran[0].2, ran[1].2);
-    let run_ratio = long_step.as_secs_f64() / short_step.as_secs_f64();
     let show_ratio = long_show.as_secs_f64() / short_show.as_secs_f64();
     Ok([
-        Figure {
-            name: "run, per step of a long plan file",
-            measured: millis(long_step),
-            baseline: Some(millis(short_step)),
-            unit: "ms",
-            value: run_ratio,
-            goal: "<= 1.5",
-            met: run_ratio <= 1.5,
-            how: format!("`waypoint run` of {steps} `true` steps vs {SHORT_PLAN_FILE}, whole run divided by its steps"),
-        },
+        Figure::within_half_again(
+            "run, per step of a long plan file",
+            long_step,
+            short_step,
+            format!("`waypoint run` of {steps} `true` steps vs {SHORT_PLAN_FILE}, whole run divided by its steps"),
+        ),
         Figure {
             name: "plan show, long plan-file plan",
             measured: millis(long_show),
@@ -1068,20 +1076,15 @@ fn worst_point_of_cycle(waypoint: &Path, large: &Path, one: &Path, sizes: Sizes)
         let (many, alone) = (args(large), args(one));
         let many = time_process(waypoint, &many.iter().map(String::as_str).collect::<Vec<_>>(), sizes.runs)?;
         let alone = time_process(waypoint, &alone.iter().map(String::as_str).collect::<Vec<_>>(), sizes.runs)?;
-        let ratio = many.as_secs_f64() / alone.as_secs_f64();
-        figures.push(Figure {
+        figures.push(Figure::within_half_again(
             name,
-            measured: millis(many),
-            baseline: Some(millis(alone)),
-            unit: "ms",
-            value: ratio,
-            goal: "<= 1.5",
-            met: ratio <= 1.5,
-            how: format!(
+            many,
+            alone,
+            format!(
                 "whole `waypoint plan {}` process, median, large store with {tail} records past its checkpoint vs a store of one plan",
                 command.join(" ")
             ),
-        });
+        ));
     }
     Ok(figures)
 }
@@ -1400,30 +1403,25 @@ fn single_plan_commands(waypoint: &Path, large: &Path, one: &Path, sizes: Sizes)
         .iter()
         .zip(samples)
         .map(|(command, [many, alone])| {
-            let (many, alone) = (median(many), median(alone));
-            let ratio = many.as_secs_f64() / alone.as_secs_f64();
-            Figure {
-                name: match *command {
-                    "create" => "plan create, large vs one-plan store",
-                    "step-started" => "plan step-started, large vs one-plan",
-                    "checkpoint" => "plan checkpoint, large vs one-plan",
-                    "interrupt" => "plan interrupt, large vs one-plan",
-                    "show" => "plan show, large vs one-plan",
-                    "resume --dry-run" => "plan resume --dry-run, large vs one",
-                    "resume" => "plan resume, large vs one-plan",
-                    _ => "plan history, large vs one-plan",
-                },
-                measured: millis(many),
-                baseline: Some(millis(alone)),
-                unit: "ms",
-                value: ratio,
-                goal: "<= 1.5",
-                met: ratio <= 1.5,
-                how: format!(
+            let name = match *command {
+                "create" => "plan create, large vs one-plan store",
+                "step-started" => "plan step-started, large vs one-plan",
+                "checkpoint" => "plan checkpoint, large vs one-plan",
+                "interrupt" => "plan interrupt, large vs one-plan",
+                "show" => "plan show, large vs one-plan",
+                "resume --dry-run" => "plan resume --dry-run, large vs one",
+                "resume" => "plan resume, large vs one-plan",
+                _ => "plan history, large vs one-plan",
+            };
+            Figure::within_half_again(
+                name,
+                median(many),
+                median(alone),
+                format!(
                     "whole `waypoint plan {command}` process on a fresh plan, median of {} runs, large store ({} plans, {} events) vs a store of one plan",
                     sizes.runs, sizes.large_plans, sizes.large_events
                 ),
-            }
+            )
         })
         .collect())
 }

@@ -261,9 +261,11 @@ fn run(args: &Args) -> Result<Report, FileStoreError> {
         let wanted = args.plan.as_ref().is_none_or(|p| p == stored.source_id());
         if wanted && args.cut.includes(stored) {
             events += 1;
-            whole.check(stored, &located)?;
+            let made_whole = whole.makes_whole(stored, &located)?;
             fold(stored, located.schema_version, &mut catalog, &mut by_type, &mut costs);
-            whole.let_go(stored, &mut catalog, &mut costs);
+            if made_whole {
+                whole.let_go(stored.source_id(), &mut catalog, &mut costs);
+            }
         }
         if let Some(verifier) = verifier.as_mut() {
             verifier.observe(&located);
@@ -348,11 +350,15 @@ impl Whole {
         Self { versions, plans: 0, by_phase_state: BTreeMap::new(), slowest: Vec::new() }
     }
 
-    /// An event of a plan already let go: the store gave it a version the log goes past, so its
-    /// derived files disagree with the log (`--verify` says how).
-    fn check(&self, stored: &StoredEvent, located: &inspect::LocatedEvent) -> Result<(), FileStoreError> {
-        match self.versions.as_ref().and_then(|versions| versions.get(stored.source_id())) {
-            Some(0) => Err(FileStoreError::Corrupt {
+    /// Whether `stored` makes its plan whole (it is then marked so: fold it, then [`Self::let_go`]).
+    /// An event of a plan already let go is an error: the store gave the plan a version the log
+    /// goes past, so its derived files disagree with the log (`--verify` says how).
+    fn makes_whole(&mut self, stored: &StoredEvent, located: &inspect::LocatedEvent) -> Result<bool, FileStoreError> {
+        let Some(version) = self.versions.as_mut().and_then(|versions| versions.get_mut(stored.source_id())) else {
+            return Ok(false);
+        };
+        match *version {
+            0 => Err(FileStoreError::Corrupt {
                 path: located.file.to_path_buf(),
                 offset: located.offset,
                 detail: format!(
@@ -360,19 +366,16 @@ impl Whole {
                     stored.source_id()
                 ),
             }),
-            _ => Ok(()),
+            v if v == stored.version() => {
+                *version = 0;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
-    /// Counts and lets go of `stored`'s plan if that event made it whole.
-    fn let_go(&mut self, stored: &StoredEvent, catalog: &mut Catalog, costs: &mut HashMap<PlanId, PlanCost>) {
-        let Some(versions) = self.versions.as_mut() else { return };
-        let id = stored.source_id();
-        let Some(version) = versions.get_mut(id) else { return };
-        if *version != stored.version() {
-            return;
-        }
-        *version = 0;
+    /// Counts plan `id`, folded whole, and lets go of it.
+    fn let_go(&mut self, id: &PlanId, catalog: &mut Catalog, costs: &mut HashMap<PlanId, PlanCost>) {
         if let Some(view) = catalog.plans.remove(id) {
             self.plans += 1;
             count_phase_state(&mut self.by_phase_state, &view);

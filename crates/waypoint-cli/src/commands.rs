@@ -286,33 +286,18 @@ fn list(
 }
 
 /// Prints every plan's summary (those in `queue`, when given) into `document` as the store walks
-/// its listing a batch at a time on a second thread ([`Service::walk_list`]): the process holds
-/// a few batches, never the catalog, whatever the store's size. A store that fails during the
-/// walk leaves the document cut short, and its error follows.
+/// its listing a batch at a time ([`Service::walk_list`]): the process holds a few batches, never
+/// the catalog, whatever the store's size. A store that fails during the walk leaves the document
+/// cut short, and its error follows.
 fn stream_listing<W: std::io::Write>(
     service: &Service,
     queue: Option<&waypoint_domain::QueueName>,
     document: &mut crate::ui::JsonList<W>,
 ) -> Result<(), CliError> {
-    let (send, batches) = std::sync::mpsc::sync_channel::<Vec<ResumeSummary>>(4);
-    std::thread::scope(|scope| {
-        let walk = scope.spawn(move || {
-            let mut hand_over = |batch: Vec<(PlanView, ResumeSummary)>| {
-                let summaries = batch
-                    .into_iter()
-                    .map(|(_, summary)| summary)
-                    .filter(|summary| queue.is_none_or(|q| summary.queue.as_ref() == Some(q)))
-                    .collect();
-                send.send(summaries).is_ok()
-            };
-            block_on(service.walk_list(WALK_BATCH, &mut hand_over))
-        });
-        for batch in batches {
-            for summary in &batch {
-                document.push(summary);
-            }
-        }
-        walk.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    print_batches(document, queue, |hand_over| {
+        let mut summaries =
+            |batch: Vec<(PlanView, ResumeSummary)>| hand_over(batch.into_iter().map(|(_, s)| s).collect());
+        block_on(service.walk_list(WALK_BATCH, &mut summaries))
     })?;
     Ok(())
 }
@@ -323,9 +308,8 @@ const WALK_BATCH: usize = 1024;
 /// How many plans the listing's summarizing thread hands over at once.
 const LISTING_BATCH: usize = 256;
 
-/// Prints `listing`'s summaries (those in `queue`, when given) into `document`, summarizing them
-/// a batch at a time on a second thread while this one prints the batch before: the two halves of
-/// a long listing's cost run side by side, in the listing's order.
+/// Prints `listing`'s summaries (those in `queue`, when given) into `document`, summarized a batch
+/// at a time.
 fn print_listing<W: std::io::Write>(
     service: &Service,
     listing: Listing,
@@ -333,26 +317,35 @@ fn print_listing<W: std::io::Write>(
     document: &mut crate::ui::JsonList<W>,
 ) {
     let listing = &listing;
-    let (send, batches) = std::sync::mpsc::sync_channel::<Vec<ResumeSummary>>(4);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for from in (0..listing.views().len()).step_by(LISTING_BATCH) {
-                let summaries = listing
-                    .range(from, LISTING_BATCH)
-                    .filter_map(|view| listing.summary(service, view))
-                    .filter(|summary| queue.is_none_or(|q| summary.queue.as_ref() == Some(q)))
-                    .collect();
-                if send.send(summaries).is_err() {
-                    return;
-                }
-            }
-        });
-        for batch in batches {
-            for summary in &batch {
-                document.push(summary);
+    print_batches(document, queue, |hand_over| {
+        for from in (0..listing.views().len()).step_by(LISTING_BATCH) {
+            if !hand_over(
+                listing.range(from, LISTING_BATCH).filter_map(|view| listing.summary(service, view)).collect(),
+            ) {
+                return;
             }
         }
     });
+}
+
+/// Prints into `document` the summaries that `produce`, on a second thread, hands over a batch at
+/// a time (those in `queue`, when given), in that order: the next batch is made while this one is
+/// printed, so the two halves of a long listing's cost run side by side. `produce`'s answer.
+fn print_batches<W: std::io::Write, R: Send>(
+    document: &mut crate::ui::JsonList<W>,
+    queue: Option<&waypoint_domain::QueueName>,
+    produce: impl FnOnce(&mut (dyn FnMut(Vec<ResumeSummary>) -> bool + Send)) -> R + Send,
+) -> R {
+    let (send, batches) = std::sync::mpsc::sync_channel::<Vec<ResumeSummary>>(4);
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || produce(&mut |batch| send.send(batch).is_ok()));
+        for batch in batches {
+            for summary in batch.iter().filter(|s| queue.is_none_or(|q| s.queue.as_ref() == Some(q))) {
+                document.push(summary);
+            }
+        }
+        producer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 fn show(location: &StoreLocation, ui: &Ui, id: &PlanId) -> Result<(), CliError> {

@@ -188,16 +188,12 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
     Ok(out)
 }
 
-/// Each plan's latest row in `kind`'s file, as its version and whether it holds a view (not a
-/// tombstone), without decoding any view: what a caller that needs only versions reads.
-pub fn read_row_versions(
-    layout: &Layout,
-    head: &Head,
-    kind: RowsKind,
-) -> Result<HashMap<PlanId, (u32, bool)>, FileStoreError> {
+/// Each plan's version in `kind`'s file (that of its latest row, a view or not), without decoding
+/// any view: what a caller that needs only versions reads.
+pub fn read_row_versions(layout: &Layout, head: &Head, kind: RowsKind) -> Result<HashMap<PlanId, u32>, FileStoreError> {
     let Some((path, bytes)) = read_file(layout, head, kind)? else { return Ok(HashMap::new()) };
     let latest = latest_rows(&path, &bytes)?;
-    Ok(latest.into_iter().map(|(plan_id, (version, view))| (plan_id, (version, view.is_some()))).collect())
+    Ok(latest.into_iter().map(|(plan_id, (version, _))| (plan_id, version)).collect())
 }
 
 /// Each plan's last row in a rows file (a later row of a plan replaces its earlier ones).
