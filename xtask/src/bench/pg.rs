@@ -76,7 +76,7 @@ pub fn figures(server: &Server, quick: bool) -> Result<Vec<Figure>, String> {
     progress("measuring a PostgreSQL workflow step against a bare commit");
     let step = step_vs_commit(&store, &mut side, &rounds, &context)?;
     progress("measuring 16 PostgreSQL writers against one");
-    let writers = writers_vs_one(&store, &rounds)?;
+    let writers = writers_vs_one(&store, database.url(), &side.bytes, &rounds)?;
     drop(store);
     Ok(vec![append, step, writers])
 }
@@ -93,7 +93,7 @@ impl Side {
     fn new(url: &str) -> Result<Side, String> {
         let fail = |e: postgres::Error| format!("the bench's own connection: {e}");
         let mut client = postgres::Config::from_str(url).and_then(|c| c.connect(postgres::NoTls)).map_err(fail)?;
-        client.batch_execute("CREATE TABLE bench_side (data bytea NOT NULL)").map_err(fail)?;
+        client.batch_execute("CREATE TABLE IF NOT EXISTS bench_side (data bytea NOT NULL)").map_err(fail)?;
         let insert = client.prepare("INSERT INTO bench_side (data) VALUES ($1)").map_err(fail)?;
         Ok(Side { client, insert, bytes: Vec::new() })
     }
@@ -251,7 +251,7 @@ fn step_vs_commit(store: &PostgresStore, side: &mut Side, rounds: &Rounds, conte
 
 /// Appends per second of 16 threads, each appending single checkpoints to its own plan through
 /// one store (its pool of connections), vs one thread; paired rounds, median of each.
-fn writers_vs_one(store: &PostgresStore, rounds: &Rounds) -> Result<Figure, String> {
+fn writers_vs_one(store: &PostgresStore, url: &str, row: &[u8], rounds: &Rounds) -> Result<Figure, String> {
     let appends = rounds.writer_appends;
     let rate = |writers: u32, round: usize| -> Result<f64, String> {
         let plans = (0..writers)
@@ -287,6 +287,7 @@ fn writers_vs_one(store: &PostgresStore, rounds: &Rounds) -> Result<Figure, Stri
     rate(16, usize::MAX)?;
     let (one, many) = super::paired_writer_rates(rounds.writer_rounds, rate)?;
     let ratio = many / one;
+    let ceiling = bare_writers_vs_one(url, row, rounds)?;
     Ok(Figure {
         name: "pg 16 writers vs one, throughput",
         measured: many,
@@ -297,8 +298,39 @@ fn writers_vs_one(store: &PostgresStore, rounds: &Rounds) -> Result<Figure, Stri
         met: ratio >= 6.0,
         how: format!(
             "16 threads appending {appends} single events each to their own plan through one PostgresStore vs one \
-             thread, median of {} paired rounds",
+             thread, median of {} paired rounds; the machine's ceiling, measured the same way: 16 connections each \
+             committing bare one-row INSERTs reach {ceiling:.2} times one",
             rounds.writer_rounds
         ),
     })
+}
+
+/// Commits per second of 16 connections, each committing bare one-row inserts of `row` (the
+/// append figure's baseline), vs one: what 16 writers can reach on this server and machine
+/// whatever they write, since every commit's work shares the same cores.
+fn bare_writers_vs_one(url: &str, row: &[u8], rounds: &Rounds) -> Result<f64, String> {
+    let commits = rounds.writer_appends;
+    let sides = (0..16)
+        .map(|_| Side::new(url).map(|side| Side { bytes: row.to_vec(), ..side }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sides: Vec<_> = sides.into_iter().map(std::sync::Mutex::new).collect();
+    let rate = |writers: u32, _round: usize| -> Result<f64, String> {
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = sides[..writers as usize]
+                .iter()
+                .map(|side| {
+                    scope.spawn(move || -> Result<(), String> {
+                        let mut side = side.lock().map_err(|_| "a writer panicked".to_owned())?;
+                        (0..commits).try_for_each(|_| side.commit().map(drop))
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| h.join().map_err(|_| "a writer panicked".to_owned())?)
+        })?;
+        Ok(f64::from(writers * commits) / started.elapsed().as_secs_f64())
+    };
+    rate(16, usize::MAX)?;
+    let (one, many) = super::paired_writer_rates(rounds.writer_rounds, rate)?;
+    Ok(many / one)
 }
