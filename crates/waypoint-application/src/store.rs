@@ -163,6 +163,7 @@ pub struct PlanView {
     /// The plan-stream version of the last event folded in.
     pub version: u32,
     /// When its last event was recorded.
+    #[serde(with = "waypoint_domain::timestamp")]
     pub last_activity_at: DateTime<Utc>,
     /// Its state, folded from its events.
     pub state: PlanState,

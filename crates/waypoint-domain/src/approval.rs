@@ -24,6 +24,7 @@ pub struct Approval {
     /// What the person is asked.
     pub question: Message,
     /// When the run stopped to ask.
+    #[serde(with = "crate::timestamp")]
     pub requested_at: DateTime<Utc>,
     /// The decision, once someone made it.
     pub decision: Option<ApprovalDecision>,
@@ -37,6 +38,7 @@ pub struct ApprovalDecision {
     /// Who decided.
     pub by: Actor,
     /// When.
+    #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
     /// An approval's comment, or a rejection's reason.
     pub note: Option<Message>,
@@ -68,6 +70,7 @@ pub struct PauseRequest {
     /// Why, if they said.
     pub reason: Option<Message>,
     /// When.
+    #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
 }
 

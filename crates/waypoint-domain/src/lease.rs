@@ -17,6 +17,7 @@ pub struct Lease {
     pub runner: RunnerId,
     /// When the lease runs out unless renewed: an absolute UTC time the caller computed from the
     /// store's clock.
+    #[serde(with = "crate::timestamp")]
     pub expires_at: DateTime<Utc>,
 }
 

@@ -77,6 +77,7 @@ mod plan;
 mod queue;
 mod state;
 mod summary;
+pub mod timestamp;
 
 pub use approval::{Approval, ApprovalDecision, PauseRequest, PAUSED_REASON, WAITING_REASON};
 pub use definition::{

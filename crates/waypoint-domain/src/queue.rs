@@ -95,6 +95,7 @@ pub struct Submission {
     /// The queue it waits in.
     pub queue: QueueName,
     /// When it was submitted: workers claim the oldest first.
+    #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
 }
 

@@ -87,6 +87,7 @@ pub struct Interruption {
     /// Why the plan stopped.
     pub reason: Message,
     /// When it stopped.
+    #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
 }
 
@@ -244,6 +245,7 @@ pub struct PlanState {
     /// Where the plan's definition lives (a plan file path), so a resume can find it again.
     pub source: Option<Artifact>,
     /// When the plan was created (or forked).
+    #[serde(with = "crate::timestamp")]
     pub created_at: DateTime<Utc>,
     /// The definition's steps as recorded at creation; empty without a per-step definition.
     #[serde(default)]

@@ -33,9 +33,10 @@ use crate::layout::{Layout, RowsKind};
 use crate::{crc, frame, fsutil, order};
 
 use crate::format::{CATALOG_HEAD_MAGIC as HEAD_MAGIC, CATALOG_ROWS_MAGIC as ROWS_MAGIC};
-/// The catalog's format: 3 since rows carry binary views. A test pins the binary encoding of a
+/// The catalog's format: 3 since rows carry binary views, 4 since their times are integers
+/// (`waypoint_domain::timestamp`: no text to parse per view). A test pins the binary encoding of a
 /// view with every field set; when it fails, `PlanView` changed shape and this must change.
-pub(crate) const FORMAT: u32 = 3;
+pub(crate) const FORMAT: u32 = 4;
 
 /// A row's kind: a tombstone, a view in JSON, a view in the binary encoding.
 const TOMBSTONE: u8 = 0;
@@ -156,34 +157,38 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
     // Latest row of each plan first, then decode only those views.
     let latest: Vec<Found> =
         latest_rows(&path, &bytes)?.into_iter().map(|(plan_id, (version, span))| (plan_id, version, span)).collect();
-    let parse = |rows: &[Found]| -> Result<Rows, FileStoreError> {
-        rows.iter()
-            .map(|(plan_id, version, span)| {
-                let view = match span {
-                    Some((kind, from, to)) => Some(decode_view(*kind, &bytes[*from..*to]).map_err(|e| {
-                        FileStoreError::corrupt(&path, *from as u64, format!("a row's view is unreadable: {e}"))
-                    })?),
-                    None => None,
-                };
-                Ok((plan_id.clone(), *version, view))
-            })
-            .collect()
+    // Into `out`, which has room for every row: a view is large, and is moved as little as may be.
+    let parse = |rows: &[Found], out: &mut Rows| -> Result<(), FileStoreError> {
+        for (plan_id, version, span) in rows {
+            let view = match span {
+                Some((kind, from, to)) => Some(decode_view(*kind, &bytes[*from..*to]).map_err(|e| {
+                    FileStoreError::corrupt(&path, *from as u64, format!("a row's view is unreadable: {e}"))
+                })?),
+                None => None,
+            };
+            out.push((plan_id.clone(), *version, view));
+        }
+        Ok(())
     };
+    let mut out = Rows::with_capacity(latest.len());
     if latest.len() < PARALLEL_FROM {
-        return parse(&latest);
+        parse(&latest, &mut out)?;
+        return Ok(out);
     }
     // Parsing the views is most of a listing's cost: split it over two threads.
     let (first, second) = latest.split_at(latest.len() / 2);
     let (mine, other) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| parse(second));
-        let mine = parse(first);
-        (mine, other.join())
+        let other = scope.spawn(|| {
+            let mut rest = Rows::with_capacity(second.len());
+            parse(second, &mut rest).map(|()| rest)
+        });
+        (parse(first, &mut out), other.join())
     });
-    let mut out = mine?;
+    mine?;
     match other {
         Ok(rest) => out.extend(rest?),
         // The other half's thread panicked: parse it here, which reports the same way.
-        Err(_) => out.extend(parse(second)?),
+        Err(_) => parse(second, &mut out)?,
     }
     Ok(out)
 }

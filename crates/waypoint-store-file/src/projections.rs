@@ -583,6 +583,22 @@ impl Shared {
             let kinds: &[RowsKind] = if open_only { &[RowsKind::Open] } else { &[RowsKind::Open, RowsKind::Done] };
             for &kind in kinds {
                 let rows = catalog::read_rows(&self.layout, &head, kind)?;
+                if kinds.len() == 1 {
+                    // One file names each plan once: only a plan the tail moves on needs to be
+                    // found again, so only those are kept in the map (a listing of many plans
+                    // builds no map of them all), and the views stay in the rows' vector.
+                    views = rows
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (plan_id, version, view))| {
+                            if state.tail.contains_key(&plan_id) {
+                                at.insert(plan_id, (version, i));
+                            }
+                            view
+                        })
+                        .collect();
+                    continue;
+                }
                 views.reserve(rows.len());
                 at.reserve(rows.len());
                 for (plan_id, version, view) in rows {
@@ -609,9 +625,9 @@ impl Shared {
         if self.lock_retention().any() {
             // A removal that has not finished may not have rewritten the rows yet.
             let hidden = self.lock_retention();
-            for (id, &(_, i)) in &at {
-                if hidden.hides_row(id) {
-                    views[i] = None;
+            for slot in &mut views {
+                if slot.as_ref().is_some_and(|view| hidden.hides_row(&view.plan_id)) {
+                    *slot = None;
                 }
             }
         }

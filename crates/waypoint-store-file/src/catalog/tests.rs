@@ -21,10 +21,10 @@ fn a_view_with_every_field_set_has_a_pinned_binary_encoding() {
          change FORMAT in catalog.rs, then FULL_VIEW and the pin below"
     );
     let bytes = postcard::to_allocvec(&view).expect("encodes");
-    // A field moved or retyped shows here. Pinned for FORMAT 3.
+    // A field moved or retyped shows here. Pinned for FORMAT 4 (times as integers).
     assert_eq!(
         (FORMAT, bytes.len(), crc::checksum(&bytes)),
-        (3, 470, 1_438_118_018),
+        (4, 350, 1_976_842_056),
         "PlanView's binary encoding changed: change FORMAT in catalog.rs, then this pin"
     );
 }
@@ -38,6 +38,26 @@ fn a_view_reads_back_equal_from_its_row_in_either_encoding() {
     let json = serde_json::to_vec(&view).expect("serializes");
     assert_eq!(decode_view(JSON_VIEW, &json).expect("JSON decodes"), view);
     assert!(binary.len() * 2 < json.len(), "binary {} bytes vs JSON {}", binary.len(), json.len());
+}
+
+#[test]
+fn a_view_s_times_read_back_to_the_nanosecond_in_the_binary_encoding() {
+    // Times are integers there (seconds and nanoseconds): before the epoch, with nanoseconds, and
+    // far ahead all come back equal, and the view stays binary.
+    for at in ["1969-07-20T20:17:40.123456789Z", "2026-12-07T10:00:00.000000001Z", "9999-12-31T23:59:59.999999999Z"] {
+        let at: chrono::DateTime<chrono::Utc> = at.parse().expect("a time");
+        let mut view = full_view();
+        view.last_activity_at = at;
+        view.state.created_at = at;
+        view.state.lease.as_mut().expect("a lease").expires_at = at;
+        let mut binary = Vec::new();
+        assert_eq!(encode_view(&mut binary, &view), BINARY_VIEW, "{at}");
+        assert_eq!(decode_view(BINARY_VIEW, &binary).expect("decodes"), view, "{at}");
+    }
+    // JSON keeps RFC 3339 text.
+    assert!(serde_json::to_string(&full_view())
+        .expect("serializes")
+        .contains(r#""created_at":"2026-12-07T09:00:00Z""#));
 }
 
 #[test]
