@@ -261,7 +261,12 @@ fn list(
         match &service {
             // Every plan: streamed, so memory does not grow with the store.
             Some(service) if !resumable => stream_listing(service, queue, &mut document)?,
-            Some(service) => print_listing(service, block_on(service.listing(resumable))?, queue, &mut document),
+            Some(service) => {
+                let listing = block_on(service.listing(resumable))?;
+                print_listing(service, &listing, queue, &mut document);
+                // The process ends next: freeing ten thousand views one by one would only delay it.
+                std::mem::forget(listing);
+            }
             None => {}
         }
         document.finish_stdout();
@@ -308,24 +313,52 @@ const WALK_BATCH: usize = 1024;
 /// How many plans the listing's summarizing thread hands over at once.
 const LISTING_BATCH: usize = 256;
 
-/// Prints `listing`'s summaries (those in `queue`, when given) into `document`, summarized a batch
-/// at a time.
+/// Prints `listing`'s summaries (those in `queue`, when given) into `document`: two threads take
+/// alternate batches, each summarizing and rendering its own, and this one prints them in order.
+/// Rendering the JSON is as costly as summarizing, so both halves of the cost run side by side.
 fn print_listing<W: std::io::Write>(
     service: &Service,
-    listing: Listing,
+    listing: &Listing,
     queue: Option<&waypoint_domain::QueueName>,
     document: &mut crate::ui::JsonList<W>,
 ) {
-    let listing = &listing;
-    print_batches(document, queue, |hand_over| {
-        for from in (0..listing.views().len()).step_by(LISTING_BATCH) {
-            if !hand_over(
-                listing.range(from, LISTING_BATCH).filter_map(|view| listing.summary(service, view)).collect(),
-            ) {
+    const RENDERERS: usize = 2;
+    let batches = listing.views().len().div_ceil(LISTING_BATCH);
+    let render = |first: usize, send: std::sync::mpsc::SyncSender<crate::ui::RenderedItems>| {
+        for batch in (first..batches).step_by(RENDERERS) {
+            let mut rendered = crate::ui::RenderedItems::default();
+            for view in listing.range(batch * LISTING_BATCH, LISTING_BATCH) {
+                match listing.summary(service, view) {
+                    Some(summary) if in_queue(&summary, queue) => rendered.push(&summary),
+                    _ => {}
+                }
+            }
+            if send.send(rendered).is_err() {
                 return;
             }
         }
+    };
+    std::thread::scope(|scope| {
+        let mut rendered = Vec::new();
+        for first in 0..RENDERERS {
+            let (send, receive) = std::sync::mpsc::sync_channel(2);
+            scope.spawn(move || render(first, send));
+            rendered.push(receive);
+        }
+        // Batch b is rendered by thread b % RENDERERS, which sends its batches in order. A thread
+        // that panicked closes its channel: printing stops, and the scope passes the panic on.
+        for batch in 0..batches {
+            match rendered[batch % RENDERERS].recv() {
+                Ok(items) => document.push_rendered(&items),
+                Err(_) => break,
+            }
+        }
     });
+}
+
+/// Whether `summary`'s plan is in `queue` (every plan is, when no queue is given).
+fn in_queue(summary: &ResumeSummary, queue: Option<&waypoint_domain::QueueName>) -> bool {
+    queue.is_none_or(|q| summary.queue.as_ref() == Some(q))
 }
 
 /// Prints into `document` the summaries that `produce`, on a second thread, hands over a batch at
@@ -340,7 +373,7 @@ fn print_batches<W: std::io::Write, R: Send>(
     std::thread::scope(|scope| {
         let producer = scope.spawn(move || produce(&mut |batch| send.send(batch).is_ok()));
         for batch in batches {
-            for summary in batch.iter().filter(|s| queue.is_none_or(|q| s.queue.as_ref() == Some(q))) {
+            for summary in batch.iter().filter(|s| in_queue(s, queue)) {
                 document.push(summary);
             }
         }

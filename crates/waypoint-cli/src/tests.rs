@@ -315,6 +315,19 @@ fn a_json_list_written_item_by_item_is_the_document_written_whole() {
             list.push(item);
         }
         list.finish().unwrap();
-        assert_eq!(String::from_utf8(bytes).unwrap(), String::from_utf8(whole).unwrap(), "{n} items");
+        let whole = String::from_utf8(whole).unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap(), whole, "{n} items");
+        // Rendered ahead in batches (as the listing's threads do), then pushed: the same document.
+        for batch in 1..=2 {
+            let mut bytes = Vec::new();
+            let mut list = crate::ui::JsonList::new(&mut bytes, "plans");
+            for chunk in items[..n].chunks(batch) {
+                let mut rendered = crate::ui::RenderedItems::default();
+                chunk.iter().for_each(|item| rendered.push(item));
+                list.push_rendered(&rendered);
+            }
+            list.finish().unwrap();
+            assert_eq!(String::from_utf8(bytes).unwrap(), whole, "{n} items rendered {batch} at a time");
+        }
     }
 }

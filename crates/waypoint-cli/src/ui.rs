@@ -202,16 +202,29 @@ impl<W: Write> JsonList<W> {
         if self.result.is_err() {
             return;
         }
-        self.scratch.clear();
-        let nested = [std::slice::from_ref(item)];
-        if let Err(e) = serde_json::to_writer_pretty(&mut self.scratch, &nested) {
-            self.result = Err(e.into());
+        self.result = match item_text(&mut self.scratch, item) {
+            Ok(text) => write_item(&mut self.out, &mut self.items, &self.scratch[text]),
+            Err(e) => Err(e.into()),
+        };
+    }
+
+    /// Adds the items `items` holds, rendered elsewhere (another thread), in their order.
+    pub fn push_rendered(&mut self, items: &RenderedItems) {
+        if self.result.is_err() {
             return;
         }
-        let text = &self.scratch[NESTED_OPEN.len()..self.scratch.len() - NESTED_CLOSE.len()];
-        let separator: &[u8] = if self.items == 0 { b"\n    " } else { b",\n    " };
-        self.items += 1;
-        self.result = self.out.write_all(separator).and_then(|()| self.out.write_all(text));
+        if let Some(e) = &items.failed {
+            self.result = Err(std::io::Error::other(e.to_string()));
+            return;
+        }
+        let mut start = 0;
+        for &end in &items.ends {
+            self.result = write_item(&mut self.out, &mut self.items, &items.bytes[start..end]);
+            if self.result.is_err() {
+                return;
+            }
+            start = end;
+        }
     }
 
     /// Closes the list and the document; the first failed write, if any.
@@ -219,6 +232,49 @@ impl<W: Write> JsonList<W> {
         let end: &[u8] = if self.items == 0 { b"]\n}\n" } else { b"\n  ]\n}\n" };
         self.result.and_then(|()| self.out.write_all(end)).and_then(|()| self.out.flush())
     }
+}
+
+/// Items of a [`JsonList`] rendered ahead of printing (on another thread than the one that
+/// prints): their texts one after another, and where each ends. The first failure to render one
+/// is kept, and reported when they are pushed.
+#[derive(Default)]
+pub struct RenderedItems {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    scratch: Vec<u8>,
+    failed: Option<serde_json::Error>,
+}
+
+impl RenderedItems {
+    /// Renders `item` after the others.
+    pub fn push<T: Serialize>(&mut self, item: &T) {
+        if self.failed.is_some() {
+            return;
+        }
+        match item_text(&mut self.scratch, item) {
+            Ok(text) => {
+                self.bytes.extend_from_slice(&self.scratch[text]);
+                self.ends.push(self.bytes.len());
+            }
+            Err(e) => self.failed = Some(e),
+        }
+    }
+}
+
+/// Writes an item's `text` after the `items` written before it.
+fn write_item(out: &mut impl Write, items: &mut usize, text: &[u8]) -> std::io::Result<()> {
+    let separator: &[u8] = if *items == 0 { b"\n    " } else { b",\n    " };
+    *items += 1;
+    out.write_all(separator).and_then(|()| out.write_all(text))
+}
+
+/// Renders `item` into `scratch` and returns where in it the item's text is as it stands in a
+/// [`JsonList`]: pretty JSON two levels deep (every line after the first indented by four more
+/// spaces).
+fn item_text<T: Serialize>(scratch: &mut Vec<u8>, item: &T) -> serde_json::Result<std::ops::Range<usize>> {
+    scratch.clear();
+    serde_json::to_writer_pretty(&mut *scratch, &[std::slice::from_ref(item)])?;
+    Ok(NESTED_OPEN.len()..scratch.len() - NESTED_CLOSE.len())
 }
 
 impl JsonList<std::io::BufWriter<std::io::Stdout>> {
