@@ -111,3 +111,31 @@ fn a_catalog_of_the_previous_format_is_folded_again_and_replaced_losing_nothing(
     let reopened = FileStore::open_read_only(dir.path()).unwrap();
     assert_eq!(reopened.catalog_snapshot().unwrap(), listed);
 }
+
+#[test]
+fn a_winning_row_whose_plan_id_is_invalid_is_a_typed_error_naming_where() {
+    use crate::test_support::{fill, plan};
+    use crate::FileStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    fill(&store, &[plan("plan-a"), plan("plan-b")], 2);
+    store.checkpoint().unwrap();
+    drop(store);
+    let layout = Layout::new(dir.path());
+    let head = read_head(&layout).unwrap().expect("a head");
+    let file = head.rows(RowsKind::Open);
+    let path = layout.rows(RowsKind::Open, file.generation);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The first row: its plan id made invalid (a space), its checksum made to match again.
+    let at = FILE_HEADER_LEN;
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    bytes[at + 8 + 6] = b' ';
+    let crc = crc::checksum(&bytes[at + 8..at + 8 + len]);
+    bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let error = read_rows(&layout, &head, RowsKind::Open).expect_err("an invalid plan id");
+    let text = error.to_string();
+    assert!(text.contains("a row's plan id is invalid"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+}
