@@ -194,11 +194,57 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
 }
 
 /// Each plan's version in `kind`'s file (that of its latest row, a view or not), without decoding
-/// any view: what a caller that needs only versions reads.
+/// any view: what a caller that needs only versions reads. The file is read a chunk at a time, so
+/// memory holds the versions, not the file (a replay or a walk of a million plans).
 pub fn read_row_versions(layout: &Layout, head: &Head, kind: RowsKind) -> Result<HashMap<PlanId, u32>, FileStoreError> {
-    let Some((path, bytes)) = read_file(layout, head, kind)? else { return Ok(HashMap::new()) };
-    let latest = latest_rows(&path, &bytes)?;
-    Ok(latest.into_iter().map(|(plan_id, (version, _))| (plan_id, version)).collect())
+    read_row_versions_by(layout, head, kind, VERSIONS_CHUNK)
+}
+
+/// [`read_row_versions`], reading `chunk_len` bytes at a time.
+fn read_row_versions_by(
+    layout: &Layout,
+    head: &Head,
+    kind: RowsKind,
+    chunk_len: u64,
+) -> Result<HashMap<PlanId, u32>, FileStoreError> {
+    let mut versions = HashMap::new();
+    let rows = head.rows(kind);
+    if rows.len == 0 {
+        return Ok(versions);
+    }
+    let path = layout.rows(kind, rows.generation);
+    let file = open_vouched(&path)?;
+    // `chunk` holds the file's bytes from offset `base`: a row cut by the chunk's end waits there
+    // for the next chunk.
+    let (mut chunk, mut base, mut read) = (Vec::new(), 0u64, 0u64);
+    while read < rows.len {
+        let more = (rows.len - read).min(chunk_len) as usize;
+        let filled = chunk.len();
+        chunk.resize(filled + more, 0);
+        read_exact_vouched(&file, &path, &mut chunk[filled..], read, rows.len)?;
+        read += more as u64;
+        let mut at = 0;
+        if base == 0 {
+            if chunk.len() < FILE_HEADER_LEN && read < rows.len {
+                continue;
+            }
+            if !binding::header_matches(&chunk, ROWS_MAGIC, FORMAT, &head.store) {
+                return Err(FileStoreError::corrupt(&path, 0, "the rows file does not belong to this store's log"));
+            }
+            at = FILE_HEADER_LEN;
+        }
+        while let Some(((plan_id, version, _), len)) = row_head(&path, &chunk, at, base)? {
+            versions.insert(plan_id, version);
+            at += len;
+        }
+        chunk.drain(..at);
+        base += at as u64;
+    }
+    if chunk.is_empty() {
+        Ok(versions)
+    } else {
+        Err(FileStoreError::corrupt(&path, base, "a row is cut short"))
+    }
 }
 
 /// Each plan's last row in a rows file (a later row of a plan replaces its earlier ones).
@@ -234,25 +280,8 @@ fn row_heads<'a>(path: &'a Path, bytes: &'a [u8]) -> impl Iterator<Item = Result
         if at >= bytes.len() {
             return None;
         }
-        let bad = |detail: &str| FileStoreError::corrupt(path, at as u64, detail.to_owned());
-        let row = (|| {
-            let header = bytes.get(at..at + 8).ok_or_else(|| bad("a row is cut short"))?;
-            let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-            let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-            let body = bytes.get(at + 8..at + 8 + len).ok_or_else(|| bad("a row is cut short"))?;
-            if crc::checksum(body) != stored || body.len() < 6 {
-                return Err(bad("a row's checksum does not match"));
-            }
-            let version = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
-            let plan_len = usize::from(body[5]);
-            let plan = body.get(6..6 + plan_len).ok_or_else(|| bad("a row is malformed"))?;
-            let plan_id = std::str::from_utf8(plan)
-                .ok()
-                .and_then(|p| PlanId::parse(p).ok())
-                .ok_or_else(|| bad("a row's plan id is invalid"))?;
-            let view = (body[0] != TOMBSTONE).then_some((body[0], at + 8 + 6 + plan_len, at + 8 + len));
-            Ok(((plan_id, version, view), 8 + len))
-        })();
+        let row = row_head(path, bytes, at, 0)
+            .and_then(|row| row.ok_or_else(|| FileStoreError::corrupt(path, at as u64, "a row is cut short")));
         match row {
             Ok((found, len)) => {
                 at += len;
@@ -267,20 +296,62 @@ fn row_heads<'a>(path: &'a Path, bytes: &'a [u8]) -> impl Iterator<Item = Result
     })
 }
 
-fn read_vouched(path: &PathBuf, len: u64) -> Result<Vec<u8>, FileStoreError> {
-    let file = fsutil::open_existing_read_only(path)?.ok_or_else(|| {
-        FileStoreError::corrupt(path, 0, "the catalog checkpoint vouches for this rows file, which is missing")
-    })?;
+/// The row framed at `bytes[at..]` and its length in bytes, checked against its checksum;
+/// `None` when `bytes` ends inside it. `bytes` starts at offset `base` of the file (for errors;
+/// a view's span is within `bytes`).
+fn row_head(path: &Path, bytes: &[u8], at: usize, base: u64) -> Result<Option<(Found, usize)>, FileStoreError> {
+    let bad = |detail: &str| FileStoreError::corrupt(path, base + at as u64, detail.to_owned());
+    let Some(header) = bytes.get(at..at + 8) else { return Ok(None) };
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    let Some(body) = bytes.get(at + 8..at + 8 + len) else { return Ok(None) };
+    if crc::checksum(body) != stored || body.len() < 6 {
+        return Err(bad("a row's checksum does not match"));
+    }
+    let version = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
+    let plan_len = usize::from(body[5]);
+    let plan = body.get(6..6 + plan_len).ok_or_else(|| bad("a row is malformed"))?;
+    let plan_id = std::str::from_utf8(plan)
+        .ok()
+        .and_then(|p| PlanId::parse(p).ok())
+        .ok_or_else(|| bad("a row's plan id is invalid"))?;
+    let view = (body[0] != TOMBSTONE).then_some((body[0], at + 8 + 6 + plan_len, at + 8 + len));
+    Ok(Some(((plan_id, version, view), 8 + len)))
+}
+
+/// How much of a rows file [`read_row_versions`] reads at once.
+const VERSIONS_CHUNK: u64 = 1 << 20;
+
+fn read_vouched(path: &Path, len: u64) -> Result<Vec<u8>, FileStoreError> {
+    let file = open_vouched(path)?;
     let mut bytes = vec![0u8; len as usize];
+    read_exact_vouched(&file, path, &mut bytes, 0, len)?;
+    Ok(bytes)
+}
+
+/// The rows file a head vouches for, open to read.
+fn open_vouched(path: &Path) -> Result<std::fs::File, FileStoreError> {
+    fsutil::open_existing_read_only(path)?.ok_or_else(|| {
+        FileStoreError::corrupt(path, 0, "the catalog checkpoint vouches for this rows file, which is missing")
+    })
+}
+
+/// Fills `bytes` from `offset` of a rows file whose head vouches for `len` bytes.
+fn read_exact_vouched(
+    file: &std::fs::File,
+    path: &Path,
+    bytes: &mut [u8],
+    offset: u64,
+    len: u64,
+) -> Result<(), FileStoreError> {
     crate::storage::count_read(bytes.len());
-    file.read_exact_at(&mut bytes, 0).map_err(|e| {
+    file.read_exact_at(bytes, offset).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             FileStoreError::corrupt(path, 0, format!("the rows file is shorter than the {len} bytes vouched for"))
         } else {
             FileStoreError::io("cannot read a catalog rows file", path, e)
         }
-    })?;
-    Ok(bytes)
+    })
 }
 
 fn encode_row(out: &mut Vec<u8>, plan_id: &PlanId, version: u32, view: Option<&PlanView>) {

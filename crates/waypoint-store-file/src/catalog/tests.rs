@@ -139,3 +139,55 @@ fn a_winning_row_whose_plan_id_is_invalid_is_a_typed_error_naming_where() {
     assert!(text.contains("a row's plan id is invalid"), "{text}");
     assert!(text.contains(&path.display().to_string()), "{text}");
 }
+
+#[test]
+fn versions_read_a_chunk_at_a_time_are_those_of_the_whole_file() {
+    use crate::test_support::{fill, plan};
+    use crate::FileStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    let plans: Vec<_> = (0..12).map(|i| plan(&format!("plan-{i}"))).collect();
+    // Two checkpoints: the later rows of the first plans replace their earlier ones.
+    fill(&store, &plans, 2);
+    store.checkpoint().unwrap();
+    for id in &plans[..5] {
+        store
+            .append_events(id, eventually::store::Expected::Exact(2), vec![crate::test_support::step_completed(2)])
+            .unwrap();
+    }
+    drop(store);
+    let store = FileStore::open(dir.path()).unwrap();
+    store.checkpoint().unwrap();
+    drop(store);
+    let layout = Layout::new(dir.path());
+    let head = read_head(&layout).unwrap().expect("a head");
+    let whole: HashMap<PlanId, u32> =
+        read_rows(&layout, &head, RowsKind::Open).unwrap().into_iter().map(|(id, version, _)| (id, version)).collect();
+    assert_eq!(whole.len(), 12);
+    assert!(whole.values().any(|&v| v > 2), "{whole:?}");
+    // Chunks that cut rows anywhere, the file header too.
+    for chunk in [1, 7, 64, 1000, VERSIONS_CHUNK] {
+        assert_eq!(read_row_versions_by(&layout, &head, RowsKind::Open, chunk).unwrap(), whole, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn a_rows_file_cut_inside_its_last_row_is_an_error_read_a_chunk_at_a_time() {
+    use crate::test_support::{fill, plan};
+    use crate::FileStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    fill(&store, &[plan("plan-a"), plan("plan-b")], 2);
+    store.checkpoint().unwrap();
+    drop(store);
+    let layout = Layout::new(dir.path());
+    let mut head = read_head(&layout).unwrap().expect("a head");
+    // A head that vouches for three bytes fewer than the rows hold.
+    head.open.len -= 3;
+    for chunk in [5, VERSIONS_CHUNK] {
+        let error = read_row_versions_by(&layout, &head, RowsKind::Open, chunk).expect_err("cut short");
+        assert!(error.to_string().contains("a row is cut short"), "{error}");
+    }
+}
