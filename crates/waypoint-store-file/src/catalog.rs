@@ -193,11 +193,19 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
     Ok(out)
 }
 
-/// Each plan's version in `kind`'s file (that of its latest row, a view or not), without decoding
-/// any view: what a caller that needs only versions reads. The file is read a chunk at a time, so
-/// memory holds the versions, not the file (a replay or a walk of a million plans).
-pub fn read_row_versions(layout: &Layout, head: &Head, kind: RowsKind) -> Result<HashMap<PlanId, u32>, FileStoreError> {
-    read_row_versions_by(layout, head, kind, VERSIONS_CHUNK)
+/// Each plan's version in `kind`'s file (that of its greatest row, a view or not: checkpoints
+/// write a plan's rows in version order, so that is its latest row), without decoding any view,
+/// merged into `versions` (a plan already there keeps the greater version): what a caller that
+/// needs only versions reads. The file is read a chunk at a time, and nothing but
+/// `versions` grows, so memory holds the versions once, not the file (a replay or a walk of a
+/// million plans).
+pub fn read_row_versions(
+    layout: &Layout,
+    head: &Head,
+    kind: RowsKind,
+    versions: &mut HashMap<PlanId, u32>,
+) -> Result<(), FileStoreError> {
+    read_row_versions_by(layout, head, kind, VERSIONS_CHUNK, versions)
 }
 
 /// [`read_row_versions`], reading `chunk_len` bytes at a time.
@@ -206,11 +214,11 @@ fn read_row_versions_by(
     head: &Head,
     kind: RowsKind,
     chunk_len: u64,
-) -> Result<HashMap<PlanId, u32>, FileStoreError> {
-    let mut versions = HashMap::new();
+    versions: &mut HashMap<PlanId, u32>,
+) -> Result<(), FileStoreError> {
     let rows = head.rows(kind);
     if rows.len == 0 {
-        return Ok(versions);
+        return Ok(());
     }
     let path = layout.rows(kind, rows.generation);
     let file = open_vouched(&path)?;
@@ -234,14 +242,15 @@ fn read_row_versions_by(
             at = FILE_HEADER_LEN;
         }
         while let Some(((plan_id, version, _), len)) = row_head(&path, &chunk, at, base)? {
-            versions.insert(plan_id, version);
+            let known = versions.entry(plan_id).or_insert(version);
+            *known = (*known).max(version);
             at += len;
         }
         chunk.drain(..at);
         base += at as u64;
     }
     if chunk.is_empty() {
-        Ok(versions)
+        Ok(())
     } else {
         Err(FileStoreError::corrupt(&path, base, "a row is cut short"))
     }

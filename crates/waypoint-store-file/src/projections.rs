@@ -664,10 +664,7 @@ impl Shared {
         let mut versions: HashMap<PlanId, u32> = HashMap::new();
         if let Some(head) = &state.base {
             for kind in [RowsKind::Open, RowsKind::Done] {
-                for (plan_id, version) in catalog::read_row_versions(&self.layout, head, kind)? {
-                    let known = versions.entry(plan_id).or_insert(version);
-                    *known = (*known).max(version);
-                }
+                catalog::read_row_versions(&self.layout, head, kind, &mut versions)?;
             }
         }
         for (plan_id, tail) in &state.tail {

@@ -168,8 +168,15 @@ fn versions_read_a_chunk_at_a_time_are_those_of_the_whole_file() {
     assert!(whole.values().any(|&v| v > 2), "{whole:?}");
     // Chunks that cut rows anywhere, the file header too.
     for chunk in [1, 7, 64, 1000, VERSIONS_CHUNK] {
-        assert_eq!(read_row_versions_by(&layout, &head, RowsKind::Open, chunk).unwrap(), whole, "chunk {chunk}");
+        let mut versions = HashMap::new();
+        read_row_versions_by(&layout, &head, RowsKind::Open, chunk, &mut versions).unwrap();
+        assert_eq!(versions, whole, "chunk {chunk}");
     }
+    // Merged into versions already known: the greater of the two stays.
+    let (first, second) = (plans[0].clone(), plans[11].clone());
+    let mut versions = HashMap::from([(first.clone(), 1), (second.clone(), 99)]);
+    read_row_versions(&layout, &head, RowsKind::Open, &mut versions).unwrap();
+    assert_eq!((versions[&first], versions[&second]), (whole[&first], 99));
 }
 
 #[test]
@@ -187,7 +194,8 @@ fn a_rows_file_cut_inside_its_last_row_is_an_error_read_a_chunk_at_a_time() {
     // A head that vouches for three bytes fewer than the rows hold.
     head.open.len -= 3;
     for chunk in [5, VERSIONS_CHUNK] {
-        let error = read_row_versions_by(&layout, &head, RowsKind::Open, chunk).expect_err("cut short");
+        let error =
+            read_row_versions_by(&layout, &head, RowsKind::Open, chunk, &mut HashMap::new()).expect_err("cut short");
         assert!(error.to_string().contains("a row is cut short"), "{error}");
     }
 }
