@@ -112,8 +112,8 @@ fn a_catalog_of_the_previous_format_is_folded_again_and_replaced_losing_nothing(
     assert_eq!(reopened.catalog_snapshot().unwrap(), listed);
 }
 
-#[test]
-fn a_winning_row_whose_plan_id_is_invalid_is_a_typed_error_naming_where() {
+/// A store of two plans of two events each, checkpointed: its catalog rows are on disk.
+fn two_plans_checkpointed() -> (tempfile::TempDir, Layout) {
     use crate::test_support::{fill, plan};
     use crate::FileStore;
 
@@ -123,6 +123,12 @@ fn a_winning_row_whose_plan_id_is_invalid_is_a_typed_error_naming_where() {
     store.checkpoint().unwrap();
     drop(store);
     let layout = Layout::new(dir.path());
+    (dir, layout)
+}
+
+#[test]
+fn a_winning_row_whose_plan_id_is_invalid_is_a_typed_error_naming_where() {
+    let (_dir, layout) = two_plans_checkpointed();
     let head = read_head(&layout).unwrap().expect("a head");
     let file = head.rows(RowsKind::Open);
     let path = layout.rows(RowsKind::Open, file.generation);
@@ -181,15 +187,7 @@ fn versions_read_a_chunk_at_a_time_are_those_of_the_whole_file() {
 
 #[test]
 fn a_rows_file_cut_inside_its_last_row_is_an_error_read_a_chunk_at_a_time() {
-    use crate::test_support::{fill, plan};
-    use crate::FileStore;
-
-    let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open(dir.path()).unwrap();
-    fill(&store, &[plan("plan-a"), plan("plan-b")], 2);
-    store.checkpoint().unwrap();
-    drop(store);
-    let layout = Layout::new(dir.path());
+    let (_dir, layout) = two_plans_checkpointed();
     let mut head = read_head(&layout).unwrap().expect("a head");
     // A head that vouches for three bytes fewer than the rows hold.
     head.open.len -= 3;
