@@ -155,8 +155,10 @@ const PARALLEL_FROM: usize = 2048;
 pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, FileStoreError> {
     let Some((path, bytes)) = read_file(layout, head, kind)? else { return Ok(Rows::new()) };
     // Latest row of each plan first, then decode only those views.
-    let latest: Vec<Found> =
-        latest_rows(&path, &bytes)?.into_iter().map(|(plan_id, (version, span))| (plan_id, version, span)).collect();
+    let latest: Vec<Found> = latest_rows(&path, &bytes, head.rows(kind).rows)?
+        .into_iter()
+        .map(|(plan_id, (version, span))| (plan_id, version, span))
+        .collect();
     // Into `out`, which has room for every row: a view is large, and is moved as little as may be.
     let parse = |rows: &[Found], out: &mut Rows| -> Result<(), FileStoreError> {
         for (plan_id, version, span) in rows {
@@ -257,8 +259,9 @@ fn read_row_versions_by(
 }
 
 /// Each plan's last row in a rows file (a later row of a plan replaces its earlier ones).
-fn latest_rows(path: &Path, bytes: &[u8]) -> Result<HashMap<PlanId, (u32, Option<ViewAt>)>, FileStoreError> {
-    let mut latest = HashMap::new();
+/// `rows` (the head's count of them, stale ones included) sizes the map once.
+fn latest_rows(path: &Path, bytes: &[u8], rows: u64) -> Result<HashMap<PlanId, (u32, Option<ViewAt>)>, FileStoreError> {
+    let mut latest = HashMap::with_capacity(usize::try_from(rows).unwrap_or(0));
     for row in row_heads(path, bytes) {
         let (plan_id, version, view) = row?;
         latest.insert(plan_id, (version, view));
