@@ -276,6 +276,19 @@ fn sigterm_drains_the_worker(store: Store) {
     assert_eq!(effects, "one\n", "the running step finished and no further step started");
     let shown = store.ok(&sandbox, &["plan", "show", "drain-00"]);
     assert_eq!((shown["status"].as_str(), shown["next_step"].as_u64()), (Some("interrupted"), Some(2)), "{shown}");
+    // The interrupted plan can resume, and a resumable listing of its queue names it; one of
+    // another queue does not, in JSON or in the table.
+    let plan_ids = |args: &[&str]| -> Vec<String> {
+        let listed = store.ok(&sandbox, args);
+        listed["plans"].as_array().expect("plans").iter().map(|p| p["plan_id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(plan_ids(&["plan", "list", "--resumable", "--queue", "drain"]), ["drain-00"]);
+    assert!(plan_ids(&["plan", "list", "--resumable", "--queue", "other"]).is_empty());
+    for (queue, listed) in [("drain", true), ("other", false)] {
+        let table = store.run(&sandbox, &["--format", "rich", "plan", "list", "--resumable", "--queue", queue]);
+        table.expect_code(0);
+        assert_eq!(table.stdout.contains("drain-00"), listed, "--queue {queue}:\n{}", table.stdout);
+    }
     // Another worker picks the interrupted plan up and runs only what is left.
     store.run(&sandbox, &["worker", "--queue", "drain", "--once", "--workdir", work]).expect_code(0);
     let effects = std::fs::read_to_string(sandbox.path("work/effects.log")).unwrap();

@@ -861,8 +861,6 @@ impl<S: PlanStore> PlanResumeService<S> {
     }
 }
 
-/// An uninterrupted `processing` plan: the only kind whose verdict depends on a live runner (its
-/// run lock or its lease).
 /// The plans of a listing in its order, with what their summaries need ([`PlanResumeService::listing`]).
 #[derive(Debug)]
 pub struct Listing {
@@ -893,6 +891,8 @@ impl Listing {
     }
 }
 
+/// An uninterrupted `processing` plan: the only kind whose verdict depends on a live runner (its
+/// run lock or its lease).
 fn is_running(state: &PlanState) -> bool {
     state.state == ProcessingState::Processing && !state.resume.interrupted
 }

@@ -278,7 +278,7 @@ fn list(
     };
     let listed_count = listed.len();
     let plans = match queue {
-        Some(queue) => listed.into_iter().filter(|(_, summary)| summary.queue.as_ref() == Some(queue)).collect(),
+        Some(_) => listed.into_iter().filter(|(_, summary)| in_queue(summary, queue)).collect(),
         None => listed,
     };
     // An empty table says how many plans the store holds: counted only then, and only for people.

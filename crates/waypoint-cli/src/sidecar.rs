@@ -81,7 +81,7 @@ impl Sidecar {
     fn prepare_folder(&self, folder: &Path, top: Option<&Path>) -> std::io::Result<()> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        let top = self.private_from.as_deref().or(top).unwrap_or(&self.root);
+        let top = self.top(top);
         builder.create(top)?;
         check_private(top)?;
         builder.create(folder)?;
@@ -94,8 +94,13 @@ impl Sidecar {
     /// never read through it. Creates nothing.
     pub fn check_run_folder(&self, plan_id: &PlanId) -> std::io::Result<()> {
         let run_dir = self.run_dir(plan_id);
-        let top = self.private_from.as_deref().or(run_dir.parent()).unwrap_or(&self.root);
-        check_chain(&run_dir, top)
+        check_chain(&run_dir, self.top(run_dir.parent()))
+    }
+
+    /// The first folder above a plan's that this sidecar owns outright: where its own folders
+    /// start (`private_from`), else `top`, else its root.
+    fn top<'a>(&'a self, top: Option<&'a Path>) -> &'a Path {
+        self.private_from.as_deref().or(top).unwrap_or(&self.root)
     }
 
     /// Whether a step of the plan may still be running: its supervisor holds the attempt lock.
