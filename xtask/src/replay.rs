@@ -5,7 +5,7 @@
 //! follows how many plans interleave in the log, not how many there are (`--verify` holds every
 //! plan's view, to compare them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +20,7 @@ use waypoint_domain::{
     evaluate_eligibility, EligibilityInputs, PlanId, ResumeEligibility, ResumeSummary, SnapshotCheck,
 };
 use waypoint_store_file::verify::Verifier;
-use waypoint_store_file::{inspect, FileStore, FileStoreError};
+use waypoint_store_file::{inspect, FileStore, FileStoreError, PlanVersions};
 
 const USAGE: &str =
     "usage: cargo xtask replay [--store DIR] [--plan ID] [--until VERSION | --at TIME] [--verify] [--format rich|json]
@@ -261,11 +261,9 @@ fn run(args: &Args) -> Result<Report, FileStoreError> {
         let wanted = args.plan.as_ref().is_none_or(|p| p == stored.source_id());
         if wanted && args.cut.includes(stored) {
             events += 1;
-            let made_whole = whole.makes_whole(stored, &located)?;
+            let made_whole = whole.makes_whole(stored, &located, &catalog)?;
             fold(stored, located.schema_version, &mut catalog, &mut by_type, &mut costs);
-            if made_whole {
-                whole.let_go(stored.source_id(), &mut catalog, &mut costs);
-            }
+            whole.folded(stored.source_id(), made_whole, &mut catalog, &mut costs);
         }
         if let Some(verifier) = verifier.as_mut() {
             verifier.observe(&located);
@@ -337,40 +335,53 @@ fn count_phase_state(counts: &mut BTreeMap<(String, String), u64>, view: &PlanVi
 
 /// The plans folded whole and let go: what the report needs of them.
 struct Whole {
-    /// Each plan's version in the store; 0 once the plan is folded whole. `None`: every plan is
-    /// kept to the end.
-    versions: Option<HashMap<PlanId, u32>>,
+    /// Each plan's version in the store (8 bytes a plan). `None`: every plan is kept to the end.
+    versions: Option<PlanVersions>,
+    /// Plans in flight whose events made no view (a log whose plan does not start with its
+    /// creation): their later events are not events past a plan let go.
+    viewless: HashSet<PlanId>,
     plans: usize,
     by_phase_state: BTreeMap<(String, String), u64>,
     slowest: Vec<(PlanId, PlanCost)>,
 }
 
 impl Whole {
-    fn new(versions: Option<HashMap<PlanId, u32>>) -> Self {
-        Self { versions, plans: 0, by_phase_state: BTreeMap::new(), slowest: Vec::new() }
+    fn new(versions: Option<PlanVersions>) -> Self {
+        Self { versions, viewless: HashSet::new(), plans: 0, by_phase_state: BTreeMap::new(), slowest: Vec::new() }
     }
 
-    /// Whether `stored` makes its plan whole (it is then marked so: fold it, then [`Self::let_go`]).
-    /// An event of a plan already let go is an error: the store gave the plan a version the log
-    /// goes past, so its derived files disagree with the log (`--verify` says how).
-    fn makes_whole(&mut self, stored: &StoredEvent, located: &inspect::LocatedEvent) -> Result<bool, FileStoreError> {
-        let Some(version) = self.versions.as_mut().and_then(|versions| versions.get_mut(stored.source_id())) else {
-            return Ok(false);
-        };
-        match *version {
-            0 => Err(FileStoreError::Corrupt {
+    /// Whether `stored` makes its plan whole: fold it, then [`Self::let_go`]. A plan that the
+    /// store's versions cannot vouch for (rarely: see `PlanVersions::is_latest`) is kept to the
+    /// end. An event of a plan not in flight that does not start it (its plan was let go, so the
+    /// store gave the plan a version the log goes past) is an error: the store's derived files
+    /// disagree with the log (`--verify` says how).
+    fn makes_whole(
+        &mut self,
+        stored: &StoredEvent,
+        located: &inspect::LocatedEvent,
+        catalog: &Catalog,
+    ) -> Result<bool, FileStoreError> {
+        let Some(versions) = &self.versions else { return Ok(false) };
+        let plan_id = stored.source_id();
+        if stored.version() > 1 && !catalog.plans.contains_key(plan_id) && !self.viewless.contains(plan_id) {
+            return Err(FileStoreError::Corrupt {
                 path: located.file.to_path_buf(),
                 offset: located.offset,
                 detail: format!(
-                    "plan {} has events past the version the store's catalog gives it; run `cargo xtask replay --verify`",
-                    stored.source_id()
+                    "plan {plan_id} has events past the version the store's catalog gives it; run `cargo xtask replay --verify`"
                 ),
-            }),
-            v if v == stored.version() => {
-                *version = 0;
-                Ok(true)
-            }
-            _ => Ok(false),
+            });
+        }
+        Ok(versions.is_latest(plan_id, stored.version()))
+    }
+
+    /// After an event of plan `id` is folded: lets go of the plan when it is whole.
+    fn folded(&mut self, id: &PlanId, whole: bool, catalog: &mut Catalog, costs: &mut HashMap<PlanId, PlanCost>) {
+        if whole {
+            self.viewless.remove(id);
+            self.let_go(id, catalog, costs);
+        } else if !catalog.plans.contains_key(id) {
+            self.viewless.insert(id.clone());
         }
     }
 

@@ -20,6 +20,7 @@
 //! catalog is folded again from the log.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -195,17 +196,105 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
     Ok(out)
 }
 
-/// Each plan's version in `kind`'s file (that of its greatest row, a view or not: checkpoints
-/// write a plan's rows in version order, so that is its latest row), without decoding any view,
-/// merged into `versions` (a plan already there keeps the greater version): what a caller that
-/// needs only versions reads. The file is read a chunk at a time, and nothing but
-/// `versions` grows, so memory holds the versions once, not the file (a replay or a walk of a
-/// million plans).
+/// The greatest row version of each plan in the rows files, in 8 bytes a plan (a map of plan
+/// ids costs a hundred): each entry is a 40-bit hash of a plan id above a 24-bit version, sorted.
+/// Plans whose ids share a hash share an entry, which keeps the greater version, and a version
+/// past 24 bits is kept as "unknown". So [`Self::is_latest`] answering `true` is exact (no row of
+/// the plan has a greater version), and `false` means only "perhaps not": the caller asks the
+/// plan's index. What a walk of a million plans' rows holds in memory.
+#[derive(Debug, Default)]
+pub struct RowVersions {
+    entries: Vec<u64>,
+    /// Where the entries of each value of the hash's top `bits` start (sealed): a lookup searches
+    /// eight entries or so, one cache line, instead of the whole sorted vector.
+    starts: Vec<u32>,
+    bits: u32,
+    sorted: bool,
+}
+
+impl RowVersions {
+    const VERSION_BITS: u32 = 24;
+    const UNKNOWN: u64 = (1 << Self::VERSION_BITS) - 1;
+
+    fn key(plan: &[u8]) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        hasher.write(plan);
+        hasher.finish() >> Self::VERSION_BITS << Self::VERSION_BITS
+    }
+
+    /// Room for `rows` rows (the head's count of them): the vector is not grown, which would
+    /// hold it twice over for a moment.
+    pub fn with_capacity(rows: u64) -> Self {
+        Self { entries: Vec::with_capacity(usize::try_from(rows).unwrap_or(0)), ..Self::default() }
+    }
+
+    fn push(&mut self, plan: &[u8], version: u32) {
+        self.entries.push(Self::key(plan) | u64::from(version).min(Self::UNKNOWN));
+        self.sorted = false;
+    }
+
+    /// Sorts the entries and keeps each key's greatest version: called once every row is in.
+    pub fn seal(&mut self) {
+        self.entries.sort_unstable();
+        // Within a key the greatest version sorts last: keep the last entry of each key.
+        let mut kept = 0;
+        for at in 0..self.entries.len() {
+            let entry = self.entries[at];
+            let next_key = self.entries.get(at + 1).map(|next| next >> Self::VERSION_BITS);
+            if next_key != Some(entry >> Self::VERSION_BITS) {
+                self.entries[kept] = entry;
+                kept += 1;
+            }
+        }
+        self.entries.truncate(kept);
+        self.entries.shrink_to_fit();
+        // About eight entries a bucket: half a byte a plan.
+        self.bits = self.entries.len().max(1).ilog2().saturating_sub(3).min(28);
+        let buckets = 1usize << self.bits;
+        self.starts = Vec::with_capacity(buckets + 1);
+        let mut at = 0;
+        for bucket in 0..buckets as u64 {
+            while self.entries.get(at).is_some_and(|&entry| self.bucket(entry) < bucket) {
+                at += 1;
+            }
+            self.starts.push(at as u32);
+        }
+        self.starts.push(self.entries.len() as u32);
+        self.sorted = true;
+    }
+
+    fn bucket(&self, entry: u64) -> u64 {
+        entry.checked_shr(64 - self.bits).unwrap_or(0)
+    }
+
+    /// Whether a row of `plan_id` at `version` is certainly its plan's latest: no row of the plan
+    /// is greater. `false` when one is, when a plan of the same hash has a greater version, and
+    /// past 24-bit versions.
+    pub fn is_latest(&self, plan_id: &PlanId, version: u32) -> bool {
+        debug_assert!(self.sorted || self.entries.is_empty(), "RowVersions::seal comes first");
+        let key = Self::key(plan_id.as_str().as_bytes());
+        let Some(bucket) = usize::try_from(self.bucket(key)).ok().filter(|&b| b + 1 < self.starts.len()) else {
+            return false;
+        };
+        let entries = &self.entries[self.starts[bucket] as usize..self.starts[bucket + 1] as usize];
+        let at = entries.partition_point(|&entry| entry < key);
+        entries.get(at).is_some_and(|&entry| {
+            entry >> Self::VERSION_BITS == key >> Self::VERSION_BITS
+                && entry & Self::UNKNOWN == u64::from(version)
+                && u64::from(version) != Self::UNKNOWN
+        })
+    }
+}
+
+/// Each plan's greatest row version in `kind`'s file (a view row or a tombstone), views left
+/// undecoded, added to `versions` (then [`RowVersions::seal`] it). The file is read a chunk at
+/// a time, and nothing but `versions` grows: memory holds 8 bytes a row, not the file (a walk of
+/// a million plans).
 pub fn read_row_versions(
     layout: &Layout,
     head: &Head,
     kind: RowsKind,
-    versions: &mut HashMap<PlanId, u32>,
+    versions: &mut RowVersions,
 ) -> Result<(), FileStoreError> {
     read_row_versions_by(layout, head, kind, VERSIONS_CHUNK, versions)
 }
@@ -216,7 +305,7 @@ fn read_row_versions_by(
     head: &Head,
     kind: RowsKind,
     chunk_len: u64,
-    versions: &mut HashMap<PlanId, u32>,
+    versions: &mut RowVersions,
 ) -> Result<(), FileStoreError> {
     let rows = head.rows(kind);
     if rows.len == 0 {
@@ -243,10 +332,9 @@ fn read_row_versions_by(
             }
             at = FILE_HEADER_LEN;
         }
-        while let Some(((plan_id, version, _), len)) = row_head(&path, &chunk, at, base)? {
-            let known = versions.entry(plan_id).or_insert(version);
-            *known = (*known).max(version);
-            at += len;
+        while let Some(frame) = row_frame(&path, &chunk, at, base)? {
+            versions.push(frame.plan, frame.version);
+            at += frame.len;
         }
         chunk.drain(..at);
         base += at as u64;
@@ -308,10 +396,25 @@ fn row_heads<'a>(path: &'a Path, bytes: &'a [u8]) -> impl Iterator<Item = Result
     })
 }
 
-/// The row framed at `bytes[at..]` and its length in bytes, checked against its checksum;
-/// `None` when `bytes` ends inside it. `bytes` starts at offset `base` of the file (for errors;
-/// a view's span is within `bytes`).
-fn row_head(path: &Path, bytes: &[u8], at: usize, base: u64) -> Result<Option<(Found, usize)>, FileStoreError> {
+/// A row as framed, checked against its checksum: its kind, version and plan id's bytes (not
+/// yet parsed), its body's span in the bytes it was read from, and its length.
+pub(crate) struct Frame<'a> {
+    pub kind: u8,
+    pub version: u32,
+    pub plan: &'a [u8],
+    /// Where the view starts and ends in those bytes.
+    pub view: (usize, usize),
+    pub len: usize,
+}
+
+/// The row framed at `bytes[at..]`, checked against its checksum; `None` when `bytes` ends
+/// inside it. `bytes` starts at offset `base` of the file (for errors).
+pub(crate) fn row_frame<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    at: usize,
+    base: u64,
+) -> Result<Option<Frame<'a>>, FileStoreError> {
     let bad = |detail: &str| FileStoreError::corrupt(path, base + at as u64, detail.to_owned());
     let Some(header) = bytes.get(at..at + 8) else { return Ok(None) };
     let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
@@ -323,12 +426,20 @@ fn row_head(path: &Path, bytes: &[u8], at: usize, base: u64) -> Result<Option<(F
     let version = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
     let plan_len = usize::from(body[5]);
     let plan = body.get(6..6 + plan_len).ok_or_else(|| bad("a row is malformed"))?;
-    let plan_id = std::str::from_utf8(plan)
+    Ok(Some(Frame { kind: body[0], version, plan, view: (at + 8 + 6 + plan_len, at + 8 + len), len: 8 + len }))
+}
+
+/// The row framed at `bytes[at..]` and its length in bytes, checked against its checksum, its
+/// plan id parsed; `None` when `bytes` ends inside it. `bytes` starts at offset `base` of the
+/// file (for errors; a view's span is within `bytes`).
+fn row_head(path: &Path, bytes: &[u8], at: usize, base: u64) -> Result<Option<(Found, usize)>, FileStoreError> {
+    let Some(frame) = row_frame(path, bytes, at, base)? else { return Ok(None) };
+    let plan_id = std::str::from_utf8(frame.plan)
         .ok()
         .and_then(|p| PlanId::parse(p).ok())
-        .ok_or_else(|| bad("a row's plan id is invalid"))?;
-    let view = (body[0] != TOMBSTONE).then_some((body[0], at + 8 + 6 + plan_len, at + 8 + len));
-    Ok(Some(((plan_id, version, view), 8 + len)))
+        .ok_or_else(|| FileStoreError::corrupt(path, base + at as u64, "a row's plan id is invalid"))?;
+    let view = (frame.kind != TOMBSTONE).then_some((frame.kind, frame.view.0, frame.view.1));
+    Ok(Some(((plan_id, frame.version, view), frame.len)))
 }
 
 /// How much of a rows file [`read_row_versions`] reads at once.

@@ -95,7 +95,7 @@ pub mod verify;
 
 pub use commit::AppendRequest;
 pub use error::FileStoreError;
-pub use projections::StoredCatalog;
+pub use projections::{PlanVersions, StoredCatalog};
 pub use repair::{repair, RepairReport};
 pub use runlock::FileRunLocks;
 pub use state::StoreOptions;

@@ -41,6 +41,10 @@ const ENTRY_LEN: usize = 16;
 const FOOTER_LEN: usize = 16;
 /// Entries read at once while a run is walked.
 const BLOCK: usize = 64;
+/// Bytes read at once for a row: most rows are a few hundred bytes.
+const ROW_GUESS: usize = 512;
+/// Entries read at once while a run is checked whole (64 KiB).
+const CHECK_BLOCK: u64 = 4096;
 
 /// A row's key in the order: its last activity in nanoseconds (times outside 1677..2262 are
 /// clamped; the store refuses times before 1970).
@@ -144,14 +148,16 @@ pub struct Row {
     pub plan_id: PlanId,
     pub version: u32,
     offset: u64,
-    body: Vec<u8>,
-    view_at: usize,
+    /// The row's kind, its bytes (the frame whole), and where its view lies in them.
+    kind: u8,
+    bytes: Vec<u8>,
+    view: (usize, usize),
 }
 
 impl Row {
     /// Parses the row's view and checks that it is the row the order named.
     pub fn view(&self, ordered: &Ordered) -> Result<PlanView, Unusable> {
-        let view = crate::catalog::decode_view(self.body[0], &self.body[self.view_at..]).map_err(|e| {
+        let view = crate::catalog::decode_view(self.kind, &self.bytes[self.view.0..self.view.1]).map_err(|e| {
             Unusable(format!("{} at {}: a row's view is unreadable: {e}", ordered.rows_path.display(), self.offset))
         })?;
         if view.plan_id != self.plan_id || activity_key(view.last_activity_at) != self.activity {
@@ -229,25 +235,46 @@ impl Ordered {
         Ok(Self { rows_path, rows, rows_len: file.len, order_path, order, runs })
     }
 
-    /// Reads `run` whole: its checksum, and its times never rising.
-    fn check_run(&self, run: &Run) -> Result<Vec<u8>, Unusable> {
-        let mut bytes = vec![0u8; run.entries as usize * ENTRY_LEN];
-        self.order
-            .read_exact_at(&mut bytes, run.start)
-            .map_err(|_| Unusable(format!("{}: a run is unreadable", self.order_path.display())))?;
-        if crc::checksum(&bytes) != run.crc {
+    /// Reads `run` whole: its checksum, and its times never rising. A block at a time: memory
+    /// holds a block of entries, not the run (a million plans' run is 16 MB).
+    fn check_run(&self, run: &Run) -> Result<(), Unusable> {
+        let (mut crc, mut previous, mut rising) = (0, i64::MAX, false);
+        self.run_blocks(run, |block| {
+            crc = crc::extend(crc, block);
+            for entry in block.chunks_exact(ENTRY_LEN) {
+                let (activity, _) = decode_entry(entry);
+                rising |= activity > previous;
+                previous = activity;
+            }
+            Ok(())
+        })?;
+        if crc != run.crc {
             return Err(Unusable(format!(
                 "{}: the run at {} does not match its checksum",
                 self.order_path.display(),
                 run.start
             )));
         }
-        let rising =
-            bytes.chunks_exact(ENTRY_LEN).map(decode_entry).collect::<Vec<_>>().windows(2).any(|w| w[1].0 > w[0].0);
         if rising {
             return Err(Unusable(format!("{}: the run at {} is out of order", self.order_path.display(), run.start)));
         }
-        Ok(bytes)
+        Ok(())
+    }
+
+    /// Hands `run`'s entries to `each`, [`CHECK_BLOCK`] entries at a time, in order.
+    fn run_blocks(&self, run: &Run, mut each: impl FnMut(&[u8]) -> Result<(), Unusable>) -> Result<(), Unusable> {
+        let mut block = Vec::new();
+        let mut at = 0;
+        while at < run.entries {
+            let entries = (run.entries - at).min(CHECK_BLOCK);
+            block.resize(entries as usize * ENTRY_LEN, 0);
+            self.order
+                .read_exact_at(&mut block, run.start + at * ENTRY_LEN as u64)
+                .map_err(|_| Unusable(format!("{}: a run is unreadable", self.order_path.display())))?;
+            each(&block)?;
+            at += entries;
+        }
+        Ok(())
     }
 
     fn entry(&self, run: &Run, index: u64) -> Result<(i64, u64), Unusable> {
@@ -258,33 +285,40 @@ impl Ordered {
         Ok(decode_entry(&bytes))
     }
 
-    /// Reads the row at `offset`, whose order key is `activity`.
+    /// Reads the row at `offset`, whose order key is `activity`: one read of [`ROW_GUESS`]
+    /// bytes holds most rows whole, and a longer one takes a second for the rest.
     fn row(&self, activity: i64, offset: u64) -> Result<Row, Unusable> {
         let bad = |what: &str| Unusable(format!("{} at {offset}: {what}", self.rows_path.display()));
         if offset < FILE_HEADER_LEN as u64 || offset + 8 > self.rows_len {
             return Err(bad("an order entry points outside the rows"));
         }
-        let mut header = [0u8; 8];
-        self.rows.read_exact_at(&mut header, offset).map_err(|_| bad("a row is unreadable"))?;
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
-        let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        if offset + 8 + len > self.rows_len || len < 6 {
+        let available = usize::try_from(self.rows_len - offset).unwrap_or(usize::MAX);
+        let mut bytes = vec![0u8; available.min(ROW_GUESS)];
+        self.rows.read_exact_at(&mut bytes, offset).map_err(|_| bad("a row is unreadable"))?;
+        let len = 8 + u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        if len > available {
             return Err(bad("a row is cut short"));
         }
-        let mut body = vec![0u8; len as usize];
-        crate::storage::count_read(body.len() + 8);
-        self.rows.read_exact_at(&mut body, offset + 8).map_err(|_| bad("a row is unreadable"))?;
-        if crc::checksum(&body) != stored || !crate::catalog::is_view_row(body[0]) {
-            return Err(bad("an order entry names no view row"));
+        if len > bytes.len() {
+            let read = bytes.len();
+            bytes.resize(len, 0);
+            self.rows
+                .read_exact_at(&mut bytes[read..], offset + read as u64)
+                .map_err(|_| bad("a row is unreadable"))?;
         }
-        let version = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes"));
-        let plan_len = usize::from(body[5]);
-        let plan_id = body
-            .get(6..6 + plan_len)
-            .and_then(|p| std::str::from_utf8(p).ok())
+        bytes.truncate(len);
+        crate::storage::count_read(len);
+        let frame = match crate::catalog::row_frame(&self.rows_path, &bytes, 0, offset) {
+            Ok(Some(frame)) if crate::catalog::is_view_row(frame.kind) => frame,
+            Ok(None) => return Err(bad("a row is cut short")),
+            _ => return Err(bad("an order entry names no view row")),
+        };
+        let plan_id = std::str::from_utf8(frame.plan)
+            .ok()
             .and_then(|p| PlanId::parse(p).ok())
             .ok_or_else(|| bad("a row's plan id is invalid"))?;
-        Ok(Row { activity, plan_id, version, offset, body, view_at: 6 + plan_len })
+        let (kind, version, view) = (frame.kind, frame.version, frame.view);
+        Ok(Row { activity, plan_id, version, offset, kind, bytes, view })
     }
 
     /// The rows of every run after `query`'s cursor, merged in the listing's order: newest
@@ -332,22 +366,25 @@ impl Ordered {
     pub fn check(&self) -> Result<u64, Unusable> {
         let mut total = 0;
         for run in &self.runs {
-            let bytes = self.check_run(run)?;
+            self.check_run(run)?;
             let mut previous: Option<(i64, PlanId)> = None;
-            for entry in bytes.chunks_exact(ENTRY_LEN) {
-                let (activity, offset) = decode_entry(entry);
-                let row = self.row(activity, offset)?;
-                row.view(self)?;
-                let key = (activity, row.plan_id);
-                if previous.as_ref().is_some_and(|p| p.0 == key.0 && p.1 >= key.1) {
-                    return Err(Unusable(format!(
-                        "{}: the run at {} is out of order at the row at {offset}",
-                        self.order_path.display(),
-                        run.start
-                    )));
+            self.run_blocks(run, |block| {
+                for entry in block.chunks_exact(ENTRY_LEN) {
+                    let (activity, offset) = decode_entry(entry);
+                    let row = self.row(activity, offset)?;
+                    row.view(self)?;
+                    let key = (activity, row.plan_id);
+                    if previous.as_ref().is_some_and(|p| p.0 == key.0 && p.1 >= key.1) {
+                        return Err(Unusable(format!(
+                            "{}: the run at {} is out of order at the row at {offset}",
+                            self.order_path.display(),
+                            run.start
+                        )));
+                    }
+                    previous = Some(key);
                 }
-                previous = Some(key);
-            }
+                Ok(())
+            })?;
             total += run.entries;
         }
         Ok(total)

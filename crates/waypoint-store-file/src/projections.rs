@@ -40,6 +40,27 @@ pub struct StoredCatalog {
     pub versions: HashMap<PlanId, u32>,
 }
 
+/// Every plan's version as a store handle saw it (`FileStore::plan_versions`), small enough for
+/// a million plans: the plans of the log's tail exactly, the others by their greatest row in the
+/// catalog (`catalog::RowVersions`, 8 bytes a plan).
+#[derive(Debug)]
+pub struct PlanVersions {
+    rows: catalog::RowVersions,
+    tail: HashMap<PlanId, u32>,
+}
+
+impl PlanVersions {
+    /// Whether `version` is certainly `plan_id`'s version: no event of the plan is later. `false`
+    /// when one is, and (rarely: a plan whose id shares its 40-bit hash with one of a greater
+    /// version, or a version past 2^24) when the catalog cannot tell; the plan's index can.
+    pub fn is_latest(&self, plan_id: &PlanId, version: u32) -> bool {
+        match self.tail.get(plan_id) {
+            Some(&tail) => tail == version,
+            None => self.rows.is_latest(plan_id, version),
+        }
+    }
+}
+
 /// A view snapshot as stored: bound to its store and to the record of the version it is at.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Bound<V> {
@@ -657,20 +678,20 @@ impl Shared {
 }
 
 impl Shared {
-    /// Every plan's version as this state knows it (`FileStore::plan_versions`): the latest row
-    /// of each plan in the checkpoint's rows files, views left undecoded, then the tail's
-    /// versions over them. A removed plan may keep its last version here.
-    pub(crate) fn plan_versions(&self, state: &State) -> Result<HashMap<PlanId, u32>, FileStoreError> {
-        let mut versions: HashMap<PlanId, u32> = HashMap::new();
+    /// Every plan's version as this state knows it (`FileStore::plan_versions`): the greatest
+    /// row version of each plan in the checkpoint's rows files, views left undecoded, in 8 bytes
+    /// a plan, and the tail's versions over them.
+    pub(crate) fn plan_versions(&self, state: &State) -> Result<PlanVersions, FileStoreError> {
+        let rows = state.base.as_ref().map_or(0, |head| head.open.rows + head.done.rows);
+        let mut versions = catalog::RowVersions::with_capacity(rows);
         if let Some(head) = &state.base {
             for kind in [RowsKind::Open, RowsKind::Done] {
                 catalog::read_row_versions(&self.layout, head, kind, &mut versions)?;
             }
         }
-        for (plan_id, tail) in &state.tail {
-            versions.insert(plan_id.clone(), tail.last_version());
-        }
-        Ok(versions)
+        versions.seal();
+        let tail = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
+        Ok(PlanVersions { rows: versions, tail })
     }
 
     /// A page of the listing (`PlanStore::catalog_page`): the checkpoint's rows in their order
@@ -696,8 +717,9 @@ impl Shared {
         query: CatalogQuery,
         visit: &mut dyn FnMut(Vec<PlanView>) -> bool,
     ) -> Result<(), FileStoreError> {
-        // Each plan's version at the checkpoint, read once from the rows' headers: whether an
-        // entry of the order names its plan's latest row is a lookup, not an index file's read.
+        // Each plan's greatest row version, read once from the rows' headers: whether an entry of
+        // the order names its plan's latest row is a lookup, not an index file's read (but for
+        // the rows that are not, and those whose plan shares its hash with a greater one).
         let versions = self.plan_versions(state)?;
         let mut ask = query;
         loop {
@@ -730,13 +752,14 @@ impl Shared {
         self.ordered_page_with(state, query, None)
     }
 
-    /// [`Self::ordered_page`], taking each plan's version at the checkpoint from `versions` when
-    /// given (a walk of the whole listing reads them once) instead of from its index.
+    /// [`Self::ordered_page`], taking a row that `versions` (when given: a walk of the whole
+    /// listing reads them once) says is its plan's latest as such, and asking the plan's index
+    /// for any other row.
     fn ordered_page_with(
         &self,
         state: &mut State,
         query: &CatalogQuery,
-        versions: Option<&HashMap<PlanId, u32>>,
+        versions: Option<&PlanVersions>,
     ) -> Result<Result<Vec<PlanView>, order::Unusable>, FileStoreError> {
         // The tail's plans, folded forward: as many as the checkpoint interval allows at most.
         let tail: Vec<(PlanId, u32)> = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
@@ -813,12 +836,11 @@ impl Shared {
             let current = match versions {
                 // A plan a removal hides is not listed, whatever its rows say.
                 Some(_) if self.lock_retention().hides_row(&row.plan_id) => continue,
-                Some(versions) => versions.get(&row.plan_id).copied().unwrap_or(0),
-                None => self.current_version(state, &row.plan_id)?,
+                Some(versions) if versions.is_latest(&row.plan_id, row.version) => row.version,
+                _ => self.current_version(state, &row.plan_id)?,
             };
             match current {
                 version if version == row.version => {}
-                _ if versions.is_some() => continue,
                 0 if !self.lock_retention().hides_row(&row.plan_id) && self.removal(&row.plan_id)?.is_none() => {
                     // No index says where the plan is, and retention did not remove it: the
                     // index is lost, and only the rows can tell whether this one is the latest.

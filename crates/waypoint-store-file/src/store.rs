@@ -9,7 +9,6 @@
 //! one record), `recovery` (open, catch-up, torn tails), `group_commit` and `commit` (appends),
 //! and `projections` (catalog checkpoint, plan indexes, view snapshots).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,6 +25,7 @@ use crate::commit::AppendRequest;
 use crate::error::FileStoreError;
 use crate::layout::Layout;
 use crate::log::{self, RecordReader, FIRST_RECORD};
+use crate::projections::PlanVersions;
 use crate::runlock::FileRunLocks;
 use crate::state::{Shared, StoreOptions};
 
@@ -141,11 +141,11 @@ impl FileStore {
         self.shared.queue_plans(&mut state, queue)
     }
 
-    /// Every plan's version, caught up with the log, without reading any plan's view: the
-    /// version a fold of the log as it stands now ends at, for a reader that folds the log
-    /// itself (replay) and lets go of each plan it has folded whole. Costs the catalog's rows
-    /// files and one map entry per plan.
-    pub fn plan_versions(&self) -> Result<HashMap<PlanId, u32>, FileStoreError> {
+    /// Every plan's version, caught up with the log, without reading any plan's view: whether
+    /// an event is its plan's last as the log stands now, for a reader that folds the log itself
+    /// (replay) and lets go of each plan it has folded whole. Costs the catalog's rows files, and
+    /// 8 bytes a plan.
+    pub fn plan_versions(&self) -> Result<PlanVersions, FileStoreError> {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
         self.shared.plan_versions(&state)

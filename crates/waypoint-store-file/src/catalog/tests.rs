@@ -172,17 +172,52 @@ fn versions_read_a_chunk_at_a_time_are_those_of_the_whole_file() {
         read_rows(&layout, &head, RowsKind::Open).unwrap().into_iter().map(|(id, version, _)| (id, version)).collect();
     assert_eq!(whole.len(), 12);
     assert!(whole.values().any(|&v| v > 2), "{whole:?}");
-    // Chunks that cut rows anywhere, the file header too.
+    // Chunks that cut rows anywhere, the file header too: each plan's latest version is known
+    // to be its latest, and an older one is not.
     for chunk in [1, 7, 64, 1000, VERSIONS_CHUNK] {
-        let mut versions = HashMap::new();
+        let mut versions = RowVersions::with_capacity(head.open.rows);
         read_row_versions_by(&layout, &head, RowsKind::Open, chunk, &mut versions).unwrap();
-        assert_eq!(versions, whole, "chunk {chunk}");
+        versions.seal();
+        for (plan_id, &version) in &whole {
+            assert!(versions.is_latest(plan_id, version), "chunk {chunk}: {plan_id} at {version}");
+            assert!(!versions.is_latest(plan_id, version - 1), "chunk {chunk}: {plan_id} before {version}");
+        }
+        assert!(!versions.is_latest(&plan("plan-none"), 1), "chunk {chunk}: a plan without rows");
     }
-    // Merged into versions already known: the greater of the two stays.
-    let (first, second) = (plans[0].clone(), plans[11].clone());
-    let mut versions = HashMap::from([(first.clone(), 1), (second.clone(), 99)]);
-    read_row_versions(&layout, &head, RowsKind::Open, &mut versions).unwrap();
-    assert_eq!((versions[&first], versions[&second]), (whole[&first], 99));
+}
+
+#[test]
+fn row_versions_keep_the_greatest_version_of_a_key_and_answer_exactly_when_they_say_latest() {
+    let ids: Vec<PlanId> = (0..1000).map(|i| PlanId::parse(&format!("plan-{i}")).unwrap()).collect();
+    let mut versions = RowVersions::default();
+    for (i, id) in ids.iter().enumerate() {
+        // Rows in any order, older ones included.
+        versions.push(id.as_str().as_bytes(), 3 + i as u32);
+        versions.push(id.as_str().as_bytes(), 1);
+    }
+    // A version past 24 bits cannot be told apart: never said to be the latest.
+    let huge = PlanId::parse("plan-huge").unwrap();
+    versions.push(huge.as_str().as_bytes(), 1 << 24);
+    versions.seal();
+    for (i, id) in ids.iter().enumerate() {
+        assert!(versions.is_latest(id, 3 + i as u32), "{id}");
+        assert!(!versions.is_latest(id, 1), "{id}: an older row");
+        assert!(!versions.is_latest(id, 4 + i as u32), "{id}: a version past its rows");
+    }
+    assert!(!versions.is_latest(&huge, 1 << 24));
+    assert!(!RowVersions::default().is_latest(&ids[0], 1), "empty");
+
+    // Two plans whose ids share a key share an entry: the greater version is exact for its
+    // plan, and the lesser is "perhaps not", never a wrong "yes".
+    let (a, b) = (&ids[0], &ids[1]);
+    let mut shared = RowVersions::default();
+    let key = RowVersions::key(a.as_str().as_bytes());
+    shared.entries.push(key | 5);
+    shared.entries.push(key | 9);
+    shared.seal();
+    assert!(shared.is_latest(a, 9));
+    assert!(!shared.is_latest(a, 5), "the plan of version 5 shares its key with one of 9");
+    assert!(!shared.is_latest(b, 9), "another key");
 }
 
 #[test]
@@ -192,8 +227,8 @@ fn a_rows_file_cut_inside_its_last_row_is_an_error_read_a_chunk_at_a_time() {
     // A head that vouches for three bytes fewer than the rows hold.
     head.open.len -= 3;
     for chunk in [5, VERSIONS_CHUNK] {
-        let error =
-            read_row_versions_by(&layout, &head, RowsKind::Open, chunk, &mut HashMap::new()).expect_err("cut short");
+        let error = read_row_versions_by(&layout, &head, RowsKind::Open, chunk, &mut RowVersions::default())
+            .expect_err("cut short");
         assert!(error.to_string().contains("a row is cut short"), "{error}");
     }
 }
