@@ -25,7 +25,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use waypoint_application::PlanView;
+use waypoint_application::{listing_order, PlanView};
 use waypoint_domain::PlanId;
 
 use crate::binding::{self, Binding, StoreId, FILE_HEADER_LEN};
@@ -543,7 +543,15 @@ pub fn append_rows(
     let mut len = if current.len == 0 { FILE_HEADER_LEN as u64 } else { current.len };
     let mut bytes = Vec::new();
     let mut placed = Vec::with_capacity(rows.len());
-    for row in rows {
+    // Views in the listing's order, then tombstones: the run of the order this append writes
+    // names its rows front to back, so a walk of the listing reads them in file order. (A
+    // checkpoint adds one row a plan to each file.)
+    let mut in_order: Vec<&NewRow<'_>> = rows.iter().collect();
+    in_order.sort_by(|a, b| match (a.view, b.view) {
+        (Some(a), Some(b)) => listing_order(a, b),
+        (a, b) => b.is_some().cmp(&a.is_some()),
+    });
+    for row in in_order {
         if let Some(view) = row.view {
             let activity = order::activity_key(view.last_activity_at);
             placed.push(order::Placed { activity, plan_id: row.plan_id, offset: len + bytes.len() as u64 });
@@ -601,13 +609,15 @@ fn rewrite(
     let mut out = binding::file_header(ROWS_MAGIC, FORMAT, &head.store).to_vec();
     let mut count = 0;
     let mut placed = Vec::with_capacity(live.len());
-    for (plan_id, (version, view)) in live {
-        if let Some(view) = view {
-            let activity = order::activity_key(view.last_activity_at);
-            placed.push(order::Placed { activity, plan_id, offset: out.len() as u64 });
-            encode_row(&mut out, plan_id, *version, Some(view));
-            count += 1;
-        }
+    // In the listing's order: a walk of the listing then reads the file front to back.
+    let mut views: Vec<(&PlanId, u32, &PlanView)> =
+        live.iter().filter_map(|(plan_id, (version, view))| Some((plan_id, *version, view.as_ref()?))).collect();
+    views.sort_unstable_by(|a, b| listing_order(a.2, b.2));
+    for (plan_id, version, view) in views {
+        let activity = order::activity_key(view.last_activity_at);
+        placed.push(order::Placed { activity, plan_id, offset: out.len() as u64 });
+        encode_row(&mut out, plan_id, version, Some(view));
+        count += 1;
     }
     let path = layout.rows(kind, generation);
     fsutil::ensure_dir(&layout.catalog_dir())?;
