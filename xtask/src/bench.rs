@@ -23,12 +23,13 @@ use waypoint_store_file::storage::{OsStorage, Storage};
 use waypoint_store_file::{inspect, AppendRequest, FileStore, StoreOptions};
 
 mod pg;
+mod scale;
 mod traces;
 mod ui;
 mod workers;
 
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces|runner|postgres|workers|replay|list|single|appends [--store DIR]] [--format rich|json]
+    "usage: cargo xtask bench [--quick] [--keep] [--plans N --events M] [--only retention|python|ui|traces|runner|postgres|workers|replay|list|single|appends|scale [--store DIR]] [--format rich|json]
 
 Builds synthetic stores in a scratch directory under target/ and prints each figure as a ratio to
 a baseline measured in the same run. The full run rebuilds itself in release mode and takes a few
@@ -54,7 +55,9 @@ replay's throughput and peak memory alone, or with --store DIR measures them ove
 store instead (one kept with --keep). --only list builds the two listing stores and measures
 `plan list --resumable` over them alone; --only single builds the large store and measures the
 single-plan commands against a one-plan store, right after a checkpoint and just before one;
---only appends measures the file store's durable append and its 16 writers alone.";
+--only appends measures the file store's durable append and its 16 writers alone; --only scale
+builds stores of 100,000 and 1,000,000 plans (1,000 and 10,000 with --quick) and measures a whole
+`plan list` of every plan (time and peak memory) and replay's peak memory over both alone.";
 
 /// What a run measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +86,8 @@ enum Only {
     Single,
     /// The file store's durable append and its 16 writers.
     Appends,
+    /// The listing and replay at 1,000,000 plans against 100,000.
+    Scale,
 }
 
 /// How big the synthetic stores are.
@@ -226,9 +231,10 @@ pub fn main(root: &Path, args: &[String]) -> ExitCode {
                     Some("list") => only = Only::List,
                     Some("single") => only = Only::Single,
                     Some("appends") => only = Only::Appends,
+                    Some("scale") => only = Only::Scale,
                     _ => return usage_error(
-                        "--only takes retention, python, ui, traces, runner, postgres, workers, replay, list, single \
-                         or appends",
+                        "--only takes retention, python, ui, traces, runner, postgres, workers, replay, list, single, \
+                         appends or scale",
                     ),
                 }
             }
@@ -376,6 +382,10 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only, reuse: Op
         figures.extend(listing(&waypoint, &scratch.0, sizes)?);
         return Ok(report(figures, 0));
     }
+    if only == Only::Scale {
+        figures.extend(scale::figures(&waypoint, &scratch.0, sizes, quick)?);
+        return Ok(report(figures, 0));
+    }
 
     progress("building the large store");
     let large = scratch.0.join("large");
@@ -397,6 +407,7 @@ fn run(root: &Path, sizes: Sizes, quick: bool, keep: bool, only: Only, reuse: Op
     if only == Only::All {
         other_figures(&waypoint, &scratch.0, &large, sizes, &mut figures)?;
         figures.extend(workers::figures(&waypoint, &scratch.0.join("workers"), quick, false)?);
+        figures.extend(scale::figures(&waypoint, &scratch.0, sizes, quick)?);
     }
     // Last of the store's figures: it removes the finished plans of the large store.
     progress("measuring retention");
@@ -1598,8 +1609,8 @@ fn writers_throughput(dir: &Path, appends: u32) -> Result<Figure, String> {
         baseline: Some(one),
         unit: "appends/s",
         value: ratio,
-        goal: ">= 5",
-        met: ratio >= 5.0,
+        goal: ">= 8",
+        met: ratio >= 8.0,
         how: format!(
             "16 threads appending {appends} single events each to their own plan vs one thread, median of 3 paired rounds; with 16 writers each fdatasync of the log carried {shared:.1} appends; one writer's append took {:.3} ms, a bare write + fdatasync {:.3} ms; 16 writers with no fdatasync at all (the appends' own work on these cores) reach {:.1}x one synced writer, the most any group commit can reach here",
             1e3 / one,
