@@ -335,7 +335,8 @@ fn count_phase_state(counts: &mut BTreeMap<(String, String), u64>, view: &PlanVi
 
 /// The plans folded whole and let go: what the report needs of them.
 struct Whole {
-    /// Each plan's version in the store (8 bytes a plan). `None`: every plan is kept to the end.
+    /// Each plan's version in the store (about 4.5 bytes a plan). `None`: every plan is kept to
+    /// the end.
     versions: Option<PlanVersions>,
     /// Plans in flight whose events made no view (a log whose plan does not start with its
     /// creation): their later events are not events past a plan let go.

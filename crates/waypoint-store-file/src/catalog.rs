@@ -196,116 +196,143 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
     Ok(out)
 }
 
-/// The greatest row version of each plan in the rows files, in 8 bytes a plan (a map of plan
-/// ids costs a hundred): each entry is a 40-bit hash of a plan id above a 24-bit version, sorted.
-/// Plans whose ids share a hash share an entry, which keeps the greater version, and a version
-/// past 24 bits is kept as "unknown". So [`Self::is_latest`] answering `true` is exact (no row of
-/// the plan has a greater version), and `false` means only "perhaps not": the caller asks the
-/// plan's index. What a walk of a million plans' rows holds in memory.
+/// The greatest row version of each plan in the rows files, in about 4.5 bytes a plan (a map of
+/// plan ids costs a hundred). A plan id's 64-bit hash picks a bucket by its top bits (about eight
+/// plans a bucket, so the buckets' starts cost half a byte a plan); within its bucket, a plan is
+/// one `u32`: the hash's next 16 bits above a 16-bit version, sorted. Plans that share those bits
+/// share an entry, which keeps the greater version, and a version of 2^16 - 1 or more is kept as
+/// "unknown". So [`Self::is_latest`] answering `true` is exact (no row of the plan has a greater
+/// version), and `false` means only "perhaps not": the caller asks the plan's index. What a walk
+/// of a million plans' rows, or a replay of them, holds in memory.
 #[derive(Debug, Default)]
 pub struct RowVersions {
-    entries: Vec<u64>,
-    /// Where the entries of each value of the hash's top `bits` start (sealed): a lookup searches
-    /// eight entries or so, one cache line, instead of the whole sorted vector.
+    entries: Vec<u32>,
+    /// Where each bucket's entries start, and (last) where the last one ends.
     starts: Vec<u32>,
     bits: u32,
-    sorted: bool,
 }
 
 impl RowVersions {
-    const VERSION_BITS: u32 = 24;
-    const UNKNOWN: u64 = (1 << Self::VERSION_BITS) - 1;
+    const REST_BITS: u32 = 16;
+    const VERSION_BITS: u32 = 16;
+    const UNKNOWN: u32 = (1 << Self::VERSION_BITS) - 1;
 
-    fn key(plan: &[u8]) -> u64 {
+    fn hash(plan: &[u8]) -> u64 {
         let mut hasher = std::hash::DefaultHasher::new();
         hasher.write(plan);
-        hasher.finish() >> Self::VERSION_BITS << Self::VERSION_BITS
+        hasher.finish()
     }
 
-    /// Room for `rows` rows (the head's count of them): the vector is not grown, which would
-    /// hold it twice over for a moment.
-    pub fn with_capacity(rows: u64) -> Self {
-        Self { entries: Vec::with_capacity(usize::try_from(rows).unwrap_or(0)), ..Self::default() }
+    /// A hash's bucket, and its bits below the bucket's.
+    fn place(&self, hash: u64) -> (usize, u32) {
+        let bucket = hash.checked_shr(64 - self.bits).unwrap_or(0) as usize;
+        let rest = (hash.checked_shl(self.bits).unwrap_or(0) >> (64 - Self::REST_BITS)) as u32;
+        (bucket, rest)
     }
 
-    fn push(&mut self, plan: &[u8], version: u32) {
-        self.entries.push(Self::key(plan) | u64::from(version).min(Self::UNKNOWN));
-        self.sorted = false;
+    /// The versions of the rows `each_row` hands over, each as its plan id's bytes and its version.
+    /// `each_row` is called twice and must hand over the same rows both times (the first counts
+    /// each bucket's plans, the second fills the buckets: nothing is held twice); `rows` (about
+    /// how many there are) sizes the buckets.
+    pub fn build<E>(
+        rows: u64,
+        mut each_row: impl FnMut(&mut dyn FnMut(&[u8], u32)) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        Self::build_hashed(rows, |visit| each_row(&mut |plan, version| visit(Self::hash(plan), version)))
     }
 
-    /// Sorts the entries and keeps each key's greatest version: called once every row is in.
-    pub fn seal(&mut self) {
-        self.entries.sort_unstable();
-        // Within a key the greatest version sorts last: keep the last entry of each key.
+    /// [`Self::build`] from the rows' hashes.
+    fn build_hashed<E>(
+        rows: u64,
+        mut each_row: impl FnMut(&mut dyn FnMut(u64, u32)) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let bits = rows.max(1).ilog2().saturating_sub(3).min(24);
+        let mut versions = Self { bits, ..Self::default() };
+        let buckets = 1usize << bits;
+        let mut counts = vec![0u32; buckets];
+        each_row(&mut |hash, _| counts[versions.place(hash).0] += 1)?;
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut total = 0u32;
+        for count in &counts {
+            starts.push(total);
+            total += count;
+        }
+        starts.push(total);
+        // Where the next entry of each bucket goes.
+        let mut next = counts;
+        next.copy_from_slice(&starts[..buckets]);
+        let mut entries = vec![0u32; total as usize];
+        each_row(&mut |hash, version| {
+            let (bucket, rest) = versions.place(hash);
+            // A row the first pass did not count cannot be placed: it is left out, and its plan
+            // is then "perhaps not" at any version (never a wrong "latest").
+            if next[bucket] < starts[bucket + 1] {
+                entries[next[bucket] as usize] = rest << Self::VERSION_BITS | version.min(Self::UNKNOWN);
+                next[bucket] += 1;
+            }
+        })?;
+        drop(next);
+        // Each bucket sorted, and only the greatest version of each hash kept (it sorts last).
         let mut kept = 0;
-        for at in 0..self.entries.len() {
-            let entry = self.entries[at];
-            let next_key = self.entries.get(at + 1).map(|next| next >> Self::VERSION_BITS);
-            if next_key != Some(entry >> Self::VERSION_BITS) {
-                self.entries[kept] = entry;
-                kept += 1;
+        for bucket in 0..buckets {
+            let (from, to) = (starts[bucket] as usize, starts[bucket + 1] as usize);
+            entries[from..to].sort_unstable();
+            starts[bucket] = kept as u32;
+            for at in from..to {
+                let entry = entries[at];
+                let last_of_hash = at + 1 == to || entries[at + 1] >> Self::VERSION_BITS != entry >> Self::VERSION_BITS;
+                if last_of_hash {
+                    entries[kept] = entry;
+                    kept += 1;
+                }
             }
         }
-        self.entries.truncate(kept);
-        self.entries.shrink_to_fit();
-        // About eight entries a bucket: half a byte a plan.
-        self.bits = self.entries.len().max(1).ilog2().saturating_sub(3).min(28);
-        let buckets = 1usize << self.bits;
-        self.starts = Vec::with_capacity(buckets + 1);
-        let mut at = 0;
-        for bucket in 0..buckets as u64 {
-            while self.entries.get(at).is_some_and(|&entry| self.bucket(entry) < bucket) {
-                at += 1;
-            }
-            self.starts.push(at as u32);
-        }
-        self.starts.push(self.entries.len() as u32);
-        self.sorted = true;
-    }
-
-    fn bucket(&self, entry: u64) -> u64 {
-        entry.checked_shr(64 - self.bits).unwrap_or(0)
+        starts[buckets] = kept as u32;
+        entries.truncate(kept);
+        entries.shrink_to_fit();
+        versions.entries = entries;
+        versions.starts = starts;
+        Ok(versions)
     }
 
     /// Whether a row of `plan_id` at `version` is certainly its plan's latest: no row of the plan
     /// is greater. `false` when one is, when a plan of the same hash has a greater version, and
-    /// past 24-bit versions.
+    /// at versions of 2^16 - 1 and past.
     pub fn is_latest(&self, plan_id: &PlanId, version: u32) -> bool {
-        debug_assert!(self.sorted || self.entries.is_empty(), "RowVersions::seal comes first");
-        let key = Self::key(plan_id.as_str().as_bytes());
-        let Some(bucket) = usize::try_from(self.bucket(key)).ok().filter(|&b| b + 1 < self.starts.len()) else {
-            return false;
-        };
-        let entries = &self.entries[self.starts[bucket] as usize..self.starts[bucket + 1] as usize];
-        let at = entries.partition_point(|&entry| entry < key);
+        self.is_latest_hashed(Self::hash(plan_id.as_str().as_bytes()), version)
+    }
+
+    fn is_latest_hashed(&self, hash: u64, version: u32) -> bool {
+        let (bucket, rest) = self.place(hash);
+        let (Some(&from), Some(&to)) = (self.starts.get(bucket), self.starts.get(bucket + 1)) else { return false };
+        let entries = &self.entries[from as usize..to as usize];
+        let at = entries.partition_point(|&entry| entry >> Self::VERSION_BITS < rest);
         entries.get(at).is_some_and(|&entry| {
-            entry >> Self::VERSION_BITS == key >> Self::VERSION_BITS
-                && entry & Self::UNKNOWN == u64::from(version)
-                && u64::from(version) != Self::UNKNOWN
+            entry >> Self::VERSION_BITS == rest && entry & Self::UNKNOWN == version && version < Self::UNKNOWN
         })
     }
 }
 
-/// Each plan's greatest row version in `kind`'s file (a view row or a tombstone), views left
-/// undecoded, added to `versions` (then [`RowVersions::seal`] it). The file is read a chunk at
-/// a time, and nothing but `versions` grows: memory holds 8 bytes a row, not the file (a walk of
-/// a million plans).
-pub fn read_row_versions(
-    layout: &Layout,
-    head: &Head,
-    kind: RowsKind,
-    versions: &mut RowVersions,
-) -> Result<(), FileStoreError> {
-    read_row_versions_by(layout, head, kind, VERSIONS_CHUNK, versions)
+/// Every plan's greatest row version in the rows files `head` vouches for, views left undecoded
+/// ([`RowVersions`]: each file is read twice, a chunk at a time, and nothing but the versions
+/// is held: not the files, whatever their size).
+pub fn row_versions(layout: &Layout, head: &Head) -> Result<RowVersions, FileStoreError> {
+    RowVersions::build(head.open.rows + head.done.rows, |visit| {
+        for kind in [RowsKind::Open, RowsKind::Done] {
+            each_row_version(layout, head, kind, VERSIONS_CHUNK, visit)?;
+        }
+        Ok(())
+    })
 }
 
-/// [`read_row_versions`], reading `chunk_len` bytes at a time.
-fn read_row_versions_by(
+/// Hands each row of `kind`'s file to `visit` (its plan id's bytes, not parsed, and its
+/// version), reading `chunk_len` bytes at a time: memory holds a chunk, not the file.
+fn each_row_version(
     layout: &Layout,
     head: &Head,
     kind: RowsKind,
     chunk_len: u64,
-    versions: &mut RowVersions,
+    visit: &mut dyn FnMut(&[u8], u32),
 ) -> Result<(), FileStoreError> {
     let rows = head.rows(kind);
     if rows.len == 0 {
@@ -333,7 +360,7 @@ fn read_row_versions_by(
             at = FILE_HEADER_LEN;
         }
         while let Some(frame) = row_frame(&path, &chunk, at, base)? {
-            versions.push(frame.plan, frame.version);
+            visit(frame.plan, frame.version);
             at += frame.len;
         }
         chunk.drain(..at);
@@ -442,7 +469,7 @@ fn row_head(path: &Path, bytes: &[u8], at: usize, base: u64) -> Result<Option<(F
     Ok(Some(((plan_id, frame.version, view), frame.len)))
 }
 
-/// How much of a rows file [`read_row_versions`] reads at once.
+/// How much of a rows file [`each_row_version`] reads at once.
 const VERSIONS_CHUNK: u64 = 1 << 20;
 
 fn read_vouched(path: &Path, len: u64) -> Result<Vec<u8>, FileStoreError> {

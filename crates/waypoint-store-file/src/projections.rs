@@ -42,7 +42,7 @@ pub struct StoredCatalog {
 
 /// Every plan's version as a store handle saw it (`FileStore::plan_versions`), small enough for
 /// a million plans: the plans of the log's tail exactly, the others by their greatest row in the
-/// catalog (`catalog::RowVersions`, 8 bytes a plan).
+/// catalog (`catalog::RowVersions`, about 4.5 bytes a plan).
 #[derive(Debug)]
 pub struct PlanVersions {
     rows: catalog::RowVersions,
@@ -51,8 +51,9 @@ pub struct PlanVersions {
 
 impl PlanVersions {
     /// Whether `version` is certainly `plan_id`'s version: no event of the plan is later. `false`
-    /// when one is, and (rarely: a plan whose id shares its 40-bit hash with one of a greater
-    /// version, or a version past 2^24) when the catalog cannot tell; the plan's index can.
+    /// when one is, and (rarely: a plan whose id shares its hash's bits with one of a greater
+    /// version, or a version of 2^16 - 1 or more) when the catalog cannot tell; the plan's index
+    /// can.
     pub fn is_latest(&self, plan_id: &PlanId, version: u32) -> bool {
         match self.tail.get(plan_id) {
             Some(&tail) => tail == version,
@@ -679,19 +680,15 @@ impl Shared {
 
 impl Shared {
     /// Every plan's version as this state knows it (`FileStore::plan_versions`): the greatest
-    /// row version of each plan in the checkpoint's rows files, views left undecoded, in 8 bytes
-    /// a plan, and the tail's versions over them.
+    /// row version of each plan in the checkpoint's rows files, views left undecoded, in about
+    /// 4.5 bytes a plan, and the tail's versions over them.
     pub(crate) fn plan_versions(&self, state: &State) -> Result<PlanVersions, FileStoreError> {
-        let rows = state.base.as_ref().map_or(0, |head| head.open.rows + head.done.rows);
-        let mut versions = catalog::RowVersions::with_capacity(rows);
-        if let Some(head) = &state.base {
-            for kind in [RowsKind::Open, RowsKind::Done] {
-                catalog::read_row_versions(&self.layout, head, kind, &mut versions)?;
-            }
-        }
-        versions.seal();
+        let rows = match &state.base {
+            Some(head) => catalog::row_versions(&self.layout, head)?,
+            None => catalog::RowVersions::default(),
+        };
         let tail = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
-        Ok(PlanVersions { rows: versions, tail })
+        Ok(PlanVersions { rows, tail })
     }
 
     /// A page of the listing (`PlanStore::catalog_page`): the checkpoint's rows in their order

@@ -175,49 +175,81 @@ fn versions_read_a_chunk_at_a_time_are_those_of_the_whole_file() {
     // Chunks that cut rows anywhere, the file header too: each plan's latest version is known
     // to be its latest, and an older one is not.
     for chunk in [1, 7, 64, 1000, VERSIONS_CHUNK] {
-        let mut versions = RowVersions::with_capacity(head.open.rows);
-        read_row_versions_by(&layout, &head, RowsKind::Open, chunk, &mut versions).unwrap();
-        versions.seal();
+        let versions =
+            RowVersions::build(head.open.rows, |visit| each_row_version(&layout, &head, RowsKind::Open, chunk, visit))
+                .unwrap();
         for (plan_id, &version) in &whole {
             assert!(versions.is_latest(plan_id, version), "chunk {chunk}: {plan_id} at {version}");
             assert!(!versions.is_latest(plan_id, version - 1), "chunk {chunk}: {plan_id} before {version}");
         }
         assert!(!versions.is_latest(&plan("plan-none"), 1), "chunk {chunk}: a plan without rows");
     }
+    // Both files through the head, as a walk reads them.
+    let versions = row_versions(&layout, &head).unwrap();
+    assert!(whole.iter().all(|(plan_id, &version)| versions.is_latest(plan_id, version)));
 }
 
 #[test]
-fn row_versions_keep_the_greatest_version_of_a_key_and_answer_exactly_when_they_say_latest() {
+fn row_versions_keep_the_greatest_version_of_a_plan_and_answer_exactly_when_they_say_latest() {
     let ids: Vec<PlanId> = (0..1000).map(|i| PlanId::parse(&format!("plan-{i}")).unwrap()).collect();
-    let mut versions = RowVersions::default();
-    for (i, id) in ids.iter().enumerate() {
-        // Rows in any order, older ones included.
-        versions.push(id.as_str().as_bytes(), 3 + i as u32);
-        versions.push(id.as_str().as_bytes(), 1);
-    }
-    // A version past 24 bits cannot be told apart: never said to be the latest.
     let huge = PlanId::parse("plan-huge").unwrap();
-    versions.push(huge.as_str().as_bytes(), 1 << 24);
-    versions.seal();
-    for (i, id) in ids.iter().enumerate() {
-        assert!(versions.is_latest(id, 3 + i as u32), "{id}");
-        assert!(!versions.is_latest(id, 1), "{id}: an older row");
-        assert!(!versions.is_latest(id, 4 + i as u32), "{id}: a version past its rows");
+    // Rows in any order, older ones included; a version past 16 bits cannot be told apart.
+    let rows = |visit: &mut dyn FnMut(&[u8], u32)| -> Result<(), ()> {
+        for (i, id) in ids.iter().enumerate() {
+            visit(id.as_str().as_bytes(), 3 + i as u32);
+            visit(id.as_str().as_bytes(), 1);
+        }
+        visit(huge.as_str().as_bytes(), 70_000);
+        Ok(())
+    };
+    // With few buckets (sized for few rows, or for the rows there are: about eight a bucket),
+    // some plans share an entry and their answers are "perhaps not"; with many, every answer is
+    // exact here. Never a wrong "latest".
+    for hint in [0, 10, 2001, 1 << 20] {
+        let versions = RowVersions::build(hint, rows).unwrap();
+        let exact = ids.iter().enumerate().filter(|(i, id)| versions.is_latest(id, 3 + *i as u32)).count();
+        if hint == 1 << 20 {
+            assert_eq!(exact, ids.len(), "{hint}");
+        } else {
+            assert!(exact > ids.len() * 9 / 10, "{hint}: {exact}");
+        }
+        for (i, id) in ids.iter().enumerate() {
+            assert!(!versions.is_latest(id, 1), "{hint}: {id}: an older row");
+            assert!(!versions.is_latest(id, 4 + i as u32), "{hint}: {id}: a version past its rows");
+        }
+        assert!(!versions.is_latest(&huge, 70_000), "{hint}");
+        assert!(!versions.is_latest(&huge, 70_000 & 0xFFFF), "{hint}: not its version's low bits either");
     }
-    assert!(!versions.is_latest(&huge, 1 << 24));
     assert!(!RowVersions::default().is_latest(&ids[0], 1), "empty");
+    let none = RowVersions::build(0, |_| Ok::<(), ()>(())).unwrap();
+    assert!(!none.is_latest(&ids[0], 1), "built of no rows");
 
-    // Two plans whose ids share a key share an entry: the greater version is exact for its
-    // plan, and the lesser is "perhaps not", never a wrong "yes".
-    let (a, b) = (&ids[0], &ids[1]);
-    let mut shared = RowVersions::default();
-    let key = RowVersions::key(a.as_str().as_bytes());
-    shared.entries.push(key | 5);
-    shared.entries.push(key | 9);
-    shared.seal();
-    assert!(shared.is_latest(a, 9));
-    assert!(!shared.is_latest(a, 5), "the plan of version 5 shares its key with one of 9");
-    assert!(!shared.is_latest(b, 9), "another key");
+    // Two plans whose hashes share their bucket's and the next 16 bits share an entry: the
+    // greater version is exact for its plan, and the lesser is "perhaps not", never a wrong "yes".
+    let (a, b, other) = (0xABCD_1234_0000_0001u64, 0xABCD_1234_FFFF_FFFFu64, 0x1234_5678_0000_0000u64);
+    let shared = RowVersions::build_hashed(3, |visit| -> Result<(), ()> {
+        visit(a, 5);
+        visit(b, 9);
+        visit(other, 2);
+        Ok(())
+    })
+    .unwrap();
+    assert!(shared.is_latest_hashed(b, 9) && shared.is_latest_hashed(a, 9), "one entry: 9 is its greatest");
+    assert!(!shared.is_latest_hashed(a, 5), "the plan of version 5 shares its entry with one of 9");
+    assert!(shared.is_latest_hashed(other, 2), "another entry");
+    // A second pass that hands over more rows than the first counted leaves them out.
+    let mut passes = 0;
+    let uneven = RowVersions::build_hashed(2, |visit| -> Result<(), ()> {
+        passes += 1;
+        visit(a, 1);
+        if passes == 2 {
+            visit(other, 4);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert!(uneven.is_latest_hashed(a, 1));
+    assert!(!uneven.is_latest_hashed(other, 4), "a row not counted is never said to be latest");
 }
 
 #[test]
@@ -227,8 +259,7 @@ fn a_rows_file_cut_inside_its_last_row_is_an_error_read_a_chunk_at_a_time() {
     // A head that vouches for three bytes fewer than the rows hold.
     head.open.len -= 3;
     for chunk in [5, VERSIONS_CHUNK] {
-        let error = read_row_versions_by(&layout, &head, RowsKind::Open, chunk, &mut RowVersions::default())
-            .expect_err("cut short");
+        let error = each_row_version(&layout, &head, RowsKind::Open, chunk, &mut |_, _| {}).expect_err("cut short");
         assert!(error.to_string().contains("a row is cut short"), "{error}");
     }
 }
