@@ -43,6 +43,8 @@ const FOOTER_LEN: usize = 16;
 const BLOCK: usize = 64;
 /// Bytes read at once for a row: most rows are a few hundred bytes.
 const ROW_GUESS: usize = 512;
+/// Bytes read at once for rows that lie one after the other.
+const READ_AHEAD: usize = 64 * 1024;
 /// Entries read at once while a run is checked whole (64 KiB).
 const CHECK_BLOCK: u64 = 4096;
 
@@ -288,17 +290,35 @@ impl Ordered {
     /// Reads the row at `offset`, whose order key is `activity`: one read of [`ROW_GUESS`]
     /// bytes holds most rows whole, and a longer one takes a second for the rest.
     fn row(&self, activity: i64, offset: u64) -> Result<Row, Unusable> {
+        self.row_via(&mut ReadAhead::default(), activity, offset)
+    }
+
+    /// [`Self::row`] through `ahead`: a walk whose rows lie one after the other in the file (rows
+    /// are written in the listing's order) reads [`READ_AHEAD`] bytes at a time, not a row.
+    fn row_via(&self, ahead: &mut ReadAhead, activity: i64, offset: u64) -> Result<Row, Unusable> {
         let bad = |what: &str| Unusable(format!("{} at {offset}: {what}", self.rows_path.display()));
         if offset < FILE_HEADER_LEN as u64 || offset + 8 > self.rows_len {
             return Err(bad("an order entry points outside the rows"));
         }
         let available = usize::try_from(self.rows_len - offset).unwrap_or(usize::MAX);
-        let mut bytes = vec![0u8; available.min(ROW_GUESS)];
-        self.rows.read_exact_at(&mut bytes, offset).map_err(|_| bad("a row is unreadable"))?;
-        let len = 8 + u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        let sequential = ahead.end == Some(offset);
+        let buffered = offset.checked_sub(ahead.at).and_then(|from| usize::try_from(from).ok());
+        let in_buffer = buffered.filter(|&from| from + 8 <= ahead.bytes.len());
+        let from = match in_buffer {
+            Some(from) => from,
+            None => {
+                let read = available.min(if sequential { READ_AHEAD } else { ROW_GUESS });
+                ahead.bytes.resize(read, 0);
+                self.rows.read_exact_at(&mut ahead.bytes, offset).map_err(|_| bad("a row is unreadable"))?;
+                ahead.at = offset;
+                0
+            }
+        };
+        let len = 8 + u32::from_le_bytes(ahead.bytes[from..from + 4].try_into().expect("4 bytes")) as usize;
         if len > available {
             return Err(bad("a row is cut short"));
         }
+        let mut bytes = ahead.bytes[from..ahead.bytes.len().min(from + len)].to_vec();
         if len > bytes.len() {
             let read = bytes.len();
             bytes.resize(len, 0);
@@ -306,7 +326,7 @@ impl Ordered {
                 .read_exact_at(&mut bytes[read..], offset + read as u64)
                 .map_err(|_| bad("a row is unreadable"))?;
         }
-        bytes.truncate(len);
+        ahead.end = Some(offset + len as u64);
         crate::storage::count_read(len);
         let frame = match crate::catalog::row_frame(&self.rows_path, &bytes, 0, offset) {
             Ok(Some(frame)) if crate::catalog::is_view_row(frame.kind) => frame,
@@ -328,7 +348,8 @@ impl Ordered {
         let mut walks = Vec::with_capacity(self.runs.len());
         for (index, run) in self.runs.iter().enumerate() {
             let next = self.first_after(run, query)?;
-            let mut walk = Walk { run: *run, next, block: Vec::new(), block_at: next, last: None };
+            let mut walk =
+                Walk { run: *run, next, block: Vec::new(), block_at: next, last: None, ahead: ReadAhead::default() };
             if let Some(row) = walk.advance(self)? {
                 heap.push(RunHead { row, run: index });
             }
@@ -448,6 +469,17 @@ struct Walk {
     block_at: u64,
     /// The last row taken: its time and plan.
     last: Option<(i64, PlanId)>,
+    /// The rows file's bytes read ahead.
+    ahead: ReadAhead,
+}
+
+/// Bytes of a rows file read ahead of a walk, and where the last row read ended.
+#[derive(Debug, Default)]
+struct ReadAhead {
+    /// The bytes from offset `at`.
+    at: u64,
+    bytes: Vec<u8>,
+    end: Option<u64>,
 }
 
 impl Walk {
@@ -471,7 +503,7 @@ impl Walk {
             }
         };
         self.next += 1;
-        let row = ordered.row(activity, offset)?;
+        let row = ordered.row_via(&mut self.ahead, activity, offset)?;
         // Ties on time are in plan id order: checked as they are met, the run's checksum having
         // vouched for the rest.
         if self.last.as_ref().is_some_and(|(at, id)| *at == row.activity && *id >= row.plan_id) {

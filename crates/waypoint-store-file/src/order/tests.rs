@@ -172,3 +172,42 @@ fn a_plan_whose_index_is_lost_is_still_listed() {
     let store = FileStore::open_read_only_with(dir.path(), bulk_options()).unwrap();
     assert_eq!(paged(&store, CatalogQuery::first(5)), expected);
 }
+
+#[test]
+fn rows_read_ahead_are_the_rows_read_one_by_one() {
+    use super::{CheckedRuns, Ordered, ReadAhead, ROW_GUESS};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open_with(dir.path(), bulk_options()).unwrap();
+    let plans: Vec<PlanId> = (0..3000).map(|i| plan(&format!("ahead-{i:04}"))).collect();
+    fill(&store, &plans, 2);
+    store.checkpoint().unwrap();
+    let layout = Layout::new(dir.path());
+    let head = crate::catalog::read_head(&layout).unwrap().unwrap();
+    let ordered = Ordered::open(&layout, &head, RowsKind::Open, &mut CheckedRuns::new()).unwrap();
+    // Every entry in its run's order: a checkpoint writes the rows in that order, one after the
+    // other, so the walk reads ahead, and gets the rows a read of each alone gets.
+    let mut ahead = ReadAhead::default();
+    let mut rows = 0;
+    for run in &ordered.runs {
+        for index in 0..run.entries {
+            let (activity, offset) = ordered.entry(run, index).unwrap();
+            let alone = ordered.row(activity, offset).unwrap();
+            let via = ordered.row_via(&mut ahead, activity, offset).unwrap();
+            assert_eq!(
+                (&via.plan_id, via.version, &via.bytes, via.view),
+                (&alone.plan_id, alone.version, &alone.bytes, alone.view)
+            );
+            assert_eq!(via.view(&ordered).unwrap(), alone.view(&ordered).unwrap());
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 3000);
+    assert!(ahead.bytes.len() > ROW_GUESS, "the walk read ahead: {} bytes", ahead.bytes.len());
+
+    // Bytes read ahead that end inside a row: the rest of it is read from the file.
+    let (activity, offset) = ordered.entry(&ordered.runs[0], 5).unwrap();
+    let whole = ordered.row(activity, offset).unwrap();
+    let mut cut = ReadAhead { at: offset, bytes: whole.bytes[..20].to_vec(), end: None };
+    assert_eq!(ordered.row_via(&mut cut, activity, offset).unwrap().bytes, whole.bytes);
+}
