@@ -1280,12 +1280,7 @@ fn probe_memory(store: Option<&String>, plan: Option<&String>) -> ExitCode {
         store.summary_view(&id).map_err(|e| e.to_string())?;
         store.plan_view(&id).map_err(|e| e.to_string())?;
         store.read_plan(&id, 1).map_err(|e| e.to_string())?;
-        let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
-        let kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .ok_or("no VmHWM in /proc/self/status")?;
+        let kib = crate::proc_status::kib(None, "VmHWM").ok_or("no VmHWM in /proc/self/status")?;
         Ok(kib * 1024)
     };
     match run() {

@@ -4,6 +4,7 @@
 //! message is built from. `tidy` needs std only; `replay` and `bench` use the workspace's own crates.
 
 mod bench;
+mod proc_status;
 mod python;
 mod replay;
 mod testrun;

@@ -5,7 +5,7 @@
 //! follows how many plans interleave in the log, not how many there are (`--verify` holds every
 //! plan's view, to compare them).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -261,9 +261,11 @@ fn run(args: &Args) -> Result<Report, FileStoreError> {
         let wanted = args.plan.as_ref().is_none_or(|p| p == stored.source_id());
         if wanted && args.cut.includes(stored) {
             events += 1;
-            let made_whole = whole.makes_whole(stored, &located, &catalog)?;
+            let made_whole = whole.makes_whole(stored, &located, &costs)?;
             fold(stored, located.schema_version, &mut catalog, &mut by_type, &mut costs);
-            whole.folded(stored.source_id(), made_whole, &mut catalog, &mut costs);
+            if made_whole {
+                whole.let_go(stored.source_id(), &mut catalog, &mut costs);
+            }
         }
         if let Some(verifier) = verifier.as_mut() {
             verifier.observe(&located);
@@ -338,9 +340,6 @@ struct Whole {
     /// Each plan's version in the store (about 4.5 bytes a plan). `None`: every plan is kept to
     /// the end.
     versions: Option<PlanVersions>,
-    /// Plans in flight whose events made no view (a log whose plan does not start with its
-    /// creation): their later events are not events past a plan let go.
-    viewless: HashSet<PlanId>,
     plans: usize,
     by_phase_state: BTreeMap<(String, String), u64>,
     slowest: Vec<(PlanId, PlanCost)>,
@@ -348,23 +347,24 @@ struct Whole {
 
 impl Whole {
     fn new(versions: Option<PlanVersions>) -> Self {
-        Self { versions, viewless: HashSet::new(), plans: 0, by_phase_state: BTreeMap::new(), slowest: Vec::new() }
+        Self { versions, plans: 0, by_phase_state: BTreeMap::new(), slowest: Vec::new() }
     }
 
     /// Whether `stored` makes its plan whole: fold it, then [`Self::let_go`]. A plan that the
     /// store's versions cannot vouch for (rarely: see `PlanVersions::is_latest`) is kept to the
-    /// end. An event of a plan not in flight that does not start it (its plan was let go, so the
-    /// store gave the plan a version the log goes past) is an error: the store's derived files
-    /// disagree with the log (`--verify` says how).
+    /// end. An event that does not start its plan, of a plan not in flight (none of its events
+    /// folded since the plan was let go: `costs` holds every plan in flight), is an error: the
+    /// store gave the plan a version the log goes past, so its derived files disagree with the
+    /// log (`--verify` says how).
     fn makes_whole(
-        &mut self,
+        &self,
         stored: &StoredEvent,
         located: &inspect::LocatedEvent,
-        catalog: &Catalog,
+        costs: &HashMap<PlanId, PlanCost>,
     ) -> Result<bool, FileStoreError> {
         let Some(versions) = &self.versions else { return Ok(false) };
         let plan_id = stored.source_id();
-        if stored.version() > 1 && !catalog.plans.contains_key(plan_id) && !self.viewless.contains(plan_id) {
+        if stored.version() > 1 && !costs.contains_key(plan_id) {
             return Err(FileStoreError::Corrupt {
                 path: located.file.to_path_buf(),
                 offset: located.offset,
@@ -374,16 +374,6 @@ impl Whole {
             });
         }
         Ok(versions.is_latest(plan_id, stored.version()))
-    }
-
-    /// After an event of plan `id` is folded: lets go of the plan when it is whole.
-    fn folded(&mut self, id: &PlanId, whole: bool, catalog: &mut Catalog, costs: &mut HashMap<PlanId, PlanCost>) {
-        if whole {
-            self.viewless.remove(id);
-            self.let_go(id, catalog, costs);
-        } else if !catalog.plans.contains_key(id) {
-            self.viewless.insert(id.clone());
-        }
     }
 
     /// Counts plan `id`, folded whole, and lets go of it.
@@ -438,10 +428,7 @@ fn plan_report(live: &FileStore, view: &PlanView, cut: Cut) -> PlanReport {
 
 /// Peak resident set size from /proc/self/status (`VmHWM`), where the OS offers it.
 fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    crate::proc_status::kib(None, "VmHWM").map(|kib| kib * 1024)
 }
 
 /// A progress bar on stderr for long logs: redrawn in place on a terminal, a line per tenth

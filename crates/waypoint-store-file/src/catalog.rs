@@ -434,6 +434,13 @@ pub(crate) struct Frame<'a> {
     pub len: usize,
 }
 
+impl Frame<'_> {
+    /// The row's plan id, parsed; `None` when it is not a valid one.
+    pub fn plan_id(&self) -> Option<PlanId> {
+        std::str::from_utf8(self.plan).ok().and_then(|p| PlanId::parse(p).ok())
+    }
+}
+
 /// The row framed at `bytes[at..]`, checked against its checksum; `None` when `bytes` ends
 /// inside it. `bytes` starts at offset `base` of the file (for errors).
 pub(crate) fn row_frame<'a>(
@@ -461,10 +468,8 @@ pub(crate) fn row_frame<'a>(
 /// file (for errors; a view's span is within `bytes`).
 fn row_head(path: &Path, bytes: &[u8], at: usize, base: u64) -> Result<Option<(Found, usize)>, FileStoreError> {
     let Some(frame) = row_frame(path, bytes, at, base)? else { return Ok(None) };
-    let plan_id = std::str::from_utf8(frame.plan)
-        .ok()
-        .and_then(|p| PlanId::parse(p).ok())
-        .ok_or_else(|| FileStoreError::corrupt(path, base + at as u64, "a row's plan id is invalid"))?;
+    let plan_id =
+        frame.plan_id().ok_or_else(|| FileStoreError::corrupt(path, base + at as u64, "a row's plan id is invalid"))?;
     let view = (frame.kind != TOMBSTONE).then_some((frame.kind, frame.view.0, frame.view.1));
     Ok(Some(((plan_id, frame.version, view), frame.len)))
 }

@@ -333,10 +333,7 @@ impl Ordered {
             Ok(None) => return Err(bad("a row is cut short")),
             _ => return Err(bad("an order entry names no view row")),
         };
-        let plan_id = std::str::from_utf8(frame.plan)
-            .ok()
-            .and_then(|p| PlanId::parse(p).ok())
-            .ok_or_else(|| bad("a row's plan id is invalid"))?;
+        let plan_id = frame.plan_id().ok_or_else(|| bad("a row's plan id is invalid"))?;
         let (kind, version, view) = (frame.kind, frame.version, frame.view);
         Ok(Row { activity, plan_id, version, offset, kind, bytes, view })
     }
@@ -389,10 +386,12 @@ impl Ordered {
         for run in &self.runs {
             self.check_run(run)?;
             let mut previous: Option<(i64, PlanId)> = None;
+            // A run names its rows in the file's order when a checkpoint wrote them: read ahead.
+            let mut ahead = ReadAhead::default();
             self.run_blocks(run, |block| {
                 for entry in block.chunks_exact(ENTRY_LEN) {
                     let (activity, offset) = decode_entry(entry);
-                    let row = self.row(activity, offset)?;
+                    let row = self.row_via(&mut ahead, activity, offset)?;
                     row.view(self)?;
                     let key = (activity, row.plan_id);
                     if previous.as_ref().is_some_and(|p| p.0 == key.0 && p.1 >= key.1) {

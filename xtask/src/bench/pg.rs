@@ -265,21 +265,12 @@ fn writers_vs_one(store: &PostgresStore, url: &str, row: &[u8], rounds: &Rounds)
             })
             .collect();
         let started = Instant::now();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = work
-                .into_iter()
-                .map(|(plan, mut version, events)| {
-                    scope.spawn(move || -> Result<(), String> {
-                        for event in events {
-                            version = store
-                                .append_events(&plan, Expected::Exact(version), vec![event])
-                                .map_err(|e| e.to_string())?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            handles.into_iter().try_for_each(|h| h.join().map_err(|_| "a writer panicked".to_owned())?)
+        in_threads(work, |(plan, mut version, events)| {
+            for event in events {
+                version =
+                    store.append_events(&plan, Expected::Exact(version), vec![event]).map_err(|e| e.to_string())?;
+            }
+            Ok(())
         })?;
         Ok(f64::from(writers * appends) / started.elapsed().as_secs_f64())
     };
@@ -316,21 +307,26 @@ fn bare_writers_vs_one(url: &str, row: &[u8], rounds: &Rounds) -> Result<f64, St
     let sides: Vec<_> = sides.into_iter().map(std::sync::Mutex::new).collect();
     let rate = |writers: u32, _round: usize| -> Result<f64, String> {
         let started = Instant::now();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = sides[..writers as usize]
-                .iter()
-                .map(|side| {
-                    scope.spawn(move || -> Result<(), String> {
-                        let mut side = side.lock().map_err(|_| "a writer panicked".to_owned())?;
-                        (0..commits).try_for_each(|_| side.commit().map(drop))
-                    })
-                })
-                .collect();
-            handles.into_iter().try_for_each(|h| h.join().map_err(|_| "a writer panicked".to_owned())?)
+        in_threads(&sides[..writers as usize], |side| {
+            let mut side = side.lock().map_err(|_| "a writer panicked".to_owned())?;
+            (0..commits).try_for_each(|_| side.commit().map(drop))
         })?;
         Ok(f64::from(writers * commits) / started.elapsed().as_secs_f64())
     };
     rate(16, usize::MAX)?;
     let (one, many) = super::paired_writer_rates(rounds.writer_rounds, rate)?;
     Ok(many / one)
+}
+
+/// Runs `job` on each item of `work`, each on its own thread, all at once; the first error (or a
+/// panic) of any.
+fn in_threads<T: Send>(
+    work: impl IntoIterator<Item = T>,
+    job: impl Fn(T) -> Result<(), String> + Sync,
+) -> Result<(), String> {
+    std::thread::scope(|scope| {
+        let job = &job;
+        let handles: Vec<_> = work.into_iter().map(|item| scope.spawn(move || job(item))).collect();
+        handles.into_iter().try_for_each(|h| h.join().map_err(|_| "a writer panicked".to_owned())?)
+    })
 }

@@ -118,14 +118,13 @@ fn list_all(waypoint: &Path, store: &Path) -> Result<(Duration, u64), String> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", waypoint.display()))?;
-    let status_file = format!("/proc/{}/status", child.id());
     let mut peak = 0;
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             break status;
         }
         // Gone between the two calls, or not yet mapped: the next reading or the last one counts.
-        if let Some(kib) = std::fs::read_to_string(&status_file).ok().as_deref().and_then(high_water_mark) {
+        if let Some(kib) = crate::proc_status::kib(Some(child.id()), "VmHWM") {
             peak = peak.max(kib);
         }
         std::thread::sleep(POLL);
@@ -138,9 +137,4 @@ fn list_all(waypoint: &Path, store: &Path) -> Result<(Duration, u64), String> {
         return Err(format!("no reading of the memory of waypoint plan list over {}", store.display()));
     }
     Ok((elapsed, peak))
-}
-
-/// `VmHWM` of a /proc status file, in KiB.
-fn high_water_mark(status: &str) -> Option<u64> {
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
 }

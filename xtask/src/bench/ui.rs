@@ -142,12 +142,7 @@ impl Server {
 
     /// The server's resident memory now (VmRSS), in KiB.
     fn rss_kib(&self) -> Result<u64, String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).map_err(|e| e.to_string())?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| "no VmRSS in /proc".to_owned())
+        crate::proc_status::kib(Some(self.child.id()), "VmRSS").ok_or_else(|| "no VmRSS in /proc".to_owned())
     }
 }
 
