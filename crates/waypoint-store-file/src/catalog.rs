@@ -196,26 +196,42 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
     Ok(out)
 }
 
-/// The greatest row version of each plan in the rows files, in about 4.5 bytes a plan (a map of
-/// plan ids costs a hundred). A plan id's 64-bit hash picks a bucket by its top bits (about eight
-/// plans a bucket, so the buckets' starts cost half a byte a plan); within its bucket, a plan is
-/// one `u32`: the hash's next 16 bits above a 16-bit version, sorted. Plans that share those bits
-/// share an entry, which keeps the greater version, and a version of 2^16 - 1 or more is kept as
-/// "unknown". So [`Self::is_latest`] answering `true` is exact (no row of the plan has a greater
-/// version), and `false` means only "perhaps not": the caller asks the plan's index. What a walk
-/// of a million plans' rows, or a replay of them, holds in memory.
+/// The greatest row version of each plan in the rows files, in about 3.2 bytes a plan (a map of
+/// plan ids costs a hundred). What a walk of a million plans' rows, or a replay of them, holds
+/// in memory.
+///
+/// - A plan id's 64-bit hash picks a bucket by its top bits: 16 to 32 plans a bucket, so the
+///   buckets' starts cost a sixth of a byte a plan.
+/// - Within its bucket a plan is one entry of three bytes (four when most versions need more
+///   than 10 bits): the hash's next bits above the version, sorted. The version field is as
+///   narrow as lets all but one row in 64 fit, so the hash keeps 14 bits or more (20 when most
+///   plans have fewer than 16 events).
+/// - A row whose version does not fit (a plan of many more events than most) is kept whole
+///   instead, by its full hash, in a short sorted list beside the buckets.
+///
+/// Plans that share their bits share an entry, which keeps the greater version. So
+/// [`Self::is_latest`] answering `true` is exact (no row of the plan has a greater version),
+/// and `false` means only "perhaps not": the caller asks the plan's index.
 #[derive(Debug, Default)]
 pub struct RowVersions {
-    entries: Vec<u32>,
-    /// Where each bucket's entries start, and (last) where the last one ends.
+    /// Each entry in `width` bytes, little-endian: the hash's bits below the bucket's, then
+    /// `version_bits` of version.
+    entries: Vec<u8>,
+    /// Where each bucket's entries start, and (last) where the last one ends, counted in entries.
     starts: Vec<u32>,
+    /// The rows too wide for an entry: each hash with its greatest version, sorted by hash.
+    wide: Vec<(u64, u32)>,
     bits: u32,
+    width: usize,
+    version_bits: u32,
 }
 
 impl RowVersions {
-    const REST_BITS: u32 = 16;
-    const VERSION_BITS: u32 = 16;
-    const UNKNOWN: u32 = (1 << Self::VERSION_BITS) - 1;
+    /// The fewest hash bits an entry keeps within its bucket: entries grow to four bytes
+    /// rather than keep fewer.
+    const LEAST_REST_BITS: u32 = 14;
+    /// At most one row in this many is kept whole, beside the entries.
+    const WIDE_SHARE: u64 = 64;
 
     fn hash(plan: &[u8]) -> u64 {
         let mut hasher = std::hash::DefaultHasher::new();
@@ -223,17 +239,50 @@ impl RowVersions {
         hasher.finish()
     }
 
-    /// A hash's bucket, and its bits below the bucket's.
+    /// The least version too wide for an entry.
+    fn narrow_limit(&self) -> u32 {
+        1 << self.version_bits
+    }
+
+    /// A hash's bucket, and its bits below the bucket's that an entry keeps.
     fn place(&self, hash: u64) -> (usize, u32) {
+        let rest_bits = self.width as u32 * 8 - self.version_bits;
         let bucket = hash.checked_shr(64 - self.bits).unwrap_or(0) as usize;
-        let rest = (hash.checked_shl(self.bits).unwrap_or(0) >> (64 - Self::REST_BITS)) as u32;
+        let rest = (hash.checked_shl(self.bits).unwrap_or(0) >> (64 - rest_bits)) as u32;
         (bucket, rest)
+    }
+
+    fn entry(&self, at: usize) -> u32 {
+        let mut bytes = [0u8; 4];
+        bytes[..self.width].copy_from_slice(&self.entries[at * self.width..(at + 1) * self.width]);
+        u32::from_le_bytes(bytes)
+    }
+
+    fn set_entry(&mut self, at: usize, entry: u32) {
+        let width = self.width;
+        self.entries[at * width..(at + 1) * width].copy_from_slice(&entry.to_le_bytes()[..width]);
+    }
+
+    /// The entries' layout for rows whose versions have these bit lengths (`lengths[n]`: how
+    /// many rows' versions are `n` bits long): the narrowest version field that all but one row
+    /// in [`Self::WIDE_SHARE`] fit, in three bytes if it leaves the hash enough bits.
+    fn layout(lengths: &[u64; 33]) -> (usize, u32) {
+        let rows: u64 = lengths.iter().sum();
+        let mut wider = rows;
+        for bits in 1..=32 - Self::LEAST_REST_BITS {
+            wider -= lengths[bits as usize];
+            if wider <= rows / Self::WIDE_SHARE {
+                let width = if bits + Self::LEAST_REST_BITS <= 24 { 3 } else { 4 };
+                return (width, bits);
+            }
+        }
+        (4, 32 - Self::LEAST_REST_BITS)
     }
 
     /// The versions of the rows `each_row` hands over, each as its plan id's bytes and its version.
     /// `each_row` is called twice and must hand over the same rows both times (the first counts
-    /// each bucket's plans, the second fills the buckets: nothing is held twice); `rows` (about
-    /// how many there are) sizes the buckets.
+    /// each bucket's plans and sizes the versions, the second fills the buckets: nothing is held
+    /// twice); `rows` (about how many there are) sizes the buckets.
     pub fn build<E>(
         rows: u64,
         mut each_row: impl FnMut(&mut dyn FnMut(&[u8], u32)) -> Result<(), E>,
@@ -246,11 +295,16 @@ impl RowVersions {
         rows: u64,
         mut each_row: impl FnMut(&mut dyn FnMut(u64, u32)) -> Result<(), E>,
     ) -> Result<Self, E> {
-        let bits = rows.max(1).ilog2().saturating_sub(3).min(24);
-        let mut versions = Self { bits, ..Self::default() };
+        let bits = rows.max(1).ilog2().saturating_sub(4).min(24);
         let buckets = 1usize << bits;
+        let mut versions = Self { bits, width: 4, version_bits: 1, ..Self::default() };
         let mut counts = vec![0u32; buckets];
-        each_row(&mut |hash, _| counts[versions.place(hash).0] += 1)?;
+        let mut lengths = [0u64; 33];
+        each_row(&mut |hash, version| {
+            counts[versions.place(hash).0] += 1;
+            lengths[(u32::BITS - version.leading_zeros()) as usize] += 1;
+        })?;
+        (versions.width, versions.version_bits) = Self::layout(&lengths);
         let mut starts = Vec::with_capacity(buckets + 1);
         let mut total = 0u32;
         for count in &counts {
@@ -261,55 +315,90 @@ impl RowVersions {
         // Where the next entry of each bucket goes.
         let mut next = counts;
         next.copy_from_slice(&starts[..buckets]);
-        let mut entries = vec![0u32; total as usize];
+        versions.entries = vec![0u8; total as usize * versions.width];
+        let limit = versions.narrow_limit();
+        let mut wide = Vec::new();
         each_row(&mut |hash, version| {
+            if version >= limit {
+                wide.push((hash, version));
+                return;
+            }
             let (bucket, rest) = versions.place(hash);
             // A row the first pass did not count cannot be placed: it is left out, and its plan
             // is then "perhaps not" at any version (never a wrong "latest").
             if next[bucket] < starts[bucket + 1] {
-                entries[next[bucket] as usize] = rest << Self::VERSION_BITS | version.min(Self::UNKNOWN);
+                versions.set_entry(next[bucket] as usize, rest << versions.version_bits | version);
                 next[bucket] += 1;
             }
         })?;
-        drop(next);
+        // A bucket's slots its rows did not fill (wide rows were counted too) are left out.
+        let filled = next;
         // Each bucket sorted, and only the greatest version of each hash kept (it sorts last).
         let mut kept = 0;
+        let mut bucket_entries = Vec::new();
         for bucket in 0..buckets {
-            let (from, to) = (starts[bucket] as usize, starts[bucket + 1] as usize);
-            entries[from..to].sort_unstable();
+            let (from, to) = (starts[bucket] as usize, filled[bucket] as usize);
+            bucket_entries.clear();
+            bucket_entries.extend((from..to).map(|at| versions.entry(at)));
+            bucket_entries.sort_unstable();
             starts[bucket] = kept as u32;
-            for at in from..to {
-                let entry = entries[at];
-                let last_of_hash = at + 1 == to || entries[at + 1] >> Self::VERSION_BITS != entry >> Self::VERSION_BITS;
-                if last_of_hash {
-                    entries[kept] = entry;
+            for (at, &entry) in bucket_entries.iter().enumerate() {
+                let hash_of = |entry: u32| entry >> versions.version_bits;
+                if bucket_entries.get(at + 1).is_none_or(|&next| hash_of(next) != hash_of(entry)) {
+                    versions.set_entry(kept, entry);
                     kept += 1;
                 }
             }
         }
+        drop(filled);
         starts[buckets] = kept as u32;
-        entries.truncate(kept);
-        entries.shrink_to_fit();
-        versions.entries = entries;
+        versions.entries.truncate(kept * versions.width);
+        versions.entries.shrink_to_fit();
         versions.starts = starts;
+        wide.sort_unstable();
+        // Sorted by hash then version: the last of each hash is its greatest.
+        wide.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                earlier.1 = later.1;
+            }
+            same
+        });
+        wide.shrink_to_fit();
+        versions.wide = wide;
         Ok(versions)
     }
 
     /// Whether a row of `plan_id` at `version` is certainly its plan's latest: no row of the plan
-    /// is greater. `false` when one is, when a plan of the same hash has a greater version, and
-    /// at versions of 2^16 - 1 and past.
+    /// is greater. `false` when one is, and when a plan whose hash shares the entry's bits has a
+    /// greater version.
     pub fn is_latest(&self, plan_id: &PlanId, version: u32) -> bool {
         self.is_latest_hashed(Self::hash(plan_id.as_str().as_bytes()), version)
     }
 
     fn is_latest_hashed(&self, hash: u64, version: u32) -> bool {
+        let wide = self.wide.binary_search_by_key(&hash, |&(wide, _)| wide).ok().map(|at| self.wide[at].1);
+        if version >= self.narrow_limit() || self.entries.is_empty() {
+            // Kept whole, or nowhere (built of no rows, or not built: the default, of no width).
+            return wide == Some(version);
+        }
+        if wide.is_some() {
+            // A row of the plan (or of one sharing all 64 bits) is wider, so greater.
+            return false;
+        }
         let (bucket, rest) = self.place(hash);
         let (Some(&from), Some(&to)) = (self.starts.get(bucket), self.starts.get(bucket + 1)) else { return false };
-        let entries = &self.entries[from as usize..to as usize];
-        let at = entries.partition_point(|&entry| entry >> Self::VERSION_BITS < rest);
-        entries.get(at).is_some_and(|&entry| {
-            entry >> Self::VERSION_BITS == rest && entry & Self::UNKNOWN == version && version < Self::UNKNOWN
-        })
+        // The first entry of the bucket whose hash bits are not below `rest`.
+        let (mut low, mut high) = (from as usize, to as usize);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if self.entry(middle) >> self.version_bits < rest {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low < to as usize && self.entry(low) == rest << self.version_bits | version
     }
 }
 

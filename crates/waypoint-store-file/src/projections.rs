@@ -42,7 +42,7 @@ pub struct StoredCatalog {
 
 /// Every plan's version as a store handle saw it (`FileStore::plan_versions`), small enough for
 /// a million plans: the plans of the log's tail exactly, the others by their greatest row in the
-/// catalog (`catalog::RowVersions`, about 4.5 bytes a plan).
+/// catalog (`catalog::RowVersions`, about 3.2 bytes a plan).
 #[derive(Debug)]
 pub struct PlanVersions {
     rows: catalog::RowVersions,
@@ -52,7 +52,7 @@ pub struct PlanVersions {
 impl PlanVersions {
     /// Whether `version` is certainly `plan_id`'s version: no event of the plan is later. `false`
     /// when one is, and (rarely: a plan whose id shares its hash's bits with one of a greater
-    /// version, or a version of 2^16 - 1 or more) when the catalog cannot tell; the plan's index
+    /// version, or a version wider than the catalog's field) when the catalog cannot tell; the plan's index
     /// can.
     pub fn is_latest(&self, plan_id: &PlanId, version: u32) -> bool {
         match self.tail.get(plan_id) {
@@ -681,7 +681,7 @@ impl Shared {
 impl Shared {
     /// Every plan's version as this state knows it (`FileStore::plan_versions`): the greatest
     /// row version of each plan in the checkpoint's rows files, views left undecoded, in about
-    /// 4.5 bytes a plan, and the tail's versions over them.
+    /// 3.2 bytes a plan, and the tail's versions over them.
     pub(crate) fn plan_versions(&self, state: &State) -> Result<PlanVersions, FileStoreError> {
         let rows = match &state.base {
             Some(head) => catalog::row_versions(&self.layout, head)?,

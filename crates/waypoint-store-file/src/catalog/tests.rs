@@ -193,7 +193,7 @@ fn versions_read_a_chunk_at_a_time_are_those_of_the_whole_file() {
 fn row_versions_keep_the_greatest_version_of_a_plan_and_answer_exactly_when_they_say_latest() {
     let ids: Vec<PlanId> = (0..1000).map(|i| PlanId::parse(&format!("plan-{i}")).unwrap()).collect();
     let huge = PlanId::parse("plan-huge").unwrap();
-    // Rows in any order, older ones included; a version past 16 bits cannot be told apart.
+    // Rows in any order, older ones included; a version far past the others' is kept whole.
     let rows = |visit: &mut dyn FnMut(&[u8], u32)| -> Result<(), ()> {
         for (i, id) in ids.iter().enumerate() {
             visit(id.as_str().as_bytes(), 3 + i as u32);
@@ -217,14 +217,16 @@ fn row_versions_keep_the_greatest_version_of_a_plan_and_answer_exactly_when_they
             assert!(!versions.is_latest(id, 1), "{hint}: {id}: an older row");
             assert!(!versions.is_latest(id, 4 + i as u32), "{hint}: {id}: a version past its rows");
         }
-        assert!(!versions.is_latest(&huge, 70_000), "{hint}");
-        assert!(!versions.is_latest(&huge, 70_000 & 0xFFFF), "{hint}: not its version's low bits either");
+        assert!(versions.is_latest(&huge, 70_000), "{hint}");
+        assert!(!versions.is_latest(&huge, 70_000 & 0xFFFF), "{hint}: not its version's low bits");
+        assert!(!versions.is_latest(&huge, 70_000 & 0x3FF), "{hint}: nor the entries' width of them");
     }
     assert!(!RowVersions::default().is_latest(&ids[0], 1), "empty");
     let none = RowVersions::build(0, |_| Ok::<(), ()>(())).unwrap();
     assert!(!none.is_latest(&ids[0], 1), "built of no rows");
 
-    // Two plans whose hashes share their bucket's and the next 16 bits share an entry: the
+    // Two plans whose hashes share their bucket's and the entry's bits (20 here, beside a 4-bit
+    // version) share an entry: the
     // greater version is exact for its plan, and the lesser is "perhaps not", never a wrong "yes".
     let (a, b, other) = (0xABCD_1234_0000_0001u64, 0xABCD_1234_FFFF_FFFFu64, 0x1234_5678_0000_0000u64);
     let shared = RowVersions::build_hashed(3, |visit| -> Result<(), ()> {
@@ -237,19 +239,93 @@ fn row_versions_keep_the_greatest_version_of_a_plan_and_answer_exactly_when_they
     assert!(shared.is_latest_hashed(b, 9) && shared.is_latest_hashed(a, 9), "one entry: 9 is its greatest");
     assert!(!shared.is_latest_hashed(a, 5), "the plan of version 5 shares its entry with one of 9");
     assert!(shared.is_latest_hashed(other, 2), "another entry");
-    // A second pass that hands over more rows than the first counted leaves them out.
+    // A second pass that hands over more rows than the first counted leaves out those its
+    // buckets have no room for (here versions of 1 bit: a row of 4 is kept whole, counted or not).
     let mut passes = 0;
     let uneven = RowVersions::build_hashed(2, |visit| -> Result<(), ()> {
         passes += 1;
         visit(a, 1);
         if passes == 2 {
-            visit(other, 4);
+            visit(other, 1);
+            visit(b, 4);
         }
         Ok(())
     })
     .unwrap();
     assert!(uneven.is_latest_hashed(a, 1));
-    assert!(!uneven.is_latest_hashed(other, 4), "a row not counted is never said to be latest");
+    assert!(!uneven.is_latest_hashed(other, 1), "a row not counted is never said to be latest");
+    assert!(uneven.is_latest_hashed(b, 4), "a wide row needs no room");
+}
+
+#[test]
+fn row_versions_take_three_bytes_a_plan_unless_versions_are_wide() {
+    let hashes: Vec<u64> = (0..100_000u64).map(|i| RowVersions::hash(&i.to_le_bytes())).collect();
+    let build = |greatest: u32| {
+        RowVersions::build_hashed(hashes.len() as u64, |visit| -> Result<(), ()> {
+            for (i, &hash) in hashes.iter().enumerate() {
+                visit(hash, 1 + i as u32 % greatest);
+            }
+            Ok(())
+        })
+        .unwrap()
+    };
+    for (greatest, width, bits) in
+        [(1, 3, 1), (15, 3, 4), (16, 3, 5), (1023, 3, 10), (1024, 3, 10), (2047, 4, 11), (70_000, 4, 17)]
+    {
+        let versions = build(greatest);
+        assert_eq!((versions.width, versions.version_bits), (width, bits), "greatest {greatest}");
+        let per_plan = (versions.entries.capacity() + versions.starts.capacity() * 4) as f64 / hashes.len() as f64;
+        let per_plan = per_plan + (versions.wide.capacity() * 16) as f64 / hashes.len() as f64;
+        assert!(per_plan < width as f64 + 0.5, "greatest {greatest}: {per_plan} bytes a plan");
+        let exact = hashes
+            .iter()
+            .enumerate()
+            .filter(|&(i, &hash)| versions.is_latest_hashed(hash, 1 + i as u32 % greatest))
+            .count();
+        // Hashes shared within a bucket make a few answers "perhaps not"; 17 bits of version
+        // leave 15 of hash, the fewest here.
+        assert!(exact >= hashes.len() * 998 / 1000, "greatest {greatest}: {exact} exact");
+        for (i, &hash) in hashes.iter().enumerate().step_by(97) {
+            let version = 1 + i as u32 % greatest;
+            assert!(!versions.is_latest_hashed(hash, version + 1), "greatest {greatest}: past its row");
+            assert!(
+                !versions.is_latest_hashed(hash, version + (1 << bits)),
+                "greatest {greatest}: the field's low bits"
+            );
+        }
+    }
+}
+
+#[test]
+fn row_versions_keep_the_few_wide_versions_whole_and_never_say_an_older_row_is_latest() {
+    // 1,000 plans of under 16 events make 4-bit versions; a few plans of thousands of events
+    // do not fit them and are kept whole, each by its full hash.
+    let hashes: Vec<u64> = (0..1000u64).map(|i| RowVersions::hash(&i.to_le_bytes())).collect();
+    let (long, longer, mixed) = (hashes[0], hashes[1], hashes[2]);
+    let versions = RowVersions::build_hashed(1000, |visit| -> Result<(), ()> {
+        for (i, &hash) in hashes.iter().enumerate().skip(3) {
+            visit(hash, 1 + i as u32 % 14);
+        }
+        visit(long, 5_000);
+        visit(longer, 3_000_000);
+        // One plan's older row fits an entry, its latest does not.
+        visit(mixed, 7);
+        visit(mixed, 40);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((versions.width, versions.version_bits), (3, 4));
+    assert_eq!(versions.wide, {
+        let mut wide = vec![(long, 5_000), (longer, 3_000_000), (mixed, 40)];
+        wide.sort_unstable();
+        wide
+    });
+    assert!(versions.is_latest_hashed(long, 5_000) && versions.is_latest_hashed(longer, 3_000_000));
+    assert!(versions.is_latest_hashed(mixed, 40));
+    assert!(!versions.is_latest_hashed(mixed, 7), "an older row in an entry, a later one kept whole");
+    assert!(!versions.is_latest_hashed(long, 5_000 & 0xF), "not a wide version's low bits");
+    assert!(!versions.is_latest_hashed(long, 4_999) && !versions.is_latest_hashed(long, 5_001));
+    assert!(hashes.iter().enumerate().skip(3).all(|(i, &hash)| versions.is_latest_hashed(hash, 1 + i as u32 % 14)));
 }
 
 #[test]
