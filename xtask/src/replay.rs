@@ -337,7 +337,7 @@ fn count_phase_state(counts: &mut BTreeMap<(String, String), u64>, view: &PlanVi
 
 /// The plans folded whole and let go: what the report needs of them.
 struct Whole {
-    /// Each plan's version in the store (about 3.2 bytes a plan). `None`: every plan is kept to
+    /// Each plan's version in the store (about 2.6 bytes a plan). `None`: every plan is kept to
     /// the end.
     versions: Option<PlanVersions>,
     plans: usize,

@@ -196,16 +196,15 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
     Ok(out)
 }
 
-/// The greatest row version of each plan in the rows files, in about 3.2 bytes a plan (a map of
+/// The greatest row version of each plan in the rows files, in about 2.6 bytes a plan (a map of
 /// plan ids costs a hundred). What a walk of a million plans' rows, or a replay of them, holds
 /// in memory.
 ///
 /// - A plan id's 64-bit hash picks a bucket by its top bits: 16 to 32 plans a bucket, so the
 ///   buckets' starts cost a sixth of a byte a plan.
-/// - Within its bucket a plan is one entry of three bytes (four when most versions need more
-///   than 10 bits): the hash's next bits above the version, sorted. The version field is as
-///   narrow as lets all but one row in 64 fit, so the hash keeps 14 bits or more (20 when most
-///   plans have fewer than 16 events).
+/// - Within its bucket a plan is one entry, sorted: the hash's next 16 bits above the version.
+///   The version field is as narrow as lets all but one row in 64 fit (4 bits when most plans
+///   have fewer than 16 events, so an entry is 20 bits), and the entries are packed bit to bit.
 /// - A row whose version does not fit (a plan of many more events than most) is kept whole
 ///   instead, by its full hash, in a short sorted list beside the buckets.
 ///
@@ -214,22 +213,24 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
 /// and `false` means only "perhaps not": the caller asks the plan's index.
 #[derive(Debug, Default)]
 pub struct RowVersions {
-    /// Each entry in `width` bytes, little-endian: the hash's bits below the bucket's, then
-    /// `version_bits` of version.
+    /// Each entry in `REST_BITS + version_bits` bits, packed little-endian: the hash's bits
+    /// below the bucket's, then the version. Eight bytes of padding follow the last, so any
+    /// entry is read with one 8-byte load.
     entries: Vec<u8>,
     /// Where each bucket's entries start, and (last) where the last one ends, counted in entries.
     starts: Vec<u32>,
     /// The rows too wide for an entry: each hash with its greatest version, sorted by hash.
     wide: Vec<(u64, u32)>,
     bits: u32,
-    width: usize,
     version_bits: u32,
 }
 
 impl RowVersions {
-    /// The fewest hash bits an entry keeps within its bucket: entries grow to four bytes
-    /// rather than keep fewer.
-    const LEAST_REST_BITS: u32 = 14;
+    /// The hash bits an entry keeps below its bucket's: with some 30 plans a bucket, about one
+    /// plan in 2,000 shares its entry (and is then "perhaps not" until its index is asked).
+    const REST_BITS: u32 = 16;
+    /// The widest version field; with more plans than one in 64 past it, those are kept whole.
+    const MOST_VERSION_BITS: u32 = 16;
     /// At most one row in this many is kept whole, beside the entries.
     const WIDE_SHARE: u64 = 64;
 
@@ -246,37 +247,52 @@ impl RowVersions {
 
     /// A hash's bucket, and its bits below the bucket's that an entry keeps.
     fn place(&self, hash: u64) -> (usize, u32) {
-        let rest_bits = self.width as u32 * 8 - self.version_bits;
         let bucket = hash.checked_shr(64 - self.bits).unwrap_or(0) as usize;
-        let rest = (hash.checked_shl(self.bits).unwrap_or(0) >> (64 - rest_bits)) as u32;
+        let rest = (hash.checked_shl(self.bits).unwrap_or(0) >> (64 - Self::REST_BITS)) as u32;
         (bucket, rest)
     }
 
+    fn entry_bits(&self) -> usize {
+        (Self::REST_BITS + self.version_bits) as usize
+    }
+
+    /// The bytes `entries` entries take, padding included.
+    fn entries_len(&self, entries: usize) -> usize {
+        (entries * self.entry_bits()).div_ceil(8) + 8
+    }
+
+    /// Entry `at`'s 8-byte word (starting at the byte its first bit is in) and its shift in it.
+    fn word(&self, at: usize) -> (usize, u64, u32) {
+        let bit = at * self.entry_bits();
+        let byte = bit / 8;
+        let word = u64::from_le_bytes(self.entries[byte..byte + 8].try_into().expect("eight bytes"));
+        (byte, word, (bit % 8) as u32)
+    }
+
     fn entry(&self, at: usize) -> u32 {
-        let mut bytes = [0u8; 4];
-        bytes[..self.width].copy_from_slice(&self.entries[at * self.width..(at + 1) * self.width]);
-        u32::from_le_bytes(bytes)
+        let (_, word, shift) = self.word(at);
+        ((word >> shift) & ((1 << self.entry_bits()) - 1)) as u32
     }
 
     fn set_entry(&mut self, at: usize, entry: u32) {
-        let width = self.width;
-        self.entries[at * width..(at + 1) * width].copy_from_slice(&entry.to_le_bytes()[..width]);
+        let (byte, word, shift) = self.word(at);
+        let mask = ((1u64 << self.entry_bits()) - 1) << shift;
+        let word = word & !mask | u64::from(entry) << shift;
+        self.entries[byte..byte + 8].copy_from_slice(&word.to_le_bytes());
     }
 
-    /// The entries' layout for rows whose versions have these bit lengths (`lengths[n]`: how
-    /// many rows' versions are `n` bits long): the narrowest version field that all but one row
-    /// in [`Self::WIDE_SHARE`] fit, in three bytes if it leaves the hash enough bits.
-    fn layout(lengths: &[u64; 33]) -> (usize, u32) {
+    /// The version field for rows whose versions have these bit lengths (`lengths[n]`: how many
+    /// rows' versions are `n` bits long): the narrowest that all but one row in
+    /// [`Self::WIDE_SHARE`] fit, and at most [`Self::MOST_VERSION_BITS`].
+    fn version_bits_for(lengths: &[u64; 33]) -> u32 {
         let rows: u64 = lengths.iter().sum();
         let mut wider = rows;
-        for bits in 1..=32 - Self::LEAST_REST_BITS {
-            wider -= lengths[bits as usize];
-            if wider <= rows / Self::WIDE_SHARE {
-                let width = if bits + Self::LEAST_REST_BITS <= 24 { 3 } else { 4 };
-                return (width, bits);
-            }
-        }
-        (4, 32 - Self::LEAST_REST_BITS)
+        (1..Self::MOST_VERSION_BITS)
+            .find(|&bits| {
+                wider -= lengths[bits as usize];
+                wider <= rows / Self::WIDE_SHARE
+            })
+            .unwrap_or(Self::MOST_VERSION_BITS)
     }
 
     /// The versions of the rows `each_row` hands over, each as its plan id's bytes and its version.
@@ -297,14 +313,14 @@ impl RowVersions {
     ) -> Result<Self, E> {
         let bits = rows.max(1).ilog2().saturating_sub(4).min(24);
         let buckets = 1usize << bits;
-        let mut versions = Self { bits, width: 4, version_bits: 1, ..Self::default() };
+        let mut versions = Self { bits, version_bits: 1, ..Self::default() };
         let mut counts = vec![0u32; buckets];
         let mut lengths = [0u64; 33];
         each_row(&mut |hash, version| {
             counts[versions.place(hash).0] += 1;
             lengths[(u32::BITS - version.leading_zeros()) as usize] += 1;
         })?;
-        (versions.width, versions.version_bits) = Self::layout(&lengths);
+        versions.version_bits = Self::version_bits_for(&lengths);
         let mut starts = Vec::with_capacity(buckets + 1);
         let mut total = 0u32;
         for count in &counts {
@@ -315,7 +331,7 @@ impl RowVersions {
         // Where the next entry of each bucket goes.
         let mut next = counts;
         next.copy_from_slice(&starts[..buckets]);
-        versions.entries = vec![0u8; total as usize * versions.width];
+        versions.entries = vec![0u8; versions.entries_len(total as usize)];
         let limit = versions.narrow_limit();
         let mut wide = Vec::new();
         each_row(&mut |hash, version| {
@@ -352,7 +368,7 @@ impl RowVersions {
         }
         drop(filled);
         starts[buckets] = kept as u32;
-        versions.entries.truncate(kept * versions.width);
+        versions.entries.truncate(versions.entries_len(kept));
         versions.entries.shrink_to_fit();
         versions.starts = starts;
         wide.sort_unstable();
@@ -379,7 +395,7 @@ impl RowVersions {
     fn is_latest_hashed(&self, hash: u64, version: u32) -> bool {
         let wide = self.wide.binary_search_by_key(&hash, |&(wide, _)| wide).ok().map(|at| self.wide[at].1);
         if version >= self.narrow_limit() || self.entries.is_empty() {
-            // Kept whole, or nowhere (built of no rows, or not built: the default, of no width).
+            // Kept whole, or nowhere (built of no rows, or not built: the default, of no entries).
             return wide == Some(version);
         }
         if wide.is_some() {

@@ -42,7 +42,7 @@ pub struct StoredCatalog {
 
 /// Every plan's version as a store handle saw it (`FileStore::plan_versions`), small enough for
 /// a million plans: the plans of the log's tail exactly, the others by their greatest row in the
-/// catalog (`catalog::RowVersions`, about 3.2 bytes a plan).
+/// catalog (`catalog::RowVersions`, about 2.6 bytes a plan).
 #[derive(Debug)]
 pub struct PlanVersions {
     rows: catalog::RowVersions,
@@ -681,7 +681,7 @@ impl Shared {
 impl Shared {
     /// Every plan's version as this state knows it (`FileStore::plan_versions`): the greatest
     /// row version of each plan in the checkpoint's rows files, views left undecoded, in about
-    /// 3.2 bytes a plan, and the tail's versions over them.
+    /// 2.6 bytes a plan, and the tail's versions over them.
     pub(crate) fn plan_versions(&self, state: &State) -> Result<PlanVersions, FileStoreError> {
         let rows = match &state.base {
             Some(head) => catalog::row_versions(&self.layout, head)?,

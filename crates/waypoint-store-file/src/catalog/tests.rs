@@ -225,8 +225,7 @@ fn row_versions_keep_the_greatest_version_of_a_plan_and_answer_exactly_when_they
     let none = RowVersions::build(0, |_| Ok::<(), ()>(())).unwrap();
     assert!(!none.is_latest(&ids[0], 1), "built of no rows");
 
-    // Two plans whose hashes share their bucket's and the entry's bits (20 here, beside a 4-bit
-    // version) share an entry: the
+    // Two plans whose hashes share their bucket's and the entry's 16 bits share an entry: the
     // greater version is exact for its plan, and the lesser is "perhaps not", never a wrong "yes".
     let (a, b, other) = (0xABCD_1234_0000_0001u64, 0xABCD_1234_FFFF_FFFFu64, 0x1234_5678_0000_0000u64);
     let shared = RowVersions::build_hashed(3, |visit| -> Result<(), ()> {
@@ -258,7 +257,7 @@ fn row_versions_keep_the_greatest_version_of_a_plan_and_answer_exactly_when_they
 }
 
 #[test]
-fn row_versions_take_three_bytes_a_plan_unless_versions_are_wide() {
+fn row_versions_pack_entries_as_narrow_as_the_versions_allow() {
     let hashes: Vec<u64> = (0..100_000u64).map(|i| RowVersions::hash(&i.to_le_bytes())).collect();
     let build = |greatest: u32| {
         RowVersions::build_hashed(hashes.len() as u64, |visit| -> Result<(), ()> {
@@ -269,21 +268,26 @@ fn row_versions_take_three_bytes_a_plan_unless_versions_are_wide() {
         })
         .unwrap()
     };
-    for (greatest, width, bits) in
-        [(1, 3, 1), (15, 3, 4), (16, 3, 5), (1023, 3, 10), (1024, 3, 10), (2047, 4, 11), (70_000, 4, 17)]
-    {
+    // The version field fits all but one row in 64; past 16 bits, the rest are kept whole.
+    for (greatest, bits) in [(1, 1), (15, 4), (16, 5), (1023, 10), (1024, 10), (2047, 11), (70_000, 16)] {
         let versions = build(greatest);
-        assert_eq!((versions.width, versions.version_bits), (width, bits), "greatest {greatest}");
+        assert_eq!(versions.version_bits, bits, "greatest {greatest}");
         let per_plan = (versions.entries.capacity() + versions.starts.capacity() * 4) as f64 / hashes.len() as f64;
-        let per_plan = per_plan + (versions.wide.capacity() * 16) as f64 / hashes.len() as f64;
-        assert!(per_plan < width as f64 + 0.5, "greatest {greatest}: {per_plan} bytes a plan");
+        let packed = f64::from(16 + bits) / 8.0;
+        assert!(per_plan < packed + 0.25, "greatest {greatest}: {per_plan} bytes a plan, {packed} packed");
+        let wide = hashes.len() / 64;
+        let wide = if greatest > 65_535 {
+            wide + hashes.len() * (greatest as usize - 65_535) / greatest as usize
+        } else {
+            wide
+        };
+        assert!(versions.wide.len() <= wide, "greatest {greatest}: {} kept whole", versions.wide.len());
         let exact = hashes
             .iter()
             .enumerate()
             .filter(|&(i, &hash)| versions.is_latest_hashed(hash, 1 + i as u32 % greatest))
             .count();
-        // Hashes shared within a bucket make a few answers "perhaps not"; 17 bits of version
-        // leave 15 of hash, the fewest here.
+        // Hashes shared within a bucket (16 bits of them) make a few answers "perhaps not".
         assert!(exact >= hashes.len() * 998 / 1000, "greatest {greatest}: {exact} exact");
         for (i, &hash) in hashes.iter().enumerate().step_by(97) {
             let version = 1 + i as u32 % greatest;
@@ -314,7 +318,7 @@ fn row_versions_keep_the_few_wide_versions_whole_and_never_say_an_older_row_is_l
         Ok(())
     })
     .unwrap();
-    assert_eq!((versions.width, versions.version_bits), (3, 4));
+    assert_eq!(versions.version_bits, 4);
     assert_eq!(versions.wide, {
         let mut wide = vec![(long, 5_000), (longer, 3_000_000), (mixed, 40)];
         wide.sort_unstable();
