@@ -769,6 +769,19 @@ fn paired_writer_rates(
     Ok((median_f64(single), median_f64(sixteen)))
 }
 
+/// Runs `job` on each item of `work`, each on its own thread, all at once; the first error (or a
+/// panic) of any.
+fn in_threads<T: Send>(
+    work: impl IntoIterator<Item = T>,
+    job: impl Fn(T) -> Result<(), String> + Sync,
+) -> Result<(), String> {
+    std::thread::scope(|scope| {
+        let job = &job;
+        let handles: Vec<_> = work.into_iter().map(|item| scope.spawn(move || job(item))).collect();
+        handles.into_iter().try_for_each(|h| h.join().map_err(|_| "a writer panicked".to_owned())?)
+    })
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -1601,14 +1614,9 @@ fn writers_throughput(dir: &Path, appends: u32) -> Result<Figure, String> {
     let shared = median_f64(per_sync);
     // And the bound this disk and these cores put on any group commit: the same writers through
     // a commit that does nothing but write and sync the queued records (paired rounds).
-    let bare = median_f64(
-        (0..3)
-            .map(|_| {
-                let one = bare_commit::rate(&dir.join("bare.log"), 1, appends, 256)?;
-                Ok(bare_commit::rate(&dir.join("bare.log"), 16, appends, 256)? / one)
-            })
-            .collect::<Result<Vec<_>, String>>()?,
-    );
+    let (bare_one, bare_many) =
+        paired_writer_rates(3, |writers, _| bare_commit::rate(&dir.join("bare.log"), writers, appends, 256))?;
+    let bare = bare_many / bare_one;
     Ok(Figure {
         name: "16 writers vs one, throughput",
         measured: many,

@@ -313,7 +313,7 @@ impl RowVersions {
     ) -> Result<Self, E> {
         let bits = rows.max(1).ilog2().saturating_sub(4).min(24);
         let buckets = 1usize << bits;
-        let mut versions = Self { bits, version_bits: 1, ..Self::default() };
+        let mut versions = Self { bits, ..Self::default() };
         let mut counts = vec![0u32; buckets];
         let mut lengths = [0u64; 33];
         each_row(&mut |hash, version| {
@@ -347,13 +347,12 @@ impl RowVersions {
                 next[bucket] += 1;
             }
         })?;
-        // A bucket's slots its rows did not fill (wide rows were counted too) are left out.
-        let filled = next;
         // Each bucket sorted, and only the greatest version of each hash kept (it sorts last).
+        // A bucket ends where its rows ended: the slots of its wide rows (counted too) are left out.
         let mut kept = 0;
         let mut bucket_entries = Vec::new();
         for bucket in 0..buckets {
-            let (from, to) = (starts[bucket] as usize, filled[bucket] as usize);
+            let (from, to) = (starts[bucket] as usize, next[bucket] as usize);
             bucket_entries.clear();
             bucket_entries.extend((from..to).map(|at| versions.entry(at)));
             bucket_entries.sort_unstable();
@@ -366,7 +365,7 @@ impl RowVersions {
                 }
             }
         }
-        drop(filled);
+        drop(next);
         starts[buckets] = kept as u32;
         versions.entries.truncate(versions.entries_len(kept));
         versions.entries.shrink_to_fit();

@@ -52,8 +52,7 @@ pub struct PlanVersions {
 impl PlanVersions {
     /// Whether `version` is certainly `plan_id`'s version: no event of the plan is later. `false`
     /// when one is, and (rarely: a plan whose id shares its hash's bits with one of a greater
-    /// version, or a version wider than the catalog's field) when the catalog cannot tell; the plan's index
-    /// can.
+    /// version) when the catalog cannot tell; the plan's index can.
     pub fn is_latest(&self, plan_id: &PlanId, version: u32) -> bool {
         match self.tail.get(plan_id) {
             Some(&tail) => tail == version,

@@ -69,13 +69,7 @@ pub(super) fn rate(path: &Path, writers: u32, appends: u32, record_len: usize) -
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     let log = BareLog { file, record: vec![b'x'; record_len], queue: Mutex::default(), durable: Condvar::new() };
     let started = Instant::now();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            (0..writers).map(|_| scope.spawn(|| (0..appends).try_for_each(|_| log.append()))).collect();
-        handles.into_iter().try_for_each(|handle| {
-            handle.join().map_err(|_| "a bare writer panicked".to_owned())?.map_err(|e| e.to_string())
-        })
-    })?;
+    super::in_threads(0..writers, |_| (0..appends).try_for_each(|_| log.append()).map_err(|e| e.to_string()))?;
     Ok(f64::from(writers * appends) / started.elapsed().as_secs_f64())
 }
 

@@ -14,7 +14,7 @@ use waypoint_application::{PlanResumeService, RecordedEvent};
 use waypoint_store_postgres::testing::{find_server_binaries, TestCluster, TestDatabase, URL_VAR};
 use waypoint_store_postgres::PostgresStore;
 
-use super::{median, millis, progress, recorded, Figure};
+use super::{in_threads, median, millis, progress, recorded, Figure};
 
 /// How many samples each figure takes.
 struct Rounds {
@@ -316,17 +316,4 @@ fn bare_writers_vs_one(url: &str, row: &[u8], rounds: &Rounds) -> Result<f64, St
     rate(16, usize::MAX)?;
     let (one, many) = super::paired_writer_rates(rounds.writer_rounds, rate)?;
     Ok(many / one)
-}
-
-/// Runs `job` on each item of `work`, each on its own thread, all at once; the first error (or a
-/// panic) of any.
-fn in_threads<T: Send>(
-    work: impl IntoIterator<Item = T>,
-    job: impl Fn(T) -> Result<(), String> + Sync,
-) -> Result<(), String> {
-    std::thread::scope(|scope| {
-        let job = &job;
-        let handles: Vec<_> = work.into_iter().map(|item| scope.spawn(move || job(item))).collect();
-        handles.into_iter().try_for_each(|h| h.join().map_err(|_| "a writer panicked".to_owned())?)
-    })
 }
