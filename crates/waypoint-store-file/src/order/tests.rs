@@ -36,14 +36,19 @@ fn bulk_options() -> StoreOptions {
     StoreOptions { checkpoint_every: u32::MAX, ..Default::default() }
 }
 
+/// A store of 3,000 plans of two events each, named `prefix-NNNN`, all in one checkpoint: one
+/// run of the order, its rows written one after the other.
+fn checkpointed_plans(dir: &std::path::Path, prefix: &str) {
+    let store = FileStore::open_with(dir, bulk_options()).unwrap();
+    let plans: Vec<PlanId> = (0..3000).map(|i| plan(&format!("{prefix}-{i:04}"))).collect();
+    fill(&store, &plans, 2);
+    store.checkpoint().unwrap();
+}
+
 #[test]
 fn a_page_reads_its_rows_not_the_catalog() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open_with(dir.path(), bulk_options()).unwrap();
-    let plans: Vec<PlanId> = (0..3000).map(|i| plan(&format!("many-{i:04}"))).collect();
-    fill(&store, &plans, 2);
-    store.checkpoint().unwrap();
-    drop(store);
+    checkpointed_plans(dir.path(), "many");
     let reader = FileStore::open_read_only_with(dir.path(), bulk_options()).unwrap();
     let rows_bytes = std::fs::metadata(Layout::new(dir.path()).rows(RowsKind::Open, 0)).unwrap().len();
     let before = crate::storage::bytes_read_on_this_thread();
@@ -178,10 +183,7 @@ fn rows_read_ahead_are_the_rows_read_one_by_one() {
     use super::{CheckedRuns, Ordered, ReadAhead, ROW_GUESS};
 
     let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open_with(dir.path(), bulk_options()).unwrap();
-    let plans: Vec<PlanId> = (0..3000).map(|i| plan(&format!("ahead-{i:04}"))).collect();
-    fill(&store, &plans, 2);
-    store.checkpoint().unwrap();
+    checkpointed_plans(dir.path(), "ahead");
     let layout = Layout::new(dir.path());
     let head = crate::catalog::read_head(&layout).unwrap().unwrap();
     let ordered = Ordered::open(&layout, &head, RowsKind::Open, &mut CheckedRuns::new()).unwrap();
