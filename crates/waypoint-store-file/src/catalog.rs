@@ -138,9 +138,27 @@ pub fn kind_of(view: &PlanView) -> RowsKind {
     }
 }
 
-/// The latest row of every plan in one rows file, once each: its version and `Some(view)`, or
-/// `None` for a tombstone.
-pub type Rows = Vec<(PlanId, u32, Option<PlanView>)>;
+/// The latest row of every plan in one rows file, once each, in no particular order.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// Each plan with its latest row's version, and whether that row holds a view (a tombstone
+    /// holds none).
+    pub plans: Vec<(PlanId, u32, bool)>,
+    /// The views of the plans whose row holds one, in `plans`' order: decoded into this vector,
+    /// and a listing takes it as it is (a view is large: moving ten thousand of them costs more
+    /// than finding them).
+    pub views: Vec<PlanView>,
+}
+
+impl Rows {
+    /// Each plan with its version and its view (`None`: a tombstone).
+    pub fn into_rows(self) -> impl Iterator<Item = (PlanId, u32, Option<PlanView>)> {
+        let mut views = self.views.into_iter();
+        self.plans
+            .into_iter()
+            .map(move |(plan_id, version, has_view)| (plan_id, version, has_view.then(|| views.next()).flatten()))
+    }
+}
 
 /// Where a row's view lies: its kind, and its span in the file.
 type ViewAt = (u8, usize, usize);
@@ -154,46 +172,44 @@ const PARALLEL_FROM: usize = 2048;
 /// Reads the rows the head vouches for in `kind`'s file. Damage inside vouched bytes is a typed
 /// error: the head of this very store promised them.
 pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, FileStoreError> {
-    let Some((path, bytes)) = read_file(layout, head, kind)? else { return Ok(Rows::new()) };
+    let Some((path, bytes)) = read_file(layout, head, kind)? else { return Ok(Rows::default()) };
     // Latest row of each plan first, then decode only those views.
-    let latest: Vec<Found> = latest_rows(&path, &bytes, head.rows(kind).rows)?
-        .into_iter()
-        .map(|(plan_id, (version, span))| (plan_id, version, span))
-        .collect();
-    // Into `out`, which has room for every row: a view is large, and is moved as little as may be.
-    let parse = |rows: &[Found], out: &mut Rows| -> Result<(), FileStoreError> {
-        for (plan_id, version, span) in rows {
-            let view = match span {
-                Some((kind, from, to)) => Some(decode_view(*kind, &bytes[*from..*to]).map_err(|e| {
-                    FileStoreError::corrupt(&path, *from as u64, format!("a row's view is unreadable: {e}"))
-                })?),
-                None => None,
-            };
-            out.push((plan_id.clone(), *version, view));
+    let latest = latest_rows(&path, &bytes, head.rows(kind).rows)?;
+    let mut plans = Vec::with_capacity(latest.len());
+    let mut spans = Vec::with_capacity(latest.len());
+    for (plan_id, (version, span)) in latest {
+        plans.push((plan_id, version, span.is_some()));
+        spans.extend(span);
+    }
+    let parse = |spans: &[ViewAt], out: &mut Vec<PlanView>| -> Result<(), FileStoreError> {
+        for &(kind, from, to) in spans {
+            out.push(decode_view(kind, &bytes[from..to]).map_err(|e| {
+                FileStoreError::corrupt(&path, from as u64, format!("a row's view is unreadable: {e}"))
+            })?);
         }
         Ok(())
     };
-    let mut out = Rows::with_capacity(latest.len());
-    if latest.len() < PARALLEL_FROM {
-        parse(&latest, &mut out)?;
-        return Ok(out);
+    let mut views = Vec::with_capacity(spans.len());
+    if spans.len() < PARALLEL_FROM {
+        parse(&spans, &mut views)?;
+        return Ok(Rows { plans, views });
     }
     // Parsing the views is most of a listing's cost: split it over two threads.
-    let (first, second) = latest.split_at(latest.len() / 2);
+    let (first, second) = spans.split_at(spans.len() / 2);
     let (mine, other) = std::thread::scope(|scope| {
         let other = scope.spawn(|| {
-            let mut rest = Rows::with_capacity(second.len());
+            let mut rest = Vec::with_capacity(second.len());
             parse(second, &mut rest).map(|()| rest)
         });
-        (parse(first, &mut out), other.join())
+        (parse(first, &mut views), other.join())
     });
     mine?;
     match other {
-        Ok(rest) => out.extend(rest?),
+        Ok(rest) => views.extend(rest?),
         // The other half's thread panicked: parse it here, which reports the same way.
-        Err(_) => parse(second, &mut out)?,
+        Err(_) => parse(second, &mut views)?,
     }
-    Ok(out)
+    Ok(Rows { plans, views })
 }
 
 /// The greatest row version of each plan in the rows files, in about 2.6 bytes a plan (a map of
@@ -702,7 +718,7 @@ pub fn append_rows(
         // Rewrite with only each plan's latest row: cost in the live plans, paid once per
         // doubling, so a row costs O(1) amortized.
         let mut live: HashMap<PlanId, (u32, Option<PlanView>)> =
-            read_rows(layout, head, kind)?.into_iter().map(|(id, version, view)| (id, (version, view))).collect();
+            read_rows(layout, head, kind)?.into_rows().map(|(id, version, view)| (id, (version, view))).collect();
         for row in rows {
             live.insert(row.plan_id.clone(), (row.version, row.view.cloned()));
         }
@@ -772,11 +788,11 @@ pub fn rewrite_without(
     removed: &std::collections::HashSet<PlanId>,
 ) -> Result<Option<PathBuf>, FileStoreError> {
     let rows = read_rows(layout, head, kind)?;
-    if !rows.iter().any(|(id, _, _)| removed.contains(id)) {
+    if !rows.plans.iter().any(|(id, _, _)| removed.contains(id)) {
         return Ok(None);
     }
     let live: HashMap<PlanId, (u32, Option<PlanView>)> = rows
-        .into_iter()
+        .into_rows()
         .filter(|(id, _, _)| !removed.contains(id))
         .map(|(id, version, view)| (id, (version, view)))
         .collect();

@@ -128,7 +128,7 @@ pub(crate) fn read_stored_catalog(
     let mut catalog = Catalog { plans: HashMap::new(), position: head.position() };
     let mut versions = HashMap::new();
     for kind in [RowsKind::Open, RowsKind::Done] {
-        for (plan_id, version, view) in catalog::read_rows(layout, &head, kind)? {
+        for (plan_id, version, view) in catalog::read_rows(layout, &head, kind)?.into_rows() {
             if let Some(view) = view {
                 if versions.get(&plan_id).is_none_or(|&v| v < version) {
                     versions.insert(plan_id.clone(), version);
@@ -596,84 +596,74 @@ impl Shared {
     /// ones' rows are not read at all): the checkpoint's rows, with the plans of the tail folded
     /// forward.
     pub(crate) fn list(&self, state: &mut State, open_only: bool) -> Result<Vec<PlanView>, FileStoreError> {
-        // Views stay where they were decoded; the map holds where each plan's is (and its row's
-        // version), so that a listing of many plans moves no view more than it must.
-        let mut views: Vec<Option<PlanView>> = Vec::new();
-        let mut at: HashMap<PlanId, (u32, usize)> = HashMap::new();
-        if let Some(head) = state.base.clone() {
-            let kinds: &[RowsKind] = if open_only { &[RowsKind::Open] } else { &[RowsKind::Open, RowsKind::Done] };
-            for &kind in kinds {
-                let rows = catalog::read_rows(&self.layout, &head, kind)?;
-                if kinds.len() == 1 {
-                    // One file names each plan once: only a plan the tail moves on needs to be
-                    // found again, so only those are kept in the map (a listing of many plans
-                    // builds no map of them all), and the views stay in the rows' vector.
-                    views = rows
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, (plan_id, version, view))| {
-                            if state.tail.contains_key(&plan_id) {
-                                at.insert(plan_id, (version, i));
-                            }
-                            view
-                        })
-                        .collect();
-                    continue;
-                }
-                views.reserve(rows.len());
-                at.reserve(rows.len());
-                for (plan_id, version, view) in rows {
-                    match at.entry(plan_id) {
-                        // A plan in both files (it moved, or a crash left an older row): the
-                        // later version wins; at equal versions a view beats the open file's
-                        // "moved to done" row.
-                        Entry::Occupied(mut found) => {
-                            let (v, i) = *found.get();
-                            if v > version || (v == version && view.is_none()) {
-                                continue;
-                            }
-                            views[i] = view;
-                            found.insert((version, i));
-                        }
-                        Entry::Vacant(slot) => {
-                            slot.insert((version, views.len()));
-                            views.push(view);
-                        }
-                    }
-                }
-            }
-        }
+        let mut views = match state.base.clone() {
+            None => Vec::new(),
+            // One file names each plan once: its views are the listing, left where they were
+            // decoded (a view is large, and ten thousand of them cost more to move than to find).
+            Some(head) if open_only => catalog::read_rows(&self.layout, &head, RowsKind::Open)?.views,
+            Some(head) => self.latest_rows_of_both(&head)?,
+        };
         if self.lock_retention().any() {
             // A removal that has not finished may not have rewritten the rows yet.
             let hidden = self.lock_retention();
-            for slot in &mut views {
-                if slot.as_ref().is_some_and(|view| hidden.hides_row(&view.plan_id)) {
-                    *slot = None;
-                }
-            }
+            views.retain(|view| !hidden.hides_row(&view.plan_id));
+        }
+        // The plans the tail moves on are taken out, the last first (so that each `swap_remove`
+        // moves a view that stays), and put back as the tail leaves them.
+        let moved: Vec<usize> = views
+            .iter()
+            .enumerate()
+            .filter(|(_, view)| state.tail.contains_key(&view.plan_id))
+            .map(|(i, _)| i)
+            .collect();
+        let mut bases: HashMap<PlanId, PlanView> = HashMap::with_capacity(moved.len());
+        for i in moved.into_iter().rev() {
+            let base = views.swap_remove(i);
+            bases.insert(base.plan_id.clone(), base);
         }
         let tail: Vec<(PlanId, u32)> = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
         for (plan_id, version) in tail {
-            let slot = at.get(&plan_id).map(|&(_, i)| i);
-            let base = slot.and_then(|i| views[i].take());
             let cached = state.summaries.get(&plan_id).filter(|v| v.version == version).cloned();
-            let view = match (cached, base) {
+            let view = match (cached, bases.remove(&plan_id)) {
                 (Some(view), _) => Some(view),
                 (None, Some(base)) if base.version < version => {
                     self.fold_summary(state, &plan_id, Some(base), version)?
                 }
                 (None, _) => self.summary(state, &plan_id)?,
             };
-            let view = view.filter(|v| !open_only || catalog::kind_of(v) == RowsKind::Open);
-            match slot {
-                Some(i) => views[i] = view,
-                None => views.push(view),
+            views.extend(view.filter(|v| !open_only || catalog::kind_of(v) == RowsKind::Open));
+        }
+        Ok(views)
+    }
+
+    /// The latest view of every plan in the open and the finished rows files: a plan in both
+    /// (it moved, or a crash left an older row) is listed once, at its later version; at equal
+    /// versions a view beats the open file's "moved to done" row.
+    fn latest_rows_of_both(&self, head: &Head) -> Result<Vec<PlanView>, FileStoreError> {
+        let mut views: Vec<Option<PlanView>> = Vec::new();
+        let mut at: HashMap<PlanId, (u32, usize)> = HashMap::new();
+        for kind in [RowsKind::Open, RowsKind::Done] {
+            let rows = catalog::read_rows(&self.layout, head, kind)?;
+            views.reserve(rows.plans.len());
+            at.reserve(rows.plans.len());
+            for (plan_id, version, view) in rows.into_rows() {
+                match at.entry(plan_id) {
+                    Entry::Occupied(mut found) => {
+                        let (v, i) = *found.get();
+                        if v > version || (v == version && view.is_none()) {
+                            continue;
+                        }
+                        views[i] = view;
+                        found.insert((version, i));
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert((version, views.len()));
+                        views.push(view);
+                    }
+                }
             }
         }
-        // In place: the views are not moved to a new vector.
-        #[allow(clippy::filter_map_identity)]
-        let listed: Vec<PlanView> = views.into_iter().filter_map(|view| view).collect();
-        Ok(listed)
+        Ok(views.into_iter().flatten().collect())
     }
 }
 

@@ -168,8 +168,12 @@ fn versions_read_a_chunk_at_a_time_are_those_of_the_whole_file() {
     drop(store);
     let layout = Layout::new(dir.path());
     let head = read_head(&layout).unwrap().expect("a head");
-    let whole: HashMap<PlanId, u32> =
-        read_rows(&layout, &head, RowsKind::Open).unwrap().into_iter().map(|(id, version, _)| (id, version)).collect();
+    let whole: HashMap<PlanId, u32> = read_rows(&layout, &head, RowsKind::Open)
+        .unwrap()
+        .plans
+        .into_iter()
+        .map(|(id, version, _)| (id, version))
+        .collect();
     assert_eq!(whole.len(), 12);
     assert!(whole.values().any(|&v| v > 2), "{whole:?}");
     // Chunks that cut rows anywhere, the file header too: each plan's latest version is known
