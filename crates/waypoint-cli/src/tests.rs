@@ -301,10 +301,13 @@ fn a_json_list_written_item_by_item_is_the_document_written_whole() {
     struct Doc<'a> {
         plans: &'a [serde_json::Value],
     }
+    // Deeper than the 32 levels of indentation the list's formatter writes at once.
+    let deep = (0..40).fold(serde_json::json!([1, {"leaf": true}]), |inner, _| serde_json::json!({"in": [inner, 2]}));
     let items = [
         serde_json::json!({"plan_id": "a", "reasons": [], "nested": {"list": [1, 2], "empty": {}}}),
         serde_json::json!({"plan_id": "b\nwith a newline", "interruption": null, "steps": [{"n": 1}]}),
         serde_json::json!("plain"),
+        deep,
     ];
     for n in 0..=items.len() {
         let mut whole = serde_json::to_vec_pretty(&Doc { plans: &items[..n] }).unwrap();
@@ -329,5 +332,19 @@ fn a_json_list_written_item_by_item_is_the_document_written_whole() {
             list.finish().unwrap();
             assert_eq!(String::from_utf8(bytes).unwrap(), whole, "{n} items rendered {batch} at a time");
         }
+    }
+    // An item that cannot be rendered (a map keyed by lists) fails the document, pushed alone
+    // or rendered ahead, first in its batch or not.
+    let unrenderable = std::collections::BTreeMap::from([(vec![1], 1)]);
+    let mut list = crate::ui::JsonList::new(Vec::new(), "plans");
+    list.push(&unrenderable);
+    assert!(list.finish().is_err());
+    for before in [0, 1] {
+        let mut rendered = crate::ui::RenderedItems::default();
+        (0..before).for_each(|_| rendered.push(&items[0]));
+        rendered.push(&unrenderable);
+        let mut list = crate::ui::JsonList::new(Vec::new(), "plans");
+        list.push_rendered(&rendered);
+        assert!(list.finish().is_err(), "{before} items before it");
     }
 }

@@ -181,31 +181,24 @@ impl Ui {
 pub struct JsonList<W: Write> {
     out: W,
     items: usize,
-    /// One item's text, printed as it stands two levels deep.
-    scratch: Vec<u8>,
+    /// One item's text, with the separator before it.
+    scratch: RenderedItems,
     result: std::io::Result<()>,
 }
-
-/// An item printed inside `[[ ]]` stands where a list item of the document stands (two levels
-/// deep, indented by four spaces): its text is what lies between these.
-const NESTED_OPEN: &[u8] = b"[\n  [\n    ";
-const NESTED_CLOSE: &[u8] = b"\n  ]\n]";
 
 impl<W: Write> JsonList<W> {
     pub fn new(mut out: W, key: &'static str) -> Self {
         let result = write!(out, "{{\n  {}: [", serde_json::Value::from(key));
-        Self { out, items: 0, scratch: Vec::new(), result }
+        Self { out, items: 0, scratch: RenderedItems::default(), result }
     }
 
     /// Adds `item` to the list.
     pub fn push<T: Serialize>(&mut self, item: &T) {
-        if self.result.is_err() {
-            return;
-        }
-        self.result = match item_text(&mut self.scratch, item) {
-            Ok(text) => write_item(&mut self.out, &mut self.items, &self.scratch[text]),
-            Err(e) => Err(e.into()),
-        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.push(item);
+        self.push_rendered(&scratch);
+        self.scratch = scratch;
     }
 
     /// Adds the items `items` holds, rendered elsewhere (another thread), in their order.
@@ -217,14 +210,13 @@ impl<W: Write> JsonList<W> {
             self.result = Err(std::io::Error::other(e.to_string()));
             return;
         }
-        let mut start = 0;
-        for &end in &items.ends {
-            self.result = write_item(&mut self.out, &mut self.items, &items.bytes[start..end]);
-            if self.result.is_err() {
-                return;
-            }
-            start = end;
+        if items.count == 0 {
+            return;
         }
+        // Each item's text follows a comma; the list's first follows only its line break.
+        let text = if self.items == 0 { &items.bytes[1..] } else { &items.bytes[..] };
+        self.items += items.count;
+        self.result = self.out.write_all(text);
     }
 
     /// Closes the list and the document; the first failed write, if any.
@@ -235,13 +227,13 @@ impl<W: Write> JsonList<W> {
 }
 
 /// Items of a [`JsonList`] rendered ahead of printing (on another thread than the one that
-/// prints): their texts one after another, and where each ends. The first failure to render one
-/// is kept, and reported when they are pushed.
+/// prints them), so that rendering and printing a long listing overlap.
 #[derive(Default)]
 pub struct RenderedItems {
+    /// Each item's text as it stands in the document, after a comma, a line break and its
+    /// indentation: a batch is printed with one write.
     bytes: Vec<u8>,
-    ends: Vec<usize>,
-    scratch: Vec<u8>,
+    count: usize,
     failed: Option<serde_json::Error>,
 }
 
@@ -251,30 +243,104 @@ impl RenderedItems {
         if self.failed.is_some() {
             return;
         }
-        match item_text(&mut self.scratch, item) {
-            Ok(text) => {
-                self.bytes.extend_from_slice(&self.scratch[text]);
-                self.ends.push(self.bytes.len());
-            }
+        let formatter = Nested { depth: LIST_ITEM_DEPTH, has_value: false };
+        let rendered = formatter
+            .line_break(&mut self.bytes, false)
+            .map_err(serde_json::Error::io)
+            .and_then(|()| item.serialize(&mut serde_json::Serializer::with_formatter(&mut self.bytes, formatter)));
+        match rendered {
+            Ok(()) => self.count += 1,
             Err(e) => self.failed = Some(e),
         }
     }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.count = 0;
+        self.failed = None;
+    }
 }
 
-/// Writes an item's `text` after the `items` written before it.
-fn write_item(out: &mut impl Write, items: &mut usize, text: &[u8]) -> std::io::Result<()> {
-    let separator: &[u8] = if *items == 0 { b"\n    " } else { b",\n    " };
-    *items += 1;
-    out.write_all(separator).and_then(|()| out.write_all(text))
+/// How deep a [`JsonList`]'s items stand: inside the document's object, then its list.
+const LIST_ITEM_DEPTH: usize = 2;
+
+/// serde_json's pretty layout (two spaces a level, as `to_writer_pretty`) for a value that stands
+/// `depth` levels deep in a document: the bytes the whole document's pretty rendering has there,
+/// with each line break and its indentation written at once, not a level at a time.
+struct Nested {
+    depth: usize,
+    has_value: bool,
 }
 
-/// Renders `item` into `scratch` and returns where in it the item's text is as it stands in a
-/// [`JsonList`]: pretty JSON two levels deep (every line after the first indented by four more
-/// spaces).
-fn item_text<T: Serialize>(scratch: &mut Vec<u8>, item: &T) -> serde_json::Result<std::ops::Range<usize>> {
-    scratch.clear();
-    serde_json::to_writer_pretty(&mut *scratch, &[std::slice::from_ref(item)])?;
-    Ok(NESTED_OPEN.len()..scratch.len() - NESTED_CLOSE.len())
+/// A comma, a line break and the indentation of up to 32 levels.
+const BREAK: &[u8] = b",\n                                                                ";
+
+impl Nested {
+    /// A line break (after a comma unless `first`) and the current level's indentation.
+    fn line_break<W: ?Sized + Write>(&self, out: &mut W, first: bool) -> std::io::Result<()> {
+        let from = usize::from(first);
+        match BREAK.get(from..2 + 2 * self.depth) {
+            Some(text) => out.write_all(text),
+            None => {
+                out.write_all(&BREAK[from..2])?;
+                (0..self.depth).try_for_each(|_| out.write_all(b"  "))
+            }
+        }
+    }
+
+    fn open<W: ?Sized + Write>(&mut self, out: &mut W, bracket: &[u8]) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        out.write_all(bracket)
+    }
+
+    fn close<W: ?Sized + Write>(&mut self, out: &mut W, bracket: &[u8]) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.line_break(out, true)?;
+        }
+        out.write_all(bracket)
+    }
+}
+
+impl serde_json::ser::Formatter for Nested {
+    fn begin_array<W: ?Sized + Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.open(out, b"[")
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.close(out, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(&mut self, out: &mut W, first: bool) -> std::io::Result<()> {
+        self.line_break(out, first)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, _out: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.open(out, b"{")
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        self.close(out, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, out: &mut W, first: bool) -> std::io::Result<()> {
+        self.line_break(out, first)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        out.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, _out: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
 }
 
 impl JsonList<std::io::BufWriter<std::io::Stdout>> {
