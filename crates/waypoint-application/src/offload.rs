@@ -213,6 +213,10 @@ impl<S: PlanStore> PlanStore for OffThreadStore<S> {
         self.offload(|store| ready(store.open_catalog()))
     }
 
+    fn open_catalog_parts(&self) -> BoxFuture<'_, Result<Vec<Vec<PlanView>>, StoreError>> {
+        self.offload(|store| ready(store.open_catalog_parts()))
+    }
+
     fn catalog_page<'a>(&'a self, query: &'a CatalogQuery) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {
         let query = query.clone();
         self.offload(move |store| ready(store.catalog_page(&query)))

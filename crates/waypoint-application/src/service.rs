@@ -620,11 +620,12 @@ impl<S: PlanStore> PlanResumeService<S> {
         let listing = self.listing(resumable_only).await?;
         let summaries: Vec<Option<ResumeSummary>> = listing.views().map(|view| listing.summary(self, view)).collect();
         let order = listing.order;
-        let mut views: Vec<Option<PlanView>> = listing.views.into_iter().map(Some).collect();
+        let mut parts: Vec<Vec<Option<PlanView>>> =
+            listing.parts.into_iter().map(|part| part.into_iter().map(Some).collect()).collect();
         Ok(order
             .into_iter()
             .zip(summaries)
-            .filter_map(|(i, summary)| Some((views[i].take().expect("each index once"), summary?)))
+            .filter_map(|((part, i), summary)| Some((parts[part][i].take().expect("each view once"), summary?)))
             .collect())
     }
 
@@ -633,13 +634,15 @@ impl<S: PlanStore> PlanResumeService<S> {
     /// before.
     pub async fn listing(&self, resumable_only: bool) -> Result<Listing, ServiceError> {
         // A finished plan is never resumable: the store need not read those at all.
-        let views = if resumable_only { self.store.open_catalog().await? } else { self.store.catalog().await? };
+        let parts =
+            if resumable_only { self.store.open_catalog_parts().await? } else { vec![self.store.catalog().await?] };
         // One reading of the store's clock for the whole listing, and none without a lease in it.
-        let now = self.store_now_for(&views).await?;
+        let now = self.store_now_for(parts.iter().flatten()).await?;
         // Sorted by index: a view is large, and moving each one costs more than the comparisons.
-        let mut order: Vec<usize> = (0..views.len()).collect();
-        order.sort_unstable_by(|&a, &b| listing_order(&views[a], &views[b]));
-        Ok(Listing { views, order, now, resumable_only })
+        let mut order: Vec<(usize, usize)> =
+            parts.iter().enumerate().flat_map(|(p, part)| (0..part.len()).map(move |i| (p, i))).collect();
+        order.sort_unstable_by(|&(pa, a), &(pb, b)| listing_order(&parts[pa][a], &parts[pb][b]));
+        Ok(Listing { parts, order, now, resumable_only })
     }
 
     /// Every plan with its summary, in the listing's order, a batch at a time, for a listing of
@@ -864,10 +867,11 @@ impl<S: PlanStore> PlanResumeService<S> {
 /// The plans of a listing in its order, with what their summaries need ([`PlanResumeService::listing`]).
 #[derive(Debug)]
 pub struct Listing {
-    /// The plans' compact views, where the store put them.
-    views: Vec<PlanView>,
-    /// Indexes into `views` in the listing's order: newest activity first, then by plan id.
-    order: Vec<usize>,
+    /// The plans' compact views, where the store put them ([`PlanStore::open_catalog_parts`]).
+    parts: Vec<Vec<PlanView>>,
+    /// Where in `parts` each plan's view is (part, index), in the listing's order: newest
+    /// activity first, then by plan id.
+    order: Vec<(usize, usize)>,
     now: Option<DateTime<Utc>>,
     resumable_only: bool,
 }
@@ -875,12 +879,12 @@ pub struct Listing {
 impl Listing {
     /// The plans in the listing's order.
     pub fn views(&self) -> impl ExactSizeIterator<Item = &PlanView> + Clone + '_ {
-        self.order.iter().map(|&i| &self.views[i])
+        self.order.iter().map(|&(part, i)| &self.parts[part][i])
     }
 
     /// The plans from the `from`th of the listing's order, at most `count` of them.
     pub fn range(&self, from: usize, count: usize) -> impl Iterator<Item = &PlanView> + '_ {
-        self.order.iter().skip(from).take(count).map(|&i| &self.views[i])
+        self.order.iter().skip(from).take(count).map(|&(part, i)| &self.parts[part][i])
     }
 
     /// `view`'s summary as `service` lists it: `None` for a plan a listing of the resumable

@@ -493,6 +493,14 @@ pub trait PlanStore:
         })
     }
 
+    /// [`Self::open_catalog`] in parts, for a caller that need not hold the views in one vector
+    /// (a listing sorts them by index): a store that decodes its rows on several threads hands
+    /// over each thread's views where they are, instead of moving them all into one. The
+    /// default is the whole of `open_catalog` as one part.
+    fn open_catalog_parts(&self) -> BoxFuture<'_, Result<Vec<Vec<PlanView>>, StoreError>> {
+        Box::pin(async move { Ok(vec![self.open_catalog().await?]) })
+    }
+
     // ---- The catalog a page at a time (ADR 0009, "Pages of the listing") ----
 
     /// At most `query.limit` compact views, in the listing's order (newest activity first, then

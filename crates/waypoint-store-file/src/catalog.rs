@@ -144,16 +144,16 @@ pub struct Rows {
     /// Each plan with its latest row's version, and whether that row holds a view (a tombstone
     /// holds none).
     pub plans: Vec<(PlanId, u32, bool)>,
-    /// The views of the plans whose row holds one, in `plans`' order: decoded into this vector,
-    /// and a listing takes it as it is (a view is large: moving ten thousand of them costs more
-    /// than finding them).
-    pub views: Vec<PlanView>,
+    /// The views of the plans whose row holds one, in `plans`' order, in parts: each the views
+    /// one thread decoded, left where it decoded them (a view is large, and moving ten thousand
+    /// into one vector costs a listing more than finding them).
+    pub parts: Vec<Vec<PlanView>>,
 }
 
 impl Rows {
     /// Each plan with its version and its view (`None`: a tombstone).
     pub fn into_rows(self) -> impl Iterator<Item = (PlanId, u32, Option<PlanView>)> {
-        let mut views = self.views.into_iter();
+        let mut views = self.parts.into_iter().flatten();
         self.plans
             .into_iter()
             .map(move |(plan_id, version, has_view)| (plan_id, version, has_view.then(|| views.next()).flatten()))
@@ -181,35 +181,28 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
         plans.push((plan_id, version, span.is_some()));
         spans.extend(span);
     }
-    let parse = |spans: &[ViewAt], out: &mut Vec<PlanView>| -> Result<(), FileStoreError> {
+    let decode = |spans: &[ViewAt]| -> Result<Vec<PlanView>, FileStoreError> {
+        let mut views = Vec::with_capacity(spans.len());
         for &(kind, from, to) in spans {
-            out.push(decode_view(kind, &bytes[from..to]).map_err(|e| {
+            views.push(decode_view(kind, &bytes[from..to]).map_err(|e| {
                 FileStoreError::corrupt(&path, from as u64, format!("a row's view is unreadable: {e}"))
             })?);
         }
-        Ok(())
+        Ok(views)
     };
-    let mut views = Vec::with_capacity(spans.len());
     if spans.len() < PARALLEL_FROM {
-        parse(&spans, &mut views)?;
-        return Ok(Rows { plans, views });
+        return Ok(Rows { plans, parts: vec![decode(&spans)?] });
     }
-    // Parsing the views is most of a listing's cost: split it over two threads.
+    // Decoding the views is most of a listing's cost: split it over two threads.
     let (first, second) = spans.split_at(spans.len() / 2);
     let (mine, other) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| {
-            let mut rest = Vec::with_capacity(second.len());
-            parse(second, &mut rest).map(|()| rest)
-        });
-        (parse(first, &mut views), other.join())
+        let other = scope.spawn(|| decode(second));
+        (decode(first), other.join())
     });
-    mine?;
-    match other {
-        Ok(rest) => views.extend(rest?),
-        // The other half's thread panicked: parse it here, which reports the same way.
-        Err(_) => parse(second, &mut views)?,
-    }
-    Ok(Rows { plans, views })
+    let mine = mine?;
+    // The other half's thread panicked: decode it here, which reports the same way.
+    let rest = other.unwrap_or_else(|_| decode(second))?;
+    Ok(Rows { plans, parts: vec![mine, rest] })
 }
 
 /// The greatest row version of each plan in the rows files, in about 2.6 bytes a plan (a map of

@@ -596,32 +596,35 @@ impl Shared {
     /// ones' rows are not read at all): the checkpoint's rows, with the plans of the tail folded
     /// forward.
     pub(crate) fn list(&self, state: &mut State, open_only: bool) -> Result<Vec<PlanView>, FileStoreError> {
-        let mut views = match state.base.clone() {
+        Ok(self.list_parts(state, open_only)?.into_iter().flatten().collect())
+    }
+
+    /// [`Self::list`] in parts, in no particular order: the views as the threads that decoded
+    /// them left them (a view is large, and ten thousand cost more to move than to find).
+    pub(crate) fn list_parts(&self, state: &mut State, open_only: bool) -> Result<Vec<Vec<PlanView>>, FileStoreError> {
+        let mut parts = match state.base.clone() {
             None => Vec::new(),
-            // One file names each plan once: its views are the listing, left where they were
-            // decoded (a view is large, and ten thousand of them cost more to move than to find).
-            Some(head) if open_only => catalog::read_rows(&self.layout, &head, RowsKind::Open)?.views,
-            Some(head) => self.latest_rows_of_both(&head)?,
+            // One file names each plan once: its views are the listing as decoded.
+            Some(head) if open_only => catalog::read_rows(&self.layout, &head, RowsKind::Open)?.parts,
+            Some(head) => vec![self.latest_rows_of_both(&head)?],
         };
         if self.lock_retention().any() {
             // A removal that has not finished may not have rewritten the rows yet.
             let hidden = self.lock_retention();
-            views.retain(|view| !hidden.hides_row(&view.plan_id));
+            parts.iter_mut().for_each(|part| part.retain(|view| !hidden.hides_row(&view.plan_id)));
         }
-        // The plans the tail moves on are taken out, the last first (so that each `swap_remove`
-        // moves a view that stays), and put back as the tail leaves them.
-        let moved: Vec<usize> = views
-            .iter()
-            .enumerate()
-            .filter(|(_, view)| state.tail.contains_key(&view.plan_id))
-            .map(|(i, _)| i)
-            .collect();
-        let mut bases: HashMap<PlanId, PlanView> = HashMap::with_capacity(moved.len());
-        for i in moved.into_iter().rev() {
-            let base = views.swap_remove(i);
-            bases.insert(base.plan_id.clone(), base);
+        // The plans the tail moves on are taken out, each part's last first (so that each
+        // `swap_remove` moves a view that stays), and put back as the tail leaves them.
+        let mut bases: HashMap<PlanId, PlanView> = HashMap::new();
+        for part in &mut parts {
+            let moved: Vec<usize> = (0..part.len()).filter(|&i| state.tail.contains_key(&part[i].plan_id)).collect();
+            for i in moved.into_iter().rev() {
+                let base = part.swap_remove(i);
+                bases.insert(base.plan_id.clone(), base);
+            }
         }
         let tail: Vec<(PlanId, u32)> = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
+        let mut moved = Vec::with_capacity(tail.len());
         for (plan_id, version) in tail {
             let cached = state.summaries.get(&plan_id).filter(|v| v.version == version).cloned();
             let view = match (cached, bases.remove(&plan_id)) {
@@ -631,9 +634,10 @@ impl Shared {
                 }
                 (None, _) => self.summary(state, &plan_id)?,
             };
-            views.extend(view.filter(|v| !open_only || catalog::kind_of(v) == RowsKind::Open));
+            moved.extend(view.filter(|v| !open_only || catalog::kind_of(v) == RowsKind::Open));
         }
-        Ok(views)
+        parts.push(moved);
+        Ok(parts)
     }
 
     /// The latest view of every plan in the open and the finished rows files: a plan in both

@@ -126,9 +126,15 @@ impl FileStore {
     /// The compact views of the plans that are not finished (applied or cancelled), without
     /// reading the finished ones: cost in the plans returned.
     pub fn open_plans(&self) -> Result<Vec<PlanView>, FileStoreError> {
+        Ok(self.open_plan_parts()?.into_iter().flatten().collect())
+    }
+
+    /// [`Self::open_plans`] in parts, in no particular order: each part the views one thread
+    /// decoded, not moved into one vector.
+    pub fn open_plan_parts(&self) -> Result<Vec<Vec<PlanView>>, FileStoreError> {
         let mut state = self.shared.lock_state();
         self.shared.catch_up_shared(&mut state)?;
-        self.shared.list(&mut state, true)
+        self.shared.list_parts(&mut state, true)
     }
 
     /// `queue`'s plans (see `PlanStore::queue_plans`), caught up with the log: oldest submission
@@ -375,6 +381,10 @@ impl PlanStore for FileStore {
 
     fn open_catalog(&self) -> BoxFuture<'_, Result<Vec<PlanView>, StoreError>> {
         Box::pin(futures::future::ready(self.open_plans().map_err(StoreError::from)))
+    }
+
+    fn open_catalog_parts(&self) -> BoxFuture<'_, Result<Vec<Vec<PlanView>>, StoreError>> {
+        Box::pin(futures::future::ready(self.open_plan_parts().map_err(StoreError::from)))
     }
 
     fn catalog_page<'a>(&'a self, query: &'a CatalogQuery) -> BoxFuture<'a, Result<Vec<PlanView>, StoreError>> {

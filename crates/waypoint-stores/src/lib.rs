@@ -101,6 +101,10 @@ impl PlanStore for AnyStore {
         delegate!(self, s => s.open_catalog())
     }
 
+    fn open_catalog_parts(&self) -> BoxFuture<'_, Result<Vec<Vec<PlanView>>, StoreError>> {
+        delegate!(self, s => s.open_catalog_parts())
+    }
+
     fn catalog_page<'a>(
         &'a self,
         query: &'a waypoint_application::CatalogQuery,

@@ -4,7 +4,7 @@
 use eventually::store::Expected;
 use futures::executor::block_on;
 use waypoint_application::domain::{DecisionId, Phase, StepNumber};
-use waypoint_application::{CatalogQuery, NewPlan, PlanResumeService, PlanStore, StepCheckpoint};
+use waypoint_application::{CatalogQuery, NewPlan, PlanResumeService, PlanStore, PlanView, StepCheckpoint};
 use waypoint_domain::PlanId;
 
 use crate::index::ENTRY_LEN;
@@ -276,4 +276,47 @@ fn a_plan_with_two_rows_at_one_version_is_listed_once() {
         })
         .unwrap();
     assert_eq!(walked.len(), plans.len(), "a walk names each plan once: {walked:?}");
+}
+
+/// More open plans than one thread decodes (the rows come back in two parts), some of them moved
+/// on by the tail (one cancelled), and a plan only the tail knows: the open plans are the open
+/// plans of the whole catalog, each once, in every part of the listing.
+#[test]
+fn open_plans_decoded_in_parts_are_the_catalogs_open_plans_with_the_tail_folded_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { checkpoint_every: u32::MAX, ..Default::default() };
+    let store = FileStore::open_with(dir.path(), options.clone()).unwrap();
+    let plans: Vec<PlanId> = (0..3000).map(|i| plan(&format!("part-{i:04}"))).collect();
+    fill(&store, &plans, 2);
+    let service = PlanResumeService::new(store.clone());
+    let cancelled = plan("part-cancelled");
+    let start = Some((Phase::Strategize, None));
+    block_on(service.create_plan(NewPlan { id: Some(cancelled.clone()), start, ..NewPlan::default() })).unwrap();
+    store.checkpoint().unwrap();
+    // Moved on at both ends of the rows, so both decoded parts lose views to the tail.
+    for id in plans[..20].iter().chain(&plans[2980..]) {
+        store.append_events(id, Expected::Exact(2), vec![step_completed(2)]).unwrap();
+    }
+    block_on(async {
+        service.cancel(&cancelled, None).await.unwrap();
+        service.create_plan(NewPlan { id: Some(plan("tail-only")), ..NewPlan::default() }).await.unwrap();
+    });
+    let reader = FileStore::open_read_only_with(dir.path(), options).unwrap();
+    for handle in [store, reader] {
+        let parts = handle.open_plan_parts().unwrap();
+        assert!(parts.len() >= 3, "two decoded parts and the tail's: {}", parts.len());
+        let mut open: Vec<PlanView> = parts.into_iter().flatten().collect();
+        open.sort_by(|a, b| a.plan_id.cmp(&b.plan_id));
+        let mut expected: Vec<PlanView> = handle
+            .catalog_snapshot()
+            .unwrap()
+            .plans
+            .into_values()
+            .filter(|view| !view.state.state.is_terminal())
+            .collect();
+        expected.sort_by(|a, b| a.plan_id.cmp(&b.plan_id));
+        assert_eq!(open.len(), 3001, "3,000 plans and a new one; the cancelled one is not open");
+        assert_eq!(open, expected);
+        assert!(open.iter().filter(|v| v.plan_id.as_str() < "part-0020").all(|v| v.version == 3), "the tail's versions");
+    }
 }
