@@ -178,7 +178,8 @@ macro_rules! validated_string {
                 Ok(Self(value.to_owned()))
             }
 
-            fn check(value: &str) -> Result<(), InvalidValue> {
+            /// Whether `value` is a valid one, without making one (no allocation).
+            pub fn check(value: &str) -> Result<(), InvalidValue> {
                 check_allow_list($kind, value, $max, $desc, $pred)
             }
 

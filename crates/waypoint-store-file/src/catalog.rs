@@ -163,22 +163,40 @@ impl Rows {
 /// Where a row's view lies: its kind, and its span in the file.
 type ViewAt = (u8, usize, usize);
 
-/// A plan's latest row: its version, and where its view lies (none: tombstone).
-type Found = (PlanId, u32, Option<ViewAt>);
-
 /// Rows past which a listing parses its views on two threads.
 const PARALLEL_FROM: usize = 2048;
 
 /// Reads the rows the head vouches for in `kind`'s file. Damage inside vouched bytes is a typed
 /// error: the head of this very store promised them.
 pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, FileStoreError> {
-    let Some((path, bytes)) = read_file(layout, head, kind)? else { return Ok(Rows::default()) };
+    let mut plans = Vec::new();
+    let parts = read_latest(layout, head, kind, |plan, version, has_view| {
+        plans.push((PlanId::parse(plan).expect("latest_rows checked it"), version, has_view));
+    })?;
+    Ok(Rows { plans, parts })
+}
+
+/// The views of [`read_rows`] alone, in its parts: no plan id is made for a row (its view has
+/// one).
+pub fn read_views(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Vec<Vec<PlanView>>, FileStoreError> {
+    read_latest(layout, head, kind, |_, _, _| {})
+}
+
+/// The views of the latest row of each plan in `kind`'s file, in parts; `each` is told each
+/// plan's id (checked to be a valid one), its latest row's version and whether that row holds a
+/// view, in the order of the views.
+fn read_latest(
+    layout: &Layout,
+    head: &Head,
+    kind: RowsKind,
+    mut each: impl FnMut(&str, u32, bool),
+) -> Result<Vec<Vec<PlanView>>, FileStoreError> {
+    let Some((path, bytes)) = read_file(layout, head, kind)? else { return Ok(Vec::new()) };
     // Latest row of each plan first, then decode only those views.
     let latest = latest_rows(&path, &bytes, head.rows(kind).rows)?;
-    let mut plans = Vec::with_capacity(latest.len());
     let mut spans = Vec::with_capacity(latest.len());
-    for (plan_id, (version, span)) in latest {
-        plans.push((plan_id, version, span.is_some()));
+    for (plan, (version, span)) in latest {
+        each(plan, version, span.is_some());
         spans.extend(span);
     }
     let decode = |spans: &[ViewAt]| -> Result<Vec<PlanView>, FileStoreError> {
@@ -191,7 +209,7 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
         Ok(views)
     };
     if spans.len() < PARALLEL_FROM {
-        return Ok(Rows { plans, parts: vec![decode(&spans)?] });
+        return Ok(vec![decode(&spans)?]);
     }
     // Decoding the views is most of a listing's cost: split it over two threads.
     let (first, second) = spans.split_at(spans.len() / 2);
@@ -202,7 +220,7 @@ pub fn read_rows(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Rows, F
     let mine = mine?;
     // The other half's thread panicked: decode it here, which reports the same way.
     let rest = other.unwrap_or_else(|_| decode(second))?;
-    Ok(Rows { plans, parts: vec![mine, rest] })
+    Ok(vec![mine, rest])
 }
 
 /// The greatest row version of each plan in the rows files, in about 2.6 bytes a plan (a map of
@@ -486,13 +504,25 @@ fn each_row_version(
     }
 }
 
-/// Each plan's last row in a rows file (a later row of a plan replaces its earlier ones).
-/// `rows` (the head's count of them, stale ones included) sizes the map once.
-fn latest_rows(path: &Path, bytes: &[u8], rows: u64) -> Result<HashMap<PlanId, (u32, Option<ViewAt>)>, FileStoreError> {
+/// Each plan's last row in a rows file (a later row of a plan replaces its earlier ones), by the
+/// plan id as the row holds it (checked, not copied). `rows` (the head's count of them, stale
+/// ones included) sizes the map once.
+fn latest_rows<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    rows: u64,
+) -> Result<HashMap<&'a str, (u32, Option<ViewAt>)>, FileStoreError> {
     let mut latest = HashMap::with_capacity(usize::try_from(rows).unwrap_or(0));
-    for row in row_heads(path, bytes) {
-        let (plan_id, version, view) = row?;
-        latest.insert(plan_id, (version, view));
+    let mut at = FILE_HEADER_LEN;
+    while at < bytes.len() {
+        let frame = row_frame(path, bytes, at, 0)?
+            .ok_or_else(|| FileStoreError::corrupt(path, at as u64, "a row is cut short"))?;
+        let plan = std::str::from_utf8(frame.plan)
+            .ok()
+            .filter(|plan| PlanId::check(plan).is_ok())
+            .ok_or_else(|| FileStoreError::corrupt(path, at as u64, "a row's plan id is invalid"))?;
+        latest.insert(plan, (frame.version, frame.view_at()));
+        at += frame.len;
     }
     Ok(latest)
 }
@@ -512,30 +542,6 @@ fn read_file(layout: &Layout, head: &Head, kind: RowsKind) -> Result<Option<(Pat
     Ok(Some((path, bytes)))
 }
 
-/// The rows of a rows file in file order, each checked against its checksum: the plan, the
-/// version and where the view lies (`None`: a tombstone). Views are not decoded.
-fn row_heads<'a>(path: &'a Path, bytes: &'a [u8]) -> impl Iterator<Item = Result<Found, FileStoreError>> + 'a {
-    let mut at = FILE_HEADER_LEN;
-    std::iter::from_fn(move || {
-        if at >= bytes.len() {
-            return None;
-        }
-        let row = row_head(path, bytes, at, 0)
-            .and_then(|row| row.ok_or_else(|| FileStoreError::corrupt(path, at as u64, "a row is cut short")));
-        match row {
-            Ok((found, len)) => {
-                at += len;
-                Some(Ok(found))
-            }
-            Err(e) => {
-                // A damaged row ends the walk: nothing after it can be trusted to be framed.
-                at = bytes.len();
-                Some(Err(e))
-            }
-        }
-    })
-}
-
 /// A row as framed, checked against its checksum: its kind, version and plan id's bytes (not
 /// yet parsed), its body's span in the bytes it was read from, and its length.
 pub(crate) struct Frame<'a> {
@@ -551,6 +557,11 @@ impl Frame<'_> {
     /// The row's plan id, parsed; `None` when it is not a valid one.
     pub fn plan_id(&self) -> Option<PlanId> {
         std::str::from_utf8(self.plan).ok().and_then(|p| PlanId::parse(p).ok())
+    }
+
+    /// Where the row's view lies (its kind and span); `None` for a tombstone.
+    fn view_at(&self) -> Option<ViewAt> {
+        (self.kind != TOMBSTONE).then_some((self.kind, self.view.0, self.view.1))
     }
 }
 
@@ -574,17 +585,6 @@ pub(crate) fn row_frame<'a>(
     let plan_len = usize::from(body[5]);
     let plan = body.get(6..6 + plan_len).ok_or_else(|| bad("a row is malformed"))?;
     Ok(Some(Frame { kind: body[0], version, plan, view: (at + 8 + 6 + plan_len, at + 8 + len), len: 8 + len }))
-}
-
-/// The row framed at `bytes[at..]` and its length in bytes, checked against its checksum, its
-/// plan id parsed; `None` when `bytes` ends inside it. `bytes` starts at offset `base` of the
-/// file (for errors; a view's span is within `bytes`).
-fn row_head(path: &Path, bytes: &[u8], at: usize, base: u64) -> Result<Option<(Found, usize)>, FileStoreError> {
-    let Some(frame) = row_frame(path, bytes, at, base)? else { return Ok(None) };
-    let plan_id =
-        frame.plan_id().ok_or_else(|| FileStoreError::corrupt(path, base + at as u64, "a row's plan id is invalid"))?;
-    let view = (frame.kind != TOMBSTONE).then_some((frame.kind, frame.view.0, frame.view.1));
-    Ok(Some(((plan_id, frame.version, view), frame.len)))
 }
 
 /// How much of a rows file [`each_row_version`] reads at once.

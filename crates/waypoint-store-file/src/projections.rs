@@ -605,7 +605,7 @@ impl Shared {
         let mut parts = match state.base.clone() {
             None => Vec::new(),
             // One file names each plan once: its views are the listing as decoded.
-            Some(head) if open_only => catalog::read_rows(&self.layout, &head, RowsKind::Open)?.parts,
+            Some(head) if open_only => catalog::read_views(&self.layout, &head, RowsKind::Open)?,
             Some(head) => vec![self.latest_rows_of_both(&head)?],
         };
         if self.lock_retention().any() {

@@ -317,6 +317,9 @@ fn open_plans_decoded_in_parts_are_the_catalogs_open_plans_with_the_tail_folded_
         expected.sort_by(|a, b| a.plan_id.cmp(&b.plan_id));
         assert_eq!(open.len(), 3001, "3,000 plans and a new one; the cancelled one is not open");
         assert_eq!(open, expected);
-        assert!(open.iter().filter(|v| v.plan_id.as_str() < "part-0020").all(|v| v.version == 3), "the tail's versions");
+        assert!(
+            open.iter().filter(|v| v.plan_id.as_str() < "part-0020").all(|v| v.version == 3),
+            "the tail's versions"
+        );
     }
 }
