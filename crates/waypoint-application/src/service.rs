@@ -645,26 +645,19 @@ impl<S: PlanStore> PlanResumeService<S> {
         Ok(Listing { parts, order, now, resumable_only })
     }
 
-    /// Every plan with its summary, in the listing's order, a batch at a time, for a listing of
-    /// any size: `visit` gets each batch (at most `batch` plans) and answers whether to go on. It
-    /// holds one batch, never the catalog ([`PlanStore::walk_catalog`]). The store's clock is read
-    /// once, before the walk, for whichever plans are held by lease.
+    /// Every plan's summary, in the listing's order, a batch at a time, for a listing of any
+    /// size: `visit` gets each batch (at most `batch` plans) and answers whether to go on. It
+    /// holds one batch, never the catalog ([`PlanStore::walk_catalog`]), and lets go of each
+    /// batch's views as soon as they are summarized. The store's clock is read once, before the
+    /// walk, for whichever plans are held by lease.
     pub async fn walk_list(
         &self,
         batch: usize,
-        visit: &mut (dyn FnMut(Vec<(PlanView, ResumeSummary)>) -> bool + Send),
+        visit: &mut (dyn FnMut(Vec<ResumeSummary>) -> bool + Send),
     ) -> Result<(), ServiceError> {
         let now = Some(self.store.now().await?);
-        let mut summarized = |views: Vec<PlanView>| {
-            let listed = views
-                .into_iter()
-                .map(|view| {
-                    let summary = self.summarize(&view, None, now);
-                    (view, summary)
-                })
-                .collect();
-            visit(listed)
-        };
+        let mut summarized =
+            |views: Vec<PlanView>| visit(views.iter().map(|view| self.summarize(view, None, now)).collect());
         Ok(self.store.walk_catalog(CatalogQuery::first(batch), &mut summarized).await?)
     }
 

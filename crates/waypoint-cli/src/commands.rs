@@ -299,11 +299,7 @@ fn stream_listing<W: std::io::Write>(
     queue: Option<&waypoint_domain::QueueName>,
     document: &mut crate::ui::JsonList<W>,
 ) -> Result<(), CliError> {
-    print_batches(document, queue, |hand_over| {
-        let mut summaries =
-            |batch: Vec<(PlanView, ResumeSummary)>| hand_over(batch.into_iter().map(|(_, s)| s).collect());
-        block_on(service.walk_list(WALK_BATCH, &mut summaries))
-    })?;
+    print_batches(document, queue, |hand_over| block_on(service.walk_list(WALK_BATCH, hand_over)))?;
     Ok(())
 }
 
