@@ -546,7 +546,11 @@ impl Shared {
             return Ok(Some(view.clone()));
         }
         let mut base = state.summaries.remove(plan_id).filter(|v| v.version < version);
-        if base.is_none() {
+        // A plan whose first event is past the checkpoint is folded from the tail alone: a
+        // listing just before a checkpoint meets a thousand of them, and looking each one's
+        // snapshot up on disk (there is seldom one) cost more than folding its few events.
+        let born_in_tail = state.tail.get(plan_id).is_some_and(|tail| tail.first_version == 1);
+        if base.is_none() && !born_in_tail {
             base = self.read_snapshot(state, Snapshot::Summary, plan_id, version)?;
         }
         if base.is_none() {
