@@ -21,6 +21,7 @@ pub struct InterruptionSummary {
     pub reason: String,
     /// When it stopped: the recorded time; for a crash the time of the plan's last event (`None`
     /// when the caller does not know it); for an expired lease the time it expired.
+    #[serde(serialize_with = "crate::timestamp::serialize_text_option")]
     pub at: Option<DateTime<Utc>>,
     /// No interruption was recorded: the runner is gone and a crash is assumed.
     pub inferred: bool,
