@@ -28,10 +28,7 @@ pub fn serialize_text<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Resul
 
 /// [`serialize_text`] for a time that may be absent.
 pub fn serialize_text_option<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
-    match at {
-        Some(at) => serializer.serialize_some(&Text(at)),
-        None => serializer.serialize_none(),
-    }
+    at.as_ref().map(Text).serialize(serializer)
 }
 
 /// A time that serializes as [`serialize_text`] writes it.

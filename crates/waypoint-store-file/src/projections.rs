@@ -628,7 +628,7 @@ impl Shared {
             }
         }
         let tail: Vec<(PlanId, u32)> = state.tail.iter().map(|(id, t)| (id.clone(), t.last_version())).collect();
-        let mut moved = Vec::with_capacity(tail.len());
+        let mut folded = Vec::with_capacity(tail.len());
         for (plan_id, version) in tail {
             let cached = state.summaries.get(&plan_id).filter(|v| v.version == version).cloned();
             let view = match (cached, bases.remove(&plan_id)) {
@@ -638,9 +638,9 @@ impl Shared {
                 }
                 (None, _) => self.summary(state, &plan_id)?,
             };
-            moved.extend(view.filter(|v| !open_only || catalog::kind_of(v) == RowsKind::Open));
+            folded.extend(view.filter(|v| !open_only || catalog::kind_of(v) == RowsKind::Open));
         }
-        parts.push(moved);
+        parts.push(folded);
         Ok(parts)
     }
 
